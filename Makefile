@@ -1,0 +1,135 @@
+# migrate: build, test and demo. See README.md.
+#
+#   make          build ./migrate
+#   make test     install missing Debian packages, run the whole suite, then
+#                 the whole suite again under AddressSanitizer + UBSan
+#   make demo     install missing packages, build, and run the demo
+#
+# Variables: CC (gcc or clang), SAN=1 (sanitizer build), BUILD (output dir).
+
+CC      ?= cc
+BUILD   ?= build
+PKGS     = yaml-0.1 jansson libcurl libssh2 libgit2
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GITREV  := $(shell git rev-parse --short HEAD 2>/dev/null)
+
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+           -Wno-missing-field-initializers
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib \
+             -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' \
+             $(shell pkg-config --cflags $(PKGS))
+LIBS     = $(shell pkg-config --libs $(PKGS))
+TEST_LIBS = $(shell pkg-config --libs criterion)
+
+ifeq ($(SAN),1)
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ALL_CFLAGS += $(SANFLAGS) -O1
+LDSAN    = $(SANFLAGS)
+endif
+# Sanitizers halt on the first error and report leaks; used for every test run.
+export ASAN_OPTIONS  = detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1
+export UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
+
+LIB_SRC  = $(sort $(wildcard lib/*.c lib/*/*.c))
+CMD_SRC  = $(sort $(wildcard cmd/*.c))
+UNIT_SRC = $(sort $(wildcard tests/unit/*.c))
+INT_SRC  = $(sort $(wildcard tests/integration/*.c))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
+UNIT_OBJ = $(UNIT_SRC:%.c=$(BUILD)/%.o)
+INT_OBJ  = $(INT_SRC:%.c=$(BUILD)/%.o)
+LIBMG    = $(BUILD)/libmigrate.a
+
+# Exactly what building, testing and the demo need from Debian.
+DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
+               libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
+               clang-format
+
+.PHONY: all deps check unit integration fuzz-replay fuzz test test-asan demo format \
+        format-check clean
+.DEFAULT_GOAL := all
+
+all: migrate
+
+migrate: $(BUILD)/migrate
+	@if [ "$(BUILD)" = build ]; then ln -sf $(BUILD)/migrate migrate; fi
+
+$(BUILD)/migrate: $(CMD_OBJ) $(LIBMG)
+	$(CC) $(LDSAN) -o $@ $(CMD_OBJ) $(LIBMG) $(LIBS)
+
+$(LIBMG): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INT_OBJ:.o=.d)
+
+$(BUILD)/tests/unit.bin: $(UNIT_OBJ) $(LIBMG)
+	$(CC) $(LDSAN) -o $@ $(UNIT_OBJ) $(LIBMG) $(LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/integration.bin: $(INT_OBJ) $(LIBMG)
+	$(CC) $(LDSAN) -o $@ $(INT_OBJ) $(LIBMG) $(LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/fuzz-replay: tests/fuzz/plan_fuzz.c tests/fuzz/replay.c $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ tests/fuzz/plan_fuzz.c tests/fuzz/replay.c $(LIBMG) $(LIBS)
+
+# Tests run from the repository root so fixtures are found by relative path.
+unit: $(BUILD)/tests/unit.bin
+	$(BUILD)/tests/unit.bin --jobs 2
+
+integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
+	MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate $(BUILD)/tests/integration.bin --jobs 2
+
+fuzz-replay: $(BUILD)/tests/fuzz-replay
+	$(BUILD)/tests/fuzz-replay tests/fuzz/corpus/plan
+
+check: unit integration fuzz-replay
+
+# libFuzzer needs clang; a short run on every `make test` when clang is there.
+FUZZ_SECONDS ?= 20
+fuzz:
+	@if command -v clang >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS='-O1 -g -fsanitize=fuzzer-no-link,address,undefined' $(BUILD:build=build-fuzz)/libmigrate.a && \
+	  clang -std=c11 -D_GNU_SOURCE -Ilib $$(pkg-config --cflags $(PKGS)) -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/plan_fuzz tests/fuzz/plan_fuzz.c build-fuzz/libmigrate.a $$(pkg-config --libs $(PKGS)) && \
+	  mkdir -p build-fuzz/corpus && \
+	  build-fuzz/plan_fuzz -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/plan.dict \
+	    build-fuzz/corpus tests/fuzz/corpus/plan; \
+	else echo "fuzz: clang not installed; corpus replayed only"; fi
+
+test: deps
+	$(MAKE) --no-print-directory format-check
+	$(MAKE) --no-print-directory check
+	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check
+	$(MAKE) --no-print-directory fuzz
+
+demo: deps
+	$(MAKE) --no-print-directory all
+	@sh examples/demo.sh
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+FORMAT_SRC = $(LIB_SRC) $(CMD_SRC) $(wildcard lib/*.h lib/*/*.h cmd/*.h) $(UNIT_SRC) $(INT_SRC) \
+             $(wildcard tests/unit/*.h tests/fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build build-asan build-fuzz migrate

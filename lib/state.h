@@ -1,0 +1,68 @@
+/*
+ * state.json: where the migration stands. Written atomically (temp file,
+ * fsync, rename, fsync of the directory; mode 0600) so that a crash leaves
+ * either the old or the new state, never a mix.
+ *
+ * Every save bumps `revision`. A save checks that the file still has the
+ * revision that was loaded, so two writers (or a hand edit) cannot silently
+ * overwrite each other: that is MG_ECONFLICT, exit 3.
+ */
+#ifndef MG_STATE_H
+#define MG_STATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "store.h"
+
+#define MG_STATE_FORMAT 1
+
+typedef enum {
+	MG_PHASE_IDLE,
+	MG_PHASE_SHIFTING,
+	MG_PHASE_PAUSED,
+	MG_PHASE_ROLLED_BACK,
+	MG_PHASE_COMPLETE,
+} mg_phase;
+
+typedef struct {
+	uint64_t revision;  /* 0: nothing saved yet */
+	char plan[64];
+	mg_phase phase;
+	int step_index;     /* index into traffic.steps; -1 before the first step */
+	int64_t step_started_ms; /* 0 if never */
+	bool has_applied;
+	double applied_k8s_percent; /* what we last asked the balancer for */
+	int64_t applied_ms;
+	bool has_read_back;
+	double read_back_k8s_percent; /* what the balancer reported afterwards */
+	int64_t read_back_ms;
+	char vms_version[128];        /* "" if never deployed */
+	char kubernetes_version[128];
+	int64_t created_ms;
+	int64_t updated_ms;
+} mg_state;
+
+/* A fresh state: idle, step -1, revision 0. */
+void mg_state_init(mg_state *st, const char *plan_name);
+
+/* Loads state.json; a missing file gives a fresh state (revision 0). */
+int mg_state_load(mg_state *out, mg_store *store, mg_error *err);
+
+/*
+ * Saves atomically. The caller must hold the store's lock. Fails with
+ * MG_ECONFLICT if the file's revision is no longer st->revision; on success
+ * st->revision and st->updated_ms are advanced.
+ */
+int mg_state_save(mg_store *store, mg_state *st, mg_error *err);
+
+const char *mg_phase_name(mg_phase p);
+int mg_phase_parse(mg_phase *out, const char *s);
+
+/* The document written to state.json (and shown by `migrate status -o json`). New reference. */
+json_t *mg_state_to_json(const mg_state *st);
+int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * A plan's state directory, <state dir>/<plan name>/, and the lock that makes
+ * one operator at a time the writer of it.
+ *
+ * The lock is flock(2) on <dir>/lock: the kernel drops it when the holder
+ * dies, so a crashed `migrate step` never leaves a stale lock that someone
+ * has to delete by hand at 3 a.m. The holder writes who it is into the file
+ * so the next operator is told whom to talk to.
+ */
+#ifndef MG_STORE_H
+#define MG_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct mg_store mg_store;
+
+typedef struct {
+	char operator_[256]; /* user@host */
+	long pid;
+	int64_t since_ms;    /* Unix time in milliseconds */
+	char command[64];
+} mg_lock_holder;
+
+/* Opens (creating with mode 0700 if needed) <state_dir>/<plan_name>/. */
+int mg_store_open(mg_store **out, const char *state_dir, const char *plan_name, mg_error *err);
+/* Opens only if the directory exists; MG_ENOTFOUND otherwise (read-only commands create nothing). */
+int mg_store_open_existing(mg_store **out, const char *state_dir, const char *plan_name,
+			   mg_error *err);
+void mg_store_free(mg_store *store); /* releases the lock if held */
+
+const char *mg_store_path(const mg_store *store);
+
+/* Takes the exclusive lock without waiting; MG_ELOCKED naming the holder if someone has it. */
+int mg_store_lock(mg_store *store, const char *command, mg_error *err);
+void mg_store_unlock(mg_store *store);
+bool mg_store_locked(const mg_store *store); /* by this handle */
+
+/* Whether another process holds the lock right now; fills holder when it does. */
+int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err);
+
+/* "user@host" of the process, for journal records and the lock file. */
+void mg_operator_id(char *buf, size_t size);
+
+/* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t mg_now_ms(void);
+/* RFC 3339 UTC with milliseconds: 2026-11-22T03:57:51.123Z */
+void mg_time_format(char *buf, size_t size, int64_t ms);
+int mg_time_parse(int64_t *out_ms, const char *s);
+
+#endif
