@@ -19,7 +19,7 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib \
              -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' \
              $(shell pkg-config --cflags $(PKGS))
-LIBS     = $(shell pkg-config --libs $(PKGS))
+LIBS     = $(shell pkg-config --libs $(PKGS)) -lm
 TEST_LIBS = $(shell pkg-config --libs criterion)
 
 ifeq ($(SAN),1)

@@ -1,0 +1,105 @@
+/*
+ * The CLI front end: a git-style table of commands, one file each. Commands
+ * turn lib/ results into text on a terminal or one JSON document for CI, and
+ * lib/ error codes into the documented exit codes.
+ */
+#ifndef MG_CMD_H
+#define MG_CMD_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "error.h"
+#include "plan.h"
+
+/* Exit codes: the same for every command (docs/cli.md). */
+enum {
+	EXIT_DONE = 0,
+	EXIT_FAILED = 1,
+	EXIT_USAGE = 2,
+	EXIT_LOCKED = 3,
+	EXIT_INCONCLUSIVE = 4,
+};
+
+typedef struct {
+	const char *plan_path; /* -p; default migrate.yaml */
+	const char *state_dir; /* --state-dir; overrides the plan's state.dir */
+	bool json;             /* -o json */
+	bool dry_run;
+	int verbose;
+	bool color_out; /* stdout is a terminal and colour is allowed */
+	bool color_err;
+	bool no_color;
+	const char *command;
+} mg_cli;
+
+typedef struct mg_command {
+	const char *name;
+	int (*run)(mg_cli *cli, int argc, char **argv);
+	const char *summary;
+	const char *usage;   /* after "migrate " */
+	const char *options; /* the command's own options, one per line, or NULL */
+	const char *details; /* a paragraph, or NULL */
+} mg_command;
+
+extern const mg_command mg_commands[];
+const mg_command *mg_command_find(const char *name);
+
+int cmd_validate(mg_cli *cli, int argc, char **argv);
+int cmd_plan(mg_cli *cli, int argc, char **argv);
+int cmd_status(mg_cli *cli, int argc, char **argv);
+int cmd_history(mg_cli *cli, int argc, char **argv);
+int cmd_help(mg_cli *cli, int argc, char **argv);
+
+/* Option parsing shared by every command: the global options plus the command's own.
+ * Calls on_opt for each of the command's options; returns the index of the first operand,
+ * or -1 with *exit_code set (after --help, or on a usage error already reported). */
+typedef int (*cli_opt_fn)(mg_cli *cli, int opt, const char *arg, void *ud);
+int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
+	      const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code);
+
+/* Applies one global option (also used by main before the command name); 1 if it was one. */
+int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code);
+extern const struct option cli_global_longopts[];
+#define CLI_GLOBAL_SHORTOPTS "p:o:vh"
+
+/* Maps an MG_E* code to an exit code. */
+int cli_exit_code(int mg_code);
+
+/* A usage error: message on stderr (and a JSON error document with -o json); returns 2. */
+int cli_usage_error(mg_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reports err (its diagnostics and message) and returns the matching exit code. */
+int cli_fail(mg_cli *cli, mg_error *err);
+
+/* Prints err's diagnostics to stderr (errors and warnings). */
+void cli_print_diags(mg_cli *cli, const mg_error *err);
+/* Adds err's diagnostics to a JSON array (objects with file, line, column, path, message). */
+json_t *cli_diags_json(const mg_error *err, mg_severity sev);
+
+/* A JSON document with the common envelope: {"command", "ok", "exit_code", ...}. */
+json_t *cli_doc(const mg_cli *cli);
+/* Sets ok/exit_code, prints to stdout, frees it, returns exit_code. */
+int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code);
+
+/* Loads the plan named by -p and checks that it has the sections the command needs. */
+int cli_load_plan(mg_cli *cli, mg_plan **out, unsigned needs, mg_error *err);
+/* The state directory: --state-dir, or the plan's. */
+const char *cli_state_dir(const mg_cli *cli, const mg_plan *plan);
+
+/* Colours for text output, empty when colour is off. */
+const char *cli_c(bool on, const char *code);
+#define C_BOLD "\033[1m"
+#define C_DIM "\033[2m"
+#define C_RED "\033[31m"
+#define C_GREEN "\033[32m"
+#define C_YELLOW "\033[33m"
+#define C_CYAN "\033[36m"
+#define C_RESET "\033[0m"
+
+void cli_print_command_help(FILE *f, const mg_command *cmd);
+void cli_print_overview(FILE *f);
+
+#endif

@@ -1,0 +1,289 @@
+/* What every command shares: options, output, errors. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "suggest.h"
+
+enum { OPT_STATE_DIR = 1000, OPT_DRY_RUN, OPT_NO_COLOR };
+
+const struct option cli_global_longopts[] = {
+	{"plan", required_argument, NULL, 'p'},
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	{"output", required_argument, NULL, 'o'},
+	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	{"verbose", no_argument, NULL, 'v'},
+	{"no-color", no_argument, NULL, OPT_NO_COLOR},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+const char *cli_c(bool on, const char *code)
+{
+	return on ? code : "";
+}
+
+static bool color_allowed(const mg_cli *cli, int fd)
+{
+	const char *nc = getenv("NO_COLOR"); /* no-color.org: set and non-empty */
+	const char *term = getenv("TERM");
+	return !cli->no_color && !(nc && *nc) && !(term && !strcmp(term, "dumb")) && isatty(fd);
+}
+
+int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code)
+{
+	switch (opt) {
+	case 'p':
+		cli->plan_path = arg;
+		return 1;
+	case OPT_STATE_DIR:
+		cli->state_dir = arg;
+		return 1;
+	case 'o':
+		if (!strcmp(arg, "json"))
+			cli->json = true;
+		else if (!strcmp(arg, "text"))
+			cli->json = false;
+		else {
+			*exit_code = cli_usage_error(cli, "--output takes text or json, not \"%s\"",
+						     arg);
+			return -1;
+		}
+		return 1;
+	case OPT_DRY_RUN:
+		cli->dry_run = true;
+		return 1;
+	case 'v':
+		cli->verbose++;
+		return 1;
+	case OPT_NO_COLOR:
+		cli->no_color = true;
+		return 1;
+	}
+	return 0;
+}
+
+static size_t count_opts(const struct option *o)
+{
+	size_t n = 0;
+	while (o && o[n].name)
+		n++;
+	return n;
+}
+
+static void unknown_option(mg_cli *cli, const char *word, const struct option *opts)
+{
+	const char *names[128];
+	size_t n = 0;
+	for (size_t i = 0; opts[i].name && n < 127; i++)
+		names[n++] = opts[i].name;
+	names[n] = NULL;
+	const char *bare = word;
+	while (*bare == '-')
+		bare++;
+	char name[64];
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(bare, "="), bare);
+	const char *s = word[1] == '-' ? mg_suggest(name, names) : NULL;
+	if (s)
+		cli_usage_error(cli, "unknown option '%s'; did you mean '--%s'?", word, s);
+	else
+		cli_usage_error(cli, "unknown option '%s'", word);
+}
+
+int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
+	      const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code)
+{
+	size_t ng = count_opts(cli_global_longopts), nc = count_opts(cmd_longopts);
+	struct option *all = calloc(ng + nc + 1, sizeof(*all));
+	char shortopts[128];
+	if (!all) {
+		*exit_code = EXIT_FAILED;
+		return -1;
+	}
+	memcpy(all, cli_global_longopts, ng * sizeof(*all));
+	if (nc)
+		memcpy(all + ng, cmd_longopts, nc * sizeof(*all));
+	snprintf(shortopts, sizeof(shortopts), ":%s%s", CLI_GLOBAL_SHORTOPTS,
+		 cmd_shortopts ? cmd_shortopts : "");
+
+	int rc = 0;
+	optind = 0; /* glibc: start over, main() already used getopt */
+	opterr = 0;
+	for (;;) {
+		int prev = optind ? optind : 1;
+		int opt = getopt_long(argc, argv, shortopts, all, NULL);
+		if (opt == -1)
+			break;
+		if (opt == '?') {
+			const char *word = optopt && optopt < 256 && argv[prev][1] != '-'
+						   ? (char[]){'-', (char)optopt, 0}
+						   : argv[prev];
+			unknown_option(cli, word, all);
+			rc = -1;
+			*exit_code = EXIT_USAGE;
+			break;
+		}
+		if (opt == ':') {
+			cli_usage_error(cli, "option '%s' needs a value", argv[prev]);
+			rc = -1;
+			*exit_code = EXIT_USAGE;
+			break;
+		}
+		if (opt == 'h') {
+			cli_print_command_help(stdout, mg_command_find(cli->command));
+			*exit_code = EXIT_DONE;
+			rc = -1;
+			break;
+		}
+		int g = cli_global_option(cli, opt, optarg, exit_code);
+		if (g < 0) {
+			rc = -1;
+			break;
+		}
+		if (g == 0 && on_opt && on_opt(cli, opt, optarg, ud)) {
+			*exit_code = EXIT_USAGE;
+			rc = -1;
+			break;
+		}
+	}
+	free(all);
+	cli->color_out = color_allowed(cli, STDOUT_FILENO);
+	cli->color_err = color_allowed(cli, STDERR_FILENO);
+	return rc < 0 ? -1 : optind;
+}
+
+int cli_exit_code(int mg_code)
+{
+	switch (mg_code) {
+	case MG_OK:
+		return EXIT_DONE;
+	case MG_EINVALID:
+	case MG_ENOTFOUND:
+		return EXIT_USAGE;
+	case MG_ELOCKED:
+	case MG_ECONFLICT:
+		return EXIT_LOCKED;
+	case MG_EINCONCLUSIVE:
+		return EXIT_INCONCLUSIVE;
+	default:
+		return EXIT_FAILED;
+	}
+}
+
+json_t *cli_doc(const mg_cli *cli)
+{
+	return json_pack("{s:s, s:b, s:i}", "command", cli->command ? cli->command : "migrate",
+			 "ok", 1, "exit_code", 0);
+}
+
+int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
+{
+	(void)cli;
+	json_object_set_new(doc, "ok", json_boolean(exit_code == EXIT_DONE));
+	json_object_set_new(doc, "exit_code", json_integer(exit_code));
+	char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (s) {
+		fputs(s, stdout);
+		fputc('\n', stdout);
+		free(s);
+	}
+	fflush(stdout);
+	json_decref(doc);
+	return exit_code;
+}
+
+static json_t *error_json(int exit_code, const char *message, const mg_error *err)
+{
+	json_t *e = json_pack("{s:s, s:s}", "kind",
+			      mg_error_name(err && err->code ? err->code
+							     : exit_code == EXIT_USAGE ? MG_EINVALID
+										       : MG_ERROR),
+			      "message", message);
+	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
+	return e;
+}
+
+int cli_usage_error(mg_cli *cli, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	bool c = cli->color_err;
+	const char *cmd = cli->command ? cli->command : NULL;
+	fprintf(stderr, "%smigrate%s%s: %serror:%s %s\n", cli_c(c, C_BOLD), cmd ? " " : "",
+		cmd ? cmd : "", cli_c(c, C_RED), cli_c(c, C_RESET), msg);
+	fprintf(stderr, "Run 'migrate %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
+	if (cli->json) {
+		json_t *doc = cli_doc(cli);
+		json_object_set_new(doc, "error", error_json(EXIT_USAGE, msg, NULL));
+		cli_doc_emit(cli, doc, EXIT_USAGE);
+	}
+	return EXIT_USAGE;
+}
+
+void cli_print_diags(mg_cli *cli, const mg_error *err)
+{
+	bool c = cli->color_err;
+	for (size_t i = 0; err && i < err->ndiags; i++) {
+		const mg_diag *d = &err->diags[i];
+		char line[2048];
+		mg_diag_format(line, sizeof(line), d);
+		if (d->severity == MG_SEV_WARNING)
+			fprintf(stderr, "%swarning:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
+				line);
+		else
+			fprintf(stderr, "%s\n", line);
+	}
+}
+
+json_t *cli_diags_json(const mg_error *err, mg_severity sev)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; err && i < err->ndiags; i++) {
+		const mg_diag *d = &err->diags[i];
+		if (d->severity != sev)
+			continue;
+		json_array_append_new(
+			a, json_pack("{s:s?, s:i, s:i, s:s?, s:s}", "file", d->file, "line", d->line,
+				     "column", d->col, "path", d->path, "message", d->message));
+	}
+	return a;
+}
+
+int cli_fail(mg_cli *cli, mg_error *err)
+{
+	int exit_code = cli_exit_code(err->code ? err->code : MG_ERROR);
+	bool c = cli->color_err;
+	cli_print_diags(cli, err);
+	fprintf(stderr, "%serror:%s %s\n", cli_c(c, C_RED), cli_c(c, C_RESET), err->message);
+	if (cli->json) {
+		json_t *doc = cli_doc(cli);
+		json_object_set_new(doc, "error", error_json(exit_code, err->message, err));
+		cli_doc_emit(cli, doc, exit_code);
+	}
+	return exit_code;
+}
+
+int cli_load_plan(mg_cli *cli, mg_plan **out, unsigned needs, mg_error *err)
+{
+	int rc = mg_plan_load(out, cli->plan_path, 0, err);
+	if (rc)
+		return rc;
+	cli_print_diags(cli, err); /* warnings; stderr, so JSON on stdout stays clean */
+	mg_error_clear(err);
+	rc = mg_plan_require(*out, needs, cli->command, err);
+	if (rc) {
+		mg_plan_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+const char *cli_state_dir(const mg_cli *cli, const mg_plan *plan)
+{
+	return cli->state_dir ? cli->state_dir : mg_plan_state_dir(plan);
+}

@@ -1,0 +1,104 @@
+/* migrate history: the journal, newest last. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "journal.h"
+#include "store.h"
+
+static int history_opt(mg_cli *cli, int opt, const char *arg, void *ud)
+{
+	long *limit = ud;
+	char *end;
+	if (opt != 'n')
+		return 0;
+	long n = strtol(arg, &end, 10);
+	if (!*arg || *end || n < 1 || n > INT_MAX) {
+		cli_usage_error(cli, "--limit takes a whole number of records, 1 or more, not \"%s\"",
+				arg);
+		return 1;
+	}
+	*limit = n;
+	return 0;
+}
+
+static void print_value(const char *label, json_t *v)
+{
+	if (!v || json_is_null(v))
+		return;
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+	if (s)
+		printf("    %-9s%s\n", label, s);
+	free(s);
+}
+
+/* A string field of a record, or "-": a hand-edited journal must not crash the reader. */
+static const char *field(json_t *r, const char *key)
+{
+	const char *s = json_string_value(json_object_get(r, key));
+	return s ? s : "-";
+}
+
+int cmd_history(mg_cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
+					     {NULL, 0, NULL, 0}};
+	long limit = 0;
+	int exit_code = EXIT_DONE;
+	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &limit, &exit_code) < 0)
+		return exit_code;
+	mg_error err = MG_ERROR_INIT;
+	mg_plan *plan = NULL;
+	mg_store *store = NULL;
+	json_t *records = NULL;
+	size_t skipped = 0;
+	int rc = cli_load_plan(cli, &plan, 0, &err);
+	if (!rc) {
+		rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan),
+					    &err);
+		if (rc == MG_ENOTFOUND) {
+			rc = 0;
+			mg_error_clear(&err);
+			records = json_array();
+		} else if (!rc) {
+			rc = mg_journal_read(&records, &skipped, store, (size_t)limit, &err);
+		}
+	}
+	if (rc) {
+		exit_code = cli_fail(cli, &err);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *doc = cli_doc(cli);
+		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
+		json_object_set_new(doc, "records", json_incref(records));
+		json_object_set_new(doc, "skipped_lines", json_integer((json_int_t)skipped));
+		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
+		goto out;
+	}
+	if (!json_array_size(records))
+		printf("%s: no journal records yet\n", mg_plan_name(plan));
+	size_t i;
+	json_t *r;
+	bool c = cli->color_out;
+	json_array_foreach(records, i, r)
+	{
+		const char *reason = json_string_value(json_object_get(r, "reason"));
+		printf("%s%s%s  %-24s %s%s %s%s\n", cli_c(c, C_DIM), field(r, "time"),
+		       cli_c(c, C_RESET), field(r, "operator"), cli_c(c, C_BOLD),
+		       field(r, "command"), field(r, "action"), cli_c(c, C_RESET));
+		print_value("before", json_object_get(r, "before"));
+		print_value("after", json_object_get(r, "after"));
+		if (reason)
+			printf("    %-9s%s\n", "reason", reason);
+		if (cli->verbose)
+			print_value("evidence", json_object_get(r, "evidence"));
+	}
+out:
+	json_decref(records);
+	mg_store_free(store);
+	mg_plan_free(plan);
+	mg_error_clear(&err);
+	return exit_code;
+}

@@ -1,0 +1,184 @@
+/* migrate: the command table and the entry point. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "log.h"
+#include "suggest.h"
+
+const mg_command mg_commands[] = {
+	{"validate", cmd_validate, "check a plan and report every problem at once",
+	 "validate [options] [FILE...]", NULL,
+	 "Loads each plan (the operands, or -p FILE, or migrate.yaml) and reports every error "
+	 "and warning with file:line:col and the key path. Exit 0 when all are valid, 2 "
+	 "otherwise. Nothing is contacted and nothing is changed."},
+	{"plan", cmd_plan, "show what the plan will do, changing nothing",
+	 "plan [options]", NULL,
+	 "Shows the hosts and batches, the templates, every traffic step with the VM and "
+	 "cluster weights the load balancer will be given, the gates with their expanded "
+	 "PromQL, and the bake times. Nothing is contacted and nothing is changed."},
+	{"status", cmd_status, "show the recorded state of the migration", "status [options]",
+	 NULL,
+	 "Shows the phase, the current step and weights, the versions deployed on each side, "
+	 "and who holds the lock, as recorded in the state directory. Contacts nothing."},
+	{"history", cmd_history, "show the journal of every action, newest last",
+	 "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
+	 "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
+	 "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
+	{"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
+	 NULL},
+	{NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+const mg_command *mg_command_find(const char *name)
+{
+	for (const mg_command *c = mg_commands; name && c->name; c++)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+static const char global_help[] =
+	"  -p, --plan FILE     the migration plan (default: migrate.yaml)\n"
+	"      --state-dir DIR where state and journal live (default: the plan's state.dir)\n"
+	"  -o, --output FMT    text (default) or json: one JSON document on stdout\n"
+	"      --dry-run       show what would change, change nothing\n"
+	"  -v, --verbose       say more on stderr (twice for debug)\n"
+	"      --no-color      no colour (also NO_COLOR=1; colour is only used on a terminal)\n"
+	"  -h, --help          show help\n";
+
+static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
+				"3 locked or state moved, 4 inconclusive.\n";
+
+void cli_print_overview(FILE *f)
+{
+	fprintf(f, "usage: migrate [options] <command> [args]\n\n"
+		   "Move a live service from a VM fleet to Kubernetes, step by step.\n\n"
+		   "Commands:\n");
+	for (const mg_command *c = mg_commands; c->name; c++)
+		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fprintf(f, "\nOptions (for every command):\n%s\n%s"
+		   "See 'migrate help <command>' and docs/cli.md.\n",
+		global_help, exit_help);
+}
+
+void cli_print_command_help(FILE *f, const mg_command *cmd)
+{
+	if (!cmd) {
+		cli_print_overview(f);
+		return;
+	}
+	fprintf(f, "usage: migrate %s\n\n%s.\n", cmd->usage, cmd->summary);
+	if (cmd->details)
+		fprintf(f, "\n%s\n", cmd->details);
+	if (cmd->options)
+		fprintf(f, "\nOptions:\n%s", cmd->options);
+	fprintf(f, "\nGlobal options:\n%s\n%s", global_help, exit_help);
+}
+
+int cmd_help(mg_cli *cli, int argc, char **argv)
+{
+	int exit_code = EXIT_DONE;
+	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, &exit_code);
+	if (i < 0)
+		return exit_code;
+	if (i >= argc) {
+		cli_print_overview(stdout);
+		return EXIT_DONE;
+	}
+	const mg_command *c = mg_command_find(argv[i]);
+	if (!c)
+		return cli_usage_error(cli, "no such command \"%s\"", argv[i]);
+	cli_print_command_help(stdout, c);
+	return EXIT_DONE;
+}
+
+static void log_sink(mg_log_level level, const char *msg, void *ud)
+{
+	mg_cli *cli = ud;
+	static const char *const names[] = {"debug", "info", "warning", "error"};
+	static const char *const colors[] = {C_DIM, C_CYAN, C_YELLOW, C_RED};
+	fprintf(stderr, "%s%s:%s %s\n", cli_c(cli->color_err, colors[level]), names[level],
+		cli_c(cli->color_err, C_RESET), msg);
+}
+
+static void print_version(mg_cli *cli)
+{
+	const char *rev = MG_GITREV;
+	if (cli->json) {
+		json_t *doc = json_pack("{s:s, s:s}", "command", "version", "version", MG_VERSION);
+		if (*rev)
+			json_object_set_new(doc, "commit", json_string(rev));
+		cli_doc_emit(cli, doc, EXIT_DONE);
+	} else {
+		printf("migrate %s%s%s%s\n", MG_VERSION, *rev ? " (" : "", rev, *rev ? ")" : "");
+	}
+}
+
+enum { OPT_VERSION = 2000 };
+
+int main(int argc, char **argv)
+{
+	mg_cli cli = {.plan_path = "migrate.yaml"};
+	struct option opts[16];
+	size_t n = 0;
+	for (; cli_global_longopts[n].name; n++)
+		opts[n] = cli_global_longopts[n];
+	opts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+	opts[n] = (struct option){NULL, 0, NULL, 0};
+
+	/* Global options may come before the command; '+' stops at the command name. */
+	int exit_code = EXIT_DONE;
+	bool help = false, version = false;
+	opterr = 0;
+	for (;;) {
+		int prev = optind;
+		int opt = getopt_long(argc, argv, "+:" CLI_GLOBAL_SHORTOPTS, opts, NULL);
+		if (opt == -1)
+			break;
+		if (opt == '?' || opt == ':')
+			return cli_usage_error(&cli, opt == '?' ? "unknown option '%s'"
+								: "option '%s' needs a value",
+					       argv[prev]);
+		if (opt == 'h')
+			help = true;
+		else if (opt == OPT_VERSION)
+			version = true;
+		else if (cli_global_option(&cli, opt, optarg, &exit_code) < 0)
+			return exit_code;
+	}
+	mg_log_set(log_sink, &cli, cli.verbose >= 2 ? MG_LOG_DEBUG
+				   : cli.verbose   ? MG_LOG_INFO
+						   : MG_LOG_WARN);
+	cli.color_err = !cli.no_color && isatty(STDERR_FILENO) && !getenv("NO_COLOR");
+	if (version) {
+		print_version(&cli);
+		return EXIT_DONE;
+	}
+	if (optind >= argc) {
+		cli_print_overview(help ? stdout : stderr);
+		return help ? EXIT_DONE : EXIT_USAGE;
+	}
+	const char *name = argv[optind];
+	const mg_command *cmd = mg_command_find(name);
+	if (!cmd) {
+		const char *names[32];
+		size_t k = 0;
+		for (const mg_command *c = mg_commands; c->name && k < 31; c++)
+			names[k++] = c->name;
+		names[k] = NULL;
+		const char *s = mg_suggest(name, names);
+		if (s)
+			return cli_usage_error(&cli, "'%s' is not a migrate command; did you mean '%s'?",
+					       name, s);
+		return cli_usage_error(&cli, "'%s' is not a migrate command; see 'migrate help'",
+				       name);
+	}
+	cli.command = cmd->name;
+	if (help) {
+		cli_print_command_help(stdout, cmd);
+		return EXIT_DONE;
+	}
+	return cmd->run(&cli, argc - optind, argv + optind);
+}

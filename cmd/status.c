@@ -1,0 +1,123 @@
+/* migrate status: where the migration stands, as recorded. Contacts nothing. */
+#include <string.h>
+
+#include "cmd.h"
+#include "state.h"
+#include "store.h"
+#include "units.h"
+
+static json_t *lock_json(bool held, const mg_lock_holder *h)
+{
+	if (!held)
+		return json_pack("{s:b}", "held", 0);
+	char since[40];
+	mg_time_format(since, sizeof(since), h->since_ms);
+	return json_pack("{s:b, s:s, s:I, s:s, s:s}", "held", 1, "operator", h->operator_, "pid",
+			 (json_int_t)h->pid, "command", h->command, "since", since);
+}
+
+int cmd_status(mg_cli *cli, int argc, char **argv)
+{
+	int exit_code = EXIT_DONE;
+	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, &exit_code) < 0)
+		return exit_code;
+	mg_error err = MG_ERROR_INIT;
+	mg_plan *plan = NULL;
+	mg_store *store = NULL;
+	mg_state st;
+	bool recorded = false, held = false;
+	mg_lock_holder holder = {0};
+	int rc = cli_load_plan(cli, &plan, 0, &err);
+	if (!rc) {
+		mg_state_init(&st, mg_plan_name(plan));
+		rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan),
+					    &err);
+		if (rc == MG_ENOTFOUND) {
+			rc = 0; /* nothing has run yet: that is a state too */
+			mg_error_clear(&err);
+		} else if (!rc) {
+			rc = mg_state_load(&st, store, &err);
+			recorded = !rc && st.revision > 0;
+			if (!rc)
+				rc = mg_store_lock_probe(&held, &holder, store, &err);
+		}
+	}
+	if (rc) {
+		exit_code = cli_fail(cli, &err);
+		goto out;
+	}
+
+	const mg_plan_traffic *t = mg_plan_traffic_section(plan);
+	int64_t now = mg_now_ms();
+	int64_t bake_left = -1;
+	if (t && st.step_index >= 0 && st.step_started_ms > 0 && st.phase == MG_PHASE_SHIFTING) {
+		bake_left = st.step_started_ms + t->bake_ms - now;
+		if (bake_left < 0)
+			bake_left = 0;
+	}
+	if (cli->json) {
+		json_t *doc = cli_doc(cli);
+		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
+		json_object_set_new(doc, "state_dir", json_string(cli_state_dir(cli, plan)));
+		json_object_set_new(doc, "recorded", json_boolean(recorded));
+		json_object_set_new(doc, "state", mg_state_to_json(&st));
+		json_object_set_new(doc, "steps", t ? json_integer((json_int_t)t->nsteps) : json_null());
+		json_object_set_new(doc, "bake_remaining_ms",
+				    bake_left >= 0 ? json_integer(bake_left) : json_null());
+		json_object_set_new(doc, "lock", lock_json(held, &holder));
+		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
+		goto out;
+	}
+
+	bool c = cli->color_out;
+	char buf[64], buf2[64];
+	printf("%s%s%s  phase %s%s%s", cli_c(c, C_BOLD), mg_plan_name(plan), cli_c(c, C_RESET),
+	       cli_c(c, C_CYAN), mg_phase_name(st.phase), cli_c(c, C_RESET));
+	if (recorded) {
+		mg_time_format(buf, sizeof(buf), st.updated_ms);
+		printf("  (revision %llu, updated %s)\n", (unsigned long long)st.revision, buf);
+	} else {
+		printf("  (nothing recorded yet: no command has changed anything)\n");
+	}
+	if (st.step_index >= 0 && t && (size_t)st.step_index < t->nsteps) {
+		mg_percent_format(buf, sizeof(buf), t->steps[st.step_index]);
+		printf("  step       %d of %zu: %s to the cluster", st.step_index + 1, t->nsteps,
+		       buf);
+		if (bake_left >= 0) {
+			mg_duration_format(buf2, sizeof(buf2), bake_left - bake_left % 1000);
+			printf(", bake %s left", bake_left ? buf2 : "done");
+		}
+		printf("\n");
+	} else if (t) {
+		printf("  step       none yet: all traffic on the VMs (%zu steps planned)\n",
+		       t->nsteps);
+	}
+	if (st.has_applied) {
+		mg_percent_format(buf, sizeof(buf), st.applied_k8s_percent);
+		mg_time_format(buf2, sizeof(buf2), st.applied_ms);
+		printf("  applied    %s to the cluster at %s\n", buf, buf2);
+	}
+	if (st.has_read_back) {
+		mg_percent_format(buf, sizeof(buf), st.read_back_k8s_percent);
+		mg_time_format(buf2, sizeof(buf2), st.read_back_ms);
+		printf("  read back  %s to the cluster at %s%s\n", buf, buf2,
+		       st.has_applied && st.applied_k8s_percent != st.read_back_k8s_percent
+			       ? "  (differs from what was applied)"
+			       : "");
+	}
+	printf("  versions   VMs %s, cluster %s\n", *st.vms_version ? st.vms_version : "-",
+	       *st.kubernetes_version ? st.kubernetes_version : "-");
+	if (held) {
+		mg_time_format(buf, sizeof(buf), holder.since_ms);
+		printf("  lock       %sheld by %s%s (pid %ld, \"%s\" since %s)\n", cli_c(c, C_YELLOW),
+		       holder.operator_, cli_c(c, C_RESET), holder.pid, holder.command, buf);
+	} else {
+		printf("  lock       free\n");
+	}
+	printf("  state      %s/%s\n", cli_state_dir(cli, plan), mg_plan_name(plan));
+out:
+	mg_store_free(store);
+	mg_plan_free(plan);
+	mg_error_clear(&err);
+	return exit_code;
+}
