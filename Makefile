@@ -90,17 +90,10 @@ fuzz-replay: $(BUILD)/tests/fuzz-replay
 
 check: unit integration fuzz-replay
 
-# libFuzzer needs clang; a short run on every `make test` when clang is there.
+# A short libFuzzer run when clang is there (tests/fuzz/run.sh says when it is not).
 FUZZ_SECONDS ?= 20
 fuzz:
-	@if command -v clang >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory CC=clang BUILD=build-fuzz CFLAGS='-O1 -g -fsanitize=fuzzer-no-link,address,undefined' $(BUILD:build=build-fuzz)/libmigrate.a && \
-	  clang -std=c11 -D_GNU_SOURCE -Ilib $$(pkg-config --cflags $(PKGS)) -O1 -g -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/plan_fuzz tests/fuzz/plan_fuzz.c build-fuzz/libmigrate.a $$(pkg-config --libs $(PKGS)) && \
-	  mkdir -p build-fuzz/corpus && \
-	  build-fuzz/plan_fuzz -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/plan.dict \
-	    build-fuzz/corpus tests/fuzz/corpus/plan; \
-	else echo "fuzz: clang not installed; corpus replayed only"; fi
+	sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 test: deps
 	$(MAKE) --no-print-directory format-check

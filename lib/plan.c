@@ -1644,8 +1644,8 @@ static int diag_cmp(const mg_diag *x, const mg_diag *y, const char *plan_file)
 /* Stable insertion sort: a plan has tens of diagnostics, and ties keep the order found. */
 static void sort_diags(mg_error *err, size_t from, const char *plan_file)
 {
-	if (!err)
-		return;
+	if (!err || err->ndiags < from + 2)
+		return; /* also keeps NULL + 0 (no diagnostics yet) out of pointer arithmetic */
 	mg_diag *d = err->diags + from;
 	size_t n = err->ndiags - from;
 	for (size_t i = 1; i < n; i++) {
@@ -1715,11 +1715,11 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 
 	sort_diags(err, first_diag, L.file);
 	if (L.errors || L.oom) {
-		mg_plan_free(p);
-		if (L.oom)
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
-		return mg_error_set(err, MG_EINVALID, "%s: %zu error%s in the plan", L.file,
-				    L.errors, L.errors == 1 ? "" : "s");
+		int rc = L.oom ? mg_error_set(err, MG_ENOMEM, "out of memory")
+			       : mg_error_set(err, MG_EINVALID, "%s: %zu error%s in the plan",
+					      L.file, L.errors, L.errors == 1 ? "" : "s");
+		mg_plan_free(p); /* last: L.file lives in the plan's arena */
+		return rc;
 	}
 	*out = p;
 	return 0;
