@@ -130,7 +130,10 @@ int mg_duration_parse(int64_t *out_ms, const char *s, char *why, size_t why_size
 		return fail(why, why_size, "empty duration; write e.g. 30s, 5m or 1h30m");
 	SHOW(q, s);
 	if (has_space(s))
-		return fail(why, why_size, "\"%s\" is not a duration: remove the spaces", q);
+		return fail(
+		    why, why_size,
+		    "\"%s\" is not a duration: write a number and a unit with no space, such as 10m, 30s or 1h30m",
+		    q);
 	if (*s == '-')
 		return fail(why, why_size, "\"%s\" is not a duration: durations cannot be negative",
 		            q);
