@@ -1,0 +1,505 @@
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+
+#define LOCK_FILE "lock"
+
+/* Retries before reporting contention: the holder may not have written its name yet. */
+#define LOCK_ATTEMPTS 10
+#define LOCK_RETRY_NS (10 * 1000 * 1000)
+
+struct mg_store {
+	char *path;
+	char *lock_path;
+	char plan[64];
+	int lock_fd; /* >= 0 while this handle holds the lock */
+};
+
+/* Plan names become directory names: nothing that could climb out or hide. */
+static int check_plan_name(const char *name, mg_error *err)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n > 63)
+		return mg_error_set(
+		    err, MG_EINVALID,
+		    "invalid plan name \"%s\": must be 1 to 63 characters of a-z, 0-9 "
+		    "and '-'",
+		    name ? name : "");
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "invalid plan name \"%s\": must be 1 to 63 characters of "
+			    "a-z, 0-9 and '-'",
+			    name);
+	}
+	return 0;
+}
+
+static int store_new(mg_store **out, const char *state_dir, const char *plan_name, mg_error *err)
+{
+	*out = NULL;
+	int rc = check_plan_name(plan_name, err);
+	if (rc < 0)
+		return rc;
+	if (!state_dir || !*state_dir)
+		return mg_error_set(err, MG_EINVALID, "no state directory given for plan \"%s\"",
+		                    plan_name);
+	mg_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	s->lock_fd = -1;
+	snprintf(s->plan, sizeof(s->plan), "%s", plan_name);
+	if (asprintf(&s->path, "%s/%s", state_dir, plan_name) < 0) {
+		s->path = NULL;
+		mg_store_free(s);
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	}
+	if (asprintf(&s->lock_path, "%s/" LOCK_FILE, s->path) < 0) {
+		s->lock_path = NULL;
+		mg_store_free(s);
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	}
+	*out = s;
+	return 0;
+}
+
+int mg_store_open(mg_store **out, const char *state_dir, const char *plan_name, mg_error *err)
+{
+	mg_store *s;
+	*out = NULL;
+	int rc = store_new(&s, state_dir, plan_name, err);
+	if (rc < 0)
+		return rc;
+	rc = mg_fs_mkdirs(s->path, 0700, err);
+	if (rc < 0) {
+		mg_store_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int mg_store_open_existing(mg_store **out, const char *state_dir, const char *plan_name,
+                           mg_error *err)
+{
+	mg_store *s;
+	*out = NULL;
+	int rc = store_new(&s, state_dir, plan_name, err);
+	if (rc < 0)
+		return rc;
+	struct stat sb;
+	if (stat(s->path, &sb) < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ENOTDIR)
+			rc = mg_error_set(err, MG_ENOTFOUND,
+			                  "plan \"%s\" has no state yet (%s does not exist)",
+			                  plan_name, s->path);
+		else
+			rc = mg_error_set(err, MG_EIO, "cannot open %s: %s", s->path, strerror(e));
+	} else if (!S_ISDIR(sb.st_mode)) {
+		rc = mg_error_set(err, MG_EIO, "cannot open %s: not a directory", s->path);
+	}
+	if (rc < 0) {
+		mg_store_free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void mg_store_free(mg_store *store)
+{
+	if (!store)
+		return;
+	mg_store_unlock(store);
+	free(store->path);
+	free(store->lock_path);
+	free(store);
+}
+
+const char *mg_store_path(const mg_store *store)
+{
+	return store->path;
+}
+
+/* Parses the one-line holder record; 0 on success, -1 if it is missing, torn or foreign. */
+static int parse_holder(mg_lock_holder *h, const char *buf, size_t len)
+{
+	memset(h, 0, sizeof(*h));
+	json_t *doc = json_loadb(buf, len, 0, NULL);
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		return -1;
+	}
+	json_t *op = json_object_get(doc, "operator");
+	json_t *pid = json_object_get(doc, "pid");
+	json_t *since = json_object_get(doc, "since");
+	json_t *cmd = json_object_get(doc, "command");
+	int rc = -1;
+	if (json_is_string(op) && json_is_integer(pid) && json_is_string(since) &&
+	    json_is_string(cmd) && mg_time_parse(&h->since_ms, json_string_value(since)) == 0) {
+		snprintf(h->operator_, sizeof(h->operator_), "%s", json_string_value(op));
+		h->pid = (long)json_integer_value(pid);
+		snprintf(h->command, sizeof(h->command), "%s", json_string_value(cmd));
+		rc = 0;
+	}
+	json_decref(doc);
+	return rc;
+}
+
+static int read_holder(mg_lock_holder *h, const char *lock_path)
+{
+	char *buf;
+	size_t len;
+	memset(h, 0, sizeof(*h));
+	if (mg_fs_read_all(&buf, &len, lock_path, NULL) < 0)
+		return -1;
+	int rc = parse_holder(h, buf, len);
+	free(buf);
+	return rc;
+}
+
+static int write_holder(int fd, const char *command, mg_error *err, const char *lock_path)
+{
+	char op[256], since[40];
+	mg_operator_id(op, sizeof(op));
+	mg_time_format(since, sizeof(since), mg_now_ms());
+	json_t *doc = json_pack("{s:s, s:I, s:s, s:s}", "operator", op, "pid", (json_int_t)getpid(),
+	                        "since", since, "command", command);
+	char *line = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(doc);
+	if (!line)
+		return mg_error_set(err, MG_ENOMEM, "out of memory writing %s", lock_path);
+
+	size_t len = strlen(line);
+	char *buf = realloc(line, len + 2);
+	if (!buf) {
+		free(line);
+		return mg_error_set(err, MG_ENOMEM, "out of memory writing %s", lock_path);
+	}
+	buf[len++] = '\n';
+	buf[len] = '\0';
+
+	int rc = 0;
+	if (ftruncate(fd, 0) < 0) {
+		rc = mg_error_set(err, MG_EIO, "cannot write %s: %s", lock_path, strerror(errno));
+		goto out;
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = pwrite(fd, buf + off, len - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = mg_error_set(err, MG_EIO, "cannot write %s: %s", lock_path,
+			                  n < 0 ? strerror(errno) : "short write");
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0)
+		rc = mg_error_set(err, MG_EIO, "cannot sync %s: %s", lock_path, strerror(errno));
+out:
+	free(buf);
+	return rc;
+}
+
+/*
+ * Only the lock holder writes in the store, so once we hold it any temporary
+ * file left by mg_fs_write_atomic (".<name>.tmp.<pid>.<n>") belongs to a
+ * writer that died mid-save and nobody will ever rename it.
+ */
+static void remove_stale_temp_files(const mg_store *store)
+{
+	DIR *d = opendir(store->path);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] != '.' || !strstr(e->d_name, ".tmp."))
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			mg_log(MG_LOG_DEBUG, "%s/%s: removed a temporary file left by a crash",
+			       store->path, e->d_name);
+	}
+	closedir(d);
+}
+
+int mg_store_lock(mg_store *store, const char *command, mg_error *err)
+{
+	if (store->lock_fd >= 0)
+		return 0;
+	int fd = open(store->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return mg_error_set(err, MG_EIO, "cannot open %s: %s", store->lock_path,
+		                    strerror(errno));
+
+	mg_lock_holder h;
+	bool have_holder = false;
+	for (int attempt = 0;; attempt++) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		int e = errno;
+		if (e == EINTR)
+			continue;
+		if (e != EWOULDBLOCK) {
+			close(fd);
+			return mg_error_set(err, MG_EIO, "cannot lock %s: %s", store->lock_path,
+			                    strerror(e));
+		}
+		/*
+		 * A new holder writes its name just after taking the lock, and a probe
+		 * holds a shared lock for an instant: look again shortly before
+		 * giving up, so the operator gets a name rather than a false alarm.
+		 */
+		have_holder = read_holder(&h, store->lock_path) == 0;
+		if (attempt + 1 >= LOCK_ATTEMPTS) {
+			close(fd);
+			if (!have_holder)
+				return mg_error_set(
+				    err, MG_ELOCKED,
+				    "plan \"%s\" is locked by another migrate process "
+				    "(%s does not say who); wait for it to finish",
+				    store->plan, store->lock_path);
+			char since[40];
+			mg_time_format(since, sizeof(since), h.since_ms);
+			return mg_error_set(err, MG_ELOCKED,
+			                    "plan \"%s\" is locked by %s (pid %ld, running \"%s\" "
+			                    "since %s); wait for it to finish or ask them",
+			                    store->plan, h.operator_, h.pid, h.command, since);
+		}
+		struct timespec ts = {0, LOCK_RETRY_NS};
+		nanosleep(&ts, NULL);
+	}
+
+	int rc = write_holder(fd, command ? command : "", err, store->lock_path);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	store->lock_fd = fd;
+	remove_stale_temp_files(store);
+	return 0;
+}
+
+void mg_store_unlock(mg_store *store)
+{
+	if (!store || store->lock_fd < 0)
+		return;
+	/* Clear our name first so nobody is told to ask a process that is gone. */
+	if (ftruncate(store->lock_fd, 0) < 0)
+		mg_log(MG_LOG_DEBUG, "%s: cannot clear the holder: %s", store->lock_path,
+		       strerror(errno));
+	close(store->lock_fd); /* releases the flock */
+	store->lock_fd = -1;
+}
+
+bool mg_store_locked(const mg_store *store)
+{
+	return store && store->lock_fd >= 0;
+}
+
+int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err)
+{
+	*out_held = false;
+	if (holder)
+		memset(holder, 0, sizeof(*holder));
+	if (store->lock_fd >= 0)
+		return 0; /* held, but by us: nobody else can be */
+
+	/* Read-only so that probing (`status`) never creates the lock file. */
+	int fd = open(store->lock_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return mg_error_set(err, MG_EIO, "cannot open %s: %s", store->lock_path,
+		                    strerror(errno));
+	}
+	int rc;
+	while ((rc = flock(fd, LOCK_SH | LOCK_NB)) < 0 && errno == EINTR)
+		;
+	if (rc == 0) {
+		close(fd); /* drops the shared lock at once */
+		return 0;
+	}
+	if (errno != EWOULDBLOCK) {
+		int e = errno;
+		close(fd);
+		return mg_error_set(err, MG_EIO, "cannot probe %s: %s", store->lock_path,
+		                    strerror(e));
+	}
+	close(fd);
+	*out_held = true;
+	if (holder) {
+		mg_lock_holder h;
+		/* The holder may be between taking the lock and writing its name. */
+		for (int attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
+			if (read_holder(&h, store->lock_path) == 0) {
+				*holder = h;
+				break;
+			}
+			struct timespec ts = {0, LOCK_RETRY_NS};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
+}
+
+void mg_operator_id(char *buf, size_t size)
+{
+	const char *user = NULL;
+	struct passwd pw, *res = NULL;
+	char pwbuf[4096];
+	if (getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res && res->pw_name &&
+	    *res->pw_name)
+		user = res->pw_name;
+	if (!user) {
+		user = getenv("USER");
+		if (!user || !*user)
+			user = "unknown";
+	}
+
+	char host[256];
+	if (gethostname(host, sizeof(host)) < 0 || !*host) {
+		snprintf(host, sizeof(host), "unknown");
+	} else {
+		host[sizeof(host) - 1] = '\0';
+		char *dot = strchr(host, '.');
+		if (dot && dot != host)
+			*dot = '\0';
+	}
+	snprintf(buf, size, "%s@%s", user, host);
+}
+
+int64_t mg_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void mg_time_format(char *buf, size_t size, int64_t ms)
+{
+	/* Floor division, so times before 1970 still print a valid timestamp. */
+	int64_t sec = ms / 1000, frac = ms % 1000;
+	if (frac < 0) {
+		frac += 1000;
+		sec--;
+	}
+	time_t t = (time_t)sec;
+	struct tm tm;
+	if (!gmtime_r(&t, &tm)) {
+		snprintf(buf, size, "invalid-time");
+		return;
+	}
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+}
+
+/* Reads exactly n digits; -1 if any is missing. */
+static int digits(const char **p, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		char c = (*p)[i];
+		if (c < '0' || c > '9')
+			return -1;
+		v = v * 10 + (c - '0');
+	}
+	*p += n;
+	return v;
+}
+
+static int days_in_month(int year, int month)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+int mg_time_parse(int64_t *out_ms, const char *s)
+{
+	if (!s)
+		return MG_EINVALID;
+	const char *p = s;
+	int year = digits(&p, 4);
+	if (year < 0 || *p++ != '-')
+		return MG_EINVALID;
+	int mon = digits(&p, 2);
+	if (mon < 1 || mon > 12 || *p++ != '-')
+		return MG_EINVALID;
+	int day = digits(&p, 2);
+	if (day < 1 || day > days_in_month(year, mon) || (*p != 'T' && *p != 't'))
+		return MG_EINVALID;
+	p++;
+	int hour = digits(&p, 2);
+	if (hour < 0 || hour > 23 || *p++ != ':')
+		return MG_EINVALID;
+	int min = digits(&p, 2);
+	if (min < 0 || min > 59 || *p++ != ':')
+		return MG_EINVALID;
+	int sec = digits(&p, 2);
+	if (sec < 0 || sec > 60) /* 60: a leap second */
+		return MG_EINVALID;
+
+	int64_t frac_ms = 0;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return MG_EINVALID;
+		/* Keep milliseconds; finer digits are accepted and dropped. */
+		int scale = 100;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			frac_ms += (*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+
+	int64_t offset_s = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1;
+		int oh = digits(&p, 2);
+		if (oh < 0 || oh > 23 || *p++ != ':')
+			return MG_EINVALID;
+		int om = digits(&p, 2);
+		if (om < 0 || om > 59)
+			return MG_EINVALID;
+		offset_s = sign * (oh * 3600 + om * 60);
+	} else {
+		return MG_EINVALID;
+	}
+	if (*p)
+		return MG_EINVALID;
+
+	struct tm tm = {0};
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	errno = 0;
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1 && errno)
+		return MG_EINVALID;
+	*out_ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
+	return 0;
+}
