@@ -58,7 +58,7 @@ int cmd_help(mg_cli *cli, int argc, char **argv);
  * or -1 with *exit_code set (after --help, or on a usage error already reported). */
 typedef int (*cli_opt_fn)(mg_cli *cli, int opt, const char *arg, void *ud);
 int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-	      const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code);
+              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code);
 
 /* Applies one global option (also used by main before the command name); 1 if it was one. */
 int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code);
@@ -91,13 +91,13 @@ const char *cli_state_dir(const mg_cli *cli, const mg_plan *plan);
 
 /* Colours for text output, empty when colour is off. */
 const char *cli_c(bool on, const char *code);
-#define C_BOLD "\033[1m"
-#define C_DIM "\033[2m"
-#define C_RED "\033[31m"
-#define C_GREEN "\033[32m"
+#define C_BOLD   "\033[1m"
+#define C_DIM    "\033[2m"
+#define C_RED    "\033[31m"
+#define C_GREEN  "\033[32m"
 #define C_YELLOW "\033[33m"
-#define C_CYAN "\033[36m"
-#define C_RESET "\033[0m"
+#define C_CYAN   "\033[36m"
+#define C_RESET  "\033[0m"
 
 void cli_print_command_help(FILE *f, const mg_command *cmd);
 void cli_print_overview(FILE *f);

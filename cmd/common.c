@@ -10,14 +10,10 @@
 enum { OPT_STATE_DIR = 1000, OPT_DRY_RUN, OPT_NO_COLOR };
 
 const struct option cli_global_longopts[] = {
-	{"plan", required_argument, NULL, 'p'},
-	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
-	{"output", required_argument, NULL, 'o'},
-	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-	{"verbose", no_argument, NULL, 'v'},
-	{"no-color", no_argument, NULL, OPT_NO_COLOR},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"plan", required_argument, NULL, 'p'},   {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"output", required_argument, NULL, 'o'}, {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"verbose", no_argument, NULL, 'v'},      {"no-color", no_argument, NULL, OPT_NO_COLOR},
+    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 };
 
 const char *cli_c(bool on, const char *code)
@@ -47,8 +43,8 @@ int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code)
 		else if (!strcmp(arg, "text"))
 			cli->json = false;
 		else {
-			*exit_code = cli_usage_error(cli, "--output takes text or json, not \"%s\"",
-						     arg);
+			*exit_code =
+			    cli_usage_error(cli, "--output takes text or json, not \"%s\"", arg);
 			return -1;
 		}
 		return 1;
@@ -93,7 +89,7 @@ static void unknown_option(mg_cli *cli, const char *word, const struct option *o
 }
 
 int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-	      const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code)
+              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code)
 {
 	size_t ng = count_opts(cli_global_longopts), nc = count_opts(cmd_longopts);
 	struct option *all = calloc(ng + nc + 1, sizeof(*all));
@@ -106,7 +102,7 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 	if (nc)
 		memcpy(all + ng, cmd_longopts, nc * sizeof(*all));
 	snprintf(shortopts, sizeof(shortopts), ":%s%s", CLI_GLOBAL_SHORTOPTS,
-		 cmd_shortopts ? cmd_shortopts : "");
+	         cmd_shortopts ? cmd_shortopts : "");
 
 	int rc = 0;
 	optind = 0; /* glibc: start over, main() already used getopt */
@@ -118,8 +114,8 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 			break;
 		if (opt == '?') {
 			const char *word = optopt && optopt < 256 && argv[prev][1] != '-'
-						   ? (char[]){'-', (char)optopt, 0}
-						   : argv[prev];
+			                       ? (char[]){'-', (char)optopt, 0}
+			                       : argv[prev];
 			unknown_option(cli, word, all);
 			rc = -1;
 			*exit_code = EXIT_USAGE;
@@ -175,7 +171,7 @@ int cli_exit_code(int mg_code)
 json_t *cli_doc(const mg_cli *cli)
 {
 	return json_pack("{s:s, s:b, s:i}", "command", cli->command ? cli->command : "migrate",
-			 "ok", 1, "exit_code", 0);
+	                 "ok", 1, "exit_code", 0);
 }
 
 int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
@@ -197,10 +193,10 @@ int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
 static json_t *error_json(int exit_code, const char *message, const mg_error *err)
 {
 	json_t *e = json_pack("{s:s, s:s}", "kind",
-			      mg_error_name(err && err->code ? err->code
-							     : exit_code == EXIT_USAGE ? MG_EINVALID
-										       : MG_ERROR),
-			      "message", message);
+	                      mg_error_name(err && err->code          ? err->code
+	                                    : exit_code == EXIT_USAGE ? MG_EINVALID
+	                                                              : MG_ERROR),
+	                      "message", message);
 	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
 	return e;
 }
@@ -215,7 +211,7 @@ int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 	bool c = cli->color_err;
 	const char *cmd = cli->command ? cli->command : NULL;
 	fprintf(stderr, "%smigrate%s%s: %serror:%s %s\n", cli_c(c, C_BOLD), cmd ? " " : "",
-		cmd ? cmd : "", cli_c(c, C_RED), cli_c(c, C_RESET), msg);
+	        cmd ? cmd : "", cli_c(c, C_RED), cli_c(c, C_RESET), msg);
 	fprintf(stderr, "Run 'migrate %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
@@ -234,7 +230,7 @@ void cli_print_diags(mg_cli *cli, const mg_error *err)
 		mg_diag_format(line, sizeof(line), d);
 		if (d->severity == MG_SEV_WARNING)
 			fprintf(stderr, "%swarning:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
-				line);
+			        line);
 		else
 			fprintf(stderr, "%s\n", line);
 	}
@@ -247,9 +243,9 @@ json_t *cli_diags_json(const mg_error *err, mg_severity sev)
 		const mg_diag *d = &err->diags[i];
 		if (d->severity != sev)
 			continue;
-		json_array_append_new(
-			a, json_pack("{s:s?, s:i, s:i, s:s?, s:s}", "file", d->file, "line", d->line,
-				     "column", d->col, "path", d->path, "message", d->message));
+		json_array_append_new(a, json_pack("{s:s?, s:i, s:i, s:s?, s:s}", "file", d->file,
+		                                   "line", d->line, "column", d->col, "path",
+		                                   d->path, "message", d->message));
 	}
 	return a;
 }

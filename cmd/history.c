@@ -15,8 +15,8 @@ static int history_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 		return 0;
 	long n = strtol(arg, &end, 10);
 	if (!*arg || *end || n < 1 || n > INT_MAX) {
-		cli_usage_error(cli, "--limit takes a whole number of records, 1 or more, not \"%s\"",
-				arg);
+		cli_usage_error(
+		    cli, "--limit takes a whole number of records, 1 or more, not \"%s\"", arg);
 		return 1;
 	}
 	*limit = n;
@@ -43,7 +43,7 @@ static const char *field(json_t *r, const char *key)
 int cmd_history(mg_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
-					     {NULL, 0, NULL, 0}};
+	                                     {NULL, 0, NULL, 0}};
 	long limit = 0;
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &limit, &exit_code) < 0)
@@ -56,7 +56,7 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
 		rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan),
-					    &err);
+		                            &err);
 		if (rc == MG_ENOTFOUND) {
 			rc = 0;
 			mg_error_clear(&err);

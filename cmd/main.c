@@ -8,27 +8,25 @@
 #include "suggest.h"
 
 const mg_command mg_commands[] = {
-	{"validate", cmd_validate, "check a plan and report every problem at once",
-	 "validate [options] [FILE...]", NULL,
-	 "Loads each plan (the operands, or -p FILE, or migrate.yaml) and reports every error "
-	 "and warning with file:line:col and the key path. Exit 0 when all are valid, 2 "
-	 "otherwise. Nothing is contacted and nothing is changed."},
-	{"plan", cmd_plan, "show what the plan will do, changing nothing",
-	 "plan [options]", NULL,
-	 "Shows the hosts and batches, the templates, every traffic step with the VM and "
-	 "cluster weights the load balancer will be given, the gates with their expanded "
-	 "PromQL, and the bake times. Nothing is contacted and nothing is changed."},
-	{"status", cmd_status, "show the recorded state of the migration", "status [options]",
-	 NULL,
-	 "Shows the phase, the current step and weights, the versions deployed on each side, "
-	 "and who holds the lock, as recorded in the state directory. Contacts nothing."},
-	{"history", cmd_history, "show the journal of every action, newest last",
-	 "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
-	 "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
-	 "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
-	{"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
-	 NULL},
-	{NULL, NULL, NULL, NULL, NULL, NULL},
+    {"validate", cmd_validate, "check a plan and report every problem at once",
+     "validate [options] [FILE...]", NULL,
+     "Loads each plan (the operands, or -p FILE, or migrate.yaml) and reports every error "
+     "and warning with file:line:col and the key path. Exit 0 when all are valid, 2 "
+     "otherwise. Nothing is contacted and nothing is changed."},
+    {"plan", cmd_plan, "show what the plan will do, changing nothing", "plan [options]", NULL,
+     "Shows the hosts and batches, the templates, every traffic step with the VM and "
+     "cluster weights the load balancer will be given, the gates with their expanded "
+     "PromQL, and the bake times. Nothing is contacted and nothing is changed."},
+    {"status", cmd_status, "show the recorded state of the migration", "status [options]", NULL,
+     "Shows the phase, the current step and weights, the versions deployed on each side, "
+     "and who holds the lock, as recorded in the state directory. Contacts nothing."},
+    {"history", cmd_history, "show the journal of every action, newest last",
+     "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
+     "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
+     "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
+    {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
 const mg_command *mg_command_find(const char *name)
@@ -40,27 +38,28 @@ const mg_command *mg_command_find(const char *name)
 }
 
 static const char global_help[] =
-	"  -p, --plan FILE     the migration plan (default: migrate.yaml)\n"
-	"      --state-dir DIR where state and journal live (default: the plan's state.dir)\n"
-	"  -o, --output FMT    text (default) or json: one JSON document on stdout\n"
-	"      --dry-run       show what would change, change nothing\n"
-	"  -v, --verbose       say more on stderr (twice for debug)\n"
-	"      --no-color      no colour (also NO_COLOR=1; colour is only used on a terminal)\n"
-	"  -h, --help          show help\n";
+    "  -p, --plan FILE     the migration plan (default: migrate.yaml)\n"
+    "      --state-dir DIR where state and journal live (default: the plan's state.dir)\n"
+    "  -o, --output FMT    text (default) or json: one JSON document on stdout\n"
+    "      --dry-run       show what would change, change nothing\n"
+    "  -v, --verbose       say more on stderr (twice for debug)\n"
+    "      --no-color      no colour (also NO_COLOR=1; colour is only used on a terminal)\n"
+    "  -h, --help          show help\n";
 
 static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
-				"3 locked or state moved, 4 inconclusive.\n";
+                                "3 locked or state moved, 4 inconclusive.\n";
 
 void cli_print_overview(FILE *f)
 {
 	fprintf(f, "usage: migrate [options] <command> [args]\n\n"
-		   "Move a live service from a VM fleet to Kubernetes, step by step.\n\n"
-		   "Commands:\n");
+	           "Move a live service from a VM fleet to Kubernetes, step by step.\n\n"
+	           "Commands:\n");
 	for (const mg_command *c = mg_commands; c->name; c++)
 		fprintf(f, "  %-10s %s\n", c->name, c->summary);
-	fprintf(f, "\nOptions (for every command):\n%s\n%s"
-		   "See 'migrate help <command>' and docs/cli.md.\n",
-		global_help, exit_help);
+	fprintf(f,
+	        "\nOptions (for every command):\n%s\n%s"
+	        "See 'migrate help <command>' and docs/cli.md.\n",
+	        global_help, exit_help);
 }
 
 void cli_print_command_help(FILE *f, const mg_command *cmd)
@@ -100,7 +99,7 @@ static void log_sink(mg_log_level level, const char *msg, void *ud)
 	static const char *const names[] = {"debug", "info", "warning", "error"};
 	static const char *const colors[] = {C_DIM, C_CYAN, C_YELLOW, C_RED};
 	fprintf(stderr, "%s%s:%s %s\n", cli_c(cli->color_err, colors[level]), names[level],
-		cli_c(cli->color_err, C_RESET), msg);
+	        cli_c(cli->color_err, C_RESET), msg);
 }
 
 static void print_version(mg_cli *cli)
@@ -138,9 +137,9 @@ int main(int argc, char **argv)
 		if (opt == -1)
 			break;
 		if (opt == '?' || opt == ':')
-			return cli_usage_error(&cli, opt == '?' ? "unknown option '%s'"
-								: "option '%s' needs a value",
-					       argv[prev]);
+			return cli_usage_error(
+			    &cli, opt == '?' ? "unknown option '%s'" : "option '%s' needs a value",
+			    argv[prev]);
 		if (opt == 'h')
 			help = true;
 		else if (opt == OPT_VERSION)
@@ -148,9 +147,10 @@ int main(int argc, char **argv)
 		else if (cli_global_option(&cli, opt, optarg, &exit_code) < 0)
 			return exit_code;
 	}
-	mg_log_set(log_sink, &cli, cli.verbose >= 2 ? MG_LOG_DEBUG
-				   : cli.verbose   ? MG_LOG_INFO
-						   : MG_LOG_WARN);
+	mg_log_set(log_sink, &cli,
+	           cli.verbose >= 2 ? MG_LOG_DEBUG
+	           : cli.verbose    ? MG_LOG_INFO
+	                            : MG_LOG_WARN);
 	cli.color_err = !cli.no_color && isatty(STDERR_FILENO) && !getenv("NO_COLOR");
 	if (version) {
 		print_version(&cli);
@@ -170,10 +170,10 @@ int main(int argc, char **argv)
 		names[k] = NULL;
 		const char *s = mg_suggest(name, names);
 		if (s)
-			return cli_usage_error(&cli, "'%s' is not a migrate command; did you mean '%s'?",
-					       name, s);
+			return cli_usage_error(
+			    &cli, "'%s' is not a migrate command; did you mean '%s'?", name, s);
 		return cli_usage_error(&cli, "'%s' is not a migrate command; see 'migrate help'",
-				       name);
+		                       name);
 	}
 	cli.command = cmd->name;
 	if (help) {

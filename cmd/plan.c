@@ -42,7 +42,7 @@ static json_t *plan_build(const mg_cli *cli, const mg_plan_build *b)
 		return NULL;
 	}
 	return json_pack("{s:s?, s:s?, s:s?}", "repo", b->repo, "artifact", b->artifact, "image",
-			 b->image);
+	                 b->image);
 }
 
 static json_t *plan_vms(const mg_cli *cli, const mg_plan_vms *v)
@@ -53,15 +53,16 @@ static json_t *plan_vms(const mg_cli *cli, const mg_plan_vms *v)
 	if (!cli->json) {
 		char head[128];
 		snprintf(head, sizeof(head), "VM fleet: %zu host%s", v->nhosts,
-			 v->nhosts == 1 ? "" : "s");
+		         v->nhosts == 1 ? "" : "s");
 		heading(cli, head);
 		printf("  as %s into %s/releases/<version>, current -> the live release\n", v->user,
 		       v->path);
-		printf("  %zu batch%s of up to %zu host%s, %d connection%s at a time, stop after %d "
-		       "failed host%s; keep %d releases\n",
-		       nbatches, nbatches == 1 ? "" : "es", bs, bs == 1 ? "" : "s", v->parallel,
-		       v->parallel == 1 ? "" : "s", v->max_failures, v->max_failures == 1 ? "" : "s",
-		       v->keep_releases);
+		printf(
+		    "  %zu batch%s of up to %zu host%s, %d connection%s at a time, stop after %d "
+		    "failed host%s; keep %d releases\n",
+		    nbatches, nbatches == 1 ? "" : "es", bs, bs == 1 ? "" : "s", v->parallel,
+		    v->parallel == 1 ? "" : "s", v->max_failures, v->max_failures == 1 ? "" : "s",
+		    v->keep_releases);
 		printf("  activate   %s\n", v->activate ? v->activate : "(nothing)");
 		if (v->health_url)
 			printf("  health     %s within %s\n", v->health_url,
@@ -80,20 +81,21 @@ static json_t *plan_vms(const mg_cli *cli, const mg_plan_vms *v)
 	}
 	json_t *hosts = json_array();
 	for (size_t i = 0; i < v->nhosts; i++)
-		json_array_append_new(hosts, json_pack("{s:s, s:s, s:i, s:i}", "name",
-						       v->hosts[i].name, "address",
-						       v->hosts[i].address, "port", v->hosts[i].port,
-						       "batch", (int)(i / bs + 1)));
+		json_array_append_new(hosts,
+		                      json_pack("{s:s, s:s, s:i, s:i}", "name", v->hosts[i].name,
+		                                "address", v->hosts[i].address, "port",
+		                                v->hosts[i].port, "batch", (int)(i / bs + 1)));
 	json_t *o = json_pack("{s:o, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s?, s:s?, s:s?}",
-			      "hosts", hosts, "user", v->user, "path", v->path, "known_hosts",
-			      v->known_hosts, "parallel", v->parallel, "batch_size", (int)bs,
-			      "batches", (int)nbatches, "max_failures", v->max_failures,
-			      "keep_releases", v->keep_releases, "identity_file", v->identity_file,
-			      "activate", v->activate, "inventory", v->inventory);
+	                      "hosts", hosts, "user", v->user, "path", v->path, "known_hosts",
+	                      v->known_hosts, "parallel", v->parallel, "batch_size", (int)bs,
+	                      "batches", (int)nbatches, "max_failures", v->max_failures,
+	                      "keep_releases", v->keep_releases, "identity_file", v->identity_file,
+	                      "activate", v->activate, "inventory", v->inventory);
 	json_object_set_new(o, "health",
-			    v->health_url ? json_pack("{s:s, s:I}", "url", v->health_url,
-						      "timeout_ms", (json_int_t)v->health_timeout_ms)
-					  : json_null());
+	                    v->health_url
+	                        ? json_pack("{s:s, s:I}", "url", v->health_url, "timeout_ms",
+	                                    (json_int_t)v->health_timeout_ms)
+	                        : json_null());
 	return o;
 }
 
@@ -146,8 +148,8 @@ static json_t *plan_kubernetes(const mg_cli *cli, const mg_plan_kubernetes *k)
 			       json_array_size(files) == 1 ? "" : "s");
 			size_t i;
 			json_t *f;
-			json_array_foreach(files, i, f) printf("             - %s\n",
-								  json_string_value(f));
+			json_array_foreach(files, i, f)
+			    printf("             - %s\n", json_string_value(f));
 		}
 		for (size_t i = 0; i < k->nconfigmaps; i++)
 			printf("  configmap  %s from %s\n", k->configmaps[i].name,
@@ -162,19 +164,19 @@ static json_t *plan_kubernetes(const mg_cli *cli, const mg_plan_kubernetes *k)
 	json_t *cms = json_array(), *values = json_object();
 	for (size_t i = 0; i < k->nconfigmaps; i++)
 		json_array_append_new(cms, json_pack("{s:s, s:s}", "name", k->configmaps[i].name,
-						     "from_nginx", k->configmaps[i].from_nginx));
+		                                     "from_nginx", k->configmaps[i].from_nginx));
 	for (size_t i = 0; i < k->nvalues; i++)
 		json_object_set_new(values, k->values[i].key, json_string(k->values[i].value));
 	return json_pack("{s:s, s:s?, s:s?, s:{s:s, s:o}, s:o, s:o, s:I}", "namespace",
-			 k->namespace_, "context", k->context, "kubeconfig", k->kubeconfig,
-			 "templates", "dir", k->templates, "files", files ? files : json_null(),
-			 "values", values, "configmaps", cms, "rollout_timeout_ms",
-			 (json_int_t)k->rollout_timeout_ms);
+	                 k->namespace_, "context", k->context, "kubeconfig", k->kubeconfig,
+	                 "templates", "dir", k->templates, "files", files ? files : json_null(),
+	                 "values", values, "configmaps", cms, "rollout_timeout_ms",
+	                 (json_int_t)k->rollout_timeout_ms);
 }
 
 /* The servers and weights a provider with per-server weights will be given at one step. */
 static json_t *server_weights(const char **vm, size_t nvm, const char **k8s, size_t nk8s,
-			      const mg_weights *w)
+                              const mg_weights *w)
 {
 	json_t *o = json_object();
 	for (size_t i = 0; i < nvm; i++)
@@ -195,48 +197,48 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 		vm = h->vm_servers, nvm = h->nvm_servers, k8s = h->k8s_servers;
 		nk8s = h->nk8s_servers;
 		snprintf(where, sizeof(where), "backend %s via %s", h->backend,
-			 h->socket ? h->socket : h->address);
+		         h->socket ? h->socket : h->address);
 		target = json_pack("{s:s, s:s?, s:s?}", "backend", h->backend, "socket", h->socket,
-				   "address", h->address);
+		                   "address", h->address);
 	} else if (t->provider == MG_PROVIDER_NGINX) {
 		const mg_plan_nginx *n = t->nginx;
 		vm = n->vm_servers, nvm = n->nvm_servers, k8s = n->k8s_servers;
 		nk8s = n->nk8s_servers;
 		snprintf(where, sizeof(where), "upstream %s in %s", n->upstream, n->upstream_file);
 		target = json_pack("{s:s, s:s, s:s, s:s}", "upstream", n->upstream, "upstream_file",
-				   n->upstream_file, "test_command", n->test_command,
-				   "reload_command", n->reload_command);
+		                   n->upstream_file, "test_command", n->test_command,
+		                   "reload_command", n->reload_command);
 	} else {
 		const mg_plan_cloudflare *c = t->cloudflare;
 		snprintf(where, sizeof(where), "load balancer %s, pools %s (VMs) and %s (cluster)",
-			 c->load_balancer_id, c->vm_pool, c->k8s_pool);
+		         c->load_balancer_id, c->vm_pool, c->k8s_pool);
 		target = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "api_url", c->api_url,
-				   "zone_id", c->zone_id, "load_balancer_id", c->load_balancer_id,
-				   "vm_pool", c->vm_pool, "k8s_pool", c->k8s_pool, "token",
-				   c->token_env ? "from environment" : "from file");
+		                   "zone_id", c->zone_id, "load_balancer_id", c->load_balancer_id,
+		                   "vm_pool", c->vm_pool, "k8s_pool", c->k8s_pool, "token",
+		                   c->token_env ? "from environment" : "from file");
 	}
 	char d1[32], p1[32], p2[32], p3[32];
 	bool c = cli->color_out;
 	if (!cli->json) {
 		char head[160];
 		snprintf(head, sizeof(head), "Traffic: %zu steps through %s", t->nsteps,
-			 mg_provider_name(t->provider));
+		         mg_provider_name(t->provider));
 		heading(cli, head);
 		printf("  %s\n  at least %s at each step before the next\n", where,
 		       dur(d1, sizeof(d1), t->bake_ms));
 		if (vm)
-			printf("  %s%-5s %-8s %-8s %-10s %s%s\n", cli_c(c, C_DIM), "STEP", "CLUSTER",
-			       "VMS", "EFFECTIVE", "WEIGHTS (each VM server / each cluster server)",
-			       cli_c(c, C_RESET));
+			printf("  %s%-5s %-8s %-8s %-10s %s%s\n", cli_c(c, C_DIM), "STEP",
+			       "CLUSTER", "VMS", "EFFECTIVE",
+			       "WEIGHTS (each VM server / each cluster server)", cli_c(c, C_RESET));
 		else
-			printf("  %s%-5s %-8s %-8s %s%s\n", cli_c(c, C_DIM), "STEP", "CLUSTER", "VMS",
-			       "POOL WEIGHTS (VMs / cluster)", cli_c(c, C_RESET));
+			printf("  %s%-5s %-8s %-8s %s%s\n", cli_c(c, C_DIM), "STEP", "CLUSTER",
+			       "VMS", "POOL WEIGHTS (VMs / cluster)", cli_c(c, C_RESET));
 	}
 	json_t *steps = json_array();
 	for (size_t i = 0; i < t->nsteps; i++) {
 		double p = t->steps[i];
 		json_t *s = json_pack("{s:i, s:f, s:f}", "step", (int)i + 1, "k8s_percent", p,
-				      "vm_percent", 100 - p);
+		                      "vm_percent", 100 - p);
 		if (vm) {
 			mg_weights w;
 			if (mg_weights_split(&w, p, nvm, nk8s, WEIGHT_MAX, err)) {
@@ -246,9 +248,8 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 				return NULL;
 			}
 			json_object_set_new(s, "effective_k8s_percent",
-					    json_real(w.effective_percent));
-			json_object_set_new(s, "weights",
-					    server_weights(vm, nvm, k8s, nk8s, &w));
+			                    json_real(w.effective_percent));
+			json_object_set_new(s, "weights", server_weights(vm, nvm, k8s, nk8s, &w));
 			if (!cli->json)
 				printf("  %-5zu %-8s %-8s %-10s %d / %d\n", i + 1,
 				       pct(p1, sizeof(p1), p), pct(p2, sizeof(p2), 100 - p),
@@ -256,8 +257,8 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 				       w.k8s_weight);
 		} else {
 			json_object_set_new(s, "pool_weights",
-					    json_pack("{s:f, s:f}", "vm_pool", (100 - p) / 100,
-						      "k8s_pool", p / 100));
+			                    json_pack("{s:f, s:f}", "vm_pool", (100 - p) / 100,
+			                              "k8s_pool", p / 100));
 			if (!cli->json)
 				printf("  %-5zu %-8s %-8s %.4g / %.4g\n", i + 1,
 				       pct(p1, sizeof(p1), p), pct(p2, sizeof(p2), 100 - p),
@@ -271,13 +272,13 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 		json_decref(target);
 		return NULL;
 	}
-	return json_pack("{s:s, s:o, s:I, s:o}", "provider", mg_provider_name(t->provider), "target",
-			 target, "bake_ms", (json_int_t)t->bake_ms, "steps", steps);
+	return json_pack("{s:s, s:o, s:I, s:o}", "provider", mg_provider_name(t->provider),
+	                 "target", target, "bake_ms", (json_int_t)t->bake_ms, "steps", steps);
 }
 
 /* A gate as two or three lines: name and rule, then the PromQL, then the baseline if any. */
 static void print_check(const mg_cli *cli, const char *name, const char *rule, const char *query,
-			const char *baseline)
+                        const char *baseline)
 {
 	bool c = cli->color_out;
 	printf("  %s%-16s%s %s\n  %-16s %s%s%s\n", cli_c(c, C_BOLD), name, cli_c(c, C_RESET), rule,
@@ -308,27 +309,28 @@ static json_t *plan_slo(const mg_cli *cli, const mg_plan_slo *s, mg_error *err)
 	for (size_t i = 0; i < nred; i++) {
 		mg_red_check *r = &red[i];
 		json_t *o = json_pack("{s:s, s:s, s:s}", "name", r->name, "source", "red", "query",
-				      r->query);
+		                      r->query);
 		switch (r->kind) {
 		case MG_RED_RATE:
 			snprintf(rule, sizeof(rule),
-				 "at least %.0f requests to the cluster, else inconclusive",
-				 r->threshold);
+			         "at least %.0f requests to the cluster, else inconclusive",
+			         r->threshold);
 			json_object_set_new(o, "min", json_real(r->threshold));
 			break;
 		case MG_RED_ERRORS:
 			snprintf(rule, sizeof(rule), "5xx responses at most %s of requests",
-				 pct(p1, sizeof(p1), r->threshold * 100));
+			         pct(p1, sizeof(p1), r->threshold * 100));
 			json_object_set_new(o, "max", json_real(r->threshold));
 			break;
 		case MG_RED_DURATION:
 			snprintf(rule, sizeof(rule), "average response time at most %s",
-				 dur(d1, sizeof(d1), (int64_t)llround(r->threshold * 1000)));
+			         dur(d1, sizeof(d1), (int64_t)llround(r->threshold * 1000)));
 			json_object_set_new(o, "max", json_real(r->threshold));
 			break;
 		case MG_RED_ERRORS_VS_VMS:
-			snprintf(rule, sizeof(rule), "5xx ratio at most %gx the VMs' over the same window",
-				 r->threshold);
+			snprintf(rule, sizeof(rule),
+			         "5xx ratio at most %gx the VMs' over the same window",
+			         r->threshold);
 			json_object_set_new(o, "baseline", json_string(r->vm_query));
 			json_object_set_new(o, "max_ratio", json_real(r->threshold));
 			break;
@@ -348,8 +350,8 @@ static json_t *plan_slo(const mg_cli *cli, const mg_plan_slo *s, mg_error *err)
 			json_decref(checks);
 			return NULL;
 		}
-		json_t *o = json_pack("{s:s, s:s, s:s}", "name", ck->name, "source", "custom",
-				      "query", q);
+		json_t *o =
+		    json_pack("{s:s, s:s, s:s}", "name", ck->name, "source", "custom", "query", q);
 		size_t n = 0;
 		rule[0] = '\0';
 		if (ck->has_min) {
@@ -360,13 +362,13 @@ static json_t *plan_slo(const mg_cli *cli, const mg_plan_slo *s, mg_error *err)
 		if (ck->has_max) {
 			json_object_set_new(o, "max", json_real(ck->max));
 			n += (size_t)snprintf(rule + n, sizeof(rule) - n, "%sat most %g",
-					      n ? "and " : "", ck->max);
+			                      n ? "and " : "", ck->max);
 		}
 		if (b) {
 			json_object_set_new(o, "baseline", json_string(b));
 			json_object_set_new(o, "max_ratio", json_real(ck->max_ratio));
 			snprintf(rule + n, sizeof(rule) - n, "%sat most %gx the baseline",
-				 n ? "and " : "", ck->max_ratio);
+			         n ? "and " : "", ck->max_ratio);
 		}
 		if (!cli->json)
 			print_check(cli, ck->name, rule, q, b);
@@ -379,10 +381,10 @@ static json_t *plan_slo(const mg_cli *cli, const mg_plan_slo *s, mg_error *err)
 		return NULL;
 	}
 	return json_pack("{s:s, s:I, s:I, s:I, s:i, s:s, s:o}", "prometheus", s->prometheus_url,
-			 "interval_ms", (json_int_t)s->interval_ms, "window_ms",
-			 (json_int_t)s->window_ms, "min_requests", (json_int_t)s->min_requests,
-			 "failure_limit", s->failure_limit, "on_failure",
-			 mg_on_failure_name(s->on_failure), "checks", checks);
+	                 "interval_ms", (json_int_t)s->interval_ms, "window_ms",
+	                 (json_int_t)s->window_ms, "min_requests", (json_int_t)s->min_requests,
+	                 "failure_limit", s->failure_limit, "on_failure",
+	                 mg_on_failure_name(s->on_failure), "checks", checks);
 }
 
 static json_t *or_null(json_t *j)
@@ -436,26 +438,27 @@ int cmd_plan(mg_cli *cli, int argc, char **argv)
 	if (!cli->json) {
 		if (t) {
 			char d1[32], d2[32];
-			printf("\nAt least %s from the first step to 100%% (%zu steps x %s bake).\n",
-			       dur(d1, sizeof(d1), t->bake_ms * (int64_t)t->nsteps), t->nsteps,
-			       dur(d2, sizeof(d2), t->bake_ms));
+			printf(
+			    "\nAt least %s from the first step to 100%% (%zu steps x %s bake).\n",
+			    dur(d1, sizeof(d1), t->bake_ms * (int64_t)t->nsteps), t->nsteps,
+			    dur(d2, sizeof(d2), t->bake_ms));
 		}
 		printf("Nothing was changed.\n");
 		mg_plan_free(plan);
 		return EXIT_DONE;
 	}
 	json_object_set_new(doc, "plan",
-			    json_pack("{s:s, s:s, s:s?, s:s}", "name", mg_plan_name(plan), "file",
-				      mg_plan_file(plan), "description", desc, "state_dir",
-				      cli_state_dir(cli, plan)));
+	                    json_pack("{s:s, s:s, s:s?, s:s}", "name", mg_plan_name(plan), "file",
+	                              mg_plan_file(plan), "description", desc, "state_dir",
+	                              cli_state_dir(cli, plan)));
 	json_object_set_new(doc, "build", or_null(jb));
 	json_object_set_new(doc, "vms", or_null(jv));
 	json_object_set_new(doc, "kubernetes", or_null(jk));
 	json_object_set_new(doc, "traffic", or_null(jt));
 	json_object_set_new(doc, "slo", or_null(js));
 	json_object_set_new(doc, "minimum_duration_ms",
-			    t ? json_integer((json_int_t)(t->bake_ms * (int64_t)t->nsteps))
-			      : json_null());
+	                    t ? json_integer((json_int_t)(t->bake_ms * (int64_t)t->nsteps))
+	                      : json_null());
 	mg_plan_free(plan);
 	return cli_doc_emit(cli, doc, EXIT_DONE);
 }

@@ -13,7 +13,7 @@ static json_t *lock_json(bool held, const mg_lock_holder *h)
 	char since[40];
 	mg_time_format(since, sizeof(since), h->since_ms);
 	return json_pack("{s:b, s:s, s:I, s:s, s:s}", "held", 1, "operator", h->operator_, "pid",
-			 (json_int_t)h->pid, "command", h->command, "since", since);
+	                 (json_int_t)h->pid, "command", h->command, "since", since);
 }
 
 int cmd_status(mg_cli *cli, int argc, char **argv)
@@ -31,7 +31,7 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	if (!rc) {
 		mg_state_init(&st, mg_plan_name(plan));
 		rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan),
-					    &err);
+		                            &err);
 		if (rc == MG_ENOTFOUND) {
 			rc = 0; /* nothing has run yet: that is a state too */
 			mg_error_clear(&err);
@@ -61,9 +61,10 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "state_dir", json_string(cli_state_dir(cli, plan)));
 		json_object_set_new(doc, "recorded", json_boolean(recorded));
 		json_object_set_new(doc, "state", mg_state_to_json(&st));
-		json_object_set_new(doc, "steps", t ? json_integer((json_int_t)t->nsteps) : json_null());
+		json_object_set_new(doc, "steps",
+		                    t ? json_integer((json_int_t)t->nsteps) : json_null());
 		json_object_set_new(doc, "bake_remaining_ms",
-				    bake_left >= 0 ? json_integer(bake_left) : json_null());
+		                    bake_left >= 0 ? json_integer(bake_left) : json_null());
 		json_object_set_new(doc, "lock", lock_json(held, &holder));
 		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
 		goto out;
@@ -102,15 +103,16 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		mg_time_format(buf2, sizeof(buf2), st.read_back_ms);
 		printf("  read back  %s to the cluster at %s%s\n", buf, buf2,
 		       st.has_applied && st.applied_k8s_percent != st.read_back_k8s_percent
-			       ? "  (differs from what was applied)"
-			       : "");
+		           ? "  (differs from what was applied)"
+		           : "");
 	}
 	printf("  versions   VMs %s, cluster %s\n", *st.vms_version ? st.vms_version : "-",
 	       *st.kubernetes_version ? st.kubernetes_version : "-");
 	if (held) {
 		mg_time_format(buf, sizeof(buf), holder.since_ms);
-		printf("  lock       %sheld by %s%s (pid %ld, \"%s\" since %s)\n", cli_c(c, C_YELLOW),
-		       holder.operator_, cli_c(c, C_RESET), holder.pid, holder.command, buf);
+		printf("  lock       %sheld by %s%s (pid %ld, \"%s\" since %s)\n",
+		       cli_c(c, C_YELLOW), holder.operator_, cli_c(c, C_RESET), holder.pid,
+		       holder.command, buf);
 	} else {
 		printf("  lock       free\n");
 	}

@@ -17,7 +17,7 @@ static int validate_one(mg_cli *cli, const char *path, json_t *plans)
 	cli_print_diags(cli, &err);
 	if (cli->json) {
 		json_t *o = json_pack("{s:s, s:b, s:s?}", "file", path, "valid", rc == 0, "name",
-				      plan ? mg_plan_name(plan) : NULL);
+		                      plan ? mg_plan_name(plan) : NULL);
 		json_object_set_new(o, "errors", cli_diags_json(&err, MG_SEV_ERROR));
 		json_object_set_new(o, "warnings", cli_diags_json(&err, MG_SEV_WARNING));
 		json_array_append_new(plans, o);
@@ -25,7 +25,8 @@ static int validate_one(mg_cli *cli, const char *path, json_t *plans)
 		bool c = cli->color_out;
 		if (rc == 0)
 			printf("%s: %svalid%s (plan \"%s\"%s)\n", path, cli_c(c, C_GREEN),
-			       cli_c(c, C_RESET), mg_plan_name(plan), nwarn ? ", with warnings" : "");
+			       cli_c(c, C_RESET), mg_plan_name(plan),
+			       nwarn ? ", with warnings" : "");
 		else
 			printf("%s: %s%zu error%s%s%s\n", path, cli_c(c, C_RED), nerr,
 			       nerr == 1 ? "" : "s", cli_c(c, C_RESET),

@@ -23,7 +23,7 @@ static char *dup_or_null(const char *s)
 }
 
 void mg_error_diag(mg_error *err, mg_severity sev, const char *file, int line, int col,
-		   const char *path, const char *fmt, ...)
+                   const char *path, const char *fmt, ...)
 {
 	if (!err)
 		return;
@@ -65,7 +65,7 @@ void mg_diag_format(char *buf, size_t size, const mg_diag *d)
 	else if (d->file)
 		snprintf(loc, sizeof(loc), "%s: ", d->file);
 	snprintf(buf, size, "%s%s%s%s", loc, d->path ? d->path : "", d->path ? ": " : "",
-		 d->message ? d->message : "");
+	         d->message ? d->message : "");
 }
 
 void mg_error_clear(mg_error *err)

@@ -13,13 +13,13 @@
 
 enum {
 	MG_OK = 0,
-	MG_ERROR = -1,        /* the operation ran and failed */
-	MG_EINVALID = -2,     /* bad input: plan, flags, files */
-	MG_ELOCKED = -3,      /* another operator holds the plan's lock */
-	MG_ECONFLICT = -4,    /* state moved underneath us */
+	MG_ERROR = -1,         /* the operation ran and failed */
+	MG_EINVALID = -2,      /* bad input: plan, flags, files */
+	MG_ELOCKED = -3,       /* another operator holds the plan's lock */
+	MG_ECONFLICT = -4,     /* state moved underneath us */
 	MG_EINCONCLUSIVE = -5, /* not enough data to decide; nothing changed */
-	MG_ENOTFOUND = -6,    /* a named thing does not exist */
-	MG_EIO = -7,          /* the operating system refused (disk, permissions) */
+	MG_ENOTFOUND = -6,     /* a named thing does not exist */
+	MG_EIO = -7,           /* the operating system refused (disk, permissions) */
 	MG_ENOMEM = -8,
 };
 
@@ -31,7 +31,7 @@ typedef struct {
 	char *file;
 	int line;
 	int col;
-	char *path;    /* key path, e.g. "traffic.steps[2]" */
+	char *path; /* key path, e.g. "traffic.steps[2]" */
 	char *message;
 } mg_diag;
 
@@ -43,16 +43,18 @@ typedef struct {
 	size_t cap;
 } mg_error;
 
-#define MG_ERROR_INIT {0}
+#define MG_ERROR_INIT                                                                              \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 /* Sets code and message; returns code so callers can `return mg_error_set(...)`. */
 int mg_error_set(mg_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Records a diagnostic; does not change err->code. */
 void mg_error_diag(mg_error *err, mg_severity sev, const char *file, int line, int col,
-		   const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 7, 8)));
+                   const char *path, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 size_t mg_error_count(const mg_error *err, mg_severity sev);
 

@@ -16,12 +16,12 @@
 #include "store.h"
 
 typedef struct {
-	const char *command;  /* "step", "rollback", ... */
-	const char *action;   /* "intent", "result", "gate", ... */
-	json_t *before;       /* borrowed; may be NULL */
-	json_t *after;        /* borrowed; may be NULL */
-	const char *reason;   /* may be NULL */
-	json_t *evidence;     /* borrowed; may be NULL */
+	const char *command; /* "step", "rollback", ... */
+	const char *action;  /* "intent", "result", "gate", ... */
+	json_t *before;      /* borrowed; may be NULL */
+	json_t *after;       /* borrowed; may be NULL */
+	const char *reason;  /* may be NULL */
+	json_t *evidence;    /* borrowed; may be NULL */
 } mg_journal_entry;
 
 /*
@@ -37,6 +37,6 @@ int mg_journal_append(mg_store *store, const mg_journal_entry *entry, mg_error *
  * records (each also logged as a warning with its line number).
  */
 int mg_journal_read(json_t **out, size_t *out_skipped, mg_store *store, size_t limit,
-		    mg_error *err);
+                    mg_error *err);
 
 #endif

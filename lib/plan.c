@@ -28,7 +28,7 @@
 
 /* HAProxy's documented maximum; nginx accepts more but needs no finer steps. */
 #define WEIGHT_MAX 256
-#define MAX_HOSTS 100000
+#define MAX_HOSTS  100000
 
 struct block {
 	struct block *next;
@@ -94,7 +94,7 @@ static const char *arena_strdup(mg_plan *p, const char *s)
 }
 
 static const char *arena_printf(mg_plan *p, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static const char *arena_printf(mg_plan *p, const char *fmt, ...)
 {
 	char buf[4096];
@@ -121,9 +121,9 @@ void mg_plan_free(mg_plan *plan)
 /* ---- diagnostics ---- */
 
 static void diag_at(loader *L, mg_severity sev, const yaml_node_t *n, const char *path,
-		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static void diag_at(loader *L, mg_severity sev, const yaml_node_t *n, const char *path,
-		    const char *fmt, ...)
+                    const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
@@ -137,7 +137,7 @@ static void diag_at(loader *L, mg_severity sev, const yaml_node_t *n, const char
 		L->errors++;
 }
 
-#define ERR(L, n, path, ...) diag_at(L, MG_SEV_ERROR, n, path, __VA_ARGS__)
+#define ERR(L, n, path, ...)  diag_at(L, MG_SEV_ERROR, n, path, __VA_ARGS__)
 #define WARN(L, n, path, ...) diag_at(L, MG_SEV_WARNING, n, path, __VA_ARGS__)
 
 static const char *kpath(loader *L, const char *parent, const char *key)
@@ -199,9 +199,9 @@ static bool expect(loader *L, yaml_node_t *n, yaml_node_type_t type, const char 
 	if (n->type == type)
 		return true;
 	static const char *want[] = {
-		[YAML_SCALAR_NODE] = "a single value",
-		[YAML_SEQUENCE_NODE] = "a list",
-		[YAML_MAPPING_NODE] = "a mapping (key: value lines)",
+	    [YAML_SCALAR_NODE] = "a single value",
+	    [YAML_SEQUENCE_NODE] = "a list",
+	    [YAML_MAPPING_NODE] = "a mapping (key: value lines)",
 	};
 	ERR(L, n, path, "expected %s, found %s", want[type], node_kind(n));
 	return false;
@@ -226,14 +226,15 @@ static yaml_node_t *get(loader *L, yaml_node_t *map, const char *key)
 /* Names that mean a secret written into the plan; they must come from *_env or *_file. */
 static bool secret_key(const char *k)
 {
-	static const char *const names[] = {"token",   "password", "passphrase", "secret",
-					    "api_key", "apikey",   "api_token",  "bearer_token",
-					    "auth",    "credentials"};
+	static const char *const names[] = {"token",   "password",   "passphrase", "secret",
+	                                    "api_key", "apikey",     "api_token",  "bearer_token",
+	                                    "auth",    "credentials"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!strcmp(k, names[i]))
 			return true;
 	size_t n = strlen(k);
-	return (n > 6 && !strcmp(k + n - 6, "_token")) || (n > 9 && !strcmp(k + n - 9, "_password")) ||
+	return (n > 6 && !strcmp(k + n - 6, "_token")) ||
+	       (n > 9 && !strcmp(k + n - 9, "_password")) ||
 	       (n > 7 && !strcmp(k + n - 7, "_secret"));
 }
 
@@ -256,7 +257,8 @@ static void check_keys(loader *L, yaml_node_t *map, const char *path, const char
 		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
 			const char *k2 = scalar(node(L, q->key));
 			if (k2 && !strcmp(k, k2)) {
-				ERR(L, kn, kpath(L, path, k), "duplicate key (first set on line %d)",
+				ERR(L, kn, kpath(L, path, k),
+				    "duplicate key (first set on line %d)",
 				    (int)node(L, q->key)->start_mark.line + 1);
 				break;
 			}
@@ -271,7 +273,8 @@ static void check_keys(loader *L, yaml_node_t *map, const char *path, const char
 			snprintf(env_key, sizeof(env_key), "%s_env", k);
 			const char *use = NULL;
 			for (size_t i = 0; allowed[i] && !use; i++)
-				if (!strcmp(allowed[i], env_key) || !strcmp(allowed[i], "token_env"))
+				if (!strcmp(allowed[i], env_key) ||
+				    !strcmp(allowed[i], "token_env"))
 					use = allowed[i];
 			if (use)
 				ERR(L, kn, kpath(L, path, k),
@@ -291,7 +294,7 @@ static void check_keys(loader *L, yaml_node_t *map, const char *path, const char
 			char list[512] = "";
 			for (size_t i = 0; allowed[i] && strlen(list) < sizeof(list) - 80; i++)
 				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-					 i ? ", " : "", allowed[i]);
+				         i ? ", " : "", allowed[i]);
 			ERR(L, kn, kpath(L, path, k), "unknown key; %s takes: %s",
 			    path && *path ? path : "the top level", list);
 		}
@@ -317,7 +320,7 @@ static bool str_at(loader *L, yaml_node_t *v, const char *path, const char **out
 }
 
 static const char *get_str(loader *L, yaml_node_t *map, const char *path, const char *key,
-			   bool required, const char *def)
+                           bool required, const char *def)
 {
 	yaml_node_t *v = required ? get_required(L, map, path, key) : get(L, map, key);
 	const char *s = def;
@@ -338,7 +341,7 @@ static bool parse_long(const char *s, long *out)
 }
 
 static long get_int(loader *L, yaml_node_t *map, const char *path, const char *key, long def,
-		    long lo, long hi)
+                    long lo, long hi)
 {
 	yaml_node_t *v = get(L, map, key);
 	if (!v)
@@ -373,8 +376,7 @@ static bool parse_double(const char *s, double *out)
 	return true;
 }
 
-static bool get_number(loader *L, yaml_node_t *map, const char *path, const char *key,
-		       double *out)
+static bool get_number(loader *L, yaml_node_t *map, const char *path, const char *key, double *out)
 {
 	yaml_node_t *v = get(L, map, key);
 	if (!v)
@@ -390,7 +392,7 @@ static bool get_number(loader *L, yaml_node_t *map, const char *path, const char
 }
 
 static int64_t get_duration(loader *L, yaml_node_t *map, const char *path, const char *key,
-			    int64_t def, int64_t min_ms)
+                            int64_t def, int64_t min_ms)
 {
 	yaml_node_t *v = get(L, map, key);
 	if (!v)
@@ -435,7 +437,8 @@ static double get_rate(loader *L, yaml_node_t *map, const char *path, const char
 	}
 	double r;
 	if (!parse_double(s, &r) || r < 0 || r > 1) {
-		ERR(L, v, p, "\"%s\" is not a rate; write a percentage such as 1%% or a ratio from 0 to 1",
+		ERR(L, v, p,
+		    "\"%s\" is not a rate; write a percentage such as 1%% or a ratio from 0 to 1",
 		    s);
 		return -1;
 	}
@@ -475,8 +478,8 @@ static const char *get_env_name(loader *L, yaml_node_t *map, const char *path, c
 		ERR(L, v, kpath(L, path, key),
 		    "must be the name of an environment variable (such as CLOUDFLARE_API_TOKEN)%s",
 		    looks_like_secret(s) || !valid_env_name(s)
-			    ? "; this looks like a secret itself, which must never be in the plan"
-			    : "");
+		        ? "; this looks like a secret itself, which must never be in the plan"
+		        : "");
 		return NULL;
 	}
 	return s;
@@ -543,7 +546,7 @@ static const char *resolve_path(loader *L, const char *s)
 }
 
 static const char *get_path(loader *L, yaml_node_t *map, const char *path, const char *key,
-			    bool required, const char *def)
+                            bool required, const char *def)
 {
 	const char *s = get_str(L, map, path, key, required, def);
 	if (!s)
@@ -556,7 +559,7 @@ static const char *get_path(loader *L, yaml_node_t *map, const char *path, const
 }
 
 static bool check_file_exists(loader *L, yaml_node_t *map, const char *path, const char *key,
-			      const char *abs, bool want_dir, mg_severity sev)
+                              const char *abs, bool want_dir, mg_severity sev)
 {
 	if (!abs || (L->flags & MG_PLAN_LOAD_NO_FS))
 		return true;
@@ -566,7 +569,7 @@ static bool check_file_exists(loader *L, yaml_node_t *map, const char *path, con
 			snprintf(probe, sizeof(probe), "%s/.", abs);
 			if (access(probe, F_OK) != 0) {
 				diag_at(L, sev, get(L, map, key), kpath(L, path, key),
-					"%s is not a directory", abs);
+				        "%s is not a directory", abs);
 				return false;
 			}
 		}
@@ -578,7 +581,7 @@ static bool check_file_exists(loader *L, yaml_node_t *map, const char *path, con
 
 /* `${name}` references: each must be one of `allowed` (NULL-terminated). */
 static bool check_refs(loader *L, yaml_node_t *v, const char *path, const char *s,
-		       const char *const *allowed)
+                       const char *const *allowed)
 {
 	bool ok = true;
 	for (const char *p = strstr(s, "${"); p; p = strstr(p + 2, "${")) {
@@ -594,8 +597,8 @@ static bool check_refs(loader *L, yaml_node_t *v, const char *path, const char *
 		if (!known) {
 			char list[256] = "";
 			for (size_t i = 0; allowed[i]; i++)
-				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s${%s}",
-					 i ? ", " : "", allowed[i]);
+				snprintf(list + strlen(list), sizeof(list) - strlen(list),
+				         "%s${%s}", i ? ", " : "", allowed[i]);
 			ERR(L, v, path, "unknown reference \"${%.*s}\"; this value may use %s",
 			    (int)n, p + 2, allowed[0] ? list : "no references");
 			ok = false;
@@ -678,7 +681,8 @@ static void load_build(loader *L, yaml_node_t *m)
 	b->repo = get_path(L, m, P, "repo", false, NULL);
 	check_file_exists(L, m, P, "repo", b->repo, true, MG_SEV_ERROR);
 	const char *artifact = get_str(L, m, P, "artifact", false, NULL);
-	if (artifact && check_refs(L, get(L, m, "artifact"), "build.artifact", artifact, version_ref))
+	if (artifact &&
+	    check_refs(L, get(L, m, "artifact"), "build.artifact", artifact, version_ref))
 		b->artifact = resolve_path(L, artifact);
 	b->image = get_str(L, m, P, "image", false, NULL);
 	if (b->image) {
@@ -688,7 +692,8 @@ static void load_build(loader *L, yaml_node_t *m)
 			    "an image reference has no white space");
 	}
 	if (!artifact && !b->image)
-		ERR(L, m, P, "needs \"artifact\" (for the VMs), \"image\" (for Kubernetes), or both");
+		ERR(L, m, P,
+		    "needs \"artifact\" (for the VMs), \"image\" (for Kubernetes), or both");
 	L->plan->build = b;
 }
 
@@ -723,7 +728,7 @@ static bool parse_host_port(const char *s, char *host, size_t hsize, int *port)
 }
 
 static void add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, const char *addr,
-		     int port)
+                     int port)
 {
 	if (v->nhosts == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 32;
@@ -747,7 +752,7 @@ static void load_inventory(loader *L, mg_plan_vms *v, size_t *cap)
 	mg_error ferr = MG_ERROR_INIT;
 	if (mg_fs_read_all(&buf, &len, v->inventory, &ferr)) {
 		mg_error_diag(L->err, MG_SEV_ERROR, L->file, 0, 0, "vms.inventory", "%s",
-			      ferr.message);
+		              ferr.message);
 		L->errors++;
 		mg_error_clear(&ferr);
 		return;
@@ -773,14 +778,14 @@ static void load_inventory(loader *L, mg_plan_vms *v, size_t *cap)
 		int port = 22;
 		if (v->nhosts >= MAX_HOSTS) {
 			mg_error_diag(L->err, MG_SEV_ERROR, v->inventory, lineno, 1,
-				      "vms.inventory", "more than %d hosts", MAX_HOSTS);
+			              "vms.inventory", "more than %d hosts", MAX_HOSTS);
 			L->errors++;
 			break;
 		}
 		if (!parse_host_port(s, host, sizeof(host), &port)) {
 			mg_error_diag(L->err, MG_SEV_ERROR, v->inventory, lineno,
-				      (int)(s - line) + 1, "vms.inventory",
-				      "\"%s\" is not host[:port]", s);
+			              (int)(s - line) + 1, "vms.inventory",
+			              "\"%s\" is not host[:port]", s);
 			L->errors++;
 			continue;
 		}
@@ -805,7 +810,8 @@ static void load_hosts(loader *L, yaml_node_t *list, mg_plan_vms *v, size_t *cap
 		int port = 22;
 		if (h->type == YAML_SCALAR_NODE) {
 			if (!parse_host_port(scalar(h), host, sizeof(host), &port)) {
-				ERR(L, h, p, "\"%s\" is not a host name, an IP address or host:port",
+				ERR(L, h, p,
+				    "\"%s\" is not a host name, an IP address or host:port",
 				    scalar(h));
 				continue;
 			}
@@ -838,11 +844,22 @@ static void load_hosts(loader *L, yaml_node_t *list, mg_plan_vms *v, size_t *cap
 
 static void load_vms(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {
-		"hosts",	 "inventory", "user",		 "identity_file",
-		"passphrase_env", "known_hosts", "path",	 "keep_releases",
-		"parallel",	 "batch",     "max_failures",	 "activate",
-		"health",	 "connect_timeout", "command_timeout", NULL};
+	static const char *const keys[] = {"hosts",
+	                                   "inventory",
+	                                   "user",
+	                                   "identity_file",
+	                                   "passphrase_env",
+	                                   "known_hosts",
+	                                   "path",
+	                                   "keep_releases",
+	                                   "parallel",
+	                                   "batch",
+	                                   "max_failures",
+	                                   "activate",
+	                                   "health",
+	                                   "connect_timeout",
+	                                   "command_timeout",
+	                                   NULL};
 	static const char *const hkeys[] = {"url", "timeout", NULL};
 	static const char *const host_ref[] = {"host", NULL};
 	const char *P = "vms";
@@ -863,7 +880,8 @@ static void load_vms(loader *L, yaml_node_t *m)
 	else if (v->inventory && !(L->flags & MG_PLAN_LOAD_NO_FS))
 		load_inventory(L, v, &cap);
 	else if (!v->inventory)
-		ERR(L, m, P, "needs \"hosts\" (a list) or \"inventory\" (a file, one host per line)");
+		ERR(L, m, P,
+		    "needs \"hosts\" (a list) or \"inventory\" (a file, one host per line)");
 	for (size_t i = 0; i < v->nhosts; i++)
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(v->hosts[i].name, v->hosts[j].name)) {
@@ -905,7 +923,8 @@ static void load_vms(loader *L, yaml_node_t *m)
 			v->batch_percent = 0;
 		} else {
 			ERR(L, batch, "vms.batch",
-			    "\"%s\" is not a host count (such as 5) or a percentage (such as 25%%)", s);
+			    "\"%s\" is not a host count (such as 5) or a percentage (such as 25%%)",
+			    s);
 		}
 	}
 	v->activate = get_str(L, m, P, "activate", false, NULL);
@@ -915,7 +934,7 @@ static void load_vms(loader *L, yaml_node_t *m)
 		check_keys(L, health, "vms.health", hkeys);
 		v->health_url = get_str(L, health, "vms.health", "url", true, NULL);
 		v->health_timeout_ms =
-			get_duration(L, health, "vms.health", "timeout", 30000, 1000);
+		    get_duration(L, health, "vms.health", "timeout", 30000, 1000);
 		yaml_node_t *un = get(L, health, "url");
 		if (v->health_url && check_refs(L, un, "vms.health.url", v->health_url, host_ref)) {
 			/* check the URL shape with a stand-in host */
@@ -923,7 +942,7 @@ static void load_vms(loader *L, yaml_node_t *m)
 			const char *ref = strstr(v->health_url, "${host}");
 			if (ref)
 				snprintf(url, sizeof(url), "%.*sexample.invalid%s",
-					 (int)(ref - v->health_url), v->health_url, ref + 7);
+				         (int)(ref - v->health_url), v->health_url, ref + 7);
 			else
 				snprintf(url, sizeof(url), "%s", v->health_url);
 			if (mg_url_check(url, why, sizeof(why)))
@@ -937,9 +956,9 @@ static void load_vms(loader *L, yaml_node_t *m)
 
 static void load_kubernetes(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"kubeconfig", "context",    "namespace",
-					   "templates",  "values",     "configmaps",
-					   "rollout_timeout", NULL};
+	static const char *const keys[] = {"kubeconfig",      "context", "namespace",
+	                                   "templates",       "values",  "configmaps",
+	                                   "rollout_timeout", NULL};
 	static const char *const ckeys[] = {"name", "from_nginx", NULL};
 	const char *P = "kubernetes";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
@@ -962,7 +981,8 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 
 	yaml_node_t *values = get(L, m, "values");
 	if (values && expect(L, values, YAML_MAPPING_NODE, "kubernetes.values")) {
-		size_t n = (size_t)(values->data.mapping.pairs.top - values->data.mapping.pairs.start);
+		size_t n =
+		    (size_t)(values->data.mapping.pairs.top - values->data.mapping.pairs.start);
 		k->values = arena_alloc(L->plan, (n ? n : 1) * sizeof(*k->values));
 		for (yaml_node_pair_t *p = values->data.mapping.pairs.start;
 		     k->values && p < values->data.mapping.pairs.top; p++) {
@@ -986,11 +1006,11 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 			}
 			double d;
 			const char *s = scalar(vn);
-			bool plain_literal = is_plain(vn) &&
-					     (parse_double(s, &d) || !strcmp(s, "true") ||
-					      !strcmp(s, "false"));
+			bool plain_literal =
+			    is_plain(vn) &&
+			    (parse_double(s, &d) || !strcmp(s, "true") || !strcmp(s, "false"));
 			k->values[k->nvalues++] = (mg_plan_value){
-				arena_strdup(L->plan, key), arena_strdup(L->plan, s), !plain_literal};
+			    arena_strdup(L->plan, key), arena_strdup(L->plan, s), !plain_literal};
 		}
 	}
 
@@ -1007,7 +1027,7 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 				continue;
 			check_keys(L, c, p, ckeys);
 			mg_plan_configmap cm = {get_str(L, c, p, "name", true, NULL),
-						get_path(L, c, p, "from_nginx", true, NULL)};
+			                        get_path(L, c, p, "from_nginx", true, NULL)};
 			if (cm.name && !valid_dns_label(cm.name, 253))
 				ERR(L, get(L, c, "name"), kpath(L, p, "name"),
 				    "\"%s\" is not a ConfigMap name (lower case letters, digits and "
@@ -1018,7 +1038,7 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 					ERR(L, get(L, c, "name"), kpath(L, p, "name"),
 					    "ConfigMap \"%s\" is listed twice", cm.name);
 			check_file_exists(L, c, p, "from_nginx", cm.from_nginx, false,
-					  MG_SEV_WARNING);
+			                  MG_SEV_WARNING);
 			if (cm.name && cm.from_nginx)
 				k->configmaps[k->nconfigmaps++] = cm;
 		}
@@ -1026,9 +1046,9 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 	L->plan->kubernetes = k;
 }
 
-static const char **load_name_list(loader *L, yaml_node_t *map, const char *path,
-				   const char *key, size_t *n, bool required,
-				   bool (*valid)(const char *), const char *what)
+static const char **load_name_list(loader *L, yaml_node_t *map, const char *path, const char *key,
+                                   size_t *n, bool required, bool (*valid)(const char *),
+                                   const char *what)
 {
 	yaml_node_t *list = required ? get_required(L, map, path, key) : get(L, map, key);
 	*n = 0;
@@ -1070,7 +1090,7 @@ static const char **load_name_list(loader *L, yaml_node_t *map, const char *path
 }
 
 static void check_disjoint(loader *L, yaml_node_t *m, const char *path, const char **a, size_t na,
-			   const char **b, size_t nb)
+                           const char **b, size_t nb)
 {
 	for (size_t i = 0; i < na; i++)
 		for (size_t j = 0; j < nb; j++)
@@ -1088,8 +1108,8 @@ static bool valid_host_port(const char *s)
 
 static mg_plan_haproxy *load_haproxy(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"socket",	  "address",	 "backend",
-					   "vm_servers", "k8s_servers", "timeout", NULL};
+	static const char *const keys[] = {"socket",      "address", "backend", "vm_servers",
+	                                   "k8s_servers", "timeout", NULL};
 	const char *P = "traffic.haproxy";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
 		return NULL;
@@ -1103,19 +1123,20 @@ static mg_plan_haproxy *load_haproxy(loader *L, yaml_node_t *m)
 		ERR(L, get(L, m, "address"), "traffic.haproxy.address",
 		    "give either \"socket\" or \"address\", not both");
 	else if (!h->socket && !h->address)
-		ERR(L, m, P, "needs \"socket\" (the admin socket's path) or \"address\" (host:port "
-			     "of the runtime API)");
+		ERR(L, m, P,
+		    "needs \"socket\" (the admin socket's path) or \"address\" (host:port "
+		    "of the runtime API)");
 	if (h->address && !valid_host_port(h->address))
-		ERR(L, get(L, m, "address"), "traffic.haproxy.address",
-		    "\"%s\" is not host:port", h->address);
+		ERR(L, get(L, m, "address"), "traffic.haproxy.address", "\"%s\" is not host:port",
+		    h->address);
 	h->backend = get_str(L, m, P, "backend", true, NULL);
 	if (h->backend && !valid_server_name(h->backend))
 		ERR(L, get(L, m, "backend"), "traffic.haproxy.backend",
 		    "\"%s\" is not an HAProxy backend name", h->backend);
 	h->vm_servers = load_name_list(L, m, P, "vm_servers", &h->nvm_servers, true,
-				       valid_server_name, "an HAProxy server name");
+	                               valid_server_name, "an HAProxy server name");
 	h->k8s_servers = load_name_list(L, m, P, "k8s_servers", &h->nk8s_servers, true,
-					valid_server_name, "an HAProxy server name");
+	                                valid_server_name, "an HAProxy server name");
 	check_disjoint(L, m, P, h->vm_servers, h->nvm_servers, h->k8s_servers, h->nk8s_servers);
 	h->timeout_ms = get_duration(L, m, P, "timeout", 5000, 10);
 	return h;
@@ -1123,9 +1144,9 @@ static mg_plan_haproxy *load_haproxy(loader *L, yaml_node_t *m)
 
 static mg_plan_nginx *load_nginx(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"upstream_file", "upstream",	    "vm_servers",
-					   "k8s_servers",   "test_command", "reload_command",
-					   NULL};
+	static const char *const keys[] = {
+	    "upstream_file", "upstream",       "vm_servers", "k8s_servers",
+	    "test_command",  "reload_command", NULL};
 	const char *P = "traffic.nginx";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
 		return NULL;
@@ -1139,17 +1160,16 @@ static mg_plan_nginx *load_nginx(loader *L, yaml_node_t *m)
 		ERR(L, get(L, m, "upstream"), "traffic.nginx.upstream",
 		    "\"%s\" is not an nginx upstream name", n->upstream);
 	n->vm_servers = load_name_list(L, m, P, "vm_servers", &n->nvm_servers, true,
-				       valid_host_port, "host:port");
+	                               valid_host_port, "host:port");
 	n->k8s_servers = load_name_list(L, m, P, "k8s_servers", &n->nk8s_servers, true,
-					valid_host_port, "host:port");
+	                                valid_host_port, "host:port");
 	check_disjoint(L, m, P, n->vm_servers, n->nvm_servers, n->k8s_servers, n->nk8s_servers);
 	n->test_command = get_str(L, m, P, "test_command", false, "nginx -t");
 	n->reload_command = get_str(L, m, P, "reload_command", false, "nginx -s reload");
 	return n;
 }
 
-static void check_url(loader *L, yaml_node_t *m, const char *path, const char *key,
-		      const char *url)
+static void check_url(loader *L, yaml_node_t *m, const char *path, const char *key, const char *url)
 {
 	char why[256];
 	if (url && mg_url_check(url, why, sizeof(why)))
@@ -1158,7 +1178,7 @@ static void check_url(loader *L, yaml_node_t *m, const char *path, const char *k
 
 /* Exactly one of <prefix>_env / <prefix>_file, or neither when optional. */
 static void load_secret_ref(loader *L, yaml_node_t *m, const char *path, const char **env,
-			    const char **file, bool required)
+                            const char **file, bool required)
 {
 	*env = get_env_name(L, m, path, "token_env");
 	*file = get_path(L, m, path, "token_file", false, NULL);
@@ -1173,12 +1193,11 @@ static void load_secret_ref(loader *L, yaml_node_t *m, const char *path, const c
 
 static mg_plan_cloudflare *load_cloudflare(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"account_id", "zone_id",  "load_balancer_id",
-					   "vm_pool",	 "k8s_pool", "token_env",
-					   "token_file", "api_url",  "ca_file",
-					   "timeout",	 NULL};
+	static const char *const keys[] = {
+	    "account_id", "zone_id", "load_balancer_id", "vm_pool", "k8s_pool", "token_env",
+	    "token_file", "api_url", "ca_file",          "timeout", NULL};
 	static const char *const ids[] = {"account_id", "zone_id", "load_balancer_id", "vm_pool",
-					  "k8s_pool"};
+	                                  "k8s_pool"};
 	const char *P = "traffic.cloudflare";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
 		return NULL;
@@ -1187,7 +1206,7 @@ static mg_plan_cloudflare *load_cloudflare(loader *L, yaml_node_t *m)
 	if (!c)
 		return NULL;
 	const char **dst[] = {&c->account_id, &c->zone_id, &c->load_balancer_id, &c->vm_pool,
-			      &c->k8s_pool};
+	                      &c->k8s_pool};
 	for (size_t i = 0; i < 5; i++) {
 		*dst[i] = get_str(L, m, P, ids[i], true, NULL);
 		if (*dst[i] && !valid_hex_id(*dst[i]))
@@ -1199,8 +1218,7 @@ static mg_plan_cloudflare *load_cloudflare(loader *L, yaml_node_t *m)
 		ERR(L, get(L, m, "k8s_pool"), "traffic.cloudflare.k8s_pool",
 		    "the cluster pool must differ from the VM pool");
 	load_secret_ref(L, m, P, &c->token_env, &c->token_file, true);
-	c->api_url =
-		get_str(L, m, P, "api_url", false, "https://api.cloudflare.com/client/v4");
+	c->api_url = get_str(L, m, P, "api_url", false, "https://api.cloudflare.com/client/v4");
 	check_url(L, m, P, "api_url", c->api_url);
 	c->ca_file = get_path(L, m, P, "ca_file", false, NULL);
 	check_file_exists(L, m, P, "ca_file", c->ca_file, false, MG_SEV_ERROR);
@@ -1210,8 +1228,8 @@ static mg_plan_cloudflare *load_cloudflare(loader *L, yaml_node_t *m)
 
 static void load_traffic(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"provider", "steps",	 "bake",       "haproxy",
-					   "nginx",    "cloudflare", NULL};
+	static const char *const keys[] = {"provider", "steps",      "bake", "haproxy",
+	                                   "nginx",    "cloudflare", NULL};
 	static const char *const providers[] = {"haproxy", "nginx", "cloudflare"};
 	const char *P = "traffic";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
@@ -1236,7 +1254,8 @@ static void load_traffic(loader *L, yaml_node_t *m)
 
 	yaml_node_t *steps = get_required(L, m, P, "steps");
 	if (steps && expect(L, steps, YAML_SEQUENCE_NODE, "traffic.steps")) {
-		size_t n = (size_t)(steps->data.sequence.items.top - steps->data.sequence.items.start);
+		size_t n =
+		    (size_t)(steps->data.sequence.items.top - steps->data.sequence.items.start);
 		t->steps = arena_alloc(L->plan, (n ? n : 1) * sizeof(double));
 		size_t i = 0;
 		bool ok = t->steps != NULL;
@@ -1257,8 +1276,9 @@ static void load_traffic(loader *L, yaml_node_t *m)
 				continue;
 			}
 			if (pct <= 0) {
-				ERR(L, s, p, "a step sends some traffic to the cluster; 0%% is where "
-					     "every migration starts and `migrate rollback` returns");
+				ERR(L, s, p,
+				    "a step sends some traffic to the cluster; 0%% is where "
+				    "every migration starts and `migrate rollback` returns");
 				ok = false;
 				continue;
 			}
@@ -1269,7 +1289,8 @@ static void load_traffic(loader *L, yaml_node_t *m)
 				a[strlen(a) - 1] = b[strlen(b) - 1] = '\0'; /* drop '%' */
 				ERR(L, s, p,
 				    "%s is %s the step before it (%s); steps must increase", a,
-				    pct == t->steps[t->nsteps - 1] ? "the same as" : "lower than", b);
+				    pct == t->steps[t->nsteps - 1] ? "the same as" : "lower than",
+				    b);
 				ok = false;
 				continue;
 			}
@@ -1285,11 +1306,12 @@ static void load_traffic(loader *L, yaml_node_t *m)
 	}
 	t->bake_ms = get_duration(L, m, P, "bake", -1, 0);
 	if (t->bake_ms < 0 && !get(L, m, "bake"))
-		ERR(L, m, P, "missing required key \"bake\" (the minimum time at a step, such as "
-			     "10m)");
+		ERR(L, m, P,
+		    "missing required key \"bake\" (the minimum time at a step, such as "
+		    "10m)");
 
 	yaml_node_t *hn = get(L, m, "haproxy"), *nn = get(L, m, "nginx"),
-		    *cn = get(L, m, "cloudflare");
+	            *cn = get(L, m, "cloudflare");
 	t->haproxy = hn ? load_haproxy(L, hn) : NULL;
 	t->nginx = nn ? load_nginx(L, nn) : NULL;
 	t->cloudflare = cn ? load_cloudflare(L, cn) : NULL;
@@ -1297,16 +1319,16 @@ static void load_traffic(loader *L, yaml_node_t *m)
 		yaml_node_t *sec[] = {hn, nn, cn};
 		if (!sec[t->provider])
 			ERR(L, pn, "traffic.provider",
-			    "provider is %s but there is no traffic.%s section", providers[t->provider],
-			    providers[t->provider]);
+			    "provider is %s but there is no traffic.%s section",
+			    providers[t->provider], providers[t->provider]);
 	}
 	L->plan->traffic = t;
 }
 
 static void load_checks(loader *L, yaml_node_t *list, mg_plan_slo *s)
 {
-	static const char *const keys[] = {"name", "query", "min", "max", "baseline", "max_ratio",
-					   NULL};
+	static const char *const keys[] = {"name",     "query",     "min", "max",
+	                                   "baseline", "max_ratio", NULL};
 	static const char *const refs[] = {"window", "interval", NULL};
 	const char *P = "slo.checks";
 	if (!expect(L, list, YAML_SEQUENCE_NODE, P))
@@ -1339,7 +1361,7 @@ static void load_checks(loader *L, yaml_node_t *list, mg_plan_slo *s)
 		ck.baseline = get_str(L, c, p, "baseline", false, NULL);
 		if (ck.baseline)
 			check_refs(L, get(L, c, "baseline"), kpath(L, p, "baseline"), ck.baseline,
-				   refs);
+			           refs);
 		bool has_ratio = get_number(L, c, p, "max_ratio", &ck.max_ratio);
 		if (ck.baseline && !has_ratio)
 			ERR(L, c, p, "a check with \"baseline\" needs \"max_ratio\"");
@@ -1350,7 +1372,8 @@ static void load_checks(loader *L, yaml_node_t *list, mg_plan_slo *s)
 			ERR(L, get(L, c, "max_ratio"), kpath(L, p, "max_ratio"),
 			    "must be greater than 0");
 		if (!ck.has_min && !ck.has_max && !ck.baseline)
-			ERR(L, c, p, "a check needs \"min\", \"max\" or \"baseline\" to pass or fail");
+			ERR(L, c, p,
+			    "a check needs \"min\", \"max\" or \"baseline\" to pass or fail");
 		if (ck.has_min && ck.has_max && ck.min > ck.max)
 			ERR(L, get(L, c, "min"), kpath(L, p, "min"),
 			    "%g is greater than max (%g); no value could pass", ck.min, ck.max);
@@ -1361,10 +1384,16 @@ static void load_checks(loader *L, yaml_node_t *list, mg_plan_slo *s)
 
 static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 {
-	static const char *const keys[] = {"source",	     "backend",	       "ingress",
-					   "namespace",	     "vm_servers",     "k8s_servers",
-					   "max_error_rate", "max_latency",    "max_error_rate_vs_vms",
-					   NULL};
+	static const char *const keys[] = {"source",
+	                                   "backend",
+	                                   "ingress",
+	                                   "namespace",
+	                                   "vm_servers",
+	                                   "k8s_servers",
+	                                   "max_error_rate",
+	                                   "max_latency",
+	                                   "max_error_rate_vs_vms",
+	                                   NULL};
 	const char *P = "slo.red";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
 		return;
@@ -1388,9 +1417,9 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 	r->ingress = get_str(L, m, P, "ingress", false, NULL);
 	r->namespace_ = get_str(L, m, P, "namespace", false, NULL);
 	r->vm_servers = load_name_list(L, m, P, "vm_servers", &r->nvm_servers, false,
-				       valid_server_name, "a server name");
+	                               valid_server_name, "a server name");
 	r->k8s_servers = load_name_list(L, m, P, "k8s_servers", &r->nk8s_servers, false,
-					valid_server_name, "a server name");
+	                                valid_server_name, "a server name");
 	r->max_error_rate = get_rate(L, m, P, "max_error_rate");
 	r->max_latency_ms = get_duration(L, m, P, "max_latency", -1, 1);
 	r->max_error_rate_vs_vms = -1;
@@ -1410,11 +1439,11 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 
 static void load_slo(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"prometheus",   "interval",	 "window",
-					   "min_requests", "failure_limit", "on_failure",
-					   "red",	   "checks",	 NULL};
-	static const char *const pkeys[] = {"url", "token_env", "token_file", "ca_file", "timeout",
-					    NULL};
+	static const char *const keys[] = {"prometheus",   "interval",      "window",
+	                                   "min_requests", "failure_limit", "on_failure",
+	                                   "red",          "checks",        NULL};
+	static const char *const pkeys[] = {"url",     "token_env", "token_file",
+	                                    "ca_file", "timeout",   NULL};
 	const char *P = "slo";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
 		return;
@@ -1457,8 +1486,9 @@ static void load_slo(loader *L, yaml_node_t *m)
 	if (checks)
 		load_checks(L, checks, s);
 	if (!red && !checks)
-		ERR(L, m, P, "no gates: add \"red\" or \"checks\", or traffic would move on no "
-			     "evidence");
+		ERR(L, m, P,
+		    "no gates: add \"red\" or \"checks\", or traffic would move on no "
+		    "evidence");
 	L->plan->slo = s;
 }
 
@@ -1473,7 +1503,7 @@ static bool name_in(const char *name, const char **list, size_t n)
 }
 
 static void check_weights(loader *L, yaml_node_t *steps, size_t nvm, size_t nk8s,
-			  const char *provider)
+                          const char *provider)
 {
 	const mg_plan_traffic *t = L->plan->traffic;
 	for (size_t i = 0; i < t->nsteps; i++) {
@@ -1498,11 +1528,11 @@ static void check_cross(loader *L, yaml_node_t *root)
 		if (t->provider == MG_PROVIDER_HAPROXY && t->haproxy && t->haproxy->nvm_servers &&
 		    t->haproxy->nk8s_servers)
 			check_weights(L, steps, t->haproxy->nvm_servers, t->haproxy->nk8s_servers,
-				      "haproxy");
+			              "haproxy");
 		if (t->provider == MG_PROVIDER_NGINX && t->nginx && t->nginx->nvm_servers &&
 		    t->nginx->nk8s_servers)
 			check_weights(L, steps, t->nginx->nvm_servers, t->nginx->nk8s_servers,
-				      "nginx");
+			              "nginx");
 	}
 	if (t && p->slo && t->bake_ms >= 0 && t->bake_ms < p->slo->interval_ms) {
 		char a[32], b[32];
@@ -1568,9 +1598,8 @@ static void check_cross(loader *L, yaml_node_t *root)
 
 static void load_root(loader *L, yaml_node_t *root)
 {
-	static const char *const keys[] = {"version", "name",	    "description", "build",
-					   "vms",     "kubernetes", "traffic",	   "slo",
-					   "state",   NULL};
+	static const char *const keys[] = {"version",    "name",    "description", "build", "vms",
+	                                   "kubernetes", "traffic", "slo",         "state", NULL};
 	static const char *const skeys[] = {"dir", NULL};
 	mg_plan *p = L->plan;
 	if (!expect(L, root, YAML_MAPPING_NODE, NULL))
@@ -1618,11 +1647,11 @@ static void yaml_problem(loader *L, yaml_parser_t *parser)
 	char msg[512];
 	if (parser->context)
 		snprintf(msg, sizeof(msg), "%s %s", parser->problem ? parser->problem : "error",
-			 parser->context);
+		         parser->context);
 	else
 		snprintf(msg, sizeof(msg), "%s", parser->problem ? parser->problem : "YAML error");
 	mg_error_diag(L->err, MG_SEV_ERROR, L->file, (int)m->line + 1, (int)m->column + 1, NULL,
-		      "invalid YAML: %s", msg);
+	              "invalid YAML: %s", msg);
 	L->errors++;
 }
 
@@ -1664,7 +1693,7 @@ static char *absolute_dir(const char *dir)
 }
 
 int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *display_path,
-			const char *base_dir, unsigned flags, mg_error *err)
+                        const char *base_dir, unsigned flags, mg_error *err)
 {
 	*out = NULL;
 	mg_plan *p = calloc(1, sizeof(*p));
@@ -1691,7 +1720,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 		yaml_node_t *root = yaml_document_get_root_node(&doc);
 		if (!root) {
 			mg_error_diag(err, MG_SEV_ERROR, L.file, 1, 1, NULL,
-				      "the plan is empty; see docs/plan.md for an example");
+			              "the plan is empty; see docs/plan.md for an example");
 			L.errors++;
 		} else {
 			load_root(&L, root);
@@ -1716,8 +1745,8 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 	sort_diags(err, first_diag, L.file);
 	if (L.errors || L.oom) {
 		int rc = L.oom ? mg_error_set(err, MG_ENOMEM, "out of memory")
-			       : mg_error_set(err, MG_EINVALID, "%s: %zu error%s in the plan",
-					      L.file, L.errors, L.errors == 1 ? "" : "s");
+		               : mg_error_set(err, MG_EINVALID, "%s: %zu error%s in the plan",
+		                              L.file, L.errors, L.errors == 1 ? "" : "s");
 		mg_plan_free(p); /* last: L.file lives in the plan's arena */
 		return rc;
 	}
@@ -1734,9 +1763,9 @@ int mg_plan_load(mg_plan **out, const char *path, unsigned flags, mg_error *err)
 	if (rc) {
 		if (rc == MG_ENOTFOUND)
 			mg_error_set(err, MG_EINVALID,
-				     "%s: no such plan file (give one with -p FILE, or create "
-				     "migrate.yaml; see docs/plan.md)",
-				     path);
+			             "%s: no such plan file (give one with -p FILE, or create "
+			             "migrate.yaml; see docs/plan.md)",
+			             path);
 		return rc == MG_ENOTFOUND ? MG_EINVALID : rc;
 	}
 	if (memchr(buf, '\0', len)) {
@@ -1770,19 +1799,20 @@ int mg_plan_require(const mg_plan *plan, unsigned needs, const char *command, mg
 		bool present;
 		const char *what;
 	} rules[] = {
-		{MG_NEED_BUILD, plan->build != NULL, "a `build` section"},
-		{MG_NEED_VMS, plan->vms != NULL, "a `vms` section"},
-		{MG_NEED_KUBERNETES, plan->kubernetes != NULL, "a `kubernetes` section"},
-		{MG_NEED_TRAFFIC, plan->traffic != NULL, "a `traffic` section"},
-		{MG_NEED_SLO, plan->slo != NULL, "an `slo` section"},
-		{MG_NEED_VMS_OR_KUBERNETES, plan->vms || plan->kubernetes,
-		 "a `vms` or `kubernetes` section"},
+	    {MG_NEED_BUILD, plan->build != NULL, "a `build` section"},
+	    {MG_NEED_VMS, plan->vms != NULL, "a `vms` section"},
+	    {MG_NEED_KUBERNETES, plan->kubernetes != NULL, "a `kubernetes` section"},
+	    {MG_NEED_TRAFFIC, plan->traffic != NULL, "a `traffic` section"},
+	    {MG_NEED_SLO, plan->slo != NULL, "an `slo` section"},
+	    {MG_NEED_VMS_OR_KUBERNETES, plan->vms || plan->kubernetes,
+	     "a `vms` or `kubernetes` section"},
 	};
 	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
 		if ((needs & rules[i].flag) && !rules[i].present)
-			return mg_error_set(err, MG_EINVALID,
-					    "%s: `migrate %s` needs %s in the plan (see docs/plan.md)",
-					    plan->file, command, rules[i].what);
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "%s: `migrate %s` needs %s in the plan (see docs/plan.md)", plan->file,
+			    command, rules[i].what);
 	return 0;
 }
 
@@ -1844,7 +1874,7 @@ const char *mg_on_failure_name(mg_on_failure f)
 size_t mg_plan_vms_batch_size(const mg_plan_vms *vms)
 {
 	size_t n = vms->batch_count > 0 ? (size_t)vms->batch_count
-					: (size_t)ceil(vms->nhosts * vms->batch_percent / 100.0);
+	                                : (size_t)ceil(vms->nhosts * vms->batch_percent / 100.0);
 	if (n < 1)
 		n = 1;
 	if (vms->nhosts && n > vms->nhosts)

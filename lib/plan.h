@@ -46,7 +46,7 @@ typedef struct {
 	int batch_count;      /* batch as a host count, or 0 when given as a percentage */
 	double batch_percent; /* batch as a percentage, or 0 */
 	int max_failures;
-	const char *activate; /* NULL when nothing is run after the switch */
+	const char *activate;   /* NULL when nothing is run after the switch */
 	const char *health_url; /* may contain ${host}; NULL when there is no health check */
 	int64_t health_timeout_ms;
 	int64_t connect_timeout_ms;
@@ -55,8 +55,8 @@ typedef struct {
 
 typedef struct {
 	const char *key;
-	const char *value;  /* as written */
-	bool is_string;     /* quoted or non-numeric in YAML: keeps its type when substituted */
+	const char *value; /* as written */
+	bool is_string;    /* quoted or non-numeric in YAML: keeps its type when substituted */
 } mg_plan_value;
 
 typedef struct {
@@ -128,15 +128,15 @@ typedef enum { MG_ON_FAILURE_ROLLBACK, MG_ON_FAILURE_PAUSE } mg_on_failure;
 
 typedef struct {
 	mg_red_source source;
-	const char *backend;        /* haproxy: the backend (proxy) label */
-	const char *ingress;        /* ingress-nginx: the ingress label */
-	const char *namespace_;     /* ingress-nginx: the exported_namespace label */
-	const char **vm_servers;    /* haproxy: defaults to traffic.haproxy.vm_servers */
+	const char *backend;     /* haproxy: the backend (proxy) label */
+	const char *ingress;     /* ingress-nginx: the ingress label */
+	const char *namespace_;  /* ingress-nginx: the exported_namespace label */
+	const char **vm_servers; /* haproxy: defaults to traffic.haproxy.vm_servers */
 	size_t nvm_servers;
-	const char **k8s_servers;   /* haproxy: defaults to traffic.haproxy.k8s_servers */
+	const char **k8s_servers; /* haproxy: defaults to traffic.haproxy.k8s_servers */
 	size_t nk8s_servers;
-	double max_error_rate;      /* ratio 0..1; < 0 when not set */
-	int64_t max_latency_ms;     /* < 0 when not set */
+	double max_error_rate;        /* ratio 0..1; < 0 when not set */
+	int64_t max_latency_ms;       /* < 0 when not set */
 	double max_error_rate_vs_vms; /* < 0 when not set */
 } mg_plan_red;
 
@@ -175,7 +175,8 @@ typedef enum {
 } mg_plan_need;
 
 typedef enum {
-	/* Do not read files the plan names (inventory): for fuzzing and for tests of the pure parser. */
+	/* Do not read files the plan names (inventory): for fuzzing and for tests of the pure
+	   parser. */
 	MG_PLAN_LOAD_NO_FS = 1 << 0,
 } mg_plan_load_flags;
 
@@ -186,20 +187,21 @@ typedef enum {
  */
 int mg_plan_load(mg_plan **out, const char *path, unsigned flags, mg_error *err);
 
-/* The same from memory; display_path names the file in diagnostics, base_dir resolves relative paths. */
+/* The same from memory; display_path names the file in diagnostics, base_dir resolves relative
+ * paths. */
 int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *display_path,
-			const char *base_dir, unsigned flags, mg_error *err);
+                        const char *base_dir, unsigned flags, mg_error *err);
 
 void mg_plan_free(mg_plan *plan);
 
 /* Fails with MG_EINVALID naming the first missing section, as "`<command>` needs ...". */
 int mg_plan_require(const mg_plan *plan, unsigned needs, const char *command, mg_error *err);
 
-const char *mg_plan_file(const mg_plan *plan);     /* as given */
-const char *mg_plan_dir(const mg_plan *plan);      /* absolute directory of the plan file */
+const char *mg_plan_file(const mg_plan *plan); /* as given */
+const char *mg_plan_dir(const mg_plan *plan);  /* absolute directory of the plan file */
 const char *mg_plan_name(const mg_plan *plan);
 const char *mg_plan_description(const mg_plan *plan); /* NULL if none */
-const char *mg_plan_state_dir(const mg_plan *plan); /* absolute; default <plan dir>/.migrate */
+const char *mg_plan_state_dir(const mg_plan *plan);   /* absolute; default <plan dir>/.migrate */
 
 const mg_plan_build *mg_plan_build_section(const mg_plan *plan);
 const mg_plan_vms *mg_plan_vms_section(const mg_plan *plan);

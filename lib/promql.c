@@ -25,7 +25,7 @@ void mg_promql_duration(char *buf, size_t size, int64_t ms)
 }
 
 int mg_promql_expand(char **out, const char *tmpl, int64_t window_ms, int64_t interval_ms,
-		     mg_error *err)
+                     mg_error *err)
 {
 	char w[32], iv[32];
 	mg_promql_duration(w, sizeof(w), window_ms);
@@ -99,12 +99,12 @@ static char *fmt(const char *f, ...)
 
 static char *error_ratio(const char *metric, const char *sel, const char *err_sel, const char *w)
 {
-	return fmt("sum(increase(%s{%s,%s}[%s])) / sum(increase(%s{%s}[%s]))", metric, sel,
-		   err_sel, w, metric, sel, w);
+	return fmt("sum(increase(%s{%s,%s}[%s])) / sum(increase(%s{%s}[%s]))", metric, sel, err_sel,
+	           w, metric, sel, w);
 }
 
 int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int64_t window_ms,
-		  mg_error *err)
+                  mg_error *err)
 {
 	*out = NULL;
 	*out_n = 0;
@@ -127,37 +127,37 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 		errsel = "code=\"5xx\"";
 	} else {
 		snprintf(ksel, sizeof(ksel), "namespace=\"%s\"%s%s%s",
-			 r->namespace_ ? r->namespace_ : "", r->ingress ? ",ingress=\"" : "",
-			 r->ingress ? r->ingress : "", r->ingress ? "\"" : "");
+		         r->namespace_ ? r->namespace_ : "", r->ingress ? ",ingress=\"" : "",
+		         r->ingress ? r->ingress : "", r->ingress ? "\"" : "");
 		vsel[0] = '\0';
 		reqs = "nginx_ingress_controller_requests";
 		errsel = "status=~\"5..\"";
 	}
 	c[n] = (mg_red_check){MG_RED_RATE, "rate", fmt("sum(increase(%s{%s}[%s]))", reqs, ksel, w),
-			      NULL, (double)slo->min_requests};
+	                      NULL, (double)slo->min_requests};
 	n++;
 	if (r->max_error_rate >= 0) {
 		c[n] = (mg_red_check){MG_RED_ERRORS, "errors", error_ratio(reqs, ksel, errsel, w),
-				      NULL, r->max_error_rate};
+		                      NULL, r->max_error_rate};
 		n++;
 	}
 	if (r->max_latency_ms >= 0) {
 		char *q = r->source == MG_RED_HAPROXY
-				  ? fmt("max(avg_over_time(haproxy_server_response_time_average_"
-					"seconds{%s}[%s]))",
-					ksel, w)
-				  : fmt("histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_"
-					"controller_request_duration_seconds_bucket{%s}[%s])))",
-					ksel, w);
+		              ? fmt("max(avg_over_time(haproxy_server_response_time_average_"
+		                    "seconds{%s}[%s]))",
+		                    ksel, w)
+		              : fmt("histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_"
+		                    "controller_request_duration_seconds_bucket{%s}[%s])))",
+		                    ksel, w);
 		c[n] = (mg_red_check){MG_RED_DURATION, "duration", q, NULL,
-				      (double)r->max_latency_ms / 1000.0};
+		                      (double)r->max_latency_ms / 1000.0};
 		n++;
 	}
 	/* ingress-nginx only sees the cluster; there is no VM side to compare with */
 	if (r->max_error_rate_vs_vms >= 0 && r->source == MG_RED_HAPROXY) {
 		c[n] = (mg_red_check){MG_RED_ERRORS_VS_VMS, "errors-vs-vms",
-				      error_ratio(reqs, ksel, errsel, w),
-				      error_ratio(reqs, vsel, errsel, w), r->max_error_rate_vs_vms};
+		                      error_ratio(reqs, ksel, errsel, w),
+		                      error_ratio(reqs, vsel, errsel, w), r->max_error_rate_vs_vms};
 		n++;
 	}
 	for (size_t i = 0; i < n; i++)

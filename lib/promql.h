@@ -21,10 +21,10 @@ typedef enum {
 
 typedef struct {
 	mg_red_kind kind;
-	const char *name;  /* "rate", "errors", "duration", "errors-vs-vms" */
-	char *query;       /* the cluster side */
-	char *vm_query;    /* errors-vs-vms: the VM side; otherwise NULL */
-	double threshold;  /* in the query's unit: requests, ratio, seconds, factor */
+	const char *name; /* "rate", "errors", "duration", "errors-vs-vms" */
+	char *query;      /* the cluster side */
+	char *vm_query;   /* errors-vs-vms: the VM side; otherwise NULL */
+	double threshold; /* in the query's unit: requests, ratio, seconds, factor */
 } mg_red_check;
 
 /* A duration as PromQL writes it: 90000 -> "1m30s", 1500 -> "1500ms". */
@@ -32,11 +32,11 @@ void mg_promql_duration(char *buf, size_t size, int64_t ms);
 
 /* Replaces ${window} and ${interval}; *out is malloc'd. */
 int mg_promql_expand(char **out, const char *tmpl, int64_t window_ms, int64_t interval_ms,
-		     mg_error *err);
+                     mg_error *err);
 
 /* The RED checks the plan's slo.red asks for, with queries over window_ms. */
 int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int64_t window_ms,
-		  mg_error *err);
+                  mg_error *err);
 void mg_promql_red_free(mg_red_check *checks, size_t n);
 
 #endif

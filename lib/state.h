@@ -28,10 +28,10 @@ typedef enum {
 } mg_phase;
 
 typedef struct {
-	uint64_t revision;  /* 0: nothing saved yet */
+	uint64_t revision; /* 0: nothing saved yet */
 	char plan[64];
 	mg_phase phase;
-	int step_index;     /* index into traffic.steps; -1 before the first step */
+	int step_index;          /* index into traffic.steps; -1 before the first step */
 	int64_t step_started_ms; /* 0 if never */
 	bool has_applied;
 	double applied_k8s_percent; /* what we last asked the balancer for */
@@ -39,7 +39,7 @@ typedef struct {
 	bool has_read_back;
 	double read_back_k8s_percent; /* what the balancer reported afterwards */
 	int64_t read_back_ms;
-	char vms_version[128];        /* "" if never deployed */
+	char vms_version[128]; /* "" if never deployed */
 	char kubernetes_version[128];
 	int64_t created_ms;
 	int64_t updated_ms;

@@ -20,15 +20,16 @@ typedef struct mg_store mg_store;
 typedef struct {
 	char operator_[256]; /* user@host */
 	long pid;
-	int64_t since_ms;    /* Unix time in milliseconds */
+	int64_t since_ms; /* Unix time in milliseconds */
 	char command[64];
 } mg_lock_holder;
 
 /* Opens (creating with mode 0700 if needed) <state_dir>/<plan_name>/. */
 int mg_store_open(mg_store **out, const char *state_dir, const char *plan_name, mg_error *err);
-/* Opens only if the directory exists; MG_ENOTFOUND otherwise (read-only commands create nothing). */
+/* Opens only if the directory exists; MG_ENOTFOUND otherwise (read-only commands create nothing).
+ */
 int mg_store_open_existing(mg_store **out, const char *state_dir, const char *plan_name,
-			   mg_error *err);
+                           mg_error *err);
 void mg_store_free(mg_store *store); /* releases the lock if held */
 
 const char *mg_store_path(const mg_store *store);

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mg_plan *plan = NULL;
 	mg_error err = MG_ERROR_INIT;
 	if (mg_plan_load_buffer(&plan, (const char *)data, size, "fuzz.yaml", "/nonexistent",
-				MG_PLAN_LOAD_NO_FS, &err) == 0) {
+	                        MG_PLAN_LOAD_NO_FS, &err) == 0) {
 		/* touch the model so a dangling pointer would show */
 		const mg_plan_traffic *t = mg_plan_traffic_section(plan);
 		volatile double sum = 0;

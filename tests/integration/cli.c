@@ -174,20 +174,21 @@ static const char *tmp(const char *name)
 	return buf[i];
 }
 
-static const char minimal_plan[] = "version: 1\n"
-				   "name: shop\n"
-				   "traffic:\n"
-				   "  provider: haproxy\n"
-				   "  steps: [10, 50, 100]\n"
-				   "  bake: 5m\n"
-				   "  haproxy:\n"
-				   "    address: 127.0.0.1:9999\n"
-				   "    backend: shop\n"
-				   "    vm_servers: [vm1, vm2]\n"
-				   "    k8s_servers: [k8s]\n"
-				   "slo:\n"
-				   "  prometheus: { url: \"http://127.0.0.1:9090\" }\n"
-				   "  red: { source: haproxy, backend: shop, max_error_rate: 1% }\n";
+static const char minimal_plan[] =
+    "version: 1\n"
+    "name: shop\n"
+    "traffic:\n"
+    "  provider: haproxy\n"
+    "  steps: [10, 50, 100]\n"
+    "  bake: 5m\n"
+    "  haproxy:\n"
+    "    address: 127.0.0.1:9999\n"
+    "    backend: shop\n"
+    "    vm_servers: [vm1, vm2]\n"
+    "    k8s_servers: [k8s]\n"
+    "slo:\n"
+    "  prometheus: { url: \"http://127.0.0.1:9090\" }\n"
+    "  red: { source: haproxy, backend: shop, max_error_rate: 1% }\n";
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -309,15 +310,15 @@ Test(cli, validate_reports_all_four_errors_with_positions)
 	const char *f = "tests/fixtures/plans/four-errors.yaml";
 	char want[2048];
 	snprintf(want, sizeof(want),
-		 "%s:5:19: traffic.steps[2]: 40 is lower than the step before it (50); steps "
-		 "must increase\n"
-		 "%s:6:9: traffic.bake: ",
-		 f, f);
+	         "%s:5:19: traffic.steps[2]: 40 is lower than the step before it (50); steps "
+	         "must increase\n"
+	         "%s:6:9: traffic.bake: ",
+	         f, f);
 	cr_assert(!strncmp(r.err, want, strlen(want)), "%s", r.err);
 	snprintf(want, sizeof(want), "%s:13:5: traffic.cloudflare.token: secrets may not be", f);
 	cr_assert(strstr(r.err, want), "%s", r.err);
-	snprintf(want, sizeof(want), "%s:16:3: slo.intreval: unknown key; did you mean \"interval\"?",
-		 f);
+	snprintf(want, sizeof(want),
+	         "%s:16:3: slo.intreval: unknown key; did you mean \"interval\"?", f);
 	cr_assert(strstr(r.err, want), "%s", r.err);
 	size_t lines = 0;
 	for (const char *p = r.err; *p; p++)
@@ -332,7 +333,7 @@ Test(cli, validate_reports_all_four_errors_with_positions)
 Test(cli, validate_json)
 {
 	result r = run("validate", "-o", "json", "tests/fixtures/plans/four-errors.yaml",
-		       "plans/example.yaml", NULL);
+	               "plans/example.yaml", NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_doc(&r);
 	cr_assert_str_eq(jstr(doc, "command"), "validate");
@@ -393,8 +394,9 @@ Test(cli, plan_text_shows_weights_and_gates)
 	/* 4 VM servers at 9 and 1 cluster server at 4: 4 / 40 = 10% */
 	cr_assert(strstr(r.out, "  1     10%      90%      10%        9 / 4\n"), "%s", r.out);
 	cr_assert(strstr(r.out, "  5     100%     0%       100%       0 / 1\n"), "%s", r.out);
-	cr_assert(strstr(r.out, "sum(increase(haproxy_server_http_responses_total{proxy=\"payments\","
-				"server=~\"k8s\",code=\"5xx\"}[5m]))"));
+	cr_assert(strstr(r.out,
+	                 "sum(increase(haproxy_server_http_responses_total{proxy=\"payments\","
+	                 "server=~\"k8s\",code=\"5xx\"}[5m]))"));
 	cr_assert(strstr(r.out, "checkout_ok_total{side=\"k8s\"}[5m]"), "window not expanded");
 	cr_assert(strstr(r.out, "Nothing was changed."));
 	cr_assert_null(strstr(r.out, "\033["), "colour on a pipe");
@@ -430,9 +432,8 @@ Test(cli, plan_json)
 		cr_assert_str_eq(jstr(json_array_get(checks, i), "name"), names[i]);
 	cr_assert(json_is_string(json_object_get(json_array_get(checks, 3), "baseline")));
 	cr_assert_eq(json_integer_value(json_object_get(doc, "minimum_duration_ms")), 3000000);
-	json_t *files = json_object_get(json_object_get(json_object_get(doc, "kubernetes"),
-							"templates"),
-					"files");
+	json_t *files = json_object_get(
+	    json_object_get(json_object_get(doc, "kubernetes"), "templates"), "files");
 	cr_assert_eq(json_array_size(files), 4);
 	json_decref(doc);
 	result_free(&r);
@@ -448,8 +449,8 @@ Test(cli, plan_with_only_traffic_and_slo)
 	cr_assert(json_is_null(json_object_get(doc, "kubernetes")));
 	cr_assert(json_is_null(json_object_get(doc, "build")));
 	json_t *w = json_object_get(
-		json_array_get(json_object_get(json_object_get(doc, "traffic"), "steps"), 0),
-		"weights");
+	    json_array_get(json_object_get(json_object_get(doc, "traffic"), "steps"), 0),
+	    "weights");
 	/* 2 VM servers, 1 cluster server, 10%: 9, 9 and 2 */
 	cr_assert_eq(json_integer_value(json_object_get(w, "vm1")), 9);
 	cr_assert_eq(json_integer_value(json_object_get(w, "k8s")), 2);
@@ -516,9 +517,8 @@ Test(cli, status_shows_recorded_state_and_lock_holder)
 	cr_assert(json_is_true(json_object_get(lock, "held")));
 	cr_assert_eq(json_integer_value(json_object_get(lock, "pid")), getpid());
 	cr_assert_str_eq(jstr(lock, "command"), "step");
-	cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "state"),
-							"revision")),
-		     1);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "state"), "revision")),
+	             1);
 	json_t *bake = json_object_get(doc, "bake_remaining_ms");
 	cr_assert(json_integer_value(bake) > 290000 && json_integer_value(bake) <= 300000);
 	json_decref(doc);
@@ -568,7 +568,7 @@ Test(cli, history_newest_last_with_limit)
 	result_free(&r);
 
 	r = run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "--limit", "2", "-o",
-		"json", NULL);
+	        "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
 	json_t *recs = json_object_get(doc, "records");
@@ -592,8 +592,8 @@ Test(cli, history_skips_a_torn_last_line_with_a_warning)
 	cr_assert_not_null(f);
 	fputs("{\"seq\": 2, \"time\": \"2026-", f); /* a crash mid-write */
 	fclose(f);
-	result r = run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json",
-		       NULL);
+	result r =
+	    run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.err, "warning:"), "no warning on stderr: %s", r.err);
 	cr_assert(strstr(r.err, "journal.jsonl:2"), "warning does not name the line: %s", r.err);
