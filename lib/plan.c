@@ -1760,13 +1760,19 @@ int mg_plan_load(mg_plan **out, const char *path, unsigned flags, mg_error *err)
 	char *buf;
 	size_t len;
 	int rc = mg_fs_read_all(&buf, &len, path, err);
+	/* the plan is input: a file that cannot be read is the operator's to fix (exit 2) */
+	if (rc == MG_ENOTFOUND)
+		return mg_error_set(err, MG_EINVALID,
+		                    "%s: no such plan file (give one with -p FILE, or create "
+		                    "migrate.yaml; see docs/plan.md)",
+		                    path);
+	if (rc == MG_ENOMEM)
+		return rc;
 	if (rc) {
-		if (rc == MG_ENOTFOUND)
-			mg_error_set(err, MG_EINVALID,
-			             "%s: no such plan file (give one with -p FILE, or create "
-			             "migrate.yaml; see docs/plan.md)",
-			             path);
-		return rc == MG_ENOTFOUND ? MG_EINVALID : rc;
+		char why[sizeof(
+		    err->message)]; /* err->message cannot be both format input and output */
+		snprintf(why, sizeof(why), "%s", err ? err->message : "cannot read the plan");
+		return mg_error_set(err, MG_EINVALID, "%s", why);
 	}
 	if (memchr(buf, '\0', len)) {
 		free(buf);

@@ -377,6 +377,28 @@ Test(cli, validate_missing_file)
 	result_free(&r);
 }
 
+Test(cli, unreadable_plans_are_bad_input)
+{
+	result r = run("validate", "-p", tmpdir, NULL);
+	cr_assert_eq(r.status, 2, "a directory as the plan: %s", r.err);
+	cr_assert(strstr(r.err, "Is a directory"), "%s", r.err);
+	result_free(&r);
+	write_file(tmp("bin.yaml"), "version: 1\n");
+	FILE *f = fopen(tmp("bin.yaml"), "a");
+	cr_assert_not_null(f);
+	fputc('\0', f);
+	fclose(f);
+	r = run("validate", "-p", tmp("bin.yaml"), NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "not a text file"), "%s", r.err);
+	result_free(&r);
+	write_file(tmp("empty.yaml"), "");
+	r = run("validate", "-p", tmp("empty.yaml"), NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "empty.yaml:1:1: the plan is empty"), "%s", r.err);
+	result_free(&r);
+}
+
 Test(cli, global_options_before_the_command)
 {
 	result r = run("-o", "json", "-p", "plans/example.yaml", "validate", NULL);
