@@ -33,8 +33,8 @@ export UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
 
 LIB_SRC  = $(sort $(wildcard lib/*.c lib/*/*.c))
 CMD_SRC  = $(sort $(wildcard cmd/*.c))
-UNIT_SRC = $(sort $(wildcard tests/unit/*.c))
-INT_SRC  = $(sort $(wildcard tests/integration/*.c))
+UNIT_SRC = $(sort $(wildcard tests/unit/*.c)) tests/testutil.c
+INT_SRC  = $(sort $(wildcard tests/integration/*.c)) tests/testutil.c
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(BUILD)/%.o)
@@ -121,8 +121,8 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-FORMAT_SRC = $(LIB_SRC) $(CMD_SRC) $(wildcard lib/*.h lib/*/*.h cmd/*.h) $(UNIT_SRC) $(INT_SRC) \
-             $(wildcard tests/unit/*.h tests/fuzz/*.c)
+FORMAT_SRC = $(sort $(LIB_SRC) $(CMD_SRC) $(wildcard lib/*.h lib/*/*.h cmd/*.h) $(UNIT_SRC) $(INT_SRC) \
+             $(wildcard tests/*.h tests/unit/*.h tests/fuzz/*.c))
 format:
 	clang-format -i $(FORMAT_SRC)
 

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "journal.h"
 #include "state.h"
 #include "store.h"
@@ -35,16 +36,13 @@ static char tmpdir[256];
 
 static void setup(void)
 {
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-cli-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir));
+	tu_tmpdir_make(tmpdir, sizeof(tmpdir), "cli");
 	unsetenv("NO_COLOR");
 }
 
 static void teardown(void)
 {
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	cr_assert_eq(system(cmd), 0);
+	tu_tmpdir_remove(tmpdir);
 }
 
 static const char *bin(void)

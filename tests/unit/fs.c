@@ -1,35 +1,25 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "fs.h"
 
 static char tmpdir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
-	umask(022);
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-fs-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	tu_tmpdir_make(tmpdir, sizeof(tmpdir), "fs");
 }
 
 static void teardown(void)
 {
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tu_tmpdir_remove(tmpdir);
 }
 
 static char *path_in(const char *name)
@@ -39,25 +29,6 @@ static char *path_in(const char *name)
 	char *p = buf[i++ % 4];
 	snprintf(p, 256, "%s/%s", tmpdir, name);
 	return p;
-}
-
-/* Names in dir, sorted and joined with ',', so a test can compare the whole listing. */
-static void list_dir(char *out, size_t size, const char *dir)
-{
-	struct dirent **names;
-	int n = scandir(dir, &names, NULL, alphasort);
-	cr_assert_geq(n, 0, "scandir %s: %s", dir, strerror(errno));
-	out[0] = '\0';
-	for (int i = 0; i < n; i++) {
-		const char *s = names[i]->d_name;
-		if (strcmp(s, ".") != 0 && strcmp(s, "..") != 0) {
-			if (out[0])
-				strncat(out, ",", size - strlen(out) - 1);
-			strncat(out, s, size - strlen(out) - 1);
-		}
-		free(names[i]);
-	}
-	free(names);
 }
 
 static mode_t mode_of(const char *path)
@@ -82,7 +53,7 @@ Test(fs, write_atomic_creates_file_with_mode_and_no_temp_files, .init = setup, .
 	cr_assert_eq(mode_of(path), 0600, "mode is %o", (unsigned)mode_of(path));
 
 	char names[512];
-	list_dir(names, sizeof(names), tmpdir);
+	tu_list_dir(names, sizeof(names), tmpdir);
 	cr_assert_str_eq(names, "state.json");
 }
 
@@ -109,7 +80,7 @@ Test(fs, write_atomic_replaces_and_resets_mode, .init = setup, .fini = teardown)
 	cr_assert_eq(mode_of(path), 0600);
 
 	char names[512];
-	list_dir(names, sizeof(names), tmpdir);
+	tu_list_dir(names, sizeof(names), tmpdir);
 	cr_assert_str_eq(names, "f");
 }
 
@@ -128,7 +99,7 @@ Test(fs, write_atomic_failure_names_path_and_removes_temp, .init = setup, .fini 
 	cr_assert(strstr(err.message, "renaming"), "message: %s", err.message);
 
 	char names[512];
-	list_dir(names, sizeof(names), tmpdir);
+	tu_list_dir(names, sizeof(names), tmpdir);
 	cr_assert_str_eq(names, "target");
 }
 

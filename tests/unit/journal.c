@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "fs.h"
 #include "journal.h"
 #include "log.h"
@@ -36,19 +36,9 @@ static void capture(mg_log_level level, const char *msg, void *ud)
 	}
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
-	umask(022);
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-journal-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	tu_tmpdir_make(tmpdir, sizeof(tmpdir), "journal");
 	mg_error err = MG_ERROR_INIT;
 	cr_assert_eq(mg_store_open(&store, tmpdir, "payments-api", &err), 0, "%s", err.message);
 	snprintf(journal_file, sizeof(journal_file), "%s/journal.jsonl", mg_store_path(store));
@@ -61,7 +51,7 @@ static void teardown(void)
 	mg_log_set(NULL, NULL, MG_LOG_INFO);
 	mg_store_free(store);
 	store = NULL;
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tu_tmpdir_remove(tmpdir);
 }
 
 static void lock(void)

@@ -1,13 +1,13 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "fs.h"
 #include "state.h"
 #include "store.h"
@@ -16,19 +16,9 @@ static char tmpdir[64];
 static mg_store *store;
 static char state_file[256];
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
-	umask(022);
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-state-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	tu_tmpdir_make(tmpdir, sizeof(tmpdir), "state");
 	mg_error err = MG_ERROR_INIT;
 	cr_assert_eq(mg_store_open(&store, tmpdir, "payments-api", &err), 0, "%s", err.message);
 	snprintf(state_file, sizeof(state_file), "%s/state.json", mg_store_path(store));
@@ -38,26 +28,7 @@ static void teardown(void)
 {
 	mg_store_free(store);
 	store = NULL;
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* Names in dir, sorted and joined with ',', so a test can compare the whole listing. */
-static void list_dir(char *out, size_t size, const char *dir)
-{
-	struct dirent **names;
-	int n = scandir(dir, &names, NULL, alphasort);
-	cr_assert_geq(n, 0, "scandir %s: %s", dir, strerror(errno));
-	out[0] = '\0';
-	for (int i = 0; i < n; i++) {
-		const char *s = names[i]->d_name;
-		if (strcmp(s, ".") != 0 && strcmp(s, "..") != 0) {
-			if (out[0])
-				strncat(out, ",", size - strlen(out) - 1);
-			strncat(out, s, size - strlen(out) - 1);
-		}
-		free(names[i]);
-	}
-	free(names);
+	tu_tmpdir_remove(tmpdir);
 }
 
 static void write_state_file(const char *text)
@@ -394,6 +365,6 @@ Test(state, no_temp_files_after_saves, .init = setup, .fini = teardown)
 	}
 	cr_assert_eq(st.revision, 25);
 	char names[512];
-	list_dir(names, sizeof(names), mg_store_path(store));
+	tu_list_dir(names, sizeof(names), mg_store_path(store));
 	cr_assert_str_eq(names, "lock,state.json");
 }

@@ -1,7 +1,6 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,29 +11,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../testutil.h"
 #include "fs.h"
 #include "store.h"
 
 static char tmpdir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
-	umask(022);
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/mg-store-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+	tu_tmpdir_make(tmpdir, sizeof(tmpdir), "store");
 }
 
 static void teardown(void)
 {
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tu_tmpdir_remove(tmpdir);
 }
 
 static bool dir_is_empty(const char *dir)
