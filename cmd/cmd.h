@@ -55,10 +55,16 @@ int cmd_help(mg_cli *cli, int argc, char **argv);
 
 /* Option parsing shared by every command: the global options plus the command's own.
  * Calls on_opt for each of the command's options; returns the index of the first operand,
- * or -1 with *exit_code set (after --help, or on a usage error already reported). */
+ * or -1 with *exit_code set (after --help, or on a usage error already reported, such as
+ * more than max_operands operands). */
 typedef int (*cli_opt_fn)(mg_cli *cli, int opt, const char *arg, void *ud);
 int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code);
+              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int max_operands,
+              int *exit_code);
+#define CLI_ANY_OPERANDS (-1)
+
+/* Whether colour may be written to fd: a terminal, no NO_COLOR, TERM not dumb, no --no-color. */
+bool cli_color_allowed(const mg_cli *cli, int fd);
 
 /* Applies one global option (also used by main before the command name); 1 if it was one. */
 int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code);

@@ -21,7 +21,7 @@ const char *cli_c(bool on, const char *code)
 	return on ? code : "";
 }
 
-static bool color_allowed(const mg_cli *cli, int fd)
+bool cli_color_allowed(const mg_cli *cli, int fd)
 {
 	const char *nc = getenv("NO_COLOR"); /* no-color.org: set and non-empty */
 	const char *term = getenv("TERM");
@@ -89,7 +89,8 @@ static void unknown_option(mg_cli *cli, const char *word, const struct option *o
 }
 
 int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int *exit_code)
+              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int max_operands,
+              int *exit_code)
 {
 	size_t ng = count_opts(cli_global_longopts), nc = count_opts(cmd_longopts);
 	struct option *all = calloc(ng + nc + 1, sizeof(*all));
@@ -145,8 +146,13 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 		}
 	}
 	free(all);
-	cli->color_out = color_allowed(cli, STDOUT_FILENO);
-	cli->color_err = color_allowed(cli, STDERR_FILENO);
+	cli->color_out = cli_color_allowed(cli, STDOUT_FILENO);
+	cli->color_err = cli_color_allowed(cli, STDERR_FILENO);
+	if (rc == 0 && max_operands >= 0 && argc - optind > max_operands) {
+		*exit_code =
+		    cli_usage_error(cli, "unexpected argument '%s'", argv[optind + max_operands]);
+		return -1;
+	}
 	return rc < 0 ? -1 : optind;
 }
 
@@ -179,7 +185,7 @@ int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
 	(void)cli;
 	json_object_set_new(doc, "ok", json_boolean(exit_code == EXIT_DONE));
 	json_object_set_new(doc, "exit_code", json_integer(exit_code));
-	char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 	if (s) {
 		fputs(s, stdout);
 		fputc('\n', stdout);

@@ -46,7 +46,7 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 	                                     {NULL, 0, NULL, 0}};
 	long limit = 0;
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &limit, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &limit, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;

@@ -79,7 +79,7 @@ void cli_print_command_help(FILE *f, const mg_command *cmd)
 int cmd_help(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, &exit_code);
+	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 1, &exit_code);
 	if (i < 0)
 		return exit_code;
 	if (i >= argc) {
@@ -127,6 +127,16 @@ int main(int argc, char **argv)
 	opts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
 	opts[n] = (struct option){NULL, 0, NULL, 0};
 
+	/* A usage error can come before -o json is parsed; CI still gets its JSON document. */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--output=json") || !strcmp(argv[i], "-ojson") ||
+		    ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc &&
+		     !strcmp(argv[i + 1], "json")))
+			cli.json = true;
+	for (int i = 1; i < argc; i++)
+		cli.no_color |= !strcmp(argv[i], "--no-color");
+	cli.color_err = cli_color_allowed(&cli, STDERR_FILENO);
+
 	/* Global options may come before the command; '+' stops at the command name. */
 	int exit_code = EXIT_DONE;
 	bool help = false, version = false;
@@ -151,14 +161,18 @@ int main(int argc, char **argv)
 	           cli.verbose >= 2 ? MG_LOG_DEBUG
 	           : cli.verbose    ? MG_LOG_INFO
 	                            : MG_LOG_WARN);
-	cli.color_err = !cli.no_color && isatty(STDERR_FILENO) && !getenv("NO_COLOR");
+	cli.color_err = cli_color_allowed(&cli, STDERR_FILENO);
 	if (version) {
 		print_version(&cli);
 		return EXIT_DONE;
 	}
 	if (optind >= argc) {
-		cli_print_overview(help ? stdout : stderr);
-		return help ? EXIT_DONE : EXIT_USAGE;
+		if (help) {
+			cli_print_overview(stdout);
+			return EXIT_DONE;
+		}
+		cli_print_overview(stderr);
+		return cli.json ? cli_usage_error(&cli, "no command given") : EXIT_USAGE;
 	}
 	const char *name = argv[optind];
 	const mg_command *cmd = mg_command_find(name);

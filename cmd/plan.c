@@ -34,7 +34,7 @@ static json_t *plan_build(const mg_cli *cli, const mg_plan_build *b)
 	if (!cli->json) {
 		heading(cli, "Build");
 		if (b->repo)
-			printf("  version    from the HEAD of %s (or --version)\n", b->repo);
+			printf("  version    the commit at HEAD of %s\n", b->repo);
 		if (b->artifact)
 			printf("  artifact   %s\n", b->artifact);
 		if (b->image)
@@ -91,6 +91,10 @@ static json_t *plan_vms(const mg_cli *cli, const mg_plan_vms *v)
 	                      "batches", (int)nbatches, "max_failures", v->max_failures,
 	                      "keep_releases", v->keep_releases, "identity_file", v->identity_file,
 	                      "activate", v->activate, "inventory", v->inventory);
+	json_object_set_new(o, "passphrase_env",
+	                    v->passphrase_env ? json_string(v->passphrase_env) : json_null());
+	json_object_set_new(o, "connect_timeout_ms", json_integer(v->connect_timeout_ms));
+	json_object_set_new(o, "command_timeout_ms", json_integer(v->command_timeout_ms));
 	json_object_set_new(o, "health",
 	                    v->health_url
 	                        ? json_pack("{s:s, s:I}", "url", v->health_url, "timeout_ms",
@@ -198,8 +202,9 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 		nk8s = h->nk8s_servers;
 		snprintf(where, sizeof(where), "backend %s via %s", h->backend,
 		         h->socket ? h->socket : h->address);
-		target = json_pack("{s:s, s:s?, s:s?}", "backend", h->backend, "socket", h->socket,
-		                   "address", h->address);
+		target =
+		    json_pack("{s:s, s:s?, s:s?, s:I}", "backend", h->backend, "socket", h->socket,
+		              "address", h->address, "timeout_ms", (json_int_t)h->timeout_ms);
 	} else if (t->provider == MG_PROVIDER_NGINX) {
 		const mg_plan_nginx *n = t->nginx;
 		vm = n->vm_servers, nvm = n->nvm_servers, k8s = n->k8s_servers;
@@ -212,10 +217,12 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 		const mg_plan_cloudflare *c = t->cloudflare;
 		snprintf(where, sizeof(where), "load balancer %s, pools %s (VMs) and %s (cluster)",
 		         c->load_balancer_id, c->vm_pool, c->k8s_pool);
-		target = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "api_url", c->api_url,
-		                   "zone_id", c->zone_id, "load_balancer_id", c->load_balancer_id,
-		                   "vm_pool", c->vm_pool, "k8s_pool", c->k8s_pool, "token",
-		                   c->token_env ? "from environment" : "from file");
+		target = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:I}",
+		                   "api_url", c->api_url, "account_id", c->account_id, "zone_id",
+		                   c->zone_id, "load_balancer_id", c->load_balancer_id, "vm_pool",
+		                   c->vm_pool, "k8s_pool", c->k8s_pool, "token_env", c->token_env,
+		                   "token_file", c->token_file, "ca_file", c->ca_file, "timeout_ms",
+		                   (json_int_t)c->timeout_ms);
 	}
 	char d1[32], p1[32], p2[32], p3[32];
 	bool c = cli->color_out;
@@ -323,7 +330,9 @@ static json_t *plan_slo(const mg_cli *cli, const mg_plan_slo *s, mg_error *err)
 			json_object_set_new(o, "max", json_real(r->threshold));
 			break;
 		case MG_RED_DURATION:
-			snprintf(rule, sizeof(rule), "average response time at most %s",
+			snprintf(rule, sizeof(rule), "%s at most %s",
+			         s->red->source == MG_RED_HAPROXY ? "average response time"
+			                                          : "99th percentile latency",
 			         dur(d1, sizeof(d1), (int64_t)llround(r->threshold * 1000)));
 			json_object_set_new(o, "max", json_real(r->threshold));
 			break;
@@ -380,11 +389,13 @@ static json_t *plan_slo(const mg_cli *cli, const mg_plan_slo *s, mg_error *err)
 		json_decref(checks);
 		return NULL;
 	}
-	return json_pack("{s:s, s:I, s:I, s:I, s:i, s:s, s:o}", "prometheus", s->prometheus_url,
-	                 "interval_ms", (json_int_t)s->interval_ms, "window_ms",
-	                 (json_int_t)s->window_ms, "min_requests", (json_int_t)s->min_requests,
-	                 "failure_limit", s->failure_limit, "on_failure",
-	                 mg_on_failure_name(s->on_failure), "checks", checks);
+	return json_pack(
+	    "{s:{s:s, s:s?, s:s?, s:s?, s:I}, s:I, s:I, s:I, s:i, s:s, s:o}", "prometheus", "url",
+	    s->prometheus_url, "token_env", s->token_env, "token_file", s->token_file, "ca_file",
+	    s->ca_file, "timeout_ms", (json_int_t)s->prometheus_timeout_ms, "interval_ms",
+	    (json_int_t)s->interval_ms, "window_ms", (json_int_t)s->window_ms, "min_requests",
+	    (json_int_t)s->min_requests, "failure_limit", s->failure_limit, "on_failure",
+	    mg_on_failure_name(s->on_failure), "checks", checks);
 }
 
 static json_t *or_null(json_t *j)
@@ -395,7 +406,7 @@ static json_t *or_null(json_t *j)
 int cmd_plan(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;

@@ -10,6 +10,9 @@ static json_t *lock_json(bool held, const mg_lock_holder *h)
 {
 	if (!held)
 		return json_pack("{s:b}", "held", 0);
+	if (!h->pid) /* held, but the holder is unknown: no made-up pid or 1970 timestamp */
+		return json_pack("{s:b, s:n, s:n, s:n, s:n}", "held", 1, "operator", "pid",
+		                 "command", "since");
 	char since[40];
 	mg_time_format(since, sizeof(since), h->since_ms);
 	return json_pack("{s:b, s:s, s:I, s:s, s:s}", "held", 1, "operator", h->operator_, "pid",
@@ -19,7 +22,7 @@ static json_t *lock_json(bool held, const mg_lock_holder *h)
 int cmd_status(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
@@ -84,9 +87,11 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		mg_percent_format(buf, sizeof(buf), t->steps[st.step_index]);
 		printf("  step       %d of %zu: %s to the cluster", st.step_index + 1, t->nsteps,
 		       buf);
-		if (bake_left >= 0) {
+		if (bake_left > 0) {
 			mg_duration_format(buf2, sizeof(buf2), bake_left - bake_left % 1000);
-			printf(", bake %s left", bake_left ? buf2 : "done");
+			printf(", bake %s left", buf2);
+		} else if (bake_left == 0) {
+			printf(", bake done");
 		}
 		printf("\n");
 	} else if (t) {
@@ -108,7 +113,11 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	}
 	printf("  versions   VMs %s, cluster %s\n", *st.vms_version ? st.vms_version : "-",
 	       *st.kubernetes_version ? st.kubernetes_version : "-");
-	if (held) {
+	if (held && !holder.pid) {
+		/* the holder has not written its name yet, or the lock file was edited */
+		printf("  lock       %sheld by a process that did not say who it is%s\n",
+		       cli_c(c, C_YELLOW), cli_c(c, C_RESET));
+	} else if (held) {
 		mg_time_format(buf, sizeof(buf), holder.since_ms);
 		printf("  lock       %sheld by %s%s (pid %ld, \"%s\" since %s)\n",
 		       cli_c(c, C_YELLOW), holder.operator_, cli_c(c, C_RESET), holder.pid,

@@ -474,12 +474,17 @@ static const char *get_env_name(loader *L, yaml_node_t *map, const char *path, c
 	const char *s = NULL;
 	if (!v || !str_at(L, v, kpath(L, path, key), &s))
 		return NULL;
-	if (!valid_env_name(s) || looks_like_secret(s)) {
+	if (looks_like_secret(s)) {
 		ERR(L, v, kpath(L, path, key),
-		    "must be the name of an environment variable (such as CLOUDFLARE_API_TOKEN)%s",
-		    looks_like_secret(s) || !valid_env_name(s)
-		        ? "; this looks like a secret itself, which must never be in the plan"
-		        : "");
+		    "must be the name of an environment variable (such as CLOUDFLARE_API_TOKEN); "
+		    "this looks like a secret itself, which must never be in the plan");
+		return NULL;
+	}
+	if (!valid_env_name(s)) {
+		ERR(L, v, kpath(L, path, key),
+		    "\"%s\" is not an environment variable name (letters, digits and '_', not "
+		    "starting with a digit)",
+		    s);
 		return NULL;
 	}
 	return s;
@@ -727,15 +732,19 @@ static bool parse_host_port(const char *s, char *host, size_t hsize, int *port)
 	return valid_host(host);
 }
 
-static void add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, const char *addr,
+/* Adds a host; false (and nothing added) when the name is already in the fleet. */
+static bool add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, const char *addr,
                      int port)
 {
+	for (size_t i = 0; i < v->nhosts; i++)
+		if (!strcmp(v->hosts[i].name, name))
+			return false;
 	if (v->nhosts == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 32;
 		mg_plan_host *h = arena_alloc(L->plan, ncap * sizeof(*h));
 		if (!h) {
 			L->oom = true;
-			return;
+			return true;
 		}
 		if (v->nhosts)
 			memcpy(h, v->hosts, v->nhosts * sizeof(*h));
@@ -743,6 +752,7 @@ static void add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, c
 		*cap = ncap;
 	}
 	v->hosts[v->nhosts++] = (mg_plan_host){name, addr, port};
+	return true;
 }
 
 static void load_inventory(loader *L, mg_plan_vms *v, size_t *cap)
@@ -790,7 +800,12 @@ static void load_inventory(loader *L, mg_plan_vms *v, size_t *cap)
 			continue;
 		}
 		const char *h = arena_strdup(L->plan, host);
-		add_host(L, v, cap, h, h, port);
+		if (!add_host(L, v, cap, h, h, port)) {
+			mg_error_diag(L->err, MG_SEV_ERROR, v->inventory, lineno,
+			              (int)(s - line) + 1, "vms.inventory",
+			              "host \"%s\" is listed twice", h);
+			L->errors++;
+		}
 	}
 	free(buf);
 }
@@ -816,7 +831,8 @@ static void load_hosts(loader *L, yaml_node_t *list, mg_plan_vms *v, size_t *cap
 				continue;
 			}
 			const char *s = arena_strdup(L->plan, host);
-			add_host(L, v, cap, s, s, port);
+			if (!add_host(L, v, cap, s, s, port))
+				ERR(L, h, p, "host \"%s\" is listed twice", s);
 		} else if (h->type == YAML_MAPPING_NODE) {
 			check_keys(L, h, p, hkeys);
 			const char *name = get_str(L, h, p, "name", true, NULL);
@@ -834,12 +850,23 @@ static void load_hosts(loader *L, yaml_node_t *list, mg_plan_vms *v, size_t *cap
 				    "\"%s\" is not a host name or IP address", addr);
 				continue;
 			}
-			add_host(L, v, cap, name, addr, port);
+			if (!add_host(L, v, cap, name, addr, port))
+				ERR(L, get(L, h, "name"), kpath(L, p, "name"),
+				    "host \"%s\" is listed twice", name);
 		} else {
 			ERR(L, h, p, "expected a host name or {name, address, port}, found %s",
 			    node_kind(h));
 		}
 	}
+}
+
+/* A ".." path component anywhere: remote paths are used as given, so none may climb. */
+static bool has_dotdot(const char *p)
+{
+	for (const char *c = strstr(p, ".."); c; c = strstr(c + 1, ".."))
+		if ((c == p || c[-1] == '/') && (c[2] == '/' || !c[2]))
+			return true;
+	return false;
 }
 
 static void load_vms(loader *L, yaml_node_t *m)
@@ -882,13 +909,6 @@ static void load_vms(loader *L, yaml_node_t *m)
 	else if (!v->inventory)
 		ERR(L, m, P,
 		    "needs \"hosts\" (a list) or \"inventory\" (a file, one host per line)");
-	for (size_t i = 0; i < v->nhosts; i++)
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(v->hosts[i].name, v->hosts[j].name)) {
-				ERR(L, hosts ? hosts : get(L, m, "inventory"), P,
-				    "host \"%s\" is listed twice", v->hosts[i].name);
-				break;
-			}
 	if ((hosts || (v->inventory && !(L->flags & MG_PLAN_LOAD_NO_FS))) && !v->nhosts &&
 	    !L->errors)
 		ERR(L, hosts ? hosts : m, P, "the fleet has no hosts");
@@ -900,7 +920,7 @@ static void load_vms(loader *L, yaml_node_t *m)
 	if (!v->known_hosts)
 		v->known_hosts = resolve_path(L, "~/.ssh/known_hosts");
 	v->path = get_str(L, m, P, "path", true, NULL);
-	if (v->path && (v->path[0] != '/' || strstr(v->path, "/../") || strpbrk(v->path, "\n'\"")))
+	if (v->path && (v->path[0] != '/' || has_dotdot(v->path) || strpbrk(v->path, "\n'\"")))
 		ERR(L, get(L, m, "path"), "vms.path",
 		    "must be an absolute path on the hosts without \"..\" or quotes, such as "
 		    "/srv/payments-api");
@@ -995,6 +1015,12 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 				continue;
 			}
 			const char *vp = kpath(L, "kubernetes.values", key);
+			if (secret_key(key)) {
+				ERR(L, kn, vp,
+				    "secrets may not be written into the plan; keep it in a Kubernetes "
+				    "Secret and reference that from the templates");
+				continue;
+			}
 			if (!expect(L, vn, YAML_SCALAR_NODE, vp))
 				continue;
 			bool dup = false;
@@ -1182,6 +1208,7 @@ static void load_secret_ref(loader *L, yaml_node_t *m, const char *path, const c
 {
 	*env = get_env_name(L, m, path, "token_env");
 	*file = get_path(L, m, path, "token_file", false, NULL);
+	check_file_exists(L, m, path, "token_file", *file, false, MG_SEV_ERROR);
 	if (*env && *file)
 		ERR(L, get(L, m, "token_file"), kpath(L, path, "token_file"),
 		    "give either \"token_env\" or \"token_file\", not both");
@@ -1466,11 +1493,12 @@ static void load_slo(loader *L, yaml_node_t *m)
 	s->interval_ms = get_duration(L, m, P, "interval", 30000, 1000);
 	s->window_ms = get_duration(L, m, P, "window", 300000, 1000);
 	if (s->window_ms < s->interval_ms)
-		ERR(L, get(L, m, "window"), "slo.window",
+		ERR(L, get(L, m, "window") ? get(L, m, "window") : get(L, m, "interval"),
+		    "slo.window",
 		    "the window must be at least the interval, or requests between two "
 		    "evaluations are never looked at");
 	s->min_requests = get_int(L, m, P, "min_requests", 100, 0, LONG_MAX);
-	s->failure_limit = (int)get_int(L, m, P, "failure_limit", 1, 0, 1000);
+	s->failure_limit = (int)get_int(L, m, P, "failure_limit", 1, 1, 1000);
 	s->on_failure = MG_ON_FAILURE_ROLLBACK;
 	yaml_node_t *of = get(L, m, "on_failure");
 	if (of && expect(L, of, YAML_SCALAR_NODE, "slo.on_failure")) {
@@ -1568,18 +1596,26 @@ static void check_cross(loader *L, yaml_node_t *root)
 					    lists[k][i], keys[k]);
 		}
 	}
-	if (r && r->source == MG_RED_HAPROXY && !r->nk8s_servers && t && t->haproxy) {
-		/* default the metric selectors to the servers traffic moves between */
+	if (r && r->source == MG_RED_HAPROXY && t && t->haproxy) {
+		/* default each selector to the servers traffic moves between */
 		mg_plan_red *rw = (mg_plan_red *)r;
-		rw->vm_servers = t->haproxy->vm_servers;
-		rw->nvm_servers = t->haproxy->nvm_servers;
-		rw->k8s_servers = t->haproxy->k8s_servers;
-		rw->nk8s_servers = t->haproxy->nk8s_servers;
+		if (!rw->nvm_servers) {
+			rw->vm_servers = t->haproxy->vm_servers;
+			rw->nvm_servers = t->haproxy->nvm_servers;
+		}
+		if (!rw->nk8s_servers) {
+			rw->k8s_servers = t->haproxy->k8s_servers;
+			rw->nk8s_servers = t->haproxy->nk8s_servers;
+		}
 	}
 	if (r && r->source == MG_RED_HAPROXY && !r->nk8s_servers && !L->errors)
 		ERR(L, rn, "slo.red",
-		    "needs k8s_servers and vm_servers (or a traffic.haproxy section to take them "
-		    "from)");
+		    "needs k8s_servers (or a traffic.haproxy section to take them from)");
+	if (r && r->source == MG_RED_HAPROXY && !r->nvm_servers && r->max_error_rate_vs_vms >= 0 &&
+	    !L->errors)
+		ERR(L, rn, "slo.red",
+		    "max_error_rate_vs_vms compares with the VM servers: needs vm_servers (or a "
+		    "traffic.haproxy section to take them from)");
 	if (r && r->source == MG_RED_INGRESS_NGINX && r->max_error_rate_vs_vms >= 0)
 		ERR(L, get(L, rn, "max_error_rate_vs_vms"), "slo.red.max_error_rate_vs_vms",
 		    "needs metrics from both pools; ingress-nginx only sees the cluster, so use "

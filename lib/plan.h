@@ -128,9 +128,10 @@ typedef enum { MG_ON_FAILURE_ROLLBACK, MG_ON_FAILURE_PAUSE } mg_on_failure;
 
 typedef struct {
 	mg_red_source source;
-	const char *backend;     /* haproxy: the backend (proxy) label */
-	const char *ingress;     /* ingress-nginx: the ingress label */
-	const char *namespace_;  /* ingress-nginx: the exported_namespace label */
+	const char *backend; /* haproxy: the backend (proxy) label */
+	const char *ingress; /* ingress-nginx: the ingress label */
+	const char
+	    *namespace_; /* ingress-nginx: the namespace label; defaults to kubernetes.namespace */
 	const char **vm_servers; /* haproxy: defaults to traffic.haproxy.vm_servers */
 	size_t nvm_servers;
 	const char **k8s_servers; /* haproxy: defaults to traffic.haproxy.k8s_servers */

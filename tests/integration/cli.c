@@ -397,6 +397,44 @@ Test(cli, unreadable_plans_are_bad_input)
 	result_free(&r);
 }
 
+Test(cli, stray_operands_are_refused)
+{
+	const char *cmds[] = {"plan", "status", "history"};
+	for (size_t i = 0; i < 3; i++) {
+		result r = run(cmds[i], "-p", "plans/example.yaml", "extra", NULL);
+		cr_assert_eq(r.status, 2, "%s accepted a stray operand", cmds[i]);
+		cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
+		result_free(&r);
+	}
+	result r = run("help", "plan", "status", NULL);
+	cr_assert_eq(r.status, 2);
+	result_free(&r);
+}
+
+/* CI asked for JSON: it gets a JSON document even when the error comes before -o is read. */
+Test(cli, usage_errors_are_json_when_json_was_asked_for)
+{
+	result r = run("plan", "-x", "-o", "json", NULL);
+	cr_assert_eq(r.status, 2);
+	json_t *doc = json_doc(&r);
+	cr_assert_eq(json_integer_value(json_object_get(doc, "exit_code")), 2);
+	cr_assert_str_eq(jstr(json_object_get(doc, "error"), "message"), "unknown option '-x'");
+	json_decref(doc);
+	result_free(&r);
+	r = run("--output=json", NULL);
+	cr_assert_eq(r.status, 2);
+	doc = json_doc(&r);
+	cr_assert_str_eq(jstr(json_object_get(doc, "error"), "message"), "no command given");
+	json_decref(doc);
+	result_free(&r);
+	r = run("-o", "json", "nosuch", NULL);
+	cr_assert_eq(r.status, 2);
+	doc = json_doc(&r);
+	cr_assert(json_is_false(json_object_get(doc, "ok")));
+	json_decref(doc);
+	result_free(&r);
+}
+
 Test(cli, global_options_before_the_command)
 {
 	result r = run("-o", "json", "-p", "plans/example.yaml", "validate", NULL);
