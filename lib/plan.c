@@ -9,6 +9,7 @@
  */
 #include "plan.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -58,6 +59,8 @@ typedef struct {
 	mg_error *err;
 	size_t errors;
 	bool oom;
+	yaml_node_t **step_nodes; /* where each accepted step came from, for later rules */
+	size_t *step_items;
 } loader;
 
 /* ---- arena: the plan owns every string and array it hands out ---- */
@@ -630,10 +633,8 @@ static bool valid_host(const char *s)
 	if (n < 1 || n > 253)
 		return false;
 	if (strchr(s, ':')) {
-		for (const char *c = s; *c; c++)
-			if (!(isxdigit((unsigned char)*c) || *c == ':' || *c == '.'))
-				return false;
-		return true;
+		struct in6_addr a;
+		return inet_pton(AF_INET6, s, &a) == 1;
 	}
 	const char *label = s;
 	for (const char *c = s;; c++) {
@@ -898,6 +899,7 @@ static void load_vms(loader *L, yaml_node_t *m)
 		return;
 	size_t cap = 0;
 	yaml_node_t *hosts = get(L, m, "hosts");
+	size_t host_errors = L->errors; /* "no hosts" only when none was refused */
 	v->inventory = get_path(L, m, P, "inventory", false, NULL);
 	if (hosts && v->inventory)
 		ERR(L, get(L, m, "inventory"), "vms.inventory",
@@ -910,7 +912,7 @@ static void load_vms(loader *L, yaml_node_t *m)
 		ERR(L, m, P,
 		    "needs \"hosts\" (a list) or \"inventory\" (a file, one host per line)");
 	if ((hosts || (v->inventory && !(L->flags & MG_PLAN_LOAD_NO_FS))) && !v->nhosts &&
-	    !L->errors)
+	    L->errors == host_errors)
 		ERR(L, hosts ? hosts : m, P, "the fleet has no hosts");
 
 	v->user = get_str(L, m, P, "user", true, NULL);
@@ -1284,11 +1286,15 @@ static void load_traffic(loader *L, yaml_node_t *m)
 		size_t n =
 		    (size_t)(steps->data.sequence.items.top - steps->data.sequence.items.start);
 		t->steps = arena_alloc(L->plan, (n ? n : 1) * sizeof(double));
+		L->step_nodes = arena_alloc(L->plan, (n ? n : 1) * sizeof(*L->step_nodes));
+		L->step_items = arena_alloc(L->plan, (n ? n : 1) * sizeof(*L->step_items));
 		size_t i = 0;
 		bool ok = t->steps != NULL;
 		yaml_node_t *last = NULL;
 		for (yaml_node_item_t *it = steps->data.sequence.items.start;
-		     t->steps && it < steps->data.sequence.items.top; it++, i++) {
+		     t->steps && L->step_nodes && L->step_items &&
+		     it < steps->data.sequence.items.top;
+		     it++, i++) {
 			yaml_node_t *s = node(L, *it);
 			const char *p = ipath(L, "traffic.steps", i);
 			double pct;
@@ -1321,6 +1327,8 @@ static void load_traffic(loader *L, yaml_node_t *m)
 				ok = false;
 				continue;
 			}
+			L->step_nodes[t->nsteps] = s;
+			L->step_items[t->nsteps] = i;
 			t->steps[t->nsteps++] = pct;
 			last = s;
 		}
@@ -1398,7 +1406,7 @@ static void load_checks(loader *L, yaml_node_t *list, mg_plan_slo *s)
 		if (has_ratio && ck.max_ratio <= 0)
 			ERR(L, get(L, c, "max_ratio"), kpath(L, p, "max_ratio"),
 			    "must be greater than 0");
-		if (!ck.has_min && !ck.has_max && !ck.baseline)
+		if (!get(L, c, "min") && !get(L, c, "max") && !get(L, c, "baseline"))
 			ERR(L, c, p,
 			    "a check needs \"min\", \"max\" or \"baseline\" to pass or fail");
 		if (ck.has_min && ck.has_max && ck.min > ck.max)
@@ -1428,6 +1436,7 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 	mg_plan_red *r = arena_alloc(L->plan, sizeof(*r));
 	if (!r)
 		return;
+	size_t source_errors = L->errors;
 	yaml_node_t *src = get_required(L, m, P, "source");
 	if (src && expect(L, src, YAML_SCALAR_NODE, "slo.red.source")) {
 		if (!strcmp(scalar(src), "haproxy"))
@@ -1439,8 +1448,10 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 			    "unknown metrics source \"%s\"; use haproxy or ingress-nginx",
 			    scalar(src));
 	}
-	bool haproxy = r->source == MG_RED_HAPROXY;
-	r->backend = get_str(L, m, P, "backend", haproxy && src, NULL);
+	bool source_ok = L->errors == source_errors;
+	/* an unknown source has no required keys of its own to complain about */
+	r->backend =
+	    get_str(L, m, P, "backend", source_ok && src && r->source == MG_RED_HAPROXY, NULL);
 	r->ingress = get_str(L, m, P, "ingress", false, NULL);
 	r->namespace_ = get_str(L, m, P, "namespace", false, NULL);
 	r->vm_servers = load_name_list(L, m, P, "vm_servers", &r->nvm_servers, false,
@@ -1457,11 +1468,12 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 		    r->max_error_rate_vs_vms);
 		r->max_error_rate_vs_vms = -1;
 	}
-	if (r->max_error_rate < 0 && r->max_latency_ms < 0 && r->max_error_rate_vs_vms < 0 &&
-	    !L->errors)
+	if (!get(L, m, "max_error_rate") && !get(L, m, "max_latency") &&
+	    !get(L, m, "max_error_rate_vs_vms"))
 		ERR(L, m, P,
 		    "needs at least one of max_error_rate, max_latency, max_error_rate_vs_vms");
-	s->red = r;
+	/* with an unknown source no cross-section rule applies; the error is reported already */
+	s->red = source_ok ? r : NULL;
 }
 
 static void load_slo(loader *L, yaml_node_t *m)
@@ -1530,17 +1542,30 @@ static bool name_in(const char *name, const char **list, size_t n)
 	return false;
 }
 
-static void check_weights(loader *L, yaml_node_t *steps, size_t nvm, size_t nk8s,
-                          const char *provider)
+/* The list item whose value is s (its first occurrence), and its index. */
+static yaml_node_t *find_item(loader *L, yaml_node_t *list, const char *s, size_t *index)
+{
+	*index = 0;
+	if (!list || list->type != YAML_SEQUENCE_NODE)
+		return NULL;
+	for (yaml_node_item_t *it = list->data.sequence.items.start;
+	     it < list->data.sequence.items.top; it++, (*index)++) {
+		const char *v = scalar(node(L, *it));
+		if (v && !strcmp(v, s))
+			return node(L, *it);
+	}
+	return NULL;
+}
+
+static void check_weights(loader *L, size_t nvm, size_t nk8s, const char *provider)
 {
 	const mg_plan_traffic *t = L->plan->traffic;
 	for (size_t i = 0; i < t->nsteps; i++) {
 		mg_weights w;
 		mg_error werr = MG_ERROR_INIT;
 		if (mg_weights_split(&w, t->steps[i], nvm, nk8s, WEIGHT_MAX, &werr)) {
-			ERR(L, node(L, steps->data.sequence.items.start[i]),
-			    ipath(L, "traffic.steps", i), "%s (traffic.%s)", werr.message,
-			    provider);
+			ERR(L, L->step_nodes[i], ipath(L, "traffic.steps", L->step_items[i]),
+			    "%s (traffic.%s)", werr.message, provider);
 		}
 		mg_error_clear(&werr);
 	}
@@ -1552,15 +1577,13 @@ static void check_cross(loader *L, yaml_node_t *root)
 	const mg_plan_traffic *t = p->traffic;
 	yaml_node_t *tn = get(L, root, "traffic"), *sn = get(L, root, "slo");
 	if (t && t->nsteps) {
-		yaml_node_t *steps = get(L, tn, "steps");
 		if (t->provider == MG_PROVIDER_HAPROXY && t->haproxy && t->haproxy->nvm_servers &&
 		    t->haproxy->nk8s_servers)
-			check_weights(L, steps, t->haproxy->nvm_servers, t->haproxy->nk8s_servers,
+			check_weights(L, t->haproxy->nvm_servers, t->haproxy->nk8s_servers,
 			              "haproxy");
 		if (t->provider == MG_PROVIDER_NGINX && t->nginx && t->nginx->nvm_servers &&
 		    t->nginx->nk8s_servers)
-			check_weights(L, steps, t->nginx->nvm_servers, t->nginx->nk8s_servers,
-			              "nginx");
+			check_weights(L, t->nginx->nvm_servers, t->nginx->nk8s_servers, "nginx");
 	}
 	if (t && p->slo && t->bake_ms >= 0 && t->bake_ms < p->slo->interval_ms) {
 		char a[32], b[32];
@@ -1588,12 +1611,15 @@ static void check_cross(loader *L, yaml_node_t *root)
 		const char *keys[] = {"vm_servers", "k8s_servers"};
 		for (size_t k = 0; k < 2; k++) {
 			yaml_node_t *ln = get(L, rn, keys[k]);
-			for (size_t i = 0; i < counts[k]; i++)
-				if (!name_in(lists[k][i], tl[k], tc[k]))
-					ERR(L, ln ? node(L, ln->data.sequence.items.start[i]) : rn,
-					    ipath(L, kpath(L, "slo.red", keys[k]), i),
-					    "server \"%s\" is not in traffic.haproxy.%s",
-					    lists[k][i], keys[k]);
+			for (size_t i = 0; i < counts[k]; i++) {
+				if (name_in(lists[k][i], tl[k], tc[k]))
+					continue;
+				size_t at;
+				yaml_node_t *item = find_item(L, ln, lists[k][i], &at);
+				ERR(L, item ? item : rn, ipath(L, kpath(L, "slo.red", keys[k]), at),
+				    "server \"%s\" is not in traffic.haproxy.%s", lists[k][i],
+				    keys[k]);
+			}
 		}
 	}
 	if (r && r->source == MG_RED_HAPROXY && t && t->haproxy) {
@@ -1608,11 +1634,14 @@ static void check_cross(loader *L, yaml_node_t *root)
 			rw->nk8s_servers = t->haproxy->nk8s_servers;
 		}
 	}
-	if (r && r->source == MG_RED_HAPROXY && !r->nk8s_servers && !L->errors)
+	/* only when nothing was given at all: a refused entry has been reported already */
+	bool from_traffic = t && t->haproxy;
+	if (r && r->source == MG_RED_HAPROXY && !r->nk8s_servers && !from_traffic &&
+	    !get(L, rn, "k8s_servers"))
 		ERR(L, rn, "slo.red",
 		    "needs k8s_servers (or a traffic.haproxy section to take them from)");
 	if (r && r->source == MG_RED_HAPROXY && !r->nvm_servers && r->max_error_rate_vs_vms >= 0 &&
-	    !L->errors)
+	    !from_traffic && !get(L, rn, "vm_servers"))
 		ERR(L, rn, "slo.red",
 		    "max_error_rate_vs_vms compares with the VM servers: needs vm_servers (or a "
 		    "traffic.haproxy section to take them from)");
@@ -1764,8 +1793,8 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 			if (!yaml_parser_load(&parser, &extra)) {
 				yaml_problem(&L, &parser);
 			} else {
-				if (yaml_document_get_root_node(&extra)) {
-					yaml_node_t *x = yaml_document_get_root_node(&extra);
+				yaml_node_t *x = yaml_document_get_root_node(&extra);
+				if (x && !is_null(x)) { /* a trailing empty "---" is harmless */
 					L.doc = &extra;
 					ERR(&L, x, NULL,
 					    "a plan file holds one YAML document; found another "
