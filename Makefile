@@ -17,7 +17,6 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
            -Wno-missing-field-initializers
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib \
-             -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' \
              $(shell pkg-config --cflags $(PKGS))
 LIBS     = $(shell pkg-config --libs $(PKGS)) -lm
 TEST_LIBS = $(shell pkg-config --libs criterion)
@@ -46,7 +45,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
                libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
                clang-format
 
-.PHONY: all deps check unit integration fuzz-replay fuzz test test-asan demo format \
+.PHONY: FORCE all deps check unit integration fuzz-replay fuzz test test-asan demo format \
         format-check clean
 .DEFAULT_GOAL := all
 
@@ -65,6 +64,15 @@ $(LIBMG): $(LIB_OBJ)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# --version names the commit: main.o is rebuilt when the version or the commit changes.
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION) $(GITREV)' | cmp -s - $@ || echo '$(VERSION) $(GITREV)' > $@
+$(BUILD)/cmd/main.o: cmd/main.c $(BUILD)/version.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' -MMD -MP -c -o $@ $<
+FORCE:
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INT_OBJ:.o=.d)
 

@@ -27,7 +27,8 @@ static void print_value(const char *label, json_t *v)
 {
 	if (!v || json_is_null(v))
 		return;
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
+	                            JSON_REAL_PRECISION(15));
 	if (s)
 		printf("    %-9s%s\n", label, s);
 	free(s);

@@ -44,7 +44,8 @@ static const char global_help[] =
     "      --dry-run       show what would change, change nothing\n"
     "  -v, --verbose       say more on stderr (twice for debug)\n"
     "      --no-color      no colour (also NO_COLOR=1; colour is only used on a terminal)\n"
-    "  -h, --help          show help\n";
+    "  -h, --help          show help\n"
+    "      --version       show migrate's version and commit\n";
 
 static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
                                 "3 locked or state moved, 4 inconclusive.\n";

@@ -274,7 +274,7 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 		json_array_append_new(steps, s);
 	}
 	if (!cli->json) {
-		printf("  rollback   every server back to the VMs in one call\n");
+		printf("  rollback   all traffic back to the VMs in one call\n");
 		json_decref(steps);
 		json_decref(target);
 		return NULL;
