@@ -999,11 +999,8 @@ Test(plan, small_step_with_two_vm_servers_and_one_cluster_server)
 }
 
 /*
- * BUG in lib/plan.c check_weights(): it indexes the YAML sequence with the
- * index into t->steps, which skips rejected steps, so after a rejected step the
- * weights error lands on the wrong item. Here 0 is rejected, 0.1 is kept as
- * t->steps[0], and its weights error is reported at steps[0] (5:11) instead of
- * steps[1] (5:14).
+ * A rejected step (0) must not shift where later step errors point: 0.1 is
+ * the second item of the list, whatever index it has among the accepted steps.
  */
 Test(plan, weights_error_after_a_rejected_step)
 {
@@ -1370,10 +1367,8 @@ Test(plan, red_source_unknown)
 }
 
 /*
- * BUG in lib/plan.c load_red(): an unknown source leaves r->source at its zero
- * value, MG_RED_HAPROXY, so "backend" becomes required and a second error,
- * `missing required key "backend"`, is reported for a source that is not
- * haproxy at all.
+ * An unknown source is one error: it must not also make "backend" required,
+ * as if the source were haproxy (the enum's zero value).
  */
 Test(plan, red_source_unknown_reports_one_error)
 {
@@ -1412,10 +1407,8 @@ Test(plan, red_server_not_in_traffic_haproxy)
 }
 
 /*
- * BUG in lib/plan.c check_cross(): like check_weights(), it indexes the YAML
- * list with the index into r->vm_servers, which skips rejected items; after a
- * duplicate is dropped the "not in traffic.haproxy" error points at the wrong
- * item (17:25, vm_servers[1], the duplicate) instead of 17:32, vm_servers[2].
+ * A dropped duplicate must not shift where the next red server's error
+ * points: vm-09 is vm_servers[2] (17:32), not [1].
  */
 Test(plan, red_server_error_after_a_rejected_server)
 {
@@ -2244,10 +2237,9 @@ Test(plan, every_error_is_collected)
 }
 
 /*
- * BUG in lib/plan.c: "the fleet has no hosts" (load_vms), "needs at least one
- * of max_error_rate, ..." (load_red) and "needs k8s_servers" (check_cross) are only reported when
- * L->errors is 0, i.e. when no error was found anywhere before them, so one unrelated error (here
- * the name) hides them all (each also hides the next) and the load reports 1 error, not 4.
+ * "the fleet has no hosts", "needs at least one of max_error_rate, ..." and
+ * "needs k8s_servers" depend only on their own section: an unrelated error
+ * (here the name) must not hide them. All four are reported.
  */
 Test(plan, errors_that_depend_on_no_earlier_error)
 {
