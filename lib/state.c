@@ -41,6 +41,7 @@ void mg_state_init(mg_state *st, const char *plan_name)
 	snprintf(st->plan, sizeof(st->plan), "%s", plan_name ? plan_name : "");
 	st->phase = MG_PHASE_IDLE;
 	st->step_index = -1;
+	st->pending_step_index = -1;
 }
 
 /* The plan a store belongs to: its directory is <state dir>/<plan name>, and the name has no '/'.
@@ -79,11 +80,22 @@ static json_t *weights_json(bool has, double k8s, int64_t ms)
 	                 time_or_null(ms));
 }
 
+static json_t *pending_json(const mg_state *st)
+{
+	if (!st->pending)
+		return json_null();
+	return json_pack("{s:s, s:f, s:o, s:o}", "command", st->pending_command, "k8s_percent",
+	                 st->pending_k8s_percent, "step_index",
+	                 st->pending_step_index < 0 ? json_null()
+	                                            : json_integer(st->pending_step_index),
+	                 "since", time_or_null(st->pending_ms));
+}
+
 json_t *mg_state_to_json(const mg_state *st)
 {
 	json_t *step_index =
 	    st->step_index < 0 ? json_null() : json_integer((json_int_t)st->step_index);
-	return json_pack(
+	json_t *doc = json_pack(
 	    "{s:i, s:s, s:I, s:s, s:{s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o}, s:o, "
 	    "s:o}",
 	    "format", MG_STATE_FORMAT, "plan", st->plan, "revision", (json_int_t)st->revision,
@@ -95,6 +107,9 @@ json_t *mg_state_to_json(const mg_state *st)
 	    "kubernetes",
 	    st->kubernetes_version[0] ? json_string(st->kubernetes_version) : json_null(),
 	    "created_at", time_or_null(st->created_ms), "updated_at", time_or_null(st->updated_ms));
+	if (doc)
+		json_object_set_new(doc, "pending", pending_json(st));
+	return doc;
 }
 
 static json_t *get_object(const json_t *parent, const char *key, const char *name, bool nullable,
@@ -260,6 +275,30 @@ int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err)
 	rc = get_time(&st.updated_ms, doc, "updated_at", "updated_at", err);
 	if (rc < 0)
 		return rc;
+
+	/* absent in files written before it existed: nothing pending */
+	json_t *pending = json_object_get(doc, "pending");
+	if (pending && !json_is_null(pending)) {
+		json_t *cmd = json_object_get(pending, "command");
+		json_t *pct = json_object_get(pending, "k8s_percent");
+		json_t *idx = json_object_get(pending, "step_index");
+		if (!json_is_object(pending) || !json_is_string(cmd) ||
+		    json_string_length(cmd) >= sizeof(st.pending_command) || !json_is_number(pct) ||
+		    json_number_value(pct) < 0 || json_number_value(pct) > 100 ||
+		    !(json_is_null(idx) || (json_is_integer(idx) && json_integer_value(idx) >= 0 &&
+		                            json_integer_value(idx) <= INT_MAX)))
+			return mg_error_set(err, MG_EINVALID,
+			                    "\"pending\" must be null or {command, k8s_percent, "
+			                    "step_index, since}");
+		st.pending = true;
+		snprintf(st.pending_command, sizeof(st.pending_command), "%s",
+		         json_string_value(cmd));
+		st.pending_k8s_percent = json_number_value(pct);
+		st.pending_step_index = json_is_null(idx) ? -1 : (int)json_integer_value(idx);
+		rc = get_time(&st.pending_ms, pending, "since", "pending.since", err);
+		if (rc < 0)
+			return rc;
+	}
 
 	*out = st;
 	return 0;

@@ -43,6 +43,16 @@ typedef struct {
 	char kubernetes_version[128];
 	int64_t created_ms;
 	int64_t updated_ms;
+	/*
+	 * An intent journalled before touching the balancer whose result is not
+	 * recorded yet. Set means a command died in between: the next command
+	 * reads the balancer back and reconciles before doing anything else.
+	 */
+	bool pending;
+	char pending_command[16]; /* "step", "rollback" */
+	double pending_k8s_percent;
+	int pending_step_index; /* -1 for all traffic on the VMs */
+	int64_t pending_ms;
 } mg_state;
 
 /* A fresh state: idle, step -1, revision 0. */

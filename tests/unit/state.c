@@ -368,3 +368,49 @@ Test(state, no_temp_files_after_saves, .init = setup, .fini = teardown)
 	tu_list_dir(names, sizeof(names), mg_store_path(store));
 	cr_assert_str_eq(names, "lock,state.json");
 }
+
+Test(state, pending_intent_round_trip, .init = setup, .fini = teardown)
+{
+	mg_error err = MG_ERROR_INIT;
+	mg_state st;
+	cr_assert_eq(mg_state_load(&st, store, &err), 0, "%s", err.message);
+	cr_assert(!st.pending);
+	cr_assert_eq(st.pending_step_index, -1);
+	st.pending = true;
+	snprintf(st.pending_command, sizeof(st.pending_command), "step");
+	st.pending_k8s_percent = 25;
+	st.pending_step_index = 1;
+	st.pending_ms = 1795319871123;
+	lock();
+	cr_assert_eq(mg_state_save(store, &st, &err), 0, "%s", err.message);
+	mg_state back;
+	cr_assert_eq(mg_state_load(&back, store, &err), 0, "%s", err.message);
+	cr_assert(back.pending);
+	cr_assert_str_eq(back.pending_command, "step");
+	cr_assert_float_eq(back.pending_k8s_percent, 25, 1e-9);
+	cr_assert_eq(back.pending_step_index, 1);
+	cr_assert_eq(back.pending_ms, 1795319871123);
+
+	back.pending = false;
+	cr_assert_eq(mg_state_save(store, &back, &err), 0, "%s", err.message);
+	cr_assert_eq(mg_state_load(&st, store, &err), 0, "%s", err.message);
+	cr_assert(!st.pending);
+	json_t *doc = mg_state_to_json(&st);
+	cr_assert(json_is_null(json_object_get(doc, "pending")));
+	json_decref(doc);
+	mg_error_clear(&err);
+}
+
+Test(state, pending_of_the_wrong_shape_is_invalid)
+{
+	mg_state st;
+	mg_error err = MG_ERROR_INIT;
+	mg_state_init(&st, "payments-api");
+	json_t *doc = mg_state_to_json(&st);
+	json_object_set_new(doc, "pending",
+	                    json_pack("{s:s, s:i}", "command", "step", "k8s_percent", 140));
+	cr_assert_eq(mg_state_from_json(&st, doc, &err), MG_EINVALID);
+	cr_assert(strstr(err.message, "\"pending\""), "%s", err.message);
+	json_decref(doc);
+	mg_error_clear(&err);
+}
