@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +297,53 @@ int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 	store->lock_fd = fd;
 	remove_stale_temp_files(store);
 	return 0;
+}
+
+/* The host part of "user@host". */
+static const char *host_of(const char *operator_id)
+{
+	const char *at = strrchr(operator_id, '@');
+	return at ? at + 1 : operator_id;
+}
+
+int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,
+                          int64_t wait_ms, mg_error *err)
+{
+	int rc = mg_store_lock(store, command, err);
+	if (rc != MG_ELOCKED)
+		return rc;
+	mg_lock_holder h;
+	if (read_holder(&h, store->lock_path) != 0 || strcmp(h.command, preemptible) != 0 ||
+	    h.pid <= 0)
+		return rc; /* a manual command mid-flight: that one is not ours to stop */
+	char me[256];
+	mg_operator_id(me, sizeof(me));
+	if (strcmp(host_of(me), host_of(h.operator_)) != 0)
+		return mg_error_set(err, MG_ELOCKED,
+		                    "plan \"%s\" is held by \"%s\" on another host (%s, pid %ld); "
+		                    "stop it there first",
+		                    store->plan, h.command, h.operator_, h.pid);
+	mg_log(MG_LOG_WARN, "stopping \"%s\" (pid %ld, %s) so that %s can go ahead", h.command,
+	       h.pid, h.operator_, command);
+	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)
+		return mg_error_set(err, MG_ELOCKED, "cannot stop pid %ld (\"%s\"): %s", h.pid,
+		                    h.command, strerror(errno));
+	/* bounded: the holder finishes its current balancer call, then lets go */
+	for (int64_t waited = 0;; waited += 50) {
+		mg_error tmp = MG_ERROR_INIT;
+		rc = mg_store_lock(store, command, &tmp);
+		mg_error_clear(&tmp);
+		if (rc != MG_ELOCKED)
+			return rc ? mg_store_lock(store, command, err) : 0;
+		if (waited >= wait_ms)
+			return mg_error_set(
+			    err, MG_ELOCKED,
+			    "\"%s\" (pid %ld) was asked to stop but still holds plan "
+			    "\"%s\" after %lld ms",
+			    h.command, h.pid, store->plan, (long long)wait_ms);
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 }
 
 void mg_store_unlock(mg_store *store)

@@ -36,6 +36,14 @@ const char *mg_store_path(const mg_store *store);
 
 /* Takes the exclusive lock without waiting; MG_ELOCKED naming the holder if someone has it. */
 int mg_store_lock(mg_store *store, const char *command, mg_error *err);
+/*
+ * As mg_store_lock, but when the holder is running `preemptible` (the
+ * autopilot, "run") on this host, asks it to stop with SIGTERM and waits up
+ * to wait_ms for it to let go. A rollback must never wait behind an
+ * autopilot; it does wait (MG_ELOCKED) behind another manual command.
+ */
+int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,
+                          int64_t wait_ms, mg_error *err);
 void mg_store_unlock(mg_store *store);
 bool mg_store_locked(const mg_store *store); /* by this handle */
 

@@ -388,3 +388,78 @@ Test(store, time_round_trip)
 		             (long long)samples[i]);
 	}
 }
+
+/* A lock holder running `command` that stops on SIGTERM unless told to ignore it. */
+static pid_t spawn_runner(const char *command, bool ignore_term)
+{
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(ready[0]);
+		signal(SIGTERM, ignore_term ? SIG_IGN : SIG_DFL);
+		mg_error err = MG_ERROR_INIT;
+		mg_store *s;
+		if (mg_store_open(&s, tmpdir, "payments-api", &err) < 0 ||
+		    mg_store_lock(s, command, &err) < 0)
+			_exit(3);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(4);
+		for (int i = 0; i < 100; i++) /* bounded: 10 s at most */
+			usleep(100 * 1000);
+		_exit(0);
+	}
+	close(ready[1]);
+	char c;
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the child did not take the lock");
+	close(ready[0]);
+	return pid;
+}
+
+Test(store, preempt_stops_an_autopilot, .init = setup, .fini = teardown)
+{
+	pid_t pid = spawn_runner("run", false);
+	mg_store *s;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, tmpdir, "payments-api", &err), 0);
+	cr_assert_eq(mg_store_lock_preempt(s, "rollback", "run", 5000, &err), 0, "%s", err.message);
+	cr_assert(mg_store_locked(s));
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "the autopilot was not stopped");
+	mg_store_free(s);
+	mg_error_clear(&err);
+}
+
+Test(store, preempt_waits_for_no_manual_command, .init = setup, .fini = teardown)
+{
+	pid_t pid = spawn_runner("step", false);
+	mg_store *s;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, tmpdir, "payments-api", &err), 0);
+	cr_assert_eq(mg_store_lock_preempt(s, "rollback", "run", 5000, &err), MG_ELOCKED);
+	cr_assert(strstr(err.message, "running \"step\""), "%s", err.message);
+	cr_assert_eq(kill(pid, 0), 0, "a manual step must not be stopped");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	mg_store_free(s);
+	mg_error_clear(&err);
+}
+
+Test(store, preempt_gives_up_on_an_autopilot_that_does_not_stop, .init = setup, .fini = teardown)
+{
+	pid_t pid = spawn_runner("run", true);
+	mg_store *s;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, tmpdir, "payments-api", &err), 0);
+	int64_t t0 = mg_now_ms();
+	cr_assert_eq(mg_store_lock_preempt(s, "rollback", "run", 300, &err), MG_ELOCKED);
+	int64_t took = mg_now_ms() - t0;
+	cr_assert(took >= 300 && took < 3000, "waited %lld ms", (long long)took);
+	cr_assert(strstr(err.message, "was asked to stop but still holds"), "%s", err.message);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	mg_store_free(s);
+	mg_error_clear(&err);
+}
