@@ -1,0 +1,49 @@
+/*
+ * The one HTTP client of lib/: every request to Cloudflare, Prometheus or a
+ * kube-apiserver goes through here, so timeouts, retries, TLS verification
+ * and the rule that a token never appears in a message live in one place.
+ */
+#ifndef MG_HTTP_H
+#define MG_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct {
+	const char *method; /* "GET", "PATCH", ... */
+	const char *url;
+	const char *body;         /* NULL for none */
+	const char *content_type; /* of body */
+	const char *accept;       /* NULL: application/json */
+	const char *bearer_token; /* sent as Authorization: Bearer; never logged or shown */
+	const char *ca_file;      /* NULL: the system's CAs; verification is always on */
+	int64_t timeout_ms;       /* per attempt; 0: 10 s */
+	int64_t deadline_ms;      /* all attempts and waits together; 0: 30 s */
+	int max_attempts;         /* 0: 5 */
+} mg_http_request;
+
+typedef struct {
+	long status; /* last HTTP status, 0 if no answer */
+	char *body;  /* NUL-terminated, malloc'd */
+	size_t len;
+	char *content_type; /* malloc'd, or NULL */
+	int attempts;
+	int64_t elapsed_ms;
+} mg_http_response;
+
+/*
+ * Sends the request. 429 waits for Retry-After; 5xx, timeouts and failed
+ * connections back off exponentially with jitter; all within the deadline.
+ * Returns 0 whenever an answer (of any status) was received in the end,
+ * MG_ERROR with a clear message when none was (unreachable, TLS failure,
+ * deadline passed); the last answer is in *out either way.
+ */
+int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err);
+void mg_http_response_clear(mg_http_response *res);
+
+/* libcurl's global init; call once, before threads. */
+int mg_http_global_init(mg_error *err);
+
+#endif

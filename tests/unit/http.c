@@ -1,0 +1,763 @@
+/*
+ * lib/http.c against tests/servers/cloudflare.py over real TLS: a throwaway
+ * CA made with the openssl CLI signs the server's certificate for 127.0.0.1.
+ * The server's control API queues the failures (429, 5xx, slow answers,
+ * redirects) and its request log says what really arrived.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "../testutil.h"
+#include "http.h"
+#include "log.h"
+
+#define TOKEN "tok-Zq81-unit-SECRET-9f3b"
+#define ZONE  "023e105f4ecef8ad9ca31a8372d0c353"
+#define LB    "699d98642c564d2e855e9661899b7252"
+
+static char dir[256];
+static pid_t srv_pid = -1;
+static int srv_in = -1;
+static int api_port, control_port;
+static char lb_url[256], ca_path[300];
+static char logbuf[16384];
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *path_in(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+/* Every line lib/ logs, at every level, so a test can check none has the token. */
+static void log_sink(mg_log_level level, const char *msg, void *ud)
+{
+	(void)level;
+	(void)ud;
+	size_t o = strlen(logbuf);
+	snprintf(logbuf + o, sizeof(logbuf) - o, "%s\n", msg);
+}
+
+static void teardown(void)
+{
+	mg_log_set(NULL, NULL, MG_LOG_INFO);
+	if (srv_in >= 0)
+		close(srv_in);
+	if (srv_pid > 0) {
+		kill(srv_pid, SIGTERM);
+		int st;
+		for (int i = 0; i < 200 && waitpid(srv_pid, &st, WNOHANG) == 0; i++)
+			usleep(10000);
+		kill(srv_pid, SIGKILL);
+		waitpid(srv_pid, &st, WNOHANG);
+	}
+	srv_pid = -1;
+	srv_in = -1;
+	tu_tmpdir_remove(dir);
+	dir[0] = '\0';
+}
+
+/* For setup: Criterion skips .fini when .init fails, so clean up before failing. */
+#define require(cond, ...)                                                                         \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			teardown();                                                                \
+			cr_assert_fail(__VA_ARGS__);                                               \
+		}                                                                                  \
+	} while (0)
+
+/* fork + exec, the child killed if this test process dies first; err -1 keeps stderr. */
+static pid_t spawn(char *const argv[], int in, int out, int err)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	require(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int null = open("/dev/null", O_RDWR);
+		dup2(in >= 0 ? in : null, 0);
+		dup2(out >= 0 ? out : null, 1);
+		if (err >= 0)
+			dup2(err, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Runs a command to completion; its stderr is shown only if it fails. */
+static void run_ok(char *const argv[])
+{
+	char errlog[512], text[2048] = "";
+	snprintf(errlog, sizeof(errlog), "%s/cmd.err", dir);
+	int fd = open(errlog, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	require(fd >= 0, "%s: %s", errlog, strerror(errno));
+	pid_t pid = spawn(argv, -1, -1, fd);
+	int st;
+	require(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+	text[n > 0 ? n : 0] = '\0';
+	close(fd);
+	require(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed: %s", argv[0], text);
+}
+
+static const char openssl_cnf[] = "[req]\n"
+                                  "distinguished_name = dn\n"
+                                  "prompt = no\n"
+                                  "[dn]\n"
+                                  "CN = migrate test\n"
+                                  "[ca]\n"
+                                  "basicConstraints = critical,CA:TRUE\n"
+                                  "keyUsage = critical,keyCertSign,cRLSign\n"
+                                  "subjectKeyIdentifier = hash\n"
+                                  "[leaf]\n"
+                                  "basicConstraints = critical,CA:FALSE\n"
+                                  "keyUsage = critical,digitalSignature\n"
+                                  "extendedKeyUsage = serverAuth\n"
+                                  "subjectAltName = IP:127.0.0.1\n";
+
+/* A self-signed CA, prefix.pem and prefix.key in the test's directory. */
+static void make_ca(const char *prefix)
+{
+	char cnf[512], pem[512], key[512];
+	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
+	snprintf(pem, sizeof(pem), "%s/%s.pem", dir, prefix);
+	snprintf(key, sizeof(key), "%s/%s.key", dir, prefix);
+	char *argv[] = {"openssl",
+	                "req",
+	                "-x509",
+	                "-config",
+	                cnf,
+	                "-extensions",
+	                "ca",
+	                "-newkey",
+	                "ec",
+	                "-pkeyopt",
+	                "ec_paramgen_curve:prime256v1",
+	                "-nodes",
+	                "-keyout",
+	                key,
+	                "-out",
+	                pem,
+	                "-days",
+	                "2",
+	                "-subj",
+	                "/CN=migrate test CA",
+	                NULL};
+	run_ok(argv);
+}
+
+static void make_certs(void)
+{
+	char cnf[512], ca[512], cakey[512], pem[512], key[512];
+	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
+	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	FILE *f = fopen(cnf, "w");
+	require(f, "%s: %s", cnf, strerror(errno));
+	fputs(openssl_cnf, f);
+	require(fclose(f) == 0, "%s: %s", cnf, strerror(errno));
+	make_ca("ca");
+	char *argv[] = {"openssl", "req",      "-x509",
+	                "-config", cnf,        "-extensions",
+	                "leaf",    "-CA",      ca,
+	                "-CAkey",  cakey,      "-newkey",
+	                "ec",      "-pkeyopt", "ec_paramgen_curve:prime256v1",
+	                "-nodes",  "-keyout",  key,
+	                "-out",    pem,        "-days",
+	                "2",       "-subj",    "/CN=127.0.0.1",
+	                NULL};
+	run_ok(argv);
+}
+
+/*
+ * $PYTHON, else Debian's own python3: a version manager's shim in PATH can
+ * take longer to start than the whole test.
+ */
+static const char *python(void)
+{
+	const char *p = getenv("PYTHON");
+	if (p && *p)
+		return p;
+	return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
+/* Reads the "port N" and "control N" lines, bounded in time. */
+static void read_ports(int fd)
+{
+	char buf[256] = "";
+	size_t len = 0;
+	int64_t end = now_ms() + 10000;
+	while (now_ms() < end && len + 1 < sizeof(buf)) {
+		char *nl = strchr(buf, '\n');
+		if (nl && strchr(nl + 1, '\n'))
+			break;
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	require(sscanf(buf, "port %d\ncontrol %d", &api_port, &control_port) == 2,
+	        "cloudflare.py did not start: \"%s\"", buf);
+}
+
+static void setup(void)
+{
+	tu_tmpdir_make(dir, sizeof(dir), "http");
+	setenv("NO_PROXY", "127.0.0.1", 1);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("http_proxy");
+	unsetenv("ALL_PROXY");
+	logbuf[0] = '\0';
+	mg_log_set(log_sink, NULL, MG_LOG_DEBUG);
+	make_certs();
+	snprintf(ca_path, sizeof(ca_path), "%s", path_in("ca.pem"));
+	int in[2], out[2];
+	require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe: %s",
+	        strerror(errno));
+	char pem[512], key[512];
+	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	char *argv[] = {(char *)python(), "tests/servers/cloudflare.py", pem, key, TOKEN, NULL};
+	srv_pid = spawn(argv, in[0], out[1], -1);
+	close(in[0]);
+	close(out[1]);
+	srv_in = in[1];
+	read_ports(out[0]);
+	close(out[0]);
+	snprintf(lb_url, sizeof(lb_url),
+	         "https://127.0.0.1:%d/client/v4/zones/" ZONE "/load_balancers/" LB, api_port);
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *ud)
+{
+	char **buf = ud;
+	size_t old = *buf ? strlen(*buf) : 0;
+	*buf = realloc(*buf, old + size * n + 1);
+	cr_assert_not_null(*buf);
+	memcpy(*buf + old, data, size * n);
+	(*buf)[old + size * n] = '\0';
+	return size * n;
+}
+
+/* The control API, with plain libcurl: not with the code under test. */
+static json_t *ctl(const char *method, const char *path, const char *body)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", control_port, path);
+	CURL *h = curl_easy_init();
+	cr_assert_not_null(h);
+	char *text = NULL;
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+	if (body)
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	CURLcode rc = curl_easy_perform(h);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(h);
+	cr_assert_eq(rc, CURLE_OK, "control %s %s: %s", method, path, curl_easy_strerror(rc));
+	cr_assert_eq(status, 200, "control %s %s: HTTP %ld", method, path, status);
+	json_error_t je;
+	json_t *doc = json_loads(text ? text : "", 0, &je);
+	cr_assert_not_null(doc, "control answer is not JSON: %s", je.text);
+	free(text);
+	return doc;
+}
+
+static void queue(const char *behaviour)
+{
+	json_decref(ctl("POST", "/queue", behaviour));
+}
+
+/* The request log: one entry per request that reached the server. */
+static json_t *req_log(void)
+{
+	return ctl("GET", "/log", NULL);
+}
+
+static long logged_status(json_t *log, size_t i)
+{
+	return (long)json_integer_value(json_object_get(json_array_get(log, i), "status"));
+}
+
+/* No message and no log line may carry the token. */
+static void no_token(const mg_error *err)
+{
+	cr_assert_null(strstr(err->message, TOKEN), "token in message: %s", err->message);
+	cr_assert_null(strstr(err->message, "Bearer"), "auth header in message: %s", err->message);
+	cr_assert_null(strstr(logbuf, TOKEN), "token in the log: %s", logbuf);
+}
+
+static mg_http_request get_req(void)
+{
+	return (mg_http_request){
+	    .method = "GET",
+	    .url = lb_url,
+	    .bearer_token = TOKEN,
+	    .ca_file = ca_path,
+	    .timeout_ms = 3000,
+	    .deadline_ms = 5000,
+	};
+}
+
+TestSuite(http, .init = setup, .fini = teardown, .timeout = 30);
+
+Test(http, get_with_private_ca_sends_token_and_headers)
+{
+	mg_http_request req = get_req();
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 200);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert_str_eq(res.content_type, "application/json");
+	cr_assert_eq(res.len, strlen(res.body));
+	json_t *doc = json_loads(res.body, 0, NULL);
+	cr_assert(json_is_true(json_object_get(doc, "success")), "%s", res.body);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "result"), "id")),
+	                 LB);
+	json_decref(doc);
+	mg_http_response_clear(&res);
+	cr_assert_null(res.body);
+
+	json_t *log = req_log();
+	cr_assert_eq(json_array_size(log), 1);
+	json_t *e = json_array_get(log, 0);
+	json_t *h = json_object_get(e, "headers");
+	cr_assert_str_eq(json_string_value(json_object_get(e, "auth")), "valid");
+	cr_assert_str_eq(json_string_value(json_object_get(e, "method")), "GET");
+	cr_assert_str_eq(json_string_value(json_object_get(h, "Accept")), "application/json");
+	const char *ua = json_string_value(json_object_get(h, "User-Agent"));
+	cr_assert(ua && !strncmp(ua, "migrate/", 8), "User-Agent %s", ua ? ua : "(none)");
+	cr_assert_null(json_object_get(h, "Content-Type"), "a GET has no body to type");
+	json_decref(log);
+	no_token(&err);
+}
+
+Test(http, patch_sends_body_with_its_content_type)
+{
+	mg_http_request req = get_req();
+	req.method = "PATCH";
+	req.body = "{\"proxied\":false}";
+	req.content_type = "application/json";
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 200, "%s", res.body);
+	cr_assert(strstr(res.body, "\"proxied\": false"), "%s", res.body);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	json_t *e = json_array_get(log, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(e, "method")), "PATCH");
+	cr_assert_str_eq(json_string_value(json_object_get(e, "body")), "{\"proxied\":false}");
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(json_object_get(e, "headers"), "Content-Type")),
+	    "application/json");
+	cr_assert_null(json_object_get(json_object_get(e, "headers"), "Expect"));
+	json_decref(log);
+}
+
+Test(http, content_type_is_sent_as_given)
+{
+	/* the server is strict about it, as Cloudflare is: a PATCH of text is refused */
+	mg_http_request req = get_req();
+	req.method = "PATCH";
+	req.body = "proxied=false";
+	req.content_type = "text/plain";
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 400);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(strstr(res.body, "Invalid Content-Type header"), "%s", res.body);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	cr_assert_str_eq(json_string_value(json_object_get(
+	                     json_object_get(json_array_get(log, 0), "headers"), "Content-Type")),
+	                 "text/plain");
+	json_decref(log);
+}
+
+Test(http, rate_limit_waits_for_retry_after_seconds)
+{
+	queue("{\"status\": 429, \"retry_after\": \"1\"}");
+	mg_http_request req = get_req();
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = now_ms();
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	int64_t took = now_ms() - t0;
+	cr_assert_eq(res.status, 200);
+	cr_assert_eq(res.attempts, 2);
+	cr_assert_geq(took, 1000, "retried after %lld ms, before Retry-After", (long long)took);
+	cr_assert_lt(took, 2500);
+	cr_assert_geq(res.elapsed_ms, 1000);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	cr_assert_eq(json_array_size(log), 2);
+	cr_assert_eq(logged_status(log, 0), 429);
+	cr_assert_eq(logged_status(log, 1), 200);
+	json_decref(log);
+	cr_assert(strstr(logbuf, "HTTP 429; retrying in 1000 ms (attempt 2 of 5)"), "%s", logbuf);
+}
+
+Test(http, rate_limit_waits_for_retry_after_http_date)
+{
+	/* an HTTP-date has whole seconds: 2 s ahead means a wait of more than 1 s */
+	char date[64], behaviour[128];
+	time_t when = time(NULL) + 2;
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime(&when));
+	snprintf(behaviour, sizeof(behaviour), "{\"status\": 429, \"retry_after\": \"%s\"}", date);
+	queue(behaviour);
+	mg_http_request req = get_req();
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = now_ms();
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	int64_t took = now_ms() - t0;
+	cr_assert_eq(res.status, 200);
+	cr_assert_eq(res.attempts, 2);
+	cr_assert_geq(took, 1000, "retried after %lld ms, before the date", (long long)took);
+	cr_assert_lt(took, 3500);
+	mg_http_response_clear(&res);
+}
+
+Test(http, retry_after_beyond_the_deadline_stops_at_once)
+{
+	queue("{\"status\": 429, \"retry_after\": \"30\"}");
+	mg_http_request req = get_req();
+	req.deadline_ms = 2000;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = now_ms();
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_lt(now_ms() - t0, 1000, "it waited instead of stopping");
+	cr_assert_eq(res.status, 429, "the last answer stays available");
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(strstr(err.message, "is rate-limiting requests (HTTP 429) and asks to wait 30 s, "
+	                              "beyond the deadline"),
+	          "%s", err.message);
+	cr_assert(strstr(err.message, lb_url), "%s", err.message);
+	cr_assert(strstr(err.message, "try again later"), "%s", err.message);
+	mg_http_response_clear(&res);
+	no_token(&err);
+}
+
+Test(http, server_errors_are_retried_until_success)
+{
+	queue("{\"status\": 502}");
+	queue("{\"status\": 503}");
+	mg_http_request req = get_req();
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 200);
+	cr_assert_eq(res.attempts, 3);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	cr_assert_eq(json_array_size(log), 3);
+	long want[] = {502, 503, 200};
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(logged_status(log, i), want[i], "request %zu", i);
+	json_decref(log);
+}
+
+Test(http, server_errors_stop_at_max_attempts_with_the_last_answer)
+{
+	queue("{\"status\": 503, \"count\": 10}");
+	mg_http_request req = get_req();
+	req.max_attempts = 3;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 503);
+	cr_assert_eq(res.attempts, 3);
+	cr_assert(strstr(res.body, "Internal Server Error"), "%s", res.body);
+	mg_http_response_clear(&res);
+	json_t *left = ctl("GET", "/queue", NULL);
+	cr_assert_eq(json_array_size(left), 7);
+	json_decref(left);
+}
+
+Test(http, server_errors_stop_at_the_deadline)
+{
+	queue("{\"status\": 500, \"count\": 200}");
+	mg_http_request req = get_req();
+	req.max_attempts = 200;
+	req.deadline_ms = 700;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = now_ms();
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	int64_t took = now_ms() - t0;
+	cr_assert_eq(res.status, 500);
+	cr_assert_geq(res.attempts, 2);
+	cr_assert_lt(res.attempts, 200);
+	cr_assert_lt(took, 1200, "went %lld ms past a 700 ms deadline", (long long)took);
+	mg_http_response_clear(&res);
+}
+
+Test(http, client_errors_are_answers_not_retried)
+{
+	queue("{\"status\": 409, \"code\": 1003, \"message\": \"locked\"}");
+	mg_http_request req = get_req();
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 409);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(strstr(res.body, "\"locked\""), "%s", res.body);
+	mg_http_response_clear(&res);
+
+	req.bearer_token = "wrong-token";
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 403);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(strstr(res.body, "Authentication error"), "%s", res.body);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	cr_assert_eq(json_array_size(log), 2);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(log, 1), "auth")),
+	                 "invalid");
+	json_decref(log);
+}
+
+Test(http, slow_answers_time_out_per_attempt)
+{
+	queue("{\"kind\": \"slow\", \"ms\": 3000, \"count\": 2}");
+	mg_http_request req = get_req();
+	req.timeout_ms = 300;
+	req.deadline_ms = 3000;
+	req.max_attempts = 2;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = now_ms();
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	int64_t took = now_ms() - t0;
+	cr_assert_geq(took, 600, "two 300 ms attempts took %lld ms", (long long)took);
+	cr_assert_lt(took, 1500);
+	cr_assert_eq(res.status, 0, "no answer came");
+	cr_assert_eq(res.attempts, 2);
+	cr_assert(strstr(err.message, "no answer from "), "%s", err.message);
+	cr_assert(strstr(err.message, " within 300 ms (after 2 attempts in "), "%s", err.message);
+	cr_assert(strstr(err.message, "raise the timeout"), "%s", err.message);
+	mg_http_response_clear(&res);
+	no_token(&err);
+}
+
+Test(http, deadline_shorter_than_timeout_bounds_the_attempt)
+{
+	queue("{\"kind\": \"slow\", \"ms\": 3000, \"count\": 5}");
+	mg_http_request req = get_req();
+	req.timeout_ms = 10000;
+	req.deadline_ms = 500;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = now_ms();
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_lt(now_ms() - t0, 1000);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(strstr(err.message, " within 500 ms (after 1 attempt in "), "%s", err.message);
+	mg_http_response_clear(&res);
+}
+
+Test(http, connection_refused_is_retried_then_reported)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t len = sizeof(sa);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	char url[128];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/client/v4/x", ntohs(sa.sin_port));
+	mg_http_request req = get_req();
+	req.url = url;
+	req.max_attempts = 3;
+	req.deadline_ms = 3000;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_eq(res.attempts, 3);
+	cr_assert_eq(res.status, 0);
+	char want[200];
+	snprintf(want, sizeof(want), "cannot reach %s: ", url);
+	cr_assert(!strncmp(err.message, want, strlen(want)), "%s", err.message);
+	cr_assert(strstr(err.message, "Couldn't connect to server") ||
+	              strstr(err.message, "Connection refused"),
+	          "%s", err.message);
+	cr_assert(strstr(err.message, "(after 3 attempts in "), "%s", err.message);
+	mg_http_response_clear(&res);
+	no_token(&err);
+}
+
+Test(http, tls_without_ca_file_is_refused_and_not_retried)
+{
+	mg_http_request req = get_req();
+	req.ca_file = NULL;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert_eq(res.status, 0);
+	cr_assert(!strncmp(err.message, "TLS certificate of 127.0.0.1 not trusted: ", 42), "%s",
+	          err.message);
+	cr_assert(strstr(err.message, "; set ca_file if it uses a private CA"), "%s", err.message);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	cr_assert_eq(json_array_size(log), 0, "no request may go over an untrusted connection");
+	json_decref(log);
+	no_token(&err);
+}
+
+Test(http, tls_with_another_ca_is_refused)
+{
+	make_ca("other");
+	mg_http_request req = get_req();
+	req.ca_file = path_in("other.pem");
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(!strncmp(err.message, "TLS certificate of 127.0.0.1 not trusted: ", 42), "%s",
+	          err.message);
+	cr_assert(strstr(err.message, "check that ca_file ") &&
+	              strstr(err.message, "other.pem holds the CA that signed it"),
+	          "%s", err.message);
+	mg_http_response_clear(&res);
+	no_token(&err);
+}
+
+Test(http, unreadable_ca_file_is_reported)
+{
+	mg_http_request req = get_req();
+	req.ca_file = path_in("missing.pem");
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_eq(res.attempts, 1);
+	cr_assert(strstr(err.message, "cannot use ca_file ") &&
+	              strstr(err.message, "missing.pem: "),
+	          "%s", err.message);
+	cr_assert(strstr(err.message, "it must be a readable PEM file of CA certificates"), "%s",
+	          err.message);
+	mg_http_response_clear(&res);
+}
+
+Test(http, redirects_are_errors_and_not_followed)
+{
+	char behaviour[256];
+	snprintf(behaviour, sizeof(behaviour),
+	         "{\"status\": 301, \"location\": \"https://127.0.0.1:%d/client/v4/elsewhere\"}",
+	         api_port);
+	queue(behaviour);
+	mg_http_request req = get_req();
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	cr_assert_eq(res.status, 301);
+	cr_assert_eq(res.attempts, 1);
+	char want[400];
+	snprintf(
+	    want, sizeof(want),
+	    "%s answered with a redirect (HTTP 301) to https://127.0.0.1:%d/client/v4/elsewhere; "
+	    "API redirects are not followed: use the final URL",
+	    lb_url, api_port);
+	cr_assert_str_eq(err.message, want);
+	mg_http_response_clear(&res);
+	json_t *log = req_log();
+	cr_assert_eq(json_array_size(log), 1, "the redirect was followed");
+	json_decref(log);
+	no_token(&err);
+}
+
+Test(http, only_http_and_https)
+{
+	const char *urls[] = {"ftp://127.0.0.1/x", "file:///etc/passwd", "gopher://127.0.0.1/"};
+	for (size_t i = 0; i < 3; i++) {
+		mg_http_request req = get_req();
+		req.url = urls[i];
+		mg_http_response res;
+		mg_error err = MG_ERROR_INIT;
+		cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR, "%s", urls[i]);
+		cr_assert_eq(res.attempts, 1);
+		char want[128];
+		snprintf(want, sizeof(want), "request to %s failed: ", urls[i]);
+		cr_assert(!strncmp(err.message, want, strlen(want)), "%s", err.message);
+		mg_http_response_clear(&res);
+		no_token(&err);
+	}
+}
+
+Test(http, token_never_in_messages_or_log)
+{
+	/* every failing path above, each with the token set; the log at debug level */
+	queue("{\"status\": 429, \"retry_after\": \"60\"}");
+	queue("{\"status\": 500, \"count\": 2}");
+	mg_http_request req = get_req();
+	req.deadline_ms = 2000;
+	req.max_attempts = 2;
+	mg_http_response res;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	no_token(&err);
+	mg_http_response_clear(&res);
+	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
+	cr_assert_eq(res.status, 500);
+	mg_http_response_clear(&res);
+	req.ca_file = NULL;
+	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
+	no_token(&err);
+	mg_http_response_clear(&res);
+	cr_assert(strstr(logbuf, "HTTP 500; retrying in"), "debug log: %s", logbuf);
+	cr_assert_null(strstr(logbuf, "Authorization"), "%s", logbuf);
+}
+
+Test(http, global_init_is_idempotent)
+{
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_http_global_init(&err), 0);
+	cr_assert_eq(mg_http_global_init(&err), 0);
+}
