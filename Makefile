@@ -18,7 +18,7 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wfor
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib \
              $(shell pkg-config --cflags $(PKGS))
-LIBS     = $(shell pkg-config --libs $(PKGS)) -lm
+LIBS     = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lm
 TEST_LIBS = $(shell pkg-config --libs criterion)
 
 ifeq ($(SAN),1)
@@ -40,12 +40,13 @@ UNIT_OBJ = $(UNIT_SRC:%.c=$(BUILD)/%.o)
 INT_OBJ  = $(INT_SRC:%.c=$(BUILD)/%.o)
 LIBMG    = $(BUILD)/libmigrate.a
 
-# Exactly what building, testing and the demo need from Debian.
+# Exactly what building, testing and the demo need from Debian: the libraries, and the real
+# daemons the tests drive (haproxy, nginx), python3 for the test servers, openssl for test CAs.
 DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
                libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
-               clang-format
+               clang-format haproxy nginx python3 openssl
 
-.PHONY: FORCE all deps check unit integration fuzz-replay fuzz test test-asan demo format \
+.PHONY: FORCE all bench deps check unit integration fuzz-replay fuzz test test-asan demo format \
         format-check clean
 .DEFAULT_GOAL := all
 
@@ -69,7 +70,8 @@ $(BUILD)/%.o: %.c
 $(BUILD)/version.stamp: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(VERSION) $(GITREV)' | cmp -s - $@ || echo '$(VERSION) $(GITREV)' > $@
-$(BUILD)/cmd/main.o: cmd/main.c $(BUILD)/version.stamp
+# (http.c puts the version in the User-Agent.)
+$(BUILD)/cmd/main.o $(BUILD)/lib/http.o: $(BUILD)/%.o: %.c $(BUILD)/version.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' -MMD -MP -c -o $@ $<
 FORCE:
@@ -92,6 +94,9 @@ unit: $(BUILD)/tests/unit.bin
 
 integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
 	MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate $(BUILD)/tests/integration.bin --jobs 2
+
+bench: all
+	sh tests/bench/rollback.sh
 
 fuzz-replay: $(BUILD)/tests/fuzz-replay
 	$(BUILD)/tests/fuzz-replay tests/fuzz/corpus/plan

@@ -51,6 +51,8 @@ int cmd_validate(mg_cli *cli, int argc, char **argv);
 int cmd_plan(mg_cli *cli, int argc, char **argv);
 int cmd_status(mg_cli *cli, int argc, char **argv);
 int cmd_history(mg_cli *cli, int argc, char **argv);
+int cmd_step(mg_cli *cli, int argc, char **argv);
+int cmd_rollback(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
 
 /* Option parsing shared by every command: the global options plus the command's own.

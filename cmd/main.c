@@ -24,6 +24,27 @@ const mg_command mg_commands[] = {
      "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
      "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
      "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
+    {"step", cmd_step, "move traffic to the next step, after the bake, with read-back",
+     "step [options] [--to PERCENT] [--force --reason TEXT] [--adopt]",
+     "      --to PERCENT    go to this step of traffic.steps instead of the next\n"
+     "      --force         step before the bake has passed, or towards servers the\n"
+     "                      balancer reports down; needs --reason\n"
+     "      --reason TEXT   why, for the journal\n"
+     "      --adopt         take weights changed by hand as the current position\n",
+     "Journals an intent, sets the balancer's weights for the next step in one call, reads "
+     "them back, and journals the result. Refuses while the current step has baked for less "
+     "than traffic.bake (exit 4), and when the weights were changed by hand since migrate "
+     "last set them (exit 3; see --adopt). An interrupted step or rollback is reconciled "
+     "from the balancer first. --dry-run prints the exact balancer calls."},
+    {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
+     "rollback [options] [--to PERCENT] [--reason TEXT]",
+     "      --to PERCENT    back to this earlier step instead of 0%\n"
+     "      --force         even if every VM server is reported down\n"
+     "      --reason TEXT   why, for the journal\n",
+     "Sets the balancer so the VMs get all traffic (or the share of an earlier step), reads "
+     "it back and journals both. Never waits behind the autopilot: a `migrate run` holding "
+     "the lock is told to stop first; exit 3 only when another step or rollback is in "
+     "flight. --dry-run prints the exact balancer calls."},
     {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
      NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},

@@ -4,6 +4,7 @@
 #include "cmd.h"
 #include "state.h"
 #include "store.h"
+#include "traffic.h"
 #include "units.h"
 
 static json_t *lock_json(bool held, const mg_lock_holder *h)
@@ -19,10 +20,37 @@ static json_t *lock_json(bool held, const mg_lock_holder *h)
 	                 (json_int_t)h->pid, "command", h->command, "since", since);
 }
 
+static int status_opt(mg_cli *cli, int opt, const char *arg, void *ud)
+{
+	(void)cli;
+	(void)arg;
+	if (opt == 'O')
+		*(bool *)ud = true;
+	return 0;
+}
+
+/* The balancer as it is now; NULL with *why set when it cannot be read. */
+static json_t *read_live(mg_traffic_state *live, const mg_plan_traffic *t, char *why, size_t size)
+{
+	mg_error err = MG_ERROR_INIT;
+	mg_traffic *drv = NULL;
+	json_t *j = NULL;
+	if (mg_traffic_open(&drv, t, &err) == 0 && mg_traffic_read(live, drv, &err) == 0)
+		j = mg_traffic_state_to_json(live);
+	else
+		snprintf(why, size, "%s", err.message);
+	mg_traffic_free(drv);
+	mg_error_clear(&err);
+	return j;
+}
+
 int cmd_status(mg_cli *cli, int argc, char **argv)
 {
+	static const struct option opts[] = {{"offline", no_argument, NULL, 'O'},
+	                                     {NULL, 0, NULL, 0}};
+	bool offline = false;
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, "", status_opt, &offline, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
@@ -30,6 +58,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	mg_state st;
 	bool recorded = false, held = false;
 	mg_lock_holder holder = {0};
+	mg_traffic_state live = {0}; /* declared before any goto out: cleaned up there */
+	char live_why[1024] = "";
+	json_t *jlive = NULL;
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
 		mg_state_init(&st, mg_plan_name(plan));
@@ -51,6 +82,10 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	}
 
 	const mg_plan_traffic *t = mg_plan_traffic_section(plan);
+	jlive = t && !offline ? read_live(&live, t, live_why, sizeof(live_why)) : NULL;
+	double expected = st.has_read_back ? st.read_back_k8s_percent : 0;
+	bool drift =
+	    jlive && (live.k8s_percent - expected > 0.5 || expected - live.k8s_percent > 0.5);
 	int64_t now = mg_now_ms();
 	int64_t bake_left = -1;
 	if (t && st.step_index >= 0 && st.step_started_ms > 0 && st.phase == MG_PHASE_SHIFTING) {
@@ -69,6 +104,11 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "bake_remaining_ms",
 		                    bake_left >= 0 ? json_integer(bake_left) : json_null());
 		json_object_set_new(doc, "lock", lock_json(held, &holder));
+		json_object_set_new(doc, "live", jlive ? jlive : json_null());
+		json_object_set_new(doc, "live_error",
+		                    *live_why ? json_string(live_why) : json_null());
+		json_object_set_new(doc, "drift", jlive ? json_boolean(drift) : json_null());
+		jlive = NULL;
 		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
 		goto out;
 	}
@@ -125,8 +165,34 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	} else {
 		printf("  lock       free\n");
 	}
+	if (st.pending) {
+		mg_percent_format(buf, sizeof(buf), st.pending_k8s_percent);
+		printf("  %sinterrupted%s a %s to %s did not record its result; the next step or "
+		       "rollback reconciles it from the balancer\n",
+		       cli_c(c, C_YELLOW), cli_c(c, C_RESET), st.pending_command, buf);
+	}
+	if (jlive) {
+		mg_percent_format(buf, sizeof(buf), live.k8s_percent);
+		printf("  live       %s to the cluster, read from %s now%s%s%s\n", buf,
+		       mg_provider_name(t->provider), drift ? cli_c(c, C_YELLOW) : "",
+		       drift ? "  DRIFT: changed outside migrate; `step` refuses until `step "
+		               "--adopt` or `rollback`"
+		             : "",
+		       drift ? cli_c(c, C_RESET) : "");
+		for (size_t i = 0; i < live.nservers; i++) {
+			const mg_traffic_server *sv = &live.servers[i];
+			printf("    %-28s %-8s weight %-8g %s\n", sv->name,
+			       sv->k8s ? "cluster" : "vm", sv->weight,
+			       *sv->detail ? sv->detail : mg_health_name(sv->health));
+		}
+	} else if (*live_why) {
+		printf("  live       %sunavailable:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
+		       live_why);
+	}
 	printf("  state      %s/%s\n", cli_state_dir(cli, plan), mg_plan_name(plan));
 out:
+	json_decref(jlive);
+	mg_traffic_state_clear(&live);
 	mg_store_free(store);
 	mg_plan_free(plan);
 	mg_error_clear(&err);

@@ -19,7 +19,7 @@ if ! clang -fsanitize=fuzzer "$probe" -o "$out/probe" 2>/dev/null; then
 fi
 flags="-std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Ilib $(pkg-config --cflags yaml-0.1 jansson libcurl)"
 # shellcheck disable=SC2086
-clang $flags -o "$out/plan_fuzz" tests/fuzz/plan_fuzz.c lib/*.c \
+clang $flags -o "$out/plan_fuzz" tests/fuzz/plan_fuzz.c lib/*.c lib/*/*.c \
 	$(pkg-config --libs yaml-0.1 jansson libcurl) -lm
 echo "fuzz: plan loader for ${secs}s"
 "$out/plan_fuzz" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

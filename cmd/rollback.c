@@ -1,0 +1,124 @@
+/*
+ * migrate rollback: traffic back to the VMs (or to an earlier step) in one
+ * balancer call. It never waits behind the autopilot: a `migrate run`
+ * holding the lock is told to stop first.
+ */
+#include <string.h>
+
+#include "units.h"
+#include "util_shift.h"
+
+enum { OPT_TO = 3100, OPT_FORCE, OPT_REASON };
+
+typedef struct {
+	const char *to;
+	bool force;
+	const char *reason;
+} rollback_opts;
+
+static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
+{
+	(void)cli;
+	rollback_opts *o = ud;
+	if (opt == OPT_TO)
+		o->to = arg;
+	else if (opt == OPT_FORCE)
+		o->force = true;
+	else if (opt == OPT_REASON)
+		o->reason = arg;
+	return 0;
+}
+
+int cmd_rollback(mg_cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {{"to", required_argument, NULL, OPT_TO},
+	                                     {"force", no_argument, NULL, OPT_FORCE},
+	                                     {"reason", required_argument, NULL, OPT_REASON},
+	                                     {NULL, 0, NULL, 0}};
+	rollback_opts o = {0};
+	int exit_code = EXIT_DONE;
+	if (cli_parse(cli, argc, argv, opts, "", rollback_opt, &o, 0, &exit_code) < 0)
+		return exit_code;
+	double to = 0;
+	if (o.to && shift_parse_percent(cli, o.to, &to))
+		return EXIT_USAGE;
+
+	mg_error err = MG_ERROR_INIT;
+	shift_ctx c;
+	mg_traffic_state rb = {0};
+	json_t *doc = cli->json ? cli_doc(cli) : NULL;
+	int rc = shift_open(&c, cli, "rollback", true, &err);
+	if (rc)
+		goto fail;
+	const mg_plan_traffic *t = c.traffic;
+	mg_state *st = &c.st;
+
+	int idx = -1;
+	if (o.to && to > 0) {
+		idx = shift_step_index(t, to);
+		if (idx < 0) {
+			rc = mg_error_set(
+			    &err, MG_EINVALID,
+			    "--to %s is neither 0 nor one of traffic.steps; `migrate plan` "
+			    "lists them",
+			    o.to);
+			goto fail;
+		}
+	}
+	/* from wherever the balancer really is, drifted or not: rollback is the way out */
+	mg_traffic_state live;
+	rc = mg_traffic_read(&live, c.t, &err);
+	if (rc)
+		goto fail;
+	double from = live.k8s_percent;
+	mg_traffic_state_clear(&live);
+	if (o.to && to >= from + 0.5) {
+		rc = mg_error_set(
+		    &err, MG_EINVALID,
+		    "--to %s is not below the %.4g%% the cluster has now; use `migrate "
+		    "step --to %s` to go forward",
+		    o.to, from, o.to);
+		goto fail;
+	}
+
+	if (cli->dry_run) {
+		rc = shift_print_dry_run(&c, to, doc, &err);
+		if (rc)
+			goto fail;
+		goto done;
+	}
+	mg_shift_request req = {"rollback", to, idx, t->nsteps, o.reason, o.force};
+	rc = mg_shift_apply(&rb, c.store, st, c.t, &req, &err);
+	if (rc)
+		goto fail;
+	if (doc) {
+		json_object_set_new(doc, "plan", json_string(mg_plan_name(c.plan)));
+		json_object_set_new(doc, "from", json_pack("{s:f}", "k8s_percent", from));
+		json_object_set_new(doc, "to",
+		                    json_pack("{s:f, s:o}", "k8s_percent", to, "step",
+		                              idx < 0 ? json_null() : json_integer(idx + 1)));
+		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(&rb));
+		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
+		json_object_set_new(doc, "reconciled",
+		                    c.reconciled ? json_string(c.reconciled) : json_null());
+	} else {
+		char a[32], b[32];
+		mg_percent_format(a, sizeof(a), to);
+		mg_percent_format(b, sizeof(b), rb.k8s_percent);
+		printf("%s: rolled back to %s to the cluster (%s read back from %s)\n",
+		       mg_plan_name(c.plan), a, b, mg_traffic_name(c.t));
+		shift_print_servers(cli, &rb);
+	}
+done:
+	mg_traffic_state_clear(&rb);
+	shift_close(&c);
+	mg_error_clear(&err);
+	return doc ? cli_doc_emit(cli, doc, EXIT_DONE) : EXIT_DONE;
+fail:
+	json_decref(doc);
+	mg_traffic_state_clear(&rb);
+	exit_code = cli_fail(cli, &err);
+	shift_close(&c);
+	mg_error_clear(&err);
+	return exit_code;
+}

@@ -1,0 +1,106 @@
+#include "util_shift.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "units.h"
+
+/* How long a rollback waits for a stopped autopilot to let go of the lock. */
+#define PREEMPT_WAIT_MS 10000
+
+int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, mg_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	int rc = cli_load_plan(cli, &c->plan, MG_NEED_TRAFFIC, err);
+	if (rc)
+		return rc;
+	c->traffic = mg_plan_traffic_section(c->plan);
+	const char *dir = cli_state_dir(cli, c->plan);
+	const char *name = mg_plan_name(c->plan);
+	if (cli->dry_run) {
+		/* change nothing: not even create the state directory */
+		rc = mg_store_open_existing(&c->store, dir, name, err);
+		if (rc == MG_ENOTFOUND) {
+			mg_error_clear(err);
+			mg_state_init(&c->st, name);
+			rc = 0;
+		} else if (!rc) {
+			rc = mg_state_load(&c->st, c->store, err);
+		}
+	} else {
+		rc = mg_store_open(&c->store, dir, name, err);
+		if (!rc)
+			rc = preempt ? mg_store_lock_preempt(c->store, command, "run",
+			                                     PREEMPT_WAIT_MS, err)
+			             : mg_store_lock(c->store, command, err);
+		if (!rc)
+			rc = mg_state_load(&c->st, c->store, err);
+	}
+	if (!rc)
+		rc = mg_traffic_open(&c->t, c->traffic, err);
+	if (!rc && !cli->dry_run) {
+		bool done;
+		rc =
+		    mg_shift_reconcile(&done, &c->reconciled, c->store, &c->st, c->t, command, err);
+	}
+	return rc;
+}
+
+void shift_close(shift_ctx *c)
+{
+	mg_traffic_free(c->t);
+	mg_store_free(c->store); /* releases the lock */
+	mg_plan_free(c->plan);
+	memset(c, 0, sizeof(*c));
+}
+
+int shift_step_index(const mg_plan_traffic *t, double pct)
+{
+	for (size_t i = 0; i < t->nsteps; i++)
+		if (fabs(t->steps[i] - pct) < 1e-9)
+			return (int)i;
+	return -1;
+}
+
+int shift_parse_percent(mg_cli *cli, const char *arg, double *out)
+{
+	char why[256];
+	if (mg_percent_parse(out, arg, why, sizeof(why))) {
+		cli_usage_error(cli, "--to: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+void shift_print_servers(const mg_cli *cli, const mg_traffic_state *st)
+{
+	bool c = cli->color_out;
+	for (size_t i = 0; i < st->nservers; i++) {
+		const mg_traffic_server *s = &st->servers[i];
+		bool bad = s->health == MG_HEALTH_DOWN || s->health == MG_HEALTH_MAINT;
+		printf("    %-28s %-8s weight %-8g %s%s%s\n", s->name, s->k8s ? "cluster" : "vm",
+		       s->weight, bad ? cli_c(c, C_YELLOW) : "",
+		       *s->detail ? s->detail : mg_health_name(s->health),
+		       bad ? cli_c(c, C_RESET) : "");
+	}
+}
+
+int shift_print_dry_run(shift_ctx *c, double target, json_t *doc, mg_error *err)
+{
+	json_t *calls = NULL;
+	int rc = mg_traffic_describe(&calls, c->t, target, err);
+	if (rc)
+		return rc;
+	if (doc) {
+		json_object_set_new(doc, "dry_run", json_true());
+		json_object_set_new(doc, "calls", calls);
+		return 0;
+	}
+	char *s = json_dumps(calls, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+	printf("dry run: %s would be sent this, and nothing was changed:\n%s\n",
+	       mg_traffic_name(c->t), s ? s : "");
+	free(s);
+	json_decref(calls);
+	return 0;
+}

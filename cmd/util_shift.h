@@ -1,0 +1,40 @@
+/* What step and rollback share: plan, lock, state, balancer, reconciliation, output. */
+#ifndef MG_CMD_UTIL_SHIFT_H
+#define MG_CMD_UTIL_SHIFT_H
+
+#include "cmd.h"
+#include "shift.h"
+#include "state.h"
+#include "store.h"
+#include "traffic.h"
+
+typedef struct {
+	mg_plan *plan;
+	const mg_plan_traffic *traffic;
+	mg_store *store;
+	mg_state st;
+	mg_traffic *t;
+	const char *reconciled; /* outcome of a reconciliation done on opening, or NULL */
+} shift_ctx;
+
+/*
+ * Loads the plan, takes the lock (with dry-run: none, and nothing is
+ * written), loads the state, opens the balancer's driver and reconciles an
+ * interrupted command. preempt: stop an autopilot holding the lock.
+ */
+int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, mg_error *err);
+void shift_close(shift_ctx *c);
+
+/* Index of pct in traffic.steps, or -1. */
+int shift_step_index(const mg_plan_traffic *t, double pct);
+
+/* Parses a --to value; a usage error (already reported) is -1. */
+int shift_parse_percent(mg_cli *cli, const char *arg, double *out);
+
+/* One line per server: name, side, weight, health. */
+void shift_print_servers(const mg_cli *cli, const mg_traffic_state *st);
+
+/* --dry-run: the exact balancer calls, in text or in doc["calls"]. */
+int shift_print_dry_run(shift_ctx *c, double target, json_t *doc, mg_error *err);
+
+#endif

@@ -1,0 +1,191 @@
+#include "shift.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "journal.h"
+#include "log.h"
+
+/* The balancer rounds to integer weights: this close counts as the same share. */
+#define SAME_SHARE 0.5
+
+static bool same(double a, double b)
+{
+	return fabs(a - b) <= SAME_SHARE;
+}
+
+static json_t *position(double k8s_percent, int step_index)
+{
+	return json_pack("{s:f, s:o}", "k8s_percent", k8s_percent, "step",
+	                 step_index < 0 ? json_null() : json_integer(step_index + 1));
+}
+
+static int journal(mg_store *store, const char *command, const char *action, json_t *before,
+                   json_t *after, const char *reason, json_t *evidence, mg_error *err)
+{
+	mg_journal_entry e = {command, action, before, after, reason, evidence};
+	int rc = mg_journal_append(store, &e, err);
+	json_decref(before);
+	json_decref(after);
+	json_decref(evidence);
+	return rc;
+}
+
+static void record_read_back(mg_state *st, double k8s_percent)
+{
+	st->has_read_back = true;
+	st->read_back_k8s_percent = k8s_percent;
+	st->read_back_ms = mg_now_ms();
+}
+
+/* The state after the balancer reached target: the step is taken and its bake starts now. */
+static void reached(mg_state *st, double target, int step_index, size_t nsteps)
+{
+	int64_t now = mg_now_ms();
+	st->step_index = step_index;
+	st->step_started_ms = now;
+	st->has_applied = true;
+	st->applied_k8s_percent = target;
+	st->applied_ms = now;
+	if (step_index < 0)
+		st->phase = MG_PHASE_ROLLED_BACK;
+	else if (nsteps && (size_t)step_index == nsteps - 1 && target >= 100)
+		st->phase = MG_PHASE_COMPLETE;
+	else
+		st->phase = MG_PHASE_SHIFTING;
+}
+
+int mg_shift_apply(mg_traffic_state *after, mg_store *store, mg_state *st, mg_traffic *t,
+                   const mg_shift_request *req, mg_error *err)
+{
+	mg_traffic_state rb;
+	double before = st->has_read_back ? st->read_back_k8s_percent : 0;
+	int before_step = st->step_index;
+	if (after)
+		memset(after, 0, sizeof(*after));
+
+	int rc = journal(
+	    store, req->command, "intent", position(before, before_step),
+	    position(req->k8s_percent, req->step_index), req->reason,
+	    json_pack("{s:s, s:b}", "balancer", mg_traffic_name(t), "forced", req->forced), err);
+	if (rc)
+		return rc;
+	st->pending = true;
+	snprintf(st->pending_command, sizeof(st->pending_command), "%s", req->command);
+	st->pending_k8s_percent = req->k8s_percent;
+	st->pending_step_index = req->step_index;
+	st->pending_ms = mg_now_ms();
+	rc = mg_state_save(store, st, err);
+	if (rc)
+		return rc;
+
+	rc = mg_traffic_apply(&rb, t, req->k8s_percent, req->forced, err);
+	if (rc) {
+		/* keep the balancer's own answer; the read below is only for the record */
+		mg_error why = MG_ERROR_INIT;
+		mg_error_set(&why, rc, "%s", err->message);
+		mg_traffic_state now;
+		json_t *live = NULL;
+		if (mg_traffic_read(&now, t, err) == 0) {
+			record_read_back(st, now.k8s_percent);
+			live = mg_traffic_state_to_json(&now);
+			mg_traffic_state_clear(&now);
+		}
+		st->pending = false;
+		journal(store, req->command, "failed", position(before, before_step),
+		        live ? live : json_null(), req->reason,
+		        json_pack("{s:s}", "error", why.message), err);
+		mg_state_save(store, st, err);
+		mg_error_set(err, rc, "%s", why.message);
+		mg_error_clear(&why);
+		return rc;
+	}
+
+	reached(st, req->k8s_percent, req->step_index, req->nsteps);
+	record_read_back(st, rb.k8s_percent);
+	st->pending = false;
+	rc = journal(store, req->command, "result", position(before, before_step),
+	             position(rb.k8s_percent, req->step_index), req->reason,
+	             json_pack("{s:o}", "read_back", mg_traffic_state_to_json(&rb)), err);
+	if (!rc)
+		rc = mg_state_save(store, st, err);
+	if (rc || !after)
+		mg_traffic_state_clear(&rb);
+	else
+		*after = rb;
+	return rc;
+}
+
+int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, mg_state *st,
+                       mg_traffic *t, const char *command, mg_error *err)
+{
+	*reconciled = false;
+	*outcome = NULL;
+	if (!st->pending)
+		return 0;
+	mg_traffic_state live;
+	int rc = mg_traffic_read(&live, t, err);
+	if (rc)
+		return rc;
+	double before = st->has_read_back ? st->read_back_k8s_percent : 0;
+	char since[40];
+	mg_time_format(since, sizeof(since), st->pending_ms);
+	json_t *intent =
+	    json_pack("{s:s, s:o, s:s}", "command", st->pending_command, "target",
+	              position(st->pending_k8s_percent, st->pending_step_index), "since", since);
+	if (same(live.k8s_percent, st->pending_k8s_percent)) {
+		*outcome = "applied"; /* the balancer has it: the step was taken */
+		reached(st, st->pending_k8s_percent, st->pending_step_index, 0);
+		if (st->pending_step_index >= 0 && st->pending_k8s_percent >= 100)
+			st->phase = MG_PHASE_COMPLETE;
+	} else if (same(live.k8s_percent, before)) {
+		*outcome = "not applied"; /* nothing changed at the balancer */
+	} else {
+		*outcome = "unknown"; /* neither: someone else moved it; drift rules apply */
+	}
+	record_read_back(st, live.k8s_percent);
+	st->pending = false;
+	mg_log(MG_LOG_WARN,
+	       "an interrupted %s (to %.4g%% since %s) was reconciled: the balancer has %.4g%% "
+	       "to the cluster, so it was %s",
+	       st->pending_command, st->pending_k8s_percent, since, live.k8s_percent, *outcome);
+	rc = journal(store, command, "reconcile", intent, mg_traffic_state_to_json(&live), NULL,
+	             json_pack("{s:s}", "outcome", *outcome), err);
+	mg_traffic_state_clear(&live);
+	if (!rc)
+		rc = mg_state_save(store, st, err);
+	*reconciled = rc == 0;
+	return rc;
+}
+
+int mg_shift_drift(bool *drift, double *live, const mg_state *st, mg_traffic *t, mg_error *err)
+{
+	mg_traffic_state now;
+	int rc = mg_traffic_read(&now, t, err);
+	if (rc)
+		return rc;
+	*live = now.k8s_percent;
+	/* before the first step the balancer should send nothing to the cluster */
+	double expected = st->has_read_back ? st->read_back_k8s_percent : 0;
+	*drift = !same(now.k8s_percent, expected);
+	mg_traffic_state_clear(&now);
+	return 0;
+}
+
+int mg_shift_adopt(mg_store *store, mg_state *st, double live, const char *command,
+                   const char *reason, mg_error *err)
+{
+	double before = st->has_read_back ? st->read_back_k8s_percent : 0;
+	record_read_back(st, live);
+	st->has_applied = true;
+	st->applied_k8s_percent = live;
+	st->applied_ms = st->read_back_ms;
+	int rc = journal(store, command, "adopt", position(before, st->step_index),
+	                 position(live, st->step_index), reason,
+	                 json_pack("{s:s}", "why",
+	                           "the balancer's weights were changed outside "
+	                           "migrate; the operator adopted them"),
+	                 err);
+	return rc ? rc : mg_state_save(store, st, err);
+}

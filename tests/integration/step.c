@@ -1,0 +1,565 @@
+/*
+ * `migrate step`, `rollback` and `status` end to end against a real HAProxy
+ * on loopback (tests/sandbox/haproxy.sh) with three tests/servers/upstream.py
+ * servers behind it: exit codes, what the balancer really holds afterwards,
+ * the journal, bake, drift, dry runs, reconciliation after a crash, and the
+ * lock rules.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../testutil.h"
+#include "journal.h"
+#include "state.h"
+#include "store.h"
+
+extern char **environ;
+
+static char dir[256];
+static pid_t haproxy_pid, upstream_pid[3];
+static int upstream_stdin[3];
+static int front_port;
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	socklen_t len = sizeof(a);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static const char *path(const char *name)
+{
+	static char buf[4][512];
+	static int i;
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+/* One runtime API command over the admin socket; the reply, malloc'd. */
+static char *api(const char *cmd)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path("admin.sock"));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return NULL;
+	}
+	char line[512];
+	snprintf(line, sizeof(line), "%s\n", cmd);
+	cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	char *buf = calloc(1, 65536);
+	size_t n = 0;
+	for (int i = 0; i < 200 && n < 65535; i++) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + n, 65535 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	return buf;
+}
+
+static int weight(const char *server)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "get weight be/%s", server);
+	char *r = api(cmd);
+	cr_assert_not_null(r);
+	int w = atoi(r);
+	free(r);
+	return w;
+}
+
+static pid_t spawn(char **argv, int *stdin_fd)
+{
+	int in[2];
+	cr_assert_eq(pipe(in), 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_addclose(&fa, in[1]);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0, "%s", argv[0]);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	if (stdin_fd)
+		*stdin_fd = in[1];
+	else
+		close(in[1]);
+	return pid;
+}
+
+/* Waits (bounded) until HAProxy reports every server in the wanted state ("UP"/"DOWN"). */
+static void wait_servers(const char *want, int count)
+{
+	for (int i = 0; i < 100; i++) {
+		char *r = api("show stat be 4 -1");
+		int n = 0;
+		for (char *p = r ? strstr(r, "\nbe,") : NULL; p; p = strstr(p + 1, "\nbe,")) {
+			char *line_end = strchr(p + 1, '\n');
+			char line[2048];
+			snprintf(line, sizeof(line), "%.*s",
+			         (int)(line_end ? line_end - p - 1 : (long)strlen(p + 1)), p + 1);
+			/* status is the 18th CSV field */
+			char *f = line;
+			for (int k = 0; k < 17 && f; k++)
+				f = strchr(f, ',') ? strchr(f, ',') + 1 : NULL;
+			if (f && !strncmp(f, want, strlen(want)))
+				n++;
+		}
+		free(r);
+		if (n >= count)
+			return;
+		usleep(50 * 1000);
+	}
+	cr_assert_fail("HAProxy did not report %d servers %s in time", count, want);
+}
+
+static void setup(void)
+{
+	tu_tmpdir_make(dir, sizeof(dir), "step");
+	const char *names[3] = {"vm-01", "vm-02", "k8s"};
+	char addrs[3][64];
+	for (int i = 0; i < 3; i++) {
+		char port[16];
+		snprintf(port, sizeof(port), "%d", free_port());
+		snprintf(addrs[i], sizeof(addrs[i]), "%s=127.0.0.1:%s", names[i], port);
+		char *argv[] = {"/usr/bin/python3",
+		                "tests/servers/upstream.py",
+		                (char *)names[i],
+		                "127.0.0.1",
+		                port,
+		                NULL};
+		upstream_pid[i] = spawn(argv, &upstream_stdin[i]);
+	}
+	front_port = free_port();
+	char fp[16];
+	snprintf(fp, sizeof(fp), "%d", front_port);
+	char *argv[] = {"/bin/sh", "tests/sandbox/haproxy.sh",
+	                "-d",      dir,
+	                "-f",      fp,
+	                "-b",      "be",
+	                addrs[0],  addrs[1],
+	                addrs[2],  NULL};
+	haproxy_pid = spawn(argv, NULL);
+	wait_servers("UP", 3);
+	/* all traffic on the VMs to start with, as before any migration */
+	free(api("set weight be/k8s 0"));
+	unsetenv("NO_COLOR");
+}
+
+static void teardown(void)
+{
+	if (haproxy_pid > 0) {
+		kill(haproxy_pid, SIGTERM);
+		waitpid(haproxy_pid, NULL, 0);
+	}
+	for (int i = 0; i < 3; i++)
+		if (upstream_pid[i] > 0) {
+			close(upstream_stdin[i]);
+			kill(upstream_pid[i], SIGTERM);
+			waitpid(upstream_pid[i], NULL, 0);
+		}
+	tu_tmpdir_remove(dir);
+}
+
+static void write_plan(const char *bake)
+{
+	FILE *f = fopen(path("plan.yaml"), "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "version: 1\n"
+	        "name: shop\n"
+	        "traffic:\n"
+	        "  provider: haproxy\n"
+	        "  steps: [10, 50, 100]\n"
+	        "  bake: %s\n"
+	        "  haproxy:\n"
+	        "    socket: %s\n"
+	        "    backend: be\n"
+	        "    vm_servers: [vm-01, vm-02]\n"
+	        "    k8s_servers: [k8s]\n",
+	        bake, path("admin.sock"));
+	fclose(f);
+}
+
+typedef struct {
+	int status;
+	char out[65536];
+	char err[65536];
+} result;
+
+/* migrate with -p <dir>/plan.yaml and the given arguments. */
+static void run(result *r, const char *first, ...)
+{
+	char *args[32];
+	size_t n = 0;
+	args[n++] = getenv("MIGRATE_BIN");
+	cr_assert_not_null(args[0], "MIGRATE_BIN is not set");
+	args[n++] = "-p";
+	args[n++] = (char *)path("plan.yaml");
+	va_list ap;
+	va_start(ap, first);
+	for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
+		args[n++] = (char *)a;
+	va_end(ap);
+	args[n] = NULL;
+	int out[2], err[2];
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(err), 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, args[0], &fa, NULL, args, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out[1]);
+	close(err[1]);
+	size_t no = 0, ne = 0;
+	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	for (int i = 0; i < 3000 && (p[0].fd >= 0 || p[1].fd >= 0); i++) {
+		if (poll(p, 2, 10) <= 0)
+			continue;
+		for (int k = 0; k < 2; k++) {
+			if (p[k].fd < 0 || !(p[k].revents & (POLLIN | POLLHUP)))
+				continue;
+			char *buf = k ? r->err : r->out;
+			size_t *len = k ? &ne : &no;
+			ssize_t got = read(p[k].fd, buf + *len, sizeof(r->out) - 1 - *len);
+			if (got <= 0) {
+				close(p[k].fd);
+				p[k].fd = -1;
+			} else {
+				*len += (size_t)got;
+			}
+		}
+	}
+	r->out[no] = r->err[ne] = '\0';
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static json_t *doc_of(const result *r)
+{
+	json_error_t e;
+	json_t *d = json_loads(r->out, 0, &e);
+	cr_assert_not_null(d, "not JSON (%s): %s\nstderr: %s", e.text, r->out, r->err);
+	return d;
+}
+
+static double jnum(json_t *o, const char *a, const char *b)
+{
+	json_t *v = json_object_get(o, a);
+	if (b)
+		v = json_object_get(v, b);
+	cr_assert(json_is_number(v), "%s.%s is not a number", a, b ? b : "");
+	return json_number_value(v);
+}
+
+static json_t *journal(void)
+{
+	mg_store *s;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open_existing(&s, path(".migrate"), "shop", &err), 0, "%s",
+	             err.message);
+	json_t *recs;
+	size_t skipped;
+	cr_assert_eq(mg_journal_read(&recs, &skipped, s, 0, &err), 0, "%s", err.message);
+	cr_assert_eq(skipped, 0);
+	mg_store_free(s);
+	return recs;
+}
+
+static const char *action(json_t *recs, size_t i)
+{
+	return json_string_value(json_object_get(json_array_get(recs, i), "action"));
+}
+
+TestSuite(step, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(step, steps_to_100_then_rolls_back)
+{
+	write_plan("0s");
+	result r;
+	double want[] = {10, 50, 100};
+	/* 2 VM servers, 1 cluster server: 9/9/2, 1/1/2, 0/0/1 */
+	int vm[] = {9, 1, 0}, k8s[] = {2, 2, 1};
+	for (int i = 0; i < 3; i++) {
+		run(&r, "step", "-o", "json", NULL);
+		cr_assert_eq(r.status, 0, "step %d: %s", i + 1, r.err);
+		json_t *d = doc_of(&r);
+		cr_assert_float_eq(jnum(d, "read_back", "k8s_percent"), want[i], 0.01);
+		cr_assert_eq(jnum(d, "to", "step"), i + 1);
+		json_decref(d);
+		cr_assert_eq(weight("vm-01"), vm[i], "step %d", i + 1);
+		cr_assert_eq(weight("vm-02"), vm[i]);
+		cr_assert_eq(weight("k8s"), k8s[i]);
+	}
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0);
+	cr_assert(strstr(r.out, "already at the last step"), "%s", r.out);
+
+	run(&r, "status", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = doc_of(&r);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(d, "state"), "phase")),
+	                 "complete");
+	cr_assert(json_is_false(json_object_get(d, "drift")));
+	cr_assert_float_eq(jnum(d, "live", "k8s_percent"), 100, 0.01);
+	json_decref(d);
+
+	run(&r, "rollback", "--reason", "test", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "rolled back to 0% to the cluster (0% read back"), "%s", r.out);
+	cr_assert_eq(weight("k8s"), 0);
+	cr_assert_gt(weight("vm-01"), 0);
+
+	json_t *recs = journal();
+	cr_assert_eq(json_array_size(recs), 8, "intent and result for 3 steps and a rollback");
+	for (size_t i = 0; i < 8; i += 2) {
+		cr_assert_str_eq(action(recs, i), "intent");
+		cr_assert_str_eq(action(recs, i + 1), "result");
+	}
+	json_t *last = json_array_get(recs, 7);
+	cr_assert_str_eq(json_string_value(json_object_get(last, "command")), "rollback");
+	cr_assert_str_eq(json_string_value(json_object_get(last, "reason")), "test");
+	json_decref(recs);
+}
+
+Test(step, bake_refuses_then_force_needs_a_reason)
+{
+	write_plan("1h");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 4, "a step before the bake must be refused: %s", r.err);
+	cr_assert(strstr(r.err, "baked for less than traffic.bake"), "%s", r.err);
+	cr_assert_eq(weight("k8s"), 2, "nothing may change");
+	run(&r, "step", "--force", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--force needs --reason"), "%s", r.err);
+	run(&r, "step", "--force", "--reason", "incident 42: VMs on fire", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(weight("k8s"), 2);
+	cr_assert_eq(weight("vm-01"), 1);
+	json_t *recs = journal();
+	json_t *intent = json_array_get(recs, 2);
+	cr_assert_str_eq(json_string_value(json_object_get(intent, "reason")),
+	                 "incident 42: VMs on fire");
+	cr_assert(json_is_true(json_object_get(json_object_get(intent, "evidence"), "forced")));
+	json_decref(recs);
+}
+
+Test(step, hand_changed_weights_are_drift)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	free(api("set weight be/k8s 18")); /* someone at the console: 18 / 36 = 50% */
+	run(&r, "status", "-o", "json", NULL);
+	json_t *d = doc_of(&r);
+	cr_assert(json_is_true(json_object_get(d, "drift")));
+	cr_assert_float_eq(jnum(d, "live", "k8s_percent"), 50, 0.01);
+	json_decref(d);
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	cr_assert(strstr(r.err, "changed by hand"), "%s", r.err);
+	cr_assert_eq(weight("k8s"), 18, "a refused step changes nothing");
+	run(&r, "step", "--adopt", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(weight("k8s"), 2);
+	cr_assert_eq(weight("vm-01"), 1);
+	json_t *recs = journal();
+	cr_assert_str_eq(action(recs, 2), "adopt");
+	json_decref(recs);
+}
+
+Test(step, dry_run_changes_nothing)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", "--dry-run", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = doc_of(&r);
+	cr_assert(json_is_true(json_object_get(d, "dry_run")));
+	char *calls = json_dumps(json_object_get(d, "calls"), JSON_COMPACT);
+	cr_assert(strstr(calls, "set weight be/k8s 2"), "%s", calls);
+	free(calls);
+	json_decref(d);
+	cr_assert_eq(weight("k8s"), 0);
+	struct stat sb;
+	cr_assert_neq(stat(path(".migrate"), &sb), 0, "a dry run must not create the state");
+	run(&r, "rollback", "--dry-run", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "dry run"), "%s", r.out);
+}
+
+/* The state a kill -9 between intent and result leaves: pending set, result never written. */
+static void leave_pending(double target, int idx)
+{
+	mg_store *s;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, path(".migrate"), "shop", &err), 0);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	mg_state st;
+	cr_assert_eq(mg_state_load(&st, s, &err), 0);
+	st.pending = true;
+	snprintf(st.pending_command, sizeof(st.pending_command), "step");
+	st.pending_k8s_percent = target;
+	st.pending_step_index = idx;
+	st.pending_ms = mg_now_ms();
+	cr_assert_eq(mg_state_save(s, &st, &err), 0, "%s", err.message);
+	mg_store_free(s);
+}
+
+Test(step, crash_after_the_balancer_changed_is_reconciled)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	leave_pending(50, 1);
+	free(api("set weight be/vm-01 1; set weight be/vm-02 1; set weight be/k8s 2"));
+	run(&r, "status", NULL);
+	cr_assert(strstr(r.out, "interrupted"), "%s", r.out);
+	run(&r, "step", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = doc_of(&r);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "reconciled")), "applied");
+	/* the interrupted step counted: this one went on to 100% */
+	cr_assert_float_eq(jnum(d, "read_back", "k8s_percent"), 100, 0.01);
+	json_decref(d);
+	cr_assert(strstr(r.err, "reconciled"), "the operator is told: %s", r.err);
+}
+
+Test(step, crash_before_the_balancer_changed_is_reconciled)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	leave_pending(50, 1);
+	run(&r, "rollback", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = doc_of(&r);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "reconciled")), "not applied");
+	json_decref(d);
+	json_t *recs = journal();
+	cr_assert_str_eq(action(recs, 2), "reconcile");
+	json_decref(recs);
+}
+
+/* A lock holder running `command`; stops on SIGTERM. */
+static pid_t hold_lock(const char *command)
+{
+	int ready[2];
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		mg_store *s;
+		mg_error err = MG_ERROR_INIT;
+		if (mg_store_open(&s, path(".migrate"), "shop", &err) ||
+		    mg_store_lock(s, command, &err))
+			_exit(3);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(4);
+		for (int i = 0; i < 200; i++)
+			usleep(50 * 1000);
+		_exit(0);
+	}
+	close(ready[1]);
+	char c;
+	cr_assert_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	return pid;
+}
+
+Test(step, rollback_stops_the_autopilot_but_not_a_manual_step)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	pid_t manual = hold_lock("step");
+	run(&r, "rollback", NULL);
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	cr_assert(strstr(r.err, "locked by"), "%s", r.err);
+	kill(manual, SIGKILL);
+	waitpid(manual, NULL, 0);
+
+	pid_t autopilot = hold_lock("run");
+	run(&r, "rollback", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	int st;
+	cr_assert_eq(waitpid(autopilot, &st, 0), autopilot);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+	cr_assert_eq(weight("k8s"), 0);
+}
+
+Test(step, a_down_cluster_server_is_refused_rollback_still_works)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	close(upstream_stdin[2]);
+	kill(upstream_pid[2], SIGTERM);
+	waitpid(upstream_pid[2], NULL, 0);
+	upstream_pid[2] = 0;
+	wait_servers("DOWN", 1);
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.err, "k8s"), "the server is named: %s", r.err);
+	cr_assert_eq(weight("k8s"), 2, "nothing changed");
+	json_t *recs = journal();
+	cr_assert_str_eq(action(recs, json_array_size(recs) - 1), "failed");
+	json_decref(recs);
+	run(&r, "rollback", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(weight("k8s"), 0);
+}
+
+Test(step, a_missing_socket_is_a_clear_failure)
+{
+	write_plan("0s");
+	cr_assert_eq(unlink(path("admin.sock")), 0);
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.err, "admin.sock"), "%s", r.err);
+	run(&r, "status", NULL);
+	cr_assert_eq(r.status, 0, "status still shows the record: %s", r.err);
+	cr_assert(strstr(r.out, "unavailable"), "%s", r.out);
+}
