@@ -144,7 +144,9 @@ int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, 
 	} else {
 		*outcome = "unknown"; /* neither: someone else moved it; drift rules apply */
 	}
-	record_read_back(st, live.k8s_percent);
+	/* "unknown": keep the last read-back, so the next command sees the drift and refuses */
+	if (strcmp(*outcome, "unknown") != 0)
+		record_read_back(st, live.k8s_percent);
 	st->pending = false;
 	mg_log(MG_LOG_WARN,
 	       "an interrupted %s (to %.4g%% since %s) was reconciled: the balancer has %.4g%% "

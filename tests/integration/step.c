@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -35,17 +34,6 @@ static char dir[256];
 static pid_t haproxy_pid, upstream_pid[3];
 static int upstream_stdin[3];
 static int front_port;
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	socklen_t len = sizeof(a);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static const char *path(const char *name)
 {
@@ -95,26 +83,6 @@ static int weight(const char *server)
 	return w;
 }
 
-static pid_t spawn(char **argv, int *stdin_fd)
-{
-	int in[2];
-	cr_assert_eq(pipe(in), 0);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_addclose(&fa, in[1]);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0, "%s", argv[0]);
-	posix_spawn_file_actions_destroy(&fa);
-	close(in[0]);
-	if (stdin_fd)
-		*stdin_fd = in[1];
-	else
-		close(in[1]);
-	return pid;
-}
-
 /* Waits (bounded) until HAProxy reports every server in the wanted state ("UP"/"DOWN"). */
 static void wait_servers(const char *want, int count)
 {
@@ -148,7 +116,7 @@ static void setup(void)
 	char addrs[3][64];
 	for (int i = 0; i < 3; i++) {
 		char port[16];
-		snprintf(port, sizeof(port), "%d", free_port());
+		snprintf(port, sizeof(port), "%d", tu_free_port());
 		snprintf(addrs[i], sizeof(addrs[i]), "%s=127.0.0.1:%s", names[i], port);
 		char *argv[] = {"/usr/bin/python3",
 		                "tests/servers/upstream.py",
@@ -156,9 +124,9 @@ static void setup(void)
 		                "127.0.0.1",
 		                port,
 		                NULL};
-		upstream_pid[i] = spawn(argv, &upstream_stdin[i]);
+		upstream_pid[i] = tu_spawn_piped(argv, &upstream_stdin[i], NULL);
 	}
-	front_port = free_port();
+	front_port = tu_free_port();
 	char fp[16];
 	snprintf(fp, sizeof(fp), "%d", front_port);
 	char *argv[] = {"/bin/sh", "tests/sandbox/haproxy.sh",
@@ -167,7 +135,7 @@ static void setup(void)
 	                "-b",      "be",
 	                addrs[0],  addrs[1],
 	                addrs[2],  NULL};
-	haproxy_pid = spawn(argv, NULL);
+	haproxy_pid = tu_spawn_piped(argv, NULL, NULL);
 	wait_servers("UP", 3);
 	/* all traffic on the VMs to start with, as before any migration */
 	free(api("set weight be/k8s 0"));
@@ -176,15 +144,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-	if (haproxy_pid > 0) {
-		kill(haproxy_pid, SIGTERM);
-		waitpid(haproxy_pid, NULL, 0);
-	}
+	tu_stop(&haproxy_pid);
 	for (int i = 0; i < 3; i++)
 		if (upstream_pid[i] > 0) {
 			close(upstream_stdin[i]);
-			kill(upstream_pid[i], SIGTERM);
-			waitpid(upstream_pid[i], NULL, 0);
+			tu_stop(&upstream_pid[i]);
 		}
 	tu_tmpdir_remove(dir);
 }
@@ -535,9 +499,7 @@ Test(step, a_down_cluster_server_is_refused_rollback_still_works)
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	close(upstream_stdin[2]);
-	kill(upstream_pid[2], SIGTERM);
-	waitpid(upstream_pid[2], NULL, 0);
-	upstream_pid[2] = 0;
+	tu_stop(&upstream_pid[2]);
 	wait_servers("DOWN", 1);
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
@@ -562,4 +524,24 @@ Test(step, a_missing_socket_is_a_clear_failure)
 	run(&r, "status", NULL);
 	cr_assert_eq(r.status, 0, "status still shows the record: %s", r.err);
 	cr_assert(strstr(r.out, "unavailable"), "%s", r.out);
+}
+
+/* An interrupted step, then a hand change: neither the target nor the old share. Reconciled as
+ * "unknown", and that must count as drift: step refuses, nothing moves without --adopt. */
+Test(step, unknown_reconcile_is_drift)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	leave_pending(50, 1);
+	free(api("set weight be/vm-01 1; set weight be/vm-02 1; set weight be/k8s 6")); /* 75% */
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 3, "%s", r.err);
+	cr_assert(strstr(r.err, "so it was unknown"), "%s", r.err);
+	cr_assert(strstr(r.err, "changed by hand"), "%s", r.err);
+	cr_assert_eq(weight("k8s"), 6, "nothing may move");
+	json_t *recs = journal();
+	cr_assert_str_eq(action(recs, 2), "reconcile");
+	json_decref(recs);
 }
