@@ -329,13 +329,14 @@ int mg_store_lock_preempt(mg_store *store, const char *command, const char *pree
 		return mg_error_set(err, MG_ELOCKED, "cannot stop pid %ld (\"%s\"): %s", h.pid,
 		                    h.command, strerror(errno));
 	/* bounded: the holder finishes its current balancer call, then lets go */
-	for (int64_t waited = 0;; waited += 50) {
+	int64_t deadline = mg_now_ms() + wait_ms;
+	for (;;) {
 		mg_error tmp = MG_ERROR_INIT;
-		rc = mg_store_lock(store, command, &tmp);
+		rc = mg_store_lock(store, command, &tmp); /* itself retries for ~100 ms */
 		mg_error_clear(&tmp);
 		if (rc != MG_ELOCKED)
 			return rc ? mg_store_lock(store, command, err) : 0;
-		if (waited >= wait_ms)
+		if (mg_now_ms() >= deadline)
 			return mg_error_set(
 			    err, MG_ELOCKED,
 			    "\"%s\" (pid %ld) was asked to stop but still holds plan "
