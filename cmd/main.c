@@ -17,9 +17,12 @@ const mg_command mg_commands[] = {
      "Shows the hosts and batches, the templates, every traffic step with the VM and "
      "cluster weights the load balancer will be given, the gates with their expanded "
      "PromQL, and the bake times. Nothing is contacted and nothing is changed."},
-    {"status", cmd_status, "show the recorded state of the migration", "status [options]", NULL,
+    {"status", cmd_status, "show the recorded state of the migration and the live weights",
+     "status [options] [--offline]",
+     "      --offline       do not contact the balancer; the record only\n",
      "Shows the phase, the current step and weights, the versions deployed on each side, "
-     "and who holds the lock, as recorded in the state directory. Contacts nothing."},
+     "and who holds the lock, as recorded in the state directory, beside the balancer's live "
+     "weights and health (a difference is shown as drift). --offline reads only the record."},
     {"history", cmd_history, "show the journal of every action, newest last",
      "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
      "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
@@ -37,7 +40,7 @@ const mg_command mg_commands[] = {
      "last set them (exit 3; see --adopt). An interrupted step or rollback is reconciled "
      "from the balancer first. --dry-run prints the exact balancer calls."},
     {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
-     "rollback [options] [--to PERCENT] [--reason TEXT]",
+     "rollback [options] [--to PERCENT] [--force] [--reason TEXT]",
      "      --to PERCENT    back to this earlier step instead of 0%\n"
      "      --force         even if every VM server is reported down\n"
      "      --reason TEXT   why, for the journal\n",
@@ -118,6 +121,12 @@ int cmd_help(mg_cli *cli, int argc, char **argv)
 static void log_sink(mg_log_level level, const char *msg, void *ud)
 {
 	mg_cli *cli = ud;
+	/* -v may come after the command name: decide here, not when the sink was installed */
+	mg_log_level min = cli->verbose >= 2 ? MG_LOG_DEBUG
+	                   : cli->verbose    ? MG_LOG_INFO
+	                                     : MG_LOG_WARN;
+	if (level < min)
+		return;
 	static const char *const names[] = {"debug", "info", "warning", "error"};
 	static const char *const colors[] = {C_DIM, C_CYAN, C_YELLOW, C_RED};
 	fprintf(stderr, "%s%s:%s %s\n", cli_c(cli->color_err, colors[level]), names[level],
@@ -179,10 +188,7 @@ int main(int argc, char **argv)
 		else if (cli_global_option(&cli, opt, optarg, &exit_code) < 0)
 			return exit_code;
 	}
-	mg_log_set(log_sink, &cli,
-	           cli.verbose >= 2 ? MG_LOG_DEBUG
-	           : cli.verbose    ? MG_LOG_INFO
-	                            : MG_LOG_WARN);
+	mg_log_set(log_sink, &cli, MG_LOG_DEBUG);
 	cli.color_err = cli_color_allowed(&cli, STDERR_FILENO);
 	if (version) {
 		print_version(&cli);

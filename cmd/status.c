@@ -128,7 +128,7 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		printf("  step       %d of %zu: %s to the cluster", st.step_index + 1, t->nsteps,
 		       buf);
 		if (bake_left > 0) {
-			mg_duration_format(buf2, sizeof(buf2), bake_left - bake_left % 1000);
+			mg_duration_format(buf2, sizeof(buf2), (bake_left + 999) / 1000 * 1000);
 			printf(", bake %s left", buf2);
 		} else if (bake_left == 0) {
 			printf(", bake done");

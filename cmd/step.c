@@ -130,7 +130,8 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	int64_t ready_at = st->step_started_ms + t->bake_ms;
 	if (st->step_index >= 0 && st->phase == MG_PHASE_SHIFTING && now < ready_at && !o.force) {
 		char left[32];
-		mg_duration_format(left, sizeof(left), (ready_at - now) / 1000 * 1000);
+		/* rounded up: "0s left" while refusing would contradict itself */
+		mg_duration_format(left, sizeof(left), (ready_at - now + 999) / 1000 * 1000);
 		rc = mg_error_set(
 		    &err, MG_EINCONCLUSIVE,
 		    "step %d has baked for less than traffic.bake: %s left. Nothing was "
@@ -138,7 +139,6 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		    st->step_index + 1, left);
 		goto fail;
 	}
-	bool forced = o.force && st->step_index >= 0 && now < ready_at;
 
 	if (cli->dry_run) {
 		rc = shift_print_dry_run(&c, target, doc, &err);
@@ -149,7 +149,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		goto done;
 	}
 
-	mg_shift_request req = {"step", target, idx, t->nsteps, o.reason, forced || o.force};
+	mg_shift_request req = {"step", target, idx, t->nsteps, o.reason, o.force};
 	double from = st->has_read_back ? st->read_back_k8s_percent : 0;
 	int from_idx = st->step_index;
 	rc = mg_shift_apply(&rb, c.store, st, c.t, &req, &err);
