@@ -423,7 +423,9 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 	         (long long)deadline);
 
 	for (int n = 1; n <= max_attempts; n++) {
-		int64_t left = end - now_ms();
+		/* the first attempt gets the whole deadline: a clock tick since start is not
+		 * "spent" */
+		int64_t left = n == 1 ? deadline : end - now_ms();
 		if (left < MIN_ATTEMPT_MS && n > 1)
 			break;
 		attempt(&o, out, req, left < timeout ? (left > 0 ? left : 1) : timeout);
