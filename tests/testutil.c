@@ -1,13 +1,26 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 {
@@ -46,4 +59,316 @@ void tu_list_dir(char *out, size_t size, const char *dir)
 		free(names[i]);
 	}
 	free(names);
+}
+
+int64_t tu_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tu_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t len = sizeof(sa);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+const char *tu_python(void)
+{
+	const char *p = getenv("PYTHON");
+	if (p && *p)
+		return p;
+	return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
+pid_t tu_spawn_fds(char *const argv[], int in, int out, int err)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int null = open("/dev/null", O_RDWR);
+		dup2(in >= 0 ? in : null, 0);
+		dup2(out >= 0 ? out : null, 1);
+		if (err >= 0)
+			dup2(err, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+extern char **environ;
+
+pid_t tu_spawn_piped(char **argv, int *in_fd, int *out_fd)
+{
+	int in[2], out[2] = {-1, -1};
+	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+	if (out_fd)
+		cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	if (out_fd)
+		posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	else
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0, "%s", argv[0]);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	if (in_fd)
+		*in_fd = in[1];
+	else
+		close(in[1]);
+	if (out_fd) {
+		close(out[1]);
+		*out_fd = out[0];
+	}
+	return pid;
+}
+
+void tu_stop(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGTERM);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = 0;
+}
+
+bool tu_run_ok(const char *dir, char *const argv[], char *why, size_t size)
+{
+	char errlog[512], text[2048] = "";
+	snprintf(errlog, sizeof(errlog), "%s/cmd.err", dir);
+	int fd = open(errlog, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(why, size, "%s: %s", errlog, strerror(errno));
+		return false;
+	}
+	pid_t pid = tu_spawn_fds(argv, -1, -1, fd);
+	if (pid < 0) {
+		snprintf(why, size, "fork: %s", strerror(errno));
+		close(fd);
+		return false;
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid) {
+		snprintf(why, size, "waitpid: %s", strerror(errno));
+		close(fd);
+		return false;
+	}
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+	text[n > 0 ? n : 0] = '\0';
+	close(fd);
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		snprintf(why, size, "%s failed: %s", argv[0], text);
+		return false;
+	}
+	return true;
+}
+
+static const char openssl_cnf[] = "[req]\n"
+                                  "distinguished_name = dn\n"
+                                  "prompt = no\n"
+                                  "[dn]\n"
+                                  "CN = migrate test\n"
+                                  "[ca]\n"
+                                  "basicConstraints = critical,CA:TRUE\n"
+                                  "keyUsage = critical,keyCertSign,cRLSign\n"
+                                  "subjectKeyIdentifier = hash\n"
+                                  "[leaf]\n"
+                                  "basicConstraints = critical,CA:FALSE\n"
+                                  "keyUsage = critical,digitalSignature\n"
+                                  "extendedKeyUsage = serverAuth\n"
+                                  "subjectAltName = IP:127.0.0.1\n";
+
+bool tu_write_openssl_cnf(const char *dir, char *why, size_t size)
+{
+	char cnf[512];
+	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
+	FILE *f = fopen(cnf, "w");
+	if (!f) {
+		snprintf(why, size, "%s: %s", cnf, strerror(errno));
+		return false;
+	}
+	fputs(openssl_cnf, f);
+	if (fclose(f) != 0) {
+		snprintf(why, size, "%s: %s", cnf, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+bool tu_make_test_ca(const char *dir, const char *prefix, char *why, size_t size)
+{
+	char cnf[512], pem[512], key[512];
+	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
+	snprintf(pem, sizeof(pem), "%s/%s.pem", dir, prefix);
+	snprintf(key, sizeof(key), "%s/%s.key", dir, prefix);
+	char *argv[] = {"openssl",
+	                "req",
+	                "-x509",
+	                "-config",
+	                cnf,
+	                "-extensions",
+	                "ca",
+	                "-newkey",
+	                "ec",
+	                "-pkeyopt",
+	                "ec_paramgen_curve:prime256v1",
+	                "-nodes",
+	                "-keyout",
+	                key,
+	                "-out",
+	                pem,
+	                "-days",
+	                "2",
+	                "-subj",
+	                "/CN=migrate test CA",
+	                NULL};
+	return tu_run_ok(dir, argv, why, size);
+}
+
+bool tu_make_test_certs(const char *dir, char *why, size_t size)
+{
+	char cnf[512], ca[512], cakey[512], pem[512], key[512];
+	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
+	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	if (!tu_write_openssl_cnf(dir, why, size) || !tu_make_test_ca(dir, "ca", why, size))
+		return false;
+	char *argv[] = {"openssl", "req",      "-x509",
+	                "-config", cnf,        "-extensions",
+	                "leaf",    "-CA",      ca,
+	                "-CAkey",  cakey,      "-newkey",
+	                "ec",      "-pkeyopt", "ec_paramgen_curve:prime256v1",
+	                "-nodes",  "-keyout",  key,
+	                "-out",    pem,        "-days",
+	                "2",       "-subj",    "/CN=127.0.0.1",
+	                NULL};
+	return tu_run_ok(dir, argv, why, size);
+}
+
+/* Reads the "port N" and "control N" lines, bounded in time. */
+static bool read_ports(tu_cloudflare *s, int fd, char *why, size_t size)
+{
+	char buf[256] = "";
+	size_t len = 0;
+	int64_t end = tu_now_ms() + 10000;
+	while (tu_now_ms() < end && len + 1 < sizeof(buf)) {
+		char *nl = strchr(buf, '\n');
+		if (nl && strchr(nl + 1, '\n'))
+			break;
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	if (sscanf(buf, "port %d\ncontrol %d", &s->api_port, &s->control_port) != 2) {
+		snprintf(why, size, "cloudflare.py did not start: \"%s\"", buf);
+		return false;
+	}
+	return true;
+}
+
+bool tu_cloudflare_start(tu_cloudflare *s, const char *dir, const char *token, char *why,
+                         size_t size)
+{
+	int in[2], out[2];
+	if (!(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0)) {
+		snprintf(why, size, "pipe: %s", strerror(errno));
+		return false;
+	}
+	char pem[512], key[512];
+	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	char *argv[] = {
+	    (char *)tu_python(), "tests/servers/cloudflare.py", pem, key, (char *)token, NULL};
+	pid_t pid = tu_spawn_fds(argv, in[0], out[1], -1);
+	if (pid < 0) {
+		snprintf(why, size, "fork: %s", strerror(errno));
+		return false;
+	}
+	s->pid = pid;
+	close(in[0]);
+	close(out[1]);
+	s->in = in[1];
+	bool ok = read_ports(s, out[0], why, size);
+	close(out[0]);
+	return ok;
+}
+
+void tu_cloudflare_stop(tu_cloudflare *s)
+{
+	if (s->in >= 0)
+		close(s->in);
+	if (s->pid > 0) {
+		kill(s->pid, SIGTERM);
+		int st;
+		for (int i = 0; i < 200 && waitpid(s->pid, &st, WNOHANG) == 0; i++)
+			usleep(10000);
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, &st, WNOHANG);
+	}
+	s->pid = -1;
+	s->in = -1;
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *ud)
+{
+	char **buf = ud;
+	size_t old = *buf ? strlen(*buf) : 0;
+	*buf = realloc(*buf, old + size * n + 1);
+	cr_assert_not_null(*buf);
+	memcpy(*buf + old, data, size * n);
+	(*buf)[old + size * n] = '\0';
+	return size * n;
+}
+
+json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
+                          const char *body)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->control_port, path);
+	CURL *h = curl_easy_init();
+	cr_assert_not_null(h);
+	char *text = NULL;
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+	if (body)
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	CURLcode rc = curl_easy_perform(h);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(h);
+	cr_assert_eq(rc, CURLE_OK, "control %s %s: %s", method, path, curl_easy_strerror(rc));
+	cr_assert_eq(status, 200, "control %s %s: HTTP %ld", method, path, status);
+	json_error_t je;
+	json_t *doc = json_loads(text ? text : "", 0, &je);
+	cr_assert_not_null(doc, "control answer is not JSON: %s", je.text);
+	free(text);
+	return doc;
 }

@@ -2,7 +2,11 @@
 #ifndef MG_TESTUTIL_H
 #define MG_TESTUTIL_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 /* A fresh directory /tmp/mg-<tag>-XXXXXX in buf (umask 022 so modes are predictable). */
 void tu_tmpdir_make(char *buf, size_t size, const char *tag);
@@ -10,5 +14,62 @@ void tu_tmpdir_make(char *buf, size_t size, const char *tag);
 void tu_tmpdir_remove(const char *dir);
 /* Names in dir, sorted and joined with ',', so a test can compare a whole listing. */
 void tu_list_dir(char *out, size_t size, const char *dir);
+
+/* CLOCK_MONOTONIC in ms, for bounding waits and timing what the code under test takes. */
+int64_t tu_now_ms(void);
+/* A loopback port nothing listens on right now (the kernel's pick for port 0). */
+int tu_free_port(void);
+/*
+ * $PYTHON, else Debian's own python3, else the first on PATH: a version
+ * manager's shim in PATH can take longer to start than the whole test.
+ */
+const char *tu_python(void);
+
+/*
+ * fork + exec, the child killed (PR_SET_PDEATHSIG) if this test process dies
+ * first so nothing is left behind; in/out -1 mean /dev/null, err -1 keeps
+ * stderr. -1 if fork fails (errno says why).
+ */
+pid_t tu_spawn_fds(char *const argv[], int in, int out, int err);
+/*
+ * posix_spawn of argv (a path, in environ) with stdin on a pipe whose write
+ * end goes to *in_fd (closed if in_fd is NULL) and stdout on a pipe read
+ * from *out_fd (/dev/null if out_fd is NULL); asserts it started.
+ */
+pid_t tu_spawn_piped(char **argv, int *in_fd, int *out_fd);
+/* SIGTERM and wait for it (no timeout: the test's own timeout bounds it); *pid becomes 0. */
+void tu_stop(pid_t *pid);
+/* Runs argv to completion, stderr to dir/cmd.err; false with why (incl. that stderr) if not. */
+bool tu_run_ok(const char *dir, char *const argv[], char *why, size_t size);
+/* Writes dir/openssl.cnf, which tu_make_test_ca and tu_make_test_certs use. */
+bool tu_write_openssl_cnf(const char *dir, char *why, size_t size);
+/* A self-signed CA, dir/prefix.pem and dir/prefix.key (dir/openssl.cnf must exist). */
+bool tu_make_test_ca(const char *dir, const char *prefix, char *why, size_t size);
+/* A throwaway CA (dir/ca.pem) and a certificate for 127.0.0.1 it signs (dir/server.pem, .key). */
+bool tu_make_test_certs(const char *dir, char *why, size_t size);
+
+/* tests/servers/cloudflare.py as started by tu_cloudflare_start. */
+typedef struct {
+	pid_t pid; /* -1 when not running */
+	int in;    /* its stdin; -1 when closed */
+	int api_port, control_port;
+} tu_cloudflare;
+#define TU_CLOUDFLARE_INIT                                                                         \
+	{                                                                                          \
+		-1, -1, 0, 0                                                                       \
+	}
+
+/*
+ * Starts cloudflare.py with dir/server.pem and the token, and reads its ports
+ * (10 s at most). On failure, false with why; s may still hold a process for
+ * tu_cloudflare_stop, so a setup cleans up before failing.
+ */
+bool tu_cloudflare_start(tu_cloudflare *s, const char *dir, const char *token, char *why,
+                         size_t size);
+/* Closes its stdin, SIGTERM, SIGKILL if still there after 2 s; safe to call twice. */
+void tu_cloudflare_stop(tu_cloudflare *s);
+/* Its control API with plain libcurl, not the code under test; asserts HTTP 200 and JSON. */
+json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
+                          const char *body);
 
 #endif

@@ -8,17 +8,11 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../testutil.h"
@@ -36,21 +30,13 @@
 #define DR_POOL   "de90f38ced07c2e2f4df50b1f61d4194"
 
 static char dir[256];
-static pid_t srv_pid = -1;
-static int srv_in = -1;
-static int api_port, control_port;
+static tu_cloudflare srv = TU_CLOUDFLARE_INIT;
+static int api_port;
 static char api_url[128], ca_path[300], lb_path[200];
 static char logbuf[16384];
 static mg_plan_cloudflare cfg;
 static mg_plan_traffic plan;
 static double steps[] = {10, 50, 100};
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void log_sink(mg_log_level level, const char *msg, void *ud)
 {
@@ -63,18 +49,7 @@ static void log_sink(mg_log_level level, const char *msg, void *ud)
 static void teardown(void)
 {
 	mg_log_set(NULL, NULL, MG_LOG_INFO);
-	if (srv_in >= 0)
-		close(srv_in);
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		int st;
-		for (int i = 0; i < 200 && waitpid(srv_pid, &st, WNOHANG) == 0; i++)
-			usleep(10000);
-		kill(srv_pid, SIGKILL);
-		waitpid(srv_pid, &st, WNOHANG);
-	}
-	srv_pid = -1;
-	srv_in = -1;
+	tu_cloudflare_stop(&srv);
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
 }
@@ -88,140 +63,6 @@ static void teardown(void)
 		}                                                                                  \
 	} while (0)
 
-/* fork + exec, the child killed if this test process dies first; err -1 keeps stderr. */
-static pid_t spawn(char *const argv[], int in, int out, int err)
-{
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	require(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int null = open("/dev/null", O_RDWR);
-		dup2(in >= 0 ? in : null, 0);
-		dup2(out >= 0 ? out : null, 1);
-		if (err >= 0)
-			dup2(err, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Runs a command to completion; its stderr is shown only if it fails. */
-static void run_ok(char *const argv[])
-{
-	char errlog[512], text[2048] = "";
-	snprintf(errlog, sizeof(errlog), "%s/cmd.err", dir);
-	int fd = open(errlog, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	require(fd >= 0, "%s: %s", errlog, strerror(errno));
-	pid_t pid = spawn(argv, -1, -1, fd);
-	int st;
-	require(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
-	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
-	text[n > 0 ? n : 0] = '\0';
-	close(fd);
-	require(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed: %s", argv[0], text);
-}
-
-static const char openssl_cnf[] = "[req]\n"
-                                  "distinguished_name = dn\n"
-                                  "prompt = no\n"
-                                  "[dn]\n"
-                                  "CN = migrate test\n"
-                                  "[ca]\n"
-                                  "basicConstraints = critical,CA:TRUE\n"
-                                  "keyUsage = critical,keyCertSign,cRLSign\n"
-                                  "subjectKeyIdentifier = hash\n"
-                                  "[leaf]\n"
-                                  "basicConstraints = critical,CA:FALSE\n"
-                                  "keyUsage = critical,digitalSignature\n"
-                                  "extendedKeyUsage = serverAuth\n"
-                                  "subjectAltName = IP:127.0.0.1\n";
-
-/* A throwaway CA (ca.pem) and a certificate for 127.0.0.1 it signs (server.pem). */
-static void make_certs(void)
-{
-	char cnf[512], ca[512], cakey[512], pem[512], key[512];
-	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-	snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
-	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
-	snprintf(key, sizeof(key), "%s/server.key", dir);
-	FILE *f = fopen(cnf, "w");
-	require(f, "%s: %s", cnf, strerror(errno));
-	fputs(openssl_cnf, f);
-	require(fclose(f) == 0, "%s: %s", cnf, strerror(errno));
-	char *ca_argv[] = {"openssl",
-	                   "req",
-	                   "-x509",
-	                   "-config",
-	                   cnf,
-	                   "-extensions",
-	                   "ca",
-	                   "-newkey",
-	                   "ec",
-	                   "-pkeyopt",
-	                   "ec_paramgen_curve:prime256v1",
-	                   "-nodes",
-	                   "-keyout",
-	                   cakey,
-	                   "-out",
-	                   ca,
-	                   "-days",
-	                   "2",
-	                   "-subj",
-	                   "/CN=migrate test CA",
-	                   NULL};
-	run_ok(ca_argv);
-	char *leaf_argv[] = {"openssl", "req",      "-x509",
-	                     "-config", cnf,        "-extensions",
-	                     "leaf",    "-CA",      ca,
-	                     "-CAkey",  cakey,      "-newkey",
-	                     "ec",      "-pkeyopt", "ec_paramgen_curve:prime256v1",
-	                     "-nodes",  "-keyout",  key,
-	                     "-out",    pem,        "-days",
-	                     "2",       "-subj",    "/CN=127.0.0.1",
-	                     NULL};
-	run_ok(leaf_argv);
-}
-
-/*
- * $PYTHON, else Debian's own python3: a version manager's shim in PATH can
- * take longer to start than the whole test.
- */
-static const char *python(void)
-{
-	const char *p = getenv("PYTHON");
-	if (p && *p)
-		return p;
-	return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-}
-
-/* Reads the "port N" and "control N" lines, bounded in time. */
-static void read_ports(int fd)
-{
-	char buf[256] = "";
-	size_t len = 0;
-	int64_t end = now_ms() + 10000;
-	while (now_ms() < end && len + 1 < sizeof(buf)) {
-		char *nl = strchr(buf, '\n');
-		if (nl && strchr(nl + 1, '\n'))
-			break;
-		struct pollfd p = {fd, POLLIN, 0};
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		buf[len] = '\0';
-	}
-	require(sscanf(buf, "port %d\ncontrol %d", &api_port, &control_port) == 2,
-	        "cloudflare.py did not start: \"%s\"", buf);
-}
-
 static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "cloudflare");
@@ -232,21 +73,11 @@ static void setup(void)
 	setenv(TOKEN_ENV, TOKEN, 1);
 	logbuf[0] = '\0';
 	mg_log_set(log_sink, NULL, MG_LOG_DEBUG);
-	make_certs();
+	char why[4096];
+	require(tu_make_test_certs(dir, why, sizeof(why)), "%s", why);
 	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
-	int in[2], out[2];
-	require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe: %s",
-	        strerror(errno));
-	char pem[512], key[512];
-	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
-	snprintf(key, sizeof(key), "%s/server.key", dir);
-	char *argv[] = {(char *)python(), "tests/servers/cloudflare.py", pem, key, TOKEN, NULL};
-	srv_pid = spawn(argv, in[0], out[1], -1);
-	close(in[0]);
-	close(out[1]);
-	srv_in = in[1];
-	read_ports(out[0]);
-	close(out[0]);
+	require(tu_cloudflare_start(&srv, dir, TOKEN, why, sizeof(why)), "%s", why);
+	api_port = srv.api_port;
 	snprintf(api_url, sizeof(api_url), "https://127.0.0.1:%d/client/v4", api_port);
 	snprintf(lb_path, sizeof(lb_path), "/client/v4/zones/%s/load_balancers/%s", ZONE, LB);
 	cfg = (mg_plan_cloudflare){
@@ -268,47 +99,10 @@ static void setup(void)
 	};
 }
 
-static size_t collect(char *data, size_t size, size_t n, void *ud)
-{
-	char **buf = ud;
-	size_t old = *buf ? strlen(*buf) : 0;
-	*buf = realloc(*buf, old + size * n + 1);
-	cr_assert_not_null(*buf);
-	memcpy(*buf + old, data, size * n);
-	(*buf)[old + size * n] = '\0';
-	return size * n;
-}
-
 /* The control API, with plain libcurl: not with the code under test. */
 static json_t *ctl(const char *method, const char *path, const char *body)
 {
-	char url[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", control_port, path);
-	CURL *h = curl_easy_init();
-	cr_assert_not_null(h);
-	char *text = NULL;
-	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
-	if (body)
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	CURLcode rc = curl_easy_perform(h);
-	long status = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(h);
-	cr_assert_eq(rc, CURLE_OK, "control %s %s: %s", method, path, curl_easy_strerror(rc));
-	cr_assert_eq(status, 200, "control %s %s: HTTP %ld", method, path, status);
-	json_error_t je;
-	json_t *doc = json_loads(text ? text : "", 0, &je);
-	cr_assert_not_null(doc, "control answer is not JSON: %s", je.text);
-	free(text);
-	return doc;
+	return tu_cloudflare_ctl(&srv, method, path, body);
 }
 
 static void queue(const char *behaviour)
@@ -658,9 +452,9 @@ Test(cloudflare, rate_limit_is_waited_out)
 	mg_traffic *t = open_ok();
 	mg_traffic_state st;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_traffic_apply(&st, t, 10, false, &err), 0, "%s", err.message);
-	cr_assert_geq(now_ms() - t0, 1000);
+	cr_assert_geq(tu_now_ms() - t0, 1000);
 	cr_assert_float_eq(st.k8s_percent, 10, 1e-9);
 	mg_traffic_state_clear(&st);
 	cr_assert_eq(count_requests("PATCH", lb_path), 2);
@@ -689,14 +483,14 @@ Test(cloudflare, server_errors_until_the_deadline_change_nothing)
 	cfg.timeout_ms = 1500;
 	queue("{\"status\": 500, \"method\": \"PATCH\", \"count\": 100}");
 	mg_traffic *t = open_ok();
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	const char *parts[] = {"Cloudflare: setting the cluster's share to 10%: HTTP 500: "
 	                       "Internal Server Error (10001) (after ",
 	                       "Cloudflare is failing; try again later",
 	                       "the change may or may not have been made", NULL};
 	apply_fails(t, 10, parts);
-	cr_assert_lt(now_ms() - t0, 2500, "a 1.5 s timeout took %lld ms",
-	             (long long)(now_ms() - t0));
+	cr_assert_lt(tu_now_ms() - t0, 2500, "a 1.5 s timeout took %lld ms",
+	             (long long)(tu_now_ms() - t0));
 	lb_unchanged();
 	size_t patches = count_requests("PATCH", lb_path);
 	cr_assert(patches >= 2 && patches <= 5, "%zu PATCHes", patches);
@@ -708,12 +502,12 @@ Test(cloudflare, slow_answer_beyond_the_timeout)
 	cfg.timeout_ms = 1000;
 	queue("{\"kind\": \"slow\", \"ms\": 4000, \"method\": \"PATCH\", \"count\": 5}");
 	mg_traffic *t = open_ok();
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	const char *parts[] = {"Cloudflare: setting the cluster's share to 10%: no answer from ",
 	                       "raise the timeout", "the change may or may not have been made",
 	                       NULL};
 	apply_fails(t, 10, parts);
-	cr_assert_lt(now_ms() - t0, 2000);
+	cr_assert_lt(tu_now_ms() - t0, 2000);
 	mg_traffic_free(t);
 }
 

@@ -18,12 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -65,13 +63,6 @@ static pid_t hap_pid = -1;
 static int front_port, api_port;
 static char warnings[4096];
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *path_in(const char *name)
 {
 	static char buf[4][512];
@@ -81,42 +72,13 @@ static const char *path_in(const char *name)
 	return buf[i];
 }
 
-/* A port nothing listens on right now (the kernel's pick for port 0). */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	socklen_t len = sizeof(sa);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-/*
- * fork + exec with the child killed when this test process dies, so a crash
- * or a Criterion timeout leaves no haproxy or python behind. stdin/stdout are
- * the given fds (or /dev/null for -1); stderr goes to errlog (appended).
- */
+/* tu_spawn_fds (no haproxy or python left behind) with stderr appended to errlog. */
 static pid_t spawn(char *const argv[], int in, int out, const char *errlog)
 {
 	int err = open(errlog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	cr_assert_geq(err, 0, "%s: %s", errlog, strerror(errno));
-	pid_t parent = getpid();
-	pid_t pid = fork();
+	pid_t pid = tu_spawn_fds(argv, in, out, err);
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int null = open("/dev/null", O_RDWR);
-		dup2(in >= 0 ? in : null, 0);
-		dup2(out >= 0 ? out : null, 1);
-		dup2(err, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
 	close(err);
 	return pid;
 }
@@ -148,29 +110,17 @@ static void stop_upstream(int i)
 	reap(&up[i].pid);
 }
 
-/*
- * $PYTHON, else Debian's python3, else the first on PATH: a version-manager
- * shim (pyenv) costs a third of a second of CPU per start, three per test.
- */
-static const char *python(void)
-{
-	const char *p = getenv("PYTHON");
-	if (p && *p)
-		return p;
-	return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-}
-
 /* Starts upstream i on a free port; its "ready" line will come on *out. */
 static void start_upstream(int i, int *out)
 {
 	int pin[2], pout[2];
 	cr_assert_eq(pipe2(pin, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(pout, O_CLOEXEC), 0);
-	up[i].port = free_port();
+	up[i].port = tu_free_port();
 	char port[16], log[64];
 	snprintf(port, sizeof(port), "%d", up[i].port);
 	snprintf(log, sizeof(log), "%s.log", up_names[i]);
-	char *argv[] = {(char *)python(),
+	char *argv[] = {(char *)tu_python(),
 	                "tests/servers/upstream.py",
 	                (char *)up_names[i],
 	                "127.0.0.1",
@@ -189,8 +139,8 @@ static bool upstream_ready(int fd)
 {
 	char buf[64] = "";
 	size_t n = 0;
-	int64_t end = now_ms() + 5000;
-	while (n < sizeof(buf) - 1 && !strchr(buf, '\n') && now_ms() < end) {
+	int64_t end = tu_now_ms() + 5000;
+	while (n < sizeof(buf) - 1 && !strchr(buf, '\n') && tu_now_ms() < end) {
 		struct pollfd p = {fd, POLLIN, 0};
 		if (poll(&p, 1, 100) <= 0)
 			continue;
@@ -253,8 +203,8 @@ static bool start_upstreams(char *why, size_t size)
 static void start_haproxy(void)
 {
 	unlink(path_in("admin.sock"));
-	front_port = free_port();
-	api_port = free_port();
+	front_port = tu_free_port();
+	api_port = tu_free_port();
 	char fp[16], ap[16], srv[NUPSTREAMS][64];
 	snprintf(fp, sizeof(fp), "%d", front_port);
 	snprintf(ap, sizeof(ap), "%d", api_port);
@@ -268,7 +218,7 @@ static void start_haproxy(void)
 	                srv[0],    srv[1],
 	                srv[2],    NULL};
 	hap_pid = spawn(argv, -1, -1, path_in("haproxy.log"));
-	int64_t end = now_ms() + 5000;
+	int64_t end = tu_now_ms() + 5000;
 	do {
 		int st;
 		if (waitpid(hap_pid, &st, WNOHANG) == hap_pid) {
@@ -279,7 +229,7 @@ static void start_haproxy(void)
 		if (stat(path_in("admin.sock"), &sb) == 0)
 			return;
 		usleep(10000);
-	} while (now_ms() < end);
+	} while (tu_now_ms() < end);
 	reap(&hap_pid);
 }
 
@@ -380,13 +330,13 @@ static bool status_within(const char *server, const char *status, const char *ch
                           size_t size)
 {
 	char s[64], c[64];
-	int64_t end = now_ms() + 5000;
+	int64_t end = tu_now_ms() + 5000;
 	do {
 		raw_status(server, s, c, sizeof(s));
 		if (!strcmp(s, status) && !strcmp(c, check))
 			return true;
 		usleep(20000);
-	} while (now_ms() < end);
+	} while (tu_now_ms() < end);
 	snprintf(why, size, "%s is \"%s\" (%s) after 5 s, not \"%s\" (%s)", server, s, c, status,
 	         check);
 	return false;
@@ -428,7 +378,7 @@ static void setup(void)
 	mg_log_set(log_sink, NULL, MG_LOG_WARN);
 	char why[512] = "";
 	bool ok = start_upstreams(why, sizeof(why));
-	/* a port taken between free_port() and haproxy's bind: try other ports */
+	/* a port taken between tu_free_port() and haproxy's bind: try other ports */
 	for (int attempt = 0; ok && attempt < 3 && hap_pid < 0; attempt++)
 		start_haproxy();
 	if (ok && hap_pid < 0) {
@@ -792,7 +742,7 @@ Test(haproxy, socket_at_user_level_reads_but_cannot_move_traffic)
 Test(haproxy, tcp_connection_refused)
 {
 	char where[64], msg[512];
-	int port = free_port();
+	int port = tu_free_port();
 	snprintf(where, sizeof(where), "address: 127.0.0.1:%d", port);
 	mg_traffic *t = open_plan(where, BACKEND, "vm-01, vm-02", "k8s", NULL);
 	snprintf(msg, sizeof(msg),
@@ -820,9 +770,9 @@ Test(haproxy, tcp_api_that_never_answers_times_out)
 	         "HAProxy's runtime API at 127.0.0.1:%d did not answer `show stat payments 6 -1` "
 	         "within 300 ms (traffic.haproxy.timeout)",
 	         ntohs(sa.sin_port));
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	assert_read_fails(t, MG_ERROR, msg);
-	int64_t took = now_ms() - t0;
+	int64_t took = tu_now_ms() - t0;
 	cr_assert(took >= 290 && took < 2000, "took %lld ms", (long long)took);
 	mg_traffic_free(t);
 	close(fd);
@@ -1473,9 +1423,9 @@ Test(haproxy_fake, socket_whose_backlog_is_full_times_out)
 	         "cannot connect to HAProxy's runtime API at %s: no answer within 200 ms "
 	         "(traffic.haproxy.timeout); is haproxy running and reachable?",
 	         sock);
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	assert_read_fails(t, MG_ERROR, msg);
-	int64_t took = now_ms() - t0;
+	int64_t took = tu_now_ms() - t0;
 	cr_assert(took >= 190 && took < 2000, "took %lld ms", (long long)took);
 	mg_traffic_free(t);
 	close(filler);

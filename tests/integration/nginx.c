@@ -19,13 +19,11 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,18 +68,6 @@ static const char *path(const char *name)
 	i = (i + 1) % 4;
 	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
 	return buf[i];
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	socklen_t len = sizeof(a);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
 }
 
 static void write_file(const char *file, const char *text)
@@ -160,26 +146,6 @@ static void write_initial(void)
 
 /* --- processes ---------------------------------------------------------------------------- */
 
-/* Spawns argv with stdin and stdout on pipes; returns the pid. */
-static pid_t spawn(char **argv, int *in_fd, int *out_fd)
-{
-	int in[2], out[2];
-	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0, "%s", argv[0]);
-	posix_spawn_file_actions_destroy(&fa);
-	close(in[0]);
-	close(out[1]);
-	*in_fd = in[1];
-	*out_fd = out[0];
-	return pid;
-}
-
 /* What fd says until EOF (or the first line break when line), bounded by 10 s. */
 static void read_from(int fd, char *buf, size_t size, bool line)
 {
@@ -211,7 +177,7 @@ static void start_upstreams(void)
 		python = access("/usr/bin/python3", X_OK) ? NULL : "/usr/bin/python3";
 	int out[3];
 	for (int i = 0; i < 3; i++) {
-		port[i] = free_port();
+		port[i] = tu_free_port();
 		char p[16];
 		snprintf(p, sizeof(p), "%d", port[i]);
 		char *with_env[] = {"/usr/bin/env",
@@ -227,7 +193,8 @@ static void start_upstreams(void)
 		                  "127.0.0.1",
 		                  p,
 		                  NULL};
-		upstream_pid[i] = spawn(python ? direct : with_env, &upstream_stdin[i], &out[i]);
+		upstream_pid[i] =
+		    tu_spawn_piped(python ? direct : with_env, &upstream_stdin[i], &out[i]);
 	}
 	for (int i = 0; i < 3; i++) {
 		char line[64];
@@ -244,7 +211,7 @@ static void start_nginx(void)
 	snprintf(p, sizeof(p), "%d", lb_port);
 	char *argv[] = {"/bin/sh", "tests/sandbox/nginx.sh", dir, p, "shop", NULL};
 	int in, fd;
-	pid_t pid = spawn(argv, &in, &fd);
+	pid_t pid = tu_spawn_piped(argv, &in, &fd);
 	close(in);
 	read_from(fd, out, sizeof(out), false);
 	close(fd);
@@ -489,7 +456,7 @@ static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "nginx");
 	start_upstreams();
-	lb_port = free_port();
+	lb_port = tu_free_port();
 	write_initial();
 	start_nginx();
 	mg_traffic_nginx_command_timeout_ms = 30000;
@@ -503,11 +470,7 @@ static void teardown(void)
 		if (upstream_stdin[i] >= 0)
 			close(upstream_stdin[i]);
 		upstream_stdin[i] = -1;
-		if (upstream_pid[i] > 0) {
-			kill(upstream_pid[i], SIGTERM);
-			waitpid(upstream_pid[i], NULL, 0);
-		}
-		upstream_pid[i] = 0;
+		tu_stop(&upstream_pid[i]);
 	}
 	tu_tmpdir_remove(dir);
 }

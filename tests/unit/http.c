@@ -7,21 +7,12 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include "../testutil.h"
 #include "http.h"
@@ -32,18 +23,10 @@
 #define LB    "699d98642c564d2e855e9661899b7252"
 
 static char dir[256];
-static pid_t srv_pid = -1;
-static int srv_in = -1;
-static int api_port, control_port;
+static tu_cloudflare srv = TU_CLOUDFLARE_INIT;
+static int api_port;
 static char lb_url[256], ca_path[300];
 static char logbuf[16384];
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *path_in(const char *name)
 {
@@ -66,18 +49,7 @@ static void log_sink(mg_log_level level, const char *msg, void *ud)
 static void teardown(void)
 {
 	mg_log_set(NULL, NULL, MG_LOG_INFO);
-	if (srv_in >= 0)
-		close(srv_in);
-	if (srv_pid > 0) {
-		kill(srv_pid, SIGTERM);
-		int st;
-		for (int i = 0; i < 200 && waitpid(srv_pid, &st, WNOHANG) == 0; i++)
-			usleep(10000);
-		kill(srv_pid, SIGKILL);
-		waitpid(srv_pid, &st, WNOHANG);
-	}
-	srv_pid = -1;
-	srv_in = -1;
+	tu_cloudflare_stop(&srv);
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
 }
@@ -91,147 +63,11 @@ static void teardown(void)
 		}                                                                                  \
 	} while (0)
 
-/* fork + exec, the child killed if this test process dies first; err -1 keeps stderr. */
-static pid_t spawn(char *const argv[], int in, int out, int err)
-{
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	require(pid >= 0, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int null = open("/dev/null", O_RDWR);
-		dup2(in >= 0 ? in : null, 0);
-		dup2(out >= 0 ? out : null, 1);
-		if (err >= 0)
-			dup2(err, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Runs a command to completion; its stderr is shown only if it fails. */
-static void run_ok(char *const argv[])
-{
-	char errlog[512], text[2048] = "";
-	snprintf(errlog, sizeof(errlog), "%s/cmd.err", dir);
-	int fd = open(errlog, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	require(fd >= 0, "%s: %s", errlog, strerror(errno));
-	pid_t pid = spawn(argv, -1, -1, fd);
-	int st;
-	require(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
-	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
-	text[n > 0 ? n : 0] = '\0';
-	close(fd);
-	require(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s failed: %s", argv[0], text);
-}
-
-static const char openssl_cnf[] = "[req]\n"
-                                  "distinguished_name = dn\n"
-                                  "prompt = no\n"
-                                  "[dn]\n"
-                                  "CN = migrate test\n"
-                                  "[ca]\n"
-                                  "basicConstraints = critical,CA:TRUE\n"
-                                  "keyUsage = critical,keyCertSign,cRLSign\n"
-                                  "subjectKeyIdentifier = hash\n"
-                                  "[leaf]\n"
-                                  "basicConstraints = critical,CA:FALSE\n"
-                                  "keyUsage = critical,digitalSignature\n"
-                                  "extendedKeyUsage = serverAuth\n"
-                                  "subjectAltName = IP:127.0.0.1\n";
-
 /* A self-signed CA, prefix.pem and prefix.key in the test's directory. */
 static void make_ca(const char *prefix)
 {
-	char cnf[512], pem[512], key[512];
-	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
-	snprintf(pem, sizeof(pem), "%s/%s.pem", dir, prefix);
-	snprintf(key, sizeof(key), "%s/%s.key", dir, prefix);
-	char *argv[] = {"openssl",
-	                "req",
-	                "-x509",
-	                "-config",
-	                cnf,
-	                "-extensions",
-	                "ca",
-	                "-newkey",
-	                "ec",
-	                "-pkeyopt",
-	                "ec_paramgen_curve:prime256v1",
-	                "-nodes",
-	                "-keyout",
-	                key,
-	                "-out",
-	                pem,
-	                "-days",
-	                "2",
-	                "-subj",
-	                "/CN=migrate test CA",
-	                NULL};
-	run_ok(argv);
-}
-
-static void make_certs(void)
-{
-	char cnf[512], ca[512], cakey[512], pem[512], key[512];
-	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
-	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-	snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
-	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
-	snprintf(key, sizeof(key), "%s/server.key", dir);
-	FILE *f = fopen(cnf, "w");
-	require(f, "%s: %s", cnf, strerror(errno));
-	fputs(openssl_cnf, f);
-	require(fclose(f) == 0, "%s: %s", cnf, strerror(errno));
-	make_ca("ca");
-	char *argv[] = {"openssl", "req",      "-x509",
-	                "-config", cnf,        "-extensions",
-	                "leaf",    "-CA",      ca,
-	                "-CAkey",  cakey,      "-newkey",
-	                "ec",      "-pkeyopt", "ec_paramgen_curve:prime256v1",
-	                "-nodes",  "-keyout",  key,
-	                "-out",    pem,        "-days",
-	                "2",       "-subj",    "/CN=127.0.0.1",
-	                NULL};
-	run_ok(argv);
-}
-
-/*
- * $PYTHON, else Debian's own python3: a version manager's shim in PATH can
- * take longer to start than the whole test.
- */
-static const char *python(void)
-{
-	const char *p = getenv("PYTHON");
-	if (p && *p)
-		return p;
-	return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
-}
-
-/* Reads the "port N" and "control N" lines, bounded in time. */
-static void read_ports(int fd)
-{
-	char buf[256] = "";
-	size_t len = 0;
-	int64_t end = now_ms() + 10000;
-	while (now_ms() < end && len + 1 < sizeof(buf)) {
-		char *nl = strchr(buf, '\n');
-		if (nl && strchr(nl + 1, '\n'))
-			break;
-		struct pollfd p = {fd, POLLIN, 0};
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		buf[len] = '\0';
-	}
-	require(sscanf(buf, "port %d\ncontrol %d", &api_port, &control_port) == 2,
-	        "cloudflare.py did not start: \"%s\"", buf);
+	char why[4096];
+	require(tu_make_test_ca(dir, prefix, why, sizeof(why)), "%s", why);
 }
 
 static void setup(void)
@@ -244,66 +80,19 @@ static void setup(void)
 	unsetenv("ALL_PROXY");
 	logbuf[0] = '\0';
 	mg_log_set(log_sink, NULL, MG_LOG_DEBUG);
-	make_certs();
+	char why[4096];
+	require(tu_make_test_certs(dir, why, sizeof(why)), "%s", why);
 	snprintf(ca_path, sizeof(ca_path), "%s", path_in("ca.pem"));
-	int in[2], out[2];
-	require(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0, "pipe: %s",
-	        strerror(errno));
-	char pem[512], key[512];
-	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
-	snprintf(key, sizeof(key), "%s/server.key", dir);
-	char *argv[] = {(char *)python(), "tests/servers/cloudflare.py", pem, key, TOKEN, NULL};
-	srv_pid = spawn(argv, in[0], out[1], -1);
-	close(in[0]);
-	close(out[1]);
-	srv_in = in[1];
-	read_ports(out[0]);
-	close(out[0]);
+	require(tu_cloudflare_start(&srv, dir, TOKEN, why, sizeof(why)), "%s", why);
+	api_port = srv.api_port;
 	snprintf(lb_url, sizeof(lb_url),
 	         "https://127.0.0.1:%d/client/v4/zones/" ZONE "/load_balancers/" LB, api_port);
-}
-
-static size_t collect(char *data, size_t size, size_t n, void *ud)
-{
-	char **buf = ud;
-	size_t old = *buf ? strlen(*buf) : 0;
-	*buf = realloc(*buf, old + size * n + 1);
-	cr_assert_not_null(*buf);
-	memcpy(*buf + old, data, size * n);
-	(*buf)[old + size * n] = '\0';
-	return size * n;
 }
 
 /* The control API, with plain libcurl: not with the code under test. */
 static json_t *ctl(const char *method, const char *path, const char *body)
 {
-	char url[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", control_port, path);
-	CURL *h = curl_easy_init();
-	cr_assert_not_null(h);
-	char *text = NULL;
-	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
-	if (body)
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	CURLcode rc = curl_easy_perform(h);
-	long status = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(h);
-	cr_assert_eq(rc, CURLE_OK, "control %s %s: %s", method, path, curl_easy_strerror(rc));
-	cr_assert_eq(status, 200, "control %s %s: HTTP %ld", method, path, status);
-	json_error_t je;
-	json_t *doc = json_loads(text ? text : "", 0, &je);
-	cr_assert_not_null(doc, "control answer is not JSON: %s", je.text);
-	free(text);
-	return doc;
+	return tu_cloudflare_ctl(&srv, method, path, body);
 }
 
 static void queue(const char *behaviour)
@@ -426,9 +215,9 @@ Test(http, rate_limit_waits_for_retry_after_seconds)
 	mg_http_request req = get_req();
 	mg_http_response res;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
-	int64_t took = now_ms() - t0;
+	int64_t took = tu_now_ms() - t0;
 	cr_assert_eq(res.status, 200);
 	cr_assert_eq(res.attempts, 2);
 	cr_assert_geq(took, 1000, "retried after %lld ms, before Retry-After", (long long)took);
@@ -454,9 +243,9 @@ Test(http, rate_limit_waits_for_retry_after_http_date)
 	mg_http_request req = get_req();
 	mg_http_response res;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
-	int64_t took = now_ms() - t0;
+	int64_t took = tu_now_ms() - t0;
 	cr_assert_eq(res.status, 200);
 	cr_assert_eq(res.attempts, 2);
 	cr_assert_geq(took, 1000, "retried after %lld ms, before the date", (long long)took);
@@ -471,9 +260,9 @@ Test(http, retry_after_beyond_the_deadline_stops_at_once)
 	req.deadline_ms = 2000;
 	mg_http_response res;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
-	cr_assert_lt(now_ms() - t0, 1000, "it waited instead of stopping");
+	cr_assert_lt(tu_now_ms() - t0, 1000, "it waited instead of stopping");
 	cr_assert_eq(res.status, 429, "the last answer stays available");
 	cr_assert_eq(res.attempts, 1);
 	cr_assert(strstr(err.message, "is rate-limiting requests (HTTP 429) and asks to wait 30 s, "
@@ -529,9 +318,9 @@ Test(http, server_errors_stop_at_the_deadline)
 	req.deadline_ms = 700;
 	mg_http_response res;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_http_do(&res, &req, &err), 0, "%s", err.message);
-	int64_t took = now_ms() - t0;
+	int64_t took = tu_now_ms() - t0;
 	cr_assert_eq(res.status, 500);
 	cr_assert_geq(res.attempts, 2);
 	cr_assert_lt(res.attempts, 200);
@@ -573,9 +362,9 @@ Test(http, slow_answers_time_out_per_attempt)
 	req.max_attempts = 2;
 	mg_http_response res;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
-	int64_t took = now_ms() - t0;
+	int64_t took = tu_now_ms() - t0;
 	cr_assert_geq(took, 600, "two 300 ms attempts took %lld ms", (long long)took);
 	cr_assert_lt(took, 1500);
 	cr_assert_eq(res.status, 0, "no answer came");
@@ -595,9 +384,9 @@ Test(http, deadline_shorter_than_timeout_bounds_the_attempt)
 	req.deadline_ms = 500;
 	mg_http_response res;
 	mg_error err = MG_ERROR_INIT;
-	int64_t t0 = now_ms();
+	int64_t t0 = tu_now_ms();
 	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
-	cr_assert_lt(now_ms() - t0, 1000);
+	cr_assert_lt(tu_now_ms() - t0, 1000);
 	cr_assert_eq(res.attempts, 1);
 	cr_assert(strstr(err.message, " within 500 ms (after 1 attempt in "), "%s", err.message);
 	mg_http_response_clear(&res);
@@ -605,14 +394,9 @@ Test(http, deadline_shorter_than_timeout_bounds_the_attempt)
 
 Test(http, connection_refused_is_retried_then_reported)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	socklen_t len = sizeof(sa);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
+	int port = tu_free_port();
 	char url[128];
-	snprintf(url, sizeof(url), "https://127.0.0.1:%d/client/v4/x", ntohs(sa.sin_port));
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/client/v4/x", port);
 	mg_http_request req = get_req();
 	req.url = url;
 	req.max_attempts = 3;
