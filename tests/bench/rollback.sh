@@ -11,7 +11,11 @@ bin=${MIGRATE_BIN:-./migrate}
 [ -x "$bin" ] || { echo "bench: build first (make)" >&2; exit 2; }
 dir=$(mktemp -d /tmp/mg-bench-XXXXXX)
 pids=""
+# The upstream servers exit when their stdin closes: hold a fifo open for them, close it at the end.
+mkfifo "$dir/hold"
+exec 3<>"$dir/hold"
 cleanup() {
+	exec 3>&-
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$dir"
@@ -22,7 +26,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 servers=""
 for name in vm-01 vm-02 k8s; do
 	p=$(port)
-	sleep 600 | python3 tests/servers/upstream.py "$name" 127.0.0.1 "$p" >/dev/null &
+	python3 tests/servers/upstream.py "$name" 127.0.0.1 "$p" <"$dir/hold" >/dev/null &
 	pids="$pids $!"
 	servers="$servers $name=127.0.0.1:$p"
 done
