@@ -182,15 +182,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 			printf("  next step possible after %s (bake)\n", when);
 	}
 done:
-	mg_traffic_state_clear(&rb);
-	shift_close(&c);
-	mg_error_clear(&err);
-	return doc ? cli_doc_emit(cli, doc, EXIT_DONE) : EXIT_DONE;
+	return shift_finish(cli, &c, &rb, doc, &err, 0);
 fail:
-	json_decref(doc);
-	mg_traffic_state_clear(&rb);
-	exit_code = cli_fail(cli, &err);
-	shift_close(&c);
-	mg_error_clear(&err);
-	return exit_code;
+	return shift_finish(cli, &c, &rb, doc, &err, rc);
 }

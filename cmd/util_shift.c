@@ -55,6 +55,20 @@ void shift_close(shift_ctx *c)
 	memset(c, 0, sizeof(*c));
 }
 
+int shift_finish(mg_cli *cli, shift_ctx *c, mg_traffic_state *rb, json_t *doc, mg_error *err,
+                 int rc)
+{
+	int exit_code = EXIT_DONE;
+	mg_traffic_state_clear(rb);
+	if (rc) {
+		json_decref(doc);
+		exit_code = cli_fail(cli, err);
+	}
+	shift_close(c);
+	mg_error_clear(err);
+	return !rc && doc ? cli_doc_emit(cli, doc, EXIT_DONE) : exit_code;
+}
+
 int shift_step_index(const mg_plan_traffic *t, double pct)
 {
 	for (size_t i = 0; i < t->nsteps; i++)

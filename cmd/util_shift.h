@@ -25,6 +25,13 @@ typedef struct {
 int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, mg_error *err);
 void shift_close(shift_ctx *c);
 
+/*
+ * The end of step and rollback: releases everything (and with it the lock),
+ * then prints doc (rc 0) or the error in err (rc < 0). Returns the exit code.
+ */
+int shift_finish(mg_cli *cli, shift_ctx *c, mg_traffic_state *rb, json_t *doc, mg_error *err,
+                 int rc);
+
 /* Index of pct in traffic.steps, or -1. */
 int shift_step_index(const mg_plan_traffic *t, double pct);
 
