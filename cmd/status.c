@@ -84,8 +84,7 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	const mg_plan_traffic *t = mg_plan_traffic_section(plan);
 	jlive = t && !offline ? read_live(&live, t, live_why, sizeof(live_why)) : NULL;
 	double expected = st.has_read_back ? st.read_back_k8s_percent : 0;
-	bool drift =
-	    jlive && (live.k8s_percent - expected > 0.5 || expected - live.k8s_percent > 0.5);
+	bool drift = jlive && !mg_traffic_same_share(live.k8s_percent, expected);
 	int64_t now = mg_now_ms();
 	int64_t bake_left = -1;
 	if (t && st.step_index >= 0 && st.step_started_ms > 0 && st.phase == MG_PHASE_SHIFTING) {

@@ -1,19 +1,10 @@
 #include "shift.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "journal.h"
 #include "log.h"
-
-/* The balancer rounds to integer weights: this close counts as the same share. */
-#define SAME_SHARE 0.5
-
-static bool same(double a, double b)
-{
-	return fabs(a - b) <= SAME_SHARE;
-}
 
 static json_t *position(double k8s_percent, int step_index)
 {
@@ -134,12 +125,12 @@ int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, 
 	json_t *intent =
 	    json_pack("{s:s, s:o, s:s}", "command", st->pending_command, "target",
 	              position(st->pending_k8s_percent, st->pending_step_index), "since", since);
-	if (same(live.k8s_percent, st->pending_k8s_percent)) {
+	if (mg_traffic_same_share(live.k8s_percent, st->pending_k8s_percent)) {
 		*outcome = "applied"; /* the balancer has it: the step was taken */
 		reached(st, st->pending_k8s_percent, st->pending_step_index, 0);
 		if (st->pending_step_index >= 0 && st->pending_k8s_percent >= 100)
 			st->phase = MG_PHASE_COMPLETE;
-	} else if (same(live.k8s_percent, before)) {
+	} else if (mg_traffic_same_share(live.k8s_percent, before)) {
 		*outcome = "not applied"; /* nothing changed at the balancer */
 	} else {
 		*outcome = "unknown"; /* neither: someone else moved it; drift rules apply */
@@ -170,7 +161,7 @@ int mg_shift_drift(bool *drift, double *live, const mg_state *st, mg_traffic *t,
 	*live = now.k8s_percent;
 	/* before the first step the balancer should send nothing to the cluster */
 	double expected = st->has_read_back ? st->read_back_k8s_percent : 0;
-	*drift = !same(now.k8s_percent, expected);
+	*drift = !mg_traffic_same_share(now.k8s_percent, expected);
 	mg_traffic_state_clear(&now);
 	return 0;
 }

@@ -7,9 +7,6 @@
 
 #include "log.h"
 
-/* How far the read-back share may be from the one asked for (integer weights round). */
-#define READBACK_TOLERANCE 0.5
-
 struct mg_traffic {
 	const mg_traffic_ops *ops;
 	void *drv;
@@ -158,7 +155,7 @@ int mg_traffic_apply(mg_traffic_state *out, mg_traffic *t, double k8s_percent, b
 	rc = mg_traffic_read(&after, t, err);
 	if (rc)
 		return rc;
-	if (fabs(after.k8s_percent - k8s_percent) > READBACK_TOLERANCE) {
+	if (!mg_traffic_same_share(after.k8s_percent, k8s_percent)) {
 		rc = mg_error_set(err, MG_ERROR,
 		                  "%s was asked for %.3g%% to the cluster but reads back %.3g%%",
 		                  t->ops->name, k8s_percent, after.k8s_percent);
@@ -174,6 +171,11 @@ int mg_traffic_apply(mg_traffic_state *out, mg_traffic *t, double k8s_percent, b
 	else
 		mg_traffic_state_clear(&after);
 	return 0;
+}
+
+bool mg_traffic_same_share(double a, double b)
+{
+	return fabs(a - b) <= MG_TRAFFIC_SAME_SHARE;
 }
 
 void mg_traffic_state_clear(mg_traffic_state *st)

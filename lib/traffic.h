@@ -17,6 +17,15 @@
 #include "error.h"
 #include "plan.h"
 
+/*
+ * Integer weights round, so shares this close count as the same: for the
+ * read-back after a change, for drift, and for reconciling an interrupted one.
+ */
+#define MG_TRAFFIC_SAME_SHARE 0.5
+
+/* Whether two shares (in percent) are the same as far as a balancer can tell. */
+bool mg_traffic_same_share(double a, double b);
+
 typedef enum {
 	MG_HEALTH_UP,
 	MG_HEALTH_DOWN,
