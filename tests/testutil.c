@@ -1,5 +1,7 @@
 #include "testutil.h"
 
+#include "log.h"
+
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <dirent.h>
@@ -371,4 +373,30 @@ json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char
 	cr_assert_not_null(doc, "control answer is not JSON: %s", je.text);
 	free(text);
 	return doc;
+}
+
+static char log_text[16384];
+
+static void log_capture_sink(mg_log_level level, const char *msg, void *ud)
+{
+	(void)level; /* filtered by mg_log_set's minimum */
+	(void)ud;
+	size_t o = strlen(log_text);
+	snprintf(log_text + o, sizeof(log_text) - o, "%s\n", msg);
+}
+
+void tu_log_capture(int min_level)
+{
+	log_text[0] = '\0';
+	mg_log_set(log_capture_sink, NULL, (mg_log_level)min_level);
+}
+
+const char *tu_log_text(void)
+{
+	return log_text;
+}
+
+void tu_log_capture_stop(void)
+{
+	mg_log_set(NULL, NULL, MG_LOG_INFO);
 }

@@ -72,4 +72,13 @@ void tu_cloudflare_stop(tu_cloudflare *s);
 json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
                           const char *body);
 
+/*
+ * Collects what lib/ logs at min_level and above, one message per line, so a
+ * test can look for a warning or prove a secret never reached the log.
+ */
+void tu_log_capture(int min_level);
+const char *tu_log_text(void);
+/* Back to no sink at all, as lib/ has in a program that installs none. */
+void tu_log_capture_stop(void);
+
 #endif

@@ -33,22 +33,13 @@ static char dir[256];
 static tu_cloudflare srv = TU_CLOUDFLARE_INIT;
 static int api_port;
 static char api_url[128], ca_path[300], lb_path[200];
-static char logbuf[16384];
 static mg_plan_cloudflare cfg;
 static mg_plan_traffic plan;
 static double steps[] = {10, 50, 100};
 
-static void log_sink(mg_log_level level, const char *msg, void *ud)
-{
-	(void)level;
-	(void)ud;
-	size_t o = strlen(logbuf);
-	snprintf(logbuf + o, sizeof(logbuf) - o, "%s\n", msg);
-}
-
 static void teardown(void)
 {
-	mg_log_set(NULL, NULL, MG_LOG_INFO);
+	tu_log_capture_stop();
 	tu_cloudflare_stop(&srv);
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
@@ -71,8 +62,7 @@ static void setup(void)
 	unsetenv("HTTPS_PROXY");
 	unsetenv("ALL_PROXY");
 	setenv(TOKEN_ENV, TOKEN, 1);
-	logbuf[0] = '\0';
-	mg_log_set(log_sink, NULL, MG_LOG_DEBUG);
+	tu_log_capture(MG_LOG_DEBUG); /* every level: none may hold the token */
 	char why[4096];
 	require(tu_make_test_certs(dir, why, sizeof(why)), "%s", why);
 	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
@@ -166,7 +156,7 @@ static json_t *patch_body(size_t nth)
 static void no_token(const mg_error *err)
 {
 	cr_assert_null(strstr(err->message, TOKEN), "token in message: %s", err->message);
-	cr_assert_null(strstr(logbuf, TOKEN), "token in the log: %s", logbuf);
+	cr_assert_null(strstr(tu_log_text(), TOKEN), "token in the log: %s", tu_log_text());
 }
 
 static mg_traffic *open_ok(void)
@@ -600,7 +590,7 @@ Test(cloudflare, wrong_token_is_an_auth_error_without_the_token)
 	                 ": it must be valid"),
 	          "%s", err.message);
 	cr_assert_null(strstr(err.message, "cf-wrong-token-7781"), "%s", err.message);
-	cr_assert_null(strstr(logbuf, "cf-wrong-token-7781"), "%s", logbuf);
+	cr_assert_null(strstr(tu_log_text(), "cf-wrong-token-7781"), "%s", tu_log_text());
 	no_token(&err);
 	json_t *log = ctl("GET", "/log", NULL);
 	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(log, 0), "auth")),
@@ -683,9 +673,9 @@ Test(cloudflare, unavailable_health_is_unknown)
 	cr_assert_eq(st.servers[0].health, MG_HEALTH_UNKNOWN);
 	cr_assert_str_eq(st.servers[0].detail, "no health data (is a monitor attached?)");
 	mg_traffic_state_clear(&st);
-	cr_assert(strstr(logbuf, "Cloudflare: reading the health of pool " K8S_POOL
-	                         ": HTTP 400: Health info unavailable (1002)"),
-	          "%s", logbuf);
+	cr_assert(strstr(tu_log_text(), "Cloudflare: reading the health of pool " K8S_POOL
+	                                ": HTTP 400: Health info unavailable (1002)"),
+	          "%s", tu_log_text());
 	/* unknown is not down: the gate lets the step through */
 	cr_assert_eq(mg_traffic_apply(&st, t, 10, false, &err), 0, "%s", err.message);
 	mg_traffic_state_clear(&st);

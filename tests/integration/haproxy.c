@@ -61,7 +61,6 @@ static char dir[256];
 static child up[NUPSTREAMS];
 static pid_t hap_pid = -1;
 static int front_port, api_port;
-static char warnings[4096];
 
 static const char *path_in(const char *name)
 {
@@ -348,20 +347,12 @@ static void wait_status(const char *server, const char *status, const char *chec
 	cr_assert(status_within(server, status, check, why, sizeof(why)), "%s", why);
 }
 
-static void log_sink(mg_log_level level, const char *msg, void *ud)
-{
-	(void)ud;
-	if (level == MG_LOG_WARN)
-		snprintf(warnings + strlen(warnings), sizeof(warnings) - strlen(warnings), "%s\n",
-		         msg);
-}
-
 static void teardown(void)
 {
 	reap(&hap_pid);
 	for (int i = 0; i < NUPSTREAMS; i++)
 		stop_upstream(i);
-	mg_log_set(NULL, NULL, MG_LOG_INFO);
+	tu_log_capture_stop();
 	curl_global_cleanup();
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
@@ -374,8 +365,7 @@ static void setup(void)
 	for (int i = 0; i < NUPSTREAMS; i++)
 		up[i] = (child){-1, -1, 0};
 	cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
-	warnings[0] = '\0';
-	mg_log_set(log_sink, NULL, MG_LOG_WARN);
+	tu_log_capture(MG_LOG_WARN); /* lib/ logs nothing above warnings */
 	char why[512] = "";
 	bool ok = start_upstreams(why, sizeof(why));
 	/* a port taken between tu_free_port() and haproxy's bind: try other ports */
@@ -530,7 +520,7 @@ static void run_steps(mg_traffic *t)
 	static const double steps[] = {10, 25, 50, 75, 100, 0};
 	for (size_t i = 0; i < sizeof(steps) / sizeof(*steps); i++)
 		check_step(t, steps[i]);
-	cr_assert_str_empty(warnings);
+	cr_assert_str_empty(tu_log_text());
 }
 
 TestSuite(haproxy, .init = setup, .fini = teardown, .timeout = 60);
@@ -863,9 +853,9 @@ Test(haproxy, read_reports_weights_set_by_hand)
 	       "/vm-02 0");
 	cr_assert_eq(mg_traffic_read(&st, t, &err), 0, "%s", err.message);
 	cr_assert_float_eq(st.k8s_percent, 0, 0);
-	cr_assert_str_eq(warnings, "every server of backend payments has weight 0, so HAProxy "
-	                           "sends its traffic nowhere; counting that as 0% to the "
-	                           "cluster\n");
+	cr_assert_str_eq(tu_log_text(), "every server of backend payments has weight 0, so HAProxy "
+	                                "sends its traffic nowhere; counting that as 0% to the "
+	                                "cluster\n");
 	mg_traffic_state_clear(&st);
 	mg_traffic_free(t);
 }
@@ -886,7 +876,7 @@ Test(haproxy, servers_the_plan_does_not_name_count_on_the_vm_side)
 	const char *warn = "backend payments also sends traffic to vm-02 (weight 1), in neither "
 	                   "vm_servers nor k8s_servers; the cluster's share counts them on the "
 	                   "VMs' side\n";
-	cr_assert_str_eq(warnings, warn);
+	cr_assert_str_eq(tu_log_text(), warn);
 	/* 50% of the plan's servers is 33% of the traffic: the read-back says so */
 	mg_error_clear(&err);
 	cr_assert_eq(mg_traffic_apply(&st, t, 50, false, &err), MG_ERROR);
@@ -1052,14 +1042,13 @@ static void fake_stop(void)
 static void fake_setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "haproxy-fake");
-	warnings[0] = '\0';
-	mg_log_set(log_sink, NULL, MG_LOG_WARN);
+	tu_log_capture(MG_LOG_WARN); /* lib/ logs nothing above warnings */
 }
 
 static void fake_teardown(void)
 {
 	fake_stop();
-	mg_log_set(NULL, NULL, MG_LOG_INFO);
+	tu_log_capture_stop();
 	tu_tmpdir_remove(dir);
 }
 
@@ -1112,7 +1101,7 @@ Test(haproxy_fake, status_words_map_to_health)
 	cr_assert_str_eq(st.servers[2].detail,
 	                 "DOWN 1/2 (L7STS: HTTP status check returned code <3C>503<3E>)");
 	mg_traffic_state_clear(&st);
-	cr_assert_str_empty(warnings);
+	cr_assert_str_empty(tu_log_text());
 	mg_traffic_free(t);
 	cr_assert_str_eq(fake.got[0], "show stat payments 6 -1");
 

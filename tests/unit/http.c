@@ -26,7 +26,6 @@ static char dir[256];
 static tu_cloudflare srv = TU_CLOUDFLARE_INIT;
 static int api_port;
 static char lb_url[256], ca_path[300];
-static char logbuf[16384];
 
 static const char *path_in(const char *name)
 {
@@ -37,18 +36,9 @@ static const char *path_in(const char *name)
 	return buf[i];
 }
 
-/* Every line lib/ logs, at every level, so a test can check none has the token. */
-static void log_sink(mg_log_level level, const char *msg, void *ud)
-{
-	(void)level;
-	(void)ud;
-	size_t o = strlen(logbuf);
-	snprintf(logbuf + o, sizeof(logbuf) - o, "%s\n", msg);
-}
-
 static void teardown(void)
 {
-	mg_log_set(NULL, NULL, MG_LOG_INFO);
+	tu_log_capture_stop();
 	tu_cloudflare_stop(&srv);
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
@@ -78,8 +68,7 @@ static void setup(void)
 	unsetenv("HTTPS_PROXY");
 	unsetenv("http_proxy");
 	unsetenv("ALL_PROXY");
-	logbuf[0] = '\0';
-	mg_log_set(log_sink, NULL, MG_LOG_DEBUG);
+	tu_log_capture(MG_LOG_DEBUG); /* every level: none may hold the token */
 	char why[4096];
 	require(tu_make_test_certs(dir, why, sizeof(why)), "%s", why);
 	snprintf(ca_path, sizeof(ca_path), "%s", path_in("ca.pem"));
@@ -116,7 +105,7 @@ static void no_token(const mg_error *err)
 {
 	cr_assert_null(strstr(err->message, TOKEN), "token in message: %s", err->message);
 	cr_assert_null(strstr(err->message, "Bearer"), "auth header in message: %s", err->message);
-	cr_assert_null(strstr(logbuf, TOKEN), "token in the log: %s", logbuf);
+	cr_assert_null(strstr(tu_log_text(), TOKEN), "token in the log: %s", tu_log_text());
 }
 
 static mg_http_request get_req(void)
@@ -229,7 +218,8 @@ Test(http, rate_limit_waits_for_retry_after_seconds)
 	cr_assert_eq(logged_status(log, 0), 429);
 	cr_assert_eq(logged_status(log, 1), 200);
 	json_decref(log);
-	cr_assert(strstr(logbuf, "HTTP 429; retrying in 1000 ms (attempt 2 of 5)"), "%s", logbuf);
+	cr_assert(strstr(tu_log_text(), "HTTP 429; retrying in 1000 ms (attempt 2 of 5)"), "%s",
+	          tu_log_text());
 }
 
 Test(http, rate_limit_waits_for_retry_after_http_date)
@@ -535,8 +525,8 @@ Test(http, token_never_in_messages_or_log)
 	cr_assert_eq(mg_http_do(&res, &req, &err), MG_ERROR);
 	no_token(&err);
 	mg_http_response_clear(&res);
-	cr_assert(strstr(logbuf, "HTTP 500; retrying in"), "debug log: %s", logbuf);
-	cr_assert_null(strstr(logbuf, "Authorization"), "%s", logbuf);
+	cr_assert(strstr(tu_log_text(), "HTTP 500; retrying in"), "debug log: %s", tu_log_text());
+	cr_assert_null(strstr(tu_log_text(), "Authorization"), "%s", tu_log_text());
 }
 
 Test(http, global_init_is_idempotent)
