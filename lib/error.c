@@ -102,6 +102,8 @@ const char *mg_error_name(int code)
 		return "I/O error";
 	case MG_ENOMEM:
 		return "out of memory";
+	case MG_ECANCELED:
+		return "canceled";
 	}
 	return "unknown error";
 }

@@ -21,6 +21,7 @@ enum {
 	MG_ENOTFOUND = -6,     /* a named thing does not exist */
 	MG_EIO = -7,           /* the operating system refused (disk, permissions) */
 	MG_ENOMEM = -8,
+	MG_ECANCELED = -9, /* stopped by a signal or another command before it finished */
 };
 
 typedef enum { MG_SEV_ERROR, MG_SEV_WARNING } mg_severity;

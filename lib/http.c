@@ -40,7 +40,8 @@ typedef enum {
 	FAIL_TLS,     /* a trust problem does not fix itself: not retried */
 	FAIL_CAFILE,
 	FAIL_TOO_BIG,
-	FAIL_OTHER, /* bad URL, unsupported protocol, out of memory: not retried */
+	FAIL_CANCELED, /* the caller's cancel flag was raised */
+	FAIL_OTHER,    /* bad URL, unsupported protocol, out of memory: not retried */
 } failure;
 
 typedef struct {
@@ -80,13 +81,24 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int64_t ms)
+/* Sleeps in slices so a raised cancel flag ends the wait within 50 ms. */
+static void sleep_ms(int64_t ms, const volatile int *cancel)
 {
-	if (ms <= 0)
-		return;
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	while (ms > 0 && !(cancel && *cancel)) {
+		int64_t slice = ms < 50 ? ms : 50;
+		struct timespec ts = {0, (long)slice * 1000000L};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(cancel && *cancel))
+			;
+		ms -= slice;
+	}
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	const volatile int *cancel = ud;
+	return *cancel ? 1 : 0;
 }
 
 static uint64_t random_u64(void)
@@ -169,8 +181,10 @@ static int64_t retry_after_ms(CURL *h)
 	return when > now ? (int64_t)(when - now) * 1000 : 0;
 }
 
-static failure classify(CURLcode rc, const sink *s)
+static failure classify(CURLcode rc, const sink *s, const mg_http_request *req)
 {
+	if (req->cancel && *req->cancel)
+		return FAIL_CANCELED;
 	switch (rc) {
 	case CURLE_OK:
 		return FAIL_NONE;
@@ -275,6 +289,11 @@ static bool set_options(CURL *h, const mg_http_request *req, struct curl_slist *
 	OPT(CURLOPT_WRITEFUNCTION, on_body);
 	OPT(CURLOPT_WRITEDATA, s);
 	OPT(CURLOPT_ERRORBUFFER, errbuf);
+	if (req->cancel) {
+		OPT(CURLOPT_XFERINFOFUNCTION, on_progress);
+		OPT(CURLOPT_XFERINFODATA, (void *)req->cancel);
+		OPT(CURLOPT_NOPROGRESS, 0L);
+	}
 	const char *m = req->method ? req->method : "GET";
 	if (req->body) {
 		OPT(CURLOPT_POSTFIELDS, req->body);
@@ -292,6 +311,51 @@ static bool set_options(CURL *h, const mg_http_request *req, struct curl_slist *
 	if (rc != CURLE_OK)
 		snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
 	return rc == CURLE_OK;
+}
+
+/*
+ * curl_easy_perform, but looking at the cancel flag every 50 ms: the easy
+ * interface calls the progress callback only about once a second while it
+ * waits for a silent server, and an operator's rollback must not wait that
+ * long for the autopilot to let go.
+ */
+static CURLcode perform_cancellable(CURL *h, const volatile int *cancel)
+{
+	CURLM *mh = curl_multi_init();
+	if (!mh)
+		return CURLE_OUT_OF_MEMORY;
+	if (curl_multi_add_handle(mh, h) != CURLM_OK) {
+		curl_multi_cleanup(mh);
+		return CURLE_OUT_OF_MEMORY;
+	}
+	CURLcode code = CURLE_OK;
+	int running = 1;
+	while (running) {
+		if (curl_multi_perform(mh, &running) != CURLM_OK) {
+			code = CURLE_RECV_ERROR;
+			break;
+		}
+		if (!running)
+			break;
+		if (*cancel) {
+			code = CURLE_ABORTED_BY_CALLBACK;
+			break;
+		}
+		if (curl_multi_poll(mh, NULL, 0, 50, NULL) != CURLM_OK) {
+			code = CURLE_RECV_ERROR;
+			break;
+		}
+	}
+	if (!running) {
+		int left;
+		CURLMsg *msg;
+		while ((msg = curl_multi_info_read(mh, &left)) != NULL)
+			if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
+				code = msg->data.result;
+	}
+	curl_multi_remove_handle(mh, h);
+	curl_multi_cleanup(mh);
+	return code;
 }
 
 /* One request; an answer (of any status) replaces the previous one in *res. */
@@ -313,8 +377,8 @@ static void attempt(outcome *o, mg_http_response *res, const mg_http_request *re
 		o->fail = FAIL_OTHER;
 		goto out;
 	}
-	o->code = curl_easy_perform(h);
-	o->fail = classify(o->code, &s);
+	o->code = req->cancel ? perform_cancellable(h, req->cancel) : curl_easy_perform(h);
+	o->fail = classify(o->code, &s, req);
 	if (o->fail != FAIL_NONE) {
 		if (!o->detail[0])
 			snprintf(o->detail, sizeof(o->detail), "%s", curl_easy_strerror(o->code));
@@ -362,6 +426,9 @@ static int fail_message(mg_error *err, const mg_http_request *req, const outcome
 	snprintf(tries, sizeof(tries), "after %d attempt%s in %.1f s", attempts,
 	         attempts == 1 ? "" : "s", (double)elapsed_ms / 1000.0);
 	switch (o->fail) {
+	case FAIL_CANCELED:
+		return mg_error_set(err, MG_ECANCELED, "request to %s stopped: interrupted",
+		                    req->url);
 	case FAIL_TIMEOUT:
 		return mg_error_set(err, MG_ERROR,
 		                    "no answer from %s within %lld ms (%s); the service is down, "
@@ -466,9 +533,13 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 		else
 			mg_log(MG_LOG_INFO, "%s %s: %s; retrying in %lld ms (attempt %d of %d)",
 			       method, req->url, o.detail, (long long)wait, n + 1, max_attempts);
-		sleep_ms(wait);
+		sleep_ms(wait, req->cancel);
 		free(o.location);
 		o.location = NULL;
+		if (req->cancel && *req->cancel) {
+			o.fail = FAIL_CANCELED;
+			break;
+		}
 	}
 	out->elapsed_ms = now_ms() - start;
 

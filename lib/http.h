@@ -22,6 +22,10 @@ typedef struct {
 	int64_t timeout_ms;       /* per attempt; 0: 10 s */
 	int64_t deadline_ms;      /* all attempts and waits together; 0: 30 s */
 	int max_attempts;         /* 0: 5 */
+	/* When non-NULL and *cancel becomes non-zero, the transfer and any retry wait stop
+	 * at once and mg_http_do fails with MG_ECANCELED: a signalled autopilot must not sit
+	 * out a slow server. */
+	const volatile int *cancel;
 } mg_http_request;
 
 typedef struct {
