@@ -41,10 +41,12 @@ INT_OBJ  = $(INT_SRC:%.c=$(BUILD)/%.o)
 LIBMG    = $(BUILD)/libmigrate.a
 
 # Exactly what building, testing and the demo need from Debian: the libraries, and the real
-# daemons the tests drive (haproxy, nginx), python3 for the test servers, openssl for test CAs.
+# daemons the tests drive (haproxy, nginx, and prometheus, whose package also has the promtool
+# that turns the tests' OpenMetrics fixtures into TSDB blocks), python3 for the test servers,
+# openssl for test CAs.
 DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
                libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
-               clang-format haproxy nginx python3 openssl
+               clang-format haproxy nginx prometheus python3 openssl
 
 .PHONY: FORCE all bench deps check unit integration fuzz-replay fuzz test test-asan demo format \
         format-check clean

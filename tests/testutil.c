@@ -332,6 +332,12 @@ void tu_cloudflare_stop(tu_cloudflare *s)
 	s->in = -1;
 }
 
+static size_t discard(char *data, size_t size, size_t n, void *ud)
+{
+	(void)data, (void)ud;
+	return size * n;
+}
+
 static size_t collect(char *data, size_t size, size_t n, void *ud)
 {
 	char **buf = ud;
@@ -373,6 +379,128 @@ json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char
 	cr_assert_not_null(doc, "control answer is not JSON: %s", je.text);
 	free(text);
 	return doc;
+}
+
+static bool write_text(const char *path, const char *text, char *why, size_t size)
+{
+	FILE *f = fopen(path, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+		snprintf(why, size, "%s: %s", path, strerror(errno));
+		if (f)
+			fclose(f);
+		return false;
+	}
+	return true;
+}
+
+/* HTTP status of GET url with plain libcurl (0: no answer), within timeout_ms. */
+static long http_status(const char *url, long timeout_ms)
+{
+	CURL *h = curl_easy_init();
+	if (!h)
+		return 0;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	long status = 0;
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	return status;
+}
+
+/* The last lines of a log, for a message that says why a daemon did not come up. */
+static void log_tail(char *buf, size_t size, const char *path)
+{
+	buf[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	off_t end = lseek(fd, 0, SEEK_END);
+	off_t from = end > (off_t)size - 1 ? end - (off_t)size + 1 : 0;
+	ssize_t n = pread(fd, buf, size - 1, from);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+}
+
+bool tu_prometheus_start(tu_prometheus *p, const char *dir, const char *openmetrics, char *why,
+                         size_t size)
+{
+	memset(p, 0, sizeof(*p));
+	char om[512], tsdb[512], yml[512], logf[512];
+	snprintf(om, sizeof(om), "%s/data.om", dir);
+	snprintf(tsdb, sizeof(tsdb), "%s/tsdb", dir);
+	snprintf(yml, sizeof(yml), "%s/prometheus.yml", dir);
+	snprintf(logf, sizeof(logf), "%s/prometheus.log", dir);
+	if (!write_text(om, openmetrics, why, size))
+		return false;
+	char *create[] = {
+	    "/usr/bin/promtool", "tsdb", "create-blocks-from", "openmetrics", om, tsdb, NULL};
+	if (!tu_run_ok(dir, create, why, size))
+		return false;
+	/* no scrape targets: the data are the blocks and nothing else */
+	if (!write_text(yml, "global:\n  scrape_interval: 15s\nscrape_configs: []\n", why, size))
+		return false;
+	int fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(why, size, "%s: %s", logf, strerror(errno));
+		return false;
+	}
+	p->port = tu_free_port();
+	char config[600], path[600], listen[64];
+	snprintf(config, sizeof(config), "--config.file=%s", yml);
+	snprintf(path, sizeof(path), "--storage.tsdb.path=%s", tsdb);
+	snprintf(listen, sizeof(listen), "--web.listen-address=127.0.0.1:%d", p->port);
+	char *argv[] = {"/usr/bin/prometheus",
+	                config,
+	                path,
+	                "--storage.tsdb.retention.time=100y",
+	                listen,
+	                NULL};
+	p->pid = tu_spawn_fds(argv, -1, fd, fd);
+	close(fd);
+	if (p->pid < 0) {
+		snprintf(why, size, "fork: %s", strerror(errno));
+		p->pid = 0;
+		return false;
+	}
+	snprintf(p->url, sizeof(p->url), "http://127.0.0.1:%d", p->port);
+	char ready[96];
+	snprintf(ready, sizeof(ready), "%s/-/ready", p->url);
+	int64_t end = tu_now_ms() + 10000;
+	while (tu_now_ms() < end) {
+		if (http_status(ready, 500) == 200)
+			return true;
+		int st;
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+			p->pid = 0;
+			break;
+		}
+		usleep(50000);
+	}
+	char tail[1024];
+	log_tail(tail, sizeof(tail), logf);
+	snprintf(why, size, "prometheus on port %d %s; %s ends: %s", p->port,
+	         p->pid ? "not ready within 10 s" : "exited", logf, tail);
+	tu_prometheus_stop(p);
+	return false;
+}
+
+void tu_prometheus_stop(tu_prometheus *p)
+{
+	if (p->pid > 0) {
+		kill(p->pid, SIGTERM);
+		int st, i;
+		for (i = 0; i < 500 && waitpid(p->pid, &st, WNOHANG) == 0; i++)
+			usleep(10000);
+		if (i == 500) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+		}
+	}
+	p->pid = 0;
 }
 
 static char log_text[16384];

@@ -72,6 +72,27 @@ void tu_cloudflare_stop(tu_cloudflare *s);
 json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
                           const char *body);
 
+/* A real Prometheus over fixed data, as started by tu_prometheus_start. */
+typedef struct {
+	pid_t pid; /* 0 when not running */
+	int port;
+	char url[64]; /* http://127.0.0.1:<port> */
+} tu_prometheus;
+
+/*
+ * Writes openmetrics (OpenMetrics text with timestamps in seconds, ending in
+ * "# EOF") to dir/data.om, turns it into TSDB blocks in dir/tsdb with
+ * `promtool tsdb create-blocks-from openmetrics`, and starts /usr/bin/prometheus
+ * on a free loopback port with no scrape targets (log in dir/prometheus.log).
+ * Returns once /-/ready answers 200 (10 s at most). Use fixed timestamps and
+ * query at explicit times: the answers are then the same on every run. On
+ * failure, false with why, and nothing left running.
+ */
+bool tu_prometheus_start(tu_prometheus *p, const char *dir, const char *openmetrics, char *why,
+                         size_t size);
+/* SIGTERM, SIGKILL if still there after 5 s; safe to call twice, or after a failed start. */
+void tu_prometheus_stop(tu_prometheus *p);
+
 /*
  * Collects what lib/ logs at min_level and above, one message per line, so a
  * test can look for a warning or prove a secret never reached the log.
