@@ -53,6 +53,10 @@ int cmd_status(mg_cli *cli, int argc, char **argv);
 int cmd_history(mg_cli *cli, int argc, char **argv);
 int cmd_step(mg_cli *cli, int argc, char **argv);
 int cmd_rollback(mg_cli *cli, int argc, char **argv);
+int cmd_check(mg_cli *cli, int argc, char **argv);
+int cmd_run(mg_cli *cli, int argc, char **argv);
+int cmd_pause(mg_cli *cli, int argc, char **argv);
+int cmd_resume(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
 
 /* Option parsing shared by every command: the global options plus the command's own.

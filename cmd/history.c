@@ -34,6 +34,38 @@ static void print_value(const char *label, json_t *v)
 	free(s);
 }
 
+/* A gate record: one line per check that did not pass (all of them when all passed). */
+static void print_gate(bool c, json_t *evidence)
+{
+	json_t *checks = json_object_get(evidence, "checks");
+	const char *outcome = json_string_value(json_object_get(evidence, "outcome"));
+	size_t i;
+	json_t *k;
+	json_array_foreach(checks, i, k)
+	{
+		const char *o = json_string_value(json_object_get(k, "outcome"));
+		if (!o || (outcome && strcmp(outcome, "pass") != 0 && !strcmp(o, "pass")))
+			continue;
+		json_t *v = json_object_get(k, "value"), *t = json_object_get(k, "threshold");
+		char vb[32] = "-", tb[48] = "";
+		if (json_is_number(v))
+			snprintf(vb, sizeof(vb), "%.4g", json_number_value(v));
+		else if (json_is_string(v))
+			snprintf(vb, sizeof(vb), "%s", json_string_value(v));
+		const char *op = json_string_value(json_object_get(k, "op"));
+		if (json_is_number(t) && op)
+			snprintf(tb, sizeof(tb), "(%s %.4g)", op, json_number_value(t));
+		const char *col = !strcmp(o, "pass")   ? C_GREEN
+		                  : !strcmp(o, "fail") ? C_RED
+		                                       : C_YELLOW;
+		const char *name = json_string_value(json_object_get(k, "name"));
+		const char *detail = json_string_value(json_object_get(k, "detail"));
+		printf("    %-9s%-16s %s%-12s%s %s %s%s%s\n", "check", name ? name : "?",
+		       cli_c(c, col), o, cli_c(c, C_RESET), vb, tb, detail ? " " : "",
+		       detail ? detail : "");
+	}
+}
+
 /* A string field of a record, or "-": a hand-edited journal must not crash the reader. */
 static const char *field(json_t *r, const char *key)
 {
@@ -93,6 +125,8 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 		print_value("after", json_object_get(r, "after"));
 		if (reason)
 			printf("    %-9s%s\n", "reason", reason);
+		if (!strcmp(field(r, "action"), "gate"))
+			print_gate(c, json_object_get(r, "evidence"));
 		if (cli->verbose)
 			print_value("evidence", json_object_get(r, "evidence"));
 	}

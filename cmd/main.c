@@ -48,6 +48,34 @@ const mg_command mg_commands[] = {
      "it back and journals both. Never waits behind the autopilot: a `migrate run` holding "
      "the lock is told to stop first; exit 3 only when another step or rollback is in "
      "flight. --dry-run prints the exact balancer calls."},
+    {"check", cmd_check, "evaluate the SLO gates once and show every check",
+     "check [options] [--at TIME] [--since TIME]",
+     "      --at TIME       evaluate at this RFC 3339 time instead of now\n"
+     "      --since TIME    take this as the start of the current step (for the window)\n",
+     "Queries Prometheus for every check of slo (the RED presets and slo.checks) over "
+     "slo.window, clamped to the time since the current step began, and shows each value, "
+     "threshold and verdict. Exit 0 when all pass, 1 when one fails, 4 when none fails but "
+     "one is inconclusive (too little traffic, no data, Prometheus unreachable). Changes "
+     "nothing."},
+    {"run", cmd_run, "the autopilot: step to 100% while the gates pass, roll back if not",
+     "run [options] [--until PERCENT]",
+     "      --until PERCENT stop after reaching this step of traffic.steps\n",
+     "From the current step, evaluates the gates every slo.interval; after traffic.bake with "
+     "passing gates it takes the next step. slo.failure_limit failed evaluations at a step "
+     "apply slo.on_failure (rollback or pause) and exit 1; inconclusive for 3 x bake pauses "
+     "and exits 4. SIGINT or SIGTERM stops it with the weights where they are (exit 130 or "
+     "143); `migrate rollback` and `migrate pause` from another terminal take effect within "
+     "a second. Exit 0 when it reaches 100% (or --until)."},
+    {"pause", cmd_pause, "hold the migration (and a running autopilot) at its weights",
+     "pause [options] [--reason TEXT]", "      --reason TEXT   why, for the journal\n",
+     "Marks the migration paused: `step` and `run` refuse until `migrate resume`. A running "
+     "autopilot is asked to pause and confirms within a second; it keeps running, holding the "
+     "weights, until resumed or stopped. Rollback is always allowed."},
+    {"resume", cmd_resume, "release a pause", "resume [options] [--reason TEXT]",
+     "      --reason TEXT   why, for the journal\n",
+     "Releases a pause: a running autopilot continues at once and evaluates the gates again; "
+     "otherwise the migration is back to shifting, with the gate failures of the step "
+     "forgotten. Exit 0 also when nothing was paused."},
     {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
      NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},

@@ -47,7 +47,7 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	shift_ctx c;
 	mg_traffic_state rb = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
-	int rc = shift_open(&c, cli, "rollback", true, &err);
+	int rc = shift_open(&c, cli, "rollback", true, 0, &err);
 	if (rc)
 		goto fail;
 	const mg_plan_traffic *t = c.traffic;

@@ -164,6 +164,14 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	} else {
 		printf("  lock       free\n");
 	}
+	if (st.gate_last[0]) {
+		mg_time_format(buf2, sizeof(buf2), st.gate_last_ms);
+		printf("  gates      %s at %s, %d failure%s at this step: %s\n", st.gate_last, buf2,
+		       st.gate_failures, st.gate_failures == 1 ? "" : "s", st.gate_summary);
+	}
+	if (st.phase == MG_PHASE_PAUSED && st.pause_reason[0])
+		printf("  paused     %s%s%s\n", cli_c(c, C_YELLOW), st.pause_reason,
+		       cli_c(c, C_RESET));
 	if (st.pending) {
 		mg_percent_format(buf, sizeof(buf), st.pending_k8s_percent);
 		printf("  %sinterrupted%s a %s to %s did not record its result; the next step or "

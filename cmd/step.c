@@ -3,6 +3,7 @@
 
 #include "journal.h"
 #include "units.h"
+#include "util_gate.h"
 #include "util_shift.h"
 
 enum { OPT_TO = 3000, OPT_FORCE, OPT_REASON, OPT_ADOPT };
@@ -40,6 +41,44 @@ static json_t *pos_json(double pct, int idx)
 	                 idx < 0 ? json_null() : json_integer(idx + 1));
 }
 
+/* Evaluates the gates of the current step; an error (exit 1 or 4) unless they pass. */
+static int step_gates(mg_cli *cli, shift_ctx *c, const mg_plan_slo *slo, json_t *doc, mg_error *err)
+{
+	mg_metrics *m = NULL;
+	mg_gate_eval ev = {0};
+	mg_state *st = &c->st;
+	int rc = mg_metrics_open(&m, slo, err);
+	if (!rc)
+		rc = mg_gate_evaluate(&ev, m, slo, mg_now_ms(), st->step_started_ms, err);
+	mg_metrics_free(m);
+	if (rc)
+		return rc;
+	const char *decision = ev.outcome == MG_GATE_PASS ? "advance" : "refuse";
+	if (!cli->dry_run) {
+		/* a refusal is a decision too: the journal says on which numbers */
+		rc = gate_journal(c->store, st, "step", &ev, decision, err);
+		if (!rc && ev.outcome != MG_GATE_PASS)
+			rc = mg_state_save(c->store, st, err);
+	} else {
+		gate_record(st, &ev);
+	}
+	if (doc)
+		json_object_set_new(doc, "gates", mg_gate_eval_to_json(&ev));
+	if (!rc && ev.outcome != MG_GATE_PASS) {
+		char where[64];
+		gate_step_name(where, sizeof(where), st, c->traffic);
+		if (!cli->json)
+			gate_print(stderr, cli, &ev, cli->color_err);
+		rc = mg_error_set(err, ev.outcome == MG_GATE_FAIL ? MG_ERROR : MG_EINCONCLUSIVE,
+		                  "the gates %s at %s: %s. Nothing was changed; `migrate check` "
+		                  "shows every check, --force --reason TEXT overrides",
+		                  ev.outcome == MG_GATE_FAIL ? "fail" : "are inconclusive", where,
+		                  st->gate_summary);
+	}
+	mg_gate_eval_clear(&ev);
+	return rc;
+}
+
 int cmd_step(mg_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {{"to", required_argument, NULL, OPT_TO},
@@ -61,7 +100,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	shift_ctx c;
 	mg_traffic_state rb = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
-	int rc = shift_open(&c, cli, "step", false, &err);
+	int rc = shift_open(&c, cli, "step", false, 0, &err);
 	if (rc)
 		goto fail;
 	const mg_plan_traffic *t = c.traffic;
@@ -138,6 +177,31 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		    "changed; try again then, or override with --force --reason TEXT",
 		    st->step_index + 1, left);
 		goto fail;
+	}
+
+	/* a pause holds manual steps too: whoever paused wanted nothing to move */
+	bool pause_file = false;
+	mg_pause_request pr;
+	if (c.store) {
+		rc = mg_store_pause_read(&pause_file, &pr, c.store, &err);
+		if (rc)
+			goto fail;
+	}
+	if ((st->phase == MG_PHASE_PAUSED || pause_file) && !o.force) {
+		rc = mg_error_set(&err, MG_ECONFLICT,
+		                  "the migration is paused%s%s; `migrate resume` releases it (or "
+		                  "override with --force --reason TEXT)",
+		                  st->pause_reason[0] ? " " : "", st->pause_reason);
+		goto fail;
+	}
+
+	/* the step being left must have proven itself; before the first there is nothing
+	 * on the cluster to measure */
+	const mg_plan_slo *slo = mg_plan_slo_section(c.plan);
+	if (slo && st->step_index >= 0 && !o.force) {
+		rc = step_gates(cli, &c, slo, doc, &err);
+		if (rc)
+			goto fail;
 	}
 
 	if (cli->dry_run) {

@@ -6,13 +6,16 @@
 
 #include "units.h"
 
+#include <time.h>
+
 /* How long a rollback waits for a stopped autopilot to let go of the lock. */
 #define PREEMPT_WAIT_MS 10000
 
-int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, mg_error *err)
+int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, unsigned needs,
+               mg_error *err)
 {
 	memset(c, 0, sizeof(*c));
-	int rc = cli_load_plan(cli, &c->plan, MG_NEED_TRAFFIC, err);
+	int rc = cli_load_plan(cli, &c->plan, MG_NEED_TRAFFIC | needs, err);
 	if (rc)
 		return rc;
 	c->traffic = mg_plan_traffic_section(c->plan);
@@ -117,4 +120,32 @@ int shift_print_dry_run(shift_ctx *c, double target, json_t *doc, mg_error *err)
 	free(s);
 	json_decref(calls);
 	return 0;
+}
+
+int shift_wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_ms, mg_error *err)
+{
+	int64_t deadline = mg_now_ms() + wait_ms;
+	for (;;) {
+		/* the autopilot saves atomically, so a read without the lock sees whole states */
+		int rc = mg_state_load(st, store, err);
+		if (rc)
+			return rc;
+		if ((st->phase == MG_PHASE_PAUSED) == paused)
+			return 0;
+		bool held;
+		mg_lock_holder h;
+		rc = mg_store_lock_probe(&held, &h, store, err);
+		if (rc)
+			return rc;
+		if (!held)
+			return mg_error_set(err, MG_ERROR,
+			                    "the autopilot ended before it confirmed; see `migrate "
+			                    "status` and `migrate history`");
+		if (mg_now_ms() >= deadline)
+			return mg_error_set(
+			    err, MG_ERROR, "the autopilot (pid %ld) did not confirm within %lld ms",
+			    h.pid, (long long)wait_ms);
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 }

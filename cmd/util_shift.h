@@ -20,9 +20,11 @@ typedef struct {
 /*
  * Loads the plan, takes the lock (with dry-run: none, and nothing is
  * written), loads the state, opens the balancer's driver and reconciles an
- * interrupted command. preempt: stop an autopilot holding the lock.
+ * interrupted command. preempt: stop an autopilot holding the lock. needs: plan sections
+ * beyond traffic (MG_NEED_*).
  */
-int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, mg_error *err);
+int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, unsigned needs,
+               mg_error *err);
 void shift_close(shift_ctx *c);
 
 /*
@@ -44,4 +46,13 @@ void shift_print_servers(const mg_cli *cli, const mg_traffic_state *st);
 /* --dry-run: the exact balancer calls, in text or in doc["calls"]. */
 int shift_print_dry_run(shift_ctx *c, double target, json_t *doc, mg_error *err);
 
+/*
+ * For pause and resume while an autopilot runs: waits up to wait_ms for the
+ * state it writes to show (paused) or stop showing (!paused) the paused
+ * phase. 0 when it did, MG_ERROR when it did not in time; *st gets the state.
+ */
+int shift_wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_ms, mg_error *err);
+
+/* How long pause and resume wait for a running autopilot to confirm. */
+#define SHIFT_ACK_WAIT_MS 3000
 #endif

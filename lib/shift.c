@@ -39,6 +39,8 @@ static void reached(mg_state *st, double target, int step_index, size_t nsteps)
 	st->has_applied = true;
 	st->applied_k8s_percent = target;
 	st->applied_ms = now;
+	mg_state_reset_gates(st);
+	st->pause_reason[0] = '\0';
 	if (step_index < 0)
 		st->phase = MG_PHASE_ROLLED_BACK;
 	else if (nsteps && (size_t)step_index == nsteps - 1 && target >= 100)

@@ -91,6 +91,22 @@ static json_t *pending_json(const mg_state *st)
 	                 "since", time_or_null(st->pending_ms));
 }
 
+void mg_state_reset_gates(mg_state *st)
+{
+	st->gate_failures = 0;
+	st->gate_last[0] = '\0';
+	st->gate_last_ms = 0;
+	st->gate_summary[0] = '\0';
+}
+
+static json_t *gates_json(const mg_state *st)
+{
+	return json_pack("{s:i, s:o, s:o, s:o}", "failures", st->gate_failures, "last",
+	                 st->gate_last[0] ? json_string(st->gate_last) : json_null(), "at",
+	                 time_or_null(st->gate_last_ms), "summary",
+	                 st->gate_summary[0] ? json_string(st->gate_summary) : json_null());
+}
+
 json_t *mg_state_to_json(const mg_state *st)
 {
 	json_t *step_index =
@@ -107,8 +123,13 @@ json_t *mg_state_to_json(const mg_state *st)
 	    "kubernetes",
 	    st->kubernetes_version[0] ? json_string(st->kubernetes_version) : json_null(),
 	    "created_at", time_or_null(st->created_ms), "updated_at", time_or_null(st->updated_ms));
-	if (doc)
+	if (doc) {
 		json_object_set_new(doc, "pending", pending_json(st));
+		json_object_set_new(doc, "gates", gates_json(st));
+		json_object_set_new(doc, "pause_reason",
+		                    st->pause_reason[0] ? json_string(st->pause_reason)
+		                                        : json_null());
+	}
 	return doc;
 }
 
@@ -299,6 +320,34 @@ int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err)
 		if (rc < 0)
 			return rc;
 	}
+
+	/* absent in files written before they existed: no gate evaluated, not paused */
+	json_t *gates = json_object_get(doc, "gates");
+	if (gates && !json_is_null(gates)) {
+		json_t *f = json_object_get(gates, "failures");
+		json_t *last = json_object_get(gates, "last");
+		json_t *sum = json_object_get(gates, "summary");
+		if (!json_is_object(gates) || !json_is_integer(f) || json_integer_value(f) < 0 ||
+		    json_integer_value(f) > INT_MAX ||
+		    !(json_is_null(last) || json_is_string(last)) ||
+		    !(json_is_null(sum) || json_is_string(sum)))
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "\"gates\" must be null or {failures, last, at, summary}");
+		st.gate_failures = (int)json_integer_value(f);
+		snprintf(st.gate_last, sizeof(st.gate_last), "%s",
+		         json_is_string(last) ? json_string_value(last) : "");
+		snprintf(st.gate_summary, sizeof(st.gate_summary), "%s",
+		         json_is_string(sum) ? json_string_value(sum) : "");
+		rc = get_time(&st.gate_last_ms, gates, "at", "gates.at", err);
+		if (rc < 0)
+			return rc;
+	}
+	json_t *why = json_object_get(doc, "pause_reason");
+	if (json_is_string(why))
+		snprintf(st.pause_reason, sizeof(st.pause_reason), "%s", json_string_value(why));
+	else if (why && !json_is_null(why))
+		return mg_error_set(err, MG_EINVALID, "\"pause_reason\" must be a string or null");
 
 	*out = st;
 	return 0;

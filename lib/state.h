@@ -53,7 +53,16 @@ typedef struct {
 	double pending_k8s_percent;
 	int pending_step_index; /* -1 for all traffic on the VMs */
 	int64_t pending_ms;
+	/* The gates at the current step; reset when a step is taken. */
+	int gate_failures;      /* failed evaluations, against slo.failure_limit */
+	char gate_last[16];     /* outcome of the last evaluation, "" if none */
+	int64_t gate_last_ms;   /* when it was evaluated */
+	char gate_summary[256]; /* the checks that decided it, in words */
+	char pause_reason[256]; /* phase paused: who paused it and why */
 } mg_state;
+
+/* A new step was taken: the gates start again from nothing. */
+void mg_state_reset_gates(mg_state *st);
 
 /* A fresh state: idle, step -1, revision 0. */
 void mg_state_init(mg_state *st, const char *plan_name);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -551,4 +552,66 @@ int mg_time_parse(int64_t *out_ms, const char *s)
 		return MG_EINVALID;
 	*out_ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
 	return 0;
+}
+
+static void pause_path(char *buf, size_t size, const mg_store *store)
+{
+	snprintf(buf, size, "%s/pause", store->path);
+}
+
+int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err)
+{
+	char path[PATH_MAX + 8], op[256], since[40];
+	pause_path(path, sizeof(path), store);
+	mg_operator_id(op, sizeof(op));
+	mg_time_format(since, sizeof(since), mg_now_ms());
+	json_t *doc = json_pack("{s:s, s:s, s:s}", "operator", op, "reason", reason ? reason : "",
+	                        "since", since);
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!text)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	int rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
+	free(text);
+	return rc;
+}
+
+int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+{
+	char path[PATH_MAX + 8];
+	pause_path(path, sizeof(path), store);
+	memset(out, 0, sizeof(*out));
+	*present = false;
+	char *buf;
+	size_t len;
+	int rc = mg_fs_read_all(&buf, &len, path, err);
+	if (rc == MG_ENOTFOUND) {
+		mg_error_clear(err);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	*present = true;
+	/* a file someone wrote by hand still pauses: the content only says who asked */
+	json_t *doc = json_loadb(buf, len, 0, NULL);
+	free(buf);
+	const char *op = NULL, *why = NULL, *since = NULL;
+	if (json_unpack(doc, "{s?s, s?s, s?s}", "operator", &op, "reason", &why, "since", &since) ==
+	    0) {
+		snprintf(out->operator_, sizeof(out->operator_), "%s", op ? op : "");
+		snprintf(out->reason, sizeof(out->reason), "%s", why ? why : "");
+		if (since)
+			mg_time_parse(&out->since_ms, since);
+	}
+	json_decref(doc);
+	return 0;
+}
+
+int mg_store_pause_remove(mg_store *store, mg_error *err)
+{
+	char path[PATH_MAX + 8];
+	pause_path(path, sizeof(path), store);
+	if (unlink(path) != 0 && errno != ENOENT)
+		return mg_error_set(err, MG_EIO, "cannot remove %s: %s", path, strerror(errno));
+	return mg_fs_sync_dir(store->path, err);
 }

@@ -50,6 +50,24 @@ bool mg_store_locked(const mg_store *store); /* by this handle */
 /* Whether another process holds the lock right now; fills holder when it does. */
 int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err);
 
+/*
+ * A request to hold a running autopilot, <dir>/pause. The autopilot holds
+ * the lock for as long as it runs, so `migrate pause` cannot write the state;
+ * it leaves this file instead (no lock needed, written atomically) and the
+ * autopilot, which looks for it several times a second, pauses and records
+ * it. `migrate resume` removes it.
+ */
+typedef struct {
+	char operator_[256];
+	char reason[256]; /* "" if none given */
+	int64_t since_ms;
+} mg_pause_request;
+
+int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err);
+/* *present false (and 0) when there is no request. */
+int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
+int mg_store_pause_remove(mg_store *store, mg_error *err);
+
 /* "user@host" of the process, for journal records and the lock file. */
 void mg_operator_id(char *buf, size_t size);
 

@@ -1,0 +1,117 @@
+/* migrate check: evaluate the gates once, now (or at --at), and say what they show. */
+#include <string.h>
+
+#include "units.h"
+#include "util_gate.h"
+
+enum { OPT_AT = 3000, OPT_SINCE };
+
+typedef struct {
+	const char *at, *since;
+} check_opts;
+
+static int check_opt(mg_cli *cli, int opt, const char *arg, void *ud)
+{
+	(void)cli;
+	check_opts *o = ud;
+	if (opt == OPT_AT)
+		o->at = arg;
+	else if (opt == OPT_SINCE)
+		o->since = arg;
+	return 0;
+}
+
+static int parse_time(mg_cli *cli, const char *name, const char *arg, int64_t *out)
+{
+	if (mg_time_parse(out, arg) < 0) {
+		cli_usage_error(cli, "%s %s: not an RFC 3339 UTC time like 2026-11-22T03:00:00Z",
+		                name, arg);
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_check(mg_cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {{"at", required_argument, NULL, OPT_AT},
+	                                     {"since", required_argument, NULL, OPT_SINCE},
+	                                     {NULL, 0, NULL, 0}};
+	check_opts o = {0};
+	int exit_code = EXIT_DONE;
+	if (cli_parse(cli, argc, argv, opts, "", check_opt, &o, 0, &exit_code) < 0)
+		return exit_code;
+	int64_t at = 0, since = -1;
+	if (o.at && parse_time(cli, "--at", o.at, &at))
+		return EXIT_USAGE;
+	if (o.since && parse_time(cli, "--since", o.since, &since))
+		return EXIT_USAGE;
+
+	mg_error err = MG_ERROR_INIT;
+	mg_plan *plan = NULL;
+	mg_store *store = NULL;
+	mg_metrics *m = NULL;
+	mg_gate_eval ev = {0};
+	mg_state st;
+	int rc = cli_load_plan(cli, &plan, MG_NEED_SLO, &err);
+	if (rc)
+		goto fail;
+	mg_state_init(&st, mg_plan_name(plan));
+	/* read-only: the state (for when the step began) if there is one, no lock */
+	rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan), &err);
+	if (rc == MG_ENOTFOUND) {
+		mg_error_clear(&err);
+		rc = 0;
+	} else if (!rc) {
+		rc = mg_state_load(&st, store, &err);
+	}
+	if (rc)
+		goto fail;
+	rc = mg_metrics_open(&m, mg_plan_slo_section(plan), &err);
+	if (rc)
+		goto fail;
+	if (!at)
+		at = mg_now_ms();
+	int64_t started = since >= 0 ? since : st.step_started_ms;
+	if (started > at) {
+		rc = mg_error_set(&err, MG_EINVALID,
+		                  "the step began after the time to evaluate at (--since/--at)");
+		goto fail;
+	}
+	rc = mg_gate_evaluate(&ev, m, mg_plan_slo_section(plan), at, started, &err);
+	if (rc)
+		goto fail;
+	exit_code = ev.outcome == MG_GATE_PASS   ? EXIT_DONE
+	            : ev.outcome == MG_GATE_FAIL ? EXIT_FAILED
+	                                         : EXIT_INCONCLUSIVE;
+	char where[64];
+	gate_step_name(where, sizeof(where), &st, mg_plan_traffic_section(plan));
+	if (cli->json) {
+		json_t *doc = cli_doc(cli);
+		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
+		json_object_set_new(
+		    doc, "step", st.step_index < 0 ? json_null() : json_integer(st.step_index + 1));
+		json_object_set_new(doc, "gates", mg_gate_eval_to_json(&ev));
+		exit_code = cli_doc_emit(cli, doc, exit_code);
+	} else {
+		bool c = cli->color_out;
+		char sum[512];
+		mg_gate_eval_summary(sum, sizeof(sum), &ev);
+		printf("%s: %s\n", mg_plan_name(plan), where);
+		gate_print(stdout, cli, &ev, c);
+		const char *col = ev.outcome == MG_GATE_PASS   ? C_GREEN
+		                  : ev.outcome == MG_GATE_FAIL ? C_RED
+		                                               : C_YELLOW;
+		printf("%s%s%s: %s\n", cli_c(c, col), mg_gate_outcome_name(ev.outcome),
+		       cli_c(c, C_RESET), sum);
+	}
+	goto out;
+fail:
+	exit_code = cli_fail(cli, &err);
+out:
+	mg_gate_eval_clear(&ev);
+	mg_metrics_free(m);
+	mg_store_free(store);
+	mg_plan_free(plan);
+	mg_error_clear(&err);
+	return exit_code;
+}

@@ -1,0 +1,96 @@
+#include "util_gate.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "journal.h"
+#include "units.h"
+
+static void num(char *buf, size_t size, bool has, double v)
+{
+	if (!has)
+		snprintf(buf, size, "-");
+	else if (isinf(v))
+		snprintf(buf, size, "%sInf", v > 0 ? "+" : "-");
+	else
+		snprintf(buf, size, "%.4g", v);
+}
+
+void gate_print(FILE *f, const mg_cli *cli, const mg_gate_eval *ev, bool color)
+{
+	(void)cli;
+	char w[32], wp[32], at[40];
+	mg_duration_format(w, sizeof(w), ev->window_ms);
+	mg_duration_format(wp, sizeof(wp), ev->window_plan_ms);
+	mg_time_format(at, sizeof(at), ev->at_ms);
+	fprintf(f, "gates at %s over %s%s%s%s\n", at, w, ev->clamped ? " (clamped from " : "",
+	        ev->clamped ? wp : "", ev->clamped ? ": the step is younger than slo.window)" : "");
+	fprintf(f, "  %-20s %-13s %-12s %s\n", "CHECK", "RESULT", "VALUE", "PASSES WHEN");
+	for (size_t i = 0; i < ev->nchecks; i++) {
+		const mg_gate_check *c = &ev->checks[i];
+		char v[32], t[96], o[48] = "";
+		num(v, sizeof(v), c->has_value, c->value);
+		if (c->has_min && c->has_max)
+			snprintf(t, sizeof(t), "in [%.4g, %.4g]", c->min, c->max);
+		else if (c->op)
+			snprintf(t, sizeof(t), "%s %.4g", c->op, c->threshold);
+		else
+			t[0] = '\0';
+		if (c->has_ratio)
+			snprintf(o, sizeof(o), ", %.3gx baseline (max %.3gx)", c->ratio,
+			         c->max_ratio);
+		else if (c->has_other_value)
+			snprintf(o, sizeof(o), " (VMs %.4g)", c->other_value);
+		const char *col = c->outcome == MG_GATE_PASS   ? C_GREEN
+		                  : c->outcome == MG_GATE_FAIL ? C_RED
+		                                               : C_YELLOW;
+		fprintf(f, "  %-20s %s%-13s%s %-12s %s%s\n", c->name, cli_c(color, col),
+		        mg_gate_outcome_name(c->outcome), cli_c(color, C_RESET), v, t, o);
+		if (c->detail)
+			fprintf(f, "  %-20s %s%s%s\n", "", cli_c(color, C_DIM), c->detail,
+			        cli_c(color, C_RESET));
+		if (cli->verbose) {
+			fprintf(f, "  %-20s query: %s\n", "", c->query ? c->query : "");
+			if (c->other_query)
+				fprintf(f, "  %-20s %s: %s\n", "", c->has_ratio ? "baseline" : "vs",
+				        c->other_query);
+		}
+	}
+}
+
+void gate_record(mg_state *st, const mg_gate_eval *ev)
+{
+	snprintf(st->gate_last, sizeof(st->gate_last), "%s", mg_gate_outcome_name(ev->outcome));
+	st->gate_last_ms = ev->at_ms;
+	mg_gate_eval_summary(st->gate_summary, sizeof(st->gate_summary), ev);
+}
+
+int gate_journal(mg_store *store, mg_state *st, const char *command, const mg_gate_eval *ev,
+                 const char *decision, mg_error *err)
+{
+	gate_record(st, ev);
+	json_t *after = json_pack("{s:s, s:s, s:i}", "outcome", mg_gate_outcome_name(ev->outcome),
+	                          "decision", decision, "failures", st->gate_failures);
+	json_t *evidence = mg_gate_eval_to_json(ev);
+	json_t *before =
+	    json_pack("{s:o, s:f}", "step",
+	              st->step_index < 0 ? json_null() : json_integer(st->step_index + 1),
+	              "k8s_percent", st->has_read_back ? st->read_back_k8s_percent : 0.0);
+	mg_journal_entry e = {command, "gate", before, after, st->gate_summary, evidence};
+	int rc = mg_journal_append(store, &e, err);
+	json_decref(before);
+	json_decref(after);
+	json_decref(evidence);
+	return rc;
+}
+
+void gate_step_name(char *buf, size_t size, const mg_state *st, const mg_plan_traffic *t)
+{
+	char p[32];
+	if (st->step_index < 0 || !t || (size_t)st->step_index >= t->nsteps) {
+		snprintf(buf, size, "before the first step (0%%)");
+		return;
+	}
+	mg_percent_format(p, sizeof(p), t->steps[st->step_index]);
+	snprintf(buf, size, "step %d of %zu (%s)", st->step_index + 1, t->nsteps, p);
+}
