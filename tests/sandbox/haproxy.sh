@@ -1,7 +1,10 @@
 #!/bin/sh
 # A throw-away HAProxy on loopback for the traffic driver's tests.
 #
-# usage: haproxy.sh -d DIR -f FRONTEND_PORT -b BACKEND [-a API_PORT] NAME=127.0.0.1:PORT...
+# usage: haproxy.sh -d DIR -f FRONTEND_PORT -b BACKEND [-a API_PORT] NAME=127.0.0.1:PORT[@WEIGHT]...
+#
+# A server's WEIGHT (0 to 256) is its weight in haproxy.cfg; without it HAProxy's default, 1.
+# weight 0 starts a cluster server with no traffic, as before a migration.
 #
 # Writes DIR/haproxy.cfg and then becomes haproxy itself (exec, foreground -db): the pid the
 # caller spawned is haproxy's, so SIGTERM + waitpid stops it with no pid file to race on and
@@ -19,7 +22,7 @@ set -eu
 HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 dir='' front='' backend='' api=''
 usage() {
-	echo "usage: haproxy.sh -d DIR -f FRONTEND_PORT -b BACKEND [-a API_PORT] NAME=127.0.0.1:PORT..." >&2
+	echo "usage: haproxy.sh -d DIR -f FRONTEND_PORT -b BACKEND [-a API_PORT] NAME=127.0.0.1:PORT[@WEIGHT]..." >&2
 	exit 2
 }
 while getopts d:f:b:a: opt; do
@@ -83,12 +86,25 @@ EOF
 	for s in "$@"; do
 		name=${s%%=*}
 		addr=${s#*=}
+		weight=''
+		case $addr in
+		*@*)
+			weight=${addr##*@}
+			addr=${addr%@*}
+			case $weight in '' | *[!0-9]*) weight=x ;; esac
+			if [ "$weight" = x ] || [ "$weight" -gt 256 ]; then
+				echo "haproxy.sh: bad weight in '$s' (0 to 256)" >&2
+				exit 2
+			fi
+			;;
+		esac
 		name_ok "$name" || { echo "haproxy.sh: bad server name in '$s'" >&2; exit 2; }
 		case $addr in
 		127.*:*) port_ok "${addr##*:}" || { echo "haproxy.sh: bad port in '$s'" >&2; exit 2; } ;;
-		*) echo "haproxy.sh: '$s' is not NAME=127.x.x.x:PORT (loopback only)" >&2; exit 2 ;;
+		*) echo "haproxy.sh: '$s' is not NAME=127.x.x.x:PORT[@WEIGHT] (loopback only)" >&2; exit 2 ;;
 		esac
-		printf '\tserver %s %s check inter 100ms fall 1 rise 1\n' "$name" "$addr"
+		printf '\tserver %s %s check inter 100ms fall 1 rise 1%s\n' "$name" "$addr" \
+			"${weight:+ weight $weight}"
 	done
 } >"$cfg"
 
