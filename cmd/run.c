@@ -450,7 +450,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	    &err);
 	if (rc)
 		goto fail;
-	event(&r, "autopilot started at %s, until %g%%; gates every %llds", start,
+	event(&r, "autopilot started: %s, until %g%%; gates every %llds", start,
 	      t->steps[until_idx], (long long)(r.slo->interval_ms / 1000));
 	if (st->step_index < 0) {
 		/* nothing on the cluster yet, so nothing to measure: the first step is the
