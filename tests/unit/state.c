@@ -414,3 +414,55 @@ Test(state, pending_of_the_wrong_shape_is_invalid)
 	json_decref(doc);
 	mg_error_clear(&err);
 }
+
+Test(state, gates_and_pause_reason_round_trip, .init = setup, .fini = teardown)
+{
+	mg_error err = MG_ERROR_INIT;
+	mg_state st;
+	cr_assert_eq(mg_state_load(&st, store, &err), 0, "%s", err.message);
+	cr_assert_eq(st.gate_failures, 0);
+	cr_assert_str_eq(st.gate_last, "");
+	st.gate_failures = 2;
+	snprintf(st.gate_last, sizeof(st.gate_last), "fail");
+	st.gate_last_ms = 1795319871123;
+	snprintf(st.gate_summary, sizeof(st.gate_summary), "errors 0.05 > 0.01 (window 25s)");
+	st.phase = MG_PHASE_PAUSED;
+	snprintf(st.pause_reason, sizeof(st.pause_reason), "by alice@ops1: coffee");
+	lock();
+	cr_assert_eq(mg_state_save(store, &st, &err), 0, "%s", err.message);
+	mg_state back;
+	cr_assert_eq(mg_state_load(&back, store, &err), 0, "%s", err.message);
+	cr_assert_eq(back.gate_failures, 2);
+	cr_assert_str_eq(back.gate_last, "fail");
+	cr_assert_eq(back.gate_last_ms, 1795319871123);
+	cr_assert_str_eq(back.gate_summary, "errors 0.05 > 0.01 (window 25s)");
+	cr_assert_str_eq(back.pause_reason, "by alice@ops1: coffee");
+
+	/* a new step forgets the old step's gates */
+	mg_state_reset_gates(&back);
+	cr_assert_eq(back.gate_failures, 0);
+	cr_assert_str_eq(back.gate_last, "");
+	cr_assert_eq(back.gate_last_ms, 0);
+	mg_error_clear(&err);
+}
+
+Test(state, files_without_gates_load_and_bad_gates_are_invalid)
+{
+	mg_state st;
+	mg_error err = MG_ERROR_INIT;
+	mg_state_init(&st, "payments-api");
+	json_t *doc = mg_state_to_json(&st);
+	json_object_del(doc, "gates");
+	json_object_del(doc, "pause_reason");
+	cr_assert_eq(mg_state_from_json(&st, doc, &err), 0, "%s", err.message);
+	cr_assert_eq(st.gate_failures, 0);
+	json_object_set_new(doc, "gates", json_pack("{s:i}", "failures", -1));
+	cr_assert_eq(mg_state_from_json(&st, doc, &err), MG_EINVALID);
+	cr_assert(strstr(err.message, "\"gates\""), "%s", err.message);
+	json_object_set_new(doc, "gates", json_null());
+	json_object_set_new(doc, "pause_reason", json_integer(3));
+	cr_assert_eq(mg_state_from_json(&st, doc, &err), MG_EINVALID);
+	cr_assert(strstr(err.message, "\"pause_reason\""), "%s", err.message);
+	json_decref(doc);
+	mg_error_clear(&err);
+}

@@ -463,3 +463,41 @@ Test(store, preempt_gives_up_on_an_autopilot_that_does_not_stop, .init = setup, 
 	mg_store_free(s);
 	mg_error_clear(&err);
 }
+
+Test(store, pause_request_write_read_remove, .init = setup, .fini = teardown)
+{
+	mg_error err = MG_ERROR_INIT;
+	mg_store *s = open_store("shop");
+	bool present = true;
+	mg_pause_request pr;
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0, "%s", err.message);
+	cr_assert(!present);
+	/* no lock needed: the autopilot holds it while it runs */
+	cr_assert_eq(mg_store_pause_write(s, "coffee", &err), 0, "%s", err.message);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/shop/pause", tmpdir);
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600);
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0, "%s", err.message);
+	cr_assert(present);
+	cr_assert_str_eq(pr.reason, "coffee");
+	char me[256];
+	mg_operator_id(me, sizeof(me));
+	cr_assert_str_eq(pr.operator_, me);
+	cr_assert_gt(pr.since_ms, 0);
+	cr_assert_eq(mg_store_pause_remove(s, &err), 0, "%s", err.message);
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0, "%s", err.message);
+	cr_assert(!present);
+	/* removing twice is fine; a file written by hand still counts as a request */
+	cr_assert_eq(mg_store_pause_remove(s, &err), 0, "%s", err.message);
+	FILE *f = fopen(path, "w");
+	cr_assert(f);
+	fputs("not json", f);
+	fclose(f);
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0, "%s", err.message);
+	cr_assert(present);
+	cr_assert_str_eq(pr.reason, "");
+	mg_store_free(s);
+	mg_error_clear(&err);
+}
