@@ -242,10 +242,7 @@ static int custom_check(mg_gate_check *c, mg_metrics *m, const mg_plan_check *pc
 		c->max_ratio = pc->max_ratio;
 		ret = mg_promql_expand(&c->other_query, pc->baseline, window_ms, slo->interval_ms,
 		                       err);
-		if (!c->op) {
-			c->op = "<=";
-			c->threshold = pc->max_ratio;
-		}
+		/* with only a baseline there is no threshold for the value: see ratio */
 	}
 	if (ret || too_young)
 		return ret;
@@ -418,22 +415,33 @@ void mg_gate_eval_summary(char *buf, size_t size, const mg_gate_eval *ev)
 		else
 			snprintf(v, sizeof(v), "no data");
 		const char *op = c->op ? c->op : "";
-		if (c->has_min && c->has_max)
-			snprintf(t, sizeof(t), "in [%.4g, %.4g]", c->min, c->max);
-		else if (c->op)
-			snprintf(t, sizeof(t), "%s %.4g", op, c->threshold);
-		else
+		/* a custom check with only a baseline: its op and threshold are max_ratio's */
+		bool ratio_only = c->max_ratio > 0 && !c->has_min && !c->has_max;
+		if (c->has_min && c->has_max) {
+			snprintf(t, sizeof(t), " in [%.4g, %.4g]", c->min, c->max);
+		} else if (c->op && !ratio_only) {
+			/* say how the value stands, whatever decided the verdict (a ratio,
+			   the VMs) */
+			bool above = c->has_value && c->value > c->threshold;
+			bool below = c->has_value && c->value < c->threshold;
+			if (!strcmp(op, "<=") && above)
+				op = ">";
+			else if (!strcmp(op, ">=") && below)
+				op = "<";
+			snprintf(t, sizeof(t), " %s %.4g", op, c->threshold);
+		} else {
 			t[0] = '\0';
-		if (c->outcome == MG_GATE_FAIL && c->op && !strcmp(op, "<="))
-			snprintf(t, sizeof(t), "> %.4g", c->threshold);
-		else if (c->outcome == MG_GATE_FAIL && c->op && !strcmp(op, ">="))
-			snprintf(t, sizeof(t), "< %.4g", c->threshold);
-		char r[64] = "";
-		if (c->has_ratio)
-			snprintf(r, sizeof(r), " (%.3gx the baseline, at most %.3gx)", c->ratio,
+		}
+		char r[80] = "", rv[32];
+		if (c->has_ratio) {
+			if (isinf(c->ratio))
+				snprintf(rv, sizeof(rv), "%sInf", c->ratio > 0 ? "+" : "-");
+			else
+				snprintf(rv, sizeof(rv), "%.3g", c->ratio);
+			snprintf(r, sizeof(r), " (%sx the baseline, at most %.3gx)", rv,
 			         c->max_ratio);
-		int k =
-		    snprintf(buf + n, size - n, "%s%s %s %s%s", n ? "; " : "", c->name, v, t, r);
+		}
+		int k = snprintf(buf + n, size - n, "%s%s %s%s%s", n ? "; " : "", c->name, v, t, r);
 		if (k < 0)
 			break;
 		n += (size_t)k < size - n ? (size_t)k : size - n - 1;

@@ -1,0 +1,1059 @@
+/*
+ * The SLO gates (lib/gate.h) against a real Prometheus over fixed TSDB
+ * blocks: plan YAML -> mg_plan_slo -> PromQL -> Prometheus -> verdict, and
+ * `migrate check` on top. One OpenMetrics fixture holds every scenario as its
+ * own HAProxy backend (the `proxy` label), sampled every 5 s at fixed Unix
+ * times, and every evaluation is at a fixed time, so each value is known in
+ * advance. The counters grow at a constant rate inside each window, so
+ * increase() comes out exact whether or not Prometheus extrapolates at the
+ * window's edges.
+ *
+ * Each test starts its own Prometheus (about 0.3 s): Criterion runs every
+ * test in its own process, and one shared instance would need the runner's
+ * internals.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../testutil.h"
+#include "gate.h"
+#include "metrics.h"
+#include "plan.h"
+#include "state.h"
+#include "store.h"
+
+extern char **environ;
+
+/* 2026-01-01T00:00:00Z; the gates are evaluated five minutes later */
+#define T0     1767225600LL
+#define AT_MS  ((T0 + 300) * 1000)
+#define AT_STR "2026-01-01T00:05:00Z"
+#define STEP   5 /* seconds between samples */
+#define FIRST  (T0 - 300)
+#define LAST   (T0 + 600)
+
+/*
+ * Every 5 s each server adds ok 2xx and err 5xx responses (5xx stop growing
+ * at err_until, if set), and reports a constant average response time.
+ */
+typedef struct {
+	const char *proxy, *server;
+	double ok, err;
+	double latency;
+	long long err_until;
+} fx_server;
+
+static const fx_server servers[] = {
+    /* healthy: 60000 requests in 5m, 0.1% 5xx, worst latency 50 ms; the decoys must not count */
+    {"healthy", "k8s-1", 500, 0, 0.030, 0},
+    {"healthy", "k8s-2", 499, 1, 0.050, 0},
+    {"healthy", "k8s-10", 0, 100, 9, 0}, /* not k8s-1: the regex is anchored */
+    {"healthy", "vm-1", 50, 50, 2, 0},   /* a VM: never part of the cluster's figures */
+    {"healthy", "vm-2", 1000, 0, 0.020, 0},
+    /* errors: 5% 5xx */
+    {"errors", "k8s-1", 95, 5, 0.050, 0},
+    {"errors", "vm-1", 100, 0, 0.050, 0},
+    /* low: 60 requests in 5m, every one a 5xx, and slow */
+    {"low", "k8s-1", 0, 1, 5, 0},
+    /* idle: counters that do not move: 0 requests, 0/0 errors */
+    {"idle", "k8s-1", 0, 0, 0.050, 0},
+    /* clamp: 5xx until 20 s before AT, none after */
+    {"clamp", "k8s-1", 100, 50, 0.050, T0 + 280},
+    /* shared: the cluster at 5%, the VMs at 4% */
+    {"shared", "k8s-1", 95, 5, 0.050, 0},
+    {"shared", "vm-1", 96, 4, 0.050, 0},
+    {"shared", "vm-2", 192, 8, 0.050, 0},
+    /* regress: the cluster at 5%, the VMs at 0.5% */
+    {"regress", "k8s-1", 95, 5, 0.050, 0},
+    {"regress", "vm-1", 199, 1, 0.050, 0},
+    /* slow: no errors, worst latency 250 ms */
+    {"slow", "k8s-1", 1000, 0, 0.250, 0},
+    {"slow", "k8s-2", 1000, 0, 0.080, 0},
+};
+#define NSERVERS (sizeof(servers) / sizeof(servers[0]))
+
+static double counter_at(const fx_server *s, bool err, long long t)
+{
+	if (!err)
+		return 1000 + s->ok * (double)(t - FIRST) / STEP;
+	long long end = s->err_until && t > s->err_until ? s->err_until : t;
+	return 10 + s->err * (double)(end - FIRST) / STEP;
+}
+
+/* The OpenMetrics text of servers[] (malloc'd). */
+static char *fixture_text(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	fputs("# TYPE haproxy_server_http_responses counter\n", f);
+	for (size_t i = 0; i < NSERVERS; i++)
+		for (int e = 0; e < 2; e++)
+			for (long long t = FIRST; t <= LAST; t += STEP)
+				fprintf(f,
+				        "haproxy_server_http_responses_total{proxy=\"%s\","
+				        "server=\"%s\",code=\"%s\"} %.10g %lld\n",
+				        servers[i].proxy, servers[i].server, e ? "5xx" : "2xx",
+				        counter_at(&servers[i], e, t), t);
+	fputs("# TYPE haproxy_server_response_time_average_seconds gauge\n", f);
+	for (size_t i = 0; i < NSERVERS; i++)
+		for (long long t = FIRST; t <= LAST; t += STEP)
+			fprintf(f,
+			        "haproxy_server_response_time_average_seconds{proxy=\"%s\","
+			        "server=\"%s\"} %.10g %lld\n",
+			        servers[i].proxy, servers[i].server, servers[i].latency, t);
+	fputs("# EOF\n", f);
+	fclose(f);
+	return buf;
+}
+
+static void no_proxies(void)
+{
+	setenv("NO_PROXY", "127.0.0.1", 1);
+	unsetenv("http_proxy");
+	unsetenv("HTTP_PROXY");
+	unsetenv("ALL_PROXY");
+}
+
+/* ---- per test ---- */
+
+static char url[128];
+static char own_dir[256], tmpdir[256];
+static tu_prometheus own;
+
+typedef struct {
+	mg_plan *plan;
+	mg_metrics *m;
+	mg_gate_eval ev;
+	int rc;
+	mg_error err;
+} gate_run;
+
+static gate_run g;
+
+static void teardown(void)
+{
+	mg_gate_eval_clear(&g.ev);
+	mg_metrics_free(g.m);
+	mg_plan_free(g.plan);
+	mg_error_clear(&g.err);
+	memset(&g, 0, sizeof(g));
+	tu_prometheus_stop(&own);
+	tu_tmpdir_remove(own_dir);
+	tu_tmpdir_remove(tmpdir);
+	own_dir[0] = tmpdir[0] = '\0';
+}
+
+static void setup(void)
+{
+	no_proxies();
+	unsetenv("NO_COLOR");
+	g.err = (mg_error)MG_ERROR_INIT;
+	tu_tmpdir_make(own_dir, sizeof(own_dir), "gate");
+	char *om = fixture_text(), why[4096];
+	cr_assert_not_null(om);
+	bool ok = tu_prometheus_start(&own, own_dir, om, why, sizeof(why));
+	free(om);
+	if (!ok) {
+		teardown(); /* Criterion skips .fini when .init fails */
+		cr_assert_fail("%s", why);
+	}
+	snprintf(url, sizeof(url), "%s", own.url);
+}
+
+TestSuite(gate, .init = setup, .fini = teardown, .timeout = 60);
+
+/*
+ * Loads a plan whose slo section is slo_body (indented by two spaces, after
+ * the prometheus key) pointing at prom_url, and evaluates its gates at at_ms
+ * for a step that began at started_ms.
+ */
+static void evaluate_at(const char *prom_url, int64_t at_ms, int64_t started_ms,
+                        const char *slo_body)
+{
+	mg_gate_eval_clear(&g.ev);
+	mg_metrics_free(g.m);
+	mg_plan_free(g.plan);
+	g.m = NULL;
+	g.plan = NULL;
+	char *yaml = NULL;
+	int n = asprintf(&yaml,
+	                 "version: 1\n"
+	                 "name: gates\n"
+	                 "slo:\n"
+	                 "  prometheus: { url: \"%s\", timeout: 5s }\n"
+	                 "%s",
+	                 prom_url, slo_body);
+	cr_assert_gt(n, 0);
+	int rc = mg_plan_load_buffer(&g.plan, yaml, strlen(yaml), "gate.yaml", "/tmp",
+	                             MG_PLAN_LOAD_NO_FS, &g.err);
+	if (rc) {
+		char d[512] = "";
+		if (g.err.ndiags)
+			mg_diag_format(d, sizeof(d), &g.err.diags[0]);
+		cr_assert_fail("plan: %s %s\n%s", g.err.message, d, yaml);
+	}
+	free(yaml);
+	const mg_plan_slo *slo = mg_plan_slo_section(g.plan);
+	cr_assert_not_null(slo);
+	cr_assert_eq(mg_metrics_open(&g.m, slo, &g.err), 0, "%s", g.err.message);
+	g.rc = mg_gate_evaluate(&g.ev, g.m, slo, at_ms, started_ms, &g.err);
+	cr_assert_eq(g.rc, 0, "mg_gate_evaluate: %s", g.err.message);
+}
+
+static void evaluate(int64_t started_ms, const char *slo_body)
+{
+	evaluate_at(url, AT_MS, started_ms, slo_body);
+}
+
+static const mg_gate_check *find(const char *name)
+{
+	for (size_t i = 0; i < g.ev.nchecks; i++)
+		if (!strcmp(g.ev.checks[i].name, name))
+			return &g.ev.checks[i];
+	cr_assert_fail("no check named %s among %zu", name, g.ev.nchecks);
+	return NULL;
+}
+
+static const char *oname(mg_gate_outcome o)
+{
+	return mg_gate_outcome_name(o);
+}
+
+static bool close_to(double got, double want)
+{
+	if (isinf(want))
+		return got == want;
+	return fabs(got - want) <= 1e-9 * fmax(1.0, fabs(want));
+}
+
+/* The check's verdict and value (NAN: it must have none). */
+static const mg_gate_check *expect(const char *name, mg_gate_outcome o, double value)
+{
+	const mg_gate_check *c = find(name);
+	cr_assert_eq(c->outcome, o, "%s: %s, expected %s (value %g, detail %s)", name,
+	             oname(c->outcome), oname(o), c->value, c->detail ? c->detail : "none");
+	if (isnan(value)) {
+		cr_assert_not(c->has_value, "%s: has value %g, expected none", name, c->value);
+	} else {
+		cr_assert(c->has_value, "%s: no value (%s)", name, c->detail ? c->detail : "");
+		cr_assert(close_to(c->value, value), "%s: value %.12g, expected %.12g", name,
+		          c->value, value);
+	}
+	return c;
+}
+
+static void expect_detail(const mg_gate_check *c, const char *part)
+{
+	cr_assert_not_null(c->detail, "%s: no detail, expected one with \"%s\"", c->name, part);
+	cr_assert(strstr(c->detail, part), "%s: detail \"%s\" lacks \"%s\"", c->name, c->detail,
+	          part);
+}
+
+static void expect_overall(mg_gate_outcome o)
+{
+	cr_assert_eq(g.ev.outcome, o, "evaluation %s, expected %s", oname(g.ev.outcome), oname(o));
+}
+
+#define RED_HEAD "  red:\n    source: haproxy\n"
+
+/* ---- healthy ---- */
+
+Test(gate, healthy_cluster_passes_with_the_fixture_values)
+{
+	evaluate(0, RED_HEAD "    backend: healthy\n"
+	                     "    k8s_servers: [k8s-1, k8s-2]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_latency: 100ms\n");
+	expect_overall(MG_GATE_PASS);
+	cr_assert_eq(g.ev.nchecks, 3);
+	cr_assert_eq(g.ev.at_ms, AT_MS);
+	cr_assert_eq(g.ev.window_ms, 300000);
+	cr_assert_eq(g.ev.window_plan_ms, 300000);
+	cr_assert_not(g.ev.clamped);
+	/* k8s-1 and k8s-2 only: (500 + 499 + 1) per 5 s, 60 intervals */
+	const mg_gate_check *rate = expect("rate", MG_GATE_PASS, 60000);
+	cr_assert_str_eq(rate->op, ">=");
+	cr_assert_eq(rate->threshold, 100); /* min_requests' default */
+	const mg_gate_check *errors = expect("errors", MG_GATE_PASS, 0.001);
+	cr_assert_str_eq(errors->op, "<=");
+	cr_assert(close_to(errors->threshold, 0.01));
+	const mg_gate_check *dur = expect("duration", MG_GATE_PASS, 0.050);
+	cr_assert(close_to(dur->threshold, 0.1));
+	for (size_t i = 0; i < g.ev.nchecks; i++)
+		cr_assert_null(g.ev.checks[i].detail, "%s: %s", g.ev.checks[i].name,
+		               g.ev.checks[i].detail);
+	/* the plan -> query path, exactly as sent */
+	cr_assert_str_eq(rate->query, "sum(increase(haproxy_server_http_responses_total{proxy="
+	                              "\"healthy\",server=~\"k8s-1|k8s-2\"}[5m]))");
+	cr_assert_str_eq(errors->query,
+	                 "sum(increase(haproxy_server_http_responses_total{proxy=\"healthy\","
+	                 "server=~\"k8s-1|k8s-2\",code=\"5xx\"}[5m])) / "
+	                 "sum(increase(haproxy_server_http_responses_total{proxy=\"healthy\","
+	                 "server=~\"k8s-1|k8s-2\"}[5m]))");
+	cr_assert_str_eq(dur->query, "max(avg_over_time(haproxy_server_response_time_average_"
+	                             "seconds{proxy=\"healthy\",server=~\"k8s-1|k8s-2\"}[5m]))");
+	cr_assert_null(errors->other_query);
+
+	json_t *j = mg_gate_eval_to_json(&g.ev);
+	cr_assert_not_null(j);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "outcome")), "pass");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "at")), "2026-01-01T00:05:00.000Z");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "window")), "5m");
+	cr_assert(json_is_false(json_object_get(j, "clamped")));
+	json_t *c0 = json_array_get(json_object_get(j, "checks"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(c0, "name")), "rate");
+	cr_assert(close_to(json_number_value(json_object_get(c0, "value")), 60000));
+	json_decref(j);
+}
+
+/* ---- errors ---- */
+
+Test(gate, cluster_errors_above_the_limit_fail)
+{
+	evaluate(0, RED_HEAD "    backend: errors\n"
+	                     "    k8s_servers: [k8s-1]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_latency: 100ms\n");
+	expect_overall(MG_GATE_FAIL);
+	expect("rate", MG_GATE_PASS, 6000);
+	expect("errors", MG_GATE_FAIL, 0.05);
+	expect("duration", MG_GATE_PASS, 0.05);
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "errors 0.05 > 0.01"), "summary: %s", sum);
+	cr_assert(strstr(sum, "window 5m"), "summary: %s", sum);
+	cr_assert_null(strstr(sum, "rate"), "only the failures decide: %s", sum);
+}
+
+/* ---- low traffic ---- */
+
+Test(gate, too_few_requests_judge_nothing_even_all_errors)
+{
+	evaluate(0, RED_HEAD "    backend: low\n"
+	                     "    k8s_servers: [k8s-1]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_latency: 100ms\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	const mg_gate_check *rate = expect("rate", MG_GATE_INCONCLUSIVE, 60);
+	expect_detail(rate, "60 requests to the cluster in 5m; at least 100");
+	/* 100% errors and 5 s latency: observed, shown, but not judged */
+	expect_detail(expect("errors", MG_GATE_INCONCLUSIVE, 1.0), "too few requests");
+	expect_detail(expect("duration", MG_GATE_INCONCLUSIVE, 5.0), "too few requests");
+}
+
+/* ---- NaN ---- */
+
+Test(gate, no_requests_in_the_window_is_nan_not_a_pass)
+{
+	/* min_requests 0, so only the NaN stands between the errors check and a pass */
+	evaluate(0, "  min_requests: 0\n" RED_HEAD "    backend: idle\n"
+	            "    k8s_servers: [k8s-1]\n"
+	            "    max_error_rate: 1%\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	expect("rate", MG_GATE_PASS, 0);
+	expect_detail(expect("errors", MG_GATE_INCONCLUSIVE, NAN), "NaN");
+}
+
+/* ---- no series ---- */
+
+Test(gate, no_series_is_no_data)
+{
+	evaluate(0, RED_HEAD "    backend: ghost\n"
+	                     "    k8s_servers: [k8s-1]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_latency: 100ms\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	const char *names[] = {"rate", "errors", "duration"};
+	for (size_t i = 0; i < 3; i++)
+		expect_detail(expect(names[i], MG_GATE_INCONCLUSIVE, NAN), "no data");
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "rate no data"), "summary: %s", sum);
+}
+
+Test(gate, servers_of_another_backend_are_not_the_cluster)
+{
+	/* k8s-2 exists, in backend healthy: backend low has no such server */
+	evaluate(0, RED_HEAD "    backend: low\n"
+	                     "    k8s_servers: [k8s-2]\n"
+	                     "    max_error_rate: 1%\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	expect_detail(expect("rate", MG_GATE_INCONCLUSIVE, NAN), "no data");
+}
+
+/* ---- the window ---- */
+
+Test(gate, window_is_clamped_to_the_step_in_whole_seconds)
+{
+	/* 20.7 s ago: rounded down to 20 s, in every query, custom ones too */
+	evaluate(AT_MS - 20700, RED_HEAD "    backend: clamp\n"
+	                                 "    k8s_servers: [k8s-1]\n"
+	                                 "    max_error_rate: 1%\n"
+	                                 "  checks:\n"
+	                                 "    - name: clamp-2xx\n"
+	                                 "      query: sum(increase(haproxy_server_http_"
+	                                 "responses_total{proxy=\"clamp\",code=\"2xx\"}"
+	                                 "[${window}]))\n"
+	                                 "      min: 1\n");
+	cr_assert_eq(g.ev.window_ms, 20000);
+	cr_assert_eq(g.ev.window_plan_ms, 300000);
+	cr_assert(g.ev.clamped);
+	for (size_t i = 0; i < g.ev.nchecks; i++) {
+		cr_assert(strstr(g.ev.checks[i].query, "[20s]"), "%s", g.ev.checks[i].query);
+		cr_assert_null(strstr(g.ev.checks[i].query, "[5m]"), "%s", g.ev.checks[i].query);
+	}
+	/* 4 intervals of 100 2xx, and the 5xx stopped at the step's start */
+	expect("rate", MG_GATE_PASS, 400);
+	expect("errors", MG_GATE_PASS, 0);
+	expect("clamp-2xx", MG_GATE_PASS, 400);
+	expect_overall(MG_GATE_PASS);
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "(window 20s, clamped)"), "summary: %s", sum);
+	json_t *j = mg_gate_eval_to_json(&g.ev);
+	cr_assert(json_is_true(json_object_get(j, "clamped")));
+	cr_assert_str_eq(json_string_value(json_object_get(j, "window")), "20s");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "window_plan")), "5m");
+	json_decref(j);
+}
+
+Test(gate, errors_before_the_step_began_do_not_fail_it)
+{
+	const char *body = RED_HEAD "    backend: clamp\n"
+	                            "    k8s_servers: [k8s-1]\n"
+	                            "    max_error_rate: 1%\n";
+	/* step start unknown: the whole 5m, with the earlier weight's errors, fails */
+	evaluate(0, body);
+	cr_assert_not(g.ev.clamped);
+	expect_overall(MG_GATE_FAIL);
+	const mg_gate_check *e = find("errors");
+	cr_assert_eq(e->outcome, MG_GATE_FAIL);
+	/* 2800 5xx of 8800 with exact edges; extrapolation at the left edge moves it little */
+	cr_assert(e->value > 0.30 && e->value < 0.33, "errors %g", e->value);
+	/* a step older than the window: no clamping either */
+	evaluate(AT_MS - 600000, body);
+	cr_assert_not(g.ev.clamped);
+	cr_assert_eq(g.ev.window_ms, 300000);
+	expect_overall(MG_GATE_FAIL);
+	/* the step began when the errors stopped: clean */
+	evaluate(AT_MS - 20000, body);
+	cr_assert(g.ev.clamped);
+	expect_overall(MG_GATE_PASS);
+	expect("errors", MG_GATE_PASS, 0);
+}
+
+Test(gate, a_step_younger_than_a_second_is_inconclusive)
+{
+	evaluate(AT_MS - 999, RED_HEAD "    backend: healthy\n"
+	                               "    k8s_servers: [k8s-1, k8s-2]\n"
+	                               "    max_error_rate: 1%\n"
+	                               "  checks:\n"
+	                               "    - name: one\n"
+	                               "      query: vector(1)\n"
+	                               "      min: 0\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	cr_assert(g.ev.clamped);
+	cr_assert_eq(g.ev.nchecks, 3);
+	const char *names[] = {"rate", "errors", "one"};
+	for (size_t i = 0; i < 3; i++)
+		expect_detail(expect(names[i], MG_GATE_INCONCLUSIVE, NAN), "less than a second");
+	/* the same at the very moment of the step */
+	evaluate(AT_MS, RED_HEAD "    backend: healthy\n"
+	                         "    k8s_servers: [k8s-1, k8s-2]\n"
+	                         "    max_error_rate: 1%\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	expect_detail(expect("rate", MG_GATE_INCONCLUSIVE, NAN), "less than a second");
+	/* from one second on, the queries are sent (a 1s range holds one 5 s scrape: no data) */
+	evaluate(AT_MS - 1000, RED_HEAD "    backend: healthy\n"
+	                                "    k8s_servers: [k8s-1, k8s-2]\n"
+	                                "    max_error_rate: 1%\n"
+	                                "  checks:\n"
+	                                "    - name: one\n"
+	                                "      query: vector(1)\n"
+	                                "      min: 0\n");
+	cr_assert_eq(g.ev.window_ms, 1000);
+	cr_assert(strstr(find("rate")->query, "[1s]"), "%s", find("rate")->query);
+	expect_detail(expect("rate", MG_GATE_INCONCLUSIVE, NAN), "no data");
+	expect("one", MG_GATE_PASS, 1);
+}
+
+/* ---- against the VMs ---- */
+
+Test(gate, errors_on_both_sides_hold_the_step)
+{
+	evaluate(0, RED_HEAD "    backend: shared\n"
+	                     "    k8s_servers: [k8s-1]\n"
+	                     "    vm_servers: [vm-1, vm-2]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_error_rate_vs_vms: 2\n");
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	expect("rate", MG_GATE_PASS, 6000);
+	const mg_gate_check *e = expect("errors", MG_GATE_INCONCLUSIVE, 0.05);
+	expect_detail(e, "shared cause");
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "errors 0.05 > 0.01"), "summary: %s", sum);
+	const mg_gate_check *v = expect("errors-vs-vms", MG_GATE_PASS, 1.25);
+	cr_assert(v->has_other_value);
+	cr_assert(close_to(v->other_value, 0.04), "VM ratio %g", v->other_value);
+	cr_assert(close_to(v->threshold, 2));
+	cr_assert_not_null(v->other_query);
+	cr_assert(strstr(v->other_query, "server=~\"vm-1|vm-2\""), "%s", v->other_query);
+	cr_assert(strstr(v->query, "server=~\"k8s-1\""), "%s", v->query);
+	json_t *j = mg_gate_eval_to_json(&g.ev);
+	json_t *jv = json_array_get(json_object_get(j, "checks"), 2);
+	cr_assert_str_eq(json_string_value(json_object_get(jv, "name")), "errors-vs-vms");
+	cr_assert(close_to(json_number_value(json_object_get(jv, "vm_value")), 0.04));
+	cr_assert(json_is_string(json_object_get(jv, "vm_query")));
+	json_decref(j);
+}
+
+Test(gate, cluster_only_errors_fail_both_checks)
+{
+	evaluate(0, RED_HEAD "    backend: regress\n"
+	                     "    k8s_servers: [k8s-1]\n"
+	                     "    vm_servers: [vm-1]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_error_rate_vs_vms: 2\n");
+	expect_overall(MG_GATE_FAIL);
+	expect("errors", MG_GATE_FAIL, 0.05);
+	const mg_gate_check *v = expect("errors-vs-vms", MG_GATE_FAIL, 10);
+	cr_assert(close_to(v->other_value, 0.005), "VM ratio %g", v->other_value);
+}
+
+Test(gate, worse_than_error_free_vms_but_within_the_limit_passes)
+{
+	/* healthy: the cluster at 0.1%, vm-2 at 0: an infinite factor, yet within 1% */
+	evaluate(0, RED_HEAD "    backend: healthy\n"
+	                     "    k8s_servers: [k8s-1, k8s-2]\n"
+	                     "    vm_servers: [vm-2]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_error_rate_vs_vms: 2\n");
+	expect_overall(MG_GATE_PASS);
+	expect("errors", MG_GATE_PASS, 0.001);
+	const mg_gate_check *v = expect("errors-vs-vms", MG_GATE_PASS, INFINITY);
+	cr_assert(close_to(v->other_value, 0));
+	expect_detail(v, "within max_error_rate");
+	/* without max_error_rate the factor alone decides */
+	evaluate(0, RED_HEAD "    backend: healthy\n"
+	                     "    k8s_servers: [k8s-1, k8s-2]\n"
+	                     "    vm_servers: [vm-2]\n"
+	                     "    max_error_rate_vs_vms: 2\n");
+	expect_overall(MG_GATE_FAIL);
+	expect("errors-vs-vms", MG_GATE_FAIL, INFINITY);
+	json_t *j = mg_gate_eval_to_json(&g.ev);
+	json_t *jv = json_array_get(json_object_get(j, "checks"), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(jv, "value")), "+Inf");
+	json_decref(j);
+}
+
+Test(gate, no_vm_figure_leaves_the_comparison_inconclusive)
+{
+	/* the VM servers named have no series: the cluster's own limit still fails it */
+	evaluate(0, RED_HEAD "    backend: errors\n"
+	                     "    k8s_servers: [k8s-1]\n"
+	                     "    vm_servers: [vm-9]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_error_rate_vs_vms: 2\n");
+	expect_overall(MG_GATE_FAIL);
+	expect("errors", MG_GATE_FAIL, 0.05);
+	expect_detail(expect("errors-vs-vms", MG_GATE_INCONCLUSIVE, NAN), "no VM figure");
+}
+
+/* ---- custom checks ---- */
+
+/*
+ * Queries over backend healthy as YAML double-quoted scalars: k8s-1 serves 500
+ * 2xx per 5 s at 30 ms, k8s-2 499 2xx and 1 5xx at 50 ms, vm-2 no 5xx.
+ */
+#define SEL(server) "{proxy=\\\"healthy\\\",server=\\\"" server "\\\""
+#define REQ_K8S1                                                                                   \
+	"\"sum(increase(haproxy_server_http_responses_total" SEL("k8s-1") "}[${window}]))\""
+#define E5XX(server)                                                                               \
+	"\"sum(increase(haproxy_server_http_responses_total" SEL(                                  \
+	    server) ",code=\\\"5xx\\\"}[${window}]))\""
+#define LAT(server)                                                                                \
+	"\"max(avg_over_time(haproxy_server_response_time_average_seconds" SEL(                    \
+	    server) "}[${window}]))\""
+/* object-like, so the YAML below stays one line per key after clang-format */
+#define LAT_K8S1  LAT("k8s-1")
+#define LAT_K8S2  LAT("k8s-2")
+#define LAT_K8S9  LAT("k8s-9")
+#define E5XX_K8S1 E5XX("k8s-1")
+#define E5XX_K8S2 E5XX("k8s-2")
+#define E5XX_VM2  E5XX("vm-2")
+
+static const char custom_pass[] =
+    "  interval: 30s\n"
+    "  checks:\n"
+    "    - name: k8s-1-requests\n"
+    "      query: " REQ_K8S1 "\n"
+    "      min: 1000\n"
+    "    - name: k8s-2-latency-band\n"
+    "      query: " LAT_K8S2 "\n"
+    "      min: 0.01\n"
+    "      max: 0.1\n"
+    "    - name: k8s-1-per-second\n"
+    "      query: sum(rate(haproxy_server_http_responses_total{proxy=\"healthy\",server=\"k8s-1\"}"
+    "[${interval}]))\n"
+    "      min: 99\n"
+    "      max: 101\n";
+
+static const char custom_fail[] =
+    "  checks:\n"
+    "    - name: k8s-2-latency-tight\n"
+    "      query: " LAT_K8S2 "\n"
+    "      min: 0.01\n"
+    "      max: 0.04\n"
+    "    - name: k8s-2-latency-floor\n"
+    "      query: " LAT_K8S2 "\n"
+    "      min: 0.06\n"
+    "    - name: every-latency\n"
+    "      query: haproxy_server_response_time_average_seconds{proxy=\"healthy\"}\n"
+    "      max: 100\n";
+
+Test(gate, custom_checks_with_min_and_max)
+{
+	evaluate(0, custom_pass);
+	expect_overall(MG_GATE_PASS);
+	const mg_gate_check *r = expect("k8s-1-requests", MG_GATE_PASS, 30000);
+	cr_assert_str_eq(r->op, ">=");
+	cr_assert_eq(r->threshold, 1000);
+	cr_assert(strstr(r->query, "server=\"k8s-1\"}[5m]"), "%s", r->query);
+	const mg_gate_check *b = expect("k8s-2-latency-band", MG_GATE_PASS, 0.05);
+	cr_assert_str_eq(b->op, "in");
+	cr_assert(b->has_min && b->has_max);
+	const mg_gate_check *ps = expect("k8s-1-per-second", MG_GATE_PASS, 100);
+	cr_assert(strstr(ps->query, "[30s]"), "%s", ps->query);
+
+	evaluate(0, custom_fail);
+	expect_overall(MG_GATE_FAIL);
+	expect("k8s-2-latency-tight", MG_GATE_FAIL, 0.05);
+	const mg_gate_check *fl = expect("k8s-2-latency-floor", MG_GATE_FAIL, 0.05);
+	cr_assert_str_eq(fl->op, ">=");
+	/* five series, one per server: not one number */
+	expect_detail(expect("every-latency", MG_GATE_INCONCLUSIVE, NAN), "returned 5 series");
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "k8s-2-latency-tight 0.05 in [0.01, 0.04]"), "summary: %s", sum);
+	cr_assert(strstr(sum, "k8s-2-latency-floor 0.05 < 0.06"), "summary: %s", sum);
+}
+
+/* k8s-2's 50 ms against k8s-1's 30 ms: 1.67x */
+static const char baseline_pass[] = "  checks:\n"
+                                    "    - name: within\n"
+                                    "      query: " LAT_K8S2 "\n"
+                                    "      baseline: " LAT_K8S1 "\n"
+                                    "      max_ratio: 2\n"
+                                    "    - name: both-zero\n"
+                                    "      query: " E5XX_K8S1 "\n"
+                                    "      baseline: " E5XX_VM2 "\n"
+                                    "      max_ratio: 1\n";
+
+static const char baseline_fail[] = "  checks:\n"
+                                    "    - name: beyond\n"
+                                    "      query: " LAT_K8S2 "\n"
+                                    "      baseline: " LAT_K8S1 "\n"
+                                    "      max_ratio: 1.5\n"
+                                    "    - name: over-a-zero-baseline\n"
+                                    "      query: " E5XX_K8S2 "\n"
+                                    "      baseline: " E5XX_K8S1 "\n"
+                                    "      max_ratio: 10\n"
+                                    "    - name: floor-and-ratio\n"
+                                    "      query: " LAT_K8S2 "\n"
+                                    "      min: 0.01\n"
+                                    "      baseline: " LAT_K8S1 "\n"
+                                    "      max_ratio: 1.5\n"
+                                    "    - name: no-baseline\n"
+                                    "      query: " LAT_K8S2 "\n"
+                                    "      baseline: " LAT_K8S9 "\n"
+                                    "      max_ratio: 2\n";
+
+Test(gate, custom_checks_with_a_baseline)
+{
+	evaluate(0, baseline_pass);
+	expect_overall(MG_GATE_PASS);
+	const mg_gate_check *w = expect("within", MG_GATE_PASS, 0.05);
+	cr_assert(w->has_ratio && w->has_other_value);
+	cr_assert(close_to(w->other_value, 0.03), "baseline %g", w->other_value);
+	cr_assert(close_to(w->ratio, 0.05 / 0.03), "ratio %g", w->ratio);
+	cr_assert(close_to(w->max_ratio, 2));
+	cr_assert(strstr(w->other_query, "server=\"k8s-1\"}[5m]"), "%s", w->other_query);
+	const mg_gate_check *z = expect("both-zero", MG_GATE_PASS, 0);
+	cr_assert(close_to(z->ratio, 1), "0/0 baseline ratio %g", z->ratio);
+	json_t *j = mg_gate_eval_to_json(&g.ev);
+	json_t *jw = json_array_get(json_object_get(j, "checks"), 0);
+	cr_assert(close_to(json_number_value(json_object_get(jw, "baseline_value")), 0.03));
+	cr_assert(close_to(json_number_value(json_object_get(jw, "ratio")), 0.05 / 0.03));
+	cr_assert(json_is_string(json_object_get(jw, "baseline_query")));
+	json_decref(j);
+
+	evaluate(0, baseline_fail);
+	expect_overall(MG_GATE_FAIL);
+	const mg_gate_check *b = expect("beyond", MG_GATE_FAIL, 0.05);
+	cr_assert(close_to(b->ratio, 0.05 / 0.03), "ratio %g", b->ratio);
+	const mg_gate_check *zb = expect("over-a-zero-baseline", MG_GATE_FAIL, 60);
+	cr_assert(isinf(zb->ratio) && zb->ratio > 0, "ratio %g", zb->ratio);
+	const mg_gate_check *fr = expect("floor-and-ratio", MG_GATE_FAIL, 0.05);
+	cr_assert_str_eq(fr->op, ">=");
+	cr_assert(fr->has_ratio);
+	const mg_gate_check *nb = expect("no-baseline", MG_GATE_INCONCLUSIVE, 0.05);
+	expect_detail(nb, "baseline: no data");
+	cr_assert_not(nb->has_ratio);
+	/* the value is a latency and max_ratio a factor: the summary must not compare the two */
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "beyond 0.05 (1.67x the baseline, at most 1.5x)"), "summary: %s",
+	          sum);
+	cr_assert(strstr(sum, "over-a-zero-baseline 60 (+Infx the baseline, at most 10x)"),
+	          "summary: %s", sum);
+	cr_assert_null(strstr(sum, "> 1.5"), "summary: %s", sum);
+	/* failed on the ratio, not on min: the value still stands above min */
+	cr_assert(strstr(sum, "floor-and-ratio 0.05 >= 0.01 (1.67x the baseline, at most 1.5x)"),
+	          "summary: %s", sum);
+}
+
+/* ---- Prometheus unreachable ---- */
+
+Test(gate, unreachable_prometheus_is_inconclusive_not_an_error)
+{
+	char nowhere[64];
+	snprintf(nowhere, sizeof(nowhere), "http://127.0.0.1:%d", tu_free_port());
+	int64_t t = tu_now_ms();
+	evaluate_at(nowhere, AT_MS, 0,
+	            RED_HEAD "    backend: healthy\n"
+	                     "    k8s_servers: [k8s-1, k8s-2]\n"
+	                     "    vm_servers: [vm-2]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_latency: 100ms\n"
+	                     "    max_error_rate_vs_vms: 2\n"
+	                     "  checks:\n"
+	                     "    - name: custom\n"
+	                     "      query: vector(1)\n"
+	                     "      min: 0\n");
+	cr_assert_lt(tu_now_ms() - t, 20000);
+	cr_assert_eq(g.rc, 0);
+	expect_overall(MG_GATE_INCONCLUSIVE);
+	cr_assert_eq(g.ev.nchecks, 5);
+	for (size_t i = 0; i < g.ev.nchecks; i++) {
+		const mg_gate_check *c = &g.ev.checks[i];
+		cr_assert_eq(c->outcome, MG_GATE_INCONCLUSIVE, "%s: %s", c->name,
+		             oname(c->outcome));
+		cr_assert_not(c->has_value, "%s", c->name);
+		expect_detail(c, "cannot reach");
+	}
+}
+
+/* ---- latency ---- */
+
+Test(gate, slow_cluster_fails_duration)
+{
+	evaluate(0, RED_HEAD "    backend: slow\n"
+	                     "    k8s_servers: [k8s-1, k8s-2]\n"
+	                     "    max_error_rate: 1%\n"
+	                     "    max_latency: 100ms\n");
+	expect_overall(MG_GATE_FAIL);
+	expect("rate", MG_GATE_PASS, 120000);
+	expect("errors", MG_GATE_PASS, 0);
+	expect("duration", MG_GATE_FAIL, 0.25); /* the worst server, k8s-1 */
+	char sum[512];
+	mg_gate_eval_summary(sum, sizeof(sum), &g.ev);
+	cr_assert(strstr(sum, "duration 0.25 > 0.1"), "summary: %s", sum);
+}
+
+/* ---- migrate check ---- */
+
+typedef struct {
+	int status; /* exit code, or 128+signal */
+	char *out;
+	char *err;
+} result;
+
+static void drain(int fd, char **buf, size_t *len)
+{
+	char chunk[4096];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+	if (n <= 0)
+		return;
+	*buf = realloc(*buf, *len + (size_t)n + 1);
+	cr_assert_not_null(*buf);
+	memcpy(*buf + *len, chunk, (size_t)n);
+	*len += (size_t)n;
+	(*buf)[*len] = '\0';
+}
+
+/* Runs $MIGRATE_BIN with the arguments (NULL-terminated), both streams captured. */
+static result run(const char *first, ...)
+{
+	const char *bin = getenv("MIGRATE_BIN");
+	cr_assert_not_null(bin, "MIGRATE_BIN is not set; run through `make integration`");
+	char *args[32] = {(char *)bin};
+	size_t na = 1;
+	va_list ap;
+	va_start(ap, first);
+	for (const char *a = first; a && na < 31; a = va_arg(ap, const char *))
+		args[na++] = (char *)a;
+	va_end(ap);
+	args[na] = NULL;
+	int out[2], err[2];
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(err), 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	posix_spawn_file_actions_addclose(&fa, out[0]);
+	posix_spawn_file_actions_addclose(&fa, err[0]);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, args[0], &fa, NULL, args, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out[1]);
+	close(err[1]);
+	result r = {0, calloc(1, 1), calloc(1, 1)};
+	size_t ol = 0, el = 0;
+	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	int open_fds = 2;
+	/* bounded: a hung binary fails the test instead of hanging the suite */
+	for (int rounds = 0; open_fds && rounds < 2000; rounds++) {
+		cr_assert_geq(poll(p, 2, 10), 0);
+		for (int i = 0; i < 2; i++) {
+			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			size_t before = i ? el : ol;
+			if (i)
+				drain(p[i].fd, &r.err, &el);
+			else
+				drain(p[i].fd, &r.out, &ol);
+			if ((i ? el : ol) == before) {
+				close(p[i].fd);
+				p[i].fd = -1;
+				open_fds--;
+			}
+		}
+	}
+	cr_assert_eq(open_fds, 0, "migrate did not finish within 20 s");
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return r;
+}
+
+static void result_free(result *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* A plan file in tmpdir with only an slo section on the suite's Prometheus; its path. */
+static const char *write_plan(const char *name, const char *slo_body)
+{
+	static char path[512];
+	if (!tmpdir[0])
+		tu_tmpdir_make(tmpdir, sizeof(tmpdir), "gate-cli");
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fprintf(f,
+	        "version: 1\n"
+	        "name: gates\n"
+	        "slo:\n"
+	        "  prometheus: { url: \"%s\" }\n"
+	        "%s",
+	        url, slo_body);
+	cr_assert_eq(fclose(f), 0);
+	return path;
+}
+
+static const char *state_dir(void)
+{
+	static char path[512];
+	snprintf(path, sizeof(path), "%s/state", tmpdir);
+	return path;
+}
+
+/* gates.checks[] by name in `migrate check -o json` output */
+static json_t *json_check(json_t *gates, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(gates, "checks"), i, c)
+	{
+		if (!strcmp(json_string_value(json_object_get(c, "name")), name))
+			return c;
+	}
+	cr_assert_fail("no check %s in the JSON", name);
+	return NULL;
+}
+
+static json_t *json_gates(const result *r, json_t **doc)
+{
+	json_error_t je;
+	*doc = json_loads(r->out, 0, &je);
+	cr_assert_not_null(*doc, "stdout is not one JSON document (%s): %s", je.text, r->out);
+	json_t *gates = json_object_get(*doc, "gates");
+	cr_assert(json_is_object(gates), "no gates object: %s", r->out);
+	return gates;
+}
+
+Test(gate, cli_check_pass_fail_inconclusive)
+{
+	const char *healthy =
+	    write_plan("healthy.yaml", RED_HEAD "    backend: healthy\n"
+	                                        "    k8s_servers: [k8s-1, k8s-2]\n"
+	                                        "    max_error_rate: 1%\n"
+	                                        "    max_latency: 100ms\n");
+	result r = run("check", "-p", healthy, "--state-dir", state_dir(), "--at", AT_STR, NULL);
+	cr_assert_eq(r.status, 0, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.out, "pass"), "%s", r.out);
+	cr_assert(strstr(r.out, "gates at 2026-01-01T00:05:00.000Z over 5m"), "%s", r.out);
+	result_free(&r);
+
+	r = run("check", "-o", "json", "-p", healthy, "--state-dir", state_dir(), "--at", AT_STR,
+	        NULL);
+	cr_assert_eq(r.status, 0, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *doc;
+	json_t *gates = json_gates(&r, &doc);
+	cr_assert_str_eq(json_string_value(json_object_get(gates, "outcome")), "pass");
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "plan")), "gates");
+	cr_assert(json_is_null(json_object_get(doc, "step")));
+	cr_assert(close_to(json_number_value(json_object_get(json_check(gates, "rate"), "value")),
+	                   60000));
+	cr_assert(close_to(json_number_value(json_object_get(json_check(gates, "errors"), "value")),
+	                   0.001));
+	cr_assert(close_to(
+	    json_number_value(json_object_get(json_check(gates, "duration"), "value")), 0.05));
+	json_decref(doc);
+	result_free(&r);
+
+	const char *errors = write_plan("errors.yaml", RED_HEAD "    backend: errors\n"
+	                                                        "    k8s_servers: [k8s-1]\n"
+	                                                        "    max_error_rate: 1%\n");
+	r = run("check", "-o", "json", "-p", errors, "--state-dir", state_dir(), "--at", AT_STR,
+	        NULL);
+	cr_assert_eq(r.status, 1, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	gates = json_gates(&r, &doc);
+	cr_assert_str_eq(json_string_value(json_object_get(gates, "outcome")), "fail");
+	json_t *e = json_check(gates, "errors");
+	cr_assert_str_eq(json_string_value(json_object_get(e, "outcome")), "fail");
+	cr_assert(close_to(json_number_value(json_object_get(e, "value")), 0.05));
+	json_decref(doc);
+	result_free(&r);
+
+	r = run("check", "-p", errors, "--state-dir", state_dir(), "--at", AT_STR, NULL);
+	cr_assert_eq(r.status, 1, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.out, "fail: errors 0.05 > 0.01 (window 5m)"), "%s", r.out);
+	result_free(&r);
+
+	const char *low = write_plan("low.yaml", RED_HEAD "    backend: low\n"
+	                                                  "    k8s_servers: [k8s-1]\n"
+	                                                  "    max_error_rate: 1%\n");
+	r = run("check", "-o", "json", "-p", low, "--state-dir", state_dir(), "--at", AT_STR, NULL);
+	cr_assert_eq(r.status, 4, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	gates = json_gates(&r, &doc);
+	cr_assert_str_eq(json_string_value(json_object_get(gates, "outcome")), "inconclusive");
+	json_t *rate = json_check(gates, "rate");
+	cr_assert(close_to(json_number_value(json_object_get(rate, "value")), 60));
+	cr_assert_str_eq(json_string_value(json_object_get(rate, "outcome")), "inconclusive");
+	cr_assert_str_eq(json_string_value(json_object_get(json_check(gates, "errors"), "outcome")),
+	                 "inconclusive");
+	json_decref(doc);
+	result_free(&r);
+}
+
+Test(gate, cli_since_clamps_the_window)
+{
+	const char *plan = write_plan("clamp.yaml", RED_HEAD "    backend: clamp\n"
+	                                                     "    k8s_servers: [k8s-1]\n"
+	                                                     "    max_error_rate: 1%\n");
+	result r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR, NULL);
+	cr_assert_eq(r.status, 1, "without --since the earlier errors count: exit %d\n%s\n%s",
+	             r.status, r.out, r.err);
+	result_free(&r);
+
+	r = run("check", "-o", "json", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR,
+	        "--since", "2026-01-01T00:04:40Z", NULL);
+	cr_assert_eq(r.status, 0, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *doc;
+	json_t *gates = json_gates(&r, &doc);
+	cr_assert_str_eq(json_string_value(json_object_get(gates, "outcome")), "pass");
+	cr_assert(json_is_true(json_object_get(gates, "clamped")));
+	cr_assert_str_eq(json_string_value(json_object_get(gates, "window")), "20s");
+	json_t *rate = json_check(gates, "rate");
+	cr_assert(close_to(json_number_value(json_object_get(rate, "value")), 400));
+	cr_assert(strstr(json_string_value(json_object_get(rate, "query")), "[20s]"));
+	json_decref(doc);
+	result_free(&r);
+}
+
+Test(gate, cli_the_recorded_step_start_clamps_the_window)
+{
+	const char *plan = write_plan("clamp.yaml", RED_HEAD "    backend: clamp\n"
+	                                                     "    k8s_servers: [k8s-1]\n"
+	                                                     "    max_error_rate: 1%\n");
+	/* state.json says the first step began 20 s before AT, as `migrate step` records it */
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, state_dir(), "gates", &err), 0, "%s", err.message);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0, "%s", err.message);
+	mg_state st;
+	mg_state_init(&st, "gates");
+	st.phase = MG_PHASE_SHIFTING;
+	st.step_index = 0;
+	st.step_started_ms = AT_MS - 20000;
+	cr_assert_eq(mg_state_save(s, &st, &err), 0, "%s", err.message);
+	mg_store_free(s);
+
+	result r = run("check", "-o", "json", "-p", plan, "--state-dir", state_dir(), "--at",
+	               AT_STR, NULL);
+	cr_assert_eq(r.status, 0, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *doc;
+	json_t *gates = json_gates(&r, &doc);
+	cr_assert_eq(json_integer_value(json_object_get(doc, "step")), 1);
+	cr_assert(json_is_true(json_object_get(gates, "clamped")));
+	cr_assert_str_eq(json_string_value(json_object_get(gates, "window")), "20s");
+	cr_assert(
+	    close_to(json_number_value(json_object_get(json_check(gates, "errors"), "value")), 0));
+	json_decref(doc);
+	result_free(&r);
+
+	/* --since overrides the state: from 00:00:00 the earlier errors are back */
+	r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR, "--since",
+	        "2026-01-01T00:00:00Z", NULL);
+	cr_assert_eq(r.status, 1, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	result_free(&r);
+	mg_error_clear(&err);
+}
+
+Test(gate, cli_bad_times_are_usage_errors)
+{
+	const char *plan = write_plan("healthy.yaml", RED_HEAD "    backend: healthy\n"
+	                                                       "    k8s_servers: [k8s-1]\n"
+	                                                       "    max_error_rate: 1%\n");
+	result r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", "yesterday", NULL);
+	cr_assert_eq(r.status, 2, "exit %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "--at yesterday"), "%s", r.err);
+	cr_assert_str_eq(r.out, "");
+	result_free(&r);
+
+	r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR, "--since",
+	        "2026-01-01T00:06:00Z", NULL);
+	cr_assert_eq(r.status, 2, "--since after --at: exit %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "began after"), "%s", r.err);
+	result_free(&r);
+}
