@@ -99,6 +99,7 @@ integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
 
 bench: all
 	sh tests/bench/rollback.sh
+	sh tests/bench/breach.sh
 
 fuzz-replay: $(BUILD)/tests/fuzz-replay
 	$(BUILD)/tests/fuzz-replay tests/fuzz/corpus/plan

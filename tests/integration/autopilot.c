@@ -1,0 +1,758 @@
+/*
+ * `migrate run` (the autopilot), `pause`, `resume` and a rollback from another
+ * process, end to end in the sandbox of tests/sandbox/sandbox.sh: a real
+ * HAProxy, a real Prometheus scraping its exporter every second, three app
+ * servers and 100 requests a second of load. What the balancer holds is read
+ * back here over its runtime API, and what was decided from `migrate history
+ * -o json`, so nothing rests on the autopilot's own account of itself.
+ *
+ * The sandbox is started by each test (not by .init) so that a failed start
+ * is a failed assertion, after which .fini still stops whatever is up.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../testutil.h"
+
+#define SANDBOX "tests/sandbox/sandbox.sh"
+
+/* /tmp/mg-ap-XXXXXX: short, since the admin socket lives inside it */
+static char dir[64];
+static bool sandbox_up;
+static pid_t bg = -1; /* a `migrate run` in the background */
+
+/* DIR/sandbox.env */
+static struct {
+	char key[32];
+	char val[256];
+} env[32];
+static size_t nenv;
+
+/* DIR/sandbox.pids, kept for teardown: down removes the file */
+static struct {
+	long pid;
+	char token[256];
+} spids[16];
+static size_t nspids;
+
+static const char *path(const char *name)
+{
+	static char buf[4][256];
+	static int i;
+	i = (i + 1) % 4;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static const char *envv(const char *key)
+{
+	for (size_t i = 0; i < nenv; i++)
+		if (!strcmp(env[i].key, key))
+			return env[i].val;
+	cr_assert_fail("%s is not in %s", key, path("sandbox.env"));
+	return NULL;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+typedef struct {
+	int status; /* exit status, 128 + signal, or -1 when killed at the deadline */
+	int64_t ms; /* wall time */
+	char out[65536];
+	char err[65536];
+} result;
+
+/*
+ * Runs argv to completion with stdout and stderr captured, killing it at the
+ * deadline. Ends when the process does, not at EOF: sandbox.sh leaves daemons
+ * behind and the pipes must not depend on them.
+ */
+static void run_argv(result *r, char *const argv[], int64_t timeout_ms)
+{
+	int out[2], err[2];
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
+	int64_t start = tu_now_ms();
+	pid_t pid = tu_spawn_fds(argv, -1, out[1], err[1]);
+	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
+	close(out[1]);
+	close(err[1]);
+	size_t len[2] = {0, 0};
+	char *buf[2] = {r->out, r->err};
+	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	int st = 0;
+	bool exited = false, killed = false;
+	for (;;) {
+		if (!exited && waitpid(pid, &st, WNOHANG) == pid)
+			exited = true;
+		int timeout = exited ? 0 : 20;
+		if ((p[0].fd < 0 && p[1].fd < 0) || poll(p, 2, timeout) <= 0) {
+			if (exited)
+				break;
+			if (p[0].fd < 0 && p[1].fd < 0)
+				sleep_ms(20);
+		} else {
+			for (int k = 0; k < 2; k++) {
+				if (p[k].fd < 0 || !(p[k].revents & (POLLIN | POLLHUP)))
+					continue;
+				ssize_t got =
+				    read(p[k].fd, buf[k] + len[k], sizeof(r->out) - 1 - len[k]);
+				if (got <= 0) {
+					close(p[k].fd);
+					p[k].fd = -1;
+				} else {
+					len[k] += (size_t)got;
+				}
+			}
+		}
+		if (!exited && tu_now_ms() - start > timeout_ms) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			exited = killed = true;
+		}
+	}
+	for (int k = 0; k < 2; k++)
+		if (p[k].fd >= 0)
+			close(p[k].fd);
+	r->out[len[0]] = r->err[len[1]] = '\0';
+	r->ms = tu_now_ms() - start;
+	r->status = killed ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void sandbox(result *r, int64_t timeout_ms, const char *verb, const char *a1, const char *a2)
+{
+	char *argv[] = {"/bin/sh", SANDBOX, (char *)verb, dir, (char *)a1, (char *)a2, NULL};
+	run_argv(r, argv, timeout_ms);
+}
+
+static size_t build_args(char **args, size_t max, const char *first, va_list ap)
+{
+	size_t n = 0;
+	args[n++] = getenv("MIGRATE_BIN");
+	cr_assert_not_null(args[0], "MIGRATE_BIN is not set");
+	args[n++] = "-p";
+	args[n++] = (char *)envv("PLAN");
+	args[n++] = "--state-dir";
+	args[n++] = (char *)path("state");
+	for (const char *a = first; a && n < max - 1; a = va_arg(ap, const char *))
+		args[n++] = (char *)a;
+	args[n] = NULL;
+	return n;
+}
+
+/* migrate -p PLAN --state-dir DIR/state ARGS..., killed after timeout_ms. */
+static void mg(result *r, int64_t timeout_ms, const char *first, ...)
+{
+	char *args[32];
+	va_list ap;
+	va_start(ap, first);
+	build_args(args, 32, first, ap);
+	va_end(ap);
+	run_argv(r, args, timeout_ms);
+}
+
+/* The same in the background, stdout to DIR/run.out and stderr to DIR/run.err. */
+static pid_t mg_bg(const char *first, ...)
+{
+	char *args[32];
+	va_list ap;
+	va_start(ap, first);
+	build_args(args, 32, first, ap);
+	va_end(ap);
+	int out = open(path("run.out"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int err = open(path("run.err"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert(out >= 0 && err >= 0);
+	pid_t pid = tu_spawn_fds(args, -1, out, err);
+	close(out);
+	close(err);
+	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
+	return pid;
+}
+
+/* Waits for pid until the deadline; its exit status (128 + signal if killed) or -1. */
+static int wait_exit(pid_t pid, int64_t timeout_ms)
+{
+	int64_t end = tu_now_ms() + timeout_ms;
+	for (;;) {
+		int st;
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		cr_assert_geq(w, 0, "waitpid: %s", strerror(errno));
+		if (tu_now_ms() >= end)
+			return -1;
+		sleep_ms(10);
+	}
+}
+
+static bool alive(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+static char *slurp(const char *file)
+{
+	FILE *f = fopen(file, "r");
+	cr_assert_not_null(f, "%s: %s", file, strerror(errno));
+	static char buf[65536];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void read_env(void)
+{
+	FILE *f = fopen(path("sandbox.env"), "r");
+	cr_assert_not_null(f, "%s: %s", path("sandbox.env"), strerror(errno));
+	char line[512];
+	nenv = 0;
+	while (fgets(line, sizeof(line), f) && nenv < 32) {
+		char *eq = strchr(line, '=');
+		if (line[0] == '#' || !eq)
+			continue;
+		*eq = '\0';
+		char *v = eq + 1;
+		v[strcspn(v, "\n")] = '\0';
+		size_t n = strlen(v);
+		if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
+			v[n - 1] = '\0';
+			v++;
+		}
+		snprintf(env[nenv].key, sizeof(env[nenv].key), "%.31s", line);
+		snprintf(env[nenv].val, sizeof(env[nenv].val), "%.255s", v);
+		nenv++;
+	}
+	fclose(f);
+}
+
+static void read_pids(void)
+{
+	FILE *f = fopen(path("sandbox.pids"), "r");
+	if (!f)
+		return;
+	char line[512];
+	while (fgets(line, sizeof(line), f) && nspids < 16) {
+		char *sp = strchr(line, ' ');
+		if (!sp)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		spids[nspids].pid = atol(line);
+		snprintf(spids[nspids].token, sizeof(spids[nspids].token), "%s", sp + 1);
+		nspids++;
+	}
+	fclose(f);
+}
+
+/* pid is alive and its command line still holds token (so a reused pid is never hit) */
+static bool ours(long pid, const char *token)
+{
+	char file[64], cmd[4096];
+	snprintf(file, sizeof(file), "/proc/%ld/cmdline", pid);
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (n <= 0)
+		return false; /* a zombie has an empty command line */
+	for (ssize_t i = 0; i < n; i++)
+		if (!cmd[i])
+			cmd[i] = ' ';
+	cmd[n] = '\0';
+	return strstr(cmd, token) != NULL;
+}
+
+/*
+ * Starts the sandbox; with from/to, rewrites that (unique) text of DIR/plan.yaml
+ * into a variant of the demo plan.
+ */
+static void up(const char *from, const char *to)
+{
+	static result r;
+	sandbox_up = true; /* from here on, teardown calls down whatever happens */
+	sandbox(&r, 45000, "up", NULL, NULL);
+	read_pids();
+	cr_assert_eq(r.status, 0, "sandbox.sh up: %d\n%s\n%s", r.status, r.out, r.err);
+	read_env();
+	if (from) {
+		char *text = slurp(envv("PLAN"));
+		char *at = strstr(text, from);
+		cr_assert(at && !strstr(at + 1, from), "%s is not once in the plan", from);
+		FILE *f = fopen(envv("PLAN"), "w");
+		cr_assert_not_null(f);
+		fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+		cr_assert_eq(fclose(f), 0);
+	}
+}
+
+static void setup(void)
+{
+	tu_tmpdir_make(dir, sizeof(dir), "ap");
+	sandbox_up = false;
+	bg = -1;
+	nenv = nspids = 0;
+	/* a test killed at its timeout runs no .fini: the sandbox then ends by itself */
+	setenv("SANDBOX_SECONDS", "120", 1);
+	unsetenv("NO_COLOR");
+}
+
+static void teardown(void)
+{
+	if (bg > 0) {
+		kill(bg, SIGKILL);
+		waitpid(bg, NULL, 0);
+		bg = -1;
+	}
+	if (sandbox_up) {
+		static result r;
+		if (nspids == 0)
+			read_pids();
+		sandbox(&r, 15000, "down", NULL, NULL);
+		for (size_t i = 0; i < nspids; i++)
+			if (ours(spids[i].pid, spids[i].token))
+				kill((pid_t)spids[i].pid, SIGKILL);
+		sandbox_up = false;
+	}
+	tu_tmpdir_remove(dir);
+	dir[0] = '\0';
+}
+
+/* One runtime API command, the whole answer (HAProxy closes after it). */
+static void hap(char *buf, size_t size, const char *cmd)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	const char *sock = envv("ADMIN_SOCK");
+	cr_assert_lt(strlen(sock), sizeof(a.sun_path), "%s is too long for sun_path", sock);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s: %s", sock,
+	             strerror(errno));
+	char line[256];
+	snprintf(line, sizeof(line), "%s\n", cmd);
+	cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	size_t n = 0;
+	int64_t end = tu_now_ms() + 2000;
+	while (n < size - 1 && tu_now_ms() < end) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t got = read(fd, buf + n, size - 1 - n);
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	buf[n] = '\0';
+}
+
+/* The weight HAProxy gives web/server now: "get weight" answers "<cur> (initial <init>)". */
+static int weight(const char *server)
+{
+	char cmd[64], ans[256];
+	snprintf(cmd, sizeof(cmd), "get weight web/%s", server);
+	hap(ans, sizeof(ans), cmd);
+	char *end;
+	long w = strtol(ans, &end, 10);
+	cr_assert(end != ans && !strncmp(end, " (initial", 9), "%s: %s", cmd, ans);
+	return (int)w;
+}
+
+static json_t *parse(const char *text, const char *what)
+{
+	json_error_t e;
+	json_t *d = json_loads(text, 0, &e);
+	cr_assert_not_null(d, "%s is not JSON (%s): %s", what, e.text, text);
+	return d;
+}
+
+/* o.a.b.c: objects only; NULL when a member is missing */
+static json_t *jget(json_t *o, const char *dotted)
+{
+	char key[64];
+	const char *p = dotted;
+	while (o && *p) {
+		size_t n = strcspn(p, ".");
+		snprintf(key, sizeof(key), "%.*s", (int)n, p);
+		o = json_object_get(o, key);
+		p += n + (p[n] == '.');
+	}
+	return o;
+}
+
+static const char *jstr(json_t *o, const char *dotted)
+{
+	const char *s = json_string_value(jget(o, dotted));
+	return s ? s : "(none)";
+}
+
+static double jnum(json_t *o, const char *dotted)
+{
+	json_t *v = jget(o, dotted);
+	cr_assert(json_is_number(v), "%s is not a number", dotted);
+	return json_number_value(v);
+}
+
+/* The recorded state (status --offline): the step index (-1 before the first) and phase. */
+static int state(char *phase, size_t size)
+{
+	static result r;
+	mg(&r, 10000, "status", "-o", "json", "--offline", NULL);
+	cr_assert_eq(r.status, 0, "status: %s\n%s", r.out, r.err);
+	json_t *d = parse(r.out, "status -o json");
+	json_t *idx = jget(d, "state.step.index");
+	int i = json_is_integer(idx) ? (int)json_integer_value(idx) : -1;
+	if (phase)
+		snprintf(phase, size, "%s", jstr(d, "state.phase"));
+	json_decref(d);
+	return i;
+}
+
+/* Waits until the recorded step index is at least idx; the index then. */
+static int wait_step(int idx, int64_t timeout_ms)
+{
+	int64_t end = tu_now_ms() + timeout_ms;
+	for (;;) {
+		int i = state(NULL, 0);
+		if (i >= idx)
+			return i;
+		cr_assert(bg <= 0 || alive(bg), "the autopilot exited early: %s",
+		          slurp(path("run.err")));
+		cr_assert_lt(tu_now_ms(), end, "step index %d not reached in %lld ms (at %d)", idx,
+		             (long long)timeout_ms, i);
+		sleep_ms(100);
+	}
+}
+
+/* migrate history -o json: the records, oldest first. */
+static json_t *history(void)
+{
+	static result r;
+	mg(&r, 10000, "history", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "history: %s\n%s", r.out, r.err);
+	json_t *d = parse(r.out, "history -o json");
+	json_t *recs = json_incref(json_object_get(d, "records"));
+	json_decref(d);
+	cr_assert(json_is_array(recs));
+	return recs;
+}
+
+static bool is(json_t *rec, const char *command, const char *action)
+{
+	return !strcmp(jstr(rec, "command"), command) && !strcmp(jstr(rec, "action"), action);
+}
+
+/* The check called name in a gate record's evidence. */
+static json_t *check_of(json_t *gate, const char *name)
+{
+	json_t *checks = jget(gate, "evidence.checks"), *k;
+	size_t i;
+	json_array_foreach(checks, i, k) if (!strcmp(jstr(k, "name"), name)) return k;
+	cr_assert_fail("no check %s in the gate record", name);
+	return NULL;
+}
+
+/* The background run's JSON document, once it has exited. */
+static json_t *bg_doc(void)
+{
+	return parse(slurp(path("run.out")), "run -o json");
+}
+
+TestSuite(autopilot, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(autopilot, healthy_cluster_reaches_100_percent)
+{
+	up(NULL, NULL);
+	static result r;
+	mg(&r, 50000, "run", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *d = parse(r.out, "run -o json");
+	cr_assert_str_eq(jstr(d, "outcome"), "complete");
+	cr_assert_str_eq(jstr(d, "phase"), "complete");
+	cr_assert_eq(jnum(d, "step"), 4);
+	cr_assert_float_eq(jnum(d, "k8s_percent"), 100, 0.01);
+	json_decref(d);
+
+	cr_assert_gt(weight("k8s1"), 0);
+	cr_assert_eq(weight("vm1"), 0);
+	cr_assert_eq(weight("vm2"), 0);
+
+	/* the first step needs no gate (nothing on the cluster yet); each one after it does */
+	json_t *recs = history(), *rec;
+	size_t i;
+	int advances = 0;
+	bool seen[4] = {false};
+	json_array_foreach(recs, i, rec)
+	{
+		if (!is(rec, "run", "gate"))
+			continue;
+		cr_assert_str_neq(jstr(rec, "after.outcome"), "fail", "record %zu", i);
+		if (strcmp(jstr(rec, "after.decision"), "advance"))
+			continue;
+		cr_assert_str_eq(jstr(rec, "after.outcome"), "pass");
+		int from = (int)jnum(rec, "before.step");
+		cr_assert(from >= 1 && from <= 3 && !seen[from], "advance from step %d", from);
+		seen[from] = true;
+		advances++;
+		json_t *next = json_array_get(recs, i + 1);
+		cr_assert(is(next, "run", "intent"), "record %zu is not the step's intent", i + 1);
+		cr_assert_eq(jnum(next, "after.step"), from + 1);
+	}
+	cr_assert_eq(advances, 3);
+	json_decref(recs);
+}
+
+Test(autopilot, errors_at_25_percent_roll_back_with_the_values_in_the_journal)
+{
+	/* a longer bake, so the faulty step cannot pass on a lucky run of good requests */
+	up("bake: 6s", "bake: 10s");
+	static result r;
+	mg(&r, 30000, "run", "--until", "25", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "run --until 25: %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *d = parse(r.out, "run -o json");
+	cr_assert_str_eq(jstr(d, "outcome"), "until-reached");
+	cr_assert_eq(jnum(d, "step"), 2);
+	json_decref(d);
+	cr_assert_gt(weight("k8s1"), 0);
+
+	sandbox(&r, 10000, "fault", "k8s1", "error_rate=0.05");
+	cr_assert_eq(r.status, 0, "fault: %s\n%s", r.out, r.err);
+
+	mg(&r, 30000, "run", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	d = parse(r.out, "run -o json");
+	cr_assert_str_eq(jstr(d, "outcome"), "rolled-back");
+	cr_assert_float_eq(jnum(d, "k8s_percent"), 0, 0.01);
+	json_decref(d);
+
+	cr_assert_eq(weight("k8s1"), 0);
+	cr_assert_gt(weight("vm1"), 0);
+	cr_assert_gt(weight("vm2"), 0);
+
+	json_t *recs = history(), *rec, *gate = NULL;
+	size_t i, at = 0;
+	json_array_foreach(recs, i, rec) if (is(rec, "run", "gate"))
+	{
+		gate = rec;
+		at = i;
+	}
+	cr_assert_not_null(gate);
+	cr_assert_str_eq(jstr(gate, "after.decision"), "rollback");
+	cr_assert_str_eq(jstr(gate, "after.outcome"), "fail");
+	cr_assert_eq(jnum(gate, "before.step"), 2);
+	json_t *k = check_of(gate, "errors");
+	cr_assert_str_eq(jstr(k, "outcome"), "fail");
+	cr_assert_gt(jnum(k, "value"), 0.01, "errors value %g", jnum(k, "value"));
+	cr_assert_float_eq(jnum(k, "threshold"), 0.01, 1e-9);
+	/* and the rollback it decided, read back at 0% */
+	json_t *res = json_array_get(recs, at + 2);
+	cr_assert(is(json_array_get(recs, at + 1), "run", "intent"));
+	cr_assert(is(res, "run", "result"));
+	cr_assert_float_eq(jnum(res, "after.k8s_percent"), 0, 0.01);
+	cr_assert_float_eq(jnum(res, "evidence.read_back.k8s_percent"), 0, 0.01);
+	json_decref(recs);
+}
+
+Test(autopilot, prometheus_gone_is_inconclusive_and_never_advances)
+{
+	/* 3 x bake of inconclusive pauses: 12 s */
+	up("bake: 6s", "bake: 4s");
+	long prom = atol(envv("PROM_PID"));
+	cr_assert_gt(prom, 0);
+	bg = mg_bg("run", "-o", "json", NULL);
+	int idx = wait_step(0, 10000);
+	cr_assert_eq(kill((pid_t)prom, SIGKILL), 0, "kill prometheus: %s", strerror(errno));
+	int64_t killed = tu_now_ms();
+	while (ours(prom, "--storage.tsdb.path=")) {
+		cr_assert_lt(tu_now_ms() - killed, 5000, "prometheus is still there");
+		sleep_ms(20);
+	}
+
+	int code = wait_exit(bg, 30000);
+	int64_t took = tu_now_ms() - killed;
+	cr_assert_eq(code, 4, "run: %d\n%s", code, slurp(path("run.err")));
+	bg = -1;
+	cr_assert_geq(took, 3 * 4000 - 2000, "paused after %lld ms", (long long)took);
+	json_t *d = bg_doc();
+	cr_assert_str_eq(jstr(d, "outcome"), "paused");
+	cr_assert_str_eq(jstr(d, "phase"), "paused");
+	cr_assert_eq(jnum(d, "step"), idx + 1);
+	json_decref(d);
+
+	static result r;
+	mg(&r, 10000, "status", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "status: %s\n%s", r.out, r.err);
+	d = parse(r.out, "status -o json");
+	cr_assert_str_eq(jstr(d, "state.phase"), "paused");
+	cr_assert_eq(jnum(d, "state.step.index"), idx);
+	cr_assert(strstr(jstr(d, "state.pause_reason"), "inconclusive"), "%s",
+	          jstr(d, "state.pause_reason"));
+	json_decref(d);
+
+	json_t *recs = history(), *rec, *gate = NULL;
+	size_t i;
+	json_array_foreach(recs, i, rec)
+	{
+		cr_assert(!is(rec, "run", "gate") || strcmp(jstr(rec, "after.decision"), "advance"),
+		          "record %zu advanced", i);
+		if (is(rec, "run", "gate"))
+			gate = rec;
+	}
+	cr_assert_not_null(gate);
+	cr_assert_str_eq(jstr(gate, "after.decision"), "pause");
+	cr_assert_str_eq(jstr(gate, "after.outcome"), "inconclusive");
+	cr_assert(is(json_array_get(recs, json_array_size(recs) - 1), "run", "pause"));
+	json_decref(recs);
+}
+
+Test(autopilot, rollback_from_another_process_stops_the_autopilot)
+{
+	up(NULL, NULL);
+	bg = mg_bg("run", "-o", "json", NULL);
+	wait_step(0, 10000);
+	cr_assert_gt(weight("k8s1"), 0);
+
+	static result r;
+	mg(&r, 10000, "rollback", "--reason", "x", NULL);
+	int64_t done = tu_now_ms();
+	cr_assert_eq(r.status, 0, "rollback: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert_leq(r.ms, 2000, "rollback took %lld ms", (long long)r.ms);
+	int code = wait_exit(bg, 1000 - (tu_now_ms() - done));
+	cr_assert_eq(code, 143, "run: %d, 1 s after the rollback\n%s", code,
+	             slurp(path("run.err")));
+	bg = -1;
+	json_t *d = bg_doc();
+	cr_assert_str_eq(jstr(d, "outcome"), "stopped");
+	json_decref(d);
+
+	cr_assert_eq(weight("k8s1"), 0);
+	cr_assert_gt(weight("vm1"), 0);
+	cr_assert_gt(weight("vm2"), 0);
+
+	/* the run's stop, then the rollback's intent and result */
+	json_t *recs = history(), *rec;
+	size_t i, stop = 0, intent = 0, res = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		if (is(rec, "run", "stop")) {
+			cr_assert_str_eq(jstr(rec, "reason"), "stopped by SIGTERM");
+			stop = i + 1;
+		} else if (is(rec, "rollback", "intent")) {
+			intent = i + 1;
+		} else if (is(rec, "rollback", "result")) {
+			cr_assert_str_eq(jstr(rec, "reason"), "x");
+			cr_assert_float_eq(jnum(rec, "after.k8s_percent"), 0, 0.01);
+			res = i + 1;
+		}
+	}
+	cr_assert(stop && intent && res, "stop %zu, intent %zu, result %zu", stop, intent, res);
+	cr_assert(stop < intent && intent < res, "stop %zu, intent %zu, result %zu", stop, intent,
+	          res);
+	json_decref(recs);
+}
+
+Test(autopilot, pause_holds_a_running_autopilot_and_resume_finishes_it)
+{
+	/* a short bake, so that the hold below outlasts it */
+	up("bake: 6s", "bake: 2s");
+	bg = mg_bg("run", "-o", "json", NULL);
+	wait_step(0, 10000);
+
+	static result r;
+	mg(&r, 10000, "pause", "--reason", "t", NULL);
+	cr_assert_eq(r.status, 0, "pause: %d\n%s\n%s", r.status, r.out, r.err);
+	char phase[32];
+	int idx = state(phase, sizeof(phase));
+	cr_assert_str_eq(phase, "paused");
+	int w = weight("k8s1");
+	cr_assert_gt(w, 0);
+	/* twice the bake and more: unpaused, it would have stepped by now */
+	int64_t end = tu_now_ms() + 4500;
+	while (tu_now_ms() < end) {
+		cr_assert(alive(bg), "the autopilot exited while paused: %s",
+		          slurp(path("run.err")));
+		cr_assert_eq(state(phase, sizeof(phase)), idx);
+		cr_assert_str_eq(phase, "paused");
+		sleep_ms(250);
+	}
+	cr_assert_eq(weight("k8s1"), w);
+
+	mg(&r, 10000, "step", NULL);
+	cr_assert_eq(r.status, 3, "step while paused: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert_eq(weight("k8s1"), w);
+
+	mg(&r, 10000, "resume", NULL);
+	cr_assert_eq(r.status, 0, "resume: %d\n%s\n%s", r.status, r.out, r.err);
+	state(phase, sizeof(phase));
+	cr_assert_str_eq(phase, "shifting");
+
+	int code = wait_exit(bg, 40000);
+	cr_assert_eq(code, 0, "run: %d\n%s", code, slurp(path("run.err")));
+	bg = -1;
+	json_t *d = bg_doc();
+	cr_assert_str_eq(jstr(d, "outcome"), "complete");
+	json_decref(d);
+	cr_assert_gt(weight("k8s1"), 0);
+	cr_assert_eq(weight("vm1"), 0);
+	cr_assert_eq(weight("vm2"), 0);
+
+	/* nothing advanced between the pause and the resume */
+	json_t *recs = history(), *rec;
+	size_t i, paused = 0, resumed = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		if (is(rec, "run", "pause"))
+			paused = i + 1;
+		else if (is(rec, "run", "resume"))
+			resumed = i + 1;
+		else if (paused && !resumed)
+			cr_assert(!is(rec, "run", "intent"), "record %zu moved while paused", i);
+	}
+	cr_assert(paused && resumed && paused < resumed, "pause %zu, resume %zu", paused, resumed);
+	json_decref(recs);
+}
+
+Test(autopilot, run_while_paused_without_an_autopilot_is_refused)
+{
+	up(NULL, NULL);
+	static result r;
+	mg(&r, 10000, "step", NULL);
+	cr_assert_eq(r.status, 0, "step: %d\n%s\n%s", r.status, r.out, r.err);
+	int w = weight("k8s1");
+	cr_assert_gt(w, 0);
+	mg(&r, 10000, "pause", "--reason", "t", NULL);
+	cr_assert_eq(r.status, 0, "pause: %d\n%s\n%s", r.status, r.out, r.err);
+
+	mg(&r, 10000, "run", NULL);
+	cr_assert_eq(r.status, 3, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "migrate resume"), "%s", r.err);
+	cr_assert_eq(weight("k8s1"), w);
+	char phase[32];
+	cr_assert_eq(state(phase, sizeof(phase)), 0);
+	cr_assert_str_eq(phase, "paused");
+
+	json_t *recs = history(), *rec;
+	size_t i;
+	json_array_foreach(recs, i, rec) cr_assert_str_neq(jstr(rec, "command"), "run");
+	json_decref(recs);
+}
