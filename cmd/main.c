@@ -30,15 +30,18 @@ const mg_command mg_commands[] = {
     {"step", cmd_step, "move traffic to the next step, after the bake, with read-back",
      "step [options] [--to PERCENT] [--force --reason TEXT] [--adopt]",
      "      --to PERCENT    go to this step of traffic.steps instead of the next\n"
-     "      --force         step before the bake has passed, or towards servers the\n"
-     "                      balancer reports down; needs --reason\n"
+     "      --force         step before the bake has passed, without passing gates,\n"
+     "                      while paused, or towards servers the balancer reports\n"
+     "                      down; needs --reason\n"
      "      --reason TEXT   why, for the journal\n"
      "      --adopt         take weights changed by hand as the current position\n",
      "Journals an intent, sets the balancer's weights for the next step in one call, reads "
      "them back, and journals the result. Refuses while the current step has baked for less "
-     "than traffic.bake (exit 4), and when the weights were changed by hand since migrate "
-     "last set them (exit 3; see --adopt). An interrupted step or rollback is reconciled "
-     "from the balancer first. --dry-run prints the exact balancer calls."},
+     "than traffic.bake (exit 4), while paused (exit 3), when the gates of the step it leaves "
+     "fail (exit 1) or are inconclusive (exit 4; see `migrate check`), and when the weights "
+     "were changed by hand since migrate last set them (exit 3; see --adopt). An "
+     "interrupted step or rollback is reconciled from the balancer first. --dry-run prints "
+     "the exact balancer calls."},
     {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
      "rollback [options] [--to PERCENT] [--force] [--reason TEXT]",
      "      --to PERCENT    back to this earlier step instead of 0%\n"
@@ -100,7 +103,8 @@ static const char global_help[] =
     "      --version       show migrate's version and commit\n";
 
 static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
-                                "3 locked or state moved, 4 inconclusive.\n";
+                                "3 locked, paused or state moved, 4 inconclusive; `run` stopped "
+                                "by SIGINT or SIGTERM: 130 or 143.\n";
 
 void cli_print_overview(FILE *f)
 {

@@ -46,6 +46,13 @@ int cmd_pause(mg_cli *cli, int argc, char **argv)
 			goto fail; /* a manual step or rollback: its message names the holder */
 		mg_error_clear(&err);
 		pid = h.pid;
+		rc = mg_state_load(&st, store, &err);
+		if (rc)
+			goto fail;
+		if (st.phase == MG_PHASE_PAUSED) {
+			how = "the running autopilot is already paused";
+			goto report;
+		}
 		if (cli->dry_run) {
 			how = "would ask the running autopilot to pause";
 			goto report;

@@ -40,7 +40,7 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	if (cli_parse(cli, argc, argv, opts, "", rollback_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
 	double to = 0;
-	if (o.to && shift_parse_percent(cli, o.to, &to))
+	if (o.to && shift_parse_percent(cli, "--to", o.to, &to))
 		return EXIT_USAGE;
 
 	mg_error err = MG_ERROR_INIT;
@@ -89,6 +89,10 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	}
 	mg_shift_request req = {"rollback", to, idx, t->nsteps, o.reason, o.force};
 	rc = mg_shift_apply(&rb, c.store, st, c.t, &req, &err);
+	if (rc)
+		goto fail;
+	/* the way out ends a hold too: a pause request left behind would block the next run */
+	rc = mg_store_pause_remove(c.store, &err);
 	if (rc)
 		goto fail;
 	if (doc) {

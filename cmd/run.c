@@ -46,6 +46,7 @@ typedef struct {
 	int64_t next_eval_ms;
 	int64_t inconclusive_since_ms; /* 0: the last evaluation was conclusive */
 	bool paused;
+	json_t *decided; /* the evaluation that made the last move, for the JSON document */
 } run_ctx;
 
 static void block_clear(run_ctx *r)
@@ -143,14 +144,19 @@ static int move(run_ctx *r, int idx, const char *reason, mg_error *err)
 	mg_percent_format(a, sizeof(a), target);
 	mg_percent_format(b, sizeof(b), rb.k8s_percent);
 	mg_traffic_state_clear(&rb);
+	/* the old step's checks must not show under the new step */
+	if (r->has_last) {
+		json_decref(r->decided);
+		r->decided = mg_gate_eval_to_json(&r->last);
+	}
+	mg_gate_eval_clear(&r->last);
+	r->has_last = false;
 	if (idx < 0)
 		event(r, "rolled back: %s to the cluster (%s read back from %s)", a, b,
 		      mg_traffic_name(r->c->t));
 	else
 		event(r, "step %d of %zu: %s to the cluster (%s read back from %s)", idx + 1,
 		      t->nsteps, a, b, mg_traffic_name(r->c->t));
-	mg_gate_eval_clear(&r->last);
-	r->has_last = false;
 	r->inconclusive_since_ms = 0;
 	r->next_eval_ms = r->c->st.step_started_ms + r->slo->interval_ms;
 	return 0;
@@ -191,6 +197,8 @@ static int follow_pause_request(run_ctx *r, mg_error *err)
 	}
 	st->phase = MG_PHASE_SHIFTING;
 	st->pause_reason[0] = '\0';
+	/* as `migrate resume` without an autopilot: whoever resumes has looked at them */
+	mg_state_reset_gates(st);
 	rc = journal_simple(r, "resume", "the pause request was removed", NULL, err);
 	if (!rc)
 		rc = mg_state_save(r->c->store, st, err);
@@ -357,7 +365,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	if (cli_parse(cli, argc, argv, opts, "", run_opt, &until_arg, 0, &exit_code) < 0)
 		return exit_code;
 	double until_pct = 100;
-	if (until_arg && shift_parse_percent(cli, until_arg, &until_pct))
+	if (until_arg && shift_parse_percent(cli, "--until", until_arg, &until_pct))
 		return EXIT_USAGE;
 
 	mg_error err = MG_ERROR_INIT;
@@ -391,11 +399,13 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		    "--until %s is not one of traffic.steps; `migrate plan` lists them", until_arg);
 		goto fail;
 	}
-	bool pause_file;
+	bool pause_file = false;
 	mg_pause_request pr;
-	rc = mg_store_pause_read(&pause_file, &pr, c.store, &err);
-	if (rc)
-		goto fail;
+	if (c.store) { /* with --dry-run there may be no state directory yet */
+		rc = mg_store_pause_read(&pause_file, &pr, c.store, &err);
+		if (rc)
+			goto fail;
+	}
 	if (st->phase == MG_PHASE_PAUSED || pause_file) {
 		rc = mg_error_set(
 		    &err, MG_ECONFLICT, "the migration is paused%s%s; `migrate resume` releases it",
@@ -446,7 +456,9 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	gate_step_name(start, sizeof(start), st, t);
 	rc = journal_simple(
 	    &r, "start", NULL,
-	    json_pack("{s:i, s:f}", "from_step", st->step_index + 1, "until", t->steps[until_idx]),
+	    json_pack("{s:o, s:f}", "from_step",
+	              st->step_index < 0 ? json_null() : json_integer(st->step_index + 1), "until",
+	              t->steps[until_idx]),
 	    &err);
 	if (rc)
 		goto fail;
@@ -486,6 +498,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		sleep_tick(r.paused ? TICK_MS : r.next_eval_ms - mg_now_ms());
 	}
 	block_clear(&r);
+	r.tty = false; /* the closing lines stand alone */
 	if (v == GO_ON) {
 		/* stopped by a signal: the weights stay where the last read-back put them */
 		char why[64];
@@ -523,12 +536,15 @@ done:
 		json_object_set_new(doc, "k8s_percent",
 		                    json_real(st->has_read_back ? st->read_back_k8s_percent : 0));
 		json_object_set_new(doc, "gates",
-		                    r.has_last ? mg_gate_eval_to_json(&r.last) : json_null());
+		                    r.has_last  ? mg_gate_eval_to_json(&r.last)
+		                    : r.decided ? json_incref(r.decided)
+		                                : json_null());
 		json_object_set_new(doc, "events", r.log ? json_incref(r.log) : json_array());
 	}
 	mg_gate_eval_clear(&r.last);
 	mg_metrics_free(r.m);
 	json_decref(r.log);
+	json_decref(r.decided);
 	if (doc) {
 		shift_close(&c);
 		mg_error_clear(&err);
@@ -542,5 +558,6 @@ fail:
 	mg_gate_eval_clear(&r.last);
 	mg_metrics_free(r.m);
 	json_decref(r.log);
+	json_decref(r.decided);
 	return shift_finish(cli, &c, &none, doc, &err, rc);
 }

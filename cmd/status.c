@@ -1,4 +1,4 @@
-/* migrate status: where the migration stands, as recorded. Contacts nothing. */
+/* migrate status: where the migration stands, as recorded, beside the balancer's live weights. */
 #include <string.h>
 
 #include "cmd.h"

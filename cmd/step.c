@@ -93,7 +93,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	if (o.force && (!o.reason || !*o.reason))
 		return cli_usage_error(cli, "--force needs --reason TEXT: the journal records why");
 	double to = 0;
-	if (o.to && shift_parse_percent(cli, o.to, &to))
+	if (o.to && shift_parse_percent(cli, "--to", o.to, &to))
 		return EXIT_USAGE;
 
 	mg_error err = MG_ERROR_INIT;

@@ -37,8 +37,8 @@ void gate_print(FILE *f, const mg_cli *cli, const mg_gate_eval *ev, bool color)
 		else
 			t[0] = '\0';
 		if (c->has_ratio)
-			snprintf(o, sizeof(o), ", %.3gx baseline (max %.3gx)", c->ratio,
-			         c->max_ratio);
+			snprintf(o, sizeof(o), "%s%.3gx baseline (max %.3gx)", t[0] ? ", " : "",
+			         c->ratio, c->max_ratio);
 		else if (c->has_other_value)
 			snprintf(o, sizeof(o), " (VMs %.4g)", c->other_value);
 		const char *col = c->outcome == MG_GATE_PASS   ? C_GREEN

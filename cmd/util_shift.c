@@ -80,11 +80,11 @@ int shift_step_index(const mg_plan_traffic *t, double pct)
 	return -1;
 }
 
-int shift_parse_percent(mg_cli *cli, const char *arg, double *out)
+int shift_parse_percent(mg_cli *cli, const char *option, const char *arg, double *out)
 {
 	char why[256];
 	if (mg_percent_parse(out, arg, why, sizeof(why))) {
-		cli_usage_error(cli, "--to: %s", why);
+		cli_usage_error(cli, "%s: %s", option, why);
 		return -1;
 	}
 	return 0;

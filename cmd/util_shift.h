@@ -38,7 +38,7 @@ int shift_finish(mg_cli *cli, shift_ctx *c, mg_traffic_state *rb, json_t *doc, m
 int shift_step_index(const mg_plan_traffic *t, double pct);
 
 /* Parses a --to value; a usage error (already reported) is -1. */
-int shift_parse_percent(mg_cli *cli, const char *arg, double *out);
+int shift_parse_percent(mg_cli *cli, const char *option, const char *arg, double *out);
 
 /* One line per server: name, side, weight, health. */
 void shift_print_servers(const mg_cli *cli, const mg_traffic_state *st);

@@ -112,6 +112,14 @@ static void judge_max(mg_gate_check *c)
 	c->outcome = c->value <= c->threshold ? MG_GATE_PASS : MG_GATE_FAIL;
 }
 
+/* The cluster's error ratio as a multiple of the VMs'; 0/0 is "as good as the VMs". */
+static double factor_of(double k8s, double vm)
+{
+	if (k8s == 0)
+		return vm == 0 ? 1.0 : 0.0;
+	return vm == 0 ? INFINITY : k8s / vm;
+}
+
 /* The RED checks: queried, then judged together. */
 static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, bool too_young,
                       mg_error *err)
@@ -168,6 +176,12 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 		mg_gate_check *c = &ev->checks[ev->nchecks - n + i];
 		if (!take(c, &rd[i]))
 			continue;
+		if (!enough && !strcmp(c->name, "errors-vs-vms") && !isnan(vm_ratio)) {
+			/* shown as the factor, like when it is judged */
+			c->has_other_value = true;
+			c->other_value = vm_ratio;
+			c->value = factor_of(c->value, vm_ratio);
+		}
 		if (!enough) {
 			c->outcome = MG_GATE_INCONCLUSIVE;
 			set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
@@ -199,8 +213,7 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 			c->has_other_value = true;
 			c->other_value = vm_ratio;
 			/* the value shown is the factor; 0/0 is "as good as the VMs" */
-			c->value = k8s == 0 ? (vm_ratio == 0 ? 1.0 : 0.0)
-			                    : (vm_ratio == 0 ? INFINITY : k8s / vm_ratio);
+			c->value = factor_of(k8s, vm_ratio);
 			judge_max(c);
 			if (c->outcome == MG_GATE_FAIL && max_rate >= 0 && k8s <= max_rate) {
 				c->outcome = MG_GATE_PASS;
