@@ -545,3 +545,120 @@ Test(step, unknown_reconcile_is_drift)
 	cr_assert_str_eq(action(recs, 2), "reconcile");
 	json_decref(recs);
 }
+
+static const char *phase_now(void)
+{
+	static char phase[32];
+	result r;
+	run(&r, "status", "--offline", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = doc_of(&r);
+	snprintf(phase, sizeof(phase), "%s",
+	         json_string_value(json_object_get(json_object_get(d, "state"), "phase")));
+	json_decref(d);
+	return phase;
+}
+
+Test(step, pause_holds_manual_steps_until_resume)
+{
+	write_plan("0s");
+	result r;
+	/* nothing to pause before traffic moves */
+	run(&r, "pause", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.err, "nothing to pause"), "%s", r.err);
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+
+	run(&r, "pause", "--reason", "change freeze", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = doc_of(&r);
+	cr_assert(json_is_true(json_object_get(d, "changed")));
+	cr_assert_str_eq(json_string_value(json_object_get(d, "phase")), "paused");
+	json_decref(d);
+	cr_assert_str_eq(phase_now(), "paused");
+	run(&r, "pause", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "already paused"), "%s", r.out);
+
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 3, "a paused migration must not step: %s", r.err);
+	cr_assert(strstr(r.err, "change freeze") && strstr(r.err, "migrate resume"), "%s", r.err);
+	cr_assert_eq(weight("k8s"), 2, "nothing may change");
+
+	run(&r, "resume", "--reason", "freeze over", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "resumed"), "%s", r.out);
+	cr_assert_str_eq(phase_now(), "shifting");
+	run(&r, "resume", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "not paused"), "%s", r.out);
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(weight("k8s"), 2);
+	cr_assert_eq(weight("vm-01"), 1, "50%% now");
+
+	json_t *recs = journal();
+	size_t n = json_array_size(recs);
+	bool saw_pause = false, saw_resume = false;
+	for (size_t i = 0; i < n; i++) {
+		json_t *rec = json_array_get(recs, i);
+		const char *a = action(recs, i);
+		const char *why = json_string_value(json_object_get(rec, "reason"));
+		if (!strcmp(a, "pause"))
+			saw_pause = why && !strcmp(why, "change freeze");
+		if (!strcmp(a, "resume"))
+			saw_resume = why && !strcmp(why, "freeze over");
+	}
+	cr_assert(saw_pause && saw_resume, "pause and resume are journalled with their reasons");
+	json_decref(recs);
+}
+
+Test(step, rollback_ends_a_pause_and_its_request)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	/* a request as a pause of a running autopilot leaves it */
+	mg_store *s;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open_existing(&s, path(".migrate"), "shop", &err), 0, "%s",
+	             err.message);
+	cr_assert_eq(mg_store_pause_write(s, "left behind", &err), 0, "%s", err.message);
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 3, "a pause request holds steps too: %s", r.err);
+	run(&r, "rollback", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	bool present = true;
+	mg_pause_request pr;
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0, "%s", err.message);
+	cr_assert(!present, "the rollback removes the request");
+	mg_store_free(s);
+	cr_assert_str_eq(phase_now(), "rolled-back");
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "after the rollback, stepping works again: %s", r.err);
+	mg_error_clear(&err);
+}
+
+Test(step, run_dry_run_without_a_state_directory)
+{
+	write_plan("1s");
+	FILE *f = fopen(path("plan.yaml"), "a");
+	cr_assert_not_null(f);
+	fprintf(f, "slo:\n  prometheus: { url: \"http://127.0.0.1:9\" }\n  interval: 1s\n"
+	           "  window: 10s\n  red: { source: haproxy, backend: be, max_error_rate: 1%% }\n");
+	fclose(f);
+	result r;
+	run(&r, "run", "--dry-run", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "step 3 of 3: 100% to the cluster"), "%s", r.out);
+	struct stat sb;
+	cr_assert_neq(stat(path(".migrate"), &sb), 0, "a dry run creates nothing");
+	run(&r, "run", "--until", "abc", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--until"), "%s", r.err);
+	run(&r, "run", "--until", "30", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "not one of traffic.steps"), "%s", r.err);
+}
