@@ -17,14 +17,14 @@
 #include "fs.h"
 #include "http.h"
 #include "metrics.h"
+#include "secret.h"
 
 /* Few enough that a dead Prometheus is reported within twice the timeout, not minutes later. */
 #define MAX_ATTEMPTS 3
 
 typedef struct {
-	char *base;          /* slo.prometheus.url without its trailing '/' */
-	char *token;         /* NULL: send no Authorization header */
-	char token_src[320]; /* "$NAME" or the file: what messages name, never the value */
+	char *base;      /* slo.prometheus.url without its trailing '/' */
+	mg_secret token; /* no value: send no Authorization header */
 	char *ca_file;
 	int64_t timeout_ms;
 	const volatile int *cancel;
@@ -42,25 +42,6 @@ static char *xasprintf(const char *fmt, ...)
 	return s;
 }
 
-/* A defence in depth: whatever a server or proxy echoes back, the token never leaves here. */
-static void scrub(const prom *p, mg_error *err)
-{
-	if (!err || !p->token || !*p->token)
-		return;
-	size_t n = strlen(p->token);
-	char *s;
-	while ((s = strstr(err->message, p->token)) != NULL) {
-		static const char mask[] = "<redacted>";
-		size_t m = strlen(mask), rest = strlen(s + n);
-		if (m <= n) {
-			memcpy(s, mask, m);
-			memmove(s + m, s + n, rest + 1);
-		} else {
-			memset(s, '*', n);
-		}
-	}
-}
-
 /* Appends text from the server, minus anything that could drive a terminal. */
 static void append_clean(char *buf, size_t size, const char *s)
 {
@@ -70,78 +51,12 @@ static void append_clean(char *buf, size_t size, const char *s)
 	buf[o] = '\0';
 }
 
-/* Where the token is, never what it is. No token configured is fine: many Prometheus have none. */
-static int read_token(prom *p, const mg_plan_slo *slo, mg_error *err)
-{
-	char *raw = NULL;
-	size_t rawlen = 0;
-	const char *v;
-	if (slo->token_env && *slo->token_env) {
-		snprintf(p->token_src, sizeof(p->token_src), "$%s", slo->token_env);
-		v = getenv(slo->token_env);
-		if (!v)
-			return mg_error_set(err, MG_EINVALID,
-			                    "the environment variable %s is not set; export the "
-			                    "Prometheus token in it (slo.prometheus.token_env)",
-			                    slo->token_env);
-	} else if (slo->token_file && *slo->token_file) {
-		snprintf(p->token_src, sizeof(p->token_src), "%s", slo->token_file);
-		mg_error ferr = MG_ERROR_INIT;
-		if (mg_fs_read_all(&raw, &rawlen, slo->token_file, &ferr)) {
-			int rc = mg_error_set(err, MG_EINVALID,
-			                      "cannot read the Prometheus token "
-			                      "(slo.prometheus.token_file): %s",
-			                      ferr.message);
-			mg_error_clear(&ferr);
-			return rc;
-		}
-		v = raw;
-	} else {
-		return 0;
-	}
-	/* the first line, trimmed: files often end in a newline, variables sometimes too */
-	const char *s = v;
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	size_t n = strcspn(s, "\r\n");
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	bool bad = false;
-	for (size_t i = 0; i < n; i++)
-		bad |= (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f;
-	int rc = 0;
-	if (!n)
-		rc = mg_error_set(
-		    err, MG_EINVALID,
-		    raw ? "%s is empty: its first line must be the Prometheus token "
-		          "(slo.prometheus.token_file)"
-		        : "the environment variable %s is empty; export the Prometheus "
-		          "token in it (slo.prometheus.token_env)",
-		    raw ? slo->token_file : slo->token_env);
-	else if (bad)
-		/* a header injection otherwise; the value itself is never shown */
-		rc = mg_error_set(err, MG_EINVALID,
-		                  "the Prometheus token in %s contains spaces or control "
-		                  "characters; it must be the token alone",
-		                  p->token_src);
-	else if (!(p->token = strndup(s, n)))
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
-	if (raw) {
-		explicit_bzero(raw, rawlen);
-		free(raw);
-	}
-	return rc;
-}
-
 static void prom_free(void *src)
 {
 	prom *p = src;
 	if (!p)
 		return;
-	if (p->token) {
-		explicit_bzero(p->token, strlen(p->token));
-		free(p->token);
-	}
+	mg_secret_clear(&p->token);
 	free(p->base);
 	free(p->ca_file);
 	free(p);
@@ -155,7 +70,9 @@ int mg_metrics_prometheus_new(void **out, const mg_plan_slo *slo, mg_error *err)
 	prom *p = calloc(1, sizeof(*p));
 	if (!p)
 		return mg_error_set(err, MG_ENOMEM, "out of memory");
-	int rc = read_token(p, slo, err);
+	/* no token configured is fine: many Prometheus have none */
+	int rc = mg_secret_read(&p->token, slo->token_env, slo->token_file, "Prometheus token",
+	                        "slo.prometheus", err);
 	if (rc) {
 		prom_free(p);
 		return rc;
@@ -468,11 +385,11 @@ static int answer(const prom *p, const mg_http_response *res, const char *shown,
 			                  et[0] ? et : "(no errorType)",
 			                  msg[0] ? msg : "(no error)");
 	} else if (code == 401 || code == 403) {
-		if (p->token)
+		if (p->token.value)
 			rc = mg_error_set(err, MG_ERROR,
 			                  "Prometheus at %s refused the token from %s (HTTP %ld): "
 			                  "check that it is valid and allowed to query Prometheus",
-			                  p->base, p->token_src, code);
+			                  p->base, p->token.source, code);
 		else
 			rc = mg_error_set(err, MG_ERROR,
 			                  "Prometheus at %s wants a token (HTTP %ld): name the "
@@ -543,7 +460,7 @@ static int run(prom *p, const char *path, const char *query, const char *params,
 	    .method = "GET",
 	    .url = url,
 	    .accept = "application/json",
-	    .bearer_token = p->token,
+	    .bearer_token = p->token.value,
 	    .ca_file = p->ca_file,
 	    .timeout_ms = p->timeout_ms,
 	    .deadline_ms = 2 * p->timeout_ms,
@@ -561,7 +478,7 @@ static int run(prom *p, const char *path, const char *query, const char *params,
 	mg_http_response_clear(&res);
 	free(url);
 	free(shown);
-	scrub(p, err);
+	mg_secret_scrub(&p->token, err);
 	return rc;
 }
 

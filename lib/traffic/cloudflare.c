@@ -26,6 +26,7 @@
 #include "fs.h"
 #include "http.h"
 #include "log.h"
+#include "secret.h"
 #include "traffic.h"
 
 #define DEFAULT_API_URL    "https://api.cloudflare.com/client/v4"
@@ -37,8 +38,7 @@
 enum { VM, K8S };
 
 typedef struct {
-	char *token;
-	char token_src[320]; /* "$NAME" or the file: what messages and describe() name */
+	mg_secret token; /* its source is what messages and describe() name */
 	char *lb_url;
 	char *health_url[2];
 	char *pool[2];
@@ -69,25 +69,6 @@ static char *xasprintf(const char *fmt, ...)
 		s = NULL;
 	va_end(ap);
 	return s;
-}
-
-/* A defence in depth: whatever a server echoes back, the token never leaves in a message. */
-static void scrub(const cf *c, mg_error *err)
-{
-	if (!err || !c->token || !*c->token)
-		return;
-	size_t n = strlen(c->token);
-	char *p;
-	while ((p = strstr(err->message, c->token)) != NULL) {
-		static const char mask[] = "<redacted>";
-		size_t m = strlen(mask), rest = strlen(p + n);
-		if (m <= n) {
-			memcpy(p, mask, m);
-			memmove(p + m, p + n, rest + 1);
-		} else {
-			memset(p, '*', n);
-		}
-	}
 }
 
 /* Appends text from the server, minus anything that could drive a terminal. */
@@ -142,7 +123,7 @@ static void status_hint(char *buf, size_t size, const cf *c, long status)
 		    "check the API token in %s: it must be valid and allowed to edit this load "
 		    "balancer (Load Balancers: Write) and read its pools (Load Balancing: "
 		    "Monitors and Pools: Read)",
-		    c->token_src);
+		    c->token.source);
 	else if (status == 404)
 		snprintf(buf, size,
 		         "check account_id, zone_id, load_balancer_id, vm_pool and "
@@ -184,7 +165,7 @@ static int call(cf *c, int64_t end, const char *what, const char *method, const 
 	    .url = url,
 	    .body = body,
 	    .content_type = body ? "application/json" : NULL,
-	    .bearer_token = c->token,
+	    .bearer_token = c->token.value,
 	    .ca_file = c->ca_file,
 	    .timeout_ms = left < PER_ATTEMPT_MS ? left : PER_ATTEMPT_MS,
 	    .deadline_ms = left,
@@ -262,80 +243,12 @@ static int call(cf *c, int64_t end, const char *what, const char *method, const 
 	return rc;
 }
 
-/* Where the token is, never what it is. */
-static int read_token(cf *c, const mg_plan_cloudflare *cfg, mg_error *err)
-{
-	char *raw = NULL;
-	size_t rawlen = 0;
-	const char *v;
-	if (cfg->token_env && *cfg->token_env) {
-		snprintf(c->token_src, sizeof(c->token_src), "$%s", cfg->token_env);
-		v = getenv(cfg->token_env);
-		if (!v)
-			return mg_error_set(
-			    err, MG_EINVALID,
-			    "the environment variable %s is not set; export the "
-			    "Cloudflare API token in it (traffic.cloudflare.token_env)",
-			    cfg->token_env);
-	} else if (cfg->token_file && *cfg->token_file) {
-		snprintf(c->token_src, sizeof(c->token_src), "%s", cfg->token_file);
-		mg_error ferr = MG_ERROR_INIT;
-		if (mg_fs_read_all(&raw, &rawlen, cfg->token_file, &ferr)) {
-			int rc = mg_error_set(err, MG_EINVALID,
-			                      "cannot read the Cloudflare API token "
-			                      "(traffic.cloudflare.token_file): %s",
-			                      ferr.message);
-			mg_error_clear(&ferr);
-			return rc;
-		}
-		v = raw;
-	} else {
-		return mg_error_set(err, MG_EINVALID,
-		                    "no Cloudflare API token: set traffic.cloudflare.token_env or "
-		                    "token_file");
-	}
-	/* the first line, trimmed: files often end in a newline, variables sometimes too */
-	const char *s = v;
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	size_t n = strcspn(s, "\r\n");
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	bool bad = false;
-	for (size_t i = 0; i < n; i++)
-		bad |= (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f;
-	int rc = 0;
-	if (!n)
-		rc = mg_error_set(
-		    err, MG_EINVALID,
-		    raw ? "%s is empty: its first line must be the Cloudflare API token"
-		        : "the environment variable %s is empty; export the Cloudflare "
-		          "API token in it",
-		    raw ? cfg->token_file : cfg->token_env);
-	else if (bad)
-		/* a header injection otherwise; the value itself is never shown */
-		rc = mg_error_set(err, MG_EINVALID,
-		                  "the Cloudflare API token in %s contains spaces or control "
-		                  "characters; it must be the token alone",
-		                  c->token_src);
-	else if (!(c->token = strndup(s, n)))
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
-	if (raw) {
-		explicit_bzero(raw, rawlen);
-		free(raw);
-	}
-	return rc;
-}
-
 static void cf_free(void *drv)
 {
 	cf *c = drv;
 	if (!c)
 		return;
-	if (c->token) {
-		explicit_bzero(c->token, strlen(c->token));
-		free(c->token);
-	}
+	mg_secret_clear(&c->token);
 	free(c->lb_url);
 	for (int i = 0; i < 2; i++) {
 		free(c->health_url[i]);
@@ -361,7 +274,12 @@ int mg_traffic_cloudflare_new(void **out, const mg_plan_cloudflare *cfg, mg_erro
 	cf *c = calloc(1, sizeof(*c));
 	if (!c)
 		return mg_error_set(err, MG_ENOMEM, "out of memory");
-	int rc = read_token(c, cfg, err);
+	int rc = mg_secret_read(&c->token, cfg->token_env, cfg->token_file, "Cloudflare API token",
+	                        "traffic.cloudflare", err);
+	if (!rc && !c->token.value)
+		rc = mg_error_set(err, MG_EINVALID,
+		                  "no Cloudflare API token: set traffic.cloudflare.token_env or "
+		                  "token_file");
 	if (rc) {
 		cf_free(c);
 		return rc;
@@ -490,7 +408,7 @@ static void pool_health(cf *c, int64_t end, int side, mg_traffic_server *s)
 		s->health = MG_HEALTH_UNKNOWN;
 		snprintf(s->detail, sizeof(s->detail), "health unavailable: ");
 		append_clean(s->detail, sizeof(s->detail), info.reason);
-		scrub(c, &e);
+		mg_secret_scrub(&c->token, &e);
 		mg_log(MG_LOG_WARN, "%s", e.message);
 		mg_error_clear(&e);
 		return;
@@ -585,7 +503,7 @@ static int cf_read(void *drv, mg_traffic_state *out, mg_error *err)
 		rc = share(c, lb, w, &out->k8s_percent, err);
 	json_decref(lb);
 	if (rc) {
-		scrub(c, err);
+		mg_secret_scrub(&c->token, err);
 		return rc;
 	}
 	out->servers = calloc(2, sizeof(*out->servers));
@@ -634,7 +552,7 @@ static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 		rc = share(c, lb, w, &cur, err);
 	if (rc) {
 		json_decref(lb);
-		scrub(c, err);
+		mg_secret_scrub(&c->token, err);
 		return rc;
 	}
 	json_t *body = patch_body(c, k8s_percent, json_object_get(lb, "default_pools"));
@@ -649,7 +567,7 @@ static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 	rc = call(c, end, what, "PATCH", c->lb_url, text, &res, &info, err);
 	free(text);
 	json_decref(res);
-	scrub(c, err);
+	mg_secret_scrub(&c->token, err);
 	return rc;
 }
 
@@ -658,7 +576,7 @@ static int cf_describe(void *drv, double k8s_percent, json_t **out, mg_error *er
 	cf *c = drv;
 	*out = NULL;
 	char auth[400];
-	snprintf(auth, sizeof(auth), "Bearer <from %s>", c->token_src);
+	snprintf(auth, sizeof(auth), "Bearer <from %s>", c->token.source);
 	json_t *body = patch_body(c, k8s_percent, NULL);
 	json_t *calls = json_pack(
 	    "[{s:s, s:s, s:{s:s}, s:s}, {s:s, s:s, s:{s:s, s:s}, s:o, s:s}]", "method", "GET",

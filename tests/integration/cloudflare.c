@@ -713,7 +713,8 @@ Test(cloudflare, token_env_unset_or_empty_fails_at_open)
 	setenv(TOKEN_ENV, " \n", 1);
 	cr_assert_eq(mg_traffic_open(&t, &plan, &err), MG_EINVALID);
 	cr_assert_str_eq(err.message, "the environment variable " TOKEN_ENV
-	                              " is empty; export the Cloudflare API token in it");
+	                              " is empty; export the Cloudflare API token in it "
+	                              "(traffic.cloudflare.token_env)");
 	setenv(TOKEN_ENV, "abc def", 1);
 	cr_assert_eq(mg_traffic_open(&t, &plan, &err), MG_EINVALID);
 	cr_assert_str_eq(err.message, "the Cloudflare API token in $" TOKEN_ENV
@@ -743,7 +744,7 @@ Test(cloudflare, token_file_first_line_trimmed)
 	mg_traffic_state_clear(&st);
 	json_t *d;
 	cr_assert_eq(mg_traffic_describe(&d, t, 10, &err), 0, "%s", err.message);
-	char want[600];
+	char want[1024];
 	snprintf(want, sizeof(want), "Bearer <from %s>", path);
 	cr_assert_str_eq(json_string_value(json_object_get(
 	                     json_object_get(json_array_get(d, 1), "headers"), "Authorization")),
@@ -756,7 +757,9 @@ Test(cloudflare, token_file_first_line_trimmed)
 	fputs("\n", f);
 	cr_assert_eq(fclose(f), 0);
 	cr_assert_eq(mg_traffic_open(&t, &plan, &err), MG_EINVALID);
-	snprintf(want, sizeof(want), "%s is empty: its first line must be the Cloudflare API token",
+	snprintf(want, sizeof(want),
+	         "%s is empty: its first line must be the Cloudflare API token "
+	         "(traffic.cloudflare.token_file)",
 	         path);
 	cr_assert_str_eq(err.message, want);
 
