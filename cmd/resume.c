@@ -5,21 +5,13 @@
 #include "util_gate.h"
 #include "util_shift.h"
 
-static int resume_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	if (opt == 'r')
-		*(const char **)ud = arg;
-	return 0;
-}
-
 int cmd_resume(mg_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *reason = NULL;
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", resume_opt, &reason, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, "", shift_reason_opt, &reason, 0, &exit_code) < 0)
 		return exit_code;
 
 	mg_error err = MG_ERROR_INIT;
@@ -103,20 +95,9 @@ int cmd_resume(mg_cli *cli, int argc, char **argv)
 	how = "resumed";
 	changed = true;
 
-report:;
-	char where[64];
-	gate_step_name(where, sizeof(where), &st, mg_plan_traffic_section(plan));
-	if (doc) {
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
-		json_object_set_new(doc, "changed", json_boolean(changed));
-		json_object_set_new(doc, "autopilot", pid ? json_integer(pid) : json_null());
-		json_object_set_new(doc, "phase", json_string(mg_phase_name(st.phase)));
-		json_object_set_new(doc, "message", json_string(how));
-		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
-		doc = NULL;
-	} else {
-		printf("%s: %s at %s\n", mg_plan_name(plan), how, where);
-	}
+report:
+	exit_code = shift_hold_report(cli, doc, plan, &st, how, changed, pid, NULL);
+	doc = NULL;
 	goto out;
 fail:
 	json_decref(doc);

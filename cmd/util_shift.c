@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "units.h"
+#include "util_gate.h"
 
 #include <time.h>
 
@@ -148,4 +149,32 @@ int shift_wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_m
 		struct timespec ts = {0, 50 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
+}
+
+int shift_reason_opt(mg_cli *cli, int opt, const char *arg, void *ud)
+{
+	(void)cli;
+	if (opt == 'r')
+		*(const char **)ud = arg;
+	return 0;
+}
+
+int shift_hold_report(mg_cli *cli, json_t *doc, const mg_plan *plan, const mg_state *st,
+                      const char *how, bool changed, long pid, const char *hint)
+{
+	if (doc) {
+		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
+		json_object_set_new(doc, "changed", json_boolean(changed));
+		json_object_set_new(doc, "autopilot", pid ? json_integer(pid) : json_null());
+		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
+		json_object_set_new(doc, "message", json_string(how));
+		return cli_doc_emit(cli, doc, EXIT_DONE);
+	}
+	char where[64], who[32] = "";
+	gate_step_name(where, sizeof(where), st, mg_plan_traffic_section(plan));
+	if (pid)
+		snprintf(who, sizeof(who), " (pid %ld)", pid);
+	printf("%s: %s%s at %s%s%s\n", mg_plan_name(plan), how, who, where, hint ? "; " : "",
+	       hint ? hint : "");
+	return EXIT_DONE;
 }

@@ -53,6 +53,16 @@ int shift_print_dry_run(shift_ctx *c, double target, json_t *doc, mg_error *err)
  */
 int shift_wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_ms, mg_error *err);
 
+/* pause and resume: --reason TEXT into *(const char **)ud. */
+int shift_reason_opt(mg_cli *cli, int opt, const char *arg, void *ud);
+
+/*
+ * The end of pause and resume: doc (then emitted) or one line, "NAME: how at
+ * <step>", with hint after it when given. Returns the exit code.
+ */
+int shift_hold_report(mg_cli *cli, json_t *doc, const mg_plan *plan, const mg_state *st,
+                      const char *how, bool changed, long pid, const char *hint);
+
 /* How long pause and resume wait for a running autopilot to confirm. */
 #define SHIFT_ACK_WAIT_MS 3000
 #endif
