@@ -694,3 +694,26 @@ Test(metrics_faults, cancel_stops_a_slow_request)
 	cancel_flag = 0;
 	fault_answers();
 }
+
+Test(metrics_faults, tls_is_verified_and_ca_file_trusts_a_private_ca)
+{
+	char why[2048], cert[300], key[300], ca[300];
+	cr_assert(tu_make_test_certs(dir, why, sizeof(why)), "%s", why);
+	snprintf(cert, sizeof(cert), "%s/server.pem", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	start_fault("--tls", cert, key, NULL);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", fault_port);
+	/* the system's CAs do not know the test CA: refused, and said how to fix it */
+	open_ok();
+	query_fails("up", MG_ERROR, "TLS certificate of 127.0.0.1 not trusted", "ca_file", NULL);
+	mg_metrics_free(m);
+	m = NULL;
+	slo.ca_file = ca;
+	open_ok();
+	mg_metrics_result r;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_metrics_query(&r, m, "up", T0 + 20000, &err), 0, "%s", err.message);
+	mg_metrics_result_clear(&r);
+	mg_error_clear(&err);
+}

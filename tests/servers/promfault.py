@@ -36,6 +36,7 @@ import json
 import os
 import re
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -76,6 +77,7 @@ def main():
     ap.add_argument("--html", action="store_true")
     ap.add_argument("--not-found", action="store_true")
     ap.add_argument("--warning", action="append", default=[])
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with these")
     opt = ap.parse_args()
 
     lock = threading.Lock()
@@ -198,6 +200,10 @@ def main():
             pass  # a client that gives up on a slow answer is what some tests do
 
     srv = Server(("127.0.0.1", 0), Api)
+    if opt.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(opt.tls[0], opt.tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("port", srv.server_address[1], flush=True)
 
     def watch_stdin():
