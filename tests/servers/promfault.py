@@ -8,7 +8,7 @@ stall, or not be Prometheus at all. Serves plain HTTP on 127.0.0.1, prints
 is gone) or on SIGTERM.
 
 usage: promfault.py [--token T] [--fail N] [--slow MS] [--html] [--not-found]
-                    [--warning TEXT]...
+                    [--warning TEXT]... [--tls CERT KEY]
 
   --token T       /api/v1/* wants "Authorization: Bearer T": 401 without it
   --fail N        the first N API requests get 503 (text/plain, as a proxy sends)
@@ -16,6 +16,7 @@ usage: promfault.py [--token T] [--fail N] [--slow MS] [--html] [--not-found]
   --html          API requests get a 200 text/html page
   --not-found     API requests get 404 "404 page not found" (Prometheus' own text)
   --warning TEXT  added to "warnings" of every successful answer (repeatable)
+  --tls CERT KEY  serve HTTPS with this certificate and key
 
 What it checks like Prometheus 2.x (web/api/v1/api.go): GET only; query is
 required; time, start, end and step are Unix seconds ("1767225620.000");
