@@ -528,3 +528,76 @@ void tu_log_capture_stop(void)
 {
 	mg_log_set(NULL, NULL, MG_LOG_INFO);
 }
+
+void tu_drain(int fd, char **buf, size_t *len, size_t *cap)
+{
+	char chunk[4096];
+	ssize_t n = read(fd, chunk, sizeof(chunk));
+	if (n <= 0)
+		return;
+	if (*len + (size_t)n + 1 > *cap) {
+		*cap = (*len + (size_t)n + 1) * 2;
+		*buf = realloc(*buf, *cap);
+		cr_assert_not_null(*buf);
+	}
+	memcpy(*buf + *len, chunk, (size_t)n);
+	*len += (size_t)n;
+	(*buf)[*len] = '\0';
+}
+
+/* Runs migrate with the given arguments (NULL-terminated), capturing both streams. */
+tu_output tu_capture(char *const args[])
+{
+	int out[2], err[2];
+	cr_assert_eq(pipe(out), 0);
+	cr_assert_eq(pipe(err), 0);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+	posix_spawn_file_actions_addclose(&fa, out[0]);
+	posix_spawn_file_actions_addclose(&fa, err[0]);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	pid_t pid;
+	cr_assert_eq(posix_spawn(&pid, args[0], &fa, NULL, args, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out[1]);
+	close(err[1]);
+	tu_output r = {0};
+	r.out = calloc(1, 1);
+	r.err = calloc(1, 1);
+	size_t ol = 0, oc = 1, el = 0, ec = 1;
+	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	int open_fds = 2;
+	/* bounded: a hung binary fails the test instead of hanging the suite */
+	for (int rounds = 0; open_fds && rounds < 2000; rounds++) {
+		int n = poll(p, 2, 10);
+		cr_assert_geq(n, 0);
+		for (int i = 0; i < 2; i++) {
+			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			size_t before = i ? el : ol;
+			if (i)
+				tu_drain(p[i].fd, &r.err, &el, &ec);
+			else
+				tu_drain(p[i].fd, &r.out, &ol, &oc);
+			if ((i ? el : ol) == before) {
+				close(p[i].fd);
+				p[i].fd = -1;
+				open_fds--;
+			}
+		}
+	}
+	cr_assert_eq(open_fds, 0, "migrate did not finish within 20 s");
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return r;
+}
+
+void tu_output_free(tu_output *r)
+{
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+}

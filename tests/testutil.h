@@ -39,6 +39,22 @@ pid_t tu_spawn_fds(char *const argv[], int in, int out, int err);
 pid_t tu_spawn_piped(char **argv, int *in_fd, int *out_fd);
 /* SIGTERM and wait for it (no timeout: the test's own timeout bounds it); *pid becomes 0. */
 void tu_stop(pid_t *pid);
+/* One read(2) from fd appended to *buf (malloc'd, NUL-terminated, *cap bytes); *len is
+ * unchanged at end of file or on an error. */
+void tu_drain(int fd, char **buf, size_t *len, size_t *cap);
+/* What tu_capture collected. */
+typedef struct {
+	int status; /* exit code, or 128+signal */
+	char *out;  /* all of stdout, NUL-terminated, malloc'd */
+	char *err;  /* all of stderr */
+} tu_output;
+/*
+ * Runs argv (a path; NULL-terminated) with stdin on /dev/null and both
+ * streams captured; asserts it ends within about 20 s, so a hung binary
+ * fails the test instead of hanging the suite.
+ */
+tu_output tu_capture(char *const argv[]);
+void tu_output_free(tu_output *r);
 /* Runs argv to completion, stderr to dir/cmd.err; false with why (incl. that stderr) if not. */
 bool tu_run_ok(const char *dir, char *const argv[], char *why, size_t size);
 /* Writes dir/openssl.cnf, which tu_make_test_ca and tu_make_test_certs use. */

@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,13 +23,7 @@
 #include "state.h"
 #include "store.h"
 
-extern char **environ;
-
-typedef struct {
-	int status; /* exit code, or 128+signal */
-	char *out;
-	char *err;
-} result;
+typedef tu_output result;
 
 static char tmpdir[256];
 
@@ -52,72 +45,6 @@ static const char *bin(void)
 	return b;
 }
 
-static void drain(int fd, char **buf, size_t *len, size_t *cap)
-{
-	char chunk[4096];
-	ssize_t n = read(fd, chunk, sizeof(chunk));
-	if (n <= 0)
-		return;
-	if (*len + (size_t)n + 1 > *cap) {
-		*cap = (*len + (size_t)n + 1) * 2;
-		*buf = realloc(*buf, *cap);
-		cr_assert_not_null(*buf);
-	}
-	memcpy(*buf + *len, chunk, (size_t)n);
-	*len += (size_t)n;
-	(*buf)[*len] = '\0';
-}
-
-/* Runs migrate with the given arguments (NULL-terminated), capturing both streams. */
-static result run_argv(char **args)
-{
-	int out[2], err[2];
-	cr_assert_eq(pipe(out), 0);
-	cr_assert_eq(pipe(err), 0);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-	posix_spawn_file_actions_addclose(&fa, out[0]);
-	posix_spawn_file_actions_addclose(&fa, err[0]);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, args[0], &fa, NULL, args, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(out[1]);
-	close(err[1]);
-	result r = {0};
-	r.out = calloc(1, 1);
-	r.err = calloc(1, 1);
-	size_t ol = 0, oc = 1, el = 0, ec = 1;
-	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-	int open_fds = 2;
-	/* bounded: a hung binary fails the test instead of hanging the suite */
-	for (int rounds = 0; open_fds && rounds < 2000; rounds++) {
-		int n = poll(p, 2, 10);
-		cr_assert_geq(n, 0);
-		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			size_t before = i ? el : ol;
-			if (i)
-				drain(p[i].fd, &r.err, &el, &ec);
-			else
-				drain(p[i].fd, &r.out, &ol, &oc);
-			if ((i ? el : ol) == before) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			}
-		}
-	}
-	cr_assert_eq(open_fds, 0, "migrate did not finish within 20 s");
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	return r;
-}
-
 static result run(const char *first, ...)
 {
 	char *args[64];
@@ -129,13 +56,7 @@ static result run(const char *first, ...)
 		args[n++] = (char *)a;
 	va_end(ap);
 	args[n] = NULL;
-	return run_argv(args);
-}
-
-static void result_free(result *r)
-{
-	free(r->out);
-	free(r->err);
+	return tu_capture(args);
 }
 
 /* stdout must be exactly one JSON document. */
@@ -198,7 +119,7 @@ Test(cli, help_lists_every_command)
 	for (size_t i = 0; i < 5; i++)
 		cr_assert(strstr(r.out, cmds[i]), "help does not mention %s", cmds[i]);
 	cr_assert(strstr(r.out, "Exit status"));
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, help_for_each_command_three_ways)
@@ -216,13 +137,13 @@ Test(cli, help_for_each_command_three_ways)
 		cr_assert(strstr(a.out, want), "%s", a.out);
 		cr_assert_str_eq(a.out, b.out);
 		cr_assert_str_eq(b.out, c.out);
-		result_free(&a);
-		result_free(&b);
-		result_free(&c);
+		tu_output_free(&a);
+		tu_output_free(&b);
+		tu_output_free(&c);
 	}
 	result h = run("history", "--help", NULL);
 	cr_assert(strstr(h.out, "--limit"));
-	result_free(&h);
+	tu_output_free(&h);
 }
 
 Test(cli, no_command_is_a_usage_error)
@@ -231,7 +152,7 @@ Test(cli, no_command_is_a_usage_error)
 	cr_assert_eq(r.status, 2);
 	cr_assert_str_empty(r.out);
 	cr_assert(strstr(r.err, "usage: migrate"));
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, version)
@@ -239,12 +160,12 @@ Test(cli, version)
 	result r = run("--version", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(!strncmp(r.out, "migrate ", 8), "%s", r.out);
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("--version", "-o", "json", NULL);
 	json_t *doc = json_doc(&r);
 	cr_assert(strlen(jstr(doc, "version")) > 0);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, unknown_command_suggests)
@@ -252,15 +173,15 @@ Test(cli, unknown_command_suggests)
 	result r = run("vaildate", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "did you mean 'validate'?"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("frobnicate", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "'frobnicate' is not a migrate command"), "%s", r.err);
 	cr_assert_null(strstr(r.err, "did you mean"));
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("help", "nosuch", NULL);
 	cr_assert_eq(r.status, 2);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, unknown_option_suggests)
@@ -268,11 +189,11 @@ Test(cli, unknown_option_suggests)
 	result r = run("validate", "--plna", "x.yaml", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "unknown option '--plna'; did you mean '--plan'?"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("history", "-x", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "unknown option '-x'"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, option_without_value)
@@ -280,7 +201,7 @@ Test(cli, option_without_value)
 	result r = run("validate", "-p", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "needs a value"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, bad_output_format)
@@ -288,7 +209,7 @@ Test(cli, bad_output_format)
 	result r = run("validate", "-o", "yaml", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--output takes text or json"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, validate_example_plan)
@@ -297,7 +218,7 @@ Test(cli, validate_example_plan)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "plans/example.yaml: valid (plan \"payments-api\")\n");
 	cr_assert_str_empty(r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 /* The acceptance case: four different mistakes, all reported, with positions. */
@@ -325,7 +246,7 @@ Test(cli, validate_reports_all_four_errors_with_positions)
 	cr_assert_str_eq(r.out, "tests/fixtures/plans/four-errors.yaml: 4 errors\n");
 	/* the token itself is never echoed back */
 	cr_assert_null(strstr(r.err, "Yx3kP9qLmN2vB8wR5tZ7cD4fG6hJ1sA0eU"));
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, validate_json)
@@ -355,7 +276,7 @@ Test(cli, validate_json)
 	cr_assert_str_eq(jstr(good, "name"), "payments-api");
 	cr_assert_eq(json_array_size(json_object_get(good, "errors")), 0);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, validate_missing_file)
@@ -363,7 +284,7 @@ Test(cli, validate_missing_file)
 	result r = run("validate", "-p", tmp("nope.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "no such plan file"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("plan", "-o", "json", "-p", tmp("nope.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_doc(&r);
@@ -372,7 +293,7 @@ Test(cli, validate_missing_file)
 	cr_assert(strstr(jstr(e, "message"), "no such plan file"));
 	cr_assert_str_eq(jstr(e, "kind"), "invalid input");
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, unreadable_plans_are_bad_input)
@@ -380,7 +301,7 @@ Test(cli, unreadable_plans_are_bad_input)
 	result r = run("validate", "-p", tmpdir, NULL);
 	cr_assert_eq(r.status, 2, "a directory as the plan: %s", r.err);
 	cr_assert(strstr(r.err, "Is a directory"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 	write_file(tmp("bin.yaml"), "version: 1\n");
 	FILE *f = fopen(tmp("bin.yaml"), "a");
 	cr_assert_not_null(f);
@@ -389,12 +310,12 @@ Test(cli, unreadable_plans_are_bad_input)
 	r = run("validate", "-p", tmp("bin.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "not a text file"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 	write_file(tmp("empty.yaml"), "");
 	r = run("validate", "-p", tmp("empty.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "empty.yaml:1:1: the plan is empty"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, stray_operands_are_refused)
@@ -404,11 +325,11 @@ Test(cli, stray_operands_are_refused)
 		result r = run(cmds[i], "-p", "plans/example.yaml", "extra", NULL);
 		cr_assert_eq(r.status, 2, "%s accepted a stray operand", cmds[i]);
 		cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
-		result_free(&r);
+		tu_output_free(&r);
 	}
 	result r = run("help", "plan", "status", NULL);
 	cr_assert_eq(r.status, 2);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 /* CI asked for JSON: it gets a JSON document even when the error comes before -o is read. */
@@ -420,19 +341,19 @@ Test(cli, usage_errors_are_json_when_json_was_asked_for)
 	cr_assert_eq(json_integer_value(json_object_get(doc, "exit_code")), 2);
 	cr_assert_str_eq(jstr(json_object_get(doc, "error"), "message"), "unknown option '-x'");
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("--output=json", NULL);
 	cr_assert_eq(r.status, 2);
 	doc = json_doc(&r);
 	cr_assert_str_eq(jstr(json_object_get(doc, "error"), "message"), "no command given");
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 	r = run("-o", "json", "nosuch", NULL);
 	cr_assert_eq(r.status, 2);
 	doc = json_doc(&r);
 	cr_assert(json_is_false(json_object_get(doc, "ok")));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, global_options_before_the_command)
@@ -442,7 +363,7 @@ Test(cli, global_options_before_the_command)
 	json_t *doc = json_doc(&r);
 	cr_assert(json_is_true(json_object_get(doc, "ok")));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, plan_text_shows_weights_and_gates)
@@ -458,7 +379,7 @@ Test(cli, plan_text_shows_weights_and_gates)
 	cr_assert(strstr(r.out, "checkout_ok_total{side=\"k8s\"}[5m]"), "window not expanded");
 	cr_assert(strstr(r.out, "Nothing was changed."));
 	cr_assert_null(strstr(r.out, "\033["), "colour on a pipe");
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, plan_json)
@@ -494,7 +415,7 @@ Test(cli, plan_json)
 	    json_object_get(json_object_get(doc, "kubernetes"), "templates"), "files");
 	cr_assert_eq(json_array_size(files), 4);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, plan_with_only_traffic_and_slo)
@@ -513,7 +434,7 @@ Test(cli, plan_with_only_traffic_and_slo)
 	cr_assert_eq(json_integer_value(json_object_get(w, "vm1")), 9);
 	cr_assert_eq(json_integer_value(json_object_get(w, "k8s")), 2);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, status_before_anything_ran)
@@ -527,7 +448,7 @@ Test(cli, status_before_anything_ran)
 	cr_assert_str_eq(jstr(st, "phase"), "idle");
 	cr_assert(json_is_false(json_object_get(json_object_get(doc, "lock"), "held")));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 	/* a read-only command creates nothing */
 	struct stat sb;
 	cr_assert_neq(stat(tmp(".migrate"), &sb), 0);
@@ -566,7 +487,7 @@ Test(cli, status_shows_recorded_state_and_lock_holder)
 	char pid[64];
 	snprintf(pid, sizeof(pid), "(pid %ld, \"step\" since", (long)getpid());
 	cr_assert(strstr(r.out, pid), "lock holder not shown: %s", r.out);
-	result_free(&r);
+	tu_output_free(&r);
 
 	r = run("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json", NULL);
 	json_t *doc = json_doc(&r);
@@ -580,7 +501,7 @@ Test(cli, status_shows_recorded_state_and_lock_holder)
 	json_t *bake = json_object_get(doc, "bake_remaining_ms");
 	cr_assert(json_integer_value(bake) > 290000 && json_integer_value(bake) <= 300000);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 	mg_store_free(s);
 	mg_error_clear(&err);
 }
@@ -593,7 +514,7 @@ Test(cli, status_refuses_a_corrupt_state_file)
 	result r = run("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "state.json"), "the message must name the file: %s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 static void append(mg_store *s, const char *action, const char *reason)
@@ -623,7 +544,7 @@ Test(cli, history_newest_last_with_limit)
 	char *a = strstr(r.out, "first"), *b = strstr(r.out, "second"), *c = strstr(r.out, "third");
 	cr_assert(a && b && c && a < b && b < c, "%s", r.out);
 	cr_assert(strstr(r.out, "{\"k8s_percent\":25}"), "%s", r.out);
-	result_free(&r);
+	tu_output_free(&r);
 
 	r = run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "--limit", "2", "-o",
 	        "json", NULL);
@@ -635,7 +556,7 @@ Test(cli, history_newest_last_with_limit)
 	cr_assert_str_eq(jstr(json_array_get(recs, 1), "reason"), "third");
 	cr_assert_eq(json_integer_value(json_object_get(doc, "skipped_lines")), 0);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, history_skips_a_torn_last_line_with_a_warning)
@@ -659,7 +580,7 @@ Test(cli, history_skips_a_torn_last_line_with_a_warning)
 	cr_assert_eq(json_array_size(json_object_get(doc, "records")), 1);
 	cr_assert_eq(json_integer_value(json_object_get(doc, "skipped_lines")), 1);
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(cli, history_bad_limit)
@@ -670,7 +591,7 @@ Test(cli, history_bad_limit)
 		result r = run("history", "-p", tmp("p.yaml"), "--limit", bad[i], NULL);
 		cr_assert_eq(r.status, 2, "--limit '%s' accepted", bad[i]);
 		cr_assert(strstr(r.err, "--limit takes a whole number"), "%s", r.err);
-		result_free(&r);
+		tu_output_free(&r);
 	}
 }
 
@@ -679,7 +600,7 @@ Test(cli, commands_say_which_plan_is_missing)
 	result r = run("status", "-p", tmp("missing.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "missing.yaml: no such plan file"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 /* Runs migrate on a pseudo-terminal and returns what it printed. */
@@ -704,7 +625,7 @@ static char *run_on_tty(const char *no_color, const char *arg_extra)
 		struct pollfd p = {master, POLLIN, 0};
 		if (poll(&p, 1, 10) > 0) {
 			size_t before = len;
-			drain(master, &buf, &len, &cap);
+			tu_drain(master, &buf, &len, &cap);
 			if (len == before)
 				break; /* EIO: the child closed the terminal */
 		} else if (waitpid(pid, NULL, WNOHANG) == pid) {

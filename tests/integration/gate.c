@@ -17,8 +17,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <poll.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +31,6 @@
 #include "plan.h"
 #include "state.h"
 #include "store.h"
-
-extern char **environ;
 
 /* 2026-01-01T00:00:00Z; the gates are evaluated five minutes later */
 #define T0     1767225600LL
@@ -778,24 +774,7 @@ Test(gate, slow_cluster_fails_duration)
 
 /* ---- migrate check ---- */
 
-typedef struct {
-	int status; /* exit code, or 128+signal */
-	char *out;
-	char *err;
-} result;
-
-static void drain(int fd, char **buf, size_t *len)
-{
-	char chunk[4096];
-	ssize_t n = read(fd, chunk, sizeof(chunk));
-	if (n <= 0)
-		return;
-	*buf = realloc(*buf, *len + (size_t)n + 1);
-	cr_assert_not_null(*buf);
-	memcpy(*buf + *len, chunk, (size_t)n);
-	*len += (size_t)n;
-	(*buf)[*len] = '\0';
-}
+typedef tu_output result;
 
 /* Runs $MIGRATE_BIN with the arguments (NULL-terminated), both streams captured. */
 static result run(const char *first, ...)
@@ -810,54 +789,7 @@ static result run(const char *first, ...)
 		args[na++] = (char *)a;
 	va_end(ap);
 	args[na] = NULL;
-	int out[2], err[2];
-	cr_assert_eq(pipe(out), 0);
-	cr_assert_eq(pipe(err), 0);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-	posix_spawn_file_actions_addclose(&fa, out[0]);
-	posix_spawn_file_actions_addclose(&fa, err[0]);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	pid_t pid;
-	cr_assert_eq(posix_spawn(&pid, args[0], &fa, NULL, args, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	close(out[1]);
-	close(err[1]);
-	result r = {0, calloc(1, 1), calloc(1, 1)};
-	size_t ol = 0, el = 0;
-	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-	int open_fds = 2;
-	/* bounded: a hung binary fails the test instead of hanging the suite */
-	for (int rounds = 0; open_fds && rounds < 2000; rounds++) {
-		cr_assert_geq(poll(p, 2, 10), 0);
-		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP)))
-				continue;
-			size_t before = i ? el : ol;
-			if (i)
-				drain(p[i].fd, &r.err, &el);
-			else
-				drain(p[i].fd, &r.out, &ol);
-			if ((i ? el : ol) == before) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			}
-		}
-	}
-	cr_assert_eq(open_fds, 0, "migrate did not finish within 20 s");
-	int st;
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	return r;
-}
-
-static void result_free(result *r)
-{
-	free(r->out);
-	free(r->err);
+	return tu_capture(args);
 }
 
 /* A plan file in tmpdir with only an slo section on the suite's Prometheus; its path. */
@@ -922,7 +854,7 @@ Test(gate, cli_check_pass_fail_inconclusive)
 	cr_assert_eq(r.status, 0, "exit %d\n%s\n%s", r.status, r.out, r.err);
 	cr_assert(strstr(r.out, "pass"), "%s", r.out);
 	cr_assert(strstr(r.out, "gates at 2026-01-01T00:05:00.000Z over 5m"), "%s", r.out);
-	result_free(&r);
+	tu_output_free(&r);
 
 	r = run("check", "-o", "json", "-p", healthy, "--state-dir", state_dir(), "--at", AT_STR,
 	        NULL);
@@ -939,7 +871,7 @@ Test(gate, cli_check_pass_fail_inconclusive)
 	cr_assert(close_to(
 	    json_number_value(json_object_get(json_check(gates, "duration"), "value")), 0.05));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 
 	const char *errors = write_plan("errors.yaml", RED_HEAD "    backend: errors\n"
 	                                                        "    k8s_servers: [k8s-1]\n"
@@ -953,12 +885,12 @@ Test(gate, cli_check_pass_fail_inconclusive)
 	cr_assert_str_eq(json_string_value(json_object_get(e, "outcome")), "fail");
 	cr_assert(close_to(json_number_value(json_object_get(e, "value")), 0.05));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 
 	r = run("check", "-p", errors, "--state-dir", state_dir(), "--at", AT_STR, NULL);
 	cr_assert_eq(r.status, 1, "exit %d\n%s\n%s", r.status, r.out, r.err);
 	cr_assert(strstr(r.out, "fail: errors 0.05 > 0.01 (window 5m)"), "%s", r.out);
-	result_free(&r);
+	tu_output_free(&r);
 
 	const char *low = write_plan("low.yaml", RED_HEAD "    backend: low\n"
 	                                                  "    k8s_servers: [k8s-1]\n"
@@ -973,7 +905,7 @@ Test(gate, cli_check_pass_fail_inconclusive)
 	cr_assert_str_eq(json_string_value(json_object_get(json_check(gates, "errors"), "outcome")),
 	                 "inconclusive");
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(gate, cli_since_clamps_the_window)
@@ -984,7 +916,7 @@ Test(gate, cli_since_clamps_the_window)
 	result r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR, NULL);
 	cr_assert_eq(r.status, 1, "without --since the earlier errors count: exit %d\n%s\n%s",
 	             r.status, r.out, r.err);
-	result_free(&r);
+	tu_output_free(&r);
 
 	r = run("check", "-o", "json", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR,
 	        "--since", "2026-01-01T00:04:40Z", NULL);
@@ -998,7 +930,7 @@ Test(gate, cli_since_clamps_the_window)
 	cr_assert(close_to(json_number_value(json_object_get(rate, "value")), 400));
 	cr_assert(strstr(json_string_value(json_object_get(rate, "query")), "[20s]"));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 }
 
 Test(gate, cli_the_recorded_step_start_clamps_the_window)
@@ -1030,13 +962,13 @@ Test(gate, cli_the_recorded_step_start_clamps_the_window)
 	cr_assert(
 	    close_to(json_number_value(json_object_get(json_check(gates, "errors"), "value")), 0));
 	json_decref(doc);
-	result_free(&r);
+	tu_output_free(&r);
 
 	/* --since overrides the state: from 00:00:00 the earlier errors are back */
 	r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR, "--since",
 	        "2026-01-01T00:00:00Z", NULL);
 	cr_assert_eq(r.status, 1, "exit %d\n%s\n%s", r.status, r.out, r.err);
-	result_free(&r);
+	tu_output_free(&r);
 	mg_error_clear(&err);
 }
 
@@ -1049,11 +981,11 @@ Test(gate, cli_bad_times_are_usage_errors)
 	cr_assert_eq(r.status, 2, "exit %d\n%s\n%s", r.status, r.out, r.err);
 	cr_assert(strstr(r.err, "--at yesterday"), "%s", r.err);
 	cr_assert_str_eq(r.out, "");
-	result_free(&r);
+	tu_output_free(&r);
 
 	r = run("check", "-p", plan, "--state-dir", state_dir(), "--at", AT_STR, "--since",
 	        "2026-01-01T00:06:00Z", NULL);
 	cr_assert_eq(r.status, 2, "--since after --at: exit %d\n%s\n%s", r.status, r.out, r.err);
 	cr_assert(strstr(r.err, "began after"), "%s", r.err);
-	result_free(&r);
+	tu_output_free(&r);
 }
