@@ -29,15 +29,10 @@ int cmd_pause(mg_cli *cli, int argc, char **argv)
 		goto fail;
 	rc = mg_store_lock(store, "pause", &err);
 	if (rc == MG_ELOCKED) {
-		bool held;
-		mg_lock_holder h;
-		mg_error probe = MG_ERROR_INIT;
-		int prc = mg_store_lock_probe(&held, &h, store, &probe);
-		mg_error_clear(&probe);
-		if (prc || !held || strcmp(h.command, "run") != 0)
+		pid = shift_autopilot_pid(store);
+		if (!pid)
 			goto fail; /* a manual step or rollback: its message names the holder */
 		mg_error_clear(&err);
-		pid = h.pid;
 		rc = mg_state_load(&st, store, &err);
 		if (rc)
 			goto fail;

@@ -178,3 +178,13 @@ int shift_hold_report(mg_cli *cli, json_t *doc, const mg_plan *plan, const mg_st
 	       hint ? hint : "");
 	return EXIT_DONE;
 }
+
+long shift_autopilot_pid(mg_store *store)
+{
+	bool held;
+	mg_lock_holder h;
+	mg_error probe = MG_ERROR_INIT;
+	int rc = mg_store_lock_probe(&held, &h, store, &probe);
+	mg_error_clear(&probe);
+	return !rc && held && !strcmp(h.command, "run") ? h.pid : 0;
+}

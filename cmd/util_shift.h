@@ -53,6 +53,9 @@ int shift_print_dry_run(shift_ctx *c, double target, json_t *doc, mg_error *err)
  */
 int shift_wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_ms, mg_error *err);
 
+/* When the lock is held: the pid of the autopilot (`run`) holding it, or 0 for anyone else. */
+long shift_autopilot_pid(mg_store *store);
+
 /* pause and resume: --reason TEXT into *(const char **)ud. */
 int shift_reason_opt(mg_cli *cli, int opt, const char *arg, void *ud);
 
