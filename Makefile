@@ -46,7 +46,9 @@ LIBMG    = $(BUILD)/libmigrate.a
 # openssl for test CAs.
 DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
                libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
-               clang-format haproxy nginx prometheus python3 openssl
+               clang-format haproxy nginx prometheus python3 openssl openssh-server
+# The deploy benchmark compares against Ansible; only `make bench` needs it.
+BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
 .PHONY: FORCE all bench deps check unit integration fuzz-replay fuzz test test-asan demo format \
         format-check clean
@@ -97,7 +99,8 @@ unit: $(BUILD)/tests/unit.bin
 integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
 	MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate $(BUILD)/tests/integration.bin --jobs 2
 
-bench: all
+bench: PKG_SET = $(BENCH_PACKAGES)
+bench: deps all
 	sh tests/bench/rollback.sh
 	sh tests/bench/breach.sh
 
@@ -126,15 +129,18 @@ demo: deps
 	$(MAKE) --no-print-directory all
 	@sh examples/demo.sh
 
+# Another apt (unattended-upgrades on a fresh VM) may hold the dpkg lock: wait for it.
+PKG_SET ?= $(DEB_PACKAGES)
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@missing=""; for p in $(PKG_SET); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi; \
-	  $$sudo apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	  $$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+	    --no-install-recommends $$missing; \
 	fi
 
 FORMAT_SRC = $(sort $(LIB_SRC) $(CMD_SRC) $(wildcard lib/*.h lib/*/*.h cmd/*.h) $(UNIT_SRC) $(INT_SRC) \
