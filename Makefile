@@ -16,9 +16,9 @@ GITREV  := $(shell git rev-parse --short HEAD 2>/dev/null)
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
            -Wno-missing-field-initializers
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) -Ilib \
              $(shell pkg-config --cflags $(PKGS))
-LIBS     = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lm
+LIBS     = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lm -pthread
 TEST_LIBS = $(shell pkg-config --libs criterion)
 
 ifeq ($(SAN),1)
