@@ -44,9 +44,19 @@ typedef struct {
 
 /*
  * Connects, verifies the host key and authenticates. Errors name the host
- * and the stage: "vm-01 (127.0.1.1:22): host key mismatch: known_hosts has
- * SHA256:..., the host sent SHA256:...; if the host was reinstalled, remove
- * the old key with ssh-keygen -R ...".
+ * and the stage: "vm-01 (127.0.1.1:22): host key mismatch: known_hosts
+ * /root/.ssh/known_hosts has SHA256:..., the host sent SHA256:...; ...
+ * remove the old key with ssh-keygen -f ... -R '127.0.1.1' ...".
+ *
+ * known_hosts is read as OpenSSH writes it (plain or hashed names, the host
+ * as "[address]:port" unless the port is 22); lines libssh2 cannot parse are
+ * skipped, and @cert-authority / @revoked markers are not honoured. The host
+ * key types known_hosts has for the host are asked for first, as OpenSSH
+ * does. Accepting a new key appends "[address]:port type key" to the file
+ * (created 0600 if missing), once, however many threads or processes do it
+ * at the same time. Host names are resolved with getaddrinfo, which the
+ * connect timeout does not bound. With identity_file NULL, ssh-agent is
+ * asked through SSH_AUTH_SOCK.
  */
 int mg_ssh_connect(mg_ssh **out, const mg_ssh_options *opt, mg_error *err);
 void mg_ssh_free(mg_ssh *s); /* disconnects; NULL is fine */
@@ -67,13 +77,23 @@ typedef struct {
 /*
  * Runs one command through the remote user's shell. Returns 0 when the
  * command ran to the end, whatever its exit status (the caller decides what
- * a status means); MG_ERROR on a transport failure or timeout.
+ * a status means); MG_ERROR on a transport failure or timeout, MG_ECANCELED
+ * when *cancel was set. On failure *out holds nothing (freeing it is still
+ * fine), and the session is unusable: every later call fails at once and
+ * only mg_ssh_free is left. The remote command may still be running then:
+ * libssh2 1.10 cannot signal it, so it runs until it ends by itself.
  */
 int mg_ssh_exec(mg_ssh_result *out, mg_ssh *s, const char *command, int64_t timeout_ms,
                 mg_error *err);
 void mg_ssh_result_free(mg_ssh_result *r);
 
-/* Copies a local file to remote_path over SFTP with large pipelined writes. */
+/*
+ * Copies a local file to remote_path over SFTP with large pipelined writes,
+ * in place (write to a temporary name and rename it for an atomic switch),
+ * and sets its mode, also when the file already existed. A failure leaves
+ * remote_path partly written; the session stays usable unless the host
+ * stopped answering.
+ */
 int mg_ssh_upload(mg_ssh *s, const char *local_path, const char *remote_path, long mode,
                   int64_t timeout_ms, mg_error *err);
 

@@ -601,3 +601,306 @@ void tu_output_free(tu_output *r)
 	free(r->err);
 	r->out = r->err = NULL;
 }
+
+/* Reads KEY=VALUE (VALUE maybe in single quotes) from vms.sh's vms.env into out, or asserts. */
+static void vms_env(const char *file, const char *key, char *out, size_t size)
+{
+	FILE *f = fopen(file, "r");
+	cr_assert_not_null(f, "%s: %s", file, strerror(errno));
+	char line[4096];
+	size_t klen = strlen(key);
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen) != 0 || line[klen] != '=')
+			continue;
+		char *s = line + klen + 1;
+		s[strcspn(s, "\n")] = '\0';
+		size_t len = strlen(s);
+		if (len >= 2 && s[0] == '\'' && s[len - 1] == '\'') {
+			s[len - 1] = '\0';
+			s++;
+		}
+		snprintf(out, size, "%s", s);
+		found = true;
+	}
+	fclose(f);
+	cr_assert(found, "%s has no %s", file, key);
+}
+
+/* Connects to addr:port once; true if something accepted. Loopback refuses at once. */
+static bool tcp_accepts(const char *addr, int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, addr, &sa.sin_addr);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Starts VM i's sshd in its own mount namespace (v->pid[i]); asserts it forked. */
+static void vms_spawn(tu_vms *v, int i)
+{
+	char cfg[300], logf[300], vmhome[300];
+	snprintf(vmhome, sizeof(vmhome), "%s/vm%d/home", v->dir, i + 1);
+	snprintf(cfg, sizeof(cfg), "%s/vm%d/sshd_config", v->dir, i + 1);
+	snprintf(logf, sizeof(logf), "%s/vm%d/sshd.log", v->dir, i + 1);
+	int fd = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	cr_assert_geq(fd, 0, "%s: %s", logf, strerror(errno));
+	/*
+	 * The mounts live as long as the namespace, that is as long as this sshd. A home
+	 * of its own keeps this machine's ~/.bashrc (which may take half a second) out
+	 * of every command.
+	 */
+	char *argv[] = {"unshare",
+	                "--mount",
+	                "--propagation",
+	                "private",
+	                "sh",
+	                "-c",
+	                "mount --bind \"$1\" \"$2\" && mount --bind \"$3\" \"$4\" && "
+	                "exec /usr/sbin/sshd -D -f \"$5\" -E \"$6\"",
+	                "sh",
+	                v->root[i],
+	                v->path,
+	                vmhome,
+	                v->home,
+	                cfg,
+	                logf,
+	                NULL};
+	v->pid[i] = tu_spawn_fds(argv, -1, -1, fd);
+	close(fd);
+	cr_assert_gt(v->pid[i], 0, "fork: %s", strerror(errno));
+}
+
+void tu_vms_start(tu_vms *v, const char *tmpdir, int n)
+{
+	memset(v, 0, sizeof(*v));
+	v->health_in = -1;
+	cr_assert(n >= 1 && n <= TU_VMS_MAX, "tu_vms_start: %d VMs (1 to %d)", n, TU_VMS_MAX);
+	v->n = n;
+	snprintf(v->dir, sizeof(v->dir), "%s/vms", tmpdir);
+	char count[16], why[2048], env[300];
+	snprintf(count, sizeof(count), "%d", n);
+	char *prep[] = {"sh", "tests/sandbox/vms.sh", "prepare", v->dir, count, NULL};
+	cr_assert(tu_run_ok(tmpdir, prep, why, sizeof(why)), "%s", why);
+
+	snprintf(env, sizeof(env), "%s/vms.env", v->dir);
+	char num[32];
+	vms_env(env, "VMS_PATH", v->path, sizeof(v->path));
+	vms_env(env, "VMS_HOME", v->home, sizeof(v->home));
+	vms_env(env, "VMS_IDENTITY", v->identity, sizeof(v->identity));
+	vms_env(env, "VMS_KNOWN_HOSTS", v->known_hosts, sizeof(v->known_hosts));
+	vms_env(env, "VMS_INVENTORY", v->inventory, sizeof(v->inventory));
+	vms_env(env, "VMS_PORT", num, sizeof(num));
+	v->port = atoi(num);
+	vms_env(env, "VMS_HEALTH_PORT", num, sizeof(num));
+	v->health_port = atoi(num);
+	snprintf(v->hosts_yaml, sizeof(v->hosts_yaml), "%s/hosts.yaml", v->dir);
+	cr_assert(v->port > 0 && v->health_port > 0, "%s: bad ports", env);
+
+	char *health_argv[2 * TU_VMS_MAX + 5];
+	char vmarg[TU_VMS_MAX][340], hport[16];
+	int h = 0;
+	snprintf(hport, sizeof(hport), "%d", v->health_port);
+	health_argv[h++] = (char *)tu_python();
+	health_argv[h++] = "tests/servers/vmhealth.py";
+	health_argv[h++] = "--port";
+	health_argv[h++] = hport;
+	for (int i = 0; i < n; i++) {
+		snprintf(v->address[i], sizeof(v->address[i]), "127.0.1.%d", i + 1);
+		snprintf(v->root[i], sizeof(v->root[i]), "%s/vm%d/root", v->dir, i + 1);
+		snprintf(v->name[i], sizeof(v->name[i]), "vm-%02d", i + 1);
+		vms_spawn(v, i);
+		snprintf(vmarg[i], sizeof(vmarg[i]), "%s=%s", v->address[i], v->root[i]);
+		health_argv[h++] = "--vm";
+		health_argv[h++] = vmarg[i];
+	}
+	health_argv[h] = NULL;
+	int in[2];
+	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+	char hlog[300];
+	snprintf(hlog, sizeof(hlog), "%s/vmhealth.log", v->dir);
+	int hfd = open(hlog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert_geq(hfd, 0, "%s: %s", hlog, strerror(errno));
+	v->health_pid = tu_spawn_fds(health_argv, in[0], hfd, hfd);
+	close(in[0]);
+	close(hfd);
+	v->health_in = in[1];
+	cr_assert_gt(v->health_pid, 0, "fork: %s", strerror(errno));
+
+	/* which VMs have accepted a connection on the ssh and the health port */
+	bool ssh_up[TU_VMS_MAX] = {false}, health_up[TU_VMS_MAX] = {false};
+	int pending = 2 * n;
+	int64_t end = tu_now_ms() + 10000;
+	while (pending > 0 && tu_now_ms() < end) {
+		for (int i = 0; i < n; i++) {
+			if (!ssh_up[i] && tcp_accepts(v->address[i], v->port)) {
+				ssh_up[i] = true;
+				pending--;
+			}
+			if (!health_up[i] && tcp_accepts(v->address[i], v->health_port)) {
+				health_up[i] = true;
+				pending--;
+			}
+			int st;
+			if (v->pid[i] > 0 && waitpid(v->pid[i], &st, WNOHANG) == v->pid[i]) {
+				v->pid[i] = 0;
+				char logf[300], tail[1024];
+				snprintf(logf, sizeof(logf), "%s/vm%d/sshd.log", v->dir, i + 1);
+				log_tail(tail, sizeof(tail), logf);
+				cr_assert_fail("sshd of %s exited at start; %s ends: %s",
+				               v->name[i], logf, tail);
+			}
+		}
+		if (v->health_pid > 0 && waitpid(v->health_pid, NULL, WNOHANG) == v->health_pid) {
+			v->health_pid = 0;
+			char tail[1024];
+			log_tail(tail, sizeof(tail), hlog);
+			cr_assert_fail("vmhealth.py exited at start; %s ends: %s", hlog, tail);
+		}
+		if (pending > 0)
+			usleep(5000);
+	}
+	for (int i = 0; i < n; i++) {
+		char logf[300], tail[1024];
+		snprintf(logf, sizeof(logf), "%s/vm%d/sshd.log", v->dir, i + 1);
+		log_tail(tail, sizeof(tail), logf);
+		cr_assert(ssh_up[i], "sshd of %s not listening on %s:%d within 10 s; %s ends: %s",
+		          v->name[i], v->address[i], v->port, logf, tail);
+		cr_assert(health_up[i], "vmhealth.py not listening on %s:%d within 10 s (log %s)",
+		          v->address[i], v->health_port, hlog);
+	}
+}
+
+/* SIGTERM to every pid (skipping 0), then waits; SIGKILL for what is left after 2 s. */
+static void stop_all(pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (pids[i] > 0)
+			kill(pids[i], SIGTERM);
+	int64_t end = tu_now_ms() + 2000;
+	for (int i = 0; i < n; i++) {
+		while (pids[i] > 0) {
+			pid_t r = waitpid(pids[i], NULL, WNOHANG);
+			if (r == pids[i] || r < 0)
+				pids[i] = 0;
+			else if (tu_now_ms() > end) {
+				kill(pids[i], SIGKILL);
+				waitpid(pids[i], NULL, 0);
+				pids[i] = 0;
+			} else
+				usleep(2000);
+		}
+	}
+}
+
+void tu_vms_restart(tu_vms *v, int i)
+{
+	cr_assert(i >= 0 && i < v->n, "tu_vms_restart: no VM %d", i);
+	stop_all(&v->pid[i], 1);
+	vms_spawn(v, i);
+	int64_t end = tu_now_ms() + 10000;
+	while (!tcp_accepts(v->address[i], v->port)) {
+		int st;
+		if (waitpid(v->pid[i], &st, WNOHANG) == v->pid[i] || tu_now_ms() > end) {
+			char logf[300], tail[1024];
+			snprintf(logf, sizeof(logf), "%s/vm%d/sshd.log", v->dir, i + 1);
+			log_tail(tail, sizeof(tail), logf);
+			cr_assert_fail("sshd of %s did not come back; %s ends: %s", v->name[i],
+			               logf, tail);
+		}
+		usleep(5000);
+	}
+}
+
+void tu_vms_stop(tu_vms *v)
+{
+	if (v->health_in >= 0)
+		close(v->health_in);
+	v->health_in = -1;
+	stop_all(v->pid, v->n > 0 && v->n <= TU_VMS_MAX ? v->n : 0);
+	stop_all(&v->health_pid, 1);
+}
+
+/* "SHA256:..." of a public key file, from ssh-keygen -l ("256 SHA256:... comment (ED25519)"). */
+static void key_fingerprint(const char *pubfile, char *out, size_t size)
+{
+	char *argv[] = {"/usr/bin/ssh-keygen", "-l", "-f", (char *)pubfile, NULL};
+	tu_output r = tu_capture(argv);
+	cr_assert_eq(r.status, 0, "ssh-keygen -l -f %s: %s", pubfile, r.err);
+	char fp[128] = "";
+	cr_assert_eq(sscanf(r.out, "%*d %127s", fp), 1, "ssh-keygen -l said: %s", r.out);
+	cr_assert(strncmp(fp, "SHA256:", 7) == 0, "ssh-keygen -l said: %s", r.out);
+	snprintf(out, size, "%s", fp);
+	tu_output_free(&r);
+}
+
+void tu_vms_fingerprint(const tu_vms *v, int i, char *out, size_t size)
+{
+	char pub[300];
+	snprintf(pub, sizeof(pub), "%s/vm%d/ssh_host_ed25519_key.pub", v->dir, i + 1);
+	key_fingerprint(pub, out, size);
+}
+
+/* Rewrites known_hosts without VM i's line, adding `replacement` (a whole line) if not NULL. */
+static void known_hosts_replace(const tu_vms *v, int i, const char *replacement)
+{
+	char host[64];
+	snprintf(host, sizeof(host), v->port == 22 ? "%s " : "[%s]:", v->address[i]);
+	FILE *f = fopen(v->known_hosts, "r");
+	cr_assert_not_null(f, "%s: %s", v->known_hosts, strerror(errno));
+	char *text = NULL;
+	size_t len = 0;
+	FILE *w = open_memstream(&text, &len);
+	cr_assert_not_null(w);
+	char line[4096];
+	bool found = false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, host, strlen(host)) == 0) {
+			found = true;
+			if (replacement)
+				fputs(replacement, w);
+		} else {
+			fputs(line, w);
+		}
+	}
+	fclose(f);
+	fclose(w);
+	cr_assert(found, "%s has no line for %s", v->known_hosts, host);
+	f = fopen(v->known_hosts, "w");
+	cr_assert_not_null(f, "%s: %s", v->known_hosts, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+	free(text);
+}
+
+void tu_vms_forget_host(const tu_vms *v, int i)
+{
+	known_hosts_replace(v, i, NULL);
+}
+
+void tu_vms_change_host_key(const tu_vms *v, int i, char *out, size_t size)
+{
+	char key[300], pub[320], why[1024];
+	snprintf(key, sizeof(key), "%s/vm%d/other_host_key", v->dir, i + 1);
+	snprintf(pub, sizeof(pub), "%s.pub", key);
+	unlink(key);
+	unlink(pub);
+	char *gen[] = {"ssh-keygen", "-q",    "-t", "ed25519", "-N", "",
+	               "-C",         "other", "-f", key,       NULL};
+	cr_assert(tu_run_ok(v->dir, gen, why, sizeof(why)), "%s", why);
+	FILE *f = fopen(pub, "r");
+	cr_assert_not_null(f, "%s: %s", pub, strerror(errno));
+	char type[64], blob[1024];
+	cr_assert_eq(fscanf(f, "%63s %1023s", type, blob), 2, "%s: not a public key", pub);
+	fclose(f);
+	char line[1200];
+	if (v->port == 22)
+		snprintf(line, sizeof(line), "%s %s %s\n", v->address[i], type, blob);
+	else
+		snprintf(line, sizeof(line), "[%s]:%d %s %s\n", v->address[i], v->port, type, blob);
+	known_hosts_replace(v, i, line);
+	key_fingerprint(pub, out, size);
+}

@@ -118,4 +118,59 @@ const char *tu_log_text(void);
 /* Back to no sink at all, as lib/ has in a program that installs none. */
 void tu_log_capture_stop(void);
 
+/*
+ * A fleet of fake VMs (tests/sandbox/vms.sh): a real sshd per VM on
+ * 127.0.1.<i> (one port for all), each in its own mount namespace with
+ * root[i] bind-mounted over path, so every VM has the same vms.path and its
+ * own files; and tests/servers/vmhealth.py answering
+ * http://<address>:<health_port>/healthz with 200 and the live release's
+ * name when root[i]/current/healthy exists, 503 otherwise. Log in as user
+ * "root" with identity; known_hosts has every VM's host key.
+ */
+#define TU_VMS_MAX 64
+typedef struct {
+	int n;
+	char dir[256];         /* <tmpdir>/vms: keys, configs, logs (vm<i>/sshd.log) */
+	char path[300];        /* the deploy root every VM sees: vms.path */
+	char identity[300];    /* the user's private key (ed25519, no passphrase) */
+	char known_hosts[300]; /* "[127.0.1.<i>]:<port> ssh-ed25519 ..." per VM */
+	char inventory[300];   /* a vms.inventory file: "127.0.1.<i>:<port>" a line */
+	char hosts_yaml[300];  /* vms.hosts items: "- {name: vm-01, address: ..., port: ...}" */
+	char home[300];        /* root's home, over which each VM mounts its own vm<i>/home */
+	int port;              /* sshd's, on every address */
+	int health_port;       /* vmhealth.py's, on every address */
+	char address[TU_VMS_MAX][24]; /* "127.0.1.<i+1>" */
+	char root[TU_VMS_MAX][300];   /* VM i's private files: what it sees at path */
+	char name[TU_VMS_MAX][16];    /* "vm-01", ... as in hosts_yaml */
+	pid_t pid[TU_VMS_MAX];        /* its sshd; 0 when stopped */
+	pid_t health_pid;
+	int health_in; /* vmhealth.py's stdin: it exits when this closes */
+} tu_vms;
+
+/*
+ * `vms.sh prepare <tmpdir>/vms n`, then every sshd and the health server,
+ * each killed if this test process dies (PR_SET_PDEATHSIG: call it from the
+ * thread that runs the test, not a thread that ends before the test does);
+ * returns once all accept connections. Asserts (1 <= n <= TU_VMS_MAX, all up
+ * within 10 s, else the end of the failing sshd's log).
+ */
+void tu_vms_start(tu_vms *v, const char *tmpdir, int n);
+/* Stops every sshd and the health server; safe to call twice or after a failed start. */
+void tu_vms_stop(tu_vms *v);
+/*
+ * Stops VM i's sshd and starts it again, e.g. after a test changed its
+ * dir/vm<i>/sshd_config or host keys; returns once it accepts connections.
+ * Sessions already open stay up (each has its own sshd process).
+ */
+void tu_vms_restart(tu_vms *v, int i);
+/* "SHA256:..." of VM i's host key (0-based), from ssh-keygen -l; asserts. */
+void tu_vms_fingerprint(const tu_vms *v, int i, char *out, size_t size);
+/* Removes VM i's line from known_hosts, as for a host never connected to before. */
+void tu_vms_forget_host(const tu_vms *v, int i);
+/*
+ * Replaces VM i's key in known_hosts by a new key it does not have (as after
+ * the host was reinstalled); the fingerprint known_hosts now has in *out.
+ */
+void tu_vms_change_host_key(const tu_vms *v, int i, char *out, size_t size);
+
 #endif
