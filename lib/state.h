@@ -39,7 +39,8 @@ typedef struct {
 	bool has_read_back;
 	double read_back_k8s_percent; /* what the balancer reported afterwards */
 	int64_t read_back_ms;
-	char vms_version[128]; /* "" if never deployed */
+	char vms_version[128];          /* "" if never deployed */
+	char vms_previous_version[128]; /* what the fleet ran before vms_version; "" if unknown */
 	char kubernetes_version[128];
 	int64_t created_ms;
 	int64_t updated_ms;
