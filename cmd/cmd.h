@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "error.h"
+#include "fleet.h"
 #include "plan.h"
 
 /* Exit codes: the same for every command (docs/cli.md). */
@@ -51,6 +52,7 @@ int cmd_validate(mg_cli *cli, int argc, char **argv);
 int cmd_plan(mg_cli *cli, int argc, char **argv);
 int cmd_status(mg_cli *cli, int argc, char **argv);
 int cmd_history(mg_cli *cli, int argc, char **argv);
+int cmd_deploy(mg_cli *cli, int argc, char **argv);
 int cmd_step(mg_cli *cli, int argc, char **argv);
 int cmd_rollback(mg_cli *cli, int argc, char **argv);
 int cmd_check(mg_cli *cli, int argc, char **argv);
@@ -58,6 +60,14 @@ int cmd_run(mg_cli *cli, int argc, char **argv);
 int cmd_pause(mg_cli *cli, int argc, char **argv);
 int cmd_resume(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
+
+/*
+ * deploy --vms-only and rollback --release: the fleet run, from the checks
+ * made before any host is contacted to the per-host report. version is
+ * deploy's --version; a rollback takes the release from state.json.
+ */
+int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version, bool accept_new,
+              const char *reason);
 
 /* Option parsing shared by every command: the global options plus the command's own.
  * Calls on_opt for each of the command's options; returns the index of the first operand,

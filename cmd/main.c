@@ -27,6 +27,23 @@ const mg_command mg_commands[] = {
      "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
      "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
      "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
+    {"deploy", cmd_deploy, "deploy a release to the VM fleet in rolling batches",
+     "deploy [options] --vms-only --version V [--accept-new-host-keys] [--reason TEXT]",
+     "      --vms-only      deploy to the VM fleet (required: the cluster is not in this\n"
+     "                      release)\n"
+     "      --version V     the release: build.artifact with ${version} = V\n"
+     "      --accept-new-host-keys\n"
+     "                      accept and record the key of a host known_hosts lacks\n"
+     "                      (a changed key is always refused)\n"
+     "      --reason TEXT   why, for the journal\n",
+     "Over SSH, at most vms.parallel hosts at once, batch by batch: uploads the artifact "
+     "(skipped when the release is already complete on the host), checks its SHA-256, "
+     "unpacks it into vms.path/releases/V, points vms.path/current at it, runs vms.activate "
+     "and waits for vms.health.url. A host that fails goes back to its previous release; a "
+     "batch that takes the failures above vms.max_failures stops the deploy and goes back as "
+     "a whole. Exit 0 when every host runs V, 1 when a host failed, 2 for bad input (found "
+     "before any host is contacted), 3 when locked. --dry-run lists each host's steps without "
+     "connecting. See docs/vms.md."},
     {"step", cmd_step, "move traffic to the next step, after the bake, with read-back",
      "step [options] [--to PERCENT] [--force --reason TEXT] [--adopt]",
      "      --to PERCENT    go to this step of traffic.steps instead of the next\n"
@@ -43,14 +60,21 @@ const mg_command mg_commands[] = {
      "interrupted step or rollback is reconciled from the balancer first. --dry-run prints "
      "the exact balancer calls."},
     {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
-     "rollback [options] [--to PERCENT] [--force] [--reason TEXT]",
+     "rollback [options] [--to PERCENT] [--force] [--reason TEXT]\n"
+     "       migrate rollback [options] --release [--accept-new-host-keys] [--reason TEXT]",
      "      --to PERCENT    back to this earlier step instead of 0%\n"
      "      --force         even if every VM server is reported down\n"
-     "      --reason TEXT   why, for the journal\n",
+     "      --reason TEXT   why, for the journal\n"
+     "      --release       switch the VM fleet back to the release it ran before the\n"
+     "                      last deploy, in the deploy's batches (traffic is untouched)\n"
+     "      --accept-new-host-keys\n"
+     "                      with --release: as for deploy\n",
      "Sets the balancer so the VMs get all traffic (or the share of an earlier step), reads "
      "it back and journals both. Never waits behind the autopilot: a `migrate run` holding "
      "the lock is told to stop first; exit 3 only when another step or rollback is in "
-     "flight. --dry-run prints the exact balancer calls."},
+     "flight. --dry-run prints the exact balancer calls. With --release it moves no traffic: "
+     "it switches every VM back to the release recorded before the last deploy, with the "
+     "deploy's batches, activate and health checks (see docs/vms.md)."},
     {"check", cmd_check, "evaluate the SLO gates once and show every check",
      "check [options] [--at TIME] [--since TIME]",
      "      --at TIME       evaluate at this RFC 3339 time instead of now\n"
@@ -103,8 +127,9 @@ static const char global_help[] =
     "      --version       show migrate's version and commit\n";
 
 static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
-                                "3 locked, paused or state moved, 4 inconclusive; `run` stopped "
-                                "by SIGINT or SIGTERM: 130 or 143.\n";
+                                "3 locked, paused or state moved, 4 inconclusive; `run`, `deploy` "
+                                "and `rollback --release` stopped by SIGINT or SIGTERM: 130 or "
+                                "143.\n";
 
 void cli_print_overview(FILE *f)
 {

@@ -2,18 +2,22 @@
  * migrate rollback: traffic back to the VMs (or to an earlier step) in one
  * balancer call. It never waits behind the autopilot: a `migrate run`
  * holding the lock is told to stop first.
+ *
+ * rollback --release is the fleet's way back instead: no traffic moves, the
+ * VMs go back to their previous release (cmd/deploy.c, lib/fleet.c).
  */
 #include <string.h>
 
 #include "units.h"
 #include "util_shift.h"
 
-enum { OPT_TO = 3100, OPT_FORCE, OPT_REASON };
+enum { OPT_TO = 3100, OPT_FORCE, OPT_REASON, OPT_RELEASE, OPT_ACCEPT_NEW };
 
 typedef struct {
 	const char *to;
 	bool force;
 	const char *reason;
+	bool release, accept_new;
 } rollback_opts;
 
 static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
@@ -26,19 +30,34 @@ static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 		o->force = true;
 	else if (opt == OPT_REASON)
 		o->reason = arg;
+	else if (opt == OPT_RELEASE)
+		o->release = true;
+	else if (opt == OPT_ACCEPT_NEW)
+		o->accept_new = true;
 	return 0;
 }
 
 int cmd_rollback(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"to", required_argument, NULL, OPT_TO},
-	                                     {"force", no_argument, NULL, OPT_FORCE},
-	                                     {"reason", required_argument, NULL, OPT_REASON},
-	                                     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"to", required_argument, NULL, OPT_TO},
+	    {"force", no_argument, NULL, OPT_FORCE},
+	    {"reason", required_argument, NULL, OPT_REASON},
+	    {"release", no_argument, NULL, OPT_RELEASE},
+	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
+	    {NULL, 0, NULL, 0}};
 	rollback_opts o = {0};
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, "", rollback_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
+	if (o.release && (o.to || o.force))
+		return cli_usage_error(cli, "--release switches the VMs' release and moves no "
+		                            "traffic; --to and --force are for a traffic rollback");
+	if (o.accept_new && !o.release)
+		return cli_usage_error(cli, "--accept-new-host-keys goes with --release (a traffic "
+		                            "rollback contacts no host)");
+	if (o.release)
+		return cmd_fleet(cli, MG_FLEET_ROLLBACK, NULL, o.accept_new, o.reason);
 	double to = 0;
 	if (o.to && shift_parse_percent(cli, "--to", o.to, &to))
 		return EXIT_USAGE;

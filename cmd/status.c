@@ -1,7 +1,9 @@
 /* migrate status: where the migration stands, as recorded, beside the balancer's live weights. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
+#include "fleet.h"
 #include "state.h"
 #include "store.h"
 #include "traffic.h"
@@ -44,6 +46,135 @@ static json_t *read_live(mg_traffic_state *live, const mg_plan_traffic *t, char 
 	return j;
 }
 
+/* What fleet.json says about the plan's hosts. */
+typedef struct {
+	size_t hosts, recorded, unknown;
+	json_t *versions; /* [{version, hosts}], most hosts first */
+	json_t *off;      /* [{host, version, outcome, at}]: hosts not on the fleet's version */
+	bool skew;
+} fleet_view;
+
+static int by_count(const void *a, const void *b)
+{
+	json_t *const *x = a, *const *y = b;
+	json_int_t nx = json_integer_value(json_object_get(*x, "hosts"));
+	json_int_t ny = json_integer_value(json_object_get(*y, "hosts"));
+	if (nx != ny)
+		return nx > ny ? -1 : 1;
+	return strcmp(json_string_value(json_object_get(*x, "version")),
+	              json_string_value(json_object_get(*y, "version")));
+}
+
+static void fleet_view_make(fleet_view *f, const mg_plan_vms *v, json_t *record,
+                            const char *fleet_version)
+{
+	memset(f, 0, sizeof(*f));
+	f->hosts = v->nhosts;
+	json_t *hosts = json_object_get(record, "hosts");
+	json_t *count = json_object();
+	f->off = json_array();
+	for (size_t i = 0; i < v->nhosts; i++) {
+		json_t *h = json_object_get(hosts, v->hosts[i].name);
+		json_t *ver = json_object_get(h, "version");
+		if (h)
+			f->recorded++;
+		if (!json_is_string(ver)) {
+			f->unknown++;
+		} else {
+			const char *s = json_string_value(ver);
+			json_t *n = json_object_get(count, s);
+			json_object_set_new(count, s,
+			                    json_integer(n ? json_integer_value(n) + 1 : 1));
+		}
+		if (!json_is_string(ver) || !*fleet_version ||
+		    strcmp(json_string_value(ver), fleet_version) != 0) {
+			json_t *out = json_object_get(h, "outcome");
+			json_t *at = json_object_get(h, "at");
+			json_array_append_new(
+			    f->off, json_pack("{s:s, s:O, s:O, s:O}", "host", v->hosts[i].name,
+			                      "version", json_is_string(ver) ? ver : json_null(),
+			                      "outcome", json_is_string(out) ? out : json_null(),
+			                      "at", json_is_string(at) ? at : json_null()));
+		}
+	}
+	size_t nv = json_object_size(count), k = 0;
+	json_t **items = calloc(nv ? nv : 1, sizeof(*items));
+	const char *key;
+	json_t *n;
+	json_object_foreach(count, key, n)
+	{
+		if (items)
+			items[k++] = json_pack("{s:s, s:O}", "version", key, "hosts", n);
+	}
+	qsort(items, k, sizeof(*items), by_count);
+	f->versions = json_array();
+	for (size_t i = 0; i < k; i++)
+		json_array_append_new(f->versions, items[i]);
+	free(items);
+	json_decref(count);
+	/* one release everywhere is the only state without skew; hosts never deployed to count */
+	f->skew = f->recorded > 0 && (nv > 1 || (nv == 1 && f->unknown > 0));
+	if (!f->recorded) {
+		json_decref(f->off);
+		f->off = json_array();
+	}
+}
+
+static json_t *fleet_view_json(fleet_view *f)
+{
+	json_t *j =
+	    json_pack("{s:I, s:I, s:I, s:o, s:b, s:o}", "hosts", (json_int_t)f->hosts, "recorded",
+	              (json_int_t)f->recorded, "unknown", (json_int_t)f->unknown, "versions",
+	              f->versions, "skew", f->skew, "off_version", f->off);
+	f->versions = f->off = NULL;
+	return j;
+}
+
+static void fleet_view_print(const mg_cli *cli, const fleet_view *f, const char *fleet_version)
+{
+	bool c = cli->color_out;
+	if (!f->recorded) {
+		printf(
+		    "  fleet      %zu host%s, no release recorded yet (`migrate deploy --vms-only` "
+		    "records them)\n",
+		    f->hosts, f->hosts == 1 ? "" : "s");
+		return;
+	}
+	printf("  fleet      %zu host%s:", f->hosts, f->hosts == 1 ? "" : "s");
+	size_t i;
+	json_t *e;
+	json_array_foreach(f->versions, i, e)
+	{
+		printf("%s %lld on %s", i ? "," : "",
+		       (long long)json_integer_value(json_object_get(e, "hosts")),
+		       json_string_value(json_object_get(e, "version")));
+	}
+	if (f->unknown)
+		printf("%s %zu unknown", json_array_size(f->versions) ? "," : "", f->unknown);
+	if (f->skew)
+		printf("  %sSKEW: not every host runs %s%s", cli_c(c, C_YELLOW),
+		       *fleet_version ? fleet_version : "the same release", cli_c(c, C_RESET));
+	printf("\n");
+	size_t shown = 0, limit = cli->verbose ? (size_t)-1 : 10;
+	json_array_foreach(f->off, i, e)
+	{
+		if (shown++ >= limit)
+			break;
+		json_t *ver = json_object_get(e, "version");
+		json_t *out = json_object_get(e, "outcome");
+		json_t *at = json_object_get(e, "at");
+		printf("    %-28s %-16s", json_string_value(json_object_get(e, "host")),
+		       json_is_string(ver) ? json_string_value(ver) : "unknown");
+		if (json_is_string(out))
+			printf(" last %s at %s", json_string_value(out),
+			       json_is_string(at) ? json_string_value(at) : "?");
+		printf("\n");
+	}
+	if (json_array_size(f->off) > limit)
+		printf("    ... and %zu more (-v lists them all)\n",
+		       json_array_size(f->off) - limit);
+}
+
 int cmd_status(mg_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {{"offline", no_argument, NULL, 'O'},
@@ -61,6 +192,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	mg_traffic_state live = {0}; /* declared before any goto out: cleaned up there */
 	char live_why[1024] = "";
 	json_t *jlive = NULL;
+	fleet_view fv = {0};
+	bool has_fleet = false;
+	char fleet_why[1024] = "";
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
 		mg_state_init(&st, mg_plan_name(plan));
@@ -79,6 +213,20 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	if (rc) {
 		exit_code = cli_fail(cli, &err);
 		goto out;
+	}
+
+	/* the fleet as fleet.json records it; a damaged file is shown, not fatal */
+	const mg_plan_vms *vms = mg_plan_vms_section(plan);
+	if (vms) {
+		json_t *record = NULL;
+		mg_error ferr = MG_ERROR_INIT;
+		if (store && mg_fleet_record_load(&record, store, &ferr) != 0)
+			snprintf(fleet_why, sizeof(fleet_why), "%s", ferr.message);
+		else
+			fleet_view_make(&fv, vms, record, st.vms_version);
+		has_fleet = !*fleet_why;
+		json_decref(record);
+		mg_error_clear(&ferr);
 	}
 
 	const mg_plan_traffic *t = mg_plan_traffic_section(plan);
@@ -107,6 +255,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "live_error",
 		                    *live_why ? json_string(live_why) : json_null());
 		json_object_set_new(doc, "drift", jlive ? json_boolean(drift) : json_null());
+		json_object_set_new(doc, "fleet", has_fleet ? fleet_view_json(&fv) : json_null());
+		json_object_set_new(doc, "fleet_error",
+		                    *fleet_why ? json_string(fleet_why) : json_null());
 		jlive = NULL;
 		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
 		goto out;
@@ -150,8 +301,15 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		           ? "  (differs from what was applied)"
 		           : "");
 	}
-	printf("  versions   VMs %s, cluster %s\n", *st.vms_version ? st.vms_version : "-",
-	       *st.kubernetes_version ? st.kubernetes_version : "-");
+	printf("  versions   VMs %s", *st.vms_version ? st.vms_version : "-");
+	if (*st.vms_previous_version)
+		printf(" (before: %s)", st.vms_previous_version);
+	printf(", cluster %s\n", *st.kubernetes_version ? st.kubernetes_version : "-");
+	if (has_fleet)
+		fleet_view_print(cli, &fv, st.vms_version);
+	else if (*fleet_why)
+		printf("  fleet      %sunreadable:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
+		       fleet_why);
 	if (held && !holder.pid) {
 		/* the holder has not written its name yet, or the lock file was edited */
 		printf("  lock       %sheld by a process that did not say who it is%s\n",
@@ -198,6 +356,8 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	}
 	printf("  state      %s/%s\n", cli_state_dir(cli, plan), mg_plan_name(plan));
 out:
+	json_decref(fv.versions);
+	json_decref(fv.off);
 	json_decref(jlive);
 	mg_traffic_state_clear(&live);
 	mg_store_free(store);
