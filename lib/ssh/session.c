@@ -566,6 +566,30 @@ static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS
 
 /* ---- authentication ---- */
 
+/*
+ * libssh2 1.10 signs only with ssh-rsa (SHA-1), which OpenSSH 8.8 and later
+ * refuse, so an RSA key fails as "refused" although it is authorized: tell
+ * the operator why. The key type is in the .pub beside the key, or in the
+ * header of an old PEM key.
+ */
+static bool key_is_rsa(const char *identity_file)
+{
+	char pub[4096], head[64] = "";
+	bool rsa = false;
+	snprintf(pub, sizeof(pub), "%s.pub", identity_file);
+	FILE *f = fopen(pub, "r");
+	if (f) {
+		rsa = fgets(head, sizeof(head), f) && strncmp(head, "ssh-rsa ", 8) == 0;
+		fclose(f);
+		return rsa;
+	}
+	if ((f = fopen(identity_file, "r"))) {
+		rsa = fgets(head, sizeof(head), f) && strstr(head, "BEGIN RSA PRIVATE KEY");
+		fclose(f);
+	}
+	return rsa;
+}
+
 static int auth_key_file(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, int64_t budget,
                          mg_error *err)
 {
@@ -588,12 +612,21 @@ static int auth_key_file(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, i
 		    "%s: authentication as %s failed: cannot use the key %s (%s): a "
 		    "wrong or missing passphrase, or a key format libssh2 cannot read",
 		    s->label, o->user, o->identity_file, ssh_errmsg(s));
-	if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
+	if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED) {
+		char hint[256];
+		if (key_is_rsa(o->identity_file))
+			snprintf(hint, sizeof(hint),
+			         "it is an RSA key, which libssh2 1.10 signs with SHA-1 (ssh-rsa) "
+			         "and OpenSSH 8.8 and later refuse: use an ed25519 or ECDSA key");
+		else
+			snprintf(hint, sizeof(hint),
+			         "is its public key in ~%s/.ssh/authorized_keys on the host?",
+			         o->user);
 		return mg_error_set(
 		    err, MG_ERROR,
-		    "%s: authentication as %s failed: the server refused the key %s; "
-		    "is its public key in ~%s/.ssh/authorized_keys on the host?",
-		    s->label, o->user, o->identity_file, o->user);
+		    "%s: authentication as %s failed: the server refused the key %s; %s", s->label,
+		    o->user, o->identity_file, hint);
+	}
 	return mg_error_set(err, MG_ERROR, "%s: authentication as %s with the key %s failed: %s",
 	                    s->label, o->user, o->identity_file, ssh_errmsg(s));
 }

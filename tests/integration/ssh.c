@@ -810,6 +810,32 @@ Test(ssh, wrong_or_unreadable_user_key_is_refused)
 	                   err.message);
 }
 
+/* Authorized, yet refused: OpenSSH 9 no longer takes the SHA-1 signatures libssh2 1.10 makes. */
+Test(ssh, an_authorized_rsa_key_is_refused_with_the_reason)
+{
+	tu_vms_start(&vms, dir, 1);
+	char key[400], why[512], keys[400];
+	snprintf(key, sizeof(key), "%s/rsa_key", dir);
+	char *gen[] = {
+	    "/usr/bin/ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", key, NULL};
+	cr_assert(tu_run_ok(dir, gen, why, sizeof(why)), "%s", why);
+	snprintf(keys, sizeof(keys), "%s/authorized_keys", vms.dir);
+	char *add[] = {"/bin/sh", "-c", "cat \"$1.pub\" >> \"$2\"", "sh", key, keys, NULL};
+	cr_assert(tu_run_ok(dir, add, why, sizeof(why)), "%s", why);
+	mg_ssh_options o = opts(&vms, 0);
+	o.identity_file = key;
+	mg_error err = MG_ERROR_INIT;
+	connect_fails(&o, MG_ERROR, &err);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "vm-01 (127.0.1.1:%d): authentication as root failed: the server refused the key "
+	         "%s; it is an RSA key, which libssh2 1.10 signs with SHA-1 (ssh-rsa) and OpenSSH "
+	         "8.8 and later refuse: use an ed25519 or ECDSA key",
+	         vms.port, key);
+	cr_assert_str_eq(err.message, want);
+	mg_error_clear(&err);
+}
+
 Test(ssh, passphrase_protected_key)
 {
 	tu_vms_start(&vms, dir, 1);
