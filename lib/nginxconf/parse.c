@@ -1,0 +1,979 @@
+/*
+ * Builds the tree from the lexer's directives, follows includes, and owns
+ * the result.
+ *
+ * Blocks are built bottom-up on one shared stack of finished siblings: when
+ * a "}" closes a block, its children are copied once, contiguously, into the
+ * arena and popped. Includes are read where nginx reads them (depth first,
+ * while the including file is half parsed), so the first error reported is
+ * the one nginx would report; a file already read is not read again, and one
+ * still being read is an include cycle.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Deeper than any real configuration; bounds the recursion of whoever walks the tree. */
+#define MAX_BLOCK_DEPTH 256
+/* Includes within includes: a chain this long is a generator gone wrong, not a config. */
+#define MAX_INCLUDE_DEPTH 64
+
+enum { FILE_PARSING = 1, FILE_DONE = 2 };
+
+typedef struct {
+	dev_t dev;
+	ino_t ino;
+	uint32_t idx; /* file index + 1; 0 for an empty slot */
+} file_id;
+
+struct mg_nginxconf {
+	mg_ngx_arena arena;
+	char *prefix;
+	mg_ngx_file *files;
+	size_t nfiles, capfiles;
+	char **bufs;    /* each file's data, malloc'd: not arena, it can be tens of MB */
+	uint8_t *state; /* FILE_PARSING / FILE_DONE, per file */
+	file_id *ids;   /* open addressing by (dev, ino) */
+	size_t capids;
+	size_t **lines; /* per file, where each line starts: built by mg_nginxconf_spans() */
+	size_t *nlines;
+};
+
+typedef struct {
+	mg_ngx_directive dir; /* name and args set; block filled when it closes */
+	size_t kids_base;
+} frame;
+
+typedef struct {
+	uint32_t file, line; /* an include being followed: where it is */
+} chain_link;
+
+/* Words up to this long are shared; longer ones are rarely repeated. */
+#define INTERN_MAX_LEN 32
+/* Bounds the table (a parse-time cost) on inputs of unique words. */
+#define INTERN_MAX_ENTRIES (1u << 16)
+
+typedef struct {
+	mg_nginxconf *conf;
+	bool keep_comments;
+	bool follow;
+	mg_error *err;
+	unsigned nwarnings;
+	mg_ngx_directive *kids;
+	size_t nkids, capkids;
+	frame *frames;
+	size_t nframes, capframes;
+	chain_link chain[MAX_INCLUDE_DEPTH + 1];
+	size_t nchain;
+	/* words already stored (s[-1] is the quote byte): configs repeat their
+	 * directive names and short values endlessly */
+	const char **words;
+	size_t nwords, capwords;
+} parser;
+
+static const char comment_name[] = "\0#"; /* a quote byte, then the name */
+
+/* ---- errors ---- */
+
+/* nginx's "<what> in <file>:<line>", and the diag for it. */
+static int fail_at(parser *p, uint32_t file, uint32_t line, uint32_t col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail_at(parser *p, uint32_t file, uint32_t line, uint32_t col, const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const char *path = p->conf->files[file].path;
+	mg_error_set(p->err, MG_EINVALID, "%s in %s:%u", msg, path, line);
+	mg_error_diag(p->err, MG_SEV_ERROR, path, (int)line, (int)col, NULL, "%s", msg);
+	return MG_EINVALID;
+}
+
+static int fail_nomem(parser *p)
+{
+	return mg_error_set(p->err, MG_ENOMEM, "out of memory reading the nginx configuration");
+}
+
+/* ---- paths ---- */
+
+/* "/a/./b//c/../d" -> "/a/b/d": lexically, as nginx names files (symlinks stay). */
+static char *path_normalize(const char *abs)
+{
+	size_t n = strlen(abs);
+	char *out = malloc(n + 2);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	const char *s = abs;
+	while (*s) {
+		while (*s == '/')
+			s++;
+		const char *e = s;
+		while (*e && *e != '/')
+			e++;
+		size_t len = (size_t)(e - s);
+		if (len == 0 || (len == 1 && s[0] == '.')) {
+			/* nothing */
+		} else if (len == 2 && s[0] == '.' && s[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--;
+		} else {
+			out[o++] = '/';
+			memcpy(out + o, s, len);
+			o += len;
+		}
+		s = e;
+	}
+	if (o == 0)
+		out[o++] = '/';
+	out[o] = '\0';
+	return out;
+}
+
+/* base + "/" + name unless name is absolute (nginx's ngx_get_full_name()), malloc'd. */
+static char *full_name(const char *base, const char *name)
+{
+	if (name[0] == '/')
+		return strdup(name);
+	size_t b = strlen(base), n = strlen(name);
+	bool slash = b > 0 && base[b - 1] == '/';
+	char *s = malloc(b + n + 2);
+	if (!s)
+		return NULL;
+	memcpy(s, base, b);
+	if (!slash)
+		s[b++] = '/';
+	memcpy(s + b, name, n + 1);
+	return s;
+}
+
+static char *absolute(const char *path)
+{
+	if (path[0] == '/')
+		return path_normalize(path);
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	char *full = full_name(cwd, path);
+	if (!full)
+		return NULL;
+	char *norm = path_normalize(full);
+	free(full);
+	return norm;
+}
+
+static const char *relative_to(const char *abs, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (n == 1 && prefix[0] == '/')
+		return abs[1] ? abs + 1 : abs;
+	if (strncmp(abs, prefix, n) == 0 && abs[n] == '/' && abs[n + 1])
+		return abs + n + 1;
+	return abs;
+}
+
+static char *arena_strdup(mg_ngx_arena *a, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = mg_ngx_arena_str(a, n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+/* ---- files ---- */
+
+static size_t id_hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static file_id *id_slot(mg_nginxconf *c, dev_t dev, ino_t ino)
+{
+	size_t mask = c->capids - 1;
+	for (size_t i = id_hash(dev, ino) & mask;; i = (i + 1) & mask) {
+		file_id *s = &c->ids[i];
+		if (!s->idx || (s->dev == dev && s->ino == ino))
+			return s;
+	}
+}
+
+static bool id_add(mg_nginxconf *c, dev_t dev, ino_t ino, uint32_t idx)
+{
+	if ((c->nfiles + 1) * 2 > c->capids) {
+		size_t cap = c->capids ? c->capids * 2 : 64;
+		file_id *old = c->ids;
+		size_t oldcap = c->capids;
+		c->ids = calloc(cap, sizeof(*c->ids));
+		if (!c->ids) {
+			c->ids = old;
+			return false;
+		}
+		c->capids = cap;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i].idx)
+				*id_slot(c, old[i].dev, old[i].ino) = old[i];
+		free(old);
+	}
+	*id_slot(c, dev, ino) = (file_id){dev, ino, idx + 1};
+	return true;
+}
+
+/* A new file entry owning buf; its names in the arena. -1 when out of memory. */
+static long add_file(mg_nginxconf *c, const char *abs, const char *path, char *buf, size_t len)
+{
+	if (c->nfiles == c->capfiles) {
+		size_t cap = c->capfiles ? c->capfiles * 2 : 8;
+		mg_ngx_file *f = realloc(c->files, cap * sizeof(*f));
+		if (f)
+			c->files = f;
+		char **b = realloc(c->bufs, cap * sizeof(*b));
+		if (b)
+			c->bufs = b;
+		uint8_t *s = realloc(c->state, cap);
+		if (s)
+			c->state = s;
+		if (!f || !b || !s)
+			return -1;
+		c->capfiles = cap;
+	}
+	const char *a = arena_strdup(&c->arena, abs);
+	const char *p = path == abs ? a : arena_strdup(&c->arena, path);
+	if (!a || !p)
+		return -1;
+	size_t i = c->nfiles++;
+	c->files[i] = (mg_ngx_file){.path = p, .abs_path = a, .data = buf, .len = len};
+	c->arena.input += len;
+	c->bufs[i] = buf;
+	c->state[i] = FILE_PARSING;
+	return (long)i;
+}
+
+static ssize_t read_some(int fd, char *buf, size_t n)
+{
+	ssize_t r;
+	do
+		r = read(fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* The whole file, NUL-terminated, in a buffer of exactly its size + 1; -errno. */
+static int read_all(int fd, const struct stat *st, char **out, size_t *len)
+{
+	size_t cap = st->st_size > 0 ? (size_t)st->st_size + 1 : 4096, n = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t r;
+		if (n + 1 < cap) {
+			r = read_some(fd, buf + n, cap - 1 - n);
+		} else {
+			/* full: the size fstat gave, unless the file grew or is not regular */
+			char more[4096];
+			r = read_some(fd, more, sizeof(more));
+			if (r > 0) {
+				size_t ncap = (cap + (size_t)r) * 2;
+				char *b = realloc(buf, ncap);
+				if (!b) {
+					free(buf);
+					return -ENOMEM;
+				}
+				buf = b;
+				cap = ncap;
+				memcpy(buf + n, more, (size_t)r);
+			}
+		}
+		if (r < 0) {
+			int e = errno;
+			free(buf);
+			return -e;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int parse_file(parser *p, uint32_t idx);
+
+/*
+ * Opens `name` (as nginx names it in its messages) for an include at
+ * (from, line, col); reads and parses it unless it was read already.
+ */
+static int include_file(parser *p, const char *name, uint32_t from, uint32_t line, uint32_t col,
+                        uint32_t *idx)
+{
+	mg_nginxconf *c = p->conf;
+	int fd = open(name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		return fail_at(p, from, line, col, "open() \"%s\" failed (%d: %s)", name, e,
+		               strerror(e));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return fail_at(p, from, line, col, "fstat() \"%s\" failed (%d: %s)", name, e,
+		               strerror(e));
+	}
+	file_id *seen = c->capids ? id_slot(c, st.st_dev, st.st_ino) : NULL;
+	if (seen && seen->idx) {
+		close(fd);
+		uint32_t i = seen->idx - 1;
+		if (c->state[i] == FILE_DONE) {
+			*idx = i;
+			return 0;
+		}
+		/* nginx would recurse until it runs out of file descriptors */
+		char chain[700] = "";
+		size_t start = 0;
+		while (start < p->nchain && p->chain[start].file != i)
+			start++;
+		for (size_t k = start; k < p->nchain; k++) {
+			size_t used = strlen(chain);
+			snprintf(chain + used, sizeof(chain) - used, "%s -> ",
+			         c->files[p->chain[k].file].path);
+		}
+		size_t used = strlen(chain);
+		snprintf(chain + used, sizeof(chain) - used, "%s", c->files[from].path);
+		/* named as reached this time: through a symlink, not as first read */
+		char *abs = path_normalize(name);
+		int rc = fail_at(p, from, line, col, "include cycle: %s -> %s", chain,
+		                 abs ? relative_to(abs, c->prefix) : c->files[i].path);
+		free(abs);
+		return rc;
+	}
+	if (p->nchain >= MAX_INCLUDE_DEPTH) {
+		close(fd);
+		return fail_at(p, from, line, col, "too deep nesting of includes (more than %d)",
+		               MAX_INCLUDE_DEPTH);
+	}
+	char *buf;
+	size_t len;
+	int rc = read_all(fd, &st, &buf, &len);
+	close(fd);
+	if (rc == -ENOMEM)
+		return fail_nomem(p);
+	if (rc < 0)
+		return fail_at(p, from, line, col, "pread() \"%s\" failed (%d: %s)", name, -rc,
+		               strerror(-rc));
+	char *abs = path_normalize(name);
+	if (!abs) {
+		free(buf);
+		return fail_nomem(p);
+	}
+	long i = add_file(c, abs, relative_to(abs, c->prefix), buf, len);
+	free(abs);
+	if (i < 0 || !id_add(c, st.st_dev, st.st_ino, (uint32_t)i)) {
+		if (i < 0)
+			free(buf);
+		return fail_nomem(p);
+	}
+	p->chain[p->nchain++] = (chain_link){from, line};
+	rc = parse_file(p, (uint32_t)i);
+	p->nchain--;
+	if (rc)
+		return rc;
+	c->state[i] = FILE_DONE;
+	*idx = (uint32_t)i;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* ngx_conf_include(): one file, or a glob (sorted; matching nothing is fine). */
+static int follow_include(parser *p, mg_ngx_directive *d, uint32_t from, uint32_t line,
+                          uint32_t col)
+{
+	mg_nginxconf *c = p->conf;
+	char *name = full_name(c->prefix, d->args[0]);
+	if (!name)
+		return fail_nomem(p);
+	d->is_include = true;
+	d->includes = NULL;
+	d->nincludes = 0;
+	if (!strpbrk(name, "*?[")) {
+		uint32_t idx;
+		int rc = include_file(p, name, from, line, col, &idx);
+		free(name);
+		if (rc)
+			return rc;
+		uint32_t *inc = mg_ngx_arena_obj(&c->arena, sizeof(*inc));
+		if (!inc)
+			return fail_nomem(p);
+		inc[0] = idx;
+		d->includes = inc;
+		d->nincludes = 1;
+		return 0;
+	}
+	glob_t g;
+	/* sorted here, byte-wise: nginx runs in the C locale, the caller may not */
+	int grc = glob(name, GLOB_NOSORT, NULL, &g);
+	if (grc == GLOB_NOMATCH) {
+		free(name);
+		return 0;
+	}
+	if (grc != 0) {
+		int e = grc == GLOB_NOSPACE ? ENOMEM : errno;
+		int rc = grc == GLOB_NOSPACE
+		             ? fail_nomem(p)
+		             : fail_at(p, from, line, col, "glob() \"%s\" failed (%d: %s)", name, e,
+		                       strerror(e));
+		free(name);
+		return rc;
+	}
+	free(name);
+	qsort(g.gl_pathv, g.gl_pathc, sizeof(char *), cmp_str);
+	uint32_t *inc = g.gl_pathc ? mg_ngx_arena_obj(&c->arena, g.gl_pathc * sizeof(*inc)) : NULL;
+	if (g.gl_pathc && !inc) {
+		globfree(&g);
+		return fail_nomem(p);
+	}
+	for (size_t k = 0; k < g.gl_pathc; k++) {
+		int rc = include_file(p, g.gl_pathv[k], from, line, col, &inc[k]);
+		if (rc) {
+			globfree(&g);
+			return rc;
+		}
+	}
+	d->includes = inc;
+	d->nincludes = (uint32_t)g.gl_pathc;
+	globfree(&g);
+	return 0;
+}
+
+/* ---- tree ---- */
+
+static bool push_kid(parser *p, const mg_ngx_directive *d)
+{
+	if (p->nkids == p->capkids) {
+		size_t cap = p->capkids ? p->capkids * 2 : 256;
+		mg_ngx_directive *k = realloc(p->kids, cap * sizeof(*k));
+		if (!k)
+			return false;
+		p->kids = k;
+		p->capkids = cap;
+	}
+	p->kids[p->nkids++] = *d;
+	return true;
+}
+
+/* Pops the kids above base into one arena array. */
+static bool pop_kids(parser *p, size_t base, const mg_ngx_directive **out, uint32_t *n)
+{
+	size_t count = p->nkids - base;
+	*out = NULL;
+	*n = (uint32_t)count;
+	if (count) {
+		mg_ngx_directive *arr = mg_ngx_arena_obj(&p->conf->arena, count * sizeof(*arr));
+		if (!arr)
+			return false;
+		memcpy(arr, p->kids + base, count * sizeof(*arr));
+		*out = arr;
+	}
+	p->nkids = base;
+	return true;
+}
+
+static uint32_t word_hash(int quote, const char *s, size_t n)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)quote;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+static bool intern_grow(parser *p)
+{
+	size_t cap = p->capwords ? p->capwords * 2 : 1024;
+	const char **w = calloc(cap, sizeof(*w));
+	if (!w)
+		return false;
+	for (size_t i = 0; i < p->capwords; i++) {
+		const char *s = p->words[i];
+		if (!s)
+			continue;
+		size_t j = word_hash(s[-1], s, strlen(s)) & (cap - 1);
+		while (w[j])
+			j = (j + 1) & (cap - 1);
+		w[j] = s;
+	}
+	free(p->words);
+	p->words = w;
+	p->capwords = cap;
+	return true;
+}
+
+/* A word as the tree stores it: its quote byte, then the unescaped text. */
+static const char *store_word(parser *p, const char *data, const mg_ngx_token *t)
+{
+	const char **slot = NULL;
+	if (!t->escaped && t->len <= INTERN_MAX_LEN && (p->capwords || intern_grow(p))) {
+		const char *src = data + t->off;
+		size_t mask = p->capwords - 1;
+		for (size_t j = word_hash(t->quote, src, t->len) & mask;; j = (j + 1) & mask) {
+			const char *w = p->words[j];
+			if (!w) {
+				slot = &p->words[j];
+				break;
+			}
+			if (w[-1] == t->quote && strnlen(w, t->len + 1) == t->len &&
+			    memcmp(w, src, t->len) == 0)
+				return w;
+		}
+	}
+	char *s = mg_ngx_arena_str(&p->conf->arena, t->len + 2);
+	if (!s)
+		return NULL;
+	s[0] = t->quote;
+	size_t n = t->len;
+	if (t->escaped)
+		n = mg_ngx_unescape(s + 1, data + t->off, t->len);
+	else
+		memcpy(s + 1, data + t->off, t->len);
+	s[1 + n] = '\0';
+	if (slot && p->nwords < INTERN_MAX_ENTRIES) {
+		*slot = s + 1;
+		/* a full table is only slower, so a failed growth is not an error */
+		if (++p->nwords * 2 > p->capwords && !intern_grow(p))
+			p->nwords = INTERN_MAX_ENTRIES;
+	}
+	return s + 1;
+}
+
+static bool make_directive(parser *p, const mg_ngx_lexer *lx, uint32_t file, mg_ngx_directive *d)
+{
+	mg_ngx_arena *a = &p->conf->arena;
+	size_t nargs = lx->ntoks - 1;
+	*d = (mg_ngx_directive){.nargs = (uint32_t)nargs,
+	                        .file = file,
+	                        .line = lx->toks[0].line,
+	                        .col = lx->toks[0].col};
+	d->name = store_word(p, lx->data, &lx->toks[0]);
+	if (!d->name)
+		return false;
+	if (nargs) {
+		const char **args = mg_ngx_arena_obj(a, nargs * sizeof(*args));
+		if (!args)
+			return false;
+		for (size_t i = 0; i < nargs; i++)
+			if (!(args[i] = store_word(p, lx->data, &lx->toks[i + 1])))
+				return false;
+		d->args = args;
+	}
+	return true;
+}
+
+static bool push_comments(parser *p, const mg_ngx_lexer *lx, uint32_t file)
+{
+	for (size_t i = 0; i < lx->ncoms; i++) {
+		const mg_ngx_comment *cm = &lx->coms[i];
+		mg_ngx_token t = {cm->off, cm->len, cm->line, cm->col, 0, false};
+		const char **args = mg_ngx_arena_obj(&p->conf->arena, sizeof(*args));
+		if (!args || !(args[0] = store_word(p, lx->data, &t)))
+			return false;
+		mg_ngx_directive d = {.name = comment_name + 1,
+		                      .args = args,
+		                      .nargs = 1,
+		                      .file = file,
+		                      .line = cm->line,
+		                      .col = cm->col,
+		                      .is_comment = true};
+		if (!push_kid(p, &d))
+			return false;
+	}
+	return true;
+}
+
+static int parse_file(parser *p, uint32_t idx)
+{
+	mg_nginxconf *c = p->conf;
+	mg_ngx_lexer lx;
+	mg_ngx_lex_init(&lx, c->files[idx].data, c->files[idx].len);
+	lx.keep_comments = p->keep_comments;
+	lx.err = p->err;
+	lx.path = c->files[idx].path;
+	lx.nwarnings = &p->nwarnings;
+	size_t kids_base = p->nkids, frames_base = p->nframes;
+	int rc = 0;
+
+	for (;;) {
+		int lr = mg_ngx_lex_directive(&lx);
+		if (lr == MG_NGX_LEX_NOMEM || !push_comments(p, &lx, idx)) {
+			rc = fail_nomem(p);
+			break;
+		}
+		if (lr == MG_NGX_LEX_ERROR) {
+			rc = fail_at(p, idx, lx.err_line, lx.err_col, "%s", lx.errmsg);
+			break;
+		}
+		if (lr == MG_NGX_LEX_FILE_DONE) {
+			if (p->nframes > frames_base) {
+				rc = fail_at(p, idx, lx.line, (uint32_t)(lx.len - lx.line_off + 1),
+				             "unexpected end of file, expecting \"}\"");
+				break;
+			}
+			mg_ngx_file *f = &c->files[idx];
+			const mg_ngx_directive *dirs;
+			uint32_t n;
+			if (!pop_kids(p, kids_base, &dirs, &n)) {
+				rc = fail_nomem(p);
+				break;
+			}
+			f->dirs = dirs;
+			f->ndirs = n;
+			break;
+		}
+		if (lr == MG_NGX_LEX_BLOCK_DONE) {
+			if (p->nframes == frames_base) {
+				rc = fail_at(p, idx, lx.end_line, lx.end_col, "unexpected \"}\"");
+				break;
+			}
+			frame *fr = &p->frames[--p->nframes];
+			mg_ngx_directive d = fr->dir;
+			if (!pop_kids(p, fr->kids_base, &d.block, &d.nblock) || !push_kid(p, &d)) {
+				rc = fail_nomem(p);
+				break;
+			}
+			continue;
+		}
+
+		/* a directive, ended by ";" or "{" */
+		bool lua = false;
+		mg_ngx_directive d;
+		if (lr == MG_NGX_LEX_BLOCK_START) {
+			/* lua-nginx-module registers every one of them under this suffix */
+			const mg_ngx_token *t = &lx.toks[0];
+			lua = t->len >= 13 &&
+			      memcmp(lx.data + t->off + t->len - 13, "_by_lua_block", 13) == 0;
+			if (lua) {
+				mg_ngx_token body;
+				int br = mg_ngx_lex_lua_block(&lx, &body);
+				if (br == MG_NGX_LEX_ERROR) {
+					rc = fail_at(p, idx, lx.err_line, lx.err_col, "%s",
+					             lx.errmsg);
+					break;
+				}
+				size_t n = lx.ntoks;
+				if (lx.ntoks == lx.captoks) {
+					mg_ngx_token *tk =
+					    realloc(lx.toks, (lx.captoks * 2) * sizeof(*tk));
+					if (!tk) {
+						rc = fail_nomem(p);
+						break;
+					}
+					lx.toks = tk;
+					lx.captoks *= 2;
+				}
+				lx.toks[n] = body;
+				lx.ntoks = n + 1;
+			}
+		}
+		if (!make_directive(p, &lx, idx, &d)) {
+			rc = fail_nomem(p);
+			break;
+		}
+		if (lua) {
+			d.is_lua_block = true;
+			if (!push_kid(p, &d)) {
+				rc = fail_nomem(p);
+				break;
+			}
+			continue;
+		}
+		bool include = p->follow && strcmp(d.name, "include") == 0;
+		if (lr == MG_NGX_LEX_BLOCK_START) {
+			if (include) {
+				rc = fail_at(p, idx, lx.end_line, lx.end_col,
+				             "directive \"include\" is not terminated by \";\"");
+				break;
+			}
+			if (p->nframes >= MAX_BLOCK_DEPTH) {
+				rc = fail_at(p, idx, lx.end_line, lx.end_col,
+				             "too deep nesting of blocks (more than %d levels)",
+				             MAX_BLOCK_DEPTH);
+				break;
+			}
+			if (p->nframes == p->capframes) {
+				size_t cap = p->capframes ? p->capframes * 2 : 16;
+				frame *f = realloc(p->frames, cap * sizeof(*f));
+				if (!f) {
+					rc = fail_nomem(p);
+					break;
+				}
+				p->frames = f;
+				p->capframes = cap;
+			}
+			d.has_block = true;
+			p->frames[p->nframes++] = (frame){d, p->nkids};
+			continue;
+		}
+		if (include) {
+			if (d.nargs != 1) {
+				rc =
+				    fail_at(p, idx, lx.end_line, lx.end_col,
+				            "invalid number of arguments in \"include\" directive");
+				break;
+			}
+			rc = follow_include(p, &d, idx, lx.end_line, lx.end_col);
+			if (rc)
+				break;
+		}
+		if (!push_kid(p, &d)) {
+			rc = fail_nomem(p);
+			break;
+		}
+	}
+	mg_ngx_lex_fini(&lx);
+	return rc;
+}
+
+/* ---- API ---- */
+
+void mg_nginxconf_free(mg_nginxconf *conf)
+{
+	if (!conf)
+		return;
+	for (size_t i = 0; i < conf->nfiles; i++)
+		free(conf->bufs[i]);
+	free(conf->bufs);
+	free(conf->files);
+	free(conf->state);
+	free(conf->ids);
+	free(conf->prefix);
+	for (size_t i = 0; conf->lines && i < conf->nfiles; i++)
+		free(conf->lines[i]);
+	free(conf->lines);
+	free(conf->nlines);
+	mg_ngx_arena_free(&conf->arena);
+	free(conf);
+}
+
+static int run(mg_nginxconf *c, uint32_t main_idx, const mg_nginxconf_options *opt, bool follow,
+               mg_nginxconf **out, mg_error *err)
+{
+	parser p = {.conf = c,
+	            .keep_comments = opt && opt->keep_comments,
+	            .follow = follow && !(opt && opt->no_includes),
+	            .err = err};
+	int rc = parse_file(&p, main_idx);
+	free(p.kids);
+	free(p.frames);
+	free(p.words);
+	if (rc) {
+		mg_nginxconf_free(c);
+		return rc;
+	}
+	c->state[main_idx] = FILE_DONE;
+	*out = c;
+	return 0;
+}
+
+static char *prefix_of(const mg_nginxconf_options *opt, const char *main_abs)
+{
+	if (opt && opt->prefix)
+		return absolute(opt->prefix);
+	char *dir = strdup(main_abs);
+	if (!dir)
+		return NULL;
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	return dir;
+}
+
+int mg_nginxconf_parse(mg_nginxconf **out, const char *main_file, const mg_nginxconf_options *opt,
+                       mg_error *err)
+{
+	*out = NULL;
+	mg_nginxconf *c = calloc(1, sizeof(*c));
+	char *abs = absolute(main_file);
+	if (!c || !abs || !(c->prefix = prefix_of(opt, abs))) {
+		free(abs);
+		mg_nginxconf_free(c);
+		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
+	}
+	int fd = open(main_file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	char *buf = NULL;
+	size_t len = 0;
+	int e = fd < 0 ? errno : fstat(fd, &st) != 0 ? errno : 0;
+	if (!e) {
+		int rc = read_all(fd, &st, &buf, &len);
+		e = -rc;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (e) {
+		free(abs);
+		mg_nginxconf_free(c);
+		if (e == ENOMEM)
+			return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
+		const char *what = fd < 0 ? "open()" : "pread()";
+		mg_error_diag(err, MG_SEV_ERROR, main_file, 0, 0, NULL, "%s \"%s\" failed (%d: %s)",
+		              what, main_file, e, strerror(e));
+		return mg_error_set(err, e == ENOENT ? MG_ENOTFOUND : MG_EIO,
+		                    "%s \"%s\" failed (%d: %s)", what, main_file, e, strerror(e));
+	}
+	long idx = add_file(c, abs, relative_to(abs, c->prefix), buf, len);
+	free(abs);
+	if (idx < 0 || !id_add(c, st.st_dev, st.st_ino, (uint32_t)idx)) {
+		if (idx < 0)
+			free(buf);
+		mg_nginxconf_free(c);
+		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
+	}
+	return run(c, (uint32_t)idx, opt, true, out, err);
+}
+
+int mg_nginxconf_parse_buffer(mg_nginxconf **out, const char *data, size_t len, const char *name,
+                              const mg_nginxconf_options *opt, mg_error *err)
+{
+	*out = NULL;
+	if (!name)
+		name = "nginx.conf";
+	bool follow = opt && opt->prefix;
+	mg_nginxconf *c = calloc(1, sizeof(*c));
+	char *buf = malloc(len + 1);
+	if (c && buf)
+		c->prefix = follow ? absolute(opt->prefix) : strdup("");
+	char *abs = c && c->prefix ? (follow ? full_name(c->prefix, name) : strdup(name)) : NULL;
+	char *norm = abs && follow ? path_normalize(abs) : abs;
+	if (norm != abs)
+		free(abs);
+	long idx = -1;
+	if (norm) {
+		memcpy(buf, data, len);
+		buf[len] = '\0';
+		idx = add_file(c, norm, follow ? relative_to(norm, c->prefix) : name, buf, len);
+	}
+	free(norm);
+	if (idx < 0) {
+		free(buf);
+		mg_nginxconf_free(c);
+		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", name);
+	}
+	return run(c, (uint32_t)idx, opt, follow, out, err);
+}
+
+size_t mg_nginxconf_nfiles(const mg_nginxconf *conf)
+{
+	return conf ? conf->nfiles : 0;
+}
+
+const mg_ngx_file *mg_nginxconf_file(const mg_nginxconf *conf, size_t i)
+{
+	return conf && i < conf->nfiles ? &conf->files[i] : NULL;
+}
+
+const char *mg_nginxconf_prefix(const mg_nginxconf *conf)
+{
+	return conf ? conf->prefix : NULL;
+}
+
+/* The byte offset of line:col in file fi; false when out of range or out of memory. */
+static bool offset_of(mg_nginxconf *c, uint32_t fi, uint32_t line, uint32_t col, size_t *off)
+{
+	if (!c->lines) {
+		c->lines = calloc(c->nfiles, sizeof(*c->lines));
+		c->nlines = calloc(c->nfiles, sizeof(*c->nlines));
+		if (!c->lines || !c->nlines) {
+			free(c->lines);
+			free(c->nlines);
+			c->lines = NULL;
+			c->nlines = NULL;
+			return false;
+		}
+	}
+	const mg_ngx_file *f = &c->files[fi];
+	if (!c->lines[fi]) {
+		size_t n = 1;
+		for (const char *p = f->data; (p = memchr(p, '\n', (size_t)(f->data + f->len - p)));
+		     p++)
+			n++;
+		size_t *starts = malloc(n * sizeof(*starts));
+		if (!starts)
+			return false;
+		starts[0] = 0;
+		n = 1;
+		for (const char *p = f->data; (p = memchr(p, '\n', (size_t)(f->data + f->len - p)));
+		     p++)
+			starts[n++] = (size_t)(p - f->data) + 1;
+		c->lines[fi] = starts;
+		c->nlines[fi] = n;
+	}
+	if (line < 1 || line > c->nlines[fi] || col < 1)
+		return false;
+	*off = c->lines[fi][line - 1] + col - 1;
+	return *off < f->len;
+}
+
+static mg_ngx_span span_of(const mg_ngx_token *t)
+{
+	/* a quoted word's range is inside its quotes; a Lua body's inside its braces */
+	size_t q = t->quote && t->quote != '{' ? 1 : 0;
+	return (mg_ngx_span){t->off - q, t->off + t->len + q};
+}
+
+int mg_nginxconf_spans(const mg_nginxconf *conf, const mg_ngx_directive *d, mg_ngx_span *spans,
+                       mg_ngx_span *term)
+{
+	if (!conf || !d || d->is_comment || d->file >= conf->nfiles)
+		return MG_EINVALID;
+	size_t off;
+	if (!offset_of((mg_nginxconf *)conf, d->file, d->line, d->col, &off))
+		return MG_EINVALID;
+	const mg_ngx_file *f = &conf->files[d->file];
+	mg_ngx_lexer lx;
+	mg_ngx_lex_init(&lx, f->data, f->len);
+	lx.pos = off;
+	lx.line_off = off;
+	int rc = MG_EINVALID;
+	int lr = mg_ngx_lex_directive(&lx);
+	size_t words = d->nargs + 1 - (d->is_lua_block ? 1 : 0);
+	if ((lr != MG_NGX_LEX_OK && lr != MG_NGX_LEX_BLOCK_START) || lx.ntoks != words ||
+	    lx.toks[0].off - (lx.toks[0].quote ? 1 : 0) != off)
+		goto done;
+	for (size_t i = 0; i < lx.ntoks; i++)
+		spans[i] = span_of(&lx.toks[i]);
+	mg_ngx_span end = {lx.pos - 1, lx.pos};
+	if (d->is_lua_block) {
+		mg_ngx_token body;
+		if (lr != MG_NGX_LEX_BLOCK_START ||
+		    mg_ngx_lex_lua_block(&lx, &body) != MG_NGX_LEX_OK)
+			goto done;
+		spans[words] = span_of(&body);
+		end = (mg_ngx_span){lx.pos - 1, lx.pos};
+	}
+	if (term)
+		*term = end;
+	rc = 0;
+done:
+	mg_ngx_lex_fini(&lx);
+	return rc;
+}
