@@ -92,6 +92,10 @@ $(BUILD)/tests/fuzz-replay: tests/fuzz/plan_fuzz.c tests/fuzz/replay.c $(LIBMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ tests/fuzz/plan_fuzz.c tests/fuzz/replay.c $(LIBMG) $(LIBS)
 
+$(BUILD)/tests/fuzz-replay-nginxconf: tests/fuzz/nginxconf_fuzz.c tests/fuzz/replay.c $(LIBMG)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ tests/fuzz/nginxconf_fuzz.c tests/fuzz/replay.c $(LIBMG) $(LIBS)
+
 # Tests run from the repository root so fixtures are found by relative path.
 unit: $(BUILD)/tests/unit.bin
 	$(BUILD)/tests/unit.bin --jobs 2
@@ -103,13 +107,16 @@ bench: PKG_SET = $(BENCH_PACKAGES)
 bench: deps all
 	sh tests/bench/rollback.sh
 	sh tests/bench/breach.sh
+	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/configmap.sh
 
-fuzz-replay: $(BUILD)/tests/fuzz-replay
+fuzz-replay: $(BUILD)/tests/fuzz-replay $(BUILD)/tests/fuzz-replay-nginxconf
 	$(BUILD)/tests/fuzz-replay tests/fuzz/corpus/plan
+	$(BUILD)/tests/fuzz-replay-nginxconf tests/fuzz/corpus/nginxconf
 
 check: unit integration fuzz-replay
 
-# A short libFuzzer run when clang is there (tests/fuzz/run.sh says when it is not).
+# Short libFuzzer runs when clang is there (tests/fuzz/run.sh says when it is not):
+# FUZZ_SECONDS in all, split between the plan loader and the nginx configuration parser.
 FUZZ_SECONDS ?= 20
 fuzz:
 	sh tests/fuzz/run.sh $(FUZZ_SECONDS)

@@ -28,6 +28,7 @@ typedef struct {
 	const char *plan_path; /* -p; default migrate.yaml */
 	const char *state_dir; /* --state-dir; overrides the plan's state.dir */
 	bool json;             /* -o json */
+	bool yaml;             /* -o yaml: only the commands that print manifests take it */
 	bool dry_run;
 	int verbose;
 	bool color_out; /* stdout is a terminal and colour is allowed */
@@ -56,6 +57,7 @@ int cmd_deploy(mg_cli *cli, int argc, char **argv);
 int cmd_step(mg_cli *cli, int argc, char **argv);
 int cmd_rollback(mg_cli *cli, int argc, char **argv);
 int cmd_check(mg_cli *cli, int argc, char **argv);
+int cmd_configmap(mg_cli *cli, int argc, char **argv);
 int cmd_run(mg_cli *cli, int argc, char **argv);
 int cmd_pause(mg_cli *cli, int argc, char **argv);
 int cmd_resume(mg_cli *cli, int argc, char **argv);

@@ -38,13 +38,17 @@ int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code)
 		cli->state_dir = arg;
 		return 1;
 	case 'o':
-		if (!strcmp(arg, "json"))
+		if (!strcmp(arg, "json")) {
 			cli->json = true;
-		else if (!strcmp(arg, "text"))
+			cli->yaml = false;
+		} else if (!strcmp(arg, "text") || !strcmp(arg, "yaml")) {
+			/* yaml is the text output of the commands that print manifests; whether
+			   this command is one is checked once it is known (cli_parse) */
 			cli->json = false;
-		else {
-			*exit_code =
-			    cli_usage_error(cli, "--output takes text or json, not \"%s\"", arg);
+			cli->yaml = !strcmp(arg, "yaml");
+		} else {
+			*exit_code = cli_usage_error(
+			    cli, "--output takes text, json or yaml, not \"%s\"", arg);
 			return -1;
 		}
 		return 1;
@@ -148,6 +152,13 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 	free(all);
 	cli->color_out = cli_color_allowed(cli, STDOUT_FILENO);
 	cli->color_err = cli_color_allowed(cli, STDERR_FILENO);
+	if (rc == 0 && cli->yaml && strcmp(cli->command, "configmap") != 0) {
+		*exit_code = cli_usage_error(cli,
+		                             "--output yaml is for configmap; `migrate %s` "
+		                             "prints text or json",
+		                             cli->command);
+		return -1;
+	}
 	if (rc == 0 && max_operands >= 0 && argc - optind > max_operands) {
 		*exit_code =
 		    cli_usage_error(cli, "unexpected argument '%s'", argv[optind + max_operands]);

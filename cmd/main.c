@@ -103,6 +103,31 @@ const mg_command mg_commands[] = {
      "Releases a pause: a running autopilot continues at once and evaluates the gates again; "
      "otherwise the migration is back to shifting, with the gate failures of the step "
      "forgotten. Exit 0 also when nothing was paused."},
+    {"configmap", cmd_configmap, "render a legacy nginx tree as a ConfigMap, linted and checked",
+     "configmap [options] [FILE] [--name N] [--namespace NS]",
+     "      --name N        the ConfigMap's name (required with FILE; with a plan, render\n"
+     "                      only that kubernetes.configmaps entry)\n"
+     "      --namespace NS  metadata.namespace (default: the plan's kubernetes.namespace)\n"
+     "      --prefix DIR    where relative includes resolve (default: FILE's directory)\n"
+     "      --mount-path DIR where the pod mounts the tree (default: /etc/nginx)\n"
+     "      --secret NAME   the Secret that holds the files secret directives name\n"
+     "                      (certificates, keys, htpasswd): they are then not errors\n"
+     "      --hash-suffix   name it NAME-<hash10> and make it immutable\n"
+     "      --fix-logs      access_log/error_log files become /dev/stdout, /dev/stderr\n"
+     "      --allow-errors  print the manifest and exit 0 despite lint errors\n"
+     "      --no-verify     do not run nginx -t on the rendered files\n"
+     "      --nginx BIN     the nginx to check with (default: nginx in PATH or /usr/sbin)\n"
+     "      --json          print the parsed tree (crossplane's shape) and the findings\n"
+     "      --comments      with --json: keep comments\n"
+     "  -o yaml|json        the manifest as YAML (default) or JSON\n",
+     "Reads FILE and every file it includes (or each kubernetes.configmaps[].from_nginx of "
+     "the plan), lints it for a pod (secrets, log files, unix sockets, VM addresses, pinned "
+     "process settings, image paths; findings on stderr with their fix), renders one "
+     "ConfigMap with a key per file, the volume projection and a content checksum, and "
+     "checks the rendered files with the real nginx -t laid out as the pod sees them. Only "
+     "the manifest goes to stdout, and only when it may be applied. Exit 0 when it may, 1 "
+     "for lint errors (unless --allow-errors), a failed nginx -t or a ConfigMap over 1 MiB, "
+     "2 for a parse error or bad usage. See docs/configmap.md."},
     {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
      NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},

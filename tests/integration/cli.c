@@ -206,9 +206,16 @@ Test(cli, option_without_value)
 
 Test(cli, bad_output_format)
 {
-	result r = run("validate", "-o", "yaml", NULL);
+	result r = run("validate", "-o", "xml", NULL);
 	cr_assert_eq(r.status, 2);
-	cr_assert(strstr(r.err, "--output takes text or json"), "%s", r.err);
+	cr_assert(strstr(r.err, "--output takes text, json or yaml, not \"xml\""), "%s", r.err);
+	tu_output_free(&r);
+	/* yaml is for the commands that print manifests, before or after the command name */
+	r = run("-o", "yaml", "validate", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--output yaml is for configmap; `migrate validate` prints text or "
+	                        "json"),
+	          "%s", r.err);
 	tu_output_free(&r);
 }
 

@@ -1,0 +1,135 @@
+/*
+ * Shared by lib/configmap/ (every .c there): edits of the source text, and what lint
+ * records for render and verify.
+ *
+ * The rendered files are the operator's own text with as few bytes changed
+ * as possible (a log path, an include path), never a re-serialized tree, so
+ * comments and layout survive. The byte ranges of a directive's arguments
+ * come from the parser's own lexer (mg_nginxconf_spans).
+ */
+#ifndef MG_CM_INTERNAL_H
+#define MG_CM_INTERNAL_H
+
+#include <stdint.h>
+
+#include "configmap.h"
+
+typedef struct {
+	size_t start, end;
+} cm_span;
+
+/* Replace file bytes [start, end) by text (already quoted as nginx reads it). */
+typedef struct {
+	uint32_t file;
+	size_t start, end;
+	char *text;
+} cm_edit;
+
+typedef struct {
+	cm_edit *v;
+	size_t n, cap;
+} cm_edits;
+
+/* What verify has to simulate or move for a directive. */
+typedef enum {
+	CM_REF_INCLUDE,      /* an absolute include path */
+	CM_REF_LOG,          /* access_log / error_log file */
+	CM_REF_PID,          /* pid file */
+	CM_REF_TEMP,         /* *_temp_path directory (nginx -t creates it) */
+	CM_REF_SECRET_PEM,   /* certificate, key or CA bundle: a placeholder PEM */
+	CM_REF_SECRET_DH,    /* ssl_dhparam: placeholder DH parameters */
+	CM_REF_SECRET_BYTES, /* ticket key, password file, htpasswd: placeholder bytes */
+	CM_REF_SECRET_DROP,  /* a secret file no placeholder can stand for (CRL, OCSP) */
+	CM_REF_ADDR,         /* a host name or address nginx resolves when it starts */
+	CM_REF_USER,         /* the user directive */
+} cm_ref_kind;
+
+typedef struct {
+	cm_ref_kind kind;
+	const mg_ngx_directive *d;
+	uint32_t arg;
+	/* CM_REF_ADDR: the host part of the argument, [host_start, host_end) in its value */
+	size_t host_start, host_end;
+} cm_ref;
+
+struct mg_cm_private {
+	const mg_nginxconf *conf;
+	const char *prefix; /* the parser's, no trailing slash */
+	cm_edits edits;     /* render's */
+	cm_ref *refs;
+	size_t nrefs, refs_cap;
+	bool *excluded; /* per file: not a key (a secret, or outside the tree) */
+	char **upstreams;
+	size_t nupstreams, upstreams_cap;
+	bool has_pid;                 /* a pid directive in the main context */
+	const mg_ngx_directive *http; /* the http block, if any */
+	bool http_access_log;         /* an access_log directly in http */
+	unsigned http_temp;           /* bit i: temp path i of cm_http_temp set in http */
+	const mg_ngx_directive *user; /* the user directive, if any */
+	const mg_ngx_file *http_file; /* the file the http block is in */
+	char **owned;                 /* rendered texts the entries point to */
+	size_t nowned;
+	char **fixes; /* the findings' fix texts, each once */
+	size_t nfixes;
+	bool oom;
+};
+
+/* The temp directories nginx creates at start, with the official image's paths. */
+extern const char *const cm_http_temp[5][2];
+
+/* Offset of d's first byte in its file, or (size_t)-1. */
+size_t cm_offset(mg_cm_private *p, const mg_ngx_directive *d);
+/*
+ * The byte ranges of d's arguments (nargs entries in args) and of the ';' or
+ * '{' that ends it (term). 0, or -1 when the text does not match the parse
+ * (never for a tree this parser produced; the caller then leaves it as is).
+ */
+int cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_span *term);
+
+/* The argument's value written back as nginx reads it: bare when it can be, else "...". */
+char *cm_quote(const char *value);
+
+int cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const char *text);
+/* Replaces argument i of d by value (quoted as needed); 0 or -1. */
+int cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uint32_t i,
+                const char *value);
+/* The replacement of argument i of d in e, or NULL. */
+const char *cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d,
+                         uint32_t i);
+void cm_edits_free(cm_edits *e);
+/* File fi's bytes with e's edits for it applied (malloc'd, NUL-terminated). */
+char *cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len);
+
+int cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err);
+
+/* Adds a finding; the strings are copied. */
+void cm_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
+                const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/*
+ * A growing string; oom is sticky and the text is dropped when it is set.
+ * With a sink, the text is handed to it whenever 64 KB are buffered (and by
+ * cm_buf_flush); a non-zero return from the sink is kept in err.
+ */
+typedef struct {
+	char *s;
+	size_t n, cap;
+	bool oom;
+	int (*sink)(const char *data, size_t len, void *ud);
+	void *ud;
+	int err;
+} cm_buf;
+int cm_buf_flush(cm_buf *b);
+void cm_buf_add(cm_buf *b, const char *data, size_t len);
+void cm_buf_str(cm_buf *b, const char *s);
+void cm_buf_printf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The text (malloc'd, the buffer is reset), or NULL after an allocation failed. */
+char *cm_buf_take(cm_buf *b);
+
+/* Path helpers. */
+bool cm_path_under(const char *path, const char *dir); /* path is dir or inside it */
+char *cm_join(const char *dir, const char *rel);
+char *cm_strdup(const char *s);
+char *cm_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,1001 @@
+/* The ConfigMap: keys, content, checksum, size, and the manifest as YAML or JSON. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm.h"
+#include "sha256.h"
+
+/* --- keys --------------------------------------------------------------------------------- */
+
+static bool key_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_';
+}
+
+/* A key the API server's IsConfigMapKey accepts: those bytes, at most 253, no ".." start. */
+char *mg_cm_key(const char *path)
+{
+	size_t n = strlen(path);
+	char *k = malloc(n + 2);
+	if (!k)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)path[i];
+		k[i] = c == '/' ? '_' : key_char(c) ? (char)c : '-';
+	}
+	k[n] = '\0';
+	if (n == 0 || !strcmp(k, ".") || !strncmp(k, "..", 2))
+		k[0] = '_', k[n ? n : 1] = '\0';
+	if (strlen(k) > 253) {
+		/* keep the start and make the rest a digest of the whole path */
+		char hex[65];
+		mg_sha256_hex(hex, path, n);
+		snprintf(k + 242, 12, "-%.10s", hex);
+	}
+	return k;
+}
+
+typedef struct {
+	char **slot;
+	size_t cap;
+} keyset;
+
+static uint64_t fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static bool keyset_has(const keyset *ks, const char *k)
+{
+	for (size_t i = fnv(k) & (ks->cap - 1); ks->slot[i]; i = (i + 1) & (ks->cap - 1))
+		if (!strcmp(ks->slot[i], k))
+			return true;
+	return false;
+}
+
+static void keyset_put(keyset *ks, char *k)
+{
+	size_t i = fnv(k) & (ks->cap - 1);
+	while (ks->slot[i])
+		i = (i + 1) & (ks->cap - 1);
+	ks->slot[i] = k;
+}
+
+static const char *const *sort_paths;
+static int by_path(const void *a, const void *b)
+{
+	return strcmp(sort_paths[*(const size_t *)a], sort_paths[*(const size_t *)b]);
+}
+
+/* k with "-<n>" before its extension (from the last '.' that is not the first byte). */
+static char *suffixed(const char *k, unsigned n)
+{
+	const char *dot = strrchr(k, '.');
+	size_t kl = strlen(k), at = dot && dot != k ? (size_t)(dot - k) : kl;
+	char num[16];
+	size_t nl = (size_t)snprintf(num, sizeof(num), "-%u", n);
+	size_t ext = kl - at;
+	if (at + nl + ext > 253) {
+		if (ext + nl >= 253) {
+			at = 253 - nl;
+			ext = 0;
+		} else {
+			at = 253 - nl - ext;
+		}
+	}
+	return cm_printf("%.*s%s%.*s", (int)at, k, num, (int)ext, k + kl - ext);
+}
+
+int mg_cm_keys(char **keys, const char *const *paths, size_t n, mg_error *err)
+{
+	keyset ks = {NULL, 16};
+	while (ks.cap < 2 * n + 2)
+		ks.cap *= 2;
+	ks.slot = calloc(ks.cap, sizeof(*ks.slot));
+	size_t *order = malloc((n ? n : 1) * sizeof(*order));
+	if (!ks.slot || !order) {
+		free(ks.slot);
+		free(order);
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		order[i] = i;
+		keys[i] = NULL;
+	}
+	sort_paths = paths;
+	qsort(order, n, sizeof(*order), by_path);
+	int rc = 0;
+	/* first the paths that are keys as they are, then the mapped ones, then the collisions */
+	for (int pass = 0; pass < 3 && !rc; pass++) {
+		for (size_t j = 0; j < n && !rc; j++) {
+			size_t i = order[j];
+			if (keys[i])
+				continue;
+			char *k = mg_cm_key(paths[i]);
+			if (!k) {
+				rc = MG_ENOMEM;
+				break;
+			}
+			if (pass == 0 && strcmp(k, paths[i])) {
+				free(k);
+				continue;
+			}
+			if (pass == 2 && keyset_has(&ks, k)) {
+				char *base = k;
+				k = NULL;
+				for (unsigned s = 2; !k || keyset_has(&ks, k); s++) {
+					free(k);
+					k = suffixed(base, s);
+					if (!k)
+						break;
+				}
+				free(base);
+				if (!k) {
+					rc = MG_ENOMEM;
+					break;
+				}
+			}
+			if (keyset_has(&ks, k)) {
+				free(k);
+				continue;
+			}
+			keys[i] = k;
+			keyset_put(&ks, k);
+		}
+	}
+	free(ks.slot);
+	free(order);
+	if (rc) {
+		for (size_t i = 0; i < n; i++) {
+			free(keys[i]);
+			keys[i] = NULL;
+		}
+		return mg_error_set(err, rc, "out of memory");
+	}
+	return 0;
+}
+
+/* --- checksum and size -------------------------------------------------------------------- */
+
+static const char *const *sort_keys;
+static int by_key(const void *a, const void *b)
+{
+	return strcmp(sort_keys[*(const size_t *)a], sort_keys[*(const size_t *)b]);
+}
+
+void mg_cm_checksum(char hex[65], const char *const *keys, const char *const *values,
+                    const size_t *lens, size_t n)
+{
+	size_t *order = malloc((n ? n : 1) * sizeof(*order));
+	mg_sha256 c;
+	mg_sha256_init(&c);
+	for (size_t i = 0; i < n; i++)
+		if (order)
+			order[i] = i;
+	if (order) {
+		sort_keys = keys;
+		qsort(order, n, sizeof(*order), by_key);
+	}
+	for (size_t j = 0; j < n; j++) {
+		size_t i = order ? order[j] : j;
+		char num[32];
+		int l = snprintf(num, sizeof(num), "%zu:", strlen(keys[i]));
+		mg_sha256_update(&c, num, (size_t)l);
+		mg_sha256_update(&c, keys[i], strlen(keys[i]));
+		l = snprintf(num, sizeof(num), ",%zu:", lens[i]);
+		mg_sha256_update(&c, num, (size_t)l);
+		mg_sha256_update(&c, values[i], lens[i]);
+		mg_sha256_update(&c, ",", 1);
+	}
+	free(order);
+	uint8_t d[32];
+	mg_sha256_final(&c, d);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+size_t mg_cm_size(const char *const *keys, const size_t *lens, size_t n)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += strlen(keys[i]) + lens[i];
+	return total;
+}
+
+/* --- text --------------------------------------------------------------------------------- */
+
+/* Length of the UTF-8 sequence at s (its code point in *cp), or 0 if it is not valid UTF-8. */
+static size_t utf8_char(const unsigned char *s, size_t len, uint32_t *cp)
+{
+	unsigned char c = s[0];
+	size_t n;
+	uint32_t v, min;
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if ((c & 0xe0) == 0xc0)
+		n = 2, v = c & 0x1f, min = 0x80;
+	else if ((c & 0xf0) == 0xe0)
+		n = 3, v = c & 0x0f, min = 0x800;
+	else if ((c & 0xf8) == 0xf0)
+		n = 4, v = c & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (n > len)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (s[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+static bool utf8_valid(const char *s, size_t len)
+{
+	uint32_t cp;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
+		if (!n)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/*
+ * Whether a literal block scalar keeps s byte for byte: YAML turns CR, NEL
+ * and the Unicode line separators into line feeds and has no way to write
+ * other control characters or a BOM there.
+ */
+static bool block_ok(const char *s, size_t len)
+{
+	uint32_t cp;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
+		if (!n)
+			return false;
+		if ((cp < 0x20 && cp != '\t' && cp != '\n') || (cp >= 0x7f && cp < 0xa0) ||
+		    cp == 0x2028 || cp == 0x2029 || cp == 0xfeff)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+static void yaml_dq(cm_buf *b, const char *s, size_t len)
+{
+	cm_buf_add(b, "\"", 1);
+	uint32_t cp;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
+		if (!n) { /* not reached for data (UTF-8 checked); a byte as its code point */
+			cm_buf_printf(b, "\\x%02x", (unsigned char)s[i]);
+			i++;
+			continue;
+		}
+		switch (cp) {
+		case '"':
+			cm_buf_str(b, "\\\"");
+			break;
+		case '\\':
+			cm_buf_str(b, "\\\\");
+			break;
+		case '\n':
+			cm_buf_str(b, "\\n");
+			break;
+		case '\t':
+			cm_buf_str(b, "\\t");
+			break;
+		case '\r':
+			cm_buf_str(b, "\\r");
+			break;
+		case 0:
+			cm_buf_str(b, "\\0");
+			break;
+		case 0x2028:
+			cm_buf_str(b, "\\L");
+			break;
+		case 0x2029:
+			cm_buf_str(b, "\\P");
+			break;
+		case 0xfeff:
+			cm_buf_str(b, "\\uFEFF");
+			break;
+		default:
+			if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+				cm_buf_printf(b, "\\x%02x", (unsigned)cp);
+			else
+				cm_buf_add(b, s + i, n);
+		}
+		i += n;
+	}
+	cm_buf_add(b, "\"", 1);
+}
+
+static void yaml_str(cm_buf *b, const char *s)
+{
+	yaml_dq(b, s, strlen(s));
+}
+
+/* A value under a key at indentation `indent`: a literal block when it can be exact. */
+static void yaml_text(cm_buf *b, const char *s, size_t len, int indent)
+{
+	if (!len || !block_ok(s, len)) {
+		cm_buf_add(b, " ", 1);
+		yaml_dq(b, s, len);
+		cm_buf_add(b, "\n", 1);
+		return;
+	}
+	size_t trailing = 0;
+	while (trailing < len && s[len - 1 - trailing] == '\n')
+		trailing++;
+	/* the explicit indentation keeps a first line that starts with spaces intact */
+	cm_buf_printf(b, " |2%s\n", trailing == 0 ? "-" : trailing == 1 ? "" : "+");
+	size_t end = len - trailing;
+	for (size_t i = 0; i < end;) {
+		const char *nl = memchr(s + i, '\n', end - i);
+		size_t l = nl ? (size_t)(nl - (s + i)) : end - i;
+		if (l)
+			cm_buf_printf(b, "%*s", indent + 2, "");
+		cm_buf_add(b, s + i, l);
+		cm_buf_add(b, "\n", 1);
+		i += l + 1;
+	}
+	for (size_t i = 1; i < trailing; i++)
+		cm_buf_add(b, "\n", 1);
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *base64(const char *data, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)data;
+	char *out = malloc(4 * ((len + 2) / 3) + 1), *o = out;
+	if (!out)
+		return NULL;
+	size_t i = 0;
+	for (; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		*o++ = b64[v >> 18];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = b64[(v >> 6) & 63];
+		*o++ = b64[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
+		*o++ = b64[v >> 18];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+		*o++ = '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+static char *verify_annotation(const mg_cm *cm)
+{
+	const mg_cm_verify_result *v = &cm->verify;
+	if (!v->ran)
+		return NULL;
+	return cm_printf("%s%s%s%s", v->ok ? "passed" : "failed", v->version ? " (" : "",
+	                 v->version ? v->version : "", v->version ? ")" : "");
+}
+
+static void yaml_emit(const mg_cm *cm, cm_buf *b);
+
+char *mg_cm_yaml(const mg_cm *cm)
+{
+	cm_buf b = {0};
+	yaml_emit(cm, &b);
+	return cm_buf_take(&b);
+}
+
+int mg_cm_yaml_write(const mg_cm *cm, int (*write)(const char *data, size_t len, void *ud),
+                     void *ud)
+{
+	cm_buf b = {.sink = write, .ud = ud};
+	yaml_emit(cm, &b);
+	int rc = cm_buf_flush(&b);
+	free(b.s);
+	return rc;
+}
+
+static void yaml_emit(const mg_cm *cm, cm_buf *b)
+{
+	cm_buf_str(b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ");
+	yaml_str(b, cm->name);
+	if (cm->namespace_) {
+		cm_buf_str(b, "\n  namespace: ");
+		yaml_str(b, cm->namespace_);
+	}
+	cm_buf_str(b, "\n  labels:\n    app.kubernetes.io/managed-by: migrate\n"
+	              "  annotations:\n    " MG_CM_ANNOTATION_CHECKSUM ": ");
+	yaml_str(b, cm->checksum);
+	char *va = verify_annotation(cm);
+	if (va) {
+		cm_buf_str(b, "\n    " MG_CM_ANNOTATION_VERIFY ": ");
+		yaml_str(b, va);
+		free(va);
+	}
+	cm_buf_str(b, "\n");
+	if (cm->immutable)
+		cm_buf_str(b, "immutable: true\n");
+	bool any = false;
+	for (size_t i = 0; i < cm->nentries; i++) {
+		const mg_cm_entry *e = &cm->entries[i];
+		if (e->binary)
+			continue;
+		if (!any)
+			cm_buf_str(b, "data:\n");
+		any = true;
+		cm_buf_str(b, "  ");
+		yaml_str(b, e->key);
+		cm_buf_str(b, ":");
+		yaml_text(b, e->data, e->len, 2);
+	}
+	any = false;
+	for (size_t i = 0; i < cm->nentries; i++) {
+		const mg_cm_entry *e = &cm->entries[i];
+		if (!e->binary)
+			continue;
+		if (!any)
+			cm_buf_str(b, "binaryData:\n");
+		any = true;
+		char *enc = base64(e->data, e->len);
+		if (!enc) {
+			b->oom = true;
+			return;
+		}
+		cm_buf_str(b, "  ");
+		yaml_str(b, e->key);
+		cm_buf_printf(b, ": %s\n", enc);
+		free(enc);
+	}
+}
+
+json_t *mg_cm_json(const mg_cm *cm)
+{
+	json_t *meta = json_pack("{s:s}", "name", cm->name);
+	if (!meta)
+		return NULL;
+	if (cm->namespace_)
+		json_object_set_new(meta, "namespace", json_string(cm->namespace_));
+	json_object_set_new(meta, "labels",
+	                    json_pack("{s:s}", "app.kubernetes.io/managed-by", "migrate"));
+	json_t *ann = json_pack("{s:s}", MG_CM_ANNOTATION_CHECKSUM, cm->checksum);
+	char *va = verify_annotation(cm);
+	if (va)
+		json_object_set_new(ann, MG_CM_ANNOTATION_VERIFY, json_string(va));
+	free(va);
+	json_object_set_new(meta, "annotations", ann);
+	json_t *doc =
+	    json_pack("{s:s, s:s, s:o}", "apiVersion", "v1", "kind", "ConfigMap", "metadata", meta);
+	if (!doc)
+		return NULL;
+	if (cm->immutable)
+		json_object_set_new(doc, "immutable", json_true());
+	json_t *data = json_object(), *bin = json_object();
+	for (size_t i = 0; i < cm->nentries; i++) {
+		const mg_cm_entry *e = &cm->entries[i];
+		if (e->binary) {
+			char *enc = base64(e->data, e->len);
+			json_object_set_new(bin, e->key, enc ? json_string(enc) : NULL);
+			free(enc);
+		} else {
+			json_object_set_new(data, e->key, json_stringn(e->data, e->len));
+		}
+	}
+	if (json_object_size(data))
+		json_object_set_new(doc, "data", data);
+	else
+		json_decref(data);
+	if (json_object_size(bin))
+		json_object_set_new(doc, "binaryData", bin);
+	else
+		json_decref(bin);
+	if (json_object_size(doc) < 4) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+json_t *mg_cm_items_json(const mg_cm *cm)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; a && i < cm->nentries; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s}", "key", cm->entries[i].key, "path",
+		                                   cm->entries[i].path));
+	return a;
+}
+
+/* --- the pod snippet ---------------------------------------------------------------------- */
+
+static void line(cm_buf *b, const char *prefix, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void line(cm_buf *b, const char *prefix, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = NULL;
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->oom = true;
+		return;
+	}
+	cm_buf_str(b, prefix);
+	cm_buf_add(b, s, (size_t)n);
+	cm_buf_add(b, "\n", 1);
+	free(s);
+}
+
+static char *dirname_of(const char *p)
+{
+	char *d = strdup(p);
+	char *slash = d ? strrchr(d, '/') : NULL;
+	if (slash)
+		*(slash == d ? slash + 1 : slash) = '\0';
+	return d;
+}
+
+static void shell_word(cm_buf *b, const char *s)
+{
+	if (*s &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@") ==
+	        strlen(s)) {
+		cm_buf_str(b, s);
+		return;
+	}
+	cm_buf_add(b, "'", 1);
+	for (; *s; s++)
+		if (*s == '\'')
+			cm_buf_str(b, "'\\''");
+		else
+			cm_buf_add(b, s, 1);
+	cm_buf_add(b, "'", 1);
+}
+
+char *mg_cm_mount_yaml(const mg_cm *cm, const char *pre)
+{
+	cm_buf b = {0};
+	const char *secret = cm->secret_name;
+	bool in_mount = false;
+	for (size_t i = 0; i < cm->nsecrets; i++)
+		in_mount |= cm->secrets[i].in_mount;
+	if (cm->nsecrets) {
+		line(&b, pre,
+		     "The Secret for the files the ConfigMap leaves out, from the VM's files:");
+		cm_buf_str(&b, pre);
+		cm_buf_str(&b, "  kubectl create secret generic ");
+		shell_word(&b, secret);
+		if (cm->namespace_) {
+			cm_buf_str(&b, " --namespace ");
+			shell_word(&b, cm->namespace_);
+		}
+		for (size_t i = 0; i < cm->nsecrets; i++) {
+			cm_buf_printf(&b, " \\\n%s      --from-file=", pre);
+			char *arg = cm_printf("%s=%s", cm->secrets[i].key, cm->secrets[i].source);
+			shell_word(&b, arg ? arg : "");
+			free(arg);
+		}
+		cm_buf_str(&b, "\n");
+	}
+	line(&b, pre, "In the pod spec:");
+	line(&b, pre, "  volumes:");
+	line(&b, pre, "    - name: nginx-config");
+	const char *in = "      ";
+	if (in_mount) {
+		line(&b, pre, "      projected:");
+		line(&b, pre, "        sources:");
+		line(&b, pre, "          - configMap:");
+		in = "              ";
+	} else {
+		line(&b, pre, "      configMap:");
+		in = "        ";
+	}
+	line(&b, pre, "%sname: %s", in, cm->name);
+	line(&b, pre, "%sitems:", in);
+	for (size_t i = 0; i < cm->nentries; i++)
+		line(&b, pre, "%s  - {key: %s, path: %s}", in, cm->entries[i].key,
+		     cm->entries[i].path);
+	if (in_mount) {
+		line(&b, pre, "          - secret:");
+		line(&b, pre, "              name: %s", secret);
+		line(&b, pre, "              items:");
+		for (size_t i = 0; i < cm->nsecrets; i++)
+			if (cm->secrets[i].in_mount)
+				line(&b, pre, "                - {key: %s, path: %s}",
+				     cm->secrets[i].key,
+				     cm->secrets[i].pod_path + strlen(cm->mount_path) + 1);
+	}
+	/* files outside the mount: one secret volume per directory */
+	char **dirs = calloc(cm->nsecrets + 1, sizeof(*dirs));
+	size_t ndirs = 0;
+	for (size_t i = 0; dirs && i < cm->nsecrets; i++) {
+		if (cm->secrets[i].in_mount)
+			continue;
+		char *d = dirname_of(cm->secrets[i].pod_path);
+		bool seen = false;
+		for (size_t k = 0; d && k < ndirs; k++)
+			seen |= !strcmp(dirs[k], d);
+		if (seen || !d) {
+			free(d);
+			continue;
+		}
+		dirs[ndirs] = d;
+		line(&b, pre, "    - name: nginx-secret-%zu", ndirs + 1);
+		line(&b, pre, "      secret:");
+		line(&b, pre, "        secretName: %s", secret);
+		line(&b, pre, "        items:");
+		for (size_t k = 0; k < cm->nsecrets; k++) {
+			char *dk =
+			    cm->secrets[k].in_mount ? NULL : dirname_of(cm->secrets[k].pod_path);
+			if (dk && !strcmp(dk, d))
+				line(&b, pre, "          - {key: %s, path: %s}", cm->secrets[k].key,
+				     cm->secrets[k].pod_path + strlen(d) +
+				         (strcmp(d, "/") ? 1 : 0));
+			free(dk);
+		}
+		ndirs++;
+	}
+	for (size_t i = 0; i < cm->nsocket_dirs; i++) {
+		line(&b, pre, "    - name: sockets-%zu", i + 1);
+		line(&b, pre, "      emptyDir: {}");
+	}
+	line(&b, pre, "  nginx container:");
+	line(&b, pre, "    volumeMounts:");
+	line(&b, pre, "      - {name: nginx-config, mountPath: %s, readOnly: true}",
+	     cm->mount_path);
+	for (size_t i = 0; i < ndirs; i++)
+		line(&b, pre, "      - {name: nginx-secret-%zu, mountPath: %s, readOnly: true}",
+		     i + 1, dirs[i]);
+	for (size_t i = 0; i < cm->nsocket_dirs; i++)
+		line(&b, pre, "      - {name: sockets-%zu, mountPath: %s}", i + 1,
+		     cm->socket_dirs[i]);
+	if (cm->nsocket_dirs) {
+		line(&b, pre, "  the container that creates the sockets (php-fpm):");
+		line(&b, pre, "    volumeMounts:");
+		for (size_t i = 0; i < cm->nsocket_dirs; i++)
+			line(&b, pre, "      - {name: sockets-%zu, mountPath: %s}", i + 1,
+			     cm->socket_dirs[i]);
+	}
+	for (size_t i = 0; dirs && i < ndirs; i++)
+		free(dirs[i]);
+	free(dirs);
+	return cm_buf_take(&b);
+}
+
+/* --- build -------------------------------------------------------------------------------- */
+
+static bool dns_subdomain(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		if (!alnum && c != '-' && c != '.')
+			return false;
+		if ((i == 0 || i == n - 1) && !alnum)
+			return false;
+	}
+	return true;
+}
+
+static bool dns_label(const char *s)
+{
+	return dns_subdomain(s, 63) && !strchr(s, '.');
+}
+
+static int by_entry_key(const void *a, const void *b)
+{
+	return strcmp(((const mg_cm_entry *)a)->key, ((const mg_cm_entry *)b)->key);
+}
+
+void mg_cm_free(mg_cm *cm)
+{
+	if (!cm)
+		return;
+	for (size_t i = 0; i < cm->nentries; i++) {
+		free(cm->entries[i].key);
+		free(cm->entries[i].path);
+		free(cm->entries[i].source);
+	}
+	free(cm->entries);
+	for (size_t i = 0; i < cm->nfindings; i++) {
+		free(cm->findings[i].message);
+	}
+	free(cm->findings);
+	for (size_t i = 0; i < cm->nsecrets; i++) {
+		free(cm->secrets[i].pod_path);
+		free(cm->secrets[i].source);
+		free(cm->secrets[i].key);
+		free(cm->secrets[i].directive);
+		free(cm->secrets[i].file);
+	}
+	free(cm->secrets);
+	for (size_t i = 0; i < cm->nsocket_dirs; i++)
+		free(cm->socket_dirs[i]);
+	free(cm->socket_dirs);
+	for (size_t i = 0; i < cm->npaths; i++)
+		free(cm->paths[i]);
+	free(cm->paths);
+	mg_cm_verify_result *v = &cm->verify;
+	free(v->reason);
+	free(v->nginx);
+	free(v->version);
+	free(v->command);
+	free(v->output);
+	free(v->summary);
+	for (size_t i = 0; i < v->nnotes; i++)
+		free(v->notes[i]);
+	free(v->notes);
+	mg_cm_private *p = cm->priv;
+	if (p) {
+		cm_edits_free(&p->edits);
+		free(p->refs);
+		free(p->excluded);
+		for (size_t i = 0; i < p->nupstreams; i++)
+			free(p->upstreams[i]);
+		free(p->upstreams);
+		for (size_t i = 0; i < p->nowned; i++)
+			free(p->owned[i]);
+		free(p->owned);
+		for (size_t i = 0; i < p->nfixes; i++)
+			free(p->fixes[i]);
+		free(p->fixes);
+		free(p);
+	}
+	free(cm->name);
+	free(cm->base_name);
+	free(cm->namespace_);
+	free(cm->mount_path);
+	free(cm->secret_name);
+	free(cm->main_path);
+	free(cm);
+}
+
+size_t mg_cm_count(const mg_cm *cm, mg_cm_severity sev)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < cm->nfindings; i++)
+		n += cm->findings[i].severity == sev;
+	return n;
+}
+
+static int too_big(const mg_cm *cm, mg_error *err)
+{
+	/* the three largest files, so the operator knows what to move out */
+	size_t top[3] = {(size_t)-1, (size_t)-1, (size_t)-1};
+	for (size_t i = 0; i < cm->nentries; i++) {
+		for (int k = 0; k < 3; k++) {
+			if (top[k] == (size_t)-1 || cm->entries[i].len > cm->entries[top[k]].len) {
+				for (int m = 2; m > k; m--)
+					top[m] = top[m - 1];
+				top[k] = i;
+				break;
+			}
+		}
+	}
+	char largest[512] = "";
+	size_t o = 0;
+	for (int k = 0; k < 3 && top[k] != (size_t)-1 && o < sizeof(largest); k++)
+		o += (size_t)snprintf(largest + o, sizeof(largest) - o, "%s%s (%zu bytes)",
+		                      k ? ", " : "", cm->entries[top[k]].path,
+		                      cm->entries[top[k]].len);
+	return mg_error_set(err, MG_ERROR,
+	                    "ConfigMap %s would be %zu bytes (keys and values, as the API server "
+	                    "counts them); the limit is %zu (1 MiB). Largest files: %s. Split the "
+	                    "tree into several ConfigMaps, or move large maps into the image",
+	                    cm->base_name, cm->size, MG_CM_MAX_BYTES, largest);
+}
+
+int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt, mg_error *err)
+{
+	*out = NULL;
+	const char *mount = opt->mount_path ? opt->mount_path : MG_CM_MOUNT_PATH;
+	if (!opt->name || !dns_subdomain(opt->name, opt->hash_suffix ? 242 : 253))
+		return mg_error_set(err, MG_EINVALID,
+		                    "the ConfigMap's name \"%s\" is not a DNS subdomain (lowercase "
+		                    "letters, digits, '-' and '.', at most %d characters%s)",
+		                    opt->name ? opt->name : "", opt->hash_suffix ? 242 : 253,
+		                    opt->hash_suffix ? " with the hash suffix" : "");
+	if (opt->secret && !dns_subdomain(opt->secret, 253))
+		return mg_error_set(err, MG_EINVALID,
+		                    "the Secret's name \"%s\" is not a DNS subdomain (lowercase "
+		                    "letters, digits, '-' and '.', at most 253 characters)",
+		                    opt->secret);
+	if (opt->namespace_ && !dns_label(opt->namespace_))
+		return mg_error_set(
+		    err, MG_EINVALID,
+		    "the namespace \"%s\" is not a DNS label (lowercase letters, digits "
+		    "and '-', at most 63 characters)",
+		    opt->namespace_);
+	if (mount[0] != '/' || !strcmp(mount, "/") || strstr(mount, "/../") ||
+	    strstr(mount, "/./") || strstr(mount, "//"))
+		return mg_error_set(
+		    err, MG_EINVALID,
+		    "the mount path \"%s\" must be an absolute directory other than /", mount);
+	const mg_ngx_file *main_file = mg_nginxconf_file(conf, 0);
+	if (main_file->path[0] == '/')
+		return mg_error_set(err, MG_EINVALID, "the main file %s is outside the prefix %s",
+		                    main_file->path, mg_nginxconf_prefix(conf));
+
+	mg_cm *cm = calloc(1, sizeof(*cm));
+	mg_cm_private *p = cm ? calloc(1, sizeof(*p)) : NULL;
+	if (!p) {
+		free(cm);
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	}
+	cm->priv = p;
+	p->conf = conf;
+	p->prefix = mg_nginxconf_prefix(conf);
+	cm->base_name = strdup(opt->name);
+	cm->namespace_ = cm_strdup(opt->namespace_);
+	cm->mount_path = strdup(mount);
+	cm->secret_given = opt->secret != NULL;
+	cm->secret_name = opt->secret ? strdup(opt->secret) : cm_printf("%s-secret", opt->name);
+	size_t ml = strlen(cm->mount_path ? cm->mount_path : "");
+	while (ml > 1 && cm->mount_path[ml - 1] == '/')
+		cm->mount_path[--ml] = '\0';
+	cm->main_path = strdup(main_file->path);
+	cm->immutable = opt->hash_suffix;
+	int rc = 0;
+	if (!cm->base_name || (opt->namespace_ && !cm->namespace_) || !cm->mount_path ||
+	    !cm->main_path || !cm->secret_name) {
+		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		goto fail;
+	}
+	rc = cm_lint(cm, opt, err);
+	if (rc)
+		goto fail;
+
+	size_t nfiles = mg_nginxconf_nfiles(conf);
+	p->excluded = calloc(nfiles, sizeof(*p->excluded));
+	cm->entries = calloc(nfiles, sizeof(*cm->entries));
+	const char **paths = calloc(nfiles, sizeof(*paths));
+	char **keys = calloc(nfiles, sizeof(*keys));
+	p->owned = calloc(nfiles, sizeof(*p->owned));
+	if (!p->excluded || !cm->entries || !paths || !keys || !p->owned) {
+		free(paths);
+		free(keys);
+		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		goto fail;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < nfiles; i++) {
+		const mg_ngx_file *f = mg_nginxconf_file(conf, i);
+		if (f->path[0] == '/') {
+			p->excluded[i] = true; /* outside the tree: the include has an error */
+			continue;
+		}
+		for (size_t s = 0; s < cm->nsecrets && !p->excluded[i]; s++)
+			if (!strcmp(cm->secrets[s].source, f->abs_path)) {
+				p->excluded[i] = true;
+				cm_finding(
+				    cm, MG_CM_INFO, "secret", NULL, "",
+				    "%s is both included and named by %s; it stays out of the "
+				    "ConfigMap",
+				    f->path, cm->secrets[s].directive);
+			}
+		if (p->excluded[i])
+			continue;
+		mg_cm_entry *e = &cm->entries[n];
+		bool edited = false;
+		for (size_t k = 0; k < p->edits.n && !edited; k++)
+			edited = p->edits.v[k].file == i;
+		if (edited) {
+			size_t len;
+			char *data = cm_apply(f, (uint32_t)i, &p->edits, &len);
+			if (!data) {
+				rc = MG_ENOMEM;
+				break;
+			}
+			p->owned[p->nowned++] = data;
+			e->data = data;
+			e->len = len;
+			e->rewritten = len != f->len || memcmp(data, f->data, len);
+		} else {
+			e->data = f->data;
+			e->len = f->len;
+		}
+		e->file = i;
+		e->path = strdup(f->path);
+		e->source = strdup(f->abs_path);
+		e->binary = !utf8_valid(e->data, e->len);
+		if (!e->path || !e->source) {
+			free(e->path);
+			free(e->source);
+			rc = MG_ENOMEM;
+			break;
+		}
+		paths[n++] = e->path;
+	}
+	cm->nentries = n;
+	if (!rc)
+		rc = mg_cm_keys(keys, paths, n, err);
+	else
+		mg_error_set(err, rc, "out of memory");
+	free(paths);
+	if (rc) {
+		free(keys);
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++)
+		cm->entries[i].key = keys[i];
+	free(keys);
+	qsort(cm->entries, n, sizeof(*cm->entries), by_entry_key);
+
+	/* the Secret's keys, unique among themselves */
+	if (cm->nsecrets) {
+		const char **sp = calloc(cm->nsecrets, sizeof(*sp));
+		char **sk = calloc(cm->nsecrets, sizeof(*sk));
+		for (size_t i = 0; sp && sk && i < cm->nsecrets; i++) {
+			const char *pp = cm->secrets[i].pod_path;
+			sp[i] = cm->secrets[i].in_mount ? pp + strlen(cm->mount_path) + 1 : pp + 1;
+		}
+		rc = sp && sk ? mg_cm_keys(sk, sp, cm->nsecrets, err)
+		              : mg_error_set(err, MG_ENOMEM, "out of memory");
+		for (size_t i = 0; !rc && i < cm->nsecrets; i++) {
+			free(cm->secrets[i].key);
+			cm->secrets[i].key = sk[i];
+		}
+		free(sp);
+		free(sk);
+		if (rc)
+			goto fail;
+	}
+
+	const char **k = malloc((n ? n : 1) * sizeof(*k));
+	const char **v = malloc((n ? n : 1) * sizeof(*v));
+	size_t *l = malloc((n ? n : 1) * sizeof(*l));
+	if (!k || !v || !l) {
+		free(k);
+		free(v);
+		free(l);
+		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		k[i] = cm->entries[i].key;
+		v[i] = cm->entries[i].data;
+		l[i] = cm->entries[i].len;
+	}
+	cm->size = mg_cm_size(k, l, n);
+	mg_cm_checksum(cm->checksum, k, v, l, n);
+	free(k);
+	free(v);
+	free(l);
+	cm->name = opt->hash_suffix ? cm_printf("%s-%.10s", cm->base_name, cm->checksum)
+	                            : strdup(cm->base_name);
+	if (!cm->name) {
+		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (cm->size > MG_CM_MAX_BYTES) {
+		rc = too_big(cm, err);
+		goto fail;
+	}
+	if (p->oom) {
+		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		goto fail;
+	}
+	*out = cm;
+	return 0;
+fail:
+	mg_cm_free(cm);
+	return rc;
+}
