@@ -36,8 +36,9 @@
 typedef enum {
 	FAIL_NONE,
 	FAIL_TIMEOUT,
-	FAIL_CONNECT, /* refused, reset, name lookup: worth another try */
-	FAIL_TLS,     /* a trust problem does not fix itself: not retried */
+	FAIL_CONNECT,     /* refused, reset, name lookup: worth another try */
+	FAIL_TLS,         /* a trust problem does not fix itself: not retried */
+	FAIL_CLIENT_CERT, /* our own certificate or key is unusable: not retried */
 	FAIL_CAFILE,
 	FAIL_TOO_BIG,
 	FAIL_CANCELED, /* the caller's cancel flag was raised */
@@ -200,9 +201,10 @@ static failure classify(CURLcode rc, const sink *s, const mg_http_request *req)
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
 		return FAIL_CONNECT;
+	case CURLE_SSL_CERTPROBLEM:
+		return FAIL_CLIENT_CERT;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_SSL_CERTPROBLEM:
 	case CURLE_SSL_ISSUER_ERROR:
 	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
 		return FAIL_TLS;
@@ -255,14 +257,51 @@ static struct curl_slist *build_headers(const mg_http_request *req)
 			goto fail;
 		list = l;
 	}
+	for (const char *const *x = req->headers; x && *x; x++) {
+		if (!(l = curl_slist_append(list, *x)))
+			goto fail;
+		list = l;
+	}
 	return list;
 fail:
 	free_headers(list);
 	return NULL;
 }
 
+/*
+ * For tls_server_name: the URL names that host (so curl checks the certificate
+ * against it and sends it as SNI) and CONNECT_TO sends the connection to the
+ * real one. *url and *connect_to are malloc'd; false when the URL cannot be
+ * parsed.
+ */
+static bool redirect_for_tls_name(const mg_http_request *req, char **url,
+                                  struct curl_slist **connect_to)
+{
+	bool ok = false;
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL, *out = NULL;
+	if (!u || curl_url_set(u, CURLUPART_URL, req->url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_HOST, req->tls_server_name, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
+		goto done;
+	char line[1024];
+	snprintf(line, sizeof(line), "%s:%s:%s:%s", req->tls_server_name, port, host, port);
+	if (!(*connect_to = curl_slist_append(NULL, line)) || !(*url = strdup(out)))
+		goto done;
+	ok = true;
+done:
+	curl_free(host);
+	curl_free(port);
+	curl_free(out);
+	curl_url_cleanup(u);
+	return ok;
+}
+
 static bool set_options(CURL *h, const mg_http_request *req, struct curl_slist *headers, sink *s,
-                        char *errbuf, int64_t budget_ms)
+                        char *errbuf, int64_t budget_ms, const char *url,
+                        struct curl_slist *connect_to)
 {
 	CURLcode rc = CURLE_OK;
 #define OPT(o, v)                                                                                  \
@@ -270,7 +309,9 @@ static bool set_options(CURL *h, const mg_http_request *req, struct curl_slist *
 		if (rc == CURLE_OK)                                                                \
 			rc = curl_easy_setopt(h, o, v);                                            \
 	} while (0)
-	OPT(CURLOPT_URL, req->url);
+	OPT(CURLOPT_URL, url);
+	if (connect_to)
+		OPT(CURLOPT_CONNECT_TO, connect_to);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	OPT(CURLOPT_PROTOCOLS_STR, "http,https");
 #else
@@ -278,10 +319,33 @@ static bool set_options(CURL *h, const mg_http_request *req, struct curl_slist *
 #endif
 	OPT(CURLOPT_FOLLOWLOCATION, 0L);
 	OPT(CURLOPT_NOSIGNAL, 1L);
-	OPT(CURLOPT_SSL_VERIFYPEER, 1L);
-	OPT(CURLOPT_SSL_VERIFYHOST, 2L);
-	if (req->ca_file)
+	OPT(CURLOPT_SSL_VERIFYPEER, req->insecure ? 0L : 1L);
+	OPT(CURLOPT_SSL_VERIFYHOST, req->insecure ? 0L : 2L);
+	if (req->ca_pem) {
+		struct curl_blob blob = {(void *)req->ca_pem, strlen(req->ca_pem),
+		                         CURL_BLOB_NOCOPY};
+		OPT(CURLOPT_CAINFO_BLOB, &blob);
+	} else if (req->ca_file) {
 		OPT(CURLOPT_CAINFO, req->ca_file);
+	}
+	if (req->client_cert_pem) {
+		struct curl_blob blob = {(void *)req->client_cert_pem, strlen(req->client_cert_pem),
+		                         CURL_BLOB_NOCOPY};
+		OPT(CURLOPT_SSLCERTTYPE, "PEM");
+		OPT(CURLOPT_SSLCERT_BLOB, &blob);
+	} else if (req->client_cert_file) {
+		OPT(CURLOPT_SSLCERTTYPE, "PEM");
+		OPT(CURLOPT_SSLCERT, req->client_cert_file);
+	}
+	if (req->client_key_pem) {
+		struct curl_blob blob = {(void *)req->client_key_pem, strlen(req->client_key_pem),
+		                         CURL_BLOB_NOCOPY};
+		OPT(CURLOPT_SSLKEYTYPE, "PEM");
+		OPT(CURLOPT_SSLKEY_BLOB, &blob);
+	} else if (req->client_key_file) {
+		OPT(CURLOPT_SSLKEYTYPE, "PEM");
+		OPT(CURLOPT_SSLKEY, req->client_key_file);
+	}
 	OPT(CURLOPT_TIMEOUT_MS, (long)budget_ms);
 	OPT(CURLOPT_CONNECTTIMEOUT_MS, (long)budget_ms);
 	OPT(CURLOPT_USERAGENT, "migrate/" MG_VERSION);
@@ -366,6 +430,8 @@ static void attempt(outcome *o, mg_http_response *res, const mg_http_request *re
 	o->retry_ms = -1;
 	o->budget_ms = budget_ms;
 	sink s = {0};
+	char *url = NULL;
+	struct curl_slist *connect_to = NULL;
 	struct curl_slist *headers = build_headers(req);
 	CURL *h = curl_easy_init();
 	if (!h || !headers) {
@@ -373,7 +439,14 @@ static void attempt(outcome *o, mg_http_response *res, const mg_http_request *re
 		snprintf(o->detail, sizeof(o->detail), "out of memory");
 		goto out;
 	}
-	if (!set_options(h, req, headers, &s, o->detail, budget_ms)) {
+	if (req->tls_server_name && !redirect_for_tls_name(req, &url, &connect_to)) {
+		o->fail = FAIL_OTHER;
+		snprintf(o->detail, sizeof(o->detail), "cannot use tls-server-name %s with %s",
+		         req->tls_server_name, req->url);
+		goto out;
+	}
+	if (!set_options(h, req, headers, &s, o->detail, budget_ms, url ? url : req->url,
+	                 connect_to)) {
 		o->fail = FAIL_OTHER;
 		goto out;
 	}
@@ -404,6 +477,8 @@ out:
 	if (h)
 		curl_easy_cleanup(h);
 	free_headers(headers);
+	curl_slist_free_all(connect_to);
+	free(url);
 }
 
 static void host_of(char *buf, size_t size, const char *url)
@@ -439,8 +514,21 @@ static int fail_message(mg_error *err, const mg_http_request *req, const outcome
 		                    "cannot reach %s: %s (%s); check the URL and that the service "
 		                    "is up and reachable from here",
 		                    req->url, o->detail, tries);
+	case FAIL_CLIENT_CERT:
+		return mg_error_set(err, MG_ERROR,
+		                    "cannot use the client certificate or key for %s: %s; check "
+		                    "that they are a matching PEM certificate and private key",
+		                    req->url, o->detail);
 	case FAIL_TLS:
 		host_of(host, sizeof(host), req->url);
+		if (req->tls_server_name)
+			snprintf(host, sizeof(host), "%s", req->tls_server_name);
+		if (req->ca_pem)
+			return mg_error_set(
+			    err, MG_ERROR,
+			    "TLS certificate of %s not trusted: %s; check that the "
+			    "certificate authority data holds the CA that signed it",
+			    host, o->detail);
 		if (req->ca_file)
 			return mg_error_set(err, MG_ERROR,
 			                    "TLS certificate of %s not trusted: %s; check that "

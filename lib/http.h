@@ -6,6 +6,7 @@
 #ifndef MG_HTTP_H
 #define MG_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,19 @@ typedef struct {
 	 * at once and mg_http_do fails with MG_ECANCELED: a signalled autopilot must not sit
 	 * out a slow server. */
 	const volatile int *cancel;
+	/* For a kube-apiserver (all optional; zero keeps the behaviour above). */
+	const char *ca_pem;           /* CA certificates as PEM text, used instead of ca_file */
+	const char *client_cert_file; /* PEM client certificate for TLS client authentication */
+	const char *client_key_file;  /* its PEM private key */
+	const char *client_cert_pem;  /* the same from memory (never logged or shown) */
+	const char *client_key_pem;
+	/* The name the server's certificate is checked against and sent as SNI, when it
+	 * differs from the URL's host (kubeconfig's tls-server-name). */
+	const char *tls_server_name;
+	/* No certificate verification at all: only when a user explicitly asked for it
+	 * (kubeconfig's insecure-skip-tls-verify), and the caller warns about it. */
+	bool insecure;
+	const char *const *headers; /* extra "Name: value" lines, NULL-terminated */
 } mg_http_request;
 
 typedef struct {

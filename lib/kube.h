@@ -1,0 +1,145 @@
+/*
+ * The Kubernetes side: kubeconfig read the way kubectl reads it, a client
+ * over lib/http.h, server-side apply, `kubectl rollout status`'s wait and a
+ * dry-run diff. No secret from a kubeconfig (token, key, exec plugin output)
+ * ever reaches a message or the log.
+ */
+#ifndef MG_KUBE_H
+#define MG_KUBE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct {
+	/* kubernetes.kubeconfig (like --kubeconfig: used alone); NULL: $KUBECONFIG (':'-separated,
+	 * merged), else ~/.kube/config */
+	const char *kubeconfig;
+	const char *context;     /* --context; NULL: current-context */
+	const char *namespace_;  /* the plan's; NULL: the context's, else "default" */
+	int64_t timeout_ms;      /* per request; 0: 10 s */
+	int64_t exec_timeout_ms; /* an exec credential plugin's run; 0: 30 s */
+	const volatile int *cancel;
+} mg_kube_config_options;
+
+typedef struct {
+	char *command; /* as written; resolved against the kubeconfig's directory if it has a '/' */
+	char **args;
+	size_t nargs;
+	char **env; /* "NAME=value" */
+	size_t nenv;
+	char *api_version; /* client.authentication.k8s.io/v1 or v1beta1 */
+	char *install_hint;
+	char *dir; /* of the kubeconfig that defined it */
+} mg_kube_exec_config;
+
+/* What one context resolves to. Every string is malloc'd; secrets are wiped when freed. */
+typedef struct {
+	char *files;        /* the kubeconfig file(s) read, ':'-separated, for messages */
+	char *context;      /* its name */
+	char *context_file; /* where it was defined */
+	char *cluster, *user;
+	char *namespace_; /* of the context, or NULL */
+	char *server;
+	char *ca_file; /* absolute */
+	char *ca_pem;  /* certificate-authority-data, decoded */
+	char *tls_server_name;
+	bool insecure;                            /* insecure-skip-tls-verify: true */
+	char *client_cert_file, *client_key_file; /* absolute */
+	char *client_cert_pem, *client_key_pem;   /* *-data, decoded (secret) */
+	char *token;                              /* secret */
+	char *token_file;                         /* absolute; read at every client creation */
+	mg_kube_exec_config *exec;
+} mg_kube_config;
+
+/*
+ * Reads the kubeconfig(s) and resolves the context. Input errors (YAML,
+ * unknown names, bad base64, both a file and its -data) are MG_EINVALID
+ * with "file:line:col: key.path: what" in the message and a diagnostic.
+ */
+int mg_kube_config_load(mg_kube_config **out, const mg_kube_config_options *opts, mg_error *err);
+void mg_kube_config_free(mg_kube_config *c);
+
+/* The environment an exec plugin sees for one run; only the test needs it directly. */
+int mg_kube_exec_run(const mg_kube_exec_config *e, int64_t timeout_ms, char **token,
+                     char **cert_pem, char **key_pem, int64_t *expires_unix, mg_error *err);
+
+typedef struct mg_kube_client mg_kube_client;
+
+int mg_kube_client_new(mg_kube_client **out, const mg_kube_config_options *opts, mg_error *err);
+void mg_kube_client_free(mg_kube_client *c);
+const char *mg_kube_client_namespace(const mg_kube_client *c);
+const char *mg_kube_client_server(const mg_kube_client *c);
+const char *mg_kube_client_context(const mg_kube_client *c);
+/* True when the cluster's certificate is not verified: a command shows it prominently. */
+bool mg_kube_client_insecure(const mg_kube_client *c);
+/* How often an exec plugin ran for this client (its cache working shows here). */
+int mg_kube_client_exec_runs(const mg_kube_client *c);
+
+/* lib/kube/ only: the client's discovery cache ("group/version" -> APIResourceList). */
+json_t *mg_kube_client_discovery_cache(mg_kube_client *c);
+
+/*
+ * One request to path (e.g. "/api/v1/namespaces/shop/configmaps/x"; with a
+ * query). A 401 with an exec plugin runs it again and retries once. 2xx:
+ * *out the parsed JSON (NULL for an empty body). Otherwise the Kubernetes
+ * Status turned into a message starting with what ("apps/v1 Deployment
+ * shop/web: 422 Invalid: ..."): 404 MG_ENOTFOUND, 409 MG_ECONFLICT, 400/422
+ * MG_EINVALID, others MG_ERROR. *status (may be NULL) gets the HTTP status.
+ */
+int mg_kube_request(mg_kube_client *c, const char *method, const char *path,
+                    const char *content_type, const char *body, const char *what, long *status,
+                    json_t **out, mg_error *err);
+int mg_kube_get(mg_kube_client *c, const char *path, const char *what, json_t **out, mg_error *err);
+int mg_kube_delete(mg_kube_client *c, const char *path, const char *what, mg_error *err);
+
+/*
+ * The object's URL path ("/apis/apps/v1/namespaces/shop/deployments/web"),
+ * from the built-in kinds or API discovery (cached per client); namespace_
+ * NULL: the object's, else the client's. *what gets "apps/v1 Deployment
+ * shop/web" for messages.
+ */
+int mg_kube_object_path(mg_kube_client *c, const json_t *obj, char *path, size_t size, char *what,
+                        size_t wsize, mg_error *err);
+
+typedef struct {
+	bool force;                /* take over fields other managers own */
+	bool dry_run;              /* dryRun=All: validated and defaulted, nothing persisted */
+	const char *field_manager; /* NULL: "migrate" */
+} mg_kube_apply_options;
+
+/* Server-side apply of one object; *result (may be NULL) the object as the server has it. */
+int mg_kube_apply(mg_kube_client *c, const json_t *obj, const mg_kube_apply_options *o,
+                  json_t **result, mg_error *err);
+
+typedef void (*mg_kube_progress_fn)(const char *msg, void *ud);
+
+typedef struct {
+	int64_t timeout_ms; /* the plan's rollout_timeout; 0: 5 min */
+	int64_t poll_ms;    /* 0: 1 s */
+	const volatile int *cancel;
+	mg_kube_progress_fn progress; /* called when the status message changes; may be NULL */
+	void *ud;
+} mg_kube_rollout_options;
+
+/*
+ * Waits like `kubectl rollout status deployment/NAME`. 0 once rolled out;
+ * MG_ERROR at once on ProgressDeadlineExceeded, or when the timeout passes
+ * (saying where it stood); MG_ECANCELED when *cancel is raised.
+ */
+int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *name,
+                         const mg_kube_rollout_options *o, mg_error *err);
+
+/*
+ * What applying obj would change: a server-side dry run against the live
+ * object, ignoring server-managed metadata and status. *out_text lists
+ * "  path: old -> new" lines ("(new)" when the object does not exist yet,
+ * "(no changes)" when nothing would change); malloc'd.
+ */
+int mg_kube_diff(mg_kube_client *c, const json_t *obj, char **out_text, bool *changed,
+                 mg_error *err);
+
+#endif

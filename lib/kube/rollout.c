@@ -1,0 +1,137 @@
+/*
+ * `kubectl rollout status deployment/NAME`: the same checks in the same
+ * order (kubectl's DeploymentStatusViewer), so "rolled out" means here what
+ * it means to anyone who runs kubectl by hand.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "kube.h"
+
+#define DEFAULT_TIMEOUT_MS (5 * 60 * 1000)
+#define DEFAULT_POLL_MS    1000
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms, const volatile int *cancel)
+{
+	while (ms > 0 && !(cancel && *cancel)) {
+		int64_t slice = ms < 50 ? ms : 50;
+		struct timespec ts = {0, (long)slice * 1000000L};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(cancel && *cancel))
+			;
+		ms -= slice;
+	}
+}
+
+static long long num(const json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+typedef enum { ST_WAIT, ST_DONE, ST_FAILED } state;
+
+/* One look at the Deployment: where it stands, in kubectl's words. */
+static state assess(const json_t *d, char *msg, size_t size)
+{
+	json_t *spec = json_object_get(d, "spec"), *st = json_object_get(d, "status");
+	long long generation = num(json_object_get(d, "metadata"), "generation");
+	if (generation > num(st, "observedGeneration")) {
+		snprintf(msg, size, "waiting for the deployment spec update to be observed");
+		return ST_WAIT;
+	}
+	size_t i;
+	json_t *cond;
+	json_array_foreach(json_object_get(st, "conditions"), i, cond)
+	{
+		const char *type = json_string_value(json_object_get(cond, "type"));
+		const char *reason = json_string_value(json_object_get(cond, "reason"));
+		if (type && !strcmp(type, "Progressing") && reason &&
+		    !strcmp(reason, "ProgressDeadlineExceeded")) {
+			const char *m = json_string_value(json_object_get(cond, "message"));
+			snprintf(msg, size,
+			         "exceeded its progress deadline (ProgressDeadlineExceeded%s%s)",
+			         m ? ": " : "", m ? m : "");
+			return ST_FAILED;
+		}
+	}
+	/* spec.replicas absent means the server's default of 1 */
+	json_t *r = json_object_get(spec, "replicas");
+	long long want = r ? (long long)json_integer_value(r) : 1;
+	long long updated = num(st, "updatedReplicas"), total = num(st, "replicas"),
+	          available = num(st, "availableReplicas");
+	if (updated < want) {
+		snprintf(msg, size, "%lld out of %lld new replicas have been updated", updated,
+		         want);
+		return ST_WAIT;
+	}
+	if (total > updated) {
+		snprintf(msg, size, "%lld old replicas are pending termination", total - updated);
+		return ST_WAIT;
+	}
+	if (available < updated) {
+		snprintf(msg, size, "%lld of %lld updated replicas are available", available,
+		         updated);
+		return ST_WAIT;
+	}
+	snprintf(msg, size, "successfully rolled out (%lld of %lld updated replicas available)",
+	         available, updated);
+	return ST_DONE;
+}
+
+int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *name,
+                         const mg_kube_rollout_options *o, mg_error *err)
+{
+	const char *ns = namespace_ && *namespace_ ? namespace_ : mg_kube_client_namespace(c);
+	int64_t timeout = o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	int64_t poll = o && o->poll_ms > 0 ? o->poll_ms : DEFAULT_POLL_MS;
+	const volatile int *cancel = o ? o->cancel : NULL;
+	char path[1024], what[600], msg[512], last[512] = "";
+	json_t *probe = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "apps/v1", "kind",
+	                          "Deployment", "metadata", "name", name, "namespace", ns);
+	if (!probe)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	int rc = mg_kube_object_path(c, probe, path, sizeof(path), what, sizeof(what), err);
+	json_decref(probe);
+	if (rc)
+		return rc;
+	int64_t start = now_ms(), end = start + timeout;
+	for (;;) {
+		if (cancel && *cancel)
+			return mg_error_set(
+			    err, MG_ECANCELED,
+			    "%s: stopped waiting for the rollout: interrupted (last: %s)", what,
+			    last[0] ? last : "no status yet");
+		json_t *d = NULL;
+		rc = mg_kube_get(c, path, what, &d, err);
+		if (rc)
+			return rc;
+		state s = assess(d, msg, sizeof(msg));
+		json_decref(d);
+		if (strcmp(msg, last) != 0) {
+			snprintf(last, sizeof(last), "%s", msg);
+			if (o && o->progress)
+				o->progress(msg, o->ud);
+		}
+		if (s == ST_DONE)
+			return 0;
+		if (s == ST_FAILED)
+			return mg_error_set(err, MG_ERROR,
+			                    "%s: rollout failed: %s; see `kubectl "
+			                    "describe deployment %s -n %s`",
+			                    what, msg, name, ns);
+		int64_t left = end - now_ms();
+		if (left <= 0)
+			return mg_error_set(
+			    err, MG_ERROR, "%s: not rolled out within %.1f s (rollout_timeout): %s",
+			    what, (double)timeout / 1000.0, msg);
+		sleep_ms(poll < left ? poll : left, cancel);
+	}
+}
