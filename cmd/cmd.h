@@ -58,6 +58,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv);
 int cmd_rollback(mg_cli *cli, int argc, char **argv);
 int cmd_check(mg_cli *cli, int argc, char **argv);
 int cmd_configmap(mg_cli *cli, int argc, char **argv);
+int cmd_render(mg_cli *cli, int argc, char **argv);
 int cmd_run(mg_cli *cli, int argc, char **argv);
 int cmd_pause(mg_cli *cli, int argc, char **argv);
 int cmd_resume(mg_cli *cli, int argc, char **argv);

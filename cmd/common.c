@@ -152,11 +152,13 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 	free(all);
 	cli->color_out = cli_color_allowed(cli, STDOUT_FILENO);
 	cli->color_err = cli_color_allowed(cli, STDERR_FILENO);
-	if (rc == 0 && cli->yaml && strcmp(cli->command, "configmap") != 0) {
-		*exit_code = cli_usage_error(cli,
-		                             "--output yaml is for configmap; `migrate %s` "
-		                             "prints text or json",
-		                             cli->command);
+	if (rc == 0 && cli->yaml && strcmp(cli->command, "configmap") != 0 &&
+	    strcmp(cli->command, "render") != 0) {
+		*exit_code =
+		    cli_usage_error(cli,
+		                    "--output yaml is for configmap and render; `migrate %s` "
+		                    "prints text or json",
+		                    cli->command);
 		return -1;
 	}
 	if (rc == 0 && max_operands >= 0 && argc - optind > max_operands) {

@@ -128,6 +128,16 @@ const mg_command mg_commands[] = {
      "the manifest goes to stdout, and only when it may be applied. Exit 0 when it may, 1 "
      "for lint errors (unless --allow-errors), a failed nginx -t or a ConfigMap over 1 MiB, "
      "2 for a parse error or bad usage. See docs/configmap.md."},
+    {"render", cmd_render, "print the plan's Kubernetes manifests for a release",
+     "render [options] --version V",
+     "      --version V     the release: ${version} in the templates and build.image\n"
+     "  -o yaml|json        YAML documents (default) or one JSON List\n",
+     "Reads every *.yaml and *.yml file of kubernetes.templates in name order, fills in "
+     "${version}, ${image}, ${plan.name}, ${namespace}, ${values.KEY} and "
+     "${configmap.NAME.name|checksum|items} (each ConfigMap rendered from its nginx tree as "
+     "`migrate configmap` does) inside the parsed YAML values, and prints the objects. "
+     "Nothing is contacted. Exit 0 when every template rendered, 2 for a template error "
+     "(file:line:col), a bad --version or plan. See docs/kubernetes.md."},
     {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
      NULL},
     {NULL, NULL, NULL, NULL, NULL, NULL},

@@ -213,8 +213,8 @@ Test(cli, bad_output_format)
 	/* yaml is for the commands that print manifests, before or after the command name */
 	r = run("-o", "yaml", "validate", NULL);
 	cr_assert_eq(r.status, 2);
-	cr_assert(strstr(r.err, "--output yaml is for configmap; `migrate validate` prints text or "
-	                        "json"),
+	cr_assert(strstr(r.err, "--output yaml is for configmap and render; `migrate validate` "
+	                        "prints text or json"),
 	          "%s", r.err);
 	tu_output_free(&r);
 }

@@ -257,7 +257,7 @@ Test(plan, example_kubernetes)
 	cr_expect_str_eq(k->context, "prod");
 	cr_expect_str_eq(k->namespace_, "payments");
 	cr_expect_str_eq(k->templates, join(cwd(), "templates/web"));
-	cr_assert_eq(k->nvalues, 3);
+	cr_assert_eq(k->nvalues, 6);
 	cr_expect_str_eq(k->values[0].key, "replicas");
 	cr_expect_str_eq(k->values[0].value, "3");
 	cr_expect_eq(k->values[0].is_string, false);
