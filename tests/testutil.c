@@ -904,3 +904,265 @@ void tu_vms_change_host_key(const tu_vms *v, int i, char *out, size_t size)
 	known_hosts_replace(v, i, line);
 	key_fingerprint(pub, out, size);
 }
+
+static const char kubeapi_client_cnf[] = "[req]\n"
+                                         "distinguished_name = dn\n"
+                                         "prompt = no\n"
+                                         "[dn]\n"
+                                         "CN = admin\n"
+                                         "[client]\n"
+                                         "basicConstraints = critical,CA:FALSE\n"
+                                         "keyUsage = critical,digitalSignature\n"
+                                         "extendedKeyUsage = clientAuth\n";
+
+/* 16 random bytes in hex, so no two runs share a token a test might find in a log. */
+static void random_hex(char *out, size_t size)
+{
+	unsigned char b[16] = {0};
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "/dev/urandom: %s", strerror(errno));
+	cr_assert_eq(read(fd, b, sizeof(b)), (ssize_t)sizeof(b));
+	close(fd);
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(b) && 2 * i + 2 < size; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+static bool kubeapi_files(tu_kubeapi *k, const char *dir, char *why, size_t size)
+{
+	char cnf[512], cakey[512];
+	snprintf(cnf, sizeof(cnf), "%s/kubeapi-client.cnf", dir);
+	snprintf(cakey, sizeof(cakey), "%s/ca.key", dir);
+	snprintf(k->ca, sizeof(k->ca), "%s/ca.pem", dir);
+	snprintf(k->client_cert, sizeof(k->client_cert), "%s/client.pem", dir);
+	snprintf(k->client_key, sizeof(k->client_key), "%s/client.key", dir);
+	snprintf(k->tokens, sizeof(k->tokens), "%s/tokens.json", dir);
+	snprintf(k->kubeconfig, sizeof(k->kubeconfig), "%s/kubeconfig", dir);
+	if (!tu_make_test_certs(dir, why, size) || !write_text(cnf, kubeapi_client_cnf, why, size))
+		return false;
+	/* extendedKeyUsage clientAuth: OpenSSL on the server side refuses a serverAuth-only one */
+	char *argv[] = {"openssl",
+	                "req",
+	                "-x509",
+	                "-config",
+	                cnf,
+	                "-extensions",
+	                "client",
+	                "-CA",
+	                k->ca,
+	                "-CAkey",
+	                cakey,
+	                "-newkey",
+	                "ec",
+	                "-pkeyopt",
+	                "ec_paramgen_curve:prime256v1",
+	                "-nodes",
+	                "-keyout",
+	                k->client_key,
+	                "-out",
+	                k->client_cert,
+	                "-days",
+	                "2",
+	                "-subj",
+	                "/O=system:masters/CN=admin",
+	                NULL};
+	if (!tu_run_ok(dir, argv, why, size))
+		return false;
+	char a[40], b[40], text[512];
+	random_hex(a, sizeof(a));
+	random_hex(b, sizeof(b));
+	snprintf(k->token, sizeof(k->token), "kapi-valid-%s", a);
+	snprintf(k->expired_token, sizeof(k->expired_token), "kapi-expired-%s", b);
+	snprintf(text, sizeof(text),
+	         "{\"%s\": {\"user\": \"ci\", \"groups\": [\"deployers\"]},\n"
+	         " \"%s\": {\"user\": \"ci\", \"groups\": [\"deployers\"], \"expires\": %lld}}\n",
+	         k->token, k->expired_token, (long long)time(NULL) - 3600);
+	return write_text(k->tokens, text, why, size);
+}
+
+static bool kubeapi_kubeconfig(const tu_kubeapi *k, char *why, size_t size)
+{
+	char text[4096];
+	snprintf(text, sizeof(text),
+	         "apiVersion: v1\n"
+	         "kind: Config\n"
+	         "clusters:\n"
+	         "- name: kubeapi\n"
+	         "  cluster:\n"
+	         "    server: %s\n"
+	         "    certificate-authority: %s\n"
+	         "users:\n"
+	         "- name: admin\n"
+	         "  user:\n"
+	         "    client-certificate: %s\n"
+	         "    client-key: %s\n"
+	         "- name: ci\n"
+	         "  user:\n"
+	         "    token: %s\n"
+	         "- name: expired\n"
+	         "  user:\n"
+	         "    token: %s\n"
+	         "contexts:\n"
+	         "- name: cert\n"
+	         "  context: {cluster: kubeapi, user: admin, namespace: default}\n"
+	         "- name: token\n"
+	         "  context: {cluster: kubeapi, user: ci, namespace: default}\n"
+	         "- name: expired\n"
+	         "  context: {cluster: kubeapi, user: expired, namespace: default}\n"
+	         "current-context: cert\n",
+	         k->url, k->ca, k->client_cert, k->client_key, k->token, k->expired_token);
+	return write_text(k->kubeconfig, text, why, size);
+}
+
+/* Reads "port N" and "control N", bounded in time. */
+static bool kubeapi_ports(tu_kubeapi *k, int fd, char *why, size_t size)
+{
+	char buf[256] = "";
+	size_t len = 0;
+	int64_t end = tu_now_ms() + 10000;
+	while (tu_now_ms() < end && len + 1 < sizeof(buf)) {
+		char *nl = strchr(buf, '\n');
+		if (nl && strchr(nl + 1, '\n'))
+			break;
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+	}
+	if (sscanf(buf, "port %d\ncontrol %d", &k->port, &k->control_port) != 2) {
+		snprintf(why, size, "kubeapi.py did not start: \"%s\"", buf);
+		return false;
+	}
+	return true;
+}
+
+static bool kubeapi_spawn(tu_kubeapi *k, const char *namespaces, char *why, size_t size)
+{
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) != 0) {
+		snprintf(why, size, "pipe: %s", strerror(errno));
+		return false;
+	}
+	if (pipe2(out, O_CLOEXEC) != 0) {
+		snprintf(why, size, "pipe: %s", strerror(errno));
+		close(in[0]);
+		close(in[1]);
+		return false;
+	}
+	char pem[512], key[512];
+	snprintf(pem, sizeof(pem), "%.*s/server.pem", (int)(strlen(k->ca) - strlen("/ca.pem")),
+	         k->ca);
+	snprintf(key, sizeof(key), "%.*s/server.key", (int)(strlen(k->ca) - strlen("/ca.pem")),
+	         k->ca);
+	char *argv[] = {(char *)tu_python(),
+	                "tests/servers/kubeapi.py",
+	                "--cert",
+	                pem,
+	                "--key",
+	                key,
+	                "--client-ca",
+	                k->ca,
+	                "--tokens",
+	                k->tokens,
+	                "--namespaces",
+	                (char *)(namespaces ? namespaces : "default"),
+	                NULL};
+	pid_t pid = tu_spawn_fds(argv, in[0], out[1], -1);
+	close(in[0]);
+	close(out[1]);
+	if (pid < 0) {
+		snprintf(why, size, "fork: %s", strerror(errno));
+		close(in[1]);
+		close(out[0]);
+		return false;
+	}
+	k->pid = pid;
+	k->in = in[1];
+	bool ok = kubeapi_ports(k, out[0], why, size);
+	close(out[0]);
+	if (ok)
+		snprintf(k->url, sizeof(k->url), "https://127.0.0.1:%d", k->port);
+	return ok;
+}
+
+void tu_kubeapi_start(tu_kubeapi *k, const char *dir, const char *namespaces)
+{
+	*k = (tu_kubeapi)TU_KUBEAPI_INIT;
+	char why[4096];
+	bool ok = kubeapi_files(k, dir, why, sizeof(why)) &&
+	          kubeapi_spawn(k, namespaces, why, sizeof(why)) &&
+	          kubeapi_kubeconfig(k, why, sizeof(why));
+	if (!ok) {
+		tu_kubeapi_stop(k);
+		cr_assert_fail("kubeapi: %s", why);
+	}
+}
+
+/* One request to the control port with plain libcurl; asserts HTTP 200 and a JSON answer. */
+static json_t *kubeapi_ctl(const tu_kubeapi *k, const char *method, const char *path,
+                           const char *body)
+{
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", k->control_port, path);
+	CURL *h = curl_easy_init();
+	cr_assert_not_null(h);
+	char *text = NULL;
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+	if (body)
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	CURLcode rc = curl_easy_perform(h);
+	long status = 0;
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(h);
+	cr_assert_eq(rc, CURLE_OK, "kubeapi control %s %s: %s", method, path,
+	             curl_easy_strerror(rc));
+	cr_assert_eq(status, 200, "kubeapi control %s %s (%s): HTTP %ld: %s", method, path,
+	             body ? body : "", status, text ? text : "");
+	json_error_t je;
+	json_t *doc = json_loads(text ? text : "", 0, &je);
+	cr_assert_not_null(doc, "kubeapi control answer is not JSON: %s", je.text);
+	free(text);
+	return doc;
+}
+
+json_t *tu_kubeapi_control(const tu_kubeapi *k, const char *json)
+{
+	return kubeapi_ctl(k, "POST", "/__control", json);
+}
+
+json_t *tu_kubeapi_requests(const tu_kubeapi *k)
+{
+	return kubeapi_ctl(k, "GET", "/__requests", NULL);
+}
+
+void tu_kubeapi_stop(tu_kubeapi *k)
+{
+	if (k->in >= 0)
+		close(k->in);
+	if (k->pid > 0) {
+		kill(k->pid, SIGTERM);
+		int st;
+		pid_t r = 0;
+		for (int i = 0; i < 200 && (r = waitpid(k->pid, &st, WNOHANG)) == 0; i++)
+			usleep(10000);
+		if (r == 0) {
+			kill(k->pid, SIGKILL);
+			waitpid(k->pid, &st, 0);
+		}
+	}
+	k->pid = -1;
+	k->in = -1;
+}

@@ -88,6 +88,43 @@ void tu_cloudflare_stop(tu_cloudflare *s);
 json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
                           const char *body);
 
+/*
+ * tests/servers/kubeapi.py, a strict Kubernetes API stand-in, as started by
+ * tu_kubeapi_start: HTTPS with a throwaway CA, client certificates and bearer
+ * tokens, a plain-HTTP control API (see the server's docstring).
+ */
+typedef struct {
+	pid_t pid; /* -1 when not running */
+	int in;    /* its stdin (it exits when this closes); -1 when closed */
+	int port, control_port;
+	char url[64];          /* https://127.0.0.1:<port> */
+	char kubeconfig[300];  /* dir/kubeconfig: contexts "cert" (current), "token", "expired" */
+	char ca[300];          /* dir/ca.pem: signs the server's and the client's certificates */
+	char client_cert[300]; /* dir/client.pem, CN=admin O=system:masters */
+	char client_key[300];
+	char tokens[300];       /* dir/tokens.json as the server reads it */
+	char token[64];         /* valid, user "ci" (groups "deployers") */
+	char expired_token[64]; /* user "ci", expired an hour ago */
+} tu_kubeapi;
+#define TU_KUBEAPI_INIT                                                                            \
+	{                                                                                          \
+		.pid = -1, .in = -1                                                                \
+	}
+
+/*
+ * Makes the CA, a server certificate for 127.0.0.1, a client certificate, a
+ * tokens file (a valid and an expired token, random) and dir/kubeconfig, then
+ * starts kubeapi.py serving namespaces ("default,staging"; NULL: "default")
+ * and reads its ports. Asserts (10 s at most); nothing is left running if it fails.
+ */
+void tu_kubeapi_start(tu_kubeapi *k, const char *dir, const char *namespaces);
+/* POST /__control with json (one object with "op"); asserts HTTP 200; the answer (decref it). */
+json_t *tu_kubeapi_control(const tu_kubeapi *k, const char *json);
+/* GET /__requests: every API request so far, oldest first (decref it). */
+json_t *tu_kubeapi_requests(const tu_kubeapi *k);
+/* Closes its stdin, SIGTERM, SIGKILL if still there after 2 s; safe to call twice. */
+void tu_kubeapi_stop(tu_kubeapi *k);
+
 /* A real Prometheus over fixed data, as started by tu_prometheus_start. */
 typedef struct {
 	pid_t pid; /* 0 when not running */

@@ -1,0 +1,763 @@
+/*
+ * tests/servers/kubeapi.py, the Kubernetes API stand-in the cluster side is
+ * tested against: proves it answers like a real kube-apiserver where a
+ * client can get it wrong, so a client test that passes against it means
+ * something. Driven with plain libcurl, not the code under test.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../testutil.h"
+
+static char dir[256];
+static tu_kubeapi kapi = TU_KUBEAPI_INIT;
+
+static void setup(void)
+{
+	tu_tmpdir_make(dir, sizeof(dir), "kubeapi");
+	tu_kubeapi_start(&kapi, dir, "default,staging");
+}
+
+static void teardown(void)
+{
+	tu_kubeapi_stop(&kapi);
+	tu_tmpdir_remove(dir);
+}
+
+TestSuite(kubeapi_server, .init = setup, .fini = teardown, .timeout = 60);
+
+typedef enum { AUTH_CERT, AUTH_TOKEN, AUTH_EXPIRED, AUTH_NONE } auth_mode;
+
+typedef struct {
+	long status;
+	char *text;      /* the body as received */
+	char ctype[128]; /* Content-Type */
+	char retry[32];  /* Retry-After */
+	json_t *doc;     /* the body parsed, or NULL */
+} answer;
+
+static size_t on_body(char *data, size_t size, size_t n, void *ud)
+{
+	answer *a = ud;
+	size_t old = strlen(a->text);
+	a->text = realloc(a->text, old + size * n + 1);
+	cr_assert_not_null(a->text);
+	memcpy(a->text + old, data, size * n);
+	a->text[old + size * n] = '\0';
+	return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+	answer *a = ud;
+	size_t len = size * n;
+	if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+		size_t from = 12, to = len;
+		while (from < to && data[from] == ' ')
+			from++;
+		while (to > from && (data[to - 1] == '\r' || data[to - 1] == '\n'))
+			to--;
+		snprintf(a->retry, sizeof(a->retry), "%.*s", (int)(to - from), data + from);
+	}
+	return len;
+}
+
+/* One API request; ctype NULL sends none. */
+static answer call(auth_mode auth, const char *method, const char *path, const char *ctype,
+                   const char *body)
+{
+	answer a = {0};
+	a.text = calloc(1, 1);
+	char url[512], bearer[128];
+	snprintf(url, sizeof(url), "%s%s", kapi.url, path);
+	CURL *h = curl_easy_init();
+	cr_assert_not_null(h);
+	struct curl_slist *hdr = NULL;
+	if (ctype) {
+		char line[160];
+		snprintf(line, sizeof(line), "Content-Type: %s", ctype);
+		hdr = curl_slist_append(hdr, line);
+	}
+	if (auth == AUTH_TOKEN || auth == AUTH_EXPIRED) {
+		snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s",
+		         auth == AUTH_TOKEN ? kapi.token : kapi.expired_token);
+		hdr = curl_slist_append(hdr, bearer);
+	}
+	if (auth == AUTH_CERT) {
+		curl_easy_setopt(h, CURLOPT_SSLCERT, kapi.client_cert);
+		curl_easy_setopt(h, CURLOPT_SSLKEY, kapi.client_key);
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CAINFO, kapi.ca);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &a);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &a);
+	if (body)
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	CURLcode rc = curl_easy_perform(h);
+	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a.status);
+	char *ct = NULL;
+	curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
+	snprintf(a.ctype, sizeof(a.ctype), "%s", ct ? ct : "");
+	curl_slist_free_all(hdr);
+	curl_easy_cleanup(h);
+	a.doc = json_loads(a.text, 0, NULL);
+	return a;
+}
+
+static void answer_free(answer *a)
+{
+	free(a->text);
+	json_decref(a->doc);
+}
+
+static const char *str_at(json_t *doc, const char *p1, const char *p2, const char *p3)
+{
+	json_t *v = json_object_get(doc, p1);
+	if (p2)
+		v = json_object_get(v, p2);
+	if (p3)
+		v = json_object_get(v, p3);
+	return json_string_value(v);
+}
+
+static json_int_t int_at(json_t *doc, const char *p1, const char *p2, const char *p3)
+{
+	json_t *v = json_object_get(doc, p1);
+	if (p2)
+		v = json_object_get(v, p2);
+	if (p3)
+		v = json_object_get(v, p3);
+	return json_integer_value(v); /* 0 when absent: what omitempty means */
+}
+
+/* Asserts a Status object with this code, reason and message. */
+static void assert_status(const answer *a, long code, const char *reason, const char *message)
+{
+	cr_assert_eq(a->status, code, "HTTP %ld, want %ld: %s", a->status, code, a->text);
+	cr_assert_str_eq(a->ctype, "application/json");
+	cr_assert_str_eq(str_at(a->doc, "kind", NULL, NULL), "Status");
+	cr_assert_str_eq(str_at(a->doc, "apiVersion", NULL, NULL), "v1");
+	cr_assert_str_eq(str_at(a->doc, "status", NULL, NULL), "Failure");
+	cr_assert_str_eq(str_at(a->doc, "reason", NULL, NULL), reason, "%s", a->text);
+	cr_assert_eq(int_at(a->doc, "code", NULL, NULL), code);
+	if (message)
+		cr_assert_str_eq(str_at(a->doc, "message", NULL, NULL), message);
+}
+
+#define APPLY    "application/apply-patch+yaml"
+#define DEP_PATH "/apis/apps/v1/namespaces/default/deployments/web"
+
+/* A Deployment as a client sends it (JSON is YAML); image and extra spec fields vary. */
+static char *deployment(const char *image, int replicas, const char *extra)
+{
+	char *s = NULL;
+	cr_assert_geq(
+	    asprintf(&s,
+	             "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\","
+	             "\"metadata\":{\"name\":\"web\",\"labels\":{\"app\":\"web\"}},"
+	             "\"spec\":{\"replicas\":%d,%s\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+	             "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},"
+	             "\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"%s\","
+	             "\"ports\":[{\"containerPort\":8080}]}]}}}}",
+	             replicas, extra ? extra : "", image),
+	    0);
+	return s;
+}
+
+static answer apply(const char *path, const char *query, const char *body)
+{
+	char url[512];
+	snprintf(url, sizeof(url), "%s?%s", path, query);
+	return call(AUTH_CERT, "PATCH", url, APPLY, body);
+}
+
+static void control(const char *json)
+{
+	json_decref(tu_kubeapi_control(&kapi, json));
+}
+
+Test(kubeapi_server, authentication)
+{
+	answer a = call(AUTH_NONE, "GET", "/api", NULL, NULL);
+	assert_status(&a, 401, "Unauthorized", "Unauthorized");
+	answer_free(&a);
+	a = call(AUTH_EXPIRED, "GET", "/api", NULL, NULL);
+	assert_status(&a, 401, "Unauthorized", "Unauthorized");
+	answer_free(&a);
+	a = call(AUTH_TOKEN, "GET", "/api/v1/namespaces/default/configmaps", NULL, NULL);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "kind", NULL, NULL), "ConfigMapList");
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", "/api", NULL, NULL);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	answer_free(&a);
+
+	/* a token that expires while in use */
+	char op[200];
+	snprintf(op, sizeof(op), "{\"op\":\"expire_token\",\"token\":\"%s\"}", kapi.token);
+	control(op);
+	a = call(AUTH_TOKEN, "GET", "/api", NULL, NULL);
+	assert_status(&a, 401, "Unauthorized", "Unauthorized");
+	answer_free(&a);
+
+	json_t *log = tu_kubeapi_requests(&kapi);
+	cr_assert_eq(json_array_size(log), 5);
+	const char *want_auth[] = {"none", "expired", "token", "cert", "expired"};
+	const char *want_user[] = {NULL, NULL, "ci", "admin", NULL};
+	for (size_t i = 0; i < 5; i++) {
+		json_t *e = json_array_get(log, i);
+		cr_assert_str_eq(str_at(e, "auth", NULL, NULL), want_auth[i], "entry %zu", i);
+		const char *user = str_at(e, "user", NULL, NULL);
+		if (want_user[i])
+			cr_assert_str_eq(user, want_user[i]);
+		else
+			cr_assert_null(user);
+	}
+	cr_assert_str_eq(
+	    json_string_value(json_array_get(json_object_get(json_array_get(log, 3), "groups"), 0)),
+	    "system:masters");
+	char *text = json_dumps(log, 0);
+	cr_assert_null(strstr(text, kapi.token), "the request log holds the token");
+	cr_assert_null(strstr(text, kapi.expired_token));
+	free(text);
+	json_decref(log);
+}
+
+Test(kubeapi_server, kubeconfig_written)
+{
+	FILE *f = fopen(kapi.kubeconfig, "r");
+	cr_assert_not_null(f);
+	char text[4096] = "";
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	char want[800];
+	snprintf(want, sizeof(want), "    server: %s\n    certificate-authority: %s\n", kapi.url,
+	         kapi.ca);
+	cr_assert_not_null(strstr(text, want), "%s", text);
+	snprintf(want, sizeof(want), "    token: %s\n", kapi.token);
+	cr_assert_not_null(strstr(text, want));
+	cr_assert_not_null(strstr(text, "current-context: cert\n"));
+}
+
+Test(kubeapi_server, discovery)
+{
+	answer a = call(AUTH_CERT, "GET", "/api", NULL, NULL);
+	cr_assert_str_eq(str_at(a.doc, "kind", NULL, NULL), "APIVersions");
+	cr_assert_str_eq(json_string_value(json_array_get(json_object_get(a.doc, "versions"), 0)),
+	                 "v1");
+	answer_free(&a);
+
+	a = call(AUTH_CERT, "GET", "/apis", NULL, NULL);
+	cr_assert_str_eq(str_at(a.doc, "kind", NULL, NULL), "APIGroupList");
+	char names[256] = "";
+	size_t i;
+	json_t *g;
+	json_array_foreach(json_object_get(a.doc, "groups"), i, g)
+	{
+		strcat(names, str_at(g, "preferredVersion", "groupVersion", NULL));
+		strcat(names, " ");
+	}
+	cr_assert_str_eq(names, "apps/v1 autoscaling/v2 policy/v1 networking.k8s.io/v1 "
+	                        "example.com/v1 ");
+	answer_free(&a);
+
+	a = call(AUTH_CERT, "GET", "/apis/example.com/v1", NULL, NULL);
+	cr_assert_eq(a.status, 200);
+	cr_assert_str_eq(str_at(a.doc, "kind", NULL, NULL), "APIResourceList");
+	cr_assert_str_eq(str_at(a.doc, "groupVersion", NULL, NULL), "example.com/v1");
+	json_t *r = json_array_get(json_object_get(a.doc, "resources"), 0);
+	cr_assert_str_eq(str_at(r, "name", NULL, NULL), "widgets");
+	cr_assert_str_eq(str_at(r, "kind", NULL, NULL), "Widget");
+	cr_assert(json_is_true(json_object_get(r, "namespaced")));
+	answer_free(&a);
+
+	a = call(AUTH_CERT, "GET", "/api/v1", NULL, NULL);
+	char res[256] = "";
+	json_array_foreach(json_object_get(a.doc, "resources"), i, r)
+	{
+		if (!strchr(str_at(r, "name", NULL, NULL), '/')) {
+			strcat(res, str_at(r, "name", NULL, NULL));
+			strcat(res, " ");
+		}
+	}
+	cr_assert_str_eq(res, "configmaps secrets services namespaces ");
+	answer_free(&a);
+
+	/* an unknown group is the mux's plain 404, not a Status */
+	a = call(AUTH_CERT, "GET", "/apis/nope.example/v1", NULL, NULL);
+	cr_assert_eq(a.status, 404);
+	cr_assert_str_eq(a.ctype, "text/plain; charset=utf-8");
+	cr_assert_str_eq(a.text, "404 page not found\n");
+	answer_free(&a);
+}
+
+Test(kubeapi_server, apply_conflict_force)
+{
+	char *dep = deployment("nginx:1.25", 3, NULL);
+	answer a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	char rv1[32];
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 1);
+	cr_assert_not_null(str_at(a.doc, "metadata", "uid", NULL));
+	cr_assert_not_null(str_at(a.doc, "metadata", "creationTimestamp", NULL));
+	json_t *mf =
+	    json_array_get(json_object_get(json_object_get(a.doc, "metadata"), "managedFields"), 0);
+	cr_assert_str_eq(str_at(mf, "manager", NULL, NULL), "migrate");
+	cr_assert_str_eq(str_at(mf, "operation", NULL, NULL), "Apply");
+	cr_assert_not_null(json_object_get(
+	    json_object_get(json_object_get(mf, "fieldsV1"), "f:spec"), "f:replicas"));
+	/* the server's defaults are there */
+	cr_assert_eq(int_at(a.doc, "spec", "progressDeadlineSeconds", NULL), 600);
+	cr_assert_str_eq(str_at(a.doc, "spec", "strategy", "type"), "RollingUpdate");
+	answer_free(&a);
+
+	/* the same apply again changes nothing: same generation (the controller's status
+	 * writes move the resourceVersion of a Deployment, so that is checked on a ConfigMap) */
+	a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 1);
+	answer_free(&a);
+	const char *cm = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{"
+	                 "\"name\":\"cfg\"},\"data\":{\"a\":\"b\"}}";
+	a = apply("/api/v1/namespaces/default/configmaps/cfg", "fieldManager=migrate", cm);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	snprintf(rv1, sizeof(rv1), "%s", str_at(a.doc, "metadata", "resourceVersion", NULL));
+	answer_free(&a);
+	a = apply("/api/v1/namespaces/default/configmaps/cfg", "fieldManager=migrate", cm);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "metadata", "resourceVersion", NULL), rv1);
+	answer_free(&a);
+
+	/* someone scales it by hand: the next apply must not silently undo that */
+	control("{\"op\":\"update\",\"path\":\"" DEP_PATH "\",\"manager\":\"kubectl-edit\","
+	        "\"patch\":{\"spec\":{\"replicas\":5}}}");
+	a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	assert_status(&a, 409, "Conflict",
+	              "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: "
+	              ".spec.replicas");
+	json_t *cause =
+	    json_array_get(json_object_get(json_object_get(a.doc, "details"), "causes"), 0);
+	cr_assert_str_eq(str_at(cause, "reason", NULL, NULL), "FieldManagerConflict");
+	cr_assert_str_eq(str_at(cause, "field", NULL, NULL), ".spec.replicas");
+	cr_assert_str_eq(str_at(cause, "message", NULL, NULL),
+	                 "conflict with \"kubectl-edit\" using apps/v1");
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", DEP_PATH, NULL, NULL);
+	cr_assert_eq(int_at(a.doc, "spec", "replicas", NULL), 5, "a refused apply changed it");
+	answer_free(&a);
+
+	a = apply(DEP_PATH, "fieldManager=migrate&force=true", dep);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_eq(int_at(a.doc, "spec", "replicas", NULL), 3);
+	json_t *mfs = json_object_get(json_object_get(a.doc, "metadata"), "managedFields");
+	cr_assert_eq(json_array_size(mfs), 1, "%s", a.text);
+	cr_assert_str_eq(str_at(json_array_get(mfs, 0), "manager", NULL, NULL), "migrate");
+	answer_free(&a);
+	free(dep);
+}
+
+Test(kubeapi_server, apply_removes_fields_it_no_longer_sends)
+{
+	char *dep = deployment("nginx:1.25", 2, "\"minReadySeconds\":3,");
+	answer a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	answer_free(&a);
+	free(dep);
+	/* another manager's field survives the applier dropping its own */
+	control("{\"op\":\"update\",\"path\":\"" DEP_PATH "\",\"manager\":\"kubectl-edit\","
+	        "\"patch\":{\"metadata\":{\"labels\":{\"team\":\"ops\"}}}}");
+	dep = deployment("nginx:1.25", 2, NULL);
+	a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_null(json_object_get(json_object_get(a.doc, "spec"), "minReadySeconds"), "%s",
+	               a.text);
+	cr_assert_str_eq(str_at(a.doc, "metadata", "labels", "team"), "ops");
+	answer_free(&a);
+	free(dep);
+
+	/* a container the applier no longer sends goes, defaulted fields and all */
+	a = apply(DEP_PATH, "fieldManager=migrate",
+	          "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+	          "\"name\":\"web\"},\"spec\":{\"selector\":{\"matchLabels\":{\"app\":"
+	          "\"web\"}},\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},"
+	          "\"spec\":{\"containers\":[{\"name\":\"app\",\"image\":\"app:2\"}]}}}}");
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	json_t *cs = json_object_get(
+	    json_object_get(json_object_get(json_object_get(a.doc, "spec"), "template"), "spec"),
+	    "containers");
+	cr_assert_eq(json_array_size(cs), 1, "%s", a.text);
+	cr_assert_str_eq(str_at(json_array_get(cs, 0), "name", NULL, NULL), "app");
+	cr_assert_str_eq(str_at(json_array_get(cs, 0), "imagePullPolicy", NULL, NULL),
+	                 "IfNotPresent");
+	cr_assert_eq(int_at(a.doc, "spec", "replicas", NULL), 1, "replicas dropped: the default");
+	answer_free(&a);
+}
+
+Test(kubeapi_server, patch_content_type_and_field_manager)
+{
+	char *dep = deployment("nginx:1.25", 1, NULL);
+	answer a =
+	    call(AUTH_CERT, "PATCH", DEP_PATH "?fieldManager=migrate", "application/json", dep);
+	assert_status(&a, 415, "UnsupportedMediaType",
+	              "the body of the request was in an unknown format - accepted media types "
+	              "include: application/json-patch+json, application/merge-patch+json, "
+	              "application/strategic-merge-patch+json, application/apply-patch+yaml");
+	answer_free(&a);
+	a = call(AUTH_CERT, "PATCH", DEP_PATH "?fieldManager=migrate", NULL, dep);
+	cr_assert_eq(a.status, 415, "%s", a.text);
+	answer_free(&a);
+
+	/* the real server's answer: 422 for the PatchOptions, not 400 */
+	a = call(AUTH_CERT, "PATCH", DEP_PATH, APPLY, dep);
+	assert_status(&a, 422, "Invalid",
+	              "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is "
+	              "required for apply patch");
+	cr_assert_str_eq(str_at(a.doc, "details", "kind", NULL), "PatchOptions");
+	answer_free(&a);
+
+	a = call(AUTH_CERT, "PATCH", DEP_PATH "?fieldManager=migrate&dryRun=Yes", APPLY, dep);
+	assert_status(&a, 422, "Invalid", NULL);
+	answer_free(&a);
+
+	a = apply(DEP_PATH, "fieldManager=migrate", "apiVersion: apps/v1\nkind: Deployment\n");
+	assert_status(&a, 400, "BadRequest", NULL);
+	cr_assert_not_null(strstr(str_at(a.doc, "message", NULL, NULL),
+	                          "this test server reads the JSON form of YAML only"));
+	answer_free(&a);
+
+	/* the URL and the body must name the same object */
+	a = apply("/apis/apps/v1/namespaces/default/deployments/other", "fieldManager=m", dep);
+	assert_status(&a, 400, "BadRequest",
+	              "the name of the object (web) does not match the name on the URL (other)");
+	answer_free(&a);
+	a = apply("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web",
+	          "fieldManager=m", dep);
+	assert_status(&a, 400, "BadRequest",
+	              "the API version in the data (apps/v1) does not match the expected API "
+	              "version (autoscaling/v2)");
+	answer_free(&a);
+	free(dep);
+}
+
+static const char *cause_field(const answer *a, size_t i, const char **reason)
+{
+	json_t *c =
+	    json_array_get(json_object_get(json_object_get(a->doc, "details"), "causes"), i);
+	*reason = str_at(c, "reason", NULL, NULL);
+	return str_at(c, "field", NULL, NULL);
+}
+
+Test(kubeapi_server, validation)
+{
+	answer a = apply("/apis/apps/v1/namespaces/default/deployments/Web_1", "fieldManager=m",
+	                 "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+	                 "\"name\":\"Web_1\",\"labels\":{\"app\":\"-bad-\"}},\"spec\":{"
+	                 "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},"
+	                 "\"spec\":{\"containers\":[{\"name\":\"web\"}]}}}}");
+	assert_status(&a, 422, "Invalid", NULL);
+	cr_assert_str_eq(str_at(a.doc, "details", "kind", NULL), "Deployment");
+	cr_assert_str_eq(str_at(a.doc, "details", "group", NULL), "apps");
+	const char *want[][2] = {{"metadata.name", "FieldValueInvalid"},
+	                         {"metadata.labels", "FieldValueInvalid"},
+	                         {"spec.selector", "FieldValueRequired"},
+	                         {"spec.template.spec.containers[0].image", "FieldValueRequired"}};
+	json_t *causes = json_object_get(json_object_get(a.doc, "details"), "causes");
+	cr_assert_eq(json_array_size(causes), 4, "%s", a.text);
+	for (size_t i = 0; i < 4; i++) {
+		const char *reason, *field = cause_field(&a, i, &reason);
+		cr_assert_str_eq(field, want[i][0]);
+		cr_assert_str_eq(reason, want[i][1]);
+	}
+	cr_assert(strncmp(str_at(a.doc, "message", NULL, NULL),
+	                  "Deployment.apps \"Web_1\" is invalid: [metadata.name: Invalid value: "
+	                  "\"Web_1\": a lowercase RFC 1123 subdomain",
+	                  95) == 0,
+	          "%s", str_at(a.doc, "message", NULL, NULL));
+	answer_free(&a);
+
+	a = apply("/apis/apps/v1/namespaces/default/deployments/web", "fieldManager=m",
+	          "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{"
+	          "\"name\":\"web\"},\"spec\":{\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+	          "\"template\":{\"metadata\":{\"labels\":{\"app\":\"other\"}},"
+	          "\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"nginx\"}]}}}}");
+	assert_status(&a, 422, "Invalid",
+	              "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid "
+	              "value: map[string]string{\"app\":\"other\"}: `selector` does not match "
+	              "template `labels`");
+	answer_free(&a);
+
+	a = apply("/api/v1/namespaces/default/services/web", "fieldManager=m",
+	          "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"web\"},"
+	          "\"spec\":{\"selector\":{\"app\":\"web\"}}}");
+	assert_status(&a, 422, "Invalid", "Service \"web\" is invalid: spec.ports: Required value");
+	answer_free(&a);
+
+	a = apply("/api/v1/namespaces/default/configmaps/cfg", "fieldManager=m",
+	          "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cfg\"},"
+	          "\"data\":{\"nginx conf\":\"x\"}}");
+	assert_status(&a, 422, "Invalid", NULL);
+	const char *reason, *field = cause_field(&a, 0, &reason);
+	cr_assert_str_eq(field, "data[nginx conf]");
+	answer_free(&a);
+
+	a = apply("/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web",
+	          "fieldManager=m",
+	          "{\"apiVersion\":\"autoscaling/v2\",\"kind\":\"HorizontalPodAutoscaler\","
+	          "\"metadata\":{\"name\":\"web\"},\"spec\":{\"maxReplicas\":0}}");
+	assert_status(&a, 422, "Invalid", NULL);
+	const char *hpa[] = {"spec.scaleTargetRef.kind", "spec.scaleTargetRef.name",
+	                     "spec.maxReplicas"};
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_str_eq(cause_field(&a, i, &reason), hpa[i]);
+	answer_free(&a);
+
+	a = apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/web", "fieldManager=m",
+	          "{\"apiVersion\":\"policy/v1\",\"kind\":\"PodDisruptionBudget\","
+	          "\"metadata\":{\"name\":\"web\"},\"spec\":{\"minAvailable\":1,"
+	          "\"maxUnavailable\":1,\"selector\":{\"matchLabels\":{\"app\":\"web\"}}}}");
+	assert_status(&a, 422, "Invalid", NULL);
+	cr_assert_not_null(strstr(a.text, "minAvailable and maxUnavailable cannot be both set"));
+	answer_free(&a);
+
+	/* nothing invalid was stored */
+	a = call(AUTH_CERT, "GET", "/api/v1/namespaces/default/configmaps", NULL, NULL);
+	cr_assert_eq(json_array_size(json_object_get(a.doc, "items")), 0);
+	answer_free(&a);
+}
+
+Test(kubeapi_server, not_found)
+{
+	answer a = apply("/api/v1/namespaces/nope/configmaps/cfg", "fieldManager=m",
+	                 "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{"
+	                 "\"name\":\"cfg\"},\"data\":{\"a\":\"b\"}}");
+	assert_status(&a, 404, "NotFound", "namespaces \"nope\" not found");
+	cr_assert_str_eq(str_at(a.doc, "details", "kind", NULL), "namespaces");
+	answer_free(&a);
+	/* "staging" was given on the command line */
+	a = apply("/api/v1/namespaces/staging/configmaps/cfg", "fieldManager=m",
+	          "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{"
+	          "\"name\":\"cfg\"},\"data\":{\"a\":\"b\"}}");
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	answer_free(&a);
+
+	a = call(AUTH_CERT, "GET", "/apis/apps/v1/namespaces/default/statefulsets/db", NULL, NULL);
+	assert_status(&a, 404, "NotFound", "the server could not find the requested resource");
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", "/apis/apps/v1/namespaces/default/deployments/nothere", NULL,
+	         NULL);
+	assert_status(&a, 404, "NotFound", "deployments.apps \"nothere\" not found");
+	cr_assert_str_eq(str_at(a.doc, "details", "group", NULL), "apps");
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", "/api/v1/namespaces/nope", NULL, NULL);
+	assert_status(&a, 404, "NotFound", "namespaces \"nope\" not found");
+	answer_free(&a);
+}
+
+Test(kubeapi_server, dry_run_persists_nothing)
+{
+	char *dep = deployment("nginx:1.25", 2, NULL);
+	answer a = apply(DEP_PATH, "fieldManager=migrate&dryRun=All", dep);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "metadata", "name", NULL), "web");
+	cr_assert_eq(int_at(a.doc, "spec", "replicas", NULL), 2);
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", DEP_PATH, NULL, NULL);
+	cr_assert_eq(a.status, 404, "a dry run created it");
+	answer_free(&a);
+
+	a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 201);
+	char rv[32];
+	snprintf(rv, sizeof(rv), "%s", str_at(a.doc, "metadata", "resourceVersion", NULL));
+	answer_free(&a);
+	free(dep);
+	dep = deployment("nginx:1.26", 2, NULL);
+	a = apply(DEP_PATH, "fieldManager=migrate&dryRun=All", dep);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 2,
+	             "the dry run's answer is "
+	             "the object as it would be");
+	answer_free(&a);
+	/* conflicts are checked in a dry run too */
+	control("{\"op\":\"update\",\"path\":\"" DEP_PATH "\",\"manager\":\"kubectl-edit\","
+	        "\"patch\":{\"spec\":{\"replicas\":4}}}");
+	a = apply(DEP_PATH, "fieldManager=migrate&dryRun=All", dep);
+	cr_assert_eq(a.status, 409, "%s", a.text);
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", DEP_PATH, NULL, NULL);
+	json_t *c = json_array_get(
+	    json_object_get(
+	        json_object_get(json_object_get(json_object_get(a.doc, "spec"), "template"),
+	                        "spec"),
+	        "containers"),
+	    0);
+	cr_assert_str_eq(str_at(c, "image", NULL, NULL), "nginx:1.25");
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 2, "only the update bumped it");
+	cr_assert_str_neq(str_at(a.doc, "metadata", "resourceVersion", NULL), rv);
+	answer_free(&a);
+	free(dep);
+}
+
+/* The Deployment's status now, for a rollout test. */
+typedef struct {
+	json_int_t generation, observed, replicas, updated, available;
+	char progressing[64]; /* Progressing's reason */
+	char progressing_status[8];
+} rollout;
+
+static rollout rollout_now(void)
+{
+	answer a = call(AUTH_CERT, "GET", DEP_PATH, NULL, NULL);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	rollout r = {0};
+	r.generation = int_at(a.doc, "metadata", "generation", NULL);
+	r.observed = int_at(a.doc, "status", "observedGeneration", NULL);
+	r.replicas = int_at(a.doc, "status", "replicas", NULL);
+	r.updated = int_at(a.doc, "status", "updatedReplicas", NULL);
+	r.available = int_at(a.doc, "status", "availableReplicas", NULL);
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(json_object_get(a.doc, "status"), "conditions"), i, c)
+	{
+		if (strcmp(str_at(c, "type", NULL, NULL), "Progressing") == 0) {
+			snprintf(r.progressing, sizeof(r.progressing), "%s",
+			         str_at(c, "reason", NULL, NULL));
+			snprintf(r.progressing_status, sizeof(r.progressing_status), "%s",
+			         str_at(c, "status", NULL, NULL));
+		}
+	}
+	answer_free(&a);
+	return r;
+}
+
+Test(kubeapi_server, deployment_rolls_out_over_time)
+{
+	control("{\"op\":\"settings\",\"per_replica_ms\":60,\"observe_ms\":30}");
+	char *dep = deployment("nginx:1.25", 3, NULL);
+	answer a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 201);
+	/* the controller has not seen it yet: a client must wait for observedGeneration */
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 1);
+	cr_assert_null(json_object_get(json_object_get(a.doc, "status"), "observedGeneration"));
+	answer_free(&a);
+	free(dep);
+	rollout r = {0};
+	bool saw_partial = false;
+	int64_t end = tu_now_ms() + 5000;
+	while (tu_now_ms() < end) {
+		r = rollout_now();
+		if (r.observed == 1 && r.available > 0 && r.available < 3)
+			saw_partial = true;
+		if (r.available == 3 && strcmp(r.progressing, "NewReplicaSetAvailable") == 0)
+			break;
+		usleep(5000);
+	}
+	cr_assert_eq(r.available, 3);
+	cr_assert_eq(r.updated, 3);
+	cr_assert_str_eq(r.progressing, "NewReplicaSetAvailable");
+	cr_assert(saw_partial, "replicas did not become available one by one");
+
+	/* a new image: old pods terminate while new ones come up */
+	dep = deployment("nginx:1.26", 3, NULL);
+	a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 200);
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 2);
+	cr_assert_eq(int_at(a.doc, "status", "observedGeneration", NULL), 1);
+	cr_assert_eq(int_at(a.doc, "status", "availableReplicas", NULL), 3);
+	answer_free(&a);
+	free(dep);
+	bool saw_old = false, saw_updating = false;
+	end = tu_now_ms() + 5000;
+	while (tu_now_ms() < end) {
+		r = rollout_now();
+		if (r.observed == 2 && r.replicas > r.updated)
+			saw_old = true;
+		if (r.observed == 2 && strcmp(r.progressing, "ReplicaSetUpdated") == 0)
+			saw_updating = true;
+		if (r.observed == 2 && r.updated == 3 && r.replicas == 3 && r.available == 3 &&
+		    strcmp(r.progressing, "NewReplicaSetAvailable") == 0)
+			break;
+		usleep(5000);
+	}
+	cr_assert_eq(r.observed, 2);
+	cr_assert_eq(r.replicas, 3);
+	cr_assert_str_eq(r.progressing, "NewReplicaSetAvailable");
+	cr_assert(saw_old, "never saw old replicas terminating");
+	cr_assert(saw_updating);
+}
+
+Test(kubeapi_server, failing_rollout_exceeds_deadline)
+{
+	/* progressDeadlineSeconds 20 is 0.2 s here (deadline_scale 0.01) */
+	char *dep =
+	    deployment("registry.example/app:fail-rollout", 2, "\"progressDeadlineSeconds\":20,");
+	answer a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 201);
+	answer_free(&a);
+	free(dep);
+	rollout r = {0};
+	int64_t start = tu_now_ms(), end = start + 5000;
+	while (tu_now_ms() < end) {
+		r = rollout_now();
+		if (strcmp(r.progressing, "ProgressDeadlineExceeded") == 0)
+			break;
+		usleep(10000);
+	}
+	cr_assert_str_eq(r.progressing, "ProgressDeadlineExceeded");
+	cr_assert_str_eq(r.progressing_status, "False");
+	cr_assert_eq(r.available, 0);
+	cr_assert_geq(tu_now_ms() - start, 150, "the deadline came too early");
+
+	/* or by the control API, for an image that would roll out */
+	dep = deployment("nginx:1.27", 2, "\"progressDeadlineSeconds\":20,");
+	control("{\"op\":\"rollout\",\"name\":\"web\",\"fail\":true}");
+	a = apply(DEP_PATH, "fieldManager=migrate", dep);
+	cr_assert_eq(a.status, 200);
+	answer_free(&a);
+	free(dep);
+	end = tu_now_ms() + 5000;
+	while (tu_now_ms() < end) {
+		r = rollout_now();
+		if (r.observed == 2 && strcmp(r.progressing, "ProgressDeadlineExceeded") == 0)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(r.observed, 2);
+	cr_assert_str_eq(r.progressing, "ProgressDeadlineExceeded");
+}
+
+Test(kubeapi_server, injected_faults)
+{
+	control("{\"op\":\"fault\",\"path\":\"/configmaps\",\"status\":429,\"retry_after\":1}");
+	answer a = call(AUTH_CERT, "GET", "/api/v1/namespaces/default/configmaps", NULL, NULL);
+	assert_status(&a, 429, "TooManyRequests", NULL);
+	cr_assert_str_eq(a.retry, "1");
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", "/api/v1/namespaces/default/configmaps", NULL, NULL);
+	cr_assert_eq(a.status, 200, "a fault is used once");
+	answer_free(&a);
+	control("{\"op\":\"fault\",\"method\":\"PATCH\",\"kind\":\"content_type\"}");
+	a = call(AUTH_CERT, "PATCH", DEP_PATH "?fieldManager=m", APPLY, "{}");
+	cr_assert_eq(a.status, 200);
+	cr_assert_str_eq(a.ctype, "text/html");
+	answer_free(&a);
+	json_t *log = tu_kubeapi_requests(&kapi);
+	json_t *last = json_array_get(log, json_array_size(log) - 1);
+	cr_assert_str_eq(str_at(last, "content_type", NULL, NULL), APPLY);
+	cr_assert_str_eq(str_at(last, "query", "fieldManager", NULL), "m");
+	json_decref(log);
+}
