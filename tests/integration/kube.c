@@ -1,0 +1,695 @@
+/*
+ * lib/kube/ against tests/servers/kubeapi.py, a strict kube-apiserver
+ * stand-in over real TLS: every way in (client certificate from a file and
+ * from data, token, tokenFile, exec plugin, insecure, tls-server-name),
+ * server-side apply and its errors, discovery, rollout waits and the diff.
+ * What really arrived is checked in the server's request log.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../testutil.h"
+#include "base64.h"
+#include "fs.h"
+#include "kube.h"
+#include "log.h"
+
+static char dir[256];
+static tu_kubeapi k = TU_KUBEAPI_INIT;
+
+static void setup(void)
+{
+	tu_tmpdir_make(dir, sizeof(dir), "kube");
+	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	unsetenv("KUBECONFIG");
+	tu_log_capture(MG_LOG_DEBUG); /* every level: none may hold a secret */
+	tu_kubeapi_start(&k, dir, "default,staging");
+}
+
+static void teardown(void)
+{
+	tu_log_capture_stop();
+	tu_kubeapi_stop(&k);
+	tu_tmpdir_remove(dir);
+	dir[0] = '\0';
+}
+
+TestSuite(kube, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Paths stay valid for the whole test: kubeconfig paths are kept while files are written. */
+static const char *in_dir(const char *name)
+{
+	static char buf[64][512];
+	static int i;
+	i = (i + 1) % 64;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+static char *b64_file(const char *path)
+{
+	char *text;
+	size_t len;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_fs_read_all(&text, &len, path, &err), 0, "%s", err.message);
+	char *b = mg_base64_encode(text, len);
+	free(text);
+	return b;
+}
+
+/* A kubeconfig with one cluster (server, cluster_extra lines) and one user (user lines). */
+static const char *kubeconfig(const char *name, const char *server, const char *cluster_extra,
+                              const char *user)
+{
+	char text[16384];
+	snprintf(text, sizeof(text),
+	         "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+	         "clusters:\n- name: c\n  cluster:\n    server: %s\n%s"
+	         "users:\n- name: u\n  user:\n%s"
+	         "contexts:\n- name: x\n  context: {cluster: c, user: u, namespace: default}\n",
+	         server, cluster_extra, user);
+	const char *p = in_dir(name);
+	write_file(p, text);
+	return p;
+}
+
+static mg_kube_client *client_for(const char *kubeconfig_path, const char *context)
+{
+	mg_kube_config_options o = {.kubeconfig = kubeconfig_path, .context = context};
+	mg_kube_client *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &o, &err), 0, "%s", err.message);
+	return c;
+}
+
+static json_t *last_request(void)
+{
+	json_t *log = tu_kubeapi_requests(&k);
+	cr_assert(json_array_size(log) > 0);
+	json_t *r = json_incref(json_array_get(log, json_array_size(log) - 1));
+	json_decref(log);
+	return r;
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "(none)";
+}
+
+static json_t *configmap(const char *ns, const char *name, const char *value)
+{
+	json_t *o = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "apiVersion", "v1", "kind",
+	                      "ConfigMap", "metadata", "name", name, "data", "key", value);
+	if (ns)
+		json_object_set_new(json_object_get(o, "metadata"), "namespace", json_string(ns));
+	return o;
+}
+
+static json_t *deployment(const char *name, int replicas, const char *image)
+{
+	char text[2048];
+	snprintf(
+	    text, sizeof(text),
+	    "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"%s\"},"
+	    "\"spec\":{\"replicas\":%d,\"selector\":{\"matchLabels\":{\"app\":\"%s\"}},"
+	    "\"template\":{\"metadata\":{\"labels\":{\"app\":\"%s\"}},\"spec\":{"
+	    "\"containers\":[{\"name\":\"web\"%s%s%s}]}}}}",
+	    name, replicas, name, name, image ? ",\"image\":\"" : "", image ? image : "",
+	    image ? "\"" : "");
+	json_error_t jerr;
+	json_t *o = json_loads(text, 0, &jerr);
+	cr_assert_not_null(o, "%s", jerr.text);
+	return o;
+}
+
+static void apply_ok(mg_kube_client *c, json_t *obj, const mg_kube_apply_options *o,
+                     json_t **result)
+{
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_apply(c, obj, o, result, &err), 0, "%s", err.message);
+}
+
+Test(kube, cert_auth_apply_creates_then_updates)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	cr_assert_str_eq(mg_kube_client_context(c), "cert");
+	cr_assert_str_eq(mg_kube_client_namespace(c), "default");
+	json_t *cm = configmap(NULL, "app-config", "one"), *res = NULL;
+	apply_ok(c, cm, NULL, &res);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(res, "data"), "key")),
+	                 "one");
+	json_decref(res);
+	json_t *r = last_request();
+	cr_assert_str_eq(str(r, "method"), "PATCH");
+	cr_assert_str_eq(str(r, "path"), "/api/v1/namespaces/default/configmaps/app-config");
+	cr_assert_str_eq(str(r, "content_type"), "application/apply-patch+yaml");
+	cr_assert_str_eq(str(r, "auth"), "cert");
+	cr_assert_str_eq(str(r, "user"), "admin");
+	cr_assert_eq(json_integer_value(json_object_get(r, "status")), 201);
+	json_t *q = json_object_get(r, "query");
+	cr_assert_str_eq(str(q, "fieldManager"), "migrate");
+	cr_assert_null(json_object_get(q, "force"));
+	cr_assert_null(json_object_get(q, "dryRun"));
+	json_decref(r);
+	json_decref(cm);
+
+	cm = configmap("staging", "app-config", "two");
+	mg_kube_apply_options o = {.field_manager = "ci-bot"};
+	apply_ok(c, cm, &o, NULL);
+	json_decref(cm);
+	r = last_request();
+	cr_assert_str_eq(str(r, "path"), "/api/v1/namespaces/staging/configmaps/app-config");
+	cr_assert_str_eq(str(json_object_get(r, "query"), "fieldManager"), "ci-bot");
+	json_decref(r);
+
+	cm = configmap(NULL, "app-config", "three");
+	apply_ok(c, cm, NULL, NULL);
+	json_decref(cm);
+	r = last_request();
+	cr_assert_eq(json_integer_value(json_object_get(r, "status")), 200);
+	json_decref(r);
+	json_t *live = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(
+	    mg_kube_get(c, "/api/v1/namespaces/default/configmaps/app-config", "cm", &live, &err),
+	    0, "%s", err.message);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(live, "data"), "key")),
+	                 "three");
+	json_decref(live);
+	mg_kube_client_free(c);
+}
+
+Test(kube, token_and_expired_token)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, "token");
+	json_t *cm = configmap(NULL, "t", "v");
+	apply_ok(c, cm, NULL, NULL);
+	json_t *r = last_request();
+	cr_assert_str_eq(str(r, "auth"), "token");
+	cr_assert_str_eq(str(r, "user"), "ci");
+	json_decref(r);
+	mg_kube_client_free(c);
+
+	c = client_for(k.kubeconfig, "expired");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_apply(c, cm, NULL, NULL, &err), MG_ERROR);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "v1 ConfigMap default/t: 401 Unauthorized: %s refused the credentials of user "
+	         "expired (context expired in %s); the token or certificate is wrong, expired or "
+	         "revoked",
+	         k.url, k.kubeconfig);
+	cr_assert_str_eq(err.message, want);
+	cr_assert_null(strstr(err.message, k.expired_token));
+	cr_assert_null(strstr(tu_log_text(), k.expired_token));
+	cr_assert_null(strstr(tu_log_text(), k.token));
+	mg_error_clear(&err);
+	json_decref(cm);
+	mg_kube_client_free(c);
+}
+
+Test(kube, token_file_relative_and_data_fields)
+{
+	char user[8192];
+	write_file(in_dir("tok"), k.token);
+	write_file(in_dir("tok2"), "\n");
+	/* tokenFile relative to the kubeconfig; the CA as a file */
+	char extra[1024];
+	snprintf(extra, sizeof(extra), "    certificate-authority: ca.pem\n");
+	const char *kc = kubeconfig("kc-tokfile", k.url, extra, "    tokenFile: tok\n");
+	mg_kube_client *c = client_for(kc, NULL);
+	json_t *cm = configmap(NULL, "tf", "v");
+	apply_ok(c, cm, NULL, NULL);
+	json_t *r = last_request();
+	cr_assert_str_eq(str(r, "auth"), "token");
+	json_decref(r);
+	mg_kube_client_free(c);
+
+	/* an empty token file is named, not sent */
+	kc = kubeconfig("kc-tokfile2", k.url, extra, "    tokenFile: tok2\n");
+	mg_kube_config_options o = {.kubeconfig = kc};
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &o, &err), MG_EINVALID);
+	char want[600];
+	snprintf(want, sizeof(want), "tokenFile %s of user u is empty", in_dir("tok2"));
+	cr_assert_str_eq(err.message, want);
+	mg_error_clear(&err);
+
+	/* certificate-authority-data and client-certificate/key-data */
+	char *ca = b64_file(k.ca), *cert = b64_file(k.client_cert), *key = b64_file(k.client_key);
+	snprintf(extra, sizeof(extra), "    certificate-authority-data: %s\n", ca);
+	snprintf(user, sizeof(user), "    client-certificate-data: %s\n    client-key-data: %s\n",
+	         cert, key);
+	kc = kubeconfig("kc-data", k.url, extra, user);
+	c = client_for(kc, NULL);
+	apply_ok(c, cm, NULL, NULL);
+	r = last_request();
+	cr_assert_str_eq(str(r, "auth"), "cert");
+	cr_assert_str_eq(str(r, "user"), "admin");
+	json_decref(r);
+	mg_kube_client_free(c);
+
+	/* no CA at all: the system's CAs do not know the test CA */
+	kc = kubeconfig("kc-noca", k.url, "", user);
+	c = client_for(kc, NULL);
+	cr_assert_eq(mg_kube_apply(c, cm, NULL, NULL, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "TLS certificate of 127.0.0.1 not trusted"), "%s",
+	          err.message);
+	cr_assert_null(strstr(err.message, key));
+	mg_error_clear(&err);
+	mg_kube_client_free(c);
+	free(ca);
+	free(cert);
+	free(key);
+	json_decref(cm);
+}
+
+Test(kube, insecure_skip_tls_verify_is_warned)
+{
+	char user[256];
+	snprintf(user, sizeof(user), "    token: %s\n", k.token);
+	const char *kc =
+	    kubeconfig("kc-insecure", k.url, "    insecure-skip-tls-verify: true\n", user);
+	mg_kube_client *c = client_for(kc, NULL);
+	cr_assert(mg_kube_client_insecure(c));
+	cr_assert(strstr(tu_log_text(), "INSECURE: cluster ") &&
+	              strstr(tu_log_text(), "has insecure-skip-tls-verify: true; the API server's "
+	                                    "certificate is NOT verified"),
+	          "%s", tu_log_text());
+	json_t *cm = configmap(NULL, "ins", "v");
+	apply_ok(c, cm, NULL, NULL);
+	json_decref(cm);
+	mg_kube_client_free(c);
+
+	c = client_for(k.kubeconfig, NULL);
+	cr_assert_not(mg_kube_client_insecure(c));
+	mg_kube_client_free(c);
+}
+
+Test(kube, tls_server_name)
+{
+	char server[128], user[256], extra[600];
+	/* "localhost" is not in the certificate (IP:127.0.0.1 only)... */
+	snprintf(server, sizeof(server), "https://localhost:%d", k.port);
+	snprintf(user, sizeof(user), "    token: %s\n", k.token);
+	snprintf(extra, sizeof(extra), "    certificate-authority: %s\n", k.ca);
+	const char *kc = kubeconfig("kc-nosni", server, extra, user);
+	mg_kube_client *c = client_for(kc, NULL);
+	json_t *cm = configmap(NULL, "sni", "v");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_apply(c, cm, NULL, NULL, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "TLS certificate of localhost not trusted"), "%s",
+	          err.message);
+	mg_error_clear(&err);
+	mg_kube_client_free(c);
+	/* ...but tls-server-name checks it against a name it has */
+	snprintf(extra, sizeof(extra),
+	         "    certificate-authority: %s\n    tls-server-name: 127.0.0.1\n", k.ca);
+	kc = kubeconfig("kc-sni", server, extra, user);
+	c = client_for(kc, NULL);
+	apply_ok(c, cm, NULL, NULL);
+	json_decref(cm);
+	mg_kube_client_free(c);
+}
+
+static const char *exec_kubeconfig(const char *name, const char *api_version)
+{
+	char user[8192], cluster[600], plugin[PATH_MAX];
+	cr_assert_not_null(realpath("tests/fixtures/kube/plugin.sh", plugin));
+	snprintf(user, sizeof(user),
+	         "    exec:\n      apiVersion: %s\n      command: %s\n"
+	         "      env:\n      - {name: MG_PLUGIN_DIR, value: %s}\n",
+	         api_version, plugin, dir);
+	snprintf(cluster, sizeof(cluster), "    certificate-authority: %s\n", k.ca);
+	return kubeconfig(name, k.url, cluster, user);
+}
+
+static int plugin_runs(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	mg_error err = MG_ERROR_INIT;
+	if (mg_fs_read_all(&text, &len, in_dir("runs"), &err)) {
+		mg_error_clear(&err);
+		return 0;
+	}
+	int n = 0;
+	for (char *p = text; (p = strstr(p, "run\n")) != NULL; p += 4)
+		n++;
+	free(text);
+	return n;
+}
+
+static void get_ok(mg_kube_client *c)
+{
+	json_t *out = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err), 0,
+	             "%s", err.message);
+	json_decref(out);
+}
+
+Test(kube, exec_plugin_cached_until_expiry_and_rerun_after_401)
+{
+	write_file(in_dir("token"), k.token);
+	/* far off: one run serves every request */
+	write_file(in_dir("expiry"), "2099-01-01T00:00:00Z");
+	const char *kc = exec_kubeconfig("kc-exec", "client.authentication.k8s.io/v1");
+	mg_kube_client *c = client_for(kc, NULL);
+	get_ok(c);
+	get_ok(c);
+	get_ok(c);
+	cr_assert_eq(plugin_runs(), 1);
+	cr_assert_eq(mg_kube_client_exec_runs(c), 1);
+	json_t *r = last_request();
+	cr_assert_str_eq(str(r, "auth"), "token");
+	json_decref(r);
+
+	/* revoked early: the 401 makes it run again, once, and the new token works */
+	const char *fresh = "exec-fresh-SECRET-token-0b7e";
+	json_t *a = tu_kubeapi_control(&k, "{\"op\":\"add_token\",\"token\":\"exec-fresh-SECRET-"
+	                                   "token-0b7e\",\"user\":\"ci\",\"groups\":[\"g\"]}");
+	json_decref(a);
+	char op[256];
+	snprintf(op, sizeof(op), "{\"op\":\"expire_token\",\"token\":\"%s\"}", k.token);
+	json_decref(tu_kubeapi_control(&k, op));
+	write_file(in_dir("token"), fresh);
+	get_ok(c);
+	cr_assert_eq(plugin_runs(), 2);
+	get_ok(c);
+	cr_assert_eq(plugin_runs(), 2);
+
+	/* a plugin whose token keeps failing: one re-run, then the 401 message */
+	write_file(in_dir("token"), k.token);
+	snprintf(op, sizeof(op), "{\"op\":\"expire_token\",\"token\":\"%s\"}", fresh);
+	json_decref(tu_kubeapi_control(&k, op));
+	mg_error err = MG_ERROR_INIT;
+	json_t *out = NULL;
+	cr_assert_eq(mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err),
+	             MG_ERROR);
+	cr_assert(strstr(err.message, "list: 401 Unauthorized"), "%s", err.message);
+	cr_assert_eq(plugin_runs(), 3);
+	mg_error_clear(&err);
+	mg_kube_client_free(c);
+
+	/* about to expire: run before each request */
+	write_file(in_dir("token"), fresh);
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"add_token\",\"token\":\"exec-fresh2-SECRET\","
+	                                   "\"user\":\"ci\",\"groups\":[\"g\"]}"));
+	write_file(in_dir("token"), "exec-fresh2-SECRET");
+	char when[64];
+	time_t soon = time(NULL) + 5;
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&soon));
+	write_file(in_dir("expiry"), when);
+	c = client_for(kc, NULL);
+	get_ok(c);
+	get_ok(c);
+	cr_assert_eq(mg_kube_client_exec_runs(c), 2);
+	mg_kube_client_free(c);
+
+	cr_assert(strstr(tu_log_text(), "plugin stderr: logging in"), "%s", tu_log_text());
+	cr_assert_null(strstr(tu_log_text(), k.token));
+	cr_assert_null(strstr(tu_log_text(), fresh));
+	cr_assert_null(strstr(tu_log_text(), "exec-fresh2-SECRET"));
+}
+
+Test(kube, exec_plugin_wrong_api_version_refused)
+{
+	write_file(in_dir("token"), k.token);
+	write_file(in_dir("mode"), "wrong-version");
+	const char *kc = exec_kubeconfig("kc-exec", "client.authentication.k8s.io/v1");
+	mg_kube_client *c = client_for(kc, NULL);
+	json_t *out = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err),
+	             MG_ERROR);
+	cr_assert(strstr(err.message, "returned apiVersion client.authentication.k8s.io/v1beta1, "
+	                              "but the kubeconfig asks for "
+	                              "client.authentication.k8s.io/v1"),
+	          "%s", err.message);
+	cr_assert_null(strstr(err.message, k.token));
+	mg_error_clear(&err);
+	mg_kube_client_free(c);
+	json_t *log = tu_kubeapi_requests(&k);
+	cr_assert_eq(json_array_size(log), 0, "nothing sent without a credential");
+	json_decref(log);
+
+	/* v1beta1 asked for and returned is fine */
+	kc = exec_kubeconfig("kc-exec-beta", "client.authentication.k8s.io/v1beta1");
+	c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+}
+
+Test(kube, conflict_needs_force)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *d = deployment("web", 2, "nginx:1.25");
+	apply_ok(c, d, NULL, NULL);
+	json_decref(tu_kubeapi_control(
+	    &k, "{\"op\":\"update\",\"path\":\"/apis/apps/v1/namespaces/default/deployments/web\","
+	        "\"manager\":\"kubectl-edit\",\"patch\":{\"spec\":{\"replicas\":5}}}"));
+	json_decref(d);
+	d = deployment("web", 3, "nginx:1.25");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_apply(c, d, NULL, NULL, &err), MG_ECONFLICT);
+	cr_assert_str_eq(
+	    err.message,
+	    "apps/v1 Deployment default/web: 409 Conflict: fields managed by another "
+	    "field manager: .spec.replicas (managed by kubectl-edit); apply with force "
+	    "to take them over");
+	mg_error_clear(&err);
+	mg_kube_apply_options o = {.force = true};
+	json_t *res = NULL;
+	apply_ok(c, d, &o, &res);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(res, "spec"), "replicas")),
+	             3);
+	json_decref(res);
+	json_t *r = last_request();
+	cr_assert_str_eq(str(json_object_get(r, "query"), "force"), "true");
+	json_decref(r);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
+
+Test(kube, invalid_and_not_found_messages)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *d = deployment("web", 1, NULL);
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_apply(c, d, NULL, NULL, &err), MG_EINVALID);
+	cr_assert_str_eq(err.message, "apps/v1 Deployment default/web: 422 Invalid: "
+	                              "spec.template.spec.containers[0].image: Required value");
+	mg_error_clear(&err);
+	json_decref(d);
+
+	json_t *cm = configmap("nope", "x", "v");
+	cr_assert_eq(mg_kube_apply(c, cm, NULL, NULL, &err), MG_ENOTFOUND);
+	cr_assert_str_eq(err.message, "v1 ConfigMap nope/x: 404 NotFound: namespaces \"nope\" not "
+	                              "found");
+	mg_error_clear(&err);
+	json_decref(cm);
+
+	json_t *g = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "example.com/v1", "kind",
+	                      "Gadget", "metadata", "name", "g1");
+	cr_assert_eq(mg_kube_apply(c, g, NULL, NULL, &err), MG_ENOTFOUND);
+	cr_assert_str_eq(err.message, "kind Gadget is not served by example.com/v1");
+	mg_error_clear(&err);
+	json_decref(g);
+
+	g = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "nothere.io/v1", "kind", "Thing",
+	              "metadata", "name", "t1");
+	cr_assert_eq(mg_kube_apply(c, g, NULL, NULL, &err), MG_ENOTFOUND);
+	cr_assert_str_eq(err.message,
+	                 "kind Thing: the cluster does not serve the API nothere.io/v1 "
+	                 "(is its CustomResourceDefinition installed?)");
+	mg_error_clear(&err);
+	json_decref(g);
+	mg_kube_client_free(c);
+}
+
+Test(kube, discovery_of_a_custom_kind_and_dry_run)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *w = json_pack("{s:s, s:s, s:{s:s}, s:{s:i}}", "apiVersion", "example.com/v1",
+	                      "kind", "Widget", "metadata", "name", "w1", "spec", "size", 3);
+	mg_kube_apply_options dry = {.dry_run = true};
+	apply_ok(c, w, &dry, NULL);
+	json_t *r = last_request();
+	cr_assert_str_eq(str(r, "path"), "/apis/example.com/v1/namespaces/default/widgets/w1");
+	cr_assert_str_eq(str(json_object_get(r, "query"), "dryRun"), "All");
+	json_decref(r);
+	json_t *out = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_get(c, "/apis/example.com/v1/namespaces/default/widgets/w1", "widget",
+	                         &out, &err),
+	             MG_ENOTFOUND, "a dry run persists nothing");
+	mg_error_clear(&err);
+
+	apply_ok(c, w, NULL, NULL);
+	cr_assert_eq(mg_kube_get(c, "/apis/example.com/v1/namespaces/default/widgets/w1", "widget",
+	                         &out, &err),
+	             0, "%s", err.message);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(out, "spec"), "size")), 3);
+	json_decref(out);
+	/* discovery ran once for both applies */
+	json_t *log = tu_kubeapi_requests(&k);
+	size_t i, n = 0;
+	json_t *e;
+	json_array_foreach(log, i, e) n += !strcmp(str(e, "path"), "/apis/example.com/v1");
+	cr_assert_eq(n, 1);
+	json_decref(log);
+	json_decref(w);
+	mg_kube_client_free(c);
+}
+
+typedef struct {
+	char text[4096];
+} progress_log;
+
+static void on_progress(const char *msg, void *ud)
+{
+	progress_log *p = ud;
+	size_t len = strlen(p->text);
+	snprintf(p->text + len, sizeof(p->text) - len, "%s\n", msg);
+}
+
+Test(kube, rollout_waits_until_available)
+{
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":100}"));
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *d = deployment("web", 3, "nginx:1.25");
+	apply_ok(c, d, NULL, NULL);
+	progress_log p = {""};
+	mg_kube_rollout_options o = {
+	    .timeout_ms = 10000, .poll_ms = 20, .progress = on_progress, .ud = &p};
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = tu_now_ms();
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "web", &o, &err), 0, "%s", err.message);
+	cr_assert_lt(tu_now_ms() - t0, 5000);
+	cr_assert(strstr(p.text, "of 3 updated replicas are available\n"), "%s", p.text);
+	cr_assert(strstr(p.text, "successfully rolled out (3 of 3 updated replicas available)\n"),
+	          "%s", p.text);
+	json_t *live = NULL;
+	cr_assert_eq(
+	    mg_kube_get(c, "/apis/apps/v1/namespaces/default/deployments/web", "d", &live, &err),
+	    0);
+	cr_assert_eq(json_integer_value(
+	                 json_object_get(json_object_get(live, "status"), "availableReplicas")),
+	             3);
+	json_decref(live);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
+
+Test(kube, rollout_progress_deadline_fails_at_once)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *d = deployment("web", 2, "nginx:fail-rollout");
+	json_object_set_new(json_object_get(d, "spec"), "progressDeadlineSeconds",
+	                    json_integer(30)); /* 0.3 s at the server's scale */
+	apply_ok(c, d, NULL, NULL);
+	mg_kube_rollout_options o = {.timeout_ms = 20000, .poll_ms = 20};
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = tu_now_ms();
+	cr_assert_eq(mg_kube_rollout_wait(c, "default", "web", &o, &err), MG_ERROR);
+	cr_assert_lt(tu_now_ms() - t0, 5000, "not the whole timeout");
+	cr_assert(strstr(err.message, "apps/v1 Deployment default/web: rollout failed: exceeded "
+	                              "its progress deadline (ProgressDeadlineExceeded"),
+	          "%s", err.message);
+	mg_error_clear(&err);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
+
+Test(kube, rollout_timeout_and_cancel)
+{
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":60000}"));
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *d = deployment("web", 2, "nginx:1.25");
+	apply_ok(c, d, NULL, NULL);
+	mg_kube_rollout_options o = {.timeout_ms = 400, .poll_ms = 20};
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = tu_now_ms();
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "web", &o, &err), MG_ERROR);
+	int64_t took = tu_now_ms() - t0;
+	cr_assert(took >= 400 && took < 3000, "%lld ms", (long long)took);
+	cr_assert(strstr(err.message, "apps/v1 Deployment default/web: not rolled out within 0.4 s "
+	                              "(rollout_timeout): "),
+	          "%s", err.message);
+	mg_error_clear(&err);
+
+	volatile int cancel = 1;
+	o.cancel = &cancel;
+	o.timeout_ms = 10000;
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "web", &o, &err), MG_ECANCELED);
+	mg_error_clear(&err);
+
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "absent", &o, &err), MG_ECANCELED);
+	mg_error_clear(&err);
+	cancel = 0;
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "absent", &o, &err), MG_ENOTFOUND);
+	cr_assert(strstr(err.message, "apps/v1 Deployment default/absent: 404 NotFound: "), "%s",
+	          err.message);
+	mg_error_clear(&err);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
+
+Test(kube, diff_new_same_and_changed)
+{
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *d = deployment("web", 2, "nginx:1.25");
+	char *text = NULL;
+	bool changed = false;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_diff(c, d, &text, &changed, &err), 0, "%s", err.message);
+	cr_assert(changed);
+	cr_assert(!strncmp(text, "apps/v1 Deployment default/web: (new)\n", 38), "%s", text);
+	cr_assert(strstr(text, "  + spec.replicas: 2\n"), "%s", text);
+	cr_assert(strstr(text, "  + spec.template.spec.containers[0].image: \"nginx:1.25\"\n"),
+	          "%s", text);
+	free(text);
+	cr_assert_eq(
+	    mg_kube_get(c, "/apis/apps/v1/namespaces/default/deployments/web", "d", NULL, &err),
+	    MG_ENOTFOUND, "the diff's dry run created nothing");
+	mg_error_clear(&err);
+
+	apply_ok(c, d, NULL, NULL);
+	cr_assert_eq(mg_kube_diff(c, d, &text, &changed, &err), 0, "%s", err.message);
+	cr_assert_not(changed);
+	cr_assert_str_eq(text, "apps/v1 Deployment default/web: (no changes)\n");
+	free(text);
+	json_decref(d);
+
+	d = deployment("web", 3, "nginx:1.27");
+	json_object_set_new(json_object_get(d, "metadata"), "labels",
+	                    json_pack("{s:s}", "tier", "front"));
+	cr_assert_eq(mg_kube_diff(c, d, &text, &changed, &err), 0, "%s", err.message);
+	cr_assert(changed);
+	cr_assert_str_eq(text, "apps/v1 Deployment default/web:\n"
+	                       "  + metadata.labels.tier: \"front\"\n"
+	                       "  ~ spec.replicas: 2 -> 3\n"
+	                       "  ~ spec.template.spec.containers[0].image: \"nginx:1.25\" -> "
+	                       "\"nginx:1.27\"\n");
+	free(text);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
