@@ -52,6 +52,8 @@ typedef struct {
 	size_t host_start, host_end;
 } cm_ref;
 
+struct cm_text_chunk;
+
 struct mg_cm_private {
 	const mg_nginxconf *conf;
 	const char *prefix; /* the parser's, no trailing slash */
@@ -71,6 +73,10 @@ struct mg_cm_private {
 	size_t nowned;
 	char **fixes; /* the findings' fix texts, each once */
 	size_t nfixes;
+	size_t findings_cap;
+	/* the findings' messages, packed: hundreds of findings on a large tree
+	 * would otherwise each be a malloc'd block of their own */
+	struct cm_text_chunk *texts;
 	bool oom;
 };
 
@@ -102,6 +108,8 @@ char *cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len
 
 int cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err);
 
+/* Frees the findings' messages (mg_cm_free). */
+void cm_texts_free(mg_cm_private *p);
 /* Adds a finding; the strings are copied. */
 void cm_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
                 const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));

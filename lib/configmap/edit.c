@@ -229,10 +229,11 @@ void cm_buf_add(cm_buf *b, const char *data, size_t len)
 {
 	if (b->oom || b->err)
 		return;
-	/* 32 KB at most before the sink: the buffer never grows past 64 KB */
-	if (b->sink && b->n + len > 32768) {
+	/* 4 KB at most before the sink (stdio buffers behind it anyway): the buffer
+	 * stays within 8 KB instead of adding to the peak of a large tree */
+	if (b->sink && b->n + len > 4096) {
 		cm_buf_flush(b);
-		if (len > 32768) {
+		if (len > 4096) {
 			if (!b->err)
 				b->err = b->sink(data, len, b->ud);
 			return;

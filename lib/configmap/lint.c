@@ -73,17 +73,72 @@ static const char *intern(mg_cm_private *p, const char *s)
 	return v[p->nfixes] ? v[p->nfixes++] : NULL;
 }
 
+struct cm_text_chunk {
+	struct cm_text_chunk *next;
+	size_t used, size;
+	char mem[];
+};
+
+#define TEXT_CHUNK 8192
+
+/* fmt formatted into p's message chunks; NULL when out of memory. */
+static char *pack_text(mg_cm_private *p, const char *fmt, va_list ap)
+{
+	struct cm_text_chunk *c = p->texts;
+	size_t room = c ? c->size - c->used : 0;
+	va_list again;
+	va_copy(again, ap);
+	int n = vsnprintf(c ? c->mem + c->used : NULL, room, fmt, ap);
+	if (n < 0) {
+		va_end(again);
+		return NULL;
+	}
+	if ((size_t)n >= room) {
+		size_t size = (size_t)n + 1 > TEXT_CHUNK ? (size_t)n + 1 : TEXT_CHUNK;
+		struct cm_text_chunk *nc = malloc(sizeof(*nc) + size);
+		if (!nc) {
+			va_end(again);
+			return NULL;
+		}
+		*nc = (struct cm_text_chunk){.next = c, .size = size};
+		/* a long text alone: the chunk being filled stays in front */
+		if (c && size > TEXT_CHUNK) {
+			nc->next = c->next;
+			c->next = nc;
+		} else {
+			p->texts = nc;
+		}
+		c = nc;
+		vsnprintf(c->mem, size, fmt, again);
+	}
+	va_end(again);
+	char *s = c->mem + c->used;
+	c->used += (size_t)n + 1;
+	return s;
+}
+
+void cm_texts_free(mg_cm_private *p)
+{
+	while (p->texts) {
+		struct cm_text_chunk *n = p->texts->next;
+		free(p->texts);
+		p->texts = n;
+	}
+}
+
 void cm_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
                 const char *fix, const char *fmt, ...)
 {
 	mg_cm_private *p = cm->priv;
-	if (cm->nfindings % 32 == 0) {
-		mg_cm_finding *v = realloc(cm->findings, (cm->nfindings + 32) * sizeof(*v));
+	if (cm->nfindings == p->findings_cap) {
+		size_t cap = p->findings_cap ? p->findings_cap + p->findings_cap / 2 : 32;
+		mg_cm_finding *v = realloc(cm->findings, cap * sizeof(*v));
 		if (!v) {
 			p->oom = true;
 			return;
 		}
 		cm->findings = v;
+		p->findings_cap = cap;
 	}
 	mg_cm_finding *f = &cm->findings[cm->nfindings];
 	*f = (mg_cm_finding){.severity = sev, .rule = rule};
@@ -94,11 +149,9 @@ void cm_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_di
 	f->fix = intern(p, fix ? fix : "");
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&f->message, fmt, ap) < 0)
-		f->message = NULL;
+	f->message = pack_text(p, fmt, ap);
 	va_end(ap);
 	if (!f->fix || !f->message) {
-		free(f->message);
 		p->oom = true;
 		return;
 	}

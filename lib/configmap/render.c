@@ -715,10 +715,7 @@ void mg_cm_free(mg_cm *cm)
 		free(cm->entries[i].source);
 	}
 	free(cm->entries);
-	for (size_t i = 0; i < cm->nfindings; i++) {
-		free(cm->findings[i].message);
-	}
-	free(cm->findings);
+	free(cm->findings); /* their messages are in priv's texts */
 	for (size_t i = 0; i < cm->nsecrets; i++) {
 		free(cm->secrets[i].pod_path);
 		free(cm->secrets[i].source);
@@ -757,6 +754,7 @@ void mg_cm_free(mg_cm *cm)
 		for (size_t i = 0; i < p->nfixes; i++)
 			free(p->fixes[i]);
 		free(p->fixes);
+		cm_texts_free(p);
 		free(p);
 	}
 	free(cm->name);

@@ -62,6 +62,11 @@ typedef struct {
 #define INTERN_MAX_ENTRIES (1u << 16)
 
 typedef struct {
+	const char *const *args;
+	size_t n;
+} arglist;
+
+typedef struct {
 	mg_nginxconf *conf;
 	bool keep_comments;
 	bool follow;
@@ -77,6 +82,10 @@ typedef struct {
 	 * directive names and short values endlessly */
 	const char **words;
 	size_t nwords, capwords;
+	/* argument lists already stored, all of interned words: `deny all`,
+	 * `keepalive 16` and their like repeat by the hundred and share one */
+	arglist *arglists;
+	size_t narglists, caparglists;
 } parser;
 
 static const char comment_name[] = "\0#"; /* a quote byte, then the name */
@@ -564,6 +573,71 @@ static const char *store_word(parser *p, const char *data, const mg_ngx_token *t
 	return s + 1;
 }
 
+/* Argument lists shorter than this are shared (longer ones rarely repeat). */
+#define SHARE_MAX_ARGS    8
+#define SHARE_MAX_ENTRIES (1u << 16)
+
+static uint32_t arglist_hash(const char *const *args, size_t n)
+{
+	uint64_t h = n;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint64_t)(uintptr_t)args[i]) * 0x9E3779B97F4A7C15ull;
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static bool arglists_grow(parser *p)
+{
+	size_t cap = p->caparglists ? p->caparglists * 2 : 1024;
+	arglist *t = calloc(cap, sizeof(*t));
+	if (!t)
+		return false;
+	for (size_t i = 0; i < p->caparglists; i++) {
+		arglist l = p->arglists[i];
+		if (!l.args)
+			continue;
+		size_t j = arglist_hash(l.args, l.n) & (cap - 1);
+		while (t[j].args)
+			j = (j + 1) & (cap - 1);
+		t[j] = l;
+	}
+	free(p->arglists);
+	p->arglists = t;
+	p->caparglists = cap;
+	return true;
+}
+
+/*
+ * The tree's copy of args (n words from store_word()): a list stored before
+ * with the same pointers, or a new one. Equal pointers are equal words, so
+ * sharing never changes what a directive reads; a word that was not interned
+ * only makes its list unshared.
+ */
+static const char *const *share_args(parser *p, const char *const *args, size_t n)
+{
+	if (!p->caparglists && !arglists_grow(p))
+		return NULL;
+	size_t mask = p->caparglists - 1;
+	size_t j = arglist_hash(args, n) & mask;
+	for (;; j = (j + 1) & mask) {
+		arglist l = p->arglists[j];
+		if (!l.args)
+			break;
+		if (l.n == n && memcmp(l.args, args, n * sizeof(*args)) == 0)
+			return l.args;
+	}
+	const char **copy = mg_ngx_arena_obj(&p->conf->arena, n * sizeof(*copy));
+	if (!copy)
+		return NULL;
+	memcpy(copy, args, n * sizeof(*args));
+	if (p->narglists < SHARE_MAX_ENTRIES) {
+		p->arglists[j] = (arglist){copy, n};
+		/* a full table only shares less, so a failed growth is not an error */
+		if (++p->narglists * 2 > p->caparglists && !arglists_grow(p))
+			p->narglists = SHARE_MAX_ENTRIES;
+	}
+	return copy;
+}
+
 static bool make_directive(parser *p, const mg_ngx_lexer *lx, uint32_t file, mg_ngx_directive *d)
 {
 	mg_ngx_arena *a = &p->conf->arena;
@@ -575,15 +649,26 @@ static bool make_directive(parser *p, const mg_ngx_lexer *lx, uint32_t file, mg_
 	d->name = store_word(p, lx->data, &lx->toks[0]);
 	if (!d->name)
 		return false;
-	if (nargs) {
-		const char **args = mg_ngx_arena_obj(a, nargs * sizeof(*args));
-		if (!args)
-			return false;
+	if (!nargs)
+		return true;
+	bool shareable = nargs <= SHARE_MAX_ARGS;
+	for (size_t i = 1; shareable && i <= nargs; i++)
+		shareable = !lx->toks[i].escaped && lx->toks[i].len <= INTERN_MAX_LEN;
+	if (shareable) {
+		const char *tmp[SHARE_MAX_ARGS];
 		for (size_t i = 0; i < nargs; i++)
-			if (!(args[i] = store_word(p, lx->data, &lx->toks[i + 1])))
+			if (!(tmp[i] = store_word(p, lx->data, &lx->toks[i + 1])))
 				return false;
-		d->args = args;
+		d->args = share_args(p, tmp, nargs);
+		return d->args != NULL;
 	}
+	const char **args = mg_ngx_arena_obj(a, nargs * sizeof(*args));
+	if (!args)
+		return false;
+	for (size_t i = 0; i < nargs; i++)
+		if (!(args[i] = store_word(p, lx->data, &lx->toks[i + 1])))
+			return false;
+	d->args = args;
 	return true;
 }
 
@@ -783,6 +868,7 @@ static int run(mg_nginxconf *c, uint32_t main_idx, const mg_nginxconf_options *o
 	free(p.kids);
 	free(p.frames);
 	free(p.words);
+	free(p.arglists);
 	if (rc) {
 		mg_nginxconf_free(c);
 		return rc;
