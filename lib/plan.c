@@ -332,6 +332,21 @@ static const char *get_str(loader *L, yaml_node_t *map, const char *path, const 
 	return s;
 }
 
+/* true/false only: yes/no/on/off mean booleans to YAML 1.1 readers and strings to 1.2 ones */
+static bool get_bool(loader *L, yaml_node_t *map, const char *path, const char *key, bool def)
+{
+	yaml_node_t *v = get(L, map, key);
+	if (!v)
+		return def;
+	const char *s = scalar(v);
+	if (s && is_plain(v) && !strcmp(s, "true"))
+		return true;
+	if (s && is_plain(v) && !strcmp(s, "false"))
+		return false;
+	ERR(L, v, kpath(L, path, key), "must be true or false (unquoted)");
+	return def;
+}
+
 static bool parse_long(const char *s, long *out)
 {
 	char *end;
@@ -978,9 +993,9 @@ static void load_vms(loader *L, yaml_node_t *m)
 
 static void load_kubernetes(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"kubeconfig",      "context", "namespace",
-	                                   "templates",       "values",  "configmaps",
-	                                   "rollout_timeout", NULL};
+	static const char *const keys[] = {"kubeconfig",      "context",         "namespace",
+	                                   "templates",       "values",          "configmaps",
+	                                   "rollout_timeout", "force_conflicts", NULL};
 	static const char *const ckeys[] = {"name", "from_nginx", NULL};
 	const char *P = "kubernetes";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
@@ -1000,6 +1015,7 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 	k->templates = get_path(L, m, P, "templates", true, NULL);
 	check_file_exists(L, m, P, "templates", k->templates, true, MG_SEV_WARNING);
 	k->rollout_timeout_ms = get_duration(L, m, P, "rollout_timeout", 600000, 1000);
+	k->force_conflicts = get_bool(L, m, P, "force_conflicts", false);
 
 	yaml_node_t *values = get(L, m, "values");
 	if (values && expect(L, values, YAML_MAPPING_NODE, "kubernetes.values")) {

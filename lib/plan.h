@@ -74,6 +74,8 @@ typedef struct {
 	mg_plan_configmap *configmaps;
 	size_t nconfigmaps;
 	int64_t rollout_timeout_ms;
+	/* server-side apply with force: take over fields another field manager owns */
+	bool force_conflicts;
 } mg_plan_kubernetes;
 
 typedef enum { MG_PROVIDER_HAPROXY, MG_PROVIDER_NGINX, MG_PROVIDER_CLOUDFLARE } mg_provider;

@@ -112,7 +112,7 @@ json_t *mg_state_to_json(const mg_state *st)
 	json_t *step_index =
 	    st->step_index < 0 ? json_null() : json_integer((json_int_t)st->step_index);
 	json_t *doc = json_pack(
-	    "{s:i, s:s, s:I, s:s, s:{s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o, s:o}, s:o, "
+	    "{s:i, s:s, s:I, s:s, s:{s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o, s:o, s:o}, s:o, "
 	    "s:o}",
 	    "format", MG_STATE_FORMAT, "plan", st->plan, "revision", (json_int_t)st->revision,
 	    "phase", mg_phase_name(st->phase), "step", "index", step_index, "started_at",
@@ -124,6 +124,9 @@ json_t *mg_state_to_json(const mg_state *st)
 	    st->vms_previous_version[0] ? json_string(st->vms_previous_version) : json_null(),
 	    "kubernetes",
 	    st->kubernetes_version[0] ? json_string(st->kubernetes_version) : json_null(),
+	    "kubernetes_previous",
+	    st->kubernetes_previous_version[0] ? json_string(st->kubernetes_previous_version)
+	                                       : json_null(),
 	    "created_at", time_or_null(st->created_ms), "updated_at", time_or_null(st->updated_ms));
 	if (doc) {
 		json_object_set_new(doc, "pending", pending_json(st));
@@ -295,6 +298,14 @@ int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err)
 	if (json_object_get(versions, "vms_previous")) {
 		rc = get_version(st.vms_previous_version, sizeof(st.vms_previous_version), versions,
 		                 "vms_previous", err);
+		if (rc < 0)
+			return rc;
+	}
+	/* absent in files written before the cluster deploy existed */
+	if (json_object_get(versions, "kubernetes_previous")) {
+		rc = get_version(st.kubernetes_previous_version,
+		                 sizeof(st.kubernetes_previous_version), versions,
+		                 "kubernetes_previous", err);
 		if (rc < 0)
 			return rc;
 	}

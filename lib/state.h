@@ -42,6 +42,8 @@ typedef struct {
 	char vms_version[128];          /* "" if never deployed */
 	char vms_previous_version[128]; /* what the fleet ran before vms_version; "" if unknown */
 	char kubernetes_version[128];
+	/* what the cluster ran before kubernetes_version ("" if unknown): rollback --release */
+	char kubernetes_previous_version[128];
 	int64_t created_ms;
 	int64_t updated_ms;
 	/*
