@@ -13,8 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <git2.h>
+#include <pthread.h>
+
+#include "cluster.h"
 #include "cmd.h"
 #include "fleet.h"
+#include "http.h"
 #include "sha256.h"
 #include "state.h"
 #include "store.h"
@@ -283,6 +288,43 @@ static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *d
 		       "them for each)\n");
 }
 
+/*
+ * What the fleet side checks before any host is contacted: the artifact of
+ * version exists (*artifact, *sha filled for a deploy), the key, known_hosts.
+ */
+static int fleet_prepare(const mg_plan *plan, mg_fleet_op op, const char *version, bool accept_new,
+                         char **artifact_out, char sha[65], const char **passphrase, mg_error *err)
+{
+	const mg_plan_vms *v = mg_plan_vms_section(plan);
+	*artifact_out = NULL;
+	if (op == MG_FLEET_DEPLOY) {
+		const mg_plan_build *b = mg_plan_build_section(plan);
+		if (!b->artifact)
+			return mg_error_set(err, MG_EINVALID,
+			                    "%s: deploying to the VMs needs build.artifact, the "
+			                    "file unpacked on each VM (see docs/plan.md)",
+			                    mg_plan_file(plan));
+		char *artifact = expand_version(b->artifact, version);
+		if (!artifact)
+			return mg_error_set(err, MG_ENOMEM, "out of memory");
+		*artifact_out = artifact;
+		struct stat sb;
+		errno = 0;
+		if (stat(artifact, &sb) != 0 || !S_ISREG(sb.st_mode))
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "the artifact %s (build.artifact for version %s) %s; no host "
+			    "was contacted",
+			    artifact, version,
+			    errno == ENOENT ? "does not exist" : "is not a readable file");
+		int rc = mg_sha256_file(sha, artifact, err);
+		if (rc)
+			return mg_error_set(err, MG_EINVALID, "%s; no host was contacted",
+			                    err->message);
+	}
+	return preflight(v, accept_new, passphrase, err);
+}
+
 int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_new,
               const char *reason)
 {
@@ -311,41 +353,9 @@ int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_
 		goto fail;
 	const mg_plan_vms *v = mg_plan_vms_section(plan);
 	const char *name = mg_plan_name(plan);
-	if (op == MG_FLEET_DEPLOY) {
+	if (op == MG_FLEET_DEPLOY)
 		snprintf(version, sizeof(version), "%s", version_arg);
-		const mg_plan_build *b = mg_plan_build_section(plan);
-		if (!b->artifact) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "%s: `migrate deploy --vms-only` needs build.artifact, the "
-			    "file unpacked on each VM (see docs/plan.md)",
-			    mg_plan_file(plan));
-			goto fail;
-		}
-		artifact = expand_version(b->artifact, version);
-		if (!artifact) {
-			rc = mg_error_set(&err, MG_ENOMEM, "out of memory");
-			goto fail;
-		}
-		struct stat sb;
-		errno = 0;
-		if (stat(artifact, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "the artifact %s (build.artifact for version %s) %s; no host "
-			    "was contacted",
-			    artifact, version,
-			    errno == ENOENT ? "does not exist" : "is not a readable file");
-			goto fail;
-		}
-		rc = mg_sha256_file(sha, artifact, &err);
-		if (rc) {
-			rc = mg_error_set(&err, MG_EINVALID, "%s; no host was contacted",
-			                  err.message);
-			goto fail;
-		}
-	}
-	rc = preflight(v, accept_new, &passphrase, &err);
+	rc = fleet_prepare(plan, op, version, accept_new, &artifact, sha, &passphrase, &err);
 	if (rc)
 		goto fail;
 
@@ -546,6 +556,633 @@ out:
 	return exit_code;
 }
 
+/* --- both sides: the fleet and the cluster ---------------------------------------------- */
+
+/* The TTY line of a dual run: both sides' progress, redrawn by whichever side moved. */
+typedef struct {
+	pthread_mutex_t mu;
+	mg_cli *cli;
+	const char *plan, *verb, *version;
+	bool tty, drawn, vms, k8s;
+	int64_t last_ms;
+	size_t batch, nbatches, nhosts, ok, failed, running;
+	char k8s_msg[200];
+} dual_progress;
+
+/* Called with dp->mu held. */
+static void dual_draw(dual_progress *dp, bool force)
+{
+	if (!dp->tty)
+		return;
+	int64_t now = mono_ms();
+	if (!force && now - dp->last_ms < PROGRESS_MS)
+		return;
+	dp->last_ms = now;
+	char vm[160] = "", k8[240] = "";
+	if (dp->vms)
+		snprintf(vm, sizeof(vm), "  VMs: batch %zu/%zu, %zu/%zu done, %zu failed",
+		         dp->batch, dp->nbatches, dp->ok + dp->failed, dp->nhosts, dp->failed);
+	if (dp->k8s)
+		snprintf(k8, sizeof(k8), "  cluster: %s", *dp->k8s_msg ? dp->k8s_msg : "starting");
+	fprintf(stderr, "\r\033[K%s: %s %s%s%s", dp->plan, dp->verb, dp->version, vm, k8);
+	fflush(stderr);
+	dp->drawn = true;
+}
+
+static void dual_fleet_progress(void *ud, const mg_fleet_progress *p)
+{
+	dual_progress *dp = ud;
+	pthread_mutex_lock(&dp->mu);
+	if (p->finished && !p->reverting) {
+		dp->ok += p->host->outcome == MG_FLEET_OK;
+		dp->failed += p->host->outcome == MG_FLEET_FAILED;
+	}
+	dp->batch = p->batch + 1;
+	dp->nbatches = p->run->nbatches;
+	dp->nhosts = p->run->nhosts;
+	dp->running = p->running;
+	dual_draw(dp, p->finished);
+	pthread_mutex_unlock(&dp->mu);
+}
+
+static void dual_cluster_progress(void *ud, const mg_cluster_object *obj, const char *msg)
+{
+	dual_progress *dp = ud;
+	pthread_mutex_lock(&dp->mu);
+	snprintf(dp->k8s_msg, sizeof(dp->k8s_msg), "%s %s: %s", obj->kind ? obj->kind : "?",
+	         obj->name ? obj->name : "?", msg);
+	dual_draw(dp, false);
+	pthread_mutex_unlock(&dp->mu);
+}
+
+static void dual_clear(dual_progress *dp)
+{
+	pthread_mutex_lock(&dp->mu);
+	if (dp->drawn) {
+		fprintf(stderr, "\r\033[K");
+		fflush(stderr);
+		dp->drawn = false;
+	}
+	pthread_mutex_unlock(&dp->mu);
+}
+
+typedef struct {
+	mg_kube_client *client;
+	mg_cluster_options o;
+	mg_cluster_result res;
+	mg_error err;
+	int rc;
+	bool ran;
+} cluster_job;
+
+static void *cluster_thread(void *ud)
+{
+	cluster_job *j = ud;
+	j->rc = mg_cluster_apply(&j->res, j->client, &j->o, &j->err);
+	j->ran = true;
+	return NULL;
+}
+
+static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
+                          const char *version, const mg_cluster_result *r, int rc)
+{
+	bool c = cli->color_out;
+	char t[32];
+	fmt_secs(t, sizeof(t), r->duration_ms);
+	if (r->dry_run)
+		printf("%s: dry run of the cluster %s of %s (server-side dryRun=All, nothing "
+		       "persisted, no rollout waited for): %zu to create, %zu to change, %zu "
+		       "unchanged\n",
+		       plan, verb, version, r->created, r->configured, r->unchanged);
+	else if (!rc)
+		printf("%s: %scluster %s %s%s in %s (context %s, namespace %s): %zu created, %zu "
+		       "configured, %zu unchanged; %zu of %zu Deployment%s rolled out\n",
+		       plan, cli_c(c, C_GREEN), !strcmp(verb, "rollback") ? "rolled back to" : "at",
+		       version, cli_c(c, C_RESET), t, r->context ? r->context : "-",
+		       r->namespace_ ? r->namespace_ : "-", r->created, r->configured, r->unchanged,
+		       r->rolled_out, r->deployments, r->deployments == 1 ? "" : "s");
+	else
+		printf("%s: %scluster %s of %s failed%s after %s: %zu created, %zu configured, %zu "
+		       "unchanged, %zu failed, %zu not applied; %zu of %zu Deployment%s rolled "
+		       "out\n",
+		       plan, cli_c(c, C_RED), verb, version, cli_c(c, C_RESET), t, r->created,
+		       r->configured, r->unchanged, r->failed, r->not_run, r->rolled_out,
+		       r->deployments, r->deployments == 1 ? "" : "s");
+	size_t w = 6;
+	for (size_t i = 0; i < r->nobjects; i++) {
+		const mg_cluster_object *o = &r->objects[i];
+		size_t n = strlen(o->kind ? o->kind : "?") + 1 + strlen(o->name ? o->name : "?");
+		if (n > w)
+			w = n;
+	}
+	if (w > 60)
+		w = 60;
+	printf("  %-*s  %-10s  %-9s  %s\n", (int)w, "OBJECT", "OUTCOME", "ROLLOUT", "ERROR");
+	for (size_t i = 0; i < r->nobjects; i++) {
+		const mg_cluster_object *o = &r->objects[i];
+		char name[300], line[2048];
+		snprintf(name, sizeof(name), "%s/%s", o->kind ? o->kind : "?",
+		         o->name ? o->name : "?");
+		const char *col = o->outcome == MG_CLUSTER_FAILED    ? C_RED
+		                  : o->outcome == MG_CLUSTER_NOT_RUN ? C_YELLOW
+		                                                     : C_GREEN;
+		char ro[32] = "-";
+		if (o->rollout && o->rolled_out)
+			fmt_secs(ro, sizeof(ro), o->rollout_ms);
+		else if (o->rollout && o->outcome == MG_CLUSTER_FAILED && !o->rolled_out &&
+		         o->rollout_status)
+			snprintf(ro, sizeof(ro), "failed");
+		snprintf(line, sizeof(line), "  %-*s  %s%-10s%s  %-9s  %s", (int)w, name,
+		         cli_c(c, col), mg_cluster_outcome_name(o->outcome), cli_c(c, C_RESET), ro,
+		         o->error ? o->error : "");
+		size_t n = strlen(line);
+		while (n && line[n - 1] == ' ')
+			line[--n] = '\0';
+		printf("%s\n", line);
+	}
+	if (r->dry_run && cli->verbose)
+		for (size_t i = 0; i < r->nobjects; i++)
+			if (r->objects[i].diff)
+				fputs(r->objects[i].diff, stdout);
+}
+
+static json_t *error_json(int rc, const mg_error *err)
+{
+	json_t *e = json_pack("{s:s, s:s}", "kind", mg_error_name(rc), "message", err->message);
+	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
+	return e;
+}
+
+/* git rev-parse --short HEAD of build.repo, refusing a tree with uncommitted changes. */
+int cli_release_version(char *out, size_t size, const mg_plan *plan, mg_error *err)
+{
+	const mg_plan_build *b = mg_plan_build_section(plan);
+	if (!b || !b->repo)
+		return mg_error_set(err, MG_EINVALID,
+		                    "--version V is required: the plan has no build.repo to take "
+		                    "the release from (its HEAD commit)");
+	git_libgit2_init();
+	git_repository *repo = NULL;
+	git_object *head = NULL;
+	git_status_list *st = NULL;
+	git_buf shortid = {0};
+	int rc = 0;
+	if (git_repository_open(&repo, b->repo) != 0 ||
+	    git_revparse_single(&head, repo, "HEAD^{commit}") != 0 ||
+	    git_object_short_id(&shortid, head) != 0) {
+		const git_error *ge = git_error_last();
+		rc = mg_error_set(err, MG_EINVALID, "build.repo %s: cannot read HEAD: %s", b->repo,
+		                  ge && ge->message ? ge->message : "unknown error");
+		goto out;
+	}
+	git_status_options so = GIT_STATUS_OPTIONS_INIT;
+	/* untracked files are not part of a build from the commit; changes to tracked ones are */
+	so.flags = GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+	if (git_status_list_new(&st, repo, &so) != 0) {
+		const git_error *ge = git_error_last();
+		rc = mg_error_set(err, MG_EINVALID, "build.repo %s: cannot read its status: %s",
+		                  b->repo, ge && ge->message ? ge->message : "unknown error");
+		goto out;
+	}
+	size_t dirty = git_status_list_entrycount(st);
+	if (dirty) {
+		const git_status_entry *e = git_status_byindex(st, 0);
+		const char *path = e->index_to_workdir && e->index_to_workdir->new_file.path
+		                       ? e->index_to_workdir->new_file.path
+		                   : e->head_to_index ? e->head_to_index->new_file.path
+		                                      : "?";
+		rc =
+		    mg_error_set(err, MG_EINVALID,
+		                 "build.repo %s has %zu uncommitted change%s (%s%s): the release "
+		                 "would not be the commit %s names. Commit them, or pass --version "
+		                 "V",
+		                 b->repo, dirty, dirty == 1 ? "" : "s", path,
+		                 dirty > 1 ? ", ..." : "", shortid.ptr);
+		goto out;
+	}
+	snprintf(out, size, "%s", shortid.ptr);
+out:
+	git_buf_dispose(&shortid);
+	git_status_list_free(st);
+	git_object_free(head);
+	git_repository_free(repo);
+	git_libgit2_shutdown();
+	return rc;
+}
+
+/*
+ * deploy (both sides, or --k8s-only) and rollback --release with a cluster.
+ * The fleet runs in this thread and the cluster in its own; each side's
+ * failure leaves the other as it is. Journal and state are written only
+ * from this thread (lib/fleet journals from here too), the manifests of a
+ * release before anything is applied.
+ */
+int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_only, bool k8s_only,
+                bool accept_new, const char *reason)
+{
+	mg_error err = MG_ERROR_INIT;
+	mg_plan *plan = NULL;
+	int exit_code = EXIT_DONE;
+	char why[256];
+	if (version_arg && mg_fleet_check_version(version_arg, why, sizeof(why)))
+		return cli_usage_error(cli, "--version: %s", why);
+	int rc = cli_load_plan(cli, &plan, MG_NEED_VMS_OR_KUBERNETES, &err);
+	if (rc) {
+		exit_code = cli_fail(cli, &err);
+		mg_error_clear(&err);
+		return exit_code;
+	}
+	bool has_vms = mg_plan_vms_section(plan) != NULL;
+	bool has_k8s = mg_plan_kubernetes_section(plan) != NULL;
+	bool vms = vms_only || (!k8s_only && has_vms);
+	bool k8s = k8s_only || (!vms_only && has_k8s);
+	if (vms && !k8s) {
+		/* the fleet alone: exactly `--vms-only` */
+		char v[MG_FLEET_VERSION_MAX + 1] = "";
+		if (op == MG_FLEET_DEPLOY && !version_arg) {
+			rc = cli_release_version(v, sizeof(v), plan, &err);
+			if (rc) {
+				exit_code = cli_fail(cli, &err);
+				goto end_early;
+			}
+		}
+		mg_plan_free(plan);
+		return cmd_fleet(cli, op, version_arg ? version_arg : v, accept_new, reason);
+	}
+	if (k8s_only && !has_k8s) {
+		mg_error_set(&err, MG_EINVALID, "--k8s-only: %s has no kubernetes section",
+		             mg_plan_file(plan));
+		exit_code = cli_fail(cli, &err);
+		goto end_early;
+	}
+	goto begin;
+end_early:
+	mg_plan_free(plan);
+	mg_error_clear(&err);
+	return exit_code;
+
+begin:;
+	const char *name = mg_plan_name(plan);
+	const mg_plan_kubernetes *k = mg_plan_kubernetes_section(plan);
+	const char *verb = op == MG_FLEET_DEPLOY ? "deploy" : "rollback";
+	mg_store *store = NULL;
+	mg_kube_client *client = NULL;
+	json_t *objects = NULL, *fleet = NULL, *doc = cli->json ? cli_doc(cli) : NULL;
+	char *artifact = NULL;
+	char sha[65] = "";
+	const char *passphrase = NULL;
+	mg_fleet_result fres = {0};
+	cluster_job job = {0};
+	job.err = (mg_error)MG_ERROR_INIT;
+	mg_error ferr = MG_ERROR_INIT;
+	int frc = 0;
+	bool fleet_ran = false, signals = false;
+	mg_state st;
+	char version[MG_FLEET_VERSION_MAX + 1] = "", vms_version[MG_FLEET_VERSION_MAX + 1] = "";
+	char from_vms[sizeof(st.vms_version)] = "", from_k8s[sizeof(st.vms_version)] = "";
+	struct sigaction old_int, old_term, old_pipe;
+	size_t secret_files = 0;
+
+	if (op == MG_FLEET_DEPLOY) {
+		if (version_arg)
+			snprintf(version, sizeof(version), "%s", version_arg);
+		else if ((rc = cli_release_version(version, sizeof(version), plan, &err)))
+			goto fail;
+		snprintf(vms_version, sizeof(vms_version), "%s", version);
+		if (!mg_plan_build_section(plan)) {
+			rc = mg_error_set(&err, MG_EINVALID,
+			                  "%s: deploy needs a build section (build.image for the "
+			                  "cluster%s)",
+			                  mg_plan_file(plan),
+			                  vms ? ", build.artifact for the VMs" : "");
+			goto fail;
+		}
+		if (vms && (rc = fleet_prepare(plan, op, version, accept_new, &artifact, sha,
+		                               &passphrase, &err)))
+			goto fail;
+		rc = mg_cluster_render(&objects, plan, version, &secret_files, &err);
+		if (rc)
+			goto fail;
+		cli_print_diags(cli, &err); /* template warnings */
+		mg_error_clear(&err);
+	} else if (vms && (rc = fleet_prepare(plan, op, NULL, accept_new, &artifact, sha,
+	                                      &passphrase, &err))) {
+		goto fail;
+	}
+	/* a kubeconfig that does not resolve is bad input, found before anything is touched */
+	rc = mg_cluster_connect(&client, plan, (const volatile int *)&fleet_signal, &err);
+	if (rc)
+		goto fail;
+
+	const char *dir = cli_state_dir(cli, plan);
+	if (cli->dry_run) {
+		mg_state_init(&st, name);
+		rc = mg_store_open_existing(&store, dir, name, &err);
+		if (rc == MG_ENOTFOUND) {
+			mg_error_clear(&err);
+			rc = 0;
+		} else if (!rc) {
+			rc = mg_state_load(&st, store, &err);
+		}
+	} else {
+		rc = mg_store_open(&store, dir, name, &err);
+		if (!rc)
+			rc = mg_store_lock(store, cli->command, &err);
+		if (!rc)
+			rc = mg_state_load(&st, store, &err);
+		if (!rc && vms)
+			rc = mg_fleet_record_load(&fleet, store, &err);
+	}
+	if (rc)
+		goto fail;
+	snprintf(from_vms, sizeof(from_vms), "%s", st.vms_version);
+	snprintf(from_k8s, sizeof(from_k8s), "%s", st.kubernetes_version);
+
+	if (op == MG_FLEET_ROLLBACK) {
+		if (vms && !*st.vms_previous_version) {
+			rc = mg_error_set(
+			    &err, MG_EINVALID,
+			    "nothing to roll back to on the VMs: no release before %s is "
+			    "recorded (--k8s-only rolls back the cluster alone)",
+			    *st.vms_version ? st.vms_version : "the first deploy");
+			goto fail;
+		}
+		if (!*st.kubernetes_previous_version) {
+			rc = mg_error_set(
+			    &err, MG_EINVALID,
+			    "nothing to roll back to on the cluster: no release before "
+			    "%s is recorded%s",
+			    *st.kubernetes_version ? st.kubernetes_version : "the first deploy",
+			    vms ? " (--vms-only rolls back the VMs alone)" : "");
+			goto fail;
+		}
+		if (vms) {
+			snprintf(vms_version, sizeof(vms_version), "%s", st.vms_previous_version);
+			if (mg_fleet_check_version(vms_version, why, sizeof(why))) {
+				rc = mg_error_set(
+				    &err, MG_EINVALID,
+				    "state.json: versions.vms_previous is not a release "
+				    "name: %s",
+				    why);
+				goto fail;
+			}
+		}
+		snprintf(version, sizeof(version), "%s", st.kubernetes_previous_version);
+		rc = store ? mg_cluster_record_load(&objects, store, version, &err) : MG_ENOTFOUND;
+		if (rc == MG_ENOTFOUND) {
+			mg_error_clear(&err);
+			rc = mg_error_set(
+			    &err, MG_EINVALID,
+			    "the manifests of %s are not recorded in %s/manifests; deploy "
+			    "it again with `migrate deploy --k8s-only --version %s`",
+			    version, store ? mg_store_path(store) : dir, version);
+		}
+		if (rc)
+			goto fail;
+	}
+
+	mg_fleet_options fo = {
+	    .op = op,
+	    .vms = mg_plan_vms_section(plan),
+	    .version = vms_version,
+	    .artifact = artifact,
+	    .artifact_sha256 = op == MG_FLEET_DEPLOY ? sha : NULL,
+	    .accept_new_host_keys = accept_new,
+	    .passphrase = passphrase,
+	    .cancel = &fleet_signal,
+	    .store = cli->dry_run ? NULL : store,
+	    .fleet = fleet,
+	    .command = cli->command,
+	    .reason = reason,
+	    .from_version = *from_vms ? from_vms : NULL,
+	};
+	job.client = client;
+	job.o = (mg_cluster_options){.objects = objects,
+	                             .force = k->force_conflicts,
+	                             .dry_run = cli->dry_run,
+	                             .rollout_timeout_ms = k->rollout_timeout_ms,
+	                             .cancel = (const volatile int *)&fleet_signal};
+
+	dual_progress dp = {.cli = cli,
+	                    .plan = name,
+	                    .verb = verb,
+	                    .version = version,
+	                    .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0,
+	                    .vms = vms,
+	                    .k8s = true};
+	pthread_mutex_init(&dp.mu, NULL);
+	job.o.progress = dual_cluster_progress;
+	job.o.progress_ud = &dp;
+	fo.progress = dual_fleet_progress;
+	fo.progress_ud = &dp;
+
+	if (!cli->dry_run) {
+		struct sigaction sa = {0};
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+		struct sigaction ign = {0};
+		ign.sa_handler = SIG_IGN;
+		sigemptyset(&ign.sa_mask);
+		sigaction(SIGPIPE, &ign, &old_pipe);
+		signals = true;
+		/* what a rollback to this release re-applies, kept before any of it is sent */
+		if (op == MG_FLEET_DEPLOY &&
+		    (rc = mg_cluster_record_save(store, version, objects, &err)))
+			goto fail;
+		rc = mg_cluster_journal(store, cli->command, "cluster-intent", from_k8s, version,
+		                        NULL, json_array_size(objects), reason, &err);
+		if (rc)
+			goto fail;
+	}
+
+	/* both sides at once: the cluster in its own thread, the fleet in this one */
+	pthread_t th;
+	mg_error terr = MG_ERROR_INIT;
+	if ((rc = mg_http_global_init(&terr)) != 0) {
+		mg_error_set(&err, rc, "%s", terr.message);
+		mg_error_clear(&terr);
+		goto fail;
+	}
+	if (vms && !cli->dry_run) {
+		if (pthread_create(&th, NULL, cluster_thread, &job) != 0) {
+			rc = mg_error_set(&err, MG_ERROR, "cannot start a thread: %s",
+			                  strerror(errno));
+			goto fail;
+		}
+		frc = mg_fleet_run(&fres, &fo, &ferr);
+		fleet_ran = true;
+		pthread_join(th, NULL);
+	} else {
+		cluster_thread(&job);
+	}
+	dual_clear(&dp);
+	pthread_mutex_destroy(&dp.mu);
+
+	/* the state: what each side runs now */
+	bool changed = false;
+	if (!cli->dry_run && fleet_ran && fres.hosts) {
+		size_t on = mg_fleet_count_on(&fres, vms_version);
+		if (op == MG_FLEET_DEPLOY && on > 0 && strcmp(st.vms_version, vms_version)) {
+			snprintf(st.vms_previous_version, sizeof(st.vms_previous_version), "%s",
+			         st.vms_version);
+			snprintf(st.vms_version, sizeof(st.vms_version), "%s", vms_version);
+			changed = true;
+		} else if (op == MG_FLEET_ROLLBACK && on == fres.nhosts) {
+			snprintf(st.vms_version, sizeof(st.vms_version), "%s", vms_version);
+			st.vms_previous_version[0] = '\0';
+			changed = true;
+		}
+	}
+	if (!cli->dry_run && job.ran) {
+		/* once anything of V is on the cluster it runs V (healthy or not): a rollback goes
+		 * back from there */
+		bool applied = job.res.created + job.res.configured + job.res.unchanged > 0;
+		if (op == MG_FLEET_DEPLOY && applied && strcmp(st.kubernetes_version, version)) {
+			snprintf(st.kubernetes_previous_version,
+			         sizeof(st.kubernetes_previous_version), "%s",
+			         st.kubernetes_version);
+			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
+			         version);
+			changed = true;
+		} else if (op == MG_FLEET_ROLLBACK && !job.rc) {
+			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
+			         version);
+			st.kubernetes_previous_version[0] = '\0';
+			changed = true;
+		}
+		mg_error jerr = MG_ERROR_INIT;
+		if (mg_cluster_journal(store, cli->command, "cluster-result", from_k8s,
+		                       job.rc ? from_k8s : version, &job.res,
+		                       json_array_size(objects), job.rc ? job.err.message : reason,
+		                       &jerr))
+			fprintf(stderr, "error: %s\n", jerr.message);
+		mg_error_clear(&jerr);
+	}
+	if (changed) {
+		mg_error serr = MG_ERROR_INIT;
+		if (mg_state_save(store, &st, &serr)) {
+			fprintf(stderr, "error: %s\n", serr.message);
+			if (!frc && !job.rc)
+				exit_code = cli_exit_code(serr.code);
+		}
+		mg_error_clear(&serr);
+	}
+
+	bool failed = (fleet_ran && frc) || job.rc;
+	if (fleet_signal && failed)
+		exit_code = fleet_signal == SIGINT ? 130 : 143;
+	else if (failed)
+		exit_code = EXIT_FAILED;
+
+	if (doc) {
+		json_object_set_new(doc, "plan", json_string(name));
+		json_object_set_new(doc, "op", json_string(mg_fleet_op_name(op)));
+		json_object_set_new(doc, "version", json_string(version));
+		json_object_set_new(doc, "dry_run", json_boolean(cli->dry_run));
+		json_t *vj = json_null();
+		if (vms && fleet_ran) {
+			vj = result_json(&fres);
+			json_object_set_new(vj, "ok", json_boolean(!frc));
+			json_object_set_new(vj, "version", json_string(vms_version));
+			json_object_set_new(vj, "from_version",
+			                    *from_vms ? json_string(from_vms) : json_null());
+			json_object_set_new(vj, "artifact",
+			                    artifact ? json_string(artifact) : json_null());
+			json_object_set_new(vj, "sha256", *sha ? json_string(sha) : json_null());
+			json_object_set_new(vj, "error",
+			                    frc ? error_json(frc, &ferr) : json_null());
+		} else if (vms && cli->dry_run) {
+			vj = json_pack("{s:b, s:s, s:o}", "dry_run", 1, "version", vms_version,
+			               "hosts", mg_fleet_describe(&fo));
+		}
+		json_object_set_new(doc, "vms", vj);
+		json_t *kj = mg_cluster_result_to_json(&job.res);
+		json_object_set_new(kj, "ok", json_boolean(!job.rc));
+		json_object_set_new(kj, "version", json_string(version));
+		json_object_set_new(kj, "from_version",
+		                    *from_k8s ? json_string(from_k8s) : json_null());
+		json_object_set_new(kj, "secret_files", json_integer((json_int_t)secret_files));
+		json_object_set_new(kj, "error",
+		                    job.rc ? error_json(job.rc, &job.err) : json_null());
+		json_object_set_new(doc, "kubernetes", kj);
+		json_object_set_new(
+		    doc, "versions",
+		    json_pack(
+		        "{s:o, s:o, s:o, s:o}", "vms",
+		        *st.vms_version ? json_string(st.vms_version) : json_null(), "vms_previous",
+		        *st.vms_previous_version ? json_string(st.vms_previous_version)
+		                                 : json_null(),
+		        "kubernetes",
+		        *st.kubernetes_version ? json_string(st.kubernetes_version) : json_null(),
+		        "kubernetes_previous",
+		        *st.kubernetes_previous_version
+		            ? json_string(st.kubernetes_previous_version)
+		            : json_null()));
+		exit_code = cli_doc_emit(cli, doc, exit_code);
+		doc = NULL;
+	} else {
+		if (vms && fleet_ran)
+			print_summary(cli, name, &fres, frc);
+		else if (vms && cli->dry_run) {
+			json_t *desc = mg_fleet_describe(&fo);
+			dry_run_text(cli, &fo, desc);
+			json_decref(desc);
+		}
+		print_cluster(cli, name, verb, version, &job.res, job.rc);
+		if (secret_files)
+			printf(
+			    "  (%zu file%s the nginx configuration names belong%s in a Secret the "
+			    "cluster must already have; not applied)\n",
+			    secret_files, secret_files == 1 ? "" : "s",
+			    secret_files == 1 ? "s" : "");
+	}
+	if (job.res.insecure)
+		fprintf(stderr,
+		        "warning: the cluster's certificate was not verified "
+		        "(insecure-skip-tls-verify in context %s)\n",
+		        job.res.context ? job.res.context : "?");
+	if (fleet_ran && frc)
+		fprintf(stderr, "%serror:%s VMs: %s\n", cli_c(cli->color_err, C_RED),
+		        cli_c(cli->color_err, C_RESET), ferr.message);
+	if (job.rc)
+		fprintf(stderr, "%serror:%s cluster: %s\n", cli_c(cli->color_err, C_RED),
+		        cli_c(cli->color_err, C_RESET), job.err.message);
+	if (failed && vms) {
+		bool vok = fleet_ran && !frc, kok = !job.rc;
+		if (vok != kok)
+			fprintf(stderr, "the %s side is on %s and was left as it is\n",
+			        vok ? "VM" : "cluster", vok ? vms_version : version);
+	}
+	goto out;
+
+fail:
+	json_decref(doc);
+	doc = NULL;
+	exit_code = cli_fail(cli, &err);
+out:
+	if (signals) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGPIPE, &old_pipe, NULL);
+	}
+	json_decref(doc);
+	json_decref(fleet);
+	json_decref(objects);
+	mg_fleet_result_free(&fres);
+	mg_cluster_result_free(&job.res);
+	mg_error_clear(&job.err);
+	mg_error_clear(&ferr);
+	mg_kube_client_free(client);
+	free(artifact);
+	mg_store_free(store);
+	mg_plan_free(plan);
+	mg_error_clear(&err);
+	return exit_code;
+}
+
 typedef struct {
 	bool vms_only, k8s_only, accept_new;
 	const char *version, *reason;
@@ -588,15 +1225,11 @@ int cmd_deploy(mg_cli *cli, int argc, char **argv)
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, "", deploy_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
-	if (o.k8s_only)
-		return cli_usage_error(cli,
-		                       "--k8s-only: deploying to the cluster is not in this "
-		                       "release; `migrate deploy --vms-only` deploys to the VMs");
-	if (!o.vms_only)
-		return cli_usage_error(cli,
-		                       "deploy needs --vms-only: this release deploys to the VM "
-		                       "fleet only (the cluster is not in this release)");
-	if (!o.version)
-		return cli_usage_error(cli, "deploy needs --version V: the release to deploy");
-	return cmd_fleet(cli, MG_FLEET_DEPLOY, o.version, o.accept_new, o.reason);
+	if (o.k8s_only && o.vms_only)
+		return cli_usage_error(cli, "--vms-only and --k8s-only exclude each other; without "
+		                            "either, deploy goes to every side the plan has");
+	if (o.vms_only && o.version)
+		return cmd_fleet(cli, MG_FLEET_DEPLOY, o.version, o.accept_new, o.reason);
+	return cmd_release(cli, MG_FLEET_DEPLOY, o.version, o.vms_only, o.k8s_only, o.accept_new,
+	                   o.reason);
 }

@@ -27,46 +27,70 @@ const mg_command mg_commands[] = {
      "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
      "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
      "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
-    {"deploy", cmd_deploy, "deploy a release to the VM fleet in rolling batches",
-     "deploy [options] --vms-only --version V [--accept-new-host-keys] [--reason TEXT]",
-     "      --vms-only      deploy to the VM fleet (required: the cluster is not in this\n"
-     "                      release)\n"
-     "      --version V     the release: build.artifact with ${version} = V\n"
+    {"deploy", cmd_deploy, "deploy a release to the VM fleet and the cluster at once",
+     "deploy [options] [--version V] [--vms-only | --k8s-only] [--accept-new-host-keys]\n"
+     "       [--reason TEXT]",
+     "      --version V     the release: build.artifact and build.image with\n"
+     "                      ${version} = V (default: build.repo's HEAD, short id;\n"
+     "                      refused when tracked files have uncommitted changes)\n"
+     "      --vms-only      deploy to the VM fleet alone\n"
+     "      --k8s-only      deploy to the cluster alone\n"
      "      --accept-new-host-keys\n"
      "                      accept and record the key of a host known_hosts lacks\n"
      "                      (a changed key is always refused)\n"
      "      --reason TEXT   why, for the journal\n",
-     "Over SSH, at most vms.parallel hosts at once, batch by batch: uploads the artifact "
-     "(skipped when the release is already complete on the host), checks its SHA-256, "
-     "unpacks it into vms.path/releases/V, points vms.path/current at it, runs vms.activate "
-     "and waits for vms.health.url. A host that fails goes back to its previous release; a "
-     "batch that takes the failures above vms.max_failures stops the deploy and goes back as "
-     "a whole. Exit 0 when every host runs V, 1 when a host failed, 2 for bad input (found "
-     "before any host is contacted), 3 when locked. --dry-run lists each host's steps without "
-     "connecting. See docs/vms.md."},
+     "Deploys to every side the plan has, both at once. VMs: over SSH, at most vms.parallel "
+     "hosts at once, batch by batch: uploads the artifact (skipped when the release is "
+     "already complete on the host), checks its SHA-256, unpacks it into "
+     "vms.path/releases/V, points vms.path/current at it, runs vms.activate and waits for "
+     "vms.health.url; a host that fails goes back to its previous release; a batch that "
+     "takes the failures above vms.max_failures stops the deploy. Cluster: renders "
+     "kubernetes.configmaps and the templates for V (as `migrate configmap` and `migrate "
+     "render`), applies them with server-side apply (field manager migrate; "
+     "kubernetes.force_conflicts), ConfigMaps before Services, Deployments, HPAs, PDBs and "
+     "Ingresses, records them under the state directory (manifests/V.json) and waits for "
+     "every Deployment's rollout (kubernetes.rollout_timeout). One side failing leaves the "
+     "other as it is. Exit 0 when both sides run V, 1 when a side failed, 2 for bad input "
+     "(found before anything is contacted), 3 when locked. --dry-run lists each host's steps "
+     "without connecting and sends each object as a server-side dry run (dryRun=All). See "
+     "docs/vms.md and docs/kubernetes.md."},
+    {"diff", cmd_diff, "show what a deploy would change on the cluster",
+     "diff [options] [--version V]",
+     "      --version V     the release (default: build.repo's HEAD, as for deploy)\n",
+     "Renders the release as deploy does and sends each object as a server-side dry run "
+     "(dryRun=All) against the live object; prints the fields that would change, \"(new)\" "
+     "objects and \"(no changes)\". Nothing is persisted. Exit 0 when nothing would change, "
+     "1 when something would (as `kubectl diff`), 2 for bad input, 4 when the cluster could "
+     "not be asked."},
     {"step", cmd_step, "move traffic to the next step, after the bake, with read-back",
-     "step [options] [--to PERCENT] [--force --reason TEXT] [--adopt]",
+     "step [options] [--to PERCENT] [--force --reason TEXT] [--adopt] [--allow-skew]",
      "      --to PERCENT    go to this step of traffic.steps instead of the next\n"
      "      --force         step before the bake has passed, without passing gates,\n"
      "                      while paused, or towards servers the balancer reports\n"
      "                      down; needs --reason\n"
      "      --reason TEXT   why, for the journal\n"
-     "      --adopt         take weights changed by hand as the current position\n",
+     "      --adopt         take weights changed by hand as the current position\n"
+     "      --allow-skew    step although the VMs and the cluster run different\n"
+     "                      releases (journalled)\n",
      "Journals an intent, sets the balancer's weights for the next step in one call, reads "
      "them back, and journals the result. Refuses while the current step has baked for less "
      "than traffic.bake (exit 4), while paused (exit 3), when the gates of the step it leaves "
      "fail (exit 1) or are inconclusive (exit 4; see `migrate check`), and when the weights "
      "were changed by hand since migrate last set them (exit 3; see --adopt). An "
-     "interrupted step or rollback is reconciled from the balancer first. --dry-run prints "
-     "the exact balancer calls."},
+     "interrupted step or rollback is reconciled from the balancer first. Refuses (exit 3) "
+     "while the VMs and the cluster run different releases (see --allow-skew). --dry-run "
+     "prints the exact balancer calls."},
     {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
      "rollback [options] [--to PERCENT] [--force] [--reason TEXT]\n"
-     "       migrate rollback [options] --release [--accept-new-host-keys] [--reason TEXT]",
+     "       migrate rollback [options] --release [--vms-only | --k8s-only]\n"
+     "       [--accept-new-host-keys] [--reason TEXT]",
      "      --to PERCENT    back to this earlier step instead of 0%\n"
      "      --force         even if every VM server is reported down\n"
      "      --reason TEXT   why, for the journal\n"
-     "      --release       switch the VM fleet back to the release it ran before the\n"
-     "                      last deploy, in the deploy's batches (traffic is untouched)\n"
+     "      --release       switch the VM fleet and the cluster back to the release each\n"
+     "                      ran before the last deploy (traffic is untouched)\n"
+     "      --vms-only, --k8s-only\n"
+     "                      with --release: one side only\n"
      "      --accept-new-host-keys\n"
      "                      with --release: as for deploy\n",
      "Sets the balancer so the VMs get all traffic (or the share of an earlier step), reads "
@@ -74,7 +98,9 @@ const mg_command mg_commands[] = {
      "the lock is told to stop first; exit 3 only when another step or rollback is in "
      "flight. --dry-run prints the exact balancer calls. With --release it moves no traffic: "
      "it switches every VM back to the release recorded before the last deploy, with the "
-     "deploy's batches, activate and health checks (see docs/vms.md)."},
+     "deploy's batches, activate and health checks (see docs/vms.md), and applies the "
+     "manifests recorded for the cluster's previous release again and waits for the "
+     "rollouts; both sides at once, exit 1 when either fails."},
     {"check", cmd_check, "evaluate the SLO gates once and show every check",
      "check [options] [--at TIME] [--since TIME]",
      "      --at TIME       evaluate at this RFC 3339 time instead of now\n"

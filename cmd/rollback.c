@@ -3,21 +3,31 @@
  * balancer call. It never waits behind the autopilot: a `migrate run`
  * holding the lock is told to stop first.
  *
- * rollback --release is the fleet's way back instead: no traffic moves, the
- * VMs go back to their previous release (cmd/deploy.c, lib/fleet.c).
+ * rollback --release is the releases' way back instead: no traffic moves, the
+ * VMs go back to their previous release (lib/fleet.c) and the cluster gets
+ * the recorded manifests of its previous release again (lib/cluster.c),
+ * both at once (cmd/deploy.c); --vms-only / --k8s-only for one side.
  */
 #include <string.h>
 
 #include "units.h"
 #include "util_shift.h"
 
-enum { OPT_TO = 3100, OPT_FORCE, OPT_REASON, OPT_RELEASE, OPT_ACCEPT_NEW };
+enum {
+	OPT_TO = 3100,
+	OPT_FORCE,
+	OPT_REASON,
+	OPT_RELEASE,
+	OPT_ACCEPT_NEW,
+	OPT_VMS_ONLY,
+	OPT_K8S_ONLY
+};
 
 typedef struct {
 	const char *to;
 	bool force;
 	const char *reason;
-	bool release, accept_new;
+	bool release, accept_new, vms_only, k8s_only;
 } rollback_opts;
 
 static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
@@ -34,6 +44,10 @@ static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 		o->release = true;
 	else if (opt == OPT_ACCEPT_NEW)
 		o->accept_new = true;
+	else if (opt == OPT_VMS_ONLY)
+		o->vms_only = true;
+	else if (opt == OPT_K8S_ONLY)
+		o->k8s_only = true;
 	return 0;
 }
 
@@ -45,6 +59,8 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	    {"reason", required_argument, NULL, OPT_REASON},
 	    {"release", no_argument, NULL, OPT_RELEASE},
 	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
+	    {"vms-only", no_argument, NULL, OPT_VMS_ONLY},
+	    {"k8s-only", no_argument, NULL, OPT_K8S_ONLY},
 	    {NULL, 0, NULL, 0}};
 	rollback_opts o = {0};
 	int exit_code = EXIT_DONE;
@@ -56,8 +72,16 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	if (o.accept_new && !o.release)
 		return cli_usage_error(cli, "--accept-new-host-keys goes with --release (a traffic "
 		                            "rollback contacts no host)");
+	if ((o.vms_only || o.k8s_only) && !o.release)
+		return cli_usage_error(cli,
+		                       "--vms-only and --k8s-only go with --release (a traffic "
+		                       "rollback moves traffic, not releases)");
+	if (o.vms_only && o.k8s_only)
+		return cli_usage_error(cli, "--vms-only and --k8s-only exclude each other; without "
+		                            "either, --release rolls back every side the plan has");
 	if (o.release)
-		return cmd_fleet(cli, MG_FLEET_ROLLBACK, NULL, o.accept_new, o.reason);
+		return cmd_release(cli, MG_FLEET_ROLLBACK, NULL, o.vms_only, o.k8s_only,
+		                   o.accept_new, o.reason);
 	double to = 0;
 	if (o.to && shift_parse_percent(cli, "--to", o.to, &to))
 		return EXIT_USAGE;

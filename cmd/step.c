@@ -6,11 +6,11 @@
 #include "util_gate.h"
 #include "util_shift.h"
 
-enum { OPT_TO = 3000, OPT_FORCE, OPT_REASON, OPT_ADOPT };
+enum { OPT_TO = 3000, OPT_FORCE, OPT_REASON, OPT_ADOPT, OPT_ALLOW_SKEW };
 
 typedef struct {
 	const char *to;
-	bool force, adopt;
+	bool force, adopt, allow_skew;
 	const char *reason;
 } step_opts;
 
@@ -30,6 +30,9 @@ static int step_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 		break;
 	case OPT_ADOPT:
 		o->adopt = true;
+		break;
+	case OPT_ALLOW_SKEW:
+		o->allow_skew = true;
 		break;
 	}
 	return 0;
@@ -85,6 +88,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	                                     {"force", no_argument, NULL, OPT_FORCE},
 	                                     {"reason", required_argument, NULL, OPT_REASON},
 	                                     {"adopt", no_argument, NULL, OPT_ADOPT},
+	                                     {"allow-skew", no_argument, NULL, OPT_ALLOW_SKEW},
 	                                     {NULL, 0, NULL, 0}};
 	step_opts o = {0};
 	int exit_code = EXIT_DONE;
@@ -105,6 +109,29 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		goto fail;
 	const mg_plan_traffic *t = c.traffic;
 	mg_state *st = &c.st;
+
+	/* more traffic to a cluster that runs another release than the VMs is a release change
+	 * and a migration step at once: whichever breaks, the gates cannot tell which */
+	bool skew = *st->vms_version && *st->kubernetes_version &&
+	            strcmp(st->vms_version, st->kubernetes_version) != 0;
+	if (skew && !o.allow_skew) {
+		rc = mg_error_set(
+		    &err, MG_ECONFLICT,
+		    "the VMs run %s but the cluster runs %s: deploy one release to both "
+		    "(`migrate deploy --version V`) before moving traffic, or step "
+		    "anyway with --allow-skew",
+		    st->vms_version, st->kubernetes_version);
+		goto fail;
+	}
+	if (skew && !cli->dry_run) {
+		json_t *ev = json_pack("{s:s, s:s}", "vms_version", st->vms_version,
+		                       "kubernetes_version", st->kubernetes_version);
+		mg_journal_entry e = {"step", "skew-allowed", NULL, NULL, o.reason, ev};
+		rc = mg_journal_append(c.store, &e, &err);
+		json_decref(ev);
+		if (rc)
+			goto fail;
+	}
 
 	/* someone moved the weights by hand: stepping on top of that would hide it */
 	bool drift;

@@ -928,9 +928,11 @@ Test(deploy, usage_errors_and_plans_without_what_deploy_needs)
 		const char *args[6];
 		const char *err;
 	} cases[] = {
-	    {{"deploy", "--version", "1.0"}, "deploy needs --vms-only"},
-	    {{"deploy", "--k8s-only", "--version", "1.0"}, "not in this release"},
-	    {{"deploy", "--vms-only"}, "deploy needs --version V"},
+	    /* no flag: every side the plan has, here the VMs alone */
+	    {{"deploy", "--version", "1.0"},
+	     "app.tar.gz (build.artifact for version 1.0) does not"},
+	    {{"deploy", "--k8s-only", "--version", "1.0"}, "has no kubernetes section"},
+	    {{"deploy", "--vms-only"}, "--version V is required: the plan has no build.repo"},
 	    {{"rollback", "--release", "--to", "10"}, "--to and --force are for a traffic"},
 	    {{"rollback", "--accept-new-host-keys"}, "goes with --release"},
 	    {{"rollback", "--release"}, "nothing to roll back to"},
