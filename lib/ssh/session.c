@@ -226,6 +226,10 @@ static int wait_socket(mg_ssh *s, int64_t deadline, int64_t budget_ms, const cha
 		events |= POLLIN;
 	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 		events |= POLLOUT;
+	/* libssh2 asked to be called again without waiting on the socket (it has data
+	   of its own to go through): a short pause only, not a whole slice */
+	if (!events && timeout > 1)
+		timeout = 1;
 	struct pollfd p = {s->fd, events ? events : POLLIN, 0};
 	poll(&p, 1, timeout > 0 ? timeout : 0);
 	return 0;
@@ -929,6 +933,10 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 			continue;
 		if (eof)
 			break;
+		/* the EOF came in with these reads: read once more for data that came with it,
+		   instead of waiting a slice for a socket that has nothing more to say */
+		if (libssh2_channel_eof(ch) == 1)
+			continue;
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
 	}
