@@ -77,9 +77,10 @@ int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version, bool accept_new,
  * deploy and rollback --release on both sides (or --k8s-only): the fleet in
  * this thread, the cluster in another. A plan or flags that leave only the
  * VMs go to cmd_fleet. version NULL for a deploy: build.repo's HEAD.
+ * context (--context; may be NULL) replaces kubernetes.context.
  */
 int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version, bool vms_only, bool k8s_only,
-                bool accept_new, const char *reason);
+                bool accept_new, const char *reason, const char *context);
 
 /*
  * The release when --version is not given: the short id of build.repo's

@@ -29,7 +29,7 @@
 /* Progress redraws at most this often. */
 #define PROGRESS_MS 100
 
-enum { OPT_VMS_ONLY = 3300, OPT_K8S_ONLY, OPT_VERSION, OPT_ACCEPT_NEW, OPT_REASON };
+enum { OPT_VMS_ONLY = 3300, OPT_K8S_ONLY, OPT_VERSION, OPT_ACCEPT_NEW, OPT_REASON, OPT_CONTEXT };
 
 static volatile sig_atomic_t fleet_signal;
 
@@ -692,6 +692,8 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 		else if (o->rollout && o->outcome == MG_CLUSTER_FAILED && !o->rolled_out &&
 		         o->rollout_status)
 			snprintf(ro, sizeof(ro), "failed");
+		else if (o->rollout_not_waited)
+			snprintf(ro, sizeof(ro), "unknown");
 		snprintf(line, sizeof(line), "  %-*s  %s%-10s%s  %-9s  %s", (int)w, name,
 		         cli_c(c, col), mg_cluster_outcome_name(o->outcome), cli_c(c, C_RESET), ro,
 		         o->error ? o->error : "");
@@ -699,6 +701,15 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 		while (n && line[n - 1] == ' ')
 			line[--n] = '\0';
 		printf("%s\n", line);
+	}
+	if (r->rollouts_not_waited) {
+		/* the waits stop at the first failure: say what nobody watched */
+		printf("  not waited for after the failure (ready or not is unknown):");
+		for (size_t i = 0, n = 0; i < r->nobjects; i++)
+			if (r->objects[i].rollout_not_waited)
+				printf("%s %s/%s", n++ ? "," : "", r->objects[i].kind,
+				       r->objects[i].name ? r->objects[i].name : "?");
+		printf("\n");
 	}
 	if (r->dry_run && cli->verbose)
 		for (size_t i = 0; i < r->nobjects; i++)
@@ -779,7 +790,7 @@ out:
  * release before anything is applied.
  */
 int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_only, bool k8s_only,
-                bool accept_new, const char *reason)
+                bool accept_new, const char *reason, const char *context)
 {
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
@@ -797,6 +808,15 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	bool has_k8s = mg_plan_kubernetes_section(plan) != NULL;
 	bool vms = vms_only || (!k8s_only && has_vms);
 	bool k8s = k8s_only || (!vms_only && has_k8s);
+	if (vms && !k8s && context) {
+		mg_error_set(
+		    &err, MG_EINVALID,
+		    "--context names the cluster to use, but this %s contacts only the VMs%s",
+		    op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
+		    vms_only ? " (--vms-only)" : ": the plan has no kubernetes section");
+		exit_code = cli_fail(cli, &err);
+		goto end_early;
+	}
 	if (vms && !k8s) {
 		/* the fleet alone: exactly `--vms-only` */
 		char v[MG_FLEET_VERSION_MAX + 1] = "";
@@ -871,7 +891,7 @@ begin:;
 		goto fail;
 	}
 	/* a kubeconfig that does not resolve is bad input, found before anything is touched */
-	rc = mg_cluster_connect(&client, plan, (const volatile int *)&fleet_signal, &err);
+	rc = mg_cluster_connect(&client, plan, context, (const volatile int *)&fleet_signal, &err);
 	if (rc)
 		goto fail;
 
@@ -1185,7 +1205,7 @@ out:
 
 typedef struct {
 	bool vms_only, k8s_only, accept_new;
-	const char *version, *reason;
+	const char *version, *reason, *context;
 } deploy_opts;
 
 static int deploy_opt(mg_cli *cli, int opt, const char *arg, void *ud)
@@ -1208,6 +1228,9 @@ static int deploy_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 	case OPT_REASON:
 		o->reason = arg;
 		break;
+	case OPT_CONTEXT:
+		o->context = arg;
+		break;
 	}
 	return 0;
 }
@@ -1220,6 +1243,7 @@ int cmd_deploy(mg_cli *cli, int argc, char **argv)
 	    {"version", required_argument, NULL, OPT_VERSION},
 	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
 	    {"reason", required_argument, NULL, OPT_REASON},
+	    {"context", required_argument, NULL, OPT_CONTEXT},
 	    {NULL, 0, NULL, 0}};
 	deploy_opts o = {0};
 	int exit_code = EXIT_DONE;
@@ -1228,8 +1252,13 @@ int cmd_deploy(mg_cli *cli, int argc, char **argv)
 	if (o.k8s_only && o.vms_only)
 		return cli_usage_error(cli, "--vms-only and --k8s-only exclude each other; without "
 		                            "either, deploy goes to every side the plan has");
+	if (o.context && !*o.context)
+		return cli_usage_error(cli, "--context needs a context name");
+	if (o.vms_only && o.context)
+		return cli_usage_error(cli, "--context names the cluster to use; --vms-only "
+		                            "contacts only the VMs");
 	if (o.vms_only && o.version)
 		return cmd_fleet(cli, MG_FLEET_DEPLOY, o.version, o.accept_new, o.reason);
 	return cmd_release(cli, MG_FLEET_DEPLOY, o.version, o.vms_only, o.k8s_only, o.accept_new,
-	                   o.reason);
+	                   o.reason, o.context);
 }

@@ -15,27 +15,38 @@
 #include "cluster.h"
 #include "cmd.h"
 
-enum { OPT_VERSION = 3400 };
+enum { OPT_VERSION = 3400, OPT_CONTEXT };
+
+typedef struct {
+	const char *version, *context;
+} diff_opts;
 
 static int on_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 {
 	(void)cli;
+	diff_opts *o = ud;
 	if (opt == OPT_VERSION)
-		*(const char **)ud = arg;
+		o->version = arg;
+	else if (opt == OPT_CONTEXT)
+		o->context = arg;
 	return 0;
 }
 
 static const struct option longopts[] = {
     {"version", required_argument, NULL, OPT_VERSION},
+    {"context", required_argument, NULL, OPT_CONTEXT},
     {NULL, 0, NULL, 0},
 };
 
 int cmd_diff(mg_cli *cli, int argc, char **argv)
 {
-	const char *version_arg = NULL;
+	diff_opts opts = {0};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, longopts, NULL, on_opt, &version_arg, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, longopts, NULL, on_opt, &opts, 0, &exit_code) < 0)
 		return exit_code;
+	const char *version_arg = opts.version;
+	if (opts.context && !*opts.context)
+		return cli_usage_error(cli, "--context needs a context name");
 	char why[256];
 	if (version_arg && mg_fleet_check_version(version_arg, why, sizeof(why)))
 		return cli_usage_error(cli, "--version \"%s\": %s", version_arg, why);
@@ -58,7 +69,7 @@ int cmd_diff(mg_cli *cli, int argc, char **argv)
 	if (!rc) {
 		cli_print_diags(cli, &err); /* template warnings */
 		mg_error_clear(&err);
-		rc = mg_cluster_connect(&client, plan, NULL, &err);
+		rc = mg_cluster_connect(&client, plan, opts.context, NULL, &err);
 	}
 	if (rc) {
 		exit_code = cli_fail(cli, &err);

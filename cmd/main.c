@@ -29,7 +29,7 @@ const mg_command mg_commands[] = {
      "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
     {"deploy", cmd_deploy, "deploy a release to the VM fleet and the cluster at once",
      "deploy [options] [--version V] [--vms-only | --k8s-only] [--accept-new-host-keys]\n"
-     "       [--reason TEXT]",
+     "       [--reason TEXT] [--context NAME]",
      "      --version V     the release: build.artifact and build.image with\n"
      "                      ${version} = V (default: build.repo's HEAD, short id;\n"
      "                      refused when tracked files have uncommitted changes)\n"
@@ -38,7 +38,8 @@ const mg_command mg_commands[] = {
      "      --accept-new-host-keys\n"
      "                      accept and record the key of a host known_hosts lacks\n"
      "                      (a changed key is always refused)\n"
-     "      --reason TEXT   why, for the journal\n",
+     "      --reason TEXT   why, for the journal\n"
+     "      --context NAME  the kubeconfig context to use instead of kubernetes.context\n",
      "Deploys to every side the plan has, both at once. VMs: over SSH, at most vms.parallel "
      "hosts at once, batch by batch: uploads the artifact (skipped when the release is "
      "already complete on the host), checks its SHA-256, unpacks it into "
@@ -55,8 +56,9 @@ const mg_command mg_commands[] = {
      "without connecting and sends each object as a server-side dry run (dryRun=All). See "
      "docs/vms.md and docs/kubernetes.md."},
     {"diff", cmd_diff, "show what a deploy would change on the cluster",
-     "diff [options] [--version V]",
-     "      --version V     the release (default: build.repo's HEAD, as for deploy)\n",
+     "diff [options] [--version V] [--context NAME]",
+     "      --version V     the release (default: build.repo's HEAD, as for deploy)\n"
+     "      --context NAME  the kubeconfig context to use instead of kubernetes.context\n",
      "Renders the release as deploy does and sends each object as a server-side dry run "
      "(dryRun=All) against the live object; prints the fields that would change, \"(new)\" "
      "objects and \"(no changes)\". Nothing is persisted. Exit 0 when nothing would change, "
@@ -83,7 +85,7 @@ const mg_command mg_commands[] = {
     {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
      "rollback [options] [--to PERCENT] [--force] [--reason TEXT]\n"
      "       migrate rollback [options] --release [--vms-only | --k8s-only]\n"
-     "       [--accept-new-host-keys] [--reason TEXT]",
+     "       [--accept-new-host-keys] [--reason TEXT] [--context NAME]",
      "      --to PERCENT    back to this earlier step instead of 0%\n"
      "      --force         even if every VM server is reported down\n"
      "      --reason TEXT   why, for the journal\n"
@@ -92,7 +94,9 @@ const mg_command mg_commands[] = {
      "      --vms-only, --k8s-only\n"
      "                      with --release: one side only\n"
      "      --accept-new-host-keys\n"
-     "                      with --release: as for deploy\n",
+     "                      with --release: as for deploy\n"
+     "      --context NAME  with --release: the kubeconfig context to use instead of\n"
+     "                      kubernetes.context\n",
      "Sets the balancer so the VMs get all traffic (or the share of an earlier step), reads "
      "it back and journals both. Never waits behind the autopilot: a `migrate run` holding "
      "the lock is told to stop first; exit 3 only when another step or rollback is in "

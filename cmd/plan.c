@@ -162,6 +162,10 @@ static json_t *plan_kubernetes(const mg_cli *cli, const mg_plan_kubernetes *k)
 			printf("  value      %s = %s\n", k->values[i].key, k->values[i].value);
 		printf("  rollout    applied server-side, waited for up to %s\n",
 		       dur(d1, sizeof(d1), k->rollout_timeout_ms));
+		printf("  conflicts  %s\n",
+		       k->force_conflicts
+		           ? "forced: fields another manager owns are taken over (force_conflicts)"
+		           : "refused: a field another manager owns fails the apply");
 		json_decref(files);
 		return NULL;
 	}
@@ -171,11 +175,11 @@ static json_t *plan_kubernetes(const mg_cli *cli, const mg_plan_kubernetes *k)
 		                                     "from_nginx", k->configmaps[i].from_nginx));
 	for (size_t i = 0; i < k->nvalues; i++)
 		json_object_set_new(values, k->values[i].key, json_string(k->values[i].value));
-	return json_pack("{s:s, s:s?, s:s?, s:{s:s, s:o}, s:o, s:o, s:I}", "namespace",
+	return json_pack("{s:s, s:s?, s:s?, s:{s:s, s:o}, s:o, s:o, s:I, s:b}", "namespace",
 	                 k->namespace_, "context", k->context, "kubeconfig", k->kubeconfig,
 	                 "templates", "dir", k->templates, "files", files ? files : json_null(),
 	                 "values", values, "configmaps", cms, "rollout_timeout_ms",
-	                 (json_int_t)k->rollout_timeout_ms);
+	                 (json_int_t)k->rollout_timeout_ms, "force_conflicts", k->force_conflicts);
 }
 
 /* The servers and weights a provider with per-server weights will be given at one step. */

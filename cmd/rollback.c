@@ -20,13 +20,14 @@ enum {
 	OPT_RELEASE,
 	OPT_ACCEPT_NEW,
 	OPT_VMS_ONLY,
-	OPT_K8S_ONLY
+	OPT_K8S_ONLY,
+	OPT_CONTEXT
 };
 
 typedef struct {
 	const char *to;
 	bool force;
-	const char *reason;
+	const char *reason, *context;
 	bool release, accept_new, vms_only, k8s_only;
 } rollback_opts;
 
@@ -48,6 +49,8 @@ static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 		o->vms_only = true;
 	else if (opt == OPT_K8S_ONLY)
 		o->k8s_only = true;
+	else if (opt == OPT_CONTEXT)
+		o->context = arg;
 	return 0;
 }
 
@@ -61,6 +64,7 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
 	    {"vms-only", no_argument, NULL, OPT_VMS_ONLY},
 	    {"k8s-only", no_argument, NULL, OPT_K8S_ONLY},
+	    {"context", required_argument, NULL, OPT_CONTEXT},
 	    {NULL, 0, NULL, 0}};
 	rollback_opts o = {0};
 	int exit_code = EXIT_DONE;
@@ -76,12 +80,17 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 		return cli_usage_error(cli,
 		                       "--vms-only and --k8s-only go with --release (a traffic "
 		                       "rollback moves traffic, not releases)");
+	if (o.context && (!o.release || o.vms_only))
+		return cli_usage_error(cli, "--context names the cluster for rollback --release; a "
+		                            "traffic rollback and --vms-only contact no cluster");
+	if (o.context && !*o.context)
+		return cli_usage_error(cli, "--context needs a context name");
 	if (o.vms_only && o.k8s_only)
 		return cli_usage_error(cli, "--vms-only and --k8s-only exclude each other; without "
 		                            "either, --release rolls back every side the plan has");
 	if (o.release)
 		return cmd_release(cli, MG_FLEET_ROLLBACK, NULL, o.vms_only, o.k8s_only,
-		                   o.accept_new, o.reason);
+		                   o.accept_new, o.reason, o.context);
 	double to = 0;
 	if (o.to && shift_parse_percent(cli, "--to", o.to, &to))
 		return EXIT_USAGE;

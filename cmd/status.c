@@ -304,7 +304,10 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	printf("  versions   VMs %s", *st.vms_version ? st.vms_version : "-");
 	if (*st.vms_previous_version)
 		printf(" (before: %s)", st.vms_previous_version);
-	printf(", cluster %s\n", *st.kubernetes_version ? st.kubernetes_version : "-");
+	printf(", cluster %s", *st.kubernetes_version ? st.kubernetes_version : "-");
+	if (*st.kubernetes_previous_version)
+		printf(" (before: %s)", st.kubernetes_previous_version);
+	printf("\n");
 	if (has_fleet)
 		fleet_view_print(cli, &fv, st.vms_version);
 	else if (*fleet_why)

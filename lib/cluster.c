@@ -154,14 +154,14 @@ void mg_cluster_sort(json_t *objects)
 
 /* --- applying -------------------------------------------------------------------------------- */
 
-int mg_cluster_connect(mg_kube_client **out, const mg_plan *plan, const volatile int *cancel,
-                       mg_error *err)
+int mg_cluster_connect(mg_kube_client **out, const mg_plan *plan, const char *context,
+                       const volatile int *cancel, mg_error *err)
 {
 	const mg_plan_kubernetes *k = mg_plan_kubernetes_section(plan);
 	if (!k)
 		return mg_error_set(err, MG_EINVALID, "the plan has no kubernetes section");
 	mg_kube_config_options o = {.kubeconfig = k->kubeconfig,
-	                            .context = k->context,
+	                            .context = context && *context ? context : k->context,
 	                            .namespace_ = k->namespace_,
 	                            .cancel = cancel};
 	return mg_kube_client_new(out, &o, err);
@@ -360,6 +360,16 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 		}
 	}
 
+	/* after a failure the waits stopped: say which applied Deployments nobody watched */
+	for (size_t i = 0; i < n && !o->dry_run; i++) {
+		mg_cluster_object *obj = &out->objects[i];
+		if (obj->rollout && !obj->rolled_out && obj->outcome != MG_CLUSTER_FAILED &&
+		    obj->outcome != MG_CLUSTER_NOT_RUN) {
+			obj->rollout_not_waited = true;
+			out->rollouts_not_waited++;
+		}
+	}
+
 	for (size_t i = 0; i < n; i++) {
 		switch (out->objects[i].outcome) {
 		case MG_CLUSTER_CREATED:
@@ -401,22 +411,33 @@ json_t *mg_cluster_result_to_json(const mg_cluster_result *r)
 			json_object_set_new(j, "rolled_out", json_boolean(o->rolled_out));
 			json_object_set_new(j, "rollout_ms", json_integer(o->rollout_ms));
 			json_object_set_new(j, "rollout_status", str_or_null(o->rollout_status));
+			json_object_set_new(j, "rollout_not_waited",
+			                    json_boolean(o->rollout_not_waited));
 		}
 		if (o->diff)
 			json_object_set_new(j, "diff", json_string(o->diff));
 		json_object_set_new(j, "error", str_or_null(o->error));
 		json_array_append_new(objs, j);
 	}
-	return json_pack("{s:o, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, "
-	                 "s:o}",
+	/* by name too, so that a report need not scan the objects for what is unknown */
+	json_t *not_waited = json_array();
+	for (size_t i = 0; i < r->nobjects; i++) {
+		const mg_cluster_object *o = &r->objects[i];
+		if (o->rollout_not_waited)
+			json_array_append_new(not_waited,
+			                      json_sprintf("%s/%s", o->kind ? o->kind : "?",
+			                                   o->name ? o->name : "?"));
+	}
+	return json_pack("{s:o, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:b, "
+	                 "s:I, s:o}",
 	                 "context", str_or_null(r->context), "server", str_or_null(r->server),
 	                 "namespace", str_or_null(r->namespace_), "insecure", r->insecure,
 	                 "dry_run", r->dry_run, "created", (json_int_t)r->created, "configured",
 	                 (json_int_t)r->configured, "unchanged", (json_int_t)r->unchanged, "failed",
 	                 (json_int_t)r->failed, "not_run", (json_int_t)r->not_run, "deployments",
 	                 (json_int_t)r->deployments, "rolled_out", (json_int_t)r->rolled_out,
-	                 "canceled", r->canceled, "duration_ms", (json_int_t)r->duration_ms,
-	                 "objects", objs);
+	                 "rollouts_not_waited", not_waited, "canceled", r->canceled, "duration_ms",
+	                 (json_int_t)r->duration_ms, "objects", objs);
 }
 
 /* --- the record of applied manifests ---------------------------------------------------------- */

@@ -37,6 +37,12 @@ typedef struct {
 	mg_cluster_outcome outcome;
 	bool rollout;    /* a Deployment: its rollout was (or would be) waited for */
 	bool rolled_out; /* and it completed */
+	/*
+	 * Applied, but its rollout was not waited for: the waits stop at the
+	 * first failure (an apply or an earlier rollout), so whether this one
+	 * became ready is unknown.
+	 */
+	bool rollout_not_waited;
 	int64_t rollout_ms;
 	char *rollout_status; /* the last status message of the wait, or NULL */
 	char *diff;           /* dry run: mg_kube_diff's text, or NULL */
@@ -48,6 +54,7 @@ typedef struct {
 	size_t nobjects;
 	size_t created, configured, unchanged, failed, not_run;
 	size_t deployments, rolled_out;
+	size_t rollouts_not_waited; /* objects with rollout_not_waited */
 	bool dry_run;
 	bool canceled;
 	int64_t duration_ms;
@@ -69,9 +76,14 @@ int mg_cluster_render(json_t **objects, const mg_plan *plan, const char *version
 /* Sorts objects in place into apply order, keeping the given order within a kind. */
 void mg_cluster_sort(json_t *objects);
 
-/* A client for the plan's kubernetes section (kubeconfig, context, namespace). */
-int mg_cluster_connect(mg_kube_client **out, const mg_plan *plan, const volatile int *cancel,
-                       mg_error *err);
+/*
+ * A client for the plan's kubernetes section (kubeconfig, context,
+ * namespace); context (may be NULL) replaces kubernetes.context, as
+ * kubectl's --context does. A context the kubeconfig lacks is MG_EINVALID
+ * naming the kubeconfig and the contexts it has.
+ */
+int mg_cluster_connect(mg_kube_client **out, const mg_plan *plan, const char *context,
+                       const volatile int *cancel, mg_error *err);
 
 typedef void (*mg_cluster_progress_fn)(void *ud, const mg_cluster_object *obj, const char *msg);
 
@@ -93,7 +105,8 @@ typedef struct {
 
 /*
  * Applies every object (stopping at the first failure: what depends on it
- * is not sent), then waits for every Deployment's rollout. The result is
+ * is not sent), then waits for every Deployment's rollout (stopping at the
+ * first that fails; the Deployments left are marked rollout_not_waited). The result is
  * filled whatever happens (free it); 0 when everything applied and rolled
  * out, MG_ECONFLICT for a field-manager conflict (force not set), MG_ERROR
  * for a failed rollout, MG_ECANCELED, or the client's error.

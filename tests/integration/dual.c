@@ -120,28 +120,38 @@ typedef struct {
 	int replicas;          /* default 2 */
 	bool traffic;          /* a haproxy traffic section (for step) */
 	bool force;
+	const char *templates_dir; /* an absolute templates directory instead */
+	const char *kubeconfig;    /* instead of the test server's */
+	const char *repo;          /* build.repo */
 } plan_opts;
 
 static void write_plan(const plan_opts *o)
 {
 	char text[16384];
 	const char *t = o->templates ? o->templates : "web";
+	char tdir[1024];
+	if (o->templates_dir)
+		snprintf(tdir, sizeof(tdir), "%s", o->templates_dir);
+	else
+		snprintf(tdir, sizeof(tdir), "%s/templates/%s", cwd, t);
 	int len = snprintf(text, sizeof(text),
 	                   "version: 1\n"
 	                   "name: shop\n"
 	                   "build:\n"
 	                   "  artifact: art/app-${version}.tar.gz\n"
 	                   "  image: registry.example.com/shop:${version}\n"
+	                   "%s%s%s"
 	                   "kubernetes:\n"
 	                   "  kubeconfig: %s\n"
 	                   "  namespace: default\n"
-	                   "  templates: %s/templates/%s\n"
+	                   "  templates: %s\n"
 	                   "  rollout_timeout: 20s\n"
 	                   "  force_conflicts: %s\n"
 	                   "  values: { replicas: %d, max_replicas: 6, port: 8080, cpu: 100m, "
 	                   "memory: 64Mi, health_path: /healthz, nginx_image: nginx:1.25 }\n",
-	                   k.kubeconfig, cwd, t, o->force ? "true" : "false",
-	                   o->replicas ? o->replicas : 2);
+	                   o->repo ? "  repo: " : "", o->repo ? o->repo : "", o->repo ? "\n" : "",
+	                   o->kubeconfig ? o->kubeconfig : k.kubeconfig, tdir,
+	                   o->force ? "true" : "false", o->replicas ? o->replicas : 2);
 	if (!strcmp(t, "php-fpm-nginx"))
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
 		                "  configmaps:\n"
@@ -528,4 +538,397 @@ Test(dual, dry_run_changes_nothing)
 	cr_assert_eq(count_requests("PATCH", "/", "dryRun", "All"), 4);
 	cr_assert_eq(count_requests("PATCH", "/", NULL, NULL), 4);
 	cr_assert_neq(access(at("%s/state", dir), F_OK), 0, "a dry run created the state dir");
+}
+
+/* The auth of every request the server saw for path_part, all the same, or "mixed". */
+static const char *auth_of(const char *path_part)
+{
+	static char buf[64];
+	json_t *log = tu_kubeapi_requests(&k);
+	size_t i;
+	json_t *r;
+	buf[0] = '\0';
+	json_array_foreach(log, i, r)
+	{
+		if (!strstr(vstr(r, "path"), path_part))
+			continue;
+		char one[64];
+		snprintf(one, sizeof(one), "%s:%s", vstr(r, "auth"), vstr(r, "user"));
+		if (!buf[0])
+			snprintf(buf, sizeof(buf), "%s", one);
+		else if (strcmp(buf, one))
+			snprintf(buf, sizeof(buf), "mixed");
+	}
+	json_decref(log);
+	return buf;
+}
+
+Test(dual, context_flag_overrides_the_plan)
+{
+	write_plan(&(plan_opts){0}); /* kubernetes.context unset: current-context is cert */
+	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", "--context", "token", "-o",
+	                  "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = json_doc(&r);
+	cr_assert_str_eq(vstr(json_object_get(doc, "kubernetes"), "context"), "token");
+	json_decref(doc);
+	tu_output_free(&r);
+	/* every request with the token context's user, none with the certificate */
+	cr_assert_str_eq(auth_of("/namespaces/default/"), "token:ci");
+
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
+	r = mig("diff", "--version", "1.0", "--context", "token", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "(server-side dry run in context token)"), "%s", r.out);
+	tu_output_free(&r);
+	cr_assert_str_eq(auth_of("/namespaces/default/"), "token:ci");
+
+	/* a context the kubeconfig lacks: bad input, naming the file and what it has */
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "context nope is not defined in %s (contexts: cert, token, "
+	         "expired)",
+	         k.kubeconfig);
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
+	r = mig("deploy", "--k8s-only", "--version", "1.1", "--context", "nope", NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+	r = mig("diff", "--version", "1.1", "--context", "nope", NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+	r = mig("rollback", "--release", "--k8s-only", "--context", "nope", NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+	json_t *log = tu_kubeapi_requests(&k);
+	cr_assert_eq(json_array_size(log), 0, "the cluster was contacted");
+	json_decref(log);
+
+	/* the cluster's option where no cluster is contacted is a usage error */
+	r = mig("deploy", "--vms-only", "--version", "1.1", "--context", "token", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "--vms-only contacts only the VMs"), "%s", r.err);
+	tu_output_free(&r);
+	r = mig("rollback", "--context", "token", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "--context names the cluster for rollback --release"), "%s", r.err);
+	tu_output_free(&r);
+
+	/* rollback --release goes through the context given */
+	r = mig("deploy", "--k8s-only", "--version", "1.1", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_output_free(&r);
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
+	r = mig("rollback", "--release", "--context", "token", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "cluster rolled back to 1.0"), "%s", r.out);
+	cr_assert(strstr(r.out, "(context token, namespace default)"), "%s", r.out);
+	tu_output_free(&r);
+	cr_assert_str_eq(auth_of("/namespaces/default/"), "token:ci");
+	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
+}
+
+static void git(const char *repo, const char *a1, const char *a2, const char *a3)
+{
+	char why[2048];
+	char *argv[] = {"/usr/bin/git",
+	                "-c",
+	                "user.name=T",
+	                "-c",
+	                "user.email=t@example.com",
+	                "-C",
+	                (char *)repo,
+	                (char *)a1,
+	                (char *)a2,
+	                (char *)a3,
+	                NULL};
+	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "git %s: %s", a1, why);
+}
+
+Test(dual, version_from_build_repo_head)
+{
+	char repo[512];
+	snprintf(repo, sizeof(repo), "%s/repo", dir);
+	cr_assert_eq(mkdir(repo, 0755), 0);
+	git(repo, "init", "-q", NULL);
+	write_file(at("%s/app.c", repo), "int main(void) { return 0; }\n");
+	git(repo, "add", "app.c", NULL);
+	git(repo, "commit", "-qm", "one");
+	char *argv[] = {"/usr/bin/git", "-C", repo, "rev-parse", "HEAD", NULL};
+	tu_output h = tu_capture(argv);
+	cr_assert_eq(h.status, 0, "%s", h.err);
+	char full[64];
+	snprintf(full, sizeof(full), "%.40s", h.out);
+	tu_output_free(&h);
+
+	write_plan(&(plan_opts){.repo = repo});
+	tu_output r = mig("deploy", "--k8s-only", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = json_doc(&r);
+	const char *v = vstr(doc, "version");
+	/* the short id: a prefix of HEAD, as long as libgit2 makes it unique (7 here) */
+	cr_assert_eq(strlen(v), 7, "%s", v);
+	cr_assert_eq(strncmp(v, full, 7), 0, "%s is not a prefix of %s", v, full);
+	char want[1024];
+	snprintf(want, sizeof(want), "registry.example.com/shop:%.7s", full);
+	cr_assert_str_eq(deployment_image(), want);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* an untracked file is no part of the commit's build: still fine */
+	write_file(at("%s/notes.txt", repo), "x\n");
+	r = mig("diff", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+
+	/* a changed tracked file: the release would not be what the commit names */
+	write_file(at("%s/app.c", repo), "int main(void) { return 1; }\n");
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
+	r = mig("deploy", "--k8s-only", NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	snprintf(want, sizeof(want),
+	         "build.repo %s has 1 uncommitted change (app.c): the release would not be the "
+	         "commit %.7s names. Commit them, or pass --version V",
+	         repo, full);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+	json_t *log = tu_kubeapi_requests(&k);
+	cr_assert_eq(json_array_size(log), 0, "the cluster was contacted");
+	json_decref(log);
+	/* --version still works with a dirty tree */
+	r = mig("deploy", "--k8s-only", "--version", "1.0-dirty", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+}
+
+static json_int_t stored_replicas(void)
+{
+	json_t *d = stored("/apis/apps/v1/namespaces/default/deployments/shop");
+	cr_assert_not_null(d);
+	json_int_t n = json_integer_value(json_object_get(json_object_get(d, "spec"), "replicas"));
+	json_decref(d);
+	return n;
+}
+
+Test(dual, force_conflicts_true_and_false)
+{
+	write_plan(&(plan_opts){0});
+	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_output_free(&r);
+	/* someone scales by hand: kubectl-edit now owns .spec.replicas */
+	json_decref(tu_kubeapi_control(
+	    &k, "{\"op\":\"update\",\"path\":\"/apis/apps/v1/namespaces/default/deployments/"
+	        "shop\",\"manager\":\"kubectl-edit\",\"patch\":{\"spec\":{\"replicas\":5}}}"));
+	cr_assert_eq(stored_replicas(), 5);
+
+	r = mig("deploy", "--k8s-only", "--version", "1.1", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = json_doc(&r);
+	json_t *kj = json_object_get(doc, "kubernetes");
+	cr_assert_str_eq(vstr(json_object_get(kj, "error"), "kind"), "state conflict", "%s", r.out);
+	const char *msg = vstr(json_object_get(kj, "error"), "message");
+	cr_assert(strstr(msg, "kubectl-edit"), "%s", msg);
+	cr_assert(strstr(msg, ".spec.replicas"), "%s", msg);
+	json_t *objs = json_object_get(kj, "objects");
+	size_t i;
+	json_t *o;
+	json_array_foreach(objs, i, o) if (!strcmp(vstr(o, "kind"), "Deployment"))
+	    cr_assert_str_eq(vstr(o, "outcome"), "failed");
+	json_decref(doc);
+	cr_assert(strstr(r.err, ".spec.replicas"), "%s", r.err);
+	tu_output_free(&r);
+	cr_assert_eq(stored_replicas(), 5);
+	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
+
+	write_plan(&(plan_opts){.force = true});
+	r = mig("deploy", "--k8s-only", "--version", "1.1", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	/* taken over: the plan's replicas and image */
+	cr_assert_eq(stored_replicas(), 2);
+	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.1");
+	cr_assert_eq(count_requests("PATCH", "deployments/shop", "force", "true"), 1);
+}
+
+Test(dual, exec_plugin_credentials)
+{
+	char plugin[512], kc[512], text[4096];
+	snprintf(plugin, sizeof(plugin), "%s/cred.sh", dir);
+	snprintf(text, sizeof(text),
+	         "#!/bin/sh\n"
+	         "echo \"$1 $KUBERNETES_EXEC_INFO\" >> %s/plugin.log\n"
+	         "printf '%%s' '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+	         "\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}'\n",
+	         dir, k.token);
+	write_file(plugin, text);
+	cr_assert_eq(chmod(plugin, 0700), 0);
+	snprintf(kc, sizeof(kc), "%s/kubeconfig-exec", dir);
+	snprintf(text, sizeof(text),
+	         "apiVersion: v1\n"
+	         "kind: Config\n"
+	         "clusters:\n"
+	         "- name: kubeapi\n"
+	         "  cluster: {server: \"%s\", certificate-authority: \"%s\"}\n"
+	         "users:\n"
+	         "- name: plugin\n"
+	         "  user:\n"
+	         "    exec:\n"
+	         "      apiVersion: client.authentication.k8s.io/v1\n"
+	         "      command: %s\n"
+	         "      args: [get-token]\n"
+	         "      interactiveMode: Never\n"
+	         "contexts:\n"
+	         "- name: exec\n"
+	         "  context: {cluster: kubeapi, user: plugin, namespace: default}\n"
+	         "current-context: exec\n",
+	         k.url, k.ca, plugin);
+	write_file(kc, text);
+	write_plan(&(plan_opts){.kubeconfig = kc});
+	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "shop: cluster at 1.0"), "%s", r.out);
+	cr_assert(strstr(r.out, "(context exec, namespace default): 4 created"), "%s", r.out);
+	tu_output_free(&r);
+	cr_assert_str_eq(auth_of("/namespaces/default/"), "token:ci");
+	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
+	/* the plugin ran with its args and was told it cannot prompt */
+	FILE *f = fopen(at("%s/plugin.log", dir), "r");
+	cr_assert_not_null(f, "the exec plugin never ran");
+	char line[1024] = "";
+	cr_assert_not_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	cr_assert(!strncmp(line, "get-token {", 11), "%s", line);
+	cr_assert(strstr(line, "\"interactive\":false"), "%s", line);
+}
+
+/* A web template set with a second Deployment, shop-worker, after shop. */
+static void two_deployments(char *tdir, size_t size)
+{
+	snprintf(tdir, size, "%s/tmpl", dir);
+	cr_assert_eq(mkdir(tdir, 0755), 0);
+	char *in = NULL;
+	size_t n = 0;
+	FILE *f = fopen(at("%s/templates/web/deployment.yaml", cwd), "r");
+	cr_assert_not_null(f);
+	cr_assert_eq(getdelim(&in, &n, '\0', f) > 0, 1);
+	fclose(f);
+	write_file(at("%s/deployment.yaml", tdir), in);
+	/* the worker: every ${plan.name} becomes ${plan.name}-worker */
+	char out[16384], *o = out;
+	for (const char *p = in; *p && o < out + sizeof(out) - 16;) {
+		if (!strncmp(p, "${plan.name}", 12)) {
+			o += sprintf(o, "${plan.name}-worker");
+			p += 12;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = '\0';
+	free(in);
+	write_file(at("%s/worker.yaml", tdir), out);
+}
+
+Test(dual, failed_rollout_names_the_deployments_not_waited_for)
+{
+	char tdir[512];
+	two_deployments(tdir, sizeof(tdir));
+	write_plan(&(plan_opts){.templates_dir = tdir});
+	tu_output r =
+	    mig("deploy", "--k8s-only", "--version", "2.0-fail-rollout", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = json_doc(&r);
+	json_t *kj = json_object_get(doc, "kubernetes");
+	cr_assert_eq(json_integer_value(json_object_get(kj, "deployments")), 2, "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(kj, "rolled_out")), 0);
+	json_t *nw = json_object_get(kj, "rollouts_not_waited");
+	cr_assert_eq(json_array_size(nw), 1, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_array_get(nw, 0)), "Deployment/shop-worker");
+	size_t i;
+	json_t *o;
+	int seen = 0;
+	json_array_foreach(json_object_get(kj, "objects"), i, o)
+	{
+		if (!strcmp(vstr(o, "name"), "shop") && !strcmp(vstr(o, "kind"), "Deployment")) {
+			cr_assert_str_eq(vstr(o, "outcome"), "failed");
+			cr_assert(json_is_false(json_object_get(o, "rollout_not_waited")));
+			seen++;
+		} else if (!strcmp(vstr(o, "name"), "shop-worker")) {
+			/* applied; whether it became ready nobody knows */
+			cr_assert_str_eq(vstr(o, "outcome"), "created");
+			cr_assert(json_is_true(json_object_get(o, "rollout_not_waited")));
+			cr_assert(json_is_false(json_object_get(o, "rolled_out")));
+			seen++;
+		}
+	}
+	cr_assert_eq(seen, 2, "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* the same in text, after a second failing release */
+	r = mig("deploy", "--k8s-only", "--version", "2.1-fail-rollout", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "  not waited for after the failure (ready or not is unknown): "
+	                        "Deployment/shop-worker\n"),
+	          "%s", r.out);
+	cr_assert(strstr(r.out, "unknown"), "%s", r.out);
+	tu_output_free(&r);
+}
+
+Test(dual, status_and_plan_show_the_cluster_side)
+{
+	write_plan(&(plan_opts){.force = true});
+	tu_output r = mig("plan", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "  conflicts  forced: fields another manager owns are taken over "
+	                        "(force_conflicts)\n"),
+	          "%s", r.out);
+	tu_output_free(&r);
+	r = mig("plan", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *doc = json_doc(&r);
+	cr_assert(
+	    json_is_true(json_object_get(json_object_get(doc, "kubernetes"), "force_conflicts")),
+	    "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	write_plan(&(plan_opts){0});
+	r = mig("plan", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "  conflicts  refused: a field another manager owns fails the "
+	                        "apply\n"),
+	          "%s", r.out);
+	tu_output_free(&r);
+	r = mig("plan", "-o", "json", NULL);
+	doc = json_doc(&r);
+	cr_assert(
+	    json_is_false(json_object_get(json_object_get(doc, "kubernetes"), "force_conflicts")),
+	    "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_output_free(&r);
+	r = mig("status", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "  versions   VMs -, cluster 1.0\n"), "%s", r.out);
+	tu_output_free(&r);
+	r = mig("deploy", "--k8s-only", "--version", "1.1", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_output_free(&r);
+	r = mig("status", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "  versions   VMs -, cluster 1.1 (before: 1.0)\n"), "%s", r.out);
+	tu_output_free(&r);
+	r = mig("status", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	doc = json_doc(&r);
+	json_t *v = json_object_get(json_object_get(doc, "state"), "versions");
+	cr_assert_str_eq(vstr(v, "kubernetes"), "1.1", "%s", r.out);
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0", "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
 }

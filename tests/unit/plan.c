@@ -2098,6 +2098,44 @@ Test(plan, kubernetes_values_keep_their_type)
 	mg_plan_free(p);
 }
 
+Test(plan, kubernetes_force_conflicts)
+{
+	/* absent: false, so that fields someone else owns stop the apply */
+	mg_plan *p = load_ok(HEAD "kubernetes:\n"
+	                          "  namespace: payments\n"
+	                          "  templates: k8s\n");
+	cr_expect_eq(mg_plan_kubernetes_section(p)->force_conflicts, false);
+	mg_plan_free(p);
+	p = load_ok(HEAD "kubernetes:\n"
+	                 "  namespace: payments\n"
+	                 "  templates: k8s\n"
+	                 "  force_conflicts: true\n");
+	cr_expect_eq(mg_plan_kubernetes_section(p)->force_conflicts, true);
+	mg_plan_free(p);
+	p = load_ok(HEAD "kubernetes:\n"
+	                 "  namespace: payments\n"
+	                 "  templates: k8s\n"
+	                 "  force_conflicts: false\n");
+	cr_expect_eq(mg_plan_kubernetes_section(p)->force_conflicts, false);
+	mg_plan_free(p);
+	/* only the plain YAML booleans: a quoted "true" or a "yes" is a mistake to report */
+	EXPECT_ERRORS(HEAD "kubernetes:\n"             /* 3 */
+	                   "  namespace: payments\n"   /* 4 */
+	                   "  templates: k8s\n"        /* 5 */
+	                   "  force_conflicts: yes\n", /* 6 */
+	              {6, 20, "kubernetes.force_conflicts", "must be true or false (unquoted)"});
+	EXPECT_ERRORS(HEAD "kubernetes:\n"                  /* 3 */
+	                   "  namespace: payments\n"        /* 4 */
+	                   "  templates: k8s\n"             /* 5 */
+	                   "  force_conflicts: \"true\"\n", /* 6 */
+	              {6, 20, "kubernetes.force_conflicts", "must be true or false (unquoted)"});
+	EXPECT_ERRORS(HEAD "kubernetes:\n"                /* 3 */
+	                   "  namespace: payments\n"      /* 4 */
+	                   "  templates: k8s\n"           /* 5 */
+	                   "  force_conflicts: [true]\n", /* 6 */
+	              {6, 20, "kubernetes.force_conflicts", "must be true or false (unquoted)"});
+}
+
 Test(plan, kubernetes_configmaps)
 {
 	EXPECT_ERRORS(
