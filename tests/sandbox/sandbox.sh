@@ -33,6 +33,8 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/sandbox/pids.sh
+. "$here/pids.sh"
 if [ -z "${PYTHON:-}" ]; then
 	if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 fi
@@ -104,12 +106,6 @@ sys.stdout.write(out.decode(errors="replace"))
 ' "$@"
 }
 
-# ours PID TOKEN: PID is alive and its command line still contains TOKEN
-ours() {
-	[ -r "/proc/$1/cmdline" ] || return 1
-	{ tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF -- "$2"
-}
-
 # --- down ---
 
 stop_all() { # DIR
@@ -125,26 +121,7 @@ stop_all() { # DIR
 			i=$((i + 1))
 		done
 	done <"$pids"
-	while read -r pid token; do
-		if ours "$pid" "$token"; then kill -TERM "$pid" 2>/dev/null || true; fi
-	done <"$pids"
-	i=0
-	while [ $i -lt 20 ]; do
-		left=''
-		while read -r pid token; do
-			if ours "$pid" "$token"; then left="$left $pid"; fi
-		done <"$pids"
-		[ -n "$left" ] || break
-		sleep 0.1
-		i=$((i + 1))
-	done
-	while read -r pid token; do
-		if ours "$pid" "$token"; then
-			echo "sandbox.sh: pid $pid did not stop on SIGTERM within 2 s; sending SIGKILL" >&2
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done <"$pids"
-	rm -f "$pids"
+	stop_pids "$pids" sandbox.sh
 }
 
 cmd_down() {
