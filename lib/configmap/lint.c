@@ -83,6 +83,8 @@ struct cm_text_chunk {
 
 /* fmt formatted into p's message chunks; NULL when out of memory. */
 static char *pack_text(mg_cm_private *p, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static char *pack_text(mg_cm_private *p, const char *fmt, va_list ap)
 {
 	struct cm_text_chunk *c = p->texts;
 	size_t room = c ? c->size - c->used : 0;
