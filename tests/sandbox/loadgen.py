@@ -20,12 +20,14 @@ import collections
 import http.client
 import math
 import os
-import signal
-import stat
 import sys
 import threading
 import time
 import urllib.parse
+
+# the stop-when-the-owner-goes logic the test servers use
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "servers"))
+from common import stop_on_owner_exit  # noqa: E402
 
 MAX_SECONDS = 86400
 
@@ -137,23 +139,7 @@ def main():
         if conn is not None:
             conn.close()
 
-    def watch_stdin():
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    try:
-        mode = os.fstat(0).st_mode
-        owned = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)
-    except OSError:
-        owned = False
-    if owned:
-        threading.Thread(target=watch_stdin, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    stop_on_owner_exit(stop)
 
     start = time.monotonic()
     end = start + args.seconds

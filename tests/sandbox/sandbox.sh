@@ -32,12 +32,8 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-# shellcheck source=tests/sandbox/pids.sh
-. "$here/pids.sh"
-if [ -z "${PYTHON:-}" ]; then
-	if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
-fi
+# shellcheck source=tests/sandbox/common.sh
+. "$here/common.sh"
 PROMETHEUS=${PROMETHEUS:-/usr/bin/prometheus}
 lifetime=${SANDBOX_SECONDS:-900}
 rps=${SANDBOX_RPS:-100}

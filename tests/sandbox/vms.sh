@@ -46,10 +46,8 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-if [ -z "${PYTHON:-}" ]; then
-	if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
-fi
+# shellcheck source=tests/sandbox/common.sh
+. "$here/common.sh"
 SSHD=${SSHD:-/usr/sbin/sshd}
 loglevel=${VMS_SSHD_LOGLEVEL:-VERBOSE}
 

@@ -44,15 +44,14 @@ Control API (JSON bodies):
                  status answered, behaviour used;  DELETE /log clears it
 """
 import copy
-import http.server
 import json
 import math
-import os
-import socketserver
 import ssl
 import sys
 import threading
 import time
+
+from common import Handler, answer, serve_with_control, tls_server
 
 ACCOUNT = "01a7362d577a6c3019a474fd6f485823"
 ZONE = "023e105f4ecef8ad9ca31a8372d0c353"
@@ -201,26 +200,9 @@ def main():
         sys.exit(__doc__)
     cert, key, token = sys.argv[1], sys.argv[2], sys.argv[3]
 
-    class Quiet:
-        # one write per answer and no Nagle: else each answer waits out a delayed ACK (40 ms)
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-    class Api(Quiet, http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Api(Handler):
         def send(self, status, doc, content_type="application/json", headers=()):
-            body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for h, v in headers:
-                self.send_header(h, v)
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, status, doc, content_type, headers)
             self.entry["status"] = status
 
         def handle_any(self):
@@ -338,17 +320,7 @@ def main():
 
         do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = handle_any
 
-    class Control(Quiet, http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def reply(self, status, doc):
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Control(Handler):
         def body(self):
             n = int(self.headers.get("Content-Length") or 0)
             return json.loads(self.rfile.read(n).decode() or "null")
@@ -390,33 +362,9 @@ def main():
                     return self.reply(200, {})
             self.reply(404, {"error": "no such control endpoint"})
 
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
-
-        def server_bind(self):
-            # HTTPServer's own asks DNS for our name (getfqdn): slow, and nothing needs it
-            socketserver.TCPServer.server_bind(self)
-            self.server_name, self.server_port = self.server_address[:2]
-
-        def handle_error(self, request, client_address):
-            pass  # a client that rejects our certificate is what some tests want
-
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
-    api = Server(("127.0.0.1", 0), Api)
-    # the handshake happens in the handler's thread, so one stuck client cannot block accept()
-    api.socket = ctx.wrap_socket(api.socket, server_side=True, do_handshake_on_connect=False)
-    control = Server(("127.0.0.1", 0), Control)
-    print("port", api.server_address[1], flush=True)
-    print("control", control.server_address[1], flush=True)
-    threading.Thread(target=control.serve_forever, daemon=True).start()
-
-    def watch_stdin():
-        sys.stdin.read()
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    api.serve_forever()
+    serve_with_control(tls_server(ctx, Api), Control)
 
 
 if __name__ == "__main__":

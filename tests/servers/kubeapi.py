@@ -78,18 +78,16 @@ Control API on the second port:
 import argparse
 import copy
 import hashlib
-import http.server
 import json
 import math
-import os
 import re
-import socketserver
 import ssl
-import sys
 import threading
 import time
 import urllib.parse
 import uuid
+
+from common import Handler, answer, serve_with_control, tls_server
 
 # ---------------------------------------------------------------- resources
 
@@ -1424,27 +1422,10 @@ def main():
     namespaces = [n for n in opt.namespaces.split(",") if n]
     reset_state(namespaces, tokens)
 
-    class Quiet:
-        # one write per answer and no Nagle: else each answer waits out a delayed ACK (40 ms)
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-    class Api(Quiet, http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Api(Handler):
         def send(self, status, doc, content_type="application/json", headers=()):
-            body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-cache, private")
-            for h, v in headers:
-                self.send_header(h, v)
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, status, doc, content_type,
+                   (("Cache-Control", "no-cache, private"),) + tuple(headers))
             self.entry["status"] = status
 
         def read_body(self):
@@ -1827,17 +1808,7 @@ def main():
 
         do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = handle_any
 
-    class Control(Quiet, http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def reply(self, status, doc):
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Control(Handler):
         def do_GET(self):
             with lock:
                 if self.path == "/__requests":
@@ -1937,38 +1908,13 @@ def main():
                 return render(entry)
             raise ValueError(f"unknown op {op!r}")
 
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
-
-        def server_bind(self):
-            # HTTPServer's own asks DNS for our name (getfqdn): slow, and nothing needs it
-            socketserver.TCPServer.server_bind(self)
-            self.server_name, self.server_port = self.server_address[:2]
-
-        def handle_error(self, request, client_address):
-            pass  # a client that rejects our certificate is what some tests want
-
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(opt.cert, opt.key)
     if opt.client_ca:
         # asked for, verified when given, not required: tokens are the other way in
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(opt.client_ca)
-    api = Server(("127.0.0.1", 0), Api)
-    # the handshake happens in the handler's thread, so one stuck client cannot block accept()
-    api.socket = ctx.wrap_socket(api.socket, server_side=True, do_handshake_on_connect=False)
-    control = Server(("127.0.0.1", 0), Control)
-    print("port", api.server_address[1], flush=True)
-    print("control", control.server_address[1], flush=True)
-    threading.Thread(target=control.serve_forever, daemon=True).start()
-    threading.Thread(target=controller, daemon=True).start()
-
-    def watch_stdin():
-        sys.stdin.read()
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    api.serve_forever()
+    serve_with_control(tls_server(ctx, Api), Control, controller)
 
 
 if __name__ == "__main__":

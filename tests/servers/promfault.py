@@ -32,16 +32,13 @@ GET /log (no token needed) is every API request so far: path, params
 "missing") and the status answered.
 """
 import argparse
-import http.server
-import json
-import os
 import re
-import socketserver
 import ssl
-import sys
 import threading
 import time
 import urllib.parse
+
+from common import Handler, Server, answer, exit_when_stdin_closes
 
 NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 # not in sorted order, unlike Prometheus: the client must not rely on the order
@@ -85,22 +82,9 @@ def main():
     log = []
     failures = [opt.fail]
 
-    class Api(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
+    class Api(Handler):
         def send(self, status, body, content_type="application/json"):
-            if not isinstance(body, bytes):
-                body = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, status, body, content_type)
             if self.entry is not None:
                 self.entry["status"] = status
 
@@ -189,29 +173,13 @@ def main():
 
         do_POST = do_PUT = do_PATCH = do_DELETE = refuse
 
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
-
-        def server_bind(self):
-            # HTTPServer's own asks DNS for our name (getfqdn): slow, and nothing needs it
-            socketserver.TCPServer.server_bind(self)
-            self.server_name, self.server_port = self.server_address[:2]
-
-        def handle_error(self, request, client_address):
-            pass  # a client that gives up on a slow answer is what some tests do
-
     srv = Server(("127.0.0.1", 0), Api)
     if opt.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(opt.tls[0], opt.tls[1])
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("port", srv.server_address[1], flush=True)
-
-    def watch_stdin():
-        sys.stdin.read()
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    exit_when_stdin_closes()
     srv.serve_forever()
 
 

@@ -12,6 +12,8 @@ import socketserver
 import sys
 import threading
 
+from common import answer
+
 
 def main():
     name, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -22,12 +24,7 @@ def main():
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):
-            body = (name + "\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, 200, (name + "\n").encode(), "text/plain")
 
         def log_message(self, *args):
             pass

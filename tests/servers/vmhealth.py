@@ -20,11 +20,11 @@ usage: vmhealth.py --port P --vm ADDR=ROOTDIR [--vm ADDR=ROOTDIR ...]
 import argparse
 import http.server
 import os
-import signal
 import socketserver
-import stat
 import sys
 import threading
+
+from common import answer, stop_on_owner_exit
 
 
 def health(root):
@@ -49,12 +49,7 @@ def make_handler(root):
                 code, text = health(root)
             else:
                 code, text = 404, "not found\n"
-            body = text.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, code, text.encode(), "text/plain")
 
         def log_message(self, *args):
             pass
@@ -85,25 +80,8 @@ def main():
         servers.append(Server((addr, args.port), make_handler(root)))
 
     stop = threading.Event()
-
-    def watch_stdin():
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        stop.set()
-
-    try:
-        mode = os.fstat(0).st_mode
-        owned = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)
-    except OSError:
-        owned = False
-    # /dev/null (a background job of vms.sh up) gives EOF at once: no owner going away
-    if owned:
-        threading.Thread(target=watch_stdin, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    # vms.sh up runs it in the background on /dev/null: only SIGTERM stops it then
+    stop_on_owner_exit(stop)
     for srv in servers:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     print("ready", flush=True)
