@@ -325,6 +325,136 @@ static int fleet_prepare(const mg_plan *plan, mg_fleet_op op, const char *versio
 	return preflight(v, accept_new, passphrase, err);
 }
 
+/*
+ * Opens the plan's state and loads it (and, with fleet, the fleet record). A dry
+ * run changes nothing, not even creating the state directory: no store yet is a
+ * fresh state and *store stays NULL.
+ */
+static int open_state(const mg_cli *cli, const char *dir, const char *name, mg_store **store,
+                      mg_state *st, json_t **fleet, mg_error *err)
+{
+	int rc;
+	if (cli->dry_run) {
+		mg_state_init(st, name);
+		rc = mg_store_open_existing(store, dir, name, err);
+		if (rc == MG_ENOTFOUND) {
+			mg_error_clear(err);
+			rc = 0;
+		} else if (!rc) {
+			rc = mg_state_load(st, *store, err);
+		}
+		return rc;
+	}
+	rc = mg_store_open(store, dir, name, err);
+	if (!rc)
+		rc = mg_store_lock(*store, cli->command, err);
+	if (!rc)
+		rc = mg_state_load(st, *store, err);
+	if (!rc && fleet)
+		rc = mg_fleet_record_load(fleet, *store, err);
+	return rc;
+}
+
+/* The VM side's release to go back to; state.json is hand-editable and the name goes
+ * into remote paths. */
+static int vms_previous_version(char *out, size_t size, const mg_state *st, mg_error *err)
+{
+	char why[256];
+	snprintf(out, size, "%s", st->vms_previous_version);
+	if (mg_fleet_check_version(out, why, sizeof(why)))
+		return mg_error_set(err, MG_EINVALID,
+		                    "state.json: versions.vms_previous is not a release name: %s",
+		                    why);
+	return 0;
+}
+
+/*
+ * A signal stops the run between stages (lib/fleet looks at the flag); the default
+ * action would leave hosts half switched with nothing journalled. A host that drops
+ * its connection must fail that host, not kill the process: SIGPIPE is ignored.
+ */
+static void signals_install(struct sigaction *old_int, struct sigaction *old_term,
+                            struct sigaction *old_pipe)
+{
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, old_int);
+	sigaction(SIGTERM, &sa, old_term);
+	struct sigaction ign = {0};
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGPIPE, &ign, old_pipe);
+}
+
+static void signals_restore(const struct sigaction *old_int, const struct sigaction *old_term,
+                            const struct sigaction *old_pipe)
+{
+	sigaction(SIGINT, old_int, NULL);
+	sigaction(SIGTERM, old_term, NULL);
+	sigaction(SIGPIPE, old_pipe, NULL);
+}
+
+/*
+ * The VMs' version in the state after a fleet run, as read back from the hosts: a
+ * deploy that reached any host moves it on; a rollback counts once every host is
+ * back (gone back once; going back again would be a guess). Returns whether st
+ * changed.
+ */
+static bool vms_state_update(mg_state *st, mg_fleet_op op, const mg_fleet_result *r,
+                             const char *version)
+{
+	size_t on = mg_fleet_count_on(r, version);
+	if (op == MG_FLEET_DEPLOY && on > 0 && strcmp(st->vms_version, version) != 0) {
+		snprintf(st->vms_previous_version, sizeof(st->vms_previous_version), "%s",
+		         st->vms_version);
+		snprintf(st->vms_version, sizeof(st->vms_version), "%s", version);
+		return true;
+	}
+	if (op == MG_FLEET_ROLLBACK && on == r->nhosts) {
+		snprintf(st->vms_version, sizeof(st->vms_version), "%s", version);
+		st->vms_previous_version[0] = '\0';
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The fleet run of `--vms-only` and of a dual run alike: a dry run gets no store (it
+ * journals nothing), a rollback has no artifact to check.
+ */
+static mg_fleet_options fleet_options(const mg_cli *cli, mg_fleet_op op, const mg_plan *plan,
+                                      const char *version, const char *artifact, const char *sha,
+                                      bool accept_new, const char *passphrase, mg_store *store,
+                                      json_t *fleet, const char *reason, const char *from)
+{
+	return (mg_fleet_options){
+	    .op = op,
+	    .vms = mg_plan_vms_section(plan),
+	    .version = version,
+	    .artifact = artifact,
+	    .artifact_sha256 = op == MG_FLEET_DEPLOY ? sha : NULL,
+	    .accept_new_host_keys = accept_new,
+	    .passphrase = passphrase,
+	    .cancel = &fleet_signal,
+	    .store = cli->dry_run ? NULL : store,
+	    .fleet = fleet,
+	    .command = cli->command,
+	    .reason = reason,
+	    .from_version = *from ? from : NULL,
+	};
+}
+
+/* What a fleet run is about, the same keys in --json for `--vms-only` and a dual run. */
+static void fleet_release_json(json_t *o, const char *version, const char *from,
+                               const char *artifact, const char *sha)
+{
+	json_object_set_new(o, "version", json_string(version));
+	json_object_set_new(o, "from_version", *from ? json_string(from) : json_null());
+	json_object_set_new(o, "artifact", artifact ? json_string(artifact) : json_null());
+	json_object_set_new(o, "sha256", *sha ? json_string(sha) : json_null());
+}
+
 int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_new,
               const char *reason)
 {
@@ -359,26 +489,7 @@ int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_
 	if (rc)
 		goto fail;
 
-	const char *dir = cli_state_dir(cli, plan);
-	if (cli->dry_run) {
-		/* change nothing: not even create the state directory */
-		mg_state_init(&st, name);
-		rc = mg_store_open_existing(&store, dir, name, &err);
-		if (rc == MG_ENOTFOUND) {
-			mg_error_clear(&err);
-			rc = 0;
-		} else if (!rc) {
-			rc = mg_state_load(&st, store, &err);
-		}
-	} else {
-		rc = mg_store_open(&store, dir, name, &err);
-		if (!rc)
-			rc = mg_store_lock(store, cli->command, &err);
-		if (!rc)
-			rc = mg_state_load(&st, store, &err);
-		if (!rc)
-			rc = mg_fleet_record_load(&fleet, store, &err);
-	}
+	rc = open_state(cli, cli_state_dir(cli, plan), name, &store, &st, &fleet, &err);
 	if (rc)
 		goto fail;
 	snprintf(from, sizeof(from), "%s", st.vms_version);
@@ -393,43 +504,19 @@ int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_
 			    *st.vms_version ? st.vms_version : "the first deploy");
 			goto fail;
 		}
-		snprintf(version, sizeof(version), "%s", st.vms_previous_version);
-		/* state.json is hand-editable: the name goes into remote paths */
-		if (mg_fleet_check_version(version, why, sizeof(why))) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "state.json: versions.vms_previous is not a release name: %s", why);
+		if ((rc = vms_previous_version(version, sizeof(version), &st, &err)))
 			goto fail;
-		}
 	}
 
-	mg_fleet_options o = {
-	    .op = op,
-	    .vms = v,
-	    .version = version,
-	    .artifact = artifact,
-	    .artifact_sha256 = op == MG_FLEET_DEPLOY ? sha : NULL,
-	    .accept_new_host_keys = accept_new,
-	    .passphrase = passphrase,
-	    .cancel = &fleet_signal,
-	    .store = cli->dry_run ? NULL : store,
-	    .fleet = fleet,
-	    .command = cli->command,
-	    .reason = reason,
-	    .from_version = *from ? from : NULL,
-	};
+	mg_fleet_options o = fleet_options(cli, op, plan, version, artifact, sha, accept_new,
+	                                   passphrase, store, fleet, reason, from);
 	if (cli->dry_run) {
 		json_t *desc = mg_fleet_describe(&o);
 		if (doc) {
 			json_object_set_new(doc, "plan", json_string(name));
 			json_object_set_new(doc, "dry_run", json_true());
 			json_object_set_new(doc, "op", json_string(mg_fleet_op_name(op)));
-			json_object_set_new(doc, "version", json_string(version));
-			json_object_set_new(doc, "from_version",
-			                    *from ? json_string(from) : json_null());
-			json_object_set_new(doc, "artifact",
-			                    artifact ? json_string(artifact) : json_null());
-			json_object_set_new(doc, "sha256", *sha ? json_string(sha) : json_null());
+			fleet_release_json(doc, version, from, artifact, sha);
 			size_t bs = mg_plan_vms_batch_size(v);
 			json_object_set_new(doc, "batch_size", json_integer((json_int_t)bs));
 			json_object_set_new(
@@ -450,37 +537,14 @@ int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_
 	progress_ctx pc = {cli, name, mg_fleet_op_name(op), version, isatty(STDERR_FILENO) != 0};
 	o.progress = progress;
 	o.progress_ud = &pc;
-	/* a signal stops the run between stages (lib/fleet looks at the flag); the default
-	 * action would leave hosts half switched with nothing journalled */
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-	/* a host that drops its connection must fail that host, not kill the process */
-	struct sigaction ign = {0};
-	ign.sa_handler = SIG_IGN;
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGPIPE, &ign, &old_pipe);
+	signals_install(&old_int, &old_term, &old_pipe);
 	signals = true;
 
 	int run_rc = mg_fleet_run(&res, &o, &err);
 	progress_clear(&pc);
 	if (res.hosts) {
 		/* the fleet's version is what the hosts run now, as read back */
-		size_t on = mg_fleet_count_on(&res, version);
-		bool changed = false;
-		if (op == MG_FLEET_DEPLOY && on > 0 && strcmp(st.vms_version, version) != 0) {
-			snprintf(st.vms_previous_version, sizeof(st.vms_previous_version), "%s",
-			         st.vms_version);
-			snprintf(st.vms_version, sizeof(st.vms_version), "%s", version);
-			changed = true;
-		} else if (op == MG_FLEET_ROLLBACK && on == res.nhosts) {
-			/* gone back once; going back again would be a guess */
-			snprintf(st.vms_version, sizeof(st.vms_version), "%s", version);
-			st.vms_previous_version[0] = '\0';
-			changed = true;
-		}
+		bool changed = vms_state_update(&st, op, &res, version);
 		mg_error serr = MG_ERROR_INIT;
 		if (changed && mg_state_save(store, &st, &serr) != 0) {
 			if (!run_rc) {
@@ -504,11 +568,7 @@ int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_
 	if (doc) {
 		json_object_set_new(doc, "plan", json_string(name));
 		json_object_set_new(doc, "op", json_string(mg_fleet_op_name(op)));
-		json_object_set_new(doc, "version", json_string(version));
-		json_object_set_new(doc, "from_version", *from ? json_string(from) : json_null());
-		json_object_set_new(doc, "artifact",
-		                    artifact ? json_string(artifact) : json_null());
-		json_object_set_new(doc, "sha256", *sha ? json_string(sha) : json_null());
+		fleet_release_json(doc, version, from, artifact, sha);
 		json_t *rj = result_json(&res);
 		json_object_update(doc, rj);
 		json_decref(rj);
@@ -541,11 +601,8 @@ fail:
 	doc = NULL;
 	exit_code = cli_fail(cli, &err);
 out:
-	if (signals) {
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
-		sigaction(SIGPIPE, &old_pipe, NULL);
-	}
+	if (signals)
+		signals_restore(&old_int, &old_term, &old_pipe);
 	json_decref(doc);
 	json_decref(fleet);
 	mg_fleet_result_free(&res);
@@ -896,24 +953,7 @@ begin:;
 		goto fail;
 
 	const char *dir = cli_state_dir(cli, plan);
-	if (cli->dry_run) {
-		mg_state_init(&st, name);
-		rc = mg_store_open_existing(&store, dir, name, &err);
-		if (rc == MG_ENOTFOUND) {
-			mg_error_clear(&err);
-			rc = 0;
-		} else if (!rc) {
-			rc = mg_state_load(&st, store, &err);
-		}
-	} else {
-		rc = mg_store_open(&store, dir, name, &err);
-		if (!rc)
-			rc = mg_store_lock(store, cli->command, &err);
-		if (!rc)
-			rc = mg_state_load(&st, store, &err);
-		if (!rc && vms)
-			rc = mg_fleet_record_load(&fleet, store, &err);
-	}
+	rc = open_state(cli, dir, name, &store, &st, vms ? &fleet : NULL, &err);
 	if (rc)
 		goto fail;
 	snprintf(from_vms, sizeof(from_vms), "%s", st.vms_version);
@@ -937,17 +977,8 @@ begin:;
 			    vms ? " (--vms-only rolls back the VMs alone)" : "");
 			goto fail;
 		}
-		if (vms) {
-			snprintf(vms_version, sizeof(vms_version), "%s", st.vms_previous_version);
-			if (mg_fleet_check_version(vms_version, why, sizeof(why))) {
-				rc = mg_error_set(
-				    &err, MG_EINVALID,
-				    "state.json: versions.vms_previous is not a release "
-				    "name: %s",
-				    why);
-				goto fail;
-			}
-		}
+		if (vms && (rc = vms_previous_version(vms_version, sizeof(vms_version), &st, &err)))
+			goto fail;
 		snprintf(version, sizeof(version), "%s", st.kubernetes_previous_version);
 		rc = store ? mg_cluster_record_load(&objects, store, version, &err) : MG_ENOTFOUND;
 		if (rc == MG_ENOTFOUND) {
@@ -962,21 +993,8 @@ begin:;
 			goto fail;
 	}
 
-	mg_fleet_options fo = {
-	    .op = op,
-	    .vms = mg_plan_vms_section(plan),
-	    .version = vms_version,
-	    .artifact = artifact,
-	    .artifact_sha256 = op == MG_FLEET_DEPLOY ? sha : NULL,
-	    .accept_new_host_keys = accept_new,
-	    .passphrase = passphrase,
-	    .cancel = &fleet_signal,
-	    .store = cli->dry_run ? NULL : store,
-	    .fleet = fleet,
-	    .command = cli->command,
-	    .reason = reason,
-	    .from_version = *from_vms ? from_vms : NULL,
-	};
+	mg_fleet_options fo = fleet_options(cli, op, plan, vms_version, artifact, sha, accept_new,
+	                                    passphrase, store, fleet, reason, from_vms);
 	job.client = client;
 	job.o = (mg_cluster_options){.objects = objects,
 	                             .force = k->force_conflicts,
@@ -998,15 +1016,7 @@ begin:;
 	fo.progress_ud = &dp;
 
 	if (!cli->dry_run) {
-		struct sigaction sa = {0};
-		sa.sa_handler = on_signal;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, &old_int);
-		sigaction(SIGTERM, &sa, &old_term);
-		struct sigaction ign = {0};
-		ign.sa_handler = SIG_IGN;
-		sigemptyset(&ign.sa_mask);
-		sigaction(SIGPIPE, &ign, &old_pipe);
+		signals_install(&old_int, &old_term, &old_pipe);
 		signals = true;
 		/* what a rollback to this release re-applies, kept before any of it is sent */
 		if (op == MG_FLEET_DEPLOY &&
@@ -1043,19 +1053,8 @@ begin:;
 
 	/* the state: what each side runs now */
 	bool changed = false;
-	if (!cli->dry_run && fleet_ran && fres.hosts) {
-		size_t on = mg_fleet_count_on(&fres, vms_version);
-		if (op == MG_FLEET_DEPLOY && on > 0 && strcmp(st.vms_version, vms_version)) {
-			snprintf(st.vms_previous_version, sizeof(st.vms_previous_version), "%s",
-			         st.vms_version);
-			snprintf(st.vms_version, sizeof(st.vms_version), "%s", vms_version);
-			changed = true;
-		} else if (op == MG_FLEET_ROLLBACK && on == fres.nhosts) {
-			snprintf(st.vms_version, sizeof(st.vms_version), "%s", vms_version);
-			st.vms_previous_version[0] = '\0';
-			changed = true;
-		}
-	}
+	if (!cli->dry_run && fleet_ran && fres.hosts)
+		changed = vms_state_update(&st, op, &fres, vms_version);
 	if (!cli->dry_run && job.ran) {
 		/* once anything of V is on the cluster it runs V (healthy or not): a rollback goes
 		 * back from there */
@@ -1106,12 +1105,7 @@ begin:;
 		if (vms && fleet_ran) {
 			vj = result_json(&fres);
 			json_object_set_new(vj, "ok", json_boolean(!frc));
-			json_object_set_new(vj, "version", json_string(vms_version));
-			json_object_set_new(vj, "from_version",
-			                    *from_vms ? json_string(from_vms) : json_null());
-			json_object_set_new(vj, "artifact",
-			                    artifact ? json_string(artifact) : json_null());
-			json_object_set_new(vj, "sha256", *sha ? json_string(sha) : json_null());
+			fleet_release_json(vj, vms_version, from_vms, artifact, sha);
 			json_object_set_new(vj, "error",
 			                    frc ? error_json(frc, &ferr) : json_null());
 		} else if (vms && cli->dry_run) {
@@ -1183,11 +1177,8 @@ fail:
 	doc = NULL;
 	exit_code = cli_fail(cli, &err);
 out:
-	if (signals) {
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
-		sigaction(SIGPIPE, &old_pipe, NULL);
-	}
+	if (signals)
+		signals_restore(&old_int, &old_term, &old_pipe);
 	json_decref(doc);
 	json_decref(fleet);
 	json_decref(objects);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #ifndef MG_VERSION
@@ -73,25 +74,6 @@ int mg_http_global_init(mg_error *err)
 		                    curl_easy_strerror(rc));
 	global_done = true;
 	return 0;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleeps in slices so a raised cancel flag ends the wait within 50 ms. */
-static void sleep_ms(int64_t ms, const volatile int *cancel)
-{
-	while (ms > 0 && !(cancel && *cancel)) {
-		int64_t slice = ms < 50 ? ms : 50;
-		struct timespec ts = {0, (long)slice * 1000000L};
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(cancel && *cancel))
-			;
-		ms -= slice;
-	}
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
@@ -572,7 +554,7 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 	int64_t deadline = req->deadline_ms > 0 ? req->deadline_ms : DEFAULT_DEADLINE_MS;
 	int max_attempts = req->max_attempts > 0 ? req->max_attempts : DEFAULT_ATTEMPTS;
 	const char *method = req->method ? req->method : "GET";
-	int64_t start = now_ms(), end = start + deadline;
+	int64_t start = mg_clock_ms(), end = start + deadline;
 	outcome o = {.fail = FAIL_OTHER};
 	snprintf(o.detail, sizeof(o.detail), "deadline of %lld ms is too short",
 	         (long long)deadline);
@@ -580,12 +562,12 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 	for (int n = 1; n <= max_attempts; n++) {
 		/* the first attempt gets the whole deadline: a clock tick since start is not
 		 * "spent" */
-		int64_t left = n == 1 ? deadline : end - now_ms();
+		int64_t left = n == 1 ? deadline : end - mg_clock_ms();
 		if (left < MIN_ATTEMPT_MS && n > 1)
 			break;
 		attempt(&o, out, req, left < timeout ? (left > 0 ? left : 1) : timeout);
 		out->attempts = n;
-		out->elapsed_ms = now_ms() - start;
+		out->elapsed_ms = mg_clock_ms() - start;
 		if (o.fail == FAIL_NONE)
 			mg_log(MG_LOG_DEBUG, "%s %s: HTTP %ld (attempt %d, %lld ms)", method,
 			       req->url, o.status, n, (long long)out->elapsed_ms);
@@ -594,7 +576,7 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 			       o.detail, n, (long long)out->elapsed_ms);
 		if (!retryable(&o) || n == max_attempts)
 			break;
-		left = end - now_ms();
+		left = end - mg_clock_ms();
 		int64_t wait;
 		if (o.fail == FAIL_NONE && o.status == 429 && o.retry_ms >= 0) {
 			if (o.retry_ms > left - MIN_ATTEMPT_MS) {
@@ -621,7 +603,7 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 		else
 			mg_log(MG_LOG_INFO, "%s %s: %s; retrying in %lld ms (attempt %d of %d)",
 			       method, req->url, o.detail, (long long)wait, n + 1, max_attempts);
-		sleep_ms(wait, req->cancel);
+		mg_clock_sleep_ms(wait, req->cancel);
 		free(o.location);
 		o.location = NULL;
 		if (req->cancel && *req->cancel) {
@@ -629,7 +611,7 @@ int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 			break;
 		}
 	}
-	out->elapsed_ms = now_ms() - start;
+	out->elapsed_ms = mg_clock_ms() - start;
 
 	if (o.fail != FAIL_NONE) {
 		/* a timeout after an earlier answer still leaves that answer in *out */

@@ -37,16 +37,9 @@ int mg_secret_read(mg_secret *out, const char *env, const char *file, const char
 	} else {
 		return 0;
 	}
-	/* the first line, trimmed: files often end in a newline, variables sometimes too */
-	const char *s = v;
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	size_t n = strcspn(s, "\r\n");
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	bool bad = false;
-	for (size_t i = 0; i < n; i++)
-		bad |= (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f;
+	const char *s;
+	size_t n;
+	bool bad = !mg_secret_token_line(v, &s, &n);
 	int rc = 0;
 	if (!n && raw)
 		rc = mg_error_set(err, MG_EINVALID,
@@ -70,6 +63,23 @@ int mg_secret_read(mg_secret *out, const char *env, const char *file, const char
 		free(raw);
 	}
 	return rc;
+}
+
+bool mg_secret_token_line(const char *text, const char **start, size_t *len)
+{
+	/* the first line, trimmed: files often end in a newline, variables sometimes too */
+	const char *s = text;
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	size_t n = strcspn(s, "\r\n");
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	bool bad = false;
+	for (size_t i = 0; i < n; i++)
+		bad |= (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f;
+	*start = s;
+	*len = n;
+	return !bad;
 }
 
 void mg_secret_clear(mg_secret *s)

@@ -6,6 +6,7 @@
 #ifndef MG_SECRET_H
 #define MG_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -24,6 +25,14 @@ typedef struct {
  */
 int mg_secret_read(mg_secret *out, const char *env, const char *file, const char *what,
                    const char *key, mg_error *err);
+
+/*
+ * The token in text (a file's content or a variable's value): its first line,
+ * trimmed of blanks, at *start for *len bytes (0: empty). Returns false when
+ * that line holds spaces or control characters: a header injection otherwise.
+ * Shared with the kubeconfig's tokenFile so both take the same token.
+ */
+bool mg_secret_token_line(const char *text, const char **start, size_t *len);
 
 /* Wipes and frees the value. */
 void mg_secret_clear(mg_secret *s);

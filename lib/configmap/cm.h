@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "configmap.h"
+#include "str.h"
 
 typedef struct {
 	size_t start, end;
@@ -138,6 +139,5 @@ char *cm_buf_take(cm_buf *b);
 bool cm_path_under(const char *path, const char *dir); /* path is dir or inside it */
 char *cm_join(const char *dir, const char *rel);
 char *cm_strdup(const char *s);
-char *cm_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -11,17 +11,6 @@ char *cm_strdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-char *cm_printf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
 bool cm_path_under(const char *path, const char *dir)
 {
 	size_t n = strlen(dir);
@@ -43,7 +32,7 @@ char *cm_join(const char *dir, const char *rel)
 		n = 0;
 	while (*rel == '/')
 		rel++;
-	return cm_printf("%.*s/%s", (int)n, dir, rel);
+	return mg_str_printf("%.*s/%s", (int)n, dir, rel);
 }
 
 size_t cm_offset(mg_cm_private *p, const mg_ngx_directive *d)

@@ -308,7 +308,7 @@ static void check_target(lint *L, const mg_ngx_directive *d, uint32_t arg, bool 
 		char *slash = dir ? strrchr(dir, '/') : NULL;
 		if (slash)
 			*(slash == dir ? slash + 1 : slash) = '\0';
-		char *fix = cm_printf(
+		char *fix = mg_str_printf(
 		    "mount one emptyDir at %s in both containers (the output shows the volume) and have "
 		    "the other container create the socket there; or connect over 127.0.0.1 "
 		    "instead",
@@ -471,10 +471,11 @@ static void check_secret(lint *L, const mg_ngx_directive *d)
 		           "%s %s: from Secret %s, mounted at %s (not in the ConfigMap)", d->name,
 		           v, L->cm->secret_name, pp ? pp : v);
 	} else {
-		char *fix = cm_printf("put the file in a Secret mounted so that nginx finds it at "
-		                      "%s (the output shows the Secret and the volume) and name it "
-		                      "with --secret; the ConfigMap leaves it out",
-		                      pp ? pp : v);
+		char *fix =
+		    mg_str_printf("put the file in a Secret mounted so that nginx finds it at "
+		                  "%s (the output shows the Secret and the volume) and name it "
+		                  "with --secret; the ConfigMap leaves it out",
+		                  pp ? pp : v);
 		cm_finding(L->cm, MG_CM_ERROR, "secret", d, fix,
 		           "%s %s: %s in a Secret, not in a ConfigMap (stored unencrypted and "
 		           "readable by whoever may read the namespace's ConfigMaps)",
@@ -519,9 +520,10 @@ static void check_log(lint *L, const mg_ngx_directive *d)
 			return;
 		}
 	}
-	char *fix = cm_printf("%s %s; sends it to the container's log (kubectl logs); --fix-logs "
-	                      "rewrites it",
-	                      d->name, to);
+	char *fix =
+	    mg_str_printf("%s %s; sends it to the container's log (kubectl logs); --fix-logs "
+	                  "rewrites it",
+	                  d->name, to);
 	if (on_mount(L, v))
 		cm_finding(
 		    L->cm, MG_CM_ERROR, "log-file", d, fix,
@@ -609,7 +611,7 @@ static void check_listen(lint *L, const mg_ngx_directive *d)
 		return;
 	}
 	char *port = strchr(v + he, ':');
-	char *fix = cm_printf("listen %s; (every address of the pod)", port ? port + 1 : "80");
+	char *fix = mg_str_printf("listen %s; (every address of the pod)", port ? port + 1 : "80");
 	cm_finding(L->cm, MG_CM_ERROR, "listen-address", d, fix,
 	           "listen %s: an address of the VM; the pod has another, so nginx cannot bind it "
 	           "and will not start",

@@ -89,7 +89,7 @@ static char *suffixed(const char *k, unsigned n)
 			at = 253 - nl - ext;
 		}
 	}
-	return cm_printf("%.*s%s%.*s", (int)at, k, num, (int)ext, k + kl - ext);
+	return mg_str_printf("%.*s%s%.*s", (int)at, k, num, (int)ext, k + kl - ext);
 }
 
 int mg_cm_keys(char **keys, const char *const *paths, size_t n, mg_error *err)
@@ -388,8 +388,8 @@ static char *verify_annotation(const mg_cm *cm)
 	const mg_cm_verify_result *v = &cm->verify;
 	if (!v->ran)
 		return NULL;
-	return cm_printf("%s%s%s%s", v->ok ? "passed" : "failed", v->version ? " (" : "",
-	                 v->version ? v->version : "", v->version ? ")" : "");
+	return mg_str_printf("%s%s%s%s", v->ok ? "passed" : "failed", v->version ? " (" : "",
+	                     v->version ? v->version : "", v->version ? ")" : "");
 }
 
 static void yaml_emit(const mg_cm *cm, cm_buf *b);
@@ -586,7 +586,8 @@ char *mg_cm_mount_yaml(const mg_cm *cm, const char *pre)
 		}
 		for (size_t i = 0; i < cm->nsecrets; i++) {
 			cm_buf_printf(&b, " \\\n%s      --from-file=", pre);
-			char *arg = cm_printf("%s=%s", cm->secrets[i].key, cm->secrets[i].source);
+			char *arg =
+			    mg_str_printf("%s=%s", cm->secrets[i].key, cm->secrets[i].source);
 			shell_word(&b, arg ? arg : "");
 			free(arg);
 		}
@@ -845,7 +846,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 	cm->namespace_ = cm_strdup(opt->namespace_);
 	cm->mount_path = strdup(mount);
 	cm->secret_given = opt->secret != NULL;
-	cm->secret_name = opt->secret ? strdup(opt->secret) : cm_printf("%s-secret", opt->name);
+	cm->secret_name = opt->secret ? strdup(opt->secret) : mg_str_printf("%s-secret", opt->name);
 	size_t ml = strlen(cm->mount_path ? cm->mount_path : "");
 	while (ml > 1 && cm->mount_path[ml - 1] == '/')
 		cm->mount_path[--ml] = '\0';
@@ -977,7 +978,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 	free(k);
 	free(v);
 	free(l);
-	cm->name = opt->hash_suffix ? cm_printf("%s-%.10s", cm->base_name, cm->checksum)
+	cm->name = opt->hash_suffix ? mg_str_printf("%s-%.10s", cm->base_name, cm->checksum)
 	                            : strdup(cm->base_name);
 	if (!cm->name) {
 		rc = mg_error_set(err, MG_ENOMEM, "out of memory");

@@ -118,7 +118,8 @@ static char *find_binary(const char *name)
 	if (strchr(name, '/'))
 		return access(name, X_OK) == 0 ? strdup(name) : NULL;
 	const char *path = getenv("PATH");
-	char *dirs = cm_printf("%s:/usr/sbin:/usr/local/sbin:/sbin", path ? path : "/usr/bin:/bin");
+	char *dirs =
+	    mg_str_printf("%s:/usr/sbin:/usr/local/sbin:/sbin", path ? path : "/usr/bin:/bin");
 	char *found = NULL, *save = NULL;
 	for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d && !found;
 	     d = strtok_r(NULL, ":", &save)) {
@@ -151,9 +152,7 @@ static void note(verify *V, const char *fmt, ...)
 	mg_cm_verify_result *r = &V->cm->verify;
 	va_list ap;
 	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
+	char *s = mg_str_vprintf(fmt, ap);
 	va_end(ap);
 	if (!s)
 		return;
@@ -311,7 +310,7 @@ static const char *placeholder_pem(verify *V)
 	size_t kl = 0, cl = 0;
 	mg_error e = MG_ERROR_INIT;
 	if (st == 0 && !mg_fs_read_all(&k, &kl, key, &e) && !mg_fs_read_all(&c, &cl, crt, &e))
-		V->pem = cm_printf("%s%s", k, c);
+		V->pem = mg_str_printf("%s%s", k, c);
 	else
 		note(V, "openssl could not make a placeholder certificate (%s)",
 		     out && *out ? out : "no output");
@@ -393,7 +392,7 @@ static void resolve_addr(verify *V, const cm_ref *r)
 		free(host);
 		return;
 	}
-	char *nv = cm_printf("%.*s127.0.0.1%s", (int)r->host_start, v, v + r->host_end);
+	char *nv = mg_str_printf("%.*s127.0.0.1%s", (int)r->host_start, v, v + r->host_end);
 	if (nv && cm_edit_arg(V->p, &V->edits, r->d, r->arg, nv) == 0)
 		note(V,
 		     "%s does not resolve here: checked as 127.0.0.1 (in the cluster it must "
@@ -484,7 +483,7 @@ static void http_defaults(verify *V)
 	}
 	char *ins = cm_buf_take(&b);
 	if (ins && *ins) {
-		char *text = cm_printf("{%s", ins);
+		char *text = mg_str_printf("{%s", ins);
 		if (text)
 			cm_edits_add(&V->edits, p->http->file, term.start, term.end, text);
 		free(text);
@@ -638,11 +637,11 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 		char *pid = cm_join(root, "/var/run/nginx.pid");
 		if (pid) {
 			parent_dir(&V, pid, "/var/run/nginx.pid", "the built-in pid path");
-			pid_g = cm_printf("daemon off; pid %s;", pid);
+			pid_g = mg_str_printf("daemon off; pid %s;", pid);
 		}
 		free(pid);
 	}
-	char *prefix = cm_printf("%s/", conf_dir ? conf_dir : "");
+	char *prefix = mg_str_printf("%s/", conf_dir ? conf_dir : "");
 	char *main_conf = conf_dir ? cm_join(conf_dir, cm->main_path) : NULL;
 	bool has_e = major > 1 || (major == 1 && (minor > 19 || (minor == 19 && patch >= 5)));
 	char *argv[12];
@@ -692,9 +691,10 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 			free(r->output);
 			r->output = unroot(out ? out : "", root);
 			free(r->summary);
-			r->summary = st == -2 ? cm_printf("nginx -t did not finish within %ld ms",
-			                                  timeout_ms)
-			                      : summary_of(r->output ? r->output : "", r->ok);
+			r->summary =
+			    st == -2
+			        ? mg_str_printf("nginx -t did not finish within %ld ms", timeout_ms)
+			        : summary_of(r->output ? r->output : "", r->ok);
 			if (st == -2)
 				r->ok = false;
 		}

@@ -12,8 +12,10 @@
 
 #include "fs.h"
 #include "http.h"
+#include "internal.h"
 #include "kube.h"
 #include "log.h"
+#include "secret.h"
 
 struct mg_kube_client {
 	mg_kube_config *cfg;
@@ -28,7 +30,7 @@ struct mg_kube_client {
 	json_t *discovery; /* "group/version" -> its APIResourceList */
 };
 
-static void wipe_free(char *s)
+void mg_kube_wipe_free(char *s)
 {
 	if (s) {
 		explicit_bzero(s, strlen(s));
@@ -36,7 +38,7 @@ static void wipe_free(char *s)
 	}
 }
 
-static int oom(mg_error *err)
+int mg_kube_oom(mg_error *err)
 {
 	return mg_error_set(err, MG_ENOMEM, "out of memory");
 }
@@ -53,15 +55,9 @@ static int read_token_file(mg_kube_client *c, mg_error *err)
 		mg_error_clear(&ferr);
 		return rc;
 	}
-	const char *s = raw;
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-		s++;
-	size_t n = strcspn(s, "\r\n");
-	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-		n--;
-	bool bad = false;
-	for (size_t i = 0; i < n; i++)
-		bad |= (unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f;
+	const char *s;
+	size_t n;
+	bool bad = !mg_secret_token_line(raw, &s, &n);
 	int rc = 0;
 	if (!n)
 		rc = mg_error_set(err, MG_EINVALID, "tokenFile %s of user %s is empty",
@@ -73,7 +69,7 @@ static int read_token_file(mg_kube_client *c, mg_error *err)
 		    "must hold the token alone",
 		    c->cfg->token_file, c->cfg->user);
 	else if (!(c->token = strndup(s, n)))
-		rc = oom(err);
+		rc = mg_kube_oom(err);
 	explicit_bzero(raw, len);
 	free(raw);
 	return rc;
@@ -81,9 +77,9 @@ static int read_token_file(mg_kube_client *c, mg_error *err)
 
 static int run_exec(mg_kube_client *c, mg_error *err)
 {
-	wipe_free(c->token);
-	wipe_free(c->cert_pem);
-	wipe_free(c->key_pem);
+	mg_kube_wipe_free(c->token);
+	mg_kube_wipe_free(c->cert_pem);
+	mg_kube_wipe_free(c->key_pem);
 	c->token = c->cert_pem = c->key_pem = NULL;
 	c->exec_valid = false;
 	c->exec_runs++;
@@ -114,7 +110,7 @@ int mg_kube_client_new(mg_kube_client **out, const mg_kube_config_options *opts,
 	*out = NULL;
 	mg_kube_client *c = calloc(1, sizeof(*c));
 	if (!c)
-		return oom(err);
+		return mg_kube_oom(err);
 	int rc = mg_kube_config_load(&c->cfg, opts, err);
 	if (rc)
 		goto fail;
@@ -125,11 +121,11 @@ int mg_kube_client_new(mg_kube_client **out, const mg_kube_config_options *opts,
 	c->exec_timeout_ms = opts ? opts->exec_timeout_ms : 0;
 	c->cancel = opts ? opts->cancel : NULL;
 	if (!(c->ns = strdup(ns)) || !(c->discovery = json_object())) {
-		rc = oom(err);
+		rc = mg_kube_oom(err);
 		goto fail;
 	}
 	if (c->cfg->token && !(c->token = strdup(c->cfg->token))) {
-		rc = oom(err);
+		rc = mg_kube_oom(err);
 		goto fail;
 	}
 	if (!c->token && c->cfg->token_file && (rc = read_token_file(c, err)))
@@ -153,9 +149,9 @@ void mg_kube_client_free(mg_kube_client *c)
 		return;
 	mg_kube_config_free(c->cfg);
 	free(c->ns);
-	wipe_free(c->token);
-	wipe_free(c->cert_pem);
-	wipe_free(c->key_pem);
+	mg_kube_wipe_free(c->token);
+	mg_kube_wipe_free(c->cert_pem);
+	mg_kube_wipe_free(c->key_pem);
 	json_decref(c->discovery);
 	free(c);
 }
@@ -337,7 +333,7 @@ int mg_kube_request(mg_kube_client *c, const char *method, const char *path,
 		*status = 0;
 	char *url;
 	if (asprintf(&url, "%s%s", c->cfg->server, path) < 0)
-		return oom(err);
+		return mg_kube_oom(err);
 	mg_http_response res = {0};
 	int rc = ensure_credentials(c, err);
 	if (!rc)

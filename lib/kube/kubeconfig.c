@@ -18,6 +18,7 @@
 
 #include "base64.h"
 #include "fs.h"
+#include "internal.h"
 #include "kube.h"
 
 typedef struct {
@@ -31,19 +32,6 @@ typedef struct {
 	kfile *files;
 	size_t n;
 } kset;
-
-static void wipe_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
-static int oom(mg_error *err)
-{
-	return mg_error_set(err, MG_ENOMEM, "out of memory");
-}
 
 static int input_error(mg_error *err, const kfile *f, const yaml_node_t *n, const char *path,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -161,7 +149,7 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 {
 	memset(f, 0, sizeof(*f));
 	if (!(f->path = strdup(path)))
-		return oom(err);
+		return mg_kube_oom(err);
 	FILE *in = fopen(path, "rb");
 	if (!in)
 		return mg_error_set(err, errno == ENOENT ? MG_ENOTFOUND : MG_EINVALID,
@@ -174,7 +162,7 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 	free(abs);
 	if (!f->dir) {
 		fclose(in);
-		return oom(err);
+		return mg_kube_oom(err);
 	}
 	yaml_parser_t parser;
 	yaml_parser_initialize(&parser);
@@ -221,7 +209,7 @@ static int kset_add(kset *s, const char *path, bool must_exist, mg_error *err)
 			return 0;
 	kfile *fs = realloc(s->files, (s->n + 1) * sizeof(*fs));
 	if (!fs)
-		return oom(err);
+		return mg_kube_oom(err);
 	s->files = fs;
 	/* kubectl skips KUBECONFIG entries that do not exist */
 	if (!must_exist && access(path, F_OK) != 0)
@@ -241,7 +229,7 @@ static int load_set(kset *s, const mg_kube_config_options *o, mg_error *err)
 	if (env && *env) {
 		char *copy = strdup(env), *save = NULL;
 		if (!copy)
-			return oom(err);
+			return mg_kube_oom(err);
 		int rc = 0;
 		for (char *p = strtok_r(copy, ":", &save); p && !rc; p = strtok_r(NULL, ":", &save))
 			rc = kset_add(s, p, false, err);
@@ -328,14 +316,14 @@ static int decode_data(const kfile *f, yaml_node_t *at, const char *value, const
 	size_t n;
 	int rc = mg_base64_decode(value, strlen(value), out, &n);
 	if (rc == -2)
-		return oom(err);
+		return mg_kube_oom(err);
 	/* the value is a secret: say what is wrong with it, never what it is */
 	if (rc || n == 0)
 		return input_error(err, f, at, path,
 		                   "not valid base64 (the field holds the "
 		                   "base64 of the PEM data)");
 	if (strlen(*out) != n) {
-		wipe_free(*out);
+		mg_kube_wipe_free(*out);
 		*out = NULL;
 		return input_error(err, f, at, path, "decodes to binary data; PEM text expected");
 	}
@@ -347,7 +335,7 @@ static int dup_to(char **dst, const char *src, mg_error *err)
 	if (!src)
 		return 0;
 	if (!(*dst = strdup(src)))
-		return oom(err);
+		return mg_kube_oom(err);
 	return 0;
 }
 
@@ -389,7 +377,7 @@ static int read_cluster(mg_kube_config *c, const kfile *f, yaml_node_t *entry, s
 	if (cad && *cad && (rc = decode_data(f, at_cad, cad, path, &c->ca_pem, err)))
 		return rc;
 	if (ca && *ca && !(c->ca_file = resolve(f, ca)))
-		return oom(err);
+		return mg_kube_oom(err);
 	snprintf(path, sizeof(path), "%s.tls-server-name", base);
 	if ((rc = get_str(f, cl, "tls-server-name", path, &tsn, &at, err)) ||
 	    (rc = dup_to(&c->tls_server_name, tsn && *tsn ? tsn : NULL, err)))
@@ -414,10 +402,10 @@ static int read_exec(mg_kube_config *c, const kfile *f, yaml_node_t *ex, const c
 		                   "must be a mapping (apiVersion, command, ...)");
 	mg_kube_exec_config *e = calloc(1, sizeof(*e));
 	if (!e)
-		return oom(err);
+		return mg_kube_oom(err);
 	c->exec = e;
 	if (!(e->dir = strdup(f->dir)))
-		return oom(err);
+		return mg_kube_oom(err);
 	const char *av, *cmd, *hint, *mode;
 	yaml_node_t *at;
 	snprintf(path, sizeof(path), "%s.apiVersion", base);
@@ -460,14 +448,14 @@ static int read_exec(mg_kube_config *c, const kfile *f, yaml_node_t *ex, const c
 		size_t n =
 		    (size_t)(args->data.sequence.items.top - args->data.sequence.items.start);
 		if (!(e->args = calloc(n + 1, sizeof(char *))))
-			return oom(err);
+			return mg_kube_oom(err);
 		for (size_t i = 0; i < n; i++) {
 			yaml_node_t *a = node(f, args->data.sequence.items.start[i]);
 			snprintf(path, sizeof(path), "%s.args[%zu]", base, i);
 			if (!scalar(a))
 				return input_error(err, f, a, path, "must be a string");
 			if (!(e->args[i] = strdup(scalar(a))))
-				return oom(err);
+				return mg_kube_oom(err);
 			e->nargs++;
 		}
 	}
@@ -479,7 +467,7 @@ static int read_exec(mg_kube_config *c, const kfile *f, yaml_node_t *ex, const c
 			                   "must be a list of {name, value} mappings");
 		size_t n = (size_t)(env->data.sequence.items.top - env->data.sequence.items.start);
 		if (!(e->env = calloc(n + 1, sizeof(char *))))
-			return oom(err);
+			return mg_kube_oom(err);
 		for (size_t i = 0; i < n; i++) {
 			yaml_node_t *v = node(f, env->data.sequence.items.start[i]);
 			snprintf(path, sizeof(path), "%s.env[%zu]", base, i);
@@ -490,7 +478,7 @@ static int read_exec(mg_kube_config *c, const kfile *f, yaml_node_t *ex, const c
 			if (val && !scalar(val))
 				return input_error(err, f, val, path, "value must be a string");
 			if (asprintf(&e->env[i], "%s=%s", name, val ? scalar(val) : "") < 0)
-				return oom(err);
+				return mg_kube_oom(err);
 			e->nenv++;
 		}
 	}
@@ -530,7 +518,7 @@ static int read_user(mg_kube_config *c, const kfile *f, yaml_node_t *entry, size
 			return input_error(err, f, at_d, dpath, "%s and %s are both set; keep one",
 			                   pairs[i].file_key, pairs[i].data_key);
 		if (fv && *fv && !(*pairs[i].file_out = resolve(f, fv)))
-			return oom(err);
+			return mg_kube_oom(err);
 		if (dv && *dv && (rc = decode_data(f, at_d, dv, dpath, pairs[i].data_out, err)))
 			return rc;
 	}
@@ -562,9 +550,9 @@ static int read_user(mg_kube_config *c, const kfile *f, yaml_node_t *entry, size
 				    "the token alone");
 			}
 		if (!(c->token = strdup(tok)))
-			return oom(err);
+			return mg_kube_oom(err);
 	} else if (tokfile && *tokfile && !(c->token_file = resolve(f, tokfile))) {
-		return oom(err);
+		return mg_kube_oom(err);
 	}
 	yaml_node_t *k = NULL;
 	static const char *unsupported[] = {"username", "password", "auth-provider"};
@@ -700,11 +688,11 @@ int mg_kube_config_load(mg_kube_config **out, const mg_kube_config_options *opts
 	kset s = {0};
 	mg_kube_config *c = calloc(1, sizeof(*c));
 	if (!c)
-		return oom(err);
+		return mg_kube_oom(err);
 	int rc = load_set(&s, opts, err);
 	if (!rc) {
 		set_files(c, &s);
-		rc = c->files ? resolve_context(c, &s, opts, err) : oom(err);
+		rc = c->files ? resolve_context(c, &s, opts, err) : mg_kube_oom(err);
 	}
 	kset_free(&s);
 	if (rc) {
@@ -731,9 +719,9 @@ void mg_kube_config_free(mg_kube_config *c)
 	free(c->tls_server_name);
 	free(c->client_cert_file);
 	free(c->client_key_file);
-	wipe_free(c->client_cert_pem);
-	wipe_free(c->client_key_pem);
-	wipe_free(c->token);
+	mg_kube_wipe_free(c->client_cert_pem);
+	mg_kube_wipe_free(c->client_key_pem);
+	mg_kube_wipe_free(c->token);
 	free(c->token_file);
 	if (c->exec) {
 		mg_kube_exec_config *e = c->exec;
@@ -742,7 +730,7 @@ void mg_kube_config_free(mg_kube_config *c)
 			free(e->args[i]);
 		free(e->args);
 		for (size_t i = 0; i < e->nenv; i++)
-			wipe_free(e->env[i]);
+			mg_kube_wipe_free(e->env[i]);
 		free(e->env);
 		free(e->api_version);
 		free(e->install_hint);

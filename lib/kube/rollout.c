@@ -3,33 +3,14 @@
  * order (kubectl's DeploymentStatusViewer), so "rolled out" means here what
  * it means to anyone who runs kubectl by hand.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "kube.h"
 
 #define DEFAULT_TIMEOUT_MS (5 * 60 * 1000)
 #define DEFAULT_POLL_MS    1000
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms, const volatile int *cancel)
-{
-	while (ms > 0 && !(cancel && *cancel)) {
-		int64_t slice = ms < 50 ? ms : 50;
-		struct timespec ts = {0, (long)slice * 1000000L};
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !(cancel && *cancel))
-			;
-		ms -= slice;
-	}
-}
 
 static long long num(const json_t *o, const char *key)
 {
@@ -102,7 +83,7 @@ int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *
 	json_decref(probe);
 	if (rc)
 		return rc;
-	int64_t start = now_ms(), end = start + timeout;
+	int64_t start = mg_clock_ms(), end = start + timeout;
 	for (;;) {
 		if (cancel && *cancel)
 			return mg_error_set(
@@ -127,11 +108,11 @@ int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *
 			                    "%s: rollout failed: %s; see `kubectl "
 			                    "describe deployment %s -n %s`",
 			                    what, msg, name, ns);
-		int64_t left = end - now_ms();
+		int64_t left = end - mg_clock_ms();
 		if (left <= 0)
 			return mg_error_set(
 			    err, MG_ERROR, "%s: not rolled out within %.1f s (rollout_timeout): %s",
 			    what, (double)timeout / 1000.0, msg);
-		sleep_ms(poll < left ? poll : left, cancel);
+		mg_clock_sleep_ms(poll < left ? poll : left, cancel);
 	}
 }

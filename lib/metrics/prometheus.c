@@ -7,7 +7,6 @@
  */
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "secret.h"
+#include "str.h"
 
 /* Few enough that a dead Prometheus is reported within twice the timeout, not minutes later. */
 #define MAX_ATTEMPTS 3
@@ -29,18 +29,6 @@ typedef struct {
 	int64_t timeout_ms;
 	const volatile int *cancel;
 } prom;
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 /* Appends text from the server, minus anything that could drive a terminal. */
 static void append_clean(char *buf, size_t size, const char *s)
@@ -448,8 +436,8 @@ static int run(prom *p, const char *path, const char *query, const char *params,
                mg_metrics_result *out, mg_error *err)
 {
 	char *q = escape(query);
-	char *url = q ? xasprintf("%s%s?query=%s&%s", p->base, path, q, params) : NULL;
-	char *shown = xasprintf("%s%s", p->base, path);
+	char *url = q ? mg_str_printf("%s%s?query=%s&%s", p->base, path, q, params) : NULL;
+	char *shown = mg_str_printf("%s%s", p->base, path);
 	free(q);
 	if (!url || !shown) {
 		free(url);

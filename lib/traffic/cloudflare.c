@@ -15,7 +15,6 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@
 #include "http.h"
 #include "log.h"
 #include "secret.h"
+#include "str.h"
 #include "traffic.h"
 
 #define DEFAULT_API_URL    "https://api.cloudflare.com/client/v4"
@@ -57,18 +57,6 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s = NULL;
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
 }
 
 /* Appends text from the server, minus anything that could drive a terminal. */
@@ -288,14 +276,14 @@ int mg_traffic_cloudflare_new(void **out, const mg_plan_cloudflare *cfg, mg_erro
 	int alen = (int)strlen(api);
 	while (alen > 0 && api[alen - 1] == '/')
 		alen--;
-	c->lb_url = xasprintf("%.*s/zones/%s/load_balancers/%s", alen, api, cfg->zone_id,
-	                      cfg->load_balancer_id);
+	c->lb_url = mg_str_printf("%.*s/zones/%s/load_balancers/%s", alen, api, cfg->zone_id,
+	                          cfg->load_balancer_id);
 	c->pool[VM] = strdup(cfg->vm_pool);
 	c->pool[K8S] = strdup(cfg->k8s_pool);
 	for (int i = 0; i < 2; i++)
 		c->health_url[i] =
-		    xasprintf("%.*s/accounts/%s/load_balancers/pools/%s/health", alen, api,
-		              cfg->account_id, i == VM ? cfg->vm_pool : cfg->k8s_pool);
+		    mg_str_printf("%.*s/accounts/%s/load_balancers/pools/%s/health", alen, api,
+		                  cfg->account_id, i == VM ? cfg->vm_pool : cfg->k8s_pool);
 	c->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
 	c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
 	if (!c->lb_url || !c->pool[VM] || !c->pool[K8S] || !c->health_url[VM] ||
