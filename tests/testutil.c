@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,34 +212,54 @@ bool tu_write_openssl_cnf(const char *dir, char *why, size_t size)
 	return true;
 }
 
+/*
+ * `openssl req -x509` making a P-256 key and a certificate (key, pem) with
+ * cnf's section ext, signed by ca/cakey or self-signed when ca is NULL; one
+ * place for the options every test certificate shares.
+ */
+static bool openssl_req(const char *dir, const char *cnf, const char *ext, const char *ca,
+                        const char *cakey, const char *key, const char *pem, const char *subj,
+                        char *why, size_t size)
+{
+	char *argv[32];
+	size_t n = 0;
+	argv[n++] = "openssl";
+	argv[n++] = "req";
+	argv[n++] = "-x509";
+	argv[n++] = "-config";
+	argv[n++] = (char *)cnf;
+	argv[n++] = "-extensions";
+	argv[n++] = (char *)ext;
+	if (ca) {
+		argv[n++] = "-CA";
+		argv[n++] = (char *)ca;
+		argv[n++] = "-CAkey";
+		argv[n++] = (char *)cakey;
+	}
+	argv[n++] = "-newkey";
+	argv[n++] = "ec";
+	argv[n++] = "-pkeyopt";
+	argv[n++] = "ec_paramgen_curve:prime256v1";
+	argv[n++] = "-nodes";
+	argv[n++] = "-keyout";
+	argv[n++] = (char *)key;
+	argv[n++] = "-out";
+	argv[n++] = (char *)pem;
+	argv[n++] = "-days";
+	argv[n++] = "2";
+	argv[n++] = "-subj";
+	argv[n++] = (char *)subj;
+	argv[n] = NULL;
+	return tu_run_ok(dir, argv, why, size);
+}
+
 bool tu_make_test_ca(const char *dir, const char *prefix, char *why, size_t size)
 {
 	char cnf[512], pem[512], key[512];
 	snprintf(cnf, sizeof(cnf), "%s/openssl.cnf", dir);
 	snprintf(pem, sizeof(pem), "%s/%s.pem", dir, prefix);
 	snprintf(key, sizeof(key), "%s/%s.key", dir, prefix);
-	char *argv[] = {"openssl",
-	                "req",
-	                "-x509",
-	                "-config",
-	                cnf,
-	                "-extensions",
-	                "ca",
-	                "-newkey",
-	                "ec",
-	                "-pkeyopt",
-	                "ec_paramgen_curve:prime256v1",
-	                "-nodes",
-	                "-keyout",
-	                key,
-	                "-out",
-	                pem,
-	                "-days",
-	                "2",
-	                "-subj",
-	                "/CN=migrate test CA",
-	                NULL};
-	return tu_run_ok(dir, argv, why, size);
+	return openssl_req(dir, cnf, "ca", NULL, NULL, key, pem, "/CN=migrate test CA", why, size);
 }
 
 bool tu_make_test_certs(const char *dir, char *why, size_t size)
@@ -251,20 +272,12 @@ bool tu_make_test_certs(const char *dir, char *why, size_t size)
 	snprintf(key, sizeof(key), "%s/server.key", dir);
 	if (!tu_write_openssl_cnf(dir, why, size) || !tu_make_test_ca(dir, "ca", why, size))
 		return false;
-	char *argv[] = {"openssl", "req",      "-x509",
-	                "-config", cnf,        "-extensions",
-	                "leaf",    "-CA",      ca,
-	                "-CAkey",  cakey,      "-newkey",
-	                "ec",      "-pkeyopt", "ec_paramgen_curve:prime256v1",
-	                "-nodes",  "-keyout",  key,
-	                "-out",    pem,        "-days",
-	                "2",       "-subj",    "/CN=127.0.0.1",
-	                NULL};
-	return tu_run_ok(dir, argv, why, size);
+	return openssl_req(dir, cnf, "leaf", ca, cakey, key, pem, "/CN=127.0.0.1", why, size);
 }
 
-/* Reads the "port N" and "control N" lines, bounded in time. */
-static bool read_ports(tu_cloudflare *s, int fd, char *why, size_t size)
+/* Reads the "port N" and "control N" lines server prints, bounded in time (10 s). */
+static bool read_port_lines(int fd, const char *server, int *port, int *control, char *why,
+                            size_t size)
 {
 	char buf[256] = "";
 	size_t len = 0;
@@ -282,54 +295,83 @@ static bool read_ports(tu_cloudflare *s, int fd, char *why, size_t size)
 		len += (size_t)n;
 		buf[len] = '\0';
 	}
-	if (sscanf(buf, "port %d\ncontrol %d", &s->api_port, &s->control_port) != 2) {
-		snprintf(why, size, "cloudflare.py did not start: \"%s\"", buf);
+	if (sscanf(buf, "port %d\ncontrol %d", port, control) != 2) {
+		snprintf(why, size, "%s did not start: \"%s\"", server, buf);
 		return false;
 	}
 	return true;
 }
 
-bool tu_cloudflare_start(tu_cloudflare *s, const char *dir, const char *token, char *why,
-                         size_t size)
+/*
+ * Starts a test server (argv) with its stdin on a pipe, *in, so it exits when
+ * the test process goes away, and reads the ports it prints; on failure, false
+ * with why, and *pid may still hold a process for stop_server.
+ */
+static bool spawn_server(char *const argv[], const char *server, pid_t *pid, int *in_fd, int *port,
+                         int *control, char *why, size_t size)
 {
 	int in[2], out[2];
-	if (!(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0)) {
+	if (pipe2(in, O_CLOEXEC) != 0) {
 		snprintf(why, size, "pipe: %s", strerror(errno));
 		return false;
 	}
+	if (pipe2(out, O_CLOEXEC) != 0) {
+		snprintf(why, size, "pipe: %s", strerror(errno));
+		close(in[0]);
+		close(in[1]);
+		return false;
+	}
+	pid_t p = tu_spawn_fds(argv, in[0], out[1], -1);
+	close(in[0]);
+	close(out[1]);
+	if (p < 0) {
+		snprintf(why, size, "fork: %s", strerror(errno));
+		close(in[1]);
+		close(out[0]);
+		return false;
+	}
+	*pid = p;
+	*in_fd = in[1];
+	bool ok = read_port_lines(out[0], server, port, control, why, size);
+	close(out[0]);
+	return ok;
+}
+
+/* Closes its stdin, SIGTERM, SIGKILL if still there after 2 s; *pid and *in become -1. */
+static void stop_server(pid_t *pid, int *in)
+{
+	if (*in >= 0)
+		close(*in);
+	if (*pid > 0) {
+		kill(*pid, SIGTERM);
+		int st;
+		pid_t r = 0;
+		for (int i = 0; i < 200 && (r = waitpid(*pid, &st, WNOHANG)) == 0; i++)
+			usleep(10000);
+		if (r == 0) {
+			kill(*pid, SIGKILL);
+			waitpid(*pid, &st, 0);
+		}
+	}
+	*pid = -1;
+	*in = -1;
+}
+
+bool tu_cloudflare_start(tu_cloudflare *s, const char *dir, const char *token, char *why,
+                         size_t size)
+{
 	char pem[512], key[512];
 	snprintf(pem, sizeof(pem), "%s/server.pem", dir);
 	snprintf(key, sizeof(key), "%s/server.key", dir);
 	char *argv[] = {
 	    (char *)tu_python(), "tests/servers/cloudflare.py", pem, key, (char *)token, NULL};
-	pid_t pid = tu_spawn_fds(argv, in[0], out[1], -1);
-	if (pid < 0) {
-		snprintf(why, size, "fork: %s", strerror(errno));
-		return false;
-	}
-	s->pid = pid;
-	close(in[0]);
-	close(out[1]);
-	s->in = in[1];
-	bool ok = read_ports(s, out[0], why, size);
-	close(out[0]);
-	return ok;
+	return spawn_server(argv, "cloudflare.py", &s->pid, &s->in, &s->api_port, &s->control_port,
+	                    why, size);
 }
 
 void tu_cloudflare_stop(tu_cloudflare *s)
 {
-	if (s->in >= 0)
-		close(s->in);
-	if (s->pid > 0) {
-		kill(s->pid, SIGTERM);
-		int st;
-		for (int i = 0; i < 200 && waitpid(s->pid, &st, WNOHANG) == 0; i++)
-			usleep(10000);
-		kill(s->pid, SIGKILL);
-		waitpid(s->pid, &st, WNOHANG);
-	}
-	s->pid = -1;
-	s->in = -1;
+	stop_server(&s->pid, &s->in);
 }
 
 static size_t discard(char *data, size_t size, size_t n, void *ud)
@@ -349,29 +391,42 @@ static size_t collect(char *data, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
-                          const char *body)
+/*
+ * One request to a test server's plain-HTTP control port with libcurl, not
+ * the code under test: the HTTP status and the body (malloc'd, or NULL) for
+ * the caller to assert on.
+ */
+static CURLcode control_http(int port, const char *method, const char *path, const char *body,
+                             long *status, char **text)
 {
 	char url[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->control_port, path);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
 	CURL *h = curl_easy_init();
 	cr_assert_not_null(h);
-	char *text = NULL;
 	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, text);
 	if (body)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	CURLcode rc = curl_easy_perform(h);
-	long status = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(h);
+	return rc;
+}
+
+json_t *tu_cloudflare_ctl(const tu_cloudflare *s, const char *method, const char *path,
+                          const char *body)
+{
+	char *text = NULL;
+	long status = 0;
+	CURLcode rc = control_http(s->control_port, method, path, body, &status, &text);
 	cr_assert_eq(rc, CURLE_OK, "control %s %s: %s", method, path, curl_easy_strerror(rc));
 	cr_assert_eq(status, 200, "control %s %s: HTTP %ld", method, path, status);
 	json_error_t je;
@@ -941,32 +996,8 @@ static bool kubeapi_files(tu_kubeapi *k, const char *dir, char *why, size_t size
 	if (!tu_make_test_certs(dir, why, size) || !write_text(cnf, kubeapi_client_cnf, why, size))
 		return false;
 	/* extendedKeyUsage clientAuth: OpenSSL on the server side refuses a serverAuth-only one */
-	char *argv[] = {"openssl",
-	                "req",
-	                "-x509",
-	                "-config",
-	                cnf,
-	                "-extensions",
-	                "client",
-	                "-CA",
-	                k->ca,
-	                "-CAkey",
-	                cakey,
-	                "-newkey",
-	                "ec",
-	                "-pkeyopt",
-	                "ec_paramgen_curve:prime256v1",
-	                "-nodes",
-	                "-keyout",
-	                k->client_key,
-	                "-out",
-	                k->client_cert,
-	                "-days",
-	                "2",
-	                "-subj",
-	                "/O=system:masters/CN=admin",
-	                NULL};
-	if (!tu_run_ok(dir, argv, why, size))
+	if (!openssl_req(dir, cnf, "client", k->ca, cakey, k->client_key, k->client_cert,
+	                 "/O=system:masters/CN=admin", why, size))
 		return false;
 	char a[40], b[40], text[512];
 	random_hex(a, sizeof(a));
@@ -1014,45 +1045,8 @@ static bool kubeapi_kubeconfig(const tu_kubeapi *k, char *why, size_t size)
 	return write_text(k->kubeconfig, text, why, size);
 }
 
-/* Reads "port N" and "control N", bounded in time. */
-static bool kubeapi_ports(tu_kubeapi *k, int fd, char *why, size_t size)
-{
-	char buf[256] = "";
-	size_t len = 0;
-	int64_t end = tu_now_ms() + 10000;
-	while (tu_now_ms() < end && len + 1 < sizeof(buf)) {
-		char *nl = strchr(buf, '\n');
-		if (nl && strchr(nl + 1, '\n'))
-			break;
-		struct pollfd p = {fd, POLLIN, 0};
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		buf[len] = '\0';
-	}
-	if (sscanf(buf, "port %d\ncontrol %d", &k->port, &k->control_port) != 2) {
-		snprintf(why, size, "kubeapi.py did not start: \"%s\"", buf);
-		return false;
-	}
-	return true;
-}
-
 static bool kubeapi_spawn(tu_kubeapi *k, const char *namespaces, char *why, size_t size)
 {
-	int in[2], out[2];
-	if (pipe2(in, O_CLOEXEC) != 0) {
-		snprintf(why, size, "pipe: %s", strerror(errno));
-		return false;
-	}
-	if (pipe2(out, O_CLOEXEC) != 0) {
-		snprintf(why, size, "pipe: %s", strerror(errno));
-		close(in[0]);
-		close(in[1]);
-		return false;
-	}
 	char pem[512], key[512];
 	snprintf(pem, sizeof(pem), "%.*s/server.pem", (int)(strlen(k->ca) - strlen("/ca.pem")),
 	         k->ca);
@@ -1071,19 +1065,8 @@ static bool kubeapi_spawn(tu_kubeapi *k, const char *namespaces, char *why, size
 	                "--namespaces",
 	                (char *)(namespaces ? namespaces : "default"),
 	                NULL};
-	pid_t pid = tu_spawn_fds(argv, in[0], out[1], -1);
-	close(in[0]);
-	close(out[1]);
-	if (pid < 0) {
-		snprintf(why, size, "fork: %s", strerror(errno));
-		close(in[1]);
-		close(out[0]);
-		return false;
-	}
-	k->pid = pid;
-	k->in = in[1];
-	bool ok = kubeapi_ports(k, out[0], why, size);
-	close(out[0]);
+	bool ok = spawn_server(argv, "kubeapi.py", &k->pid, &k->in, &k->port, &k->control_port, why,
+	                       size);
 	if (ok)
 		snprintf(k->url, sizeof(k->url), "https://127.0.0.1:%d", k->port);
 	return ok;
@@ -1106,27 +1089,9 @@ void tu_kubeapi_start(tu_kubeapi *k, const char *dir, const char *namespaces)
 static json_t *kubeapi_ctl(const tu_kubeapi *k, const char *method, const char *path,
                            const char *body)
 {
-	char url[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", k->control_port, path);
-	CURL *h = curl_easy_init();
-	cr_assert_not_null(h);
 	char *text = NULL;
-	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &text);
-	if (body)
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	CURLcode rc = curl_easy_perform(h);
 	long status = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(h);
+	CURLcode rc = control_http(k->control_port, method, path, body, &status, &text);
 	cr_assert_eq(rc, CURLE_OK, "kubeapi control %s %s: %s", method, path,
 	             curl_easy_strerror(rc));
 	cr_assert_eq(status, 200, "kubeapi control %s %s (%s): HTTP %ld: %s", method, path,
@@ -1150,19 +1115,128 @@ json_t *tu_kubeapi_requests(const tu_kubeapi *k)
 
 void tu_kubeapi_stop(tu_kubeapi *k)
 {
-	if (k->in >= 0)
-		close(k->in);
-	if (k->pid > 0) {
-		kill(k->pid, SIGTERM);
-		int st;
-		pid_t r = 0;
-		for (int i = 0; i < 200 && (r = waitpid(k->pid, &st, WNOHANG)) == 0; i++)
-			usleep(10000);
-		if (r == 0) {
-			kill(k->pid, SIGKILL);
-			waitpid(k->pid, &st, 0);
-		}
+	stop_server(&k->pid, &k->in);
+}
+
+const char *tu_at(const char *fmt, ...)
+{
+	static char buf[8][1024];
+	static int i;
+	i = (i + 1) % 8;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf[i], sizeof(buf[i]), fmt, ap);
+	va_end(ap);
+	return buf[i];
+}
+
+const char *tu_migrate_bin(void)
+{
+	const char *b = getenv("MIGRATE_BIN");
+	cr_assert_not_null(b, "MIGRATE_BIN is not set; run through `make integration`");
+	return b;
+}
+
+static tu_output migrate_va(const char *plan, const char *first, va_list ap)
+{
+	char *args[64];
+	size_t n = 0;
+	args[n++] = (char *)tu_migrate_bin();
+	if (plan) {
+		args[n++] = "-p";
+		args[n++] = (char *)plan;
 	}
-	k->pid = -1;
-	k->in = -1;
+	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
+		args[n++] = (char *)a;
+	args[n] = NULL;
+	return tu_capture(args);
+}
+
+tu_output tu_migrate(const char *first, ...)
+{
+	va_list ap;
+	va_start(ap, first);
+	tu_output r = migrate_va(NULL, first, ap);
+	va_end(ap);
+	return r;
+}
+
+tu_output tu_migrate_plan(const char *plan, const char *first, ...)
+{
+	va_list ap;
+	va_start(ap, first);
+	tu_output r = migrate_va(plan, first, ap);
+	va_end(ap);
+	return r;
+}
+
+json_t *tu_json_doc(const tu_output *r)
+{
+	json_error_t e;
+	json_t *doc = json_loads(r->out, 0, &e);
+	cr_assert_not_null(doc, "stdout is not one JSON document (%s): %s\nstderr: %s", e.text,
+	                   r->out, r->err);
+	return doc;
+}
+
+void tu_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+void tu_write_file_in(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	char *slash = strrchr(path, '/');
+	*slash = '\0';
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
+	cr_assert_eq(system(cmd), 0);
+	*slash = '/';
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+void tu_make_artifact(const char *dir, const char *version, bool healthy)
+{
+	char src[512], why[2048];
+	snprintf(src, sizeof(src), "%s/art/src-%s", dir, version);
+	mkdir(tu_at("%s/art", dir), 0755);
+	cr_assert_eq(mkdir(src, 0755), 0, "%s: %s", src, strerror(errno));
+	tu_write_file(tu_at("%s/version.txt", src), version);
+	if (healthy)
+		tu_write_file(tu_at("%s/healthy", src), "");
+	char *argv[] = {"/bin/tar", "-czf", (char *)tu_at("%s/art/app-%s.tar.gz", dir, version),
+	                "-C",       src,    ".",
+	                NULL};
+	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "%s", why);
+}
+
+void tu_vms_hosts_lines(const tu_vms *v, int n, char *out, size_t size)
+{
+	char line[256];
+	out[0] = '\0';
+	FILE *f = fopen(v->hosts_yaml, "r");
+	cr_assert_not_null(f, "%s", v->hosts_yaml);
+	for (int i = 0; (!n || i < n) && fgets(line, sizeof(line), f); i++) {
+		strncat(out, "    ", size - strlen(out) - 1);
+		strncat(out, line, size - strlen(out) - 1);
+	}
+	fclose(f);
+}
+
+const char *tu_vms_current(const tu_vms *v, int i)
+{
+	static char buf[4][256];
+	static int k;
+	k = (k + 1) % 4;
+	ssize_t n = readlink(tu_at("%s/current", v->root[i]), buf[k], sizeof(buf[k]) - 1);
+	buf[k][n > 0 ? n : 0] = '\0';
+	return buf[k];
 }

@@ -210,4 +210,25 @@ void tu_vms_forget_host(const tu_vms *v, int i);
  */
 void tu_vms_change_host_key(const tu_vms *v, int i, char *out, size_t size);
 
+/* A path or string built in one of 8 rotating 1 KiB buffers, valid until 8 more calls. */
+const char *tu_at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* $MIGRATE_BIN (set by `make integration`); asserts it is set. */
+const char *tu_migrate_bin(void);
+/* tu_capture of $MIGRATE_BIN with the arguments up to a NULL (at most 62). */
+tu_output tu_migrate(const char *first, ...);
+/* tu_migrate with "-p plan" before the arguments. */
+tu_output tu_migrate_plan(const char *plan, const char *first, ...);
+/* stdout as one JSON document (decref it); asserts, showing stdout and stderr if not. */
+json_t *tu_json_doc(const tu_output *r);
+/* Writes text to path (created or truncated); asserts. */
+void tu_write_file(const char *path, const char *text);
+/* Writes text to dir/name, making name's directories first (mkdir -p); asserts. */
+void tu_write_file_in(const char *dir, const char *name, const char *text);
+/* dir/art/app-<version>.tar.gz holding version.txt, and an empty `healthy` if healthy; asserts. */
+void tu_make_artifact(const char *dir, const char *version, bool healthy);
+/* The first n lines of v's hosts_yaml (0: all), each indented by 4 for a plan's vms.hosts. */
+void tu_vms_hosts_lines(const tu_vms *v, int n, char *out, size_t size);
+/* VM i's current link as the VM has it, "" when there is none (one of 4 rotating buffers). */
+const char *tu_vms_current(const tu_vms *v, int i);
+
 #endif

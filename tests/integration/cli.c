@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,27 +35,6 @@ static void setup(void)
 static void teardown(void)
 {
 	tu_tmpdir_remove(tmpdir);
-}
-
-static const char *bin(void)
-{
-	const char *b = getenv("MIGRATE_BIN");
-	cr_assert_not_null(b, "MIGRATE_BIN is not set; run through `make integration`");
-	return b;
-}
-
-static result run(const char *first, ...)
-{
-	char *args[64];
-	size_t n = 0;
-	args[n++] = (char *)bin();
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
-	return tu_capture(args);
 }
 
 /* stdout must be exactly one JSON document. */
@@ -113,7 +91,7 @@ TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(cli, help_lists_every_command)
 {
-	result r = run("help", NULL);
+	result r = tu_migrate("help", NULL);
 	cr_assert_eq(r.status, 0);
 	const char *cmds[] = {"validate", "plan", "status", "history", "help"};
 	for (size_t i = 0; i < 5; i++)
@@ -128,9 +106,9 @@ Test(cli, help_for_each_command_three_ways)
 	for (size_t i = 0; i < 4; i++) {
 		char want[64];
 		snprintf(want, sizeof(want), "usage: migrate %s", cmds[i]);
-		result a = run("help", cmds[i], NULL);
-		result b = run(cmds[i], "--help", NULL);
-		result c = run(cmds[i], "-h", NULL);
+		result a = tu_migrate("help", cmds[i], NULL);
+		result b = tu_migrate(cmds[i], "--help", NULL);
+		result c = tu_migrate(cmds[i], "-h", NULL);
 		cr_assert_eq(a.status, 0);
 		cr_assert_eq(b.status, 0);
 		cr_assert_eq(c.status, 0);
@@ -141,14 +119,14 @@ Test(cli, help_for_each_command_three_ways)
 		tu_output_free(&b);
 		tu_output_free(&c);
 	}
-	result h = run("history", "--help", NULL);
+	result h = tu_migrate("history", "--help", NULL);
 	cr_assert(strstr(h.out, "--limit"));
 	tu_output_free(&h);
 }
 
 Test(cli, no_command_is_a_usage_error)
 {
-	result r = run(NULL);
+	result r = tu_migrate(NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert_str_empty(r.out);
 	cr_assert(strstr(r.err, "usage: migrate"));
@@ -157,11 +135,11 @@ Test(cli, no_command_is_a_usage_error)
 
 Test(cli, version)
 {
-	result r = run("--version", NULL);
+	result r = tu_migrate("--version", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(!strncmp(r.out, "migrate ", 8), "%s", r.out);
 	tu_output_free(&r);
-	r = run("--version", "-o", "json", NULL);
+	r = tu_migrate("--version", "-o", "json", NULL);
 	json_t *doc = json_doc(&r);
 	cr_assert(strlen(jstr(doc, "version")) > 0);
 	json_decref(doc);
@@ -170,27 +148,27 @@ Test(cli, version)
 
 Test(cli, unknown_command_suggests)
 {
-	result r = run("vaildate", NULL);
+	result r = tu_migrate("vaildate", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "did you mean 'validate'?"), "%s", r.err);
 	tu_output_free(&r);
-	r = run("frobnicate", NULL);
+	r = tu_migrate("frobnicate", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "'frobnicate' is not a migrate command"), "%s", r.err);
 	cr_assert_null(strstr(r.err, "did you mean"));
 	tu_output_free(&r);
-	r = run("help", "nosuch", NULL);
+	r = tu_migrate("help", "nosuch", NULL);
 	cr_assert_eq(r.status, 2);
 	tu_output_free(&r);
 }
 
 Test(cli, unknown_option_suggests)
 {
-	result r = run("validate", "--plna", "x.yaml", NULL);
+	result r = tu_migrate("validate", "--plna", "x.yaml", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "unknown option '--plna'; did you mean '--plan'?"), "%s", r.err);
 	tu_output_free(&r);
-	r = run("history", "-x", NULL);
+	r = tu_migrate("history", "-x", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "unknown option '-x'"), "%s", r.err);
 	tu_output_free(&r);
@@ -198,7 +176,7 @@ Test(cli, unknown_option_suggests)
 
 Test(cli, option_without_value)
 {
-	result r = run("validate", "-p", NULL);
+	result r = tu_migrate("validate", "-p", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "needs a value"), "%s", r.err);
 	tu_output_free(&r);
@@ -206,12 +184,12 @@ Test(cli, option_without_value)
 
 Test(cli, bad_output_format)
 {
-	result r = run("validate", "-o", "xml", NULL);
+	result r = tu_migrate("validate", "-o", "xml", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--output takes text, json or yaml, not \"xml\""), "%s", r.err);
 	tu_output_free(&r);
 	/* yaml is for the commands that print manifests, before or after the command name */
-	r = run("-o", "yaml", "validate", NULL);
+	r = tu_migrate("-o", "yaml", "validate", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--output yaml is for configmap and render; `migrate validate` "
 	                        "prints text or json"),
@@ -221,7 +199,7 @@ Test(cli, bad_output_format)
 
 Test(cli, validate_example_plan)
 {
-	result r = run("validate", "-p", "plans/example.yaml", NULL);
+	result r = tu_migrate("validate", "-p", "plans/example.yaml", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "plans/example.yaml: valid (plan \"payments-api\")\n");
 	cr_assert_str_empty(r.err);
@@ -231,7 +209,7 @@ Test(cli, validate_example_plan)
 /* The issue's acceptance case: four different mistakes, all reported, with positions. */
 Test(cli, validate_reports_all_four_errors_with_positions)
 {
-	result r = run("validate", "tests/fixtures/plans/four-errors.yaml", NULL);
+	result r = tu_migrate("validate", "tests/fixtures/plans/four-errors.yaml", NULL);
 	cr_assert_eq(r.status, 2);
 	const char *f = "tests/fixtures/plans/four-errors.yaml";
 	char want[2048];
@@ -258,8 +236,8 @@ Test(cli, validate_reports_all_four_errors_with_positions)
 
 Test(cli, validate_json)
 {
-	result r = run("validate", "-o", "json", "tests/fixtures/plans/four-errors.yaml",
-	               "plans/example.yaml", NULL);
+	result r = tu_migrate("validate", "-o", "json", "tests/fixtures/plans/four-errors.yaml",
+	                      "plans/example.yaml", NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_doc(&r);
 	cr_assert_str_eq(jstr(doc, "command"), "validate");
@@ -288,11 +266,11 @@ Test(cli, validate_json)
 
 Test(cli, validate_missing_file)
 {
-	result r = run("validate", "-p", tmp("nope.yaml"), NULL);
+	result r = tu_migrate("validate", "-p", tmp("nope.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "no such plan file"), "%s", r.err);
 	tu_output_free(&r);
-	r = run("plan", "-o", "json", "-p", tmp("nope.yaml"), NULL);
+	r = tu_migrate("plan", "-o", "json", "-p", tmp("nope.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_doc(&r);
 	cr_assert(json_is_false(json_object_get(doc, "ok")));
@@ -305,7 +283,7 @@ Test(cli, validate_missing_file)
 
 Test(cli, unreadable_plans_are_bad_input)
 {
-	result r = run("validate", "-p", tmpdir, NULL);
+	result r = tu_migrate("validate", "-p", tmpdir, NULL);
 	cr_assert_eq(r.status, 2, "a directory as the plan: %s", r.err);
 	cr_assert(strstr(r.err, "Is a directory"), "%s", r.err);
 	tu_output_free(&r);
@@ -314,12 +292,12 @@ Test(cli, unreadable_plans_are_bad_input)
 	cr_assert_not_null(f);
 	fputc('\0', f);
 	fclose(f);
-	r = run("validate", "-p", tmp("bin.yaml"), NULL);
+	r = tu_migrate("validate", "-p", tmp("bin.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "not a text file"), "%s", r.err);
 	tu_output_free(&r);
 	write_file(tmp("empty.yaml"), "");
-	r = run("validate", "-p", tmp("empty.yaml"), NULL);
+	r = tu_migrate("validate", "-p", tmp("empty.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "empty.yaml:1:1: the plan is empty"), "%s", r.err);
 	tu_output_free(&r);
@@ -329,12 +307,12 @@ Test(cli, stray_operands_are_refused)
 {
 	const char *cmds[] = {"plan", "status", "history"};
 	for (size_t i = 0; i < 3; i++) {
-		result r = run(cmds[i], "-p", "plans/example.yaml", "extra", NULL);
+		result r = tu_migrate(cmds[i], "-p", "plans/example.yaml", "extra", NULL);
 		cr_assert_eq(r.status, 2, "%s accepted a stray operand", cmds[i]);
 		cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
 		tu_output_free(&r);
 	}
-	result r = run("help", "plan", "status", NULL);
+	result r = tu_migrate("help", "plan", "status", NULL);
 	cr_assert_eq(r.status, 2);
 	tu_output_free(&r);
 }
@@ -342,20 +320,20 @@ Test(cli, stray_operands_are_refused)
 /* CI asked for JSON: it gets a JSON document even when the error comes before -o is read. */
 Test(cli, usage_errors_are_json_when_json_was_asked_for)
 {
-	result r = run("plan", "-x", "-o", "json", NULL);
+	result r = tu_migrate("plan", "-x", "-o", "json", NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_doc(&r);
 	cr_assert_eq(json_integer_value(json_object_get(doc, "exit_code")), 2);
 	cr_assert_str_eq(jstr(json_object_get(doc, "error"), "message"), "unknown option '-x'");
 	json_decref(doc);
 	tu_output_free(&r);
-	r = run("--output=json", NULL);
+	r = tu_migrate("--output=json", NULL);
 	cr_assert_eq(r.status, 2);
 	doc = json_doc(&r);
 	cr_assert_str_eq(jstr(json_object_get(doc, "error"), "message"), "no command given");
 	json_decref(doc);
 	tu_output_free(&r);
-	r = run("-o", "json", "nosuch", NULL);
+	r = tu_migrate("-o", "json", "nosuch", NULL);
 	cr_assert_eq(r.status, 2);
 	doc = json_doc(&r);
 	cr_assert(json_is_false(json_object_get(doc, "ok")));
@@ -365,7 +343,7 @@ Test(cli, usage_errors_are_json_when_json_was_asked_for)
 
 Test(cli, global_options_before_the_command)
 {
-	result r = run("-o", "json", "-p", "plans/example.yaml", "validate", NULL);
+	result r = tu_migrate("-o", "json", "-p", "plans/example.yaml", "validate", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
 	cr_assert(json_is_true(json_object_get(doc, "ok")));
@@ -375,7 +353,7 @@ Test(cli, global_options_before_the_command)
 
 Test(cli, plan_text_shows_weights_and_gates)
 {
-	result r = run("plan", "-p", "plans/example.yaml", NULL);
+	result r = tu_migrate("plan", "-p", "plans/example.yaml", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	/* 4 VM servers at 9 and 1 cluster server at 4: 4 / 40 = 10% */
 	cr_assert(strstr(r.out, "  1     10%      90%      10%        9 / 4\n"), "%s", r.out);
@@ -391,7 +369,7 @@ Test(cli, plan_text_shows_weights_and_gates)
 
 Test(cli, plan_json)
 {
-	result r = run("plan", "-p", "plans/example.yaml", "--output=json", NULL);
+	result r = tu_migrate("plan", "-p", "plans/example.yaml", "--output=json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
 	cr_assert_str_eq(jstr(doc, "command"), "plan");
@@ -428,7 +406,7 @@ Test(cli, plan_json)
 Test(cli, plan_with_only_traffic_and_slo)
 {
 	write_file(tmp("p.yaml"), minimal_plan);
-	result r = run("plan", "-p", tmp("p.yaml"), "-o", "json", NULL);
+	result r = tu_migrate("plan", "-p", tmp("p.yaml"), "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
 	cr_assert(json_is_null(json_object_get(doc, "vms")));
@@ -447,7 +425,7 @@ Test(cli, plan_with_only_traffic_and_slo)
 Test(cli, status_before_anything_ran)
 {
 	write_file(tmp("p.yaml"), minimal_plan);
-	result r = run("status", "-p", tmp("p.yaml"), "-o", "json", NULL);
+	result r = tu_migrate("status", "-p", tmp("p.yaml"), "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
 	cr_assert(json_is_false(json_object_get(doc, "recorded")));
@@ -486,7 +464,7 @@ Test(cli, status_shows_recorded_state_and_lock_holder)
 	snprintf(st.vms_version, sizeof(st.vms_version), "1.4.2");
 	cr_assert_eq(mg_state_save(s, &st, &err), 0, "%s", err.message);
 
-	result r = run("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
+	result r = tu_migrate("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "phase shifting"), "%s", r.out);
 	cr_assert(strstr(r.out, "step       2 of 3: 50% to the cluster, bake"), "%s", r.out);
@@ -496,7 +474,8 @@ Test(cli, status_shows_recorded_state_and_lock_holder)
 	cr_assert(strstr(r.out, pid), "lock holder not shown: %s", r.out);
 	tu_output_free(&r);
 
-	r = run("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json", NULL);
+	r = tu_migrate("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json",
+	               NULL);
 	json_t *doc = json_doc(&r);
 	cr_assert(json_is_true(json_object_get(doc, "recorded")));
 	json_t *lock = json_object_get(doc, "lock");
@@ -518,7 +497,7 @@ Test(cli, status_refuses_a_corrupt_state_file)
 	write_file(tmp("p.yaml"), minimal_plan);
 	mg_store_free(open_store(tmp("state")));
 	write_file(tmp("state/shop/state.json"), "{\"format\": 1, \"plan\": ");
-	result r = run("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
+	result r = tu_migrate("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "state.json"), "the message must name the file: %s", r.err);
 	tu_output_free(&r);
@@ -546,15 +525,15 @@ Test(cli, history_newest_last_with_limit)
 	append(s, "intent", "third");
 	mg_store_free(s);
 
-	result r = run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
+	result r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	char *a = strstr(r.out, "first"), *b = strstr(r.out, "second"), *c = strstr(r.out, "third");
 	cr_assert(a && b && c && a < b && b < c, "%s", r.out);
 	cr_assert(strstr(r.out, "{\"k8s_percent\":25}"), "%s", r.out);
 	tu_output_free(&r);
 
-	r = run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "--limit", "2", "-o",
-	        "json", NULL);
+	r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "--limit", "2",
+	               "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
 	json_t *recs = json_object_get(doc, "records");
@@ -578,8 +557,8 @@ Test(cli, history_skips_a_torn_last_line_with_a_warning)
 	cr_assert_not_null(f);
 	fputs("{\"seq\": 2, \"time\": \"2026-", f); /* a crash mid-write */
 	fclose(f);
-	result r =
-	    run("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json", NULL);
+	result r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o",
+	                      "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.err, "warning:"), "no warning on stderr: %s", r.err);
 	cr_assert(strstr(r.err, "journal.jsonl:2"), "warning does not name the line: %s", r.err);
@@ -595,7 +574,7 @@ Test(cli, history_bad_limit)
 	write_file(tmp("p.yaml"), minimal_plan);
 	const char *bad[] = {"0", "-3", "ten", ""};
 	for (size_t i = 0; i < 4; i++) {
-		result r = run("history", "-p", tmp("p.yaml"), "--limit", bad[i], NULL);
+		result r = tu_migrate("history", "-p", tmp("p.yaml"), "--limit", bad[i], NULL);
 		cr_assert_eq(r.status, 2, "--limit '%s' accepted", bad[i]);
 		cr_assert(strstr(r.err, "--limit takes a whole number"), "%s", r.err);
 		tu_output_free(&r);
@@ -604,7 +583,7 @@ Test(cli, history_bad_limit)
 
 Test(cli, commands_say_which_plan_is_missing)
 {
-	result r = run("status", "-p", tmp("missing.yaml"), NULL);
+	result r = tu_migrate("status", "-p", tmp("missing.yaml"), NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "missing.yaml: no such plan file"), "%s", r.err);
 	tu_output_free(&r);
@@ -622,8 +601,8 @@ static char *run_on_tty(const char *no_color, const char *arg_extra)
 		else
 			unsetenv("NO_COLOR");
 		setenv("TERM", "xterm", 1);
-		execl(bin(), bin(), "validate", "-p", "plans/example.yaml", arg_extra,
-		      (char *)NULL);
+		execl(tu_migrate_bin(), tu_migrate_bin(), "validate", "-p", "plans/example.yaml",
+		      arg_extra, (char *)NULL);
 		_exit(127);
 	}
 	char *buf = calloc(1, 1);

@@ -10,7 +10,6 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,22 +35,6 @@ TestSuite(configmap, .init = setup, .fini = teardown, .timeout = 60);
 
 #define PHP   "tests/fixtures/nginx/php-app/nginx.conf"
 #define MULTI "tests/fixtures/nginx/multi-site/nginx.conf"
-
-static tu_output run(const char *first, ...)
-{
-	const char *bin = getenv("MIGRATE_BIN");
-	cr_assert_not_null(bin, "MIGRATE_BIN is not set; run through `make integration`");
-	char *args[64];
-	size_t n = 0;
-	args[n++] = (char *)bin;
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
-	return tu_capture(args);
-}
 
 static void sh(const char *script)
 {
@@ -284,7 +267,7 @@ Test(configmap, fixtures_pass_nginx_t_as_on_their_vms)
 
 Test(configmap, lint_errors_withhold_the_manifest)
 {
-	tu_output r = run("configmap", PHP, "--name", "shop-nginx", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--name", "shop-nginx", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	cr_assert_str_eq(r.out, "", "nothing for kubectl apply when errors remain");
 	cr_assert(strstr(r.err,
@@ -317,8 +300,8 @@ Test(configmap, lint_errors_withhold_the_manifest)
 
 Test(configmap, php_app_round_trip)
 {
-	tu_output r = run("configmap", PHP, "--name", "shop-nginx", "--namespace", "shop",
-	                  "--allow-errors", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--name", "shop-nginx", "--namespace", "shop",
+	                         "--allow-errors", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);
@@ -353,8 +336,8 @@ Test(configmap, php_app_round_trip)
 	docs_free(d, n);
 
 	/* -o yaml is the same output */
-	tu_output y = run("configmap", PHP, "--name", "shop-nginx", "--namespace", "shop",
-	                  "--allow-errors", "-o", "yaml", NULL);
+	tu_output y = tu_migrate("configmap", PHP, "--name", "shop-nginx", "--namespace", "shop",
+	                         "--allow-errors", "-o", "yaml", NULL);
 	cr_assert_eq(y.status, 0, "%s", y.err);
 	cr_assert_str_eq(y.out, r.out);
 	tu_output_free(&y);
@@ -363,8 +346,8 @@ Test(configmap, php_app_round_trip)
 
 Test(configmap, secret_named_passes_without_allow_errors)
 {
-	tu_output r = run("configmap", PHP, "--name", "shop-nginx", "--secret", "shop-tls",
-	                  "--fix-logs", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--name", "shop-nginx", "--secret", "shop-tls",
+	                         "--fix-logs", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);
@@ -383,7 +366,7 @@ Test(configmap, secret_named_passes_without_allow_errors)
 
 Test(configmap, multi_site_secrets_never_in_the_output)
 {
-	tu_output r = run("configmap", MULTI, "--name", "edge", "--allow-errors", NULL);
+	tu_output r = tu_migrate("configmap", MULTI, "--name", "edge", "--allow-errors", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);
@@ -412,8 +395,8 @@ Test(configmap, multi_site_secrets_never_in_the_output)
 
 Test(configmap, fix_logs_and_json)
 {
-	tu_output r = run("configmap", PHP, "--name", "shop-nginx", "--fix-logs", "--allow-errors",
-	                  "-o", "json", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--name", "shop-nginx", "--fix-logs",
+	                         "--allow-errors", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_error_t e;
 	json_t *doc = json_loads(r.out, 0, &e);
@@ -450,10 +433,10 @@ Test(configmap, fix_logs_and_json)
 	tu_output_free(&r);
 
 	/* the same content, the same checksum, whatever the format */
-	tu_output a = run("configmap", PHP, "--name", "x", "--fix-logs", "--allow-errors",
-	                  "--no-verify", "-o", "json", NULL);
-	tu_output b = run("configmap", PHP, "--name", "x", "--fix-logs", "--allow-errors",
-	                  "--no-verify", NULL);
+	tu_output a = tu_migrate("configmap", PHP, "--name", "x", "--fix-logs", "--allow-errors",
+	                         "--no-verify", "-o", "json", NULL);
+	tu_output b = tu_migrate("configmap", PHP, "--name", "x", "--fix-logs", "--allow-errors",
+	                         "--no-verify", NULL);
 	json_t *ja = json_loads(a.out, 0, &e);
 	size_t n;
 	cm_doc *d = load_yaml(b.out, &n);
@@ -469,7 +452,7 @@ Test(configmap, fix_logs_and_json)
 
 Test(configmap, json_report_when_it_fails)
 {
-	tu_output r = run("configmap", PHP, "--name", "shop-nginx", "-o", "json", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--name", "shop-nginx", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1);
 	json_error_t e;
 	json_t *doc = json_loads(r.out, 0, &e);
@@ -504,8 +487,8 @@ Test(configmap, json_report_when_it_fails)
 
 Test(configmap, nginx_t_failure)
 {
-	tu_output r = run("configmap", "tests/fixtures/nginx/broken-directive/nginx.conf", "--name",
-	                  "b", NULL);
+	tu_output r = tu_migrate("configmap", "tests/fixtures/nginx/broken-directive/nginx.conf",
+	                         "--name", "b", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
 	cr_assert_str_eq(r.out, "");
 	cr_assert(matches(r.err, "^nginx -t \\(nginx/[0-9.]+\\), on the files as the pod sees them "
@@ -517,8 +500,8 @@ Test(configmap, nginx_t_failure)
 	tu_output_free(&r);
 
 	/* --allow-errors shows the manifest with its verdict, and still exits 1 */
-	r = run("configmap", "tests/fixtures/nginx/broken-directive/nginx.conf", "--name", "b",
-	        "--allow-errors", NULL);
+	r = tu_migrate("configmap", "tests/fixtures/nginx/broken-directive/nginx.conf", "--name",
+	               "b", "--allow-errors", NULL);
 	cr_assert_eq(r.status, 1);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);
@@ -529,8 +512,8 @@ Test(configmap, nginx_t_failure)
 	docs_free(d, n);
 	tu_output_free(&r);
 
-	r = run("configmap", "tests/fixtures/nginx/broken-directive/nginx.conf", "--name", "b",
-	        "-o", "json", NULL);
+	r = tu_migrate("configmap", "tests/fixtures/nginx/broken-directive/nginx.conf", "--name",
+	               "b", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1);
 	json_t *doc = json_loads(r.out, 0, NULL);
 	json_t *v =
@@ -544,8 +527,8 @@ Test(configmap, nginx_t_failure)
 
 Test(configmap, parse_error_is_bad_input)
 {
-	tu_output r =
-	    run("configmap", "tests/fixtures/nginx/broken-syntax/nginx.conf", "--name", "b", NULL);
+	tu_output r = tu_migrate("configmap", "tests/fixtures/nginx/broken-syntax/nginx.conf",
+	                         "--name", "b", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert_str_eq(r.out, "");
 	cr_assert(
@@ -553,7 +536,8 @@ Test(configmap, parse_error_is_bad_input)
 	    "%s", r.err);
 	tu_output_free(&r);
 
-	r = run("configmap", "tests/fixtures/nginx/broken-syntax/nginx.conf", "--json", NULL);
+	r = tu_migrate("configmap", "tests/fixtures/nginx/broken-syntax/nginx.conf", "--json",
+	               NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_loads(r.out, 0, NULL);
 	cr_assert_not_null(doc, "%s", r.out);
@@ -563,15 +547,15 @@ Test(configmap, parse_error_is_bad_input)
 	json_decref(doc);
 	tu_output_free(&r);
 
-	r = run("configmap", "tests/fixtures/nginx/nonexistent.conf", "--name", "b", NULL);
+	r = tu_migrate("configmap", "tests/fixtures/nginx/nonexistent.conf", "--name", "b", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	tu_output_free(&r);
 }
 
 Test(configmap, hash_suffix)
 {
-	tu_output r = run("configmap", PHP, "--name", "shop-nginx", "--hash-suffix",
-	                  "--allow-errors", "--no-verify", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--name", "shop-nginx", "--hash-suffix",
+	                         "--allow-errors", "--no-verify", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);
@@ -589,15 +573,16 @@ Test(configmap, hash_suffix)
 
 Test(configmap, no_verify_and_no_nginx)
 {
-	tu_output r = run("configmap", PHP, "--name", "s", "--allow-errors", "--no-verify", NULL);
+	tu_output r =
+	    tu_migrate("configmap", PHP, "--name", "s", "--allow-errors", "--no-verify", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(strstr(r.out, "# nginx -t: not run (--no-verify)\n"), "%s", r.out);
 	cr_assert_null(strstr(r.out, "migrate/nginx-test"));
 	cr_assert(strstr(r.err, "nginx -t: not run (--no-verify)\n"), "%s", r.err);
 	tu_output_free(&r);
 
-	r = run("configmap", PHP, "--name", "s", "--allow-errors", "--nginx", "/nonexistent/nginx",
-	        NULL);
+	r = tu_migrate("configmap", PHP, "--name", "s", "--allow-errors", "--nginx",
+	               "/nonexistent/nginx", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "# nginx -t: not run (nginx is not installed at the path given)\n"),
 	          "%s", r.out);
@@ -606,7 +591,7 @@ Test(configmap, no_verify_and_no_nginx)
 
 Test(configmap, tree_json)
 {
-	tu_output r = run("configmap", PHP, "--json", NULL);
+	tu_output r = tu_migrate("configmap", PHP, "--json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_loads(r.out, 0, NULL);
 	cr_assert_not_null(doc, "%s", r.out);
@@ -625,7 +610,7 @@ Test(configmap, tree_json)
 	json_decref(doc);
 	tu_output_free(&r);
 
-	r = run("configmap", PHP, "--json", "--comments", NULL);
+	r = tu_migrate("configmap", PHP, "--json", "--comments", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(strstr(r.out, "\"comment\": \" Managed by hand since 2017; see conf.d/ for the "
 	                        "sites.\""),
@@ -648,7 +633,7 @@ Test(configmap, plan_entries)
 	fputs(text, fp);
 	fclose(fp);
 
-	tu_output r = run("-p", plan, "configmap", "--allow-errors", NULL);
+	tu_output r = tu_migrate("-p", plan, "configmap", "--allow-errors", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);
@@ -661,8 +646,8 @@ Test(configmap, plan_entries)
 	docs_free(d, n);
 	tu_output_free(&r);
 
-	r = run("-p", plan, "configmap", "--allow-errors", "--no-verify", "--name", "edge",
-	        "--namespace", "edge-ns", NULL);
+	r = tu_migrate("-p", plan, "configmap", "--allow-errors", "--no-verify", "--name", "edge",
+	               "--namespace", "edge-ns", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	d = load_yaml(r.out, &n);
 	cr_assert_eq(n, 1);
@@ -671,7 +656,8 @@ Test(configmap, plan_entries)
 	docs_free(d, n);
 	tu_output_free(&r);
 
-	r = run("-p", plan, "configmap", "--allow-errors", "--no-verify", "-o", "json", NULL);
+	r = tu_migrate("-p", plan, "configmap", "--allow-errors", "--no-verify", "-o", "json",
+	               NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_loads(r.out, 0, NULL);
 	cr_assert_str_eq(json_string_value(json_object_get(doc, "kind")), "List");
@@ -684,12 +670,12 @@ Test(configmap, plan_entries)
 	tu_output_free(&r);
 
 	/* without --allow-errors neither is printed */
-	r = run("-p", plan, "configmap", "--no-verify", NULL);
+	r = tu_migrate("-p", plan, "configmap", "--no-verify", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert_str_eq(r.out, "");
 	tu_output_free(&r);
 
-	r = run("-p", plan, "configmap", "--name", "nope", NULL);
+	r = tu_migrate("-p", plan, "configmap", "--name", "nope", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "the plan has no kubernetes.configmaps entry named \"nope\""), "%s",
 	          r.err);
@@ -698,25 +684,25 @@ Test(configmap, plan_entries)
 
 Test(configmap, usage_errors)
 {
-	tu_output r = run("configmap", PHP, NULL);
+	tu_output r = tu_migrate("configmap", PHP, NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--name is required with FILE"), "%s", r.err);
 	tu_output_free(&r);
-	r = run("configmap", PHP, "--name", "x", "--comments", NULL);
+	r = tu_migrate("configmap", PHP, "--name", "x", "--comments", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--comments goes with --json"), "%s", r.err);
 	tu_output_free(&r);
-	r = run("configmap", PHP, "--name", "Not_A_Name", NULL);
+	r = tu_migrate("configmap", PHP, "--name", "Not_A_Name", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "is not a DNS subdomain"), "%s", r.err);
 	tu_output_free(&r);
-	r = run("configmap", PHP, "--name", "x", "-o", "xml", NULL);
+	r = tu_migrate("configmap", PHP, "--name", "x", "-o", "xml", NULL);
 	cr_assert_eq(r.status, 2);
 	tu_output_free(&r);
-	r = run("configmap", PHP, PHP, "--name", "x", NULL);
+	r = tu_migrate("configmap", PHP, PHP, "--name", "x", NULL);
 	cr_assert_eq(r.status, 2);
 	tu_output_free(&r);
-	r = run("help", "configmap", NULL);
+	r = tu_migrate("help", "configmap", NULL);
 	cr_assert_eq(r.status, 0);
 	cr_assert(strstr(r.out, "usage: migrate configmap"), "%s", r.out);
 	cr_assert(strstr(r.out, "--hash-suffix"), "%s", r.out);
@@ -733,14 +719,14 @@ Test(configmap, generated_tree_renders_and_checks)
 	sh(gen);
 	snprintf(conf, sizeof(conf), "%s/gen/nginx.conf", tmpdir);
 	/* pid and error_log are relative: under the read-only mount in the pod */
-	tu_output r = run("configmap", conf, "--name", "gen", NULL);
+	tu_output r = tu_migrate("configmap", conf, "--name", "gen", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.err, "nginx.conf:3: error: pid run/nginx.pid: under the ConfigMap's "
 	                        "mount, which is read-only in the pod; nginx will not start [pid]"),
 	          "%s", r.err);
 	tu_output_free(&r);
 
-	r = run("configmap", conf, "--name", "gen", "--fix-logs", "--allow-errors", NULL);
+	r = tu_migrate("configmap", conf, "--name", "gen", "--fix-logs", "--allow-errors", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	size_t n;
 	cm_doc *d = load_yaml(r.out, &n);

@@ -12,7 +12,6 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +22,13 @@
 #include "sha256.h"
 
 static char dir[256];
+static char plan[300]; /* dir/plan.yaml */
 static tu_vms vms;
 
 static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "deploy");
+	snprintf(plan, sizeof(plan), "%s/plan.yaml", dir);
 	unsetenv("NO_COLOR");
 }
 
@@ -38,61 +39,6 @@ static void teardown(void)
 }
 
 TestSuite(deploy, .init = setup, .fini = teardown, .timeout = 60);
-
-static const char *bin(void)
-{
-	const char *b = getenv("MIGRATE_BIN");
-	cr_assert_not_null(b, "MIGRATE_BIN is not set; run through `make integration`");
-	return b;
-}
-
-static const char *at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* A path or string built in one of a few rotating buffers. */
-static const char *at(const char *fmt, ...)
-{
-	static char buf[8][1024];
-	static int i;
-	i = (i + 1) % 8;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf[i], sizeof(buf[i]), fmt, ap);
-	va_end(ap);
-	return buf[i];
-}
-
-/* migrate with the test's plan, then the arguments (NULL-terminated). */
-static tu_output mig(const char *first, ...)
-{
-	char *args[64];
-	size_t n = 0;
-	args[n++] = (char *)bin();
-	args[n++] = "-p";
-	args[n++] = (char *)at("%s/plan.yaml", dir);
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
-	return tu_capture(args);
-}
-
-static json_t *json_doc(const tu_output *r)
-{
-	json_error_t e;
-	json_t *doc = json_loads(r->out, 0, &e);
-	cr_assert_not_null(doc, "stdout is not one JSON document (%s): %s\nstderr: %s", e.text,
-	                   r->out, r->err);
-	return doc;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
-}
 
 /* The whole file, or "" (and false) when it does not exist. */
 static bool read_file(const char *path, char *buf, size_t size)
@@ -107,48 +53,21 @@ static bool read_file(const char *path, char *buf, size_t size)
 	return true;
 }
 
-/* VM i's current link as the VM has it, "" when there is none. */
-static const char *current_of(int i)
-{
-	static char buf[4][256];
-	static int k;
-	k = (k + 1) % 4;
-	ssize_t n = readlink(at("%s/current", vms.root[i]), buf[k], sizeof(buf[k]) - 1);
-	buf[k][n > 0 ? n : 0] = '\0';
-	return buf[k];
-}
-
 static const char *releases_of(int i)
 {
 	static char buf[2][512];
 	static int k;
 	k = (k + 1) % 2;
-	tu_list_dir(buf[k], sizeof(buf[k]), at("%s/releases", vms.root[i]));
+	tu_list_dir(buf[k], sizeof(buf[k]), tu_at("%s/releases", vms.root[i]));
 	return buf[k];
-}
-
-/* art/app-<version>.tar.gz: version.txt, and `healthy` unless told otherwise. */
-static void make_artifact(const char *version, bool healthy)
-{
-	char src[512], why[2048];
-	snprintf(src, sizeof(src), "%s/art/src-%s", dir, version);
-	mkdir(at("%s/art", dir), 0755);
-	cr_assert_eq(mkdir(src, 0755), 0, "%s: %s", src, strerror(errno));
-	write_file(at("%s/version.txt", src), version);
-	if (healthy)
-		write_file(at("%s/healthy", src), "");
-	char *argv[] = {"/bin/tar", "-czf", (char *)at("%s/art/app-%s.tar.gz", dir, version),
-	                "-C",       src,    ".",
-	                NULL};
-	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "%s", why);
 }
 
 static const char *sha_of(const char *version)
 {
 	static char hex[65];
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_sha256_file(hex, at("%s/art/app-%s.tar.gz", dir, version), &err), 0, "%s",
-	             err.message);
+	cr_assert_eq(mg_sha256_file(hex, tu_at("%s/art/app-%s.tar.gz", dir, version), &err), 0,
+	             "%s", err.message);
 	return hex;
 }
 
@@ -168,16 +87,8 @@ typedef struct {
 
 static void write_plan(const plan_opts *o)
 {
-	char hosts[8192] = "", line[256];
-	FILE *f = fopen(vms.hosts_yaml, "r");
-	cr_assert_not_null(f, "%s", vms.hosts_yaml);
-	int n = 0;
-	while (fgets(line, sizeof(line), f) && (!o->nhosts || n < o->nhosts)) {
-		strncat(hosts, "    ", sizeof(hosts) - strlen(hosts) - 1);
-		strncat(hosts, line, sizeof(hosts) - strlen(hosts) - 1);
-		n++;
-	}
-	fclose(f);
+	char hosts[8192];
+	tu_vms_hosts_lines(&vms, o->nhosts, hosts, sizeof(hosts));
 	if (o->extra_host) {
 		strncat(hosts, "    ", sizeof(hosts) - strlen(hosts) - 1);
 		strncat(hosts, o->extra_host, sizeof(hosts) - strlen(hosts) - 1);
@@ -215,7 +126,7 @@ static void write_plan(const plan_opts *o)
 		                "  health: { url: \"http://${host}:%d/healthz\", timeout: %s }\n",
 		                vms.health_port, o->health_timeout ? o->health_timeout : "5s");
 	snprintf(text + len, sizeof(text) - (size_t)len, "state:\n  dir: state\n");
-	write_file(at("%s/plan.yaml", dir), text);
+	tu_write_file(plan, text);
 }
 
 /* The size of every VM's sshd log now, so a test can tell whether it was contacted since. */
@@ -223,7 +134,8 @@ static void log_marks(long *marks)
 {
 	for (int i = 0; i < vms.n; i++) {
 		struct stat sb;
-		marks[i] = stat(at("%s/vm%d/sshd.log", vms.dir, i + 1), &sb) == 0 ? sb.st_size : 0;
+		marks[i] =
+		    stat(tu_at("%s/vm%d/sshd.log", vms.dir, i + 1), &sb) == 0 ? sb.st_size : 0;
 	}
 }
 
@@ -234,7 +146,7 @@ static void log_marks(long *marks)
  */
 static bool contacted_since(const long *marks, int i)
 {
-	FILE *f = fopen(at("%s/vm%d/sshd.log", vms.dir, i + 1), "r");
+	FILE *f = fopen(tu_at("%s/vm%d/sshd.log", vms.dir, i + 1), "r");
 	cr_assert_not_null(f);
 	fseek(f, marks[i], SEEK_SET);
 	char line[512];
@@ -264,7 +176,7 @@ static const char *hstr(json_t *doc, int i, const char *key)
 static void journal_actions(char *out, size_t size, const char *command)
 {
 	char text[1 << 16];
-	cr_assert(read_file(at("%s/state/fleet/journal.jsonl", dir), text, sizeof(text)));
+	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), text, sizeof(text)));
 	out[0] = '\0';
 	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		json_t *r = json_loads(line, 0, NULL);
@@ -288,16 +200,17 @@ static void expect_ok(tu_output *r, const char *what)
 Test(deploy, twenty_vms_get_the_release_with_a_relative_link_read_back)
 {
 	tu_vms_start(&vms, dir, 20);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	plan_opts o = {.batch = "50%",
 	               .parallel = 10,
 	               .activate =
 	                   "echo \"$MIGRATE_VERSION on $MIGRATE_HOST in $(pwd)\" > activated"};
 	write_plan(&o);
 
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
 	expect_ok(&r, "deploy 1.0");
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_str_eq(json_string_value(json_object_get(doc, "command")), "deploy");
 	cr_assert(json_is_true(json_object_get(doc, "ok")));
 	cr_assert_str_eq(json_string_value(json_object_get(doc, "version")), "1.0");
@@ -325,18 +238,18 @@ Test(deploy, twenty_vms_get_the_release_with_a_relative_link_read_back)
 		cr_assert_eq(json_integer_value(json_object_get(host_json(doc, i), "batch")),
 		             i < 10 ? 1 : 2);
 		/* on the VM itself: the relative link, the files, the marker, activate's work */
-		cr_assert_str_eq(current_of(i), "releases/1.0", "%s", vms.name[i]);
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.0", "%s", vms.name[i]);
 		cr_assert_str_eq(releases_of(i), "1.0");
 		cr_assert(
-		    read_file(at("%s/releases/1.0/version.txt", vms.root[i]), buf, sizeof(buf)));
+		    read_file(tu_at("%s/releases/1.0/version.txt", vms.root[i]), buf, sizeof(buf)));
 		cr_assert_str_eq(buf, "1.0");
-		cr_assert(read_file(at("%s/releases/1.0/.migrate-artifact-sha256", vms.root[i]),
+		cr_assert(read_file(tu_at("%s/releases/1.0/.migrate-artifact-sha256", vms.root[i]),
 		                    buf, sizeof(buf)));
-		cr_assert_str_eq(buf, at("%s\n", sha_of("1.0")));
+		cr_assert_str_eq(buf, tu_at("%s\n", sha_of("1.0")));
 		cr_assert(
-		    read_file(at("%s/releases/1.0/activated", vms.root[i]), buf, sizeof(buf)));
-		cr_assert_str_eq(buf, at("1.0 on %s in %s/current\n", vms.name[i], vms.path));
-		tu_list_dir(buf, sizeof(buf), at("%s/.incoming", vms.root[i]));
+		    read_file(tu_at("%s/releases/1.0/activated", vms.root[i]), buf, sizeof(buf)));
+		cr_assert_str_eq(buf, tu_at("1.0 on %s in %s/current\n", vms.name[i], vms.path));
+		tu_list_dir(buf, sizeof(buf), tu_at("%s/.incoming", vms.root[i]));
 		cr_assert_str_eq(buf, "", "the upload is removed once unpacked");
 	}
 	json_decref(doc);
@@ -344,15 +257,15 @@ Test(deploy, twenty_vms_get_the_release_with_a_relative_link_read_back)
 
 	/* the record: state.json, fleet.json (0600, every host), the journal */
 	char text[1 << 16];
-	cr_assert(read_file(at("%s/state/fleet/state.json", dir), text, sizeof(text)));
+	cr_assert(read_file(tu_at("%s/state/fleet/state.json", dir), text, sizeof(text)));
 	json_t *st = json_loads(text, 0, NULL);
 	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(st, "versions"), "vms")),
 	                 "1.0");
 	json_decref(st);
 	struct stat sb;
-	cr_assert_eq(stat(at("%s/state/fleet/fleet.json", dir), &sb), 0);
+	cr_assert_eq(stat(tu_at("%s/state/fleet/fleet.json", dir), &sb), 0);
 	cr_assert_eq(sb.st_mode & 0777, 0600);
-	cr_assert(read_file(at("%s/state/fleet/fleet.json", dir), text, sizeof(text)));
+	cr_assert(read_file(tu_at("%s/state/fleet/fleet.json", dir), text, sizeof(text)));
 	json_t *fl = json_loads(text, 0, NULL);
 	cr_assert_not_null(fl, "%s", text);
 	json_t *fh = json_object_get(fl, "hosts");
@@ -364,14 +277,14 @@ Test(deploy, twenty_vms_get_the_release_with_a_relative_link_read_back)
 	cr_assert_str_eq(buf, "intent,batch,batch,result");
 
 	/* status: the fleet's versions, no skew */
-	r = mig("status", "--offline", NULL);
+	r = tu_migrate_plan(plan, "status", "--offline", NULL);
 	expect_ok(&r, "status");
 	cr_assert(strstr(r.out, "  versions   VMs 1.0, cluster -\n"), "%s", r.out);
 	cr_assert(strstr(r.out, "  fleet      20 hosts: 20 on 1.0\n"), "%s", r.out);
 	tu_output_free(&r);
-	r = mig("status", "--offline", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "status", "--offline", "-o", "json", NULL);
 	expect_ok(&r, "status -o json");
-	doc = json_doc(&r);
+	doc = tu_json_doc(&r);
 	json_t *fleet = json_object_get(doc, "fleet");
 	cr_assert(json_is_false(json_object_get(fleet, "skew")));
 	cr_assert_eq(json_integer_value(json_object_get(fleet, "hosts")), 20);
@@ -384,20 +297,21 @@ Test(deploy, twenty_vms_get_the_release_with_a_relative_link_read_back)
 Test(deploy, a_rerun_skips_the_upload_and_leaves_the_release_alone)
 {
 	tu_vms_start(&vms, dir, 2);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	plan_opts o = {.activate = "echo \"$MIGRATE_VERSION\" >> ../../activations"};
 	write_plan(&o);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	expect_ok(&r, "first deploy");
 	tu_output_free(&r);
 	struct stat before, marker_before;
-	cr_assert_eq(stat(at("%s/releases/1.0", vms.root[0]), &before), 0);
+	cr_assert_eq(stat(tu_at("%s/releases/1.0", vms.root[0]), &before), 0);
 	cr_assert_eq(
-	    stat(at("%s/releases/1.0/.migrate-artifact-sha256", vms.root[0]), &marker_before), 0);
+	    stat(tu_at("%s/releases/1.0/.migrate-artifact-sha256", vms.root[0]), &marker_before),
+	    0);
 
-	r = mig("deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
 	expect_ok(&r, "second deploy");
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_eq(json_integer_value(json_object_get(doc, "uploaded")), 0);
 	cr_assert_eq(json_integer_value(json_object_get(doc, "skipped_uploads")), 2);
 	for (int i = 0; i < 2; i++) {
@@ -409,20 +323,20 @@ Test(deploy, a_rerun_skips_the_upload_and_leaves_the_release_alone)
 	json_decref(doc);
 	tu_output_free(&r);
 	struct stat after, marker_after;
-	cr_assert_eq(stat(at("%s/releases/1.0", vms.root[0]), &after), 0);
+	cr_assert_eq(stat(tu_at("%s/releases/1.0", vms.root[0]), &after), 0);
 	cr_assert_eq(
-	    stat(at("%s/releases/1.0/.migrate-artifact-sha256", vms.root[0]), &marker_after), 0);
+	    stat(tu_at("%s/releases/1.0/.migrate-artifact-sha256", vms.root[0]), &marker_after), 0);
 	cr_assert_eq(after.st_ino, before.st_ino, "the release was replaced");
 	cr_assert_eq(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
 	cr_assert_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
 	cr_assert_eq(marker_after.st_mtim.tv_nsec, marker_before.st_mtim.tv_nsec);
 	/* already live: not activated again */
 	char buf[256];
-	cr_assert(read_file(at("%s/activations", vms.root[0]), buf, sizeof(buf)));
+	cr_assert(read_file(tu_at("%s/activations", vms.root[0]), buf, sizeof(buf)));
 	cr_assert_str_eq(buf, "1.0\n");
 
 	/* text output says so too */
-	r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	expect_ok(&r, "third deploy");
 	cr_assert(strstr(r.out, "deployed 1.0 on all 2 hosts"), "%s", r.out);
 	cr_assert(strstr(r.out, "0 uploaded, 2 already there"), "%s", r.out);
@@ -435,30 +349,31 @@ Test(deploy, pruning_keeps_the_live_and_the_previous_release)
 	tu_vms_start(&vms, dir, 2);
 	const char *versions[] = {"1.0", "1.1", "1.2", "1.3"};
 	for (int i = 0; i < 4; i++)
-		make_artifact(versions[i], true);
+		tu_make_artifact(dir, versions[i], true);
 	plan_opts o = {.keep = 2, .batch = "2"};
 	write_plan(&o);
 	for (int i = 0; i < 3; i++) {
-		tu_output r = mig("deploy", "--vms-only", "--version", versions[i], NULL);
+		tu_output r =
+		    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", versions[i], NULL);
 		expect_ok(&r, versions[i]);
 		tu_output_free(&r);
 	}
 	for (int i = 0; i < 2; i++) {
 		cr_assert_str_eq(releases_of(i), "1.1,1.2");
-		cr_assert_str_eq(current_of(i), "releases/1.2");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.2");
 	}
 
 	/* back to 1.1, then forward to 1.3: 1.1 is the previous release, 1.2 only newer */
-	tu_output r = mig("rollback", "--release", NULL);
+	tu_output r = tu_migrate_plan(plan, "rollback", "--release", NULL);
 	expect_ok(&r, "rollback --release");
 	cr_assert(strstr(r.out, "rolled back to 1.1 on all 2 hosts"), "%s", r.out);
 	tu_output_free(&r);
-	cr_assert_str_eq(current_of(0), "releases/1.1");
-	r = mig("deploy", "--vms-only", "--version", "1.3", "-o", "json", NULL);
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.1");
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.3", "-o", "json", NULL);
 	expect_ok(&r, "1.3");
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	for (int i = 0; i < 2; i++) {
-		cr_assert_str_eq(current_of(i), "releases/1.3");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.3");
 		cr_assert_str_eq(releases_of(i), "1.1,1.3");
 		cr_assert_eq(json_integer_value(json_object_get(host_json(doc, i), "pruned")), 1);
 		cr_assert_str_eq(hstr(doc, i, "previous"), "1.1");
@@ -470,22 +385,22 @@ Test(deploy, pruning_keeps_the_live_and_the_previous_release)
 Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 {
 	tu_vms_start(&vms, dir, 6);
-	make_artifact("1.0", true);
-	make_artifact("1.1", true);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
 	plan_opts o = {.batch = "2",
 	               .parallel = 2,
 	               .activate = "if [ -e ../../fail-$MIGRATE_VERSION ]; then echo \"refusing "
 	                           "$MIGRATE_VERSION\" >&2; exit 3; fi"};
 	write_plan(&o);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	expect_ok(&r, "deploy 1.0");
 	tu_output_free(&r);
 
 	/* vm-03, in batch 2, refuses 1.1 */
-	write_file(at("%s/fail-1.1", vms.root[2]), "");
-	r = mig("deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
+	tu_write_file(tu_at("%s/fail-1.1", vms.root[2]), "");
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "%s\n%s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert(json_is_false(json_object_get(doc, "ok")));
 	cr_assert(json_is_true(json_object_get(doc, "stopped")));
 	cr_assert_eq(json_integer_value(json_object_get(doc, "stopped_batch")), 2);
@@ -499,7 +414,7 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 	/* batch 1: on 1.1 */
 	for (int i = 0; i < 2; i++) {
 		cr_assert_str_eq(hstr(doc, i, "outcome"), "ok");
-		cr_assert_str_eq(current_of(i), "releases/1.1");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.1");
 	}
 	/* batch 2: the failed host and the one that had succeeded are both back on 1.0 */
 	cr_assert_str_eq(hstr(doc, 2, "outcome"), "failed");
@@ -508,14 +423,14 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 	          "%s", hstr(doc, 2, "error"));
 	cr_assert(strstr(hstr(doc, 2, "error"), "went back to 1.0"), "%s", hstr(doc, 2, "error"));
 	cr_assert_str_eq(hstr(doc, 2, "version"), "1.0");
-	cr_assert_str_eq(current_of(2), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 2), "releases/1.0");
 	cr_assert_str_eq(hstr(doc, 3, "outcome"), "rolled-back");
 	cr_assert(json_is_true(json_object_get(host_json(doc, 3), "reverted")));
-	cr_assert_str_eq(current_of(3), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 3), "releases/1.0");
 	/* batch 3: never touched */
 	for (int i = 4; i < 6; i++) {
 		cr_assert_str_eq(hstr(doc, i, "outcome"), "not-run");
-		cr_assert_str_eq(current_of(i), "releases/1.0");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.0");
 		cr_assert_str_eq(releases_of(i), "1.0", "batch 3 got files");
 	}
 	json_decref(doc);
@@ -525,7 +440,7 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 	cr_assert_str_eq(buf, "intent,batch,batch,batch,result,intent,batch,batch,failed");
 
 	/* status: 1.1 is the fleet's version, with skew */
-	r = mig("status", "--offline", NULL);
+	r = tu_migrate_plan(plan, "status", "--offline", NULL);
 	expect_ok(&r, "status");
 	cr_assert(strstr(r.out, "  versions   VMs 1.1 (before: 1.0), cluster -\n"), "%s", r.out);
 	cr_assert(strstr(r.out, "  fleet      6 hosts: 4 on 1.0, 2 on 1.1  SKEW: not every host "
@@ -535,8 +450,8 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 	    strstr(r.out, "    vm-03                        1.0              last failed at "),
 	    "%s", r.out);
 	tu_output_free(&r);
-	r = mig("status", "--offline", "-o", "json", NULL);
-	doc = json_doc(&r);
+	r = tu_migrate_plan(plan, "status", "--offline", "-o", "json", NULL);
+	doc = tu_json_doc(&r);
 	json_t *fleet = json_object_get(doc, "fleet");
 	cr_assert(json_is_true(json_object_get(fleet, "skew")));
 	cr_assert_eq(json_array_size(json_object_get(fleet, "off_version")), 4);
@@ -547,9 +462,9 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 	tu_output_free(&r);
 
 	/* rollback --release puts the whole fleet back on 1.0, in the same batches */
-	r = mig("rollback", "--release", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", "-o", "json", NULL);
 	expect_ok(&r, "rollback --release");
-	doc = json_doc(&r);
+	doc = tu_json_doc(&r);
 	cr_assert_str_eq(json_string_value(json_object_get(doc, "op")), "rollback");
 	cr_assert_str_eq(json_string_value(json_object_get(doc, "version")), "1.0");
 	cr_assert_eq(json_integer_value(json_object_get(doc, "batches_run")), 3);
@@ -558,12 +473,12 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 	json_decref(doc);
 	tu_output_free(&r);
 	for (int i = 0; i < 6; i++)
-		cr_assert_str_eq(current_of(i), "releases/1.0", "%s", vms.name[i]);
-	r = mig("status", "--offline", NULL);
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.0", "%s", vms.name[i]);
+	r = tu_migrate_plan(plan, "status", "--offline", NULL);
 	cr_assert(strstr(r.out, "  fleet      6 hosts: 6 on 1.0\n"), "%s", r.out);
 	tu_output_free(&r);
 	/* once: there is nothing recorded before 1.0 */
-	r = mig("rollback", "--release", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "nothing to roll back to"), "%s", r.err);
 	tu_output_free(&r);
@@ -572,36 +487,36 @@ Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 Test(deploy, an_unhealthy_release_fails_and_goes_back)
 {
 	tu_vms_start(&vms, dir, 3);
-	make_artifact("1.0", true);
-	make_artifact("1.1", false);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", false);
 	plan_opts o = {.health_timeout = "1s"};
 	write_plan(&o);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	expect_ok(&r, "deploy 1.0");
 	tu_output_free(&r);
 
 	int64_t t0 = tu_now_ms();
-	r = mig("deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
 	int64_t took = tu_now_ms() - t0;
 	cr_assert_eq(r.status, 1, "%s\n%s", r.out, r.err);
 	cr_assert_lt(took, 5000, "health.timeout is 1s, the deploy took %lld ms", (long long)took);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_str_eq(hstr(doc, 0, "outcome"), "failed");
 	cr_assert_str_eq(hstr(doc, 0, "stage"), "health");
 	const char *e = hstr(doc, 0, "error");
-	cr_assert(strstr(e, at("http://127.0.1.1:%d/healthz did not answer 2xx within 1 s",
-	                       vms.health_port)),
+	cr_assert(strstr(e, tu_at("http://127.0.1.1:%d/healthz did not answer 2xx within 1 s",
+	                          vms.health_port)),
 	          "%s", e);
 	cr_assert(strstr(e, "last: HTTP 503"), "%s", e);
 	cr_assert(strstr(e, "went back to 1.0"), "%s", e);
-	cr_assert_str_eq(current_of(0), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.0");
 	cr_assert_str_eq(hstr(doc, 1, "outcome"), "not-run");
-	cr_assert_str_eq(current_of(1), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
 	cr_assert_str_eq(releases_of(1), "1.0");
 	json_decref(doc);
 	tu_output_free(&r);
 	/* text: a table row per host, exit 1, the reason on stderr */
-	r = mig("deploy", "--vms-only", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", NULL);
 	cr_assert_eq(r.status, 1);
 	cr_assert(strstr(r.out, "fleet: deploy of 1.1 on 0 of 3 hosts"), "%s", r.out);
 	cr_assert(strstr(r.out, "  vm-01  1      failed       health"), "%s", r.out);
@@ -613,19 +528,20 @@ Test(deploy, an_unhealthy_release_fails_and_goes_back)
 Test(deploy, bad_input_is_refused_before_any_host_is_contacted)
 {
 	tu_vms_start(&vms, dir, 2);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	plan_opts o = {0};
 	write_plan(&o);
 	long marks[TU_VMS_MAX];
 	log_marks(marks);
 
 	/* the artifact of this version does not exist */
-	tu_output r = mig("deploy", "--vms-only", "--version", "9.9", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "9.9", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
-	cr_assert(strstr(r.err, at("the artifact %s/art/app-9.9.tar.gz (build.artifact for version "
-	                           "9.9) does not exist; no host was contacted",
-	                           dir)),
-	          "%s", r.err);
+	cr_assert(
+	    strstr(r.err, tu_at("the artifact %s/art/app-9.9.tar.gz (build.artifact for version "
+	                        "9.9) does not exist; no host was contacted",
+	                        dir)),
+	    "%s", r.err);
 	tu_output_free(&r);
 
 	/* versions that are not release names, shell metacharacters first */
@@ -644,37 +560,40 @@ Test(deploy, bad_input_is_refused_before_any_host_is_contacted)
 	                     ("1111111111111111111111111111111111111111111111111111111111111111"
 	                      "1111111111111111111111111111111111111111111111111111111111111111")};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		r = mig("deploy", "--vms-only", "--version", bad[i], "-o", "json", NULL);
+		r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", bad[i], "-o", "json",
+		                    NULL);
 		cr_assert_eq(r.status, 2, "%s: %s", bad[i], r.err);
 		cr_assert(strstr(r.err, "--version: "), "%s: %s", bad[i], r.err);
-		json_t *doc = json_doc(&r);
+		json_t *doc = tu_json_doc(&r);
 		cr_assert_str_eq(
 		    json_string_value(json_object_get(json_object_get(doc, "error"), "kind")),
 		    "invalid input");
 		json_decref(doc);
 		tu_output_free(&r);
 	}
-	r = mig("deploy", "--vms-only", "--version", "1.0;touch /tmp/pwned", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0;touch /tmp/pwned",
+	                    NULL);
 	cr_assert(strstr(r.err, "the version has ';' at position 4"), "%s", r.err);
 	tu_output_free(&r);
 
 	for (int i = 0; i < vms.n; i++)
 		cr_assert_not(contacted_since(marks, i), "%s was contacted", vms.name[i]);
-	cr_assert_eq(access(at("%s/state", dir), F_OK), -1, "a refusal created the state dir");
+	cr_assert_eq(access(tu_at("%s/state", dir), F_OK), -1, "a refusal created the state dir");
 }
 
 Test(deploy, host_keys_unknown_refused_accepted_with_the_flag_changed_always_refused)
 {
 	tu_vms_start(&vms, dir, 3);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	plan_opts o = {.max_failures = 5};
 	write_plan(&o);
 
 	/* vm-02 is not in known_hosts */
 	tu_vms_forget_host(&vms, 1);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_str_eq(hstr(doc, 1, "outcome"), "failed");
 	cr_assert_str_eq(hstr(doc, 1, "stage"), "connect");
 	cr_assert(strstr(hstr(doc, 1, "error"), "unknown host"), "%s", hstr(doc, 1, "error"));
@@ -682,19 +601,20 @@ Test(deploy, host_keys_unknown_refused_accepted_with_the_flag_changed_always_ref
 	          hstr(doc, 1, "error"));
 	cr_assert_str_eq(hstr(doc, 0, "outcome"), "ok");
 	cr_assert_str_eq(hstr(doc, 2, "outcome"), "ok");
-	cr_assert_str_eq(current_of(1), "", "an unknown host was changed");
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "", "an unknown host was changed");
 	json_decref(doc);
 	tu_output_free(&r);
 
-	r = mig("deploy", "--vms-only", "--version", "1.0", "--accept-new-host-keys", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0",
+	                    "--accept-new-host-keys", NULL);
 	expect_ok(&r, "with --accept-new-host-keys");
 	tu_output_free(&r);
-	cr_assert_str_eq(current_of(1), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
 	char kh[8192];
 	cr_assert(read_file(vms.known_hosts, kh, sizeof(kh)));
-	cr_assert(strstr(kh, at("[127.0.1.2]:%d ", vms.port)), "not recorded: %s", kh);
+	cr_assert(strstr(kh, tu_at("[127.0.1.2]:%d ", vms.port)), "not recorded: %s", kh);
 	/* recorded: strict checking now passes */
-	r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	expect_ok(&r, "strict again");
 	tu_output_free(&r);
 
@@ -702,17 +622,17 @@ Test(deploy, host_keys_unknown_refused_accepted_with_the_flag_changed_always_ref
 	char real[128], known[128];
 	tu_vms_fingerprint(&vms, 0, real, sizeof(real));
 	tu_vms_change_host_key(&vms, 0, known, sizeof(known));
-	make_artifact("1.1", true);
-	r = mig("deploy", "--vms-only", "--version", "1.1", "--accept-new-host-keys", "-o", "json",
-	        NULL);
+	tu_make_artifact(dir, "1.1", true);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1",
+	                    "--accept-new-host-keys", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
-	doc = json_doc(&r);
+	doc = tu_json_doc(&r);
 	const char *e = hstr(doc, 0, "error");
 	cr_assert_str_eq(hstr(doc, 0, "stage"), "connect");
 	cr_assert(strstr(e, "host key mismatch"), "%s", e);
 	cr_assert(strstr(e, real), "%s lacks the host's %s", e, real);
 	cr_assert(strstr(e, known), "%s lacks known_hosts' %s", e, known);
-	cr_assert_str_eq(current_of(0), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.0");
 	cr_assert_str_eq(releases_of(0), "1.0");
 	json_decref(doc);
 	tu_output_free(&r);
@@ -721,15 +641,16 @@ Test(deploy, host_keys_unknown_refused_accepted_with_the_flag_changed_always_ref
 Test(deploy, an_unreachable_host_fails_fast_and_alone)
 {
 	tu_vms_start(&vms, dir, 2);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	/* nothing listens on 127.0.1.250 */
 	char extra[128];
 	snprintf(extra, sizeof(extra), "- {name: gone, address: 127.0.1.250, port: %d}", vms.port);
 	plan_opts o = {.max_failures = 1, .batch = "3", .extra_host = extra};
 	write_plan(&o);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_str_eq(hstr(doc, 2, "host"), "gone");
 	cr_assert_str_eq(hstr(doc, 2, "outcome"), "failed");
 	cr_assert_str_eq(hstr(doc, 2, "stage"), "connect");
@@ -738,7 +659,7 @@ Test(deploy, an_unreachable_host_fails_fast_and_alone)
 	/* within max_failures: the others go ahead */
 	cr_assert(json_is_false(json_object_get(doc, "stopped")));
 	cr_assert_str_eq(hstr(doc, 0, "outcome"), "ok");
-	cr_assert_str_eq(current_of(1), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
 	cr_assert(
 	    strstr(json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
 	           "1 of 3 hosts failed (within vms.max_failures, 1)"));
@@ -749,21 +670,22 @@ Test(deploy, an_unreachable_host_fails_fast_and_alone)
 Test(deploy, a_key_the_hosts_do_not_know_is_refused)
 {
 	tu_vms_start(&vms, dir, 2);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	char why[2048], key[512];
 	snprintf(key, sizeof(key), "%s/other_key", dir);
 	char *argv[] = {"/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key, NULL};
 	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "%s", why);
 	plan_opts o = {.identity = key, .max_failures = 5};
 	write_plan(&o);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "%s", r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	for (int i = 0; i < 2; i++) {
 		cr_assert_str_eq(hstr(doc, i, "stage"), "connect");
 		cr_assert(strstr(hstr(doc, i, "error"), "authentication as root failed"), "%s",
 		          hstr(doc, i, "error"));
-		cr_assert_str_eq(current_of(i), "");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "");
 	}
 	json_decref(doc);
 	tu_output_free(&r);
@@ -772,7 +694,7 @@ Test(deploy, a_key_the_hosts_do_not_know_is_refused)
 Test(deploy, a_passphrase_from_the_environment_is_never_shown)
 {
 	tu_vms_start(&vms, dir, 2);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	const char *secret = "correct horse battery staple 42";
 	char why[2048], key[512];
 	snprintf(key, sizeof(key), "%s/locked_key", dir);
@@ -780,31 +702,31 @@ Test(deploy, a_passphrase_from_the_environment_is_never_shown)
 	                (char *)secret,        "-f", key,  NULL};
 	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "%s", why);
 	char pub[4096], keys[8192];
-	cr_assert(read_file(at("%s.pub", key), pub, sizeof(pub)));
-	cr_assert(read_file(at("%s/authorized_keys", vms.dir), keys, sizeof(keys)));
+	cr_assert(read_file(tu_at("%s.pub", key), pub, sizeof(pub)));
+	cr_assert(read_file(tu_at("%s/authorized_keys", vms.dir), keys, sizeof(keys)));
 	strncat(keys, pub, sizeof(keys) - strlen(keys) - 1);
-	write_file(at("%s/authorized_keys", vms.dir), keys);
+	tu_write_file(tu_at("%s/authorized_keys", vms.dir), keys);
 	plan_opts o = {.identity = key, .passphrase_env = "MG_TEST_DEPLOY_PASSPHRASE"};
 	write_plan(&o);
 
 	unsetenv("MG_TEST_DEPLOY_PASSPHRASE");
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "MG_TEST_DEPLOY_PASSPHRASE is not set"), "%s", r.err);
 	tu_output_free(&r);
 
 	setenv("MG_TEST_DEPLOY_PASSPHRASE", secret, 1);
-	r = mig("deploy", "--vms-only", "--version", "1.0", "-vv", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-vv", NULL);
 	unsetenv("MG_TEST_DEPLOY_PASSPHRASE");
 	expect_ok(&r, "deploy with the passphrase");
 	cr_assert_null(strstr(r.out, "horse"));
 	cr_assert_null(strstr(r.err, "horse"));
 	tu_output_free(&r);
-	cr_assert_str_eq(current_of(1), "releases/1.0");
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
 	const char *files[] = {"journal.jsonl", "state.json", "fleet.json", "lock"};
 	for (size_t i = 0; i < 4; i++) {
 		char text[1 << 16];
-		read_file(at("%s/state/fleet/%s", dir, files[i]), text, sizeof(text));
+		read_file(tu_at("%s/state/fleet/%s", dir, files[i]), text, sizeof(text));
 		cr_assert_null(strstr(text, "horse"), "the passphrase is in %s", files[i]);
 	}
 }
@@ -812,7 +734,7 @@ Test(deploy, a_passphrase_from_the_environment_is_never_shown)
 Test(deploy, at_most_parallel_hosts_at_once)
 {
 	tu_vms_start(&vms, dir, 8);
-	make_artifact("1.0", true);
+	tu_make_artifact(dir, "1.0", true);
 	/* activate counts the hosts in it at once, in files outside the VMs' namespaces */
 	char script[2048];
 	snprintf(
@@ -825,55 +747,58 @@ Test(deploy, at_most_parallel_hosts_at_once)
 	    "flock \"$d/conc.lock\" sh -c 'echo $(($(cat \"$1/cur\") - 1)) > \"$1/cur\"' sh "
 	    "\"$d\"\n",
 	    dir);
-	write_file(at("%s/conc.sh", dir), script);
-	write_file(at("%s/cur", dir), "0\n");
-	write_file(at("%s/max", dir), "0\n");
-	plan_opts o = {.batch = "100%", .parallel = 3, .activate = at("sh %s/conc.sh", dir)};
+	tu_write_file(tu_at("%s/conc.sh", dir), script);
+	tu_write_file(tu_at("%s/cur", dir), "0\n");
+	tu_write_file(tu_at("%s/max", dir), "0\n");
+	plan_opts o = {.batch = "100%", .parallel = 3, .activate = tu_at("sh %s/conc.sh", dir)};
 	write_plan(&o);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "-o", "json", NULL);
 	expect_ok(&r, "deploy");
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_eq(json_integer_value(json_object_get(doc, "batches")), 1);
 	cr_assert_leq(json_integer_value(json_object_get(doc, "max_concurrent")), 3);
 	json_decref(doc);
 	tu_output_free(&r);
 	char buf[64];
-	cr_assert(read_file(at("%s/max", dir), buf, sizeof(buf)));
+	cr_assert(read_file(tu_at("%s/max", dir), buf, sizeof(buf)));
 	int max = atoi(buf);
 	cr_assert_leq(max, 3, "%d activates ran at once with vms.parallel 3", max);
 	cr_assert_geq(max, 2, "the hosts were not worked on in parallel (max %d)", max);
-	cr_assert(read_file(at("%s/cur", dir), buf, sizeof(buf)));
+	cr_assert(read_file(tu_at("%s/cur", dir), buf, sizeof(buf)));
 	cr_assert_str_eq(buf, "0\n");
 	for (int i = 0; i < 8; i++)
-		cr_assert_str_eq(current_of(i), "releases/1.0");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.0");
 }
 
 Test(deploy, dry_runs_list_each_host_and_touch_nothing)
 {
 	tu_vms_start(&vms, dir, 3);
-	make_artifact("1.0", true);
-	make_artifact("1.1", true);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
 	plan_opts o = {.activate = "true"};
 	write_plan(&o);
 	long marks[TU_VMS_MAX];
 	log_marks(marks);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", "--dry-run", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "--dry-run", NULL);
 	expect_ok(&r, "dry run");
 	cr_assert(strstr(r.out, "dry run: deploy 1.0 on 3 hosts in 3 batches of 1, at most 4 at "
 	                        "once; nothing was contacted or changed\n"),
 	          "%s", r.out);
-	cr_assert(strstr(r.out, at("  sha256 %s\n", sha_of("1.0"))), "%s", r.out);
+	cr_assert(strstr(r.out, tu_at("  sha256 %s\n", sha_of("1.0"))), "%s", r.out);
 	for (int i = 0; i < 3; i++)
-		cr_assert(strstr(r.out, at("  %s (root@%s port %d)\n", vms.name[i], vms.address[i],
-		                           vms.port)),
+		cr_assert(strstr(r.out, tu_at("  %s (root@%s port %d)\n", vms.name[i],
+		                              vms.address[i], vms.port)),
 		          "%s", r.out);
 	cr_assert(strstr(r.out, "ln -sfn -- 'releases/1.0' current.tmp && mv -T -- current.tmp "
 	                        "current && readlink current"),
 	          "%s", r.out);
 	tu_output_free(&r);
-	r = mig("deploy", "--vms-only", "--version", "1.0", "--dry-run", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", "--dry-run", "-o",
+	                    "json", NULL);
 	expect_ok(&r, "dry run json");
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert(json_is_true(json_object_get(doc, "dry_run")));
 	cr_assert_eq(json_array_size(json_object_get(doc, "hosts")), 3);
 	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 2), "batch")), 3);
@@ -886,26 +811,26 @@ Test(deploy, dry_runs_list_each_host_and_touch_nothing)
 		tu_list_dir(list, sizeof(list), vms.root[i]);
 		cr_assert_str_eq(list, "");
 	}
-	cr_assert_eq(access(at("%s/state", dir), F_OK), -1, "a dry run created the state dir");
+	cr_assert_eq(access(tu_at("%s/state", dir), F_OK), -1, "a dry run created the state dir");
 
 	/* rollback --release --dry-run names the release and changes nothing */
-	r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	expect_ok(&r, "1.0");
 	tu_output_free(&r);
-	r = mig("deploy", "--vms-only", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", NULL);
 	expect_ok(&r, "1.1");
 	tu_output_free(&r);
 	char before[1 << 16], after[1 << 16];
-	cr_assert(read_file(at("%s/state/fleet/journal.jsonl", dir), before, sizeof(before)));
+	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), before, sizeof(before)));
 	log_marks(marks);
-	r = mig("rollback", "--release", "--dry-run", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", "--dry-run", NULL);
 	expect_ok(&r, "rollback dry run");
 	cr_assert(strstr(r.out, "dry run: rollback to 1.0 on 3 hosts"), "%s", r.out);
 	tu_output_free(&r);
-	cr_assert(read_file(at("%s/state/fleet/journal.jsonl", dir), after, sizeof(after)));
+	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), after, sizeof(after)));
 	cr_assert_str_eq(before, after);
 	for (int i = 0; i < 3; i++) {
-		cr_assert_str_eq(current_of(i), "releases/1.1");
+		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.1");
 		cr_assert_not(contacted_since(marks, i));
 	}
 }
@@ -913,17 +838,17 @@ Test(deploy, dry_runs_list_each_host_and_touch_nothing)
 Test(deploy, usage_errors_and_plans_without_what_deploy_needs)
 {
 	/* no VM needed: all of these stop before any host */
-	write_file(at("%s/key", dir), "not a key, never read\n");
-	write_file(at("%s/known_hosts", dir), "");
-	write_file(at("%s/plan.yaml", dir), "version: 1\n"
-	                                    "name: fleet\n"
-	                                    "build: { artifact: app.tar.gz }\n"
-	                                    "vms:\n"
-	                                    "  hosts: [127.0.1.250]\n"
-	                                    "  user: deploy\n"
-	                                    "  identity_file: key\n"
-	                                    "  known_hosts: known_hosts\n"
-	                                    "  path: /srv/app\n");
+	tu_write_file(tu_at("%s/key", dir), "not a key, never read\n");
+	tu_write_file(tu_at("%s/known_hosts", dir), "");
+	tu_write_file(tu_at("%s/plan.yaml", dir), "version: 1\n"
+	                                          "name: fleet\n"
+	                                          "build: { artifact: app.tar.gz }\n"
+	                                          "vms:\n"
+	                                          "  hosts: [127.0.1.250]\n"
+	                                          "  user: deploy\n"
+	                                          "  identity_file: key\n"
+	                                          "  known_hosts: known_hosts\n"
+	                                          "  path: /srv/app\n");
 	struct {
 		const char *args[6];
 		const char *err;
@@ -940,26 +865,26 @@ Test(deploy, usage_errors_and_plans_without_what_deploy_needs)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char **a = cases[i].args;
-		tu_output r = mig(a[0], a[1], a[2], a[3], a[4], a[5]);
+		tu_output r = tu_migrate_plan(plan, a[0], a[1], a[2], a[3], a[4], a[5]);
 		cr_assert_eq(r.status, 2, "%s %s: %d %s", a[0], a[1], r.status, r.err);
 		cr_assert(strstr(r.err, cases[i].err), "%s %s: %s", a[0], a[1], r.err);
 		tu_output_free(&r);
 	}
 	/* the artifact exists, the key does not */
-	write_file(at("%s/app.tar.gz", dir), "x");
-	cr_assert_eq(unlink(at("%s/key", dir)), 0);
-	tu_output r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	tu_write_file(tu_at("%s/app.tar.gz", dir), "x");
+	cr_assert_eq(unlink(tu_at("%s/key", dir)), 0);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
-	cr_assert(strstr(r.err, at("vms.identity_file: cannot read %s/key", dir)), "%s", r.err);
+	cr_assert(strstr(r.err, tu_at("vms.identity_file: cannot read %s/key", dir)), "%s", r.err);
 	tu_output_free(&r);
 	/* no build section */
-	write_file(at("%s/plan.yaml", dir), "version: 1\n"
-	                                    "name: fleet\n"
-	                                    "vms:\n"
-	                                    "  hosts: [127.0.1.250]\n"
-	                                    "  user: deploy\n"
-	                                    "  path: /srv/app\n");
-	r = mig("deploy", "--vms-only", "--version", "1.0", NULL);
+	tu_write_file(tu_at("%s/plan.yaml", dir), "version: 1\n"
+	                                          "name: fleet\n"
+	                                          "vms:\n"
+	                                          "  hosts: [127.0.1.250]\n"
+	                                          "  user: deploy\n"
+	                                          "  path: /srv/app\n");
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "needs a `build` section"), "%s", r.err);
 	tu_output_free(&r);

@@ -8,7 +8,6 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include "../testutil.h"
 
 static char dir[256];
+static char plan[300]; /* dir/plan.yaml */
 static char cwd[512];
 static tu_vms vms;
 static tu_kubeapi k = TU_KUBEAPI_INIT;
@@ -25,6 +25,7 @@ static tu_kubeapi k = TU_KUBEAPI_INIT;
 static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "dual");
+	snprintf(plan, sizeof(plan), "%s/plan.yaml", dir);
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	unsetenv("NO_COLOR");
 	unsetenv("KUBECONFIG");
@@ -45,74 +46,6 @@ static void teardown(void)
 }
 
 TestSuite(dual, .init = setup, .fini = teardown, .timeout = 60);
-
-static const char *bin(void)
-{
-	const char *b = getenv("MIGRATE_BIN");
-	cr_assert_not_null(b, "MIGRATE_BIN is not set; run through `make integration`");
-	return b;
-}
-
-static const char *at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *at(const char *fmt, ...)
-{
-	static char buf[8][1024];
-	static int i;
-	i = (i + 1) % 8;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf[i], sizeof(buf[i]), fmt, ap);
-	va_end(ap);
-	return buf[i];
-}
-
-static tu_output mig(const char *first, ...)
-{
-	char *args[64];
-	size_t n = 0;
-	args[n++] = (char *)bin();
-	args[n++] = "-p";
-	args[n++] = (char *)at("%s/plan.yaml", dir);
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
-	return tu_capture(args);
-}
-
-static json_t *json_doc(const tu_output *r)
-{
-	json_error_t e;
-	json_t *doc = json_loads(r->out, 0, &e);
-	cr_assert_not_null(doc, "stdout is not one JSON document (%s): %s\nstderr: %s", e.text,
-	                   r->out, r->err);
-	return doc;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
-}
-
-static void make_artifact(const char *version, bool healthy)
-{
-	char src[512], why[2048];
-	snprintf(src, sizeof(src), "%s/art/src-%s", dir, version);
-	mkdir(at("%s/art", dir), 0755);
-	cr_assert_eq(mkdir(src, 0755), 0, "%s: %s", src, strerror(errno));
-	write_file(at("%s/version.txt", src), version);
-	if (healthy)
-		write_file(at("%s/healthy", src), "");
-	char *argv[] = {"/bin/tar", "-czf", (char *)at("%s/art/app-%s.tar.gz", dir, version),
-	                "-C",       src,    ".",
-	                NULL};
-	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "%s", why);
-}
 
 typedef struct {
 	int nvms;              /* 0: no vms section */
@@ -159,14 +92,8 @@ static void write_plan(const plan_opts *o)
 		                "%s/tests/fixtures/nginx/php-app/nginx.conf }\n",
 		                cwd);
 	if (o->nvms) {
-		char hosts[8192] = "", line[256];
-		FILE *f = fopen(vms.hosts_yaml, "r");
-		cr_assert_not_null(f);
-		for (int n = 0; n < o->nvms && fgets(line, sizeof(line), f); n++) {
-			strncat(hosts, "    ", sizeof(hosts) - strlen(hosts) - 1);
-			strncat(hosts, line, sizeof(hosts) - strlen(hosts) - 1);
-		}
-		fclose(f);
+		char hosts[8192];
+		tu_vms_hosts_lines(&vms, o->nvms, hosts, sizeof(hosts));
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
 		                "vms:\n"
 		                "  hosts:\n%s"
@@ -195,13 +122,13 @@ static void write_plan(const plan_opts *o)
 		                "    k8s_servers: [k8s1]\n",
 		                dir);
 	snprintf(text + len, sizeof(text) - (size_t)len, "state:\n  dir: state\n");
-	write_file(at("%s/plan.yaml", dir), text);
+	tu_write_file(plan, text);
 }
 
 /* The object the API server stores (null when it has none). */
 static json_t *stored(const char *path)
 {
-	json_t *r = tu_kubeapi_control(&k, at("{\"op\":\"get\",\"path\":\"%s\"}", path));
+	json_t *r = tu_kubeapi_control(&k, tu_at("{\"op\":\"get\",\"path\":\"%s\"}", path));
 	json_t *obj = json_incref(json_object_get(r, "object"));
 	if (!obj && json_object_get(r, "kind"))
 		obj = json_incref(r);
@@ -224,20 +151,10 @@ static const char *deployment_image(void)
 	return buf;
 }
 
-static const char *current_of(int i)
-{
-	static char buf[4][256];
-	static int n;
-	n = (n + 1) % 4;
-	ssize_t len = readlink(at("%s/current", vms.root[i]), buf[n], sizeof(buf[n]) - 1);
-	buf[n][len > 0 ? len : 0] = '\0';
-	return buf[n];
-}
-
 static json_t *state_versions(void)
 {
 	json_error_t e;
-	json_t *st = json_load_file(at("%s/state/shop/state.json", dir), 0, &e);
+	json_t *st = json_load_file(tu_at("%s/state/shop/state.json", dir), 0, &e);
 	cr_assert_not_null(st, "state.json: %s", e.text);
 	json_t *v = json_incref(json_object_get(st, "versions"));
 	json_decref(st);
@@ -277,9 +194,10 @@ static size_t count_requests(const char *method, const char *path_part, const ch
 Test(dual, php_app_cluster_only)
 {
 	write_plan(&(plan_opts){.templates = "php-fpm-nginx"});
-	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", "-o", "json", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert(json_is_null(json_object_get(doc, "vms")));
 	json_t *kj = json_object_get(doc, "kubernetes");
 	cr_assert(json_is_true(json_object_get(kj, "ok")));
@@ -326,7 +244,7 @@ Test(dual, php_app_cluster_only)
 	json_decref(cm);
 	/* the manifests of 1.0 are recorded, private */
 	struct stat sb;
-	cr_assert_eq(stat(at("%s/state/shop/manifests/1.0.json", dir), &sb), 0);
+	cr_assert_eq(stat(tu_at("%s/state/shop/manifests/1.0.json", dir), &sb), 0);
 	cr_assert_eq(sb.st_mode & 0777, 0600);
 	json_t *v = state_versions();
 	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0");
@@ -339,11 +257,11 @@ Test(dual, deploy_both_sides_rerun_and_rollback)
 {
 	tu_vms_start(&vms, dir, 3);
 	write_plan(&(plan_opts){.nvms = 3});
-	make_artifact("1.0", true);
-	make_artifact("1.1", true);
-	tu_output r = mig("deploy", "--version", "1.0", "-o", "json", NULL);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--version", "1.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	json_t *vj = json_object_get(doc, "vms"), *kj = json_object_get(doc, "kubernetes");
 	cr_assert(json_is_true(json_object_get(vj, "ok")));
 	cr_assert_eq(json_integer_value(json_object_get(vj, "hosts_ok")), 3);
@@ -354,13 +272,14 @@ Test(dual, deploy_both_sides_rerun_and_rollback)
 	json_decref(doc);
 	tu_output_free(&r);
 	for (int i = 0; i < 3; i++)
-		cr_assert(strstr(current_of(i), "releases/1.0"), "vm %d: %s", i, current_of(i));
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.0"), "vm %d: %s", i,
+		          tu_vms_current(&vms, i));
 	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
 
 	/* the same again: nothing changes on the cluster, nothing is uploaded */
-	r = mig("deploy", "--version", "1.0", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--version", "1.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
-	doc = json_doc(&r);
+	doc = tu_json_doc(&r);
 	kj = json_object_get(doc, "kubernetes");
 	cr_assert_eq(json_integer_value(json_object_get(kj, "unchanged")), 4);
 	cr_assert_eq(json_integer_value(json_object_get(kj, "created")), 0);
@@ -370,7 +289,7 @@ Test(dual, deploy_both_sides_rerun_and_rollback)
 	json_decref(doc);
 	tu_output_free(&r);
 
-	r = mig("deploy", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--version", "1.1", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "shop: cluster at 1.1"), "%s", r.out);
 	cr_assert(strstr(r.out, "Deployment/shop"), "%s", r.out);
@@ -382,9 +301,9 @@ Test(dual, deploy_both_sides_rerun_and_rollback)
 	json_decref(v);
 
 	/* back on both sides: the fleet's previous release and 1.0's recorded manifests */
-	r = mig("rollback", "--release", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
-	doc = json_doc(&r);
+	doc = tu_json_doc(&r);
 	cr_assert_str_eq(vstr(doc, "op"), "rollback");
 	cr_assert_eq(
 	    json_integer_value(json_object_get(json_object_get(doc, "kubernetes"), "configured")),
@@ -393,14 +312,15 @@ Test(dual, deploy_both_sides_rerun_and_rollback)
 	tu_output_free(&r);
 	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
 	for (int i = 0; i < 3; i++)
-		cr_assert(strstr(current_of(i), "releases/1.0"), "vm %d: %s", i, current_of(i));
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.0"), "vm %d: %s", i,
+		          tu_vms_current(&vms, i));
 	v = state_versions();
 	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0");
 	cr_assert_str_eq(vstr(v, "vms"), "1.0");
 	cr_assert(json_is_null(json_object_get(v, "kubernetes_previous")));
 	json_decref(v);
 	/* twice is refused: there is no release before */
-	r = mig("rollback", "--release", "--k8s-only", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", "--k8s-only", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "nothing to roll back to on the cluster"), "%s", r.err);
 	tu_output_free(&r);
@@ -410,10 +330,11 @@ Test(dual, cluster_fails_vms_reported_ok)
 {
 	tu_vms_start(&vms, dir, 3);
 	write_plan(&(plan_opts){.nvms = 3});
-	make_artifact("2.0-fail-rollout", true);
-	tu_output r = mig("deploy", "--version", "2.0-fail-rollout", "-o", "json", NULL);
+	tu_make_artifact(dir, "2.0-fail-rollout", true);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--version", "2.0-fail-rollout", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	json_t *vj = json_object_get(doc, "vms"), *kj = json_object_get(doc, "kubernetes");
 	cr_assert(json_is_true(json_object_get(vj, "ok")));
 	cr_assert_eq(json_integer_value(json_object_get(vj, "hosts_ok")), 3);
@@ -425,17 +346,17 @@ Test(dual, cluster_fails_vms_reported_ok)
 	          r.err);
 	tu_output_free(&r);
 	for (int i = 0; i < 3; i++)
-		cr_assert(strstr(current_of(i), "releases/2.0-fail-rollout"), "vm %d", i);
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/2.0-fail-rollout"), "vm %d", i);
 }
 
 Test(dual, vms_fail_cluster_reported_ok)
 {
 	tu_vms_start(&vms, dir, 3);
 	write_plan(&(plan_opts){.nvms = 3});
-	make_artifact("3.0", false); /* never healthy on the VMs */
-	tu_output r = mig("deploy", "--version", "3.0", "-o", "json", NULL);
+	tu_make_artifact(dir, "3.0", false); /* never healthy on the VMs */
+	tu_output r = tu_migrate_plan(plan, "deploy", "--version", "3.0", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert(json_is_false(json_object_get(json_object_get(doc, "vms"), "ok")));
 	cr_assert(json_is_true(json_object_get(json_object_get(doc, "kubernetes"), "ok")));
 	cr_assert_str_eq(vstr(json_object_get(doc, "versions"), "kubernetes"), "3.0");
@@ -448,7 +369,7 @@ Test(dual, vms_fail_cluster_reported_ok)
 Test(dual, diff_exit_codes_and_output)
 {
 	write_plan(&(plan_opts){0});
-	tu_output r = mig("diff", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "diff", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "apps/v1 Deployment default/shop: (new)"), "%s", r.out);
 	cr_assert(strstr(r.out, "4 objects, 4 new, 0 changed, 0 unchanged"), "%s", r.out);
@@ -456,21 +377,21 @@ Test(dual, diff_exit_codes_and_output)
 	/* a dry run persists nothing */
 	cr_assert_eq(count_requests("PATCH", "/", "dryRun", "All"), 4);
 
-	r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	/* created now: the dry run had stored nothing */
 	cr_assert(strstr(r.out, "(context cert, namespace default): 4 created, 0 configured"), "%s",
 	          r.out);
 	tu_output_free(&r);
-	r = mig("diff", "--version", "1.0", NULL);
+	r = tu_migrate_plan(plan, "diff", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "apps/v1 Deployment default/shop: (no changes)"), "%s", r.out);
 	tu_output_free(&r);
 
 	write_plan(&(plan_opts){.replicas = 3});
-	r = mig("diff", "--version", "1.1", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "diff", "--version", "1.1", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert(json_is_true(json_object_get(doc, "changed")));
 	cr_assert_eq(json_integer_value(json_object_get(doc, "configured")), 2, "%s", r.out);
 	json_t *objs = json_object_get(doc, "objects");
@@ -490,7 +411,7 @@ Test(dual, diff_exit_codes_and_output)
 
 	/* a cluster that cannot be asked is not "changes" */
 	tu_kubeapi_stop(&k);
-	r = mig("diff", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "diff", "--version", "1.1", NULL);
 	cr_assert_eq(r.status, 4, "stdout: %s\nstderr: %s", r.out, r.err);
 	tu_output_free(&r);
 }
@@ -498,27 +419,28 @@ Test(dual, diff_exit_codes_and_output)
 Test(dual, step_refuses_skew_allow_skew_journals)
 {
 	write_plan(&(plan_opts){.traffic = true});
-	mkdir(at("%s/state", dir), 0700);
-	mkdir(at("%s/state/shop", dir), 0700);
-	write_file(at("%s/state/shop/state.json", dir),
-	           "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
-	           "\"step\":{\"index\":null,\"started_at\":null},"
-	           "\"weights\":{\"applied\":null,\"read_back\":null},"
-	           "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
-	           "\"created_at\":null,\"updated_at\":null}");
-	tu_output r = mig("step", NULL);
+	mkdir(tu_at("%s/state", dir), 0700);
+	mkdir(tu_at("%s/state/shop", dir), 0700);
+	tu_write_file(tu_at("%s/state/shop/state.json", dir),
+	              "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
+	              "\"step\":{\"index\":null,\"started_at\":null},"
+	              "\"weights\":{\"applied\":null,\"read_back\":null},"
+	              "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
+	              "\"created_at\":null,\"updated_at\":null}");
+	tu_output r = tu_migrate_plan(plan, "step", NULL);
 	cr_assert_eq(r.status, 3, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.err, "the VMs run 1.0 but the cluster runs 1.1"), "%s", r.err);
 	tu_output_free(&r);
-	cr_assert_neq(access(at("%s/state/shop/journal.jsonl", dir), F_OK), 0);
+	cr_assert_neq(access(tu_at("%s/state/shop/journal.jsonl", dir), F_OK), 0);
 
-	r = mig("step", "--allow-skew", "--reason", "cluster ahead on purpose", NULL);
+	r = tu_migrate_plan(plan, "step", "--allow-skew", "--reason", "cluster ahead on purpose",
+	                    NULL);
 	/* the balancer socket does not exist: the step fails after the skew was accepted */
 	cr_assert_neq(r.status, 0);
 	cr_assert(!strstr(r.err, "the VMs run 1.0 but the cluster runs 1.1"), "%s", r.err);
 	tu_output_free(&r);
 	char buf[8192] = "";
-	FILE *f = fopen(at("%s/state/shop/journal.jsonl", dir), "r");
+	FILE *f = fopen(tu_at("%s/state/shop/journal.jsonl", dir), "r");
 	cr_assert_not_null(f, "no journal");
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	buf[n] = '\0';
@@ -530,14 +452,15 @@ Test(dual, step_refuses_skew_allow_skew_journals)
 Test(dual, dry_run_changes_nothing)
 {
 	write_plan(&(plan_opts){0});
-	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", "--dry-run", NULL);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", "--dry-run", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "dry run of the cluster deploy of 1.0"), "%s", r.out);
 	cr_assert(strstr(r.out, "4 to create"), "%s", r.out);
 	tu_output_free(&r);
 	cr_assert_eq(count_requests("PATCH", "/", "dryRun", "All"), 4);
 	cr_assert_eq(count_requests("PATCH", "/", NULL, NULL), 4);
-	cr_assert_neq(access(at("%s/state", dir), F_OK), 0, "a dry run created the state dir");
+	cr_assert_neq(access(tu_at("%s/state", dir), F_OK), 0, "a dry run created the state dir");
 }
 
 /* The auth of every request the server saw for path_part, all the same, or "mixed". */
@@ -566,10 +489,10 @@ static const char *auth_of(const char *path_part)
 Test(dual, context_flag_overrides_the_plan)
 {
 	write_plan(&(plan_opts){0}); /* kubernetes.context unset: current-context is cert */
-	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", "--context", "token", "-o",
-	                  "json", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", "--context",
+	                              "token", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert_str_eq(vstr(json_object_get(doc, "kubernetes"), "context"), "token");
 	json_decref(doc);
 	tu_output_free(&r);
@@ -577,7 +500,7 @@ Test(dual, context_flag_overrides_the_plan)
 	cr_assert_str_eq(auth_of("/namespaces/default/"), "token:ci");
 
 	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
-	r = mig("diff", "--version", "1.0", "--context", "token", NULL);
+	r = tu_migrate_plan(plan, "diff", "--version", "1.0", "--context", "token", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "(server-side dry run in context token)"), "%s", r.out);
 	tu_output_free(&r);
@@ -590,15 +513,16 @@ Test(dual, context_flag_overrides_the_plan)
 	         "expired)",
 	         k.kubeconfig);
 	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
-	r = mig("deploy", "--k8s-only", "--version", "1.1", "--context", "nope", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.1", "--context", "nope",
+	                    NULL);
 	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.err, want), "%s", r.err);
 	tu_output_free(&r);
-	r = mig("diff", "--version", "1.1", "--context", "nope", NULL);
+	r = tu_migrate_plan(plan, "diff", "--version", "1.1", "--context", "nope", NULL);
 	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.err, want), "%s", r.err);
 	tu_output_free(&r);
-	r = mig("rollback", "--release", "--k8s-only", "--context", "nope", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", "--k8s-only", "--context", "nope", NULL);
 	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.err, want), "%s", r.err);
 	tu_output_free(&r);
@@ -607,21 +531,22 @@ Test(dual, context_flag_overrides_the_plan)
 	json_decref(log);
 
 	/* the cluster's option where no cluster is contacted is a usage error */
-	r = mig("deploy", "--vms-only", "--version", "1.1", "--context", "token", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "--context", "token",
+	                    NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "--vms-only contacts only the VMs"), "%s", r.err);
 	tu_output_free(&r);
-	r = mig("rollback", "--context", "token", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--context", "token", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "--context names the cluster for rollback --release"), "%s", r.err);
 	tu_output_free(&r);
 
 	/* rollback --release goes through the context given */
-	r = mig("deploy", "--k8s-only", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.1", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_output_free(&r);
 	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
-	r = mig("rollback", "--release", "--context", "token", NULL);
+	r = tu_migrate_plan(plan, "rollback", "--release", "--context", "token", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "cluster rolled back to 1.0"), "%s", r.out);
 	cr_assert(strstr(r.out, "(context token, namespace default)"), "%s", r.out);
@@ -653,7 +578,7 @@ Test(dual, version_from_build_repo_head)
 	snprintf(repo, sizeof(repo), "%s/repo", dir);
 	cr_assert_eq(mkdir(repo, 0755), 0);
 	git(repo, "init", "-q", NULL);
-	write_file(at("%s/app.c", repo), "int main(void) { return 0; }\n");
+	tu_write_file(tu_at("%s/app.c", repo), "int main(void) { return 0; }\n");
 	git(repo, "add", "app.c", NULL);
 	git(repo, "commit", "-qm", "one");
 	char *argv[] = {"/usr/bin/git", "-C", repo, "rev-parse", "HEAD", NULL};
@@ -664,9 +589,9 @@ Test(dual, version_from_build_repo_head)
 	tu_output_free(&h);
 
 	write_plan(&(plan_opts){.repo = repo});
-	tu_output r = mig("deploy", "--k8s-only", "-o", "json", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--k8s-only", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	const char *v = vstr(doc, "version");
 	/* the short id: a prefix of HEAD, as long as libgit2 makes it unique (7 here) */
 	cr_assert_eq(strlen(v), 7, "%s", v);
@@ -678,15 +603,15 @@ Test(dual, version_from_build_repo_head)
 	tu_output_free(&r);
 
 	/* an untracked file is no part of the commit's build: still fine */
-	write_file(at("%s/notes.txt", repo), "x\n");
-	r = mig("diff", NULL);
+	tu_write_file(tu_at("%s/notes.txt", repo), "x\n");
+	r = tu_migrate_plan(plan, "diff", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	tu_output_free(&r);
 
 	/* a changed tracked file: the release would not be what the commit names */
-	write_file(at("%s/app.c", repo), "int main(void) { return 1; }\n");
+	tu_write_file(tu_at("%s/app.c", repo), "int main(void) { return 1; }\n");
 	json_decref(tu_kubeapi_control(&k, "{\"op\":\"clear_requests\"}"));
-	r = mig("deploy", "--k8s-only", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", NULL);
 	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
 	snprintf(want, sizeof(want),
 	         "build.repo %s has 1 uncommitted change (app.c): the release would not be the "
@@ -698,7 +623,7 @@ Test(dual, version_from_build_repo_head)
 	cr_assert_eq(json_array_size(log), 0, "the cluster was contacted");
 	json_decref(log);
 	/* --version still works with a dirty tree */
-	r = mig("deploy", "--k8s-only", "--version", "1.0-dirty", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0-dirty", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	tu_output_free(&r);
 }
@@ -715,7 +640,7 @@ static json_int_t stored_replicas(void)
 Test(dual, force_conflicts_true_and_false)
 {
 	write_plan(&(plan_opts){0});
-	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_output_free(&r);
 	/* someone scales by hand: kubectl-edit now owns .spec.replicas */
@@ -724,9 +649,9 @@ Test(dual, force_conflicts_true_and_false)
 	        "shop\",\"manager\":\"kubectl-edit\",\"patch\":{\"spec\":{\"replicas\":5}}}"));
 	cr_assert_eq(stored_replicas(), 5);
 
-	r = mig("deploy", "--k8s-only", "--version", "1.1", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.1", "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	json_t *kj = json_object_get(doc, "kubernetes");
 	cr_assert_str_eq(vstr(json_object_get(kj, "error"), "kind"), "state conflict", "%s", r.out);
 	const char *msg = vstr(json_object_get(kj, "error"), "message");
@@ -744,7 +669,7 @@ Test(dual, force_conflicts_true_and_false)
 	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
 
 	write_plan(&(plan_opts){.force = true});
-	r = mig("deploy", "--k8s-only", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.1", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	tu_output_free(&r);
 	/* taken over: the plan's replicas and image */
@@ -763,7 +688,7 @@ Test(dual, exec_plugin_credentials)
 	         "printf '%%s' '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
 	         "\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}'\n",
 	         dir, k.token);
-	write_file(plugin, text);
+	tu_write_file(plugin, text);
 	cr_assert_eq(chmod(plugin, 0700), 0);
 	snprintf(kc, sizeof(kc), "%s/kubeconfig-exec", dir);
 	snprintf(text, sizeof(text),
@@ -785,9 +710,9 @@ Test(dual, exec_plugin_credentials)
 	         "  context: {cluster: kubeapi, user: plugin, namespace: default}\n"
 	         "current-context: exec\n",
 	         k.url, k.ca, plugin);
-	write_file(kc, text);
+	tu_write_file(kc, text);
 	write_plan(&(plan_opts){.kubeconfig = kc});
-	tu_output r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "shop: cluster at 1.0"), "%s", r.out);
 	cr_assert(strstr(r.out, "(context exec, namespace default): 4 created"), "%s", r.out);
@@ -795,7 +720,7 @@ Test(dual, exec_plugin_credentials)
 	cr_assert_str_eq(auth_of("/namespaces/default/"), "token:ci");
 	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
 	/* the plugin ran with its args and was told it cannot prompt */
-	FILE *f = fopen(at("%s/plugin.log", dir), "r");
+	FILE *f = fopen(tu_at("%s/plugin.log", dir), "r");
 	cr_assert_not_null(f, "the exec plugin never ran");
 	char line[1024] = "";
 	cr_assert_not_null(fgets(line, sizeof(line), f));
@@ -811,11 +736,11 @@ static void two_deployments(char *tdir, size_t size)
 	cr_assert_eq(mkdir(tdir, 0755), 0);
 	char *in = NULL;
 	size_t n = 0;
-	FILE *f = fopen(at("%s/templates/web/deployment.yaml", cwd), "r");
+	FILE *f = fopen(tu_at("%s/templates/web/deployment.yaml", cwd), "r");
 	cr_assert_not_null(f);
 	cr_assert_eq(getdelim(&in, &n, '\0', f) > 0, 1);
 	fclose(f);
-	write_file(at("%s/deployment.yaml", tdir), in);
+	tu_write_file(tu_at("%s/deployment.yaml", tdir), in);
 	/* the worker: every ${plan.name} becomes ${plan.name}-worker */
 	char out[16384], *o = out;
 	for (const char *p = in; *p && o < out + sizeof(out) - 16;) {
@@ -828,7 +753,7 @@ static void two_deployments(char *tdir, size_t size)
 	}
 	*o = '\0';
 	free(in);
-	write_file(at("%s/worker.yaml", tdir), out);
+	tu_write_file(tu_at("%s/worker.yaml", tdir), out);
 }
 
 Test(dual, failed_rollout_names_the_deployments_not_waited_for)
@@ -836,10 +761,10 @@ Test(dual, failed_rollout_names_the_deployments_not_waited_for)
 	char tdir[512];
 	two_deployments(tdir, sizeof(tdir));
 	write_plan(&(plan_opts){.templates_dir = tdir});
-	tu_output r =
-	    mig("deploy", "--k8s-only", "--version", "2.0-fail-rollout", "-o", "json", NULL);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "2.0-fail-rollout",
+	                              "-o", "json", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	json_t *kj = json_object_get(doc, "kubernetes");
 	cr_assert_eq(json_integer_value(json_object_get(kj, "deployments")), 2, "%s", r.out);
 	cr_assert_eq(json_integer_value(json_object_get(kj, "rolled_out")), 0);
@@ -868,7 +793,7 @@ Test(dual, failed_rollout_names_the_deployments_not_waited_for)
 	tu_output_free(&r);
 
 	/* the same in text, after a second failing release */
-	r = mig("deploy", "--k8s-only", "--version", "2.1-fail-rollout", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "2.1-fail-rollout", NULL);
 	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "  not waited for after the failure (ready or not is unknown): "
 	                        "Deployment/shop-worker\n"),
@@ -880,52 +805,52 @@ Test(dual, failed_rollout_names_the_deployments_not_waited_for)
 Test(dual, status_and_plan_show_the_cluster_side)
 {
 	write_plan(&(plan_opts){.force = true});
-	tu_output r = mig("plan", NULL);
+	tu_output r = tu_migrate_plan(plan, "plan", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "  conflicts  forced: fields another manager owns are taken over "
 	                        "(force_conflicts)\n"),
 	          "%s", r.out);
 	tu_output_free(&r);
-	r = mig("plan", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "plan", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	json_t *doc = json_doc(&r);
+	json_t *doc = tu_json_doc(&r);
 	cr_assert(
 	    json_is_true(json_object_get(json_object_get(doc, "kubernetes"), "force_conflicts")),
 	    "%s", r.out);
 	json_decref(doc);
 	tu_output_free(&r);
 	write_plan(&(plan_opts){0});
-	r = mig("plan", NULL);
+	r = tu_migrate_plan(plan, "plan", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "  conflicts  refused: a field another manager owns fails the "
 	                        "apply\n"),
 	          "%s", r.out);
 	tu_output_free(&r);
-	r = mig("plan", "-o", "json", NULL);
-	doc = json_doc(&r);
+	r = tu_migrate_plan(plan, "plan", "-o", "json", NULL);
+	doc = tu_json_doc(&r);
 	cr_assert(
 	    json_is_false(json_object_get(json_object_get(doc, "kubernetes"), "force_conflicts")),
 	    "%s", r.out);
 	json_decref(doc);
 	tu_output_free(&r);
 
-	r = mig("deploy", "--k8s-only", "--version", "1.0", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_output_free(&r);
-	r = mig("status", NULL);
+	r = tu_migrate_plan(plan, "status", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "  versions   VMs -, cluster 1.0\n"), "%s", r.out);
 	tu_output_free(&r);
-	r = mig("deploy", "--k8s-only", "--version", "1.1", NULL);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.1", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	tu_output_free(&r);
-	r = mig("status", NULL);
+	r = tu_migrate_plan(plan, "status", NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "  versions   VMs -, cluster 1.1 (before: 1.0)\n"), "%s", r.out);
 	tu_output_free(&r);
-	r = mig("status", "-o", "json", NULL);
+	r = tu_migrate_plan(plan, "status", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	doc = json_doc(&r);
+	doc = tu_json_doc(&r);
 	json_t *v = json_object_get(json_object_get(doc, "state"), "versions");
 	cr_assert_str_eq(vstr(v, "kubernetes"), "1.1", "%s", r.out);
 	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0", "%s", r.out);

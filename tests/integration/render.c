@@ -6,7 +6,6 @@
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,22 +30,6 @@ static void teardown(void)
 }
 
 TestSuite(render, .init = setup, .fini = teardown, .timeout = 60);
-
-static tu_output run(const char *first, ...)
-{
-	const char *bin = getenv("MIGRATE_BIN");
-	cr_assert_not_null(bin, "MIGRATE_BIN is not set; run through `make integration`");
-	char *args[64];
-	size_t n = 0;
-	args[n++] = (char *)bin;
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 63; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
-	return tu_capture(args);
-}
 
 /* A plan in tmpdir with the repository's templates dir (or tdir) and the php-app nginx tree. */
 static void write_plan(const char *tdir, const char *extra_values)
@@ -115,7 +98,7 @@ static int count_yaml_docs(const char *text, char kinds[][64], int max)
 Test(render, yaml_and_json_of_the_php_template)
 {
 	write_plan("templates/php-fpm-nginx", NULL);
-	tu_output r = run("render", "-p", plan, "--version", "2.0.1", NULL);
+	tu_output r = tu_migrate("render", "-p", plan, "--version", "2.0.1", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_str_eq(r.err, "", "no warnings on the shipped templates");
 	char kinds[8][64] = {{0}};
@@ -129,12 +112,12 @@ Test(render, yaml_and_json_of_the_php_template)
 	tu_output_free(&r);
 
 	/* -o yaml is the same */
-	r = run("render", "-p", plan, "--version", "2.0.1", "-o", "yaml", NULL);
+	r = tu_migrate("render", "-p", plan, "--version", "2.0.1", "-o", "yaml", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert_eq(count_yaml_docs(r.out, kinds, 8), 4);
 	tu_output_free(&r);
 
-	r = run("render", "-p", plan, "--version", "2.0.1", "-o", "json", NULL);
+	r = tu_migrate("render", "-p", plan, "--version", "2.0.1", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_error_t je;
 	json_t *list = json_loads(r.out, 0, &je);
@@ -161,8 +144,8 @@ Test(render, yaml_and_json_of_the_php_template)
 	cr_assert(json_array_size(vitems) > 1);
 
 	/* the checksum and the items are the ConfigMap's that `migrate configmap` renders */
-	tu_output c =
-	    run("configmap", "-p", plan, "--no-verify", "--allow-errors", "-o", "json", NULL);
+	tu_output c = tu_migrate("configmap", "-p", plan, "--no-verify", "--allow-errors", "-o",
+	                         "json", NULL);
 	cr_assert_eq(c.status, 0, "%s", c.err);
 	json_t *cm = json_loads(c.out, 0, &je);
 	cr_assert_not_null(cm, "%s", c.out);
@@ -186,7 +169,7 @@ Test(render, yaml_and_json_of_the_php_template)
 Test(render, web_template)
 {
 	write_plan("templates/web", NULL);
-	tu_output r = run("render", "-p", plan, "--version", "7", "-o", "json", NULL);
+	tu_output r = tu_migrate("render", "-p", plan, "--version", "7", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *list = json_loads(r.out, 0, NULL);
 	cr_assert_eq(json_array_size(json_object_get(list, "items")), 4, "%s", r.out);
@@ -197,18 +180,18 @@ Test(render, web_template)
 Test(render, usage_errors)
 {
 	write_plan("templates/web", NULL);
-	tu_output r = run("render", "-p", plan, NULL);
+	tu_output r = tu_migrate("render", "-p", plan, NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--version V is required"), "%s", r.err);
 	cr_assert_str_eq(r.out, "");
 	tu_output_free(&r);
 
-	r = run("render", "-p", plan, "--version", "-bad", NULL);
+	r = tu_migrate("render", "-p", plan, "--version", "-bad", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--version \"-bad\""), "%s", r.err);
 	tu_output_free(&r);
 
-	r = run("render", "-p", plan, "--version", "1", "extra", NULL);
+	r = tu_migrate("render", "-p", plan, "--version", "1", "extra", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
 	tu_output_free(&r);
@@ -217,7 +200,7 @@ Test(render, usage_errors)
 	write_file("nok8s.yaml", "version: 1\nname: shop\n");
 	char p2[600];
 	snprintf(p2, sizeof(p2), "%s/nok8s.yaml", tmpdir);
-	r = run("render", "-p", p2, "--version", "1", NULL);
+	r = tu_migrate("render", "-p", p2, "--version", "1", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "kubernetes"), "%s", r.err);
 	tu_output_free(&r);
@@ -233,7 +216,7 @@ Test(render, template_error_exit_2_with_file_line_col)
 	write_file("t/b.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n"
 	                       "spec: {clusterIP: None, x: ${configmap.other.name}}\n");
 	write_plan(dir, NULL);
-	tu_output r = run("render", "-p", plan, "--version", "1", NULL);
+	tu_output r = tu_migrate("render", "-p", plan, "--version", "1", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert_str_eq(r.out, "", "nothing to apply after an error");
 	char want[700];
@@ -245,7 +228,7 @@ Test(render, template_error_exit_2_with_file_line_col)
 	cr_assert(strstr(r.err, "error: 2 errors in the templates"), "%s", r.err);
 	tu_output_free(&r);
 
-	r = run("render", "-p", plan, "--version", "1", "-o", "json", NULL);
+	r = tu_migrate("render", "-p", plan, "--version", "1", "-o", "json", NULL);
 	cr_assert_eq(r.status, 2);
 	json_t *doc = json_loads(r.out, 0, NULL);
 	cr_assert_not_null(doc, "%s", r.out);
@@ -266,7 +249,7 @@ Test(render, warnings_on_stderr_and_injection)
 	write_file("t/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${plan.name}\n"
 	                       "data:\n  flag: on\n  motd: ${values.motd}\n");
 	write_plan(dir, "    motd: \"x\\n  evil: true\"\n");
-	tu_output r = run("render", "-p", plan, "--version", "1", "-o", "json", NULL);
+	tu_output r = tu_migrate("render", "-p", plan, "--version", "1", "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	char want[700];
 	snprintf(want, sizeof(want), "warning: %s/a.yaml:6:9: on is the string \"on\"", dir);

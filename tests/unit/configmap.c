@@ -45,39 +45,29 @@ static void tree_free(tree *t)
 	mg_nginxconf_free(t->conf);
 }
 
+/* t with the mg_cm of its parsed conf, the parse (rc, err) and the build both asserted. */
+static tree built(tree t, int rc, mg_error *err, const mg_cm_options *o)
+{
+	cr_assert_eq(rc, 0, "parse: %s", err->message);
+	mg_error_clear(err);
+	rc = mg_cm_build(&t.cm, t.conf, o, err);
+	cr_assert_eq(rc, 0, "build: %s", err->message);
+	mg_error_clear(err);
+	return t;
+}
+
 static tree lint_opt(const char *text, const mg_cm_options *o)
 {
 	tree t = {0};
 	mg_error err = MG_ERROR_INIT;
 	int rc = mg_nginxconf_parse_buffer(&t.conf, text, strlen(text), "nginx.conf", NULL, &err);
-	cr_assert_eq(rc, 0, "parse: %s", err.message);
-	mg_error_clear(&err);
-	rc = mg_cm_build(&t.cm, t.conf, o, &err);
-	cr_assert_eq(rc, 0, "build: %s", err.message);
-	mg_error_clear(&err);
-	return t;
+	return built(t, rc, &err, o);
 }
 
 static tree lint(const char *text)
 {
 	mg_cm_options o = {.name = "t"};
 	return lint_opt(text, &o);
-}
-
-static void write_file(const char *rel, const char *text)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, rel);
-	char *slash = strrchr(path, '/');
-	*slash = '\0';
-	char cmd[700];
-	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
-	cr_assert_eq(system(cmd), 0);
-	*slash = '/';
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f, "%s", path);
-	fputs(text, f);
-	fclose(f);
 }
 
 /* The tree under tmpdir/main, parsed from disk with includes followed. */
@@ -88,12 +78,7 @@ static tree lint_files(const char *main, const mg_cm_options *o)
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, main);
 	mg_error err = MG_ERROR_INIT;
 	int rc = mg_nginxconf_parse(&t.conf, path, NULL, &err);
-	cr_assert_eq(rc, 0, "parse: %s", err.message);
-	mg_error_clear(&err);
-	rc = mg_cm_build(&t.cm, t.conf, o, &err);
-	cr_assert_eq(rc, 0, "build: %s", err.message);
-	mg_error_clear(&err);
-	return t;
+	return built(t, rc, &err, o);
 }
 
 static size_t count(const mg_cm *cm, const char *rule)
@@ -225,9 +210,10 @@ Test(configmap, secret_named_turns_errors_into_info)
 
 Test(configmap, included_secret_file_stays_out)
 {
-	write_file("nginx.conf", "events {}\nhttp {\n  include ssl/bundle.pem;\n"
-	                         "  server { ssl_certificate ssl/bundle.pem; }\n}\n");
-	write_file("ssl/bundle.pem", "# not nginx syntax in real life\n");
+	tu_write_file_in(tmpdir, "nginx.conf",
+	                 "events {}\nhttp {\n  include ssl/bundle.pem;\n"
+	                 "  server { ssl_certificate ssl/bundle.pem; }\n}\n");
+	tu_write_file_in(tmpdir, "ssl/bundle.pem", "# not nginx syntax in real life\n");
 	mg_cm_options o = {.name = "t"};
 	tree t = lint_files("nginx.conf", &o);
 	cr_assert_eq(t.cm->nentries, 1);
@@ -514,9 +500,9 @@ Test(configmap, includes_outside_empty_and_rewritten)
 	         "  include mime.types;\n"
 	         "}\n",
 	         tmpdir, other);
-	write_file("nginx.conf", text);
-	write_file("conf.d/app.conf", "server { listen 8080; }\n");
-	write_file("mime.types", "types { text/html html; }\n");
+	tu_write_file_in(tmpdir, "nginx.conf", text);
+	tu_write_file_in(tmpdir, "conf.d/app.conf", "server { listen 8080; }\n");
+	tu_write_file_in(tmpdir, "mime.types", "types { text/html html; }\n");
 	char outside[400];
 	snprintf(outside, sizeof(outside), "%s/x.conf", other);
 	FILE *f = fopen(outside, "w");
@@ -555,7 +541,7 @@ Test(configmap, includes_outside_empty_and_rewritten)
 
 Test(configmap, main_file_not_named_nginx_conf)
 {
-	write_file("site.conf", "events {}\n");
+	tu_write_file_in(tmpdir, "site.conf", "events {}\n");
 	mg_cm_options o = {.name = "t"};
 	tree t = lint_files("site.conf", &o);
 	cr_assert_eq(t.cm->nfindings, 1);
@@ -643,10 +629,10 @@ Test(configmap, key_collision_without_extension_and_in_a_tree)
 	free(keys[0]);
 	free(keys[1]);
 
-	write_file("nginx.conf",
-	           "events {}\nhttp { include conf.d/x.conf; include conf.d_x.conf; }\n");
-	write_file("conf.d/x.conf", "server_tokens off;\n");
-	write_file("conf.d_x.conf", "gzip on;\n");
+	tu_write_file_in(tmpdir, "nginx.conf",
+	                 "events {}\nhttp { include conf.d/x.conf; include conf.d_x.conf; }\n");
+	tu_write_file_in(tmpdir, "conf.d/x.conf", "server_tokens off;\n");
+	tu_write_file_in(tmpdir, "conf.d_x.conf", "gzip on;\n");
 	mg_cm_options o = {.name = "t"};
 	tree t = lint_files("nginx.conf", &o);
 	cr_assert_eq(t.cm->nentries, 3);
@@ -917,8 +903,8 @@ Test(configmap, yaml_keeps_every_byte)
 
 Test(configmap, non_utf8_goes_to_binary_data)
 {
-	write_file("nginx.conf", "events {}\nhttp { include latin1.conf; }\n");
-	write_file("latin1.conf", "# caf\xe9\nserver_tokens off;\n");
+	tu_write_file_in(tmpdir, "nginx.conf", "events {}\nhttp { include latin1.conf; }\n");
+	tu_write_file_in(tmpdir, "latin1.conf", "# caf\xe9\nserver_tokens off;\n");
 	mg_cm_options o = {.name = "t"};
 	tree t = lint_files("nginx.conf", &o);
 	const mg_cm_entry *e = entry(t.cm, "latin1.conf");
@@ -1033,27 +1019,28 @@ static void print_notes(const mg_cm *cm)
 Test(configmap, verify_simulates_the_pod_in_a_scratch_directory)
 {
 	cr_assert_eq(geteuid(), 0, "the tests run as root (the user directive is checked)");
-	write_file("nginx.conf", "user nosuchuser-mg;\n"
-	                         "pid /var/run/shop/nginx.pid;\n"
-	                         "error_log /var/log/shop/error.log;\n"
-	                         "events {}\n"
-	                         "http {\n"
-	                         "  include conf.d/*.conf;\n"
-	                         "  upstream app { server app-vm-01.invalid:8080; }\n"
-	                         "  server {\n"
-	                         "    listen 8443 ssl;\n"
-	                         "    ssl_certificate ssl/shop.crt;\n"
-	                         "    ssl_certificate_key /etc/ssl/private/shop.key;\n"
-	                         "    ssl_dhparam ssl/dh.pem;\n"
-	                         "    ssl_session_ticket_key ssl/ticket.key;\n"
-	                         "    ssl_crl ssl/revoked.crl;\n"
-	                         "    auth_basic_user_file htpasswd;\n"
-	                         "    location / { proxy_pass http://app; }\n"
-	                         "    location /old { proxy_pass http://legacy.invalid; }\n"
-	                         "  }\n"
-	                         "}\n");
-	write_file("conf.d/app.conf",
-	           "server { listen 8081; access_log /var/log/shop/app.log; }\n");
+	tu_write_file_in(tmpdir, "nginx.conf",
+	                 "user nosuchuser-mg;\n"
+	                 "pid /var/run/shop/nginx.pid;\n"
+	                 "error_log /var/log/shop/error.log;\n"
+	                 "events {}\n"
+	                 "http {\n"
+	                 "  include conf.d/*.conf;\n"
+	                 "  upstream app { server app-vm-01.invalid:8080; }\n"
+	                 "  server {\n"
+	                 "    listen 8443 ssl;\n"
+	                 "    ssl_certificate ssl/shop.crt;\n"
+	                 "    ssl_certificate_key /etc/ssl/private/shop.key;\n"
+	                 "    ssl_dhparam ssl/dh.pem;\n"
+	                 "    ssl_session_ticket_key ssl/ticket.key;\n"
+	                 "    ssl_crl ssl/revoked.crl;\n"
+	                 "    auth_basic_user_file htpasswd;\n"
+	                 "    location / { proxy_pass http://app; }\n"
+	                 "    location /old { proxy_pass http://legacy.invalid; }\n"
+	                 "  }\n"
+	                 "}\n");
+	tu_write_file_in(tmpdir, "conf.d/app.conf",
+	                 "server { listen 8081; access_log /var/log/shop/app.log; }\n");
 	tree t = verify_tree("nginx.conf", false);
 	const mg_cm_verify_result *v = &t.cm->verify;
 	if (!v->ok)
@@ -1102,15 +1089,16 @@ Test(configmap, verify_follows_rewritten_absolute_includes)
 	char text[1024];
 	snprintf(text, sizeof(text),
 	         "events {}\nhttp {\n  include %s/conf.d/*.conf;\n  access_log off;\n}\n", tmpdir);
-	write_file("nginx.conf", text);
-	write_file("conf.d/app.conf", "server {\n  listen 8080;\n  proxy_passs x;\n}\n");
+	tu_write_file_in(tmpdir, "nginx.conf", text);
+	tu_write_file_in(tmpdir, "conf.d/app.conf",
+	                 "server {\n  listen 8080;\n  proxy_passs x;\n}\n");
 	tree t = verify_tree("nginx.conf", false);
 	/* the include, rewritten to /etc/nginx, reached the scratch copy of conf.d/app.conf */
 	cr_assert_not(t.cm->verify.ok);
 	cr_assert_str_eq(t.cm->verify.summary,
 	                 "unknown directive \"proxy_passs\" in /etc/nginx/conf.d/app.conf:3");
 	tree_free(&t);
-	write_file("conf.d/app.conf", "server {\n  listen 8080;\n}\n");
+	tu_write_file_in(tmpdir, "conf.d/app.conf", "server {\n  listen 8080;\n}\n");
 	t = verify_tree("nginx.conf", false);
 	cr_assert(t.cm->verify.ok, "%s", t.cm->verify.output);
 	tree_free(&t);
@@ -1118,9 +1106,10 @@ Test(configmap, verify_follows_rewritten_absolute_includes)
 
 Test(configmap, verify_reports_nginx_errors_at_the_pods_paths)
 {
-	write_file("nginx.conf", "events {}\nhttp {\n  include conf.d/*.conf;\n}\n");
-	write_file("conf.d/app.conf", "server {\n  listen 8080;\n  location / {\n"
-	                              "    proxy_passs http://127.0.0.1:9000;\n  }\n}\n");
+	tu_write_file_in(tmpdir, "nginx.conf", "events {}\nhttp {\n  include conf.d/*.conf;\n}\n");
+	tu_write_file_in(tmpdir, "conf.d/app.conf",
+	                 "server {\n  listen 8080;\n  location / {\n"
+	                 "    proxy_passs http://127.0.0.1:9000;\n  }\n}\n");
 	tree t = verify_tree("nginx.conf", false);
 	const mg_cm_verify_result *v = &t.cm->verify;
 	cr_assert(v->ran);
@@ -1138,7 +1127,7 @@ Test(configmap, verify_reports_nginx_errors_at_the_pods_paths)
 
 Test(configmap, verify_catches_daemon_given_twice)
 {
-	write_file("nginx.conf", "daemon off;\nevents {}\n");
+	tu_write_file_in(tmpdir, "nginx.conf", "daemon off;\nevents {}\n");
 	tree t = verify_tree("nginx.conf", false);
 	cr_assert_not(t.cm->verify.ok);
 	cr_assert_str_eq(t.cm->verify.summary,
@@ -1148,7 +1137,7 @@ Test(configmap, verify_catches_daemon_given_twice)
 
 Test(configmap, verify_skipped_without_nginx)
 {
-	write_file("nginx.conf", "events {}\n");
+	tu_write_file_in(tmpdir, "nginx.conf", "events {}\n");
 	mg_cm_options o = {.name = "t"};
 	tree t = lint_files("nginx.conf", &o);
 	mg_error err = MG_ERROR_INIT;

@@ -7,7 +7,6 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,19 +34,6 @@ static void teardown(void)
 }
 
 TestSuite(fleet, .init = setup, .fini = teardown, .timeout = 60);
-
-static const char *at(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *at(const char *fmt, ...)
-{
-	static char buf[8][1024];
-	static int i;
-	i = (i + 1) % 8;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf[i], sizeof(buf[i]), fmt, ap);
-	va_end(ap);
-	return buf[i];
-}
 
 Test(fleet, release_names)
 {
@@ -225,7 +211,7 @@ static void make_tar(const char *tar, const char *content)
 	char src[512], why[2048];
 	snprintf(src, sizeof(src), "%s/src", tmp);
 	mkdir(src, 0755);
-	FILE *f = fopen(at("%s/app.txt", src), "w");
+	FILE *f = fopen(tu_at("%s/app.txt", src), "w");
 	cr_assert_not_null(f);
 	fputs(content, f);
 	fclose(f);
@@ -248,8 +234,8 @@ Test(fleet, commands_run_by_a_real_shell_deploy_switch_and_prune)
 	free(out);
 	free(c);
 	struct stat sb;
-	cr_assert_eq(stat(at("%s/releases", path), &sb), 0);
-	cr_assert_eq(stat(at("%s/.incoming", path), &sb), 0);
+	cr_assert_eq(stat(tu_at("%s/releases", path), &sb), 0);
+	cr_assert_eq(stat(tu_at("%s/.incoming", path), &sb), 0);
 
 	/* unpack: the release, its marker, and the upload gone */
 	char *incoming = mg_fleet_incoming_path(path, v, "abcd");
@@ -266,15 +252,15 @@ Test(fleet, commands_run_by_a_real_shell_deploy_switch_and_prune)
 	size_t len;
 	char *buf;
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_fs_read_all(&buf, &len, at("%s/releases/%s/app.txt", path, v), &err), 0);
+	cr_assert_eq(mg_fs_read_all(&buf, &len, tu_at("%s/releases/%s/app.txt", path, v), &err), 0);
 	cr_expect_str_eq(buf, "hello\n");
 	free(buf);
 	cr_assert_eq(
-	    mg_fs_read_all(&buf, &len, at("%s/releases/%s/" MG_FLEET_MARKER, path, v), &err), 0);
+	    mg_fs_read_all(&buf, &len, tu_at("%s/releases/%s/" MG_FLEET_MARKER, path, v), &err), 0);
 	cr_expect_str_eq(buf, "0123abcd\n");
 	free(buf);
 	cr_expect_eq(access(incoming, F_OK), -1, "the upload was not removed");
-	cr_expect_eq(access(at("%s/releases/.%s.tmp", path, v), F_OK), -1);
+	cr_expect_eq(access(tu_at("%s/releases/.%s.tmp", path, v), F_OK), -1);
 
 	/* inspect now sees the marker */
 	c = mg_fleet_cmd_inspect(path, v);
@@ -290,22 +276,22 @@ Test(fleet, commands_run_by_a_real_shell_deploy_switch_and_prune)
 	c = mg_fleet_cmd_unpack(path, "2.0", incoming, "ffff");
 	cr_expect_neq(sh(c, NULL), 0);
 	free(c);
-	cr_expect_eq(access(at("%s/releases/2.0", path), F_OK), -1);
+	cr_expect_eq(access(tu_at("%s/releases/2.0", path), F_OK), -1);
 	cr_expect_eq(access(incoming, F_OK), -1);
 
 	/* switch: a relative link, read back */
 	c = mg_fleet_cmd_switch(path, v);
 	cr_assert_eq(sh(c, &out), 0);
-	cr_expect_str_eq(out, at("releases/%s\n", v));
+	cr_expect_str_eq(out, tu_at("releases/%s\n", v));
 	free(out);
 	free(c);
-	ssize_t n = readlink(at("%s/current", path), text, sizeof(text) - 1);
+	ssize_t n = readlink(tu_at("%s/current", path), text, sizeof(text) - 1);
 	cr_assert_gt(n, 0);
 	text[n] = '\0';
-	cr_expect_str_eq(text, at("releases/%s", v));
+	cr_expect_str_eq(text, tu_at("releases/%s", v));
 	c = mg_fleet_cmd_inspect(path, v);
 	cr_assert_eq(sh(c, &out), 0);
-	cr_expect_str_eq(out, at("kind=link\ncurrent=releases/%s\nmarker=0123abcd\n", v));
+	cr_expect_str_eq(out, tu_at("kind=link\ncurrent=releases/%s\nmarker=0123abcd\n", v));
 	free(out);
 	free(c);
 
@@ -315,12 +301,12 @@ Test(fleet, commands_run_by_a_real_shell_deploy_switch_and_prune)
 	                          "\"$MIGRATE_HOST\" \"$MIGRATE_PATH\" \"$(cat app.txt)\"",
 	                          v, "vm-01");
 	cr_assert_eq(sh(c, &out), 0);
-	cr_expect_str_eq(out, at("%s|vm-01|%s|hello", v, path));
+	cr_expect_str_eq(out, tu_at("%s|vm-01|%s|hello", v, path));
 	free(out);
 	free(c);
 
 	/* list: one line per complete release, with the marker's time */
-	cr_assert_eq(mkdir(at("%s/releases/no-marker", path), 0755), 0);
+	cr_assert_eq(mkdir(tu_at("%s/releases/no-marker", path), 0755), 0);
 	c = mg_fleet_cmd_list_releases(path);
 	cr_assert_eq(sh(c, &out), 0);
 	long long sec;
@@ -335,12 +321,12 @@ Test(fleet, commands_run_by_a_real_shell_deploy_switch_and_prune)
 	c = mg_fleet_cmd_remove_releases(path, gone, 2);
 	cr_assert_eq(sh(c, NULL), 0);
 	free(c);
-	tu_list_dir(text, sizeof(text), at("%s/releases", path));
+	tu_list_dir(text, sizeof(text), tu_at("%s/releases", path));
 	cr_expect_str_eq(text, "");
 
 	/* current as a directory is reported, not followed */
-	cr_assert_eq(unlink(at("%s/current", path)), 0);
-	cr_assert_eq(mkdir(at("%s/current", path), 0755), 0);
+	cr_assert_eq(unlink(tu_at("%s/current", path)), 0);
+	cr_assert_eq(mkdir(tu_at("%s/current", path), 0755), 0);
 	c = mg_fleet_cmd_inspect(path, v);
 	cr_assert_eq(sh(c, &out), 0);
 	cr_expect_str_eq(out, "kind=other\ncurrent=\nmarker=\n");
@@ -388,7 +374,7 @@ Test(fleet, fleet_json_round_trip_and_refusals)
 	cr_expect_eq(mg_fleet_count_on(&r, "1.0"), 1);
 
 	struct stat sb;
-	const char *file = at("%s/fleet.json", mg_store_path(store));
+	const char *file = tu_at("%s/fleet.json", mg_store_path(store));
 	cr_assert_eq(stat(file, &sb), 0);
 	cr_expect_eq(sb.st_mode & 0777, 0600);
 	cr_assert_eq(mg_fleet_record_load(&doc, store, &err), 0, "%s", err.message);

@@ -114,22 +114,6 @@ static const char *fixture(const char *rel)
 	return p;
 }
 
-static void write_file(const char *dir, const char *name, const char *text)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	char *slash = strrchr(path, '/');
-	*slash = '\0';
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
-	cr_assert_eq(system(cmd), 0);
-	*slash = '/';
-	FILE *f = fopen(path, "w");
-	cr_assert_not_null(f, "%s", path);
-	fputs(text, f);
-	fclose(f);
-}
-
 /*
  * `nginx -t` on conf (absolute): its exit status, and its first [emerg] or
  * [crit] message with conf's directory and "/" removed, so it reads like
@@ -418,7 +402,7 @@ Test(nginxconf, long_parameter_warnings_match_nginx)
 		sprintf(text + o + cases[k].len, "%s;\n\t}\n}\n", cases[k].close);
 		char conf[128];
 		snprintf(conf, sizeof(conf), "%s/long%zu.conf", tmpdir, k);
-		write_file(tmpdir, strrchr(conf, '/') + 1, text);
+		tu_write_file_in(tmpdir, strrchr(conf, '/') + 1, text);
 
 		char nginx[1024];
 		int status = nginx_verdict(conf, nginx, sizeof(nginx));
@@ -647,7 +631,7 @@ Test(nginxconf, random_inputs_agree_with_nginx)
 		}
 		char text[700];
 		snprintf(text, sizeof(text), "events {}\nhttp {\ntypes {\n%s\n}\n}\n", body);
-		write_file(tmpdir, "t.conf", text);
+		tu_write_file_in(tmpdir, "t.conf", text);
 		char nginx[1024];
 		int status = nginx_verdict(conf, nginx, sizeof(nginx));
 		mg_nginxconf *c = NULL;
@@ -711,7 +695,7 @@ Test(nginxconf, directory_include_is_nginxs_read_error)
 
 Test(nginxconf, include_errors)
 {
-	write_file(tmpdir, "main.conf", "events {}\ninclude x.conf {\n}\n");
+	tu_write_file_in(tmpdir, "main.conf", "events {}\ninclude x.conf {\n}\n");
 	char conf[128];
 	snprintf(conf, sizeof(conf), "%s/main.conf", tmpdir);
 	mg_nginxconf *c = NULL;
@@ -724,7 +708,7 @@ Test(nginxconf, include_errors)
 	cr_assert_str_eq(nginx, err.message);
 	mg_error_clear(&err);
 
-	write_file(tmpdir, "main.conf", "events {}\ninclude;\n");
+	tu_write_file_in(tmpdir, "main.conf", "events {}\ninclude;\n");
 	cr_assert_eq(mg_nginxconf_parse(&c, conf, NULL, &err), MG_EINVALID);
 	cr_assert_str_eq(err.message,
 	                 "invalid number of arguments in \"include\" directive in main.conf:2");
@@ -846,8 +830,8 @@ Test(nginxconf, include_cycles_are_detected)
 
 Test(nginxconf, cycle_through_a_symlink_is_a_cycle)
 {
-	write_file(tmpdir, "etc/nginx.conf", "include sub/a.conf;\n");
-	write_file(tmpdir, "etc/sub/a.conf", "include link/a.conf;\n");
+	tu_write_file_in(tmpdir, "etc/nginx.conf", "include sub/a.conf;\n");
+	tu_write_file_in(tmpdir, "etc/sub/a.conf", "include link/a.conf;\n");
 	char target[128], link[128];
 	snprintf(target, sizeof(target), "%s/etc/sub", tmpdir);
 	snprintf(link, sizeof(link), "%s/etc/link", tmpdir);
@@ -864,9 +848,9 @@ Test(nginxconf, cycle_through_a_symlink_is_a_cycle)
 
 Test(nginxconf, prefix_option_and_paths_outside_it)
 {
-	write_file(tmpdir, "root/site.conf", "server { listen 80; }\n");
-	write_file(tmpdir, "root/more/x.conf", "gzip on;\n");
-	write_file(
+	tu_write_file_in(tmpdir, "root/site.conf", "server { listen 80; }\n");
+	tu_write_file_in(tmpdir, "root/more/x.conf", "gzip on;\n");
+	tu_write_file_in(
 	    tmpdir, "etc/main.conf",
 	    "http {\n include site.conf;\n include more/../more/*.conf;\n include /dev/null;\n}\n");
 	char conf[128], root[128];
@@ -892,8 +876,8 @@ Test(nginxconf, prefix_option_and_paths_outside_it)
 	char cwd[512];
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	cr_assert_eq(chdir(tmpdir), 0);
-	write_file(".", "etc/site.conf", "server { listen 81; }\n");
-	write_file(".", "etc/more/y.conf", "gzip off;\n");
+	tu_write_file_in(".", "etc/site.conf", "server { listen 81; }\n");
+	tu_write_file_in(".", "etc/more/y.conf", "gzip off;\n");
 	int rc = mg_nginxconf_parse(&c, "etc/./main.conf", NULL, &err);
 	cr_assert_eq(chdir(cwd), 0);
 	cr_assert_eq(rc, 0, "%s", err.message);
@@ -1063,7 +1047,7 @@ static void write_tree(const char *dir, size_t *bytes)
 	*bytes = 0;
 	n = (size_t)sprintf(buf, "events {\n\tworker_connections 1024;\n}\nhttp {\n"
 	                         "\tinclude upstreams.conf;\n\tinclude sites/*.conf;\n}\n");
-	write_file(dir, "nginx.conf", buf);
+	tu_write_file_in(dir, "nginx.conf", buf);
 	*bytes += n;
 	n = 0;
 	for (int u = 0; u < 200; u++) {
@@ -1074,7 +1058,7 @@ static void write_tree(const char *dir, size_t *bytes)
 			    u / 250, u % 250, s + 1);
 		n += (size_t)sprintf(buf + n, "\tkeepalive 32;\n}\n");
 	}
-	write_file(dir, "upstreams.conf", buf);
+	tu_write_file_in(dir, "upstreams.conf", buf);
 	*bytes += n;
 	for (int site = 0; site < 4; site++) {
 		n = (size_t)sprintf(buf, "server {\n\tlisten %d;\n\tserver_name s%d.test;\n",
@@ -1092,7 +1076,7 @@ static void write_tree(const char *dir, size_t *bytes)
 		n += (size_t)sprintf(buf + n, "}\n");
 		char name[64];
 		snprintf(name, sizeof(name), "sites/s%d.conf", site);
-		write_file(dir, name, buf);
+		tu_write_file_in(dir, name, buf);
 		*bytes += n;
 	}
 	free(buf);
