@@ -108,6 +108,7 @@ bench: deps all
 	sh tests/bench/rollback.sh
 	sh tests/bench/breach.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/configmap.sh
+	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/history.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/deploy.sh
 
 fuzz-replay: $(BUILD)/tests/fuzz-replay $(BUILD)/tests/fuzz-replay-nginxconf

@@ -21,16 +21,6 @@ static int check_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 	return 0;
 }
 
-static int parse_time(mg_cli *cli, const char *name, const char *arg, int64_t *out)
-{
-	if (mg_time_parse(out, arg) < 0) {
-		cli_usage_error(cli, "%s %s: not an RFC 3339 UTC time like 2026-11-22T03:00:00Z",
-		                name, arg);
-		return -1;
-	}
-	return 0;
-}
-
 int cmd_check(mg_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {{"at", required_argument, NULL, OPT_AT},
@@ -41,9 +31,9 @@ int cmd_check(mg_cli *cli, int argc, char **argv)
 	if (cli_parse(cli, argc, argv, opts, "", check_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
 	int64_t at = 0, since = -1;
-	if (o.at && parse_time(cli, "--at", o.at, &at))
+	if (o.at && cli_parse_time(cli, "--at", o.at, &at))
 		return EXIT_USAGE;
-	if (o.since && parse_time(cli, "--since", o.since, &since))
+	if (o.since && cli_parse_time(cli, "--since", o.since, &since))
 		return EXIT_USAGE;
 
 	mg_error err = MG_ERROR_INIT;

@@ -112,6 +112,8 @@ int cli_exit_code(int mg_code);
 
 /* A usage error: message on stderr (and a JSON error document with -o json); returns 2. */
 int cli_usage_error(mg_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An RFC 3339 time given to option name; a usage error (reported, -1) otherwise. */
+int cli_parse_time(mg_cli *cli, const char *name, const char *arg, int64_t *out);
 
 /* Reports err (its diagnostics and message) and returns the matching exit code. */
 int cli_fail(mg_cli *cli, mg_error *err);

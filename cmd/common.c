@@ -240,6 +240,16 @@ int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_parse_time(mg_cli *cli, const char *name, const char *arg, int64_t *out)
+{
+	if (mg_time_parse(out, arg) < 0) {
+		cli_usage_error(cli, "%s %s: not an RFC 3339 UTC time like 2026-11-22T03:00:00Z",
+		                name, arg);
+		return -1;
+	}
+	return 0;
+}
+
 void cli_print_diags(mg_cli *cli, const mg_error *err)
 {
 	bool c = cli->color_err;

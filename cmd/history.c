@@ -7,10 +7,21 @@
 #include "journal.h"
 #include "store.h"
 
+typedef struct {
+	long limit;
+	const char *since;
+} history_opts;
+
+enum { OPT_SINCE = 3900 };
+
 static int history_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 {
-	long *limit = ud;
+	history_opts *o = ud;
 	char *end;
+	if (opt == OPT_SINCE) {
+		o->since = arg;
+		return 0;
+	}
 	if (opt != 'n')
 		return 0;
 	long n = strtol(arg, &end, 10);
@@ -19,7 +30,7 @@ static int history_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 		    cli, "--limit takes a whole number of records, 1 or more, not \"%s\"", arg);
 		return 1;
 	}
-	*limit = n;
+	o->limit = n;
 	return 0;
 }
 
@@ -73,19 +84,68 @@ static const char *field(json_t *r, const char *key)
 	return s ? s : "-";
 }
 
+typedef struct {
+	mg_cli *cli;
+	size_t n;
+} printer;
+
+/* One record as text, printed as it is read: nothing is held. */
+static int print_record(json_t *r, void *ud, mg_error *err)
+{
+	(void)err;
+	printer *p = ud;
+	bool c = p->cli->color_out;
+	const char *reason = json_string_value(json_object_get(r, "reason"));
+	p->n++;
+	printf("%s%s%s  %-24s %s%s %s%s\n", cli_c(c, C_DIM), field(r, "time"), cli_c(c, C_RESET),
+	       field(r, "operator"), cli_c(c, C_BOLD), field(r, "command"), field(r, "action"),
+	       cli_c(c, C_RESET));
+	print_value("before", json_object_get(r, "before"));
+	print_value("after", json_object_get(r, "after"));
+	if (reason)
+		printf("    %-9s%s\n", "reason", reason);
+	if (!strcmp(field(r, "action"), "gate"))
+		print_gate(c, json_object_get(r, "evidence"));
+	if (p->cli->verbose)
+		print_value("evidence", json_object_get(r, "evidence"));
+	return 0;
+}
+
+/* One record as an element of the JSON envelope's "records" array, as it is read. */
+static int emit_record(json_t *r, void *ud, mg_error *err)
+{
+	printer *p = ud;
+	char *s = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+	if (!s)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	fputs(p->n++ ? ",\n    " : "\n    ", stdout);
+	/* nested two levels into the envelope */
+	for (const char *q = s; *q; q++) {
+		fputc(*q, stdout);
+		if (*q == '\n')
+			fputs("    ", stdout);
+	}
+	free(s);
+	return 0;
+}
+
 int cmd_history(mg_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
+	                                     {"since", required_argument, NULL, OPT_SINCE},
 	                                     {NULL, 0, NULL, 0}};
-	long limit = 0;
+	history_opts o = {0};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &limit, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
+	mg_journal_query q = {.limit = (size_t)o.limit};
+	if (o.since && cli_parse_time(cli, "--since", o.since, &q.since_ms))
+		return EXIT_USAGE;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
 	mg_store *store = NULL;
-	json_t *records = NULL;
 	size_t skipped = 0;
+	printer p = {.cli = cli};
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
 		rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan),
@@ -93,9 +153,6 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 		if (rc == MG_ENOTFOUND) {
 			rc = 0;
 			mg_error_clear(&err);
-			records = json_array();
-		} else if (!rc) {
-			rc = mg_journal_read(&records, &skipped, store, (size_t)limit, &err);
 		}
 	}
 	if (rc) {
@@ -103,35 +160,46 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (cli->json) {
-		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
-		json_object_set_new(doc, "records", json_incref(records));
-		json_object_set_new(doc, "skipped_lines", json_integer((json_int_t)skipped));
-		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
+		/*
+		 * Streamed, so that a journal of any length costs one record of memory:
+		 * the envelope's "ok" and "exit_code" come last, after the records
+		 * they vouch for.
+		 */
+		json_t *name = json_string(mg_plan_name(plan));
+		char *pn = json_dumps(name, JSON_ENCODE_ANY);
+		json_decref(name);
+		printf("{\n  \"command\": \"history\",\n  \"plan\": %s,\n  \"records\": [",
+		       pn ? pn : "null");
+		free(pn);
+		if (store)
+			rc = mg_journal_each(store, &q, emit_record, &p, &skipped, &err);
+		printf("%s],\n  \"skipped_lines\": %zu,\n", p.n ? "\n  " : "", skipped);
+		if (rc) {
+			exit_code = cli_exit_code(rc);
+			json_t *e = json_pack("{s:s, s:s}", "kind", mg_error_name(rc), "message",
+			                      err.message);
+			char *es = json_dumps(e, JSON_PRESERVE_ORDER);
+			json_decref(e);
+			printf("  \"error\": %s,\n", es ? es : "null");
+			free(es);
+			fprintf(stderr, "%serror:%s %s\n", cli_c(cli->color_err, C_RED),
+			        cli_c(cli->color_err, C_RESET), err.message);
+		}
+		printf("  \"ok\": %s,\n  \"exit_code\": %d\n}\n", exit_code ? "false" : "true",
+		       exit_code);
+		fflush(stdout);
 		goto out;
 	}
-	if (!json_array_size(records))
-		printf("%s: no journal records yet\n", mg_plan_name(plan));
-	size_t i;
-	json_t *r;
-	bool c = cli->color_out;
-	json_array_foreach(records, i, r)
-	{
-		const char *reason = json_string_value(json_object_get(r, "reason"));
-		printf("%s%s%s  %-24s %s%s %s%s\n", cli_c(c, C_DIM), field(r, "time"),
-		       cli_c(c, C_RESET), field(r, "operator"), cli_c(c, C_BOLD),
-		       field(r, "command"), field(r, "action"), cli_c(c, C_RESET));
-		print_value("before", json_object_get(r, "before"));
-		print_value("after", json_object_get(r, "after"));
-		if (reason)
-			printf("    %-9s%s\n", "reason", reason);
-		if (!strcmp(field(r, "action"), "gate"))
-			print_gate(c, json_object_get(r, "evidence"));
-		if (cli->verbose)
-			print_value("evidence", json_object_get(r, "evidence"));
+	if (store)
+		rc = mg_journal_each(store, &q, print_record, &p, &skipped, &err);
+	if (rc) {
+		exit_code = cli_fail(cli, &err);
+		goto out;
 	}
+	if (!p.n)
+		printf("%s: no journal records %s\n", mg_plan_name(plan),
+		       o.since ? "since then" : "yet");
 out:
-	json_decref(records);
 	mg_store_free(store);
 	mg_plan_free(plan);
 	mg_error_clear(&err);

@@ -24,9 +24,13 @@ const mg_command mg_commands[] = {
      "and who holds the lock, as recorded in the state directory, beside the balancer's live "
      "weights and health (a difference is shown as drift). --offline reads only the record."},
     {"history", cmd_history, "show the journal of every action, newest last",
-     "history [options] [--limit N]", "  -n, --limit N       show only the newest N records\n",
+     "history [options] [--limit N] [--since TIME]",
+     "  -n, --limit N       show only the newest N records (read from the end)\n"
+     "      --since TIME    show only records written at or after TIME (RFC 3339)\n",
      "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
-     "which evidence. Torn lines left by a crash are reported as warnings and skipped."},
+     "which evidence. Torn lines left by a crash are reported as warnings and skipped. "
+     "Records are read and printed one at a time, so a journal of any length costs the "
+     "memory of one record; --limit reads only the end of the file."},
     {"deploy", cmd_deploy, "deploy a release to the VM fleet and the cluster at once",
      "deploy [options] [--version V] [--vms-only | --k8s-only] [--accept-new-host-keys]\n"
      "       [--reason TEXT] [--context NAME]",

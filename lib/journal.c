@@ -245,77 +245,241 @@ out:
 	return rc;
 }
 
-int mg_journal_read(json_t **out, size_t *out_skipped, mg_store *store, size_t limit, mg_error *err)
+/* The 1-based number of the line that starts at off: counted only for a warning. */
+static size_t line_number_at(int fd, off_t off)
 {
-	*out = NULL;
-	if (out_skipped)
-		*out_skipped = 0;
-	char *path = journal_path(store);
-	if (!path)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
-
-	char *data;
-	size_t size;
-	mg_error read_err = MG_ERROR_INIT;
-	int rc = mg_fs_read_all(&data, &size, path, &read_err);
-	if (rc == MG_ENOTFOUND) {
-		/* No journal yet is an empty history, not an error. */
-		data = NULL;
-		size = 0;
-	} else if (rc < 0) {
-		free(path);
-		return mg_error_set(err, rc, "%s", read_err.message);
+	char buf[65536];
+	size_t lines = 1;
+	for (off_t pos = 0; pos < off;) {
+		size_t want = off - pos < (off_t)sizeof(buf) ? (size_t)(off - pos) : sizeof(buf);
+		ssize_t n = pread_all(fd, buf, want, pos);
+		if (n <= 0)
+			break;
+		for (const char *p = buf; (p = memchr(p, '\n', (size_t)(buf + n - p))); p++)
+			lines++;
+		pos += n;
 	}
+	return lines;
+}
 
-	json_t *all = json_array();
-	if (!all) {
-		free(data);
-		free(path);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+typedef struct {
+	const mg_journal_query *q;
+	const char *path;
+	size_t skipped;
+} reader;
+
+/*
+ * The record in one line, or NULL: a line that is not a JSON object is
+ * skipped with a warning (lineno is only called then), and *older is set for
+ * a record written before q->since_ms. A record without a readable time is
+ * kept: a reader cannot tell it is old.
+ */
+static json_t *parse_line(reader *r, const char *line, size_t len, bool *older,
+                          size_t (*lineno)(void *), void *lineno_ud)
+{
+	*older = false;
+	json_error_t jerr;
+	json_t *rec = json_loadb(line, len, 0, &jerr);
+	if (!json_is_object(rec)) {
+		mg_log(MG_LOG_WARN, "%s:%zu: %s; torn or corrupt journal record ignored", r->path,
+		       lineno(lineno_ud), rec ? "not a JSON object" : jerr.text);
+		json_decref(rec);
+		r->skipped++;
+		return NULL;
 	}
-	size_t skipped = 0, lineno = 0;
-	for (size_t pos = 0; pos < size;) {
-		const char *line = data + pos;
-		const char *nl = memchr(line, '\n', size - pos);
-		size_t len = nl ? (size_t)(nl - line) : size - pos;
-		pos += len + (nl ? 1 : 0);
+	int64_t t;
+	if (r->q->since_ms && json_is_string(json_object_get(rec, "time")) &&
+	    mg_time_parse(&t, json_string_value(json_object_get(rec, "time"))) == 0 &&
+	    t < r->q->since_ms) {
+		*older = true;
+		json_decref(rec);
+		return NULL;
+	}
+	return rec;
+}
+
+static size_t counted_line(void *ud)
+{
+	return *(size_t *)ud;
+}
+
+/* Oldest first from the start, one line in memory at a time. */
+static int each_forward(reader *r, int fd, mg_journal_fn fn, void *ud, mg_error *err)
+{
+	FILE *f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", r->path);
+	}
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t n;
+	int rc = 0;
+	while (!rc && (n = getline(&line, &cap, f)) >= 0) {
 		lineno++;
+		size_t len = (size_t)n;
+		if (len && line[len - 1] == '\n')
+			len--;
+		bool older;
+		json_t *rec = parse_line(r, line, len, &older, counted_line, &lineno);
+		if (rec)
+			rc = fn(rec, ud, err);
+		json_decref(rec);
+	}
+	if (!rc && ferror(f))
+		rc = mg_error_set(err, MG_EIO, "cannot read %s: %s", r->path, strerror(errno));
+	free(line);
+	fclose(f);
+	return rc;
+}
 
-		json_error_t jerr;
-		json_t *rec = json_loadb(line, len, 0, &jerr);
-		if (!json_is_object(rec)) {
-			mg_log(MG_LOG_WARN, "%s:%zu: %s; torn or corrupt journal record ignored",
-			       path, lineno, rec ? "not a JSON object" : jerr.text);
-			json_decref(rec);
-			skipped++;
-			continue;
+typedef struct {
+	int fd;
+	off_t off;
+} line_at;
+
+static size_t backward_line(void *ud)
+{
+	const line_at *a = ud;
+	return line_number_at(a->fd, a->off);
+}
+
+/*
+ * The newest q->limit records, reading backwards from the end in blocks: the
+ * cost is the records wanted (and the longest of their lines), not the
+ * journal's length. Stops early at the first record older than q->since_ms.
+ */
+static int each_backward(reader *r, int fd, off_t size, mg_journal_fn fn, void *ud, mg_error *err)
+{
+	enum { BLOCK = 65536 };
+	json_t *newest_first = json_array();
+	char *data = NULL; /* the block just read, then the start of a line cut by it */
+	size_t carry = 0;  /* bytes at the end of data that belong to the line after the block */
+	bool done = false;
+	int rc = 0;
+	if (!newest_first)
+		rc = mg_error_set(err, MG_ENOMEM, "out of memory reading %s", r->path);
+	for (off_t pos = size; !rc && !done && pos > 0;) {
+		size_t n = pos < BLOCK ? (size_t)pos : BLOCK;
+		pos -= (off_t)n;
+		char *nd = malloc(n + carry);
+		if (!nd) {
+			rc = mg_error_set(err, MG_ENOMEM, "out of memory reading %s", r->path);
+			break;
 		}
-		if (json_array_append_new(all, rec) < 0) {
-			json_decref(all);
+		if (carry)
+			memcpy(nd + n, data, carry);
+		free(data);
+		data = nd;
+		if (pread_all(fd, data, n, pos) != (ssize_t)n) {
+			rc = mg_error_set(err, MG_EIO, "cannot read %s: %s", r->path,
+			                  errno ? strerror(errno) : "the file shrank");
+			break;
+		}
+		size_t len = n + carry, end = len;
+		/* the part after the file's last newline is empty, not a torn line */
+		if (pos + (off_t)len == size && len && data[len - 1] == '\n')
+			end = len - 1;
+		for (;;) {
+			size_t begin = end;
+			while (begin > 0 && data[begin - 1] != '\n')
+				begin--;
+			if (begin == 0 && pos > 0)
+				break; /* the line starts in an earlier block */
+			line_at at = {fd, pos + (off_t)begin};
+			bool older;
+			json_t *rec =
+			    parse_line(r, data + begin, end - begin, &older, backward_line, &at);
+			if (older) {
+				done = true;
+				break;
+			}
+			if (rec && json_array_append_new(newest_first, rec) < 0) {
+				rc = mg_error_set(err, MG_ENOMEM, "out of memory reading %s",
+				                  r->path);
+				break;
+			}
+			if (json_array_size(newest_first) >= r->q->limit || begin == 0) {
+				done = true;
+				break;
+			}
+			end = begin - 1;
+		}
+		/* keep the unfinished line's start for the next (earlier) block */
+		carry = end;
+		if (carry && !done) {
+			char *kept = malloc(carry);
+			if (!kept) {
+				rc = mg_error_set(err, MG_ENOMEM, "out of memory reading %s",
+				                  r->path);
+				break;
+			}
+			memcpy(kept, data, carry);
 			free(data);
-			free(path);
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
+			data = kept;
 		}
 	}
 	free(data);
-	free(path);
+	close(fd);
+	for (size_t i = json_array_size(newest_first); !rc && i > 0; i--)
+		rc = fn(json_array_get(newest_first, i - 1), ud, err);
+	json_decref(newest_first);
+	return rc;
+}
 
-	size_t n = json_array_size(all);
-	if (limit > 0 && n > limit) {
-		json_t *tail = json_array();
-		for (size_t i = n - limit; tail && i < n; i++) {
-			if (json_array_append(tail, json_array_get(all, i)) < 0) {
-				json_decref(tail);
-				tail = NULL;
-			}
-		}
+int mg_journal_each(mg_store *store, const mg_journal_query *q, mg_journal_fn fn, void *ud,
+                    size_t *out_skipped, mg_error *err)
+{
+	static const mg_journal_query all = {0};
+	if (out_skipped)
+		*out_skipped = 0;
+	reader r = {.q = q ? q : &all};
+	char *path = journal_path(store);
+	if (!path)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	r.path = path;
+	int rc = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat sb;
+	if (fd < 0) {
+		/* No journal yet is an empty history, not an error. */
+		if (errno != ENOENT)
+			rc = mg_error_set(err, MG_EIO, "cannot read %s: %s", path, strerror(errno));
+	} else if (fstat(fd, &sb) < 0) {
+		rc = mg_error_set(err, MG_EIO, "cannot read %s: %s", path, strerror(errno));
+		close(fd);
+	} else if (!S_ISREG(sb.st_mode)) {
+		rc = mg_error_set(err, MG_EIO, "cannot read %s: not a regular file", path);
+		close(fd);
+	} else if (r.q->limit) {
+		rc = each_backward(&r, fd, sb.st_size, fn, ud, err);
+	} else {
+		rc = each_forward(&r, fd, fn, ud, err);
+	}
+	if (out_skipped)
+		*out_skipped = r.skipped;
+	free(path);
+	return rc;
+}
+
+static int collect(json_t *record, void *ud, mg_error *err)
+{
+	if (json_array_append(ud, record) < 0)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	return 0;
+}
+
+int mg_journal_read(json_t **out, size_t *out_skipped, mg_store *store, size_t limit, mg_error *err)
+{
+	json_t *all = json_array();
+	if (!all)
+		return mg_error_set(err, MG_ENOMEM, "out of memory");
+	mg_journal_query q = {.limit = limit};
+	int rc = mg_journal_each(store, &q, collect, all, out_skipped, err);
+	if (rc) {
 		json_decref(all);
-		if (!tail)
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
-		all = tail;
+		all = NULL;
 	}
 	*out = all;
-	if (out_skipped)
-		*out_skipped = skipped;
-	return 0;
+	return rc;
 }

@@ -11,6 +11,7 @@
 #define MG_JOURNAL_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "store.h"
@@ -31,11 +32,32 @@ typedef struct {
  */
 int mg_journal_append(mg_store *store, const mg_journal_entry *entry, mg_error *err);
 
+/* Which records a reader wants; designated initialisers, zero for "all". */
+typedef struct {
+	size_t limit;     /* only the newest `limit` records (0: all) */
+	int64_t since_ms; /* only records whose time is at or after this (0: no bound) */
+} mg_journal_query;
+
 /*
- * Reads records, oldest first, keeping only the newest `limit` (0: all).
- * *out is a new JSON array; *out_skipped counts lines that were not valid
- * records (each also logged as a warning with its line number).
+ * Called once per record, oldest first. The record is borrowed: it is freed
+ * after the call returns (take a reference to keep it). A non-zero return
+ * stops the walk and is returned by mg_journal_each.
  */
+typedef int (*mg_journal_fn)(json_t *record, void *ud, mg_error *err);
+
+/*
+ * Streams the records q selects to fn, oldest first, holding one record at a
+ * time: the journal of a service's whole life (100,000 records, tens of MB)
+ * costs no more memory than its longest line. With a limit the file is read
+ * backwards from its end, so `history -n 10` reads about 10 records whatever
+ * the journal's length. *out_skipped (may be NULL) counts lines in the part
+ * read that were not valid records (each also logged as a warning with its
+ * line number). No journal is no records, not an error.
+ */
+int mg_journal_each(mg_store *store, const mg_journal_query *q, mg_journal_fn fn, void *ud,
+                    size_t *out_skipped, mg_error *err);
+
+/* mg_journal_each into a new JSON array *out: for tests and short journals. */
 int mg_journal_read(json_t **out, size_t *out_skipped, mg_store *store, size_t limit,
                     mg_error *err);
 

@@ -637,3 +637,74 @@ Test(cli, colour_only_on_a_terminal_and_never_with_no_color)
 	cr_assert(strstr(c, "valid") && !strstr(c, "\033["), "--no-color ignored: %s", c);
 	free(c);
 }
+
+Test(cli, history_since_and_streamed_json)
+{
+	write_file(tmp("p.yaml"), minimal_plan);
+	mg_store_free(open_store(tmp("state")));
+	write_file(
+	    tmp("state/shop/journal.jsonl"),
+	    "{\"seq\":1,\"time\":\"2026-11-20T00:00:00.000Z\",\"operator\":\"a@b\",\"pid\":1,"
+	    "\"command\":\"step\",\"action\":\"intent\",\"before\":null,\"after\":null,"
+	    "\"reason\":\"old\",\"evidence\":null}\n"
+	    "{\"seq\":2,\"time\":\"2026-11-22T00:00:00.000Z\",\"operator\":\"a@b\",\"pid\":1,"
+	    "\"command\":\"step\",\"action\":\"result\",\"before\":null,\"after\":null,"
+	    "\"reason\":\"new\",\"evidence\":{\"k\":[1,{\"x\":\"y\"}]}}\n");
+	result r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"),
+	                      "--since", "2026-11-21T00:00:00Z", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "new") && !strstr(r.out, "old"), "%s", r.out);
+	tu_output_free(&r);
+
+	/* the streamed envelope is one JSON document with every field */
+	r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o", "json",
+	               NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *doc = json_doc(&r);
+	cr_assert_str_eq(jstr(doc, "command"), "history");
+	cr_assert_str_eq(jstr(doc, "plan"), "shop");
+	cr_assert(json_is_true(json_object_get(doc, "ok")));
+	cr_assert_eq(json_integer_value(json_object_get(doc, "exit_code")), 0);
+	json_t *recs = json_object_get(doc, "records");
+	cr_assert_eq(json_array_size(recs), 2);
+	cr_assert_str_eq(
+	    jstr(json_array_get(
+	             json_object_get(json_object_get(json_array_get(recs, 1), "evidence"), "k"), 1),
+	         "x"),
+	    "y");
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* nothing since then, in both forms */
+	r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "--since",
+	               "2026-12-01T00:00:00Z", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "shop: no journal records since then"), "%s", r.out);
+	tu_output_free(&r);
+	r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "--since",
+	               "2026-12-01T00:00:00Z", "-o", "json", NULL);
+	doc = json_doc(&r);
+	cr_assert_eq(json_array_size(json_object_get(doc, "records")), 0);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	r = tu_migrate("history", "-p", tmp("p.yaml"), "--since", "yesterday", NULL);
+	cr_assert_eq(r.status, 2);
+	cr_assert(strstr(r.err, "--since yesterday: not an RFC 3339"), "%s", r.err);
+	tu_output_free(&r);
+}
+
+Test(cli, history_json_reports_a_journal_it_cannot_read)
+{
+	write_file(tmp("p.yaml"), minimal_plan);
+	mg_store_free(open_store(tmp("state")));
+	cr_assert_eq(mkfifo(tmp("state/shop/journal.jsonl"), 0600), 0);
+	result r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o",
+	                      "json", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	json_t *doc = json_doc(&r);
+	cr_assert(json_is_false(json_object_get(doc, "ok")));
+	cr_assert(strstr(jstr(json_object_get(doc, "error"), "message"), "not a regular file"));
+	json_decref(doc);
+	tu_output_free(&r);
+}

@@ -409,3 +409,145 @@ Test(journal, sigkill_during_saves_and_appends, .init = setup, .fini = teardown)
 		crash_once(dir, delays[i]);
 	}
 }
+
+/* A record line with a given seq, time and a padding of pad bytes in its reason. */
+static void append_record_raw(int seq, const char *time, size_t pad)
+{
+	char *reason = malloc(pad + 1);
+	cr_assert(reason);
+	memset(reason, 'r', pad);
+	reason[pad] = '\0';
+	char *line;
+	cr_assert_geq(asprintf(&line,
+	                       "{\"seq\":%d,\"time\":\"%s\",\"operator\":\"a@b\",\"pid\":1,"
+	                       "\"command\":\"step\",\"action\":\"result\",\"before\":null,"
+	                       "\"after\":null,\"reason\":\"%s\",\"evidence\":null}\n",
+	                       seq, time, reason),
+	              0);
+	append_raw(line);
+	free(line);
+	free(reason);
+}
+
+static int count_records(json_t *record, void *ud, mg_error *err)
+{
+	(void)record;
+	(void)err;
+	(*(size_t *)ud)++;
+	return 0;
+}
+
+Test(journal, limit_reads_the_newest_across_blocks, .init = setup, .fini = teardown)
+{
+	/* lines around and over the reader's 64 KiB block, so lines are cut by blocks */
+	size_t pads[] = {10, 70000, 5, 65400, 200000, 1, 65536, 3};
+	size_t n = sizeof(pads) / sizeof(pads[0]);
+	for (size_t i = 0; i < n; i++)
+		append_record_raw((int)i + 1, "2026-11-22T03:00:00.000Z", pads[i]);
+	for (size_t limit = 1; limit <= n + 2; limit++) {
+		size_t skipped = 99;
+		json_t *recs = read_journal(limit, &skipped);
+		size_t want = limit < n ? limit : n;
+		cr_assert_eq(json_array_size(recs), want, "limit %zu", limit);
+		cr_assert_eq(skipped, 0);
+		for (size_t i = 0; i < want; i++) {
+			cr_assert_eq(seq_at(recs, i), (json_int_t)(n - want + i + 1), "limit %zu",
+			             limit);
+			const char *r =
+			    json_string_value(json_object_get(json_array_get(recs, i), "reason"));
+			cr_assert_eq(strlen(r), pads[n - want + i], "limit %zu record %zu", limit,
+			             i);
+		}
+		json_decref(recs);
+	}
+}
+
+Test(journal, limit_does_not_read_older_records, .init = setup, .fini = teardown)
+{
+	/* a corrupt line far from the end: reading only the newest 2 never reaches it */
+	append_raw("{not json\n");
+	for (int i = 1; i <= 2000; i++)
+		append_record_raw(i, "2026-11-22T03:00:00.000Z", 100);
+	size_t skipped = 99;
+	json_t *recs = read_journal(2, &skipped);
+	cr_assert_eq(json_array_size(recs), 2);
+	cr_assert_eq(seq_at(recs, 0), 1999);
+	cr_assert_eq(skipped, 0, "the reader went back to the start of the journal");
+	cr_assert_eq(logged.warnings, 0, "%s", logged.last);
+	json_decref(recs);
+	/* reading it all does find it, on line 1 */
+	recs = read_journal(0, &skipped);
+	cr_assert_eq(json_array_size(recs), 2000);
+	cr_assert_eq(skipped, 1);
+	cr_assert(strstr(logged.last, "journal.jsonl:1:"), "%s", logged.last);
+	json_decref(recs);
+}
+
+Test(journal, limit_skips_torn_lines_with_their_line_number, .init = setup, .fini = teardown)
+{
+	append_record_raw(1, "2026-11-22T03:00:00.000Z", 10);
+	append_record_raw(2, "2026-11-22T03:00:01.000Z", 10);
+	append_raw("{\"seq\":3,\"time\":\"2026-11-2\n"); /* line 3, torn by a crash */
+	append_raw("\n");                                /* line 4, empty */
+	append_record_raw(3, "2026-11-22T03:00:02.000Z", 10);
+	append_raw("{\"seq\":4,\"ti"); /* a torn tail without a newline */
+	size_t skipped = 0;
+	json_t *recs = read_journal(2, &skipped);
+	cr_assert_eq(json_array_size(recs), 2);
+	cr_assert_eq(seq_at(recs, 0), 2);
+	cr_assert_eq(seq_at(recs, 1), 3);
+	cr_assert_eq(skipped, 3);
+	cr_assert(strstr(logged.last, "journal.jsonl:3:"), "%s", logged.last);
+	json_decref(recs);
+}
+
+Test(journal, since_skips_older_records_both_ways, .init = setup, .fini = teardown)
+{
+	const char *times[] = {"2026-11-20T00:00:00.000Z", "2026-11-21T00:00:00.000Z",
+	                       "2026-11-22T00:00:00.000Z", "2026-11-23T00:00:00.000Z"};
+	for (int i = 0; i < 4; i++)
+		append_record_raw(i + 1, times[i], 10);
+	int64_t since;
+	cr_assert_eq(mg_time_parse(&since, "2026-11-21T12:00:00Z"), 0);
+	for (size_t limit = 0; limit <= 3; limit++) {
+		mg_journal_query q = {.limit = limit, .since_ms = since};
+		size_t n = 0, skipped = 99;
+		mg_error err = MG_ERROR_INIT;
+		cr_assert_eq(mg_journal_each(store, &q, count_records, &n, &skipped, &err), 0, "%s",
+		             err.message);
+		cr_assert_eq(n, limit == 1 ? 1 : 2, "limit %zu", limit);
+		cr_assert_eq(skipped, 0);
+	}
+}
+
+static int stop_at_second(json_t *record, void *ud, mg_error *err)
+{
+	(void)record;
+	if (++*(size_t *)ud == 2)
+		return mg_error_set(err, MG_ECANCELED, "enough");
+	return 0;
+}
+
+Test(journal, each_stops_when_the_callback_says_so, .init = setup, .fini = teardown)
+{
+	for (int i = 1; i <= 5; i++)
+		append_record_raw(i, "2026-11-22T03:00:00.000Z", 10);
+	for (size_t limit = 0; limit <= 4; limit += 4) {
+		mg_journal_query q = {.limit = limit};
+		size_t n = 0;
+		mg_error err = MG_ERROR_INIT;
+		cr_assert_eq(mg_journal_each(store, &q, stop_at_second, &n, NULL, &err),
+		             MG_ECANCELED);
+		cr_assert_eq(n, 2);
+	}
+}
+
+Test(journal, a_journal_that_is_not_a_file_is_refused, .init = setup, .fini = teardown)
+{
+	cr_assert_eq(mkfifo(journal_file, 0600), 0, "%s", strerror(errno));
+	mg_error err = MG_ERROR_INIT;
+	json_t *recs = NULL;
+	/* O_NONBLOCK + fstat: refused at once, never blocked on */
+	cr_assert_eq(mg_journal_read(&recs, NULL, store, 0, &err), MG_EIO);
+	cr_assert(strstr(err.message, "not a regular file"), "%s", err.message);
+}
