@@ -30,6 +30,7 @@ int cmd_check(mg_cli *cli, int argc, char **argv)
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, "", check_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
+	/* every time is a valid --at, the Unix epoch too: "now" is o.at == NULL, not a value */
 	int64_t at = 0, since = -1;
 	if (o.at && cli_parse_time(cli, "--at", o.at, &at))
 		return EXIT_USAGE;
@@ -59,12 +60,20 @@ int cmd_check(mg_cli *cli, int argc, char **argv)
 	rc = mg_metrics_open(&m, mg_plan_slo_section(plan), &err);
 	if (rc)
 		goto fail;
-	if (!at)
+	if (!o.at)
 		at = mg_now_ms();
 	int64_t started = since >= 0 ? since : st.step_started_ms;
 	if (started > at) {
+		char a[40], b[40];
+		mg_time_format(a, sizeof(a), at);
+		mg_time_format(b, sizeof(b), started);
 		rc = mg_error_set(&err, MG_EINVALID,
-		                  "the step began after the time to evaluate at (--since/--at)");
+		                  "%s %s is before %s (%s): the gates judge the traffic of the "
+		                  "current step since it began, so there is nothing to evaluate "
+		                  "then; give a later --at%s",
+		                  o.at ? "--at" : "now,", a,
+		                  since >= 0 ? "--since" : "the current step began", b,
+		                  since >= 0 ? " or an earlier --since" : "");
 		goto fail;
 	}
 	rc = mg_gate_evaluate(&ev, m, mg_plan_slo_section(plan), at, started, &err);

@@ -44,7 +44,10 @@ int cmd_resume(mg_cli *cli, int argc, char **argv)
 			how = "would resume the running autopilot";
 			goto report;
 		}
-		rc = mg_store_pause_remove(store, &err);
+		/* the note first: the autopilot reads it when it sees the request gone */
+		rc = mg_store_resume_write(store, reason, &err);
+		if (!rc)
+			rc = mg_store_pause_remove(store, &err);
 		if (!rc)
 			rc = shift_wait_paused(&st, store, false, SHIFT_ACK_WAIT_MS, &err);
 		if (rc)

@@ -199,7 +199,18 @@ static int follow_pause_request(run_ctx *r, mg_error *err)
 	st->pause_reason[0] = '\0';
 	/* as `migrate resume` without an autopilot: whoever resumes has looked at them */
 	mg_state_reset_gates(st);
-	rc = journal_simple(r, "resume", "the pause request was removed", NULL, err);
+	/* `migrate resume` leaves who and why; a request removed by hand says only that */
+	bool noted;
+	mg_pause_request note;
+	rc = mg_store_resume_take(&noted, &note, r->c->store, err);
+	if (rc)
+		return rc;
+	char why[400] = "the pause request was removed";
+	if (noted)
+		snprintf(why, sizeof(why), "by %.80s%s%.160s",
+		         note.operator_[0] ? note.operator_ : "someone", note.reason[0] ? ": " : "",
+		         note.reason);
+	rc = journal_simple(r, "resume", why, NULL, err);
 	if (!rc)
 		rc = mg_state_save(r->c->store, st, err);
 	if (rc)

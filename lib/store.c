@@ -554,15 +554,16 @@ int mg_time_parse(int64_t *out_ms, const char *s)
 	return 0;
 }
 
-static void pause_path(char *buf, size_t size, const mg_store *store)
+/* The pause request and the resume note share one format: who, why, since when. */
+static void request_path(char *buf, size_t size, const mg_store *store, const char *name)
 {
-	snprintf(buf, size, "%s/pause", store->path);
+	snprintf(buf, size, "%s/%s", store->path, name);
 }
 
-int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err)
+static int request_write(mg_store *store, const char *name, const char *reason, mg_error *err)
 {
 	char path[PATH_MAX + 8], op[256], since[40];
-	pause_path(path, sizeof(path), store);
+	request_path(path, sizeof(path), store, name);
 	mg_operator_id(op, sizeof(op));
 	mg_time_format(since, sizeof(since), mg_now_ms());
 	json_t *doc = json_pack("{s:s, s:s, s:s}", "operator", op, "reason", reason ? reason : "",
@@ -576,10 +577,11 @@ int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err)
 	return rc;
 }
 
-int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+static int request_read(bool *present, mg_pause_request *out, mg_store *store, const char *name,
+                        mg_error *err)
 {
 	char path[PATH_MAX + 8];
-	pause_path(path, sizeof(path), store);
+	request_path(path, sizeof(path), store, name);
 	memset(out, 0, sizeof(*out));
 	*present = false;
 	char *buf;
@@ -592,7 +594,7 @@ int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, m
 	if (rc)
 		return rc;
 	*present = true;
-	/* a file someone wrote by hand still pauses: the content only says who asked */
+	/* a file someone wrote by hand still counts: the content only says who asked */
 	json_t *doc = json_loadb(buf, len, 0, NULL);
 	free(buf);
 	const char *op = NULL, *why = NULL, *since = NULL;
@@ -607,11 +609,41 @@ int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, m
 	return 0;
 }
 
-int mg_store_pause_remove(mg_store *store, mg_error *err)
+static int request_remove(mg_store *store, const char *name, mg_error *err)
 {
 	char path[PATH_MAX + 8];
-	pause_path(path, sizeof(path), store);
+	request_path(path, sizeof(path), store, name);
 	if (unlink(path) != 0 && errno != ENOENT)
 		return mg_error_set(err, MG_EIO, "cannot remove %s: %s", path, strerror(errno));
 	return mg_fs_sync_dir(store->path, err);
+}
+
+int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err)
+{
+	/* a resume note left from an earlier hold must not be read as this one's */
+	int rc = request_remove(store, "resume", err);
+	return rc ? rc : request_write(store, "pause", reason, err);
+}
+
+int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+{
+	return request_read(present, out, store, "pause", err);
+}
+
+int mg_store_pause_remove(mg_store *store, mg_error *err)
+{
+	return request_remove(store, "pause", err);
+}
+
+int mg_store_resume_write(mg_store *store, const char *reason, mg_error *err)
+{
+	return request_write(store, "resume", reason, err);
+}
+
+int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+{
+	int rc = request_read(present, out, store, "resume", err);
+	if (!rc && *present)
+		rc = request_remove(store, "resume", err);
+	return rc;
 }

@@ -67,6 +67,14 @@ int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err);
 /* *present false (and 0) when there is no request. */
 int mg_store_pause_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
 int mg_store_pause_remove(mg_store *store, mg_error *err);
+/*
+ * Who released a running autopilot's pause, and why: `migrate resume` leaves
+ * <dir>/resume (same format) before it removes the pause request, and the
+ * autopilot takes it (reads and removes it) when it sees the request gone, so
+ * the reason reaches the journal. A new pause request removes an old note.
+ */
+int mg_store_resume_write(mg_store *store, const char *reason, mg_error *err);
+int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
 
 /* "user@host" of the process, for journal records and the lock file. */
 void mg_operator_id(char *buf, size_t size);

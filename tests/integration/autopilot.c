@@ -701,7 +701,7 @@ Test(autopilot, pause_holds_a_running_autopilot_and_resume_finishes_it)
 	cr_assert_eq(r.status, 3, "step while paused: %d\n%s\n%s", r.status, r.out, r.err);
 	cr_assert_eq(weight("k8s1"), w);
 
-	mg(&r, 10000, "resume", NULL);
+	mg(&r, 10000, "resume", "--reason", "looked at the graphs", NULL);
 	cr_assert_eq(r.status, 0, "resume: %d\n%s\n%s", r.status, r.out, r.err);
 	state(phase, sizeof(phase));
 	cr_assert_str_eq(phase, "shifting");
@@ -723,9 +723,14 @@ Test(autopilot, pause_holds_a_running_autopilot_and_resume_finishes_it)
 	{
 		if (is(rec, "run", "pause"))
 			paused = i + 1;
-		else if (is(rec, "run", "resume"))
+		else if (is(rec, "run", "resume")) {
 			resumed = i + 1;
-		else if (paused && !resumed)
+			/* the operator's reason reaches the journal through the autopilot */
+			const char *why = jstr(rec, "reason");
+			cr_assert(why && !strncmp(why, "by ", 3) &&
+			              strstr(why, ": looked at the graphs"),
+			          "%s", why ? why : "(null)");
+		} else if (paused && !resumed)
 			cr_assert(!is(rec, "run", "intent"), "record %zu moved while paused", i);
 	}
 	cr_assert(paused && resumed && paused < resumed, "pause %zu, resume %zu", paused, resumed);
