@@ -117,6 +117,12 @@ int cli_parse_time(mg_cli *cli, const char *name, const char *arg, int64_t *out)
 
 /* Reports err (its diagnostics and message) and returns the matching exit code. */
 int cli_fail(mg_cli *cli, mg_error *err);
+/*
+ * As cli_fail, but with -o json the envelope is doc (taken; may be NULL): what
+ * the command learnt before it failed (the gates that refused a step) stays in
+ * the output beside the error.
+ */
+int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc);
 
 /* Prints err's diagnostics to stderr (errors and warnings). */
 void cli_print_diags(mg_cli *cli, const mg_error *err);

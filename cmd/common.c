@@ -281,14 +281,22 @@ json_t *cli_diags_json(const mg_error *err, mg_severity sev)
 
 int cli_fail(mg_cli *cli, mg_error *err)
 {
+	return cli_fail_doc(cli, err, NULL);
+}
+
+int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc)
+{
 	int exit_code = cli_exit_code(err->code ? err->code : MG_ERROR);
 	bool c = cli->color_err;
 	cli_print_diags(cli, err);
 	fprintf(stderr, "%serror:%s %s\n", cli_c(c, C_RED), cli_c(c, C_RESET), err->message);
 	if (cli->json) {
-		json_t *doc = cli_doc(cli);
+		if (!doc)
+			doc = cli_doc(cli);
 		json_object_set_new(doc, "error", error_json(exit_code, err->message, err));
 		cli_doc_emit(cli, doc, exit_code);
+	} else {
+		json_decref(doc);
 	}
 	return exit_code;
 }

@@ -64,10 +64,8 @@ int shift_finish(mg_cli *cli, shift_ctx *c, mg_traffic_state *rb, json_t *doc, m
 {
 	int exit_code = EXIT_DONE;
 	mg_traffic_state_clear(rb);
-	if (rc) {
-		json_decref(doc);
-		exit_code = cli_fail(cli, err);
-	}
+	if (rc)
+		exit_code = cli_fail_doc(cli, err, doc);
 	shift_close(c);
 	mg_error_clear(err);
 	return !rc && doc ? cli_doc_emit(cli, doc, EXIT_DONE) : exit_code;

@@ -761,3 +761,38 @@ Test(autopilot, run_while_paused_without_an_autopilot_is_refused)
 	json_array_foreach(recs, i, rec) cr_assert_str_neq(jstr(rec, "command"), "run");
 	json_decref(recs);
 }
+
+Test(autopilot, step_refused_by_the_gates_returns_them_in_json)
+{
+	up("bake: 6s", "bake: 2s");
+	static result r;
+	mg(&r, 10000, "step", NULL);
+	cr_assert_eq(r.status, 0, "first step: %d\n%s\n%s", r.status, r.out, r.err);
+	int w = weight("k8s1");
+	cr_assert_gt(w, 0);
+	sandbox(&r, 10000, "fault", "k8s1", "error_rate=1");
+	cr_assert_eq(r.status, 0, "fault: %s\n%s", r.out, r.err);
+
+	/* exit 4 while the step bakes or the failing requests are too few to judge */
+	int64_t end = tu_now_ms() + 20000;
+	do {
+		sleep_ms(500);
+		mg(&r, 10000, "step", "-o", "json", NULL);
+	} while (r.status == 4 && tu_now_ms() < end);
+	cr_assert_eq(r.status, 1, "step: %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *d = parse(r.out, "step -o json");
+	cr_assert(json_is_false(json_object_get(d, "ok")));
+	cr_assert(strstr(jstr(d, "error.message"), "the gates fail"), "%s", r.out);
+	/* the same evaluation the text output and the journal show, every check in it */
+	cr_assert_str_eq(jstr(d, "gates.outcome"), "fail", "%s", r.out);
+	json_t *checks = jget(d, "gates.checks");
+	cr_assert_geq(json_array_size(checks), 4, "%s", r.out);
+	json_t *errors = NULL, *k;
+	size_t i;
+	json_array_foreach(checks, i, k) if (!strcmp(jstr(k, "name"), "errors")) errors = k;
+	cr_assert_not_null(errors, "%s", r.out);
+	cr_assert_str_eq(jstr(errors, "outcome"), "fail");
+	cr_assert_gt(jnum(errors, "value"), 0.01);
+	json_decref(d);
+	cr_assert_eq(weight("k8s1"), w, "a refused step moved traffic");
+}
