@@ -243,6 +243,13 @@ static void remove_stale_temp_files(const mg_store *store)
 	closedir(d);
 }
 
+/* The host part of "user@host". */
+static const char *host_of(const char *operator_id)
+{
+	const char *at = strrchr(operator_id, '@');
+	return at ? at + 1 : operator_id;
+}
+
 int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 {
 	if (store->lock_fd >= 0)
@@ -281,6 +288,22 @@ int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 				    store->plan, store->lock_path);
 			char since[40];
 			mg_time_format(since, sizeof(since), h.since_ms);
+			/*
+			 * An autopilot holds the lock for days and `pause` does not release
+			 * it: "wait" alone would leave a deploy or release rollback stuck, so
+			 * say what ends it.
+			 */
+			if (!strcmp(h.command, "run") && command && strcmp(command, "run"))
+				return mg_error_set(
+				    err, MG_ELOCKED,
+				    "plan \"%s\" is locked by %s (pid %ld, running \"run\" since "
+				    "%s): an autopilot is moving traffic and holds the plan until "
+				    "it ends (`migrate pause` holds traffic but keeps the lock). "
+				    "Wait for it to finish, or end it first: `migrate rollback` "
+				    "stops it and moves traffic back to the VMs, or send SIGTERM "
+				    "to pid %ld on %s; then run `migrate %s` again",
+				    store->plan, h.operator_, h.pid, since, h.pid,
+				    host_of(h.operator_), command);
 			return mg_error_set(err, MG_ELOCKED,
 			                    "plan \"%s\" is locked by %s (pid %ld, running \"%s\" "
 			                    "since %s); wait for it to finish or ask them",
@@ -298,13 +321,6 @@ int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 	store->lock_fd = fd;
 	remove_stale_temp_files(store);
 	return 0;
-}
-
-/* The host part of "user@host". */
-static const char *host_of(const char *operator_id)
-{
-	const char *at = strrchr(operator_id, '@');
-	return at ? at + 1 : operator_id;
 }
 
 int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,

@@ -16,10 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../testutil.h"
 #include "sha256.h"
+#include "store.h"
 
 static char dir[256];
 static char plan[300]; /* dir/plan.yaml */
@@ -888,4 +890,60 @@ Test(deploy, usage_errors_and_plans_without_what_deploy_needs)
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "needs a `build` section"), "%s", r.err);
 	tu_output_free(&r);
+}
+
+Test(deploy, an_autopilot_holding_the_plan_is_named_with_what_ends_it)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_make_artifact(dir, "1.0", true);
+	plan_opts o = {0};
+	write_plan(&o);
+	long marks[TU_VMS_MAX];
+	log_marks(marks);
+
+	/* a `migrate run` of this plan: a child holding the lock as "run" until told to go */
+	int go[2];
+	cr_assert_eq(pipe(go), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(go[1]);
+		mg_error err = MG_ERROR_INIT;
+		mg_store *s;
+		if (mg_store_open(&s, tu_at("%s/state", dir), "fleet", &err) ||
+		    mg_store_lock(s, "run", &err))
+			_exit(1);
+		char c;
+		(void)!read(go[0], &c, 1);
+		_exit(0);
+	}
+	close(go[0]);
+	/* the lock file names its holder once it is held */
+	int64_t end = tu_now_ms() + 5000;
+	char holder[512] = "";
+	while (tu_now_ms() < end && !strstr(holder, "\"run\"")) {
+		read_file(tu_at("%s/state/fleet/lock", dir), holder, sizeof(holder));
+		usleep(20000);
+	}
+	cr_assert(strstr(holder, "\"run\""), "the child did not take the lock: %s", holder);
+
+	const char *argv[][4] = {{"deploy", "--vms-only", "--version", "1.0"},
+	                         {"rollback", "--release", "--vms-only", NULL}};
+	for (size_t i = 0; i < 2; i++) {
+		tu_output r =
+		    tu_migrate_plan(plan, argv[i][0], argv[i][1], argv[i][2], argv[i][3], NULL);
+		cr_assert_eq(r.status, 3, "%s: %d %s", argv[i][0], r.status, r.err);
+		cr_assert(strstr(r.err, tu_at("running \"run\" since")), "%s", r.err);
+		cr_assert(strstr(r.err, tu_at("pid %ld", (long)pid)), "%s", r.err);
+		cr_assert(strstr(r.err, "`migrate rollback` stops it"), "%s", r.err);
+		cr_assert(strstr(r.err, tu_at("then run `migrate %s` again", argv[i][0])), "%s",
+		          r.err);
+		tu_output_free(&r);
+	}
+	cr_assert_eq(write(go[1], "x", 1), 1);
+	close(go[1]);
+	int st;
+	waitpid(pid, &st, 0);
+	for (int i = 0; i < vms.n; i++)
+		cr_assert_not(contacted_since(marks, i), "%s was contacted", vms.name[i]);
 }
