@@ -70,6 +70,8 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, "", rollback_opt, &o, 0, &exit_code) < 0)
 		return exit_code;
+	if (o.force && !o.release && !o.reason)
+		return cli_usage_error(cli, "--force needs --reason TEXT: the journal records why");
 	if (o.release && (o.to || o.force))
 		return cli_usage_error(cli, "--release switches the VMs' release and moves no "
 		                            "traffic; --to and --force are for a traffic rollback");

@@ -708,3 +708,16 @@ Test(cli, history_json_reports_a_journal_it_cannot_read)
 	json_decref(doc);
 	tu_output_free(&r);
 }
+
+Test(cli, rollback_force_needs_a_reason)
+{
+	write_file(tmp("p.yaml"), minimal_plan);
+	result r = tu_migrate("rollback", "-p", tmp("p.yaml"), "--state-dir", tmp("state"),
+	                      "--force", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.err, "--force needs --reason TEXT: the journal records why"), "%s",
+	          r.err);
+	tu_output_free(&r);
+	/* refused before anything is opened: no state directory was made */
+	cr_assert_eq(access(tmp("state"), F_OK), -1);
+}
