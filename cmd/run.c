@@ -130,6 +130,20 @@ static int journal_simple(run_ctx *r, const char *action, const char *reason, js
 	return rc;
 }
 
+/*
+ * The last record of a run that journalled `start`, unless a signal stopped it
+ * (that is `stop`): why it ended, so the journal never leaves an autopilot that
+ * seems to be still running. Best effort: the journal may be what failed, and
+ * the error the command exits with says more than this record could.
+ */
+static void journal_end(run_ctx *r, const char *outcome, int exit_code, const char *why)
+{
+	mg_error tmp = MG_ERROR_INIT;
+	journal_simple(r, "end", why,
+	               json_pack("{s:s, s:i}", "outcome", outcome, "exit_code", exit_code), &tmp);
+	mg_error_clear(&tmp);
+}
+
 /* Moves to step idx (-1: everything back on the VMs) with read-back. */
 static int move(run_ctx *r, int idx, const char *reason, mg_error *err)
 {
@@ -385,6 +399,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	run_ctx r = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	const char *outcome = "stopped";
+	bool started = false; /* `start` is in the journal: every way out journals why */
 	verdict v = GO_ON;
 	stop_signal = 0;
 	if (install_signals()) {
@@ -473,6 +488,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	    &err);
 	if (rc)
 		goto fail;
+	started = true;
 	event(&r, "autopilot started: %s, until %g%%; gates every %llds", start,
 	      t->steps[until_idx], (long long)(r.slo->interval_ms / 1000));
 	if (st->step_index < 0) {
@@ -525,16 +541,23 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		exit_code = 128 + (int)stop_signal;
 	} else if (v == DONE_OK) {
 		outcome = st->phase == MG_PHASE_COMPLETE ? "complete" : "until-reached";
-		event(&r, "%s",
-		      st->phase == MG_PHASE_COMPLETE
-		          ? "all traffic is on the cluster: the migration is complete"
-		          : "reached --until; stopping here");
+		const char *why = st->phase == MG_PHASE_COMPLETE
+		                      ? "all traffic is on the cluster: the migration is complete"
+		                      : "reached --until; stopping here";
+		journal_end(&r, outcome, exit_code, why);
+		event(&r, "%s", why);
 	} else if (v == DONE_FAILED) {
 		outcome = st->phase == MG_PHASE_PAUSED ? "paused" : "rolled-back";
 		exit_code = EXIT_FAILED;
+		journal_end(&r, outcome, exit_code,
+		            st->phase == MG_PHASE_PAUSED
+		                ? st->pause_reason
+		                : "the gates failed: slo.on_failure rolled the traffic back to the "
+		                  "VMs");
 	} else {
 		outcome = "paused";
 		exit_code = EXIT_INCONCLUSIVE;
+		journal_end(&r, outcome, exit_code, st->pause_reason);
 	}
 done:
 	if (doc) {
@@ -566,6 +589,8 @@ done:
 	return exit_code;
 fail:
 	block_clear(&r);
+	if (started)
+		journal_end(&r, "failed", cli_exit_code(rc), err.message);
 	mg_gate_eval_clear(&r.last);
 	mg_metrics_free(r.m);
 	json_decref(r.log);

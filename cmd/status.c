@@ -232,7 +232,16 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	const mg_plan_traffic *t = mg_plan_traffic_section(plan);
 	jlive = t && !offline ? read_live(&live, t, live_why, sizeof(live_why)) : NULL;
 	double expected = st.has_read_back ? st.read_back_k8s_percent : 0;
-	bool drift = jlive && !mg_traffic_same_share(live.k8s_percent, expected);
+	/* what the next step, rollback or run will record for an interrupted one, from live */
+	const char *pending_outcome = NULL;
+	if (jlive && st.pending)
+		pending_outcome =
+		    mg_traffic_same_share(live.k8s_percent, st.pending_k8s_percent) ? "applied"
+		    : mg_traffic_same_share(live.k8s_percent, expected)             ? "not applied"
+		                                                                    : "unknown";
+	/* the target of migrate's own interrupted command is not a change made outside it */
+	bool drift = jlive && !mg_traffic_same_share(live.k8s_percent, expected) &&
+	             !(pending_outcome && !strcmp(pending_outcome, "applied"));
 	int64_t now = mg_now_ms();
 	int64_t bake_left = -1;
 	if (t && st.step_index >= 0 && st.step_started_ms > 0 && st.phase == MG_PHASE_SHIFTING) {
@@ -255,6 +264,8 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "live_error",
 		                    *live_why ? json_string(live_why) : json_null());
 		json_object_set_new(doc, "drift", jlive ? json_boolean(drift) : json_null());
+		json_object_set_new(doc, "pending_outcome",
+		                    pending_outcome ? json_string(pending_outcome) : json_null());
 		json_object_set_new(doc, "fleet", has_fleet ? fleet_view_json(&fv) : json_null());
 		json_object_set_new(doc, "fleet_error",
 		                    *fleet_why ? json_string(fleet_why) : json_null());
@@ -335,17 +346,42 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		       cli_c(c, C_RESET));
 	if (st.pending) {
 		mg_percent_format(buf, sizeof(buf), st.pending_k8s_percent);
-		printf("  %sinterrupted%s a %s to %s did not record its result; the next step or "
-		       "rollback reconciles it from the balancer\n",
-		       cli_c(c, C_YELLOW), cli_c(c, C_RESET), st.pending_command, buf);
+		mg_time_format(buf2, sizeof(buf2), st.pending_ms);
+		printf("  %sinterrupted%s `migrate %s` to %s was interrupted at %s before it "
+		       "recorded its result; the next step, rollback or run %s and records what "
+		       "happened\n",
+		       cli_c(c, C_YELLOW), cli_c(c, C_RESET), st.pending_command, buf, buf2,
+		       t && t->provider == MG_PROVIDER_NGINX
+		           ? "tests and reloads nginx, reads the balancer"
+		           : "reads the balancer");
 	}
 	if (jlive) {
+		char note[256] = "";
+		if (drift && pending_outcome)
+			snprintf(
+			    note, sizeof(note),
+			    "  DRIFT: neither the interrupted %s's target nor what migrate last "
+			    "set; the next command records it as unknown and `step` refuses "
+			    "until `step --adopt` or `rollback`",
+			    st.pending_command);
+		else if (drift)
+			snprintf(note, sizeof(note),
+			         "  DRIFT: changed outside migrate; `step` refuses until `step "
+			         "--adopt` or `rollback`");
+		else if (pending_outcome && !strcmp(pending_outcome, "applied"))
+			snprintf(note, sizeof(note),
+			         "  the interrupted %s's target: the next command records it as "
+			         "applied",
+			         st.pending_command);
+		else if (pending_outcome)
+			snprintf(
+			    note, sizeof(note),
+			    "  as before the interrupted %s: the next command records it as not "
+			    "applied",
+			    st.pending_command);
 		mg_percent_format(buf, sizeof(buf), live.k8s_percent);
 		printf("  live       %s to the cluster, read from %s now%s%s%s\n", buf,
-		       mg_provider_name(t->provider), drift ? cli_c(c, C_YELLOW) : "",
-		       drift ? "  DRIFT: changed outside migrate; `step` refuses until `step "
-		               "--adopt` or `rollback`"
-		             : "",
+		       mg_provider_name(t->provider), drift ? cli_c(c, C_YELLOW) : "", note,
 		       drift ? cli_c(c, C_RESET) : "");
 		for (size_t i = 0; i < live.nservers; i++) {
 			const mg_traffic_server *sv = &live.servers[i];

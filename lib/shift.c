@@ -1,5 +1,6 @@
 #include "shift.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -110,6 +111,48 @@ int mg_shift_apply(mg_traffic_state *after, mg_store *store, mg_state *st, mg_tr
 	return rc;
 }
 
+/*
+ * Whether the journal already has the reconcile record of the pending intent.
+ * A reconciliation whose state could not be saved leaves the mark, so every
+ * command after it reconciles the same intent again; the journal says so once.
+ * Records written before the intent was marked cannot be it: the search ends
+ * there. An unreadable journal counts as no record (one too many is better than
+ * none).
+ */
+typedef struct {
+	const mg_state *st;
+	const char *since;
+	bool found;
+} reconcile_search;
+
+static int is_reconcile_of(json_t *rec, void *ud, mg_error *err)
+{
+	(void)err;
+	reconcile_search *q = ud;
+	json_t *intent = json_object_get(rec, "before");
+	const char *action = json_string_value(json_object_get(rec, "action"));
+	const char *command = json_string_value(json_object_get(intent, "command"));
+	const char *when = json_string_value(json_object_get(intent, "since"));
+	q->found |= action && !strcmp(action, "reconcile") && command &&
+	            !strcmp(command, q->st->pending_command) && when && !strcmp(when, q->since);
+	return 0;
+}
+
+/*
+ * Whether the journal already has the reconcile record of this intent: a retry
+ * whose state save failed must not write it again. Only the records since the
+ * intent are read, from the end of the journal backwards.
+ */
+static bool reconcile_journalled(mg_store *store, const mg_state *st, const char *since)
+{
+	reconcile_search q = {.st = st, .since = since};
+	mg_journal_query jq = {.limit = SIZE_MAX, .since_ms = st->pending_ms};
+	mg_error err = MG_ERROR_INIT;
+	if (mg_journal_each(store, &jq, is_reconcile_of, &q, NULL, &err))
+		mg_error_clear(&err);
+	return q.found;
+}
+
 int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, mg_state *st,
                        mg_traffic *t, const char *command, mg_error *err)
 {
@@ -117,13 +160,29 @@ int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, 
 	*outcome = NULL;
 	if (!st->pending)
 		return 0;
+	char since[40];
+	mg_time_format(since, sizeof(since), st->pending_ms);
+	/* a read must be what the balancer runs before it can say "applied" (nginx: the file
+	 * may be renamed into place and never reloaded) */
+	int rc = mg_traffic_settle(t, err);
+	if (rc) {
+		mg_error why = MG_ERROR_INIT;
+		mg_error_set(&why, rc, "%s", err->message);
+		mg_error_set(
+		    err, rc,
+		    "an interrupted %s (to %.4g%% since %s) cannot be reconciled: %s; "
+		    "nothing counts as applied until %s runs what it reports: fix that and "
+		    "run the command again",
+		    st->pending_command, st->pending_k8s_percent, since, why.message,
+		    mg_traffic_name(t));
+		mg_error_clear(&why);
+		return rc;
+	}
 	mg_traffic_state live;
-	int rc = mg_traffic_read(&live, t, err);
+	rc = mg_traffic_read(&live, t, err);
 	if (rc)
 		return rc;
 	double before = st->has_read_back ? st->read_back_k8s_percent : 0;
-	char since[40];
-	mg_time_format(since, sizeof(since), st->pending_ms);
 	json_t *intent =
 	    json_pack("{s:s, s:o, s:s}", "command", st->pending_command, "target",
 	              position(st->pending_k8s_percent, st->pending_step_index), "since", since);
@@ -140,13 +199,18 @@ int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, 
 	/* "unknown": keep the last read-back, so the next command sees the drift and refuses */
 	if (strcmp(*outcome, "unknown") != 0)
 		record_read_back(st, live.k8s_percent);
+	bool again = reconcile_journalled(store, st, since);
 	st->pending = false;
 	mg_log(MG_LOG_WARN,
 	       "an interrupted %s (to %.4g%% since %s) was reconciled: the balancer has %.4g%% "
-	       "to the cluster, so it was %s",
-	       st->pending_command, st->pending_k8s_percent, since, live.k8s_percent, *outcome);
-	rc = journal(store, command, "reconcile", intent, mg_traffic_state_to_json(&live), NULL,
-	             json_pack("{s:s}", "outcome", *outcome), err);
+	       "to the cluster, so it was %s%s",
+	       st->pending_command, st->pending_k8s_percent, since, live.k8s_percent, *outcome,
+	       again ? " (the journal already has its reconcile record)" : "");
+	if (again)
+		json_decref(intent);
+	else
+		rc = journal(store, command, "reconcile", intent, mg_traffic_state_to_json(&live),
+		             NULL, json_pack("{s:s}", "outcome", *outcome), err);
 	mg_traffic_state_clear(&live);
 	if (!rc)
 		rc = mg_state_save(store, st, err);

@@ -38,10 +38,13 @@ int mg_shift_apply(mg_traffic_state *after, mg_store *store, mg_state *st, mg_tr
                    const mg_shift_request *req, mg_error *err);
 
 /*
- * If st has a pending intent, reads the balancer and records what happened:
- * the target was reached (the step counts as taken), the old weights are
- * still there (nothing happened), or neither. Sets *reconciled; a journal
- * record "reconcile" with the outcome is written.
+ * If st has a pending intent, makes the balancer run what it reports
+ * (mg_traffic_settle: nginx tests and reloads its file again; a failure is
+ * returned and nothing is recorded), reads it and records what happened: the
+ * target was reached (the step counts as taken), the old weights are still
+ * there (nothing happened), or neither. Sets *reconciled; a journal record
+ * "reconcile" with the outcome is written, once per intent: when the journal
+ * already has it (the state could not be saved last time), it is not repeated.
  */
 int mg_shift_reconcile(bool *reconciled, const char **outcome, mg_store *store, mg_state *st,
                        mg_traffic *t, const char *command, mg_error *err);

@@ -67,6 +67,11 @@ int mg_traffic_read(mg_traffic_state *out, mg_traffic *t, mg_error *err)
 	return t->ops->read(t->drv, out, err);
 }
 
+int mg_traffic_settle(mg_traffic *t, mg_error *err)
+{
+	return t->ops->settle ? t->ops->settle(t->drv, err) : 0;
+}
+
 /* NaN would slip past the direction checks in apply, and with them the health gate. */
 static int check_share(double k8s_percent, mg_error *err)
 {

@@ -61,6 +61,10 @@ typedef struct {
 	/* The exact calls apply would make, for --dry-run, with no secret in them. */
 	int (*describe)(void *drv, double k8s_percent, json_t **out, mg_error *err);
 	void (*free)(void *drv);
+	/* Makes the balancer run what read() reports, after an apply that may have been cut
+	 * short (nginx: the file renamed into place, the test and reload perhaps never run).
+	 * NULL when a read is always what the balancer runs (HAProxy, Cloudflare). */
+	int (*settle)(void *drv, mg_error *err);
 } mg_traffic_ops;
 
 /* Opens the driver for the plan's provider. Contacts nothing yet. */
@@ -69,6 +73,14 @@ void mg_traffic_free(mg_traffic *t);
 const char *mg_traffic_name(const mg_traffic *t);
 
 int mg_traffic_read(mg_traffic_state *out, mg_traffic *t, mg_error *err);
+
+/*
+ * Before reading the balancer to reconcile an interrupted command: makes sure
+ * what a read reports is what the balancer runs (nginx tests and reloads its
+ * file again). Fails, changing nothing, when the balancer refuses it; 0 for
+ * balancers whose reads are always live.
+ */
+int mg_traffic_settle(mg_traffic *t, mg_error *err);
 
 /*
  * Moves the cluster's share to k8s_percent and reads it back. Refuses

@@ -805,6 +805,34 @@ static int nginx_apply(void *drv, double k8s_percent, mg_error *err)
 	return rc;
 }
 
+/*
+ * A command killed between the rename and the end of the reload leaves a file
+ * nginx may not run yet, and a read only sees the file: test and reload it
+ * again, so that what the read reports is what nginx runs. Nothing is restored
+ * on failure: the previous bytes died with that command.
+ */
+static int nginx_settle(void *drv, mg_error *err)
+{
+	nginx *n = drv;
+	parsed p;
+	int rc = load(&p, n, n->file, err);
+	if (rc)
+		return rc;
+	parsed_free(&p);
+	char what[1024];
+	bool reload = false;
+	rc = run_command(n->test_command, n->timeout_ms, what, sizeof(what), err);
+	if (!rc) {
+		reload = true;
+		rc = run_command(n->reload_command, n->timeout_ms, what, sizeof(what), err);
+	}
+	if (rc == MG_ERROR && reload)
+		return mg_error_set(err, MG_ERROR, "nginx did not reload: %s", what);
+	if (rc == MG_ERROR)
+		return mg_error_set(err, MG_ERROR, "nginx rejected %s: %s", n->file, what);
+	return rc;
+}
+
 static int nginx_describe(void *drv, double k8s_percent, json_t **out, mg_error *err)
 {
 	nginx *n = drv;
@@ -901,5 +929,11 @@ int mg_traffic_nginx_new(void **out, const mg_plan_nginx *cfg, mg_error *err)
 	return 0;
 }
 
-const mg_traffic_ops mg_traffic_nginx_ops = {"nginx", nginx_read, nginx_apply, nginx_describe,
-                                             nginx_free};
+const mg_traffic_ops mg_traffic_nginx_ops = {
+    .name = "nginx",
+    .read = nginx_read,
+    .apply = nginx_apply,
+    .describe = nginx_describe,
+    .free = nginx_free,
+    .settle = nginx_settle,
+};

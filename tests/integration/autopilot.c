@@ -519,6 +519,11 @@ Test(autopilot, healthy_cluster_reaches_100_percent)
 		cr_assert_eq(jnum(next, "after.step"), from + 1);
 	}
 	cr_assert_eq(advances, 3);
+	/* and it says why it ended */
+	json_t *last = json_array_get(recs, json_array_size(recs) - 1);
+	cr_assert(is(last, "run", "end"), "the last record is %s/%s", jstr(last, "command"),
+	          jstr(last, "action"));
+	cr_assert_str_eq(jstr(last, "evidence.outcome"), "complete");
 	json_decref(recs);
 }
 
@@ -621,7 +626,13 @@ Test(autopilot, prometheus_gone_is_inconclusive_and_never_advances)
 	cr_assert_not_null(gate);
 	cr_assert_str_eq(jstr(gate, "after.decision"), "pause");
 	cr_assert_str_eq(jstr(gate, "after.outcome"), "inconclusive");
-	cr_assert(is(json_array_get(recs, json_array_size(recs) - 1), "run", "pause"));
+	size_t n = json_array_size(recs);
+	cr_assert(is(json_array_get(recs, n - 2), "run", "pause"));
+	json_t *end = json_array_get(recs, n - 1);
+	cr_assert(is(end, "run", "end"), "the run says why it ended");
+	cr_assert_str_eq(jstr(end, "evidence.outcome"), "paused");
+	cr_assert_eq(jnum(end, "evidence.exit_code"), 4);
+	cr_assert(strstr(jstr(end, "reason"), "inconclusive"), "%s", jstr(end, "reason"));
 	json_decref(recs);
 }
 
@@ -795,4 +806,33 @@ Test(autopilot, step_refused_by_the_gates_returns_them_in_json)
 	cr_assert_gt(jnum(errors, "value"), 0.01);
 	json_decref(d);
 	cr_assert_eq(weight("k8s1"), w, "a refused step moved traffic");
+}
+
+/*
+ * The balancer's admin socket goes away while the autopilot bakes a step: the read before the
+ * next step fails, the run exits 1, and the journal says why it ended.
+ */
+Test(autopilot, an_unreachable_balancer_ends_the_run_with_a_record)
+{
+	up(NULL, NULL);
+	bg = mg_bg("run", NULL);
+	wait_step(0, 10000);
+	char moved[256];
+	snprintf(moved, sizeof(moved), "%s.gone", envv("ADMIN_SOCK"));
+	cr_assert_eq(rename(envv("ADMIN_SOCK"), moved), 0, "%s", strerror(errno));
+	int code = wait_exit(bg, 30000);
+	bg = -1;
+	rename(moved, envv("ADMIN_SOCK"));
+	cr_assert_eq(code, 1, "run: %d\n%s", code, slurp(path("run.err")));
+	const char *err = slurp(path("run.err"));
+	cr_assert(strstr(err, "admin.sock"), "%s", err);
+
+	json_t *recs = history();
+	json_t *last = json_array_get(recs, json_array_size(recs) - 1);
+	cr_assert(is(last, "run", "end"), "the last record is %s/%s", jstr(last, "command"),
+	          jstr(last, "action"));
+	cr_assert_str_eq(jstr(last, "evidence.outcome"), "failed");
+	cr_assert_eq(jnum(last, "evidence.exit_code"), 1);
+	cr_assert(strstr(jstr(last, "reason"), "admin.sock"), "%s", jstr(last, "reason"));
+	json_decref(recs);
 }

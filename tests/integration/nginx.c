@@ -19,6 +19,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -1086,4 +1087,147 @@ Test(nginx, a_failure_with_nothing_to_restore, .init = setup_file, .fini = teard
 	cr_assert_lt(strlen(err.message), sizeof(err.message) - 1);
 	assert_file(path("upstream.conf"), at0);
 	free(at0);
+}
+
+/* --- a crash of migrate itself between the rename and the reload --------------------------- */
+
+/*
+ * `migrate step` killed (SIGKILL) while the reload command runs: the upstream
+ * file already holds the new weights, nginx still runs the old ones. The
+ * reload command of this plan stops while DIR/block exists and says so in
+ * DIR/blocked (its process group), which is where the test kills migrate.
+ */
+static void write_crash_plan(void)
+{
+	char yaml[4096], block[512], blocked[512];
+	snprintf(block, sizeof(block), "%s", path("block"));
+	snprintf(blocked, sizeof(blocked), "%s", path("blocked"));
+	snprintf(yaml, sizeof(yaml),
+	         "version: 1\n"
+	         "name: shop\n"
+	         "traffic:\n"
+	         "  provider: nginx\n"
+	         "  steps: [10, 25, 50, 75, 100]\n"
+	         "  bake: 1h\n"
+	         "  nginx:\n"
+	         "    upstream_file: %s\n"
+	         "    upstream: shop\n"
+	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
+	         "    test_command: \"%s\"\n"
+	         "    reload_command: \"if [ -e %s ]; then echo $$ > %s.tmp && mv %s.tmp %s; "
+	         "exec sleep 30; fi; %s\"\n",
+	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"), block, blocked,
+	         blocked, blocked, nginx_cmd("-s reload"));
+	write_file(path("plan.yaml"), yaml);
+}
+
+/* Starts `migrate step` and kills it with SIGKILL once its reload command is blocked. */
+static void crash_in_the_reload(void)
+{
+	write_file(path("block"), "");
+	char *argv[] = {(char *)tu_migrate_bin(),
+	                "-p",
+	                (char *)path("plan.yaml"),
+	                "--state-dir",
+	                (char *)path("state"),
+	                "step",
+	                NULL};
+	int errfd = open(path("step.err"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	pid_t mg = tu_spawn_fds(argv, -1, -1, errfd);
+	close(errfd);
+	cr_assert_gt(mg, 0, "fork: %s", strerror(errno));
+	struct stat sb;
+	for (int i = 0; i < 1000 && stat(path("blocked"), &sb) != 0; i++)
+		usleep(10 * 1000);
+	cr_assert_eq(stat(path("blocked"), &sb), 0,
+	             "the reload command was not reached in 10 s: %s", read_file(path("step.err")));
+	cr_assert_eq(kill(mg, SIGKILL), 0);
+	int st;
+	cr_assert_eq(waitpid(mg, &st, 0), mg);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "migrate ended before the kill");
+	/* the blocked command has its own process group, which migrate's death leaves behind */
+	char *pgid = read_file(path("blocked"));
+	cr_assert_gt(atoi(pgid), 1);
+	kill(-(pid_t)atoi(pgid), SIGKILL);
+	free(pgid);
+	cr_assert_eq(unlink(path("block")), 0);
+}
+
+Test(nginx, a_crash_between_rename_and_reload_is_reloaded_before_it_counts_as_applied,
+     .init = setup, .fini = teardown)
+{
+	write_crash_plan();
+	worker_set before = snapshot();
+	crash_in_the_reload();
+	/* the file says 10%, nginx still runs 0% */
+	char want[4096];
+	expected(want, sizeof(want), 9, 2);
+	assert_file(path("upstream.conf"), want);
+	assert_not_reloaded(&before);
+	assert_traffic(FEW, 1, 0);
+
+	/* what status says about it: migrate's own interrupted step, not a hand change */
+	tu_output r =
+	    tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "status", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "`migrate step` to 10% was interrupted at "), "%s", r.out);
+	cr_assert_null(strstr(r.out, "DRIFT"), "%s", r.out);
+	tu_output_free(&r);
+
+	/* the next step reconciles: nginx must run the file before the step counts as taken */
+	r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "step", NULL);
+	cr_assert_eq(r.status, 4, "the reconciled step starts its bake: %d\n%s", r.status, r.err);
+	cr_assert(strstr(r.err, "so it was applied"), "%s", r.err);
+	tu_output_free(&r);
+	wait_reloaded(&before);
+	assert_traffic(FEW, 9, 2);
+	assert_file(path("upstream.conf"), want);
+
+	r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "history", "-o",
+	                    "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = tu_json_doc(&r), *recs = json_object_get(d, "records");
+	json_t *last = json_array_get(recs, json_array_size(recs) - 1);
+	cr_assert_str_eq(json_string_value(json_object_get(last, "action")), "reconcile");
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(json_object_get(last, "evidence"), "outcome")),
+	    "applied");
+	json_decref(d);
+	tu_output_free(&r);
+}
+
+/* The same crash, and then nginx refuses the file: the step is not called applied. */
+Test(nginx, a_crash_then_a_failing_test_command_is_not_applied, .init = setup, .fini = teardown)
+{
+	write_crash_plan();
+	worker_set before = snapshot();
+	crash_in_the_reload();
+	/* the operator's nginx -t now fails (say a certificate went missing) */
+	char *plan_text = read_file(path("plan.yaml"));
+	char *at = strstr(plan_text, "test_command: \"");
+	cr_assert_not_null(at);
+	char *end = strchr(at + 15, '"');
+	char yaml[4096];
+	snprintf(yaml, sizeof(yaml), "%.*stest_command: \"echo broken >&2; exit 1%s",
+	         (int)(at - plan_text), plan_text, end);
+	free(plan_text);
+	write_file(path("plan.yaml"), yaml);
+
+	tu_output r =
+	    tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "step", NULL);
+	cr_assert_eq(r.status, 1, "%d\n%s", r.status, r.err);
+	cr_assert(strstr(r.err, "broken"), "%s", r.err);
+	cr_assert_null(strstr(r.err, "so it was applied"), "%s", r.err);
+	tu_output_free(&r);
+	assert_not_reloaded(&before);
+	assert_traffic(FEW, 1, 0);
+	r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "status", "-o", "json",
+	                    "--offline", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = tu_json_doc(&r);
+	cr_assert(json_is_object(json_object_get(json_object_get(d, "state"), "pending")),
+	          "the interrupted step is still pending: %s", r.out);
+	json_decref(d);
+	tu_output_free(&r);
 }

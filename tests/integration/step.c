@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <linux/fs.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -142,8 +144,21 @@ static void setup(void)
 	unsetenv("NO_COLOR");
 }
 
+static char immutable[512]; /* a file a test made immutable, for teardown to release */
+
 static void teardown(void)
 {
+	if (immutable[0]) {
+		int fd = open(immutable, O_RDONLY | O_CLOEXEC);
+		int flags = 0;
+		if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+			flags &= ~FS_IMMUTABLE_FL;
+			ioctl(fd, FS_IOC_SETFLAGS, &flags);
+		}
+		if (fd >= 0)
+			close(fd);
+		immutable[0] = '\0';
+	}
 	tu_stop(&haproxy_pid);
 	for (int i = 0; i < 3; i++)
 		if (upstream_pid[i] > 0) {
@@ -661,4 +676,119 @@ Test(step, run_dry_run_without_a_state_directory)
 	run(&r, "run", "--until", "30", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "not one of traffic.steps"), "%s", r.err);
+}
+
+/*
+ * A step killed after the balancer changed: the balancer has the step's target, which is not
+ * what migrate last read back, but it is migrate's own doing. status says the step was
+ * interrupted and what the next command does, not that someone changed the weights by hand.
+ */
+Test(step, status_after_an_interrupted_step_is_not_drift)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	leave_pending(50, 1);
+	free(api("set weight be/vm-01 1; set weight be/vm-02 1; set weight be/k8s 2"));
+	run(&r, "status", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "`migrate step` to 50% was interrupted at "), "%s", r.out);
+	cr_assert(strstr(r.out, "the next step, rollback or run reads the balancer and records "
+	                        "what happened"),
+	          "%s", r.out);
+	cr_assert(strstr(r.out, "the interrupted step's target"), "%s", r.out);
+	cr_assert_null(strstr(r.out, "DRIFT"), "%s", r.out);
+	run(&r, "status", "-o", "json", NULL);
+	json_t *d = doc_of(&r);
+	cr_assert(json_is_false(json_object_get(d, "drift")), "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "pending_outcome")), "applied");
+	json_decref(d);
+
+	/* before the balancer changed: the old weights, not drift either */
+	free(api("set weight be/vm-01 9; set weight be/vm-02 9; set weight be/k8s 2"));
+	run(&r, "status", "-o", "json", NULL);
+	d = doc_of(&r);
+	cr_assert(json_is_false(json_object_get(d, "drift")), "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "pending_outcome")), "not applied");
+	json_decref(d);
+
+	/* neither: someone else moved them too, and that is drift */
+	free(api("set weight be/vm-01 1; set weight be/vm-02 1; set weight be/k8s 6"));
+	run(&r, "status", NULL);
+	cr_assert(strstr(r.out, "DRIFT"), "%s", r.out);
+	run(&r, "status", "-o", "json", NULL);
+	d = doc_of(&r);
+	cr_assert(json_is_true(json_object_get(d, "drift")), "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(d, "pending_outcome")), "unknown");
+	json_decref(d);
+}
+
+/* Makes file immutable (chattr +i): as root, the one way to make state.json unreplaceable. */
+static void make_immutable(const char *file)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "%s: %s", file, strerror(errno));
+	int flags = 0;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+		close(fd);
+		cr_skip_test("%s: no file attributes here (%s)", file, strerror(errno));
+	}
+	flags |= FS_IMMUTABLE_FL;
+	snprintf(immutable, sizeof(immutable), "%s", file);
+	if (ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0) {
+		immutable[0] = '\0';
+		close(fd);
+		cr_skip_test("%s: cannot make it immutable here (%s)", file, strerror(errno));
+	}
+	close(fd);
+}
+
+static size_t count_actions(json_t *recs, const char *want)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < json_array_size(recs); i++)
+		n += !strcmp(action(recs, i), want);
+	return n;
+}
+
+/*
+ * An interrupted step whose reconciliation cannot be saved (state.json cannot be replaced):
+ * every rollback retried reconciles it again, but the journal says so once.
+ */
+Test(step, a_retried_rollback_journals_one_reconcile_per_intent)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	leave_pending(50, 1);
+	make_immutable(path(".migrate/shop/state.json"));
+	for (int i = 0; i < 3; i++) {
+		run(&r, "rollback", NULL);
+		cr_assert_neq(r.status, 0, "rollback %d: state.json cannot be written", i + 1);
+		cr_assert(strstr(r.err, "state.json"), "rollback %d: %s", i + 1, r.err);
+	}
+	json_t *recs = journal();
+	cr_assert_eq(count_actions(recs, "reconcile"), 1, "%zu reconcile records",
+	             count_actions(recs, "reconcile"));
+	json_decref(recs);
+
+	/* once state.json can be written again, the rollback goes through, still one record */
+	char file[512];
+	snprintf(file, sizeof(file), "%s", immutable);
+	int fd = open(file, O_RDONLY | O_CLOEXEC), flags = 0;
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+	flags &= ~FS_IMMUTABLE_FL;
+	cr_assert_eq(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+	close(fd);
+	immutable[0] = '\0';
+	run(&r, "rollback", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(weight("k8s"), 0);
+	recs = journal();
+	cr_assert_eq(count_actions(recs, "reconcile"), 1, "%zu reconcile records",
+	             count_actions(recs, "reconcile"));
+	json_decref(recs);
 }
