@@ -457,6 +457,8 @@ static void check_secret(lint *L, const mg_ngx_directive *d)
 		           "%s data:...: the certificate or key itself is written in the "
 		           "configuration, so it would be in the ConfigMap",
 		           d->name);
+		/* nginx -t quotes it when it cannot load it: verify masks it */
+		add_ref(L, CM_REF_INLINE, d, 0, 0, 0);
 		return;
 	}
 	bool key = strstr(d->name, "_key") != NULL;
@@ -827,11 +829,13 @@ static void check(lint *L, const mg_ngx_directive *d, ctx c)
 		check_path(L, d);
 	else if (in(n, temp_paths))
 		check_temp(L, d);
-	else if (eq(n, "secure_link_secret"))
+	else if (eq(n, "secure_link_secret")) {
 		cm_finding(L->cm, MG_CM_WARNING, "inline-secret", d,
 		           "move the lines that hold it into a file mounted from a Secret and "
 		           "include that",
 		           "secure_link_secret: the secret word would be in the ConfigMap");
+		add_ref(L, CM_REF_INLINE, d, 0, 0, 0);
+	}
 	if (c == CTX_HTTP && eq(n, "access_log"))
 		L->p->http_access_log = true;
 	for (int i = 0; c == CTX_HTTP && i < 5; i++)

@@ -857,3 +857,39 @@ Test(configmap, fifo_and_device_are_refused_at_once)
 	cr_assert(strstr(r.err, want), "%s", r.err);
 	tu_output_free(&r);
 }
+
+/* nginx -t quotes what it read: never the words of a file lint flagged as secret material. */
+Test(configmap, nginx_t_never_shows_a_secret_files_words)
+{
+	char dir[300], conf[512], link[512];
+	snprintf(dir, sizeof(dir), "%s/tree", tmpdir);
+	snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+	snprintf(link, sizeof(link), "%s/conf.d/pass.conf", dir);
+	tu_write_file_in(dir, "nginx.conf",
+	                 "events {}\nhttp {\n  include conf.d/*.conf;\n"
+	                 "  server {\n    listen 8080;\n    ssl_password_file conf.d/pass.txt;\n"
+	                 "  }\n}\n");
+	tu_write_file_in(dir, "conf.d/pass.txt", "hunter2-tls-pass;\n");
+	cr_assert_eq(symlink("pass.txt", link), 0);
+	tu_write_file_in(dir, "conf.d/app.conf", "server { listen 8081; }\n");
+	tu_output r = tu_migrate("configmap", conf, "--name", "x", "--allow-errors", "-v", NULL);
+	cr_assert_null(strstr(r.out, "hunter2"), "%s", r.out);
+	cr_assert_null(strstr(r.err, "hunter2"), "%s", r.err);
+	cr_assert(strstr(r.err, "conf.d/pass.conf is both included and named by "
+	                        "ssl_password_file; it stays out of the ConfigMap"),
+	          "%s", r.err);
+	cr_assert(strstr(r.err, "x: 2 files, "), "%s", r.err);
+	tu_output_free(&r);
+
+	/* the same word in a file that is not a secret, quoted by nginx: masked */
+	tu_write_file_in(dir, "conf.d/typo.conf", "hunter2-tls-pass;\n");
+	r = tu_migrate("configmap", conf, "--name", "x", "--allow-errors", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.err, "unknown directive \"<secret>\" in /etc/nginx/conf.d/typo.conf:1"),
+	          "%s", r.err);
+	cr_assert(strstr(r.out, "failed: unknown directive \"<secret>\" in "
+	                        "/etc/nginx/conf.d/typo.conf:1\n"),
+	          "%s", r.out);
+	cr_assert_null(strstr(r.err, "hunter2-tls-pass\""), "%s", r.err);
+	tu_output_free(&r);
+}
