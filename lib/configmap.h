@@ -86,8 +86,11 @@ typedef struct {
 	char *nginx;   /* the binary */
 	char *version; /* "nginx/1.22.1" or NULL */
 	char *command; /* as run, the scratch directory shown as <root> */
-	char *output;  /* what nginx printed, with the scratch directory removed from paths */
-	char *summary; /* one line: "passed" / the first [emerg] line */
+	/* what nginx printed, with the scratch directory removed from paths and secret material
+	 * lint found (the words of a file left out as a secret, a data: key, the
+	 * secure_link_secret word) shown as "<secret>" */
+	char *output;
+	char *summary; /* one line: "passed" / the first [emerg] line (of output, so masked) */
 	char **notes;  /* what differs from the pod and why (overrides, placeholders) */
 	size_t nnotes;
 } mg_cm_verify_result;

@@ -78,13 +78,15 @@ static inline int mg_ngx_name_quote(const mg_ngx_directive *d)
 typedef struct {
 	/*
 	 * As named relative to the prefix ("nginx.conf", "conf.d/app.conf");
-	 * the absolute path when the file is outside the prefix. Used in every
-	 * message about the file.
+	 * the absolute path when its name is outside the prefix (it resolves
+	 * beneath it through a symlink). Used in every message about the file.
 	 */
 	const char *path;
 	const char *abs_path; /* prefix + name, lexically normalized (no symlinks resolved) */
 	const char *data;     /* the bytes as read; NUL after the last one */
 	size_t len;
+	/* the file read (st_dev, st_ino), to tell whether another path names it; 0 for a buffer */
+	uint64_t dev, ino;
 	const mg_ngx_directive *dirs; /* top-level directives */
 	size_t ndirs;
 } mg_ngx_file;
@@ -99,9 +101,22 @@ typedef struct {
 
 /*
  * Parses main_file and everything it includes. opt may be NULL (defaults).
- * On a syntax error, a missing include, an include cycle or an unreadable
- * file: MG_EINVALID (for the main file MG_ENOTFOUND when it does not exist,
- * MG_EIO when it cannot be read; MG_ENOMEM),
+ *
+ * The tree is the prefix with its symlinks resolved, and nothing outside it
+ * is read: the main file and every file an include names (each match of a
+ * glob too) must resolve, after every symlink, beneath it, and be a regular
+ * file. Both are checked before the file is opened and again on what was
+ * opened, before a byte is read, so a symlink to /etc/shadow, an `include
+ * ../../x.conf`, a FIFO (which would block) or a device (which would never
+ * end) is refused at once, with where the include is:
+ *   open() "/srv/t/conf.d/x.conf" refused: it resolves to "/etc/shadow", outside the tree "/srv/t"
+ * in nginx.conf:12 open() "/srv/t/conf.d/pipe" refused: a FIFO, not a regular file in nginx.conf:12
+ *   pread() "/srv/t/conf.d" failed (21: Is a directory) in nginx.conf:12   (nginx's words)
+ *
+ * On a syntax error, a missing or refused include, an include cycle or an
+ * unreadable file: MG_EINVALID (for the main file MG_ENOTFOUND when it does
+ * not exist, MG_EIO when it cannot be read, MG_EINVALID when it is refused;
+ * for a prefix that does not resolve MG_ENOTFOUND or MG_EIO; MG_ENOMEM),
  * *out NULL, err->message nginx's words with the place, e.g.
  *   unexpected "}" in conf.d/app.conf:42
  *   open() "/etc/nginx/x.conf" failed (2: No such file or directory) in nginx.conf:12
@@ -118,7 +133,8 @@ int mg_nginxconf_parse(mg_nginxconf **out, const char *main_file, const mg_nginx
 /*
  * Parses a buffer named `name` (used in messages; "nginx.conf" if NULL), for
  * tests and fuzzing. Includes are followed against opt->prefix when it is
- * set, else recorded only. data need not be NUL-terminated; it is copied.
+ * set (confined to it as above), else recorded only. data need not be
+ * NUL-terminated; it is copied.
  */
 int mg_nginxconf_parse_buffer(mg_nginxconf **out, const char *data, size_t len, const char *name,
                               const mg_nginxconf_options *opt, mg_error *err);

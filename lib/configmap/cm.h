@@ -43,6 +43,7 @@ typedef enum {
 	CM_REF_SECRET_DROP,  /* a secret file no placeholder can stand for (CRL, OCSP) */
 	CM_REF_ADDR,         /* a host name or address nginx resolves when it starts */
 	CM_REF_USER,         /* the user directive */
+	CM_REF_INLINE,       /* a key (data:...) or secret word written in the configuration */
 } cm_ref_kind;
 
 typedef struct {
@@ -61,7 +62,8 @@ struct mg_cm_private {
 	cm_edits edits;     /* render's */
 	cm_ref *refs;
 	size_t nrefs, refs_cap;
-	bool *excluded; /* per file: not a key (a secret, or outside the tree) */
+	bool *excluded;    /* per file: not a key (a secret, or named outside the tree) */
+	bool *secret_file; /* per file: excluded as a secret (verify masks its words) */
 	char **upstreams;
 	size_t nupstreams, upstreams_cap;
 	bool has_pid;                 /* a pid directive in the main context */

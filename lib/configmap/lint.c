@@ -457,6 +457,8 @@ static void check_secret(lint *L, const mg_ngx_directive *d)
 		           "%s data:...: the certificate or key itself is written in the "
 		           "configuration, so it would be in the ConfigMap",
 		           d->name);
+		/* nginx -t quotes it when it cannot load it: verify masks it */
+		add_ref(L, CM_REF_INLINE, d, 0, 0, 0);
 		return;
 	}
 	bool key = strstr(d->name, "_key") != NULL;
@@ -545,6 +547,25 @@ static bool has_glob(const char *s)
 	return strpbrk(s, "*?[") != NULL;
 }
 
+/* A relative path that climbs out of its directory by "..", read lexically. */
+static bool climbs_out(const char *rel)
+{
+	long depth = 0;
+	for (const char *s = rel; *s;) {
+		while (*s == '/')
+			s++;
+		size_t n = strcspn(s, "/");
+		if (n == 2 && s[0] == '.' && s[1] == '.') {
+			if (--depth < 0)
+				return true;
+		} else if (n && !(n == 1 && s[0] == '.')) {
+			depth++;
+		}
+		s += n;
+	}
+	return false;
+}
+
 static void check_include(lint *L, const mg_ngx_directive *d)
 {
 	if (!d->nargs)
@@ -557,13 +578,16 @@ static void check_include(lint *L, const mg_ngx_directive *d)
 			add_ref(L, CM_REF_INCLUDE, d, 0, 0, 0);
 		return;
 	}
-	if (v[0] == '/' && !cm_path_under(v, prefix)) {
+	/* the parser refuses a file outside the tree; this is what it could not see: a glob
+	 * that matched nothing here, a name outside that leads back in through a symlink */
+	const char *rest = v[0] != '/' ? v : cm_path_under(v, prefix) ? v + strlen(prefix) : NULL;
+	if (!rest || climbs_out(rest)) {
 		cm_finding(
 		    L->cm, MG_CM_ERROR, "outside-tree", d,
 		    "copy the files into the tree and include them by a relative path, or run "
 		    "migrate where the tree sits at the path the configuration names",
-		    "include %s: outside the tree (%s); it was read from this machine, which "
-		    "may not have the VM's file, and a ConfigMap holds one directory",
+		    "include %s: outside the tree (%s); migrate reads nothing outside it, and a "
+		    "ConfigMap holds one directory",
 		    v, prefix);
 	} else if (v[0] == '/' && !eq(prefix, L->mount)) {
 		char *moved = cm_join(L->mount, v + strlen(prefix));
@@ -805,11 +829,13 @@ static void check(lint *L, const mg_ngx_directive *d, ctx c)
 		check_path(L, d);
 	else if (in(n, temp_paths))
 		check_temp(L, d);
-	else if (eq(n, "secure_link_secret"))
+	else if (eq(n, "secure_link_secret")) {
 		cm_finding(L->cm, MG_CM_WARNING, "inline-secret", d,
 		           "move the lines that hold it into a file mounted from a Secret and "
 		           "include that",
 		           "secure_link_secret: the secret word would be in the ConfigMap");
+		add_ref(L, CM_REF_INLINE, d, 0, 0, 0);
+	}
 	if (c == CTX_HTTP && eq(n, "access_log"))
 		L->p->http_access_log = true;
 	for (int i = 0; c == CTX_HTTP && i < 5; i++)

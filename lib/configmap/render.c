@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cm.h"
 #include "sha256.h"
@@ -746,6 +747,7 @@ void mg_cm_free(mg_cm *cm)
 		cm_edits_free(&p->edits);
 		free(p->refs);
 		free(p->excluded);
+		free(p->secret_file);
 		for (size_t i = 0; i < p->nupstreams; i++)
 			free(p->upstreams[i]);
 		free(p->upstreams);
@@ -864,16 +866,25 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 
 	size_t nfiles = mg_nginxconf_nfiles(conf);
 	p->excluded = calloc(nfiles, sizeof(*p->excluded));
+	p->secret_file = calloc(nfiles, sizeof(*p->secret_file));
 	cm->entries = calloc(nfiles, sizeof(*cm->entries));
 	const char **paths = calloc(nfiles, sizeof(*paths));
 	char **keys = calloc(nfiles, sizeof(*keys));
 	p->owned = calloc(nfiles, sizeof(*p->owned));
-	if (!p->excluded || !cm->entries || !paths || !keys || !p->owned) {
+	struct stat *sst = calloc(cm->nsecrets ? cm->nsecrets : 1, sizeof(*sst));
+	if (!p->excluded || !p->secret_file || !cm->entries || !paths || !keys || !p->owned ||
+	    !sst) {
 		free(paths);
 		free(keys);
+		free(sst);
 		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
 		goto fail;
 	}
+	/* which file each secret path is (stat only: a secret file is never opened), so one
+	 * the tree includes by another name (a symlink, a hard link) is known too */
+	for (size_t s = 0; s < cm->nsecrets; s++)
+		if (stat(cm->secrets[s].source, &sst[s]) != 0)
+			sst[s].st_ino = 0;
 	size_t n = 0;
 	for (size_t i = 0; i < nfiles; i++) {
 		const mg_ngx_file *f = mg_nginxconf_file(conf, i);
@@ -881,15 +892,27 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 			p->excluded[i] = true; /* outside the tree: the include has an error */
 			continue;
 		}
-		for (size_t s = 0; s < cm->nsecrets && !p->excluded[i]; s++)
-			if (!strcmp(cm->secrets[s].source, f->abs_path)) {
-				p->excluded[i] = true;
+		char *pod = cm_join(cm->mount_path, f->path);
+		if (!pod) {
+			rc = MG_ENOMEM;
+			break;
+		}
+		for (size_t s = 0; s < cm->nsecrets && !p->excluded[i]; s++) {
+			const mg_cm_secret *sec = &cm->secrets[s];
+			/* the same path, the same file, or where the pod would see it */
+			if (!strcmp(sec->source, f->abs_path) ||
+			    (f->ino && sst[s].st_ino && (uint64_t)sst[s].st_ino == f->ino &&
+			     (uint64_t)sst[s].st_dev == f->dev) ||
+			    !strcmp(sec->pod_path, pod)) {
+				p->excluded[i] = p->secret_file[i] = true;
 				cm_finding(
 				    cm, MG_CM_INFO, "secret", NULL, "",
 				    "%s is both included and named by %s; it stays out of the "
 				    "ConfigMap",
-				    f->path, cm->secrets[s].directive);
+				    f->path, sec->directive);
 			}
+		}
+		free(pod);
 		if (p->excluded[i])
 			continue;
 		mg_cm_entry *e = &cm->entries[n];
@@ -923,6 +946,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 		}
 		paths[n++] = e->path;
 	}
+	free(sst);
 	cm->nentries = n;
 	if (!rc)
 		rc = mg_cm_keys(keys, paths, n, err);

@@ -405,7 +405,7 @@ static void resolve_addr(verify *V, const cm_ref *r)
 static void apply_ref(verify *V, const cm_ref *r)
 {
 	const mg_ngx_directive *d = r->d;
-	if (r->arg >= d->nargs)
+	if (r->arg >= d->nargs || r->kind == CM_REF_INLINE)
 		return;
 	if (r->kind == CM_REF_ADDR) {
 		resolve_addr(V, r);
@@ -540,6 +540,160 @@ static char *summary_of(const char *out, bool ok)
 		if (*c == '\n' && c[1] && c[1] != '\n')
 			last = c + 1;
 	return strndup(last, strcspn(last, "\n"));
+}
+
+/* --- secrets in nginx's output ------------------------------------------------------------ */
+
+/*
+ * nginx quotes what it read (unknown directive "...", cannot load certificate
+ * key "data:..."). What lint flagged as secret material must not reach the
+ * output through it: the words of a file excluded as a secret, and a key or
+ * secret word written in the configuration. Render keeps those files out of
+ * the checked copy, so this is the second line: every place one of those
+ * words appears in the output is masked. (The general scrubber is
+ * lib/secret.h; this is only the check's own output.)
+ */
+#define MASK_MIN_BARE 4 /* shorter words are masked only where nginx quotes them whole */
+#define MASK_PREFIX                                                                                \
+	16                  /* a longer word is masked from this many bytes on (nginx cuts long    \
+	                       lines, so the rest may be missing) */
+#define MASK_MAX_WORDS 4096 /* beyond, the output is withheld rather than searched */
+#define MASK_TEXT      "<secret>"
+
+typedef struct {
+	const char **v;
+	size_t n, cap;
+	bool too_many, oom;
+} words;
+
+static void words_add(words *w, const char *s)
+{
+	if (!s || !*s || w->too_many || w->oom)
+		return;
+	if (w->n == MASK_MAX_WORDS) {
+		w->too_many = true;
+		return;
+	}
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 64;
+		const char **v = realloc(w->v, cap * sizeof(*v));
+		if (!v) {
+			w->oom = true;
+			return;
+		}
+		w->v = v;
+		w->cap = cap;
+	}
+	w->v[w->n++] = s;
+}
+
+static void words_of(words *w, const mg_ngx_directive *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (d[i].is_comment)
+			continue;
+		words_add(w, d[i].name);
+		for (uint32_t k = 0; k < d[i].nargs; k++)
+			words_add(w, d[i].args[k]);
+		if (d[i].has_block)
+			words_of(w, d[i].block, d[i].nblock);
+	}
+}
+
+/* Longest first, so a word is masked whole before a shorter one inside it could be. */
+static int by_length(const void *a, const void *b)
+{
+	size_t la = strlen(*(const char *const *)a), lb = strlen(*(const char *const *)b);
+	return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/* How many bytes of out at i are secret word w (0: none), by the rules above. */
+static size_t mask_match(const char *out, size_t i, size_t len, const char *w)
+{
+	size_t wl = strlen(w);
+	if (wl < MASK_MIN_BARE) {
+		bool quoted = i > 0 && out[i - 1] == '"' && i + wl < len && out[i + wl] == '"';
+		return quoted && !memcmp(out + i, w, wl) ? wl : 0;
+	}
+	size_t need = wl < MASK_PREFIX ? wl : MASK_PREFIX;
+	if (len - i < need || memcmp(out + i, w, need))
+		return 0;
+	size_t m = need;
+	while (m < wl && i + m < len && out[i + m] == w[m])
+		m++;
+	return m;
+}
+
+/* out with every secret word masked (malloc'd; NULL when out of memory). */
+static char *mask_secrets(verify *V, const char *out)
+{
+	mg_cm_private *p = V->p;
+	words w = {0};
+	size_t nfiles = mg_nginxconf_nfiles(p->conf);
+	for (size_t i = 0; p->secret_file && i < nfiles; i++)
+		if (p->secret_file[i]) {
+			const mg_ngx_file *f = mg_nginxconf_file(p->conf, i);
+			words_of(&w, f->dirs, f->ndirs);
+		}
+	for (size_t i = 0; i < p->nrefs; i++) {
+		const cm_ref *r = &p->refs[i];
+		if (r->kind != CM_REF_INLINE || r->arg >= r->d->nargs)
+			continue;
+		const char *v = r->d->args[r->arg];
+		words_add(&w, v);
+		if (!strncmp(v, "data:", 5))
+			words_add(&w, v + 5);
+	}
+	if (w.oom) {
+		free(w.v);
+		return NULL;
+	}
+	if (w.too_many) {
+		free(w.v);
+		note(V,
+		     "nginx's output is withheld: the files excluded as secrets hold more than %d "
+		     "words, too many to mask in it",
+		     MASK_MAX_WORDS);
+		return strdup("(withheld: it may quote a file excluded as a secret)\n");
+	}
+	if (!w.n) {
+		free(w.v);
+		return strdup(out);
+	}
+	qsort(w.v, w.n, sizeof(*w.v), by_length);
+	/* each word under its first byte, longest first */
+	size_t first[257] = {0};
+	const char **byte = malloc(w.n * sizeof(*byte));
+	if (!byte) {
+		free(w.v);
+		return NULL;
+	}
+	for (size_t i = 0; i < w.n; i++)
+		first[(unsigned char)w.v[i][0] + 1]++;
+	for (int c = 1; c <= 256; c++)
+		first[c] += first[c - 1];
+	size_t fill[256];
+	memcpy(fill, first, sizeof(fill));
+	for (size_t i = 0; i < w.n; i++)
+		byte[fill[(unsigned char)w.v[i][0]]++] = w.v[i];
+	cm_buf b = {0};
+	size_t len = strlen(out);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)out[i];
+		size_t m = 0;
+		for (size_t k = first[c]; k < first[c + 1] && !m; k++)
+			m = mask_match(out, i, len, byte[k]);
+		if (m) {
+			cm_buf_str(&b, MASK_TEXT);
+			i += m;
+		} else {
+			cm_buf_add(&b, out + i, 1);
+			i++;
+		}
+	}
+	free(byte);
+	free(w.v);
+	return cm_buf_take(&b);
 }
 
 /* Back to "not run", so a second check does not inherit the first one's notes. */
@@ -689,7 +843,9 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 			r->status = st;
 			r->ok = st == 0;
 			free(r->output);
-			r->output = unroot(out ? out : "", root);
+			char *shown = unroot(out ? out : "", root);
+			r->output = shown ? mask_secrets(&V, shown) : NULL;
+			free(shown);
 			free(r->summary);
 			r->summary =
 			    st == -2

@@ -10,6 +10,7 @@
  * still being read is an include cycle.
  */
 #include "internal.h"
+#include "str.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +38,7 @@ typedef struct {
 struct mg_nginxconf {
 	mg_ngx_arena arena;
 	char *prefix;
+	char *root; /* the prefix with symlinks resolved: every file read is beneath it */
 	mg_ngx_file *files;
 	size_t nfiles, capfiles;
 	char **bufs;    /* each file's data, malloc'd: not arena, it can be tens of MB */
@@ -242,7 +244,8 @@ static bool id_add(mg_nginxconf *c, dev_t dev, ino_t ino, uint32_t idx)
 }
 
 /* A new file entry owning buf; its names in the arena. -1 when out of memory. */
-static long add_file(mg_nginxconf *c, const char *abs, const char *path, char *buf, size_t len)
+static long add_file(mg_nginxconf *c, const char *abs, const char *path, char *buf, size_t len,
+                     const struct stat *st)
 {
 	if (c->nfiles == c->capfiles) {
 		size_t cap = c->capfiles ? c->capfiles * 2 : 8;
@@ -264,11 +267,149 @@ static long add_file(mg_nginxconf *c, const char *abs, const char *path, char *b
 	if (!a || !p)
 		return -1;
 	size_t i = c->nfiles++;
-	c->files[i] = (mg_ngx_file){.path = p, .abs_path = a, .data = buf, .len = len};
+	c->files[i] = (mg_ngx_file){.path = p,
+	                            .abs_path = a,
+	                            .data = buf,
+	                            .len = len,
+	                            .dev = st ? (uint64_t)st->st_dev : 0,
+	                            .ino = st ? (uint64_t)st->st_ino : 0};
 	c->arena.input += len;
 	c->bufs[i] = buf;
 	c->state[i] = FILE_PARSING;
 	return (long)i;
+}
+
+/* path is root or beneath it (both absolute, without symlinks, "." or ".."). */
+static bool beneath(const char *path, const char *root)
+{
+	size_t n = strlen(root);
+	if (n == 1 && root[0] == '/')
+		return path[0] == '/';
+	return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+static const char *file_kind(mode_t m)
+{
+	return S_ISFIFO(m)   ? "a FIFO"
+	       : S_ISCHR(m)  ? "a character device"
+	       : S_ISBLK(m)  ? "a block device"
+	       : S_ISSOCK(m) ? "a socket"
+	       : S_ISLNK(m)  ? "a symbolic link"
+	                     : "a special file";
+}
+
+typedef enum {
+	OPENED,
+	OPEN_FAILED, /* err: errno of open(), as nginx reports it */
+	OPEN_DIR,    /* nginx opens a directory and fails to read it: EISDIR */
+	OPEN_SPECIAL,
+	OPEN_OUTSIDE,
+} open_result;
+
+typedef struct {
+	int fd;
+	struct stat st;
+	int err;
+	char *real; /* OPEN_OUTSIDE: where name resolves (malloc'd) */
+} opened;
+
+/*
+ * The one way this parser opens a file: name must resolve, after every
+ * symlink, beneath root, and be a regular file. Both are checked before
+ * anything is opened (a FIFO would block, a device never end, a file outside
+ * the tree may be this machine's secret), and again on the descriptor after
+ * it is opened, non-blocking, without following a last symlink: a path
+ * changed in between is caught there, before a byte is read.
+ */
+static open_result open_in_tree(const char *root, const char *name, opened *o)
+{
+	*o = (opened){.fd = -1};
+	char *real = realpath(name, NULL);
+	if (!real) {
+		o->err = errno;
+		return OPEN_FAILED;
+	}
+	if (!beneath(real, root)) {
+		o->real = real;
+		return OPEN_OUTSIDE;
+	}
+	struct stat before;
+	if (stat(real, &before) != 0) {
+		o->err = errno;
+		free(real);
+		return OPEN_FAILED;
+	}
+	if (!S_ISREG(before.st_mode)) {
+		o->st = before;
+		free(real);
+		return S_ISDIR(before.st_mode) ? OPEN_DIR : OPEN_SPECIAL;
+	}
+	int fd = open(real, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		o->err = errno;
+		free(real);
+		return OPEN_FAILED;
+	}
+	if (fstat(fd, &o->st) != 0) {
+		o->err = errno;
+		close(fd);
+		free(real);
+		return OPEN_FAILED;
+	}
+	if (!S_ISREG(o->st.st_mode)) {
+		close(fd);
+		free(real);
+		return S_ISDIR(o->st.st_mode) ? OPEN_DIR : OPEN_SPECIAL;
+	}
+	/* what was opened, by the descriptor; without /proc, it must be what was checked */
+	char self[64], *now = NULL;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	char link[4096];
+	ssize_t n = readlink(self, link, sizeof(link) - 1);
+	if (n > 0 && (size_t)n < sizeof(link) - 1) {
+		link[n] = '\0';
+		if (!beneath(link, root))
+			now = strdup(link);
+	} else if (o->st.st_dev != before.st_dev || o->st.st_ino != before.st_ino) {
+		now = strdup(real);
+	}
+	free(real);
+	if (now) {
+		close(fd);
+		o->real = now;
+		return OPEN_OUTSIDE;
+	}
+	o->fd = fd;
+	return OPENED;
+}
+
+/* Why name was not opened, in nginx's words where nginx has them; NULL when out of memory. */
+static char *open_error(const char *root, const char *name, open_result r, const opened *o)
+{
+	switch (r) {
+	case OPEN_DIR:
+		/* nginx opens it and its read fails: the same words, without reading */
+		return mg_str_printf("pread() \"%s\" failed (%d: %s)", name, EISDIR,
+		                     strerror(EISDIR));
+	case OPEN_SPECIAL:
+		return mg_str_printf("open() \"%s\" refused: %s, not a regular file", name,
+		                     file_kind(o->st.st_mode));
+	case OPEN_OUTSIDE: {
+		/* where it leads only when the name does not say it (a symlink on the way) */
+		char *norm = absolute(name);
+		bool same = norm && o->real && !strcmp(norm, o->real);
+		free(norm);
+		if (same || !o->real)
+			return mg_str_printf("open() \"%s\" refused: outside the tree \"%s\"", name,
+			                     root);
+		return mg_str_printf("open() \"%s\" refused: it resolves to \"%s\", outside the "
+		                     "tree \"%s\"",
+		                     name, o->real, root);
+	}
+	default:
+		return mg_str_printf("open() \"%s\" failed (%d: %s)", name, o->err,
+		                     strerror(o->err));
+	}
 }
 
 static ssize_t read_some(int fd, char *buf, size_t n)
@@ -332,19 +473,19 @@ static int include_file(parser *p, const char *name, uint32_t from, uint32_t lin
                         uint32_t *idx)
 {
 	mg_nginxconf *c = p->conf;
-	int fd = open(name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int e = errno;
-		return fail_at(p, from, line, col, "open() \"%s\" failed (%d: %s)", name, e,
-		               strerror(e));
+	opened o;
+	open_result r = open_in_tree(c->root, name, &o);
+	if (r != OPENED) {
+		char *msg = open_error(c->root, name, r, &o);
+		free(o.real);
+		if (!msg)
+			return fail_nomem(p);
+		int rc = fail_at(p, from, line, col, "%s", msg);
+		free(msg);
+		return rc;
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-		close(fd);
-		return fail_at(p, from, line, col, "fstat() \"%s\" failed (%d: %s)", name, e,
-		               strerror(e));
-	}
+	int fd = o.fd;
+	struct stat st = o.st;
 	file_id *seen = c->capids ? id_slot(c, st.st_dev, st.st_ino) : NULL;
 	if (seen && seen->idx) {
 		close(fd);
@@ -391,7 +532,7 @@ static int include_file(parser *p, const char *name, uint32_t from, uint32_t lin
 		free(buf);
 		return fail_nomem(p);
 	}
-	long i = add_file(c, abs, relative_to(abs, c->prefix), buf, len);
+	long i = add_file(c, abs, relative_to(abs, c->prefix), buf, len, &st);
 	free(abs);
 	if (i < 0 || !id_add(c, st.st_dev, st.st_ino, (uint32_t)i)) {
 		if (i < 0)
@@ -849,6 +990,7 @@ void mg_nginxconf_free(mg_nginxconf *conf)
 	free(conf->state);
 	free(conf->ids);
 	free(conf->prefix);
+	free(conf->root);
 	for (size_t i = 0; conf->lines && i < conf->nfiles; i++)
 		free(conf->lines[i]);
 	free(conf->lines);
@@ -904,31 +1046,55 @@ int mg_nginxconf_parse(mg_nginxconf **out, const char *main_file, const mg_nginx
 		mg_nginxconf_free(c);
 		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
 	}
-	int fd = open(main_file, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
-	int e = fd < 0 ? errno : fstat(fd, &st) != 0 ? errno : 0;
-	if (!e) {
-		int rc = read_all(fd, &st, &buf, &len);
-		e = -rc;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (e) {
+	/* the tree: what the main file and every include must resolve beneath */
+	c->root = realpath(c->prefix, NULL);
+	opened o = {.fd = -1, .err = errno};
+	open_result r = c->root ? open_in_tree(c->root, main_file, &o) : OPEN_FAILED;
+	if (!c->root && opt && opt->prefix) {
+		int e = o.err;
 		free(abs);
 		mg_nginxconf_free(c);
-		if (e == ENOMEM)
-			return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
-		const char *what = fd < 0 ? "open()" : "pread()";
-		mg_error_diag(err, MG_SEV_ERROR, main_file, 0, 0, NULL, "%s \"%s\" failed (%d: %s)",
-		              what, main_file, e, strerror(e));
+		mg_error_diag(err, MG_SEV_ERROR, opt->prefix, 0, 0, NULL,
+		              "realpath() \"%s\" failed (%d: %s)", opt->prefix, e, strerror(e));
 		return mg_error_set(err, e == ENOENT ? MG_ENOTFOUND : MG_EIO,
-		                    "%s \"%s\" failed (%d: %s)", what, main_file, e, strerror(e));
+		                    "the prefix: realpath() \"%s\" failed (%d: %s)", opt->prefix, e,
+		                    strerror(e));
 	}
-	long idx = add_file(c, abs, relative_to(abs, c->prefix), buf, len);
+	char *buf = NULL;
+	size_t len = 0;
+	int e = 0;
+	if (r == OPENED) {
+		e = -read_all(o.fd, &o.st, &buf, &len);
+		close(o.fd);
+	}
+	if (r != OPENED || e) {
+		if (e == ENOMEM) {
+			free(abs);
+			free(o.real);
+			mg_nginxconf_free(c);
+			return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
+		}
+		char *msg =
+		    e ? mg_str_printf("pread() \"%s\" failed (%d: %s)", main_file, e, strerror(e))
+		      : open_error(c->root ? c->root : "", main_file, r, &o);
+		/* missing: ENOTFOUND, unreadable: EIO; anything that is not a file in the tree
+		 * is bad input */
+		int code = r == OPEN_FAILED ? (o.err == ENOENT ? MG_ENOTFOUND : MG_EIO)
+		           : e              ? MG_EIO
+		                            : MG_EINVALID;
+		free(abs);
+		free(o.real);
+		mg_nginxconf_free(c);
+		if (!msg)
+			return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", main_file);
+		mg_error_diag(err, MG_SEV_ERROR, main_file, 0, 0, NULL, "%s", msg);
+		mg_error_set(err, code, "%s", msg);
+		free(msg);
+		return code;
+	}
+	long idx = add_file(c, abs, relative_to(abs, c->prefix), buf, len, &o.st);
 	free(abs);
-	if (idx < 0 || !id_add(c, st.st_dev, st.st_ino, (uint32_t)idx)) {
+	if (idx < 0 || !id_add(c, o.st.st_dev, o.st.st_ino, (uint32_t)idx)) {
 		if (idx < 0)
 			free(buf);
 		mg_nginxconf_free(c);
@@ -948,15 +1114,24 @@ int mg_nginxconf_parse_buffer(mg_nginxconf **out, const char *data, size_t len, 
 	char *buf = malloc(len + 1);
 	if (c && buf)
 		c->prefix = follow ? absolute(opt->prefix) : strdup("");
+	if (c && c->prefix && follow && !(c->root = realpath(c->prefix, NULL)) && errno != ENOMEM) {
+		int e = errno;
+		free(buf);
+		mg_nginxconf_free(c);
+		return mg_error_set(err, e == ENOENT ? MG_ENOTFOUND : MG_EIO,
+		                    "the prefix: realpath() \"%s\" failed (%d: %s)", opt->prefix, e,
+		                    strerror(e));
+	}
 	char *abs = c && c->prefix ? (follow ? full_name(c->prefix, name) : strdup(name)) : NULL;
 	char *norm = abs && follow ? path_normalize(abs) : abs;
 	if (norm != abs)
 		free(abs);
 	long idx = -1;
-	if (norm) {
+	if (norm && (!follow || c->root)) {
 		memcpy(buf, data, len);
 		buf[len] = '\0';
-		idx = add_file(c, norm, follow ? relative_to(norm, c->prefix) : name, buf, len);
+		idx =
+		    add_file(c, norm, follow ? relative_to(norm, c->prefix) : name, buf, len, NULL);
 	}
 	free(norm);
 	if (idx < 0) {

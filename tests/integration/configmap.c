@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -738,5 +740,156 @@ Test(configmap, generated_tree_renders_and_checks)
 	                       "sites_site-00.conf,sites_site-01.conf,sites_site-02.conf,"
 	                       "sites_site-03.conf,sites_site-04.conf");
 	docs_free(d, n);
+	tu_output_free(&r);
+}
+
+/* --- nothing outside the tree is read ----------------------------------------------------- */
+
+Test(configmap, symlink_out_of_the_tree_is_refused_unread)
+{
+	char dir[300], conf[512], secret[512], link[512], want[2048];
+	snprintf(dir, sizeof(dir), "%s/tree", tmpdir);
+	snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+	snprintf(secret, sizeof(secret), "%s/private.key", tmpdir);
+	snprintf(link, sizeof(link), "%s/conf.d/site.conf", dir);
+	tu_write_file_in(dir, "nginx.conf", "events {}\nhttp {\n  include conf.d/*.conf;\n}\n");
+	tu_write_file_in(dir, "conf.d/app.conf", "server { listen 8080; }\n");
+	tu_write_file_in(tmpdir, "private.key", "topsecret-key-word;\n");
+	cr_assert_eq(symlink(secret, link), 0);
+	snprintf(want, sizeof(want),
+	         "error: open() \"%s\" refused: it resolves to \"%s\", outside the tree \"%s\" in "
+	         "nginx.conf:3\n",
+	         link, secret, dir);
+
+	tu_output r = tu_migrate("configmap", conf, "--name", "x", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert_str_eq(r.out, "");
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	cr_assert_null(strstr(r.err, "topsecret"), "%s", r.err);
+	tu_output_free(&r);
+
+	/* the same for --allow-errors, --json and -o json: no ConfigMap, no content */
+	const char *variants[][3] = {
+	    {"--allow-errors", NULL, NULL}, {"--json", NULL, NULL}, {"-o", "json", NULL}};
+	for (size_t i = 0; i < 3; i++) {
+		r = tu_migrate("configmap", conf, "--name", "x", variants[i][0], variants[i][1],
+		               NULL);
+		cr_assert_eq(r.status, 2, "%s: %s", variants[i][0], r.err);
+		cr_assert_null(strstr(r.out, "topsecret"), "%s", r.out);
+		cr_assert_null(strstr(r.err, "topsecret"), "%s", r.err);
+		cr_assert_null(strstr(r.out, "ConfigMap"), "%s", r.out);
+		tu_output_free(&r);
+	}
+
+	/* a directory of the tree that is a symlink out of it, and a plan's entry */
+	cr_assert_eq(unlink(link), 0);
+	char sites[512];
+	snprintf(sites, sizeof(sites), "%s/sites", dir);
+	tu_write_file_in(tmpdir, "elsewhere/a.conf", "topsecret-other-word;\n");
+	snprintf(secret, sizeof(secret), "%s/elsewhere", tmpdir);
+	cr_assert_eq(symlink(secret, sites), 0);
+	tu_write_file_in(
+	    dir, "nginx.conf",
+	    "events {}\nhttp {\n  include conf.d/*.conf;\n  include sites/*.conf;\n}\n");
+	char plan[512], text[1024];
+	snprintf(plan, sizeof(plan), "%s/plan.yaml", tmpdir);
+	snprintf(text, sizeof(text),
+	         "version: 1\nname: shop\nkubernetes:\n  namespace: shop\n  templates: .\n"
+	         "  configmaps:\n    - { name: shop-nginx, from_nginx: %s }\n",
+	         conf);
+	tu_write_file(plan, text);
+	r = tu_migrate("-p", plan, "configmap", "--allow-errors", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert_str_eq(r.out, "");
+	cr_assert(strstr(r.err, "outside the tree"), "%s", r.err);
+	cr_assert(strstr(r.err, " in nginx.conf:4\n"), "%s", r.err);
+	cr_assert_null(strstr(r.err, "topsecret"), "%s", r.err);
+	tu_output_free(&r);
+}
+
+/* tu_migrate bounds each run: a FIFO opened for reading would block until a writer came. */
+Test(configmap, fifo_and_device_are_refused_at_once)
+{
+	char dir[300], conf[512], fifo[512], want[2048];
+	snprintf(dir, sizeof(dir), "%s/tree", tmpdir);
+	snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+	snprintf(fifo, sizeof(fifo), "%s/conf.d/pipe.conf", dir);
+	tu_write_file_in(dir, "nginx.conf", "events {}\nhttp {\n  include conf.d/*.conf;\n}\n");
+	tu_write_file_in(dir, "conf.d/app.conf", "server { listen 8080; }\n");
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	tu_output r = tu_migrate("configmap", conf, "--name", "x", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	snprintf(want, sizeof(want),
+	         "error: open() \"%s\" refused: a FIFO, not a regular file in nginx.conf:3\n",
+	         fifo);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+
+	/* as the main file */
+	r = tu_migrate("configmap", fifo, "--name", "x", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	snprintf(want, sizeof(want), "error: open() \"%s\" refused: a FIFO, not a regular file\n",
+	         fifo);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+
+	/* a device that never ends (/dev/zero's numbers) */
+	cr_assert_eq(unlink(fifo), 0);
+	cr_assert_eq(mknod(fifo, S_IFCHR | 0600, makedev(1, 5)), 0);
+	r = tu_migrate("configmap", conf, "--name", "x", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	snprintf(want, sizeof(want),
+	         "error: open() \"%s\" refused: a character device, not a regular file in "
+	         "nginx.conf:3\n",
+	         fifo);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+
+	/* a directory: nginx's words */
+	cr_assert_eq(unlink(fifo), 0);
+	cr_assert_eq(mkdir(fifo, 0755), 0);
+	r = tu_migrate("configmap", conf, "--name", "x", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	snprintf(want, sizeof(want),
+	         "error: pread() \"%s\" failed (21: Is a directory) in "
+	         "nginx.conf:3\n",
+	         fifo);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+}
+
+/* nginx -t quotes what it read: never the words of a file lint flagged as secret material. */
+Test(configmap, nginx_t_never_shows_a_secret_files_words)
+{
+	char dir[300], conf[512], link[512];
+	snprintf(dir, sizeof(dir), "%s/tree", tmpdir);
+	snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
+	snprintf(link, sizeof(link), "%s/conf.d/pass.conf", dir);
+	tu_write_file_in(dir, "nginx.conf",
+	                 "events {}\nhttp {\n  include conf.d/*.conf;\n"
+	                 "  server {\n    listen 8080;\n    ssl_password_file conf.d/pass.txt;\n"
+	                 "  }\n}\n");
+	tu_write_file_in(dir, "conf.d/pass.txt", "hunter2-tls-pass;\n");
+	cr_assert_eq(symlink("pass.txt", link), 0);
+	tu_write_file_in(dir, "conf.d/app.conf", "server { listen 8081; }\n");
+	tu_output r = tu_migrate("configmap", conf, "--name", "x", "--allow-errors", "-v", NULL);
+	cr_assert_null(strstr(r.out, "hunter2"), "%s", r.out);
+	cr_assert_null(strstr(r.err, "hunter2"), "%s", r.err);
+	cr_assert(strstr(r.err, "conf.d/pass.conf is both included and named by "
+	                        "ssl_password_file; it stays out of the ConfigMap"),
+	          "%s", r.err);
+	cr_assert(strstr(r.err, "x: 2 files, "), "%s", r.err);
+	tu_output_free(&r);
+
+	/* the same word in a file that is not a secret, quoted by nginx: masked */
+	tu_write_file_in(dir, "conf.d/typo.conf", "hunter2-tls-pass;\n");
+	r = tu_migrate("configmap", conf, "--name", "x", "--allow-errors", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.err, "unknown directive \"<secret>\" in /etc/nginx/conf.d/typo.conf:1"),
+	          "%s", r.err);
+	cr_assert(strstr(r.out, "failed: unknown directive \"<secret>\" in "
+	                        "/etc/nginx/conf.d/typo.conf:1\n"),
+	          "%s", r.out);
+	cr_assert_null(strstr(r.err, "hunter2-tls-pass\""), "%s", r.err);
 	tu_output_free(&r);
 }

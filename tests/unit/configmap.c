@@ -497,17 +497,14 @@ Test(configmap, includes_outside_empty_and_rewritten)
 	         "  include %s/conf.d/*.conf;\n" /* 3 */
 	         "  include extra/*.conf;\n"
 	         "  include %s/*.conf;\n" /* 5 */
+	         "  include ../elsewhere/*.conf;\n"
 	         "  include mime.types;\n"
 	         "}\n",
 	         tmpdir, other);
 	tu_write_file_in(tmpdir, "nginx.conf", text);
 	tu_write_file_in(tmpdir, "conf.d/app.conf", "server { listen 8080; }\n");
 	tu_write_file_in(tmpdir, "mime.types", "types { text/html html; }\n");
-	char outside[400];
-	snprintf(outside, sizeof(outside), "%s/x.conf", other);
-	FILE *f = fopen(outside, "w");
-	fputs("server_tokens off;\n", f);
-	fclose(f);
+	/* (a glob outside that matches a file is refused by the parser: see below) */
 
 	mg_cm_options o = {.name = "t"};
 	tree t = lint_files("nginx.conf", &o);
@@ -521,7 +518,12 @@ Test(configmap, includes_outside_empty_and_rewritten)
 	must(t.cm, "empty-glob", 4, MG_CM_WARNING);
 	fi = must(t.cm, "outside-tree", 5, MG_CM_ERROR);
 	cr_assert(strstr(fi->message, "outside the tree"), "%s", fi->message);
-	cr_assert_eq(t.cm->nentries, 3, "the outside file is not a key");
+	/* relative, by "..": as much outside */
+	fi = must(t.cm, "outside-tree", 6, MG_CM_ERROR);
+	cr_assert(strstr(fi->message, "include ../elsewhere/*.conf: outside the tree"), "%s",
+	          fi->message);
+	cr_assert_eq(count(t.cm, "outside-tree"), 2);
+	cr_assert_eq(t.cm->nentries, 3);
 	cr_assert_str_eq(t.cm->entries[0].key, "conf.d_app.conf");
 	cr_assert_str_eq(t.cm->entries[0].path, "conf.d/app.conf");
 	cr_assert_str_eq(t.cm->entries[1].key, "mime.types");
@@ -536,6 +538,28 @@ Test(configmap, includes_outside_empty_and_rewritten)
 	cr_assert_null(find(t.cm, "include-rewritten", 3));
 	cr_assert_not(entry(t.cm, "nginx.conf")->rewritten);
 	tree_free(&t);
+	tu_tmpdir_remove(other);
+}
+
+Test(configmap, include_outside_the_tree_is_never_read)
+{
+	char other[300];
+	snprintf(other, sizeof(other), "%s-other", tmpdir);
+	mkdir(other, 0755);
+	char text[1024], want[1024], path[512];
+	snprintf(text, sizeof(text), "events {}\nhttp {\n  include %s/*.conf;\n}\n", other);
+	tu_write_file_in(tmpdir, "nginx.conf", text);
+	tu_write_file_in(other, "x.conf", "s3cret-of-this-machine on;\n");
+	snprintf(path, sizeof(path), "%s/nginx.conf", tmpdir);
+	mg_nginxconf *conf = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_nginxconf_parse(&conf, path, NULL, &err), MG_EINVALID);
+	snprintf(want, sizeof(want),
+	         "open() \"%s/x.conf\" refused: outside the tree \"%s\" in "
+	         "nginx.conf:3",
+	         other, tmpdir);
+	cr_assert_str_eq(err.message, want);
+	mg_error_clear(&err);
 	tu_tmpdir_remove(other);
 }
 
@@ -1149,5 +1173,72 @@ Test(configmap, verify_skipped_without_nginx)
 	free(y);
 	mg_cm_verify_skip(t.cm, "--no-verify");
 	cr_assert_str_eq(t.cm->verify.reason, "--no-verify");
+	tree_free(&t);
+}
+
+/* A secret file the tree also includes, by another name: never a key, never in nginx's output. */
+Test(configmap, secret_included_by_another_name_stays_out)
+{
+	tu_write_file_in(tmpdir, "nginx.conf",
+	                 "events {}\n"
+	                 "http {\n"
+	                 "  include conf.d/*.conf;\n"
+	                 "  server {\n"
+	                 "    listen 8080;\n"
+	                 "    ssl_password_file conf.d/pass.txt;\n"
+	                 "    ssl_password_file /etc/nginx/vault/tls.conf;\n"
+	                 "  }\n"
+	                 "  include vault/*.conf;\n"
+	                 "}\n");
+	tu_write_file_in(tmpdir, "conf.d/app.conf", "server { listen 8081; }\n");
+	tu_write_file_in(tmpdir, "conf.d/pass.txt", "hunter2-pass-word;\n");
+	/* the same file by a symlink the glob matches */
+	char link[512];
+	snprintf(link, sizeof(link), "%s/conf.d/pass.conf", tmpdir);
+	cr_assert_eq(symlink("pass.txt", link), 0);
+	/* named by where the pod sees it (the tree is not at /etc/nginx here) */
+	tu_write_file_in(tmpdir, "vault/tls.conf", "hunter3-tls-word;\n");
+	tree t = verify_tree("nginx.conf", false);
+	cr_assert_eq(t.cm->nentries, 2, "only nginx.conf and conf.d/app.conf");
+	cr_assert_str_eq(t.cm->entries[0].key, "conf.d_app.conf");
+	cr_assert_str_eq(t.cm->entries[1].key, "nginx.conf");
+	cr_assert_eq(count(t.cm, "secret"), 4, "2 errors and 2 infos");
+	char *y = mg_cm_yaml(t.cm);
+	cr_assert_null(strstr(y, "hunter2"), "%s", y);
+	cr_assert_null(strstr(y, "hunter3"), "%s", y);
+	free(y);
+	const mg_cm_verify_result *v = &t.cm->verify;
+	cr_assert(v->ran);
+	cr_assert_null(strstr(v->output, "hunter2"), "%s", v->output);
+	cr_assert_null(strstr(v->output, "hunter3"), "%s", v->output);
+	cr_assert_null(strstr(v->summary, "hunter"), "%s", v->summary);
+	tree_free(&t);
+}
+
+/* nginx quotes a key it cannot load: a key written in the configuration is masked there. */
+Test(configmap, verify_masks_a_key_written_in_the_configuration)
+{
+	tu_write_file_in(tmpdir, "nginx.conf",
+	                 "events {}\n"
+	                 "http {\n"
+	                 "  server {\n"
+	                 "    listen 8443 ssl;\n"
+	                 "    ssl_certificate ssl/site.crt;\n"
+	                 "    ssl_certificate_key \"data:-----BEGIN PRIVATE KEY-----\\n"
+	                 "MIIEkeyMaterialThatMustNotShow0123456789\\n"
+	                 "-----END PRIVATE KEY-----\\n\";\n"
+	                 "  }\n"
+	                 "}\n");
+	tree t = verify_tree("nginx.conf", false);
+	const mg_cm_verify_result *v = &t.cm->verify;
+	cr_assert(v->ran);
+	cr_assert_not(v->ok);
+	cr_assert_null(strstr(v->output, "keyMaterial"), "%s", v->output);
+	cr_assert_null(strstr(v->output, "BEGIN PRIVATE KEY"), "%s", v->output);
+	/* nginx's message stays, the key masked */
+	cr_assert(strstr(v->output, "cannot load certificate key \"<secret>\""), "%s", v->output);
+	const char *want = "cannot load certificate key \"<secret>\": PEM_read_bio_PrivateKey() "
+	                   "failed";
+	cr_assert(!strncmp(v->summary, want, strlen(want)), "%s", v->summary);
 	tree_free(&t);
 }

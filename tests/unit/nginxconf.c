@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -846,15 +847,14 @@ Test(nginxconf, cycle_through_a_symlink_is_a_cycle)
 	mg_error_clear(&err);
 }
 
-Test(nginxconf, prefix_option_and_paths_outside_it)
+Test(nginxconf, prefix_option_names_files_relative_to_it)
 {
 	tu_write_file_in(tmpdir, "root/site.conf", "server { listen 80; }\n");
 	tu_write_file_in(tmpdir, "root/more/x.conf", "gzip on;\n");
-	tu_write_file_in(
-	    tmpdir, "etc/main.conf",
-	    "http {\n include site.conf;\n include more/../more/*.conf;\n include /dev/null;\n}\n");
+	tu_write_file_in(tmpdir, "root/etc/main.conf",
+	                 "http {\n include site.conf;\n include more/../more/*.conf;\n}\n");
 	char conf[128], root[128];
-	snprintf(conf, sizeof(conf), "%s/etc/main.conf", tmpdir);
+	snprintf(conf, sizeof(conf), "%s/root/etc/main.conf", tmpdir);
 	snprintf(root, sizeof(root), "%s/root/", tmpdir);
 	mg_nginxconf_options opt = {.prefix = root};
 	mg_nginxconf *c = NULL;
@@ -862,20 +862,18 @@ Test(nginxconf, prefix_option_and_paths_outside_it)
 	cr_assert_eq(mg_nginxconf_parse(&c, conf, &opt, &err), 0, "%s", err.message);
 	root[strlen(root) - 1] = '\0';
 	cr_assert_str_eq(mg_nginxconf_prefix(c), root);
-	cr_assert_eq(mg_nginxconf_nfiles(c), 4);
-	/* outside the prefix, a file is named by its absolute path */
-	cr_assert_str_eq(mg_nginxconf_file(c, 0)->path, conf);
+	cr_assert_eq(mg_nginxconf_nfiles(c), 3);
+	cr_assert_str_eq(mg_nginxconf_file(c, 0)->path, "etc/main.conf");
 	cr_assert_str_eq(mg_nginxconf_file(c, 1)->path, "site.conf");
 	cr_assert_str_eq(mg_nginxconf_file(c, 2)->path, "more/x.conf");
-	cr_assert_str_eq(mg_nginxconf_file(c, 3)->path, "/dev/null");
-	cr_assert_eq(mg_nginxconf_file(c, 3)->len, 0);
-	cr_assert_eq(mg_nginxconf_file(c, 3)->ndirs, 0);
 	mg_nginxconf_free(c);
 
 	/* the same main file by a relative name, default prefix: its directory */
 	char cwd[512];
 	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
 	cr_assert_eq(chdir(tmpdir), 0);
+	tu_write_file_in(".", "etc/main.conf",
+	                 "http {\n include site.conf;\n include more/*.conf;\n}\n");
 	tu_write_file_in(".", "etc/site.conf", "server { listen 81; }\n");
 	tu_write_file_in(".", "etc/more/y.conf", "gzip off;\n");
 	int rc = mg_nginxconf_parse(&c, "etc/./main.conf", NULL, &err);
@@ -886,6 +884,248 @@ Test(nginxconf, prefix_option_and_paths_outside_it)
 	cr_assert_str_eq(mg_nginxconf_file(c, 0)->path, "main.conf");
 	cr_assert_str_eq(mg_nginxconf_file(c, 2)->path, "more/y.conf");
 	mg_nginxconf_free(c);
+}
+
+/* ---- nothing outside the tree is read ---- */
+
+#define SECRET_WORD "s3cret-never-read"
+
+/*
+ * tmpdir/a/tree/ is the tree, tmpdir/outside.conf and tmpdir/outside/ are not:
+ * they hold a word that must never reach a message.
+ */
+static void confine_setup(const char *main_text)
+{
+	tu_write_file_in(tmpdir, "a/tree/nginx.conf", main_text);
+	tu_write_file_in(tmpdir, "a/tree/conf.d/ok.conf", "gzip on;\n");
+	tu_write_file_in(tmpdir, "outside.conf", SECRET_WORD " on;\n");
+	tu_write_file_in(tmpdir, "outside/secret.conf", SECRET_WORD " on;\n");
+}
+
+static const char *at(const char *rel)
+{
+	static char buf[4][512];
+	static int n;
+	char *p = buf[n++ % 4];
+	snprintf(p, 512, "%s/%s", tmpdir, rel);
+	return p;
+}
+
+/* The parse of the tree's nginx.conf fails with message `want`, placed at nginx.conf:line. */
+static void refused(int want_rc, const char *want, int line)
+{
+	mg_nginxconf *c = (mg_nginxconf *)1;
+	mg_error err = MG_ERROR_INIT;
+	int rc = mg_nginxconf_parse(&c, at("a/tree/nginx.conf"), NULL, &err);
+	cr_assert_eq(rc, want_rc, "rc %d: %s", rc, err.message);
+	cr_assert_null(c);
+	cr_assert_str_eq(err.message, want);
+	cr_assert_null(strstr(err.message, SECRET_WORD));
+	cr_assert_eq(err.ndiags, 1);
+	cr_assert_str_eq(err.diags[0].file, line ? "nginx.conf" : at("a/tree/nginx.conf"));
+	cr_assert_eq(err.diags[0].line, line);
+	mg_error_clear(&err);
+}
+
+Test(nginxconf, symlinked_file_outside_the_tree_is_refused)
+{
+	confine_setup("events {}\nhttp {\n  include conf.d/*.conf;\n}\n");
+	cr_assert_eq(symlink(at("outside/secret.conf"), at("a/tree/conf.d/x.conf")), 0);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: it resolves to \"%s\", outside the tree \"%s\" in "
+	         "nginx.conf:3",
+	         at("a/tree/conf.d/x.conf"), at("outside/secret.conf"), at("a/tree"));
+	refused(MG_EINVALID, want, 3);
+	/* a relative link the same */
+	cr_assert_eq(unlink(at("a/tree/conf.d/x.conf")), 0);
+	cr_assert_eq(symlink("../../../outside.conf", at("a/tree/conf.d/x.conf")), 0);
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: it resolves to \"%s\", outside the tree \"%s\" in "
+	         "nginx.conf:3",
+	         at("a/tree/conf.d/x.conf"), at("outside.conf"), at("a/tree"));
+	refused(MG_EINVALID, want, 3);
+}
+
+Test(nginxconf, symlinked_directory_outside_the_tree_is_refused)
+{
+	confine_setup("events {}\nhttp {\n  include sites/*.conf;\n}\n");
+	cr_assert_eq(symlink(at("outside"), at("a/tree/sites")), 0);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: it resolves to \"%s\", outside the tree \"%s\" in "
+	         "nginx.conf:3",
+	         at("a/tree/sites/secret.conf"), at("outside/secret.conf"), at("a/tree"));
+	refused(MG_EINVALID, want, 3);
+}
+
+Test(nginxconf, relative_include_climbing_out_of_the_tree_is_refused)
+{
+	confine_setup("events {}\ninclude ../../outside.conf;\n");
+	char want[1024];
+	/* named as nginx names it; the name says where it is */
+	snprintf(want, sizeof(want),
+	         "open() \"%s/../../outside.conf\" refused: outside the tree \"%s\" in "
+	         "nginx.conf:2",
+	         at("a/tree"), at("a/tree"));
+	refused(MG_EINVALID, want, 2);
+	/* a glob too, at its first match */
+	confine_setup("events {}\ninclude ../../outside/*.conf;\n");
+	snprintf(want, sizeof(want),
+	         "open() \"%s/../../outside/secret.conf\" refused: outside the tree \"%s\" in "
+	         "nginx.conf:2",
+	         at("a/tree"), at("a/tree"));
+	refused(MG_EINVALID, want, 2);
+}
+
+Test(nginxconf, absolute_include_outside_the_tree_is_refused)
+{
+	char text[512];
+	snprintf(text, sizeof(text), "events {}\nhttp {\n  include %s;\n}\n", at("outside.conf"));
+	confine_setup(text);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: outside the tree \"%s\" in nginx.conf:3",
+	         at("outside.conf"), at("a/tree"));
+	refused(MG_EINVALID, want, 3);
+	/* this machine's /etc/shadow, named or linked */
+	confine_setup("events {}\ninclude /etc/shadow;\n");
+	snprintf(want, sizeof(want),
+	         "open() \"/etc/shadow\" refused: outside the tree \"%s\" in nginx.conf:2",
+	         at("a/tree"));
+	refused(MG_EINVALID, want, 2);
+	confine_setup("events {}\ninclude shadow.conf;\n");
+	cr_assert_eq(symlink("/etc/shadow", at("a/tree/shadow.conf")), 0);
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: it resolves to \"/etc/shadow\", outside the tree \"%s\" "
+	         "in nginx.conf:2",
+	         at("a/tree/shadow.conf"), at("a/tree"));
+	refused(MG_EINVALID, want, 2);
+}
+
+Test(nginxconf, main_file_outside_the_tree_is_refused)
+{
+	confine_setup("events {}\n");
+	cr_assert_eq(unlink(at("a/tree/nginx.conf")), 0);
+	cr_assert_eq(symlink(at("outside.conf"), at("a/tree/nginx.conf")), 0);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: it resolves to \"%s\", outside the tree \"%s\"",
+	         at("a/tree/nginx.conf"), at("outside.conf"), at("a/tree"));
+	refused(MG_EINVALID, want, 0);
+
+	/* outside a prefix given */
+	tu_write_file_in(tmpdir, "a/tree/real.conf", "events {}\n");
+	mg_nginxconf_options opt = {.prefix = at("a/tree/conf.d")};
+	mg_nginxconf *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_nginxconf_parse(&c, at("a/tree/real.conf"), &opt, &err), MG_EINVALID);
+	snprintf(want, sizeof(want), "open() \"%s\" refused: outside the tree \"%s\"",
+	         at("a/tree/real.conf"), at("a/tree/conf.d"));
+	cr_assert_str_eq(err.message, want);
+	mg_error_clear(&err);
+	/* a prefix that does not exist */
+	opt.prefix = at("a/none");
+	cr_assert_eq(mg_nginxconf_parse(&c, at("a/tree/real.conf"), &opt, &err), MG_ENOTFOUND);
+	snprintf(want, sizeof(want),
+	         "the prefix: realpath() \"%s\" failed (2: No such file or directory)",
+	         at("a/none"));
+	cr_assert_str_eq(err.message, want);
+	mg_error_clear(&err);
+	/* a buffer's includes as well */
+	opt.prefix = at("a/tree");
+	const char *text = "include ../../outside.conf;\n";
+	cr_assert_eq(mg_nginxconf_parse_buffer(&c, text, strlen(text), NULL, &opt, &err),
+	             MG_EINVALID);
+	cr_assert(strstr(err.message, "outside the tree"), "%s", err.message);
+	mg_error_clear(&err);
+}
+
+/* The bound on each of these: a FIFO opened for reading blocks until a writer comes. */
+Test(nginxconf, fifo_include_is_refused_at_once, .timeout = 10)
+{
+	confine_setup("events {}\nhttp {\n  include pipe.conf;\n}\n");
+	cr_assert_eq(mkfifo(at("a/tree/pipe.conf"), 0600), 0);
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: a FIFO, not a regular file in nginx.conf:3",
+	         at("a/tree/pipe.conf"));
+	refused(MG_EINVALID, want, 3);
+	/* met by a glob */
+	confine_setup("events {}\nhttp {\n  include p*.conf;\n}\n");
+	refused(MG_EINVALID, want, 3);
+}
+
+Test(nginxconf, fifo_main_file_is_refused_at_once, .timeout = 10)
+{
+	cr_assert_eq(mkdir(at("a"), 0755), 0);
+	cr_assert_eq(mkdir(at("a/tree"), 0755), 0);
+	cr_assert_eq(mkfifo(at("a/tree/nginx.conf"), 0600), 0);
+	char want[1024];
+	snprintf(want, sizeof(want), "open() \"%s\" refused: a FIFO, not a regular file",
+	         at("a/tree/nginx.conf"));
+	refused(MG_EINVALID, want, 0);
+}
+
+/* /dev/zero's numbers: a file that never ends; the bound is for the code that reads it all. */
+Test(nginxconf, device_is_refused_at_once, .timeout = 10)
+{
+	confine_setup("events {}\ninclude zero;\n");
+	cr_assert_eq(mknod(at("a/tree/zero"), S_IFCHR | 0600, makedev(1, 5)), 0,
+	             "mknod (the tests run as root)");
+	char want[1024];
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: a character device, not a regular file in nginx.conf:2",
+	         at("a/tree/zero"));
+	refused(MG_EINVALID, want, 2);
+	cr_assert_eq(unlink(at("a/tree/nginx.conf")), 0);
+	cr_assert_eq(rename(at("a/tree/zero"), at("a/tree/nginx.conf")), 0);
+	snprintf(want, sizeof(want),
+	         "open() \"%s\" refused: a character device, not a regular file",
+	         at("a/tree/nginx.conf"));
+	refused(MG_EINVALID, want, 0);
+}
+
+Test(nginxconf, directory_main_file_is_bad_input)
+{
+	cr_assert_eq(mkdir(at("a"), 0755), 0);
+	cr_assert_eq(mkdir(at("a/tree"), 0755), 0);
+	cr_assert_eq(mkdir(at("a/tree/nginx.conf"), 0755), 0);
+	char want[1024];
+	/* nginx's words for it (it reads, we do not) */
+	snprintf(want, sizeof(want), "pread() \"%s\" failed (21: Is a directory)",
+	         at("a/tree/nginx.conf"));
+	refused(MG_EINVALID, want, 0);
+}
+
+Test(nginxconf, symlinks_that_stay_in_the_tree_are_followed)
+{
+	confine_setup("events {}\nhttp {\n  include sites-enabled/*.conf;\n  include "
+	              "snip.conf;\n}\n");
+	tu_write_file_in(tmpdir, "a/tree/sites-available/shop.conf", "server { listen 80; }\n");
+	cr_assert_eq(mkdir(at("a/tree/sites-enabled"), 0755), 0);
+	/* as Debian's tree has them: absolute, into the tree itself */
+	cr_assert_eq(
+	    symlink(at("a/tree/sites-available/shop.conf"), at("a/tree/sites-enabled/shop.conf")),
+	    0);
+	cr_assert_eq(symlink("conf.d/ok.conf", at("a/tree/snip.conf")), 0);
+	/* and the tree reached through a symlink of its own */
+	cr_assert_eq(symlink(at("a/tree"), at("link")), 0);
+	for (int k = 0; k < 2; k++) {
+		mg_nginxconf *c = NULL;
+		mg_error err = MG_ERROR_INIT;
+		const char *main = at(k ? "link/nginx.conf" : "a/tree/nginx.conf");
+		cr_assert_eq(mg_nginxconf_parse(&c, main, NULL, &err), 0, "%s", err.message);
+		cr_assert_eq(mg_nginxconf_nfiles(c), 3);
+		/* named as the configuration names them */
+		cr_assert_str_eq(mg_nginxconf_file(c, 1)->path, "sites-enabled/shop.conf");
+		cr_assert_str_eq(mg_nginxconf_file(c, 2)->path, "snip.conf");
+		struct stat st;
+		cr_assert_eq(stat(at("a/tree/conf.d/ok.conf"), &st), 0);
+		cr_assert_eq(mg_nginxconf_file(c, 2)->ino, (uint64_t)st.st_ino);
+		cr_assert_eq(mg_nginxconf_file(c, 2)->dev, (uint64_t)st.st_dev);
+		mg_nginxconf_free(c);
+	}
 }
 
 Test(nginxconf, no_includes_records_them_only)
