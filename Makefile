@@ -29,6 +29,8 @@ endif
 # Sanitizers halt on the first error and report leaks; used for every test run.
 export ASAN_OPTIONS  = detect_leaks=1:halt_on_error=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
+# Criterion's own runner leaks a timer record now and then: tests/lsan.supp says which.
+export LSAN_OPTIONS  = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
 LIB_SRC  = $(sort $(wildcard lib/*.c lib/*/*.c))
 CMD_SRC  = $(sort $(wildcard cmd/*.c))
