@@ -22,6 +22,7 @@ enum {
 	EXIT_USAGE = 2,
 	EXIT_LOCKED = 3,
 	EXIT_INCONCLUSIVE = 4,
+	EXIT_UNRECORDED = 5, /* traffic moved and was read back; the record could not be written */
 };
 
 typedef struct {

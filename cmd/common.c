@@ -182,6 +182,8 @@ int cli_exit_code(int mg_code)
 		return EXIT_LOCKED;
 	case MG_EINCONCLUSIVE:
 		return EXIT_INCONCLUSIVE;
+	case MG_EUNRECORDED:
+		return EXIT_UNRECORDED;
 	default:
 		return EXIT_FAILED;
 	}

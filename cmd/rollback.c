@@ -99,9 +99,9 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 
 	mg_error err = MG_ERROR_INIT;
 	shift_ctx c;
-	mg_traffic_state rb = {0};
+	mg_shift_outcome out = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
-	int rc = shift_open(&c, cli, "rollback", true, 0, &err);
+	int rc = shift_open_rollback(&c, cli, &err);
 	if (rc)
 		goto fail;
 	const mg_plan_traffic *t = c.traffic;
@@ -142,33 +142,37 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 		goto done;
 	}
 	mg_shift_request req = {"rollback", to, idx, t->nsteps, o.reason, o.force};
-	rc = mg_shift_apply(&rb, c.store, st, c.t, &req, &err);
-	if (rc)
+	/* the balancer first, then the record: MG_EUNRECORDED still reports the read-back */
+	rc = mg_shift_rollback(&out, c.store, st, &c.site, c.t, &req, &err);
+	if (rc && rc != MG_EUNRECORDED)
 		goto fail;
+	const mg_traffic_state *rb = &out.read_back;
 	/* the way out ends a hold too: a pause request left behind would block the next run */
-	rc = mg_store_pause_remove(c.store, &err);
-	if (rc)
-		goto fail;
+	if (!rc) {
+		rc = mg_store_pause_remove(c.store, &err);
+		if (rc)
+			goto fail;
+	}
 	if (doc) {
 		json_object_set_new(doc, "plan", json_string(mg_plan_name(c.plan)));
 		json_object_set_new(doc, "from", json_pack("{s:f}", "k8s_percent", from));
 		json_object_set_new(doc, "to",
 		                    json_pack("{s:f, s:o}", "k8s_percent", to, "step",
 		                              idx < 0 ? json_null() : json_integer(idx + 1)));
-		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(&rb));
+		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(rb));
 		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
 		json_object_set_new(doc, "reconciled",
 		                    c.reconciled ? json_string(c.reconciled) : json_null());
 	} else {
 		char a[32], b[32];
 		mg_percent_format(a, sizeof(a), to);
-		mg_percent_format(b, sizeof(b), rb.k8s_percent);
-		printf("%s: rolled back to %s to the cluster (%s read back from %s)\n",
-		       mg_plan_name(c.plan), a, b, mg_traffic_name(c.t));
-		shift_print_servers(cli, &rb);
+		mg_percent_format(b, sizeof(b), rb->k8s_percent);
+		printf("%s: rolled back to %s to the cluster (%s read back from %s)%s\n",
+		       mg_plan_name(c.plan), a, b, mg_traffic_name(c.t),
+		       rc ? ", NOT RECORDED (see below)" : "");
+		shift_print_servers(cli, rb);
 	}
 done:
-	return shift_finish(cli, &c, &rb, doc, &err, 0);
 fail:
-	return shift_finish(cli, &c, &rb, doc, &err, rc);
+	return shift_finish(cli, &c, &out, doc, &err, rc);
 }

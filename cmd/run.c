@@ -46,7 +46,8 @@ typedef struct {
 	int64_t next_eval_ms;
 	int64_t inconclusive_since_ms; /* 0: the last evaluation was conclusive */
 	bool paused;
-	json_t *decided; /* the evaluation that made the last move, for the JSON document */
+	json_t *decided;        /* the evaluation that made the last move, for the JSON document */
+	mg_shift_outcome moved; /* a move the state could not record: reported on the way out */
 } run_ctx;
 
 static void block_clear(run_ctx *r)
@@ -150,14 +151,14 @@ static int move(run_ctx *r, int idx, const char *reason, mg_error *err)
 	const mg_plan_traffic *t = r->c->traffic;
 	double target = idx < 0 ? 0.0 : t->steps[idx];
 	mg_shift_request req = {"run", target, idx, t->nsteps, reason, false};
-	mg_traffic_state rb;
-	int rc = mg_shift_apply(&rb, r->c->store, &r->c->st, r->c->t, &req, err);
+	/* MG_EUNRECORDED: the autopilot stops, and the way out reports the read-back (exit 5) */
+	int rc = mg_shift_apply(&r->moved, r->c->store, &r->c->st, r->c->t, &req, err);
 	if (rc)
 		return rc;
 	char a[32], b[32];
 	mg_percent_format(a, sizeof(a), target);
-	mg_percent_format(b, sizeof(b), rb.k8s_percent);
-	mg_traffic_state_clear(&rb);
+	mg_percent_format(b, sizeof(b), r->moved.read_back.k8s_percent);
+	mg_shift_outcome_clear(&r->moved);
 	/* the old step's checks must not show under the new step */
 	if (r->has_last) {
 		json_decref(r->decided);
@@ -395,7 +396,6 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 
 	mg_error err = MG_ERROR_INIT;
 	shift_ctx c;
-	mg_traffic_state none = {0};
 	run_ctx r = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	const char *outcome = "stopped";
@@ -595,5 +595,5 @@ fail:
 	mg_metrics_free(r.m);
 	json_decref(r.log);
 	json_decref(r.decided);
-	return shift_finish(cli, &c, &none, doc, &err, rc);
+	return shift_finish(cli, &c, &r.moved, doc, &err, rc);
 }

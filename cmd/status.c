@@ -195,6 +195,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	fleet_view fv = {0};
 	bool has_fleet = false;
 	char fleet_why[1024] = "";
+	/* a damaged state.json is shown, with the live weights, not a reason to show nothing */
+	int state_rc = 0;
+	char state_why[1024] = "";
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
 		mg_state_init(&st, mg_plan_name(plan));
@@ -204,10 +207,14 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 			rc = 0; /* nothing has run yet: that is a state too */
 			mg_error_clear(&err);
 		} else if (!rc) {
-			rc = mg_state_load(&st, store, &err);
-			recorded = !rc && st.revision > 0;
-			if (!rc)
-				rc = mg_store_lock_probe(&held, &holder, store, &err);
+			state_rc = mg_state_load(&st, store, &err);
+			if (state_rc) {
+				snprintf(state_why, sizeof(state_why), "%s", err.message);
+				mg_error_clear(&err);
+				mg_state_init(&st, mg_plan_name(plan));
+			}
+			recorded = !state_rc && st.revision > 0;
+			rc = mg_store_lock_probe(&held, &holder, store, &err);
 		}
 	}
 	if (rc) {
@@ -234,13 +241,13 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	double expected = st.has_read_back ? st.read_back_k8s_percent : 0;
 	/* what the next step, rollback or run will record for an interrupted one, from live */
 	const char *pending_outcome = NULL;
-	if (jlive && st.pending)
+	if (jlive && st.pending && !state_rc)
 		pending_outcome =
 		    mg_traffic_same_share(live.k8s_percent, st.pending_k8s_percent) ? "applied"
 		    : mg_traffic_same_share(live.k8s_percent, expected)             ? "not applied"
 		                                                                    : "unknown";
 	/* the target of migrate's own interrupted command is not a change made outside it */
-	bool drift = jlive && !mg_traffic_same_share(live.k8s_percent, expected) &&
+	bool drift = jlive && !state_rc && !mg_traffic_same_share(live.k8s_percent, expected) &&
 	             !(pending_outcome && !strcmp(pending_outcome, "applied"));
 	int64_t now = mg_now_ms();
 	int64_t bake_left = -1;
@@ -254,7 +261,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
 		json_object_set_new(doc, "state_dir", json_string(cli_state_dir(cli, plan)));
 		json_object_set_new(doc, "recorded", json_boolean(recorded));
-		json_object_set_new(doc, "state", mg_state_to_json(&st));
+		json_object_set_new(doc, "state", state_rc ? json_null() : mg_state_to_json(&st));
+		json_object_set_new(doc, "state_error",
+		                    state_rc ? json_string(state_why) : json_null());
 		json_object_set_new(doc, "steps",
 		                    t ? json_integer((json_int_t)t->nsteps) : json_null());
 		json_object_set_new(doc, "bake_remaining_ms",
@@ -263,22 +272,35 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "live", jlive ? jlive : json_null());
 		json_object_set_new(doc, "live_error",
 		                    *live_why ? json_string(live_why) : json_null());
-		json_object_set_new(doc, "drift", jlive ? json_boolean(drift) : json_null());
+		json_object_set_new(doc, "drift",
+		                    jlive && !state_rc ? json_boolean(drift) : json_null());
 		json_object_set_new(doc, "pending_outcome",
 		                    pending_outcome ? json_string(pending_outcome) : json_null());
 		json_object_set_new(doc, "fleet", has_fleet ? fleet_view_json(&fv) : json_null());
 		json_object_set_new(doc, "fleet_error",
 		                    *fleet_why ? json_string(fleet_why) : json_null());
 		jlive = NULL;
-		exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
+		if (state_rc) {
+			exit_code = cli_exit_code(state_rc);
+			json_object_set_new(doc, "error",
+			                    json_pack("{s:s, s:s, s:[]}", "kind",
+			                              mg_error_name(state_rc), "message", state_why,
+			                              "diagnostics"));
+			fprintf(stderr, "error: state.json cannot be read: %s\n", state_why);
+		}
+		exit_code = cli_doc_emit(cli, doc, exit_code);
 		goto out;
 	}
 
 	bool c = cli->color_out;
 	char buf[64], buf2[64];
 	printf("%s%s%s  phase %s%s%s", cli_c(c, C_BOLD), mg_plan_name(plan), cli_c(c, C_RESET),
-	       cli_c(c, C_CYAN), mg_phase_name(st.phase), cli_c(c, C_RESET));
-	if (recorded) {
+	       cli_c(c, C_CYAN), state_rc ? "unknown" : mg_phase_name(st.phase), cli_c(c, C_RESET));
+	if (state_rc) {
+		printf(
+		    "  %s(state.json cannot be read: the live weights below are all there is)%s\n",
+		    cli_c(c, C_YELLOW), cli_c(c, C_RESET));
+	} else if (recorded) {
 		mg_time_format(buf, sizeof(buf), st.updated_ms);
 		printf("  (revision %llu, updated %s)\n", (unsigned long long)st.revision, buf);
 	} else {
@@ -295,7 +317,7 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 			printf(", bake done");
 		}
 		printf("\n");
-	} else if (t) {
+	} else if (t && !state_rc) {
 		printf("  step       none yet: all traffic on the VMs (%zu steps planned)\n",
 		       t->nsteps);
 	}
@@ -312,13 +334,15 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		           ? "  (differs from what was applied)"
 		           : "");
 	}
-	printf("  versions   VMs %s", *st.vms_version ? st.vms_version : "-");
-	if (*st.vms_previous_version)
-		printf(" (before: %s)", st.vms_previous_version);
-	printf(", cluster %s", *st.kubernetes_version ? st.kubernetes_version : "-");
-	if (*st.kubernetes_previous_version)
-		printf(" (before: %s)", st.kubernetes_previous_version);
-	printf("\n");
+	if (!state_rc) {
+		printf("  versions   VMs %s", *st.vms_version ? st.vms_version : "-");
+		if (*st.vms_previous_version)
+			printf(" (before: %s)", st.vms_previous_version);
+		printf(", cluster %s", *st.kubernetes_version ? st.kubernetes_version : "-");
+		if (*st.kubernetes_previous_version)
+			printf(" (before: %s)", st.kubernetes_previous_version);
+		printf("\n");
+	}
 	if (has_fleet)
 		fleet_view_print(cli, &fv, st.vms_version);
 	else if (*fleet_why)
@@ -394,6 +418,11 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		       live_why);
 	}
 	printf("  state      %s/%s\n", cli_state_dir(cli, plan), mg_plan_name(plan));
+	if (state_rc) {
+		exit_code = cli_exit_code(state_rc);
+		fprintf(stderr, "%serror:%s state.json cannot be read: %s\n",
+		        cli_c(cli->color_err, C_RED), cli_c(cli->color_err, C_RESET), state_why);
+	}
 out:
 	json_decref(fv.versions);
 	json_decref(fv.off);

@@ -102,7 +102,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 
 	mg_error err = MG_ERROR_INIT;
 	shift_ctx c;
-	mg_traffic_state rb = {0};
+	mg_shift_outcome out = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	int rc = shift_open(&c, cli, "step", false, 0, &err);
 	if (rc)
@@ -243,9 +243,11 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	mg_shift_request req = {"step", target, idx, t->nsteps, o.reason, o.force};
 	double from = st->has_read_back ? st->read_back_k8s_percent : 0;
 	int from_idx = st->step_index;
-	rc = mg_shift_apply(&rb, c.store, st, c.t, &req, &err);
-	if (rc)
+	rc = mg_shift_apply(&out, c.store, st, c.t, &req, &err);
+	/* moved but not recorded: still the read-back, beside why (exit 5) */
+	if (rc && rc != MG_EUNRECORDED)
 		goto fail;
+	const mg_traffic_state *rb = &out.read_back;
 	char when[40];
 	mg_time_format(when, sizeof(when), st->step_started_ms + t->bake_ms);
 	if (doc) {
@@ -253,7 +255,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		json_object_set_new(doc, "changed", json_true());
 		json_object_set_new(doc, "from", pos_json(from, from_idx));
 		json_object_set_new(doc, "to", pos_json(target, idx));
-		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(&rb));
+		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(rb));
 		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
 		json_object_set_new(doc, "bake_until", json_string(when));
 		json_object_set_new(doc, "forced", json_boolean(req.forced));
@@ -263,17 +265,17 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	} else {
 		char a[32], b[32];
 		mg_percent_format(a, sizeof(a), target);
-		mg_percent_format(b, sizeof(b), rb.k8s_percent);
-		printf("%s: step %d of %zu, %s to the cluster (%s read back from %s)\n",
-		       mg_plan_name(c.plan), idx + 1, t->nsteps, a, b, mg_traffic_name(c.t));
-		shift_print_servers(cli, &rb);
+		mg_percent_format(b, sizeof(b), rb->k8s_percent);
+		printf("%s: step %d of %zu, %s to the cluster (%s read back from %s)%s\n",
+		       mg_plan_name(c.plan), idx + 1, t->nsteps, a, b, mg_traffic_name(c.t),
+		       rc ? ", NOT RECORDED (see below)" : "");
+		shift_print_servers(cli, rb);
 		if (st->phase == MG_PHASE_COMPLETE)
 			printf("  all traffic is on the cluster: the migration is complete\n");
 		else
 			printf("  next step possible after %s (bake)\n", when);
 	}
 done:
-	return shift_finish(cli, &c, &rb, doc, &err, 0);
 fail:
-	return shift_finish(cli, &c, &rb, doc, &err, rc);
+	return shift_finish(cli, &c, &out, doc, &err, rc);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "units.h"
 #include "util_gate.h"
 
@@ -11,6 +12,59 @@
 
 /* How long a rollback waits for a stopped autopilot to let go of the lock. */
 #define PREEMPT_WAIT_MS 10000
+
+/* "phase shifting, step 1 (10% read back), revision 3" */
+static void describe(char *buf, size_t size, const mg_state *st)
+{
+	char step[32] = "no step";
+	if (st->step_index >= 0)
+		snprintf(step, sizeof(step), "step %d", st->step_index + 1);
+	snprintf(buf, size, "phase %s, %s (%.4g%% read back), revision %llu",
+	         mg_phase_name(st->phase), step, st->has_read_back ? st->read_back_k8s_percent : 0,
+	         (unsigned long long)st->revision);
+}
+
+/* The state a command started from is not the one it found once it held the lock. */
+static int state_moved(const char *command, const mg_state *seen, const mg_state *now,
+                       mg_error *err)
+{
+	char was[160], is[160], when[40];
+	describe(was, sizeof(was), seen);
+	describe(is, sizeof(is), now);
+	mg_time_format(when, sizeof(when), now->updated_ms);
+	return mg_error_set(err, MG_ECONFLICT,
+	                    "the state moved while `migrate %s` waited for the lock: it started "
+	                    "at %s, and another command left %s (at %s). Nothing was changed: "
+	                    "check `migrate status` and run the command again if it is still "
+	                    "wanted",
+	                    command, was, is, when);
+}
+
+/* The balancer's driver, and an interrupted command reconciled (not with --dry-run). */
+static int open_balancer(shift_ctx *c, mg_cli *cli, const char *command, mg_error *err)
+{
+	int rc = mg_traffic_open(&c->t, c->traffic, err);
+	if (!rc && !cli->dry_run) {
+		bool done;
+		rc =
+		    mg_shift_reconcile(&done, &c->reconciled, c->store, &c->st, c->t, command, err);
+	}
+	return rc;
+}
+
+/* --dry-run: change nothing, not even create the state directory. */
+static int open_dry_run(shift_ctx *c, const char *dir, const char *name, mg_error *err)
+{
+	int rc = mg_store_open_existing(&c->store, dir, name, err);
+	if (rc == MG_ENOTFOUND) {
+		mg_error_clear(err);
+		mg_state_init(&c->st, name);
+		rc = 0;
+	} else if (!rc) {
+		rc = mg_state_load(&c->st, c->store, err);
+	}
+	return rc;
+}
 
 int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, unsigned needs,
                mg_error *err)
@@ -23,32 +77,53 @@ int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, uns
 	const char *dir = cli_state_dir(cli, c->plan);
 	const char *name = mg_plan_name(c->plan);
 	if (cli->dry_run) {
-		/* change nothing: not even create the state directory */
-		rc = mg_store_open_existing(&c->store, dir, name, err);
-		if (rc == MG_ENOTFOUND) {
-			mg_error_clear(err);
-			mg_state_init(&c->st, name);
-			rc = 0;
-		} else if (!rc) {
-			rc = mg_state_load(&c->st, c->store, err);
-		}
+		rc = open_dry_run(c, dir, name, err);
 	} else {
 		rc = mg_store_open(&c->store, dir, name, err);
+		/* what the operator saw when they started the command: a step decided on it */
+		mg_state seen;
+		mg_error ignored = MG_ERROR_INIT;
+		bool have_seen = !rc && mg_state_load(&seen, c->store, &ignored) == 0;
+		mg_error_clear(&ignored);
 		if (!rc)
 			rc = preempt ? mg_store_lock_preempt(c->store, command, "run",
 			                                     PREEMPT_WAIT_MS, err)
 			             : mg_store_lock(c->store, command, err);
 		if (!rc)
 			rc = mg_state_load(&c->st, c->store, err);
+		if (!rc && have_seen && seen.revision != c->st.revision)
+			rc = state_moved(command, &seen, &c->st, err);
 	}
+	return rc ? rc : open_balancer(c, cli, command, err);
+}
+
+int shift_open_rollback(shift_ctx *c, mg_cli *cli, mg_error *err)
+{
+	memset(c, 0, sizeof(*c));
+	int rc = cli_load_plan(cli, &c->plan, MG_NEED_TRAFFIC, err);
+	if (rc)
+		return rc;
+	c->traffic = mg_plan_traffic_section(c->plan);
+	const char *dir = cli_state_dir(cli, c->plan);
+	const char *name = mg_plan_name(c->plan);
+	if (cli->dry_run) {
+		rc = open_dry_run(c, dir, name, err);
+		return rc ? rc : open_balancer(c, cli, "rollback", err);
+	}
+	/* no state-moved check: whatever moved, the way out is the same */
+	rc = mg_shift_open_rollback(&c->store, &c->st, &c->site, dir, name, "rollback", "run",
+	                            PREEMPT_WAIT_MS, err);
 	if (!rc)
 		rc = mg_traffic_open(&c->t, c->traffic, err);
-	if (!rc && !cli->dry_run) {
-		bool done;
-		rc =
-		    mg_shift_reconcile(&done, &c->reconciled, c->store, &c->st, c->t, command, err);
-	}
-	return rc;
+	if (rc || c->site.unlocked || c->site.state_unread)
+		return rc;
+	/* an interrupted command is recorded when it can be; the rollback goes on anyway */
+	bool done;
+	mg_error why = MG_ERROR_INIT;
+	if (mg_shift_reconcile(&done, &c->reconciled, c->store, &c->st, c->t, "rollback", &why))
+		mg_log(MG_LOG_WARN, "%s; the rollback goes on", why.message);
+	mg_error_clear(&why);
+	return 0;
 }
 
 void shift_close(shift_ctx *c)
@@ -59,11 +134,31 @@ void shift_close(shift_ctx *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int shift_finish(mg_cli *cli, shift_ctx *c, mg_traffic_state *rb, json_t *doc, mg_error *err,
+int shift_finish(mg_cli *cli, shift_ctx *c, mg_shift_outcome *out, json_t *doc, mg_error *err,
                  int rc)
 {
 	int exit_code = EXIT_DONE;
-	mg_traffic_state_clear(rb);
+	if (rc == MG_EUNRECORDED && out) {
+		if (doc) {
+			if (!json_object_get(doc, "read_back"))
+				json_object_set_new(doc, "read_back",
+				                    mg_traffic_state_to_json(&out->read_back));
+			json_object_set_new(doc, "record_error", json_string(out->record_error));
+		}
+		/* the operator's only copy: one line, so it can be cut and pasted whole */
+		char *line = out->record
+		                 ? json_dumps(out->record, JSON_COMPACT | JSON_PRESERVE_ORDER |
+		                                               JSON_REAL_PRECISION(15))
+		                 : NULL;
+		if (line) {
+			fprintf(stderr,
+			        "the record that could not be written, to keep (one JSON line):\n"
+			        "%s\n",
+			        line);
+			free(line);
+		}
+	}
+	mg_shift_outcome_clear(out);
 	if (rc)
 		exit_code = cli_fail_doc(cli, err, doc);
 	shift_close(c);

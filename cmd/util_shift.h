@@ -15,6 +15,7 @@ typedef struct {
 	mg_state st;
 	mg_traffic *t;
 	const char *reconciled; /* outcome of a reconciliation done on opening, or NULL */
+	mg_shift_site site;     /* rollback: what of the state directory it could not use */
 } shift_ctx;
 
 /*
@@ -25,13 +26,28 @@ typedef struct {
  */
 int shift_open(shift_ctx *c, mg_cli *cli, const char *command, bool preempt, unsigned needs,
                mg_error *err);
+/*
+ * A command that waited for the lock acts on the state it found when it started:
+ * when state.json moved meanwhile (another step went first), shift_open fails with
+ * MG_ECONFLICT, exit 3, saying what changed.
+ */
+
+/*
+ * shift_open for a traffic rollback, which the state directory never stops: a
+ * directory or lock that cannot be written, or a state.json that cannot be
+ * read, go into c->site (mg_shift_open_rollback) and the rollback goes on.
+ */
+int shift_open_rollback(shift_ctx *c, mg_cli *cli, mg_error *err);
 void shift_close(shift_ctx *c);
 
 /*
  * The end of step and rollback: releases everything (and with it the lock),
- * then prints doc (rc 0) or the error in err (rc < 0). Returns the exit code.
+ * then prints doc (rc 0) or the error in err (rc < 0). MG_EUNRECORDED (traffic
+ * moved, the record could not be written) adds the read-back and
+ * record_error to doc and the record, one JSON line, to stderr. Returns the
+ * exit code. out (may be NULL) is cleared.
  */
-int shift_finish(mg_cli *cli, shift_ctx *c, mg_traffic_state *rb, json_t *doc, mg_error *err,
+int shift_finish(mg_cli *cli, shift_ctx *c, mg_shift_outcome *out, json_t *doc, mg_error *err,
                  int rc);
 
 /* Index of pct in traffic.steps, or -1. */

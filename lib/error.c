@@ -104,6 +104,8 @@ const char *mg_error_name(int code)
 		return "out of memory";
 	case MG_ECANCELED:
 		return "canceled";
+	case MG_EUNRECORDED:
+		return "not recorded";
 	}
 	return "unknown error";
 }

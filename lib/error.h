@@ -22,6 +22,8 @@ enum {
 	MG_EIO = -7,           /* the operating system refused (disk, permissions) */
 	MG_ENOMEM = -8,
 	MG_ECANCELED = -9, /* stopped by a signal or another command before it finished */
+	/* the balancer changed and was read back, but the state or journal could not record it */
+	MG_EUNRECORDED = -10,
 };
 
 typedef enum { MG_SEV_ERROR, MG_SEV_WARNING } mg_severity;

@@ -135,16 +135,26 @@ static int open_journal(int *out_fd, bool *created, const char *path, mg_error *
 	return mg_error_set(err, MG_EIO, "cannot open %s: %s", path, strerror(errno));
 }
 
-static char *format_record(json_int_t seq, const mg_journal_entry *e)
+static json_t *record_new(json_t *seq, const mg_journal_entry *e)
 {
 	char now[40], op[256];
 	mg_time_format(now, sizeof(now), mg_now_ms());
 	mg_operator_id(op, sizeof(op));
 	/* Every key is always there, null when absent, so readers need no special cases. */
-	json_t *rec = json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:O?, s:O?, s:s?, s:O?}", "seq",
-	                        seq, "time", now, "operator", op, "pid", (json_int_t)getpid(),
-	                        "command", e->command, "action", e->action, "before", e->before,
-	                        "after", e->after, "reason", e->reason, "evidence", e->evidence);
+	return json_pack("{s:o, s:s, s:s, s:I, s:s, s:s, s:O?, s:O?, s:s?, s:O?}", "seq", seq,
+	                 "time", now, "operator", op, "pid", (json_int_t)getpid(), "command",
+	                 e->command, "action", e->action, "before", e->before, "after", e->after,
+	                 "reason", e->reason, "evidence", e->evidence);
+}
+
+json_t *mg_journal_record(const mg_journal_entry *entry)
+{
+	return entry && entry->command && entry->action ? record_new(json_null(), entry) : NULL;
+}
+
+static char *format_record(json_int_t seq, const mg_journal_entry *e)
+{
+	json_t *rec = record_new(json_integer(seq), e);
 	if (!rec)
 		return NULL;
 	/* Compact output escapes control characters, so the record cannot span lines. */

@@ -32,6 +32,13 @@ typedef struct {
  */
 int mg_journal_append(mg_store *store, const mg_journal_entry *entry, mg_error *err);
 
+/*
+ * The record mg_journal_append would write now, with seq null: for a command
+ * that changed something and could not journal it, to hand the operator
+ * instead. New reference; NULL if a field is not valid JSON.
+ */
+json_t *mg_journal_record(const mg_journal_entry *entry);
+
 /* Which records a reader wants; designated initialisers, zero for "all". */
 typedef struct {
 	size_t limit;     /* only the newest `limit` records (0: all) */

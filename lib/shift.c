@@ -1,5 +1,6 @@
 #include "shift.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,65 +51,237 @@ static void reached(mg_state *st, double target, int step_index, size_t nsteps)
 		st->phase = MG_PHASE_SHIFTING;
 }
 
-int mg_shift_apply(mg_traffic_state *after, mg_store *store, mg_state *st, mg_traffic *t,
+void mg_shift_outcome_clear(mg_shift_outcome *out)
+{
+	if (!out)
+		return;
+	mg_traffic_state_clear(&out->read_back);
+	json_decref(out->record);
+	memset(out, 0, sizeof(*out));
+}
+
+/* Appends why to the record error: several parts of a record can fail at once. */
+static void note(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	if (n && n + 2 < size) {
+		snprintf(buf + n, size - n, "; ");
+		n += 2;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + n, size - n, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The balancer moved and reads back rb: the result goes to the journal, then
+ * to state.json (journal first: it is the story an operator reads when the
+ * state is lost). write_journal/write_state false skip a part that cannot be
+ * written, with why already in out->record_error. MG_EUNRECORDED when any
+ * part is missing, with the record kept in out.
+ */
+static int record_result(mg_shift_outcome *out, mg_store *store, mg_state *st,
+                         const mg_shift_request *req, json_t *before, const mg_traffic_state *rb,
+                         bool write_journal, bool write_state, mg_error *err)
+{
+	json_t *after = position(rb->k8s_percent, req->step_index);
+	json_t *evidence = json_pack("{s:o, s:b}", "read_back", mg_traffic_state_to_json(rb),
+	                             "forced", req->forced);
+	mg_journal_entry e = {req->command, "result", before, after, req->reason, evidence};
+	mg_error why = MG_ERROR_INIT;
+	if (write_journal && mg_journal_append(store, &e, &why))
+		note(out->record_error, sizeof(out->record_error), "%s", why.message);
+	mg_error_clear(&why);
+	if (write_state && mg_state_save(store, st, &why))
+		note(out->record_error, sizeof(out->record_error), "%s", why.message);
+	mg_error_clear(&why);
+	int rc = 0;
+	if (*out->record_error) {
+		out->record = mg_journal_record(&e);
+		char pct[32];
+		snprintf(pct, sizeof(pct), "%.4g%%", rb->k8s_percent);
+		rc = mg_error_set(err, MG_EUNRECORDED,
+		                  "traffic is %s on the cluster (read back), but the record could "
+		                  "not be written: %s",
+		                  pct, out->record_error);
+	}
+	json_decref(before);
+	json_decref(after);
+	json_decref(evidence);
+	return rc;
+}
+
+/*
+ * The balancer refused req: read it again so the state holds what it really has, and
+ * journal the failure (each as far as the store allows). Returns the balancer's error.
+ */
+static int apply_failed(mg_store *store, mg_state *st, mg_traffic *t, const mg_shift_request *req,
+                        json_t *before, bool can_write, int rc, mg_error *err)
+{
+	/* keep the balancer's own answer; the read below is only for the record */
+	mg_error why = MG_ERROR_INIT;
+	mg_error_set(&why, rc, "%s", err->message);
+	mg_traffic_state now;
+	json_t *live = NULL;
+	if (mg_traffic_read(&now, t, err) == 0) {
+		record_read_back(st, now.k8s_percent);
+		live = mg_traffic_state_to_json(&now);
+		mg_traffic_state_clear(&now);
+	}
+	st->pending = false;
+	if (can_write) {
+		journal(store, req->command, "failed", before, live ? live : json_null(),
+		        req->reason, json_pack("{s:s}", "error", why.message), err);
+		mg_state_save(store, st, err);
+	} else {
+		json_decref(before);
+		json_decref(live);
+	}
+	mg_error_set(err, rc, "%s", why.message);
+	mg_error_clear(&why);
+	return rc;
+}
+
+int mg_shift_apply(mg_shift_outcome *out, mg_store *store, mg_state *st, mg_traffic *t,
                    const mg_shift_request *req, mg_error *err)
 {
-	mg_traffic_state rb;
+	mg_shift_outcome local = {0};
+	if (!out)
+		out = &local;
+	memset(out, 0, sizeof(*out));
 	double before = st->has_read_back ? st->read_back_k8s_percent : 0;
 	int before_step = st->step_index;
-	if (after)
-		memset(after, 0, sizeof(*after));
 
-	int rc = journal(
-	    store, req->command, "intent", position(before, before_step),
-	    position(req->k8s_percent, req->step_index), req->reason,
-	    json_pack("{s:s, s:b}", "balancer", mg_traffic_name(t), "forced", req->forced), err);
-	if (rc)
-		return rc;
+	/*
+	 * The mark before the intent: a mark that cannot be saved (disk full) leaves
+	 * nothing behind, where an intent journalled first would read as a step
+	 * that died half-way. An intent that cannot be journalled takes the mark back.
+	 */
+	mg_state saved = *st;
 	st->pending = true;
 	snprintf(st->pending_command, sizeof(st->pending_command), "%s", req->command);
 	st->pending_k8s_percent = req->k8s_percent;
 	st->pending_step_index = req->step_index;
 	st->pending_ms = mg_now_ms();
-	rc = mg_state_save(store, st, err);
-	if (rc)
-		return rc;
-
-	rc = mg_traffic_apply(&rb, t, req->k8s_percent, req->forced, err);
+	int rc = mg_state_save(store, st, err);
 	if (rc) {
-		/* keep the balancer's own answer; the read below is only for the record */
-		mg_error why = MG_ERROR_INIT;
-		mg_error_set(&why, rc, "%s", err->message);
-		mg_traffic_state now;
-		json_t *live = NULL;
-		if (mg_traffic_read(&now, t, err) == 0) {
-			record_read_back(st, now.k8s_percent);
-			live = mg_traffic_state_to_json(&now);
-			mg_traffic_state_clear(&now);
-		}
+		*st = saved;
+		return rc;
+	}
+	rc = journal(store, req->command, "intent", position(before, before_step),
+	             position(req->k8s_percent, req->step_index), req->reason,
+	             json_pack("{s:s, s:b}", "balancer", mg_traffic_name(t), "forced", req->forced),
+	             err);
+	if (rc) {
 		st->pending = false;
-		journal(store, req->command, "failed", position(before, before_step),
-		        live ? live : json_null(), req->reason,
-		        json_pack("{s:s}", "error", why.message), err);
-		mg_state_save(store, st, err);
+		mg_error tmp = MG_ERROR_INIT;
+		if (mg_state_save(store, st, &tmp))
+			mg_error_clear(&tmp); /* the next command reconciles it: nothing moved */
+		return rc;
+	}
+
+	rc = mg_traffic_apply(&out->read_back, t, req->k8s_percent, req->forced, err);
+	if (rc)
+		return apply_failed(store, st, t, req, position(before, before_step), true, rc,
+		                    err);
+
+	reached(st, req->k8s_percent, req->step_index, req->nsteps);
+	record_read_back(st, out->read_back.k8s_percent);
+	st->pending = false;
+	rc = record_result(out, store, st, req, position(before, before_step), &out->read_back,
+	                   true, true, err);
+	if (out == &local)
+		mg_shift_outcome_clear(&local);
+	return rc;
+}
+
+int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
+                           const char *state_dir, const char *plan_name, const char *command,
+                           const char *preemptible, int64_t wait_ms, mg_error *err)
+{
+	*store = NULL;
+	memset(site, 0, sizeof(*site));
+	mg_state_init(st, plan_name);
+	mg_error why = MG_ERROR_INIT;
+	int rc = mg_store_open(store, state_dir, plan_name, &why);
+	if (rc == MG_EINVALID || rc == MG_ENOMEM) {
 		mg_error_set(err, rc, "%s", why.message);
 		mg_error_clear(&why);
 		return rc;
 	}
+	if (rc) {
+		/* cannot be created (read-only, full): one that exists can still be read */
+		mg_error again = MG_ERROR_INIT;
+		if (mg_store_open_existing(store, state_dir, plan_name, &again)) {
+			site->unlocked = site->state_unread = true;
+			snprintf(site->lock_error, sizeof(site->lock_error), "%s", why.message);
+			snprintf(site->state_error, sizeof(site->state_error), "%s", why.message);
+			mg_error_clear(&again);
+			mg_error_clear(&why);
+			return 0;
+		}
+		mg_error_clear(&why);
+	}
+	rc = mg_store_lock_preempt(*store, command, preemptible, wait_ms, &why);
+	if (rc == MG_ELOCKED) {
+		/* a person at work is not ours to override: they are told, exit 3 */
+		mg_error_set(err, rc, "%s", why.message);
+		mg_error_clear(&why);
+		mg_store_free(*store);
+		*store = NULL;
+		return rc;
+	}
+	if (rc) {
+		site->unlocked = true;
+		snprintf(site->lock_error, sizeof(site->lock_error), "%s", why.message);
+		mg_log(MG_LOG_WARN,
+		       "the plan's lock could not be taken (%s): the rollback goes on, and "
+		       "writes no record without it",
+		       why.message);
+		mg_error_clear(&why);
+	}
+	if (mg_state_load(st, *store, &why)) {
+		site->state_unread = true;
+		snprintf(site->state_error, sizeof(site->state_error), "%s", why.message);
+		mg_state_init(st, plan_name);
+		mg_error_clear(&why);
+	}
+	return 0;
+}
+
+int mg_shift_rollback(mg_shift_outcome *out, mg_store *store, mg_state *st,
+                      const mg_shift_site *site, mg_traffic *t, const mg_shift_request *req,
+                      mg_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	bool can_write = store && !site->unlocked;
+	/* what the state says it left; unknown when it cannot be read */
+	json_t *before =
+	    site->state_unread
+	        ? json_null()
+	        : position(st->has_read_back ? st->read_back_k8s_percent : 0, st->step_index);
+	/* no intent first: the way out waits for no disk */
+	int rc = mg_traffic_apply(&out->read_back, t, req->k8s_percent, req->forced, err);
+	if (rc)
+		return apply_failed(store, st, t, req, before, can_write && !site->state_unread, rc,
+		                    err);
 
 	reached(st, req->k8s_percent, req->step_index, req->nsteps);
-	record_read_back(st, rb.k8s_percent);
+	record_read_back(st, out->read_back.k8s_percent);
 	st->pending = false;
-	rc = journal(store, req->command, "result", position(before, before_step),
-	             position(rb.k8s_percent, req->step_index), req->reason,
-	             json_pack("{s:o}", "read_back", mg_traffic_state_to_json(&rb)), err);
-	if (!rc)
-		rc = mg_state_save(store, st, err);
-	if (rc || !after)
-		mg_traffic_state_clear(&rb);
-	else
-		*after = rb;
-	return rc;
+	if (!can_write)
+		note(out->record_error, sizeof(out->record_error),
+		     "the plan's lock could not be taken (%s), and nothing is written without it",
+		     site->lock_error);
+	else if (site->state_unread)
+		note(out->record_error, sizeof(out->record_error),
+		     "state.json was not replaced: it cannot be read (%s); fix or restore it",
+		     site->state_error);
+	return record_result(out, store, st, req, before, &out->read_back, can_write,
+	                     can_write && !site->state_unread, err);
 }
 
 /*

@@ -5,13 +5,15 @@
  * dies in between leaves the mark; the next one reads the balancer and
  * reconciles before it does anything else.
  *
- * The caller holds the store's lock.
+ * The caller holds the store's lock (a rollback tries to, and goes on
+ * without it: mg_shift_open_rollback).
  */
 #ifndef MG_SHIFT_H
 #define MG_SHIFT_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "error.h"
 #include "state.h"
@@ -28,14 +30,66 @@ typedef struct {
 } mg_shift_request;
 
 /*
- * Applies req: journal intent, mark pending, apply through the driver with
- * read-back, record the result in the state and the journal. On failure the
- * balancer is read again so the state holds what it really has, the failure
- * is journalled, and the error is returned. *after (may be NULL) gets the
- * read-back.
+ * What a command that moved traffic learnt: the balancer's read-back, and
+ * when the move could not be recorded (MG_EUNRECORDED), why and the journal
+ * record that was to be written, for the operator to keep. Clear it with
+ * mg_shift_outcome_clear.
  */
-int mg_shift_apply(mg_traffic_state *after, mg_store *store, mg_state *st, mg_traffic *t,
+typedef struct {
+	mg_traffic_state read_back;
+	char record_error[1024]; /* "" when everything was recorded */
+	json_t *record;          /* the result record when record_error is set; else NULL */
+} mg_shift_outcome;
+
+void mg_shift_outcome_clear(mg_shift_outcome *out);
+
+/*
+ * Applies req: mark pending in the state, journal intent, apply through the
+ * driver with read-back, record the result in the journal and the state. On
+ * failure before the balancer changed, nothing moved and the error is
+ * returned. When the balancer refuses, it is read again so the state holds
+ * what it really has, the failure is journalled, and the error is returned.
+ * When the balancer changed but the result cannot be recorded:
+ * MG_EUNRECORDED, out (may be NULL) keeps the read-back and the record.
+ * out gets the read-back on success.
+ */
+int mg_shift_apply(mg_shift_outcome *out, mg_store *store, mg_state *st, mg_traffic *t,
                    const mg_shift_request *req, mg_error *err);
+
+/*
+ * What a rollback could not use in the state directory. A rollback is the way
+ * out: a full disk, a read-only directory, a lock file that cannot be
+ * created or a damaged state.json never keeps traffic on the cluster, they
+ * only keep the rollback from being recorded.
+ */
+typedef struct {
+	bool unlocked;          /* the lock could not be taken: nothing is written */
+	char lock_error[1024];  /* why */
+	bool state_unread;      /* state.json cannot be read: it is not replaced */
+	char state_error[1024]; /* why */
+} mg_shift_site;
+
+/*
+ * Opens the state directory for a rollback: *store (NULL if the directory
+ * cannot be opened at all), the lock (preemptible holders are stopped as
+ * mg_store_lock_preempt does; wait_ms) and *st (a fresh state when state.json
+ * cannot be read). What failed is in *site, not an error: only bad input
+ * (a plan name) and another command holding the lock (MG_ELOCKED) are.
+ */
+int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
+                           const char *state_dir, const char *plan_name, const char *command,
+                           const char *preemptible, int64_t wait_ms, mg_error *err);
+
+/*
+ * The rollback itself: the balancer first (apply and read back), then the
+ * record: the journal and state.json, as far as *site allows. A balancer
+ * failure is returned as by mg_shift_apply. A record that cannot be written
+ * is MG_EUNRECORDED with err saying where traffic is and why, and out holding
+ * the read-back and the record. A pending intent in st is ended by this.
+ */
+int mg_shift_rollback(mg_shift_outcome *out, mg_store *store, mg_state *st,
+                      const mg_shift_site *site, mg_traffic *t, const mg_shift_request *req,
+                      mg_error *err);
 
 /*
  * If st has a pending intent, makes the balancer run what it reports

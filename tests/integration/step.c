@@ -12,6 +12,7 @@
 #include <linux/fs.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -194,21 +195,9 @@ typedef struct {
 	char err[65536];
 } result;
 
-/* migrate with -p <dir>/plan.yaml and the given arguments. */
-static void run(result *r, const char *first, ...)
+/* Starts args (a path) with stdout and stderr on pipes; *out and *err get their read ends. */
+static pid_t start(char **args, int *out_fd, int *err_fd)
 {
-	char *args[32];
-	size_t n = 0;
-	args[n++] = getenv("MIGRATE_BIN");
-	cr_assert_not_null(args[0], "MIGRATE_BIN is not set");
-	args[n++] = "-p";
-	args[n++] = (char *)path("plan.yaml");
-	va_list ap;
-	va_start(ap, first);
-	for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
 	int out[2], err[2];
 	cr_assert_eq(pipe(out), 0);
 	cr_assert_eq(pipe(err), 0);
@@ -222,8 +211,16 @@ static void run(result *r, const char *first, ...)
 	posix_spawn_file_actions_destroy(&fa);
 	close(out[1]);
 	close(err[1]);
+	*out_fd = out[0];
+	*err_fd = err[0];
+	return pid;
+}
+
+/* Reads both pipes to their end (bounded) and waits for pid. */
+static void finish(result *r, pid_t pid, int out_fd, int err_fd)
+{
 	size_t no = 0, ne = 0;
-	struct pollfd p[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	struct pollfd p[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
 	for (int i = 0; i < 3000 && (p[0].fd >= 0 || p[1].fd >= 0); i++) {
 		if (poll(p, 2, 10) <= 0)
 			continue;
@@ -245,6 +242,35 @@ static void run(result *r, const char *first, ...)
 	int st;
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* prefix (NULL-terminated), then migrate -p <dir>/plan.yaml and the arguments in ap. */
+static size_t argv_of(char **args, size_t max, char *const *prefix, const char *first, va_list ap)
+{
+	size_t n = 0;
+	for (; prefix && *prefix && n < max - 1; prefix++)
+		args[n++] = *prefix;
+	args[n++] = getenv("MIGRATE_BIN");
+	cr_assert_not_null(args[n - 1], "MIGRATE_BIN is not set");
+	args[n++] = "-p";
+	args[n++] = (char *)path("plan.yaml");
+	for (const char *a = first; a && n < max - 1; a = va_arg(ap, const char *))
+		args[n++] = (char *)a;
+	args[n] = NULL;
+	return n;
+}
+
+/* migrate with -p <dir>/plan.yaml and the given arguments. */
+static void run(result *r, const char *first, ...)
+{
+	char *args[40];
+	va_list ap;
+	va_start(ap, first);
+	argv_of(args, 40, NULL, first, ap);
+	va_end(ap);
+	int out, err;
+	pid_t pid = start(args, &out, &err);
+	finish(r, pid, out, err);
 }
 
 static json_t *doc_of(const result *r)
@@ -323,12 +349,15 @@ Test(step, steps_to_100_then_rolls_back)
 	cr_assert_gt(weight("vm-01"), 0);
 
 	json_t *recs = journal();
-	cr_assert_eq(json_array_size(recs), 8, "intent and result for 3 steps and a rollback");
-	for (size_t i = 0; i < 8; i += 2) {
+	/* a rollback talks to the balancer first and records after: no intent */
+	cr_assert_eq(json_array_size(recs), 7,
+	             "intent and result for 3 steps, a rollback's result");
+	for (size_t i = 0; i < 6; i += 2) {
 		cr_assert_str_eq(action(recs, i), "intent");
 		cr_assert_str_eq(action(recs, i + 1), "result");
 	}
-	json_t *last = json_array_get(recs, 7);
+	cr_assert_str_eq(action(recs, 6), "result");
+	json_t *last = json_array_get(recs, 6);
 	cr_assert_str_eq(json_string_value(json_object_get(last, "command")), "rollback");
 	cr_assert_str_eq(json_string_value(json_object_get(last, "reason")), "test");
 	json_decref(recs);
@@ -791,4 +820,369 @@ Test(step, a_retried_rollback_journals_one_reconcile_per_intent)
 	cr_assert_eq(count_actions(recs, "reconcile"), 1, "%zu reconcile records",
 	             count_actions(recs, "reconcile"));
 	json_decref(recs);
+}
+
+/*
+ * A state directory migrate cannot write, made by root in a private mount namespace
+ * (sh, $1 the plan's state directory) just before migrate runs in it: mode bits do not
+ * stop root, a read-only mount and a full file system do.
+ */
+#define PREP_READ_ONLY "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\""
+#define PREP_FULL                                                                                  \
+	"cp -a \"$1\" \"$1.keep\" && mount -t tmpfs -o size=64k,mode=0700 tmpfs \"$1\" && "        \
+	"cp -a \"$1.keep/.\" \"$1/\" && rm -rf \"$1.keep\" && "                                    \
+	"{ dd if=/dev/zero of=\"$1/.fill\" bs=4k 2>/dev/null; true; }"
+
+/* run, in a mount namespace where prep has changed the state directory first. */
+static void run_ns(result *r, const char *prep, const char *first, ...)
+{
+	char script[1024];
+	snprintf(script, sizeof(script), "%s && shift && exec \"$@\"", prep);
+	char *prefix[] = {"/usr/bin/unshare",
+	                  "--mount",
+	                  "/bin/sh",
+	                  "-c",
+	                  script,
+	                  "sh",
+	                  (char *)path(".migrate/shop"),
+	                  NULL};
+	char *args[48];
+	va_list ap;
+	va_start(ap, first);
+	argv_of(args, 48, prefix, first, ap);
+	va_end(ap);
+	int out, err;
+	pid_t pid = start(args, &out, &err);
+	finish(r, pid, out, err);
+}
+
+/* The line of stderr that is a JSON object with this command and action, or NULL. */
+static json_t *record_on_stderr(const result *r, const char *command, const char *act)
+{
+	for (const char *p = r->err; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		size_t len = strcspn(p, "\n");
+		json_t *d = *p == '{' ? json_loadb(p, len, 0, NULL) : NULL;
+		const char *c = json_string_value(json_object_get(d, "command"));
+		const char *a = json_string_value(json_object_get(d, "action"));
+		if (c && a && !strcmp(c, command) && !strcmp(a, act))
+			return d;
+		json_decref(d);
+	}
+	return NULL;
+}
+
+/* The balancer as a step at 10% leaves it, whatever the state says. */
+static void back_on_the_cluster(void)
+{
+	free(api("set weight be/vm-01 9; set weight be/vm-02 9; set weight be/k8s 2"));
+}
+
+/* A rollback that moved traffic but could not record it: exit 5, read back, the record kept. */
+static void expect_unrecorded(const result *r, const char *what)
+{
+	cr_assert_eq(r->status, 5, "%s: exit %d\n%s", what, r->status, r->err);
+	cr_assert_eq(weight("k8s"), 0, "%s: traffic is back on the VMs", what);
+	cr_assert_gt(weight("vm-01"), 0, "%s", what);
+	cr_assert(strstr(r->err, "traffic is 0% on the cluster (read back)") &&
+	              strstr(r->err, "but the record could not be written: "),
+	          "%s: %s", what, r->err);
+	json_t *rec = record_on_stderr(r, "rollback", "result");
+	cr_assert_not_null(rec, "%s: the record is on stderr as one JSON line: %s", what, r->err);
+	cr_assert_float_eq(jnum(rec, "after", "k8s_percent"), 0, 0.01, "%s", what);
+	cr_assert(json_is_object(json_object_get(json_object_get(rec, "evidence"), "read_back")),
+	          "%s", what);
+	json_decref(rec);
+}
+
+static void expect_unrecorded_json(const result *r, double read_back, const char *what)
+{
+	cr_assert_eq(r->status, 5, "%s: exit %d\n%s", what, r->status, r->err);
+	json_t *d = doc_of(r);
+	cr_assert(json_is_false(json_object_get(d, "ok")), "%s: %s", what, r->out);
+	cr_assert_eq(jnum(d, "exit_code", NULL), 5, "%s", what);
+	cr_assert_float_eq(jnum(d, "read_back", "k8s_percent"), read_back, 0.01, "%s: %s", what,
+	                   r->out);
+	const char *why = json_string_value(json_object_get(d, "record_error"));
+	cr_assert(why && *why, "%s: record_error says why: %s", what, r->out);
+	json_decref(d);
+}
+
+Test(step, rollback_with_a_read_only_state_dir_moves_traffic_and_exits_5)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_eq(weight("k8s"), 2);
+	run_ns(&r, PREP_READ_ONLY, "rollback", NULL);
+	expect_unrecorded(&r, "read-only");
+	cr_assert(strstr(r.err, "Read-only file system"), "%s", r.err);
+	cr_assert(strstr(r.err, "lock"), "says the lock could not be taken: %s", r.err);
+
+	back_on_the_cluster();
+	run_ns(&r, PREP_READ_ONLY, "rollback", "--force", "--reason", "cluster on fire", "-o",
+	       "json", NULL);
+	expect_unrecorded_json(&r, 0, "read-only, --force, json");
+	cr_assert_eq(weight("k8s"), 0);
+	json_t *rec = record_on_stderr(&r, "rollback", "result");
+	cr_assert_not_null(rec, "%s", r.err);
+	cr_assert_str_eq(json_string_value(json_object_get(rec, "reason")), "cluster on fire");
+	json_decref(rec);
+}
+
+Test(step, rollback_with_a_full_state_disk_moves_traffic_and_exits_5)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	run_ns(&r, PREP_FULL, "rollback", NULL);
+	expect_unrecorded(&r, "full disk");
+	cr_assert(strstr(r.err, "No space left on device"), "%s", r.err);
+
+	back_on_the_cluster();
+	run_ns(&r, PREP_FULL, "rollback", "--force", "--reason", "x", "-o", "json", NULL);
+	expect_unrecorded_json(&r, 0, "full disk, json");
+	cr_assert_eq(weight("k8s"), 0);
+}
+
+/* state.json cut in the middle or replaced: the rollback still goes, the journal has it */
+static void rollback_with_damaged_state(const char *content, const char *what)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_write_file(path(".migrate/shop/state.json"), content);
+	run(&r, "rollback", NULL);
+	expect_unrecorded(&r, what);
+	cr_assert(strstr(r.err, "state.json"), "%s: %s", what, r.err);
+	json_t *recs = journal();
+	json_t *last = json_array_get(recs, json_array_size(recs) - 1);
+	cr_assert_str_eq(json_string_value(json_object_get(last, "command")), "rollback");
+	cr_assert_str_eq(action(recs, json_array_size(recs) - 1), "result");
+	json_decref(recs);
+
+	back_on_the_cluster();
+	run(&r, "rollback", "--force", "--reason", "x", "-o", "json", NULL);
+	expect_unrecorded_json(&r, 0, what);
+	cr_assert_eq(weight("k8s"), 0);
+}
+
+Test(step, rollback_with_a_truncated_state_json_moves_traffic_and_exits_5)
+{
+	rollback_with_damaged_state("{\"format\": 1, \"plan\": \"shop\", \"revis", "truncated");
+}
+
+Test(step, rollback_with_a_garbage_state_json_moves_traffic_and_exits_5)
+{
+	rollback_with_damaged_state("\x7f"
+	                            "ELF garbage\n",
+	                            "garbage");
+}
+
+Test(step, status_with_a_damaged_state_json_shows_the_live_weights)
+{
+	write_plan("0s");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	tu_write_file(path(".migrate/shop/state.json"), "{\"format\": 1, \"pla");
+	run(&r, "status", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	cr_assert(strstr(r.out, "live       10% to the cluster"), "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "weight 2"), "%s", r.out);
+	cr_assert(strstr(r.err, "state.json") && strstr(r.err, "cannot be read"), "%s", r.err);
+	run(&r, "status", "-o", "json", NULL);
+	cr_assert_eq(r.status, 2, "%s", r.err);
+	json_t *d = doc_of(&r);
+	cr_assert_float_eq(jnum(d, "live", "k8s_percent"), 10, 0.01, "%s", r.out);
+	const char *why = json_string_value(json_object_get(d, "state_error"));
+	cr_assert(why && strstr(why, "state.json"), "%s", r.out);
+	cr_assert(json_is_false(json_object_get(d, "ok")));
+	json_decref(d);
+}
+
+/*
+ * Between migrate and HAProxy's runtime API: passes every call on. At the first
+ * `set weight` it makes file (if set) immutable, so the balancer moves and the record
+ * fails; every `set weight` waits delay_ms first, so a step takes that long.
+ */
+typedef struct {
+	int fd;
+	pthread_t thread;
+	char file[512];
+	int delay_ms;
+	volatile int hooked; /* 1 once it did, -1 if it could not */
+} relay;
+
+static int set_immutable(const char *file, bool on)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC), flags = 0, rc = -1;
+	if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+		flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+		rc = ioctl(fd, FS_IOC_SETFLAGS, &flags);
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void *relay_main(void *ud)
+{
+	relay *rl = ud;
+	for (;;) {
+		int c = accept(rl->fd, NULL, NULL);
+		if (c < 0)
+			return NULL; /* shut down */
+		char line[8192];
+		size_t n = 0;
+		while (n < sizeof(line) - 1) {
+			ssize_t got = read(c, line + n, sizeof(line) - 1 - n);
+			if (got <= 0)
+				break;
+			n += (size_t)got;
+			if (memchr(line, '\n', n))
+				break;
+		}
+		line[n] = '\0';
+		if (n && strstr(line, "set weight") && rl->delay_ms)
+			usleep((useconds_t)rl->delay_ms * 1000);
+		if (n && strstr(line, "set weight") && *rl->file && !rl->hooked)
+			rl->hooked = set_immutable(rl->file, true) == 0 ? 1 : -1;
+		int h = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", path("admin.sock"));
+		if (h >= 0 && connect(h, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		    write(h, line, n) == (ssize_t)n) {
+			char buf[16384];
+			ssize_t got;
+			while ((got = read(h, buf, sizeof(buf))) > 0)
+				if (write(c, buf, (size_t)got) != got)
+					break;
+		}
+		if (h >= 0)
+			close(h);
+		close(c);
+	}
+}
+
+/* Points the plan at a relay on <dir>/relay.sock and starts it. */
+static void relay_start(relay *rl, const char *file, int delay_ms)
+{
+	char plan[1024];
+	FILE *f = fopen(path("plan.yaml"), "r");
+	cr_assert_not_null(f);
+	size_t n = fread(plan, 1, sizeof(plan) - 1, f);
+	fclose(f);
+	plan[n] = '\0';
+	char *at = strstr(plan, "admin.sock");
+	cr_assert_not_null(at);
+	char edited[1100];
+	snprintf(edited, sizeof(edited), "%.*srelay.sock%s", (int)(at - plan), plan,
+	         at + strlen("admin.sock"));
+	tu_write_file(path("plan.yaml"), edited);
+
+	memset(rl, 0, sizeof(*rl));
+	rl->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	rl->delay_ms = delay_ms;
+	if (file) {
+		snprintf(rl->file, sizeof(rl->file), "%s", file);
+		snprintf(immutable, sizeof(immutable), "%s", file); /* teardown releases it */
+	}
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path("relay.sock"));
+	cr_assert_eq(bind(rl->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(rl->fd, 16), 0);
+	cr_assert_eq(pthread_create(&rl->thread, NULL, relay_main, rl), 0);
+}
+
+static void relay_stop(relay *rl)
+{
+	shutdown(rl->fd, SHUT_RDWR);
+	pthread_join(rl->thread, NULL);
+	close(rl->fd);
+}
+
+Test(step, a_step_that_cannot_record_after_the_balancer_moved_exits_5_with_the_read_back)
+{
+	write_plan("0s");
+	relay rl;
+	relay_start(&rl, path(".migrate/shop/state.json"), 0);
+	result r;
+	run(&r, "step", NULL);
+	int hooked = rl.hooked;
+	if (hooked < 0) {
+		relay_stop(&rl);
+		cr_skip_test("state.json cannot be made immutable here");
+	}
+	cr_assert_eq(hooked, 1, "the step set weights: %s", r.err);
+	cr_assert_eq(weight("k8s"), 2, "the balancer has the step");
+	cr_assert_eq(weight("vm-01"), 9);
+	cr_assert_eq(r.status, 5, "exit %d: %s", r.status, r.err);
+	cr_assert(strstr(r.err, "traffic is 10% on the cluster (read back)") &&
+	              strstr(r.err, "but the record could not be written: ") &&
+	              strstr(r.err, "state.json"),
+	          "%s", r.err);
+	json_t *rec = record_on_stderr(&r, "step", "result");
+	cr_assert_not_null(rec, "%s", r.err);
+	json_decref(rec);
+
+	/* -o json: the read-back and why it is not recorded (the next step reconciles first) */
+	cr_assert_eq(set_immutable(rl.file, false), 0);
+	rl.hooked = 0;
+	run(&r, "step", "-o", "json", NULL);
+	cr_assert_eq(rl.hooked, 1, "%s", r.err);
+	expect_unrecorded_json(&r, 50, "step -o json");
+	cr_assert_eq(weight("vm-01"), 1, "50%% now");
+	cr_assert_eq(set_immutable(rl.file, false), 0);
+	relay_stop(&rl);
+}
+
+/*
+ * Two operators typing `migrate step --force` at the same moment: one moves traffic one
+ * step, the other is told the state moved (or that the plan is locked), exit 3. Each
+ * `set weight` takes 60 ms, as over a slow link: the second has started by the time the
+ * first is done, and (before the fix) took the lock then, well within its 100 ms of
+ * retries, and stepped again.
+ */
+Test(step, concurrent_steps_move_traffic_one_step)
+{
+	write_plan("0s");
+	relay rl;
+	relay_start(&rl, NULL, 60);
+	for (int pair = 0; pair < 5; pair++) {
+		char *args[2][40];
+		int out[2], err[2];
+		pid_t pid[2];
+		for (int k = 0; k < 2; k++) {
+			size_t n = 0;
+			args[k][n++] = getenv("MIGRATE_BIN");
+			args[k][n++] = "-p";
+			args[k][n++] = (char *)path("plan.yaml");
+			args[k][n++] = "step";
+			args[k][n++] = "--force";
+			args[k][n++] = "--reason";
+			args[k][n++] = "x";
+			args[k][n] = NULL;
+		}
+		for (int k = 0; k < 2; k++)
+			pid[k] = start(args[k], &out[k], &err[k]);
+		result r[2];
+		for (int k = 0; k < 2; k++)
+			finish(&r[k], pid[k], out[k], err[k]);
+		int moved = (r[0].status == 0) + (r[1].status == 0);
+		cr_assert_eq(moved, 1, "pair %d: exactly one moves: exits %d and %d\n%s\n%s", pair,
+		             r[0].status, r[1].status, r[0].err, r[1].err);
+		const result *other = r[0].status == 0 ? &r[1] : &r[0];
+		cr_assert_eq(other->status, 3, "pair %d: %s", pair, other->err);
+		cr_assert(strstr(other->err, "state moved") || strstr(other->err, "locked"),
+		          "pair %d: %s", pair, other->err);
+		cr_assert_eq(weight("k8s"), 2, "pair %d: one step, to 10%%", pair);
+		cr_assert_eq(weight("vm-01"), 9, "pair %d: one step, to 10%%", pair);
+		result rb;
+		run(&rb, "rollback", NULL);
+		cr_assert_eq(rb.status, 0, "%s", rb.err);
+	}
+	relay_stop(&rl);
 }
