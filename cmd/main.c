@@ -84,8 +84,10 @@ const mg_command mg_commands[] = {
      "fail (exit 1) or are inconclusive (exit 4; see `migrate check`), and when the weights "
      "were changed by hand since migrate last set them (exit 3; see --adopt). An "
      "interrupted step or rollback is reconciled from the balancer first. Refuses (exit 3) "
-     "while the VMs and the cluster run different releases (see --allow-skew). --dry-run "
-     "prints the exact balancer calls."},
+     "while the VMs and the cluster run different releases (see --allow-skew), and when "
+     "the state moved while it waited for the lock (another step went first). Exit 5 when "
+     "the weights moved but the result could not be recorded. --dry-run prints the exact "
+     "balancer calls."},
     {"rollback", cmd_rollback, "move traffic back to the VMs in one balancer call",
      "rollback [options] [--to PERCENT] [--force] [--reason TEXT]\n"
      "       migrate rollback [options] --release [--vms-only | --k8s-only]\n"
@@ -102,9 +104,11 @@ const mg_command mg_commands[] = {
      "      --context NAME  with --release: the kubeconfig context to use instead of\n"
      "                      kubernetes.context\n",
      "Sets the balancer so the VMs get all traffic (or the share of an earlier step), reads "
-     "it back and journals both. Never waits behind the autopilot: a `migrate run` holding "
-     "the lock is told to stop first; exit 3 only when another step or rollback is in "
-     "flight. --dry-run prints the exact balancer calls. With --release it moves no traffic: "
+     "it back, then journals and records it. Never waits behind the autopilot: a `migrate "
+     "run` holding the lock is told to stop first; exit 3 only when another step or "
+     "rollback is in flight. Never stopped by the state directory either: when it is "
+     "read-only or full, or state.json cannot be read, traffic still moves, and it exits 5 "
+     "with the read-back and the record it could not write, on stderr, to keep. --dry-run prints the exact balancer calls. With --release it moves no traffic: "
      "it switches every VM back to the release recorded before the last deploy, with the "
      "deploy's batches, activate and health checks (see docs/vms.md), and applies the "
      "manifests recorded for the cluster's previous release again and waits for the "

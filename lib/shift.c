@@ -85,7 +85,7 @@ static void note(char *buf, size_t size, const char *fmt, ...)
  */
 static int record_result(mg_shift_outcome *out, mg_store *store, mg_state *st,
                          const mg_shift_request *req, json_t *before, const mg_traffic_state *rb,
-                         bool write_journal, bool write_state, mg_error *err)
+                         bool write_journal, bool write_state, const char *then, mg_error *err)
 {
 	json_t *after = position(rb->k8s_percent, req->step_index);
 	json_t *evidence = json_pack("{s:o, s:b}", "read_back", mg_traffic_state_to_json(rb),
@@ -95,18 +95,22 @@ static int record_result(mg_shift_outcome *out, mg_store *store, mg_state *st,
 	if (write_journal && mg_journal_append(store, &e, &why))
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);
 	mg_error_clear(&why);
-	if (write_state && mg_state_save(store, st, &why))
+	bool saved = write_state && mg_state_save(store, st, &why) == 0;
+	if (write_state && !saved)
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);
 	mg_error_clear(&why);
 	int rc = 0;
+	if (saved) /* only the journal is short of it */
+		then = "state.json has the move; the journal does not: keep the record "
+		       "printed with this error";
 	if (*out->record_error) {
 		out->record = mg_journal_record(&e);
 		char pct[32];
 		snprintf(pct, sizeof(pct), "%.4g%%", rb->k8s_percent);
 		rc = mg_error_set(err, MG_EUNRECORDED,
 		                  "traffic is %s on the cluster (read back), but the record could "
-		                  "not be written: %s",
-		                  pct, out->record_error);
+		                  "not be written: %s. %s",
+		                  pct, out->record_error, then);
 	}
 	json_decref(before);
 	json_decref(after);
@@ -192,7 +196,11 @@ int mg_shift_apply(mg_shift_outcome *out, mg_store *store, mg_state *st, mg_traf
 	record_read_back(st, out->read_back.k8s_percent);
 	st->pending = false;
 	rc = record_result(out, store, st, req, position(before, before_step), &out->read_back,
-	                   true, true, err);
+	                   true, true,
+	                   "state.json still marks the move as pending: once the state directory "
+	                   "can be written, the next step, rollback or run reads the balancer and "
+	                   "records it",
+	                   err);
 	if (out == &local)
 		mg_shift_outcome_clear(&local);
 	return rc;
@@ -281,7 +289,11 @@ int mg_shift_rollback(mg_shift_outcome *out, mg_store *store, mg_state *st,
 		     "state.json was not replaced: it cannot be read (%s); fix or restore it",
 		     site->state_error);
 	return record_result(out, store, st, req, before, &out->read_back, can_write,
-	                     can_write && !site->state_unread, err);
+	                     can_write && !site->state_unread,
+	                     "Keep the record printed with this error; once the state directory "
+	                     "can be written (and state.json read), run `migrate rollback` again "
+	                     "to record it: the balancer is already there",
+	                     err);
 }
 
 /*
