@@ -152,7 +152,8 @@ int shift_finish(mg_cli *cli, shift_ctx *c, mg_shift_outcome *out, json_t *doc, 
 		                 : NULL;
 		if (line) {
 			fprintf(stderr,
-			        "the record that could not be written, to keep (one JSON line):\n"
+			        "the record of this move, to keep (one JSON line, as the journal "
+			        "writes it):\n"
 			        "%s\n",
 			        line);
 			free(line);
