@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/fs.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,9 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1239,4 +1242,105 @@ const char *tu_vms_current(const tu_vms *v, int i)
 	ssize_t n = readlink(tu_at("%s/current", v->root[i]), buf[k], sizeof(buf[k]) - 1);
 	buf[k][n > 0 ? n : 0] = '\0';
 	return buf[k];
+}
+
+int tu_set_immutable(const char *file, bool on)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC), flags = 0, rc = -1;
+	if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+		flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+		rc = ioctl(fd, FS_IOC_SETFLAGS, &flags);
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void *relay_main(void *ud)
+{
+	tu_relay *rl = ud;
+	for (;;) {
+		int c = accept(rl->fd, NULL, NULL);
+		if (c < 0)
+			return NULL; /* shut down */
+		char line[8192];
+		size_t n = 0;
+		while (n < sizeof(line) - 1) {
+			ssize_t got = read(c, line + n, sizeof(line) - 1 - n);
+			if (got <= 0)
+				break;
+			n += (size_t)got;
+			if (memchr(line, '\n', n))
+				break;
+		}
+		line[n] = '\0';
+		bool set = n && strstr(line, "set weight");
+		if (set && rl->delay_ms)
+			usleep((useconds_t)rl->delay_ms * 1000);
+		if (set && *rl->file && !rl->hooked)
+			rl->hooked = tu_set_immutable(rl->file, true) == 0 ? 1 : -1;
+		int h = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_un a = {.sun_family = AF_UNIX};
+		snprintf(a.sun_path, sizeof(a.sun_path), "%s", rl->upstream);
+		if (h >= 0 && connect(h, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		    write(h, line, n) == (ssize_t)n) {
+			char buf[16384];
+			ssize_t got;
+			while ((got = read(h, buf, sizeof(buf))) > 0)
+				if (write(c, buf, (size_t)got) != got)
+					break;
+		}
+		if (h >= 0)
+			close(h);
+		close(c);
+	}
+}
+
+void tu_relay_start(tu_relay *rl, const char *listen_path, const char *upstream_path,
+                    const char *file, int delay_ms)
+{
+	memset(rl, 0, sizeof(*rl));
+	rl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(rl->fd, 0);
+	rl->delay_ms = delay_ms;
+	snprintf(rl->upstream, sizeof(rl->upstream), "%s", upstream_path);
+	if (file)
+		snprintf(rl->file, sizeof(rl->file), "%s", file);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", listen_path);
+	cr_assert_eq(bind(rl->fd, (struct sockaddr *)&a, sizeof(a)), 0, "%s: %s", listen_path,
+	             strerror(errno));
+	cr_assert_eq(listen(rl->fd, 16), 0);
+	cr_assert_eq(pthread_create(&rl->thread, NULL, relay_main, rl), 0);
+}
+
+void tu_relay_stop(tu_relay *rl)
+{
+	shutdown(rl->fd, SHUT_RDWR);
+	pthread_join(rl->thread, NULL);
+	close(rl->fd);
+	rl->fd = -1;
+}
+
+void tu_edit_file(const char *path, const char *from, const char *to)
+{
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	for (int i = 0; i < 10000; i++) {
+		size_t before = len;
+		tu_drain(fd, &text, &len, &cap);
+		if (len == before)
+			break;
+	}
+	close(fd);
+	cr_assert_not_null(text, "%s is empty", path);
+	char *at = strstr(text, from);
+	cr_assert(at && !strstr(at + 1, from), "%s is not once in %s", from, path);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+	cr_assert_eq(fclose(f), 0);
+	free(text);
 }

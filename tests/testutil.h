@@ -3,6 +3,7 @@
 #define MG_TESTUTIL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -230,5 +231,30 @@ void tu_make_artifact(const char *dir, const char *version, bool healthy);
 void tu_vms_hosts_lines(const tu_vms *v, int n, char *out, size_t size);
 /* VM i's current link as the VM has it, "" when there is none (one of 4 rotating buffers). */
 const char *tu_vms_current(const tu_vms *v, int i);
+
+/*
+ * A relay between migrate and HAProxy's runtime API (one command per
+ * connection): listens on a unix socket and passes every call on to the
+ * real one. Every `set weight` waits delay_ms first (a slow link); at the
+ * first one, file (if set) is made immutable (chattr +i) before it is passed
+ * on, so the balancer moves and the record that follows cannot be saved.
+ */
+typedef struct {
+	int fd;
+	pthread_t thread;
+	char upstream[108]; /* sun_path */
+	char file[512];
+	int delay_ms;
+	volatile int hooked; /* 1 once file was made immutable, -1 if it could not be */
+} tu_relay;
+
+/* Starts rl on listen_path; asserts. */
+void tu_relay_start(tu_relay *rl, const char *listen_path, const char *upstream_path,
+                    const char *file, int delay_ms);
+void tu_relay_stop(tu_relay *rl);
+/* chattr +i / -i of file: 0, or -1 where the file system has no such attribute. */
+int tu_set_immutable(const char *file, bool on);
+/* Replaces the one occurrence of from in the file at path by to; asserts. */
+void tu_edit_file(const char *path, const char *from, const char *to);
 
 #endif

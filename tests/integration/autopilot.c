@@ -835,3 +835,37 @@ Test(autopilot, an_unreachable_balancer_ends_the_run_with_a_record)
 	cr_assert(strstr(jstr(last, "reason"), "admin.sock"), "%s", jstr(last, "reason"));
 	json_decref(recs);
 }
+
+/*
+ * The autopilot's first step moves the balancer, and then state.json cannot be written
+ * (made immutable between the intent and the result): `run` ends with exit 5, the
+ * read-back and why, never a bare I/O error.
+ */
+Test(autopilot, a_move_that_cannot_be_recorded_ends_the_run_with_exit_5_and_the_read_back)
+{
+	up(NULL, NULL);
+	char sock[300], state_file[300];
+	snprintf(sock, sizeof(sock), "socket: \"%s\"", envv("ADMIN_SOCK"));
+	snprintf(state_file, sizeof(state_file), "%s", path("state/demo/state.json"));
+	tu_edit_file(envv("PLAN"), sock, tu_at("socket: \"%s\"", path("relay.sock")));
+	tu_relay rl;
+	tu_relay_start(&rl, path("relay.sock"), envv("ADMIN_SOCK"), state_file, 0);
+	static result r;
+	mg(&r, 30000, "run", "-o", "json", NULL);
+	int hooked = rl.hooked;
+	tu_set_immutable(state_file, false);
+	tu_relay_stop(&rl);
+	if (hooked < 0)
+		cr_skip_test("state.json cannot be made immutable here");
+	cr_assert_eq(hooked, 1, "run set weights: %d\n%s", r.status, r.err);
+	cr_assert_eq(r.status, 5, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *d = parse(r.out, "run -o json");
+	cr_assert(json_is_false(jget(d, "ok")));
+	cr_assert_eq(jnum(d, "exit_code"), 5);
+	cr_assert_gt(jnum(d, "read_back.k8s_percent"), 0, "%s", r.out);
+	cr_assert(strstr(jstr(d, "record_error"), "state.json"), "%s", r.out);
+	cr_assert_str_eq(jstr(d, "error.kind"), "not recorded");
+	json_decref(d);
+	cr_assert(strstr(r.err, "but the record could not be written: "), "%s", r.err);
+	cr_assert_gt(weight("k8s1"), 0, "the balancer has the first step");
+}

@@ -12,7 +12,6 @@
 #include <linux/fs.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -1003,117 +1002,25 @@ Test(step, status_with_a_damaged_state_json_shows_the_live_weights)
 	json_decref(d);
 }
 
-/*
- * Between migrate and HAProxy's runtime API: passes every call on. At the first
- * `set weight` it makes file (if set) immutable, so the balancer moves and the record
- * fails; every `set weight` waits delay_ms first, so a step takes that long.
- */
-typedef struct {
-	int fd;
-	pthread_t thread;
-	char file[512];
-	int delay_ms;
-	volatile int hooked; /* 1 once it did, -1 if it could not */
-} relay;
-
-static int set_immutable(const char *file, bool on)
+/* Points the plan at a relay on <dir>/relay.sock (tu_relay) in front of HAProxy. */
+static void relay_start(tu_relay *rl, const char *file, int delay_ms)
 {
-	int fd = open(file, O_RDONLY | O_CLOEXEC), flags = 0, rc = -1;
-	if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
-		flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
-		rc = ioctl(fd, FS_IOC_SETFLAGS, &flags);
-	}
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-static void *relay_main(void *ud)
-{
-	relay *rl = ud;
-	for (;;) {
-		int c = accept(rl->fd, NULL, NULL);
-		if (c < 0)
-			return NULL; /* shut down */
-		char line[8192];
-		size_t n = 0;
-		while (n < sizeof(line) - 1) {
-			ssize_t got = read(c, line + n, sizeof(line) - 1 - n);
-			if (got <= 0)
-				break;
-			n += (size_t)got;
-			if (memchr(line, '\n', n))
-				break;
-		}
-		line[n] = '\0';
-		if (n && strstr(line, "set weight") && rl->delay_ms)
-			usleep((useconds_t)rl->delay_ms * 1000);
-		if (n && strstr(line, "set weight") && *rl->file && !rl->hooked)
-			rl->hooked = set_immutable(rl->file, true) == 0 ? 1 : -1;
-		int h = socket(AF_UNIX, SOCK_STREAM, 0);
-		struct sockaddr_un a = {.sun_family = AF_UNIX};
-		snprintf(a.sun_path, sizeof(a.sun_path), "%s", path("admin.sock"));
-		if (h >= 0 && connect(h, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-		    write(h, line, n) == (ssize_t)n) {
-			char buf[16384];
-			ssize_t got;
-			while ((got = read(h, buf, sizeof(buf))) > 0)
-				if (write(c, buf, (size_t)got) != got)
-					break;
-		}
-		if (h >= 0)
-			close(h);
-		close(c);
-	}
-}
-
-/* Points the plan at a relay on <dir>/relay.sock and starts it. */
-static void relay_start(relay *rl, const char *file, int delay_ms)
-{
-	char plan[1024];
-	FILE *f = fopen(path("plan.yaml"), "r");
-	cr_assert_not_null(f);
-	size_t n = fread(plan, 1, sizeof(plan) - 1, f);
-	fclose(f);
-	plan[n] = '\0';
-	char *at = strstr(plan, "admin.sock");
-	cr_assert_not_null(at);
-	char edited[1100];
-	snprintf(edited, sizeof(edited), "%.*srelay.sock%s", (int)(at - plan), plan,
-	         at + strlen("admin.sock"));
-	tu_write_file(path("plan.yaml"), edited);
-
-	memset(rl, 0, sizeof(*rl));
-	rl->fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	rl->delay_ms = delay_ms;
-	if (file) {
-		snprintf(rl->file, sizeof(rl->file), "%s", file);
+	tu_edit_file(path("plan.yaml"), path("admin.sock"), path("relay.sock"));
+	if (file)
 		snprintf(immutable, sizeof(immutable), "%s", file); /* teardown releases it */
-	}
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path("relay.sock"));
-	cr_assert_eq(bind(rl->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(rl->fd, 16), 0);
-	cr_assert_eq(pthread_create(&rl->thread, NULL, relay_main, rl), 0);
-}
-
-static void relay_stop(relay *rl)
-{
-	shutdown(rl->fd, SHUT_RDWR);
-	pthread_join(rl->thread, NULL);
-	close(rl->fd);
+	tu_relay_start(rl, path("relay.sock"), path("admin.sock"), file, delay_ms);
 }
 
 Test(step, a_step_that_cannot_record_after_the_balancer_moved_exits_5_with_the_read_back)
 {
 	write_plan("0s");
-	relay rl;
+	tu_relay rl;
 	relay_start(&rl, path(".migrate/shop/state.json"), 0);
 	result r;
 	run(&r, "step", NULL);
 	int hooked = rl.hooked;
 	if (hooked < 0) {
-		relay_stop(&rl);
+		tu_relay_stop(&rl);
 		cr_skip_test("state.json cannot be made immutable here");
 	}
 	cr_assert_eq(hooked, 1, "the step set weights: %s", r.err);
@@ -1129,14 +1036,14 @@ Test(step, a_step_that_cannot_record_after_the_balancer_moved_exits_5_with_the_r
 	json_decref(rec);
 
 	/* -o json: the read-back and why it is not recorded (the next step reconciles first) */
-	cr_assert_eq(set_immutable(rl.file, false), 0);
+	cr_assert_eq(tu_set_immutable(rl.file, false), 0);
 	rl.hooked = 0;
 	run(&r, "step", "-o", "json", NULL);
 	cr_assert_eq(rl.hooked, 1, "%s", r.err);
 	expect_unrecorded_json(&r, 50, "step -o json");
 	cr_assert_eq(weight("vm-01"), 1, "50%% now");
-	cr_assert_eq(set_immutable(rl.file, false), 0);
-	relay_stop(&rl);
+	cr_assert_eq(tu_set_immutable(rl.file, false), 0);
+	tu_relay_stop(&rl);
 }
 
 /*
@@ -1149,7 +1056,7 @@ Test(step, a_step_that_cannot_record_after_the_balancer_moved_exits_5_with_the_r
 Test(step, concurrent_steps_move_traffic_one_step)
 {
 	write_plan("0s");
-	relay rl;
+	tu_relay rl;
 	relay_start(&rl, NULL, 60);
 	for (int pair = 0; pair < 5; pair++) {
 		char *args[2][40];
@@ -1184,5 +1091,5 @@ Test(step, concurrent_steps_move_traffic_one_step)
 		run(&rb, "rollback", NULL);
 		cr_assert_eq(rb.status, 0, "%s", rb.err);
 	}
-	relay_stop(&rl);
+	tu_relay_stop(&rl);
 }
