@@ -1005,10 +1005,11 @@ Test(step, status_with_a_damaged_state_json_shows_the_live_weights)
 /* Points the plan at a relay on <dir>/relay.sock (tu_relay) in front of HAProxy. */
 static void relay_start(tu_relay *rl, const char *file, int delay_ms)
 {
+	/* teardown releases it; a copy, as path()'s buffers are reused below */
+	snprintf(immutable, sizeof(immutable), "%s", file ? file : "");
 	tu_edit_file(path("plan.yaml"), path("admin.sock"), path("relay.sock"));
-	if (file)
-		snprintf(immutable, sizeof(immutable), "%s", file); /* teardown releases it */
-	tu_relay_start(rl, path("relay.sock"), path("admin.sock"), file, delay_ms);
+	tu_relay_start(rl, path("relay.sock"), path("admin.sock"), file ? immutable : NULL,
+	               delay_ms);
 }
 
 Test(step, a_step_that_cannot_record_after_the_balancer_moved_exits_5_with_the_read_back)
