@@ -20,6 +20,7 @@
 
 #include "kube.h"
 #include "log.h"
+#include "secret.h"
 
 #define DEFAULT_EXEC_TIMEOUT_MS 30000
 /* An ExecCredential is a few KiB; more is not one. */
@@ -255,9 +256,17 @@ out:
 	return rc;
 }
 
+/* A copy of a credential, registered so it is masked wherever it shows up; NULL if out of memory.
+ */
 static char *dup_secret(const char *s)
 {
-	return s ? strdup(s) : NULL;
+	char *d = s ? strdup(s) : NULL;
+	if (d && mg_secret_register(d)) {
+		explicit_bzero(d, strlen(d));
+		free(d);
+		d = NULL;
+	}
+	return d;
 }
 
 int mg_kube_exec_run(const mg_kube_exec_config *e, int64_t timeout_ms, char **token,
