@@ -218,6 +218,7 @@ static int status_error(mg_kube_client *c, mg_error *err, long status, const cha
 	           : status == 400 || status == 422 ? MG_EINVALID
 	                                            : MG_ERROR;
 	json_t *st = res->body ? json_loads(res->body, 0, NULL) : NULL;
+	mg_scrub_json(st); /* before any of it is cut into a message */
 	const char *kind = json_string_value(json_object_get(st, "kind"));
 	if (!st || !kind || strcmp(kind, "Status") != 0) {
 		/* scrubbed before it is cut: half a token would not be recognised */

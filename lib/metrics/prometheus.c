@@ -346,6 +346,10 @@ static int answer(const prom *p, const mg_http_response *res, const char *shown,
 	json_t *doc = NULL;
 	if (!res->content_type || is_json_type(res->content_type))
 		doc = json_loadb(res->body ? res->body : "", res->len, 0, &je);
+	/* its messages, before any is cut (the data is left as it is) */
+	mg_scrub_json(json_object_get(doc, "error"));
+	mg_scrub_json(json_object_get(doc, "errorType"));
+	mg_scrub_json(json_object_get(doc, "warnings"));
 	const char *st = json_string_value(json_object_get(doc, "status"));
 	long code = res->status;
 	int rc = 0;

@@ -171,6 +171,8 @@ static int call(cf *c, int64_t end, const char *what, const char *method, const 
 	json_error_t je;
 	if (is_json_type(res.content_type))
 		doc = json_loadb(res.body, res.len, 0, &je);
+	/* its messages, before any is cut (not the result: it is sent back in a PATCH) */
+	mg_scrub_json(json_object_get(doc, "errors"));
 	char errs[400] = "";
 	if (json_is_object(doc))
 		errors_text(errs, sizeof(errs), json_object_get(doc, "errors"));

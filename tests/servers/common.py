@@ -107,7 +107,7 @@ def stop_on_owner_exit(stop):
 
 
 # Byte offsets at which clients are known (or suspected) to cut a remote message.
-ECHO_CUTS = (200, 299, 400, 512, 768, 1024, 2048)
+ECHO_CUTS = (200, 299, 400, 512, 690, 768, 1024, 2048)
 
 
 def echo_text(auth, what="request"):
