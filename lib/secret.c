@@ -267,15 +267,19 @@ static bool at_word_ci(const char *s, size_t n, size_t i, const char *w)
 static void mark_header(bool *m, const char *s, size_t n, size_t i, size_t l)
 {
 	size_t j = i + l;
-	if (j < n && (s[j] == '"' || s[j] == '\''))
+	bool named_quoted = j < n && (s[j] == '"' || s[j] == '\'');
+	if (named_quoted)
 		j++;
 	while (j < n && s[j] == ' ')
 		j++;
-	if (j >= n || (s[j] != ':' && s[j] != '='))
-		return;
-	j++;
-	while (j < n && (s[j] == ' ' || s[j] == '\t'))
+	if (j < n && (s[j] == ':' || s[j] == '=')) {
 		j++;
+		while (j < n && (s[j] == ' ' || s[j] == '\t'))
+			j++;
+	} else if (named_quoted || j == i + l || j >= n || (s[j] != '"' && s[j] != '\'')) {
+		/* not a header: only `Authorization "value"` (a config line) is taken too */
+		return;
+	}
 	char quote = 0;
 	if (j < n && (s[j] == '"' || s[j] == '\'')) {
 		quote = s[j];

@@ -155,6 +155,9 @@ Test(secret, bearer_and_authorization_shapes)
 	     "{\"Authorization\": \"[redacted]\", \"a\": 1}"},
 	    {"{'authorization': 'Token zz9', 'b': 2}", "{'authorization': '[redacted]', 'b': 2}"},
 	    {"X-Auth-Key: 0123456789abcdef; next", "X-Auth-Key: [redacted]; next"},
+	    /* a configuration line quoted back (nginx -t) */
+	    {"proxy_set_header Authorization \"Basic dXNlcjpwYXNz\";",
+	     "proxy_set_header Authorization \"[redacted]\";"},
 	    {"sent Bearer 9f8e7d6c5b4a3f2e1d0c and failed", "sent Bearer [redacted] and failed"},
 	    {"token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl ok", "token [redacted] ok"},
 	    /* prose and placeholders stay */
