@@ -1289,6 +1289,7 @@ int mg_fleet_record_save(mg_store *store, json_t *doc, mg_error *err)
 	char when[40];
 	mg_time_format(when, sizeof(when), mg_now_ms());
 	json_object_set_new(doc, "updated_at", json_string(when));
+	mg_scrub_json(doc); /* the last line of defence: hosts' outputs are quoted in it */
 	char *path = fleet_path(store);
 	/* indented for a reader, compact for fleets of thousands */
 	char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_COMPACT);
