@@ -455,7 +455,9 @@ void mg_scrub_json(json_t *doc)
 {
 	if (json_is_string(doc)) {
 		char *r = mg_scrub_ndup(json_string_value(doc), json_string_length(doc));
-		json_string_set(doc, r ? r : oom_text);
+		/* a partial match can end inside a UTF-8 sequence: then the whole value goes */
+		if (json_string_set(doc, r ? r : oom_text) != 0)
+			json_string_set(doc, MG_REDACTED);
 		free(r);
 	} else if (json_is_object(doc)) {
 		const char *k;

@@ -248,3 +248,15 @@ Test(secret, registering_and_scrubbing_from_threads)
 	}
 	cr_assert_eq(mg_secret_registered(), 800);
 }
+
+Test(secret, a_partial_match_inside_a_utf8_character_leaves_valid_json)
+{
+	/* shares "passé-phrase-longue-" and the lead byte of "é" with the text */
+	mg_secret_register("passé-phrase-longue-\xc3\xa9t\xc3\xa9");
+	json_t *doc = json_pack("{s:s}", "a", "passé-phrase-longue-\xc3\xa8re");
+	mg_scrub_json(doc);
+	const char *v = json_string_value(json_object_get(doc, "a"));
+	cr_assert_not_null(v);
+	cr_assert_null(strstr(v, "passé-phrase"), "%s", v);
+	json_decref(doc);
+}
