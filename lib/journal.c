@@ -148,8 +148,7 @@ static char *format_record(json_int_t seq, const mg_journal_entry *e)
 	                        "after", e->after, "reason", e->reason, "evidence", e->evidence);
 	if (!rec)
 		return NULL;
-	/* the last line of defence: before/after/evidence are the caller's, so a copy is scrubbed
-	 */
+	/* the last line of defence; before/after/evidence are the caller's: scrub a copy */
 	json_t *clean = json_deep_copy(rec);
 	json_decref(rec);
 	if (!clean)
