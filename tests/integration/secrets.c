@@ -308,3 +308,30 @@ Test(secrets, echoed_tokens_in_every_failing_read)
 	snprintf(sd, sizeof(sd), "%s/.migrate", dir);
 	files_no_leak(sd, 0);
 }
+
+/* A step that succeeds while the pool health quotes the token: the result record holds the health.
+ */
+Test(secrets, the_result_record_of_a_step_holds_no_echoed_token)
+{
+	start_prom("--token", PROM_TOKEN, NULL);
+	write_plan();
+	echo_on("{\"on\": true, \"patch\": false}");
+	tu_output r = tu_migrate_plan(plan, "step", "--force", "--reason", "test", "-vv", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	run_no_leak("step --force", r);
+	for (size_t v = 0; v < 3; v++) {
+		run_no_leak("status", tu_migrate_plan(plan, "status", verbosity[v], NULL));
+		run_no_leak("history",
+		            tu_migrate_plan(plan, "history", verbosity[v] ? verbosity[v] : "-o",
+		                            verbosity[v] ? NULL : "json", NULL));
+	}
+	char sd[512], jp[600];
+	snprintf(sd, sizeof(sd), "%s/.migrate", dir);
+	cr_assert_gt(files_no_leak(sd, 0), 0, "no state directory at %s", sd);
+	snprintf(jp, sizeof(jp), "%s/shop/journal.jsonl", sd);
+	char *journal = slurp(jp);
+	cr_assert_not_null(journal, "no journal at %s", jp);
+	cr_assert(strstr(journal, "\"result\"") && strstr(journal, "health unavailable: HTTP 400"),
+	          "no result record with the pools' health: %s", journal);
+	free(journal);
+}

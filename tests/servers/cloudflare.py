@@ -36,12 +36,13 @@ Control API (JSON bodies):
                  Authorization header back in the message)
                  optional "method" and "path" (a substring) pick which request
                  it applies to, "count" queues that many; each is used once.
-  POST /echo     {"on": true[, "lb": true]}: a careless server quoting the credential
+  POST /echo     {"on": true[, "lb": true][, "patch": false]}: a careless server quoting the credential
                  back (common.echo_text: the Authorization header and the bare token
                  straddling every usual cut, > 2 KiB) on every endpoint: the health of
                  the VM pool answers 400 with it, the cluster pool's health is unhealthy
                  with it as the failure_reason, PATCH answers 400 with it (and in an
-                 error_chain), GET of the load balancer too with "lb"; every answer
+                 error_chain; not with "patch": false), GET of the load balancer too
+                 with "lb"; every answer
                  also has it in an X-Echo header. {"on": false} ends it
   GET  /queue    what is still queued
   POST /health   {"pool_id": ..., "pop_health": {...}} or {"pool_id": ..., "unavailable": true}
@@ -251,7 +252,7 @@ def main():
                     "Amsterdam, NL": {"healthy": False, "origins": [{"192.0.2.20": {
                         "healthy": False, "rtt": "0ms", "failure_reason": text,
                         "response_code": 401}}]}}}), headers=hdr)
-            elif self.command == "PATCH" or mode.get("lb"):
+            elif (self.command == "PATCH" and mode.get("patch", True)) or mode.get("lb"):
                 self.send(400, failed, headers=hdr)
             else:
                 return False
