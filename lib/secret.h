@@ -45,15 +45,16 @@ void mg_secret_clear(mg_secret *s);
  * loaded; every text that comes from a remote party (an API's answer, a
  * plugin's stderr, a command's output) goes through mg_scrub_* BEFORE it is
  * cut, printed, logged or journalled, because a secret cut in half no longer
- * matches. mg_error_set, mg_error_diag, mg_log, the journal and the state
- * writer scrub again as a last line of defence.
+ * matches. mg_error_set, mg_error_diag, mg_log and the writers of the
+ * journal, state.json and fleet.json scrub again as a last line of defence.
  *
  * Scrubbing replaces with MG_REDACTED: every registered value; for values of
  * at least MG_SECRET_PARTIAL_MIN bytes without blanks, also any run of at least
  * 8 of their first or last bytes (what a cut elsewhere left); the value of an
- * Authorization, X-Auth-Key or X-Auth-Token header or field; the token after
- * "Bearer " (8+ token characters with a digit); JWTs ("eyJ...x.y"); PEM private
- * key blocks. All functions are thread-safe.
+ * (Proxy-)Authorization, X-Auth-Key or X-Auth-Token header, field or config
+ * line (`Authorization "v"`), unless it is a placeholder ("<from $X>"); the
+ * token after "Bearer " (8+ token characters with a digit); JWTs
+ * ("eyJ...x.y"); PEM private key blocks. All functions are thread-safe.
  */
 #define MG_REDACTED "[redacted]"
 /* Shorter values are not registered: masking them would mangle ordinary words. */
@@ -78,11 +79,12 @@ char *mg_scrub_dup(const char *s);
 /*
  * Scrubs src, then cuts it to max bytes (0: no limit beyond size) adding "..."
  * when cut, and writes it to dst (size bytes); control characters become
- * spaces, so a remote party cannot drive the terminal. The one way a remote
- * text is shortened.
+ * spaces, so a remote party cannot drive the terminal. A remote text is only
+ * ever shortened after this step (here, or by code that scrubbed it first).
  */
 void mg_scrub_cut(char *dst, size_t size, const char *src, size_t max);
-/* mg_scrub_cut of src appended to the string in dst. */
+/* src scrubbed, then appended to the string in dst as far as it fits (control characters: spaces).
+ */
 void mg_scrub_append(char *dst, size_t size, const char *src);
 /* Scrubs err's message and every diagnostic's message. */
 void mg_scrub_error(mg_error *err);
