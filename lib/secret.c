@@ -105,7 +105,6 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static char **reg;
 static size_t *reg_len;
 static size_t nreg, capreg;
-static bool reg_atexit;
 
 static void wipe_all(void)
 {
@@ -120,16 +119,11 @@ static void wipe_all(void)
 	nreg = capreg = 0;
 }
 
-static void wipe_at_exit(void)
+void mg_secret_forget_all(void)
 {
 	pthread_mutex_lock(&reg_lock);
 	wipe_all();
 	pthread_mutex_unlock(&reg_lock);
-}
-
-void mg_secret_forget_all(void)
-{
-	wipe_at_exit();
 }
 
 size_t mg_secret_registered(void)
@@ -185,8 +179,10 @@ int mg_secret_register_n(const char *value, size_t n)
 	reg[at] = copy;
 	reg_len[at] = n;
 	nreg++;
-	if (!reg_atexit)
-		reg_atexit = atexit(wipe_at_exit) == 0;
+	/*
+	 * Kept until the process ends, never wiped at exit: a thread still logging
+	 * while exit handlers run must still have its secrets masked.
+	 */
 out:
 	pthread_mutex_unlock(&reg_lock);
 	return rc;

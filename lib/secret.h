@@ -67,7 +67,7 @@ int mg_secret_register(const char *value);
 int mg_secret_register_n(const char *value, size_t n);
 /* How many values are registered (for tests). */
 size_t mg_secret_registered(void);
-/* Wipes and forgets every registered value (tests; the process also does it at exit). */
+/* Wipes and forgets every registered value (for tests: a process keeps them to its end). */
 void mg_secret_forget_all(void);
 
 /* Scrubs the string in buf in place; the result is cut to size - 1 bytes AFTER scrubbing. */
