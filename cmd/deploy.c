@@ -20,6 +20,7 @@
 #include "cmd.h"
 #include "fleet.h"
 #include "http.h"
+#include "secret.h"
 #include "sha256.h"
 #include "state.h"
 #include "store.h"
@@ -129,6 +130,7 @@ static int preflight(const mg_plan_vms *v, bool accept_new, const char **passphr
 			    "or empty; it must hold the passphrase of %s",
 			    v->passphrase_env, v->identity_file);
 		*passphrase = p;
+		mg_secret_register(p); /* masked wherever a host or libssh2 echoes it */
 	}
 	if (v->identity_file && access(v->identity_file, R_OK) != 0)
 		return mg_error_set(err, MG_EINVALID, "vms.identity_file: cannot read %s: %s",

@@ -1,5 +1,7 @@
 #include "error.h"
 
+#include "secret.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +10,17 @@
 int mg_error_set(mg_error *err, int code, const char *fmt, ...)
 {
 	if (err) {
+		/* formatted whole and scrubbed before the cut: half a secret would not match */
+		char *full = NULL;
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		int n = vasprintf(&full, fmt, ap);
 		va_end(ap);
+		char *clean = n >= 0 ? mg_scrub_dup(full) : NULL;
+		snprintf(err->message, sizeof(err->message), "%s",
+		         clean ? clean : "out of memory (while formatting an error message)");
+		free(clean);
+		free(n >= 0 ? full : NULL);
 		err->code = code;
 	}
 	return code;
@@ -35,11 +44,15 @@ void mg_error_diag(mg_error *err, mg_severity sev, const char *file, int line, i
 		err->diags = d;
 		err->cap = cap;
 	}
-	char msg[1024];
+	char msg[1024], *full = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	int n = vasprintf(&full, fmt, ap);
 	va_end(ap);
+	char *clean = n >= 0 ? mg_scrub_dup(full) : NULL;
+	snprintf(msg, sizeof(msg), "%s", clean ? clean : "out of memory");
+	free(clean);
+	free(n >= 0 ? full : NULL);
 	mg_diag *d = &err->diags[err->ndiags++];
 	d->severity = sev;
 	d->file = dup_or_null(file);

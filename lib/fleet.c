@@ -14,6 +14,7 @@
 #include "http.h"
 #include "journal.h"
 #include "log.h"
+#include "secret.h"
 #include "ssh.h"
 
 #define FLEET_FILE   "fleet.json"
@@ -474,11 +475,18 @@ static void copy_trim(char *dst, size_t size, const char *src, size_t len)
 }
 
 /* The last lines of a command's output, on one line, for an error message. */
-static void output_tail(char *dst, size_t size, const char *s, size_t len)
+static void output_tail(char *dst, size_t size, const char *raw, size_t rawlen)
 {
 	dst[0] = '\0';
-	if (!s)
+	if (!raw)
 		return;
+	/* scrubbed before it is cut: a secret cut in half would no longer be recognised */
+	char *s = mg_scrub_ndup(raw, rawlen);
+	if (!s) {
+		snprintf(dst, size, "%s", "(output withheld: out of memory)");
+		return;
+	}
+	size_t len = strlen(s);
 	while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
 		len--;
 	size_t start = len, lines = 0;
@@ -501,6 +509,7 @@ static void output_tail(char *dst, size_t size, const char *s, size_t len)
 	dst[o] = '\0';
 	if (o > 300) /* keep the table readable: the host's own logs have the rest */
 		snprintf(dst + 297, size - 297, "...");
+	free(s);
 }
 
 /*
@@ -1280,6 +1289,7 @@ int mg_fleet_record_save(mg_store *store, json_t *doc, mg_error *err)
 	char when[40];
 	mg_time_format(when, sizeof(when), mg_now_ms());
 	json_object_set_new(doc, "updated_at", json_string(when));
+	mg_scrub_json(doc); /* the last line of defence: hosts' outputs are quoted in it */
 	char *path = fleet_path(store);
 	/* indented for a reader, compact for fleets of thousands */
 	char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_COMPACT);

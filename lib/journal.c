@@ -10,6 +10,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "secret.h"
 
 #define JOURNAL_FILE "journal.jsonl"
 
@@ -157,6 +158,13 @@ static char *format_record(json_int_t seq, const mg_journal_entry *e)
 	json_t *rec = record_new(json_integer(seq), e);
 	if (!rec)
 		return NULL;
+	/* the last line of defence; before/after/evidence are the caller's: scrub a copy */
+	json_t *clean = json_deep_copy(rec);
+	json_decref(rec);
+	if (!clean)
+		return NULL;
+	rec = clean;
+	mg_scrub_json(rec);
 	/* Compact output escapes control characters, so the record cannot span lines. */
 	char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(rec);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fs.h"
+#include "secret.h"
 
 #define STATE_FILE "state.json"
 
@@ -479,6 +480,7 @@ int mg_state_save(mg_store *store, mg_state *st, mg_error *err)
 		                 path);
 		goto out;
 	}
+	mg_scrub_json(doc); /* the last line of defence: reasons and summaries quote servers */
 	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(doc);
 	if (!text) {

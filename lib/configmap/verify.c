@@ -30,6 +30,7 @@
 #include "cm.h"
 #include "fs.h"
 #include "log.h"
+#include "secret.h"
 
 #define OUTPUT_MAX (256 * 1024)
 
@@ -844,7 +845,10 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 			r->ok = st == 0;
 			free(r->output);
 			char *shown = unroot(out ? out : "", root);
-			r->output = shown ? mask_secrets(&V, shown) : NULL;
+			char *masked = shown ? mask_secrets(&V, shown) : NULL;
+			/* and what any remote text goes through: registered secrets, tokens */
+			r->output = masked ? mg_scrub_dup(masked) : NULL;
+			free(masked);
 			free(shown);
 			free(r->summary);
 			r->summary =

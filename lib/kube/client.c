@@ -68,7 +68,7 @@ static int read_token_file(mg_kube_client *c, mg_error *err)
 		    "tokenFile %s of user %s contains spaces or control characters; it "
 		    "must hold the token alone",
 		    c->cfg->token_file, c->cfg->user);
-	else if (!(c->token = strndup(s, n)))
+	else if (!(c->token = strndup(s, n)) || mg_secret_register(c->token))
 		rc = mg_kube_oom(err);
 	explicit_bzero(raw, len);
 	free(raw);
@@ -186,22 +186,6 @@ json_t *mg_kube_client_discovery_cache(mg_kube_client *c)
 	return c->discovery;
 }
 
-/* Replaces every credential value in the message: a server may echo what it got. */
-static void scrub(const mg_kube_client *c, mg_error *err)
-{
-	const char *secrets[] = {c->token, c->cfg->token};
-	for (size_t i = 0; i < 2; i++) {
-		const char *s = secrets[i];
-		if (!s || strlen(s) < 4)
-			continue;
-		char *p;
-		while ((p = strstr(err->message, s)) != NULL) {
-			size_t n = strlen(s);
-			memset(p, '*', n);
-		}
-	}
-}
-
 /* "field (manager), ..." of a 409's causes: which fields, and who holds them. */
 static void conflict_list(char *buf, size_t size, json_t *causes)
 {
@@ -234,19 +218,18 @@ static int status_error(mg_kube_client *c, mg_error *err, long status, const cha
 	           : status == 400 || status == 422 ? MG_EINVALID
 	                                            : MG_ERROR;
 	json_t *st = res->body ? json_loads(res->body, 0, NULL) : NULL;
+	mg_scrub_json(st); /* before any of it is cut into a message */
 	const char *kind = json_string_value(json_object_get(st, "kind"));
 	if (!st || !kind || strcmp(kind, "Status") != 0) {
+		/* scrubbed before it is cut: half a token would not be recognised */
 		char snippet[200];
-		snprintf(snippet, sizeof(snippet), "%s", res->body ? res->body : "");
-		for (char *p = snippet; *p; p++)
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
+		mg_scrub_cut(snippet, sizeof(snippet), res->body ? res->body : "", 0);
 		json_decref(st);
 		if (status == 401)
 			goto unauthorized;
 		mg_error_set(err, code, "%s: HTTP %ld from %s%s%s", what, status, c->cfg->server,
 		             snippet[0] ? ": " : "", snippet);
-		scrub(c, err);
+		mg_scrub_error(err);
 		return code;
 	}
 	const char *reason = json_string_value(json_object_get(st, "reason"));
@@ -285,7 +268,7 @@ static int status_error(mg_kube_client *c, mg_error *err, long status, const cha
 		             message ? message : "(no message)");
 	}
 	json_decref(st);
-	scrub(c, err);
+	mg_scrub_error(err);
 	return code;
 unauthorized:
 	return mg_error_set(err, MG_ERROR,
@@ -319,7 +302,7 @@ static int send_once(mg_kube_client *c, mg_http_response *res, const char *metho
 	};
 	int rc = mg_http_do(res, &req, err);
 	if (rc)
-		scrub(c, err);
+		mg_scrub_error(err);
 	return rc;
 }
 

@@ -20,6 +20,7 @@
 
 #include "kube.h"
 #include "log.h"
+#include "secret.h"
 
 #define DEFAULT_EXEC_TIMEOUT_MS 30000
 /* An ExecCredential is a few KiB; more is not one. */
@@ -59,7 +60,8 @@ static int64_t parse_rfc3339(const char *s)
 	return (int64_t)timegm(&tm) - off;
 }
 
-static void log_stderr_lines(const char *cmd, char *buf, size_t *len, bool flush)
+/* Logs the complete lines in buf; flush: the buffer is full (or eof: the stream ended). */
+static void log_stderr_lines(const char *cmd, char *buf, size_t *len, bool flush, bool eof)
 {
 	char *start = buf, *nl;
 	while ((nl = memchr(start, '\n', *len - (size_t)(start - buf))) != NULL) {
@@ -70,9 +72,27 @@ static void log_stderr_lines(const char *cmd, char *buf, size_t *len, bool flush
 	}
 	size_t rest = *len - (size_t)(start - buf);
 	if (flush && rest) {
-		start[rest] = '\0';
-		mg_log(MG_LOG_INFO, "exec plugin %s: %s", cmd, start);
-		rest = 0;
+		/*
+		 * A full buffer without a newline is logged up to its last blank, so a
+		 * token is not split across two messages where neither half is recognised.
+		 */
+		size_t cut = rest;
+		if (!eof)
+			for (size_t b = rest; b > 0 && rest - b < 512; b--)
+				if (start[b - 1] == ' ' || start[b - 1] == '\t') {
+					cut = b - 1;
+					break;
+				}
+		if (cut == rest || cut == 0) {
+			start[rest] = '\0';
+			mg_log(MG_LOG_INFO, "exec plugin %s: %s", cmd, start);
+			rest = 0;
+		} else {
+			start[cut] = '\0';
+			mg_log(MG_LOG_INFO, "exec plugin %s: %s", cmd, start);
+			start += cut + 1;
+			rest -= cut + 1;
+		}
 	}
 	memmove(buf, start, rest);
 	*len = rest;
@@ -198,11 +218,12 @@ static int run(const mg_kube_exec_config *e, int64_t timeout_ms, char **out, siz
 				efin = true;
 			} else {
 				elen += (size_t)r;
-				log_stderr_lines(e->command, ebuf, &elen, elen == sizeof(ebuf) - 1);
+				log_stderr_lines(e->command, ebuf, &elen, elen == sizeof(ebuf) - 1,
+				                 false);
 			}
 		}
 	}
-	log_stderr_lines(e->command, ebuf, &elen, true);
+	log_stderr_lines(e->command, ebuf, &elen, true, true);
 	int status = 0;
 	if (timed_out) {
 		kill(-pid, SIGKILL);
@@ -255,9 +276,17 @@ out:
 	return rc;
 }
 
+/* A copy of a credential, registered so it is masked wherever it shows up; NULL if out of memory.
+ */
 static char *dup_secret(const char *s)
 {
-	return s ? strdup(s) : NULL;
+	char *d = s ? strdup(s) : NULL;
+	if (d && mg_secret_register(d)) {
+		explicit_bzero(d, strlen(d));
+		free(d);
+		d = NULL;
+	}
+	return d;
 }
 
 int mg_kube_exec_run(const mg_kube_exec_config *e, int64_t timeout_ms, char **token,

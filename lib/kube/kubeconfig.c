@@ -20,6 +20,7 @@
 #include "fs.h"
 #include "internal.h"
 #include "kube.h"
+#include "secret.h"
 
 typedef struct {
 	char *path;
@@ -521,6 +522,10 @@ static int read_user(mg_kube_config *c, const kfile *f, yaml_node_t *entry, size
 			return mg_kube_oom(err);
 		if (dv && *dv && (rc = decode_data(f, at_d, dv, dpath, pairs[i].data_out, err)))
 			return rc;
+		/* the key, decoded and as written (base64), is masked wherever it shows up */
+		if (i == 1 && dv && *dv &&
+		    (mg_secret_register(dv) || mg_secret_register(*pairs[i].data_out)))
+			return mg_kube_oom(err);
 	}
 	bool have_cert = c->client_cert_file || c->client_cert_pem;
 	bool have_key = c->client_key_file || c->client_key_pem;
@@ -549,7 +554,7 @@ static int read_user(mg_kube_config *c, const kfile *f, yaml_node_t *entry, size
 				    "contains spaces or control characters; it must be "
 				    "the token alone");
 			}
-		if (!(c->token = strdup(tok)))
+		if (!(c->token = strdup(tok)) || mg_secret_register(tok))
 			return mg_kube_oom(err);
 	} else if (tokfile && *tokfile && !(c->token_file = resolve(f, tokfile))) {
 		return mg_kube_oom(err);

@@ -4,10 +4,12 @@
  * it means to anyone who runs kubectl by hand.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "kube.h"
+#include "secret.h"
 
 #define DEFAULT_TIMEOUT_MS (5 * 60 * 1000)
 #define DEFAULT_POLL_MS    1000
@@ -37,9 +39,12 @@ static state assess(const json_t *d, char *msg, size_t size)
 		if (type && !strcmp(type, "Progressing") && reason &&
 		    !strcmp(reason, "ProgressDeadlineExceeded")) {
 			const char *m = json_string_value(json_object_get(cond, "message"));
+			/* the server's words: scrubbed before the cut */
+			char *clean = m ? mg_scrub_dup(m) : NULL;
 			snprintf(msg, size,
 			         "exceeded its progress deadline (ProgressDeadlineExceeded%s%s)",
-			         m ? ": " : "", m ? m : "");
+			         m ? ": " : "", clean ? clean : "");
+			free(clean);
 			return ST_FAILED;
 		}
 	}

@@ -30,15 +30,6 @@ typedef struct {
 	const volatile int *cancel;
 } prom;
 
-/* Appends text from the server, minus anything that could drive a terminal. */
-static void append_clean(char *buf, size_t size, const char *s)
-{
-	size_t o = strlen(buf);
-	for (; s && *s && o + 1 < size; s++)
-		buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
-	buf[o] = '\0';
-}
-
 static void prom_free(void *src)
 {
 	prom *p = src;
@@ -314,8 +305,8 @@ static int warnings_of(json_t *doc, mg_metrics_result *out, mg_error *err)
 		if (!json_is_string(e))
 			continue;
 		if (buf[0])
-			append_clean(buf, sizeof(buf), "; ");
-		append_clean(buf, sizeof(buf), json_string_value(e));
+			mg_scrub_append(buf, sizeof(buf), "; ");
+		mg_scrub_append(buf, sizeof(buf), json_string_value(e));
 	}
 	if (buf[0] && !(out->warnings = strdup(buf)))
 		return mg_error_set(err, MG_ENOMEM, "out of memory");
@@ -350,18 +341,23 @@ static int answer(const prom *p, const mg_http_response *res, const char *shown,
 	if (res->attempts > 1)
 		snprintf(tries, sizeof(tries), " after %d attempts in %.1f s", res->attempts,
 		         (double)res->elapsed_ms / 1000.0);
-	append_clean(ct, sizeof(ct), res->content_type ? res->content_type : "none given");
+	mg_scrub_append(ct, sizeof(ct), res->content_type ? res->content_type : "none given");
 	json_error_t je = {0};
 	json_t *doc = NULL;
 	if (!res->content_type || is_json_type(res->content_type))
 		doc = json_loadb(res->body ? res->body : "", res->len, 0, &je);
+	/* its messages, before any is cut (the data is left as it is) */
+	mg_scrub_json(json_object_get(doc, "error"));
+	mg_scrub_json(json_object_get(doc, "errorType"));
+	mg_scrub_json(json_object_get(doc, "warnings"));
 	const char *st = json_string_value(json_object_get(doc, "status"));
 	long code = res->status;
 	int rc = 0;
 	if (st && !strcmp(st, "error")) {
 		char et[128] = "", msg[768] = "";
-		append_clean(et, sizeof(et), json_string_value(json_object_get(doc, "errorType")));
-		append_clean(msg, sizeof(msg), json_string_value(json_object_get(doc, "error")));
+		mg_scrub_append(et, sizeof(et),
+		                json_string_value(json_object_get(doc, "errorType")));
+		mg_scrub_append(msg, sizeof(msg), json_string_value(json_object_get(doc, "error")));
 		if (code >= 500)
 			rc = mg_error_set(err, MG_ERROR,
 			                  "Prometheus at %s failed to run the query (HTTP %ld%s): "
@@ -408,7 +404,7 @@ static int answer(const prom *p, const mg_http_response *res, const char *shown,
 		                  shown, ct);
 	} else if (!doc) {
 		char why[200] = "";
-		append_clean(why, sizeof(why), je.text);
+		mg_scrub_append(why, sizeof(why), je.text);
 		rc = mg_error_set(err, MG_ERROR,
 		                  "%s is not the Prometheus API (content type %s, but the body is "
 		                  "not JSON: %s): check slo.prometheus.url",
@@ -466,7 +462,7 @@ static int run(prom *p, const char *path, const char *query, const char *params,
 	mg_http_response_clear(&res);
 	free(url);
 	free(shown);
-	mg_secret_scrub(&p->token, err);
+	mg_scrub_error(err);
 	return rc;
 }
 

@@ -59,15 +59,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Appends text from the server, minus anything that could drive a terminal. */
-static void append_clean(char *buf, size_t size, const char *s)
-{
-	size_t o = strlen(buf);
-	for (; s && *s && o + 1 < size; s++)
-		buf[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s;
-	buf[o] = '\0';
-}
-
 /* Cloudflare's errors[] as "message (code)[: chained (code)]; ...". */
 static void errors_text(char *buf, size_t size, json_t *errors)
 {
@@ -77,7 +68,7 @@ static void errors_text(char *buf, size_t size, json_t *errors)
 	json_array_foreach(errors, i, e)
 	{
 		char one[300] = "";
-		append_clean(one, sizeof(one), json_string_value(json_object_get(e, "message")));
+		mg_scrub_append(one, sizeof(one), json_string_value(json_object_get(e, "message")));
 		json_t *code = json_object_get(e, "code");
 		if (json_is_integer(code))
 			snprintf(one + strlen(one), sizeof(one) - strlen(one), " (%lld)",
@@ -87,12 +78,12 @@ static void errors_text(char *buf, size_t size, json_t *errors)
 		json_array_foreach(json_object_get(e, "error_chain"), j, ch)
 		{
 			snprintf(one + strlen(one), sizeof(one) - strlen(one), ": ");
-			append_clean(one, sizeof(one),
-			             json_string_value(json_object_get(ch, "message")));
+			mg_scrub_append(one, sizeof(one),
+			                json_string_value(json_object_get(ch, "message")));
 		}
 		if (strlen(buf) + 2 < size && buf[0])
 			strcat(buf, "; ");
-		append_clean(buf, size, one);
+		mg_scrub_append(buf, size, one);
 	}
 }
 
@@ -162,7 +153,7 @@ static int call(cf *c, int64_t end, const char *what, const char *method, const 
 	mg_error herr = MG_ERROR_INIT;
 	int rc = mg_http_do(&res, &req, &herr);
 	if (rc) {
-		append_clean(info->reason, sizeof(info->reason), herr.message);
+		mg_scrub_append(info->reason, sizeof(info->reason), herr.message);
 		rc =
 		    mg_error_set(err, MG_ERROR, "Cloudflare: %s: %s%s", what, herr.message,
 		                 body ? "; the change may or may not have been made: read the load "
@@ -180,12 +171,14 @@ static int call(cf *c, int64_t end, const char *what, const char *method, const 
 	json_error_t je;
 	if (is_json_type(res.content_type))
 		doc = json_loadb(res.body, res.len, 0, &je);
+	/* its messages, before any is cut (not the result: it is sent back in a PATCH) */
+	mg_scrub_json(json_object_get(doc, "errors"));
 	char errs[400] = "";
 	if (json_is_object(doc))
 		errors_text(errs, sizeof(errs), json_object_get(doc, "errors"));
 
 	char ct[80] = "";
-	append_clean(ct, sizeof(ct), res.content_type ? res.content_type : "untyped");
+	mg_scrub_append(ct, sizeof(ct), res.content_type ? res.content_type : "untyped");
 	if (res.status < 200 || res.status > 299) {
 		char hint[512];
 		status_hint(hint, sizeof(hint), c, res.status);
@@ -395,8 +388,8 @@ static void pool_health(cf *c, int64_t end, int side, mg_traffic_server *s)
 	if (call(c, end, what, "GET", c->health_url[side], NULL, &h, &info, &e)) {
 		s->health = MG_HEALTH_UNKNOWN;
 		snprintf(s->detail, sizeof(s->detail), "health unavailable: ");
-		append_clean(s->detail, sizeof(s->detail), info.reason);
-		mg_secret_scrub(&c->token, &e);
+		mg_scrub_append(s->detail, sizeof(s->detail), info.reason);
+		mg_scrub_error(&e);
 		mg_log(MG_LOG_WARN, "%s", e.message);
 		mg_error_clear(&e);
 		return;
@@ -415,7 +408,7 @@ static void pool_health(cf *c, int64_t end, int side, mg_traffic_server *s)
 			continue;
 		/* the first failing PoP in the detail, with its first failing origin's reason */
 		char d[sizeof(s->detail)] = "";
-		append_clean(d, sizeof(d), pop);
+		mg_scrub_append(d, sizeof(d), pop);
 		bool named = false;
 		size_t i;
 		json_t *o;
@@ -428,18 +421,18 @@ static void pool_health(cf *c, int64_t end, int side, mg_traffic_server *s)
 				if (named || json_is_true(json_object_get(oh, "healthy")))
 					continue;
 				named = true;
-				append_clean(d, sizeof(d), ": ");
-				append_clean(d, sizeof(d), addr);
+				mg_scrub_append(d, sizeof(d), ": ");
+				mg_scrub_append(d, sizeof(d), addr);
 				const char *why =
 				    json_string_value(json_object_get(oh, "failure_reason"));
 				if (why && *why) {
-					append_clean(d, sizeof(d), " ");
-					append_clean(d, sizeof(d), why);
+					mg_scrub_append(d, sizeof(d), " ");
+					mg_scrub_append(d, sizeof(d), why);
 				}
 			}
 		}
 		if (!named)
-			append_clean(d, sizeof(d), ": unhealthy");
+			mg_scrub_append(d, sizeof(d), ": unhealthy");
 		snprintf(s->detail, sizeof(s->detail), "%s", d);
 	}
 	if (!total) {
@@ -491,7 +484,7 @@ static int cf_read(void *drv, mg_traffic_state *out, mg_error *err)
 		rc = share(c, lb, w, &out->k8s_percent, err);
 	json_decref(lb);
 	if (rc) {
-		mg_secret_scrub(&c->token, err);
+		mg_scrub_error(err);
 		return rc;
 	}
 	out->servers = calloc(2, sizeof(*out->servers));
@@ -540,7 +533,7 @@ static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 		rc = share(c, lb, w, &cur, err);
 	if (rc) {
 		json_decref(lb);
-		mg_secret_scrub(&c->token, err);
+		mg_scrub_error(err);
 		return rc;
 	}
 	json_t *body = patch_body(c, k8s_percent, json_object_get(lb, "default_pools"));
@@ -555,7 +548,7 @@ static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 	rc = call(c, end, what, "PATCH", c->lb_url, text, &res, &info, err);
 	free(text);
 	json_decref(res);
-	mg_secret_scrub(&c->token, err);
+	mg_scrub_error(err);
 	return rc;
 }
 

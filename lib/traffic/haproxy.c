@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "secret.h"
 #include "weights.h"
 
 /* HAProxy's limit for `set weight`. */
@@ -440,8 +441,10 @@ static char *next_answer(char **p)
 /* The first line of an answer, shortened, for a message. */
 static const char *first_line(const char *s, char *buf, size_t size)
 {
-	size_t n = strcspn(s, "\n");
-	snprintf(buf, size, "%.*s%s", (int)(n > 200 ? 200 : n), s, n > 200 ? "..." : "");
+	/* scrubbed, then cut: the one way a remote text is shortened */
+	char *line = strndup(s, strcspn(s, "\n"));
+	mg_scrub_cut(buf, size, line ? line : "(out of memory)", 203);
+	free(line);
 	return buf;
 }
 

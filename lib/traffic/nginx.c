@@ -37,6 +37,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "secret.h"
 #include "weights.h"
 
 extern char **environ;
@@ -562,8 +563,15 @@ static void append(char *buf, size_t *len, const char *data, size_t n)
 }
 
 /* The command's output on one line, for a message. */
-static void summarize(char *dst, size_t size, const char *src)
+static void summarize(char *dst, size_t size, const char *raw)
 {
+	/* scrubbed before it is cut: a secret cut in half would no longer be recognised */
+	char *clean = mg_scrub_dup(raw);
+	if (!clean) {
+		snprintf(dst, size, "%s", "(output withheld: out of memory)");
+		return;
+	}
+	const char *src = clean;
 	size_t o = 0;
 	bool gap = false;
 	while (is_space(*src))
@@ -588,6 +596,7 @@ static void summarize(char *dst, size_t size, const char *src)
 		o += 3;
 	}
 	dst[o] = '\0';
+	free(clean);
 	if (!o)
 		snprintf(dst, size, "no output");
 }

@@ -604,7 +604,7 @@ Test(cloudflare, token_echoed_by_the_server_is_redacted)
 	queue("{\"status\": 400, \"code\": 9106, \"message\": \"malformed header\", "
 	      "\"echo_auth\": true, \"method\": \"PATCH\"}");
 	mg_traffic *t = open_ok();
-	const char *parts[] = {"HTTP 400: malformed header: Bearer <redacted> (9106)", NULL};
+	const char *parts[] = {"HTTP 400: malformed header: Bearer [redacted] (9106)", NULL};
 	apply_fails(t, 10, parts);
 	mg_traffic_free(t);
 }

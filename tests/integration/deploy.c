@@ -733,6 +733,64 @@ Test(deploy, a_passphrase_from_the_environment_is_never_shown)
 	}
 }
 
+/*
+ * A host whose activate step prints the passphrase (once where the output's
+ * 300-byte cut falls in its middle) and fails: none of it reaches stdout,
+ * stderr, the state directory or history, at any verbosity.
+ */
+Test(deploy, a_passphrase_echoed_by_a_host_is_masked)
+{
+#define PASSPHRASE "Pass-phrase-SECRET-7f3e9a1c"
+	tu_vms_start(&vms, dir, 1);
+	const char *versions[] = {"1.0", "1.1", "1.2"};
+	for (int v = 0; v < 3; v++)
+		tu_make_artifact(dir, versions[v], true);
+	char why[2048], key[512];
+	snprintf(key, sizeof(key), "%s/locked_key", dir);
+	char *argv[] = {
+	    "/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-f", key, NULL};
+	cr_assert(tu_run_ok(dir, argv, why, sizeof(why)), "%s", why);
+	char pub[4096], keys[8192];
+	cr_assert(read_file(tu_at("%s.pub", key), pub, sizeof(pub)));
+	cr_assert(read_file(tu_at("%s/authorized_keys", vms.dir), keys, sizeof(keys)));
+	strncat(keys, pub, sizeof(keys) - strlen(keys) - 1);
+	tu_write_file(tu_at("%s/authorized_keys", vms.dir), keys);
+	plan_opts o = {.identity = key,
+	               .passphrase_env = "MG_TEST_DEPLOY_PASSPHRASE",
+	               .no_health = true,
+	               .activate = "printf '%0280d " PASSPHRASE " tail\\n' 0 >&2; echo 'unlocked "
+	                           "with " PASSPHRASE "' >&2; exit 1"};
+	write_plan(&o);
+	const char *halves[] = {"Pass-phrase-SE", "CRET-7f3e9a1c"};
+	const char *vb[] = {NULL, "-v", "-vv"};
+	setenv("MG_TEST_DEPLOY_PASSPHRASE", PASSPHRASE, 1);
+	for (int v = 0; v < 3; v++) {
+		tu_output r =
+		    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", versions[v],
+		                    v ? vb[v] : "-o", v ? NULL : "json", NULL);
+		cr_assert_neq(r.status, 0, "%s", r.out);
+		for (int h = 0; h < 2; h++) {
+			cr_assert_null(strstr(r.out, halves[h]), "%s", r.out);
+			cr_assert_null(strstr(r.err, halves[h]), "%s", r.err);
+		}
+		tu_output_free(&r);
+		r = tu_migrate_plan(plan, "history", v ? vb[v] : "-o", v ? NULL : "json", NULL);
+		for (int h = 0; h < 2; h++)
+			cr_assert_null(strstr(r.out, halves[h]), "%s", r.out);
+		tu_output_free(&r);
+	}
+	unsetenv("MG_TEST_DEPLOY_PASSPHRASE");
+	const char *files[] = {"journal.jsonl", "state.json", "fleet.json", "lock"};
+	for (size_t i = 0; i < 4; i++) {
+		char text[1 << 16];
+		read_file(tu_at("%s/state/fleet/%s", dir, files[i]), text, sizeof(text));
+		for (int h = 0; h < 2; h++)
+			cr_assert_null(strstr(text, halves[h]), "the passphrase is in %s",
+			               files[i]);
+	}
+#undef PASSPHRASE
+}
+
 Test(deploy, at_most_parallel_hosts_at_once)
 {
 	tu_vms_start(&vms, dir, 8);

@@ -693,3 +693,64 @@ Test(kube, diff_new_same_and_changed)
 	json_decref(d);
 	mg_kube_client_free(c);
 }
+
+/* The whole secret, or its first or last half, in text (a cut before scrubbing leaves one). */
+static bool leaks(const char *text, const char *secret)
+{
+	size_t n = strlen(secret), h = n / 2;
+	char first[128], last[128];
+	snprintf(first, sizeof(first), "%.*s", (int)h, secret);
+	snprintf(last, sizeof(last), "%s", secret + n - h);
+	return text && (strstr(text, first) || strstr(text, last));
+}
+
+/* A server quoting the token back, as a Status (and its causes) or a plain-text body. */
+Test(kube, echoed_token_is_masked_in_messages_and_log)
+{
+	const char *modes[] = {"{\"op\":\"echo\",\"on\":true,\"status\":400,\"kind\":\"text\"}",
+	                       "{\"op\":\"echo\",\"on\":true,\"status\":403,\"kind\":\"status\"}",
+	                       "{\"op\":\"echo\",\"on\":true,\"status\":422,\"kind\":\"status\"}"};
+	for (size_t i = 0; i < 3; i++) {
+		json_decref(tu_kubeapi_control(&k, modes[i]));
+		mg_kube_client *c = client_for(k.kubeconfig, "token");
+		json_t *out = NULL;
+		mg_error err = MG_ERROR_INIT;
+		cr_assert_neq(
+		    mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err), 0);
+		cr_assert(!leaks(err.message, k.token), "mode %zu: %s", i, err.message);
+		cr_assert(strstr(err.message, "[redacted]"), "mode %zu: %s", i, err.message);
+		mg_error_clear(&err);
+		json_t *cm = configmap(NULL, "t", "v");
+		cr_assert_neq(mg_kube_apply(c, cm, NULL, NULL, &err), 0);
+		cr_assert(!leaks(err.message, k.token), "mode %zu: %s", i, err.message);
+		mg_error_clear(&err);
+		json_decref(cm);
+		mg_kube_client_free(c);
+	}
+	cr_assert(!leaks(tu_log_text(), k.token), "%s", tu_log_text());
+}
+
+/* A plugin that prints the token it handed out on stderr, and then fails. */
+Test(kube, exec_plugin_echoing_its_token_on_stderr_is_masked)
+{
+	write_file(in_dir("token"), k.token);
+	write_file(in_dir("expiry"), "2099-01-01T00:00:00Z");
+	const char *kc = exec_kubeconfig("kc-exec", "client.authentication.k8s.io/v1");
+	mg_kube_client *c = client_for(kc, NULL);
+	get_ok(c);
+	/* revoked: the 401 runs the plugin again, which now echoes the token and fails */
+	char op[256];
+	snprintf(op, sizeof(op), "{\"op\":\"expire_token\",\"token\":\"%s\"}", k.token);
+	json_decref(tu_kubeapi_control(&k, op));
+	write_file(in_dir("mode"), "fail-echo");
+	json_t *out = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_neq(mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err),
+	              0);
+	cr_assert(strstr(err.message, "exit status 3"), "%s", err.message);
+	cr_assert(!leaks(err.message, k.token), "%s", err.message);
+	mg_error_clear(&err);
+	mg_kube_client_free(c);
+	cr_assert(!leaks(tu_log_text(), k.token), "%s", tu_log_text());
+	cr_assert(strstr(tu_log_text(), "cached token [redacted] is stale"), "%s", tu_log_text());
+}

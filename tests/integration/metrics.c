@@ -717,3 +717,42 @@ Test(metrics_faults, tls_is_verified_and_ca_file_trusts_a_private_ca)
 	mg_metrics_result_clear(&r);
 	mg_error_clear(&err);
 }
+
+/* The whole token, or its first or last half, in text (a cut before scrubbing leaves one). */
+static bool leaks(const char *text, const char *tok)
+{
+	size_t n = strlen(tok), h = n / 2;
+	char first[64], last[64];
+	snprintf(first, sizeof(first), "%.*s", (int)h, tok);
+	snprintf(last, sizeof(last), "%s", tok + n - h);
+	return text && (strstr(text, first) || strstr(text, last));
+}
+
+/* A proxy quoting the token back in the error (longer than any cut, the token across each). */
+Test(metrics_faults, an_echoed_token_in_the_error_is_masked)
+{
+	start_fault("--token", TOKEN, "--echo", "error", NULL);
+	slo.token_env = TOKEN_ENV;
+	open_ok();
+	mg_metrics_result r;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_neq(mg_metrics_query(&r, m, "up", T0 + 20000, &err), 0);
+	cr_assert(!leaks(err.message, TOKEN), "%s", err.message);
+	cr_assert(strstr(err.message, "Authorization: [redacted]"), "%s", err.message);
+	cr_assert(!leaks(tu_log_text(), TOKEN), "%s", tu_log_text());
+}
+
+/* ... and in a warning of a successful answer. */
+Test(metrics_faults, an_echoed_token_in_a_warning_is_masked)
+{
+	start_fault("--token", TOKEN, "--echo", "warning", NULL);
+	slo.token_env = TOKEN_ENV;
+	open_ok();
+	mg_metrics_result r;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_metrics_query(&r, m, "up", T0 + 20000, &err), 0, "%s", err.message);
+	cr_assert_not_null(r.warnings);
+	cr_assert(!leaks(r.warnings, TOKEN), "%s", r.warnings);
+	mg_metrics_result_clear(&r);
+	cr_assert(!leaks(tu_log_text(), TOKEN), "%s", tu_log_text());
+}

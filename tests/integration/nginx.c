@@ -36,6 +36,7 @@
 
 #include "../testutil.h"
 #include "fs.h"
+#include "log.h"
 #include "plan.h"
 #include "traffic.h"
 
@@ -568,6 +569,42 @@ Test(nginx, a_failing_test_command_restores_the_file_and_keeps_the_traffic, .ini
 	assert_file(path("upstream.conf"), initial);
 	assert_not_reloaded(&before);
 	assert_traffic(FEW, 1, 0);
+}
+
+/*
+ * A test command that quotes a credential (nginx echoing a proxy_set_header
+ * line), once where the summary's cut falls in the token's middle: none of
+ * it reaches the message or the log.
+ */
+Test(nginx, credentials_in_the_test_output_are_masked, .init = setup, .fini = teardown)
+{
+#define NGX_TOKEN "nGx7-secret-Token-0123456789abcdef"
+	char script[1024];
+	snprintf(
+	    script, sizeof(script),
+	    "echo 'nginx: [emerg] bad header: proxy_set_header Authorization \"Bearer " NGX_TOKEN
+	    "\";' >&2\n"
+	    "printf 'nginx: [emerg] %%0364d Bearer " NGX_TOKEN " x\\n' 0 >&2\n"
+	    "exit 1\n");
+	tu_write_file(path("t.sh"), script);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "sh %s", path("t.sh"));
+	tu_log_capture(MG_LOG_DEBUG);
+	open_plan(cmd, nginx_cmd("-s reload"));
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 50, false, &err), MG_ERROR);
+	const char *halves[] = {"nGx7-secret-Token", "0123456789abcdef"};
+	for (int i = 0; i < 2; i++) {
+		cr_assert_null(strstr(err.message, halves[i]), "%s", err.message);
+		cr_assert_null(strstr(tu_log_text(), halves[i]), "%s", tu_log_text());
+	}
+	cr_assert(strstr(err.message, "failed with exit status 1: nginx: [emerg] bad header: "
+	                              "proxy_set_header Authorization \"[redacted]\";; nginx: "
+	                              "[emerg] 000"),
+	          "%s", err.message);
+	tu_log_capture_stop();
+	assert_file(path("upstream.conf"), initial);
+#undef NGX_TOKEN
 }
 
 Test(nginx, nginx_t_on_a_broken_config_restores_the_file_and_keeps_the_traffic, .init = setup,

@@ -36,6 +36,14 @@ Control API (JSON bodies):
                  Authorization header back in the message)
                  optional "method" and "path" (a substring) pick which request
                  it applies to, "count" queues that many; each is used once.
+  POST /echo     {"on": true[, "lb": true][, "patch": false]}: a careless server quoting the credential
+                 back (common.echo_text: the Authorization header and the bare token
+                 straddling every usual cut, > 2 KiB) on every endpoint: the health of
+                 the VM pool answers 400 with it, the cluster pool's health is unhealthy
+                 with it as the failure_reason, PATCH answers 400 with it (and in an
+                 error_chain; not with "patch": false), GET of the load balancer too
+                 with "lb"; every answer
+                 also has it in an X-Echo header. {"on": false} ends it
   GET  /queue    what is still queued
   POST /health   {"pool_id": ..., "pop_health": {...}} or {"pool_id": ..., "unavailable": true}
   GET  /lb       the load balancer as stored;  PUT /lb replaces it
@@ -51,7 +59,7 @@ import sys
 import threading
 import time
 
-from common import Handler, answer, serve_with_control, tls_server
+from common import Handler, answer, echo_text, serve_with_control, tls_server
 
 ACCOUNT = "01a7362d577a6c3019a474fd6f485823"
 ZONE = "023e105f4ecef8ad9ca31a8372d0c353"
@@ -92,6 +100,7 @@ state = {
     "health": {},
     "queue": [],
     "log": [],
+    "echo": None,
 }
 
 
@@ -226,7 +235,32 @@ def main():
                 with lock:
                     state["log"].append(self.entry)
 
+        def echo(self):
+            """The echo mode's answer for this request; False when it answers normally."""
+            with lock:
+                mode = copy.deepcopy(state["echo"])
+            if not mode:
+                return False
+            auth = self.headers.get("Authorization")
+            text = echo_text(auth, self.command)
+            hdr = [("X-Echo", str(auth))]
+            failed = envelope(errors=[err(1002, text, error_chain=[err(1003, text)])])
+            if self.path.endswith("/pools/%s/health" % VM_POOL):
+                self.send(400, failed, headers=hdr)
+            elif self.path.endswith("/pools/%s/health" % K8S_POOL):
+                self.send(200, envelope({"pool_id": K8S_POOL, "pop_health": {
+                    "Amsterdam, NL": {"healthy": False, "origins": [{"192.0.2.20": {
+                        "healthy": False, "rtt": "0ms", "failure_reason": text,
+                        "response_code": 401}}]}}}), headers=hdr)
+            elif (self.command == "PATCH" and mode.get("patch", True)) or mode.get("lb"):
+                self.send(400, failed, headers=hdr)
+            else:
+                return False
+            return True
+
         def dispatch(self, raw):
+            if self.echo():
+                return
             b = take_behaviour(self.command, self.path)
             if b is not None:
                 self.entry["behaviour"] = b
@@ -344,6 +378,9 @@ def main():
                     return self.reply(200, {"queued": len(state["queue"])})
                 if self.path == "/health":
                     state["health"][doc["pool_id"]] = doc
+                    return self.reply(200, {})
+                if self.path == "/echo":
+                    state["echo"] = doc if doc.get("on") else None
                     return self.reply(200, {})
             self.reply(404, {"error": "no such control endpoint"})
 

@@ -104,3 +104,24 @@ def stop_on_owner_exit(stop):
         threading.Thread(target=watch, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
+
+
+# Byte offsets at which clients are known (or suspected) to cut a remote message.
+ECHO_CUTS = (200, 299, 400, 512, 690, 768, 1024, 2048)
+
+
+def echo_text(auth, what="request"):
+    """A careless server's message quoting the credential back, longer than any cut.
+
+    It holds the Authorization header as received and, at each offset of
+    ECHO_CUTS, the bare credential placed so that the offset falls in its
+    middle: a client that cuts before scrubbing leaves half of it.
+    """
+    auth = auth or ""
+    tok = auth.split(" ", 1)[1] if " " in auth else auth
+    s = f"{what} refused, it had Authorization: {auth}; credential "
+    for cut in ECHO_CUTS:
+        start = cut - len(tok) // 2
+        if tok and start - 1 > len(s):
+            s += "." * (start - 1 - len(s)) + " " + tok
+    return s + " (end of echo)"

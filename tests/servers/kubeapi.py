@@ -72,6 +72,13 @@ Control API on the second port:
      "manager": "kubectl-edit", "patch": {...}}   a non-apply Update (merge patch)
     {"op": "get", "path": "..."}         the object as stored (with status)
     {"op": "namespace", "name": "x"}     adds a namespace
+    {"op": "echo", "on": true, "status": 403, "kind": "status"|"text"}
+                                         a careless server quoting the credential back
+                                         (common.echo_text: the Authorization header and
+                                         the bare token straddling every usual cut) on
+                                         every API request: "status" as the message of a
+                                         Status (its causes too), "text" as a text/plain
+                                         body; always also in an X-Echo header
     {"op": "forbid", "user": "ci", "verb": "patch", "resource": "deployments"}
                                          403 Forbidden for that user from now on
 """
@@ -87,7 +94,7 @@ import time
 import urllib.parse
 import uuid
 
-from common import Handler, answer, serve_with_control, tls_server
+from common import Handler, answer, echo_text, serve_with_control, tls_server
 
 # ---------------------------------------------------------------- resources
 
@@ -1496,6 +1503,8 @@ def main():
                     user, groups, how = self.authenticate()
                     self.entry["user"], self.entry["auth"] = user, how
                     self.entry["groups"] = groups
+                if self.echo():
+                    return
                 fault = self.take_fault(split.path)
                 if fault is not None and self.behave(fault):
                     return
@@ -1508,6 +1517,24 @@ def main():
             finally:
                 with lock:
                     state["log"].append(self.entry)
+
+        def echo(self):
+            """The echo mode's answer; False when it is off."""
+            with lock:
+                mode = copy.deepcopy(state.get("echo"))
+            if not mode:
+                return False
+            auth = self.headers.get("Authorization")
+            text = echo_text(auth, f"{self.command} {urllib.parse.urlsplit(self.path).path}")
+            status = int(mode.get("status", 403))
+            headers = [("X-Echo", str(auth))]
+            if mode.get("kind") == "text":
+                self.send(status, text.encode(), "text/plain; charset=utf-8", headers=headers)
+            else:
+                e = ApiError(status, "Forbidden", text,
+                             {"causes": [{"field": "metadata", "message": text}]}, headers)
+                self.send(status, e.status(), headers=headers)
+            return True
 
         def take_fault(self, path):
             with lock:
@@ -1865,6 +1892,9 @@ def main():
                 return dict(state["settings"])
             if op == "namespace":
                 state["namespaces"][doc["name"]] = now_rfc3339()
+                return {}
+            if op == "echo":
+                state["echo"] = doc if doc.get("on") else None
                 return {}
             if op == "forbid":
                 state["forbid"].append({k: doc.get(k) for k in ("user", "verb", "resource")})

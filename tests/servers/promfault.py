@@ -8,7 +8,7 @@ stall, or not be Prometheus at all. Serves plain HTTP on 127.0.0.1, prints
 is gone) or on SIGTERM.
 
 usage: promfault.py [--token T] [--fail N] [--slow MS] [--html] [--not-found]
-                    [--warning TEXT]... [--tls CERT KEY]
+                    [--warning TEXT]... [--echo error|warning] [--tls CERT KEY]
 
   --token T       /api/v1/* wants "Authorization: Bearer T": 401 without it
   --fail N        the first N API requests get 503 (text/plain, as a proxy sends)
@@ -16,6 +16,11 @@ usage: promfault.py [--token T] [--fail N] [--slow MS] [--html] [--not-found]
   --html          API requests get a 200 text/html page
   --not-found     API requests get 404 "404 page not found" (Prometheus' own text)
   --warning TEXT  added to "warnings" of every successful answer (repeatable)
+  --echo KIND     a careless proxy quoting the credential back (common.echo_text:
+                  the Authorization header, and the bare token straddling every usual
+                  cut): "error" answers every API request 422 with it as the error,
+                  "warning" answers successfully with it as a warning; both add it in
+                  an X-Echo header
   --tls CERT KEY  serve HTTPS with this certificate and key
 
 What it checks like Prometheus 2.x (web/api/v1/api.go): GET only; query is
@@ -38,7 +43,7 @@ import threading
 import time
 import urllib.parse
 
-from common import Handler, Server, answer, exit_when_stdin_closes
+from common import Handler, Server, answer, echo_text, exit_when_stdin_closes
 
 NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 # not in sorted order, unlike Prometheus: the client must not rely on the order
@@ -75,6 +80,7 @@ def main():
     ap.add_argument("--html", action="store_true")
     ap.add_argument("--not-found", action="store_true")
     ap.add_argument("--warning", action="append", default=[])
+    ap.add_argument("--echo", choices=("error", "warning"))
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with these")
     opt = ap.parse_args()
 
@@ -84,7 +90,10 @@ def main():
 
     class Api(Handler):
         def send(self, status, body, content_type="application/json"):
-            answer(self, status, body, content_type)
+            headers = ()
+            if opt.echo:
+                headers = (("X-Echo", str(self.headers.get("Authorization"))),)
+            answer(self, status, body, content_type, headers)
             if self.entry is not None:
                 self.entry["status"] = status
 
@@ -119,6 +128,10 @@ def main():
                 failures[0] -= fail
             if fail:
                 return self.send(503, b"upstream unavailable\n", "text/plain; charset=utf-8")
+            if opt.echo == "error":
+                return self.send(422, {"status": "error", "errorType": "execution",
+                                       "error": echo_text(self.headers.get("Authorization"),
+                                                          "query")})
             try:
                 data = self.evaluate(path, raw)
             except BadData as e:
@@ -127,6 +140,8 @@ def main():
             doc = {"status": "success", "data": data}
             if opt.warning:
                 doc["warnings"] = opt.warning
+            if opt.echo == "warning":
+                doc["warnings"] = [echo_text(self.headers.get("Authorization"), "query")]
             self.send(200, doc)
 
         def evaluate(self, path, raw):
