@@ -16,11 +16,6 @@ const struct option cli_global_longopts[] = {
     {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 };
 
-const char *cli_c(bool on, const char *code)
-{
-	return on ? code : "";
-}
-
 bool cli_color_allowed(const mg_cli *cli, int fd)
 {
 	const char *nc = getenv("NO_COLOR"); /* no-color.org: set and non-empty */

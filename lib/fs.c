@@ -244,8 +244,8 @@ int mg_fs_read_file(char **out, size_t *out_len, const char *path, size_t limit,
 	if ((uint64_t)sb.st_size > (uint64_t)limit) {
 		close(fd);
 		return mg_error_set(err, MG_EINVALID,
-		                    "%s: %s is larger than the limit of %s (docs/plan.md, "
-		                    "\"Limits\")",
+		                    "%s: %s is larger than the limit of %s (see \"Limits\" in "
+		                    "docs/plan.md)",
 		                    path, what, size_name(lim, sizeof(lim), limit));
 	}
 	/* The size is only a hint: the file may grow while we read it; never read past limit+1. */
@@ -293,8 +293,8 @@ int mg_fs_read_file(char **out, size_t *out_len, const char *path, size_t limit,
 	if (len > limit) {
 		free(buf);
 		return mg_error_set(err, MG_EINVALID,
-		                    "%s: %s is larger than the limit of %s (docs/plan.md, "
-		                    "\"Limits\")",
+		                    "%s: %s is larger than the limit of %s (see \"Limits\" in "
+		                    "docs/plan.md)",
 		                    path, what, size_name(lim, sizeof(lim), limit));
 	}
 	buf[len] = '\0';
