@@ -124,7 +124,8 @@ int cli_fail(mg_cli *cli, mg_error *err);
  */
 int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc);
 
-/* Prints err's diagnostics to stderr (errors and warnings). */
+/* Prints err's diagnostics to stderr (errors and warnings), at most CLI_MAX_DIAGS of them. */
+#define CLI_MAX_DIAGS 100
 void cli_print_diags(mg_cli *cli, const mg_error *err);
 /* Adds err's diagnostics to a JSON array (objects with file, line, column, path, message). */
 json_t *cli_diags_json(const mg_error *err, mg_severity sev);
