@@ -13,6 +13,9 @@ int mg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
 /* Reads a whole file; *out is NUL-terminated and malloc'd. MG_ENOTFOUND if missing. */
 int mg_fs_read_all(char **out, size_t *out_len, const char *path, mg_error *err);
 
+/* The most read of any input file without a limit of its own (docs/plan.md "Limits"). */
+#define MG_INPUT_MAX_BYTES (16 << 20)
+
 /*
  * Reads an input file the operator named (plan, inventory, token, kubeconfig...): only a
  * regular file, refused at once otherwise (a FIFO would block, /dev/zero never ends), and at

@@ -27,7 +27,6 @@ typedef struct mg_plan mg_plan;
 #define MG_PLAN_MAX_ANCHORS     100        /* anchors (&name), and aliases (*name) */
 #define MG_PLAN_MAX_ALIAS_NODES 10000      /* nodes repeated through aliases */
 #define MG_PLAN_MAX_HOSTS       100000     /* vms.hosts or the inventory */
-#define MG_INPUT_MAX_BYTES      (16 << 20) /* other files read as input: inventory, templates... */
 
 typedef struct {
 	const char *repo;     /* absolute path, or NULL */
