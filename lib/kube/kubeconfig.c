@@ -156,8 +156,12 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 	mg_error ferr = MG_ERROR_INIT;
 	int frc = mg_fs_read_file(&text, &len, path, MG_INPUT_MAX_BYTES, "the kubeconfig", &ferr);
 	if (frc) {
-		frc = mg_error_set(err, frc == MG_ENOTFOUND ? MG_ENOTFOUND : MG_EINVALID,
-		                   "cannot read the kubeconfig: %s", ferr.message);
+		if (frc == MG_ENOTFOUND)
+			frc = mg_error_set(err, MG_ENOTFOUND, "cannot read kubeconfig %s: %s", path,
+			                   strerror(ENOENT));
+		else
+			frc = mg_error_set(err, MG_EINVALID, "cannot read kubeconfig: %s",
+			                   ferr.message);
 		mg_error_clear(&ferr);
 		return frc;
 	}
