@@ -316,3 +316,34 @@ Test(hostile, remote_message_is_printed_escaped)
 	close(out);
 	tu_stop(&pid);
 }
+
+/* Output leaves in buffers of a few KiB: sequences cut at a buffer's end are escaped too. */
+Test(hostile, escapes_survive_buffer_boundaries)
+{
+	size_t n = 5000;
+	char *desc = malloc(n * 7 + 16);
+	cr_assert_not_null(desc);
+	char *p = desc;
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "a\\u202e");
+	strcpy(p, "\\e[2J");
+	char plan[2048];
+	snprintf(plan, sizeof(plan), evil_plan, 9, "p99");
+	char *text = malloc(sizeof(plan) + strlen(desc) + 64);
+	cr_assert_not_null(text);
+	char *d = strstr(plan, "description: ");
+	cr_assert_not_null(d);
+	sprintf(text, "%.*sdescription: \"%s\"\n%s", (int)(d - plan), plan, desc,
+	        strchr(d, '\n') + 1);
+	tu_write_file(plan_path(), text);
+	free(text);
+	free(desc);
+	tu_output r = tu_migrate_plan(plan_path(), "plan", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	assert_no_raw_controls(r.out, "stdout");
+	size_t found = 0;
+	for (const char *q = r.out; (q = strstr(q, "a\\u202e")); q++)
+		found++;
+	cr_assert_eq(found, n, "%zu of %zu escaped", found, n);
+	tu_output_free(&r);
+}
