@@ -1635,29 +1635,6 @@ static void load_slo(loader *L, yaml_node_t *m)
 
 /* ---- rules that span sections ---- */
 
-static bool name_in(const char *name, const char **list, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(name, list[i]))
-			return true;
-	return false;
-}
-
-/* The list item whose value is s (its first occurrence), and its index. */
-static yaml_node_t *find_item(loader *L, yaml_node_t *list, const char *s, size_t *index)
-{
-	*index = 0;
-	if (!list || list->type != YAML_SEQUENCE_NODE)
-		return NULL;
-	for (yaml_node_item_t *it = list->data.sequence.items.start;
-	     it < list->data.sequence.items.top; it++, (*index)++) {
-		const char *v = scalar(node(L, *it));
-		if (v && !strcmp(v, s))
-			return node(L, *it);
-	}
-	return NULL;
-}
-
 static void check_weights(loader *L, size_t nvm, size_t nk8s, const char *provider)
 {
 	const mg_plan_traffic *t = L->plan->traffic;
@@ -1712,15 +1689,35 @@ static void check_cross(loader *L, yaml_node_t *root)
 		const char *keys[] = {"vm_servers", "k8s_servers"};
 		for (size_t k = 0; k < 2; k++) {
 			yaml_node_t *ln = get(L, rn, keys[k]);
+			/* sets, not scans: both lists can be long */
+			strset known = {0}, where = {0};
+			for (size_t i = 0; i < tc[k]; i++)
+				strset_add(&known, tl[k][i], 0, NULL);
+			size_t idx = 0;
+			for (yaml_node_item_t *it = ln && ln->type == YAML_SEQUENCE_NODE
+			                                ? ln->data.sequence.items.start
+			                                : NULL;
+			     it && it < ln->data.sequence.items.top; it++, idx++)
+				if (scalar(node(L, *it)))
+					strset_add(&where, scalar(node(L, *it)), idx, NULL);
+			L->oom |= known.oom || where.oom;
 			for (size_t i = 0; i < counts[k]; i++) {
-				if (name_in(lists[k][i], tl[k], tc[k]))
+				if (strset_has(&known, lists[k][i]))
 					continue;
-				size_t at;
-				yaml_node_t *item = find_item(L, ln, lists[k][i], &at);
+				size_t at = 0;
+				strset_add(&where, lists[k][i], 0, &at);
+				yaml_node_t *item =
+				    ln && ln->type == YAML_SEQUENCE_NODE &&
+				            at < (size_t)(ln->data.sequence.items.top -
+				                          ln->data.sequence.items.start)
+				        ? node(L, ln->data.sequence.items.start[at])
+				        : NULL;
 				ERR(L, item ? item : rn, ipath(L, kpath(L, "slo.red", keys[k]), at),
 				    "server \"%s\" is not in traffic.haproxy.%s", lists[k][i],
 				    keys[k]);
 			}
+			strset_free(&known);
+			strset_free(&where);
 		}
 	}
 	if (r && r->source == MG_RED_HAPROXY && t && t->haproxy) {
