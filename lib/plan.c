@@ -31,6 +31,8 @@
 /* HAProxy's documented maximum; nginx accepts more but needs no finer steps. */
 #define WEIGHT_MAX 256
 #define MAX_HOSTS  MG_PLAN_MAX_HOSTS
+/* Diagnostics kept per load; more are counted, not stored. */
+#define MAX_DIAGS 10000
 
 struct block {
 	struct block *next;
@@ -133,6 +135,7 @@ typedef struct {
 	yaml_node_t **step_nodes; /* where each accepted step came from, for later rules */
 	size_t *step_items;
 	strset host_names; /* the fleet so far */
+	size_t ndiags;     /* found by diag_at, kept or not */
 } loader;
 
 /* ---- arena: the plan owns every string and array it hands out ---- */
@@ -207,9 +210,16 @@ static void diag_at(loader *L, mg_severity sev, const yaml_node_t *n, const char
 	va_end(ap);
 	int line = n ? (int)n->start_mark.line + 1 : 0;
 	int col = n ? (int)n->start_mark.column + 1 : 0;
-	mg_error_diag(L->err, sev, L->file, line, col, path, "%s", msg);
 	if (sev == MG_SEV_ERROR)
 		L->errors++;
+	/* a hostile plan can have a problem on every line: keep memory bounded */
+	if (++L->ndiags > MAX_DIAGS) {
+		if (L->ndiags == MAX_DIAGS + 1)
+			mg_error_diag(L->err, MG_SEV_ERROR, L->file, 0, 0, NULL,
+			              "more than %d problems; the rest are not listed", MAX_DIAGS);
+		return;
+	}
+	mg_error_diag(L->err, sev, L->file, line, col, path, "%s", msg);
 }
 
 #define ERR(L, n, path, ...)  diag_at(L, MG_SEV_ERROR, n, path, __VA_ARGS__)

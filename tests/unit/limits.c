@@ -209,3 +209,25 @@ Test(limits, read_file_bounded_and_regular_only)
 	snprintf(path, sizeof(path), "%s/missing", tmpdir);
 	cr_expect_eq(read_file(path, 1024, why, sizeof(why), &len), MG_ENOTFOUND);
 }
+
+/* A problem on every line: the count is right, the memory is bounded. */
+Test(limits, diagnostics_kept_are_bounded)
+{
+	char *text = malloc(20000 * 16 + 64);
+	cr_assert_not_null(text);
+	size_t off = (size_t)sprintf(text, "version: 1\nname: x\n");
+	for (int i = 0; i < 20000; i++)
+		off += (size_t)sprintf(text + off, "k%d: 1\n", i);
+	mg_plan *p = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_expect_eq(mg_plan_load_buffer(&p, text, off, "t.yaml", "/tmp", MG_PLAN_LOAD_NO_FS, &err),
+	             MG_EINVALID);
+	cr_expect_eq(err.ndiags, 10001);
+	bool found = false;
+	for (size_t i = 0; i < err.ndiags; i++)
+		found |= strstr(err.diags[i].message, "more than 10000 problems") != NULL;
+	cr_expect(found);
+	cr_expect(strstr(err.message, "20000 errors"), "%s", err.message);
+	mg_error_clear(&err);
+	free(text);
+}
