@@ -125,7 +125,8 @@ int cli_fail(mg_cli *cli, mg_error *err);
  */
 int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc);
 
-/* Prints err's diagnostics to stderr (errors and warnings). */
+/* Prints err's diagnostics to stderr (errors and warnings), at most CLI_MAX_DIAGS of them. */
+#define CLI_MAX_DIAGS 100
 void cli_print_diags(mg_cli *cli, const mg_error *err);
 /* Adds err's diagnostics to a JSON array (objects with file, line, column, path, message). */
 json_t *cli_diags_json(const mg_error *err, mg_severity sev);
@@ -140,15 +141,23 @@ int cli_load_plan(mg_cli *cli, mg_plan **out, unsigned needs, mg_error *err);
 /* The state directory: --state-dir, or the plan's. */
 const char *cli_state_dir(const mg_cli *cli, const mg_plan *plan);
 
-/* Colours for text output, empty when colour is off. */
+/*
+ * Colours and cursor moves for text output, empty when off. A marker that only
+ * the output filter turns into the code: the one way our codes reach the terminal.
+ */
 const char *cli_c(bool on, const char *code);
-#define C_BOLD   "\033[1m"
-#define C_DIM    "\033[2m"
-#define C_RED    "\033[31m"
-#define C_GREEN  "\033[32m"
-#define C_YELLOW "\033[33m"
-#define C_CYAN   "\033[36m"
-#define C_RESET  "\033[0m"
+/* Installs the output filter (cmd/output.c) on stdout and stderr; first thing in main. */
+void cli_output_init(void);
+#define C_BOLD       "\033[1m"
+#define C_DIM        "\033[2m"
+#define C_RED        "\033[31m"
+#define C_GREEN      "\033[32m"
+#define C_YELLOW     "\033[33m"
+#define C_CYAN       "\033[36m"
+#define C_RESET      "\033[0m"
+#define C_CLEAR_LINE "\r\033[K" /* back to the start of the line and clear it */
+#define C_UP         "\033[A"   /* one line up */
+#define C_CLEAR_DOWN "\033[J"   /* clear to the end of the screen */
 
 void cli_print_command_help(FILE *f, const mg_command *cmd);
 void cli_print_overview(FILE *f);

@@ -16,11 +16,6 @@ const struct option cli_global_longopts[] = {
     {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 };
 
-const char *cli_c(bool on, const char *code)
-{
-	return on ? code : "";
-}
-
 bool cli_color_allowed(const mg_cli *cli, int fd)
 {
 	const char *nc = getenv("NO_COLOR"); /* no-color.org: set and non-empty */
@@ -252,19 +247,31 @@ int cli_parse_time(mg_cli *cli, const char *name, const char *arg, int64_t *out)
 	return 0;
 }
 
+static void print_diag(bool c, const mg_diag *d);
+
 void cli_print_diags(mg_cli *cli, const mg_error *err)
 {
 	bool c = cli->color_err;
-	for (size_t i = 0; err && i < err->ndiags; i++) {
-		const mg_diag *d = &err->diags[i];
-		char line[2048];
-		mg_diag_format(line, sizeof(line), d);
-		if (d->severity == MG_SEV_WARNING)
-			fprintf(stderr, "%swarning:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
-			        line);
-		else
-			fprintf(stderr, "%s\n", line);
+	/* a hostile or mangled file can have a million problems; the first ones say enough */
+	if (err && err->ndiags > CLI_MAX_DIAGS) {
+		for (size_t i = 0; i < CLI_MAX_DIAGS; i++)
+			print_diag(c, &err->diags[i]);
+		fprintf(stderr, "... and %zu more problems (only the first %d are shown)\n",
+		        err->ndiags - CLI_MAX_DIAGS, CLI_MAX_DIAGS);
+		return;
 	}
+	for (size_t i = 0; err && i < err->ndiags; i++)
+		print_diag(c, &err->diags[i]);
+}
+
+static void print_diag(bool c, const mg_diag *d)
+{
+	char line[2048];
+	mg_diag_format(line, sizeof(line), d);
+	if (d->severity == MG_SEV_WARNING)
+		fprintf(stderr, "%swarning:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET), line);
+	else
+		fprintf(stderr, "%s\n", line);
 }
 
 json_t *cli_diags_json(const mg_error *err, mg_severity sev)

@@ -73,12 +73,12 @@ static void progress(void *ud, const mg_fleet_progress *p)
 	c->last_ms = now;
 	bool col = c->cli->color_err;
 	fprintf(stderr,
-	        "\r\033[K%s: %s %s  batch %zu/%zu  %zu/%zu done, %s%zu failed%s, %zu working  "
+	        "%s%s: %s %s  batch %zu/%zu  %zu/%zu done, %s%zu failed%s, %zu working  "
 	        "%s%s %s%s",
-	        c->plan, c->verb, c->version, p->batch + 1, p->run->nbatches, c->ok + c->failed,
-	        p->run->nhosts, c->failed ? cli_c(col, C_RED) : "", c->failed,
-	        c->failed ? cli_c(col, C_RESET) : "", p->running, cli_c(col, C_DIM),
-	        p->host->host->name,
+	        cli_c(true, C_CLEAR_LINE), c->plan, c->verb, c->version, p->batch + 1,
+	        p->run->nbatches, c->ok + c->failed, p->run->nhosts,
+	        c->failed ? cli_c(col, C_RED) : "", c->failed, c->failed ? cli_c(col, C_RESET) : "",
+	        p->running, cli_c(col, C_DIM), p->host->host->name,
 	        p->finished ? mg_fleet_outcome_name(p->host->outcome)
 	                    : mg_fleet_stage_name(p->host->stage),
 	        cli_c(col, C_RESET));
@@ -89,7 +89,7 @@ static void progress(void *ud, const mg_fleet_progress *p)
 static void progress_clear(progress_ctx *c)
 {
 	if (c->drawn) {
-		fprintf(stderr, "\r\033[K");
+		fputs(cli_c(true, C_CLEAR_LINE), stderr);
 		fflush(stderr);
 		c->drawn = false;
 	}
@@ -643,7 +643,8 @@ static void dual_draw(dual_progress *dp, bool force)
 		         dp->batch, dp->nbatches, dp->ok + dp->failed, dp->nhosts, dp->failed);
 	if (dp->k8s)
 		snprintf(k8, sizeof(k8), "  cluster: %s", *dp->k8s_msg ? dp->k8s_msg : "starting");
-	fprintf(stderr, "\r\033[K%s: %s %s%s%s", dp->plan, dp->verb, dp->version, vm, k8);
+	fprintf(stderr, "%s%s: %s %s%s%s", cli_c(true, C_CLEAR_LINE), dp->plan, dp->verb,
+	        dp->version, vm, k8);
 	fflush(stderr);
 	dp->drawn = true;
 }
@@ -678,7 +679,7 @@ static void dual_clear(dual_progress *dp)
 {
 	pthread_mutex_lock(&dp->mu);
 	if (dp->drawn) {
-		fprintf(stderr, "\r\033[K");
+		fputs(cli_c(true, C_CLEAR_LINE), stderr);
 		fflush(stderr);
 		dp->drawn = false;
 	}

@@ -280,6 +280,7 @@ enum { OPT_VERSION = 2000 };
 
 int main(int argc, char **argv)
 {
+	cli_output_init(); /* before anything is printed */
 	mg_cli cli = {.plan_path = "migrate.yaml"};
 	struct option opts[16];
 	size_t n = 0;

@@ -53,7 +53,9 @@ typedef struct {
 static void block_clear(run_ctx *r)
 {
 	if (r->tty && r->drawn) {
-		fprintf(r->out, "\033[%dA\033[J", r->drawn);
+		for (int i = 0; i < r->drawn; i++)
+			fputs(cli_c(true, C_UP), r->out);
+		fputs(cli_c(true, C_CLEAR_DOWN), r->out);
 		r->drawn = 0;
 	}
 }

@@ -194,6 +194,116 @@ int mg_fs_read_all(char **out, size_t *out_len, const char *path, mg_error *err)
 	return 0;
 }
 
+static const char *size_name(char *buf, size_t size, size_t n)
+{
+	if (n >= 1024 * 1024 && n % (1024 * 1024) == 0)
+		snprintf(buf, size, "%zu MiB", n / (1024 * 1024));
+	else if (n >= 1024 && n % 1024 == 0)
+		snprintf(buf, size, "%zu KiB", n / 1024);
+	else
+		snprintf(buf, size, "%zu bytes", n);
+	return buf;
+}
+
+int mg_fs_read_file(char **out, size_t *out_len, const char *path, size_t limit, const char *what,
+                    mg_error *err)
+{
+	*out = NULL;
+	if (out_len)
+		*out_len = 0;
+	if (!what)
+		what = "the file";
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer; we refuse it below */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return mg_error_set(err, MG_ENOTFOUND, "%s: no such file", path);
+		return mg_error_set(err, MG_EIO, "cannot read %s: %s", path, strerror(errno));
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+		close(fd);
+		return mg_error_set(err, MG_EIO, "cannot read %s: %s", path, strerror(e));
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return mg_error_set(err, MG_EINVALID,
+		                    "%s: %s is not a regular file (a %s); give a file", path, what,
+		                    S_ISDIR(sb.st_mode)    ? "directory"
+		                    : S_ISFIFO(sb.st_mode) ? "FIFO"
+		                    : S_ISCHR(sb.st_mode)  ? "character device"
+		                    : S_ISBLK(sb.st_mode)  ? "block device"
+		                    : S_ISSOCK(sb.st_mode) ? "socket"
+		                                           : "special file");
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	char lim[32];
+	if ((uint64_t)sb.st_size > (uint64_t)limit) {
+		close(fd);
+		return mg_error_set(err, MG_EINVALID,
+		                    "%s: %s is larger than the limit of %s (see \"Limits\" in "
+		                    "docs/plan.md)",
+		                    path, what, size_name(lim, sizeof(lim), limit));
+	}
+	/* The size is only a hint: the file may grow while we read it; never read past limit+1. */
+	size_t cap = (size_t)sb.st_size + 1;
+	if (cap > limit + 1)
+		cap = limit + 1;
+	if (cap < 4096 && limit + 1 > 4096)
+		cap = 4096;
+	char *buf = malloc(cap + 1);
+	if (!buf) {
+		close(fd);
+		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", path);
+	}
+	size_t len = 0;
+	for (;;) {
+		if (len == cap) {
+			if (cap >= limit + 1)
+				break;
+			size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+			char *nb = realloc(buf, ncap + 1);
+			if (!nb) {
+				free(buf);
+				close(fd);
+				return mg_error_set(err, MG_ENOMEM, "out of memory reading %s",
+				                    path);
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int saved = errno;
+			free(buf);
+			close(fd);
+			return mg_error_set(err, MG_EIO, "cannot read %s: %s", path,
+			                    strerror(saved));
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len > limit) {
+		free(buf);
+		return mg_error_set(err, MG_EINVALID,
+		                    "%s: %s is larger than the limit of %s (see \"Limits\" in "
+		                    "docs/plan.md)",
+		                    path, what, size_name(lim, sizeof(lim), limit));
+	}
+	buf[len] = '\0';
+	*out = buf;
+	if (out_len)
+		*out_len = len;
+	return 0;
+}
+
 /* Creates one directory whose parent exists; an existing directory is fine. */
 static int mkdir_one(const char *path, mode_t mode, mg_error *err)
 {

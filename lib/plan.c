@@ -26,10 +26,13 @@
 #include "suggest.h"
 #include "units.h"
 #include "weights.h"
+#include "yamllimit.h"
 
 /* HAProxy's documented maximum; nginx accepts more but needs no finer steps. */
 #define WEIGHT_MAX 256
-#define MAX_HOSTS  100000
+#define MAX_HOSTS  MG_PLAN_MAX_HOSTS
+/* Diagnostics kept per load; more are counted, not stored. */
+#define MAX_DIAGS 10000
 
 struct block {
 	struct block *next;
@@ -51,6 +54,76 @@ struct mg_plan {
 	mg_plan_slo *slo;
 };
 
+/* ---- a set of strings (owned elsewhere): duplicate checks stay linear on long lists ---- */
+
+typedef struct {
+	const char *s;
+	size_t tag; /* what the caller wants back on a duplicate */
+} strset_slot;
+
+typedef struct {
+	strset_slot *slot;
+	size_t cap, n;
+	bool oom;
+} strset;
+
+static size_t str_hash(const char *s)
+{
+	size_t h = (size_t)1469598103934665603u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * (size_t)1099511628211u;
+	return h;
+}
+
+static void strset_free(strset *set)
+{
+	free(set->slot);
+	*set = (strset){0};
+}
+
+/* Adds s; false when s was already there (*prev: its tag) or memory ran out (set->oom). */
+static bool strset_add(strset *set, const char *s, size_t tag, size_t *prev)
+{
+	if ((set->n + 1) * 2 > set->cap) {
+		size_t ncap = set->cap ? set->cap * 2 : 16;
+		strset_slot *ns = calloc(ncap, sizeof(*ns));
+		if (!ns) {
+			set->oom = true;
+			return false;
+		}
+		for (size_t i = 0; i < set->cap; i++)
+			if (set->slot[i].s) {
+				size_t j = str_hash(set->slot[i].s) & (ncap - 1);
+				while (ns[j].s)
+					j = (j + 1) & (ncap - 1);
+				ns[j] = set->slot[i];
+			}
+		free(set->slot);
+		set->slot = ns;
+		set->cap = ncap;
+	}
+	size_t j = str_hash(s) & (set->cap - 1);
+	for (; set->slot[j].s; j = (j + 1) & (set->cap - 1))
+		if (!strcmp(set->slot[j].s, s)) {
+			if (prev)
+				*prev = set->slot[j].tag;
+			return false;
+		}
+	set->slot[j] = (strset_slot){s, tag};
+	set->n++;
+	return true;
+}
+
+static bool strset_has(const strset *set, const char *s)
+{
+	if (!set->cap)
+		return false;
+	for (size_t j = str_hash(s) & (set->cap - 1); set->slot[j].s; j = (j + 1) & (set->cap - 1))
+		if (!strcmp(set->slot[j].s, s))
+			return true;
+	return false;
+}
+
 typedef struct {
 	mg_plan *plan;
 	yaml_document_t *doc;
@@ -61,6 +134,8 @@ typedef struct {
 	bool oom;
 	yaml_node_t **step_nodes; /* where each accepted step came from, for later rules */
 	size_t *step_items;
+	strset host_names; /* the fleet so far */
+	size_t ndiags;     /* found by diag_at, kept or not */
 } loader;
 
 /* ---- arena: the plan owns every string and array it hands out ---- */
@@ -135,9 +210,16 @@ static void diag_at(loader *L, mg_severity sev, const yaml_node_t *n, const char
 	va_end(ap);
 	int line = n ? (int)n->start_mark.line + 1 : 0;
 	int col = n ? (int)n->start_mark.column + 1 : 0;
-	mg_error_diag(L->err, sev, L->file, line, col, path, "%s", msg);
 	if (sev == MG_SEV_ERROR)
 		L->errors++;
+	/* a hostile plan can have a problem on every line: keep memory bounded */
+	if (++L->ndiags > MAX_DIAGS) {
+		if (L->ndiags == MAX_DIAGS + 1)
+			mg_error_diag(L->err, MG_SEV_ERROR, L->file, 0, 0, NULL,
+			              "more than %d problems; the rest are not listed", MAX_DIAGS);
+		return;
+	}
+	mg_error_diag(L->err, sev, L->file, line, col, path, "%s", msg);
 }
 
 #define ERR(L, n, path, ...)  diag_at(L, MG_SEV_ERROR, n, path, __VA_ARGS__)
@@ -249,6 +331,7 @@ static void check_keys(loader *L, yaml_node_t *map, const char *path, const char
 {
 	if (map->type != YAML_MAPPING_NODE)
 		return;
+	strset seen = {0};
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *kn = node(L, p->key);
@@ -257,15 +340,11 @@ static void check_keys(loader *L, yaml_node_t *map, const char *path, const char
 			ERR(L, kn, path, "keys must be plain names, found %s", node_kind(kn));
 			continue;
 		}
-		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-			const char *k2 = scalar(node(L, q->key));
-			if (k2 && !strcmp(k, k2)) {
-				ERR(L, kn, kpath(L, path, k),
-				    "duplicate key (first set on line %d)",
-				    (int)node(L, q->key)->start_mark.line + 1);
-				break;
-			}
-		}
+		size_t first = 0;
+		if (!strset_add(&seen, k, (size_t)kn->start_mark.line + 1, &first) && !seen.oom)
+			ERR(L, kn, kpath(L, path, k), "duplicate key (first set on line %d)",
+			    (int)first);
+		L->oom |= seen.oom;
 		bool known = false;
 		for (size_t i = 0; allowed[i]; i++)
 			known |= !strcmp(k, allowed[i]);
@@ -302,6 +381,7 @@ static void check_keys(loader *L, yaml_node_t *map, const char *path, const char
 			    path && *path ? path : "the top level", list);
 		}
 	}
+	strset_free(&seen);
 }
 
 /* ---- typed getters: each records its own error and returns false on bad or missing input ---- */
@@ -752,9 +832,12 @@ static bool parse_host_port(const char *s, char *host, size_t hsize, int *port)
 static bool add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, const char *addr,
                      int port)
 {
-	for (size_t i = 0; i < v->nhosts; i++)
-		if (!strcmp(v->hosts[i].name, name))
-			return false;
+	if (v->nhosts >= MAX_HOSTS)
+		return true; /* refused once by the caller; the list stops growing */
+	if (!strset_add(&L->host_names, name, 0, NULL)) {
+		L->oom |= L->host_names.oom;
+		return false;
+	}
 	if (v->nhosts == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 32;
 		mg_plan_host *h = arena_alloc(L->plan, ncap * sizeof(*h));
@@ -776,7 +859,7 @@ static void load_inventory(loader *L, mg_plan_vms *v, size_t *cap)
 	char *buf;
 	size_t len;
 	mg_error ferr = MG_ERROR_INIT;
-	if (mg_fs_read_all(&buf, &len, v->inventory, &ferr)) {
+	if (mg_fs_read_file(&buf, &len, v->inventory, MG_INPUT_MAX_BYTES, "the inventory", &ferr)) {
 		mg_error_diag(L->err, MG_SEV_ERROR, L->file, 0, 0, "vms.inventory", "%s",
 		              ferr.message);
 		L->errors++;
@@ -804,7 +887,10 @@ static void load_inventory(loader *L, mg_plan_vms *v, size_t *cap)
 		int port = 22;
 		if (v->nhosts >= MAX_HOSTS) {
 			mg_error_diag(L->err, MG_SEV_ERROR, v->inventory, lineno, 1,
-			              "vms.inventory", "more than %d hosts", MAX_HOSTS);
+			              "vms.inventory",
+			              "more than %d hosts (a limit; see \"Limits\" in "
+			              "docs/plan.md)",
+			              MAX_HOSTS);
 			L->errors++;
 			break;
 		}
@@ -832,6 +918,11 @@ static void load_hosts(loader *L, yaml_node_t *list, mg_plan_vms *v, size_t *cap
 	const char *P = "vms.hosts";
 	if (!expect(L, list, YAML_SEQUENCE_NODE, P))
 		return;
+	if (list->data.sequence.items.top - list->data.sequence.items.start > MAX_HOSTS) {
+		ERR(L, list, P, "more than %d hosts (a limit; see \"Limits\" in docs/plan.md)",
+		    MAX_HOSTS);
+		return;
+	}
 	size_t i = 0;
 	for (yaml_node_item_t *it = list->data.sequence.items.start;
 	     it < list->data.sequence.items.top; it++, i++) {
@@ -1022,6 +1113,7 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 		size_t n =
 		    (size_t)(values->data.mapping.pairs.top - values->data.mapping.pairs.start);
 		k->values = arena_alloc(L->plan, (n ? n : 1) * sizeof(*k->values));
+		strset seen = {0};
 		for (yaml_node_pair_t *p = values->data.mapping.pairs.start;
 		     k->values && p < values->data.mapping.pairs.top; p++) {
 			yaml_node_t *kn = node(L, p->key), *vn = node(L, p->value);
@@ -1041,10 +1133,8 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 			}
 			if (!expect(L, vn, YAML_SCALAR_NODE, vp))
 				continue;
-			bool dup = false;
-			for (size_t i = 0; i < k->nvalues; i++)
-				dup |= !strcmp(k->values[i].key, key);
-			if (dup) {
+			if (!strset_add(&seen, key, 0, NULL)) {
+				L->oom |= seen.oom;
 				ERR(L, kn, vp, "duplicate key");
 				continue;
 			}
@@ -1056,6 +1146,7 @@ static void load_kubernetes(loader *L, yaml_node_t *m)
 			k->values[k->nvalues++] = (mg_plan_value){
 			    arena_strdup(L->plan, key), arena_strdup(L->plan, s), !plain_literal};
 		}
+		strset_free(&seen);
 	}
 
 	yaml_node_t *cms = get(L, m, "configmaps");
@@ -1109,6 +1200,7 @@ static const char **load_name_list(loader *L, yaml_node_t *map, const char *path
 	const char **out = arena_alloc(L->plan, cap * sizeof(*out));
 	if (!out)
 		return NULL;
+	strset seen = {0};
 	size_t i = 0;
 	for (yaml_node_item_t *it = list->data.sequence.items.start;
 	     it < list->data.sequence.items.top; it++, i++) {
@@ -1121,26 +1213,29 @@ static const char **load_name_list(loader *L, yaml_node_t *map, const char *path
 			ERR(L, s, ip, "\"%s\" is not %s", v, what);
 			continue;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < *n; j++)
-			dup |= !strcmp(out[j], v);
-		if (dup) {
+		if (!strset_add(&seen, v, 0, NULL)) {
+			L->oom |= seen.oom;
 			ERR(L, s, ip, "\"%s\" is listed twice", v);
 			continue;
 		}
 		out[(*n)++] = v;
 	}
+	strset_free(&seen);
 	return out;
 }
 
 static void check_disjoint(loader *L, yaml_node_t *m, const char *path, const char **a, size_t na,
                            const char **b, size_t nb)
 {
+	strset bs = {0};
+	for (size_t j = 0; j < nb; j++)
+		strset_add(&bs, b[j], 0, NULL);
+	L->oom |= bs.oom;
 	for (size_t i = 0; i < na; i++)
-		for (size_t j = 0; j < nb; j++)
-			if (!strcmp(a[i], b[j]))
-				ERR(L, get(L, m, "k8s_servers"), kpath(L, path, "k8s_servers"),
-				    "\"%s\" is in both vm_servers and k8s_servers", a[i]);
+		if (strset_has(&bs, a[i]))
+			ERR(L, get(L, m, "k8s_servers"), kpath(L, path, "k8s_servers"),
+			    "\"%s\" is in both vm_servers and k8s_servers", a[i]);
+	strset_free(&bs);
 }
 
 static bool valid_host_port(const char *s)
@@ -1550,29 +1645,6 @@ static void load_slo(loader *L, yaml_node_t *m)
 
 /* ---- rules that span sections ---- */
 
-static bool name_in(const char *name, const char **list, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(name, list[i]))
-			return true;
-	return false;
-}
-
-/* The list item whose value is s (its first occurrence), and its index. */
-static yaml_node_t *find_item(loader *L, yaml_node_t *list, const char *s, size_t *index)
-{
-	*index = 0;
-	if (!list || list->type != YAML_SEQUENCE_NODE)
-		return NULL;
-	for (yaml_node_item_t *it = list->data.sequence.items.start;
-	     it < list->data.sequence.items.top; it++, (*index)++) {
-		const char *v = scalar(node(L, *it));
-		if (v && !strcmp(v, s))
-			return node(L, *it);
-	}
-	return NULL;
-}
-
 static void check_weights(loader *L, size_t nvm, size_t nk8s, const char *provider)
 {
 	const mg_plan_traffic *t = L->plan->traffic;
@@ -1627,15 +1699,35 @@ static void check_cross(loader *L, yaml_node_t *root)
 		const char *keys[] = {"vm_servers", "k8s_servers"};
 		for (size_t k = 0; k < 2; k++) {
 			yaml_node_t *ln = get(L, rn, keys[k]);
+			/* sets, not scans: both lists can be long */
+			strset known = {0}, where = {0};
+			for (size_t i = 0; i < tc[k]; i++)
+				strset_add(&known, tl[k][i], 0, NULL);
+			size_t idx = 0;
+			for (yaml_node_item_t *it = ln && ln->type == YAML_SEQUENCE_NODE
+			                                ? ln->data.sequence.items.start
+			                                : NULL;
+			     it && it < ln->data.sequence.items.top; it++, idx++)
+				if (scalar(node(L, *it)))
+					strset_add(&where, scalar(node(L, *it)), idx, NULL);
+			L->oom |= known.oom || where.oom;
 			for (size_t i = 0; i < counts[k]; i++) {
-				if (name_in(lists[k][i], tl[k], tc[k]))
+				if (strset_has(&known, lists[k][i]))
 					continue;
-				size_t at;
-				yaml_node_t *item = find_item(L, ln, lists[k][i], &at);
+				size_t at = 0;
+				strset_add(&where, lists[k][i], 0, &at);
+				yaml_node_t *item =
+				    ln && ln->type == YAML_SEQUENCE_NODE &&
+				            at < (size_t)(ln->data.sequence.items.top -
+				                          ln->data.sequence.items.start)
+				        ? node(L, ln->data.sequence.items.start[at])
+				        : NULL;
 				ERR(L, item ? item : rn, ipath(L, kpath(L, "slo.red", keys[k]), at),
 				    "server \"%s\" is not in traffic.haproxy.%s", lists[k][i],
 				    keys[k]);
 			}
+			strset_free(&known);
+			strset_free(&where);
 		}
 	}
 	if (r && r->source == MG_RED_HAPROXY && t && t->haproxy) {
@@ -1751,20 +1843,107 @@ static int diag_cmp(const mg_diag *x, const mg_diag *y, const char *plan_file)
 	return x->col < y->col ? -1 : x->col > y->col;
 }
 
-/* Stable insertion sort: a plan has tens of diagnostics, and ties keep the order found. */
+/* Stable merge sort: a hostile plan can hold many thousands of diagnostics. */
 static void sort_diags(mg_error *err, size_t from, const char *plan_file)
 {
 	if (!err || err->ndiags < from + 2)
 		return; /* also keeps NULL + 0 (no diagnostics yet) out of pointer arithmetic */
 	mg_diag *d = err->diags + from;
 	size_t n = err->ndiags - from;
-	for (size_t i = 1; i < n; i++) {
-		mg_diag k = d[i];
-		size_t j = i;
-		for (; j > 0 && diag_cmp(&d[j - 1], &k, plan_file) > 0; j--)
-			d[j] = d[j - 1];
-		d[j] = k;
+	mg_diag *tmp = malloc(n * sizeof(*tmp));
+	if (!tmp)
+		return; /* unsorted is still every diagnostic */
+	for (size_t w = 1; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n - w; lo += 2 * w) {
+			size_t mid = lo + w, hi = mid + w < n ? mid + w : n;
+			size_t i = lo, j = mid, k = 0;
+			while (i < mid && j < hi)
+				tmp[k++] = diag_cmp(&d[j], &d[i], plan_file) < 0 ? d[j++] : d[i++];
+			while (i < mid)
+				tmp[k++] = d[i++];
+			while (j < hi)
+				tmp[k++] = d[j++];
+			memcpy(d + lo, tmp, k * sizeof(*tmp));
+		}
 	}
+	free(tmp);
+}
+
+/* The nodes a walk of the document visits, aliases followed; false on a cycle. */
+static bool expanded_size(yaml_document_t *doc, int id, size_t *memo, unsigned char *state,
+                          size_t limit, size_t *out)
+{
+	yaml_node_t *n = yaml_document_get_node(doc, id);
+	size_t i = (size_t)(id - 1);
+	if (!n)
+		return *out = 0, true;
+	if (state[i] == 2)
+		return *out = memo[i], true;
+	if (state[i] == 1)
+		return false; /* an alias inside the node it names */
+	state[i] = 1;
+	size_t total = 1, sub;
+	if (n->type == YAML_SEQUENCE_NODE) {
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top && total <= limit; it++) {
+			if (!expanded_size(doc, *it, memo, state, limit, &sub))
+				return false;
+			total += sub;
+		}
+	} else if (n->type == YAML_MAPPING_NODE) {
+		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+		     p < n->data.mapping.pairs.top && total <= limit; p++) {
+			if (!expanded_size(doc, p->key, memo, state, limit, &sub))
+				return false;
+			total += sub;
+			if (!expanded_size(doc, p->value, memo, state, limit, &sub))
+				return false;
+			total += sub;
+		}
+	}
+	if (total > limit)
+		total = limit + 1; /* saturate: sums of saturated sizes stay small */
+	state[i] = 2;
+	memo[i] = total;
+	return *out = total, true;
+}
+
+/*
+ * Billion laughs: a few aliases of aliases make a walk visit billions of nodes. Each node
+ * is reached through aliases at most MG_PLAN_MAX_ALIAS_NODES times over in all.
+ */
+static bool check_aliases(loader *L, yaml_document_t *doc)
+{
+	size_t nodes = (size_t)(doc->nodes.top - doc->nodes.start);
+	if (!nodes)
+		return true;
+	size_t *memo = calloc(nodes, sizeof(*memo));
+	unsigned char *state = calloc(nodes, 1);
+	if (!memo || !state) {
+		free(memo);
+		free(state);
+		L->oom = true;
+		return false;
+	}
+	size_t limit = nodes + MG_PLAN_MAX_ALIAS_NODES, total = 0;
+	bool ok = expanded_size(doc, 1, memo, state, limit, &total);
+	free(memo);
+	free(state);
+	if (!ok) {
+		mg_error_diag(L->err, MG_SEV_ERROR, L->file, 0, 0, NULL,
+		              "an alias (*name) refers to a node that contains it");
+		L->errors++;
+		return false;
+	}
+	if (total > limit) {
+		mg_error_diag(L->err, MG_SEV_ERROR, L->file, 0, 0, NULL,
+		              "aliases (*name) repeat more than %d nodes (a limit; see \"Limits\" "
+		              "in docs/plan.md)",
+		              MG_PLAN_MAX_ALIAS_NODES);
+		L->errors++;
+		return false;
+	}
+	return true;
 }
 
 static char *absolute_dir(const char *dir)
@@ -1787,6 +1966,25 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 	loader L = {.plan = p, .file = p->file, .flags = flags, .err = err};
 	size_t first_diag = err ? err->ndiags : 0;
 
+	/* before libyaml: its time grows with the square of the nesting */
+	static const mg_yaml_limits limits = {MG_PLAN_MAX_DEPTH, MG_PLAN_MAX_LINE,
+	                                      MG_PLAN_MAX_ANCHORS, MG_PLAN_MAX_ANCHORS};
+	if (len > MG_PLAN_MAX_BYTES || memchr(buf, '\0', len) ||
+	    mg_yaml_limits_check(buf, len, L.file, &limits, err)) {
+		int rc;
+		if (len > MG_PLAN_MAX_BYTES)
+			rc = mg_error_set(err, MG_EINVALID,
+			                  "%s: the plan is larger than the limit of %d MiB (see "
+			                  "\"Limits\" in docs/plan.md)",
+			                  L.file, MG_PLAN_MAX_BYTES >> 20);
+		else if (memchr(buf, '\0', len))
+			rc = mg_error_set(err, MG_EINVALID, "%s: not a text file", L.file);
+		else
+			rc = err ? err->code : MG_EINVALID;
+		mg_plan_free(p);
+		return rc;
+	}
+
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	if (!yaml_parser_initialize(&parser)) {
@@ -1803,7 +2001,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 			mg_error_diag(err, MG_SEV_ERROR, L.file, 1, 1, NULL,
 			              "the plan is empty; see docs/plan.md for an example");
 			L.errors++;
-		} else {
+		} else if (check_aliases(&L, &doc)) {
 			load_root(&L, root);
 			yaml_document_t extra;
 			if (!yaml_parser_load(&parser, &extra)) {
@@ -1822,6 +2020,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 		yaml_document_delete(&doc);
 	}
 	yaml_parser_delete(&parser);
+	strset_free(&L.host_names);
 
 	sort_diags(err, first_diag, L.file);
 	if (L.errors || L.oom) {
@@ -1840,7 +2039,7 @@ int mg_plan_load(mg_plan **out, const char *path, unsigned flags, mg_error *err)
 	*out = NULL;
 	char *buf;
 	size_t len;
-	int rc = mg_fs_read_all(&buf, &len, path, err);
+	int rc = mg_fs_read_file(&buf, &len, path, MG_PLAN_MAX_BYTES, "the plan", err);
 	/* the plan is input: a file that cannot be read is the operator's to fix (exit 2) */
 	if (rc == MG_ENOTFOUND)
 		return mg_error_set(err, MG_EINVALID,

@@ -20,6 +20,14 @@
 
 typedef struct mg_plan mg_plan;
 
+/* Limits on hostile or mistaken input, documented in docs/plan.md "Limits". */
+#define MG_PLAN_MAX_BYTES       (4 << 20)  /* the plan file */
+#define MG_PLAN_MAX_DEPTH       64         /* nested mappings and lists */
+#define MG_PLAN_MAX_LINE        (64 << 10) /* bytes in one line */
+#define MG_PLAN_MAX_ANCHORS     100        /* anchors (&name), and aliases (*name) */
+#define MG_PLAN_MAX_ALIAS_NODES 10000      /* nodes repeated through aliases */
+#define MG_PLAN_MAX_HOSTS       100000     /* vms.hosts or the inventory */
+
 typedef struct {
 	const char *repo;     /* absolute path, or NULL */
 	const char *artifact; /* may contain ${version}; relative paths resolved */

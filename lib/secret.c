@@ -30,7 +30,8 @@ int mg_secret_read(mg_secret *out, const char *env, const char *file, const char
 	} else if (file && *file) {
 		snprintf(out->source, sizeof(out->source), "%s", file);
 		mg_error ferr = MG_ERROR_INIT;
-		if (mg_fs_read_all(&raw, &rawlen, file, &ferr)) {
+		if (mg_fs_read_file(&raw, &rawlen, file, MG_INPUT_MAX_BYTES, "the token file",
+		                    &ferr)) {
 			int rc =
 			    mg_error_set(err, MG_EINVALID, "cannot read the %s (%s.token_file): %s",
 			                 what, key, ferr.message);

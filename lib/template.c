@@ -890,7 +890,7 @@ static int read_render(mg_template_output *out, const char *path, const mg_templ
 	char *buf;
 	size_t len;
 	mg_error e = MG_ERROR_INIT;
-	if (mg_fs_read_all(&buf, &len, path, &e)) {
+	if (mg_fs_read_file(&buf, &len, path, MG_INPUT_MAX_BYTES, "the template", &e)) {
 		mg_error_diag(err, MG_SEV_ERROR, path, 0, 0, NULL, "%s", e.message);
 		mg_error_clear(&e);
 		(*errors)++;

@@ -48,7 +48,8 @@ static int read_token_file(mg_kube_client *c, mg_error *err)
 	char *raw = NULL;
 	size_t len = 0;
 	mg_error ferr = MG_ERROR_INIT;
-	if (mg_fs_read_all(&raw, &len, c->cfg->token_file, &ferr)) {
+	if (mg_fs_read_file(&raw, &len, c->cfg->token_file, MG_INPUT_MAX_BYTES, "the tokenFile",
+	                    &ferr)) {
 		int rc =
 		    mg_error_set(err, MG_EINVALID, "cannot read the tokenFile of user %s in %s: %s",
 		                 c->cfg->user, c->cfg->context_file, ferr.message);

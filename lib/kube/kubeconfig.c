@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "kube.h"
 #include "secret.h"
+#include "yamllimit.h"
 
 typedef struct {
 	char *path;
@@ -151,10 +152,27 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 	memset(f, 0, sizeof(*f));
 	if (!(f->path = strdup(path)))
 		return mg_kube_oom(err);
-	FILE *in = fopen(path, "rb");
-	if (!in)
-		return mg_error_set(err, errno == ENOENT ? MG_ENOTFOUND : MG_EINVALID,
-		                    "cannot read kubeconfig %s: %s", path, strerror(errno));
+	char *text = NULL;
+	size_t len = 0;
+	mg_error ferr = MG_ERROR_INIT;
+	int frc = mg_fs_read_file(&text, &len, path, MG_INPUT_MAX_BYTES, "the kubeconfig", &ferr);
+	if (frc) {
+		if (frc == MG_ENOTFOUND)
+			frc = mg_error_set(err, MG_ENOTFOUND, "cannot read kubeconfig %s: %s", path,
+			                   strerror(ENOENT));
+		else
+			frc = mg_error_set(err, MG_EINVALID, "cannot read kubeconfig: %s",
+			                   ferr.message);
+		mg_error_clear(&ferr);
+		return frc;
+	}
+	/* before libyaml, whose time grows with the square of the nesting; certificate data
+	 * makes long lines, so only the file size bounds them */
+	static const mg_yaml_limits limits = {64, MG_INPUT_MAX_BYTES, 100, 100};
+	if (mg_yaml_limits_check(text, len, path, &limits, err)) {
+		free(text);
+		return MG_EINVALID;
+	}
 	/* relative paths inside resolve against the file's real directory, so they stay
 	 * right whatever directory migrate runs in */
 	char *abs = realpath(path, NULL);
@@ -162,12 +180,12 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 	f->dir = slash ? strndup(abs, slash == abs ? 1 : (size_t)(slash - abs)) : NULL;
 	free(abs);
 	if (!f->dir) {
-		fclose(in);
+		free(text);
 		return mg_kube_oom(err);
 	}
 	yaml_parser_t parser;
 	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, in);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	int rc = 0;
 	if (!yaml_parser_load(&parser, &f->doc)) {
 		int line = (int)parser.problem_mark.line + 1,
@@ -186,7 +204,7 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 			                 "contexts, current-context)");
 	}
 	yaml_parser_delete(&parser);
-	fclose(in);
+	free(text); /* the document keeps copies of every scalar */
 	return rc;
 }
 

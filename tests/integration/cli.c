@@ -285,7 +285,7 @@ Test(cli, unreadable_plans_are_bad_input)
 {
 	result r = tu_migrate("validate", "-p", tmpdir, NULL);
 	cr_assert_eq(r.status, 2, "a directory as the plan: %s", r.err);
-	cr_assert(strstr(r.err, "Is a directory"), "%s", r.err);
+	cr_assert(strstr(r.err, "is not a regular file (a directory)"), "%s", r.err);
 	tu_output_free(&r);
 	write_file(tmp("bin.yaml"), "version: 1\n");
 	FILE *f = fopen(tmp("bin.yaml"), "a");
