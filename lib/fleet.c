@@ -1318,6 +1318,21 @@ void mg_fleet_record_apply(json_t *doc, const mg_fleet_result *r)
 		json_t *oldprev = json_object_get(old, "previous");
 		json_t *oldver = json_object_get(old, "version");
 		json_t *version, *previous;
+		if (!h->switched && !h->version_known && json_is_object(old)) {
+			/*
+			 * Failed before anything was read from or done to the host (at
+			 * connect or while inspecting): what it ran is what it ran before,
+			 * so the record keeps it; only the outcome and the time change.
+			 */
+			json_t *keep = json_deep_copy(old);
+			if (keep) {
+				json_object_set_new(keep, "outcome",
+				                    json_string(mg_fleet_outcome_name(h->outcome)));
+				json_object_set_new(keep, "at", json_string(when));
+				json_object_set_new(hosts, h->host->name, keep);
+			}
+			continue;
+		}
 		if (h->version_known)
 			version = str_or_null(h->version);
 		else /* lost track: the record must not claim what was not read back */

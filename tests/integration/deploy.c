@@ -669,6 +669,44 @@ Test(deploy, an_unreachable_host_fails_fast_and_alone)
 	tu_output_free(&r);
 }
 
+/* Issue 12: a host that failed at connect was recorded as running nothing. */
+Test(deploy, a_host_that_fails_at_connect_keeps_its_recorded_release)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
+	plan_opts o = {.max_failures = 1, .batch = "2"};
+	write_plan(&o);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
+	expect_ok(&r, "1.0");
+	tu_output_free(&r);
+
+	/* vm-02 is refused at connect (its key changed): nothing on it is touched */
+	char fp[128];
+	tu_vms_change_host_key(&vms, 1, fp, sizeof(fp));
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_str_eq(hstr(doc, 1, "stage"), "connect");
+	cr_assert_str_eq(hstr(doc, 0, "outcome"), "ok");
+	json_decref(doc);
+	tu_output_free(&r);
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
+
+	char text[8192];
+	cr_assert(read_file(tu_at("%s/state/fleet/fleet.json", dir), text, sizeof(text)));
+	json_t *rec = json_loads(text, 0, NULL);
+	cr_assert_not_null(rec, "%s", text);
+	json_t *h1 = json_object_get(json_object_get(rec, "hosts"), "vm-01");
+	json_t *h2 = json_object_get(json_object_get(rec, "hosts"), "vm-02");
+	cr_assert_str_eq(json_string_value(json_object_get(h1, "version")), "1.1", "%s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(h1, "previous")), "1.0", "%s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(h2, "version")), "1.0",
+	                 "the failed host keeps its release: %s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(h2, "outcome")), "failed", "%s", text);
+	json_decref(rec);
+}
+
 Test(deploy, a_key_the_hosts_do_not_know_is_refused)
 {
 	tu_vms_start(&vms, dir, 2);
