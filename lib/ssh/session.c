@@ -11,8 +11,9 @@
  * A command that timed out or was cancelled leaves its channel in a state
  * libssh2 1.10 cannot get out of quickly (it has no way to signal the remote
  * process, and sshd does not close a channel whose command still runs), so
- * the session is marked broken: later calls fail at once and mg_ssh_free
- * drops the connection without waiting for the host.
+ * the session is marked broken and its connection shut: later calls fail at
+ * once, and the exec wrapper's watchdog on the host (see wrapper_fmt) sees
+ * the channel go and kills the command's process group.
  */
 #include "ssh.h"
 
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -55,6 +57,10 @@ struct mg_ssh {
 #define SLICE_MS 100
 /* How long tearing down may wait for a host that no longer answers. */
 #define TEARDOWN_MS 1000
+/* Starts the status line the exec wrapper prints after the command; a random nonce follows. */
+#define EXIT_TOKEN "migrate-exit-status-"
+/* How much of the end of stdout is kept to find that line in. */
+#define EXIT_TAIL 96
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
@@ -870,6 +876,90 @@ static int unusable(const mg_ssh *s, mg_error *err)
 	                    s->label);
 }
 
+/*
+ * What is sent instead of the command: a POSIX shell script, run by the
+ * user's login shell, that
+ *  - starts the command (with the login shell, as sshd would have) in a
+ *    session and process group of its own (setsid), stdin from /dev/null;
+ *  - keeps a watchdog on the channel's stdin, which migrate never writes to:
+ *    it reaches EOF only when the channel or the connection goes away (a
+ *    timeout, a cancel, migrate killed), and then the whole group gets TERM
+ *    and, 2 s later, KILL, so nothing the command started keeps running;
+ *    the watchdog ignores TERM once it fired, so the wrapper's own cleanup
+ *    cannot stop the KILL;
+ *  - does the same when the wrapper itself gets HUP, INT or TERM;
+ *  - prints, after the command ended, a line with a per-call random token
+ *    and the command's exit status, and exits with it. libssh2 reports a
+ *    missing exit-status message as 0, so only that line (or an
+ *    exit-signal) tells that the command ran to the end and how.
+ * Without setsid on the host the command runs in the wrapper's group, and
+ * only the command's own process is signalled.
+ */
+static const char wrapper_fmt[] =
+    "c=%s\n"
+    "exec 3<&0 </dev/null\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid \"${SHELL:-/bin/sh}\" -c \"$c\" 3<&- & "
+    "else \"${SHELL:-/bin/sh}\" -c \"$c\" 3<&- & fi\n"
+    "p=$!\n"
+    "(while IFS= read -r _; do :; done; trap '' TERM; kill -TERM -$p || kill -TERM $p; "
+    "sleep 2; kill -KILL -$p || kill -KILL $p) <&3 >/dev/null 2>&1 &\n"
+    "w=$!\n"
+    "exec 3<&-\n"
+    "trap 'kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null' HUP INT TERM\n"
+    "wait $p\n"
+    "r=$?\n"
+    "kill $w 2>/dev/null\n"
+    "printf '\\n" EXIT_TOKEN "%s %%d\\n' \"$r\"\n"
+    "exit $r\n";
+
+/* Keeps the last EXIT_TAIL bytes of stdout, where the wrapper's status line is. */
+static void tail_add(char *tail, size_t *tlen, const char *data, size_t n)
+{
+	if (n >= EXIT_TAIL) {
+		memcpy(tail, data + n - EXIT_TAIL, EXIT_TAIL);
+		*tlen = EXIT_TAIL;
+		return;
+	}
+	if (*tlen + n > EXIT_TAIL) {
+		size_t drop = *tlen + n - EXIT_TAIL;
+		memmove(tail, tail + drop, *tlen - drop);
+		*tlen -= drop;
+	}
+	memcpy(tail + *tlen, data, n);
+	*tlen += n;
+}
+
+/*
+ * Finds "\n<EXIT_TOKEN><nonce> <status>\n" at the very end of stdout: the
+ * status, and the line's length (to cut it from the output), or -1.
+ */
+static int exit_line(const char *tail, size_t tlen, const char *nonce, size_t *line_len)
+{
+	char tok[80];
+	int n = snprintf(tok, sizeof(tok), "\n" EXIT_TOKEN "%s ", nonce);
+	if (n <= 0 || tlen < (size_t)n + 2 || tail[tlen - 1] != '\n')
+		return -1;
+	for (size_t at = tlen - (size_t)n - 1;; at--) {
+		if (memcmp(tail + at, tok, (size_t)n) == 0) {
+			const char *p = tail + at + n, *end = tail + tlen - 1;
+			int status = 0;
+			if (p == end || end - p > 3)
+				return -1;
+			for (; p < end; p++) {
+				if (*p < '0' || *p > '9')
+					return -1;
+				status = status * 10 + (*p - '0');
+			}
+			if (status > 255)
+				return -1;
+			*line_len = tlen - at;
+			return status;
+		}
+		if (at == 0)
+			return -1;
+	}
+}
+
 int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeout_ms, mg_error *err)
 {
 	memset(r, 0, sizeof(*r));
@@ -877,10 +967,29 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 		return unusable(s, err);
 	r->out = calloc(1, 1);
 	r->err = calloc(1, 1);
-	if (!r->out || !r->err) {
+	uint8_t rnd[16];
+	char nonce[33];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		/* no entropy yet: the token need only not appear in the command's own output */
+		uint64_t x =
+		    (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
+		memcpy(rnd, &x, sizeof(x));
+		memcpy(rnd + 8, &x, sizeof(x));
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
+	char *quoted = mg_ssh_quote(command);
+	char *wrapped = NULL;
+	if (!quoted || asprintf(&wrapped, wrapper_fmt, quoted, nonce) < 0)
+		wrapped = NULL;
+	free(quoted);
+	if (!r->out || !r->err || !wrapped) {
+		free(wrapped);
 		mg_ssh_result_free(r);
 		return mg_error_set(err, MG_ENOMEM, "%s: out of memory", s->label);
 	}
+	char tail[EXIT_TAIL];
+	size_t tlen = 0, out_total = 0;
 	const char *what = "the command";
 	int64_t deadline = now_ms() + timeout_ms;
 	LIBSSH2_CHANNEL *ch;
@@ -894,7 +1003,7 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
 	}
-	while ((rc = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN)
+	while ((rc = libssh2_channel_exec(ch, wrapped)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
 	if (rc) {
@@ -917,6 +1026,10 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 			ssize_t n = libssh2_channel_read_ex(ch, stream, buf, sizeof(buf));
 			if (n > 0) {
 				got = true;
+				if (!stream) {
+					tail_add(tail, &tlen, buf, (size_t)n);
+					out_total += (size_t)n;
+				}
 				if ((rc = stream ? keep(&r->err, &r->err_len, buf, (size_t)n)
 				                 : keep(&r->out, &r->out_len, buf, (size_t)n))) {
 					rc = mg_error_set(err, rc, "%s: out of memory", s->label);
@@ -946,20 +1059,60 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 	while ((rc = libssh2_channel_wait_closed(ch)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
-	r->exit_status = libssh2_channel_get_exit_status(ch);
+	size_t line_len = 0;
+	int status = exit_line(tail, tlen, nonce, &line_len);
 	char *sig = NULL;
 	libssh2_channel_get_exit_signal(ch, &sig, NULL, NULL, NULL, NULL, NULL);
-	if (sig) {
-		r->exit_status = -1;
-		libssh2_free(s->session, sig);
+	if (status >= 0) {
+		r->exit_status = status;
+		/* the status line is the wrapper's, not the command's output */
+		size_t start = out_total - line_len;
+		if (start < r->out_len) {
+			r->out_len = start;
+			r->out[start] = '\0';
+		}
+	} else if (sig) {
+		r->exit_status = -1; /* the wrapper (the login shell) itself was killed */
 	}
+	if (sig)
+		libssh2_free(s->session, sig);
 	while ((rc = libssh2_channel_free(ch)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
+	if (status < 0 && r->exit_status != -1) {
+		/*
+		 * No status line and no exit-signal: libssh2 would say 0 whether the
+		 * host sent that or nothing. The command may not have run, or not to
+		 * its end: never a success. The session itself is still fine.
+		 */
+		char tail_err[256] = "";
+		size_t k = 0;
+		for (size_t i = 0; i < r->err_len && k + 1 < sizeof(tail_err); i++) {
+			unsigned char c = (unsigned char)r->err[i];
+			tail_err[k++] = c == '\n' ? '|' : (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		}
+		tail_err[k] = '\0';
+		mg_ssh_result_free(r);
+		free(wrapped);
+		return mg_error_set(
+		    err, MG_ERROR,
+		    "%s: the host did not report an exit status for the command (it "
+		    "may not have run, or not to its end; is the user's login shell "
+		    "a POSIX shell, and is no forced command set for the key?)%s%s",
+		    s->label, *tail_err ? ": " : "", tail_err);
+	}
+	free(wrapped);
 	return 0;
 fail:
-	/* the channel is left to libssh2_session_free: see the top of this file */
+	/*
+	 * The channel is left to libssh2_session_free: see the top of this file.
+	 * The connection is shut at once: the host then closes the channel, and
+	 * the wrapper's watchdog ends whatever the command started.
+	 */
 	s->broken = true;
+	if (s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR);
+	free(wrapped);
 	mg_ssh_result_free(r);
 	return rc ? rc : MG_ERROR;
 }

@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -365,9 +366,18 @@ Test(ssh, exit_status_stdout_and_stderr)
 	cr_assert_str_eq(r.err, "");
 	mg_ssh_result_free(&r);
 
-	/* a command killed by a signal */
+	/* a command killed by a signal: its status as a shell reports it, 128 + the signal */
 	exec_ok(&r, s, "kill -TERM $$");
+	cr_assert_eq(r.exit_status, 128 + SIGTERM);
+	mg_ssh_result_free(&r);
+	/* the wrapper around it killed (the host sends exit-signal): -1 */
+	exec_ok(&r, s, "kill -KILL $PPID");
 	cr_assert_eq(r.exit_status, -1);
+	mg_ssh_result_free(&r);
+	/* output that looks like the wrapper's status line is the command's own */
+	exec_ok(&r, s, "printf '\\nmigrate-exit-status-0 0\\n'; exit 4");
+	cr_assert_eq(r.exit_status, 4);
+	cr_assert_str_eq(r.out, "\nmigrate-exit-status-0 0\n");
 	mg_ssh_result_free(&r);
 
 	/* more output than is kept: the first MG_SSH_MAX_OUTPUT bytes, and the command still ends
@@ -433,6 +443,104 @@ Test(ssh, command_timeout_and_the_session_after_it)
 	cr_assert_str_eq(r.out, "again\n");
 	mg_ssh_result_free(&r);
 	mg_ssh_free(s);
+}
+
+/* Pids of processes whose command line contains marker (the VMs share this pid namespace). */
+static int processes_with(const char *marker, char *pids, size_t size)
+{
+	int n = 0;
+	pids[0] = '\0';
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char path[300], line[4096];
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t k = read(fd, line, sizeof(line) - 1);
+		close(fd);
+		if (k <= 0)
+			continue;
+		for (ssize_t i = 0; i < k; i++)
+			if (!line[i])
+				line[i] = ' ';
+		line[k] = '\0';
+		if (strstr(line, marker)) {
+			n++;
+			snprintf(pids + strlen(pids), size - strlen(pids), " %s(%s)", e->d_name,
+			         line);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* Issue 12: a command that timed out kept running on the host, with all it started. */
+Test(ssh, a_timed_out_command_leaves_nothing_running_on_the_host)
+{
+	tu_vms_start(&vms, dir, 1);
+	mg_ssh_options o = opts(&vms, 0);
+	mg_ssh *s = connect_ok(&o);
+	/* unique sleep lengths mark the processes; one of them ignores TERM */
+	char marker[64], cmd[512];
+	snprintf(marker, sizeof(marker), "5%d.%d", (int)getpid() % 10, (int)getpid());
+	snprintf(cmd, sizeof(cmd),
+	         "sh -c 'trap \"\" TERM; sleep %s1' & sleep %s2 & (sleep %s3; true) & sleep %s4",
+	         marker, marker, marker, marker);
+	mg_ssh_result r;
+	mg_error err = MG_ERROR_INIT;
+	int rc = mg_ssh_exec(&r, s, cmd, 1500, &err);
+	cr_assert_eq(rc, MG_ERROR, "%s", err.message);
+	cr_assert_not_null(strstr(err.message, "timed out"), "%s", err.message);
+	char pids[4096];
+	cr_assert_geq(processes_with(marker, pids, sizeof(pids)), 4,
+	              "the command's processes ran:%s", pids);
+	mg_ssh_free(s);
+	/* TERM at once, KILL 2 s later for what ignores TERM: bounded wait for both */
+	int left = 0;
+	for (int i = 0; i < 100; i++) {
+		if (!(left = processes_with(marker, pids, sizeof(pids))))
+			break;
+		usleep(100 * 1000);
+	}
+	cr_assert_eq(left, 0, "still running on the host after the timeout:%s", pids);
+	mg_error_clear(&err);
+}
+
+/* Issue 12: a channel closed without an exit status was taken as success. */
+Test(ssh, no_exit_status_from_the_host_is_a_failure)
+{
+	tu_vms_start(&vms, dir, 1);
+	/* a forced command for the key: sshd runs it instead, and reports exit-status 0 */
+	char *keys = read_text(tu_at("%s/authorized_keys", vms.dir));
+	char forced[4096];
+	snprintf(forced, sizeof(forced), "command=\"echo not-the-command >&2\" %s", keys);
+	write_file(tu_at("%s/authorized_keys", vms.dir), forced);
+	mg_ssh_options o = opts(&vms, 0);
+	mg_ssh *s = connect_ok(&o);
+	mg_ssh_result r;
+	mg_error err = MG_ERROR_INIT;
+	int rc = mg_ssh_exec(&r, s, "true", 10000, &err);
+	cr_assert_eq(rc, MG_ERROR, "a command that never ran is not a success (%s)", err.message);
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "vm-01 (127.0.1.1:%d): the host did not report an exit status for the command",
+	         vms.port);
+	cr_assert(strncmp(err.message, want, strlen(want)) == 0, "%s", err.message);
+	cr_assert_not_null(strstr(err.message, ": not-the-command"), "%s", err.message);
+	cr_assert_null(r.out);
+	/* the session itself is still usable */
+	mg_error_clear(&err);
+	rc = mg_ssh_exec(&r, s, "true", 10000, &err);
+	cr_assert_eq(rc, MG_ERROR, "%s", err.message);
+	cr_assert_null(strstr(err.message, "unusable"), "%s", err.message);
+	mg_ssh_free(s);
+	write_file(tu_at("%s/authorized_keys", vms.dir), keys);
+	free(keys);
 }
 
 Test(ssh, keepalives_go_out_while_a_command_runs)
