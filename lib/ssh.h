@@ -50,7 +50,9 @@ typedef struct {
  *
  * known_hosts is read as OpenSSH writes it (plain or hashed names, the host
  * as "[address]:port" unless the port is 22); lines libssh2 cannot parse are
- * skipped, and @cert-authority / @revoked markers are not honoured. The host
+ * skipped. A key on a @revoked line is refused for any host; a host named
+ * only by a @cert-authority line is refused (host certificates cannot be
+ * checked), also under ACCEPT_NEW. The host
  * key types known_hosts has for the host are asked for first, as OpenSSH
  * does. Accepting a new key appends "[address]:port type key" to the file
  * (created 0600 if missing), once, however many threads or processes do it

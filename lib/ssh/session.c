@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 #include <netdb.h>
@@ -341,9 +342,14 @@ static int load_known_hosts(LIBSSH2_KNOWNHOSTS **out, mg_ssh *s, const char *pat
 	size_t cap = 0;
 	ssize_t n;
 	int skipped = 0;
-	while ((n = getline(&line, &cap, f)) >= 0)
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		/* @revoked and @cert-authority lines are check_markers' (libssh2 cannot read them)
+		 */
+		if (line[strspn(line, " \t")] == '@')
+			continue;
 		if (libssh2_knownhost_readline(kh, line, (size_t)n, LIBSSH2_KNOWNHOST_FILE_OPENSSH))
 			skipped++;
+	}
 	free(line);
 	fclose(f);
 	if (skipped)
@@ -535,6 +541,82 @@ out:
 	return rc;
 }
 
+/*
+ * Whether a known_hosts host list ("a,b,!c", with * and ? wildcards) names
+ * this host, as OpenSSH matches it: any pattern matches and no negated one
+ * does. Hashed entries (|1|...) cannot be matched here and never match.
+ */
+static bool hosts_match(const char *list, const char *name, const char *address)
+{
+	bool yes = false;
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", list);
+	char *save = NULL;
+	for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+		bool neg = *p == '!';
+		if (neg)
+			p++;
+		if (*p == '|')
+			continue;
+		bool m =
+		    fnmatch(p, name, FNM_CASEFOLD) == 0 || fnmatch(p, address, FNM_CASEFOLD) == 0;
+		if (m && neg)
+			return false;
+		yes |= m;
+	}
+	return yes;
+}
+
+/*
+ * The marker lines of known_hosts, which libssh2 does not read. A key on a
+ * @revoked line is refused for every host, whatever other lines say (a
+ * revoked key is not trusted anywhere). *ca_line gets the number of the
+ * first @cert-authority line naming this host, or 0: libssh2 cannot check
+ * host certificates, so such a host is refused unless a plain line has its
+ * key.
+ */
+static int check_markers(mg_ssh *s, const mg_ssh_options *o, const char *name, const char *key,
+                         size_t len, int *ca_line, mg_error *err)
+{
+	*ca_line = 0;
+	FILE *f = fopen(o->known_hosts, "re");
+	if (!f)
+		return 0; /* missing: load_known_hosts has said what that means */
+	char *line = NULL;
+	size_t cap = 0;
+	int no = 0, rc = 0;
+	uint8_t *blob = malloc(16384);
+	if (!blob) {
+		fclose(f);
+		return mg_error_set(err, MG_ENOMEM, "%s: out of memory", s->label);
+	}
+	while (!rc && getline(&line, &cap, f) >= 0) {
+		no++;
+		char marker[32], hosts[1024], type[64], b64[16384];
+		const char *p = line + strspn(line, " \t");
+		if (*p != '@' ||
+		    sscanf(p, "%31s %1023s %63s %16383s", marker, hosts, type, b64) != 4)
+			continue;
+		if (!strcmp(marker, "@revoked")) {
+			long n = b64_decode(blob, 16384, b64);
+			if (n == (long)len && memcmp(blob, key, len) == 0)
+				rc = mg_error_set(
+				    err, MG_ERROR,
+				    "%s: the host's key %s %s is revoked: %s:%d marks it @revoked; the "
+				    "host is refused whatever else known_hosts says. If the host was "
+				    "given a new key, check its fingerprint and record it",
+				    s->label, type, s->fingerprint, o->known_hosts, no);
+		} else if (!strcmp(marker, "@cert-authority") && !*ca_line &&
+		           hosts_match(hosts, name, o->address)) {
+			*ca_line = no;
+		}
+	}
+	free(blob);
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS *kh,
                           bool kh_missing, const char *name, mg_error *err)
 {
@@ -551,6 +633,10 @@ static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS
 		return mg_error_set(err, MG_ERROR,
 		                    "%s: host key of a type libssh2 cannot check (%s %s)", s->label,
 		                    tname, s->fingerprint);
+	int ca_line = 0;
+	int rc = check_markers(s, o, name, key, len, &ca_line, err);
+	if (rc)
+		return rc;
 	struct libssh2_knownhost *found = NULL;
 	int r = lookup(kh, name, key, len, keytype, &found);
 	if (r == LIBSSH2_KNOWNHOST_CHECK_MATCH)
@@ -560,11 +646,20 @@ static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS
 	if (r != LIBSSH2_KNOWNHOST_CHECK_NOTFOUND)
 		return mg_error_set(err, MG_ERROR, "%s: cannot check the host key: %s", s->label,
 		                    ssh_errmsg(s));
-	if (o->hostkey_policy == MG_SSH_HOSTKEY_ACCEPT_NEW)
-		return record_host_key(s, o, name, key, len, keytype, err);
 	char port[24] = "";
 	if (o->port != 22)
 		snprintf(port, sizeof(port), "-p %d ", o->port);
+	if (ca_line) /* never accepted silently, not even with accept-new */
+		return mg_error_set(
+		    err, MG_ERROR,
+		    "%s: the host is known only through a certificate authority (%s:%d, "
+		    "@cert-authority), and host certificates cannot be checked (libssh2); pin "
+		    "the host's own key instead: check its fingerprint (%s %s), then add it "
+		    "with ssh-keyscan -t %s %s%s >> %s",
+		    s->label, o->known_hosts, ca_line, tname, s->fingerprint, tname, port,
+		    o->address, o->known_hosts);
+	if (o->hostkey_policy == MG_SSH_HOSTKEY_ACCEPT_NEW)
+		return record_host_key(s, o, name, key, len, keytype, err);
 	return mg_error_set(err, MG_ERROR,
 	                    "%s: unknown host: %s %s no key for %s (the host sent %s %s); check "
 	                    "that fingerprint, then record it with --accept-new-host-keys, or add "

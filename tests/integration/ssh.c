@@ -687,6 +687,85 @@ Test(ssh, changed_host_key_is_refused_with_both_fingerprints)
 	free(text);
 }
 
+static void make_key_of_type(const char *path, const char *type, const char *passphrase);
+
+/* Issue 20: @revoked lines were ignored; a host known only through @cert-authority. */
+Test(ssh, a_revoked_host_key_is_refused_whatever_else_the_file_says)
+{
+	tu_vms_start(&vms, dir, 2);
+	char pub[400], key[1100], fp[128];
+	snprintf(pub, sizeof(pub), "%s/vm1/ssh_host_ed25519_key.pub", vms.dir);
+	pub_key(pub, key, sizeof(key));
+	tu_vms_fingerprint(&vms, 0, fp, sizeof(fp));
+	/* the plain line for vm-01 stays; line 3 revokes its key (for any host pattern) */
+	char *kh = read_text(vms.known_hosts);
+	int lines = 0;
+	for (const char *p = kh; *p; p++)
+		lines += *p == '\n';
+	char text[8192];
+	snprintf(text, sizeof(text), "%s# revoked after a leak\n@revoked nowhere.example %s\n", kh,
+	         key);
+	write_file(vms.known_hosts, text);
+	mg_ssh_options o = opts(&vms, 0);
+	for (int policy = 0; policy < 2; policy++) {
+		o.hostkey_policy = policy ? MG_SSH_HOSTKEY_ACCEPT_NEW : MG_SSH_HOSTKEY_STRICT;
+		mg_error err = MG_ERROR_INIT;
+		connect_fails(&o, MG_ERROR, &err);
+		char want[1024];
+		snprintf(want, sizeof(want),
+		         "vm-01 (127.0.1.1:%d): the host's key ssh-ed25519 %s is revoked: %s:%d "
+		         "marks it @revoked",
+		         vms.port, fp, vms.known_hosts, lines + 2);
+		cr_assert(strncmp(err.message, want, strlen(want)) == 0, "got:  %s\nwant: %s",
+		          err.message, want);
+	}
+	/* the other host is not concerned */
+	mg_ssh_options o2 = opts(&vms, 1);
+	mg_ssh_free(connect_ok(&o2));
+	free(kh);
+}
+
+Test(ssh, a_host_known_only_through_a_cert_authority_is_refused)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_vms_forget_host(&vms, 0);
+	char ca[400], cakey[1100], fp[128];
+	snprintf(ca, sizeof(ca), "%s/ca", dir);
+	make_key_of_type(ca, "ed25519", "");
+	snprintf(ca, sizeof(ca), "%s/ca.pub", dir);
+	pub_key(ca, cakey, sizeof(cakey));
+	tu_vms_fingerprint(&vms, 0, fp, sizeof(fp));
+	char *kh = read_text(vms.known_hosts);
+	int lines = 0;
+	for (const char *p = kh; *p; p++)
+		lines += *p == '\n';
+	char text[8192];
+	snprintf(text, sizeof(text), "%s@cert-authority 127.0.1.*,[127.0.1.*]:* %s\n", kh, cakey);
+	write_file(vms.known_hosts, text);
+	mg_ssh_options o = opts(&vms, 0);
+	for (int policy = 0; policy < 2; policy++) {
+		o.hostkey_policy = policy ? MG_SSH_HOSTKEY_ACCEPT_NEW : MG_SSH_HOSTKEY_STRICT;
+		mg_error err = MG_ERROR_INIT;
+		connect_fails(&o, MG_ERROR, &err);
+		char want[1024];
+		snprintf(want, sizeof(want),
+		         "vm-01 (127.0.1.1:%d): the host is known only through a certificate "
+		         "authority (%s:%d, @cert-authority), and host certificates cannot be "
+		         "checked (libssh2); pin the host's own key instead: check its fingerprint "
+		         "(ssh-ed25519 %s), then add it with ssh-keyscan -t ssh-ed25519 -p %d "
+		         "127.0.1.1 >> %s",
+		         vms.port, vms.known_hosts, lines + 1, fp, vms.port, vms.known_hosts);
+		cr_assert_str_eq(err.message, want);
+		char *after = read_text(vms.known_hosts);
+		cr_assert_str_eq(after, text, "never accepted silently, nor recorded");
+		free(after);
+	}
+	/* a host with its own key line as well is known by that line */
+	mg_ssh_options o2 = opts(&vms, 1);
+	mg_ssh_free(connect_ok(&o2));
+	free(kh);
+}
+
 Test(ssh, unknown_host_refused_then_recorded_with_accept_new)
 {
 	tu_vms_start(&vms, dir, 2);
