@@ -81,6 +81,8 @@ typedef struct {
 	char version[MG_FLEET_VERSION_MAX + 1];  /* current's release as last read back */
 	bool version_known;                      /* false: never read, or lost track of it */
 	int pruned;                              /* releases removed */
+	int incoming_removed;  /* leftovers of interrupted uploads removed from .incoming/ */
+	char prune_error[512]; /* why old releases were not pruned; "" if they were (or none) */
 	int64_t duration_ms;
 	char error[1024]; /* "" unless failed (or the way back failed) */
 } mg_fleet_host_result;

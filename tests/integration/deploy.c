@@ -384,6 +384,115 @@ Test(deploy, pruning_keeps_the_live_and_the_previous_release)
 	tu_output_free(&r);
 }
 
+/* The journal's last record with that action, parsed. */
+static json_t *last_record(const char *action)
+{
+	static char text[1 << 17];
+	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), text, sizeof(text)));
+	json_t *found = NULL;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *r = json_loads(line, 0, NULL);
+		cr_assert_not_null(r, "%s", line);
+		if (!strcmp(json_string_value(json_object_get(r, "action")), action)) {
+			json_decref(found);
+			found = r;
+		} else {
+			json_decref(r);
+		}
+	}
+	cr_assert_not_null(found, "no %s record", action);
+	return found;
+}
+
+/* Issue 20: leftovers of interrupted uploads stayed in .incoming/ for ever. */
+Test(deploy, leftovers_of_interrupted_uploads_are_removed_and_reported)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
+	plan_opts o = {.batch = "2"};
+	write_plan(&o);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
+	expect_ok(&r, "1.0");
+	tu_output_free(&r);
+	/* what a killed upload leaves on vm-01 */
+	tu_write_file(tu_at("%s/.incoming/1.1.tar.gz.0123456789abcdef", vms.root[0]), "partial");
+	tu_write_file(tu_at("%s/.incoming/.hidden-leftover", vms.root[0]), "x");
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
+	expect_ok(&r, "1.1");
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 0), "incoming_removed")), 2);
+	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 1), "incoming_removed")), 0);
+	json_decref(doc);
+	tu_output_free(&r);
+	char list[256];
+	tu_list_dir(list, sizeof(list), tu_at("%s/.incoming", vms.root[0]));
+	cr_assert_str_eq(list, "", "left in .incoming: %s", list);
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.1");
+	json_t *rec = last_record("batch");
+	cr_assert_eq(
+	    json_integer_value(json_object_get(json_object_get(rec, "after"), "incoming_removed")),
+	    2);
+	json_t *inc = json_object_get(json_object_get(rec, "evidence"), "incoming_removed");
+	cr_assert_eq(json_array_size(inc), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(inc, 0), "host")),
+	                 "vm-01");
+	json_decref(rec);
+}
+
+/* Issue 20: a failed prune was only a log line. */
+Test(deploy, a_failed_prune_is_reported_and_fails_nothing)
+{
+	tu_vms_start(&vms, dir, 1);
+	const char *versions[] = {"1.0", "1.1", "1.2", "1.3"};
+	for (int i = 0; i < 4; i++)
+		tu_make_artifact(dir, versions[i], true);
+	plan_opts o = {.keep = 2};
+	write_plan(&o);
+	for (int i = 0; i < 2; i++) {
+		tu_output r =
+		    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", versions[i], NULL);
+		expect_ok(&r, versions[i]);
+		tu_output_free(&r);
+	}
+	/* an immutable releases/1.0: not even root can remove it */
+	const char *old = tu_at("%s/releases/1.0", vms.root[0]);
+	char p10[600];
+	snprintf(p10, sizeof(p10), "%s", old);
+	char why[1024];
+	char *immutable[] = {"chattr", "+i", p10, NULL};
+	cr_assert(tu_run_ok(dir, immutable, why, sizeof(why)), "%s", why);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.2", "-o", "json", NULL);
+	tu_output t = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.3", NULL);
+	char *mutable_again[] = {"chattr", "-i", p10, NULL};
+	cr_assert(tu_run_ok(dir, mutable_again, why, sizeof(why)), "%s", why);
+
+	expect_ok(&r, "1.2 with a prune that fails");
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_str_eq(hstr(doc, 0, "outcome"), "ok");
+	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 0), "pruned")), 0);
+	const char *pe = hstr(doc, 0, "prune_error");
+	cr_assert_not_null(pe);
+	cr_assert_not_null(strstr(pe, "removing old releases exited with status 1"), "%s", pe);
+	cr_assert_null(hstr(doc, 0, "error"));
+	json_decref(doc);
+	tu_output_free(&r);
+
+	expect_ok(&t, "1.3 with a prune that fails");
+	cr_assert_not_null(strstr(t.out, "old releases not pruned: removing old releases exited"),
+	                   "the table shows it:\n%s", t.out);
+	tu_output_free(&t);
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.3");
+
+	json_t *rec = last_record("batch");
+	json_t *pes = json_object_get(json_object_get(rec, "evidence"), "prune_errors");
+	cr_assert_eq(json_array_size(pes), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(pes, 0), "host")),
+	                 "vm-01");
+	json_decref(rec);
+}
+
 Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
 {
 	tu_vms_start(&vms, dir, 6);
