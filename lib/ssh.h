@@ -56,8 +56,9 @@ typedef struct {
  * key types known_hosts has for the host are asked for first, as OpenSSH
  * does. Accepting a new key appends "[address]:port type key" to the file
  * (created 0600 if missing), once, however many threads or processes do it
- * at the same time. Host names are resolved with getaddrinfo, which the
- * connect timeout does not bound. With identity_file NULL, ssh-agent is
+ * at the same time. Host names are resolved with getaddrinfo on a thread of
+ * its own, bounded by the connect timeout and *cancel (a lookup given up on
+ * finishes, and is freed, in the background). With identity_file NULL, ssh-agent is
  * asked through SSH_AUTH_SOCK.
  */
 int mg_ssh_connect(mg_ssh **out, const mg_ssh_options *opt, mg_error *err);

@@ -244,18 +244,142 @@ static int wait_socket(mg_ssh *s, int64_t deadline, int64_t budget_ms, const cha
 
 /* ---- connecting ---- */
 
+/*
+ * A name resolution on a thread of its own: getaddrinfo cannot be bounded
+ * or interrupted (a DNS server that never answers holds it for the
+ * resolver's whole timeout and retries), so the caller waits only as long
+ * as it wants and walks away; whoever of the two is last frees the job.
+ */
+typedef struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;
+	bool done;
+	int rc;
+	struct addrinfo *res;
+	char host[256], port[16];
+} resolve_job;
+
+static void resolve_release(resolve_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	int left = --j->refs;
+	pthread_mutex_unlock(&j->mu);
+	if (left)
+		return;
+	if (j->res)
+		freeaddrinfo(j->res);
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static const struct addrinfo resolve_hints = {
+    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+
+static void *resolve_thread(void *arg)
+{
+	resolve_job *j = arg;
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(j->host, j->port, &resolve_hints, &res);
+	pthread_mutex_lock(&j->mu);
+	j->rc = rc;
+	j->res = res;
+	j->done = true;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	resolve_release(j);
+	return NULL;
+}
+
+/* getaddrinfo bounded by the deadline and *cancel; 0 or the error, with *res to free. */
+static int resolve(struct addrinfo **res, mg_ssh *s, const mg_ssh_options *o, const char *port,
+                   int64_t deadline, int64_t budget_ms, mg_error *err)
+{
+	*res = NULL;
+	/* an address needs no lookup: no thread */
+	struct addrinfo hints = resolve_hints;
+	hints.ai_flags |= AI_NUMERICHOST;
+	if (getaddrinfo(o->address, port, &hints, res) == 0)
+		return 0;
+	*res = NULL;
+	resolve_job *j = calloc(1, sizeof(*j));
+	if (!j || strlen(o->address) >= sizeof(j->host)) {
+		free(j);
+		return mg_error_set(err, j ? MG_EINVALID : MG_ENOMEM, "%s: cannot resolve %s: %s",
+		                    s->label, o->address, j ? "name too long" : "out of memory");
+	}
+	snprintf(j->host, sizeof(j->host), "%s", o->address);
+	snprintf(j->port, sizeof(j->port), "%s", port);
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	j->refs = 2;
+	pthread_attr_t attr;
+	pthread_t t;
+	bool started = false;
+	if (pthread_attr_init(&attr) == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		started = pthread_create(&t, &attr, resolve_thread, j) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!started) {
+		/* no thread to be had: resolve here, unbounded, rather than not at all */
+		j->refs = 1;
+		j->rc = getaddrinfo(j->host, j->port, &resolve_hints, &j->res);
+		j->done = true;
+	}
+	char d[32];
+	int rc = 0;
+	pthread_mutex_lock(&j->mu);
+	while (!j->done) {
+		if (s->cancel && *s->cancel) {
+			rc = mg_error_set(err, MG_ECANCELED, "%s: canceled while resolving %s",
+			                  s->label, o->address);
+			break;
+		}
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			rc =
+			    mg_error_set(err, MG_ERROR,
+			                 "%s: resolving %s timed out after %s (the name servers in "
+			                 "/etc/resolv.conf did not answer in time)",
+			                 s->label, o->address, duration(d, sizeof(d), budget_ms));
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t ms = left < SLICE_MS ? left : SLICE_MS;
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		ts.tv_sec += (time_t)(ms / 1000) + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+	}
+	if (!rc && j->rc != 0)
+		rc = mg_error_set(err, MG_ERROR, "%s: cannot resolve %s: %s", s->label, o->address,
+		                  gai_strerror(j->rc));
+	else if (!rc) {
+		*res = j->res;
+		j->res = NULL;
+	}
+	pthread_mutex_unlock(&j->mu);
+	resolve_release(j);
+	return rc;
+}
+
 static int tcp_connect(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, int64_t budget_ms,
                        mg_error *err)
 {
-	struct addrinfo hints = {
-	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	char port[16], why[256] = "no address", d[32];
 	snprintf(port, sizeof(port), "%d", o->port);
-	int rc = getaddrinfo(o->address, port, &hints, &res);
-	if (rc != 0)
-		return mg_error_set(err, MG_ERROR, "%s: cannot resolve %s: %s", s->label,
-		                    o->address, gai_strerror(rc));
+	int rc = resolve(&res, s, o, port, deadline, budget_ms, err);
+	if (rc)
+		return rc;
 	for (struct addrinfo *ai = res; ai && s->fd < 0; ai = ai->ai_next) {
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		                ai->ai_protocol);

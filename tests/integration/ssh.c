@@ -11,11 +11,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -879,6 +882,76 @@ Test(ssh, unreachable_host_fails_fast)
 	snprintf(want, sizeof(want), "vm-99 (127.0.1.99:%d): cannot connect: Connection refused",
 	         vms.port);
 	cr_assert_str_eq(err.message, want);
+}
+
+/*
+ * Issue 12: name resolution was not bounded by connect_timeout. A child in
+ * a mount namespace of its own sees a resolv.conf naming a UDP port on
+ * loopback that takes queries and never answers.
+ */
+Test(ssh, a_name_whose_resolution_hangs_times_out)
+{
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)};
+	inet_pton(AF_INET, "127.0.0.77", &sa.sin_addr);
+	cr_assert_eq(bind(u, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind 127.0.0.77:53: %s",
+	             strerror(errno));
+	char resolv[400];
+	snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
+	write_file(resolv, "nameserver 127.0.0.77\noptions timeout:30 attempts:2\n");
+	char kh[400];
+	snprintf(kh, sizeof(kh), "%s/known_hosts", dir);
+	write_file(kh, "");
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		if (unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount(resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0) {
+			dprintf(fds[1], "setup: %s", strerror(errno));
+			_exit(1);
+		}
+		mg_ssh_options o = {.name = "slow-dns",
+		                    .address = "hang.migrate-test.example",
+		                    .port = 22,
+		                    .user = "root",
+		                    .identity_file = resolv,
+		                    .known_hosts = kh,
+		                    .connect_timeout_ms = 700};
+		mg_ssh *s = NULL;
+		mg_error err = MG_ERROR_INIT;
+		int rc = mg_ssh_connect(&s, &o, &err);
+		dprintf(fds[1], "%d %s", rc, err.message);
+		mg_ssh_free(s);
+		_exit(0);
+	}
+	close(fds[1]);
+	char got[1024] = "";
+	size_t n = 0;
+	/* bounded: the resolver alone would take 60 s */
+	struct pollfd p = {fds[0], POLLIN, 0};
+	for (int i = 0; i < 150 && n + 1 < sizeof(got); i++) {
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t k = read(fds[0], got + n, sizeof(got) - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	got[n] = '\0';
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+	close(u);
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "%d slow-dns (hang.migrate-test.example:22): resolving "
+	         "hang.migrate-test.example timed out after 700 ms",
+	         MG_ERROR);
+	cr_assert(strncmp(got, want, strlen(want)) == 0, "got:  %s\nwant: %s...", got, want);
 }
 
 Test(ssh, a_listener_that_never_speaks_ssh_times_out)
