@@ -11,6 +11,7 @@
  * a failed assertion, after which .fini still stops whatever is up.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,8 @@ typedef struct {
 	const char *health_timeout; /* default 5s */
 	const char *identity;       /* default the harness's key */
 	const char *passphrase_env;
-	const char *extra_host; /* one more vms.hosts item */
+	const char *extra_host;      /* one more vms.hosts item */
+	const char *command_timeout; /* default 20s */
 } plan_opts;
 
 static void write_plan(const plan_opts *o)
@@ -113,10 +115,11 @@ static void write_plan(const plan_opts *o)
 	                   "  batch: \"%s\"\n"
 	                   "  max_failures: %d\n"
 	                   "  connect_timeout: 3s\n"
-	                   "  command_timeout: 20s\n",
+	                   "  command_timeout: %s\n",
 	                   hosts, o->identity ? o->identity : vms.identity, vms.known_hosts,
 	                   vms.path, o->keep ? o->keep : 5, o->parallel ? o->parallel : 4,
-	                   o->batch ? o->batch : "1", o->max_failures);
+	                   o->batch ? o->batch : "1", o->max_failures,
+	                   o->command_timeout ? o->command_timeout : "20s");
 	if (o->passphrase_env)
 		len += snprintf(text + len, sizeof(text) - (size_t)len, "  passphrase_env: %s\n",
 		                o->passphrase_env);
@@ -491,6 +494,56 @@ Test(deploy, a_failed_prune_is_reported_and_fails_nothing)
 	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(pes, 0), "host")),
 	                 "vm-01");
 	json_decref(rec);
+}
+
+/* How many processes have marker in their command line (the VMs share this pid namespace). */
+static int count_processes(const char *marker)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char line[4096];
+		FILE *f = fopen(tu_at("/proc/%s/cmdline", e->d_name), "r");
+		if (!f)
+			continue;
+		size_t k = fread(line, 1, sizeof(line) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < k; i++)
+			if (!line[i])
+				line[i] = ' ';
+		line[k] = '\0';
+		n += strstr(line, marker) != NULL;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Issue 12: `activate: sleep 30` with `command_timeout: 3s` left its sleeps running. */
+Test(deploy, an_activate_that_times_out_leaves_nothing_running)
+{
+	tu_vms_start(&vms, dir, 1);
+	tu_make_artifact(dir, "1.0", true);
+	char marker[64], activate[256];
+	snprintf(marker, sizeof(marker), "3%d.%d", (int)getpid() % 10, (int)getpid());
+	snprintf(activate, sizeof(activate), "sleep %s1 & sleep %s2 & sleep %s3", marker, marker,
+	         marker);
+	plan_opts o = {.activate = activate, .command_timeout = "1s", .no_health = true};
+	write_plan(&o);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.out, "timed out"), "%s", r.out);
+	tu_output_free(&r);
+	int left = 0;
+	for (int i = 0; i < 100; i++) {
+		if (!(left = count_processes(marker)))
+			break;
+		usleep(100 * 1000);
+	}
+	cr_assert_eq(left, 0, "%d of activate's processes still run on the host", left);
 }
 
 Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
