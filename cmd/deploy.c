@@ -178,7 +178,7 @@ static void print_table(const mg_cli *cli, const mg_fleet_result *r)
 	size_t hidden = 0;
 	for (size_t i = 0; i < r->nhosts; i++) {
 		const mg_fleet_host_result *h = &r->hosts[i];
-		if (!all && h->outcome == MG_FLEET_OK) {
+		if (!all && h->outcome == MG_FLEET_OK && !*h->prune_error) {
 			hidden++;
 			continue;
 		}
@@ -192,13 +192,18 @@ static void print_table(const mg_cli *cli, const mg_fleet_result *r)
 		if (h->outcome != MG_FLEET_NOT_RUN)
 			fmt_secs(t, sizeof(t), h->duration_ms);
 		bool ran = h->outcome != MG_FLEET_NOT_RUN;
-		snprintf(
-		    line, sizeof(line),
-		    "  %-*s  %-5zu  %s%-11s%s  %-8s  %-8s  %-12s  %-12s  %-7s  %s", (int)w,
-		    h->host->name, h->batch + 1, cli_c(c, col), mg_fleet_outcome_name(h->outcome),
-		    cli_c(c, C_RESET), ran ? mg_fleet_stage_name(h->stage) : "-", up,
-		    ran && *h->previous ? h->previous : "-",
-		    h->version_known && *h->version ? h->version : (ran ? "?" : "-"), t, h->error);
+		char why[1100];
+		if (*h->error || !*h->prune_error)
+			snprintf(why, sizeof(why), "%s", h->error);
+		else /* it succeeded: the failed prune is a note, not a failure */
+			snprintf(why, sizeof(why), "old releases not pruned: %s", h->prune_error);
+		snprintf(line, sizeof(line),
+		         "  %-*s  %-5zu  %s%-11s%s  %-8s  %-8s  %-12s  %-12s  %-7s  %s", (int)w,
+		         h->host->name, h->batch + 1, cli_c(c, col),
+		         mg_fleet_outcome_name(h->outcome), cli_c(c, C_RESET),
+		         ran ? mg_fleet_stage_name(h->stage) : "-", up,
+		         ran && *h->previous ? h->previous : "-",
+		         h->version_known && *h->version ? h->version : (ran ? "?" : "-"), t, why);
 		size_t n = strlen(line);
 		while (n && line[n - 1] == ' ')
 			line[--n] = '\0';

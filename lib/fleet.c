@@ -289,6 +289,14 @@ char *mg_fleet_cmd_inspect(const char *path, const char *version)
 		sb_addq(&b, m.buf);
 	free(m.buf);
 	sb_add(&b, " 2>/dev/null)\"");
+	/*
+	 * Leftovers of uploads that were interrupted (migrate killed, the host
+	 * gone): the plan's lock means no other upload of this plan is running.
+	 * A leftover that cannot be removed fails nothing.
+	 */
+	sb_add(&b, " && for f in .incoming/* .incoming/.[!.]* .incoming/..?*; do if [ -e \"$f\" ] "
+	           "|| [ -L \"$f\" ]; then rm -rf -- \"$f\" 2>/dev/null && printf "
+	           "'removed=%s\\n' \"${f#.incoming/}\"; fi; done; true");
 	return sb_take(&b);
 }
 
@@ -584,6 +592,7 @@ typedef struct {
 	char kind[16];
 	char link[1024];
 	char marker[80];
+	int incoming_removed;
 } inspection;
 
 static int inspect(run_ctx *R, mg_ssh *s, inspection *in, mg_error *e)
@@ -604,6 +613,8 @@ static int inspect(run_ctx *R, mg_ssh *s, inspection *in, mg_error *e)
 				copy_trim(in->link, sizeof(in->link), line + 8, len - 8);
 			else if (!strncmp(line, "marker=", 7))
 				copy_trim(in->marker, sizeof(in->marker), line + 7, len - 7);
+			else if (!strncmp(line, "removed=", 8))
+				in->incoming_removed++;
 			line = nl ? nl + 1 : NULL;
 		}
 		if (!*in->kind)
@@ -884,9 +895,13 @@ static void prune(run_ctx *R, mg_fleet_host_result *h, mg_ssh *s)
 				h->pruned = (int)k;
 		}
 	}
-	if (rc)
+	if (rc) {
+		/* reported with the host (table, JSON, journal); the host still succeeded */
+		snprintf(h->prune_error, sizeof(h->prune_error), "%.500s",
+		         *e.message ? e.message : "unknown error");
 		mg_log(MG_LOG_WARN, "%s: old releases were not pruned: %s", h->host->name,
-		       e.message);
+		       h->prune_error);
+	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
@@ -910,6 +925,11 @@ static int host_stages(run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_error 
 		                    "%s/current exists and is not a symbolic link; move it out of "
 		                    "the way (migrate manages current as a link into releases/)",
 		                    v->path);
+	h->incoming_removed = in.incoming_removed;
+	if (in.incoming_removed)
+		mg_log(MG_LOG_INFO,
+		       "%s: removed %d leftover(s) of interrupted uploads from %s/.incoming",
+		       h->host->name, in.incoming_removed, v->path);
 	link_release(h->previous, sizeof(h->previous), in.link);
 	snprintf(h->version, sizeof(h->version), "%s", h->previous);
 	h->version_known = true;
@@ -1160,6 +1180,8 @@ json_t *mg_fleet_host_to_json(const mg_fleet_host_result *h)
 	    j, "previous", h->outcome == MG_FLEET_NOT_RUN ? json_null() : str_or_null(h->previous));
 	json_object_set_new(j, "version", h->version_known ? str_or_null(h->version) : json_null());
 	json_object_set_new(j, "pruned", json_integer(h->pruned));
+	json_object_set_new(j, "prune_error", str_or_null(h->prune_error));
+	json_object_set_new(j, "incoming_removed", json_integer(h->incoming_removed));
 	json_object_set_new(j, "duration_ms", json_integer(h->duration_ms));
 	json_object_set_new(j, "error", str_or_null(h->error));
 	return j;
@@ -1328,6 +1350,21 @@ void mg_fleet_record_apply(json_t *doc, const mg_fleet_result *r)
 		json_t *oldprev = json_object_get(old, "previous");
 		json_t *oldver = json_object_get(old, "version");
 		json_t *version, *previous;
+		if (!h->switched && !h->version_known && json_is_object(old)) {
+			/*
+			 * Failed before anything was read from or done to the host (at
+			 * connect or while inspecting): what it ran is what it ran before,
+			 * so the record keeps it; only the outcome and the time change.
+			 */
+			json_t *keep = json_deep_copy(old);
+			if (keep) {
+				json_object_set_new(keep, "outcome",
+				                    json_string(mg_fleet_outcome_name(h->outcome)));
+				json_object_set_new(keep, "at", json_string(when));
+				json_object_set_new(hosts, h->host->name, keep);
+			}
+			continue;
+		}
 		if (h->version_known)
 			version = str_or_null(h->version);
 		else /* lost track: the record must not claim what was not read back */
@@ -1348,6 +1385,31 @@ void mg_fleet_record_apply(json_t *doc, const mg_fleet_result *r)
 }
 
 /* ---- the orchestration ---- */
+
+/* The batch's hosts whose prune failed, and those that had upload leftovers removed. */
+static void batch_notes(const mg_fleet_result *res, size_t b, json_t *evidence, json_t *after)
+{
+	json_t *pe = json_array(), *inc = json_array();
+	json_int_t removed = 0;
+	for (size_t i = 0; i < res->nhosts; i++) {
+		const mg_fleet_host_result *h = &res->hosts[i];
+		if (h->batch != b)
+			continue;
+		if (*h->prune_error && json_array_size(pe) < JOURNAL_FAILURES)
+			json_array_append_new(pe, json_pack("{s:s, s:s}", "host", h->host->name,
+			                                    "error", h->prune_error));
+		if (h->incoming_removed) {
+			removed += h->incoming_removed;
+			if (json_array_size(inc) < JOURNAL_FAILURES)
+				json_array_append_new(inc,
+				                      json_pack("{s:s, s:i}", "host", h->host->name,
+				                                "files", h->incoming_removed));
+		}
+	}
+	json_object_set_new(evidence, "prune_errors", pe);
+	json_object_set_new(evidence, "incoming_removed", inc);
+	json_object_set_new(after, "incoming_removed", json_integer(removed));
+}
 
 static json_t *batch_failures(const mg_fleet_result *res, size_t b)
 {
@@ -1504,8 +1566,9 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 		    (json_int_t)revert_failed, "failures_total", (json_int_t)failures,
 		    "duration_ms", (json_int_t)(mono_ms() - bt0), "decision", decision);
 		json_object_set_new(after, "not_run", json_integer((json_int_t)unrun));
-		rc = journal(o, "batch", NULL, after, *reason ? reason : NULL,
-		             json_pack("{s:o}", "failed", batch_failures(res, b)), err);
+		json_t *bev = json_pack("{s:o}", "failed", batch_failures(res, b));
+		batch_notes(res, b, bev, after);
+		rc = journal(o, "batch", NULL, after, *reason ? reason : NULL, bev, err);
 		if (rc)
 			break;
 		if (stop && !cancel) {

@@ -81,6 +81,8 @@ typedef struct {
 	char version[MG_FLEET_VERSION_MAX + 1];  /* current's release as last read back */
 	bool version_known;                      /* false: never read, or lost track of it */
 	int pruned;                              /* releases removed */
+	int incoming_removed;  /* leftovers of interrupted uploads removed from .incoming/ */
+	char prune_error[512]; /* why old releases were not pruned; "" if they were (or none) */
 	int64_t duration_ms;
 	char error[1024]; /* "" unless failed (or the way back failed) */
 } mg_fleet_host_result;
@@ -206,7 +208,11 @@ json_t *mg_fleet_describe(const mg_fleet_options *opt);
 int mg_fleet_record_load(json_t **out, mg_store *store, mg_error *err);
 /* Atomically, mode 0600; the caller holds the lock. */
 int mg_fleet_record_save(mg_store *store, json_t *doc, mg_error *err);
-/* Puts what the run read back into doc's hosts (hosts it did not reach keep their record). */
+/*
+ * Puts what the run read back into doc's hosts. Hosts it did not reach keep
+ * their record; so do hosts that failed before anything was read from them
+ * (at connect or inspect): only their outcome and time change.
+ */
 void mg_fleet_record_apply(json_t *doc, const mg_fleet_result *r);
 
 /* How many of the result's hosts run version now, as read back. */

@@ -50,12 +50,15 @@ typedef struct {
  *
  * known_hosts is read as OpenSSH writes it (plain or hashed names, the host
  * as "[address]:port" unless the port is 22); lines libssh2 cannot parse are
- * skipped, and @cert-authority / @revoked markers are not honoured. The host
+ * skipped. A key on a @revoked line is refused for any host; a host named
+ * only by a @cert-authority line is refused (host certificates cannot be
+ * checked), also under ACCEPT_NEW. The host
  * key types known_hosts has for the host are asked for first, as OpenSSH
  * does. Accepting a new key appends "[address]:port type key" to the file
  * (created 0600 if missing), once, however many threads or processes do it
- * at the same time. Host names are resolved with getaddrinfo, which the
- * connect timeout does not bound. With identity_file NULL, ssh-agent is
+ * at the same time. Host names are resolved with getaddrinfo on a thread of
+ * its own, bounded by the connect timeout and *cancel (a lookup given up on
+ * finishes, and is freed, in the background). With identity_file NULL, ssh-agent is
  * asked through SSH_AUTH_SOCK.
  */
 int mg_ssh_connect(mg_ssh **out, const mg_ssh_options *opt, mg_error *err);
@@ -65,7 +68,7 @@ void mg_ssh_free(mg_ssh *s); /* disconnects; NULL is fine */
 const char *mg_ssh_host_fingerprint(const mg_ssh *s);
 
 typedef struct {
-	int exit_status; /* -1 if the command died of a signal */
+	int exit_status; /* -1 if the wrapper on the host died of a signal */
 	char *out;       /* stdout, NUL-terminated, at most MG_SSH_MAX_OUTPUT bytes kept */
 	size_t out_len;
 	char *err; /* stderr, the same */
@@ -75,13 +78,18 @@ typedef struct {
 #define MG_SSH_MAX_OUTPUT (64 * 1024)
 
 /*
- * Runs one command through the remote user's shell. Returns 0 when the
- * command ran to the end, whatever its exit status (the caller decides what
- * a status means); MG_ERROR on a transport failure or timeout, MG_ECANCELED
- * when *cancel was set. On failure *out holds nothing (freeing it is still
- * fine), and the session is unusable: every later call fails at once and
- * only mg_ssh_free is left. The remote command may still be running then:
- * libssh2 1.10 cannot signal it, so it runs until it ends by itself.
+ * Runs one command through the remote user's shell, inside a wrapper (see
+ * session.c) that runs it in a process group of its own, kills that group
+ * when the channel goes away, and prints the exit status on a line of its
+ * own (cut from out). Returns 0 when the command ran to the end, whatever
+ * its exit status (the caller decides what a status means; a command killed
+ * by signal N has 128 + N); MG_ERROR on a transport failure or timeout, and
+ * when the host reported no exit status (no status line, no exit-signal:
+ * the session stays usable then); MG_ECANCELED when *cancel was set. On
+ * failure *out holds nothing (freeing it is still fine). After a timeout or
+ * cancel the session is unusable (every later call fails at once, only
+ * mg_ssh_free is left) and its connection is shut at once, so the wrapper
+ * on the host ends what the command started (TERM, then KILL 2 s later).
  */
 int mg_ssh_exec(mg_ssh_result *out, mg_ssh *s, const char *command, int64_t timeout_ms,
                 mg_error *err);

@@ -11,8 +11,9 @@
  * A command that timed out or was cancelled leaves its channel in a state
  * libssh2 1.10 cannot get out of quickly (it has no way to signal the remote
  * process, and sshd does not close a channel whose command still runs), so
- * the session is marked broken: later calls fail at once and mg_ssh_free
- * drops the connection without waiting for the host.
+ * the session is marked broken and its connection shut: later calls fail at
+ * once, and the exec wrapper's watchdog on the host (see wrapper_fmt) sees
+ * the channel go and kills the command's process group.
  */
 #include "ssh.h"
 
@@ -21,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 #include <netdb.h>
@@ -33,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -55,6 +58,10 @@ struct mg_ssh {
 #define SLICE_MS 100
 /* How long tearing down may wait for a host that no longer answers. */
 #define TEARDOWN_MS 1000
+/* Starts the status line the exec wrapper prints after the command; a random nonce follows. */
+#define EXIT_TOKEN "migrate-exit-status-"
+/* How much of the end of stdout is kept to find that line in. */
+#define EXIT_TAIL 96
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_rc;
@@ -237,18 +244,142 @@ static int wait_socket(mg_ssh *s, int64_t deadline, int64_t budget_ms, const cha
 
 /* ---- connecting ---- */
 
+/*
+ * A name resolution on a thread of its own: getaddrinfo cannot be bounded
+ * or interrupted (a DNS server that never answers holds it for the
+ * resolver's whole timeout and retries), so the caller waits only as long
+ * as it wants and walks away; whoever of the two is last frees the job.
+ */
+typedef struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;
+	bool done;
+	int rc;
+	struct addrinfo *res;
+	char host[256], port[16];
+} resolve_job;
+
+static void resolve_release(resolve_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	int left = --j->refs;
+	pthread_mutex_unlock(&j->mu);
+	if (left)
+		return;
+	if (j->res)
+		freeaddrinfo(j->res);
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static const struct addrinfo resolve_hints = {
+    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+
+static void *resolve_thread(void *arg)
+{
+	resolve_job *j = arg;
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(j->host, j->port, &resolve_hints, &res);
+	pthread_mutex_lock(&j->mu);
+	j->rc = rc;
+	j->res = res;
+	j->done = true;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	resolve_release(j);
+	return NULL;
+}
+
+/* getaddrinfo bounded by the deadline and *cancel; 0 or the error, with *res to free. */
+static int resolve(struct addrinfo **res, mg_ssh *s, const mg_ssh_options *o, const char *port,
+                   int64_t deadline, int64_t budget_ms, mg_error *err)
+{
+	*res = NULL;
+	/* an address needs no lookup: no thread */
+	struct addrinfo hints = resolve_hints;
+	hints.ai_flags |= AI_NUMERICHOST;
+	if (getaddrinfo(o->address, port, &hints, res) == 0)
+		return 0;
+	*res = NULL;
+	resolve_job *j = calloc(1, sizeof(*j));
+	if (!j || strlen(o->address) >= sizeof(j->host)) {
+		free(j);
+		return mg_error_set(err, j ? MG_EINVALID : MG_ENOMEM, "%s: cannot resolve %s: %s",
+		                    s->label, o->address, j ? "name too long" : "out of memory");
+	}
+	snprintf(j->host, sizeof(j->host), "%s", o->address);
+	snprintf(j->port, sizeof(j->port), "%s", port);
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	j->refs = 2;
+	pthread_attr_t attr;
+	pthread_t t;
+	bool started = false;
+	if (pthread_attr_init(&attr) == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		started = pthread_create(&t, &attr, resolve_thread, j) == 0;
+		pthread_attr_destroy(&attr);
+	}
+	if (!started) {
+		/* no thread to be had: resolve here, unbounded, rather than not at all */
+		j->refs = 1;
+		j->rc = getaddrinfo(j->host, j->port, &resolve_hints, &j->res);
+		j->done = true;
+	}
+	char d[32];
+	int rc = 0;
+	pthread_mutex_lock(&j->mu);
+	while (!j->done) {
+		if (s->cancel && *s->cancel) {
+			rc = mg_error_set(err, MG_ECANCELED, "%s: canceled while resolving %s",
+			                  s->label, o->address);
+			break;
+		}
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			rc =
+			    mg_error_set(err, MG_ERROR,
+			                 "%s: resolving %s timed out after %s (the name servers in "
+			                 "/etc/resolv.conf did not answer in time)",
+			                 s->label, o->address, duration(d, sizeof(d), budget_ms));
+			break;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t ms = left < SLICE_MS ? left : SLICE_MS;
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		ts.tv_sec += (time_t)(ms / 1000) + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+	}
+	if (!rc && j->rc != 0)
+		rc = mg_error_set(err, MG_ERROR, "%s: cannot resolve %s: %s", s->label, o->address,
+		                  gai_strerror(j->rc));
+	else if (!rc) {
+		*res = j->res;
+		j->res = NULL;
+	}
+	pthread_mutex_unlock(&j->mu);
+	resolve_release(j);
+	return rc;
+}
+
 static int tcp_connect(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, int64_t budget_ms,
                        mg_error *err)
 {
-	struct addrinfo hints = {
-	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	char port[16], why[256] = "no address", d[32];
 	snprintf(port, sizeof(port), "%d", o->port);
-	int rc = getaddrinfo(o->address, port, &hints, &res);
-	if (rc != 0)
-		return mg_error_set(err, MG_ERROR, "%s: cannot resolve %s: %s", s->label,
-		                    o->address, gai_strerror(rc));
+	int rc = resolve(&res, s, o, port, deadline, budget_ms, err);
+	if (rc)
+		return rc;
 	for (struct addrinfo *ai = res; ai && s->fd < 0; ai = ai->ai_next) {
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		                ai->ai_protocol);
@@ -335,9 +466,14 @@ static int load_known_hosts(LIBSSH2_KNOWNHOSTS **out, mg_ssh *s, const char *pat
 	size_t cap = 0;
 	ssize_t n;
 	int skipped = 0;
-	while ((n = getline(&line, &cap, f)) >= 0)
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		/* @revoked and @cert-authority lines are check_markers' (libssh2 cannot read them)
+		 */
+		if (line[strspn(line, " \t")] == '@')
+			continue;
 		if (libssh2_knownhost_readline(kh, line, (size_t)n, LIBSSH2_KNOWNHOST_FILE_OPENSSH))
 			skipped++;
+	}
 	free(line);
 	fclose(f);
 	if (skipped)
@@ -529,6 +665,82 @@ out:
 	return rc;
 }
 
+/*
+ * Whether a known_hosts host list ("a,b,!c", with * and ? wildcards) names
+ * this host, as OpenSSH matches it: any pattern matches and no negated one
+ * does. Hashed entries (|1|...) cannot be matched here and never match.
+ */
+static bool hosts_match(const char *list, const char *name, const char *address)
+{
+	bool yes = false;
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", list);
+	char *save = NULL;
+	for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+		bool neg = *p == '!';
+		if (neg)
+			p++;
+		if (*p == '|')
+			continue;
+		bool m =
+		    fnmatch(p, name, FNM_CASEFOLD) == 0 || fnmatch(p, address, FNM_CASEFOLD) == 0;
+		if (m && neg)
+			return false;
+		yes |= m;
+	}
+	return yes;
+}
+
+/*
+ * The marker lines of known_hosts, which libssh2 does not read. A key on a
+ * @revoked line is refused for every host, whatever other lines say (a
+ * revoked key is not trusted anywhere). *ca_line gets the number of the
+ * first @cert-authority line naming this host, or 0: libssh2 cannot check
+ * host certificates, so such a host is refused unless a plain line has its
+ * key.
+ */
+static int check_markers(mg_ssh *s, const mg_ssh_options *o, const char *name, const char *key,
+                         size_t len, int *ca_line, mg_error *err)
+{
+	*ca_line = 0;
+	FILE *f = fopen(o->known_hosts, "re");
+	if (!f)
+		return 0; /* missing: load_known_hosts has said what that means */
+	char *line = NULL;
+	size_t cap = 0;
+	int no = 0, rc = 0;
+	uint8_t *blob = malloc(16384);
+	if (!blob) {
+		fclose(f);
+		return mg_error_set(err, MG_ENOMEM, "%s: out of memory", s->label);
+	}
+	while (!rc && getline(&line, &cap, f) >= 0) {
+		no++;
+		char marker[32], hosts[1024], type[64], b64[16384];
+		const char *p = line + strspn(line, " \t");
+		if (*p != '@' ||
+		    sscanf(p, "%31s %1023s %63s %16383s", marker, hosts, type, b64) != 4)
+			continue;
+		if (!strcmp(marker, "@revoked")) {
+			long n = b64_decode(blob, 16384, b64);
+			if (n == (long)len && memcmp(blob, key, len) == 0)
+				rc = mg_error_set(
+				    err, MG_ERROR,
+				    "%s: the host's key %s %s is revoked: %s:%d marks it @revoked; the "
+				    "host is refused whatever else known_hosts says. If the host was "
+				    "given a new key, check its fingerprint and record it",
+				    s->label, type, s->fingerprint, o->known_hosts, no);
+		} else if (!strcmp(marker, "@cert-authority") && !*ca_line &&
+		           hosts_match(hosts, name, o->address)) {
+			*ca_line = no;
+		}
+	}
+	free(blob);
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS *kh,
                           bool kh_missing, const char *name, mg_error *err)
 {
@@ -545,6 +757,10 @@ static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS
 		return mg_error_set(err, MG_ERROR,
 		                    "%s: host key of a type libssh2 cannot check (%s %s)", s->label,
 		                    tname, s->fingerprint);
+	int ca_line = 0;
+	int rc = check_markers(s, o, name, key, len, &ca_line, err);
+	if (rc)
+		return rc;
 	struct libssh2_knownhost *found = NULL;
 	int r = lookup(kh, name, key, len, keytype, &found);
 	if (r == LIBSSH2_KNOWNHOST_CHECK_MATCH)
@@ -554,11 +770,20 @@ static int check_host_key(mg_ssh *s, const mg_ssh_options *o, LIBSSH2_KNOWNHOSTS
 	if (r != LIBSSH2_KNOWNHOST_CHECK_NOTFOUND)
 		return mg_error_set(err, MG_ERROR, "%s: cannot check the host key: %s", s->label,
 		                    ssh_errmsg(s));
-	if (o->hostkey_policy == MG_SSH_HOSTKEY_ACCEPT_NEW)
-		return record_host_key(s, o, name, key, len, keytype, err);
 	char port[24] = "";
 	if (o->port != 22)
 		snprintf(port, sizeof(port), "-p %d ", o->port);
+	if (ca_line) /* never accepted silently, not even with accept-new */
+		return mg_error_set(
+		    err, MG_ERROR,
+		    "%s: the host is known only through a certificate authority (%s:%d, "
+		    "@cert-authority), and host certificates cannot be checked (libssh2); pin "
+		    "the host's own key instead: check its fingerprint (%s %s), then add it "
+		    "with ssh-keyscan -t %s %s%s >> %s",
+		    s->label, o->known_hosts, ca_line, tname, s->fingerprint, tname, port,
+		    o->address, o->known_hosts);
+	if (o->hostkey_policy == MG_SSH_HOSTKEY_ACCEPT_NEW)
+		return record_host_key(s, o, name, key, len, keytype, err);
 	return mg_error_set(err, MG_ERROR,
 	                    "%s: unknown host: %s %s no key for %s (the host sent %s %s); check "
 	                    "that fingerprint, then record it with --accept-new-host-keys, or add "
@@ -870,6 +1095,90 @@ static int unusable(const mg_ssh *s, mg_error *err)
 	                    s->label);
 }
 
+/*
+ * What is sent instead of the command: a POSIX shell script, run by the
+ * user's login shell, that
+ *  - starts the command (with the login shell, as sshd would have) in a
+ *    session and process group of its own (setsid), stdin from /dev/null;
+ *  - keeps a watchdog on the channel's stdin, which migrate never writes to:
+ *    it reaches EOF only when the channel or the connection goes away (a
+ *    timeout, a cancel, migrate killed), and then the whole group gets TERM
+ *    and, 2 s later, KILL, so nothing the command started keeps running;
+ *    the watchdog ignores TERM once it fired, so the wrapper's own cleanup
+ *    cannot stop the KILL;
+ *  - does the same when the wrapper itself gets HUP, INT or TERM;
+ *  - prints, after the command ended, a line with a per-call random token
+ *    and the command's exit status, and exits with it. libssh2 reports a
+ *    missing exit-status message as 0, so only that line (or an
+ *    exit-signal) tells that the command ran to the end and how.
+ * Without setsid on the host the command runs in the wrapper's group, and
+ * only the command's own process is signalled.
+ */
+static const char wrapper_fmt[] =
+    "c=%s\n"
+    "exec 3<&0 </dev/null\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid \"${SHELL:-/bin/sh}\" -c \"$c\" 3<&- & "
+    "else \"${SHELL:-/bin/sh}\" -c \"$c\" 3<&- & fi\n"
+    "p=$!\n"
+    "(while IFS= read -r _; do :; done; trap '' TERM; kill -TERM -$p || kill -TERM $p; "
+    "sleep 2; kill -KILL -$p || kill -KILL $p) <&3 >/dev/null 2>&1 &\n"
+    "w=$!\n"
+    "exec 3<&-\n"
+    "trap 'kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null' HUP INT TERM\n"
+    "wait $p\n"
+    "r=$?\n"
+    "kill $w 2>/dev/null\n"
+    "printf '\\n" EXIT_TOKEN "%s %%d\\n' \"$r\"\n"
+    "exit $r\n";
+
+/* Keeps the last EXIT_TAIL bytes of stdout, where the wrapper's status line is. */
+static void tail_add(char *tail, size_t *tlen, const char *data, size_t n)
+{
+	if (n >= EXIT_TAIL) {
+		memcpy(tail, data + n - EXIT_TAIL, EXIT_TAIL);
+		*tlen = EXIT_TAIL;
+		return;
+	}
+	if (*tlen + n > EXIT_TAIL) {
+		size_t drop = *tlen + n - EXIT_TAIL;
+		memmove(tail, tail + drop, *tlen - drop);
+		*tlen -= drop;
+	}
+	memcpy(tail + *tlen, data, n);
+	*tlen += n;
+}
+
+/*
+ * Finds "\n<EXIT_TOKEN><nonce> <status>\n" at the very end of stdout: the
+ * status, and the line's length (to cut it from the output), or -1.
+ */
+static int exit_line(const char *tail, size_t tlen, const char *nonce, size_t *line_len)
+{
+	char tok[80];
+	int n = snprintf(tok, sizeof(tok), "\n" EXIT_TOKEN "%s ", nonce);
+	if (n <= 0 || tlen < (size_t)n + 2 || tail[tlen - 1] != '\n')
+		return -1;
+	for (size_t at = tlen - (size_t)n - 1;; at--) {
+		if (memcmp(tail + at, tok, (size_t)n) == 0) {
+			const char *p = tail + at + n, *end = tail + tlen - 1;
+			int status = 0;
+			if (p == end || end - p > 3)
+				return -1;
+			for (; p < end; p++) {
+				if (*p < '0' || *p > '9')
+					return -1;
+				status = status * 10 + (*p - '0');
+			}
+			if (status > 255)
+				return -1;
+			*line_len = tlen - at;
+			return status;
+		}
+		if (at == 0)
+			return -1;
+	}
+}
+
 int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeout_ms, mg_error *err)
 {
 	memset(r, 0, sizeof(*r));
@@ -877,10 +1186,29 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 		return unusable(s, err);
 	r->out = calloc(1, 1);
 	r->err = calloc(1, 1);
-	if (!r->out || !r->err) {
+	uint8_t rnd[16];
+	char nonce[33];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		/* no entropy yet: the token need only not appear in the command's own output */
+		uint64_t x =
+		    (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
+		memcpy(rnd, &x, sizeof(x));
+		memcpy(rnd + 8, &x, sizeof(x));
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(nonce + 2 * i, 3, "%02x", rnd[i]);
+	char *quoted = mg_ssh_quote(command);
+	char *wrapped = NULL;
+	if (!quoted || asprintf(&wrapped, wrapper_fmt, quoted, nonce) < 0)
+		wrapped = NULL;
+	free(quoted);
+	if (!r->out || !r->err || !wrapped) {
+		free(wrapped);
 		mg_ssh_result_free(r);
 		return mg_error_set(err, MG_ENOMEM, "%s: out of memory", s->label);
 	}
+	char tail[EXIT_TAIL];
+	size_t tlen = 0, out_total = 0;
 	const char *what = "the command";
 	int64_t deadline = now_ms() + timeout_ms;
 	LIBSSH2_CHANNEL *ch;
@@ -894,7 +1222,7 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
 	}
-	while ((rc = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN)
+	while ((rc = libssh2_channel_exec(ch, wrapped)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
 	if (rc) {
@@ -917,6 +1245,10 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 			ssize_t n = libssh2_channel_read_ex(ch, stream, buf, sizeof(buf));
 			if (n > 0) {
 				got = true;
+				if (!stream) {
+					tail_add(tail, &tlen, buf, (size_t)n);
+					out_total += (size_t)n;
+				}
 				if ((rc = stream ? keep(&r->err, &r->err_len, buf, (size_t)n)
 				                 : keep(&r->out, &r->out_len, buf, (size_t)n))) {
 					rc = mg_error_set(err, rc, "%s: out of memory", s->label);
@@ -946,20 +1278,60 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 	while ((rc = libssh2_channel_wait_closed(ch)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
-	r->exit_status = libssh2_channel_get_exit_status(ch);
+	size_t line_len = 0;
+	int status = exit_line(tail, tlen, nonce, &line_len);
 	char *sig = NULL;
 	libssh2_channel_get_exit_signal(ch, &sig, NULL, NULL, NULL, NULL, NULL);
-	if (sig) {
-		r->exit_status = -1;
-		libssh2_free(s->session, sig);
+	if (status >= 0) {
+		r->exit_status = status;
+		/* the status line is the wrapper's, not the command's output */
+		size_t start = out_total - line_len;
+		if (start < r->out_len) {
+			r->out_len = start;
+			r->out[start] = '\0';
+		}
+	} else if (sig) {
+		r->exit_status = -1; /* the wrapper (the login shell) itself was killed */
 	}
+	if (sig)
+		libssh2_free(s->session, sig);
 	while ((rc = libssh2_channel_free(ch)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = wait_socket(s, deadline, timeout_ms, what, err)))
 			goto fail;
+	if (status < 0 && r->exit_status != -1) {
+		/*
+		 * No status line and no exit-signal: libssh2 would say 0 whether the
+		 * host sent that or nothing. The command may not have run, or not to
+		 * its end: never a success. The session itself is still fine.
+		 */
+		char tail_err[256] = "";
+		size_t k = 0;
+		for (size_t i = 0; i < r->err_len && k + 1 < sizeof(tail_err); i++) {
+			unsigned char c = (unsigned char)r->err[i];
+			tail_err[k++] = c == '\n' ? '|' : (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		}
+		tail_err[k] = '\0';
+		mg_ssh_result_free(r);
+		free(wrapped);
+		return mg_error_set(
+		    err, MG_ERROR,
+		    "%s: the host did not report an exit status for the command (it "
+		    "may not have run, or not to its end; is the user's login shell "
+		    "a POSIX shell, and is no forced command set for the key?)%s%s",
+		    s->label, *tail_err ? ": " : "", tail_err);
+	}
+	free(wrapped);
 	return 0;
 fail:
-	/* the channel is left to libssh2_session_free: see the top of this file */
+	/*
+	 * The channel is left to libssh2_session_free: see the top of this file.
+	 * The connection is shut at once: the host then closes the channel, and
+	 * the wrapper's watchdog ends whatever the command started.
+	 */
 	s->broken = true;
+	if (s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR);
+	free(wrapped);
 	mg_ssh_result_free(r);
 	return rc ? rc : MG_ERROR;
 }

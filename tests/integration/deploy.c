@@ -11,6 +11,7 @@
  * a failed assertion, after which .fini still stops whatever is up.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,8 @@ typedef struct {
 	const char *health_timeout; /* default 5s */
 	const char *identity;       /* default the harness's key */
 	const char *passphrase_env;
-	const char *extra_host; /* one more vms.hosts item */
+	const char *extra_host;      /* one more vms.hosts item */
+	const char *command_timeout; /* default 20s */
 } plan_opts;
 
 static void write_plan(const plan_opts *o)
@@ -113,10 +115,11 @@ static void write_plan(const plan_opts *o)
 	                   "  batch: \"%s\"\n"
 	                   "  max_failures: %d\n"
 	                   "  connect_timeout: 3s\n"
-	                   "  command_timeout: 20s\n",
+	                   "  command_timeout: %s\n",
 	                   hosts, o->identity ? o->identity : vms.identity, vms.known_hosts,
 	                   vms.path, o->keep ? o->keep : 5, o->parallel ? o->parallel : 4,
-	                   o->batch ? o->batch : "1", o->max_failures);
+	                   o->batch ? o->batch : "1", o->max_failures,
+	                   o->command_timeout ? o->command_timeout : "20s");
 	if (o->passphrase_env)
 		len += snprintf(text + len, sizeof(text) - (size_t)len, "  passphrase_env: %s\n",
 		                o->passphrase_env);
@@ -382,6 +385,165 @@ Test(deploy, pruning_keeps_the_live_and_the_previous_release)
 	}
 	json_decref(doc);
 	tu_output_free(&r);
+}
+
+/* The journal's last record with that action, parsed. */
+static json_t *last_record(const char *action)
+{
+	static char text[1 << 17];
+	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), text, sizeof(text)));
+	json_t *found = NULL;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		json_t *r = json_loads(line, 0, NULL);
+		cr_assert_not_null(r, "%s", line);
+		if (!strcmp(json_string_value(json_object_get(r, "action")), action)) {
+			json_decref(found);
+			found = r;
+		} else {
+			json_decref(r);
+		}
+	}
+	cr_assert_not_null(found, "no %s record", action);
+	return found;
+}
+
+/* Issue 20: leftovers of interrupted uploads stayed in .incoming/ for ever. */
+Test(deploy, leftovers_of_interrupted_uploads_are_removed_and_reported)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
+	plan_opts o = {.batch = "2"};
+	write_plan(&o);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
+	expect_ok(&r, "1.0");
+	tu_output_free(&r);
+	/* what a killed upload leaves on vm-01 */
+	tu_write_file(tu_at("%s/.incoming/1.1.tar.gz.0123456789abcdef", vms.root[0]), "partial");
+	tu_write_file(tu_at("%s/.incoming/.hidden-leftover", vms.root[0]), "x");
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
+	expect_ok(&r, "1.1");
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 0), "incoming_removed")), 2);
+	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 1), "incoming_removed")), 0);
+	json_decref(doc);
+	tu_output_free(&r);
+	char list[256];
+	tu_list_dir(list, sizeof(list), tu_at("%s/.incoming", vms.root[0]));
+	cr_assert_str_eq(list, "", "left in .incoming: %s", list);
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.1");
+	json_t *rec = last_record("batch");
+	cr_assert_eq(
+	    json_integer_value(json_object_get(json_object_get(rec, "after"), "incoming_removed")),
+	    2);
+	json_t *inc = json_object_get(json_object_get(rec, "evidence"), "incoming_removed");
+	cr_assert_eq(json_array_size(inc), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(inc, 0), "host")),
+	                 "vm-01");
+	json_decref(rec);
+}
+
+/* Issue 20: a failed prune was only a log line. */
+Test(deploy, a_failed_prune_is_reported_and_fails_nothing)
+{
+	tu_vms_start(&vms, dir, 1);
+	const char *versions[] = {"1.0", "1.1", "1.2", "1.3"};
+	for (int i = 0; i < 4; i++)
+		tu_make_artifact(dir, versions[i], true);
+	plan_opts o = {.keep = 2};
+	write_plan(&o);
+	for (int i = 0; i < 2; i++) {
+		tu_output r =
+		    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", versions[i], NULL);
+		expect_ok(&r, versions[i]);
+		tu_output_free(&r);
+	}
+	/* an immutable releases/1.0: not even root can remove it */
+	const char *old = tu_at("%s/releases/1.0", vms.root[0]);
+	char p10[600];
+	snprintf(p10, sizeof(p10), "%s", old);
+	char why[1024];
+	char *immutable[] = {"chattr", "+i", p10, NULL};
+	cr_assert(tu_run_ok(dir, immutable, why, sizeof(why)), "%s", why);
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.2", "-o", "json", NULL);
+	tu_output t = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.3", NULL);
+	char *mutable_again[] = {"chattr", "-i", p10, NULL};
+	cr_assert(tu_run_ok(dir, mutable_again, why, sizeof(why)), "%s", why);
+
+	expect_ok(&r, "1.2 with a prune that fails");
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_str_eq(hstr(doc, 0, "outcome"), "ok");
+	cr_assert_eq(json_integer_value(json_object_get(host_json(doc, 0), "pruned")), 0);
+	const char *pe = hstr(doc, 0, "prune_error");
+	cr_assert_not_null(pe);
+	cr_assert_not_null(strstr(pe, "removing old releases exited with status 1"), "%s", pe);
+	cr_assert_null(hstr(doc, 0, "error"));
+	json_decref(doc);
+	tu_output_free(&r);
+
+	expect_ok(&t, "1.3 with a prune that fails");
+	cr_assert_not_null(strstr(t.out, "old releases not pruned: removing old releases exited"),
+	                   "the table shows it:\n%s", t.out);
+	tu_output_free(&t);
+	cr_assert_str_eq(tu_vms_current(&vms, 0), "releases/1.3");
+
+	json_t *rec = last_record("batch");
+	json_t *pes = json_object_get(json_object_get(rec, "evidence"), "prune_errors");
+	cr_assert_eq(json_array_size(pes), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(pes, 0), "host")),
+	                 "vm-01");
+	json_decref(rec);
+}
+
+/* How many processes have marker in their command line (the VMs share this pid namespace). */
+static int count_processes(const char *marker)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char line[4096];
+		FILE *f = fopen(tu_at("/proc/%s/cmdline", e->d_name), "r");
+		if (!f)
+			continue;
+		size_t k = fread(line, 1, sizeof(line) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < k; i++)
+			if (!line[i])
+				line[i] = ' ';
+		line[k] = '\0';
+		n += strstr(line, marker) != NULL;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Issue 12: `activate: sleep 30` with `command_timeout: 3s` left its sleeps running. */
+Test(deploy, an_activate_that_times_out_leaves_nothing_running)
+{
+	tu_vms_start(&vms, dir, 1);
+	tu_make_artifact(dir, "1.0", true);
+	char marker[64], activate[256];
+	snprintf(marker, sizeof(marker), "3%d.%d", (int)getpid() % 10, (int)getpid());
+	snprintf(activate, sizeof(activate), "sleep %s1 & sleep %s2 & sleep %s3", marker, marker,
+	         marker);
+	plan_opts o = {.activate = activate, .command_timeout = "1s", .no_health = true};
+	write_plan(&o);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	cr_assert(strstr(r.out, "timed out"), "%s", r.out);
+	tu_output_free(&r);
+	int left = 0;
+	for (int i = 0; i < 100; i++) {
+		if (!(left = count_processes(marker)))
+			break;
+		usleep(100 * 1000);
+	}
+	cr_assert_eq(left, 0, "%d of activate's processes still run on the host", left);
 }
 
 Test(deploy, a_failed_activate_stops_the_deploy_and_its_batch_goes_back)
@@ -667,6 +829,44 @@ Test(deploy, an_unreachable_host_fails_fast_and_alone)
 	           "1 of 3 hosts failed (within vms.max_failures, 1)"));
 	json_decref(doc);
 	tu_output_free(&r);
+}
+
+/* Issue 12: a host that failed at connect was recorded as running nothing. */
+Test(deploy, a_host_that_fails_at_connect_keeps_its_recorded_release)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "1.1", true);
+	plan_opts o = {.max_failures = 1, .batch = "2"};
+	write_plan(&o);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.0", NULL);
+	expect_ok(&r, "1.0");
+	tu_output_free(&r);
+
+	/* vm-02 is refused at connect (its key changed): nothing on it is touched */
+	char fp[128];
+	tu_vms_change_host_key(&vms, 1, fp, sizeof(fp));
+	r = tu_migrate_plan(plan, "deploy", "--vms-only", "--version", "1.1", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_str_eq(hstr(doc, 1, "stage"), "connect");
+	cr_assert_str_eq(hstr(doc, 0, "outcome"), "ok");
+	json_decref(doc);
+	tu_output_free(&r);
+	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
+
+	char text[8192];
+	cr_assert(read_file(tu_at("%s/state/fleet/fleet.json", dir), text, sizeof(text)));
+	json_t *rec = json_loads(text, 0, NULL);
+	cr_assert_not_null(rec, "%s", text);
+	json_t *h1 = json_object_get(json_object_get(rec, "hosts"), "vm-01");
+	json_t *h2 = json_object_get(json_object_get(rec, "hosts"), "vm-02");
+	cr_assert_str_eq(json_string_value(json_object_get(h1, "version")), "1.1", "%s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(h1, "previous")), "1.0", "%s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(h2, "version")), "1.0",
+	                 "the failed host keeps its release: %s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(h2, "outcome")), "failed", "%s", text);
+	json_decref(rec);
 }
 
 Test(deploy, a_key_the_hosts_do_not_know_is_refused)

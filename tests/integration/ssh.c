@@ -8,13 +8,17 @@
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -365,9 +369,18 @@ Test(ssh, exit_status_stdout_and_stderr)
 	cr_assert_str_eq(r.err, "");
 	mg_ssh_result_free(&r);
 
-	/* a command killed by a signal */
+	/* a command killed by a signal: its status as a shell reports it, 128 + the signal */
 	exec_ok(&r, s, "kill -TERM $$");
+	cr_assert_eq(r.exit_status, 128 + SIGTERM);
+	mg_ssh_result_free(&r);
+	/* the wrapper around it killed (the host sends exit-signal): -1 */
+	exec_ok(&r, s, "kill -KILL $PPID");
 	cr_assert_eq(r.exit_status, -1);
+	mg_ssh_result_free(&r);
+	/* output that looks like the wrapper's status line is the command's own */
+	exec_ok(&r, s, "printf '\\nmigrate-exit-status-0 0\\n'; exit 4");
+	cr_assert_eq(r.exit_status, 4);
+	cr_assert_str_eq(r.out, "\nmigrate-exit-status-0 0\n");
 	mg_ssh_result_free(&r);
 
 	/* more output than is kept: the first MG_SSH_MAX_OUTPUT bytes, and the command still ends
@@ -433,6 +446,104 @@ Test(ssh, command_timeout_and_the_session_after_it)
 	cr_assert_str_eq(r.out, "again\n");
 	mg_ssh_result_free(&r);
 	mg_ssh_free(s);
+}
+
+/* Pids of processes whose command line contains marker (the VMs share this pid namespace). */
+static int processes_with(const char *marker, char *pids, size_t size)
+{
+	int n = 0;
+	pids[0] = '\0';
+	DIR *d = opendir("/proc");
+	cr_assert_not_null(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		char path[300], line[4096];
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t k = read(fd, line, sizeof(line) - 1);
+		close(fd);
+		if (k <= 0)
+			continue;
+		for (ssize_t i = 0; i < k; i++)
+			if (!line[i])
+				line[i] = ' ';
+		line[k] = '\0';
+		if (strstr(line, marker)) {
+			n++;
+			snprintf(pids + strlen(pids), size - strlen(pids), " %s(%s)", e->d_name,
+			         line);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* Issue 12: a command that timed out kept running on the host, with all it started. */
+Test(ssh, a_timed_out_command_leaves_nothing_running_on_the_host)
+{
+	tu_vms_start(&vms, dir, 1);
+	mg_ssh_options o = opts(&vms, 0);
+	mg_ssh *s = connect_ok(&o);
+	/* unique sleep lengths mark the processes; one of them ignores TERM */
+	char marker[64], cmd[512];
+	snprintf(marker, sizeof(marker), "5%d.%d", (int)getpid() % 10, (int)getpid());
+	snprintf(cmd, sizeof(cmd),
+	         "sh -c 'trap \"\" TERM; sleep %s1' & sleep %s2 & (sleep %s3; true) & sleep %s4",
+	         marker, marker, marker, marker);
+	mg_ssh_result r;
+	mg_error err = MG_ERROR_INIT;
+	int rc = mg_ssh_exec(&r, s, cmd, 1500, &err);
+	cr_assert_eq(rc, MG_ERROR, "%s", err.message);
+	cr_assert_not_null(strstr(err.message, "timed out"), "%s", err.message);
+	char pids[4096];
+	cr_assert_geq(processes_with(marker, pids, sizeof(pids)), 4,
+	              "the command's processes ran:%s", pids);
+	mg_ssh_free(s);
+	/* TERM at once, KILL 2 s later for what ignores TERM: bounded wait for both */
+	int left = 0;
+	for (int i = 0; i < 100; i++) {
+		if (!(left = processes_with(marker, pids, sizeof(pids))))
+			break;
+		usleep(100 * 1000);
+	}
+	cr_assert_eq(left, 0, "still running on the host after the timeout:%s", pids);
+	mg_error_clear(&err);
+}
+
+/* Issue 12: a channel closed without an exit status was taken as success. */
+Test(ssh, no_exit_status_from_the_host_is_a_failure)
+{
+	tu_vms_start(&vms, dir, 1);
+	/* a forced command for the key: sshd runs it instead, and reports exit-status 0 */
+	char *keys = read_text(tu_at("%s/authorized_keys", vms.dir));
+	char forced[4096];
+	snprintf(forced, sizeof(forced), "command=\"echo not-the-command >&2\" %s", keys);
+	write_file(tu_at("%s/authorized_keys", vms.dir), forced);
+	mg_ssh_options o = opts(&vms, 0);
+	mg_ssh *s = connect_ok(&o);
+	mg_ssh_result r;
+	mg_error err = MG_ERROR_INIT;
+	int rc = mg_ssh_exec(&r, s, "true", 10000, &err);
+	cr_assert_eq(rc, MG_ERROR, "a command that never ran is not a success (%s)", err.message);
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "vm-01 (127.0.1.1:%d): the host did not report an exit status for the command",
+	         vms.port);
+	cr_assert(strncmp(err.message, want, strlen(want)) == 0, "%s", err.message);
+	cr_assert_not_null(strstr(err.message, ": not-the-command"), "%s", err.message);
+	cr_assert_null(r.out);
+	/* the session itself is still usable */
+	mg_error_clear(&err);
+	rc = mg_ssh_exec(&r, s, "true", 10000, &err);
+	cr_assert_eq(rc, MG_ERROR, "%s", err.message);
+	cr_assert_null(strstr(err.message, "unusable"), "%s", err.message);
+	mg_ssh_free(s);
+	write_file(tu_at("%s/authorized_keys", vms.dir), keys);
+	free(keys);
 }
 
 Test(ssh, keepalives_go_out_while_a_command_runs)
@@ -579,6 +690,85 @@ Test(ssh, changed_host_key_is_refused_with_both_fingerprints)
 	free(text);
 }
 
+static void make_key_of_type(const char *path, const char *type, const char *passphrase);
+
+/* Issue 20: @revoked lines were ignored; a host known only through @cert-authority. */
+Test(ssh, a_revoked_host_key_is_refused_whatever_else_the_file_says)
+{
+	tu_vms_start(&vms, dir, 2);
+	char pub[400], key[1100], fp[128];
+	snprintf(pub, sizeof(pub), "%s/vm1/ssh_host_ed25519_key.pub", vms.dir);
+	pub_key(pub, key, sizeof(key));
+	tu_vms_fingerprint(&vms, 0, fp, sizeof(fp));
+	/* the plain line for vm-01 stays; line 3 revokes its key (for any host pattern) */
+	char *kh = read_text(vms.known_hosts);
+	int lines = 0;
+	for (const char *p = kh; *p; p++)
+		lines += *p == '\n';
+	char text[8192];
+	snprintf(text, sizeof(text), "%s# revoked after a leak\n@revoked nowhere.example %s\n", kh,
+	         key);
+	write_file(vms.known_hosts, text);
+	mg_ssh_options o = opts(&vms, 0);
+	for (int policy = 0; policy < 2; policy++) {
+		o.hostkey_policy = policy ? MG_SSH_HOSTKEY_ACCEPT_NEW : MG_SSH_HOSTKEY_STRICT;
+		mg_error err = MG_ERROR_INIT;
+		connect_fails(&o, MG_ERROR, &err);
+		char want[1024];
+		snprintf(want, sizeof(want),
+		         "vm-01 (127.0.1.1:%d): the host's key ssh-ed25519 %s is revoked: %s:%d "
+		         "marks it @revoked",
+		         vms.port, fp, vms.known_hosts, lines + 2);
+		cr_assert(strncmp(err.message, want, strlen(want)) == 0, "got:  %s\nwant: %s",
+		          err.message, want);
+	}
+	/* the other host is not concerned */
+	mg_ssh_options o2 = opts(&vms, 1);
+	mg_ssh_free(connect_ok(&o2));
+	free(kh);
+}
+
+Test(ssh, a_host_known_only_through_a_cert_authority_is_refused)
+{
+	tu_vms_start(&vms, dir, 2);
+	tu_vms_forget_host(&vms, 0);
+	char ca[400], cakey[1100], fp[128];
+	snprintf(ca, sizeof(ca), "%s/ca", dir);
+	make_key_of_type(ca, "ed25519", "");
+	snprintf(ca, sizeof(ca), "%s/ca.pub", dir);
+	pub_key(ca, cakey, sizeof(cakey));
+	tu_vms_fingerprint(&vms, 0, fp, sizeof(fp));
+	char *kh = read_text(vms.known_hosts);
+	int lines = 0;
+	for (const char *p = kh; *p; p++)
+		lines += *p == '\n';
+	char text[8192];
+	snprintf(text, sizeof(text), "%s@cert-authority 127.0.1.*,[127.0.1.*]:* %s\n", kh, cakey);
+	write_file(vms.known_hosts, text);
+	mg_ssh_options o = opts(&vms, 0);
+	for (int policy = 0; policy < 2; policy++) {
+		o.hostkey_policy = policy ? MG_SSH_HOSTKEY_ACCEPT_NEW : MG_SSH_HOSTKEY_STRICT;
+		mg_error err = MG_ERROR_INIT;
+		connect_fails(&o, MG_ERROR, &err);
+		char want[1024];
+		snprintf(want, sizeof(want),
+		         "vm-01 (127.0.1.1:%d): the host is known only through a certificate "
+		         "authority (%s:%d, @cert-authority), and host certificates cannot be "
+		         "checked (libssh2); pin the host's own key instead: check its fingerprint "
+		         "(ssh-ed25519 %s), then add it with ssh-keyscan -t ssh-ed25519 -p %d "
+		         "127.0.1.1 >> %s",
+		         vms.port, vms.known_hosts, lines + 1, fp, vms.port, vms.known_hosts);
+		cr_assert_str_eq(err.message, want);
+		char *after = read_text(vms.known_hosts);
+		cr_assert_str_eq(after, text, "never accepted silently, nor recorded");
+		free(after);
+	}
+	/* a host with its own key line as well is known by that line */
+	mg_ssh_options o2 = opts(&vms, 1);
+	mg_ssh_free(connect_ok(&o2));
+	free(kh);
+}
+
 Test(ssh, unknown_host_refused_then_recorded_with_accept_new)
 {
 	tu_vms_start(&vms, dir, 2);
@@ -692,6 +882,76 @@ Test(ssh, unreachable_host_fails_fast)
 	snprintf(want, sizeof(want), "vm-99 (127.0.1.99:%d): cannot connect: Connection refused",
 	         vms.port);
 	cr_assert_str_eq(err.message, want);
+}
+
+/*
+ * Issue 12: name resolution was not bounded by connect_timeout. A child in
+ * a mount namespace of its own sees a resolv.conf naming a UDP port on
+ * loopback that takes queries and never answers.
+ */
+Test(ssh, a_name_whose_resolution_hangs_times_out)
+{
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)};
+	inet_pton(AF_INET, "127.0.0.77", &sa.sin_addr);
+	cr_assert_eq(bind(u, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind 127.0.0.77:53: %s",
+	             strerror(errno));
+	char resolv[400];
+	snprintf(resolv, sizeof(resolv), "%s/resolv.conf", dir);
+	write_file(resolv, "nameserver 127.0.0.77\noptions timeout:30 attempts:2\n");
+	char kh[400];
+	snprintf(kh, sizeof(kh), "%s/known_hosts", dir);
+	write_file(kh, "");
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		if (unshare(CLONE_NEWNS) != 0 ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+		    mount(resolv, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0) {
+			dprintf(fds[1], "setup: %s", strerror(errno));
+			_exit(1);
+		}
+		mg_ssh_options o = {.name = "slow-dns",
+		                    .address = "hang.migrate-test.example",
+		                    .port = 22,
+		                    .user = "root",
+		                    .identity_file = resolv,
+		                    .known_hosts = kh,
+		                    .connect_timeout_ms = 700};
+		mg_ssh *s = NULL;
+		mg_error err = MG_ERROR_INIT;
+		int rc = mg_ssh_connect(&s, &o, &err);
+		dprintf(fds[1], "%d %s", rc, err.message);
+		mg_ssh_free(s);
+		_exit(0);
+	}
+	close(fds[1]);
+	char got[1024] = "";
+	size_t n = 0;
+	/* bounded: the resolver alone would take 60 s */
+	struct pollfd p = {fds[0], POLLIN, 0};
+	for (int i = 0; i < 150 && n + 1 < sizeof(got); i++) {
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t k = read(fds[0], got + n, sizeof(got) - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	got[n] = '\0';
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(fds[0]);
+	close(u);
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "%d slow-dns (hang.migrate-test.example:22): resolving "
+	         "hang.migrate-test.example timed out after 700 ms",
+	         MG_ERROR);
+	cr_assert(strncmp(got, want, strlen(want)) == 0, "got:  %s\nwant: %s...", got, want);
 }
 
 Test(ssh, a_listener_that_never_speaks_ssh_times_out)
