@@ -24,6 +24,8 @@ static void touch(const mg_traffic_state *st)
 		chars += strlen(st->servers[i].name) + strlen(st->servers[i].detail);
 		(void)mg_health_name(st->servers[i].health);
 	}
+	(void)sum;
+	(void)chars;
 	json_t *j = mg_traffic_state_to_json(st);
 	json_decref(j);
 }

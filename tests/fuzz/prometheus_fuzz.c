@@ -45,6 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (r.warnings)
 				chars += strlen(r.warnings);
 			(void)mg_metrics_type_name(r.type);
+			(void)sum;
+			(void)chars;
 		}
 		mg_metrics_result_clear(&r);
 		mg_metrics_free(m);
