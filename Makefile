@@ -128,9 +128,10 @@ fuzz:
 
 # Each target for FUZZ_LONG_SECONDS, one after another; findings in build-fuzz/crashes/<target>/,
 # new coverage merged into tests/fuzz/corpus/<target>/ (see tests/fuzz/README.md).
+# FUZZ_ONLY="template kubeapi" runs those alone.
 FUZZ_LONG_SECONDS ?= 600
 fuzz-long:
-	sh tests/fuzz/run.sh --long $(FUZZ_LONG_SECONDS)
+	sh tests/fuzz/run.sh --long $(FUZZ_LONG_SECONDS) "$(FUZZ_ONLY)"
 
 # Warnings fail the build here, so "warning-free under gcc and clang" stays true.
 test: deps
