@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "http_fake.h"
 #include "log.h"
 
 #ifndef MG_VERSION
@@ -63,6 +64,16 @@ typedef struct {
 } outcome;
 
 static bool global_done;
+
+/* lib/http_fake.h: only the fuzz targets set it */
+static mg_http_fake_fn fake_fn;
+static void *fake_ud;
+
+void mg_http_fake_set(mg_http_fake_fn fn, void *ud)
+{
+	fake_fn = fn;
+	fake_ud = ud;
+}
 
 int mg_http_global_init(mg_error *err)
 {
@@ -251,31 +262,46 @@ fail:
 }
 
 /*
- * For tls_server_name: the URL names that host (so curl checks the certificate
- * against it and sends it as SNI) and CONNECT_TO sends the connection to the
- * real one. *url and *connect_to are malloc'd; false when the URL cannot be
- * parsed.
+ * For tls_server_name (issue 20), as client-go does it: the TLS layer uses that
+ * name (SNI and the certificate check) and nothing else does. curl takes both
+ * from the URL's host, so the URL names tls_server_name, CONNECT_TO sends the
+ * connection to the real host:port, and an explicit Host header keeps the
+ * original URL's host[:port] (a proxy routing on SNI must still see the virtual
+ * host the user named). *url and *connect_to are malloc'd and the Host line is
+ * appended to *headers; false when the URL cannot be parsed.
  */
 static bool redirect_for_tls_name(const mg_http_request *req, char **url,
-                                  struct curl_slist **connect_to)
+                                  struct curl_slist **connect_to, struct curl_slist **headers)
 {
 	bool ok = false;
 	CURLU *u = curl_url();
-	char *host = NULL, *port = NULL, *out = NULL;
+	char *host = NULL, *port = NULL, *given_port = NULL, *out = NULL;
 	if (!u || curl_url_set(u, CURLUPART_URL, req->url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		goto done;
+	/* Host carries the port only when the URL does (RFC 9110 7.2, Go's URL.Host) */
+	CURLUcode pc = curl_url_get(u, CURLUPART_PORT, &given_port, 0);
+	if ((pc != CURLUE_OK && pc != CURLUE_NO_PORT) ||
 	    curl_url_set(u, CURLUPART_HOST, req->tls_server_name, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
 		goto done;
 	char line[1024];
-	snprintf(line, sizeof(line), "%s:%s:%s:%s", req->tls_server_name, port, host, port);
-	if (!(*connect_to = curl_slist_append(NULL, line)) || !(*url = strdup(out)))
+	int n = snprintf(line, sizeof(line), "%s:%s:%s:%s", req->tls_server_name, port, host, port);
+	if (n < 0 || (size_t)n >= sizeof(line) || !(*connect_to = curl_slist_append(NULL, line)) ||
+	    !(*url = strdup(out)))
 		goto done;
+	n = snprintf(line, sizeof(line), "Host: %s%s%s", host, given_port ? ":" : "",
+	             given_port ? given_port : "");
+	struct curl_slist *l;
+	if (n < 0 || (size_t)n >= sizeof(line) || !(l = curl_slist_append(*headers, line)))
+		goto done;
+	*headers = l;
 	ok = true;
 done:
 	curl_free(host);
 	curl_free(port);
+	curl_free(given_port);
 	curl_free(out);
 	curl_url_cleanup(u);
 	return ok;
@@ -421,7 +447,7 @@ static void attempt(outcome *o, mg_http_response *res, const mg_http_request *re
 		snprintf(o->detail, sizeof(o->detail), "out of memory");
 		goto out;
 	}
-	if (req->tls_server_name && !redirect_for_tls_name(req, &url, &connect_to)) {
+	if (req->tls_server_name && !redirect_for_tls_name(req, &url, &connect_to, &headers)) {
 		o->fail = FAIL_OTHER;
 		snprintf(o->detail, sizeof(o->detail), "cannot use tls-server-name %s with %s",
 		         req->tls_server_name, req->url);
@@ -547,6 +573,18 @@ static bool retryable(const outcome *o)
 int mg_http_do(mg_http_response *out, const mg_http_request *req, mg_error *err)
 {
 	memset(out, 0, sizeof(*out));
+	if (fake_fn) {
+		int frc = fake_fn(out, req, fake_ud, err);
+		out->attempts = 1;
+		if (frc)
+			return frc;
+		if (out->status >= 300 && out->status < 400)
+			return mg_error_set(err, MG_ERROR,
+			                    "%s answered with a redirect (HTTP %ld) to %s; API "
+			                    "redirects are not followed: use the final URL",
+			                    req->url, out->status, "(fake)");
+		return 0;
+	}
 	int rc = mg_http_global_init(err);
 	if (rc)
 		return rc;

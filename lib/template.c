@@ -819,7 +819,10 @@ static int append_docs(mg_template_output *out, mg_template_output *mine)
 	if (!d)
 		return MG_ENOMEM;
 	out->docs = d;
-	memcpy(d + out->ndocs, mine->docs, mine->ndocs * sizeof(*d));
+	/* a template of no documents (empty, comments only) has docs NULL: memcpy must not see it
+	 */
+	if (mine->ndocs)
+		memcpy(d + out->ndocs, mine->docs, mine->ndocs * sizeof(*d));
 	out->ndocs += mine->ndocs;
 	free(mine->docs);
 	mine->docs = NULL;

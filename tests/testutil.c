@@ -971,7 +971,12 @@ static const char kubeapi_client_cnf[] = "[req]\n"
                                          "[client]\n"
                                          "basicConstraints = critical,CA:FALSE\n"
                                          "keyUsage = critical,digitalSignature\n"
-                                         "extendedKeyUsage = clientAuth\n";
+                                         "extendedKeyUsage = clientAuth\n"
+                                         "[named]\n"
+                                         "basicConstraints = critical,CA:FALSE\n"
+                                         "keyUsage = critical,digitalSignature\n"
+                                         "extendedKeyUsage = serverAuth\n"
+                                         "subjectAltName = DNS:" TU_KUBEAPI_SNI_NAME "\n";
 
 /* 16 random bytes in hex, so no two runs share a token a test might find in a log. */
 static void random_hex(char *out, size_t size)
@@ -1001,6 +1006,13 @@ static bool kubeapi_files(tu_kubeapi *k, const char *dir, char *why, size_t size
 	/* extendedKeyUsage clientAuth: OpenSSL on the server side refuses a serverAuth-only one */
 	if (!openssl_req(dir, cnf, "client", k->ca, cakey, k->client_key, k->client_cert,
 	                 "/O=system:masters/CN=admin", why, size))
+		return false;
+	/* the certificate served only to a client asking for TU_KUBEAPI_SNI_NAME by SNI */
+	char named[512], named_key[512];
+	snprintf(named, sizeof(named), "%s/named.pem", dir);
+	snprintf(named_key, sizeof(named_key), "%s/named.key", dir);
+	if (!openssl_req(dir, cnf, "named", k->ca, cakey, named_key, named,
+	                 "/CN=" TU_KUBEAPI_SNI_NAME, why, size))
 		return false;
 	char a[40], b[40], text[512];
 	random_hex(a, sizeof(a));
@@ -1050,11 +1062,12 @@ static bool kubeapi_kubeconfig(const tu_kubeapi *k, char *why, size_t size)
 
 static bool kubeapi_spawn(tu_kubeapi *k, const char *namespaces, char *why, size_t size)
 {
-	char pem[512], key[512];
-	snprintf(pem, sizeof(pem), "%.*s/server.pem", (int)(strlen(k->ca) - strlen("/ca.pem")),
-	         k->ca);
-	snprintf(key, sizeof(key), "%.*s/server.key", (int)(strlen(k->ca) - strlen("/ca.pem")),
-	         k->ca);
+	char pem[512], key[512], named[512], named_key[512];
+	int dlen = (int)(strlen(k->ca) - strlen("/ca.pem"));
+	snprintf(pem, sizeof(pem), "%.*s/server.pem", dlen, k->ca);
+	snprintf(key, sizeof(key), "%.*s/server.key", dlen, k->ca);
+	snprintf(named, sizeof(named), "%.*s/named.pem", dlen, k->ca);
+	snprintf(named_key, sizeof(named_key), "%.*s/named.key", dlen, k->ca);
 	char *argv[] = {(char *)tu_python(),
 	                "tests/servers/kubeapi.py",
 	                "--cert",
@@ -1067,6 +1080,12 @@ static bool kubeapi_spawn(tu_kubeapi *k, const char *namespaces, char *why, size
 	                k->tokens,
 	                "--namespaces",
 	                (char *)(namespaces ? namespaces : "default"),
+	                "--sni-name",
+	                TU_KUBEAPI_SNI_NAME,
+	                "--sni-cert",
+	                named,
+	                "--sni-key",
+	                named_key,
 	                NULL};
 	bool ok = spawn_server(argv, "kubeapi.py", &k->pid, &k->in, &k->port, &k->control_port, why,
 	                       size);

@@ -112,8 +112,13 @@ typedef struct {
 		.pid = -1, .in = -1                                                                \
 	}
 
+/* The one name kubeapi.py has a certificate for (DNS:kube.internal only), served when a
+ * client asks for it by SNI: the tls-server-name tests' server name. */
+#define TU_KUBEAPI_SNI_NAME "kube.internal"
+
 /*
- * Makes the CA, a server certificate for 127.0.0.1, a client certificate, a
+ * Makes the CA, a server certificate for 127.0.0.1 (and one for
+ * TU_KUBEAPI_SNI_NAME), a client certificate, a
  * tokens file (a valid and an expired token, random) and dir/kubeconfig, then
  * starts kubeapi.py serving namespaces ("default,staging"; NULL: "default")
  * and reads its ports. Asserts (10 s at most); nothing is left running if it fails.

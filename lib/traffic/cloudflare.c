@@ -339,10 +339,10 @@ static int share(cf *c, json_t *lb, double w[2], double *k8s_percent, mg_error *
 	if (strcmp(pol, "random") != 0)
 		return mg_error_set(
 		    err, MG_ERROR,
-		    "Cloudflare: the load balancer uses steering_policy \"%s\", under which its "
+		    "Cloudflare: the load balancer uses steering_policy \"%s\"%s, under which its "
 		    "traffic split is not set by pool weights; migrate steers with \"random\": switch "
 		    "the load balancer to \"random\" or \"off\" in Cloudflare before migrating",
-		    *pol ? pol : "\" (geo, from its region/country/PoP pools)\"");
+		    pol, *pol ? "" : " (geo steering, from its region/country/PoP pools)");
 	json_t *rs = json_object_get(lb, "random_steering");
 	json_t *dw = json_object_get(rs, "default_weight");
 	json_t *pw = json_object_get(rs, "pool_weights");

@@ -430,7 +430,9 @@ Test(cloudflare, policies_without_a_readable_share_are_refused)
 	json_object_set_new(lb, "region_pools", json_pack("{s:[s]}", "WNAM", VM_POOL));
 	put_lb(lb);
 	json_decref(lb);
-	const char *parts[] = {"region/country/PoP pools", NULL};
+	const char *parts[] = {"uses steering_policy \"\" (geo steering, from its "
+	                       "region/country/PoP pools), under which",
+	                       NULL};
 	apply_fails(t, 10, parts);
 	cr_assert_eq(count_requests("PATCH", NULL), 0);
 	mg_traffic_free(t);

@@ -8,6 +8,11 @@ listen. Stops on SIGTERM or when stdin closes (the test that started it is gone)
 
 usage: kubeapi.py --cert PEM --key KEY [--client-ca PEM] [--tokens JSON]
                   [--namespaces default,staging]
+                  [--sni-name NAME --sni-cert PEM --sni-key KEY]
+
+--sni-cert is served instead of --cert to a client whose TLS SNI is NAME
+(how a server behind a name-routing proxy looks to kubeconfig's
+tls-server-name); every request's SNI and Host header are in the log.
 
 Authentication (as kube-apiserver with --client-ca-file, a token file and
 anonymous auth off): a client certificate signed by --client-ca is user CN,
@@ -54,7 +59,8 @@ API (what real servers answer, Status objects for errors):
 
 Control API on the second port:
   GET  /__requests   every API request: method, path, query, content_type,
-                     accept, user_agent, user, auth (cert|token|expired|
+                     accept, user_agent, host (the Host header), sni (the
+                     TLS server name the client sent, or null), user, auth (cert|token|expired|
                      invalid|none), body (JSON when it is), status. Never the
                      token or the Authorization header.
   POST /__control    one JSON object, "op" says what:
@@ -1421,6 +1427,9 @@ def main():
     ap.add_argument("--client-ca")
     ap.add_argument("--tokens")
     ap.add_argument("--namespaces", default="default")
+    ap.add_argument("--sni-name")
+    ap.add_argument("--sni-cert")
+    ap.add_argument("--sni-key")
     opt = ap.parse_args()
     tokens = {}
     if opt.tokens:
@@ -1491,6 +1500,8 @@ def main():
                           "content_type": self.headers.get("Content-Type"),
                           "accept": self.headers.get("Accept"),
                           "user_agent": self.headers.get("User-Agent"),
+                          "host": self.headers.get("Host"),
+                          "sni": getattr(self.connection, "mg_sni", None),
                           "user": None, "auth": None, "body": None, "status": None}
             try:
                 raw = self.read_body()
@@ -1944,6 +1955,21 @@ def main():
         # asked for, verified when given, not required: tokens are the other way in
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(opt.client_ca)
+    named = None
+    if opt.sni_name:
+        named = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        named.load_cert_chain(opt.sni_cert, opt.sni_key)
+        if opt.client_ca:
+            named.verify_mode = ssl.CERT_OPTIONAL
+            named.load_verify_locations(opt.client_ca)
+
+    def on_sni(sock, name, _ctx):
+        # remembered on the connection for the request log; the certificate follows the name
+        sock.mg_sni = name
+        if named is not None and name == opt.sni_name:
+            sock.context = named
+
+    ctx.sni_callback = on_sni
     serve_with_control(tls_server(ctx, Api), Control, controller)
 
 

@@ -585,3 +585,17 @@ Test(template, shipped_php_fpm_nginx)
 	cr_assert_str_eq(json_string_value(json_object_get(ann, "migrate/version")), "1.4.2");
 	mg_template_output_free(&out);
 }
+
+/* Found by the template fuzzer: a file with no document at all (empty, or comments only)
+ * renders to nothing, without passing NULL to memcpy (UBSan in the ASan run says so). */
+Test(template, a_template_without_documents_renders_nothing)
+{
+	const char *texts[] = {"", "# only a comment\n", "---\n"};
+	for (size_t i = 0; i < 3; i++) {
+		mg_error err = MG_ERROR_INIT;
+		mg_template_output out = render_ok(texts[i], &err);
+		cr_assert_eq(out.ndocs, 0, "%s", texts[i]);
+		mg_template_output_free(&out);
+		mg_error_clear(&err);
+	}
+}
