@@ -33,7 +33,11 @@ typedef struct {
 	size_t nenv;
 	char *api_version; /* client.authentication.k8s.io/v1 or v1beta1 */
 	char *install_hint;
-	char *dir; /* of the kubeconfig that defined it */
+	char *dir;                 /* of the kubeconfig that defined it */
+	bool provide_cluster_info; /* provideClusterInfo: true */
+	/* then the JSON of KUBERNETES_EXEC_INFO's spec.cluster (server, CA data, the cluster's
+	 * client.authentication.k8s.io/exec extension as config), built as client-go does */
+	char *cluster_json;
 } mg_kube_exec_config;
 
 /* What one context resolves to. Every string is malloc'd; secrets are wiped when freed. */

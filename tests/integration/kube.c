@@ -458,6 +458,89 @@ Test(kube, exec_plugin_wrong_api_version_refused)
 	mg_kube_client_free(c);
 }
 
+/* What the plugin read from KUBERNETES_EXEC_INFO, parsed. */
+static json_t *plugin_info(void)
+{
+	char *text;
+	size_t len;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_fs_read_all(&text, &len, in_dir("info"), &err), 0, "%s", err.message);
+	json_error_t je;
+	json_t *j = json_loadb(text, len, 0, &je);
+	cr_assert_not_null(j, "%s: %s", text, je.text);
+	free(text);
+	return j;
+}
+
+Test(kube, exec_plugin_provide_cluster_info)
+{
+	write_file(in_dir("token"), k.token);
+	char user[8192], cluster[2048], plugin[PATH_MAX];
+	cr_assert_not_null(realpath("tests/fixtures/kube/plugin.sh", plugin));
+	snprintf(user, sizeof(user),
+	         "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	         "      command: %s\n      provideClusterInfo: true\n"
+	         "      env:\n      - {name: MG_PLUGIN_DIR, value: %s}\n",
+	         plugin, dir);
+	/* the CA as a file: the plugin gets it as data, as from client-go */
+	snprintf(cluster, sizeof(cluster),
+	         "    certificate-authority: %s\n    tls-server-name: 127.0.0.1\n"
+	         "    proxy-url: http://127.0.0.1:9/\n"
+	         "    extensions:\n    - name: other\n      extension: {x: 1}\n"
+	         "    - name: client.authentication.k8s.io/exec\n"
+	         "      extension:\n        audience: shop\n        retries: 3\n"
+	         "        fast: true\n        zone: \"42\"\n        list: [a, 2]\n",
+	         k.ca);
+	const char *kc = kubeconfig("kc-info", k.url, cluster, user);
+	mg_kube_client *c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+	json_t *info = plugin_info();
+	json_t *spec = json_object_get(info, "spec");
+	cr_assert(json_is_false(json_object_get(spec, "interactive")));
+	json_t *cl = json_object_get(spec, "cluster");
+	cr_assert_not_null(cl, "no spec.cluster");
+	cr_assert_str_eq(str(cl, "server"), k.url);
+	cr_assert_str_eq(str(cl, "tls-server-name"), "127.0.0.1");
+	cr_assert_str_eq(str(cl, "proxy-url"), "http://127.0.0.1:9/");
+	cr_assert_null(json_object_get(cl, "insecure-skip-tls-verify"));
+	char *ca = b64_file(k.ca);
+	cr_assert_str_eq(str(cl, "certificate-authority-data"), ca);
+	free(ca);
+	json_t *want =
+	    json_loads("{\"audience\":\"shop\",\"retries\":3,\"fast\":true,\"zone\":\"42\","
+	               "\"list\":[\"a\",2]}",
+	               0, NULL);
+	cr_assert(json_equal(json_object_get(cl, "config"), want), "%s",
+	          json_dumps(json_object_get(cl, "config"), 0));
+	json_decref(want);
+	json_decref(info);
+
+	/* without provideClusterInfo nothing about the cluster; insecure shows when set */
+	kc = exec_kubeconfig("kc-noinfo", "client.authentication.k8s.io/v1");
+	c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+	info = plugin_info();
+	cr_assert_null(json_object_get(json_object_get(info, "spec"), "cluster"));
+	json_decref(info);
+	snprintf(user, sizeof(user),
+	         "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	         "      command: %s\n      provideClusterInfo: true\n"
+	         "      env:\n      - {name: MG_PLUGIN_DIR, value: %s}\n",
+	         plugin, dir);
+	kc = kubeconfig("kc-insecure-info", k.url, "    insecure-skip-tls-verify: true\n", user);
+	c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+	info = plugin_info();
+	cl = json_object_get(json_object_get(info, "spec"), "cluster");
+	cr_assert(json_is_true(json_object_get(cl, "insecure-skip-tls-verify")));
+	cr_assert_null(json_object_get(cl, "certificate-authority-data"));
+	cr_assert_null(json_object_get(cl, "config"));
+	json_decref(info);
+}
+
 Test(kube, conflict_needs_force)
 {
 	mg_kube_client *c = client_for(k.kubeconfig, NULL);
