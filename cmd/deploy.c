@@ -700,12 +700,28 @@ static void *cluster_thread(void *ud)
 	return NULL;
 }
 
+/* "1 of 1 Deployment" as before, or "2 of 3 workloads" once StatefulSets or DaemonSets are in */
+static void rolled_text(char *buf, size_t size, const mg_cluster_result *r)
+{
+	if (r->workloads == r->deployments)
+		snprintf(buf, size, "%zu of %zu Deployment%s rolled out", r->rolled_out,
+		         r->deployments, r->deployments == 1 ? "" : "s");
+	else
+		snprintf(buf, size, "%zu of %zu workload%s rolled out", r->rolled_out,
+		         r->workloads - r->rollouts_not_waitable,
+		         r->workloads - r->rollouts_not_waitable == 1 ? "" : "s");
+	if (r->rollouts_not_waitable)
+		snprintf(buf + strlen(buf), size - strlen(buf), ", %zu not waitable (OnDelete)",
+		         r->rollouts_not_waitable);
+}
+
 static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
                           const char *version, const mg_cluster_result *r, int rc)
 {
 	bool c = cli->color_out;
-	char t[32];
+	char t[32], rolled[160];
 	fmt_secs(t, sizeof(t), r->duration_ms);
+	rolled_text(rolled, sizeof(rolled), r);
 	if (r->dry_run)
 		printf("%s: dry run of the cluster %s of %s (server-side dryRun=All, nothing "
 		       "persisted, no rollout waited for): %zu to create, %zu to change, %zu "
@@ -713,18 +729,16 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 		       plan, verb, version, r->created, r->configured, r->unchanged);
 	else if (!rc)
 		printf("%s: %scluster %s %s%s in %s (context %s, namespace %s): %zu created, %zu "
-		       "configured, %zu unchanged; %zu of %zu Deployment%s rolled out\n",
+		       "configured, %zu unchanged; %s\n",
 		       plan, cli_c(c, C_GREEN), !strcmp(verb, "rollback") ? "rolled back to" : "at",
 		       version, cli_c(c, C_RESET), t, r->context ? r->context : "-",
 		       r->namespace_ ? r->namespace_ : "-", r->created, r->configured, r->unchanged,
-		       r->rolled_out, r->deployments, r->deployments == 1 ? "" : "s");
+		       rolled);
 	else
 		printf("%s: %scluster %s of %s failed%s after %s: %zu created, %zu configured, %zu "
-		       "unchanged, %zu failed, %zu not applied; %zu of %zu Deployment%s rolled "
-		       "out\n",
+		       "unchanged, %zu failed, %zu not applied; %s\n",
 		       plan, cli_c(c, C_RED), verb, version, cli_c(c, C_RESET), t, r->created,
-		       r->configured, r->unchanged, r->failed, r->not_run, r->rolled_out,
-		       r->deployments, r->deployments == 1 ? "" : "s");
+		       r->configured, r->unchanged, r->failed, r->not_run, rolled);
 	size_t w = 6;
 	for (size_t i = 0; i < r->nobjects; i++) {
 		const mg_cluster_object *o = &r->objects[i];
@@ -751,6 +765,8 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 			snprintf(ro, sizeof(ro), "failed");
 		else if (o->rollout_not_waited)
 			snprintf(ro, sizeof(ro), "unknown");
+		else if (o->rollout_not_waitable)
+			snprintf(ro, sizeof(ro), "OnDelete");
 		snprintf(line, sizeof(line), "  %-*s  %s%-10s%s  %-9s  %s", (int)w, name,
 		         cli_c(c, col), mg_cluster_outcome_name(o->outcome), cli_c(c, C_RESET), ro,
 		         o->error ? o->error : "");
