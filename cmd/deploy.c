@@ -1072,20 +1072,24 @@ begin:;
 	if (!cli->dry_run && fleet_ran && fres.hosts)
 		changed = vms_state_update(&st, op, &fres, vms_version);
 	if (!cli->dry_run && job.ran) {
-		/* once anything of V is on the cluster it runs V (healthy or not): a rollback goes
-		 * back from there */
+		/* once anything of V is on the cluster it runs V, healthy or not: the state says
+		 * which, and only a release that rolled out becomes the one a rollback goes to */
 		bool applied = job.res.created + job.res.configured + job.res.unchanged > 0;
-		if (op == MG_FLEET_DEPLOY && applied && strcmp(st.kubernetes_version, version)) {
-			snprintf(st.kubernetes_previous_version,
-			         sizeof(st.kubernetes_previous_version), "%s",
-			         st.kubernetes_version);
+		if (applied) {
+			if (op == MG_FLEET_DEPLOY && strcmp(st.kubernetes_version, version)) {
+				if (strcmp(st.kubernetes_rollout, "failed") != 0)
+					snprintf(st.kubernetes_previous_version,
+					         sizeof(st.kubernetes_previous_version), "%s",
+					         st.kubernetes_version);
+			} else if (op == MG_FLEET_ROLLBACK && !job.rc) {
+				st.kubernetes_previous_version[0] = '\0';
+			}
+			/* a failed rollback keeps kubernetes_previous: running it again retries */
 			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
 			         version);
-			changed = true;
-		} else if (op == MG_FLEET_ROLLBACK && !job.rc) {
-			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
-			         version);
-			st.kubernetes_previous_version[0] = '\0';
+			snprintf(st.kubernetes_rollout, sizeof(st.kubernetes_rollout), "%s",
+			         job.rc ? "failed" : "ok");
+			mg_state_set_kubernetes_error(&st, job.rc ? job.err.message : NULL);
 			changed = true;
 		}
 		mg_error jerr = MG_ERROR_INIT;
@@ -1141,7 +1145,7 @@ begin:;
 		json_object_set_new(
 		    doc, "versions",
 		    json_pack(
-		        "{s:o, s:o, s:o, s:o}", "vms",
+		        "{s:o, s:o, s:o, s:o, s:o, s:o}", "vms",
 		        *st.vms_version ? json_string(st.vms_version) : json_null(), "vms_previous",
 		        *st.vms_previous_version ? json_string(st.vms_previous_version)
 		                                 : json_null(),
@@ -1150,7 +1154,11 @@ begin:;
 		        "kubernetes_previous",
 		        *st.kubernetes_previous_version
 		            ? json_string(st.kubernetes_previous_version)
-		            : json_null()));
+		            : json_null(),
+		        "kubernetes_rollout",
+		        *st.kubernetes_rollout ? json_string(st.kubernetes_rollout) : json_null(),
+		        "kubernetes_error",
+		        *st.kubernetes_error ? json_string(st.kubernetes_error) : json_null()));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 		doc = NULL;
 	} else {

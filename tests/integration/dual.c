@@ -857,3 +857,76 @@ Test(dual, status_and_plan_show_the_cluster_side)
 	json_decref(doc);
 	tu_output_free(&r);
 }
+
+Test(dual, failed_rollout_recorded_status_step_and_rollback)
+{
+	tu_vms_start(&vms, dir, 1);
+	write_plan(&(plan_opts){.nvms = 1, .traffic = true});
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "2.0-fail-rollout", true);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	json_t *v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "ok");
+	cr_assert(json_is_null(json_object_get(v, "kubernetes_error")));
+	json_decref(v);
+
+	/* applied, never ready: the cluster runs it (not healthy), and the state says so */
+	r = tu_migrate_plan(plan, "deploy", "--version", "2.0-fail-rollout", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *dv = json_object_get(doc, "versions");
+	cr_assert_str_eq(vstr(dv, "kubernetes"), "2.0-fail-rollout");
+	cr_assert_str_eq(vstr(dv, "kubernetes_rollout"), "failed");
+	json_decref(doc);
+	tu_output_free(&r);
+	v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes"), "2.0-fail-rollout");
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0");
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "failed");
+	cr_assert(strstr(vstr(v, "kubernetes_error"), "ProgressDeadlineExceeded"), "%s",
+	          vstr(v, "kubernetes_error"));
+	json_decref(v);
+
+	/* status shows it, in text and JSON */
+	r = tu_migrate_plan(plan, "status", NULL);
+	cr_assert(strstr(r.out, "cluster 2.0-fail-rollout (rollout failed) (before: 1.0)"), "%s",
+	          r.out);
+	cr_assert(strstr(r.out, "2.0-fail-rollout's rollout failed: "), "%s", r.out);
+	tu_output_free(&r);
+	r = tu_migrate_plan(plan, "status", "-o", "json", NULL);
+	doc = tu_json_doc(&r);
+	dv = json_object_get(json_object_get(doc, "state"), "versions");
+	cr_assert_str_eq(vstr(dv, "kubernetes_rollout"), "failed", "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* the VMs and the cluster carry the same name, but the cluster does not run it */
+	r = tu_migrate_plan(plan, "step", NULL);
+	cr_assert_eq(r.status, 3, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, "the VMs run 2.0-fail-rollout but the cluster's rollout of "
+	                        "2.0-fail-rollout failed ("),
+	          "%s", r.err);
+	tu_output_free(&r);
+
+	/* another failed release: the one to go back to is still the last that rolled out */
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "3.0-fail-rollout", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes"), "3.0-fail-rollout");
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0");
+	json_decref(v);
+
+	r = tu_migrate_plan(plan, "rollback", "--release", "--k8s-only", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
+	v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0");
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "ok");
+	cr_assert(json_is_null(json_object_get(v, "kubernetes_error")));
+	cr_assert(json_is_null(json_object_get(v, "kubernetes_previous")));
+	json_decref(v);
+}
