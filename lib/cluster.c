@@ -372,8 +372,8 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 	/* after a failure the waits stopped: say which applied Deployments nobody watched */
 	for (size_t i = 0; i < n && !o->dry_run; i++) {
 		mg_cluster_object *obj = &out->objects[i];
-		if (obj->rollout && !obj->rolled_out && obj->outcome != MG_CLUSTER_FAILED &&
-		    obj->outcome != MG_CLUSTER_NOT_RUN) {
+		if (obj->rollout && !obj->rolled_out && !obj->rollout_not_waitable &&
+		    obj->outcome != MG_CLUSTER_FAILED && obj->outcome != MG_CLUSTER_NOT_RUN) {
 			obj->rollout_not_waited = true;
 			out->rollouts_not_waited++;
 		}
