@@ -1093,8 +1093,9 @@ begin:;
 			changed = true;
 		}
 		mg_error jerr = MG_ERROR_INIT;
+		/* "to" is what the cluster runs now, as in state.json: V once any of it applied */
 		if (mg_cluster_journal(store, cli->command, "cluster-result", from_k8s,
-		                       job.rc ? from_k8s : version, &job.res,
+		                       applied ? version : from_k8s, &job.res,
 		                       json_array_size(objects), job.rc ? job.err.message : reason,
 		                       &jerr))
 			fprintf(stderr, "error: %s\n", jerr.message);

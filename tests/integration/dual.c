@@ -891,6 +891,25 @@ Test(dual, failed_rollout_recorded_status_step_and_rollback)
 	          vstr(v, "kubernetes_error"));
 	json_decref(v);
 
+	/* the journal's result says the same: the cluster went to 2.0-fail-rollout */
+	char buf[65536] = "";
+	FILE *jf = fopen(tu_at("%s/state/shop/journal.jsonl", dir), "r");
+	cr_assert_not_null(jf, "no journal");
+	size_t jn = fread(buf, 1, sizeof(buf) - 1, jf);
+	buf[jn] = '\0';
+	fclose(jf);
+	const char *last = NULL;
+	for (const char *p = strstr(buf, "\"cluster-result\""); p;
+	     p = strstr(p + 1, "\"cluster-result\""))
+		last = p;
+	cr_assert_not_null(last, "%s", buf);
+	const char *eol = strchr(last, '\n');
+	char line[16384];
+	snprintf(line, sizeof(line), "%.*s", eol ? (int)(eol - last) : (int)strlen(last), last);
+	cr_assert(
+	    strstr(line, "\"after\":{\"side\":\"kubernetes\",\"version\":\"2.0-fail-rollout\"}"),
+	    "%s", line);
+
 	/* status shows it, in text and JSON */
 	r = tu_migrate_plan(plan, "status", NULL);
 	cr_assert(strstr(r.out, "cluster 2.0-fail-rollout (rollout failed) (before: 1.0)"), "%s",
