@@ -708,12 +708,28 @@ static void *cluster_thread(void *ud)
 	return NULL;
 }
 
+/* "1 of 1 Deployment" as before, or "2 of 3 workloads" once StatefulSets or DaemonSets are in */
+static void rolled_text(char *buf, size_t size, const mg_cluster_result *r)
+{
+	if (r->workloads == r->deployments)
+		snprintf(buf, size, "%zu of %zu Deployment%s rolled out", r->rolled_out,
+		         r->deployments, r->deployments == 1 ? "" : "s");
+	else
+		snprintf(buf, size, "%zu of %zu workload%s rolled out", r->rolled_out,
+		         r->workloads - r->rollouts_not_waitable,
+		         r->workloads - r->rollouts_not_waitable == 1 ? "" : "s");
+	if (r->rollouts_not_waitable)
+		snprintf(buf + strlen(buf), size - strlen(buf), ", %zu not waitable (OnDelete)",
+		         r->rollouts_not_waitable);
+}
+
 static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
                           const char *version, const mg_cluster_result *r, int rc)
 {
 	bool c = cli->color_out;
-	char t[32];
+	char t[32], rolled[160];
 	fmt_secs(t, sizeof(t), r->duration_ms);
+	rolled_text(rolled, sizeof(rolled), r);
 	if (r->dry_run)
 		printf("%s: dry run of the cluster %s of %s (server-side dryRun=All, nothing "
 		       "persisted, no rollout waited for): %zu to create, %zu to change, %zu "
@@ -721,18 +737,16 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 		       plan, verb, version, r->created, r->configured, r->unchanged);
 	else if (!rc)
 		printf("%s: %scluster %s %s%s in %s (context %s, namespace %s): %zu created, %zu "
-		       "configured, %zu unchanged; %zu of %zu Deployment%s rolled out\n",
+		       "configured, %zu unchanged; %s\n",
 		       plan, cli_c(c, C_GREEN), !strcmp(verb, "rollback") ? "rolled back to" : "at",
 		       version, cli_c(c, C_RESET), t, r->context ? r->context : "-",
 		       r->namespace_ ? r->namespace_ : "-", r->created, r->configured, r->unchanged,
-		       r->rolled_out, r->deployments, r->deployments == 1 ? "" : "s");
+		       rolled);
 	else
 		printf("%s: %scluster %s of %s failed%s after %s: %zu created, %zu configured, %zu "
-		       "unchanged, %zu failed, %zu not applied; %zu of %zu Deployment%s rolled "
-		       "out\n",
+		       "unchanged, %zu failed, %zu not applied; %s\n",
 		       plan, cli_c(c, C_RED), verb, version, cli_c(c, C_RESET), t, r->created,
-		       r->configured, r->unchanged, r->failed, r->not_run, r->rolled_out,
-		       r->deployments, r->deployments == 1 ? "" : "s");
+		       r->configured, r->unchanged, r->failed, r->not_run, rolled);
 	size_t w = 6;
 	for (size_t i = 0; i < r->nobjects; i++) {
 		const mg_cluster_object *o = &r->objects[i];
@@ -759,6 +773,8 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 			snprintf(ro, sizeof(ro), "failed");
 		else if (o->rollout_not_waited)
 			snprintf(ro, sizeof(ro), "unknown");
+		else if (o->rollout_not_waitable)
+			snprintf(ro, sizeof(ro), "OnDelete");
 		snprintf(line, sizeof(line), "  %-*s  %s%-10s%s  %-9s  %s", (int)w, name,
 		         cli_c(c, col), mg_cluster_outcome_name(o->outcome), cli_c(c, C_RESET), ro,
 		         o->error ? o->error : "");
@@ -1064,25 +1080,30 @@ begin:;
 	if (!cli->dry_run && fleet_ran && fres.hosts)
 		changed = vms_state_update(&st, op, &fres, vms_version);
 	if (!cli->dry_run && job.ran) {
-		/* once anything of V is on the cluster it runs V (healthy or not): a rollback goes
-		 * back from there */
+		/* once anything of V is on the cluster it runs V, healthy or not: the state says
+		 * which, and only a release that rolled out becomes the one a rollback goes to */
 		bool applied = job.res.created + job.res.configured + job.res.unchanged > 0;
-		if (op == MG_FLEET_DEPLOY && applied && strcmp(st.kubernetes_version, version)) {
-			snprintf(st.kubernetes_previous_version,
-			         sizeof(st.kubernetes_previous_version), "%s",
-			         st.kubernetes_version);
+		if (applied) {
+			if (op == MG_FLEET_DEPLOY && strcmp(st.kubernetes_version, version)) {
+				if (strcmp(st.kubernetes_rollout, "failed") != 0)
+					snprintf(st.kubernetes_previous_version,
+					         sizeof(st.kubernetes_previous_version), "%s",
+					         st.kubernetes_version);
+			} else if (op == MG_FLEET_ROLLBACK && !job.rc) {
+				st.kubernetes_previous_version[0] = '\0';
+			}
+			/* a failed rollback keeps kubernetes_previous: running it again retries */
 			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
 			         version);
-			changed = true;
-		} else if (op == MG_FLEET_ROLLBACK && !job.rc) {
-			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
-			         version);
-			st.kubernetes_previous_version[0] = '\0';
+			snprintf(st.kubernetes_rollout, sizeof(st.kubernetes_rollout), "%s",
+			         job.rc ? "failed" : "ok");
+			mg_state_set_kubernetes_error(&st, job.rc ? job.err.message : NULL);
 			changed = true;
 		}
 		mg_error jerr = MG_ERROR_INIT;
+		/* "to" is what the cluster runs now, as in state.json: V once any of it applied */
 		if (mg_cluster_journal(store, cli->command, "cluster-result", from_k8s,
-		                       job.rc ? from_k8s : version, &job.res,
+		                       applied ? version : from_k8s, &job.res,
 		                       json_array_size(objects), job.rc ? job.err.message : reason,
 		                       &jerr))
 			fprintf(stderr, "error: %s\n", jerr.message);
@@ -1133,7 +1154,7 @@ begin:;
 		json_object_set_new(
 		    doc, "versions",
 		    json_pack(
-		        "{s:o, s:o, s:o, s:o}", "vms",
+		        "{s:o, s:o, s:o, s:o, s:o, s:o}", "vms",
 		        *st.vms_version ? json_string(st.vms_version) : json_null(), "vms_previous",
 		        *st.vms_previous_version ? json_string(st.vms_previous_version)
 		                                 : json_null(),
@@ -1142,7 +1163,11 @@ begin:;
 		        "kubernetes_previous",
 		        *st.kubernetes_previous_version
 		            ? json_string(st.kubernetes_previous_version)
-		            : json_null()));
+		            : json_null(),
+		        "kubernetes_rollout",
+		        *st.kubernetes_rollout ? json_string(st.kubernetes_rollout) : json_null(),
+		        "kubernetes_error",
+		        *st.kubernetes_error ? json_string(st.kubernetes_error) : json_null()));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 		doc = NULL;
 	} else {

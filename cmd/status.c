@@ -339,9 +339,20 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		if (*st.vms_previous_version)
 			printf(" (before: %s)", st.vms_previous_version);
 		printf(", cluster %s", *st.kubernetes_version ? st.kubernetes_version : "-");
+		if (!strcmp(st.kubernetes_rollout, "failed"))
+			printf(" %s(rollout failed)%s", cli_c(c, C_RED), cli_c(c, C_RESET));
 		if (*st.kubernetes_previous_version)
 			printf(" (before: %s)", st.kubernetes_previous_version);
 		printf("\n");
+		if (!strcmp(st.kubernetes_rollout, "failed"))
+			printf(
+			    "  cluster    %s's rollout failed: %s; deploy a release again or `migrate "
+			    "rollback --release`%s%s%s\n",
+			    st.kubernetes_version,
+			    *st.kubernetes_error ? st.kubernetes_error : "(no reason recorded)",
+			    *st.kubernetes_previous_version ? " (to " : "",
+			    st.kubernetes_previous_version,
+			    *st.kubernetes_previous_version ? ")" : "");
 	}
 	if (has_fleet)
 		fleet_view_print(cli, &fv, st.vms_version);

@@ -114,6 +114,22 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	 * and a migration step at once: whichever breaks, the gates cannot tell which */
 	bool skew = *st->vms_version && *st->kubernetes_version &&
 	            strcmp(st->vms_version, st->kubernetes_version) != 0;
+	/* a cluster whose rollout of the VMs' release failed does not run it: some pods may,
+	 * some may run the release before, or none be ready */
+	bool failed = *st->vms_version && !strcmp(st->vms_version, st->kubernetes_version) &&
+	              !strcmp(st->kubernetes_rollout, "failed");
+	if (failed && !o.allow_skew) {
+		rc = mg_error_set(
+		    &err, MG_ECONFLICT,
+		    "the VMs run %s but the cluster's rollout of %s failed (%s): deploy "
+		    "it to the cluster again (`migrate deploy --k8s-only --version %s`) "
+		    "before moving traffic, or step anyway with --allow-skew",
+		    st->vms_version, st->kubernetes_version,
+		    *st->kubernetes_error ? st->kubernetes_error : "no reason recorded",
+		    st->kubernetes_version);
+		goto fail;
+	}
+	skew = skew || failed;
 	if (skew && !o.allow_skew) {
 		rc = mg_error_set(
 		    &err, MG_ECONFLICT,
@@ -124,8 +140,9 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		goto fail;
 	}
 	if (skew && !cli->dry_run) {
-		json_t *ev = json_pack("{s:s, s:s}", "vms_version", st->vms_version,
-		                       "kubernetes_version", st->kubernetes_version);
+		json_t *ev = json_pack("{s:s, s:s, s:b}", "vms_version", st->vms_version,
+		                       "kubernetes_version", st->kubernetes_version,
+		                       "kubernetes_rollout_failed", failed);
 		mg_journal_entry e = {"step", "skew-allowed", NULL, NULL, o.reason, ev};
 		rc = mg_journal_append(c.store, &e, &err);
 		json_decref(ev);

@@ -314,8 +314,11 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 		obj->name = dup_or_null(meta(m, "name"));
 		const char *ns = meta(m, "namespace");
 		obj->namespace_ = dup_or_null(ns ? ns : out->namespace_);
-		obj->rollout = obj->kind && !strcmp(obj->kind, "Deployment");
-		out->deployments += obj->rollout;
+		obj->rollout = obj->kind && (!strcmp(obj->kind, "Deployment") ||
+		                             !strcmp(obj->kind, "StatefulSet") ||
+		                             !strcmp(obj->kind, "DaemonSet"));
+		out->deployments += obj->kind && !strcmp(obj->kind, "Deployment");
+		out->workloads += obj->rollout;
 	}
 
 	int rc = 0;
@@ -342,7 +345,10 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 			continue;
 		int64_t left = budget - (mono_ms() - wait_start);
 		wait_ctx w = {o, obj};
-		mg_kube_rollout_options ro = {.timeout_ms = left > 1 ? left : 1,
+		bool not_waitable = false;
+		mg_kube_rollout_options ro = {.kind = obj->kind,
+		                              .not_waitable = &not_waitable,
+		                              .timeout_ms = left > 1 ? left : 1,
 		                              .poll_ms =
 		                                  o->poll_ms > 0 ? o->poll_ms : DEFAULT_POLL_MS,
 		                              .cancel = o->cancel,
@@ -354,6 +360,9 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 		if (rc) {
 			fail_object(obj, err);
 			out->canceled = rc == MG_ECANCELED;
+		} else if (not_waitable) {
+			obj->rollout_not_waitable = true;
+			out->rollouts_not_waitable++;
 		} else {
 			obj->rolled_out = true;
 			out->rolled_out++;
@@ -363,8 +372,8 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 	/* after a failure the waits stopped: say which applied Deployments nobody watched */
 	for (size_t i = 0; i < n && !o->dry_run; i++) {
 		mg_cluster_object *obj = &out->objects[i];
-		if (obj->rollout && !obj->rolled_out && obj->outcome != MG_CLUSTER_FAILED &&
-		    obj->outcome != MG_CLUSTER_NOT_RUN) {
+		if (obj->rollout && !obj->rolled_out && !obj->rollout_not_waitable &&
+		    obj->outcome != MG_CLUSTER_FAILED && obj->outcome != MG_CLUSTER_NOT_RUN) {
 			obj->rollout_not_waited = true;
 			out->rollouts_not_waited++;
 		}
@@ -413,6 +422,8 @@ json_t *mg_cluster_result_to_json(const mg_cluster_result *r)
 			json_object_set_new(j, "rollout_status", str_or_null(o->rollout_status));
 			json_object_set_new(j, "rollout_not_waited",
 			                    json_boolean(o->rollout_not_waited));
+			json_object_set_new(j, "rollout_not_waitable",
+			                    json_boolean(o->rollout_not_waitable));
 		}
 		if (o->diff)
 			json_object_set_new(j, "diff", json_string(o->diff));
@@ -428,16 +439,25 @@ json_t *mg_cluster_result_to_json(const mg_cluster_result *r)
 			                      json_sprintf("%s/%s", o->kind ? o->kind : "?",
 			                                   o->name ? o->name : "?"));
 	}
-	return json_pack("{s:o, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:b, "
-	                 "s:I, s:o}",
+	json_t *not_waitable = json_array();
+	for (size_t i = 0; i < r->nobjects; i++) {
+		const mg_cluster_object *o = &r->objects[i];
+		if (o->rollout_not_waitable)
+			json_array_append_new(not_waitable,
+			                      json_sprintf("%s/%s", o->kind ? o->kind : "?",
+			                                   o->name ? o->name : "?"));
+	}
+	return json_pack("{s:o, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
+	                 "s:o, s:b, s:I, s:o}",
 	                 "context", str_or_null(r->context), "server", str_or_null(r->server),
 	                 "namespace", str_or_null(r->namespace_), "insecure", r->insecure,
 	                 "dry_run", r->dry_run, "created", (json_int_t)r->created, "configured",
 	                 (json_int_t)r->configured, "unchanged", (json_int_t)r->unchanged, "failed",
 	                 (json_int_t)r->failed, "not_run", (json_int_t)r->not_run, "deployments",
-	                 (json_int_t)r->deployments, "rolled_out", (json_int_t)r->rolled_out,
-	                 "rollouts_not_waited", not_waited, "canceled", r->canceled, "duration_ms",
-	                 (json_int_t)r->duration_ms, "objects", objs);
+	                 (json_int_t)r->deployments, "workloads", (json_int_t)r->workloads,
+	                 "rolled_out", (json_int_t)r->rolled_out, "rollouts_not_waited", not_waited,
+	                 "rollouts_not_waitable", not_waitable, "canceled", r->canceled,
+	                 "duration_ms", (json_int_t)r->duration_ms, "objects", objs);
 }
 
 /* --- the record of applied manifests ---------------------------------------------------------- */

@@ -35,8 +35,11 @@ typedef struct {
 	char *what; /* "apps/v1 Deployment shop/web" */
 	char *kind, *name, *namespace_;
 	mg_cluster_outcome outcome;
-	bool rollout;    /* a Deployment: its rollout was (or would be) waited for */
+	bool rollout;    /* a Deployment, StatefulSet or DaemonSet: its rollout was (or would be)
+	                    waited for */
 	bool rolled_out; /* and it completed */
+	/* a StatefulSet or DaemonSet with updateStrategy OnDelete: nothing to wait for */
+	bool rollout_not_waitable;
 	/*
 	 * Applied, but its rollout was not waited for: the waits stop at the
 	 * first failure (an apply or an earlier rollout), so whether this one
@@ -54,7 +57,9 @@ typedef struct {
 	size_t nobjects;
 	size_t created, configured, unchanged, failed, not_run;
 	size_t deployments, rolled_out;
-	size_t rollouts_not_waited; /* objects with rollout_not_waited */
+	size_t workloads; /* Deployments, StatefulSets and DaemonSets (rolled_out counts all) */
+	size_t rollouts_not_waitable; /* objects with rollout_not_waitable */
+	size_t rollouts_not_waited;   /* objects with rollout_not_waited */
 	bool dry_run;
 	bool canceled;
 	int64_t duration_ms;
@@ -96,7 +101,7 @@ typedef struct {
 	 * is waited for.
 	 */
 	bool dry_run;
-	int64_t rollout_timeout_ms; /* for all Deployments together; 0: 10 min */
+	int64_t rollout_timeout_ms; /* for all rollouts together; 0: 10 min */
 	int64_t poll_ms;            /* rollout polling; 0: 250 ms */
 	const volatile int *cancel;
 	mg_cluster_progress_fn progress; /* may be NULL; called from the applying thread */
@@ -105,7 +110,8 @@ typedef struct {
 
 /*
  * Applies every object (stopping at the first failure: what depends on it
- * is not sent), then waits for every Deployment's rollout (stopping at the
+ * is not sent), then waits for every Deployment's, StatefulSet's and
+ * DaemonSet's rollout (stopping at the
  * first that fails; the Deployments left are marked rollout_not_waited). The result is
  * filled whatever happens (free it); 0 when everything applied and rolled
  * out, MG_ECONFLICT for a field-manager conflict (force not set), MG_ERROR

@@ -33,7 +33,11 @@ typedef struct {
 	size_t nenv;
 	char *api_version; /* client.authentication.k8s.io/v1 or v1beta1 */
 	char *install_hint;
-	char *dir; /* of the kubeconfig that defined it */
+	char *dir;                 /* of the kubeconfig that defined it */
+	bool provide_cluster_info; /* provideClusterInfo: true */
+	/* then the JSON of KUBERNETES_EXEC_INFO's spec.cluster (server, CA data, the cluster's
+	 * client.authentication.k8s.io/exec extension as config), built as client-go does */
+	char *cluster_json;
 } mg_kube_exec_config;
 
 /* What one context resolves to. Every string is malloc'd; secrets are wiped when freed. */
@@ -118,17 +122,25 @@ int mg_kube_apply(mg_kube_client *c, const json_t *obj, const mg_kube_apply_opti
 typedef void (*mg_kube_progress_fn)(const char *msg, void *ud);
 
 typedef struct {
+	const char *kind;   /* "Deployment" (NULL), "StatefulSet" or "DaemonSet" (apps/v1) */
 	int64_t timeout_ms; /* the plan's rollout_timeout; 0: 5 min */
 	int64_t poll_ms;    /* 0: 1 s */
 	const volatile int *cancel;
 	mg_kube_progress_fn progress; /* called when the status message changes; may be NULL */
 	void *ud;
+	/*
+	 * May be NULL. A StatefulSet or DaemonSet with updateStrategy OnDelete has
+	 * no rollout (kubectl refuses to wait for one): with this set it is true
+	 * and 0 is returned (the reason went to progress); without, MG_ERROR.
+	 */
+	bool *not_waitable;
 } mg_kube_rollout_options;
 
 /*
- * Waits like `kubectl rollout status deployment/NAME`. 0 once rolled out;
- * MG_ERROR at once on ProgressDeadlineExceeded, or when the timeout passes
- * (saying where it stood); MG_ECANCELED when *cancel is raised.
+ * Waits like `kubectl rollout status deployment/NAME` (statefulset/,
+ * daemonset/ with o->kind). 0 once rolled out; MG_ERROR at once on a
+ * Deployment's ProgressDeadlineExceeded, or when the timeout passes (naming
+ * the object and what it still waits for); MG_ECANCELED when *cancel is raised.
  */
 int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *name,
                          const mg_kube_rollout_options *o, mg_error *err);

@@ -108,6 +108,20 @@ static json_t *gates_json(const mg_state *st)
 	                 st->gate_summary[0] ? json_string(st->gate_summary) : json_null());
 }
 
+void mg_state_set_kubernetes_error(mg_state *st, const char *msg)
+{
+	size_t n = msg ? strlen(msg) : 0, max = sizeof(st->kubernetes_error) - 1;
+	if (n > max) {
+		n = max;
+		/* not in the middle of a character: the JSON must stay valid UTF-8 */
+		while (n > 0 && ((unsigned char)msg[n] & 0xC0) == 0x80)
+			n--;
+	}
+	if (n)
+		memcpy(st->kubernetes_error, msg, n);
+	st->kubernetes_error[n] = '\0';
+}
+
 json_t *mg_state_to_json(const mg_state *st)
 {
 	json_t *step_index =
@@ -130,6 +144,13 @@ json_t *mg_state_to_json(const mg_state *st)
 	                                       : json_null(),
 	    "created_at", time_or_null(st->created_ms), "updated_at", time_or_null(st->updated_ms));
 	if (doc) {
+		json_t *v = json_object_get(doc, "versions");
+		json_object_set_new(v, "kubernetes_rollout",
+		                    st->kubernetes_rollout[0] ? json_string(st->kubernetes_rollout)
+		                                              : json_null());
+		json_object_set_new(v, "kubernetes_error",
+		                    st->kubernetes_error[0] ? json_string(st->kubernetes_error)
+		                                            : json_null());
 		json_object_set_new(doc, "pending", pending_json(st));
 		json_object_set_new(doc, "gates", gates_json(st));
 		json_object_set_new(doc, "pause_reason",
@@ -309,6 +330,27 @@ int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err)
 		                 "kubernetes_previous", err);
 		if (rc < 0)
 			return rc;
+	}
+
+	/* absent in files written before failed rollouts were recorded: unknown */
+	json_t *ro = json_object_get(versions, "kubernetes_rollout");
+	if (ro && !json_is_null(ro)) {
+		const char *r = json_string_value(ro);
+		if (!r || (strcmp(r, "ok") != 0 && strcmp(r, "failed") != 0))
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "\"versions.kubernetes_rollout\" must be \"ok\", \"failed\" "
+			    "or null");
+		snprintf(st.kubernetes_rollout, sizeof(st.kubernetes_rollout), "%s", r);
+	}
+	json_t *kerr = json_object_get(versions, "kubernetes_error");
+	if (kerr && !json_is_null(kerr)) {
+		if (!json_is_string(kerr))
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "\"versions.kubernetes_error\" must be a string or null");
+		/* a message: cut to the field's size rather than refuse the whole state */
+		mg_state_set_kubernetes_error(&st, json_string_value(kerr));
 	}
 
 	rc = get_time(&st.created_ms, doc, "created_at", "created_at", err);

@@ -44,6 +44,15 @@ typedef struct {
 	char kubernetes_version[128];
 	/* what the cluster ran before kubernetes_version ("" if unknown): rollback --release */
 	char kubernetes_previous_version[128];
+	/*
+	 * How the last cluster deploy or rollback of kubernetes_version ended once
+	 * anything of it was applied: "ok" (every rollout done), "failed" (an apply or
+	 * a rollout failed: the cluster has some of it, not healthy), "" (unknown:
+	 * files from before this was recorded). A failed release is never made
+	 * kubernetes_previous_version (a rollback must go back to one that ran).
+	 */
+	char kubernetes_rollout[16];
+	char kubernetes_error[512]; /* why it failed; "" unless "failed" */
 	int64_t created_ms;
 	int64_t updated_ms;
 	/*
@@ -85,6 +94,8 @@ int mg_phase_parse(mg_phase *out, const char *s);
 
 /* The document written to state.json (and shown by `migrate status -o json`). New reference. */
 json_t *mg_state_to_json(const mg_state *st);
+/* kubernetes_error = msg (NULL: ""), cut at a UTF-8 character boundary if too long. */
+void mg_state_set_kubernetes_error(mg_state *st, const char *msg);
 int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err);
 
 #endif

@@ -21,6 +21,8 @@ static const struct {
     {"v1", "Service", "services", true},
     {"v1", "Namespace", "namespaces", false},
     {"apps/v1", "Deployment", "deployments", true},
+    {"apps/v1", "StatefulSet", "statefulsets", true},
+    {"apps/v1", "DaemonSet", "daemonsets", true},
     {"autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true},
     {"policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", true},
     {"networking.k8s.io/v1", "Ingress", "ingresses", true},

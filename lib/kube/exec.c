@@ -113,10 +113,12 @@ static char **build_env(const mg_kube_exec_config *e)
 	for (size_t i = 0; i < e->nenv; i++)
 		env[k++] = e->env[i];
 	char *info;
+	/* spec.cluster only when the kubeconfig asks for it (provideClusterInfo), as client-go */
 	if (asprintf(&info,
 	             "KUBERNETES_EXEC_INFO={\"apiVersion\":\"%s\",\"kind\":\"ExecCredential\","
-	             "\"spec\":{\"interactive\":false}}",
-	             e->api_version) < 0) {
+	             "\"spec\":{%s%s%s\"interactive\":false}}",
+	             e->api_version, e->cluster_json ? "\"cluster\":" : "",
+	             e->cluster_json ? e->cluster_json : "", e->cluster_json ? "," : "") < 0) {
 		free(env);
 		return NULL;
 	}

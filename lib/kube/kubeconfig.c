@@ -8,6 +8,7 @@
  * error can point at the exact line in the exact file.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -427,6 +428,9 @@ static int read_exec(mg_kube_config *c, const kfile *f, yaml_node_t *ex, const c
 		return mg_kube_oom(err);
 	const char *av, *cmd, *hint, *mode;
 	yaml_node_t *at;
+	snprintf(path, sizeof(path), "%s.provideClusterInfo", base);
+	if ((rc = get_bool(f, ex, "provideClusterInfo", path, &e->provide_cluster_info, err)))
+		return rc;
 	snprintf(path, sizeof(path), "%s.apiVersion", base);
 	if ((rc = get_str(f, ex, "apiVersion", path, &av, &at, err)))
 		return rc;
@@ -502,6 +506,139 @@ static int read_exec(mg_kube_config *c, const kfile *f, yaml_node_t *ex, const c
 		}
 	}
 	return 0;
+}
+
+/* A YAML value as JSON, typed the way sigs.k8s.io/yaml types plain scalars. */
+static json_t *yaml_json(const kfile *f, const yaml_node_t *n, int depth)
+{
+	if (!n || depth > 64)
+		return NULL;
+	if (n->type == YAML_SCALAR_NODE) {
+		const char *s = scalar(n);
+		if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+			return json_string(s);
+		if (is_null(n))
+			return json_null();
+		if (!strcmp(s, "true") || !strcmp(s, "false"))
+			return json_boolean(!strcmp(s, "true"));
+		char *end;
+		errno = 0;
+		long long i = strtoll(s, &end, 10);
+		if (!*end && !errno)
+			return json_integer(i);
+		double d = strtod(s, &end);
+		if (!*end && *s != '.' && strspn(s, "+-0123456789.eE") == strlen(s))
+			return json_real(d);
+		return json_string(s);
+	}
+	if (n->type == YAML_SEQUENCE_NODE) {
+		json_t *a = json_array();
+		for (yaml_node_item_t *i = n->data.sequence.items.start;
+		     a && i < n->data.sequence.items.top; i++) {
+			json_t *v = yaml_json(f, node(f, *i), depth + 1);
+			if (!v || json_array_append_new(a, v)) {
+				json_decref(a);
+				return NULL;
+			}
+		}
+		return a;
+	}
+	if (n->type == YAML_MAPPING_NODE) {
+		json_t *o = json_object();
+		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+		     o && p < n->data.mapping.pairs.top; p++) {
+			const char *k = scalar(node(f, p->key));
+			json_t *v = yaml_json(f, node(f, p->value), depth + 1);
+			if (!k || !v || json_object_set_new(o, k, v)) {
+				json_decref(v);
+				json_decref(o);
+				return NULL;
+			}
+		}
+		return o;
+	}
+	return NULL;
+}
+
+/*
+ * KUBERNETES_EXEC_INFO's spec.cluster for a plugin with provideClusterInfo
+ * (client-go's rest.ConfigToExecCluster): the CA as data even when the
+ * kubeconfig names a file, and the config of the cluster's extension named
+ * client.authentication.k8s.io/exec.
+ */
+static int exec_cluster_info(mg_kube_config *c, const kfile *f, yaml_node_t *entry, size_t idx,
+                             mg_error *err)
+{
+	char path[192];
+	yaml_node_t *cl = map_get(f, entry, "cluster", NULL);
+	json_t *j = json_pack("{s:s}", "server", c->server);
+	if (!j)
+		return mg_kube_oom(err);
+	int rc = 0;
+	if (c->tls_server_name)
+		json_object_set_new(j, "tls-server-name", json_string(c->tls_server_name));
+	if (c->insecure)
+		json_object_set_new(j, "insecure-skip-tls-verify", json_true());
+	char *ca = NULL;
+	size_t calen = 0;
+	if (c->ca_pem) {
+		ca = strdup(c->ca_pem);
+		calen = ca ? strlen(ca) : 0;
+		if (!ca)
+			rc = mg_kube_oom(err);
+	} else if (c->ca_file) {
+		mg_error e = MG_ERROR_INIT;
+		if (mg_fs_read_all(&ca, &calen, c->ca_file, &e))
+			rc = mg_error_set(
+			    err, MG_EINVALID,
+			    "%s: clusters[%zu].cluster.certificate-authority: %s (the exec "
+			    "plugin asks for the cluster's CA: provideClusterInfo)",
+			    f->path, idx, e.message);
+		mg_error_clear(&e);
+	}
+	if (!rc && ca) {
+		char *b = mg_base64_encode(ca, calen);
+		if (!b || json_object_set_new(j, "certificate-authority-data", json_string(b)))
+			rc = mg_kube_oom(err);
+		free(b);
+	}
+	free(ca);
+	const char *proxy;
+	snprintf(path, sizeof(path), "clusters[%zu].cluster.proxy-url", idx);
+	if (!rc && !(rc = get_str(f, cl, "proxy-url", path, &proxy, NULL, err)) && proxy && *proxy)
+		json_object_set_new(j, "proxy-url", json_string(proxy));
+	bool nocomp = false;
+	snprintf(path, sizeof(path), "clusters[%zu].cluster.disable-compression", idx);
+	if (!rc && !(rc = get_bool(f, cl, "disable-compression", path, &nocomp, err)) && nocomp)
+		json_object_set_new(j, "disable-compression", json_true());
+	yaml_node_t *exts = rc ? NULL : map_get(f, cl, "extensions", NULL);
+	if (exts && exts->type == YAML_SEQUENCE_NODE) {
+		for (yaml_node_item_t *i = exts->data.sequence.items.start;
+		     !rc && i < exts->data.sequence.items.top; i++) {
+			yaml_node_t *x = node(f, *i);
+			const char *name = scalar(map_get(f, x, "name", NULL));
+			if (!name || strcmp(name, "client.authentication.k8s.io/exec") != 0)
+				continue;
+			yaml_node_t *v = map_get(f, x, "extension", NULL);
+			json_t *cfg = v ? yaml_json(f, v, 0) : NULL;
+			if (v && !cfg) {
+				snprintf(path, sizeof(path),
+				         "clusters[%zu].cluster.extensions[%zu]", idx,
+				         (size_t)(i - exts->data.sequence.items.start));
+				rc = input_error(err, f, v, path,
+				                 "extension is not plain data (nested too deep?)");
+			} else if (cfg) {
+				json_object_set_new(j, "config", cfg);
+			}
+		}
+	} else if (exts && !is_null(exts)) {
+		snprintf(path, sizeof(path), "clusters[%zu].cluster.extensions", idx);
+		rc = input_error(err, f, exts, path, "must be a list of {name, extension}");
+	}
+	if (!rc && !(c->exec->cluster_json = json_dumps(j, JSON_COMPACT)))
+		rc = mg_kube_oom(err);
+	json_decref(j);
+	return rc;
 }
 
 static int read_user(mg_kube_config *c, const kfile *f, yaml_node_t *entry, size_t idx,
@@ -688,6 +825,7 @@ static int resolve_context(mg_kube_config *c, const kset *s, const mg_kube_confi
 	}
 	if ((rc = read_cluster(c, cf, ce, idx, err)))
 		return rc;
+	size_t cluster_idx = idx;
 	if (user && *user) {
 		const kfile *uf;
 		yaml_node_t *ue;
@@ -702,6 +840,9 @@ static int resolve_context(mg_kube_config *c, const kset *s, const mg_kube_confi
 		if ((rc = read_user(c, uf, ue, idx, err)))
 			return rc;
 	}
+	if (c->exec && c->exec->provide_cluster_info &&
+	    (rc = exec_cluster_info(c, cf, ce, cluster_idx, err)))
+		return rc;
 	return 0;
 }
 
@@ -758,6 +899,7 @@ void mg_kube_config_free(mg_kube_config *c)
 		free(e->api_version);
 		free(e->install_hint);
 		free(e->dir);
+		free(e->cluster_json);
 		free(e);
 	}
 	free(c);

@@ -53,9 +53,10 @@ typedef struct {
 	int replicas;          /* default 2 */
 	bool traffic;          /* a haproxy traffic section (for step) */
 	bool force;
-	const char *templates_dir; /* an absolute templates directory instead */
-	const char *kubeconfig;    /* instead of the test server's */
-	const char *repo;          /* build.repo */
+	const char *templates_dir;   /* an absolute templates directory instead */
+	const char *kubeconfig;      /* instead of the test server's */
+	const char *repo;            /* build.repo */
+	const char *rollout_timeout; /* default 20s */
 } plan_opts;
 
 static void write_plan(const plan_opts *o)
@@ -78,12 +79,13 @@ static void write_plan(const plan_opts *o)
 	                   "  kubeconfig: %s\n"
 	                   "  namespace: default\n"
 	                   "  templates: %s\n"
-	                   "  rollout_timeout: 20s\n"
+	                   "  rollout_timeout: %s\n"
 	                   "  force_conflicts: %s\n"
 	                   "  values: { replicas: %d, max_replicas: 6, port: 8080, cpu: 100m, "
 	                   "memory: 64Mi, health_path: /healthz, nginx_image: nginx:1.25 }\n",
 	                   o->repo ? "  repo: " : "", o->repo ? o->repo : "", o->repo ? "\n" : "",
 	                   o->kubeconfig ? o->kubeconfig : k.kubeconfig, tdir,
+	                   o->rollout_timeout ? o->rollout_timeout : "20s",
 	                   o->force ? "true" : "false", o->replicas ? o->replicas : 2);
 	if (!strcmp(t, "php-fpm-nginx"))
 		len += snprintf(text + len, sizeof(text) - (size_t)len,
@@ -919,4 +921,163 @@ Test(dual, an_echoed_token_is_masked_everywhere)
 		fclose(f);
 		no_token_in(files[i], text);
 	}
+}
+
+Test(dual, failed_rollout_recorded_status_step_and_rollback)
+{
+	tu_vms_start(&vms, dir, 1);
+	write_plan(&(plan_opts){.nvms = 1, .traffic = true});
+	tu_make_artifact(dir, "1.0", true);
+	tu_make_artifact(dir, "2.0-fail-rollout", true);
+	tu_output r = tu_migrate_plan(plan, "deploy", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	json_t *v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "ok");
+	cr_assert(json_is_null(json_object_get(v, "kubernetes_error")));
+	json_decref(v);
+
+	/* applied, never ready: the cluster runs it (not healthy), and the state says so */
+	r = tu_migrate_plan(plan, "deploy", "--version", "2.0-fail-rollout", "-o", "json", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *dv = json_object_get(doc, "versions");
+	cr_assert_str_eq(vstr(dv, "kubernetes"), "2.0-fail-rollout");
+	cr_assert_str_eq(vstr(dv, "kubernetes_rollout"), "failed");
+	json_decref(doc);
+	tu_output_free(&r);
+	v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes"), "2.0-fail-rollout");
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0");
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "failed");
+	cr_assert(strstr(vstr(v, "kubernetes_error"), "ProgressDeadlineExceeded"), "%s",
+	          vstr(v, "kubernetes_error"));
+	json_decref(v);
+
+	/* the journal's result says the same: the cluster went to 2.0-fail-rollout */
+	char buf[65536] = "";
+	FILE *jf = fopen(tu_at("%s/state/shop/journal.jsonl", dir), "r");
+	cr_assert_not_null(jf, "no journal");
+	size_t jn = fread(buf, 1, sizeof(buf) - 1, jf);
+	buf[jn] = '\0';
+	fclose(jf);
+	const char *last = NULL;
+	for (const char *p = strstr(buf, "\"cluster-result\""); p;
+	     p = strstr(p + 1, "\"cluster-result\""))
+		last = p;
+	cr_assert_not_null(last, "%s", buf);
+	const char *eol = strchr(last, '\n');
+	char line[16384];
+	snprintf(line, sizeof(line), "%.*s", eol ? (int)(eol - last) : (int)strlen(last), last);
+	cr_assert(
+	    strstr(line, "\"after\":{\"side\":\"kubernetes\",\"version\":\"2.0-fail-rollout\"}"),
+	    "%s", line);
+
+	/* status shows it, in text and JSON */
+	r = tu_migrate_plan(plan, "status", NULL);
+	cr_assert(strstr(r.out, "cluster 2.0-fail-rollout (rollout failed) (before: 1.0)"), "%s",
+	          r.out);
+	cr_assert(strstr(r.out, "2.0-fail-rollout's rollout failed: "), "%s", r.out);
+	tu_output_free(&r);
+	r = tu_migrate_plan(plan, "status", "-o", "json", NULL);
+	doc = tu_json_doc(&r);
+	dv = json_object_get(json_object_get(doc, "state"), "versions");
+	cr_assert_str_eq(vstr(dv, "kubernetes_rollout"), "failed", "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* the VMs and the cluster carry the same name, but the cluster does not run it */
+	r = tu_migrate_plan(plan, "step", NULL);
+	cr_assert_eq(r.status, 3, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, "the VMs run 2.0-fail-rollout but the cluster's rollout of "
+	                        "2.0-fail-rollout failed ("),
+	          "%s", r.err);
+	tu_output_free(&r);
+
+	/* another failed release: the one to go back to is still the last that rolled out */
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "3.0-fail-rollout", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes"), "3.0-fail-rollout");
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0");
+	json_decref(v);
+
+	r = tu_migrate_plan(plan, "rollback", "--release", "--k8s-only", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	cr_assert_str_eq(deployment_image(), "registry.example.com/shop:1.0");
+	v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0");
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "ok");
+	cr_assert(json_is_null(json_object_get(v, "kubernetes_error")));
+	cr_assert(json_is_null(json_object_get(v, "kubernetes_previous")));
+	json_decref(v);
+}
+
+/* Templates of a StatefulSet, a DaemonSet and an OnDelete DaemonSet of the release's image. */
+static void workload_templates(char *tdir, size_t size)
+{
+	snprintf(tdir, size, "%s/wl", dir);
+	cr_assert_eq(mkdir(tdir, 0755), 0);
+	static const char *const t[][2] = {
+	    {"db.yaml", "StatefulSet"}, {"agent.yaml", "DaemonSet"}, {"manual.yaml", "DaemonSet"}};
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "%.*s", (int)(strchr(t[i][0], '.') - t[i][0]),
+		         t[i][0]);
+		tu_write_file(tu_at("%s/%s", tdir, t[i][0]),
+		              tu_at("apiVersion: apps/v1\nkind: %s\nmetadata:\n  name: %s\n"
+		                    "  namespace: ${namespace}\nspec:\n%s%s"
+		                    "  selector:\n    matchLabels: {app: %s}\n"
+		                    "  template:\n    metadata:\n      labels: {app: %s}\n"
+		                    "    spec:\n      containers:\n        - name: c\n"
+		                    "          image: ${image}\n",
+		                    t[i][1], name, i == 0 ? "  replicas: 2\n" : "",
+		                    i == 2 ? "  updateStrategy: {type: OnDelete}\n" : "", name,
+		                    name));
+	}
+}
+
+Test(dual, statefulset_and_daemonset_rollouts)
+{
+	char tdir[512];
+	workload_templates(tdir, sizeof(tdir));
+	write_plan(&(plan_opts){.templates_dir = tdir, .rollout_timeout = "2s"});
+	tu_output r =
+	    tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *kj = json_object_get(doc, "kubernetes");
+	cr_assert_eq(json_integer_value(json_object_get(kj, "workloads")), 3, "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(kj, "rolled_out")), 2, "%s", r.out);
+	json_t *nw = json_object_get(kj, "rollouts_not_waitable");
+	cr_assert_eq(json_array_size(nw), 1, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_array_get(nw, 0)), "DaemonSet/manual");
+	json_decref(doc);
+	tu_output_free(&r);
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "2 of 2 workloads rolled out, 1 not waitable (OnDelete)"), "%s",
+	          r.out);
+	cr_assert(strstr(r.out, "DaemonSet/manual  unchanged   OnDelete"), "%s", r.out);
+	tu_output_free(&r);
+
+	/* a release whose pods never get ready: no deadline, so rollout_timeout ends it */
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "2.0-fail-rollout", NULL);
+	cr_assert_eq(r.status, 1, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "apps/v1 StatefulSet default/db: not rolled out within"), "%s",
+	          r.out);
+	cr_assert(strstr(r.out, "(rollout_timeout): waiting for "), "%s", r.out);
+	/* the waits stop at the failure: the DaemonSets after it were not looked at */
+	cr_assert(strstr(r.out, "0 of 3 workloads rolled out"), "%s", r.out);
+	cr_assert(strstr(r.out, "not waited for after the failure (ready or not is unknown): "
+	                        "DaemonSet/agent, DaemonSet/manual"),
+	          "%s", r.out);
+	tu_output_free(&r);
+	json_t *v = state_versions();
+	cr_assert_str_eq(vstr(v, "kubernetes_rollout"), "failed");
+	cr_assert(strstr(vstr(v, "kubernetes_error"), "StatefulSet default/db"), "%s",
+	          vstr(v, "kubernetes_error"));
+	json_decref(v);
 }

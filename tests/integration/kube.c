@@ -514,6 +514,89 @@ Test(kube, exec_plugin_wrong_api_version_refused)
 	mg_kube_client_free(c);
 }
 
+/* What the plugin read from KUBERNETES_EXEC_INFO, parsed. */
+static json_t *plugin_info(void)
+{
+	char *text;
+	size_t len;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_fs_read_all(&text, &len, in_dir("info"), &err), 0, "%s", err.message);
+	json_error_t je;
+	json_t *j = json_loadb(text, len, 0, &je);
+	cr_assert_not_null(j, "%s: %s", text, je.text);
+	free(text);
+	return j;
+}
+
+Test(kube, exec_plugin_provide_cluster_info)
+{
+	write_file(in_dir("token"), k.token);
+	char user[8192], cluster[2048], plugin[PATH_MAX];
+	cr_assert_not_null(realpath("tests/fixtures/kube/plugin.sh", plugin));
+	snprintf(user, sizeof(user),
+	         "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	         "      command: %s\n      provideClusterInfo: true\n"
+	         "      env:\n      - {name: MG_PLUGIN_DIR, value: %s}\n",
+	         plugin, dir);
+	/* the CA as a file: the plugin gets it as data, as from client-go */
+	snprintf(cluster, sizeof(cluster),
+	         "    certificate-authority: %s\n    tls-server-name: 127.0.0.1\n"
+	         "    proxy-url: http://127.0.0.1:9/\n"
+	         "    extensions:\n    - name: other\n      extension: {x: 1}\n"
+	         "    - name: client.authentication.k8s.io/exec\n"
+	         "      extension:\n        audience: shop\n        retries: 3\n"
+	         "        fast: true\n        zone: \"42\"\n        list: [a, 2]\n",
+	         k.ca);
+	const char *kc = kubeconfig("kc-info", k.url, cluster, user);
+	mg_kube_client *c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+	json_t *info = plugin_info();
+	json_t *spec = json_object_get(info, "spec");
+	cr_assert(json_is_false(json_object_get(spec, "interactive")));
+	json_t *cl = json_object_get(spec, "cluster");
+	cr_assert_not_null(cl, "no spec.cluster");
+	cr_assert_str_eq(str(cl, "server"), k.url);
+	cr_assert_str_eq(str(cl, "tls-server-name"), "127.0.0.1");
+	cr_assert_str_eq(str(cl, "proxy-url"), "http://127.0.0.1:9/");
+	cr_assert_null(json_object_get(cl, "insecure-skip-tls-verify"));
+	char *ca = b64_file(k.ca);
+	cr_assert_str_eq(str(cl, "certificate-authority-data"), ca);
+	free(ca);
+	json_t *want =
+	    json_loads("{\"audience\":\"shop\",\"retries\":3,\"fast\":true,\"zone\":\"42\","
+	               "\"list\":[\"a\",2]}",
+	               0, NULL);
+	cr_assert(json_equal(json_object_get(cl, "config"), want), "%s",
+	          json_dumps(json_object_get(cl, "config"), 0));
+	json_decref(want);
+	json_decref(info);
+
+	/* without provideClusterInfo nothing about the cluster; insecure shows when set */
+	kc = exec_kubeconfig("kc-noinfo", "client.authentication.k8s.io/v1");
+	c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+	info = plugin_info();
+	cr_assert_null(json_object_get(json_object_get(info, "spec"), "cluster"));
+	json_decref(info);
+	snprintf(user, sizeof(user),
+	         "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+	         "      command: %s\n      provideClusterInfo: true\n"
+	         "      env:\n      - {name: MG_PLUGIN_DIR, value: %s}\n",
+	         plugin, dir);
+	kc = kubeconfig("kc-insecure-info", k.url, "    insecure-skip-tls-verify: true\n", user);
+	c = client_for(kc, NULL);
+	get_ok(c);
+	mg_kube_client_free(c);
+	info = plugin_info();
+	cl = json_object_get(json_object_get(info, "spec"), "cluster");
+	cr_assert(json_is_true(json_object_get(cl, "insecure-skip-tls-verify")));
+	cr_assert_null(json_object_get(cl, "certificate-authority-data"));
+	cr_assert_null(json_object_get(cl, "config"));
+	json_decref(info);
+}
+
 Test(kube, conflict_needs_force)
 {
 	mg_kube_client *c = client_for(k.kubeconfig, NULL);
@@ -705,6 +788,122 @@ Test(kube, rollout_timeout_and_cancel)
 	cr_assert(strstr(err.message, "apps/v1 Deployment default/absent: 404 NotFound: "), "%s",
 	          err.message);
 	mg_error_clear(&err);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
+
+/* A Deployment turned into kind (StatefulSet, DaemonSet); strategy: updateStrategy.type or NULL. */
+static json_t *workload(const char *kind, const char *name, int replicas, const char *image,
+                        const char *strategy)
+{
+	json_t *o = deployment(name, replicas, image);
+	json_object_set_new(o, "kind", json_string(kind));
+	json_t *spec = json_object_get(o, "spec");
+	if (!strcmp(kind, "DaemonSet"))
+		json_object_del(spec, "replicas");
+	if (strategy)
+		json_object_set_new(spec, "updateStrategy", json_pack("{s:s}", "type", strategy));
+	return o;
+}
+
+Test(kube, rollout_statefulset_and_daemonset)
+{
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":40}"));
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *s = workload("StatefulSet", "db", 3, "postgres:16", NULL);
+	json_t *d = workload("DaemonSet", "agent", 0, "agent:1", NULL);
+	apply_ok(c, s, NULL, NULL);
+	apply_ok(c, d, NULL, NULL);
+	progress_log p = {""};
+	mg_kube_rollout_options o = {.kind = "StatefulSet",
+	                             .timeout_ms = 10000,
+	                             .poll_ms = 10,
+	                             .progress = on_progress,
+	                             .ud = &p};
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "db", &o, &err), 0, "%s", err.message);
+	cr_assert(strstr(p.text, "pods to be ready ("), "%s", p.text);
+	cr_assert(strstr(p.text, "statefulset rolling update complete: 3 pods at revision db-"),
+	          "%s", p.text);
+	p.text[0] = '\0';
+	o.kind = "DaemonSet";
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "agent", &o, &err), 0, "%s", err.message);
+	cr_assert(strstr(p.text, "successfully rolled out (3 of 3 pods updated and available)"),
+	          "%s", p.text);
+
+	/* an update: the StatefulSet is done only when currentRevision caught up */
+	json_decref(s);
+	s = workload("StatefulSet", "db", 3, "postgres:17", NULL);
+	apply_ok(c, s, NULL, NULL);
+	p.text[0] = '\0';
+	o.kind = "StatefulSet";
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "db", &o, &err), 0, "%s", err.message);
+	cr_assert(strstr(p.text, "waiting for statefulset rolling update to complete: "), "%s",
+	          p.text);
+	json_t *live = NULL;
+	cr_assert_eq(
+	    mg_kube_get(c, "/apis/apps/v1/namespaces/default/statefulsets/db", "s", &live, &err),
+	    0);
+	json_t *st = json_object_get(live, "status");
+	cr_assert_str_eq(str(st, "currentRevision"), str(st, "updateRevision"));
+	cr_assert_eq(json_integer_value(json_object_get(st, "updatedReplicas")), 3);
+	json_decref(live);
+
+	/* OnDelete: nothing to wait for; said so, as kubectl says it */
+	json_t *m = workload("DaemonSet", "manual", 0, "agent:1", "OnDelete");
+	apply_ok(c, m, NULL, NULL);
+	bool nw = false;
+	o.not_waitable = &nw;
+	o.kind = "DaemonSet";
+	p.text[0] = '\0';
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "manual", &o, &err), 0, "%s", err.message);
+	cr_assert(nw);
+	cr_assert(strstr(p.text, "rollout status is only available for RollingUpdate strategy type "
+	                         "(updateStrategy OnDelete"),
+	          "%s", p.text);
+	o.not_waitable = NULL;
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "manual", &o, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "apps/v1 DaemonSet default/manual: rollout status is only "
+	                              "available for RollingUpdate"),
+	          "%s", err.message);
+	mg_error_clear(&err);
+	json_decref(m);
+	json_decref(s);
+	json_decref(d);
+	mg_kube_client_free(c);
+}
+
+Test(kube, rollout_stuck_statefulset_and_daemonset_fail_at_the_timeout)
+{
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":20}"));
+	mg_kube_client *c = client_for(k.kubeconfig, NULL);
+	json_t *s = workload("StatefulSet", "db", 2, "postgres:fail-rollout", NULL);
+	json_t *d = workload("DaemonSet", "agent", 0, "agent:fail-rollout", NULL);
+	apply_ok(c, s, NULL, NULL);
+	apply_ok(c, d, NULL, NULL);
+	mg_kube_rollout_options o = {.kind = "StatefulSet", .timeout_ms = 500, .poll_ms = 20};
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "db", &o, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "apps/v1 StatefulSet default/db: not rolled out within 0.5 s "
+	                              "(rollout_timeout): waiting for 2 pods to be ready (0 of 2 "
+	                              "ready)"),
+	          "%s", err.message);
+	mg_error_clear(&err);
+	o.kind = "DaemonSet";
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "agent", &o, &err), MG_ERROR);
+	cr_assert(strstr(err.message,
+	                 "apps/v1 DaemonSet default/agent: not rolled out within 0.5 s "
+	                 "(rollout_timeout): "),
+	          "%s", err.message);
+	cr_assert(strstr(err.message, "updated pods are available"), "%s", err.message);
+	mg_error_clear(&err);
+
+	/* unstuck by the control API: then it completes */
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"rollout\",\"resource\":\"daemonsets\","
+	                                   "\"name\":\"agent\",\"fail\":false}"));
+	o.timeout_ms = 10000;
+	cr_assert_eq(mg_kube_rollout_wait(c, NULL, "agent", &o, &err), 0, "%s", err.message);
+	json_decref(s);
 	json_decref(d);
 	mg_kube_client_free(c);
 }

@@ -554,7 +554,7 @@ Test(kubeapi_server, not_found)
 	cr_assert_eq(a.status, 201, "%s", a.text);
 	answer_free(&a);
 
-	a = call(AUTH_CERT, "GET", "/apis/apps/v1/namespaces/default/statefulsets/db", NULL, NULL);
+	a = call(AUTH_CERT, "GET", "/apis/apps/v1/namespaces/default/replicasets/db", NULL, NULL);
 	assert_status(&a, 404, "NotFound", "the server could not find the requested resource");
 	answer_free(&a);
 	a = call(AUTH_CERT, "GET", "/apis/apps/v1/namespaces/default/deployments/nothere", NULL,
@@ -759,5 +759,167 @@ Test(kubeapi_server, injected_faults)
 	json_t *last = json_array_get(log, json_array_size(log) - 1);
 	cr_assert_str_eq(str_at(last, "content_type", NULL, NULL), APPLY);
 	cr_assert_str_eq(str_at(last, "query", "fieldManager", NULL), "m");
+	json_decref(log);
+}
+
+/* A StatefulSet or DaemonSet ("StatefulSet"/"DaemonSet") named name; extra goes into spec. */
+static char *workload(const char *kind, const char *name, const char *image, const char *extra)
+{
+	char *s = NULL;
+	cr_assert_geq(asprintf(&s,
+	                       "{\"apiVersion\":\"apps/v1\",\"kind\":\"%s\","
+	                       "\"metadata\":{\"name\":\"%s\",\"labels\":{\"app\":\"%s\"}},"
+	                       "\"spec\":{%s\"selector\":{\"matchLabels\":{\"app\":\"%s\"}},"
+	                       "\"template\":{\"metadata\":{\"labels\":{\"app\":\"%s\"}},"
+	                       "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"%s\"}]}}}}",
+	                       kind, name, name, extra ? extra : "", name, name, image),
+	              0);
+	return s;
+}
+
+static const char *wpath(const char *resource, const char *name)
+{
+	return tu_at("/apis/apps/v1/namespaces/default/%s/%s", resource, name);
+}
+
+static void apply_workload(const char *kind, const char *resource, const char *name,
+                           const char *image, const char *extra, long want)
+{
+	char *w = workload(kind, name, image, extra);
+	answer a = apply(wpath(resource, name), "fieldManager=migrate", w);
+	cr_assert_eq(a.status, want, "%s", a.text);
+	answer_free(&a);
+	free(w);
+}
+
+Test(kubeapi_server, statefulset_and_daemonset_roll_out_over_time)
+{
+	control("{\"op\":\"settings\",\"per_replica_ms\":30,\"observe_ms\":20}");
+	apply_workload("StatefulSet", "statefulsets", "db", "nginx:1.25", "\"replicas\":3,", 201);
+	apply_workload("DaemonSet", "daemonsets", "agent", "nginx:1.25", NULL, 201);
+	answer a = call(AUTH_CERT, "GET", wpath("statefulsets", "db"), NULL, NULL);
+	cr_assert_str_eq(str_at(a.doc, "spec", "updateStrategy", "type"), "RollingUpdate",
+	                 "defaulted as the real server does");
+	cr_assert_eq(int_at(a.doc, "metadata", "generation", NULL), 1);
+	answer_free(&a);
+	bool sts_partial = false, ds_partial = false, sts_done = false, ds_done = false;
+	int64_t end = tu_now_ms() + 10000;
+	while (tu_now_ms() < end && !(sts_done && ds_done)) {
+		a = call(AUTH_CERT, "GET", wpath("statefulsets", "db"), NULL, NULL);
+		json_int_t ready = int_at(a.doc, "status", "readyReplicas", NULL);
+		if (ready > 0 && ready < 3)
+			sts_partial = true;
+		sts_done = ready == 3 && int_at(a.doc, "status", "updatedReplicas", NULL) == 3 &&
+		           int_at(a.doc, "status", "observedGeneration", NULL) == 1;
+		answer_free(&a);
+		a = call(AUTH_CERT, "GET", wpath("daemonsets", "agent"), NULL, NULL);
+		json_int_t avail = int_at(a.doc, "status", "numberAvailable", NULL);
+		cr_assert_eq(int_at(a.doc, "status", "desiredNumberScheduled", NULL),
+		             int_at(a.doc, "status", "observedGeneration", NULL) ? 3 : 0);
+		if (avail > 0 && avail < 3)
+			ds_partial = true;
+		ds_done =
+		    avail == 3 && int_at(a.doc, "status", "updatedNumberScheduled", NULL) == 3;
+		answer_free(&a);
+		usleep(5000);
+	}
+	cr_assert(sts_done && ds_done);
+	cr_assert(sts_partial && ds_partial, "pods did not come up one by one");
+
+	/* a new image: updateRevision moves at once, currentRevision only when all are updated */
+	apply_workload("StatefulSet", "statefulsets", "db", "nginx:1.26", "\"replicas\":3,", 200);
+	bool saw_split = false;
+	end = tu_now_ms() + 10000;
+	while (tu_now_ms() < end) {
+		a = call(AUTH_CERT, "GET", wpath("statefulsets", "db"), NULL, NULL);
+		const char *cur = str_at(a.doc, "status", "currentRevision", NULL);
+		const char *upd = str_at(a.doc, "status", "updateRevision", NULL);
+		bool observed = int_at(a.doc, "status", "observedGeneration", NULL) == 2;
+		if (observed && cur && upd && strcmp(cur, upd) != 0)
+			saw_split = true;
+		bool done = observed && cur && upd && !strcmp(cur, upd) &&
+		            int_at(a.doc, "status", "updatedReplicas", NULL) == 3;
+		answer_free(&a);
+		if (done)
+			break;
+		usleep(5000);
+	}
+	cr_assert(saw_split, "never saw currentRevision behind updateRevision");
+	a = call(AUTH_CERT, "GET", wpath("statefulsets", "db"), NULL, NULL);
+	cr_assert_str_eq(str_at(a.doc, "status", "currentRevision", NULL),
+	                 str_at(a.doc, "status", "updateRevision", NULL));
+	answer_free(&a);
+
+	/* a failing image never gets ready: stuck, with no deadline condition */
+	apply_workload("DaemonSet", "daemonsets", "agent", "registry.example/a:fail-rollout", NULL,
+	               200);
+	usleep(500000);
+	a = call(AUTH_CERT, "GET", wpath("daemonsets", "agent"), NULL, NULL);
+	cr_assert_eq(int_at(a.doc, "status", "observedGeneration", NULL), 2);
+	cr_assert_lt(int_at(a.doc, "status", "numberAvailable", NULL), 3);
+	cr_assert_lt(int_at(a.doc, "status", "updatedNumberScheduled", NULL), 3);
+	cr_assert_null(json_object_get(json_object_get(a.doc, "status"), "conditions"));
+	answer_free(&a);
+}
+
+/* Debian's real kubectl against the stand-in: its rollout status lists, then watches. */
+static tu_output kubectl(const char *a1, const char *a2, const char *a3, const char *a4)
+{
+	char kc[600], cache[600];
+	snprintf(kc, sizeof(kc), "--kubeconfig=%s", kapi.kubeconfig);
+	snprintf(cache, sizeof(cache), "--cache-dir=%s/kcache", dir);
+	char *argv[] = {"/usr/bin/kubectl", kc,         cache,      (char *)a1,
+	                (char *)a2,         (char *)a3, (char *)a4, NULL};
+	return tu_capture(argv);
+}
+
+Test(kubeapi_server, kubectl_rollout_status_statefulset_and_daemonset)
+{
+	if (access("/usr/bin/kubectl", X_OK) != 0)
+		cr_skip_test("no /usr/bin/kubectl");
+	control("{\"op\":\"settings\",\"per_replica_ms\":40,\"observe_ms\":20}");
+	apply_workload("StatefulSet", "statefulsets", "db", "nginx:1.25", "\"replicas\":3,", 201);
+	apply_workload("DaemonSet", "daemonsets", "agent", "nginx:1.25", NULL, 201);
+	tu_output r = kubectl("rollout", "status", "statefulset/db", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(strstr(r.out, "statefulset rolling update complete 3 pods at revision db-") ||
+	              strstr(r.out, "partitioned roll out complete: 3 new pods have been updated"),
+	          "%s", r.out);
+	tu_output_free(&r);
+	r = kubectl("rollout", "status", "daemonset/agent", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(strstr(r.out, "daemon set \"agent\" successfully rolled out"), "%s", r.out);
+	tu_output_free(&r);
+
+	/* stuck: kubectl's own timeout ends it */
+	apply_workload("StatefulSet", "statefulsets", "db", "registry.example/db:fail-rollout",
+	               "\"replicas\":3,", 200);
+	r = kubectl("rollout", "status", "statefulset/db", "--timeout=1s");
+	cr_assert_neq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(strstr(r.err, "timed out waiting for the condition"), "%s%s", r.out, r.err);
+	cr_assert(strstr(r.out, "Waiting for 1 pods to be ready"), "%s", r.out);
+	tu_output_free(&r);
+
+	/* OnDelete: kubectl refuses, as migrate does */
+	apply_workload("DaemonSet", "daemonsets", "manual", "nginx:1.25",
+	               "\"updateStrategy\":{\"type\":\"OnDelete\"},", 201);
+	r = kubectl("rollout", "status", "daemonset/manual", NULL);
+	cr_assert_neq(r.status, 0);
+	cr_assert(strstr(r.err, "rollout status is only available for RollingUpdate strategy type"),
+	          "%s", r.err);
+	tu_output_free(&r);
+
+	/* it watched: a list, then a watch, both selecting by name */
+	json_t *log = tu_kubeapi_requests(&kapi);
+	size_t i, watches = 0;
+	json_t *e;
+	json_array_foreach(log, i, e)
+	{
+		json_t *q = json_object_get(e, "query");
+		if (json_is_string(json_object_get(q, "watch")) &&
+		    strstr(str_at(e, "path", NULL, NULL), "/statefulsets"))
+			watches++;
+	}
+	cr_assert_geq(watches, 1);
 	json_decref(log);
 }

@@ -23,7 +23,7 @@ or expired token, or none at all, is 401 Status Unauthorized.
 API (what real servers answer, Status objects for errors):
   /version, /healthz, /readyz, /livez; discovery /api, /api/v1, /apis,
   /apis/G, /apis/G/V for v1 (configmaps, secrets, services, namespaces),
-  apps/v1 deployments, autoscaling/v2 horizontalpodautoscalers, policy/v1
+  apps/v1 deployments, statefulsets, daemonsets, autoscaling/v2 horizontalpodautoscalers, policy/v1
   poddisruptionbudgets, networking.k8s.io/v1 ingresses, example.com/v1 widgets
   (a custom resource); an unknown group/version is 404 "404 page not found"
   (text/plain), an unknown resource in a known one a 404 Status "the server
@@ -56,6 +56,16 @@ API (what real servers answer, Status objects for errors):
   "fail-rollout", or marked failing by the control API, never gets ready and
   after progressDeadlineSeconds * deadline_scale seconds (default 0.01, so
   600 s is 6 s) has Progressing False ProgressDeadlineExceeded.
+  StatefulSets (OrderedReady: one pod created, made ready or replaced per
+  per_replica_ms, highest ordinal first down to the partition; currentRevision
+  becomes updateRevision once every pod is updated and ready) and DaemonSets
+  (one pod per node on settings "nodes", default 3; RollingUpdate replaces up
+  to maxUnavailable at a time) roll out the same way; OnDelete replaces
+  nothing. A failing revision (image with "fail-rollout", or "fail" by the
+  control API) never gets ready: stuck, with no deadline (they have none).
+  GET of a list with watch=true streams WatchEvents (chunked) for what
+  labelSelector / fieldSelector (metadata.name, metadata.namespace) select:
+  enough for `kubectl rollout status`.
 
 Control API on the second port:
   GET  /__requests   every API request: method, path, query, content_type,
@@ -69,7 +79,8 @@ Control API on the second port:
     {"op": "expire_token", "token": T}   or "add_token" with user, groups, expires
     {"op": "settings", "per_replica_ms": 50, "observe_ms": 20, "deadline_scale": 0.01}
     {"op": "rollout", "namespace": "default", "name": "web", "fail": true,
-     "per_replica_ms": 500, "deadline_ms": 300}   per Deployment, all optional
+     "per_replica_ms": 500, "deadline_ms": 300}   per Deployment, all optional;
+                                         "resource": "statefulsets"/"daemonsets" for those
     {"op": "fault", "path": "substring", "method": "PATCH", "count": 1,
      "status": 429, "retry_after": 1}    or status 500/503/409/..., or
      "kind": "slow" with "ms" (then answers normally), "kind": "content_type"
@@ -110,7 +121,9 @@ API = {
                  ("secrets", "Secret", True, [], False),
                  ("services", "Service", True, ["svc"], False),
                  ("namespaces", "Namespace", False, ["ns"], False)],
-    ("apps", "v1"): [("deployments", "Deployment", True, ["deploy"], True)],
+    ("apps", "v1"): [("deployments", "Deployment", True, ["deploy"], True),
+                     ("statefulsets", "StatefulSet", True, ["sts"], True),
+                     ("daemonsets", "DaemonSet", True, ["ds"], True)],
     ("autoscaling", "v2"): [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
                              ["hpa"], True)],
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], True)],
@@ -118,11 +131,13 @@ API = {
     ("example.com", "v1"): [("widgets", "Widget", True, [], True)],
 }
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-SUBRESOURCES = {"deployments": ["status", "scale"], "horizontalpodautoscalers": ["status"],
+SUBRESOURCES = {"deployments": ["status", "scale"], "statefulsets": ["status", "scale"],
+                "daemonsets": ["status"], "horizontalpodautoscalers": ["status"],
                 "poddisruptionbudgets": ["status"], "ingresses": ["status"],
                 "services": ["status"], "namespaces": ["status"], "widgets": ["status"]}
 SINGULAR = {"configmaps": "configmap", "secrets": "secret", "services": "service",
             "namespaces": "namespace", "deployments": "deployment",
+            "statefulsets": "statefulset", "daemonsets": "daemonset",
             "horizontalpodautoscalers": "horizontalpodautoscaler",
             "poddisruptionbudgets": "poddisruptionbudget", "ingresses": "ingress",
             "widgets": "widget"}
@@ -507,6 +522,48 @@ def validate_deployment(obj, causes):
                               "must be greater than minReadySeconds"))
 
 
+def validate_workload(obj, causes, kind, strategies):
+    """StatefulSet and DaemonSet: selector, template, pod spec, updateStrategy."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        causes.append(required("spec.selector"))
+        causes.append(required("spec.template.spec.containers"))
+        return
+    if kind == "statefulset":
+        replicas = spec.get("replicas", 1)
+        if not is_int(replicas) or replicas < 0:
+            causes.append(invalid("spec.replicas", replicas,
+                                  "must be greater than or equal to 0"))
+    sel = spec.get("selector")
+    tmpl = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+    tlabels = (tmpl.get("metadata") or {}).get("labels") or {}
+    if not isinstance(sel, dict):
+        causes.append(required("spec.selector"))
+    elif not sel.get("matchLabels") and not sel.get("matchExpressions"):
+        causes.append(invalid("spec.selector", sel, f"empty selector is invalid for {kind}"))
+    elif not selector_matches(sel, tlabels):
+        causes.append(invalid("spec.template.metadata.labels", tlabels,
+                              "`selector` does not match template `labels`"))
+    validate_labels(tlabels, "spec.template.metadata.labels", causes)
+    validate_pod_spec(tmpl.get("spec"), "spec.template.spec", causes)
+    st = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+    if st not in strategies:
+        causes.append(not_supported("spec.updateStrategy.type", st, strategies))
+    ru = (spec.get("updateStrategy") or {}).get("rollingUpdate")
+    if isinstance(ru, dict) and "partition" in ru and (not is_int(ru["partition"]) or
+                                                       ru["partition"] < 0):
+        causes.append(invalid("spec.updateStrategy.rollingUpdate.partition", ru["partition"],
+                              "must be greater than or equal to 0"))
+
+
+def validate_statefulset(obj, causes):
+    validate_workload(obj, causes, "statefulset", ["OnDelete", "RollingUpdate"])
+
+
+def validate_daemonset(obj, causes):
+    validate_workload(obj, causes, "daemonset", ["OnDelete", "RollingUpdate"])
+
+
 def validate_service(obj, causes):
     spec = obj.get("spec") or {}
     ports = spec.get("ports") or []
@@ -692,7 +749,8 @@ def validate_widget(obj, causes):
                               f"{json.dumps(type(spec['size']).__name__)}"))
 
 
-VALIDATORS = {"deployments": validate_deployment, "services": validate_service,
+VALIDATORS = {"deployments": validate_deployment, "statefulsets": validate_statefulset,
+              "daemonsets": validate_daemonset, "services": validate_service,
               "configmaps": validate_configmap, "secrets": validate_secret,
               "horizontalpodautoscalers": validate_hpa, "poddisruptionbudgets": validate_pdb,
               "ingresses": validate_ingress, "widgets": validate_widget}
@@ -752,6 +810,28 @@ def apply_defaults(obj, res, state):
                 set_default(spec["strategy"], "rollingUpdate", {})
                 set_default(spec["strategy"]["rollingUpdate"], "maxUnavailable", "25%")
                 set_default(spec["strategy"]["rollingUpdate"], "maxSurge", "25%")
+        tmpl = spec.get("template")
+        if isinstance(tmpl, dict):
+            set_default(tmpl, "metadata", {})
+            if isinstance(tmpl["metadata"], dict):
+                set_default(tmpl["metadata"], "creationTimestamp", None)
+            default_pod_spec(tmpl.get("spec"))
+    elif res.name in ("statefulsets", "daemonsets") and isinstance(spec, dict):
+        set_default(spec, "revisionHistoryLimit", 10)
+        set_default(spec, "updateStrategy", {})
+        us = spec["updateStrategy"]
+        if isinstance(us, dict):
+            set_default(us, "type", "RollingUpdate")
+            if us["type"] == "RollingUpdate":
+                set_default(us, "rollingUpdate", {})
+                if res.name == "statefulsets":
+                    set_default(us["rollingUpdate"], "partition", 0)
+                else:
+                    set_default(us["rollingUpdate"], "maxUnavailable", 1)
+                    set_default(us["rollingUpdate"], "maxSurge", 0)
+        if res.name == "statefulsets":
+            set_default(spec, "replicas", 1)
+            set_default(spec, "podManagementPolicy", "OrderedReady")
         tmpl = spec.get("template")
         if isinstance(tmpl, dict):
             set_default(tmpl, "metadata", {})
@@ -949,7 +1029,7 @@ def fields_v1(paths):
 # ---------------------------------------------------------------- state
 
 lock = threading.Lock()
-settings_default = {"per_replica_ms": 50, "observe_ms": 20, "deadline_scale": 0.01}
+settings_default = {"per_replica_ms": 50, "observe_ms": 20, "deadline_scale": 0.01, "nodes": 3}
 state = {}
 
 
@@ -1364,14 +1444,146 @@ def controller_step(key, entry, t):
         obj["metadata"]["resourceVersion"] = next_rv()
 
 
+def pod_images(spec):
+    return [c.get("image", "") for c in
+            ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+            if isinstance(c, dict)]
+
+
+def pods_observe(entry, t):
+    """StatefulSet/DaemonSet: observes a new generation after observe_ms; the rollout state."""
+    obj = entry["obj"]
+    spec = obj.get("spec") or {}
+    gen = obj["metadata"].get("generation", 1)
+    s = state["settings"]
+    ro = entry.get("rollout")
+    if ro is None:
+        ro = entry["rollout"] = {"observed": 0, "seen_at": t, "hash": None, "current": None,
+                                 "pods": [], "last_step": t, "fail": False,
+                                 "failing": False, "per_replica_ms": None}
+    if ro["observed"] < gen:
+        if ro.get("gen_seen") != gen:
+            ro["gen_seen"], ro["seen_at"] = gen, t
+        if (t - ro["seen_at"]) * 1000 >= s["observe_ms"]:
+            ro["observed"] = gen
+            h = template_hash(spec)
+            if h != ro["hash"]:
+                ro["hash"] = h
+                if ro["current"] is None:
+                    ro["current"] = h
+                ro["failing"] = ro["fail"] or any("fail-rollout" in str(i)
+                                                  for i in pod_images(spec))
+    per = ro["per_replica_ms"] if ro["per_replica_ms"] is not None else s["per_replica_ms"]
+    due = ro["hash"] is not None and (t - ro["last_step"]) * 1000 >= per
+    if due:
+        ro["last_step"] = t
+    return ro, spec, due
+
+
+def set_status(obj, new_status):
+    # the real status omits zero counts (omitempty): clients must read absent as 0
+    st = {k: v for k, v in new_status.items() if v not in (0, None, "")}
+    if st != obj.get("status"):
+        obj["status"] = st
+        obj["metadata"]["resourceVersion"] = next_rv()
+
+
+def statefulset_step(key, entry, t):
+    """One look at a StatefulSet (OrderedReady): pods by ordinal, [revision, ready]; one
+    change per per_replica_ms. A pod of a failing revision never gets ready: stuck, as a
+    real one is (StatefulSets have no progress deadline)."""
+    ro, spec, due = pods_observe(entry, t)
+    if ro["hash"] is None:
+        return  # not observed yet: no status, as from a real controller
+    pods = ro["pods"]
+    want = spec.get("replicas", 1)
+    us = spec.get("updateStrategy") or {}
+    rolling = us.get("type", "RollingUpdate") == "RollingUpdate"
+    partition = (us.get("rollingUpdate") or {}).get("partition", 0) if rolling else want
+    if due and ro["hash"] is not None:
+        unready = [i for i, p in enumerate(pods) if not p[1]]
+        if unready:
+            i = unready[0]
+            if not (pods[i][0] == ro["hash"] and ro["failing"]):
+                pods[i][1] = True
+        elif len(pods) < want:
+            # a new ordinal is made at the update revision, below the partition at current
+            rev = ro["hash"] if len(pods) >= partition or not rolling else ro["current"]
+            pods.append([rev if rolling else ro["hash"], False])
+        elif len(pods) > want:
+            pods.pop()
+        elif rolling:
+            for i in range(len(pods) - 1, partition - 1, -1):
+                if pods[i][0] != ro["hash"]:
+                    pods[i] = [ro["hash"], False]
+                    break
+        if all(p[0] == ro["hash"] and p[1] for p in pods) and len(pods) == want:
+            ro["current"] = ro["hash"]
+    name = entry["obj"]["metadata"]["name"]
+    ready = sum(1 for p in pods if p[1])
+    set_status(entry["obj"], {
+        "observedGeneration": ro["observed"], "replicas": len(pods),
+        "readyReplicas": ready, "availableReplicas": ready,
+        "currentReplicas": sum(1 for p in pods if p[0] == ro["current"]),
+        "updatedReplicas": sum(1 for p in pods if p[0] == ro["hash"]),
+        "currentRevision": f"{name}-{ro['current']}" if ro["current"] else None,
+        "updateRevision": f"{name}-{ro['hash']}" if ro["hash"] else None,
+        "collisionCount": 0})
+
+
+def daemonset_step(key, entry, t):
+    """One look at a DaemonSet on settings.nodes nodes: a pod per node, [revision, ready];
+    RollingUpdate replaces maxUnavailable pods at a time, OnDelete never replaces."""
+    ro, spec, due = pods_observe(entry, t)
+    if ro["hash"] is None:
+        return
+    nodes = int(state["settings"]["nodes"])
+    pods = ro["pods"]
+    while len(pods) < nodes:
+        pods.append(None)
+    del pods[nodes:]
+    us = spec.get("updateStrategy") or {}
+    rolling = us.get("type", "RollingUpdate") == "RollingUpdate"
+    mu = max(1, ceil_pct((us.get("rollingUpdate") or {}).get("maxUnavailable", 1), nodes,
+                         False))
+    if due and ro["hash"] is not None:
+        for i, p in enumerate(pods):
+            if p is None:
+                pods[i] = [ro["hash"], False]
+                break
+            if not p[1] and not (p[0] == ro["hash"] and ro["failing"]):
+                p[1] = True
+                break
+        else:
+            unavailable = sum(1 for p in pods if not p[1])
+            if rolling and unavailable < mu:
+                for i, p in enumerate(pods):
+                    if p[0] != ro["hash"]:
+                        pods[i] = None
+                        break
+    ready = sum(1 for p in pods if p and p[1])
+    scheduled = sum(1 for p in pods if p)
+    set_status(entry["obj"], {
+        "observedGeneration": ro["observed"], "desiredNumberScheduled": nodes,
+        "currentNumberScheduled": scheduled, "numberMisscheduled": 0,
+        "numberReady": ready, "numberAvailable": ready,
+        "numberUnavailable": nodes - ready,
+        "updatedNumberScheduled": sum(1 for p in pods if p and p[0] == ro["hash"])})
+
+
+STEPS = {"deployments": controller_step, "statefulsets": statefulset_step,
+         "daemonsets": daemonset_step}
+
+
 def controller():
     while True:
         time.sleep(0.01)
         t = time.monotonic()
         with lock:
             for key, entry in list(state["objects"].items()):
-                if key[1] == "deployments":
-                    controller_step(key, entry, t)
+                step = STEPS.get(key[1])
+                if step:
+                    step(key, entry, t)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -1386,7 +1598,7 @@ def discovery_list(group, version):
              ["create", "delete", "get", "list", "patch", "update", "watch"]}
         if short:
             d["shortNames"] = short
-        if name == "deployments":
+        if name in ("deployments", "statefulsets", "daemonsets"):
             d["categories"] = ["all"]
         res.append(d)
         for sub in SUBRESOURCES.get(name, []):
@@ -1668,6 +1880,9 @@ def main():
             sub = rest[2] if len(rest) > 2 else None
             if sub is not None and sub not in SUBRESOURCES.get(res.name, []):
                 raise no_resource()
+            if self.command == "GET" and name is None and \
+                    self.query.get("watch") in ("true", "1"):
+                return self.watch(res, ns)
             with lock:
                 return self.resource(res, ns, name, sub, raw)
 
@@ -1829,17 +2044,82 @@ def main():
             code, obj = do_update(res, ns, name, new, manager or self.manager(), dry)
             return self.send(200, obj)
 
-        def list(self, res, ns):
+        def selected(self, res, ns):
+            """The entries a list or watch of res in ns selects (labelSelector k=v and
+            fieldSelector metadata.name/metadata.namespace, as kubectl rollout status sends)."""
             want = parse_labels(self.query.get("labelSelector"))
-            items = []
-            for (g, r, n, _), e in sorted(state["objects"].items()):
+            fields = parse_labels(self.query.get("fieldSelector"))
+            for f in fields:
+                if f not in ("metadata.name", "metadata.namespace"):
+                    raise bad_request(f'"{f}" is not a known field selector: only '
+                                      f'"metadata.name", "metadata.namespace"')
+            out = []
+            for (g, r, n, nm), e in sorted(state["objects"].items()):
                 if g != res.group or r != res.name or (ns is not None and n != ns):
+                    continue
+                if fields.get("metadata.name", nm) != nm or \
+                        fields.get("metadata.namespace", n) != n:
                     continue
                 labels = e["obj"]["metadata"].get("labels") or {}
                 if all(labels.get(k) == v for k, v in want.items()):
-                    o = render(e)
-                    del o["apiVersion"], o["kind"]
-                    items.append(o)
+                    out.append(((g, r, n, nm), e))
+            return out
+
+        def watch(self, res, ns):
+            """?watch=true: a chunked stream of WatchEvents (ADDED, MODIFIED, DELETED) for
+            what the selectors select, changes after resourceVersion, until timeoutSeconds
+            (at most 30 s here) or the client goes away. The lock is taken per look only."""
+            with lock:
+                self.forbidden_check("watch", res, ns, None)
+                since = int(self.query.get("resourceVersion") or 0)
+                seen = {k: int(e["obj"]["metadata"].get("resourceVersion", 0))
+                        for k, e in self.selected(res, ns)}
+            end = time.monotonic() + min(float(self.query.get("timeoutSeconds") or 30), 30)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.end_headers()
+            self.wfile.flush()  # the headers now, as a real server: clients wait for them
+            self.entry["status"] = 200
+            first = {k: (since if since else rv) for k, rv in seen.items()}
+
+            def chunk(data):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            try:
+                while time.monotonic() < end:
+                    events = []
+                    with lock:
+                        now = {}
+                        for k, e in self.selected(res, ns):
+                            rv = int(e["obj"]["metadata"].get("resourceVersion", 0))
+                            now[k] = rv
+                            old = first.get(k)
+                            if old is None or rv > old:
+                                o = render(e)
+                                events.append({"type": "ADDED" if old is None and
+                                               k not in seen else "MODIFIED", "object": o})
+                        for k in first:
+                            if k not in now:
+                                events.append({"type": "DELETED", "object": {
+                                    "apiVersion": res.api_version, "kind": res.kind,
+                                    "metadata": {"name": k[3], "namespace": k[2]}}})
+                    first = now
+                    for ev in events:
+                        chunk(json.dumps(ev).encode() + b"\n")
+                    time.sleep(0.02)
+                chunk(b"")
+            except OSError:
+                self.close_connection = True
+
+        def list(self, res, ns):
+            items = []
+            for _, e in self.selected(res, ns):
+                o = render(e)
+                del o["apiVersion"], o["kind"]
+                items.append(o)
             return self.send(200, {"kind": res.kind + "List", "apiVersion": res.api_version,
                                    "metadata": {"resourceVersion": str(state["rv"])},
                                    "items": items})
@@ -1916,15 +2196,16 @@ def main():
                 state["faults"].append(f)
                 return {"queued": len(state["faults"])}
             if op == "rollout":
-                key = ("apps", "deployments", doc.get("namespace", "default"), doc["name"])
+                resource = doc.get("resource", "deployments")
+                key = ("apps", resource, doc.get("namespace", "default"), doc["name"])
                 entry = state["objects"].get(key)
                 if entry is None:
-                    raise not_found(RESOURCES[("apps", "v1", "deployments")], doc["name"])
-                controller_step(key, entry, time.monotonic())
+                    raise not_found(RESOURCES[("apps", "v1", resource)], doc["name"])
+                STEPS[resource](key, entry, time.monotonic())
                 ro = entry["rollout"]
                 if "fail" in doc:
                     ro["fail"] = ro["failing"] = bool(doc["fail"])
-                    if not doc["fail"]:
+                    if not doc["fail"] and resource == "deployments":
                         ro["exceeded"] = False
                         ro["last_progress"] = time.monotonic()
                 for k in ("per_replica_ms", "deadline_ms"):

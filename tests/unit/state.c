@@ -466,3 +466,45 @@ Test(state, files_without_gates_load_and_bad_gates_are_invalid)
 	json_decref(doc);
 	mg_error_clear(&err);
 }
+
+Test(state, kubernetes_rollout_round_trip_and_bad_values)
+{
+	mg_state st, back;
+	mg_error err = MG_ERROR_INIT;
+	mg_state_init(&st, "payments-api");
+	snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "2.0");
+	snprintf(st.kubernetes_rollout, sizeof(st.kubernetes_rollout), "failed");
+	mg_state_set_kubernetes_error(&st, "apps/v1 Deployment shop/web: rollout failed");
+	json_t *doc = mg_state_to_json(&st);
+	json_t *v = json_object_get(doc, "versions");
+	cr_assert_str_eq(json_string_value(json_object_get(v, "kubernetes_rollout")), "failed");
+	cr_assert_eq(mg_state_from_json(&back, doc, &err), 0, "%s", err.message);
+	cr_assert_str_eq(back.kubernetes_rollout, "failed");
+	cr_assert_str_eq(back.kubernetes_error, "apps/v1 Deployment shop/web: rollout failed");
+
+	/* files from before: unknown */
+	json_object_del(v, "kubernetes_rollout");
+	json_object_del(v, "kubernetes_error");
+	cr_assert_eq(mg_state_from_json(&back, doc, &err), 0, "%s", err.message);
+	cr_assert_str_eq(back.kubernetes_rollout, "");
+	cr_assert_str_eq(back.kubernetes_error, "");
+
+	json_object_set_new(v, "kubernetes_rollout", json_string("maybe"));
+	cr_assert_eq(mg_state_from_json(&back, doc, &err), MG_EINVALID);
+	cr_assert(strstr(err.message, "\"versions.kubernetes_rollout\""), "%s", err.message);
+	json_object_set_new(v, "kubernetes_rollout", json_null());
+	json_object_set_new(v, "kubernetes_error", json_integer(1));
+	cr_assert_eq(mg_state_from_json(&back, doc, &err), MG_EINVALID);
+	cr_assert(strstr(err.message, "\"versions.kubernetes_error\""), "%s", err.message);
+	json_decref(doc);
+	mg_error_clear(&err);
+
+	/* a long message is cut at a character boundary, never in the middle of one */
+	char msg[1200];
+	memset(msg, 'a', 510);
+	snprintf(msg + 510, sizeof(msg) - 510, "\xc3\xa9\xc3\xa9 and more");
+	mg_state_set_kubernetes_error(&st, msg);
+	cr_assert_eq(strlen(st.kubernetes_error), 510);
+	mg_state_set_kubernetes_error(&st, NULL);
+	cr_assert_str_eq(st.kubernetes_error, "");
+}
