@@ -61,13 +61,8 @@ extern char **environ;
 /* After SIGTERM to a command that timed out, before SIGKILL. */
 #define KILL_GRACE_MS 500
 
-/*
- * How long the test and reload commands may run. The plan has no key for it
- * (yet); tests shorten it to check the timeout without waiting 30 s. Read
- * when a driver is created.
- */
-extern long mg_traffic_nginx_command_timeout_ms;
-long mg_traffic_nginx_command_timeout_ms = 30000;
+/* traffic.nginx.command_timeout when the plan gives none (a plan built in code). */
+#define DEFAULT_TIMEOUT_MS 30000
 
 typedef struct {
 	char *file;
@@ -701,8 +696,11 @@ static int run_command(const char *cmd, long timeout_ms, char *what, size_t what
 	free(output);
 	if (timed_out) {
 		duration(limit, sizeof(limit), timeout_ms);
-		snprintf(what, what_size, "`%.200s` did not finish within %s and was stopped (%s)",
-		         cmd, limit, out);
+		snprintf(
+		    what, what_size,
+		    "`%.200s` did not finish within %s (traffic.nginx.command_timeout) and was "
+		    "stopped (%s)",
+		    cmd, limit, out);
 		return MG_ERROR;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -910,7 +908,8 @@ int mg_traffic_nginx_new(void **out, const mg_plan_nginx *cfg, mg_error *err)
 	n->upstream = strdup(cfg->upstream);
 	n->test_command = strdup(cfg->test_command);
 	n->reload_command = strdup(cfg->reload_command);
-	n->timeout_ms = mg_traffic_nginx_command_timeout_ms;
+	n->timeout_ms =
+	    cfg->command_timeout_ms > 0 ? (long)cfg->command_timeout_ms : DEFAULT_TIMEOUT_MS;
 	bool ok = n->servers && n->file && n->upstream && n->test_command && n->reload_command;
 	for (size_t i = 0; ok && i < n->nservers; i++) {
 		const char *s = i < n->nvm ? cfg->vm_servers[i] : cfg->k8s_servers[i - n->nvm];

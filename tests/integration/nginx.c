@@ -40,8 +40,6 @@
 #include "traffic.h"
 
 extern char **environ;
-/* lib/traffic/nginx.c: how long the test and reload commands may run. */
-extern long mg_traffic_nginx_command_timeout_ms;
 
 #define NGINX "/usr/sbin/nginx"
 /* Requests per check: in the steps (0.33 points), and where old and new weights differ widely. */
@@ -61,6 +59,8 @@ static pid_t upstream_pid[3], nginx_pid;
 static int upstream_stdin[3] = {-1, -1, -1};
 static mg_plan *plan;
 static mg_traffic *traffic;
+/* traffic.nginx.command_timeout for open_plan; empty: the default */
+static char command_timeout[32];
 
 static const char *path(const char *name)
 {
@@ -393,8 +393,11 @@ static void open_plan(const char *test_command, const char *reload_command)
 	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
 	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
 	         "    test_command: \"%s\"\n"
-	         "    reload_command: \"%s\"\n",
-	         path("upstream.conf"), port[0], port[1], port[2], test_command, reload_command);
+	         "    reload_command: \"%s\"\n"
+	         "%s%s%s",
+	         path("upstream.conf"), port[0], port[1], port[2], test_command, reload_command,
+	         *command_timeout ? "    command_timeout: " : "", command_timeout,
+	         *command_timeout ? "\n" : "");
 	if (traffic)
 		mg_traffic_free(traffic);
 	if (plan)
@@ -444,7 +447,7 @@ static void setup_file(void)
 	for (int i = 0; i < 3; i++)
 		port[i] = 18101 + i;
 	write_initial();
-	mg_traffic_nginx_command_timeout_ms = 30000;
+	command_timeout[0] = '\0';
 }
 
 static void teardown_file(void)
@@ -460,7 +463,7 @@ static void setup(void)
 	lb_port = tu_free_port();
 	write_initial();
 	start_nginx();
-	mg_traffic_nginx_command_timeout_ms = 30000;
+	command_timeout[0] = '\0';
 }
 
 static void teardown(void)
@@ -652,7 +655,7 @@ Test(nginx, a_hung_test_command_is_stopped_with_everything_it_started, .init = s
      .fini = teardown)
 {
 	/* long enough for a loaded machine to start the shell, short enough for a test */
-	mg_traffic_nginx_command_timeout_ms = 1500;
+	snprintf(command_timeout, sizeof(command_timeout), "1500ms");
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "echo waiting; sleep 60 & echo $! > %s; wait",
 	         path("sleep.pid"));
@@ -665,10 +668,10 @@ Test(nginx, a_hung_test_command_is_stopped_with_everything_it_started, .init = s
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 	cr_assert(took >= 1.5 && took < 6, "apply took %.2f s with a 1500 ms timeout", took);
-	char want[640];
+	char want[768];
 	snprintf(want, sizeof(want),
-	         "nginx rejected the new upstream file: `%s` did not finish within 1500 ms and was "
-	         "stopped (waiting); ",
+	         "nginx rejected the new upstream file: `%s` did not finish within 1500 ms "
+	         "(traffic.nginx.command_timeout) and was stopped (waiting); ",
 	         cmd);
 	cr_assert(strstr(err.message, want), "%s", err.message);
 	assert_file(path("upstream.conf"), initial);
@@ -681,6 +684,57 @@ Test(nginx, a_hung_test_command_is_stopped_with_everything_it_started, .init = s
 	for (int i = 0; i < 200 && alive(sleeper); i++)
 		usleep(10 * 1000);
 	cr_assert(!alive(sleeper), "the command's background sleep %d still runs", (int)sleeper);
+}
+
+Test(nginx, a_reload_longer_than_command_timeout_is_stopped_and_names_the_key, .init = setup_file,
+     .fini = teardown_file)
+{
+	snprintf(command_timeout, sizeof(command_timeout), "300ms");
+	open_plan("true", "echo reloading; exec sleep 30");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), MG_ERROR);
+	char msg[1024], *resolved = realpath(path("upstream.conf"), NULL);
+	snprintf(msg, sizeof(msg),
+	         "nginx did not reload: `echo reloading; exec sleep 30` did not finish within "
+	         "300 ms (traffic.nginx.command_timeout) and was stopped (reloading); %s is back "
+	         "to its previous content",
+	         resolved);
+	free(resolved);
+	cr_assert_str_eq(err.message, msg);
+	assert_file(path("upstream.conf"), initial);
+}
+
+Test(nginx, validate_refuses_a_bad_command_timeout, .init = setup_file, .fini = teardown_file)
+{
+	const char *const bad[][2] = {
+	    {"50ms", "50ms is too short; the minimum is 100ms"},
+	    {"soon", "\"soon\" is not a duration"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char yaml[1024];
+		snprintf(yaml, sizeof(yaml),
+		         "version: 1\n"
+		         "name: shop\n"
+		         "traffic:\n"
+		         "  provider: nginx\n"
+		         "  steps: [10, 100]\n"
+		         "  bake: 1m\n"
+		         "  nginx:\n"
+		         "    upstream_file: %s\n"
+		         "    upstream: shop\n"
+		         "    vm_servers: [\"127.0.0.1:%d\"]\n"
+		         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
+		         "    command_timeout: %s\n",
+		         path("upstream.conf"), port[0], port[2], bad[i][0]);
+		write_file(path("plan.yaml"), yaml);
+		tu_output r = tu_migrate("validate", "-p", path("plan.yaml"), NULL);
+		cr_assert_eq(r.status, 2, "%s: %s", bad[i][0], r.err);
+		char want[1024];
+		snprintf(want, sizeof(want), "%s:12:22: traffic.nginx.command_timeout: %s",
+		         path("plan.yaml"), bad[i][1]);
+		cr_assert(strstr(r.err, want), "%s\nwanted: %s", r.err, want);
+		tu_output_free(&r);
+	}
 }
 
 Test(nginx, describe_shows_the_exact_file_and_changes_nothing, .init = setup, .fini = teardown)
