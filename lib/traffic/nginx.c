@@ -843,11 +843,15 @@ static int nginx_describe(void *drv, double k8s_percent, json_t **out, mg_error 
 	if (rc)
 		return rc;
 	bool changed = len != p.len || memcmp(text, p.text, len);
-	*out =
-	    json_pack("{s:s, s:s, s:i, s:i, s:f, s:b, s:s%, s:s, s:s}", "upstream_file", n->file,
-	              "upstream", n->upstream, "vm_weight", w.vm_weight, "k8s_weight", w.k8s_weight,
-	              "effective_percent", w.effective_percent, "changed", changed, "content", text,
-	              len, "test_command", n->test_command, "reload_command", n->reload_command);
+	/* the same shape as the other drivers: an array of calls, each with its kind */
+	*out = json_pack(
+	    "[{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:s%}, {s:s, s:s, s:s, s:I}, {s:s, s:s, s:s, s:I}]",
+	    "kind", "file", "upstream_file", n->file, "upstream", n->upstream, "vm_weight",
+	    w.vm_weight, "k8s_weight", w.k8s_weight, "effective_percent", w.effective_percent,
+	    "changed", changed, "content", text, len, "kind", "command", "key", "test_command",
+	    "command", n->test_command, "timeout_ms", (json_int_t)n->timeout_ms, "kind", "command",
+	    "key", "reload_command", "command", n->reload_command, "timeout_ms",
+	    (json_int_t)n->timeout_ms);
 	parsed_free(&p);
 	free(text);
 	if (!*out)

@@ -737,6 +737,16 @@ Test(nginx, validate_refuses_a_bad_command_timeout, .init = setup_file, .fini = 
 	}
 }
 
+/* The file write, then the two commands: the `calls` array of --dry-run. */
+static json_t *file_call(json_t *d)
+{
+	cr_assert(json_is_array(d));
+	cr_assert_eq(json_array_size(d), 3);
+	json_t *f = json_array_get(d, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "kind")), "file");
+	return f;
+}
+
 Test(nginx, describe_shows_the_exact_file_and_changes_nothing, .init = setup, .fini = teardown)
 {
 	open_real_plan();
@@ -746,28 +756,37 @@ Test(nginx, describe_shows_the_exact_file_and_changes_nothing, .init = setup, .f
 	cr_assert_eq(mg_traffic_describe(&d, traffic, 25, &err), 0, "%s", err.message);
 	char want[4096];
 	expected(want, sizeof(want), 3, 2);
-	cr_assert_str_eq(json_string_value(json_object_get(d, "content")), want);
-	cr_assert_str_eq(json_string_value(json_object_get(d, "upstream_file")),
+	json_t *f = file_call(d);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "content")), want);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "upstream_file")),
 	                 path("upstream.conf"));
-	cr_assert_str_eq(json_string_value(json_object_get(d, "upstream")), "shop");
-	cr_assert_str_eq(json_string_value(json_object_get(d, "test_command")), nginx_cmd("-t"));
-	cr_assert_str_eq(json_string_value(json_object_get(d, "reload_command")),
-	                 nginx_cmd("-s reload"));
-	cr_assert_eq(json_integer_value(json_object_get(d, "vm_weight")), 3);
-	cr_assert_eq(json_integer_value(json_object_get(d, "k8s_weight")), 2);
-	cr_assert_eq(json_real_value(json_object_get(d, "effective_percent")), 25.0);
-	cr_assert(json_is_true(json_object_get(d, "changed")));
-	cr_assert_eq(json_object_size(d), 9);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "upstream")), "shop");
+	cr_assert_eq(json_integer_value(json_object_get(f, "vm_weight")), 3);
+	cr_assert_eq(json_integer_value(json_object_get(f, "k8s_weight")), 2);
+	cr_assert_eq(json_real_value(json_object_get(f, "effective_percent")), 25.0);
+	cr_assert(json_is_true(json_object_get(f, "changed")));
+	cr_assert_eq(json_object_size(f), 8);
+	const char *const keys[] = {"test_command", "reload_command"};
+	const char *const cmds[] = {nginx_cmd("-t"), nginx_cmd("-s reload")};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *c = json_array_get(d, i + 1);
+		cr_assert_str_eq(json_string_value(json_object_get(c, "kind")), "command");
+		cr_assert_str_eq(json_string_value(json_object_get(c, "key")), keys[i]);
+		cr_assert_str_eq(json_string_value(json_object_get(c, "command")), cmds[i]);
+		cr_assert_eq(json_integer_value(json_object_get(c, "timeout_ms")), 30000);
+		cr_assert_eq(json_object_size(c), 4);
+	}
 	assert_file(path("upstream.conf"), initial);
 	assert_not_reloaded(&before);
 
 	cr_assert_eq(mg_traffic_apply(NULL, traffic, 25, false, &err), 0, "%s", err.message);
-	assert_file(path("upstream.conf"), json_string_value(json_object_get(d, "content")));
+	assert_file(path("upstream.conf"), json_string_value(json_object_get(f, "content")));
 	json_decref(d);
 
 	cr_assert_eq(mg_traffic_describe(&d, traffic, 25, &err), 0, "%s", err.message);
-	cr_assert(json_is_false(json_object_get(d, "changed")));
-	cr_assert_str_eq(json_string_value(json_object_get(d, "content")), want);
+	f = file_call(d);
+	cr_assert(json_is_false(json_object_get(f, "changed")));
+	cr_assert_str_eq(json_string_value(json_object_get(f, "content")), want);
 	json_decref(d);
 
 	/* a share the weights cannot give is refused before anything is read */
@@ -1174,6 +1193,53 @@ static void write_crash_plan(void)
 	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"), block, blocked,
 	         blocked, blocked, nginx_cmd("-s reload"));
 	write_file(path("plan.yaml"), yaml);
+}
+
+/* DIR/plan.yaml for the real nginx, for tests that run the migrate binary. */
+static void write_cli_plan(void)
+{
+	char yaml[4096];
+	snprintf(yaml, sizeof(yaml),
+	         "version: 1\n"
+	         "name: shop\n"
+	         "traffic:\n"
+	         "  provider: nginx\n"
+	         "  steps: [10, 25, 50, 75, 100]\n"
+	         "  bake: 1h\n"
+	         "  nginx:\n"
+	         "    upstream_file: %s\n"
+	         "    upstream: shop\n"
+	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
+	         "    test_command: \"%s\"\n"
+	         "    reload_command: \"%s\"\n",
+	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"),
+	         nginx_cmd("-s reload"));
+	write_file(path("plan.yaml"), yaml);
+}
+
+Test(nginx, step_dry_run_json_calls_are_an_array_of_kinds, .init = setup, .fini = teardown)
+{
+	write_cli_plan();
+	worker_set before = snapshot();
+	tu_output r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "step",
+	                              "--dry-run", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = tu_json_doc(&r), *calls = json_object_get(d, "calls");
+	cr_assert(json_is_array(calls), "%s", r.out);
+	cr_assert_eq(json_array_size(calls), 3, "%s", r.out);
+	const char *const kinds[] = {"file", "command", "command"};
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_str_eq(
+		    json_string_value(json_object_get(json_array_get(calls, i), "kind")), kinds[i]);
+	char want[4096];
+	expected(want, sizeof(want), 9, 2);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(calls, 0), "content")),
+	                 want);
+	json_decref(d);
+	tu_output_free(&r);
+	assert_file(path("upstream.conf"), initial);
+	assert_not_reloaded(&before);
 }
 
 /* Starts `migrate step` and kills it with SIGKILL once its reload command is blocked. */
