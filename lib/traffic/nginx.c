@@ -515,6 +515,59 @@ static int render(const nginx *n, const parsed *p, const mg_weights *w, char **o
 	return 0;
 }
 
+/*
+ * An operator's `down` stays at every step, so such a server takes no share
+ * whatever weight it is given. When that leaves the cluster another share
+ * than the weights', the step could only fail its read-back after the
+ * file was rewritten and nginx reloaded: refuse it before, naming the
+ * servers and how to hand them to migrate. --force cannot help: migrate
+ * never lifts an operator's `down`.
+ */
+static int check_operator_down(const nginx *n, const parsed *p, const mg_weights *w,
+                               const char *path, mg_error *err)
+{
+	double total = 0, k8s = 0;
+	char names[512] = "", lines[512] = "";
+	size_t nnames = 0;
+	for (size_t i = 0; i < p->ne; i++) {
+		const entry *e = &p->e[i];
+		bool is_k8s = (size_t)e->slot >= n->nvm;
+		int weight = is_k8s ? w->k8s_weight : w->vm_weight;
+		if (operator_down(e)) {
+			if (weight) {
+				char at[64];
+				snprintf(at, sizeof(at), "line %d", e->line);
+				list_add(names, sizeof(names), e->addr);
+				list_add(lines, sizeof(lines), at);
+				nnames++;
+			}
+			continue;
+		}
+		total += weight;
+		if (is_k8s)
+			k8s += weight;
+	}
+	double share = total > 0 ? 100 * k8s / total : 0;
+	if (!nnames || mg_traffic_same_share(share, w->effective_percent))
+		return 0;
+	const entry *first = NULL;
+	for (size_t i = 0; i < p->ne && !first; i++)
+		if (operator_down(&p->e[i]) &&
+		    ((size_t)p->e[i].slot >= n->nvm ? w->k8s_weight : w->vm_weight))
+			first = &p->e[i];
+	bool many = nnames > 1;
+	return mg_error_set(
+	    err, MG_ERROR,
+	    "%s %s %s `down` in %s (%s) without migrate's mark: that is an operator's `down`, "
+	    "which migrate keeps at every step (--force does not lift it), so the cluster would "
+	    "get %.3g%% instead of %.3g%%; nothing was changed. To hand %s to migrate, add "
+	    "migrate's weight-0 mark after the ';' of %s line (`server %s down; %s`): the next "
+	    "step then gives %s %s weight",
+	    many ? "servers" : "server", names, many ? "are" : "is", path, lines, share,
+	    w->effective_percent, many ? "them" : "it", many ? "each" : "its", first->addr,
+	    ZERO_MARK, many ? "them" : "it", many ? "their" : "its");
+}
+
 /* Loads the file at path and renders it for k8s_percent. */
 static int prepare(const nginx *n, double k8s_percent, const char *path, parsed *p, mg_weights *w,
                    char **out, size_t *len, mg_error *err)
@@ -524,7 +577,8 @@ static int prepare(const nginx *n, double k8s_percent, const char *path, parsed 
 		return rc;
 	if ((rc = load(p, n, path, err)))
 		return rc;
-	if ((rc = render(n, p, w, out, len, path, err)))
+	if ((rc = check_operator_down(n, p, w, path, err)) ||
+	    (rc = render(n, p, w, out, len, path, err)))
 		parsed_free(p);
 	return rc;
 }

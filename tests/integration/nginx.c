@@ -795,6 +795,29 @@ Test(nginx, describe_shows_the_exact_file_and_changes_nothing, .init = setup, .f
 	cr_assert_null(d);
 }
 
+/* DIR/plan.yaml for the real nginx, for tests that run the migrate binary. */
+static void write_cli_plan(void)
+{
+	char yaml[4096];
+	snprintf(yaml, sizeof(yaml),
+	         "version: 1\n"
+	         "name: shop\n"
+	         "traffic:\n"
+	         "  provider: nginx\n"
+	         "  steps: [10, 25, 50, 75, 100]\n"
+	         "  bake: 1h\n"
+	         "  nginx:\n"
+	         "    upstream_file: %s\n"
+	         "    upstream: shop\n"
+	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
+	         "    test_command: \"%s\"\n"
+	         "    reload_command: \"%s\"\n",
+	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"),
+	         nginx_cmd("-s reload"));
+	write_file(path("plan.yaml"), yaml);
+}
+
 Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini = teardown)
 {
 	char text[2048];
@@ -817,7 +840,7 @@ Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini =
 	mg_traffic_state_clear(&st);
 
 	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), MG_ERROR);
-	char want[256];
+	char want[1024];
 	snprintf(want, sizeof(want),
 	         "refusing to send more traffic to the cluster: nginx reports 127.0.0.1:%d (down "
 	         "in the upstream file) not able to take it",
@@ -825,19 +848,96 @@ Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini =
 	cr_assert(strstr(err.message, want), "%s", err.message);
 	assert_file(path("upstream.conf"), text);
 
-	/* forced: the weights move, the operator's down stays, and the read-back says so */
+	/* forced: still refused, before anything changes, saying how to hand the server over */
+	worker_set before = snapshot();
 	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, true, &err), MG_ERROR);
-	cr_assert(strstr(err.message, "nginx was asked for 10% to the cluster but reads back 0%"),
-	          "%s", err.message);
-	char forced[2048];
-	snprintf(forced, sizeof(forced),
+	char *resolved = realpath(path("upstream.conf"), NULL);
+	snprintf(want, sizeof(want),
+	         "server 127.0.0.1:%d is `down` in %s (line 4) without migrate's mark: that is an "
+	         "operator's `down`, which migrate keeps at every step (--force does not lift "
+	         "it), so the cluster would get 0%% instead of 10%%; nothing was changed. To hand "
+	         "it to migrate, add migrate's weight-0 mark after the ';' of its line (`server "
+	         "127.0.0.1:%d down; " MARK "`): the next step then gives it its weight",
+	         port[2], resolved, port[2]);
+	free(resolved);
+	cr_assert_str_eq(err.message, want);
+	cr_assert_null(strstr(err.message, "reads back"), "%s", err.message);
+	assert_file(path("upstream.conf"), text);
+	assert_not_reloaded(&before);
+	/* the dry run says the same */
+	json_t *d = NULL;
+	cr_assert_eq(mg_traffic_describe(&d, traffic, 10, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "without migrate's mark"), "%s", err.message);
+	cr_assert_null(d);
+
+	/* a VM the operator took out: the step towards the cluster is refused the same way */
+	snprintf(text, sizeof(text),
+	         "upstream shop {\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d max_fails=3 down;\n"
+	         "\tserver 127.0.0.1:%d down; " MARK "\n"
+	         "}\n",
+	         port[0], port[1], port[2]);
+	write_file(path("upstream.conf"), text);
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "(line 3) without migrate's mark"), "%s", err.message);
+	cr_assert(strstr(err.message, "the cluster would get 18.2% instead of 10%"), "%s",
+	          err.message);
+	assert_file(path("upstream.conf"), text);
+	assert_not_reloaded(&before);
+
+	/* handed over with the mark: migrate owns the line and gives it its weight */
+	snprintf(text, sizeof(text),
+	         "upstream shop {\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d max_fails=3 down; " MARK "\n"
+	         "\tserver 127.0.0.1:%d down; " MARK "\n"
+	         "}\n",
+	         port[0], port[1], port[2]);
+	write_file(path("upstream.conf"), text);
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), 0, "%s", err.message);
+	char stepped[2048];
+	snprintf(stepped, sizeof(stepped),
 	         HEADER "upstream shop {\n"
 	                "\tserver 127.0.0.1:%d weight=9;\n"
-	                "\tserver 127.0.0.1:%d weight=9;\n"
-	                "\tserver 127.0.0.1:%d weight=2 down;\n"
+	                "\tserver 127.0.0.1:%d weight=9 max_fails=3;\n"
+	                "\tserver 127.0.0.1:%d weight=2;\n"
 	                "}\n",
 	         port[0], port[1], port[2]);
-	assert_file(path("upstream.conf"), forced);
+	assert_file(path("upstream.conf"), stepped);
+	wait_reloaded(&before);
+	assert_traffic(FEW, 9, 2);
+}
+
+/* The same through the binary: `step --force` exits 1 with the reason, and nothing moved. */
+Test(nginx, step_force_onto_an_operators_down_cluster_server_says_why, .init = setup,
+     .fini = teardown)
+{
+	char text[2048];
+	snprintf(text, sizeof(text),
+	         "upstream shop {\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d down;\n"
+	         "}\n",
+	         port[0], port[1], port[2]);
+	write_file(path("upstream.conf"), text);
+	write_cli_plan();
+	worker_set before = snapshot();
+	tu_output r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "step",
+	                              "--force", "--reason", "test", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	char want[256];
+	snprintf(want, sizeof(want), "server 127.0.0.1:%d is `down` in ", port[2]);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	snprintf(want, sizeof(want), "(`server 127.0.0.1:%d down; " MARK "`)", port[2]);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	cr_assert(strstr(r.err, "nothing was changed"), "%s", r.err);
+	cr_assert_null(strstr(r.err, "reads back"), "%s", r.err);
+	tu_output_free(&r);
+	assert_file(path("upstream.conf"), text);
+	assert_not_reloaded(&before);
+	assert_traffic(FEW, 1, 0);
 }
 
 /* --- the file against the plan: no nginx needed ------------------------------------------- */
@@ -1192,29 +1292,6 @@ static void write_crash_plan(void)
 	         "exec sleep 30; fi; %s\"\n",
 	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"), block, blocked,
 	         blocked, blocked, nginx_cmd("-s reload"));
-	write_file(path("plan.yaml"), yaml);
-}
-
-/* DIR/plan.yaml for the real nginx, for tests that run the migrate binary. */
-static void write_cli_plan(void)
-{
-	char yaml[4096];
-	snprintf(yaml, sizeof(yaml),
-	         "version: 1\n"
-	         "name: shop\n"
-	         "traffic:\n"
-	         "  provider: nginx\n"
-	         "  steps: [10, 25, 50, 75, 100]\n"
-	         "  bake: 1h\n"
-	         "  nginx:\n"
-	         "    upstream_file: %s\n"
-	         "    upstream: shop\n"
-	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
-	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
-	         "    test_command: \"%s\"\n"
-	         "    reload_command: \"%s\"\n",
-	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"),
-	         nginx_cmd("-s reload"));
 	write_file(path("plan.yaml"), yaml);
 }
 
