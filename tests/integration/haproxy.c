@@ -1341,8 +1341,10 @@ Test(haproxy_fake, configurations_the_driver_refuses)
 	json_t *d;
 	cr_assert_eq(mg_traffic_haproxy_ops.describe(drv, 0, &d, &err), 0);
 	char *s = json_dumps(d, JSON_COMPACT);
-	cr_assert_str_eq(s, "[{\"address\":\"[::1]:9999\",\"line\":\"set weight payments/vm-01 1; "
-	                    "set weight payments/k8s 0\"}]");
+	cr_assert_str_eq(
+	    s,
+	    "[{\"kind\":\"runtime-api\",\"address\":\"[::1]:9999\",\"line\":\"set weight payments/vm-01 1; "
+	    "set weight payments/k8s 0\"}]");
 	free(s);
 	json_decref(d);
 	mg_traffic_haproxy_ops.free(drv);
