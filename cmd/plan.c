@@ -214,9 +214,10 @@ static json_t *plan_traffic(const mg_cli *cli, const mg_plan_traffic *t, mg_erro
 		vm = n->vm_servers, nvm = n->nvm_servers, k8s = n->k8s_servers;
 		nk8s = n->nk8s_servers;
 		snprintf(where, sizeof(where), "upstream %s in %s", n->upstream, n->upstream_file);
-		target = json_pack("{s:s, s:s, s:s, s:s}", "upstream", n->upstream, "upstream_file",
-		                   n->upstream_file, "test_command", n->test_command,
-		                   "reload_command", n->reload_command);
+		target = json_pack("{s:s, s:s, s:s, s:s, s:I}", "upstream", n->upstream,
+		                   "upstream_file", n->upstream_file, "test_command",
+		                   n->test_command, "reload_command", n->reload_command,
+		                   "command_timeout_ms", (json_int_t)n->command_timeout_ms);
 	} else {
 		const mg_plan_cloudflare *c = t->cloudflare;
 		snprintf(where, sizeof(where), "load balancer %s, pools %s (VMs) and %s (cluster)",

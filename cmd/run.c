@@ -45,6 +45,7 @@ typedef struct {
 	bool has_last;
 	int64_t next_eval_ms;
 	int64_t inconclusive_since_ms; /* 0: the last evaluation was conclusive */
+	bool data_seen;                /* an evaluation at this step had data to judge */
 	bool paused;
 	json_t *decided;        /* the evaluation that made the last move, for the JSON document */
 	mg_shift_outcome moved; /* a move the state could not record: reported on the way out */
@@ -175,6 +176,7 @@ static int move(run_ctx *r, int idx, const char *reason, mg_error *err)
 		event(r, "step %d of %zu: %s to the cluster (%s read back from %s)", idx + 1,
 		      t->nsteps, a, b, mg_traffic_name(r->c->t));
 	r->inconclusive_since_ms = 0;
+	r->data_seen = false;
 	r->next_eval_ms = r->c->st.step_started_ms + r->slo->interval_ms;
 	return 0;
 }
@@ -292,6 +294,18 @@ static int evaluate(verdict *v, run_ctx *r, int until_idx, mg_error *err)
 			return hold(r, why, NULL, err);
 		return move(r, -1, why, err);
 	}
+	/*
+	 * Right after a step Prometheus has not scraped the new weights yet, so the
+	 * first evaluations have no data: no news, not a hold worth a journal record.
+	 * Only until the first data at this step, and for at most the bake or two
+	 * intervals: a query that never matches anything is a hold like any other.
+	 * The clock towards the inconclusive pause runs all the same.
+	 */
+	bool grace = now - st->step_started_ms <
+	             (t->bake_ms > 2 * slo->interval_ms ? t->bake_ms : 2 * slo->interval_ms);
+	bool awaiting = e->outcome == MG_GATE_INCONCLUSIVE && e->awaiting_data;
+	if (!awaiting)
+		r->data_seen = true;
 	if (e->outcome == MG_GATE_INCONCLUSIVE) {
 		if (!r->inconclusive_since_ms)
 			r->inconclusive_since_ms = now;
@@ -306,6 +320,12 @@ static int evaluate(verdict *v, run_ctx *r, int until_idx, mg_error *err)
 				rc = hold(r, why, NULL, err);
 			*v = DONE_INCONCLUSIVE;
 			return rc;
+		}
+		if (awaiting && !r->data_seen && grace) {
+			/* unseen, so the next evaluation is journalled whatever it shows */
+			mg_gate_eval_clear(&r->last);
+			r->has_last = false;
+			return 0;
 		}
 		if (changed) {
 			rc = gate_journal(r->c->store, st, "run", e, "hold", err);

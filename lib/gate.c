@@ -44,6 +44,7 @@ static char *dupf(const char *f, ...)
 /* One number from a query, or why there is none (malloc'd into *why). */
 typedef struct {
 	bool ok;
+	bool no_data; /* !ok because the query had nothing (yet), not because it failed */
 	double v;
 	char *why;
 } reading;
@@ -65,6 +66,9 @@ static void read_one(reading *r, mg_metrics *m, const char *query, int64_t at_ms
 		return;
 	}
 	if (res.type == MG_METRICS_SCALAR || res.type == MG_METRICS_VECTOR) {
+		r->no_data = res.nseries == 0 ||
+		             (res.nseries == 1 &&
+		              (res.series[0].nsamples < 1 || isnan(res.series[0].samples[0].v)));
 		if (res.nseries == 0)
 			r->why = dupf("no data: the query returned an empty result");
 		else if (res.nseries > 1)
@@ -98,6 +102,7 @@ static bool take(mg_gate_check *c, reading *r)
 {
 	if (!r->ok) {
 		c->outcome = MG_GATE_INCONCLUSIVE;
+		c->no_data = r->no_data;
 		set_detail(c, r->why);
 		r->why = NULL;
 		return false;
@@ -327,6 +332,7 @@ int mg_gate_evaluate(mg_gate_eval *out, mg_metrics *m, const mg_plan_slo *slo, i
 		mg_gate_check *c = &out->checks[i];
 		if (too_young) {
 			c->outcome = MG_GATE_INCONCLUSIVE;
+			c->no_data = true;
 			set_detail(c, dupf("the step is less than a second old: nothing to judge "
 			                   "yet"));
 		}
@@ -334,6 +340,13 @@ int mg_gate_evaluate(mg_gate_eval *out, mg_metrics *m, const mg_plan_slo *slo, i
 			out->outcome = MG_GATE_FAIL;
 		else if (c->outcome == MG_GATE_INCONCLUSIVE && out->outcome == MG_GATE_PASS)
 			out->outcome = MG_GATE_INCONCLUSIVE;
+	}
+	if (out->outcome == MG_GATE_INCONCLUSIVE && out->nchecks) {
+		/* with slo.red the rate check is first: the traffic every other verdict needs */
+		bool none = true;
+		for (size_t i = 0; i < (slo->red ? 1 : out->nchecks); i++)
+			none &= out->checks[i].no_data;
+		out->awaiting_data = none;
 	}
 	return 0;
 }

@@ -55,6 +55,7 @@ typedef struct {
 	bool has_ratio; /* custom checks with a baseline: value / baseline, at most max_ratio */
 	double ratio, max_ratio;
 	char *detail; /* why it is not a pass (or a pass with a caveat), in words; or NULL */
+	bool no_data; /* inconclusive because the query had nothing yet (empty, NaN, too young) */
 } mg_gate_check;
 
 typedef struct {
@@ -63,6 +64,11 @@ typedef struct {
 	int64_t window_ms;       /* the window the queries used, after clamping */
 	int64_t window_plan_ms;  /* slo.window */
 	bool clamped;            /* window_ms < window_plan_ms because the step is younger */
+	/* Inconclusive only because nothing was scraped since the step began: with slo.red
+	 * the rate check has no data yet, else no check has. A step that just began looks
+	 * like this until the first scrapes of its weights; so does a query that never
+	 * matches anything, which is why the autopilot tolerates it only for a while. */
+	bool awaiting_data;
 	mg_gate_check *checks;
 	size_t nchecks;
 } mg_gate_eval;

@@ -1284,8 +1284,8 @@ static mg_plan_haproxy *load_haproxy(loader *L, yaml_node_t *m)
 static mg_plan_nginx *load_nginx(loader *L, yaml_node_t *m)
 {
 	static const char *const keys[] = {
-	    "upstream_file", "upstream",       "vm_servers", "k8s_servers",
-	    "test_command",  "reload_command", NULL};
+	    "upstream_file", "upstream",       "vm_servers",      "k8s_servers",
+	    "test_command",  "reload_command", "command_timeout", NULL};
 	const char *P = "traffic.nginx";
 	if (!expect(L, m, YAML_MAPPING_NODE, P))
 		return NULL;
@@ -1305,6 +1305,7 @@ static mg_plan_nginx *load_nginx(loader *L, yaml_node_t *m)
 	check_disjoint(L, m, P, n->vm_servers, n->nvm_servers, n->k8s_servers, n->nk8s_servers);
 	n->test_command = get_str(L, m, P, "test_command", false, "nginx -t");
 	n->reload_command = get_str(L, m, P, "reload_command", false, "nginx -s reload");
+	n->command_timeout_ms = get_duration(L, m, P, "command_timeout", 30000, 100);
 	return n;
 }
 

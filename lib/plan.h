@@ -108,6 +108,7 @@ typedef struct {
 	size_t nk8s_servers;
 	const char *test_command;
 	const char *reload_command;
+	int64_t command_timeout_ms; /* each of test_command and reload_command */
 } mg_plan_nginx;
 
 typedef struct {

@@ -560,11 +560,11 @@ static int cf_describe(void *drv, double k8s_percent, json_t **out, mg_error *er
 	snprintf(auth, sizeof(auth), "Bearer <from %s>", c->token.source);
 	json_t *body = patch_body(c, k8s_percent, NULL);
 	json_t *calls = json_pack(
-	    "[{s:s, s:s, s:{s:s}, s:s}, {s:s, s:s, s:{s:s, s:s}, s:o, s:s}]", "method", "GET",
-	    "url", c->lb_url, "headers", "Authorization", auth, "why",
-	    "read default_pools, to keep the pools already listed", "method", "PATCH", "url",
-	    c->lb_url, "headers", "Authorization", auth, "Content-Type", "application/json", "body",
-	    body, "note",
+	    "[{s:s, s:s, s:s, s:{s:s}, s:s}, {s:s, s:s, s:s, s:{s:s, s:s}, s:o, s:s}]", "kind",
+	    "http", "method", "GET", "url", c->lb_url, "headers", "Authorization", auth, "why",
+	    "read default_pools, to keep the pools already listed", "kind", "http", "method",
+	    "PATCH", "url", c->lb_url, "headers", "Authorization", auth, "Content-Type",
+	    "application/json", "body", body, "note",
 	    "default_pools is the load balancer's current list with these pools appended when "
 	    "missing");
 	if (!calls)

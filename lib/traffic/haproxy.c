@@ -865,9 +865,9 @@ static int hx_describe(void *drv, double pct, json_t **out, mg_error *err)
 		return rc;
 	json_t *arr = json_array();
 	for (size_t k = 0; arr && k < l.nlines; k++)
-		if (json_array_append_new(arr,
-		                          json_pack("{s:s, s:s}", h->socket ? "socket" : "address",
-		                                    h->where, "line", l.lines[k]))) {
+		if (json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "kind", "runtime-api",
+		                                         h->socket ? "socket" : "address", h->where,
+		                                         "line", l.lines[k]))) {
 			json_decref(arr);
 			arr = NULL;
 		}

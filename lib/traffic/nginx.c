@@ -62,13 +62,8 @@ extern char **environ;
 /* After SIGTERM to a command that timed out, before SIGKILL. */
 #define KILL_GRACE_MS 500
 
-/*
- * How long the test and reload commands may run. The plan has no key for it
- * (yet); tests shorten it to check the timeout without waiting 30 s. Read
- * when a driver is created.
- */
-extern long mg_traffic_nginx_command_timeout_ms;
-long mg_traffic_nginx_command_timeout_ms = 30000;
+/* traffic.nginx.command_timeout when the plan gives none (a plan built in code). */
+#define DEFAULT_TIMEOUT_MS 30000
 
 typedef struct {
 	char *file;
@@ -521,6 +516,59 @@ static int render(const nginx *n, const parsed *p, const mg_weights *w, char **o
 	return 0;
 }
 
+/*
+ * An operator's `down` stays at every step, so such a server takes no share
+ * whatever weight it is given. When that leaves the cluster another share
+ * than the weights', the step could only fail its read-back after the
+ * file was rewritten and nginx reloaded: refuse it before, naming the
+ * servers and how to hand them to migrate. --force cannot help: migrate
+ * never lifts an operator's `down`.
+ */
+static int check_operator_down(const nginx *n, const parsed *p, const mg_weights *w,
+                               const char *path, mg_error *err)
+{
+	double total = 0, k8s = 0;
+	char names[512] = "", lines[512] = "";
+	size_t nnames = 0;
+	for (size_t i = 0; i < p->ne; i++) {
+		const entry *e = &p->e[i];
+		bool is_k8s = (size_t)e->slot >= n->nvm;
+		int weight = is_k8s ? w->k8s_weight : w->vm_weight;
+		if (operator_down(e)) {
+			if (weight) {
+				char at[64];
+				snprintf(at, sizeof(at), "line %d", e->line);
+				list_add(names, sizeof(names), e->addr);
+				list_add(lines, sizeof(lines), at);
+				nnames++;
+			}
+			continue;
+		}
+		total += weight;
+		if (is_k8s)
+			k8s += weight;
+	}
+	double share = total > 0 ? 100 * k8s / total : 0;
+	if (!nnames || mg_traffic_same_share(share, w->effective_percent))
+		return 0;
+	const entry *first = NULL;
+	for (size_t i = 0; i < p->ne && !first; i++)
+		if (operator_down(&p->e[i]) &&
+		    ((size_t)p->e[i].slot >= n->nvm ? w->k8s_weight : w->vm_weight))
+			first = &p->e[i];
+	bool many = nnames > 1;
+	return mg_error_set(
+	    err, MG_ERROR,
+	    "%s %s %s `down` in %s (%s) without migrate's mark: that is an operator's `down`, "
+	    "which migrate keeps at every step (--force does not lift it), so the cluster would "
+	    "get %.3g%% instead of %.3g%%; nothing was changed. To hand %s to migrate, add "
+	    "migrate's weight-0 mark after the ';' of %s line (`server %s down; %s`): the next "
+	    "step then gives %s %s weight",
+	    many ? "servers" : "server", names, many ? "are" : "is", path, lines, share,
+	    w->effective_percent, many ? "them" : "it", many ? "each" : "its", first->addr,
+	    ZERO_MARK, many ? "them" : "it", many ? "their" : "its");
+}
+
 /* Loads the file at path and renders it for k8s_percent. */
 static int prepare(const nginx *n, double k8s_percent, const char *path, parsed *p, mg_weights *w,
                    char **out, size_t *len, mg_error *err)
@@ -530,7 +578,8 @@ static int prepare(const nginx *n, double k8s_percent, const char *path, parsed 
 		return rc;
 	if ((rc = load(p, n, path, err)))
 		return rc;
-	if ((rc = render(n, p, w, out, len, path, err)))
+	if ((rc = check_operator_down(n, p, w, path, err)) ||
+	    (rc = render(n, p, w, out, len, path, err)))
 		parsed_free(p);
 	return rc;
 }
@@ -710,8 +759,11 @@ static int run_command(const char *cmd, long timeout_ms, char *what, size_t what
 	free(output);
 	if (timed_out) {
 		duration(limit, sizeof(limit), timeout_ms);
-		snprintf(what, what_size, "`%.200s` did not finish within %s and was stopped (%s)",
-		         cmd, limit, out);
+		snprintf(
+		    what, what_size,
+		    "`%.200s` did not finish within %s (traffic.nginx.command_timeout) and was "
+		    "stopped (%s)",
+		    cmd, limit, out);
 		return MG_ERROR;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -854,11 +906,15 @@ static int nginx_describe(void *drv, double k8s_percent, json_t **out, mg_error 
 	if (rc)
 		return rc;
 	bool changed = len != p.len || memcmp(text, p.text, len);
-	*out =
-	    json_pack("{s:s, s:s, s:i, s:i, s:f, s:b, s:s%, s:s, s:s}", "upstream_file", n->file,
-	              "upstream", n->upstream, "vm_weight", w.vm_weight, "k8s_weight", w.k8s_weight,
-	              "effective_percent", w.effective_percent, "changed", changed, "content", text,
-	              len, "test_command", n->test_command, "reload_command", n->reload_command);
+	/* the same shape as the other drivers: an array of calls, each with its kind */
+	*out = json_pack(
+	    "[{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:s%}, {s:s, s:s, s:s, s:I}, {s:s, s:s, s:s, s:I}]",
+	    "kind", "file", "upstream_file", n->file, "upstream", n->upstream, "vm_weight",
+	    w.vm_weight, "k8s_weight", w.k8s_weight, "effective_percent", w.effective_percent,
+	    "changed", changed, "content", text, len, "kind", "command", "key", "test_command",
+	    "command", n->test_command, "timeout_ms", (json_int_t)n->timeout_ms, "kind", "command",
+	    "key", "reload_command", "command", n->reload_command, "timeout_ms",
+	    (json_int_t)n->timeout_ms);
 	parsed_free(&p);
 	free(text);
 	if (!*out)
@@ -919,7 +975,8 @@ int mg_traffic_nginx_new(void **out, const mg_plan_nginx *cfg, mg_error *err)
 	n->upstream = strdup(cfg->upstream);
 	n->test_command = strdup(cfg->test_command);
 	n->reload_command = strdup(cfg->reload_command);
-	n->timeout_ms = mg_traffic_nginx_command_timeout_ms;
+	n->timeout_ms =
+	    cfg->command_timeout_ms > 0 ? (long)cfg->command_timeout_ms : DEFAULT_TIMEOUT_MS;
 	bool ok = n->servers && n->file && n->upstream && n->test_command && n->reload_command;
 	for (size_t i = 0; ok && i < n->nservers; i++) {
 		const char *s = i < n->nvm ? cfg->vm_servers[i] : cfg->k8s_servers[i - n->nvm];

@@ -869,3 +869,46 @@ Test(autopilot, a_move_that_cannot_be_recorded_ends_the_run_with_exit_5_and_the_
 	cr_assert(strstr(r.err, "but the record could not be written: "), "%s", r.err);
 	cr_assert_gt(weight("k8s1"), 0, "the balancer has the first step");
 }
+
+/*
+ * A gate record inconclusive for want of data: its rate check (the traffic
+ * every other RED verdict stands on) had nothing scraped since the step began.
+ */
+static bool no_data_only(json_t *gate)
+{
+	if (strcmp(jstr(gate, "after.outcome"), "inconclusive"))
+		return false;
+	json_t *k = check_of(gate, "rate");
+	const char *d = jstr(k, "detail");
+	return json_is_null(jget(k, "value")) &&
+	       (!strncmp(d, "no data", 7) || strstr(d, "less than a second old"));
+}
+
+/*
+ * The first evaluations after a step find no scrape of the new weights yet:
+ * that is no news, and the journal does not record it as a hold. The gate
+ * records of each step begin with one that has data.
+ */
+Test(autopilot, no_hold_for_no_data_before_the_first_scrape_of_a_step)
+{
+	up(NULL, NULL);
+	static result r;
+	mg(&r, 50000, "run", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	json_t *recs = history(), *rec;
+	size_t i;
+	int gates = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		if (!is(rec, "run", "gate"))
+			continue;
+		gates++;
+		char *s = json_dumps(jget(rec, "evidence.checks"), JSON_COMPACT);
+		cr_assert(!no_data_only(rec), "record %zu (%s at step %g) is a no-data %s: %s", i,
+		          jstr(rec, "after.outcome"), jnum(rec, "before.step"),
+		          jstr(rec, "after.decision"), s);
+		free(s);
+	}
+	cr_assert_geq(gates, 3, "one advance per step after the first");
+	json_decref(recs);
+}

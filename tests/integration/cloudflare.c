@@ -785,6 +785,8 @@ Test(cloudflare, describe_shows_the_calls_without_the_token)
 	json_t *get = json_array_get(d, 0), *patch = json_array_get(d, 1);
 	char url[300];
 	snprintf(url, sizeof(url), "%s/zones/%s/load_balancers/%s", api_url, ZONE, LB);
+	cr_assert_str_eq(json_string_value(json_object_get(get, "kind")), "http");
+	cr_assert_str_eq(json_string_value(json_object_get(patch, "kind")), "http");
 	cr_assert_str_eq(json_string_value(json_object_get(get, "method")), "GET");
 	cr_assert_str_eq(json_string_value(json_object_get(get, "url")), url);
 	cr_assert_str_eq(json_string_value(json_object_get(patch, "method")), "PATCH");

@@ -468,6 +468,7 @@ Test(gate, a_step_younger_than_a_second_is_inconclusive)
 	const char *names[] = {"rate", "errors", "one"};
 	for (size_t i = 0; i < 3; i++)
 		expect_detail(expect(names[i], MG_GATE_INCONCLUSIVE, NAN), "less than a second");
+	cr_assert(g.ev.awaiting_data);
 	/* the same at the very moment of the step */
 	evaluate(AT_MS, RED_HEAD "    backend: healthy\n"
 	                         "    k8s_servers: [k8s-1, k8s-2]\n"
@@ -486,6 +487,13 @@ Test(gate, a_step_younger_than_a_second_is_inconclusive)
 	cr_assert(strstr(find("rate")->query, "[1s]"), "%s", find("rate")->query);
 	expect_detail(expect("rate", MG_GATE_INCONCLUSIVE, NAN), "no data");
 	expect("one", MG_GATE_PASS, 1);
+	/* nothing scraped of the step yet, though "one" has a value: the rate decides */
+	cr_assert(g.ev.awaiting_data);
+	/* an old enough step has data: no longer awaiting it */
+	evaluate(AT_MS - 60000, RED_HEAD "    backend: healthy\n"
+	                                 "    k8s_servers: [k8s-1, k8s-2]\n"
+	                                 "    max_error_rate: 1%\n");
+	cr_assert_not(g.ev.awaiting_data);
 }
 
 /* ---- against the VMs ---- */

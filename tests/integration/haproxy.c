@@ -900,7 +900,8 @@ Test(haproxy, describe_is_what_apply_sends_and_sends_nothing)
 	cr_assert_eq(mg_traffic_describe(&d, t, 25, &err), 0, "%s", err.message);
 	cr_assert_eq(json_array_size(d), 1);
 	json_t *call = json_array_get(d, 0);
-	cr_assert_eq(json_object_size(call), 2);
+	cr_assert_eq(json_object_size(call), 3);
+	cr_assert_str_eq(json_string_value(json_object_get(call, "kind")), "runtime-api");
 	cr_assert_str_eq(json_string_value(json_object_get(call, "socket")), sock);
 	const char *line = json_string_value(json_object_get(call, "line"));
 	cr_assert_str_eq(line, "set weight payments/vm-01 3; set weight payments/vm-02 3; set "
@@ -926,7 +927,7 @@ Test(haproxy, describe_is_what_apply_sends_and_sends_nothing)
 	char want[256];
 	snprintf(
 	    want, sizeof(want),
-	    "[{\"address\":\"127.0.0.1:%d\",\"line\":\"set weight payments/vm-01 0; set weight "
+	    "[{\"kind\":\"runtime-api\",\"address\":\"127.0.0.1:%d\",\"line\":\"set weight payments/vm-01 0; set weight "
 	    "payments/vm-02 0; set weight payments/k8s 1\"}]",
 	    api_port);
 	cr_assert_str_eq(s, want);
@@ -1340,8 +1341,10 @@ Test(haproxy_fake, configurations_the_driver_refuses)
 	json_t *d;
 	cr_assert_eq(mg_traffic_haproxy_ops.describe(drv, 0, &d, &err), 0);
 	char *s = json_dumps(d, JSON_COMPACT);
-	cr_assert_str_eq(s, "[{\"address\":\"[::1]:9999\",\"line\":\"set weight payments/vm-01 1; "
-	                    "set weight payments/k8s 0\"}]");
+	cr_assert_str_eq(
+	    s,
+	    "[{\"kind\":\"runtime-api\",\"address\":\"[::1]:9999\",\"line\":\"set weight payments/vm-01 1; "
+	    "set weight payments/k8s 0\"}]");
 	free(s);
 	json_decref(d);
 	mg_traffic_haproxy_ops.free(drv);

@@ -41,8 +41,6 @@
 #include "traffic.h"
 
 extern char **environ;
-/* lib/traffic/nginx.c: how long the test and reload commands may run. */
-extern long mg_traffic_nginx_command_timeout_ms;
 
 #define NGINX "/usr/sbin/nginx"
 /* Requests per check: in the steps (0.33 points), and where old and new weights differ widely. */
@@ -62,6 +60,8 @@ static pid_t upstream_pid[3], nginx_pid;
 static int upstream_stdin[3] = {-1, -1, -1};
 static mg_plan *plan;
 static mg_traffic *traffic;
+/* traffic.nginx.command_timeout for open_plan; empty: the default */
+static char command_timeout[32];
 
 static const char *path(const char *name)
 {
@@ -394,8 +394,11 @@ static void open_plan(const char *test_command, const char *reload_command)
 	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
 	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
 	         "    test_command: \"%s\"\n"
-	         "    reload_command: \"%s\"\n",
-	         path("upstream.conf"), port[0], port[1], port[2], test_command, reload_command);
+	         "    reload_command: \"%s\"\n"
+	         "%s%s%s",
+	         path("upstream.conf"), port[0], port[1], port[2], test_command, reload_command,
+	         *command_timeout ? "    command_timeout: " : "", command_timeout,
+	         *command_timeout ? "\n" : "");
 	if (traffic)
 		mg_traffic_free(traffic);
 	if (plan)
@@ -445,7 +448,7 @@ static void setup_file(void)
 	for (int i = 0; i < 3; i++)
 		port[i] = 18101 + i;
 	write_initial();
-	mg_traffic_nginx_command_timeout_ms = 30000;
+	command_timeout[0] = '\0';
 }
 
 static void teardown_file(void)
@@ -461,7 +464,7 @@ static void setup(void)
 	lb_port = tu_free_port();
 	write_initial();
 	start_nginx();
-	mg_traffic_nginx_command_timeout_ms = 30000;
+	command_timeout[0] = '\0';
 }
 
 static void teardown(void)
@@ -689,7 +692,7 @@ Test(nginx, a_hung_test_command_is_stopped_with_everything_it_started, .init = s
      .fini = teardown)
 {
 	/* long enough for a loaded machine to start the shell, short enough for a test */
-	mg_traffic_nginx_command_timeout_ms = 1500;
+	snprintf(command_timeout, sizeof(command_timeout), "1500ms");
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "echo waiting; sleep 60 & echo $! > %s; wait",
 	         path("sleep.pid"));
@@ -702,10 +705,10 @@ Test(nginx, a_hung_test_command_is_stopped_with_everything_it_started, .init = s
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 	cr_assert(took >= 1.5 && took < 6, "apply took %.2f s with a 1500 ms timeout", took);
-	char want[640];
+	char want[768];
 	snprintf(want, sizeof(want),
-	         "nginx rejected the new upstream file: `%s` did not finish within 1500 ms and was "
-	         "stopped (waiting); ",
+	         "nginx rejected the new upstream file: `%s` did not finish within 1500 ms "
+	         "(traffic.nginx.command_timeout) and was stopped (waiting); ",
 	         cmd);
 	cr_assert(strstr(err.message, want), "%s", err.message);
 	assert_file(path("upstream.conf"), initial);
@@ -720,6 +723,67 @@ Test(nginx, a_hung_test_command_is_stopped_with_everything_it_started, .init = s
 	cr_assert(!alive(sleeper), "the command's background sleep %d still runs", (int)sleeper);
 }
 
+Test(nginx, a_reload_longer_than_command_timeout_is_stopped_and_names_the_key, .init = setup_file,
+     .fini = teardown_file)
+{
+	snprintf(command_timeout, sizeof(command_timeout), "300ms");
+	open_plan("true", "echo reloading; exec sleep 30");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), MG_ERROR);
+	char msg[1024], *resolved = realpath(path("upstream.conf"), NULL);
+	snprintf(msg, sizeof(msg),
+	         "nginx did not reload: `echo reloading; exec sleep 30` did not finish within "
+	         "300 ms (traffic.nginx.command_timeout) and was stopped (reloading); %s is back "
+	         "to its previous content",
+	         resolved);
+	free(resolved);
+	cr_assert_str_eq(err.message, msg);
+	assert_file(path("upstream.conf"), initial);
+}
+
+Test(nginx, validate_refuses_a_bad_command_timeout, .init = setup_file, .fini = teardown_file)
+{
+	const char *const bad[][2] = {
+	    {"50ms", "50ms is too short; the minimum is 100ms"},
+	    {"soon", "\"soon\" is not a duration"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char yaml[1024];
+		snprintf(yaml, sizeof(yaml),
+		         "version: 1\n"
+		         "name: shop\n"
+		         "traffic:\n"
+		         "  provider: nginx\n"
+		         "  steps: [10, 100]\n"
+		         "  bake: 1m\n"
+		         "  nginx:\n"
+		         "    upstream_file: %s\n"
+		         "    upstream: shop\n"
+		         "    vm_servers: [\"127.0.0.1:%d\"]\n"
+		         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
+		         "    command_timeout: %s\n",
+		         path("upstream.conf"), port[0], port[2], bad[i][0]);
+		write_file(path("plan.yaml"), yaml);
+		tu_output r = tu_migrate("validate", "-p", path("plan.yaml"), NULL);
+		cr_assert_eq(r.status, 2, "%s: %s", bad[i][0], r.err);
+		char want[1024];
+		snprintf(want, sizeof(want), "%s:12:22: traffic.nginx.command_timeout: %s",
+		         path("plan.yaml"), bad[i][1]);
+		cr_assert(strstr(r.err, want), "%s\nwanted: %s", r.err, want);
+		tu_output_free(&r);
+	}
+}
+
+/* The file write, then the two commands: the `calls` array of --dry-run. */
+static json_t *file_call(json_t *d)
+{
+	cr_assert(json_is_array(d));
+	cr_assert_eq(json_array_size(d), 3);
+	json_t *f = json_array_get(d, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "kind")), "file");
+	return f;
+}
+
 Test(nginx, describe_shows_the_exact_file_and_changes_nothing, .init = setup, .fini = teardown)
 {
 	open_real_plan();
@@ -729,34 +793,66 @@ Test(nginx, describe_shows_the_exact_file_and_changes_nothing, .init = setup, .f
 	cr_assert_eq(mg_traffic_describe(&d, traffic, 25, &err), 0, "%s", err.message);
 	char want[4096];
 	expected(want, sizeof(want), 3, 2);
-	cr_assert_str_eq(json_string_value(json_object_get(d, "content")), want);
-	cr_assert_str_eq(json_string_value(json_object_get(d, "upstream_file")),
+	json_t *f = file_call(d);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "content")), want);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "upstream_file")),
 	                 path("upstream.conf"));
-	cr_assert_str_eq(json_string_value(json_object_get(d, "upstream")), "shop");
-	cr_assert_str_eq(json_string_value(json_object_get(d, "test_command")), nginx_cmd("-t"));
-	cr_assert_str_eq(json_string_value(json_object_get(d, "reload_command")),
-	                 nginx_cmd("-s reload"));
-	cr_assert_eq(json_integer_value(json_object_get(d, "vm_weight")), 3);
-	cr_assert_eq(json_integer_value(json_object_get(d, "k8s_weight")), 2);
-	cr_assert_eq(json_real_value(json_object_get(d, "effective_percent")), 25.0);
-	cr_assert(json_is_true(json_object_get(d, "changed")));
-	cr_assert_eq(json_object_size(d), 9);
+	cr_assert_str_eq(json_string_value(json_object_get(f, "upstream")), "shop");
+	cr_assert_eq(json_integer_value(json_object_get(f, "vm_weight")), 3);
+	cr_assert_eq(json_integer_value(json_object_get(f, "k8s_weight")), 2);
+	cr_assert_eq(json_real_value(json_object_get(f, "effective_percent")), 25.0);
+	cr_assert(json_is_true(json_object_get(f, "changed")));
+	cr_assert_eq(json_object_size(f), 8);
+	const char *const keys[] = {"test_command", "reload_command"};
+	const char *const cmds[] = {nginx_cmd("-t"), nginx_cmd("-s reload")};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *c = json_array_get(d, i + 1);
+		cr_assert_str_eq(json_string_value(json_object_get(c, "kind")), "command");
+		cr_assert_str_eq(json_string_value(json_object_get(c, "key")), keys[i]);
+		cr_assert_str_eq(json_string_value(json_object_get(c, "command")), cmds[i]);
+		cr_assert_eq(json_integer_value(json_object_get(c, "timeout_ms")), 30000);
+		cr_assert_eq(json_object_size(c), 4);
+	}
 	assert_file(path("upstream.conf"), initial);
 	assert_not_reloaded(&before);
 
 	cr_assert_eq(mg_traffic_apply(NULL, traffic, 25, false, &err), 0, "%s", err.message);
-	assert_file(path("upstream.conf"), json_string_value(json_object_get(d, "content")));
+	assert_file(path("upstream.conf"), json_string_value(json_object_get(f, "content")));
 	json_decref(d);
 
 	cr_assert_eq(mg_traffic_describe(&d, traffic, 25, &err), 0, "%s", err.message);
-	cr_assert(json_is_false(json_object_get(d, "changed")));
-	cr_assert_str_eq(json_string_value(json_object_get(d, "content")), want);
+	f = file_call(d);
+	cr_assert(json_is_false(json_object_get(f, "changed")));
+	cr_assert_str_eq(json_string_value(json_object_get(f, "content")), want);
 	json_decref(d);
 
 	/* a share the weights cannot give is refused before anything is read */
 	cr_assert_eq(mg_traffic_describe(&d, traffic, 101, &err), MG_EINVALID);
 	cr_assert(strstr(err.message, "a share is from 0% to 100%"), "%s", err.message);
 	cr_assert_null(d);
+}
+
+/* DIR/plan.yaml for the real nginx, for tests that run the migrate binary. */
+static void write_cli_plan(void)
+{
+	char yaml[4096];
+	snprintf(yaml, sizeof(yaml),
+	         "version: 1\n"
+	         "name: shop\n"
+	         "traffic:\n"
+	         "  provider: nginx\n"
+	         "  steps: [10, 25, 50, 75, 100]\n"
+	         "  bake: 1h\n"
+	         "  nginx:\n"
+	         "    upstream_file: %s\n"
+	         "    upstream: shop\n"
+	         "    vm_servers: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+	         "    k8s_servers: [\"127.0.0.1:%d\"]\n"
+	         "    test_command: \"%s\"\n"
+	         "    reload_command: \"%s\"\n",
+	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"),
+	         nginx_cmd("-s reload"));
+	write_file(path("plan.yaml"), yaml);
 }
 
 Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini = teardown)
@@ -781,7 +877,7 @@ Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini =
 	mg_traffic_state_clear(&st);
 
 	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), MG_ERROR);
-	char want[256];
+	char want[1024];
 	snprintf(want, sizeof(want),
 	         "refusing to send more traffic to the cluster: nginx reports 127.0.0.1:%d (down "
 	         "in the upstream file) not able to take it",
@@ -789,19 +885,96 @@ Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini =
 	cr_assert(strstr(err.message, want), "%s", err.message);
 	assert_file(path("upstream.conf"), text);
 
-	/* forced: the weights move, the operator's down stays, and the read-back says so */
+	/* forced: still refused, before anything changes, saying how to hand the server over */
+	worker_set before = snapshot();
 	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, true, &err), MG_ERROR);
-	cr_assert(strstr(err.message, "nginx was asked for 10% to the cluster but reads back 0%"),
-	          "%s", err.message);
-	char forced[2048];
-	snprintf(forced, sizeof(forced),
+	char *resolved = realpath(path("upstream.conf"), NULL);
+	snprintf(want, sizeof(want),
+	         "server 127.0.0.1:%d is `down` in %s (line 4) without migrate's mark: that is an "
+	         "operator's `down`, which migrate keeps at every step (--force does not lift "
+	         "it), so the cluster would get 0%% instead of 10%%; nothing was changed. To hand "
+	         "it to migrate, add migrate's weight-0 mark after the ';' of its line (`server "
+	         "127.0.0.1:%d down; " MARK "`): the next step then gives it its weight",
+	         port[2], resolved, port[2]);
+	free(resolved);
+	cr_assert_str_eq(err.message, want);
+	cr_assert_null(strstr(err.message, "reads back"), "%s", err.message);
+	assert_file(path("upstream.conf"), text);
+	assert_not_reloaded(&before);
+	/* the dry run says the same */
+	json_t *d = NULL;
+	cr_assert_eq(mg_traffic_describe(&d, traffic, 10, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "without migrate's mark"), "%s", err.message);
+	cr_assert_null(d);
+
+	/* a VM the operator took out: the step towards the cluster is refused the same way */
+	snprintf(text, sizeof(text),
+	         "upstream shop {\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d max_fails=3 down;\n"
+	         "\tserver 127.0.0.1:%d down; " MARK "\n"
+	         "}\n",
+	         port[0], port[1], port[2]);
+	write_file(path("upstream.conf"), text);
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), MG_ERROR);
+	cr_assert(strstr(err.message, "(line 3) without migrate's mark"), "%s", err.message);
+	cr_assert(strstr(err.message, "the cluster would get 18.2% instead of 10%"), "%s",
+	          err.message);
+	assert_file(path("upstream.conf"), text);
+	assert_not_reloaded(&before);
+
+	/* handed over with the mark: migrate owns the line and gives it its weight */
+	snprintf(text, sizeof(text),
+	         "upstream shop {\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d max_fails=3 down; " MARK "\n"
+	         "\tserver 127.0.0.1:%d down; " MARK "\n"
+	         "}\n",
+	         port[0], port[1], port[2]);
+	write_file(path("upstream.conf"), text);
+	cr_assert_eq(mg_traffic_apply(NULL, traffic, 10, false, &err), 0, "%s", err.message);
+	char stepped[2048];
+	snprintf(stepped, sizeof(stepped),
 	         HEADER "upstream shop {\n"
 	                "\tserver 127.0.0.1:%d weight=9;\n"
-	                "\tserver 127.0.0.1:%d weight=9;\n"
-	                "\tserver 127.0.0.1:%d weight=2 down;\n"
+	                "\tserver 127.0.0.1:%d weight=9 max_fails=3;\n"
+	                "\tserver 127.0.0.1:%d weight=2;\n"
 	                "}\n",
 	         port[0], port[1], port[2]);
-	assert_file(path("upstream.conf"), forced);
+	assert_file(path("upstream.conf"), stepped);
+	wait_reloaded(&before);
+	assert_traffic(FEW, 9, 2);
+}
+
+/* The same through the binary: `step --force` exits 1 with the reason, and nothing moved. */
+Test(nginx, step_force_onto_an_operators_down_cluster_server_says_why, .init = setup,
+     .fini = teardown)
+{
+	char text[2048];
+	snprintf(text, sizeof(text),
+	         "upstream shop {\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d;\n"
+	         "\tserver 127.0.0.1:%d down;\n"
+	         "}\n",
+	         port[0], port[1], port[2]);
+	write_file(path("upstream.conf"), text);
+	write_cli_plan();
+	worker_set before = snapshot();
+	tu_output r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "step",
+	                              "--force", "--reason", "test", NULL);
+	cr_assert_eq(r.status, 1, "%s", r.err);
+	char want[256];
+	snprintf(want, sizeof(want), "server 127.0.0.1:%d is `down` in ", port[2]);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	snprintf(want, sizeof(want), "(`server 127.0.0.1:%d down; " MARK "`)", port[2]);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	cr_assert(strstr(r.err, "nothing was changed"), "%s", r.err);
+	cr_assert_null(strstr(r.err, "reads back"), "%s", r.err);
+	tu_output_free(&r);
+	assert_file(path("upstream.conf"), text);
+	assert_not_reloaded(&before);
+	assert_traffic(FEW, 1, 0);
 }
 
 /* --- the file against the plan: no nginx needed ------------------------------------------- */
@@ -1157,6 +1330,30 @@ static void write_crash_plan(void)
 	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"), block, blocked,
 	         blocked, blocked, nginx_cmd("-s reload"));
 	write_file(path("plan.yaml"), yaml);
+}
+
+Test(nginx, step_dry_run_json_calls_are_an_array_of_kinds, .init = setup, .fini = teardown)
+{
+	write_cli_plan();
+	worker_set before = snapshot();
+	tu_output r = tu_migrate_plan(path("plan.yaml"), "--state-dir", path("state"), "step",
+	                              "--dry-run", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *d = tu_json_doc(&r), *calls = json_object_get(d, "calls");
+	cr_assert(json_is_array(calls), "%s", r.out);
+	cr_assert_eq(json_array_size(calls), 3, "%s", r.out);
+	const char *const kinds[] = {"file", "command", "command"};
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_str_eq(
+		    json_string_value(json_object_get(json_array_get(calls, i), "kind")), kinds[i]);
+	char want[4096];
+	expected(want, sizeof(want), 9, 2);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(calls, 0), "content")),
+	                 want);
+	json_decref(d);
+	tu_output_free(&r);
+	assert_file(path("upstream.conf"), initial);
+	assert_not_reloaded(&before);
 }
 
 /* Starts `migrate step` and kills it with SIGKILL once its reload command is blocked. */

@@ -420,7 +420,11 @@ Test(step, dry_run_changes_nothing)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *d = doc_of(&r);
 	cr_assert(json_is_true(json_object_get(d, "dry_run")));
-	char *calls = json_dumps(json_object_get(d, "calls"), JSON_COMPACT);
+	json_t *c = json_object_get(d, "calls");
+	cr_assert(json_is_array(c));
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(c, 0), "kind")),
+	                 "runtime-api");
+	char *calls = json_dumps(c, JSON_COMPACT);
 	cr_assert(strstr(calls, "set weight be/k8s 2"), "%s", calls);
 	free(calls);
 	json_decref(d);

@@ -1234,8 +1234,25 @@ Test(plan, nginx_model)
 	cr_expect_str_eq(n->k8s_servers[0], "[fd00::1]:80");
 	cr_expect_str_eq(n->test_command, "nginx -t");
 	cr_expect_str_eq(n->reload_command, "nginx -s reload");
+	cr_expect_eq(n->command_timeout_ms, 30000);
 	cr_expect_null(t->haproxy);
 	mg_plan_free(p);
+}
+
+Test(plan, nginx_command_timeout)
+{
+	mg_plan *p = load_ok(NGINX_PLAN("[\"10.0.0.1:8080\"]", "[\"10.1.0.1:80\"]") /* 11 */
+	                     "    command_timeout: 100ms\n");                       /* 12 */
+	cr_expect_eq(mg_plan_traffic_section(p)->nginx->command_timeout_ms, 100);
+	mg_plan_free(p);
+	EXPECT_ERRORS(
+	    NGINX_PLAN("[\"10.0.0.1:8080\"]", "[\"10.1.0.1:80\"]") /* 11 */
+	    "    command_timeout: 99ms\n",                         /* 12 */
+	    {12, 22, "traffic.nginx.command_timeout", "99ms is too short; the minimum is 100ms"});
+	EXPECT_ERRORS(NGINX_PLAN("[\"10.0.0.1:8080\"]", "[\"10.1.0.1:80\"]") /* 11 */
+	              "    command_timeout: 30\n",                           /* 12 */
+	              {12, 22, "traffic.nginx.command_timeout",
+	               "\"30\" has no unit; write 30s, 30m or 30ms"});
 }
 
 /* ---- cloudflare ---- */
