@@ -306,7 +306,9 @@ Test(hostile, remote_message_is_printed_escaped)
 	for (size_t i = 0; i < 2; i++) {
 		tu_output r = tu_migrate_plan(plan_path(), cmds[i], NULL);
 		const char *all = tu_at("%s%s", r.out, r.err);
-		cr_assert(strstr(all, "No such backend: \\x1b[2J\\u202eevil\\u009b31m"), "%s: %s",
+		/* lib/ turns C0 controls of a one-line remote message into blanks (mg_scrub_cut);
+		 * what is left (U+202E, the C1 CSI) is escaped by the output filter */
+		cr_assert(strstr(all, "No such backend:  [2J\\u202eevil\\u009b31m"), "%s: %s",
 		          cmds[i], all);
 		assert_no_raw_controls(r.out, cmds[i]);
 		assert_no_raw_controls(r.err, cmds[i]);
