@@ -1,7 +1,7 @@
 /*
  * migrate deploy --vms-only: a release onto every VM of the fleet in rolling
  * batches; and the fleet half of `migrate rollback --release`, which goes
- * back to the release the fleet ran before. lib/fleet.c does the work; this
+ * back to the release the fleet ran before. lib/fleet/fleet.c does the work; this
  * file checks the input before any host is contacted, holds the lock,
  * records the versions and reports per host.
  */

@@ -4,8 +4,8 @@
  * holding the lock is told to stop first.
  *
  * rollback --release is the releases' way back instead: no traffic moves, the
- * VMs go back to their previous release (lib/fleet.c) and the cluster gets
- * the recorded manifests of its previous release again (lib/cluster.c),
+ * VMs go back to their previous release (lib/fleet/fleet.c) and the cluster gets
+ * the recorded manifests of its previous release again (lib/kube/cluster.c),
  * both at once (cmd/deploy.c); --vms-only / --k8s-only for one side.
  */
 #include <string.h>

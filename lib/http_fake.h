@@ -1,6 +1,6 @@
 /*
  * Test-only: answers mg_http_do without a network, so the fuzz targets can
- * drive the real response parsing of lib/metrics/prometheus.c,
+ * drive the real response parsing of lib/gates/prometheus.c,
  * lib/traffic/cloudflare.c and lib/kube/ with any bytes as the answer. Never
  * set by the program itself; nothing but tests/fuzz/ includes this header.
  */

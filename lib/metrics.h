@@ -1,7 +1,7 @@
 /*
  * Metrics sources for the gates: one small interface, one file per source
- * under lib/metrics/ (Prometheus today). Nothing here knows about load
- * balancers or steps; the gates (lib/gate.c) decide what the numbers mean.
+ * under lib/gates/ (Prometheus today). Nothing here knows about load
+ * balancers or steps; the gates (lib/gates/gate.c) decide what the numbers mean.
  *
  * A query that ran and came back is 0 with the result in *out, even when it
  * holds no series: "no data" is for the gate to judge. An error (unreachable,
@@ -83,7 +83,7 @@ int mg_metrics_query_range(mg_metrics_result *out, mg_metrics *m, const char *qu
 void mg_metrics_result_clear(mg_metrics_result *r);
 const char *mg_metrics_type_name(mg_metrics_type t);
 
-/* Driver constructors (lib/metrics/<name>.c). */
+/* Driver constructors (lib/gates/<name>.c). */
 int mg_metrics_prometheus_new(void **out, const mg_plan_slo *slo, mg_error *err);
 extern const mg_metrics_ops mg_metrics_prometheus_ops;
 

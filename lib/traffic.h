@@ -5,7 +5,7 @@
  *
  * A driver moves weights and reads them back; the rules around it (never
  * report what was not read back, refuse to send traffic to servers that are
- * down) are in lib/traffic.c so every balancer follows them the same way.
+ * down) are in lib/traffic/traffic.c so every balancer follows them the same way.
  */
 #ifndef MG_TRAFFIC_H
 #define MG_TRAFFIC_H

@@ -523,7 +523,7 @@ static json_t *patch_body(cf *c, double pct, json_t *pools)
 
 static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 {
-	cf *c = drv; /* lib/traffic.c has checked k8s_percent is 0..100 */
+	cf *c = drv; /* lib/traffic/traffic.c has checked k8s_percent is 0..100 */
 	int64_t end = now_ms() + c->timeout_ms;
 	json_t *lb = NULL, *res = NULL;
 	double w[2], cur;

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the Prometheus answer parser (lib/metrics/prometheus.c)
+ * libFuzzer target for the Prometheus answer parser (lib/gates/prometheus.c)
  * behind the real mg_metrics API, with the answers from the input
  * (fuzzutil.h). The input's first line picks the call: "range" a range
  * query, anything else an instant query. Any answer must give a result or an

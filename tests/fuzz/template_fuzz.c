@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the template engine (lib/template.c): any bytes as a
+ * libFuzzer target for the template engine (lib/kube/template.c): any bytes as a
  * template must render or give diagnostics, never a crash, a leak or
  * undefined behaviour; what renders is turned into YAML and JSON too.
  */

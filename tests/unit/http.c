@@ -1,5 +1,5 @@
 /*
- * lib/http.c against tests/servers/cloudflare.py over real TLS: a throwaway
+ * lib/core/http.c against tests/servers/cloudflare.py over real TLS: a throwaway
  * CA made with the openssl CLI signs the server's certificate for 127.0.0.1.
  * The server's control API queues the failures (429, 5xx, slow answers,
  * redirects) and its request log says what really arrived.

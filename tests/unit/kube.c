@@ -1,7 +1,7 @@
 /*
  * kubeconfig reading (lib/kube/kubeconfig.c) from the fixtures in
  * tests/fixtures/kube/, the exec plugin runner with
- * tests/fixtures/kube/plugin.sh, and lib/base64.c. No cluster: the
+ * tests/fixtures/kube/plugin.sh, and lib/core/base64.c. No cluster: the
  * integration suite `kube` does the requests.
  */
 #include <criterion/criterion.h>

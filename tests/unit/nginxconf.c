@@ -1,5 +1,5 @@
 /*
- * The nginx configuration parser (lib/nginxconf/): nginx's own lexing edge
+ * The nginx configuration parser (lib/nginx/): nginx's own lexing edge
  * cases word by word, every error message with its exact place, includes
  * (globs, order, cycles, missing files), the JSON shape, and the real nginx
  * (/usr/sbin/nginx -t) agreeing on each verdict the fixtures under

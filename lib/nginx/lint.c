@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm.h"
+#include "internal.h"
 
 typedef enum {
 	CTX_MAIN,

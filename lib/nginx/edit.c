@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cm.h"
+#include "internal.h"
 
 char *cm_strdup(const char *s)
 {

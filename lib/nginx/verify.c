@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cm.h"
+#include "internal.h"
 #include "fs.h"
 #include "log.h"
 #include "secret.h"

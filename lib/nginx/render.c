@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cm.h"
+#include "internal.h"
 #include "sha256.h"
 
 /* --- keys --------------------------------------------------------------------------------- */

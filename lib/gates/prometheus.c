@@ -1,6 +1,6 @@
 /*
  * Prometheus' HTTP API (/api/v1/query and /api/v1/query_range) as a metrics
- * source. Every request goes through lib/http.c with the plan's per-attempt
+ * source. Every request goes through lib/core/http.c with the plan's per-attempt
  * timeout, at most MAX_ATTEMPTS attempts within twice that timeout, and the
  * caller's cancel flag. The answer must be Prometheus' JSON envelope; when it
  * is not, the message says the URL is not the API rather than guessing.
