@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
 #include "fs.h"
+#include "internal.h"
 #include "log.h"
 #include "secret.h"
 
