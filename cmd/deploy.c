@@ -16,6 +16,7 @@
 #include <git2.h>
 #include <pthread.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "cmd.h"
 #include "fleet.h"
@@ -32,7 +33,7 @@
 
 enum { OPT_VMS_ONLY = 3300, OPT_K8S_ONLY, OPT_VERSION, OPT_ACCEPT_NEW, OPT_REASON, OPT_CONTEXT };
 
-static volatile sig_atomic_t fleet_signal;
+static mg_cancel fleet_signal;
 
 static void on_signal(int sig)
 {
@@ -50,13 +51,6 @@ typedef struct {
 	bool drawn;
 } progress_ctx;
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One line on the terminal, rewritten in place; called under lib/fleet's mutex. */
 static void progress(void *ud, const mg_fleet_progress *p)
 {
@@ -67,7 +61,7 @@ static void progress(void *ud, const mg_fleet_progress *p)
 	}
 	if (!c->tty)
 		return;
-	int64_t now = mono_ms();
+	int64_t now = mg_clock_ms();
 	if (!p->finished && now - c->last_ms < PROGRESS_MS)
 		return;
 	c->last_ms = now;
@@ -313,7 +307,7 @@ static int fleet_prepare(const mg_plan *plan, mg_fleet_op op, const char *versio
 			                    mg_plan_file(plan));
 		char *artifact = expand_version(b->artifact, version);
 		if (!artifact)
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
+			return mg_error_oom(err);
 		*artifact_out = artifact;
 		struct stat sb;
 		errno = 0;
@@ -638,7 +632,7 @@ static void dual_draw(dual_progress *dp, bool force)
 {
 	if (!dp->tty)
 		return;
-	int64_t now = mono_ms();
+	int64_t now = mg_clock_ms();
 	if (!force && now - dp->last_ms < PROGRESS_MS)
 		return;
 	dp->last_ms = now;
@@ -972,7 +966,7 @@ begin:;
 		goto fail;
 	}
 	/* a kubeconfig that does not resolve is bad input, found before anything is touched */
-	rc = mg_cluster_connect(&client, plan, context, (const volatile int *)&fleet_signal, &err);
+	rc = mg_cluster_connect(&client, plan, context, &fleet_signal, &err);
 	if (rc)
 		goto fail;
 
@@ -1024,7 +1018,7 @@ begin:;
 	                             .force = k->force_conflicts,
 	                             .dry_run = cli->dry_run,
 	                             .rollout_timeout_ms = k->rollout_timeout_ms,
-	                             .cancel = (const volatile int *)&fleet_signal};
+	                             .cancel = &fleet_signal};
 
 	dual_progress dp = {.cli = cli,
 	                    .plan = name,

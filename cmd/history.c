@@ -117,7 +117,7 @@ static int emit_record(json_t *r, void *ud, mg_error *err)
 	printer *p = ud;
 	char *s = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 	if (!s)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	fputs(p->n++ ? ",\n    " : "\n    ", stdout);
 	/* nested two levels into the envelope */
 	for (const char *q = s; *q; q++) {

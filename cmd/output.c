@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cmd.h"
 
 #define NONCE_LEN  12
@@ -201,10 +202,8 @@ static void make_nonce(void)
 {
 	unsigned char raw[NONCE_LEN];
 	if (getrandom(raw, sizeof(raw), GRND_NONBLOCK) != (ssize_t)sizeof(raw)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t x =
-		    (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+		uint64_t x = (uint64_t)mg_now_ms() ^ ((uint64_t)mg_clock_ms() << 20) ^
+		             ((uint64_t)getpid() << 40);
 		for (size_t i = 0; i < NONCE_LEN; i++, x = x * 6364136223846793005u + 1)
 			raw[i] = (unsigned char)(x >> 33);
 	}

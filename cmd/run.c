@@ -25,7 +25,7 @@
 
 enum { OPT_UNTIL = 3000 };
 
-static volatile sig_atomic_t stop_signal;
+static mg_cancel stop_signal;
 
 static void on_signal(int sig)
 {
@@ -484,7 +484,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	rc = mg_metrics_open(&r.m, r.slo, &err);
 	if (rc)
 		goto fail;
-	mg_metrics_set_cancel(r.m, (const volatile int *)&stop_signal);
+	mg_metrics_set_cancel(r.m, &stop_signal);
 
 	if (cli->dry_run) {
 		char from[64];

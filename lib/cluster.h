@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 #include "kube.h"
 #include "plan.h"
@@ -88,7 +89,7 @@ void mg_cluster_sort(json_t *objects);
  * naming the kubeconfig and the contexts it has.
  */
 int mg_cluster_connect(mg_kube_client **out, const mg_plan *plan, const char *context,
-                       const volatile int *cancel, mg_error *err);
+                       const mg_cancel *cancel, mg_error *err);
 
 typedef void (*mg_cluster_progress_fn)(void *ud, const mg_cluster_object *obj, const char *msg);
 
@@ -103,7 +104,7 @@ typedef struct {
 	bool dry_run;
 	int64_t rollout_timeout_ms; /* for all rollouts together; 0: 10 min */
 	int64_t poll_ms;            /* rollout polling; 0: 250 ms */
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 	mg_cluster_progress_fn progress; /* may be NULL; called from the applying thread */
 	void *progress_ud;
 } mg_cluster_options;

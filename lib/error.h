@@ -55,6 +55,9 @@ typedef struct {
 int mg_error_set(mg_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* "out of memory" as MG_ENOMEM: the one message every allocation failure gives. */
+int mg_error_oom(mg_error *err);
+
 /* Records a diagnostic; does not change err->code. */
 void mg_error_diag(mg_error *err, mg_severity sev, const char *file, int line, int col,
                    const char *path, const char *fmt, ...) __attribute__((format(printf, 7, 8)));

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 #include "plan.h"
 #include "store.h"
@@ -121,7 +122,7 @@ typedef struct {
 	const char *artifact_sha256; /* deploy: its lowercase hex SHA-256 */
 	bool accept_new_host_keys;
 	const char *passphrase; /* for vms.identity_file, or NULL; never logged */
-	const volatile sig_atomic_t *cancel;
+	const mg_cancel *cancel;
 	/* With a store (locked by the caller): every decision is journalled, and fleet
 	 * (the fleet.json document, see mg_fleet_record_load) is updated and saved after
 	 * every batch. */

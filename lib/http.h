@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 
 typedef struct {
@@ -26,7 +27,7 @@ typedef struct {
 	/* When non-NULL and *cancel becomes non-zero, the transfer and any retry wait stop
 	 * at once and mg_http_do fails with MG_ECANCELED: a signalled autopilot must not sit
 	 * out a slow server. */
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 	/* For a kube-apiserver (all optional; zero keeps the behaviour above). */
 	const char *ca_pem;           /* CA certificates as PEM text, used instead of ca_file */
 	const char *client_cert_file; /* PEM client certificate for TLS client authentication */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 
 typedef struct {
@@ -22,7 +23,7 @@ typedef struct {
 	const char *namespace_;  /* the plan's; NULL: the context's, else "default" */
 	int64_t timeout_ms;      /* per request; 0: 10 s */
 	int64_t exec_timeout_ms; /* an exec credential plugin's run; 0: 30 s */
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 } mg_kube_config_options;
 
 typedef struct {
@@ -125,7 +126,7 @@ typedef struct {
 	const char *kind;   /* "Deployment" (NULL), "StatefulSet" or "DaemonSet" (apps/v1) */
 	int64_t timeout_ms; /* the plan's rollout_timeout; 0: 5 min */
 	int64_t poll_ms;    /* 0: 1 s */
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 	mg_kube_progress_fn progress; /* called when the status message changes; may be NULL */
 	void *ud;
 	/*

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 #include "plan.h"
 
@@ -54,7 +55,7 @@ typedef struct {
 	                   int64_t end_ms, int64_t step_ms, mg_error *err);
 	void (*free)(void *src);
 	/* The flag mg_metrics_set_cancel was given (NULL: none), for every request after. */
-	void (*set_cancel)(void *src, const volatile int *flag);
+	void (*set_cancel)(void *src, const mg_cancel *flag);
 } mg_metrics_ops;
 
 /*
@@ -71,7 +72,7 @@ const char *mg_metrics_name(const mg_metrics *m);
  * HTTP layer's progress callback), so a signalled autopilot does not sit
  * out a slow Prometheus. NULL: never.
  */
-void mg_metrics_set_cancel(mg_metrics *m, const volatile int *flag);
+void mg_metrics_set_cancel(mg_metrics *m, const mg_cancel *flag);
 
 /* An instant query evaluated at at_ms (Unix ms): /api/v1/query with time. */
 int mg_metrics_query(mg_metrics_result *out, mg_metrics *m, const char *query, int64_t at_ms,

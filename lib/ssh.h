@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 
 typedef struct mg_ssh mg_ssh;
@@ -39,7 +40,7 @@ typedef struct {
 	mg_ssh_hostkey_policy hostkey_policy;
 	int64_t connect_timeout_ms; /* TCP connect, banner, key exchange and authentication */
 	int keepalive_s;            /* 0: none */
-	const volatile sig_atomic_t *cancel; /* may be NULL */
+	const mg_cancel *cancel;    /* may be NULL */
 } mg_ssh_options;
 
 /*

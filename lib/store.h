@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "error.h"
 
 typedef struct mg_store mg_store;
@@ -79,10 +80,7 @@ int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, 
 /* "user@host" of the process, for journal records and the lock file. */
 void mg_operator_id(char *buf, size_t size);
 
-/* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
-int64_t mg_now_ms(void);
-/* RFC 3339 UTC with milliseconds: 2026-11-22T03:57:51.123Z */
-void mg_time_format(char *buf, size_t size, int64_t ms);
+/* mg_now_ms and mg_time_format live in clock.h. */
 int mg_time_parse(int64_t *out_ms, const char *s);
 
 #endif

@@ -25,6 +25,13 @@ typedef struct {
 #define MG_WEIGHTS_MAX_WEIGHT  1000000
 
 /*
+ * The weight ceiling every balancer driver and the plan check use: HAProxy's
+ * documented maximum for `set weight`; nginx takes more but needs no finer steps,
+ * and one ceiling keeps the plan's weight table true for every driver.
+ */
+#define MG_WEIGHTS_BALANCER_MAX 256
+
+/*
  * Splits traffic so the nk8s cluster servers together get percent (0..100)
  * and the nvm VM servers the rest, with weights in 0..max_weight (HAProxy
  * allows 256). 0% gives the cluster weight 0 and 100% gives the VMs weight

@@ -122,3 +122,8 @@ const char *mg_error_name(int code)
 	}
 	return "unknown error";
 }
+
+int mg_error_oom(mg_error *err)
+{
+	return mg_error_set(err, MG_ENOMEM, "out of memory");
+}

@@ -91,7 +91,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
                        curl_off_t ulnow)
 {
 	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-	const volatile int *cancel = ud;
+	const mg_cancel *cancel = ud;
 	return *cancel ? 1 : 0;
 }
 
@@ -391,7 +391,7 @@ static bool set_options(CURL *h, const mg_http_request *req, struct curl_slist *
  * waits for a silent server, and an operator's rollback must not wait that
  * long for the autopilot to let go.
  */
-static CURLcode perform_cancellable(CURL *h, const volatile int *cancel)
+static CURLcode perform_cancellable(CURL *h, const mg_cancel *cancel)
 {
 	CURLM *mh = curl_multi_init();
 	if (!mh)

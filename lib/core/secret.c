@@ -62,11 +62,10 @@ int mg_secret_read(mg_secret *out, const char *env, const char *file, const char
 		                  "the token alone",
 		                  what, out->source);
 	else if (!(out->value = strndup(s, n)))
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 	else
 		/* from here on it is masked wherever it shows up */
-		rc = mg_secret_register(out->value) ? mg_error_set(err, MG_ENOMEM, "out of memory")
-		                                    : 0;
+		rc = mg_secret_register(out->value) ? mg_error_oom(err) : 0;
 	if (raw) {
 		explicit_bzero(raw, rawlen);
 		free(raw);

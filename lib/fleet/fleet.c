@@ -1,4 +1,5 @@
 #include "fleet.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -63,27 +64,9 @@ const char *mg_fleet_op_name(mg_fleet_op op)
 	return op == MG_FLEET_ROLLBACK ? "rollback" : "deploy";
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool canceled(const volatile sig_atomic_t *cancel)
+static bool canceled(const mg_cancel *cancel)
 {
 	return cancel && *cancel;
-}
-
-/* Sleeps in slices so a raised cancel flag ends the wait within 50 ms. */
-static void sleep_ms(int64_t ms, const volatile sig_atomic_t *cancel)
-{
-	while (ms > 0 && !canceled(cancel)) {
-		int64_t slice = ms < 50 ? ms : 50;
-		struct timespec ts = {0, (long)slice * 1000000L};
-		nanosleep(&ts, NULL);
-		ms -= slice;
-	}
 }
 
 int mg_fleet_check_version(const char *v, char *why, size_t size)
@@ -531,7 +514,7 @@ static int run_cmd(mg_ssh_result *out, mg_ssh *s, const char *cmd, int64_t timeo
 	mg_ssh_result *r = out ? out : &local;
 	memset(r, 0, sizeof(*r));
 	if (!cmd)
-		return mg_error_set(e, MG_ENOMEM, "out of memory");
+		return mg_error_oom(e);
 	int rc = mg_ssh_exec(r, s, cmd, timeout_ms, e);
 	if (!rc && r->exit_status != 0) {
 		char tail[512];
@@ -632,7 +615,7 @@ static void random_suffix(char out[17])
 	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
 		/* no entropy yet: the name need only not collide with a concurrent upload */
 		uint64_t x =
-		    (uint64_t)mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
+		    (uint64_t)mg_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
 		memcpy(b, &x, sizeof(b));
 	}
 	for (int i = 0; i < 8; i++)
@@ -646,7 +629,7 @@ static int upload(run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_error *e)
 	random_suffix(suffix);
 	char *remote = mg_fleet_incoming_path(v->path, R->opt->version, suffix);
 	if (!remote)
-		return mg_error_set(e, MG_ENOMEM, "out of memory");
+		return mg_error_oom(e);
 	set_stage(R, h, MG_FLEET_STAGE_UPLOAD);
 	int rc = mg_ssh_upload(s, R->opt->artifact, remote, 0600, v->command_timeout_ms, e);
 	if (!rc) {
@@ -768,12 +751,12 @@ static int health(run_ctx *R, mg_fleet_host_result *h, mg_error *e)
 	set_stage(R, h, MG_FLEET_STAGE_HEALTH);
 	char *url = mg_fleet_health_url(v->health_url, h->host->address);
 	if (!url)
-		return mg_error_set(e, MG_ENOMEM, "out of memory");
-	int64_t deadline = mono_ms() + v->health_timeout_ms;
+		return mg_error_oom(e);
+	int64_t deadline = mg_clock_ms() + v->health_timeout_ms;
 	char last[512] = "no answer";
 	int probes = 0, rc;
 	for (;;) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - mg_clock_ms();
 		int64_t budget = left < HEALTH_PROBE_MS ? left : HEALTH_PROBE_MS;
 		if (budget < 100)
 			budget = 100;
@@ -811,7 +794,7 @@ static int health(run_ctx *R, mg_fleet_host_result *h, mg_error *e)
 		}
 		mg_http_response_clear(&res);
 		mg_error_clear(&he);
-		if (mono_ms() >= deadline) {
+		if (mg_clock_ms() >= deadline) {
 			char t[32];
 			snprintf(t, sizeof(t), "%.3g s", (double)v->health_timeout_ms / 1000.0);
 			rc = mg_error_set(e, MG_ERROR,
@@ -820,8 +803,9 @@ static int health(run_ctx *R, mg_fleet_host_result *h, mg_error *e)
 			                  url, t, probes, last);
 			break;
 		}
-		int64_t pause = deadline - mono_ms();
-		sleep_ms(pause < HEALTH_PAUSE_MS ? pause : HEALTH_PAUSE_MS, R->opt->cancel);
+		int64_t pause = deadline - mg_clock_ms();
+		mg_clock_sleep_ms(pause < HEALTH_PAUSE_MS ? pause : HEALTH_PAUSE_MS,
+		                  R->opt->cancel);
 	}
 	free(url);
 	return rc;
@@ -1020,7 +1004,7 @@ static int host_revert(run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_error 
 
 static void host_work(run_ctx *R, mg_fleet_host_result *h)
 {
-	int64_t t0 = mono_ms();
+	int64_t t0 = mg_clock_ms();
 	mg_error e = MG_ERROR_INIT;
 	mg_ssh *s = NULL;
 	set_stage(R, h, MG_FLEET_STAGE_CONNECT);
@@ -1064,14 +1048,14 @@ static void host_work(run_ctx *R, mg_fleet_host_result *h)
 		h->stage = failed_at;
 	}
 	mg_ssh_free(s);
-	h->duration_ms = mono_ms() - t0;
+	h->duration_ms = mg_clock_ms() - t0;
 	mg_error_clear(&e);
 }
 
 /* A host that succeeded, in a batch that stopped the run: back to where it was. */
 static void host_batch_revert(run_ctx *R, mg_fleet_host_result *h)
 {
-	int64_t t0 = mono_ms();
+	int64_t t0 = mg_clock_ms();
 	mg_error e = MG_ERROR_INIT;
 	mg_fleet_stage done = h->stage;
 	int rc = host_revert(R, h, NULL, &e);
@@ -1085,7 +1069,7 @@ static void host_batch_revert(run_ctx *R, mg_fleet_host_result *h)
 		         *h->previous ? h->previous : "the earlier release", e.message);
 	}
 	h->stage = done;
-	h->duration_ms += mono_ms() - t0;
+	h->duration_ms += mg_clock_ms() - t0;
 	mg_error_clear(&e);
 }
 
@@ -1236,7 +1220,7 @@ int mg_fleet_record_load(json_t **out, mg_store *store, mg_error *err)
 	*out = NULL;
 	char *path = fleet_path(store);
 	if (!path)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	char *buf;
 	size_t len;
 	int rc = mg_fs_read_all(&buf, &len, path, err);
@@ -1245,7 +1229,7 @@ int mg_fleet_record_load(json_t **out, mg_store *store, mg_error *err)
 		*out = json_pack("{s:i, s:s, s:n, s:{}}", "format", FLEET_FORMAT, "plan",
 		                 store_plan(store), "updated_at", "hosts");
 		free(path);
-		return *out ? 0 : mg_error_set(err, MG_ENOMEM, "out of memory");
+		return *out ? 0 : mg_error_oom(err);
 	}
 	if (rc) {
 		free(path);
@@ -1466,7 +1450,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 
 	run_ctx R = {.opt = o, .res = res};
 	pthread_mutex_init(&R.mu, NULL);
-	int64_t t0 = mono_ms();
+	int64_t t0 = mg_clock_ms();
 	const char *op = mg_fleet_op_name(o->op);
 
 	json_t *evidence = json_pack("{s:s}", "op", op);
@@ -1493,7 +1477,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 	int record_rc = 0;
 	mg_error record_err = MG_ERROR_INIT;
 	for (size_t b = 0; b < res->nbatches && !canceled(o->cancel); b++) {
-		int64_t bt0 = mono_ms();
+		int64_t bt0 = mg_clock_ms();
 		size_t lo = b * res->batch_size, hi = lo + res->batch_size;
 		if (hi > v->nhosts)
 			hi = v->nhosts;
@@ -1564,7 +1548,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 		    "already", (json_int_t)already, "uploaded", (json_int_t)up, "skipped_uploads",
 		    (json_int_t)skipped, "reverted", (json_int_t)reverted, "revert_failed",
 		    (json_int_t)revert_failed, "failures_total", (json_int_t)failures,
-		    "duration_ms", (json_int_t)(mono_ms() - bt0), "decision", decision);
+		    "duration_ms", (json_int_t)(mg_clock_ms() - bt0), "decision", decision);
 		json_object_set_new(after, "not_run", json_integer((json_int_t)unrun));
 		json_t *bev = json_pack("{s:o}", "failed", batch_failures(res, b));
 		batch_notes(res, b, bev, after);
@@ -1587,7 +1571,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 		res->uploaded += h->upload == MG_FLEET_UPLOAD_DONE;
 		res->skipped_uploads += h->upload == MG_FLEET_UPLOAD_SKIPPED;
 	}
-	res->duration_ms = mono_ms() - t0;
+	res->duration_ms = mg_clock_ms() - t0;
 	free(queue);
 	pthread_mutex_destroy(&R.mu);
 	if (rc) /* the journal could not be written: that error, whatever else happened */

@@ -15,6 +15,7 @@
  * once, and the exec wrapper's watchdog on the host (see wrapper_fmt) sees
  * the channel go and kills the command's process group.
  */
+#include "clock.h"
 #include "ssh.h"
 
 #include "log.h"
@@ -46,7 +47,7 @@ struct mg_ssh {
 	int fd;
 	char label[320];      /* "vm-01 (127.0.1.1:22)", the prefix of every message */
 	char fingerprint[64]; /* of the host key, once the handshake is done */
-	const volatile sig_atomic_t *cancel;
+	const mg_cancel *cancel;
 	int keepalive_s;
 	bool authenticated;
 	bool broken; /* a timeout, cancel or protocol error mid-call: only mg_ssh_free is safe */
@@ -72,13 +73,6 @@ static pthread_mutex_t known_hosts_lock = PTHREAD_MUTEX_INITIALIZER;
 static void init_libssh2(void)
 {
 	init_rc = libssh2_init(0);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "250 ms" or "2.5 s", for messages. */
@@ -203,7 +197,7 @@ static int check_stop(mg_ssh *s, int64_t deadline, int64_t budget_ms, const char
 	char d[32];
 	if (s->cancel && *s->cancel)
 		return mg_error_set(err, MG_ECANCELED, "%s: canceled during %s", s->label, what);
-	if (now_ms() >= deadline)
+	if (mg_clock_ms() >= deadline)
 		return mg_error_set(err, MG_ERROR, "%s: %s timed out after %s", s->label, what,
 		                    duration(d, sizeof(d), budget_ms));
 	return 0;
@@ -220,7 +214,7 @@ static int wait_socket(mg_ssh *s, int64_t deadline, int64_t budget_ms, const cha
 	int rc = check_stop(s, deadline, budget_ms, what, err);
 	if (rc)
 		return rc;
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - mg_clock_ms();
 	int timeout = left < SLICE_MS ? (int)left : SLICE_MS;
 	if (s->authenticated && s->keepalive_s > 0) {
 		/* sends only when one is due; a slice is far shorter than any interval */
@@ -342,7 +336,7 @@ static int resolve(struct addrinfo **res, mg_ssh *s, const mg_ssh_options *o, co
 			                  s->label, o->address);
 			break;
 		}
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mg_clock_ms();
 		if (left <= 0) {
 			rc =
 			    mg_error_set(err, MG_ERROR,
@@ -352,11 +346,7 @@ static int resolve(struct addrinfo **res, mg_ssh *s, const mg_ssh_options *o, co
 			break;
 		}
 		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		int64_t ms = left < SLICE_MS ? left : SLICE_MS;
-		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-		ts.tv_sec += (time_t)(ms / 1000) + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		mg_clock_abstime(&ts, left < SLICE_MS ? left : SLICE_MS);
 		pthread_cond_timedwait(&j->cv, &j->mu, &ts);
 	}
 	if (!rc && j->rc != 0)
@@ -403,7 +393,7 @@ static int tcp_connect(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, int
 				return mg_error_set(err, MG_ECANCELED,
 				                    "%s: canceled while connecting", s->label);
 			}
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - mg_clock_ms();
 			if (left <= 0) {
 				snprintf(why, sizeof(why), "no answer within %s",
 				         duration(d, sizeof(d), budget_ms));
@@ -425,7 +415,7 @@ static int tcp_connect(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, int
 			}
 			break;
 		}
-		if (now_ms() >= deadline)
+		if (mg_clock_ms() >= deadline)
 			break;
 	}
 	freeaddrinfo(res);
@@ -876,7 +866,7 @@ static int auth_agent(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, mg_e
 	LIBSSH2_AGENT *agent = libssh2_agent_init(s->session);
 	if (!agent)
 		return mg_error_set(err, MG_ENOMEM, "%s: out of memory", s->label);
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - mg_clock_ms();
 	libssh2_session_set_blocking(s->session, 1);
 	libssh2_session_set_timeout(s->session, left > 1 ? (long)left : 1);
 	int rc = 0, tried = 0;
@@ -899,7 +889,7 @@ static int auth_agent(mg_ssh *s, const mg_ssh_options *o, int64_t deadline, mg_e
 				                  "%s: canceled during authentication", s->label);
 				break;
 			}
-			if (now_ms() >= deadline)
+			if (mg_clock_ms() >= deadline)
 				break;
 			tried++;
 			ok = libssh2_agent_userauth(agent, o->user, id) == 0;
@@ -982,7 +972,7 @@ int mg_ssh_connect(mg_ssh **out, const mg_ssh_options *o, mg_error *err)
 		snprintf(s->label, sizeof(s->label), "%s", hp);
 
 	int64_t budget = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000;
-	int64_t deadline = now_ms() + budget;
+	int64_t deadline = mg_clock_ms() + budget;
 	LIBSSH2_KNOWNHOSTS *kh = NULL;
 	bool kh_missing = false;
 	char name[300];
@@ -1191,7 +1181,7 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
 		/* no entropy yet: the token need only not appear in the command's own output */
 		uint64_t x =
-		    (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
+		    (uint64_t)mg_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)r;
 		memcpy(rnd, &x, sizeof(x));
 		memcpy(rnd + 8, &x, sizeof(x));
 	}
@@ -1210,7 +1200,7 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 	char tail[EXIT_TAIL];
 	size_t tlen = 0, out_total = 0;
 	const char *what = "the command";
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mg_clock_ms() + timeout_ms;
 	LIBSSH2_CHANNEL *ch;
 	int rc;
 	while (!(ch = libssh2_channel_open_session(s->session))) {
@@ -1398,7 +1388,7 @@ int mg_ssh_upload(mg_ssh *s, const char *local_path, const char *remote_path, lo
 	}
 	const char *what = "the upload";
 	char why[256];
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mg_clock_ms() + timeout_ms;
 	LIBSSH2_SFTP *sftp = NULL;
 	LIBSSH2_SFTP_HANDLE *h = NULL;
 	int rc = 0;

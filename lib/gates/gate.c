@@ -145,7 +145,7 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 		c->threshold = rc[i].threshold;
 		c->op = rc[i].kind == MG_RED_RATE ? ">=" : "<=";
 		if (!c->name)
-			ret = mg_error_set(err, MG_ENOMEM, "out of memory");
+			ret = mg_error_oom(err);
 		if (too_young)
 			continue;
 		read_one(&rd[i], m, c->query, ev->at_ms);
@@ -241,7 +241,7 @@ static int custom_check(mg_gate_check *c, mg_metrics *m, const mg_plan_check *pc
 {
 	c->name = strdup(pc->name);
 	if (!c->name)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	c->has_min = pc->has_min;
 	c->has_max = pc->has_max;
 	c->min = pc->min;
@@ -314,7 +314,7 @@ int mg_gate_evaluate(mg_gate_eval *out, mg_metrics *m, const mg_plan_slo *slo, i
 	size_t cap = (slo->red ? 4 : 0) + slo->nchecks;
 	out->checks = calloc(cap ? cap : 1, sizeof(*out->checks));
 	if (!out->checks)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	int ret = 0;
 	if (slo->red)
 		ret = red_checks(out, m, slo, too_young, err);

@@ -7,7 +7,7 @@
 struct mg_metrics {
 	const mg_metrics_ops *ops;
 	void *src;
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 };
 
 int mg_metrics_open(mg_metrics **out, const mg_plan_slo *slo, mg_error *err)
@@ -18,7 +18,7 @@ int mg_metrics_open(mg_metrics **out, const mg_plan_slo *slo, mg_error *err)
 		                    "no Prometheus to read the gates from: set slo.prometheus.url");
 	mg_metrics *m = calloc(1, sizeof(*m));
 	if (!m)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	m->ops = &mg_metrics_prometheus_ops;
 	int rc = mg_metrics_prometheus_new(&m->src, slo, err);
 	if (rc) {
@@ -43,7 +43,7 @@ const char *mg_metrics_name(const mg_metrics *m)
 	return m->ops->name;
 }
 
-void mg_metrics_set_cancel(mg_metrics *m, const volatile int *flag)
+void mg_metrics_set_cancel(mg_metrics *m, const mg_cancel *flag)
 {
 	m->cancel = flag;
 	if (m->ops->set_cancel)

@@ -27,7 +27,7 @@ typedef struct {
 	mg_secret token; /* no value: send no Authorization header */
 	char *ca_file;
 	int64_t timeout_ms;
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 } prom;
 
 static void prom_free(void *src)
@@ -48,7 +48,7 @@ int mg_metrics_prometheus_new(void **out, const mg_plan_slo *slo, mg_error *err)
 		return mg_error_set(err, MG_EINVALID, "slo.prometheus.url is not set");
 	prom *p = calloc(1, sizeof(*p));
 	if (!p)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	/* no token configured is fine: many Prometheus have none */
 	int rc = mg_secret_read(&p->token, slo->token_env, slo->token_file, "Prometheus token",
 	                        "slo.prometheus", err);
@@ -65,13 +65,13 @@ int mg_metrics_prometheus_new(void **out, const mg_plan_slo *slo, mg_error *err)
 	p->timeout_ms = slo->prometheus_timeout_ms > 0 ? slo->prometheus_timeout_ms : 10000;
 	if (!p->base || (slo->ca_file && !p->ca_file)) {
 		prom_free(p);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	*out = p;
 	return 0;
 }
 
-static void prom_set_cancel(void *src, const volatile int *flag)
+static void prom_set_cancel(void *src, const mg_cancel *flag)
 {
 	((prom *)src)->cancel = flag;
 }
@@ -309,7 +309,7 @@ static int warnings_of(json_t *doc, mg_metrics_result *out, mg_error *err)
 		mg_scrub_append(buf, sizeof(buf), json_string_value(e));
 	}
 	if (buf[0] && !(out->warnings = strdup(buf)))
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	return 0;
 }
 
@@ -438,7 +438,7 @@ static int run(prom *p, const char *path, const char *query, const char *params,
 	if (!url || !shown) {
 		free(url);
 		free(shown);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	mg_http_request req = {
 	    .method = "GET",

@@ -33,7 +33,7 @@ int mg_promql_expand(char **out, const char *tmpl, int64_t window_ms, int64_t in
 	size_t cap = strlen(tmpl) * 2 + 64, n = 0;
 	char *s = malloc(cap);
 	if (!s)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	for (const char *p = tmpl; *p;) {
 		const char *rep = NULL;
 		size_t skip = 0;
@@ -50,7 +50,7 @@ int mg_promql_expand(char **out, const char *tmpl, int64_t window_ms, int64_t in
 			char *t = realloc(s, cap);
 			if (!t) {
 				free(s);
-				return mg_error_set(err, MG_ENOMEM, "out of memory");
+				return mg_error_oom(err);
 			}
 			s = t;
 		}
@@ -113,7 +113,7 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 		return 0;
 	mg_red_check *c = calloc(4, sizeof(*c));
 	if (!c)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	char w[32], k8s[1024], vm[1024], ksel[1400], vsel[1400];
 	mg_promql_duration(w, sizeof(w), window_ms);
 	const char *reqs, *errsel;
@@ -163,7 +163,7 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 	for (size_t i = 0; i < n; i++)
 		if (!c[i].query || (c[i].kind == MG_RED_ERRORS_VS_VMS && !c[i].vm_query)) {
 			mg_promql_red_free(c, n);
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
+			return mg_error_oom(err);
 		}
 	*out = c;
 	*out_n = n;

@@ -76,7 +76,7 @@ static int discover(mg_kube_client *c, const char *gv, const char *kind, const c
 			return rc;
 		}
 		if (json_object_set_new(cache, gv, list ? list : json_object()))
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
+			return mg_error_oom(err);
 		list = json_object_get(cache, gv);
 	}
 	size_t i;
@@ -159,7 +159,7 @@ static int apply(mg_kube_client *c, const json_t *obj, const mg_kube_apply_optio
 	/* JSON is YAML: the apply content type takes it as it is */
 	char *body = json_dumps(obj, JSON_COMPACT);
 	if (!body)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	json_t *res = NULL;
 	rc = mg_kube_request(c, "PATCH", url, "application/apply-patch+yaml", body, what, NULL,
 	                     &res, err);
@@ -402,7 +402,7 @@ int mg_kube_diff(mg_kube_client *c, const json_t *obj, char **out_text, bool *ch
 	json_decref(after);
 	json_decref(live);
 	if (!rc && t.oom)
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 	if (rc) {
 		free(t.buf);
 		return rc;

@@ -21,7 +21,7 @@ struct mg_kube_client {
 	mg_kube_config *cfg;
 	char *ns;
 	int64_t timeout_ms, exec_timeout_ms;
-	const volatile int *cancel;
+	const mg_cancel *cancel;
 	/* what is sent now: the kubeconfig's, or the exec plugin's latest */
 	char *token, *cert_pem, *key_pem;
 	bool exec_valid;
@@ -40,7 +40,7 @@ void mg_kube_wipe_free(char *s)
 
 int mg_kube_oom(mg_error *err)
 {
-	return mg_error_set(err, MG_ENOMEM, "out of memory");
+	return mg_error_oom(err);
 }
 
 static int read_token_file(mg_kube_client *c, mg_error *err)

@@ -1,5 +1,6 @@
 /* The cluster side of a release (lib/cluster.h). */
 #include "cluster.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -21,13 +22,6 @@
 #define DEFAULT_POLL_MS  250
 #define MANIFESTS_DIR    "manifests"
 #define MANIFESTS_FORMAT 1
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -52,7 +46,7 @@ int mg_cluster_render(json_t **objects, const mg_plan *plan, const char *version
 		return mg_error_set(err, MG_EINVALID, "the plan has no kubernetes section");
 	json_t *list = json_array();
 	if (!list)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	/* the ConfigMaps the templates' ${configmap.*} refer to: the same build, so the
 	 * checksum in the pod template is the checksum of what is applied */
 	for (size_t i = 0; i < k->nconfigmaps; i++) {
@@ -91,7 +85,7 @@ int mg_cluster_render(json_t **objects, const mg_plan *plan, const char *version
 		rc = mg_template_render_dir(&out, k->templates, mg_template_plan_vars_get(pv), err);
 	for (size_t i = 0; !rc && i < out.ndocs; i++)
 		if (json_array_append(list, out.docs[i].object))
-			rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+			rc = mg_error_oom(err);
 	mg_template_output_free(&out);
 	mg_template_plan_vars_free(pv);
 	if (rc) {
@@ -155,7 +149,7 @@ void mg_cluster_sort(json_t *objects)
 /* --- applying -------------------------------------------------------------------------------- */
 
 int mg_cluster_connect(mg_kube_client **out, const mg_plan *plan, const char *context,
-                       const volatile int *cancel, mg_error *err)
+                       const mg_cancel *cancel, mg_error *err)
 {
 	const mg_plan_kubernetes *k = mg_plan_kubernetes_section(plan);
 	if (!k)
@@ -296,7 +290,7 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
                      mg_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	int64_t t0 = mono_ms();
+	int64_t t0 = mg_clock_ms();
 	size_t n = json_array_size(o->objects);
 	out->dry_run = o->dry_run;
 	out->context = dup_or_null(mg_kube_client_context(c));
@@ -305,7 +299,7 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 	out->insecure = mg_kube_client_insecure(c);
 	out->objects = calloc(n ? n : 1, sizeof(*out->objects));
 	if (!out->objects)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	out->nobjects = n;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *m = json_array_get(o->objects, i);
@@ -338,12 +332,12 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 	}
 
 	int64_t budget = o->rollout_timeout_ms > 0 ? o->rollout_timeout_ms : DEFAULT_ROLLOUT_MS;
-	int64_t wait_start = mono_ms();
+	int64_t wait_start = mg_clock_ms();
 	for (size_t i = 0; i < n && !rc && !o->dry_run; i++) {
 		mg_cluster_object *obj = &out->objects[i];
 		if (!obj->rollout)
 			continue;
-		int64_t left = budget - (mono_ms() - wait_start);
+		int64_t left = budget - (mg_clock_ms() - wait_start);
 		wait_ctx w = {o, obj};
 		bool not_waitable = false;
 		mg_kube_rollout_options ro = {.kind = obj->kind,
@@ -354,9 +348,9 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 		                              .cancel = o->cancel,
 		                              .progress = on_rollout,
 		                              .ud = &w};
-		int64_t t = mono_ms();
+		int64_t t = mg_clock_ms();
 		rc = mg_kube_rollout_wait(c, obj->namespace_, obj->name, &ro, err);
-		obj->rollout_ms = mono_ms() - t;
+		obj->rollout_ms = mg_clock_ms() - t;
 		if (rc) {
 			fail_object(obj, err);
 			out->canceled = rc == MG_ECANCELED;
@@ -398,7 +392,7 @@ int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster
 			break;
 		}
 	}
-	out->duration_ms = mono_ms() - t0;
+	out->duration_ms = mg_clock_ms() - t0;
 	return rc;
 }
 
@@ -492,7 +486,7 @@ int mg_cluster_record_save(mg_store *store, const char *version, const json_t *o
 	char *text = doc ? json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(doc);
 	if (!text)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
 	free(text);
 	return rc;

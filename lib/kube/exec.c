@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kube.h"
 #include "log.h"
 #include "secret.h"
@@ -27,13 +28,6 @@
 #define MAX_STDOUT (1u << 20)
 
 extern char **environ;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* RFC 3339 ("2024-05-01T10:00:00Z", fractions and offsets allowed) to Unix time; -1 if not. */
 static int64_t parse_rfc3339(const char *s)
@@ -133,9 +127,9 @@ static int run(const mg_kube_exec_config *e, int64_t timeout_ms, char **out, siz
 	char *cmd = NULL;
 	if (strchr(e->command, '/') && e->command[0] != '/') {
 		if (asprintf(&cmd, "%s/%s", e->dir, e->command) < 0)
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
+			return mg_error_oom(err);
 	} else if (!(cmd = strdup(e->command))) {
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	char **argv = calloc(e->nargs + 2, sizeof(char *));
 	char **env = build_env(e);
@@ -147,7 +141,7 @@ static int run(const mg_kube_exec_config *e, int64_t timeout_ms, char **out, siz
 	char *obuf = NULL, ebuf[4096];
 	size_t olen = 0, elen = 0;
 	if (!argv || !env) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto out;
 	}
 	argv[0] = cmd;
@@ -167,7 +161,7 @@ static int run(const mg_kube_exec_config *e, int64_t timeout_ms, char **out, siz
 	    /* its own process group, so a timeout kills whatever it started too */
 	    posix_spawnattr_setpgroup(&attr, 0) ||
 	    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP)) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto out;
 	}
 	int serr = posix_spawnp(&pid, cmd, &fa, &attr, argv, env);
@@ -181,10 +175,10 @@ static int run(const mg_kube_exec_config *e, int64_t timeout_ms, char **out, siz
 	close(opipe[1]);
 	close(epipe[1]);
 	opipe[1] = epipe[1] = -1;
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = mg_clock_ms() + timeout_ms;
 	bool ofin = false, efin = false, timed_out = false;
 	while (!ofin || !efin) {
-		int64_t left = end - now_ms();
+		int64_t left = end - mg_clock_ms();
 		if (left <= 0) {
 			timed_out = true;
 			break;
@@ -364,7 +358,7 @@ int mg_kube_exec_run(const mg_kube_exec_config *e, int64_t timeout_ms, char **to
 		*cert_pem = cert && *cert ? dup_secret(cert) : NULL;
 		*key_pem = key && *key ? dup_secret(key) : NULL;
 		if ((tok && *tok && !*token) || (cert && *cert && (!*cert_pem || !*key_pem)))
-			rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+			rc = mg_error_oom(err);
 	}
 	/* jansson's copies of the credential: wipe before freeing */
 	json_t *v;

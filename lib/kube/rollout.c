@@ -184,7 +184,7 @@ int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *
 	const char *ns = namespace_ && *namespace_ ? namespace_ : mg_kube_client_namespace(c);
 	int64_t timeout = o && o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	int64_t poll = o && o->poll_ms > 0 ? o->poll_ms : DEFAULT_POLL_MS;
-	const volatile int *cancel = o ? o->cancel : NULL;
+	const mg_cancel *cancel = o ? o->cancel : NULL;
 	const char *kind = o && o->kind ? o->kind : "Deployment";
 	state (*assess)(const json_t *, char *, size_t);
 	if (!strcmp(kind, "Deployment"))
@@ -208,7 +208,7 @@ int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *
 	json_t *probe = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "apps/v1", "kind", kind,
 	                          "metadata", "name", name, "namespace", ns);
 	if (!probe)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	int rc = mg_kube_object_path(c, probe, path, sizeof(path), what, sizeof(what), err);
 	json_decref(probe);
 	if (rc)

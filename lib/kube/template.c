@@ -809,7 +809,7 @@ static void document(parse *p, mg_template_output *out, mg_template_output *mine
 	if (add_doc(mine, root, p->file, (int)at.line + 1)) {
 		json_decref(root);
 		p->errors++;
-		mg_error_set(p->err, MG_ENOMEM, "out of memory");
+		mg_error_oom(p->err);
 	}
 }
 
@@ -839,7 +839,7 @@ static int render_buffer(mg_template_output *out, const char *buf, size_t len,
 	line_table(&p);
 	if (!p.lines || !yaml_parser_initialize(&p.parser)) {
 		free(p.lines);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	yaml_parser_set_input_string(&p.parser, (const unsigned char *)buf, len);
 	yaml_parser_set_encoding(&p.parser, YAML_UTF8_ENCODING);
@@ -940,7 +940,7 @@ int mg_template_render_dir(mg_template_output *out, const char *dir, const mg_te
 		char **t = realloc(names, (n + 1) * sizeof(*t));
 		if (!t || !(t[n] = strdup(e->d_name))) {
 			names = t ? t : names;
-			rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+			rc = mg_error_oom(err);
 			break;
 		}
 		names = t;
@@ -1191,7 +1191,7 @@ int mg_template_plan_vars_new(mg_template_plan_vars **out, const mg_plan *plan, 
 	    !(pv->built = calloc(n ? n : 1, sizeof(*pv->built))) ||
 	    (b && b->image && !(pv->image = expand_version(b->image, version)))) {
 		mg_template_plan_vars_free(pv);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	pv->vars = (mg_template_vars){.version = pv->version,
 	                              .image = pv->image,

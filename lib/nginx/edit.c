@@ -6,12 +6,12 @@
 
 #include "internal.h"
 
-char *cm_strdup(const char *s)
+char *mg_cm_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
 }
 
-bool cm_path_under(const char *path, const char *dir)
+bool mg_cm_path_under(const char *path, const char *dir)
 {
 	size_t n = strlen(dir);
 	while (n > 1 && dir[n - 1] == '/')
@@ -21,7 +21,7 @@ bool cm_path_under(const char *path, const char *dir)
 	return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == '\0');
 }
 
-char *cm_join(const char *dir, const char *rel)
+char *mg_cm_join(const char *dir, const char *rel)
 {
 	if (!*dir)
 		return strdup(rel);
@@ -35,7 +35,7 @@ char *cm_join(const char *dir, const char *rel)
 	return mg_str_printf("%.*s/%s", (int)n, dir, rel);
 }
 
-size_t cm_offset(mg_cm_private *p, const mg_ngx_directive *d)
+size_t mg_cm_offset(mg_cm_private *p, const mg_ngx_directive *d)
 {
 	mg_ngx_span *spans = calloc((size_t)d->nargs + 1, sizeof(*spans));
 	size_t off =
@@ -49,7 +49,7 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-int cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_span *term)
+int mg_cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_span *term)
 {
 	if (d->is_lua_block || d->is_comment)
 		return -1;
@@ -64,7 +64,7 @@ int cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_span
 	return rc ? -1 : 0;
 }
 
-char *cm_quote(const char *value)
+char *mg_cm_quote(const char *value)
 {
 	bool bare = *value != '\0';
 	size_t extra = 0;
@@ -90,7 +90,7 @@ char *cm_quote(const char *value)
 	return out;
 }
 
-int cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const char *text)
+int mg_cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const char *text)
 {
 	/* the same bytes edited twice (a file included from two places): the last one wins */
 	for (size_t i = 0; i < e->n; i++)
@@ -117,22 +117,23 @@ int cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const cha
 	return 0;
 }
 
-int cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uint32_t i,
-                const char *value)
+int mg_cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uint32_t i,
+                   const char *value)
 {
 	cm_span *spans = calloc(d->nargs ? d->nargs : 1, sizeof(*spans));
 	if (!spans)
 		return -1;
 	int rc = -1;
-	char *q = cm_quote(value);
-	if (q && i < d->nargs && !cm_spans(p, d, spans, NULL))
-		rc = cm_edits_add(e, d->file, spans[i].start, spans[i].end, q);
+	char *q = mg_cm_quote(value);
+	if (q && i < d->nargs && !mg_cm_spans(p, d, spans, NULL))
+		rc = mg_cm_edits_add(e, d->file, spans[i].start, spans[i].end, q);
 	free(q);
 	free(spans);
 	return rc;
 }
 
-const char *cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d, uint32_t i)
+const char *mg_cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d,
+                            uint32_t i)
 {
 	bool any = false;
 	for (size_t k = 0; k < e->n && !any; k++)
@@ -141,7 +142,7 @@ const char *cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_direc
 		return NULL;
 	cm_span *spans = calloc(d->nargs ? d->nargs : 1, sizeof(*spans));
 	const char *found = NULL;
-	if (spans && i < d->nargs && !cm_spans(p, d, spans, NULL))
+	if (spans && i < d->nargs && !mg_cm_spans(p, d, spans, NULL))
 		for (size_t k = 0; k < e->n; k++)
 			if (e->v[k].file == d->file && e->v[k].start == spans[i].start &&
 			    e->v[k].end == spans[i].end)
@@ -150,7 +151,7 @@ const char *cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_direc
 	return found;
 }
 
-void cm_edits_free(cm_edits *e)
+void mg_cm_edits_free(cm_edits *e)
 {
 	for (size_t i = 0; i < e->n; i++)
 		free(e->v[i].text);
@@ -166,7 +167,7 @@ static int by_start(const void *a, const void *b)
 	return (x->end > y->end) - (x->end < y->end);
 }
 
-char *cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len)
+char *mg_cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len)
 {
 	size_t n = 0, grow = 0;
 	for (size_t i = 0; i < e->n; i++)
@@ -206,7 +207,7 @@ char *cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len
 	return out;
 }
 
-int cm_buf_flush(cm_buf *b)
+int mg_cm_buf_flush(cm_buf *b)
 {
 	if (b->sink && !b->err && !b->oom && b->n)
 		b->err = b->sink(b->s, b->n, b->ud);
@@ -214,14 +215,14 @@ int cm_buf_flush(cm_buf *b)
 	return b->oom ? MG_ENOMEM : b->err;
 }
 
-void cm_buf_add(cm_buf *b, const char *data, size_t len)
+void mg_cm_buf_add(cm_buf *b, const char *data, size_t len)
 {
 	if (b->oom || b->err)
 		return;
 	/* 4 KB at most before the sink (stdio buffers behind it anyway): the buffer
 	 * stays within 8 KB instead of adding to the peak of a large tree */
 	if (b->sink && b->n + len > 4096) {
-		cm_buf_flush(b);
+		mg_cm_buf_flush(b);
 		if (len > 4096) {
 			if (!b->err)
 				b->err = b->sink(data, len, b->ud);
@@ -248,12 +249,12 @@ void cm_buf_add(cm_buf *b, const char *data, size_t len)
 	b->s[b->n] = '\0';
 }
 
-void cm_buf_str(cm_buf *b, const char *s)
+void mg_cm_buf_str(cm_buf *b, const char *s)
 {
-	cm_buf_add(b, s, strlen(s));
+	mg_cm_buf_add(b, s, strlen(s));
 }
 
-void cm_buf_printf(cm_buf *b, const char *fmt, ...)
+void mg_cm_buf_printf(cm_buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -267,11 +268,11 @@ void cm_buf_printf(cm_buf *b, const char *fmt, ...)
 		b->oom = true;
 		return;
 	}
-	cm_buf_add(b, s, (size_t)n);
+	mg_cm_buf_add(b, s, (size_t)n);
 	free(s);
 }
 
-char *cm_buf_take(cm_buf *b)
+char *mg_cm_buf_take(cm_buf *b)
 {
 	char *s = b->oom ? NULL : b->s ? b->s : strdup("");
 	*b = (cm_buf){0};

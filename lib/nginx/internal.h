@@ -162,7 +162,7 @@ struct mg_cm_private {
 	bool has_pid;                 /* a pid directive in the main context */
 	const mg_ngx_directive *http; /* the http block, if any */
 	bool http_access_log;         /* an access_log directly in http */
-	unsigned http_temp;           /* bit i: temp path i of cm_http_temp set in http */
+	unsigned http_temp;           /* bit i: temp path i of mg_cm_http_temp set in http */
 	const mg_ngx_directive *user; /* the user directive, if any */
 	const mg_ngx_file *http_file; /* the file the http block is in */
 	char **owned;                 /* rendered texts the entries point to */
@@ -177,43 +177,43 @@ struct mg_cm_private {
 };
 
 /* The temp directories nginx creates at start, with the official image's paths. */
-extern const char *const cm_http_temp[5][2];
+extern const char *const mg_cm_http_temp[5][2];
 
 /* Offset of d's first byte in its file, or (size_t)-1. */
-size_t cm_offset(mg_cm_private *p, const mg_ngx_directive *d);
+size_t mg_cm_offset(mg_cm_private *p, const mg_ngx_directive *d);
 /*
  * The byte ranges of d's arguments (nargs entries in args) and of the ';' or
  * '{' that ends it (term). 0, or -1 when the text does not match the parse
  * (never for a tree this parser produced; the caller then leaves it as is).
  */
-int cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_span *term);
+int mg_cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_span *term);
 
 /* The argument's value written back as nginx reads it: bare when it can be, else "...". */
-char *cm_quote(const char *value);
+char *mg_cm_quote(const char *value);
 
-int cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const char *text);
+int mg_cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const char *text);
 /* Replaces argument i of d by value (quoted as needed); 0 or -1. */
-int cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uint32_t i,
-                const char *value);
+int mg_cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uint32_t i,
+                   const char *value);
 /* The replacement of argument i of d in e, or NULL. */
-const char *cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d,
-                         uint32_t i);
-void cm_edits_free(cm_edits *e);
+const char *mg_cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d,
+                            uint32_t i);
+void mg_cm_edits_free(cm_edits *e);
 /* File fi's bytes with e's edits for it applied (malloc'd, NUL-terminated). */
-char *cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len);
+char *mg_cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len);
 
-int cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err);
+int mg_cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err);
 
 /* Frees the findings' messages (mg_cm_free). */
-void cm_texts_free(mg_cm_private *p);
+void mg_cm_texts_free(mg_cm_private *p);
 /* Adds a finding; the strings are copied. */
-void cm_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
-                const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void mg_cm_add_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
+                       const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /*
  * A growing string; oom is sticky and the text is dropped when it is set.
  * With a sink, the text is handed to it whenever 64 KB are buffered (and by
- * cm_buf_flush); a non-zero return from the sink is kept in err.
+ * mg_cm_buf_flush); a non-zero return from the sink is kept in err.
  */
 typedef struct {
 	char *s;
@@ -223,16 +223,16 @@ typedef struct {
 	void *ud;
 	int err;
 } cm_buf;
-int cm_buf_flush(cm_buf *b);
-void cm_buf_add(cm_buf *b, const char *data, size_t len);
-void cm_buf_str(cm_buf *b, const char *s);
-void cm_buf_printf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int mg_cm_buf_flush(cm_buf *b);
+void mg_cm_buf_add(cm_buf *b, const char *data, size_t len);
+void mg_cm_buf_str(cm_buf *b, const char *s);
+void mg_cm_buf_printf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The text (malloc'd, the buffer is reset), or NULL after an allocation failed. */
-char *cm_buf_take(cm_buf *b);
+char *mg_cm_buf_take(cm_buf *b);
 
 /* Path helpers. */
-bool cm_path_under(const char *path, const char *dir); /* path is dir or inside it */
-char *cm_join(const char *dir, const char *rel);
-char *cm_strdup(const char *s);
+bool mg_cm_path_under(const char *path, const char *dir); /* path is dir or inside it */
+char *mg_cm_join(const char *dir, const char *rel);
+char *mg_cm_strdup(const char *s);
 
 #endif

@@ -119,7 +119,7 @@ static char *pack_text(mg_cm_private *p, const char *fmt, va_list ap)
 	return s;
 }
 
-void cm_texts_free(mg_cm_private *p)
+void mg_cm_texts_free(mg_cm_private *p)
 {
 	while (p->texts) {
 		struct cm_text_chunk *n = p->texts->next;
@@ -128,8 +128,8 @@ void cm_texts_free(mg_cm_private *p)
 	}
 }
 
-void cm_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
-                const char *fix, const char *fmt, ...)
+void mg_cm_add_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
+                       const char *fix, const char *fmt, ...)
 {
 	mg_cm_private *p = cm->priv;
 	if (cm->nfindings == p->findings_cap) {
@@ -313,7 +313,7 @@ static void check_target(lint *L, const mg_ngx_directive *d, uint32_t arg, bool 
 		    "the other container create the socket there; or connect over 127.0.0.1 "
 		    "instead",
 		    dir ? dir : host);
-		cm_finding(
+		mg_cm_add_finding(
 		    L->cm, MG_CM_WARNING, "unix-socket", d, fix,
 		    "%s %s: a unix socket; in a pod nginx and the application are separate "
 		    "containers, which share no directory unless a volume is mounted in both",
@@ -325,20 +325,22 @@ static void check_target(lint *L, const mg_ngx_directive *d, uint32_t arg, bool 
 		break;
 	}
 	case ADDR_IP:
-		cm_finding(L->cm, MG_CM_WARNING, "vm-address", d,
-		           "point it at a Service (a name like app.<namespace>.svc.cluster.local), "
-		           "or give what stays on the VMs a Service with Endpoints for them",
-		           "%s %s: an address of the VM network; the pod reaches it only if the "
-		           "cluster network routes there, and it will not follow the VMs' moves",
-		           what, v);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "vm-address", d,
+		    "point it at a Service (a name like app.<namespace>.svc.cluster.local), "
+		    "or give what stays on the VMs a Service with Endpoints for them",
+		    "%s %s: an address of the VM network; the pod reaches it only if the "
+		    "cluster network routes there, and it will not follow the VMs' moves",
+		    what, v);
 		break;
 	case ADDR_NAME:
-		cm_finding(L->cm, MG_CM_WARNING, "vm-address", d,
-		           "use a Service name (e.g. an ExternalName Service for a host that stays "
-		           "outside the cluster)",
-		           "%s %s: the host name %s may not resolve the same way in the cluster "
-		           "(nginx resolves it when it starts and will not start if it cannot)",
-		           what, v, host);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "vm-address", d,
+		    "use a Service name (e.g. an ExternalName Service for a host that stays "
+		    "outside the cluster)",
+		    "%s %s: the host name %s may not resolve the same way in the cluster "
+		    "(nginx resolves it when it starts and will not start if it cannot)",
+		    what, v, host);
 		/* with a variable anywhere nginx resolves per request, not when it starts */
 		if (!has_var(v))
 			add_ref(L, CM_REF_ADDR, d, arg, a.hs, a.he);
@@ -380,7 +382,7 @@ static const char *const temp_paths[] = {"client_body_temp_path", "proxy_temp_pa
                                          "fastcgi_cache_path",    "uwsgi_cache_path",
                                          "scgi_cache_path",       NULL};
 
-const char *const cm_http_temp[5][2] = {
+const char *const mg_cm_http_temp[5][2] = {
     {"client_body_temp_path", "/var/cache/nginx/client_temp"},
     {"proxy_temp_path", "/var/cache/nginx/proxy_temp"},
     {"fastcgi_temp_path", "/var/cache/nginx/fastcgi_temp"},
@@ -394,11 +396,11 @@ static char *pod_path(lint *L, const char *v)
 	if (v[0] == '/')
 		return strdup(v);
 	/* the conf prefix is the main file's directory, which sits at the mount path */
-	char *dir = cm_join(L->mount, L->cm->main_path);
+	char *dir = mg_cm_join(L->mount, L->cm->main_path);
 	char *slash = dir ? strrchr(dir, '/') : NULL;
 	if (slash)
 		*slash = '\0';
-	char *r = dir ? cm_join(dir, v) : NULL;
+	char *r = dir ? mg_cm_join(dir, v) : NULL;
 	free(dir);
 	return r;
 }
@@ -425,8 +427,8 @@ static void add_secret(lint *L, const mg_ngx_directive *d, const char *v)
 	cm->secrets = s;
 	s = &s[cm->nsecrets];
 	*s = (mg_cm_secret){.pod_path = pp, .line = (int)d->line};
-	s->in_mount = cm_path_under(pp, L->mount);
-	s->source = v[0] == '/' ? strdup(v) : cm_join(L->p->prefix, v);
+	s->in_mount = mg_cm_path_under(pp, L->mount);
+	s->source = v[0] == '/' ? strdup(v) : mg_cm_join(L->p->prefix, v);
 	const char *rel = s->in_mount ? pp + strlen(L->mount) : pp;
 	while (*rel == '/')
 		rel++;
@@ -452,11 +454,11 @@ static void check_secret(lint *L, const mg_ngx_directive *d)
 	const char *v = d->args[0];
 	bool pem = in(d->name, pem_secrets), drop = in(d->name, drop_secrets);
 	if (!strncmp(v, "data:", 5)) {
-		cm_finding(L->cm, MG_CM_ERROR, "secret", d,
-		           "load it from a file mounted from a Secret instead",
-		           "%s data:...: the certificate or key itself is written in the "
-		           "configuration, so it would be in the ConfigMap",
-		           d->name);
+		mg_cm_add_finding(L->cm, MG_CM_ERROR, "secret", d,
+		                  "load it from a file mounted from a Secret instead",
+		                  "%s data:...: the certificate or key itself is written in the "
+		                  "configuration, so it would be in the ConfigMap",
+		                  d->name);
 		/* nginx -t quotes it when it cannot load it: verify masks it */
 		add_ref(L, CM_REF_INLINE, d, 0, 0, 0);
 		return;
@@ -469,19 +471,20 @@ static void check_secret(lint *L, const mg_ngx_directive *d)
 	char *pp = pod_path(L, v);
 	if (L->cm->secret_given) {
 		/* the operator has said where the file comes from */
-		cm_finding(L->cm, MG_CM_INFO, "secret", d, "",
-		           "%s %s: from Secret %s, mounted at %s (not in the ConfigMap)", d->name,
-		           v, L->cm->secret_name, pp ? pp : v);
+		mg_cm_add_finding(L->cm, MG_CM_INFO, "secret", d, "",
+		                  "%s %s: from Secret %s, mounted at %s (not in the ConfigMap)",
+		                  d->name, v, L->cm->secret_name, pp ? pp : v);
 	} else {
 		char *fix =
 		    mg_str_printf("put the file in a Secret mounted so that nginx finds it at "
 		                  "%s (the output shows the Secret and the volume) and name it "
 		                  "with --secret; the ConfigMap leaves it out",
 		                  pp ? pp : v);
-		cm_finding(L->cm, MG_CM_ERROR, "secret", d, fix,
-		           "%s %s: %s in a Secret, not in a ConfigMap (stored unencrypted and "
-		           "readable by whoever may read the namespace's ConfigMaps)",
-		           d->name, v, kind);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_ERROR, "secret", d, fix,
+		    "%s %s: %s in a Secret, not in a ConfigMap (stored unencrypted and "
+		    "readable by whoever may read the namespace's ConfigMaps)",
+		    d->name, v, kind);
 		free(fix);
 	}
 	free(pp);
@@ -505,7 +508,7 @@ static bool log_is_file(const char *v)
 /* A path nginx writes to that would land on the read-only ConfigMap volume. */
 static bool on_mount(lint *L, const char *v)
 {
-	return v[0] != '/' || cm_path_under(v, L->mount);
+	return v[0] != '/' || mg_cm_path_under(v, L->mount);
 }
 
 static void check_log(lint *L, const mg_ngx_directive *d)
@@ -516,9 +519,9 @@ static void check_log(lint *L, const mg_ngx_directive *d)
 	bool access = eq(d->name, "access_log");
 	const char *to = access ? "/dev/stdout" : "/dev/stderr";
 	if (L->opt->fix_logs) {
-		if (cm_edit_arg(L->p, &L->p->edits, d, 0, to) == 0) {
-			cm_finding(L->cm, MG_CM_INFO, "log-file", d, "",
-			           "%s %s rewritten to %s (--fix-logs)", d->name, v, to);
+		if (mg_cm_edit_arg(L->p, &L->p->edits, d, 0, to) == 0) {
+			mg_cm_add_finding(L->cm, MG_CM_INFO, "log-file", d, "",
+			                  "%s %s rewritten to %s (--fix-logs)", d->name, v, to);
 			return;
 		}
 	}
@@ -527,16 +530,17 @@ static void check_log(lint *L, const mg_ngx_directive *d)
 	                  "rewrites it",
 	                  d->name, to);
 	if (on_mount(L, v))
-		cm_finding(
+		mg_cm_add_finding(
 		    L->cm, MG_CM_ERROR, "log-file", d, fix,
 		    "%s %s: a file under the ConfigMap's mount, which is read-only in the pod; "
 		    "nginx will not start",
 		    d->name, v);
 	else
-		cm_finding(L->cm, MG_CM_WARNING, "log-file", d, fix,
-		           "%s %s: a log file in the container is lost with the pod and read by "
-		           "nobody",
-		           d->name, v);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "log-file", d, fix,
+		    "%s %s: a log file in the container is lost with the pod and read by "
+		    "nobody",
+		    d->name, v);
 	free(fix);
 	if (!has_var(v))
 		add_ref(L, CM_REF_LOG, d, 0, 0, 0);
@@ -580,9 +584,11 @@ static void check_include(lint *L, const mg_ngx_directive *d)
 	}
 	/* the parser refuses a file outside the tree; this is what it could not see: a glob
 	 * that matched nothing here, a name outside that leads back in through a symlink */
-	const char *rest = v[0] != '/' ? v : cm_path_under(v, prefix) ? v + strlen(prefix) : NULL;
+	const char *rest = v[0] != '/'                   ? v
+	                   : mg_cm_path_under(v, prefix) ? v + strlen(prefix)
+	                                                 : NULL;
 	if (!rest || climbs_out(rest)) {
-		cm_finding(
+		mg_cm_add_finding(
 		    L->cm, MG_CM_ERROR, "outside-tree", d,
 		    "copy the files into the tree and include them by a relative path, or run "
 		    "migrate where the tree sits at the path the configuration names",
@@ -590,18 +596,18 @@ static void check_include(lint *L, const mg_ngx_directive *d)
 		    "ConfigMap holds one directory",
 		    v, prefix);
 	} else if (v[0] == '/' && !eq(prefix, L->mount)) {
-		char *moved = cm_join(L->mount, v + strlen(prefix));
-		if (moved && cm_edit_arg(L->p, &L->p->edits, d, 0, moved) == 0)
-			cm_finding(L->cm, MG_CM_INFO, "include-rewritten", d, "",
-			           "include %s rewritten to %s: the tree is mounted at %s", v,
-			           moved, L->mount);
+		char *moved = mg_cm_join(L->mount, v + strlen(prefix));
+		if (moved && mg_cm_edit_arg(L->p, &L->p->edits, d, 0, moved) == 0)
+			mg_cm_add_finding(L->cm, MG_CM_INFO, "include-rewritten", d, "",
+			                  "include %s rewritten to %s: the tree is mounted at %s",
+			                  v, moved, L->mount);
 		free(moved);
 	}
 	if (d->is_include && d->nincludes == 0 && has_glob(v))
-		cm_finding(L->cm, MG_CM_WARNING, "empty-glob", d,
-		           "check that the tree has every file the VM has",
-		           "include %s matches no file here", v);
-	const char *eff = cm_edit_find(&L->p->edits, L->p, d, 0);
+		mg_cm_add_finding(L->cm, MG_CM_WARNING, "empty-glob", d,
+		                  "check that the tree has every file the VM has",
+		                  "include %s matches no file here", v);
+	const char *eff = mg_cm_edit_find(&L->p->edits, L->p, d, 0);
 	if ((eff ? eff : v)[0] == '/')
 		add_ref(L, CM_REF_INCLUDE, d, 0, 0, 0);
 }
@@ -628,18 +634,20 @@ static void check_listen(lint *L, const mg_ngx_directive *d)
 	    (n == 4 && !strncmp(h, "[::]", 4)))
 		return;
 	if (is_loopback(h, n)) {
-		cm_finding(L->cm, MG_CM_INFO, "listen-address", d, "",
-		           "listen %s: reachable only from inside the pod (a sidecar, a probe with "
-		           "exec)",
-		           v);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_INFO, "listen-address", d, "",
+		    "listen %s: reachable only from inside the pod (a sidecar, a probe with "
+		    "exec)",
+		    v);
 		return;
 	}
 	char *port = strchr(v + he, ':');
 	char *fix = mg_str_printf("listen %s; (every address of the pod)", port ? port + 1 : "80");
-	cm_finding(L->cm, MG_CM_ERROR, "listen-address", d, fix,
-	           "listen %s: an address of the VM; the pod has another, so nginx cannot bind it "
-	           "and will not start",
-	           v);
+	mg_cm_add_finding(
+	    L->cm, MG_CM_ERROR, "listen-address", d, fix,
+	    "listen %s: an address of the VM; the pod has another, so nginx cannot bind it "
+	    "and will not start",
+	    v);
 	free(fix);
 }
 
@@ -652,12 +660,13 @@ static void check_resolver(lint *L, const mg_ngx_directive *d)
 		addr a = classify(L->p, v, false, false);
 		if (a.kind == ADDR_LOOPBACK)
 			continue;
-		cm_finding(L->cm, MG_CM_WARNING, "resolver", d,
-		           "use the cluster DNS Service's address (kubectl -n kube-system get svc "
-		           "kube-dns), or drop it if nothing is resolved at run time",
-		           "resolver %s: the VM network's DNS server; in the pod names are the "
-		           "cluster's",
-		           v);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "resolver", d,
+		    "use the cluster DNS Service's address (kubectl -n kube-system get svc "
+		    "kube-dns), or drop it if nothing is resolved at run time",
+		    "resolver %s: the VM network's DNS server; in the pod names are the "
+		    "cluster's",
+		    v);
 		return;
 	}
 }
@@ -666,16 +675,17 @@ static void check_main(lint *L, const mg_ngx_directive *d)
 {
 	const char *n = d->name;
 	if (eq(n, "user")) {
-		cm_finding(L->cm, MG_CM_WARNING, "user", d,
-		           "drop the line: the official image's workers run as nginx, and the "
-		           "unprivileged image ignores it",
-		           "user %s: the pod's securityContext and the image decide who nginx runs "
-		           "as; this user may not exist in the image",
-		           d->nargs ? d->args[0] : "");
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "user", d,
+		    "drop the line: the official image's workers run as nginx, and the "
+		    "unprivileged image ignores it",
+		    "user %s: the pod's securityContext and the image decide who nginx runs "
+		    "as; this user may not exist in the image",
+		    d->nargs ? d->args[0] : "");
 		L->p->user = d;
 		add_ref(L, CM_REF_USER, d, 0, 0, 0);
 	} else if (eq(n, "daemon")) {
-		cm_finding(
+		mg_cm_add_finding(
 		    L->cm, MG_CM_ERROR, "daemon", d, "drop the line",
 		    "daemon %s: the image starts nginx with -g 'daemon off;', and nginx refuses "
 		    "a directive given twice (\"daemon\" directive is duplicate)",
@@ -687,26 +697,26 @@ static void check_main(lint *L, const mg_ngx_directive *d)
 		if (!strncmp(v, "/tmp/", 5))
 			return;
 		if (on_mount(L, v))
-			cm_finding(
+			mg_cm_add_finding(
 			    L->cm, MG_CM_ERROR, "pid", d,
 			    "pid /tmp/nginx.pid; (writable for a root and a non-root nginx)",
 			    "pid %s: under the ConfigMap's mount, which is read-only in the pod; "
 			    "nginx will not start",
 			    v);
 		else if (eq(v, "/run/nginx.pid") || eq(v, "/var/run/nginx.pid"))
-			cm_finding(
+			mg_cm_add_finding(
 			    L->cm, MG_CM_INFO, "pid", d,
 			    "pid /tmp/nginx.pid; for a non-root image (nginxinc/nginx-unprivileged)",
 			    "pid %s: fine for the official image, whose master runs as root", v);
 		else
-			cm_finding(
+			mg_cm_add_finding(
 			    L->cm, MG_CM_WARNING, "pid", d,
 			    "pid /tmp/nginx.pid; (or drop the line for the image's default)",
 			    "pid %s: the directory may not exist or be writable in the image", v);
 	} else if (eq(n, "worker_processes") && d->nargs) {
 		const char *v = d->args[0];
 		if (strspn(v, "0123456789") == strlen(v) && atoi(v) > 1)
-			cm_finding(
+			mg_cm_add_finding(
 			    L->cm, MG_CM_WARNING, "worker-processes", d,
 			    "worker_processes auto; or the container's CPU limit (auto counts "
 			    "the node's CPUs, not the limit)",
@@ -714,13 +724,14 @@ static void check_main(lint *L, const mg_ngx_directive *d)
 			    "its resources give it",
 			    v);
 	} else if (eq(n, "worker_cpu_affinity") && d->nargs && !eq(d->args[0], "auto")) {
-		cm_finding(L->cm, MG_CM_WARNING, "worker-cpu-affinity", d,
-		           "drop the line, or worker_cpu_affinity auto;",
-		           "worker_cpu_affinity %s: binds workers to CPUs of the VM; a pod may not "
-		           "have them",
-		           d->args[0]);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "worker-cpu-affinity", d,
+		    "drop the line, or worker_cpu_affinity auto;",
+		    "worker_cpu_affinity %s: binds workers to CPUs of the VM; a pod may not "
+		    "have them",
+		    d->args[0]);
 	} else if (eq(n, "load_module")) {
-		cm_finding(
+		mg_cm_add_finding(
 		    L->cm, MG_CM_ERROR, "load-module", d,
 		    "use an image that contains the module (built in, or installed in a "
 		    "Dockerfile FROM nginx) and keep the line only if the path matches it",
@@ -739,10 +750,10 @@ static void check_path(lint *L, const mg_ngx_directive *d)
 		if (eq(L->cm->paths[i], v))
 			return;
 	add_unique(L, &L->cm->paths, &L->cm->npaths, v);
-	cm_finding(L->cm, MG_CM_INFO, "image-path", d,
-	           "check that the image (or a volume) provides it",
-	           "%s %s: served from the container's file system%s", d->name, v,
-	           v[0] == '/' ? "" : " (relative to nginx's prefix, /etc/nginx in the image)");
+	mg_cm_add_finding(
+	    L->cm, MG_CM_INFO, "image-path", d, "check that the image (or a volume) provides it",
+	    "%s %s: served from the container's file system%s", d->name, v,
+	    v[0] == '/' ? "" : " (relative to nginx's prefix, /etc/nginx in the image)");
 }
 
 static void check_temp(lint *L, const mg_ngx_directive *d)
@@ -751,10 +762,11 @@ static void check_temp(lint *L, const mg_ngx_directive *d)
 		return;
 	const char *v = d->args[0];
 	if (on_mount(L, v))
-		cm_finding(L->cm, MG_CM_ERROR, "read-only-path", d,
-		           "use a directory under /var/cache/nginx or /tmp",
-		           "%s %s: nginx writes there, and the ConfigMap's mount is read-only",
-		           d->name, v);
+		mg_cm_add_finding(
+		    L->cm, MG_CM_ERROR, "read-only-path", d,
+		    "use a directory under /var/cache/nginx or /tmp",
+		    "%s %s: nginx writes there, and the ConfigMap's mount is read-only", d->name,
+		    v);
 	add_ref(L, CM_REF_TEMP, d, 0, 0, 0);
 }
 
@@ -830,16 +842,17 @@ static void check(lint *L, const mg_ngx_directive *d, ctx c)
 	else if (in(n, temp_paths))
 		check_temp(L, d);
 	else if (eq(n, "secure_link_secret")) {
-		cm_finding(L->cm, MG_CM_WARNING, "inline-secret", d,
-		           "move the lines that hold it into a file mounted from a Secret and "
-		           "include that",
-		           "secure_link_secret: the secret word would be in the ConfigMap");
+		mg_cm_add_finding(
+		    L->cm, MG_CM_WARNING, "inline-secret", d,
+		    "move the lines that hold it into a file mounted from a Secret and "
+		    "include that",
+		    "secure_link_secret: the secret word would be in the ConfigMap");
 		add_ref(L, CM_REF_INLINE, d, 0, 0, 0);
 	}
 	if (c == CTX_HTTP && eq(n, "access_log"))
 		L->p->http_access_log = true;
 	for (int i = 0; c == CTX_HTTP && i < 5; i++)
-		if (eq(n, cm_http_temp[i][0]))
+		if (eq(n, mg_cm_http_temp[i][0]))
 			L->p->http_temp |= 1u << i;
 }
 
@@ -890,7 +903,7 @@ static int by_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err)
+int mg_cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err)
 {
 	mg_cm_private *p = cm->priv;
 	size_t nfiles = mg_nginxconf_nfiles(p->conf);
@@ -900,7 +913,7 @@ int cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err)
 	if (!L.walked || !seen) {
 		free(L.walked);
 		free(seen);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	const mg_ngx_file *main_file = mg_nginxconf_file(p->conf, 0);
 	seen[0] = true;
@@ -911,11 +924,12 @@ int cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err)
 	if (cm->npaths)
 		qsort(cm->paths, cm->npaths, sizeof(*cm->paths), by_str);
 	if (strcmp(cm->main_path, "nginx.conf"))
-		cm_finding(cm, MG_CM_INFO, "main-file", NULL,
-		           "run nginx with -c <mount>/<file> in the container's args, or rename it",
-		           "the main file is %s; the image reads %s/nginx.conf", cm->main_path,
-		           cm->mount_path);
+		mg_cm_add_finding(
+		    cm, MG_CM_INFO, "main-file", NULL,
+		    "run nginx with -c <mount>/<file> in the container's args, or rename it",
+		    "the main file is %s; the image reads %s/nginx.conf", cm->main_path,
+		    cm->mount_path);
 	if (p->oom)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	return 0;
 }

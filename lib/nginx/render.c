@@ -103,7 +103,7 @@ int mg_cm_keys(char **keys, const char *const *paths, size_t n, mg_error *err)
 	if (!ks.slot || !order) {
 		free(ks.slot);
 		free(order);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	for (size_t i = 0; i < n; i++) {
 		order[i] = i;
@@ -276,52 +276,52 @@ static bool block_ok(const char *s, size_t len)
 
 static void yaml_dq(cm_buf *b, const char *s, size_t len)
 {
-	cm_buf_add(b, "\"", 1);
+	mg_cm_buf_add(b, "\"", 1);
 	uint32_t cp;
 	for (size_t i = 0; i < len;) {
 		size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
 		if (!n) { /* not reached for data (UTF-8 checked); a byte as its code point */
-			cm_buf_printf(b, "\\x%02x", (unsigned char)s[i]);
+			mg_cm_buf_printf(b, "\\x%02x", (unsigned char)s[i]);
 			i++;
 			continue;
 		}
 		switch (cp) {
 		case '"':
-			cm_buf_str(b, "\\\"");
+			mg_cm_buf_str(b, "\\\"");
 			break;
 		case '\\':
-			cm_buf_str(b, "\\\\");
+			mg_cm_buf_str(b, "\\\\");
 			break;
 		case '\n':
-			cm_buf_str(b, "\\n");
+			mg_cm_buf_str(b, "\\n");
 			break;
 		case '\t':
-			cm_buf_str(b, "\\t");
+			mg_cm_buf_str(b, "\\t");
 			break;
 		case '\r':
-			cm_buf_str(b, "\\r");
+			mg_cm_buf_str(b, "\\r");
 			break;
 		case 0:
-			cm_buf_str(b, "\\0");
+			mg_cm_buf_str(b, "\\0");
 			break;
 		case 0x2028:
-			cm_buf_str(b, "\\L");
+			mg_cm_buf_str(b, "\\L");
 			break;
 		case 0x2029:
-			cm_buf_str(b, "\\P");
+			mg_cm_buf_str(b, "\\P");
 			break;
 		case 0xfeff:
-			cm_buf_str(b, "\\uFEFF");
+			mg_cm_buf_str(b, "\\uFEFF");
 			break;
 		default:
 			if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
-				cm_buf_printf(b, "\\x%02x", (unsigned)cp);
+				mg_cm_buf_printf(b, "\\x%02x", (unsigned)cp);
 			else
-				cm_buf_add(b, s + i, n);
+				mg_cm_buf_add(b, s + i, n);
 		}
 		i += n;
 	}
-	cm_buf_add(b, "\"", 1);
+	mg_cm_buf_add(b, "\"", 1);
 }
 
 static void yaml_str(cm_buf *b, const char *s)
@@ -333,28 +333,28 @@ static void yaml_str(cm_buf *b, const char *s)
 static void yaml_text(cm_buf *b, const char *s, size_t len, int indent)
 {
 	if (!len || !block_ok(s, len)) {
-		cm_buf_add(b, " ", 1);
+		mg_cm_buf_add(b, " ", 1);
 		yaml_dq(b, s, len);
-		cm_buf_add(b, "\n", 1);
+		mg_cm_buf_add(b, "\n", 1);
 		return;
 	}
 	size_t trailing = 0;
 	while (trailing < len && s[len - 1 - trailing] == '\n')
 		trailing++;
 	/* the explicit indentation keeps a first line that starts with spaces intact */
-	cm_buf_printf(b, " |2%s\n", trailing == 0 ? "-" : trailing == 1 ? "" : "+");
+	mg_cm_buf_printf(b, " |2%s\n", trailing == 0 ? "-" : trailing == 1 ? "" : "+");
 	size_t end = len - trailing;
 	for (size_t i = 0; i < end;) {
 		const char *nl = memchr(s + i, '\n', end - i);
 		size_t l = nl ? (size_t)(nl - (s + i)) : end - i;
 		if (l)
-			cm_buf_printf(b, "%*s", indent + 2, "");
-		cm_buf_add(b, s + i, l);
-		cm_buf_add(b, "\n", 1);
+			mg_cm_buf_printf(b, "%*s", indent + 2, "");
+		mg_cm_buf_add(b, s + i, l);
+		mg_cm_buf_add(b, "\n", 1);
 		i += l + 1;
 	}
 	for (size_t i = 1; i < trailing; i++)
-		cm_buf_add(b, "\n", 1);
+		mg_cm_buf_add(b, "\n", 1);
 }
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -399,7 +399,7 @@ char *mg_cm_yaml(const mg_cm *cm)
 {
 	cm_buf b = {0};
 	yaml_emit(cm, &b);
-	return cm_buf_take(&b);
+	return mg_cm_buf_take(&b);
 }
 
 int mg_cm_yaml_write(const mg_cm *cm, int (*write)(const char *data, size_t len, void *ud),
@@ -407,42 +407,42 @@ int mg_cm_yaml_write(const mg_cm *cm, int (*write)(const char *data, size_t len,
 {
 	cm_buf b = {.sink = write, .ud = ud};
 	yaml_emit(cm, &b);
-	int rc = cm_buf_flush(&b);
+	int rc = mg_cm_buf_flush(&b);
 	free(b.s);
 	return rc;
 }
 
 static void yaml_emit(const mg_cm *cm, cm_buf *b)
 {
-	cm_buf_str(b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ");
+	mg_cm_buf_str(b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ");
 	yaml_str(b, cm->name);
 	if (cm->namespace_) {
-		cm_buf_str(b, "\n  namespace: ");
+		mg_cm_buf_str(b, "\n  namespace: ");
 		yaml_str(b, cm->namespace_);
 	}
-	cm_buf_str(b, "\n  labels:\n    app.kubernetes.io/managed-by: migrate\n"
-	              "  annotations:\n    " MG_CM_ANNOTATION_CHECKSUM ": ");
+	mg_cm_buf_str(b, "\n  labels:\n    app.kubernetes.io/managed-by: migrate\n"
+	                 "  annotations:\n    " MG_CM_ANNOTATION_CHECKSUM ": ");
 	yaml_str(b, cm->checksum);
 	char *va = verify_annotation(cm);
 	if (va) {
-		cm_buf_str(b, "\n    " MG_CM_ANNOTATION_VERIFY ": ");
+		mg_cm_buf_str(b, "\n    " MG_CM_ANNOTATION_VERIFY ": ");
 		yaml_str(b, va);
 		free(va);
 	}
-	cm_buf_str(b, "\n");
+	mg_cm_buf_str(b, "\n");
 	if (cm->immutable)
-		cm_buf_str(b, "immutable: true\n");
+		mg_cm_buf_str(b, "immutable: true\n");
 	bool any = false;
 	for (size_t i = 0; i < cm->nentries; i++) {
 		const mg_cm_entry *e = &cm->entries[i];
 		if (e->binary)
 			continue;
 		if (!any)
-			cm_buf_str(b, "data:\n");
+			mg_cm_buf_str(b, "data:\n");
 		any = true;
-		cm_buf_str(b, "  ");
+		mg_cm_buf_str(b, "  ");
 		yaml_str(b, e->key);
-		cm_buf_str(b, ":");
+		mg_cm_buf_str(b, ":");
 		yaml_text(b, e->data, e->len, 2);
 	}
 	any = false;
@@ -451,16 +451,16 @@ static void yaml_emit(const mg_cm *cm, cm_buf *b)
 		if (!e->binary)
 			continue;
 		if (!any)
-			cm_buf_str(b, "binaryData:\n");
+			mg_cm_buf_str(b, "binaryData:\n");
 		any = true;
 		char *enc = base64(e->data, e->len);
 		if (!enc) {
 			b->oom = true;
 			return;
 		}
-		cm_buf_str(b, "  ");
+		mg_cm_buf_str(b, "  ");
 		yaml_str(b, e->key);
-		cm_buf_printf(b, ": %s\n", enc);
+		mg_cm_buf_printf(b, ": %s\n", enc);
 		free(enc);
 	}
 }
@@ -536,9 +536,9 @@ static void line(cm_buf *b, const char *prefix, const char *fmt, ...)
 		b->oom = true;
 		return;
 	}
-	cm_buf_str(b, prefix);
-	cm_buf_add(b, s, (size_t)n);
-	cm_buf_add(b, "\n", 1);
+	mg_cm_buf_str(b, prefix);
+	mg_cm_buf_add(b, s, (size_t)n);
+	mg_cm_buf_add(b, "\n", 1);
 	free(s);
 }
 
@@ -556,16 +556,16 @@ static void shell_word(cm_buf *b, const char *s)
 	if (*s &&
 	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@") ==
 	        strlen(s)) {
-		cm_buf_str(b, s);
+		mg_cm_buf_str(b, s);
 		return;
 	}
-	cm_buf_add(b, "'", 1);
+	mg_cm_buf_add(b, "'", 1);
 	for (; *s; s++)
 		if (*s == '\'')
-			cm_buf_str(b, "'\\''");
+			mg_cm_buf_str(b, "'\\''");
 		else
-			cm_buf_add(b, s, 1);
-	cm_buf_add(b, "'", 1);
+			mg_cm_buf_add(b, s, 1);
+	mg_cm_buf_add(b, "'", 1);
 }
 
 char *mg_cm_mount_yaml(const mg_cm *cm, const char *pre)
@@ -578,21 +578,21 @@ char *mg_cm_mount_yaml(const mg_cm *cm, const char *pre)
 	if (cm->nsecrets) {
 		line(&b, pre,
 		     "The Secret for the files the ConfigMap leaves out, from the VM's files:");
-		cm_buf_str(&b, pre);
-		cm_buf_str(&b, "  kubectl create secret generic ");
+		mg_cm_buf_str(&b, pre);
+		mg_cm_buf_str(&b, "  kubectl create secret generic ");
 		shell_word(&b, secret);
 		if (cm->namespace_) {
-			cm_buf_str(&b, " --namespace ");
+			mg_cm_buf_str(&b, " --namespace ");
 			shell_word(&b, cm->namespace_);
 		}
 		for (size_t i = 0; i < cm->nsecrets; i++) {
-			cm_buf_printf(&b, " \\\n%s      --from-file=", pre);
+			mg_cm_buf_printf(&b, " \\\n%s      --from-file=", pre);
 			char *arg =
 			    mg_str_printf("%s=%s", cm->secrets[i].key, cm->secrets[i].source);
 			shell_word(&b, arg ? arg : "");
 			free(arg);
 		}
-		cm_buf_str(&b, "\n");
+		mg_cm_buf_str(&b, "\n");
 	}
 	line(&b, pre, "In the pod spec:");
 	line(&b, pre, "  volumes:");
@@ -676,7 +676,7 @@ char *mg_cm_mount_yaml(const mg_cm *cm, const char *pre)
 	for (size_t i = 0; dirs && i < ndirs; i++)
 		free(dirs[i]);
 	free(dirs);
-	return cm_buf_take(&b);
+	return mg_cm_buf_take(&b);
 }
 
 /* --- build -------------------------------------------------------------------------------- */
@@ -744,7 +744,7 @@ void mg_cm_free(mg_cm *cm)
 	free(v->notes);
 	mg_cm_private *p = cm->priv;
 	if (p) {
-		cm_edits_free(&p->edits);
+		mg_cm_edits_free(&p->edits);
 		free(p->refs);
 		free(p->excluded);
 		free(p->secret_file);
@@ -757,7 +757,7 @@ void mg_cm_free(mg_cm *cm)
 		for (size_t i = 0; i < p->nfixes; i++)
 			free(p->fixes[i]);
 		free(p->fixes);
-		cm_texts_free(p);
+		mg_cm_texts_free(p);
 		free(p);
 	}
 	free(cm->name);
@@ -839,13 +839,13 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 	mg_cm_private *p = cm ? calloc(1, sizeof(*p)) : NULL;
 	if (!p) {
 		free(cm);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	cm->priv = p;
 	p->conf = conf;
 	p->prefix = mg_nginxconf_prefix(conf);
 	cm->base_name = strdup(opt->name);
-	cm->namespace_ = cm_strdup(opt->namespace_);
+	cm->namespace_ = mg_cm_strdup(opt->namespace_);
 	cm->mount_path = strdup(mount);
 	cm->secret_given = opt->secret != NULL;
 	cm->secret_name = opt->secret ? strdup(opt->secret) : mg_str_printf("%s-secret", opt->name);
@@ -857,10 +857,10 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 	int rc = 0;
 	if (!cm->base_name || (opt->namespace_ && !cm->namespace_) || !cm->mount_path ||
 	    !cm->main_path || !cm->secret_name) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto fail;
 	}
-	rc = cm_lint(cm, opt, err);
+	rc = mg_cm_lint(cm, opt, err);
 	if (rc)
 		goto fail;
 
@@ -877,7 +877,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 		free(paths);
 		free(keys);
 		free(sst);
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto fail;
 	}
 	/* which file each secret path is (stat only: a secret file is never opened), so one
@@ -892,7 +892,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 			p->excluded[i] = true; /* outside the tree: the include has an error */
 			continue;
 		}
-		char *pod = cm_join(cm->mount_path, f->path);
+		char *pod = mg_cm_join(cm->mount_path, f->path);
 		if (!pod) {
 			rc = MG_ENOMEM;
 			break;
@@ -905,7 +905,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 			     (uint64_t)sst[s].st_dev == f->dev) ||
 			    !strcmp(sec->pod_path, pod)) {
 				p->excluded[i] = p->secret_file[i] = true;
-				cm_finding(
+				mg_cm_add_finding(
 				    cm, MG_CM_INFO, "secret", NULL, "",
 				    "%s is both included and named by %s; it stays out of the "
 				    "ConfigMap",
@@ -921,7 +921,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 			edited = p->edits.v[k].file == i;
 		if (edited) {
 			size_t len;
-			char *data = cm_apply(f, (uint32_t)i, &p->edits, &len);
+			char *data = mg_cm_apply(f, (uint32_t)i, &p->edits, &len);
 			if (!data) {
 				rc = MG_ENOMEM;
 				break;
@@ -970,8 +970,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 			const char *pp = cm->secrets[i].pod_path;
 			sp[i] = cm->secrets[i].in_mount ? pp + strlen(cm->mount_path) + 1 : pp + 1;
 		}
-		rc = sp && sk ? mg_cm_keys(sk, sp, cm->nsecrets, err)
-		              : mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = sp && sk ? mg_cm_keys(sk, sp, cm->nsecrets, err) : mg_error_oom(err);
 		for (size_t i = 0; !rc && i < cm->nsecrets; i++) {
 			free(cm->secrets[i].key);
 			cm->secrets[i].key = sk[i];
@@ -989,7 +988,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 		free(k);
 		free(v);
 		free(l);
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1005,7 +1004,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 	cm->name = opt->hash_suffix ? mg_str_printf("%s-%.10s", cm->base_name, cm->checksum)
 	                            : strdup(cm->base_name);
 	if (!cm->name) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto fail;
 	}
 	if (cm->size > MG_CM_MAX_BYTES) {
@@ -1013,7 +1012,7 @@ int mg_cm_build(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt,
 		goto fail;
 	}
 	if (p->oom) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto fail;
 	}
 	*out = cm;

@@ -27,19 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fs.h"
 #include "internal.h"
 #include "log.h"
 #include "secret.h"
 
 #define OUTPUT_MAX (256 * 1024)
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /*
  * Runs argv (no shell) with stdin on /dev/null and stdout + stderr into
@@ -79,10 +73,10 @@ static int run(char *const argv[], long timeout_ms, char **out)
 		return -1;
 	}
 	cm_buf b = {0};
-	long deadline = now_ms() + timeout_ms;
+	long deadline = mg_clock_ms() + timeout_ms;
 	bool timed_out = false;
 	for (;;) {
-		long left = deadline - now_ms();
+		long left = deadline - mg_clock_ms();
 		if (left <= 0) {
 			timed_out = true;
 			break;
@@ -96,7 +90,7 @@ static int run(char *const argv[], long timeout_ms, char **out)
 		char chunk[4096];
 		ssize_t n = read(pfd[0], chunk, sizeof(chunk));
 		if (n > 0 && b.n < OUTPUT_MAX)
-			cm_buf_add(&b, chunk, (size_t)n);
+			mg_cm_buf_add(&b, chunk, (size_t)n);
 		else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
 			break;
 	}
@@ -106,7 +100,7 @@ static int run(char *const argv[], long timeout_ms, char **out)
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	*out = cm_buf_take(&b);
+	*out = mg_cm_buf_take(&b);
 	if (timed_out)
 		return -2;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -124,7 +118,7 @@ static char *find_binary(const char *name)
 	char *found = NULL, *save = NULL;
 	for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d && !found;
 	     d = strtok_r(NULL, ":", &save)) {
-		char *cand = cm_join(*d ? d : ".", name);
+		char *cand = mg_cm_join(*d ? d : ".", name);
 		struct stat st;
 		if (cand && stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
 			found = cand;
@@ -203,7 +197,7 @@ static int write_file(verify *V, const char *path, const void *data, size_t len,
 /* The argument as render left it: its edit, or the parsed value. */
 static char *current_value(verify *V, const mg_ngx_directive *d, uint32_t i)
 {
-	const char *e = cm_edit_find(&V->p->edits, V->p, d, i);
+	const char *e = mg_cm_edit_find(&V->p->edits, V->p, d, i);
 	if (!e)
 		return strdup(d->args[i]);
 	/* an edit holds the quoted text; render only writes bare paths, so unquote simply */
@@ -217,9 +211,9 @@ static char *current_value(verify *V, const mg_ngx_directive *d, uint32_t i)
 static char *under_root(verify *V, const char *v)
 {
 	if (v[0] == '/')
-		return cm_join(V->root, v);
-	char *prefix = cm_join(V->root, V->cm->mount_path);
-	char *r = prefix ? cm_join(prefix, v) : NULL;
+		return mg_cm_join(V->root, v);
+	char *prefix = mg_cm_join(V->root, V->cm->mount_path);
+	char *r = prefix ? mg_cm_join(prefix, v) : NULL;
 	free(prefix);
 	return r;
 }
@@ -252,8 +246,8 @@ static void parent_dir(verify *V, const char *path, const char *shown, const cha
 static void blank(verify *V, const mg_ngx_directive *d)
 {
 	cm_span term;
-	size_t off = cm_offset(V->p, d);
-	if (off == (size_t)-1 || cm_spans(V->p, d, NULL, &term))
+	size_t off = mg_cm_offset(V->p, d);
+	if (off == (size_t)-1 || mg_cm_spans(V->p, d, NULL, &term))
 		return;
 	const mg_ngx_file *f = mg_nginxconf_file(V->p->conf, d->file);
 	char *s = strndup(f->data + off, term.end - off);
@@ -262,7 +256,7 @@ static void blank(verify *V, const mg_ngx_directive *d)
 	for (char *c = s; *c; c++)
 		if (*c != '\n')
 			*c = ' ';
-	cm_edits_add(&V->edits, d->file, off, term.end, s);
+	mg_cm_edits_add(&V->edits, d->file, off, term.end, s);
 	free(s);
 }
 
@@ -277,9 +271,9 @@ static const char *placeholder_pem(verify *V)
 		        "load the Secret's certificates");
 		return NULL;
 	}
-	char *dir = cm_join(V->root, ".migrate-verify");
-	char *key = cm_join(V->root, ".migrate-verify/placeholder.key");
-	char *crt = cm_join(V->root, ".migrate-verify/placeholder.crt");
+	char *dir = mg_cm_join(V->root, ".migrate-verify");
+	char *key = mg_cm_join(V->root, ".migrate-verify/placeholder.key");
+	char *crt = mg_cm_join(V->root, ".migrate-verify/placeholder.crt");
 	if (!dir || !key || !crt || mkdirs(V, dir)) {
 		free(dir);
 		free(key);
@@ -330,14 +324,14 @@ static void placeholder(verify *V, const cm_ref *r, const char *value)
 	char *pp = value[0] == '/' ? strdup(value) : NULL;
 	if (!pp) {
 		/* relative: the conf prefix, which is where the main file is mounted */
-		char *main = cm_join(V->cm->mount_path, V->cm->main_path);
+		char *main = mg_cm_join(V->cm->mount_path, V->cm->main_path);
 		char *slash = main ? strrchr(main, '/') : NULL;
 		if (slash)
 			*slash = '\0';
-		pp = main ? cm_join(main, value) : NULL;
+		pp = main ? mg_cm_join(main, value) : NULL;
 		free(main);
 	}
-	char *at = pp ? cm_join(V->root, pp) : NULL;
+	char *at = pp ? mg_cm_join(V->root, pp) : NULL;
 	if (!at) {
 		free(pp);
 		return;
@@ -394,7 +388,7 @@ static void resolve_addr(verify *V, const cm_ref *r)
 		return;
 	}
 	char *nv = mg_str_printf("%.*s127.0.0.1%s", (int)r->host_start, v, v + r->host_end);
-	if (nv && cm_edit_arg(V->p, &V->edits, r->d, r->arg, nv) == 0)
+	if (nv && mg_cm_edit_arg(V->p, &V->edits, r->d, r->arg, nv) == 0)
 		note(V,
 		     "%s does not resolve here: checked as 127.0.0.1 (in the cluster it must "
 		     "resolve)",
@@ -440,9 +434,9 @@ static void apply_ref(verify *V, const cm_ref *r)
 		placeholder(V, r, v);
 	char *moved = under_root(V, v);
 	if (moved && v[0] == '/')
-		cm_edit_arg(V->p, &V->edits, d, r->arg, moved);
+		mg_cm_edit_arg(V->p, &V->edits, d, r->arg, moved);
 	if (moved && (r->kind == CM_REF_LOG || r->kind == CM_REF_PID || r->kind == CM_REF_TEMP)) {
-		char *shown = v[0] == '/' ? strdup(v) : cm_join(V->cm->mount_path, v);
+		char *shown = v[0] == '/' ? strdup(v) : mg_cm_join(V->cm->mount_path, v);
 		if (shown)
 			parent_dir(V, moved, shown,
 			           r->kind == CM_REF_LOG   ? d->name
@@ -461,13 +455,13 @@ static void http_defaults(verify *V)
 	if (!p->http)
 		return;
 	cm_span term;
-	if (cm_spans(p, p->http, NULL, &term))
+	if (mg_cm_spans(p, p->http, NULL, &term))
 		return;
 	cm_buf b = {0};
 	if (!p->http_access_log) {
-		char *log = cm_join(V->root, "/var/log/nginx/access.log");
+		char *log = mg_cm_join(V->root, "/var/log/nginx/access.log");
 		if (log) {
-			cm_buf_printf(&b, " access_log %s;", log);
+			mg_cm_buf_printf(&b, " access_log %s;", log);
 			parent_dir(V, log, "/var/log/nginx/access.log", "the built-in access_log");
 		}
 		free(log);
@@ -475,18 +469,18 @@ static void http_defaults(verify *V)
 	for (int i = 0; i < 5; i++) {
 		if (p->http_temp & (1u << i))
 			continue;
-		char *t = cm_join(V->root, cm_http_temp[i][1]);
+		char *t = mg_cm_join(V->root, mg_cm_http_temp[i][1]);
 		if (t) {
-			cm_buf_printf(&b, " %s %s;", cm_http_temp[i][0], t);
-			parent_dir(V, t, cm_http_temp[i][1], "the built-in temp paths");
+			mg_cm_buf_printf(&b, " %s %s;", mg_cm_http_temp[i][0], t);
+			parent_dir(V, t, mg_cm_http_temp[i][1], "the built-in temp paths");
 		}
 		free(t);
 	}
-	char *ins = cm_buf_take(&b);
+	char *ins = mg_cm_buf_take(&b);
 	if (ins && *ins) {
 		char *text = mg_str_printf("{%s", ins);
 		if (text)
-			cm_edits_add(&V->edits, p->http->file, term.start, term.end, text);
+			mg_cm_edits_add(&V->edits, p->http->file, term.start, term.end, text);
 		free(text);
 	}
 	free(ins);
@@ -508,14 +502,14 @@ static char *replace_root(const char *s, const char *root, const char *with)
 	while (*s) {
 		const char *hit = strstr(s, root);
 		if (!hit) {
-			cm_buf_str(&b, s);
+			mg_cm_buf_str(&b, s);
 			break;
 		}
-		cm_buf_add(&b, s, (size_t)(hit - s));
-		cm_buf_str(&b, with);
+		mg_cm_buf_add(&b, s, (size_t)(hit - s));
+		mg_cm_buf_str(&b, with);
 		s = hit + rl;
 	}
-	return cm_buf_take(&b);
+	return mg_cm_buf_take(&b);
 }
 
 static char *unroot(const char *s, const char *root)
@@ -685,16 +679,16 @@ static char *mask_secrets(verify *V, const char *out)
 		for (size_t k = first[c]; k < first[c + 1] && !m; k++)
 			m = mask_match(out, i, len, byte[k]);
 		if (m) {
-			cm_buf_str(&b, MASK_TEXT);
+			mg_cm_buf_str(&b, MASK_TEXT);
 			i += m;
 		} else {
-			cm_buf_add(&b, out + i, 1);
+			mg_cm_buf_add(&b, out + i, 1);
 			i++;
 		}
 	}
 	free(byte);
 	free(w.v);
-	return cm_buf_take(&b);
+	return mg_cm_buf_take(&b);
 }
 
 /* Back to "not run", so a second check does not inherit the first one's notes. */
@@ -765,13 +759,13 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 	/* render's edits, then the check's own on top */
 	for (size_t i = 0; i < V.p->edits.n; i++) {
 		cm_edit *e = &V.p->edits.v[i];
-		cm_edits_add(&V.edits, e->file, e->start, e->end, e->text);
+		mg_cm_edits_add(&V.edits, e->file, e->start, e->end, e->text);
 	}
 	for (size_t i = 0; i < V.p->nrefs && !V.rc; i++)
 		apply_ref(&V, &V.p->refs[i]);
 	http_defaults(&V);
 
-	char *conf_dir = cm_join(root, cm->mount_path);
+	char *conf_dir = mg_cm_join(root, cm->mount_path);
 	for (size_t i = 0; conf_dir && i < cm->nentries && !V.rc; i++) {
 		const mg_cm_entry *e = &cm->entries[i];
 		const mg_ngx_file *f = mg_nginxconf_file(V.p->conf, e->file);
@@ -779,8 +773,8 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 		for (size_t k = 0; k < V.edits.n && !edited; k++)
 			edited = V.edits.v[k].file == e->file;
 		size_t len = e->len;
-		char *data = edited ? cm_apply(f, (uint32_t)e->file, &V.edits, &len) : NULL;
-		char *at = cm_join(conf_dir, e->path);
+		char *data = edited ? mg_cm_apply(f, (uint32_t)e->file, &V.edits, &len) : NULL;
+		char *at = mg_cm_join(conf_dir, e->path);
 		if (at && (!edited || data))
 			write_file(&V, at, edited ? data : e->data, len, 0644);
 		free(at);
@@ -789,7 +783,7 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 
 	char *pid_g = NULL;
 	if (!V.p->has_pid && !V.rc) {
-		char *pid = cm_join(root, "/var/run/nginx.pid");
+		char *pid = mg_cm_join(root, "/var/run/nginx.pid");
 		if (pid) {
 			parent_dir(&V, pid, "/var/run/nginx.pid", "the built-in pid path");
 			pid_g = mg_str_printf("daemon off; pid %s;", pid);
@@ -797,7 +791,7 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 		free(pid);
 	}
 	char *prefix = mg_str_printf("%s/", conf_dir ? conf_dir : "");
-	char *main_conf = conf_dir ? cm_join(conf_dir, cm->main_path) : NULL;
+	char *main_conf = conf_dir ? mg_cm_join(conf_dir, cm->main_path) : NULL;
 	bool has_e = major > 1 || (major == 1 && (minor > 19 || (minor == 19 && patch >= 5)));
 	char *argv[12];
 	int n = 0;
@@ -821,19 +815,19 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 
 	int rc = V.rc;
 	if (!rc && (!prefix || !main_conf))
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 	if (!rc) {
 		cm_buf cmd = {0};
 		for (int i = 0; i < n; i++) {
 			char *shown = replace_root(argv[i], root, "<root>");
 			const char *s = shown ? shown : "";
 			bool q = strchr(s, ' ') || strchr(s, ';');
-			cm_buf_printf(&cmd, "%s%s%s%s", i ? " " : "", q ? "'" : "", s,
-			              q ? "'" : "");
+			mg_cm_buf_printf(&cmd, "%s%s%s%s", i ? " " : "", q ? "'" : "", s,
+			                 q ? "'" : "");
 			free(shown);
 		}
 		free(r->command);
-		r->command = cm_buf_take(&cmd);
+		r->command = mg_cm_buf_take(&cmd);
 		mg_log(MG_LOG_DEBUG, "nginx -t in %s", root);
 		int st = run(argv, timeout_ms, &out);
 		if (st == -1) {
@@ -866,7 +860,7 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 	free(pid_g);
 	free(V.pem);
 	free(V.nginx);
-	cm_edits_free(&V.edits);
+	mg_cm_edits_free(&V.edits);
 	if (made)
 		nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return rc;

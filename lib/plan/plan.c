@@ -28,9 +28,7 @@
 #include "weights.h"
 #include "yamllimit.h"
 
-/* HAProxy's documented maximum; nginx accepts more but needs no finer steps. */
-#define WEIGHT_MAX 256
-#define MAX_HOSTS  MG_PLAN_MAX_HOSTS
+#define MAX_HOSTS MG_PLAN_MAX_HOSTS
 /* Diagnostics kept per load; more are counted, not stored. */
 #define MAX_DIAGS 10000
 
@@ -1652,7 +1650,7 @@ static void check_weights(loader *L, size_t nvm, size_t nk8s, const char *provid
 	for (size_t i = 0; i < t->nsteps; i++) {
 		mg_weights w;
 		mg_error werr = MG_ERROR_INIT;
-		if (mg_weights_split(&w, t->steps[i], nvm, nk8s, WEIGHT_MAX, &werr)) {
+		if (mg_weights_split(&w, t->steps[i], nvm, nk8s, MG_WEIGHTS_BALANCER_MAX, &werr)) {
 			ERR(L, L->step_nodes[i], ipath(L, "traffic.steps", L->step_items[i]),
 			    "%s (traffic.%s)", werr.message, provider);
 		}
@@ -1959,7 +1957,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 	*out = NULL;
 	mg_plan *p = calloc(1, sizeof(*p));
 	if (!p)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	char *dir = absolute_dir(base_dir);
 	p->file = arena_strdup(p, display_path ? display_path : "<plan>");
 	p->dir = arena_strdup(p, dir ? dir : ".");
@@ -1990,7 +1988,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 	yaml_document_t doc;
 	if (!yaml_parser_initialize(&parser)) {
 		mg_plan_free(p);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	if (!yaml_parser_load(&parser, &doc)) {
@@ -2025,7 +2023,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 
 	sort_diags(err, first_diag, L.file);
 	if (L.errors || L.oom) {
-		int rc = L.oom ? mg_error_set(err, MG_ENOMEM, "out of memory")
+		int rc = L.oom ? mg_error_oom(err)
 		               : mg_error_set(err, MG_EINVALID, "%s: %zu error%s in the plan",
 		                              L.file, L.errors, L.errors == 1 ? "" : "s");
 		mg_plan_free(p); /* last: L.file lives in the plan's arena */
@@ -2063,7 +2061,7 @@ int mg_plan_load(mg_plan **out, const char *path, unsigned flags, mg_error *err)
 	char *copy = strdup(path);
 	if (!copy) {
 		free(buf);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	char *slash = strrchr(copy, '/');
 	const char *dir = ".";

@@ -43,7 +43,7 @@ int mg_yaml_limits_check(const char *text, size_t len, const char *file, const m
 	/* indents of the open block collections; deeper than the limit is refused, so bounded */
 	size_t *stack = malloc((lim->max_depth + 2) * sizeof(*stack));
 	if (!stack)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	size_t nstack = 0, flow = 0, anchors = 0, aliases = 0, bs_indent = 0;
 	int mode = NORMAL;
 	bool start = true; /* at the start of a node: indicators mean something */

@@ -184,7 +184,7 @@ int mg_journal_append(mg_store *store, const mg_journal_entry *entry, mg_error *
 
 	char *path = journal_path(store);
 	if (!path)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 
 	int fd = -1;
 	bool created = false;
@@ -222,7 +222,7 @@ int mg_journal_append(mg_store *store, const mg_journal_entry *entry, mg_error *
 	size_t len = 0;
 	buf = malloc(line_len + 2);
 	if (!buf) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto out;
 	}
 	if (!ends_nl)
@@ -454,7 +454,7 @@ int mg_journal_each(mg_store *store, const mg_journal_query *q, mg_journal_fn fn
 	reader r = {.q = q ? q : &all};
 	char *path = journal_path(store);
 	if (!path)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	r.path = path;
 	int rc = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -483,7 +483,7 @@ int mg_journal_each(mg_store *store, const mg_journal_query *q, mg_journal_fn fn
 static int collect(json_t *record, void *ud, mg_error *err)
 {
 	if (json_array_append(ud, record) < 0)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	return 0;
 }
 
@@ -491,7 +491,7 @@ int mg_journal_read(json_t **out, size_t *out_skipped, mg_store *store, size_t l
 {
 	json_t *all = json_array();
 	if (!all)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	mg_journal_query q = {.limit = limit};
 	int rc = mg_journal_each(store, &q, collect, all, out_skipped, err);
 	if (rc) {

@@ -465,7 +465,7 @@ int mg_state_load(mg_state *out, mg_store *store, mg_error *err)
 {
 	char *path = state_path(store);
 	if (!path)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	bool found;
 	int rc = load_file(out, &found, path, store_plan(store), err);
 	free(path);
@@ -488,7 +488,7 @@ int mg_state_save(mg_store *store, mg_state *st, mg_error *err)
 
 	char *path = state_path(store);
 	if (!path)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 
 	/* The lock keeps other migrate processes out, but not a hand edit or a second store dir. */
 	mg_state disk;

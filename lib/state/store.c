@@ -64,18 +64,18 @@ static int store_new(mg_store **out, const char *state_dir, const char *plan_nam
 		                    plan_name);
 	mg_store *s = calloc(1, sizeof(*s));
 	if (!s)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	s->lock_fd = -1;
 	snprintf(s->plan, sizeof(s->plan), "%s", plan_name);
 	if (asprintf(&s->path, "%s/%s", state_dir, plan_name) < 0) {
 		s->path = NULL;
 		mg_store_free(s);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	if (asprintf(&s->lock_path, "%s/" LOCK_FILE, s->path) < 0) {
 		s->lock_path = NULL;
 		mg_store_free(s);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	*out = s;
 	return 0;
@@ -453,31 +453,6 @@ void mg_operator_id(char *buf, size_t size)
 	snprintf(buf, size, "%s@%s", user, host);
 }
 
-int64_t mg_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void mg_time_format(char *buf, size_t size, int64_t ms)
-{
-	/* Floor division, so times before 1970 still print a valid timestamp. */
-	int64_t sec = ms / 1000, frac = ms % 1000;
-	if (frac < 0) {
-		frac += 1000;
-		sec--;
-	}
-	time_t t = (time_t)sec;
-	struct tm tm;
-	if (!gmtime_r(&t, &tm)) {
-		snprintf(buf, size, "invalid-time");
-		return;
-	}
-	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
-}
-
 /* Reads exactly n digits; -1 if any is missing. */
 static int digits(const char **p, int n)
 {
@@ -587,7 +562,7 @@ static int request_write(mg_store *store, const char *name, const char *reason, 
 	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
 	if (!text)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	int rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
 	free(text);
 	return rc;

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fs.h"
 #include "http.h"
 #include "log.h"
@@ -51,13 +52,6 @@ typedef struct {
 typedef struct {
 	char reason[512]; /* Cloudflare's errors[] or why there was no usable answer */
 } call_info;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Cloudflare's errors[] as "message (code)[: chained (code)]; ...". */
 static void errors_text(char *buf, size_t size, json_t *errors)
@@ -130,7 +124,7 @@ static int call(cf *c, int64_t end, const char *what, const char *method, const 
 {
 	*result = NULL;
 	info->reason[0] = '\0';
-	int64_t left = end - now_ms();
+	int64_t left = end - mg_clock_ms();
 	if (left <= 0) {
 		snprintf(info->reason, sizeof(info->reason), "the %lld ms timeout ran out",
 		         (long long)c->timeout_ms);
@@ -254,7 +248,7 @@ int mg_traffic_cloudflare_new(void **out, const mg_plan_cloudflare *cfg, mg_erro
 		                    "traffic.cloudflare.k8s_pool must differ from vm_pool");
 	cf *c = calloc(1, sizeof(*c));
 	if (!c)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	int rc = mg_secret_read(&c->token, cfg->token_env, cfg->token_file, "Cloudflare API token",
 	                        "traffic.cloudflare", err);
 	if (!rc && !c->token.value)
@@ -282,7 +276,7 @@ int mg_traffic_cloudflare_new(void **out, const mg_plan_cloudflare *cfg, mg_erro
 	if (!c->lb_url || !c->pool[VM] || !c->pool[K8S] || !c->health_url[VM] ||
 	    !c->health_url[K8S] || (cfg->ca_file && !c->ca_file)) {
 		cf_free(c);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	*out = c;
 	return 0;
@@ -476,7 +470,7 @@ static int get_lb(cf *c, int64_t end, json_t **lb, mg_error *err)
 static int cf_read(void *drv, mg_traffic_state *out, mg_error *err)
 {
 	cf *c = drv;
-	int64_t end = now_ms() + c->timeout_ms;
+	int64_t end = mg_clock_ms() + c->timeout_ms;
 	json_t *lb = NULL;
 	double w[2];
 	int rc = get_lb(c, end, &lb, err);
@@ -489,7 +483,7 @@ static int cf_read(void *drv, mg_traffic_state *out, mg_error *err)
 	}
 	out->servers = calloc(2, sizeof(*out->servers));
 	if (!out->servers)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	out->nservers = 2;
 	for (int i = 0; i < 2; i++) {
 		mg_traffic_server *s = &out->servers[i];
@@ -524,7 +518,7 @@ static json_t *patch_body(cf *c, double pct, json_t *pools)
 static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 {
 	cf *c = drv; /* lib/traffic/traffic.c has checked k8s_percent is 0..100 */
-	int64_t end = now_ms() + c->timeout_ms;
+	int64_t end = mg_clock_ms() + c->timeout_ms;
 	json_t *lb = NULL, *res = NULL;
 	double w[2], cur;
 	int rc = get_lb(c, end, &lb, err);
@@ -541,7 +535,7 @@ static int cf_apply(void *drv, double k8s_percent, mg_error *err)
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
 	json_decref(body);
 	if (!text)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	char what[96];
 	snprintf(what, sizeof(what), "setting the cluster's share to %g%%", k8s_percent);
 	call_info info;
@@ -568,7 +562,7 @@ static int cf_describe(void *drv, double k8s_percent, json_t **out, mg_error *er
 	    "default_pools is the load balancer's current list with these pools appended when "
 	    "missing");
 	if (!calls)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	*out = calls;
 	return 0;
 }

@@ -6,6 +6,7 @@
  * HAProxy ends the answer to each with an empty line, so one line sets every
  * weight of a step and each answer still says which command it belongs to.
  */
+#include "clock.h"
 #include "traffic.h"
 
 #include <errno.h>
@@ -24,8 +25,6 @@
 #include "secret.h"
 #include "weights.h"
 
-/* HAProxy's limit for `set weight`. */
-#define HX_MAX_WEIGHT 256
 /*
  * HAProxy reads a command line into one buffer (tune.bufsize, 16 kB by
  * default) and silently runs only part of a line that does not fit. Longer
@@ -48,13 +47,6 @@ typedef struct {
 	size_t nvm, nk8s;
 	int64_t timeout_ms;
 } hx;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void hx_free(void *drv)
 {
@@ -113,7 +105,7 @@ static int split_address(hx *h, const char *address, mg_error *err)
 		                    "traffic.haproxy.address \"%s\" is not host:port", address);
 	h->host = strndup(host, (size_t)(host_end - host));
 	h->port = strdup(colon + 1);
-	return h->host && h->port ? 0 : mg_error_set(err, MG_ENOMEM, "out of memory");
+	return h->host && h->port ? 0 : mg_error_oom(err);
 }
 
 int mg_traffic_haproxy_new(void **out, const mg_plan_haproxy *cfg, mg_error *err)
@@ -136,7 +128,7 @@ int mg_traffic_haproxy_new(void **out, const mg_plan_haproxy *cfg, mg_error *err
 
 	hx *h = calloc(1, sizeof(*h));
 	if (!h)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	h->nvm = cfg->nvm_servers;
 	h->nk8s = cfg->nk8s_servers;
 	h->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 5000;
@@ -159,7 +151,7 @@ int mg_traffic_haproxy_new(void **out, const mg_plan_haproxy *cfg, mg_error *err
 	}
 	if (!ok) {
 		hx_free(h);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	if (h->address && (rc = split_address(h, h->address, err))) {
 		hx_free(h);
@@ -173,7 +165,7 @@ int mg_traffic_haproxy_new(void **out, const mg_plan_haproxy *cfg, mg_error *err
 static int wait_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mg_clock_ms();
 		if (left <= 0)
 			return 0;
 		struct pollfd p = {fd, events, 0};
@@ -199,7 +191,7 @@ static int connect_by(int fd, const struct sockaddr *sa, socklen_t len, int64_t 
 			return 0;
 		if (errno != EAGAIN)
 			break;
-		if (now_ms() >= deadline)
+		if (mg_clock_ms() >= deadline)
 			return ETIMEDOUT;
 		poll(NULL, 0, 10);
 	}
@@ -317,7 +309,7 @@ static int hx_connect(const hx *h, int64_t deadline, int *fd_out, mg_error *err)
 static int hx_call(const hx *h, const char *line, const char *what, char **reply, mg_error *err)
 {
 	*reply = NULL;
-	int64_t deadline = now_ms() + h->timeout_ms;
+	int64_t deadline = mg_clock_ms() + h->timeout_ms;
 	int fd;
 	int rc = hx_connect(h, deadline, &fd, err);
 	if (rc)
@@ -328,7 +320,7 @@ static int hx_call(const hx *h, const char *line, const char *what, char **reply
 	char *msg = malloc(len + 2);
 	if (!msg) {
 		close(fd);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	memcpy(msg, line, len);
 	memcpy(msg + len++, "\n", 2);
@@ -360,7 +352,7 @@ static int hx_call(const hx *h, const char *line, const char *what, char **reply
 			cap = cap ? cap * 2 : 8192;
 			char *nb = realloc(buf, cap);
 			if (!nb) {
-				rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+				rc = mg_error_oom(err);
 				break;
 			}
 			buf = nb;
@@ -629,13 +621,13 @@ static int hx_read(void *drv, mg_traffic_state *out, mg_error *err)
 	size_t nsrv = h->nvm + h->nk8s;
 	out->servers = calloc(nsrv, sizeof(*out->servers));
 	if (!out->servers) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto out;
 	}
 	out->nservers = nsrv;
 	bool *seen = calloc(nsrv, sizeof(*seen));
 	if (!seen) {
-		rc = mg_error_set(err, MG_ENOMEM, "out of memory");
+		rc = mg_error_oom(err);
 		goto out;
 	}
 	bool backend_seen = false;
@@ -755,7 +747,7 @@ static int weight_of(const hx *h, size_t i, const mg_weights *w)
 static int build_lines(const hx *h, double pct, hx_lines *l, mg_weights *w, mg_error *err)
 {
 	memset(l, 0, sizeof(*l));
-	int rc = mg_weights_split(w, pct, h->nvm, h->nk8s, HX_MAX_WEIGHT, err);
+	int rc = mg_weights_split(w, pct, h->nvm, h->nk8s, MG_WEIGHTS_BALANCER_MAX, err);
 	if (rc)
 		return rc;
 	size_t nsrv = h->nvm + h->nk8s;
@@ -764,7 +756,7 @@ static int build_lines(const hx *h, double pct, hx_lines *l, mg_weights *w, mg_e
 	l->first = calloc(nsrv, sizeof(*l->first));
 	if (!l->lines || !l->first) {
 		lines_free(l);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	char *cur = NULL;
 	size_t len = 0;
@@ -780,7 +772,7 @@ static int build_lines(const hx *h, double pct, hx_lines *l, mg_weights *w, mg_e
 			cur = malloc(HX_MAX_LINE + sizeof(cmd));
 			if (!cur) {
 				lines_free(l);
-				return mg_error_set(err, MG_ENOMEM, "out of memory");
+				return mg_error_oom(err);
 			}
 			l->first[l->nlines] = i;
 			len = 0;
@@ -873,7 +865,7 @@ static int hx_describe(void *drv, double pct, json_t **out, mg_error *err)
 		}
 	lines_free(&l);
 	if (!arr)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	*out = arr;
 	return 0;
 }

@@ -20,6 +20,7 @@
  * server back that an operator took out. A `down` without the mark is the
  * operator's and stays, whatever the weights.
  */
+#include "clock.h"
 #include "traffic.h"
 
 #include <errno.h>
@@ -42,8 +43,6 @@
 
 extern char **environ;
 
-/* The same ceiling as HAProxy, so the plan's weight table holds for both. */
-#define MAX_WEIGHT 256
 /* nginx itself takes larger weights; anything above this in a file is a typo. */
 #define READ_MAX_WEIGHT 1000000
 
@@ -446,7 +445,7 @@ static int nginx_read(void *drv, mg_traffic_state *out, mg_error *err)
 	out->servers = calloc(n->nservers, sizeof(*out->servers));
 	if (!out->servers) {
 		parsed_free(&p);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	out->nservers = n->nservers;
 	double total = 0, k8s = 0;
@@ -486,7 +485,7 @@ static int render(const nginx *n, const parsed *p, const mg_weights *w, char **o
 	*out = NULL;
 	FILE *f = open_memstream(out, len);
 	if (!f)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	if (strncmp(p->text, HEADER_PREFIX, strlen(HEADER_PREFIX)))
 		fputs(HEADER, f);
 	size_t at = 0;
@@ -573,7 +572,8 @@ static int check_operator_down(const nginx *n, const parsed *p, const mg_weights
 static int prepare(const nginx *n, double k8s_percent, const char *path, parsed *p, mg_weights *w,
                    char **out, size_t *len, mg_error *err)
 {
-	int rc = mg_weights_split(w, k8s_percent, n->nvm, n->nservers - n->nvm, MAX_WEIGHT, err);
+	int rc = mg_weights_split(w, k8s_percent, n->nvm, n->nservers - n->nvm,
+	                          MG_WEIGHTS_BALANCER_MAX, err);
 	if (rc)
 		return rc;
 	if ((rc = load(p, n, path, err)))
@@ -585,13 +585,6 @@ static int prepare(const nginx *n, double k8s_percent, const char *path, parsed 
 }
 
 /* --- running the operator's commands ------------------------------------------------------ */
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Whether pid has exited, without reaping it: its process group id stays ours to signal. */
 static bool has_exited(pid_t pid)
@@ -712,14 +705,14 @@ static int run_command(const char *cmd, long timeout_ms, char *what, size_t what
 	size_t olen = 0;
 	if (output)
 		output[0] = '\0';
-	long deadline = now_ms() + timeout_ms, grace_end = 0;
+	long deadline = mg_clock_ms() + timeout_ms, grace_end = 0;
 	bool exited = false, eof = false, timed_out = false;
 	for (;;) {
 		if (!exited && has_exited(pid)) {
 			exited = true;
-			grace_end = now_ms() + EXIT_GRACE_MS;
+			grace_end = mg_clock_ms() + EXIT_GRACE_MS;
 		}
-		long now = now_ms();
+		long now = mg_clock_ms();
 		if (exited && (eof || now >= grace_end))
 			break;
 		if (!exited && now >= deadline) {
@@ -745,7 +738,8 @@ static int run_command(const char *cmd, long timeout_ms, char *what, size_t what
 	close(pfd[0]);
 	if (timed_out) {
 		kill(-pid, SIGTERM);
-		for (long end = now_ms() + KILL_GRACE_MS; !has_exited(pid) && now_ms() < end;)
+		for (long end = mg_clock_ms() + KILL_GRACE_MS;
+		     !has_exited(pid) && mg_clock_ms() < end;)
 			poll(NULL, 0, 10);
 		/* the shell may be gone while what it started is not */
 		kill(-pid, SIGKILL);
@@ -918,7 +912,7 @@ static int nginx_describe(void *drv, double k8s_percent, json_t **out, mg_error 
 	parsed_free(&p);
 	free(text);
 	if (!*out)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	return 0;
 }
 
@@ -967,7 +961,7 @@ int mg_traffic_nginx_new(void **out, const mg_plan_nginx *cfg, mg_error *err)
 		                    "traffic.nginx needs a test_command and a reload_command");
 	nginx *n = calloc(1, sizeof(*n));
 	if (!n)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	n->nvm = cfg->nvm_servers;
 	n->nservers = cfg->nvm_servers + cfg->nk8s_servers;
 	n->servers = calloc(n->nservers, sizeof(*n->servers));
@@ -989,7 +983,7 @@ int mg_traffic_nginx_new(void **out, const mg_plan_nginx *cfg, mg_error *err)
 	}
 	if (!ok) {
 		nginx_free(n);
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	}
 	*out = n;
 	return 0;

@@ -17,7 +17,7 @@ int mg_traffic_open(mg_traffic **out, const mg_plan_traffic *plan, mg_error *err
 	*out = NULL;
 	mg_traffic *t = calloc(1, sizeof(*t));
 	if (!t)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	int rc;
 	switch (plan->provider) {
 	case MG_PROVIDER_HAPROXY:

@@ -56,7 +56,7 @@ static int answer(mg_http_response *out, const mg_http_request *req, void *ud, m
 	out->status = status;
 	out->body = malloc(len + 1);
 	if (!out->body)
-		return mg_error_set(err, MG_ENOMEM, "out of memory");
+		return mg_error_oom(err);
 	memcpy(out->body, p, len);
 	out->body[len] = '\0';
 	out->len = len;
@@ -65,7 +65,7 @@ static int answer(mg_http_response *out, const mg_http_request *req, void *ud, m
 		if (!out->content_type) {
 			free(out->body);
 			out->body = NULL;
-			return mg_error_set(err, MG_ENOMEM, "out of memory");
+			return mg_error_oom(err);
 		}
 		memcpy(out->content_type, ct, ctlen);
 		out->content_type[ctlen] = '\0';
