@@ -130,39 +130,31 @@ fail:;
 	return mg_error_set(err, MG_EIO, "cannot write %s: %s: %s", path, step, strerror(saved));
 }
 
-int mg_fs_read_all(char **out, size_t *out_len, const char *path, mg_error *err)
+/*
+ * The one read loop: reads fd to its end, or to max + 1 bytes when it is longer, so a caller
+ * with a limit can tell "over" without reading an endless file. hint is the size fstat gave
+ * (only a hint: the file may grow while we read it). Closes fd. *buf is NUL-terminated.
+ */
+static int read_fd(char **out, size_t *out_len, int fd, const char *path, size_t hint, size_t max,
+                   mg_error *err)
 {
-	*out = NULL;
-	if (out_len)
-		*out_len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return mg_error_set(err, MG_ENOTFOUND, "%s: no such file", path);
-		return mg_error_set(err, MG_EIO, "cannot read %s: %s", path, strerror(errno));
-	}
-
-	/* The size is only a hint: the file may grow while we read it. */
-	struct stat sb;
-	size_t cap = 4096;
-	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
-	    (uint64_t)sb.st_size < SIZE_MAX / 2)
-		cap = (size_t)sb.st_size + 1;
-	char *buf = malloc(cap);
-	size_t len = 0;
+	size_t cap = hint + 1;
+	if (cap > max + 1)
+		cap = max + 1;
+	if (cap < 4096 && max + 1 > 4096)
+		cap = 4096;
+	char *buf = malloc(cap + 1);
 	if (!buf) {
 		close(fd);
 		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", path);
 	}
+	size_t len = 0;
 	for (;;) {
-		if (len + 1 >= cap) {
-			if (cap > SIZE_MAX / 2) {
-				free(buf);
-				close(fd);
-				return mg_error_set(err, MG_ENOMEM, "%s is too large to read",
-				                    path);
-			}
-			char *nb = realloc(buf, cap * 2);
+		if (len == cap) {
+			if (cap >= max + 1)
+				break;
+			size_t ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
+			char *nb = realloc(buf, ncap + 1);
 			if (!nb) {
 				free(buf);
 				close(fd);
@@ -170,9 +162,9 @@ int mg_fs_read_all(char **out, size_t *out_len, const char *path, mg_error *err)
 				                    path);
 			}
 			buf = nb;
-			cap *= 2;
+			cap = ncap;
 		}
-		ssize_t n = read(fd, buf + len, cap - len - 1);
+		ssize_t n = read(fd, buf + len, cap - len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -189,9 +181,37 @@ int mg_fs_read_all(char **out, size_t *out_len, const char *path, mg_error *err)
 	close(fd);
 	buf[len] = '\0';
 	*out = buf;
-	if (out_len)
-		*out_len = len;
+	*out_len = len;
 	return 0;
+}
+
+int mg_fs_read_all(char **out, size_t *out_len, const char *path, mg_error *err)
+{
+	*out = NULL;
+	if (out_len)
+		*out_len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return mg_error_set(err, MG_ENOTFOUND, "%s: no such file", path);
+		return mg_error_set(err, MG_EIO, "cannot read %s: %s", path, strerror(errno));
+	}
+	struct stat sb;
+	size_t hint = 0;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+	    (uint64_t)sb.st_size < SIZE_MAX / 4)
+		hint = (size_t)sb.st_size;
+	size_t len;
+	/* No limit of its own: SIZE_MAX / 4 only keeps the arithmetic of the loop exact. */
+	int rc = read_fd(out, &len, fd, path, hint, SIZE_MAX / 4, err);
+	if (rc == 0 && len > SIZE_MAX / 4) {
+		free(*out);
+		*out = NULL;
+		return mg_error_set(err, MG_ENOMEM, "%s is too large to read", path);
+	}
+	if (rc == 0 && out_len)
+		*out_len = len;
+	return rc;
 }
 
 static const char *size_name(char *buf, size_t size, size_t n)
@@ -248,48 +268,11 @@ int mg_fs_read_file(char **out, size_t *out_len, const char *path, size_t limit,
 		                    "docs/plan.md)",
 		                    path, what, size_name(lim, sizeof(lim), limit));
 	}
-	/* The size is only a hint: the file may grow while we read it; never read past limit+1. */
-	size_t cap = (size_t)sb.st_size + 1;
-	if (cap > limit + 1)
-		cap = limit + 1;
-	if (cap < 4096 && limit + 1 > 4096)
-		cap = 4096;
-	char *buf = malloc(cap + 1);
-	if (!buf) {
-		close(fd);
-		return mg_error_set(err, MG_ENOMEM, "out of memory reading %s", path);
-	}
-	size_t len = 0;
-	for (;;) {
-		if (len == cap) {
-			if (cap >= limit + 1)
-				break;
-			size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
-			char *nb = realloc(buf, ncap + 1);
-			if (!nb) {
-				free(buf);
-				close(fd);
-				return mg_error_set(err, MG_ENOMEM, "out of memory reading %s",
-				                    path);
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int saved = errno;
-			free(buf);
-			close(fd);
-			return mg_error_set(err, MG_EIO, "cannot read %s: %s", path,
-			                    strerror(saved));
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
+	char *buf;
+	size_t len;
+	int rc = read_fd(&buf, &len, fd, path, (size_t)sb.st_size, limit, err);
+	if (rc)
+		return rc;
 	if (len > limit) {
 		free(buf);
 		return mg_error_set(err, MG_EINVALID,
@@ -297,7 +280,6 @@ int mg_fs_read_file(char **out, size_t *out_len, const char *path, size_t limit,
 		                    "docs/plan.md)",
 		                    path, what, size_name(lim, sizeof(lim), limit));
 	}
-	buf[len] = '\0';
 	*out = buf;
 	if (out_len)
 		*out_len = len;
