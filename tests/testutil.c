@@ -113,6 +113,42 @@ pid_t tu_spawn_fds(char *const argv[], int in, int out, int err)
 	return pid;
 }
 
+pid_t tu_promfault_start(int *port, int *in_fd, const char *opt, ...)
+{
+	char *argv[16] = {(char *)tu_python(), "tests/servers/promfault.py"};
+	int n = 2;
+	va_list ap;
+	va_start(ap, opt);
+	for (const char *a = opt; a && n < 15; a = va_arg(ap, const char *))
+		argv[n++] = (char *)a;
+	va_end(ap);
+	argv[n] = NULL;
+	int in[2], out[2];
+	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+	pid_t pid = tu_spawn_fds(argv, in[0], out[1], -1);
+	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
+	close(in[0]);
+	close(out[1]);
+	*in_fd = in[1];
+	char buf[64] = "";
+	size_t len = 0;
+	int64_t end = tu_now_ms() + 10000;
+	while (tu_now_ms() < end && !strchr(buf, '\n') && len + 1 < sizeof(buf)) {
+		struct pollfd p = {out[0], POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t r = read(out[0], buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		buf[len] = '\0';
+	}
+	close(out[0]);
+	cr_assert_eq(sscanf(buf, "port %d", port), 1, "promfault.py did not start: \"%s\"", buf);
+	return pid;
+}
+
 extern char **environ;
 
 pid_t tu_spawn_piped(char **argv, int *in_fd, int *out_fd)

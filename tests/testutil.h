@@ -33,6 +33,12 @@ const char *tu_python(void);
  */
 pid_t tu_spawn_fds(char *const argv[], int in, int out, int err);
 /*
+ * Starts tests/servers/promfault.py (a Prometheus API that fails as told) with
+ * the options opt... (NULL-terminated); asserts it started. *port is its port,
+ * *in_fd the write end of its stdin (closing it stops the server).
+ */
+pid_t tu_promfault_start(int *port, int *in_fd, const char *opt, ...);
+/*
  * posix_spawn of argv (a path, in environ) with stdin on a pipe whose write
  * end goes to *in_fd (closed if in_fd is NULL) and stdout on a pipe read
  * from *out_fd (/dev/null if out_fd is NULL); asserts it started.

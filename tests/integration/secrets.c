@@ -45,43 +45,6 @@ static void teardown(void)
 	dir[0] = '\0';
 }
 
-/* promfault.py with these options (NULL-terminated); its port in prom_port. */
-static void start_prom(const char *opt, ...)
-{
-	char *argv[16] = {(char *)tu_python(), "tests/servers/promfault.py"};
-	int n = 2;
-	va_list ap;
-	va_start(ap, opt);
-	for (const char *a = opt; a && n < 15; a = va_arg(ap, const char *))
-		argv[n++] = (char *)a;
-	va_end(ap);
-	argv[n] = NULL;
-	int in[2], out[2];
-	cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-	prom_pid = tu_spawn_fds(argv, in[0], out[1], -1);
-	cr_assert_gt(prom_pid, 0, "fork: %s", strerror(errno));
-	close(in[0]);
-	close(out[1]);
-	prom_in = in[1];
-	char buf[64] = "";
-	size_t len = 0;
-	int64_t end = tu_now_ms() + 10000;
-	while (tu_now_ms() < end && !strchr(buf, '\n') && len + 1 < sizeof(buf)) {
-		struct pollfd p = {out[0], POLLIN, 0};
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		ssize_t r = read(out[0], buf + len, sizeof(buf) - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		buf[len] = '\0';
-	}
-	close(out[0]);
-	cr_assert_eq(sscanf(buf, "port %d", &prom_port), 1, "promfault.py did not start: \"%s\"",
-	             buf);
-}
-
 static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "secrets");
@@ -238,7 +201,8 @@ static const char *const verbosity[] = {NULL, "-v", "-vv"};
  */
 Test(secrets, echoed_tokens_reach_no_output_file_or_journal)
 {
-	start_prom("--token", PROM_TOKEN, "--echo", "error", NULL);
+	prom_pid = tu_promfault_start(&prom_port, &prom_in, "--token", PROM_TOKEN, "--echo",
+	                              "error", NULL);
 	write_plan();
 	echo_on("{\"on\": true}");
 	for (size_t v = 0; v < 3; v++) {
@@ -290,7 +254,8 @@ Test(secrets, echoed_tokens_reach_no_output_file_or_journal)
 /* The same with the load balancer read itself failing, and Prometheus quoting it as a warning. */
 Test(secrets, echoed_tokens_in_every_failing_read)
 {
-	start_prom("--token", PROM_TOKEN, "--echo", "warning", NULL);
+	prom_pid = tu_promfault_start(&prom_port, &prom_in, "--token", PROM_TOKEN, "--echo",
+	                              "warning", NULL);
 	write_plan();
 	echo_on("{\"on\": true, \"lb\": true}");
 	for (size_t v = 0; v < 3; v++) {
@@ -313,7 +278,7 @@ Test(secrets, echoed_tokens_in_every_failing_read)
  */
 Test(secrets, the_result_record_of_a_step_holds_no_echoed_token)
 {
-	start_prom("--token", PROM_TOKEN, NULL);
+	prom_pid = tu_promfault_start(&prom_port, &prom_in, "--token", PROM_TOKEN, NULL);
 	write_plan();
 	echo_on("{\"on\": true, \"patch\": false}");
 	tu_output r = tu_migrate_plan(plan, "step", "--force", "--reason", "test", "-vv", NULL);
