@@ -310,7 +310,7 @@ Test(secret, a_text_someone_else_cut_anywhere_in_the_token_keeps_under_8_bytes_o
 		char *r = scrub(text);
 		cr_assert(!has_run(r, TOK, 8), "head %zu: %s", k, r);
 		free(r);
-		snprintf(text, sizeof(text), "%s\" (more)", TOK + k);
+		snprintf(text, sizeof(text), "%s\" (more)", &TOK[k]);
 		r = scrub(text);
 		cr_assert(!has_run(r, TOK, 8), "tail %zu: %s", n - k, r);
 		free(r);
@@ -323,7 +323,7 @@ Test(secret, a_token_broken_by_control_characters_is_masked_on_both_sides)
 	size_t h = strlen(TOK) / 2;
 	char text[160];
 	/* a remote wrapped the token over two lines, and coloured it */
-	snprintf(text, sizeof(text), "\x1b[31m%.*s\r\n%s\x1b[0m", (int)h, TOK, TOK + h);
+	snprintf(text, sizeof(text), "\x1b[31m%.*s\r\n%s\x1b[0m", (int)h, TOK, &TOK[h]);
 	char out[160];
 	mg_scrub_cut(out, sizeof(out), text, 0);
 	cr_assert(!leaks(out, TOK), "%s", out);
