@@ -53,7 +53,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
 .PHONY: FORCE all bench deps check unit integration fuzz-replay fuzz fuzz-long test test-asan demo format \
-        format-check clean
+        format-check lint clean
 .DEFAULT_GOAL := all
 
 all: migrate
@@ -136,6 +136,7 @@ fuzz-long:
 # Warnings fail the build here, so "warning-free under gcc and clang" stays true.
 test: deps
 	$(MAKE) --no-print-directory format-check
+	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' lint
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' check
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS='-g -Werror' check
 	@if command -v clang >/dev/null 2>&1; then \
@@ -169,6 +170,11 @@ format:
 
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+# The library's rules, mechanically (tests/lint.sh says which), then proof that each check fires.
+lint: $(LIBMG)
+	sh tests/lint.sh . $(LIBMG)
+	CC='$(CC)' sh tests/lint-selftest.sh
 
 clean:
 	rm -rf build build-asan build-clang build-fuzz migrate

@@ -47,14 +47,21 @@ typedef struct {
 
 typedef struct mg_metrics mg_metrics;
 
+/*
+ * A metrics source: Prometheus (lib/gates/prometheus.c), or a test's fake.
+ * query and query_range get arguments mg_metrics_query(_range) has checked
+ * and an *out that is zeroed; on an error, whatever they left in *out is
+ * cleared for them.
+ */
 typedef struct {
-	const char *name;
+	const char *name; /* in messages: "prometheus" */
 	int (*query)(void *src, mg_metrics_result *out, const char *query, int64_t at_ms,
 	             mg_error *err);
 	int (*query_range)(void *src, mg_metrics_result *out, const char *query, int64_t start_ms,
 	                   int64_t end_ms, int64_t step_ms, mg_error *err);
-	void (*free)(void *src);
-	/* The flag mg_metrics_set_cancel was given (NULL: none), for every request after. */
+	void (*free)(void *src); /* by mg_metrics_free; NULL: src is not the mg_metrics' to free */
+	/* The flag mg_metrics_set_cancel was given (NULL: none), for every request after.
+	 * May be NULL: the flag is still checked before each query is sent. */
 	void (*set_cancel)(void *src, const mg_cancel *flag);
 } mg_metrics_ops;
 
@@ -64,6 +71,14 @@ typedef struct {
  * traffic moves. Contacts nothing yet.
  */
 int mg_metrics_open(mg_metrics **out, const mg_plan_slo *slo, mg_error *err);
+
+/*
+ * Opens a metrics handle over any source: ops (name, query and query_range
+ * required; ops must outlive the handle) called with src. On success the
+ * handle owns src (mg_metrics_free calls ops->free); on an error the caller
+ * still does. mg_metrics_open is this over Prometheus; tests plug a fake.
+ */
+int mg_metrics_open_source(mg_metrics **out, const mg_metrics_ops *ops, void *src, mg_error *err);
 void mg_metrics_free(mg_metrics *m);
 const char *mg_metrics_name(const mg_metrics *m);
 

@@ -69,6 +69,14 @@ typedef struct {
 
 /* Opens the driver for the plan's provider. Contacts nothing yet. */
 int mg_traffic_open(mg_traffic **out, const mg_plan_traffic *plan, mg_error *err);
+/*
+ * Opens a handle over any driver: ops (name, read, apply and describe
+ * required; ops must outlive the handle) called with drv, under the same
+ * rules (health gate, read-back) as the plan's. On success the handle owns
+ * drv (mg_traffic_free calls ops->free if set); on an error the caller still
+ * does. For tests, which plug a fake balancer.
+ */
+int mg_traffic_open_driver(mg_traffic **out, const mg_traffic_ops *ops, void *drv, mg_error *err);
 void mg_traffic_free(mg_traffic *t);
 const char *mg_traffic_name(const mg_traffic *t);
 

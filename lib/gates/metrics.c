@@ -10,30 +10,42 @@ struct mg_metrics {
 	const mg_cancel *cancel;
 };
 
+int mg_metrics_open_source(mg_metrics **out, const mg_metrics_ops *ops, void *src, mg_error *err)
+{
+	*out = NULL;
+	if (!ops || !ops->name || !ops->query || !ops->query_range)
+		return mg_error_set(err, MG_EINVALID,
+		                    "metrics source without a name, query or query_range");
+	mg_metrics *m = calloc(1, sizeof(*m));
+	if (!m)
+		return mg_error_oom(err);
+	m->ops = ops;
+	m->src = src;
+	*out = m;
+	return 0;
+}
+
 int mg_metrics_open(mg_metrics **out, const mg_plan_slo *slo, mg_error *err)
 {
 	*out = NULL;
 	if (!slo || !slo->prometheus_url || !*slo->prometheus_url)
 		return mg_error_set(err, MG_EINVALID,
 		                    "no Prometheus to read the gates from: set slo.prometheus.url");
-	mg_metrics *m = calloc(1, sizeof(*m));
-	if (!m)
-		return mg_error_oom(err);
-	m->ops = &mg_metrics_prometheus_ops;
-	int rc = mg_metrics_prometheus_new(&m->src, slo, err);
-	if (rc) {
-		free(m);
+	void *src = NULL;
+	int rc = mg_metrics_prometheus_new(&src, slo, err);
+	if (rc)
 		return rc;
-	}
-	*out = m;
-	return 0;
+	rc = mg_metrics_open_source(out, &mg_metrics_prometheus_ops, src, err);
+	if (rc)
+		mg_metrics_prometheus_ops.free(src);
+	return rc;
 }
 
 void mg_metrics_free(mg_metrics *m)
 {
 	if (!m)
 		return;
-	if (m->ops && m->src)
+	if (m->ops->free && m->src)
 		m->ops->free(m->src);
 	free(m);
 }

@@ -47,11 +47,26 @@ int mg_traffic_open(mg_traffic **out, const mg_plan_traffic *plan, mg_error *err
 	return 0;
 }
 
+int mg_traffic_open_driver(mg_traffic **out, const mg_traffic_ops *ops, void *drv, mg_error *err)
+{
+	*out = NULL;
+	if (!ops || !ops->name || !ops->read || !ops->apply || !ops->describe)
+		return mg_error_set(err, MG_EINVALID,
+		                    "traffic driver without a name, read, apply or describe");
+	mg_traffic *t = calloc(1, sizeof(*t));
+	if (!t)
+		return mg_error_oom(err);
+	t->ops = ops;
+	t->drv = drv;
+	*out = t;
+	return 0;
+}
+
 void mg_traffic_free(mg_traffic *t)
 {
 	if (!t)
 		return;
-	if (t->ops && t->drv)
+	if (t->ops && t->ops->free && t->drv)
 		t->ops->free(t->drv);
 	free(t);
 }

@@ -260,3 +260,152 @@ Test(secret, a_partial_match_inside_a_utf8_character_leaves_valid_json)
 	cr_assert_null(strstr(v, "passé-phrase"), "%s", v);
 	json_decref(doc);
 }
+
+/* Whether text holds any run of `run` consecutive bytes of tok. */
+static bool has_run(const char *text, const char *tok, size_t run)
+{
+	size_t n = strlen(tok);
+	for (size_t i = 0; i + run <= n; i++) {
+		char part[128];
+		snprintf(part, sizeof(part), "%.*s", (int)run, tok + i);
+		if (strstr(text, part))
+			return true;
+	}
+	return false;
+}
+
+Test(secret, a_cut_at_any_byte_leaves_nothing_of_the_token)
+{
+	mg_secret_register(TOK);
+	char text[256];
+	snprintf(text, sizeof(text), "status 401: {\"token\": \"%s\", \"hint\": \"rotate\"}", TOK);
+	size_t len = strlen(text);
+	for (size_t max = 1; max <= len + 1; max++) {
+		char out[256];
+		mg_scrub_cut(out, sizeof(out), text, max);
+		/* (under 3 bytes the "..." alone is longer than max: not a leak, so not pinned) */
+		if (max >= 3)
+			cr_assert_leq(strlen(out), max, "max %zu: %s", max, out);
+		cr_assert(!has_run(out, TOK, 4), "max %zu leaks: %s", max, out);
+		/* the same cut by the size of the destination */
+		char *small = malloc(max + 1);
+		cr_assert_not_null(small);
+		mg_scrub_cut(small, max + 1, text, 0);
+		cr_assert(!has_run(small, TOK, 4), "size %zu leaks: %s", max + 1, small);
+		small[0] = '\0';
+		mg_scrub_append(small, max + 1, text);
+		cr_assert(!has_run(small, TOK, 4), "append %zu leaks: %s", max + 1, small);
+		free(small);
+	}
+}
+
+Test(secret, a_text_someone_else_cut_anywhere_in_the_token_keeps_under_8_bytes_of_it)
+{
+	mg_secret_register(TOK);
+	size_t n = strlen(TOK);
+	for (size_t k = 1; k < n; k++) {
+		char text[128];
+		/* the first k bytes at the end of the text, and the last n-k at its start */
+		snprintf(text, sizeof(text), "said: %.*s", (int)k, TOK);
+		char *r = scrub(text);
+		cr_assert(!has_run(r, TOK, 8), "head %zu: %s", k, r);
+		free(r);
+		snprintf(text, sizeof(text), "%s\" (more)", &TOK[k]);
+		r = scrub(text);
+		cr_assert(!has_run(r, TOK, 8), "tail %zu: %s", n - k, r);
+		free(r);
+	}
+}
+
+Test(secret, a_token_broken_by_control_characters_is_masked_on_both_sides)
+{
+	mg_secret_register(TOK);
+	size_t h = strlen(TOK) / 2;
+	char text[160];
+	/* a remote wrapped the token over two lines, and coloured it */
+	snprintf(text, sizeof(text), "\x1b[31m%.*s\r\n%s\x1b[0m", (int)h, TOK, &TOK[h]);
+	char out[160];
+	mg_scrub_cut(out, sizeof(out), text, 0);
+	cr_assert(!leaks(out, TOK), "%s", out);
+	cr_assert_str_eq(out, " [31m[redacted]  [redacted] [0m");
+	/* every C0 control and DEL becomes a space; bytes of UTF-8 stay */
+	char raw[40];
+	for (int c = 1; c < 0x20; c++)
+		raw[c - 1] = (char)c;
+	raw[31] = 0x7f;
+	snprintf(raw + 32, sizeof(raw) - 32, "\xc3\xa9ok");
+	mg_scrub_cut(out, sizeof(out), raw, 0);
+	for (int i = 0; i < 32; i++)
+		cr_assert_eq(out[i], ' ', "byte %d is 0x%02x", i, (unsigned char)out[i]);
+	cr_assert_str_eq(out + 32, "\xc3\xa9ok");
+}
+
+Test(secret, nul_bytes_do_not_hide_a_token)
+{
+	mg_secret_register(TOK);
+	char buf[80];
+	size_t n = (size_t)snprintf(buf, sizeof(buf), "x%cy %s", '\0', TOK);
+	char *r = mg_scrub_ndup(buf, n);
+	cr_assert_not_null(r);
+	cr_assert_str_eq(r, "x y [redacted]");
+	free(r);
+}
+
+Test(secret, adjacent_and_shorter_first_overlapping_secrets)
+{
+	/* registered shortest first: the longer still wins, whatever the order */
+	mg_secret_register("overlap-77");
+	mg_secret_register("my-overlap-77-and-more");
+	char *r = scrub("[my-overlap-77-and-more] [overlap-77]");
+	cr_assert_str_eq(r, "[[redacted]] [[redacted]]");
+	free(r);
+	/* two tokens back to back are one masked run */
+	mg_secret_register(TOK);
+	mg_secret_register(TOK2);
+	r = scrub("<" TOK TOK2 ">");
+	cr_assert_str_eq(r, "<[redacted]>");
+	free(r);
+	/* a registered token that is also a Bearer token */
+	r = scrub("Authorization: Bearer " TOK2 ", then " TOK);
+	cr_assert_str_eq(r, "Authorization: [redacted], then [redacted]");
+	free(r);
+}
+
+Test(secret, tokens_with_control_characters_or_spaces_are_refused_unshown)
+{
+	const char *s;
+	size_t n;
+	cr_assert(mg_secret_token_line("  abc123\n", &s, &n));
+	cr_assert_eq(n, 6);
+	cr_assert_eq(strncmp(s, "abc123", n), 0);
+	cr_assert(mg_secret_token_line("abc123\r\nsecond line", &s, &n));
+	cr_assert_eq(n, 6);
+	cr_assert(!mg_secret_token_line("abc\x01"
+	                                "123",
+	                                &s, &n));
+	cr_assert(!mg_secret_token_line("abc 123", &s, &n));
+	cr_assert(!mg_secret_token_line("abc\t123", &s, &n));
+	cr_assert(!mg_secret_token_line("abc\x7f"
+	                                "123",
+	                                &s, &n));
+	cr_assert(!mg_secret_token_line("abc\xc3\xa9", &s, &n), "non-ASCII is no header value");
+	/* read: refused, and the value is not in the message */
+	setenv("MG_UNIT_SECRET", "Hdr-Injected\r\nX-Evil: 1", 1);
+	mg_secret sec;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_secret_read(&sec, "MG_UNIT_SECRET", NULL, "unit token", "unit", &err), 0,
+	             "only the first line is taken: %s", err.message);
+	cr_assert_str_eq(sec.value, "Hdr-Injected");
+	mg_secret_clear(&sec);
+	setenv("MG_UNIT_SECRET",
+	       "Ctl\x1b"
+	       "Secret-12345",
+	       1);
+	cr_assert_eq(mg_secret_read(&sec, "MG_UNIT_SECRET", NULL, "unit token", "unit", &err),
+	             MG_EINVALID);
+	cr_assert(strstr(err.message, "control characters"), "%s", err.message);
+	cr_assert_null(strstr(err.message, "Secret-12345"), "%s", err.message);
+	cr_assert_null(sec.value);
+	mg_error_clear(&err);
+	unsetenv("MG_UNIT_SECRET");
+}
