@@ -421,14 +421,14 @@ void mg_scrub_cut(char *dst, size_t size, const char *src, size_t max)
 	if (max && max < lim)
 		lim = max;
 	bool cut = n > lim;
-	if (cut)
-		lim = lim > 3 ? lim - 3 : 0;
+	/* the "..." counts in max too: a max below 3 gets that many dots and no text */
+	size_t dots = cut ? (lim < 3 ? lim : 3) : 0;
+	lim -= dots;
 	size_t o = 0;
 	for (; o < n && o < lim; o++)
 		dst[o] = (unsigned char)t[o] < 0x20 || t[o] == 0x7f ? ' ' : t[o];
-	if (cut)
-		for (int k = 0; k < 3 && o + 1 < size; k++)
-			dst[o++] = '.';
+	for (size_t k = 0; k < dots; k++)
+		dst[o++] = '.';
 	dst[o] = '\0';
 	free(r);
 }
