@@ -31,6 +31,7 @@ EOF
 cat >"$dir/clean/lib/clock.h" <<'EOF'
 long long mg_clock_ms(void);
 EOF
+: >"$dir/clean/lib/shift.h"
 cat >"$dir/clean/lib/traffic/file.c" <<'EOF'
 #include <stdio.h>
 #include <unistd.h>
@@ -153,6 +154,17 @@ int mg_oneway(void *err)
 	return mg_error_set(err, MG_ENOMEM, "out of memory: %d", 1);
 }
 EOF
+mkdir -p "$dir/bad/lib/plan"
+cat >"$dir/bad/lib/plan/up.c" <<'EOF'
+#include "shift.h"
+#include "clock.h"
+int mg_plan_up(void);
+int mg_plan_up(void)
+{
+	return 0;
+}
+EOF
+: >"$dir/bad/lib/orphan.h"
 seq 1 1001 | sed 's,^,// ,' >"$dir/bad/lib/long.c"
 seq 1 1201 | sed 's,^,// ,' >"$dir/bad/lib/big.c"
 printf 'lib/big.c 1200\nlib/gone.c 1500\nlib/traffic/file.c 1100\n' >"$dir/bad/tests/lint-allow.txt"
@@ -161,6 +173,8 @@ cat >"$dir/expected" <<'EOF'
 cmd/wait.c:6: clock_gettime outside lib/core/: use mg_clock_ms, mg_now_ms or mg_clock_abstime (lib/clock.h)
 lib/big.c:1201: 1201 lines, more than the 1200 tests/lint-allow.txt allows it: it may shrink, not grow
 lib/long.c:1001: 1001 lines, over 1000: split it (or, for a split in progress, list it in tests/lint-allow.txt)
+lib/orphan.h:1: public header in no layer: add it to LAYERS in tests/lint.sh and to docs/architecture.md
+lib/plan/up.c:1: lib/plan/ includes shift.h (layer traffic): plan may use only core (docs/architecture.md, "The layers")
 lib/traffic/helper.c:2: extern symbol helper_count of libmigrate.a does not start with mg_ (make it static or rename it mg_<module>_<verb>)
 lib/traffic/inc.c:1: lib/ includes ../../cmd/cmd.h from cmd/: the library never calls into cmd/
 lib/traffic/inc.c:2: lib/ includes cmd.h from cmd/: the library never calls into cmd/
@@ -179,7 +193,7 @@ lib/traffic/print.c:16: exit or abort in lib/: return a negative MG_E* code; onl
 lib/traffic/print.c:17: exit or abort in lib/: return a negative MG_E* code; only cmd/ decides the exit status
 tests/lint-allow.txt:2: lib/gone.c is listed but does not exist: remove the line
 tests/lint-allow.txt:3: lib/traffic/file.c is 25 lines now, not over 1000: remove the line
-lint: 21 problem(s)
+lint: 23 problem(s)
 EOF
 
 build_lib "$dir/bad" || { echo "lint-selftest: cannot build the fake tree with $CC" >&2; exit 2; }

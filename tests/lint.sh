@@ -17,6 +17,9 @@
 #               to fd 1 or 2, no exit/_exit/_Exit/quick_exit/abort. Writing to
 #               a FILE the library opened itself (fprintf(f, ...)) is fine.
 #   include     lib/ includes nothing from cmd/
+#   layer       a folder of lib/ includes only the public headers of the layers
+#               it may use (docs/architecture.md, "The layers"), and every
+#               public header lib/*.h belongs to a layer
 #   oneway      no private static now_ms/mono_ms clock (lib/clock.h has one),
 #               no mg_error_set(..., MG_ENOMEM, "out of memory") (mg_error_oom)
 #   size        no file in lib/ over 1000 lines, except those in
@@ -59,7 +62,7 @@ if [ "$LIB" != - ]; then
 				if (substr(where, 1, length(here)) == here) where = substr(where, length(here) + 1)
 			}
 			printf "%s: extern symbol %s of libmigrate.a does not start with mg_ (make it static or rename it mg_<module>_<verb>)\n", where, sym
-		}' "$tmp.nm" >>"$tmp.out"
+		}' "$tmp.nm" >>"$tmp.out" || exit 2
 fi
 
 # --- the sources, comments and strings blanked -------------------------------------------
@@ -104,15 +107,43 @@ strip() {
 [ -s "$tmp.files" ] && strip $(cat "$tmp.files") >"$tmp.src"
 : >>"$tmp.src"
 
+# The layers of lib/ (docs/architecture.md): the public headers of each, and the layers each
+# folder may use besides its own. A folder not listed here is not checked.
+LAYERS=${MG_LINT_LAYERS-"core:error.h,log.h,str.h,clock.h,fs.h,sha256.h,base64.h,units.h,secret.h,http.h,http_fake.h,suggest.h,weights.h;\
+plan:plan.h,yamllimit.h;state:store.h,state.h,journal.h,records.h;traffic:traffic.h,shift.h;\
+gates:metrics.h,promql.h,gate.h;fleet:ssh.h,fleet.h;kube:kube.h,template.h,cluster.h;\
+nginx:nginxconf.h,configmap.h;migration:migration.h;release:release.h"}
+USES=${MG_LINT_USES-"core:;plan:core;state:core,plan;traffic:core,plan,state;gates:core,plan,state;\
+fleet:core,plan,state;kube:core,plan,state,nginx;nginx:core;\
+migration:core,plan,state,traffic,gates,fleet,kube,nginx;release:core,plan,state,traffic,gates,fleet,kube,nginx"}
+
 # A bare "name.h" is cmd/'s when cmd/ has it and lib/ (the -I directory) does not.
 cmdh=$(cd cmd 2>/dev/null && ls -- *.h 2>/dev/null | tr '\n' ' ')
 libh=$(cd lib && ls -- *.h 2>/dev/null | tr '\n' ' ')
-awk -F '\001' -v cmdh="$cmdh" -v libh="$libh" '
+awk -F '\001' -v cmdh="$cmdh" -v libh="$libh" -v layers="$LAYERS" -v usestr="$USES" '
 	BEGIN {
 		n = split(cmdh, hs, " ")
 		for (k = 1; k <= n; k++) cmdheader[hs[k]] = 1
 		n = split(libh, hs, " ")
 		for (k = 1; k <= n; k++) libheader[hs[k]] = 1
+		# "layer:h1.h,h2.h;..." and "layer:l1,l2;..."
+		n = split(layers, ls, ";")
+		for (k = 1; k <= n; k++) {
+			split(ls[k], kv, ":")
+			m = split(kv[2], hs, ",")
+			for (q = 1; q <= m; q++) layerof[hs[q]] = kv[1]
+		}
+		n = split(usestr, ls, ";")
+		for (k = 1; k <= n; k++) {
+			split(ls[k], kv, ":")
+			gsub(/,/, " ", kv[2])
+			usesof[kv[1]] = kv[2]
+		}
+		# every public header belongs to a layer
+		n = split(libh, hs, " ")
+		for (k = 1; k <= n; k++)
+			if (!(hs[k] in layerof) && length(layers))
+				printf "lib/%s:1: public header in no layer: add it to LAYERS in tests/lint.sh and to docs/architecture.md\n", hs[k]
 	}
 	function report(msg) { printf "%s:%d: %s\n", $1, $2, msg }
 	{
@@ -148,6 +179,14 @@ awk -F '\001' -v cmdh="$cmdh" -v libh="$libh" '
 		sub(/[>"].*$/, "", name)
 		if (name ~ /(^|\/)cmd\// || (name !~ /\// && (name in cmdheader) && !(name in libheader)))
 			report("lib/ includes " name " from cmd/: the library never calls into cmd/")
+		# layer: a folder uses its own layer and the ones docs/architecture.md allows it
+		split(file, parts, "/")
+		from = parts[2]
+		if (inlib && (from in usesof) && (name in layerof)) {
+			to = layerof[name]
+			if (to != from && index(" " usesof[from] " ", " " to " ") == 0)
+				report("lib/" from "/ includes " name " (layer " to "): " from " may use only " usesof[from] " (docs/architecture.md, \"The layers\")")
+		}
 	}
 
 	# oneway: a private clock
@@ -169,7 +208,7 @@ awk -F '\001' -v cmdh="$cmdh" -v libh="$libh" '
 			inset = 0
 		}
 	}
-' "$tmp.src" >>"$tmp.out"
+' "$tmp.src" >>"$tmp.out" || exit 2
 
 # --- size: no file in lib/ over MAX_LINES lines, but for the allowlist --------------------
 if [ ! -f "$ALLOW" ]; then
@@ -200,7 +239,7 @@ awk -v max="$MAX_LINES" -v allowname="tests/lint-allow.txt" '
 			else if (size[f] <= max)
 				printf "%s:%d: %s is %d lines now, not over %d: remove the line\n", allowname, allowline[f], f, size[f], max
 		}
-	}' "$ALLOW" "$tmp.sizes" >>"$tmp.out"
+	}' "$ALLOW" "$tmp.sizes" >>"$tmp.out" || exit 2
 
 if [ -s "$tmp.out" ]; then
 	LC_ALL=C sort -t: -k1,1 -k2,2n "$tmp.out" | uniq >"$tmp.sorted"
