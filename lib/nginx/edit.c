@@ -151,7 +151,7 @@ const char *mg_cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_di
 	return found;
 }
 
-void mg_cm_edits_free(cm_edits *e)
+void mg_cm_edits_clear(cm_edits *e)
 {
 	for (size_t i = 0; i < e->n; i++)
 		free(e->v[i].text);

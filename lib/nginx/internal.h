@@ -30,7 +30,7 @@ typedef struct {
 
 void *mg_ngx_arena_obj(mg_ngx_arena *a, size_t size);
 char *mg_ngx_arena_str(mg_ngx_arena *a, size_t size);
-void mg_ngx_arena_free(mg_ngx_arena *a);
+void mg_ngx_arena_clear(mg_ngx_arena *a);
 
 /* One word of a directive: a range of the file's bytes, before unescaping. */
 typedef struct {
@@ -199,14 +199,14 @@ int mg_cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uin
 /* The replacement of argument i of d in e, or NULL. */
 const char *mg_cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d,
                             uint32_t i);
-void mg_cm_edits_free(cm_edits *e);
+void mg_cm_edits_clear(cm_edits *e);
 /* File fi's bytes with e's edits for it applied (malloc'd, NUL-terminated). */
 char *mg_cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len);
 
 int mg_cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err);
 
 /* Frees the findings' messages (mg_cm_free). */
-void mg_cm_texts_free(mg_cm_private *p);
+void mg_cm_texts_clear(mg_cm_private *p);
 /* Adds a finding; the strings are copied. */
 void mg_cm_add_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
                        const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));

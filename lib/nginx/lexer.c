@@ -78,7 +78,7 @@ char *mg_ngx_arena_str(mg_ngx_arena *a, size_t size)
 	return (char *)c->mem + c->hi;
 }
 
-void mg_ngx_arena_free(mg_ngx_arena *a)
+void mg_ngx_arena_clear(mg_ngx_arena *a)
 {
 	mg_ngx_chunk *c = a->head;
 	while (c) {

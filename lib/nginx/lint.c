@@ -119,7 +119,7 @@ static char *pack_text(mg_cm_private *p, const char *fmt, va_list ap)
 	return s;
 }
 
-void mg_cm_texts_free(mg_cm_private *p)
+void mg_cm_texts_clear(mg_cm_private *p)
 {
 	while (p->texts) {
 		struct cm_text_chunk *n = p->texts->next;

@@ -559,7 +559,7 @@ void mg_nginxconf_free(mg_nginxconf *conf)
 		free(conf->lines[i]);
 	free(conf->lines);
 	free(conf->nlines);
-	mg_ngx_arena_free(&conf->arena);
+	mg_ngx_arena_clear(&conf->arena);
 	free(conf);
 }
 

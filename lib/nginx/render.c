@@ -542,7 +542,7 @@ void mg_cm_free(mg_cm *cm)
 	free(v->notes);
 	mg_cm_private *p = cm->priv;
 	if (p) {
-		mg_cm_edits_free(&p->edits);
+		mg_cm_edits_clear(&p->edits);
 		free(p->refs);
 		free(p->excluded);
 		free(p->secret_file);
@@ -555,7 +555,7 @@ void mg_cm_free(mg_cm *cm)
 		for (size_t i = 0; i < p->nfixes; i++)
 			free(p->fixes[i]);
 		free(p->fixes);
-		mg_cm_texts_free(p);
+		mg_cm_texts_clear(p);
 		free(p);
 	}
 	free(cm->name);

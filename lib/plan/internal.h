@@ -67,7 +67,7 @@ typedef struct {
 	size_t ndiags;     /* found by diag_at, kept or not */
 } loader;
 
-void mg_pl_strset_free(strset *set);
+void mg_pl_strset_clear(strset *set);
 /* Adds s; false when s was already there (*prev: its tag) or memory ran out (set->oom). */
 bool mg_pl_strset_add(strset *set, const char *s, size_t tag, size_t *prev);
 bool mg_pl_strset_has(const strset *set, const char *s);

@@ -68,7 +68,7 @@ void mg_pl_load_kubernetes(loader *L, yaml_node_t *m)
 			    (mg_plan_value){mg_pl_arena_strdup(L->plan, key),
 			                    mg_pl_arena_strdup(L->plan, s), !plain_literal};
 		}
-		mg_pl_strset_free(&seen);
+		mg_pl_strset_clear(&seen);
 	}
 
 	yaml_node_t *cms = mg_pl_get(L, m, "configmaps");

@@ -285,7 +285,7 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 		yaml_document_delete(&doc);
 	}
 	yaml_parser_delete(&parser);
-	mg_pl_strset_free(&L.host_names);
+	mg_pl_strset_clear(&L.host_names);
 
 	sort_diags(err, first_diag, L.file);
 	if (L.errors || L.oom) {

@@ -90,8 +90,8 @@ void mg_pl_check_cross(loader *L, yaml_node_t *root)
 				    "server \"%s\" is not in traffic.haproxy.%s", lists[k][i],
 				    keys[k]);
 			}
-			mg_pl_strset_free(&known);
-			mg_pl_strset_free(&where);
+			mg_pl_strset_clear(&known);
+			mg_pl_strset_clear(&where);
 		}
 	}
 	if (r && r->source == MG_RED_HAPROXY && t && t->haproxy) {

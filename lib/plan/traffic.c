@@ -17,7 +17,7 @@ static void check_disjoint(loader *L, yaml_node_t *m, const char *path, const ch
 		if (mg_pl_strset_has(&bs, a[i]))
 			ERR(L, mg_pl_get(L, m, "k8s_servers"), mg_pl_kpath(L, path, "k8s_servers"),
 			    "\"%s\" is in both vm_servers and k8s_servers", a[i]);
-	mg_pl_strset_free(&bs);
+	mg_pl_strset_clear(&bs);
 }
 
 static bool valid_host_port(const char *s)

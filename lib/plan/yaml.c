@@ -29,7 +29,7 @@ static size_t str_hash(const char *s)
 	return h;
 }
 
-void mg_pl_strset_free(strset *set)
+void mg_pl_strset_clear(strset *set)
 {
 	free(set->slot);
 	*set = (strset){0};
@@ -305,7 +305,7 @@ void mg_pl_check_keys(loader *L, yaml_node_t *map, const char *path, const char 
 			    path && *path ? path : "the top level", list);
 		}
 	}
-	mg_pl_strset_free(&seen);
+	mg_pl_strset_clear(&seen);
 }
 
 /* ---- typed getters: each records its own error and returns false on bad or missing input ---- */
@@ -762,7 +762,7 @@ const char **mg_pl_load_name_list(loader *L, yaml_node_t *map, const char *path,
 		}
 		out[(*n)++] = v;
 	}
-	mg_pl_strset_free(&seen);
+	mg_pl_strset_clear(&seen);
 	return out;
 }
 

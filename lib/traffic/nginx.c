@@ -92,7 +92,7 @@ typedef struct {
 	bool found; /* the upstream block */
 } parsed;
 
-static void parsed_free(parsed *p)
+static void parsed_clear(parsed *p)
 {
 	for (size_t i = 0; i < p->ntoks; i++)
 		free(p->toks[i].value);
@@ -413,7 +413,7 @@ static int load(parsed *p, const nginx *n, const char *path, mg_error *err)
 	if (!rc)
 		rc = check_servers(p, n, path, err);
 	if (rc)
-		parsed_free(p);
+		parsed_clear(p);
 	return rc;
 }
 
@@ -432,7 +432,7 @@ static int nginx_read(void *drv, mg_traffic_state *out, mg_error *err)
 		return rc;
 	out->servers = calloc(n->nservers, sizeof(*out->servers));
 	if (!out->servers) {
-		parsed_free(&p);
+		parsed_clear(&p);
 		return mg_error_oom(err);
 	}
 	out->nservers = n->nservers;
@@ -453,7 +453,7 @@ static int nginx_read(void *drv, mg_traffic_state *out, mg_error *err)
 		if (s->k8s)
 			k8s += s->weight;
 	}
-	parsed_free(&p);
+	parsed_clear(&p);
 	if (total > 0)
 		out->k8s_percent = 100 * k8s / total;
 	else
@@ -568,7 +568,7 @@ static int prepare(const nginx *n, double k8s_percent, const char *path, parsed 
 		return rc;
 	if ((rc = check_operator_down(n, p, w, path, err)) ||
 	    (rc = render(n, p, w, out, len, path, err)))
-		parsed_free(p);
+		parsed_clear(p);
 	return rc;
 }
 
@@ -658,7 +658,7 @@ static int nginx_apply(void *drv, double k8s_percent, mg_error *err)
 		rc = changed ? restore(path, p.text, p.len, &sb, why, err)
 		             : mg_error_set(err, MG_ERROR, "%s", why);
 	}
-	parsed_free(&p);
+	parsed_clear(&p);
 	free(text);
 	free(path);
 	return rc;
@@ -677,7 +677,7 @@ static int nginx_settle(void *drv, mg_error *err)
 	int rc = load(&p, n, n->file, err);
 	if (rc)
 		return rc;
-	parsed_free(&p);
+	parsed_clear(&p);
 	char what[1024];
 	bool reload = false;
 	rc = mg_traffic_run_command(n->test_command, n->timeout_ms, what, sizeof(what), err);
@@ -714,7 +714,7 @@ static int nginx_describe(void *drv, double k8s_percent, json_t **out, mg_error 
 	    "command", n->test_command, "timeout_ms", (json_int_t)n->timeout_ms, "kind", "command",
 	    "key", "reload_command", "command", n->reload_command, "timeout_ms",
 	    (json_int_t)n->timeout_ms);
-	parsed_free(&p);
+	parsed_clear(&p);
 	free(text);
 	if (!*out)
 		return mg_error_oom(err);
