@@ -65,8 +65,9 @@ void mg_pl_load_kubernetes(loader *L, yaml_node_t *m)
 			    mg_pl_is_plain(vn) && (mg_pl_parse_double(s, &d) ||
 			                           !strcmp(s, "true") || !strcmp(s, "false"));
 			k->values[k->nvalues++] =
-			    (mg_plan_value){mg_pl_arena_strdup(L->plan, key),
-			                    mg_pl_arena_strdup(L->plan, s), !plain_literal};
+			    (mg_plan_value){.key = mg_pl_arena_strdup(L->plan, key),
+			                    .value = mg_pl_arena_strdup(L->plan, s),
+			                    .is_string = !plain_literal};
 		}
 		mg_pl_strset_clear(&seen);
 	}
@@ -83,8 +84,9 @@ void mg_pl_load_kubernetes(loader *L, yaml_node_t *m)
 			if (!mg_pl_expect(L, c, YAML_MAPPING_NODE, p))
 				continue;
 			mg_pl_check_keys(L, c, p, ckeys);
-			mg_plan_configmap cm = {mg_pl_get_str(L, c, p, "name", true, NULL),
-			                        mg_pl_get_path(L, c, p, "from_nginx", true, NULL)};
+			mg_plan_configmap cm = {
+			    .name = mg_pl_get_str(L, c, p, "name", true, NULL),
+			    .from_nginx = mg_pl_get_path(L, c, p, "from_nginx", true, NULL)};
 			if (cm.name && !mg_pl_valid_dns_label(cm.name, 253))
 				ERR(L, mg_pl_get(L, c, "name"), mg_pl_kpath(L, p, "name"),
 				    "\"%s\" is not a ConfigMap name (lower case letters, digits and "

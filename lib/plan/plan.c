@@ -231,8 +231,10 @@ int mg_plan_load_buffer(mg_plan **out, const char *buf, size_t len, const char *
 	size_t first_diag = err ? err->ndiags : 0;
 
 	/* before libyaml: its time grows with the square of the nesting */
-	static const mg_yaml_limits limits = {MG_PLAN_MAX_DEPTH, MG_PLAN_MAX_LINE,
-	                                      MG_PLAN_MAX_ANCHORS, MG_PLAN_MAX_ANCHORS};
+	static const mg_yaml_limits limits = {.max_depth = MG_PLAN_MAX_DEPTH,
+	                                      .max_line = MG_PLAN_MAX_LINE,
+	                                      .max_anchors = MG_PLAN_MAX_ANCHORS,
+	                                      .max_aliases = MG_PLAN_MAX_ANCHORS};
 	if (len > MG_PLAN_MAX_BYTES || memchr(buf, '\0', len) ||
 	    mg_yaml_limits_check(buf, len, L.file, &limits, err)) {
 		int rc;

@@ -30,7 +30,7 @@ static bool add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, c
 		v->hosts = h;
 		*cap = ncap;
 	}
-	v->hosts[v->nhosts++] = (mg_plan_host){name, addr, port};
+	v->hosts[v->nhosts++] = (mg_plan_host){.name = name, .address = addr, .port = port};
 	return true;
 }
 
