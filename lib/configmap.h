@@ -204,4 +204,26 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 /* Marks the check as not run, with the reason (e.g. "--no-verify"). */
 void mg_cm_verify_skip(mg_cm *cm, const char *reason);
 
+/*
+ * Whether the ConfigMap must not be applied: lint errors (unless
+ * allow_errors), or nginx -t ran and failed.
+ */
+bool mg_cm_failed(const mg_cm *cm, bool allow_errors);
+
+/* The findings as [{file, line, severity, rule, directive, message, fix}]; cm NULL: []. */
+json_t *mg_cm_findings_json(const mg_cm *cm);
+/* The check as {ran, ok, reason, version, command, summary, output, notes}. */
+json_t *mg_cm_verify_json(const mg_cm_verify_result *v);
+/*
+ * The manifest for items (mg_cm_json objects; taken): the one object when
+ * there is one, else a v1 List of them.
+ */
+json_t *mg_cm_list_json(json_t *items);
+/*
+ * The YAML comments above a manifest (malloc'd, each line "# ..."): the
+ * source, size, checksum, the nginx -t verdict, lint counts, and the pod
+ * snippet (mg_cm_mount_yaml).
+ */
+char *mg_cm_yaml_header(const mg_cm *cm, const char *source);
+
 #endif
