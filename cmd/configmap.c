@@ -31,8 +31,6 @@ enum {
 	OPT_SECRET,
 };
 
-#define VERIFY_TIMEOUT_MS 30000
-
 typedef struct {
 	const char *name, *namespace_, *prefix, *mount, *nginx, *secret;
 	bool tree, comments, hash, fix_logs, allow, no_verify;
@@ -196,20 +194,12 @@ static int build(mg_cli *cli, const opts *o, job *j)
 	                    .fix_logs = o->fix_logs,
 	                    .hash_suffix = o->hash,
 	                    .secret = o->secret};
-	int rc = mg_cm_build(&j->cm, j->conf, &co, &err);
-	if (rc) {
+	const char *skip = o->tree ? "--json" : o->no_verify ? "--no-verify" : NULL;
+	int rc = mg_cm_make(&j->cm, j->conf, &co, o->nginx, skip, &err);
+	if (rc)
 		rc = cli_fail(cli, &err);
-		mg_error_clear(&err);
-		return rc;
-	}
-	if (o->no_verify || o->tree) {
-		mg_cm_verify_skip(j->cm, o->tree ? "--json" : "--no-verify");
-	} else if (mg_cm_verify(j->cm, o->nginx, NULL, VERIFY_TIMEOUT_MS, &err)) {
-		rc = cli_fail(cli, &err);
-		mg_error_clear(&err);
-		return rc;
-	}
-	return 0;
+	mg_error_clear(&err);
+	return rc;
 }
 
 static int write_stdout(const char *data, size_t len, void *ud)
@@ -290,11 +280,8 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 			for (size_t i = 0; i < n; i++) {
 				if (!jobs[i].cm)
 					continue;
-				json_array_append_new(
-				    cms, json_pack("{s:s, s:s, s:o, s:o}", "name", jobs[i].cm->name,
-				                   "file", jobs[i].file, "findings",
-				                   mg_cm_findings_json(jobs[i].cm), "verify",
-				                   mg_cm_verify_json(&jobs[i].cm->verify)));
+				json_array_append_new(cms,
+				                      mg_cm_report_json(jobs[i].cm, jobs[i].file));
 			}
 			json_object_set_new(doc, "configmaps", cms);
 			return cli_doc_emit(cli, doc, exit_code);

@@ -1,7 +1,8 @@
 /*
- * The ConfigMap's report for front ends: findings and the nginx -t result as
- * JSON, the manifest document for several ConfigMaps, the comments above a
- * YAML manifest, and whether the result may be applied.
+ * A ConfigMap as front ends make and report it: built and checked in one
+ * call, findings and the nginx -t result as JSON, the manifest document for
+ * several ConfigMaps, the comments above a YAML manifest, and whether the
+ * result may be applied.
  */
 #include <stdlib.h>
 
@@ -30,6 +31,12 @@ json_t *mg_cm_verify_json(const mg_cm_verify_result *v)
 	return json_pack("{s:b, s:b, s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "ran", v->ran, "ok",
 	                 v->ok, "reason", v->reason, "version", v->version, "command", v->command,
 	                 "summary", v->summary, "output", v->output, "notes", notes);
+}
+
+json_t *mg_cm_report_json(const mg_cm *cm, const char *source)
+{
+	return json_pack("{s:s, s:s, s:o, s:o}", "name", cm->name, "file", source, "findings",
+	                 mg_cm_findings_json(cm), "verify", mg_cm_verify_json(&cm->verify));
 }
 
 json_t *mg_cm_list_json(json_t *items)
@@ -67,6 +74,19 @@ char *mg_cm_yaml_header(const mg_cm *cm, const char *source)
 	}
 	free(mount);
 	return mg_cm_buf_take(&b);
+}
+
+int mg_cm_make(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt, const char *nginx,
+               const char *skip_verify, mg_error *err)
+{
+	int rc = mg_cm_build(out, conf, opt, err);
+	if (rc)
+		return rc;
+	if (skip_verify) {
+		mg_cm_verify_skip(*out, skip_verify);
+		return 0;
+	}
+	return mg_cm_verify(*out, nginx, NULL, MG_CM_VERIFY_TIMEOUT_MS, err);
 }
 
 bool mg_cm_failed(const mg_cm *cm, bool allow_errors)
