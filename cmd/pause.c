@@ -82,7 +82,7 @@ int cmd_pause(mg_cli *cli, int argc, char **argv)
 	snprintf(st.pause_reason, sizeof(st.pause_reason), "by %.80s%s%.160s", op,
 	         reason ? ": " : "", reason ? reason : "");
 	st.phase = MG_PHASE_PAUSED;
-	mg_journal_entry e = {.command = "pause", .action = "pause", .reason = reason};
+	mg_journal_entry e = {"pause", "pause", NULL, NULL, reason, NULL};
 	rc = mg_journal_append(store, &e, &err);
 	if (!rc)
 		rc = mg_state_save(store, &st, &err);

@@ -83,7 +83,7 @@ int cmd_resume(mg_cli *cli, int argc, char **argv)
 		st.pause_reason[0] = '\0';
 		/* a fresh start at this step: earlier failures were looked at by whoever resumes */
 		mg_state_reset_gates(&st);
-		mg_journal_entry e = {.command = "resume", .action = "resume", .reason = reason};
+		mg_journal_entry e = {"resume", "resume", NULL, NULL, reason, NULL};
 		rc = mg_journal_append(store, &e, &err);
 		if (!rc)
 			rc = mg_state_save(store, &st, &err);

@@ -141,12 +141,7 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 			goto fail;
 		goto done;
 	}
-	mg_shift_request req = {.command = "rollback",
-	                        .k8s_percent = to,
-	                        .step_index = idx,
-	                        .nsteps = t->nsteps,
-	                        .reason = o.reason,
-	                        .forced = o.force};
+	mg_shift_request req = {"rollback", to, idx, t->nsteps, o.reason, o.force};
 	/* the balancer first, then the record: MG_EUNRECORDED still reports the read-back */
 	rc = mg_shift_rollback(&out, c.store, st, &c.site, c.t, &req, &err);
 	if (rc && rc != MG_EUNRECORDED)

@@ -128,8 +128,7 @@ static void event(run_ctx *r, const char *fmt, ...)
 static int journal_simple(run_ctx *r, const char *action, const char *reason, json_t *evidence,
                           mg_error *err)
 {
-	mg_journal_entry e = {
-	    .command = "run", .action = action, .reason = reason, .evidence = evidence};
+	mg_journal_entry e = {"run", action, NULL, NULL, reason, evidence};
 	int rc = mg_journal_append(r->c->store, &e, err);
 	json_decref(evidence);
 	return rc;
@@ -154,12 +153,7 @@ static int move(run_ctx *r, int idx, const char *reason, mg_error *err)
 {
 	const mg_plan_traffic *t = r->c->traffic;
 	double target = idx < 0 ? 0.0 : t->steps[idx];
-	mg_shift_request req = {.command = "run",
-	                        .k8s_percent = target,
-	                        .step_index = idx,
-	                        .nsteps = t->nsteps,
-	                        .reason = reason,
-	                        .forced = false};
+	mg_shift_request req = {"run", target, idx, t->nsteps, reason, false};
 	/* MG_EUNRECORDED: the autopilot stops, and the way out reports the read-back (exit 5) */
 	int rc = mg_shift_apply(&r->moved, r->c->store, &r->c->st, r->c->t, &req, err);
 	if (rc)

@@ -143,10 +143,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		json_t *ev = json_pack("{s:s, s:s, s:b}", "vms_version", st->vms_version,
 		                       "kubernetes_version", st->kubernetes_version,
 		                       "kubernetes_rollout_failed", failed);
-		mg_journal_entry e = {.command = "step",
-		                      .action = "skew-allowed",
-		                      .reason = o.reason,
-		                      .evidence = ev};
+		mg_journal_entry e = {"step", "skew-allowed", NULL, NULL, o.reason, ev};
 		rc = mg_journal_append(c.store, &e, &err);
 		json_decref(ev);
 		if (rc)
@@ -260,12 +257,7 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 		goto done;
 	}
 
-	mg_shift_request req = {.command = "step",
-	                        .k8s_percent = target,
-	                        .step_index = idx,
-	                        .nsteps = t->nsteps,
-	                        .reason = o.reason,
-	                        .forced = o.force};
+	mg_shift_request req = {"step", target, idx, t->nsteps, o.reason, o.force};
 	double from = st->has_read_back ? st->read_back_k8s_percent : 0;
 	int from_idx = st->step_index;
 	rc = mg_shift_apply(&out, c.store, st, c.t, &req, &err);

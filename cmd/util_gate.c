@@ -76,12 +76,7 @@ int gate_journal(mg_store *store, mg_state *st, const char *command, const mg_ga
 	    json_pack("{s:o, s:f}", "step",
 	              st->step_index < 0 ? json_null() : json_integer(st->step_index + 1),
 	              "k8s_percent", st->has_read_back ? st->read_back_k8s_percent : 0.0);
-	mg_journal_entry e = {.command = command,
-	                      .action = "gate",
-	                      .before = before,
-	                      .after = after,
-	                      .reason = st->gate_summary,
-	                      .evidence = evidence};
+	mg_journal_entry e = {command, "gate", before, after, st->gate_summary, evidence};
 	int rc = mg_journal_append(store, &e, err);
 	json_decref(before);
 	json_decref(after);
