@@ -16,10 +16,6 @@
 #include "error.h"
 #include "plan.h"
 
-#define MAX_HOSTS MG_PLAN_MAX_HOSTS
-/* Diagnostics kept per load; more are counted, not stored. */
-#define MAX_DIAGS 10000
-
 struct block {
 	struct block *next;
 	size_t used, size;
@@ -76,7 +72,7 @@ bool mg_pl_strset_has(const strset *set, const char *s);
 void *mg_pl_arena_alloc(mg_plan *p, size_t n);
 const char *mg_pl_arena_strdup(mg_plan *p, const char *s);
 
-/* ---- diagnostics: counted in L->errors, kept up to MAX_DIAGS ---- */
+/* ---- diagnostics: counted in L->errors; a bounded number kept ---- */
 
 void mg_pl_diag_at(loader *L, mg_severity sev, const yaml_node_t *n, const char *path,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));

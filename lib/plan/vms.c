@@ -8,6 +8,8 @@
 #include "internal.h"
 #include "units.h"
 
+#define MAX_HOSTS MG_PLAN_MAX_HOSTS
+
 /* Adds a host; false (and nothing added) when the name is already in the fleet. */
 static bool add_host(loader *L, mg_plan_vms *v, size_t *cap, const char *name, const char *addr,
                      int port)

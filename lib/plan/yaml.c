@@ -19,6 +19,9 @@
 #include "suggest.h"
 #include "units.h"
 
+/* Diagnostics kept per load; more are counted, not stored. */
+#define MAX_DIAGS 10000
+
 /* ---- a set of strings (owned elsewhere) ---- */
 
 static size_t str_hash(const char *s)
