@@ -1,7 +1,9 @@
 /*
- * Private to lib/nginx/: the configuration lexer (lexer.c), the tree builder
- * (parse.c), the JSON writer (json.c), and the ConfigMap lint, render, verify
- * and edits (lint.c, render.c, verify.c, edit.c). Not part of the library's API.
+ * Private to lib/nginx/: the configuration lexer (lexer.c), the files and
+ * includes (parse.c) and the tree of each file (tree.c), the JSON writer
+ * (json.c), and the ConfigMap lint, keys, render, verify, edits and report
+ * (lint.c, keys.c, render.c, verify.c, edit.c, report.c). Not part of the
+ * library's API.
  */
 #ifndef MG_NGINX_INTERNAL_H
 #define MG_NGINX_INTERNAL_H

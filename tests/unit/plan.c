@@ -1,5 +1,5 @@
 /*
- * The plan loader (lib/plan/plan.c): every class of diagnostic with its exact
+ * The plan loader (lib/plan/): every class of diagnostic with its exact
  * line:col and key path, and the typed model a valid plan turns into.
  *
  * Inline plans are written one YAML line per string literal with the line
