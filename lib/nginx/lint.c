@@ -174,7 +174,8 @@ static void add_ref(lint *L, cm_ref_kind kind, const mg_ngx_directive *d, uint32
 		p->refs = v;
 		p->refs_cap = cap;
 	}
-	p->refs[p->nrefs++] = (cm_ref){kind, d, arg, hs, he};
+	p->refs[p->nrefs++] =
+	    (cm_ref){.kind = kind, .d = d, .arg = arg, .host_start = hs, .host_end = he};
 }
 
 static void add_unique(lint *L, char ***list, size_t *n, const char *s)

@@ -166,7 +166,7 @@ static bool id_add(mg_nginxconf *c, dev_t dev, ino_t ino, uint32_t idx)
 				*id_slot(c, old[i].dev, old[i].ino) = old[i];
 		free(old);
 	}
-	*id_slot(c, dev, ino) = (mg_ngx_file_id){dev, ino, idx + 1};
+	*id_slot(c, dev, ino) = (mg_ngx_file_id){.dev = dev, .ino = ino, .idx = idx + 1};
 	return true;
 }
 
@@ -465,7 +465,7 @@ static int include_file(mg_ngx_parser *p, const char *name, uint32_t from, uint3
 			free(buf);
 		return mg_ngx_fail_nomem(p);
 	}
-	p->chain[p->nchain++] = (mg_ngx_chain_link){from, line};
+	p->chain[p->nchain++] = (mg_ngx_chain_link){.file = from, .line = line};
 	rc = mg_ngx_parse_file(p, (uint32_t)i);
 	p->nchain--;
 	if (rc)
@@ -762,7 +762,7 @@ static mg_ngx_span span_of(const mg_ngx_token *t)
 {
 	/* a quoted word's range is inside its quotes; a Lua body's inside its braces */
 	size_t q = t->quote && t->quote != '{' ? 1 : 0;
-	return (mg_ngx_span){t->off - q, t->off + t->len + q};
+	return (mg_ngx_span){.start = t->off - q, .end = t->off + t->len + q};
 }
 
 int mg_nginxconf_spans(const mg_nginxconf *conf, const mg_ngx_directive *d, mg_ngx_span *spans,
@@ -786,14 +786,14 @@ int mg_nginxconf_spans(const mg_nginxconf *conf, const mg_ngx_directive *d, mg_n
 		goto done;
 	for (size_t i = 0; i < lx.ntoks; i++)
 		spans[i] = span_of(&lx.toks[i]);
-	mg_ngx_span end = {lx.pos - 1, lx.pos};
+	mg_ngx_span end = {.start = lx.pos - 1, .end = lx.pos};
 	if (d->is_lua_block) {
 		mg_ngx_token body;
 		if (lr != MG_NGX_LEX_BLOCK_START ||
 		    mg_ngx_lex_lua_block(&lx, &body) != MG_NGX_LEX_OK)
 			goto done;
 		spans[words] = span_of(&body);
-		end = (mg_ngx_span){lx.pos - 1, lx.pos};
+		end = (mg_ngx_span){.start = lx.pos - 1, .end = lx.pos};
 	}
 	if (term)
 		*term = end;

@@ -173,7 +173,7 @@ static const char *const *share_args(mg_ngx_parser *p, const char *const *args, 
 		return NULL;
 	memcpy(copy, args, n * sizeof(*args));
 	if (p->narglists < SHARE_MAX_ENTRIES) {
-		p->arglists[j] = (mg_ngx_arglist){copy, n};
+		p->arglists[j] = (mg_ngx_arglist){.args = copy, .n = n};
 		/* a full table only shares less, so a failed growth is not an error */
 		if (++p->narglists * 2 > p->caparglists && !arglists_grow(p))
 			p->narglists = SHARE_MAX_ENTRIES;
@@ -220,7 +220,12 @@ static bool push_comments(mg_ngx_parser *p, const mg_ngx_lexer *lx, uint32_t fil
 {
 	for (size_t i = 0; i < lx->ncoms; i++) {
 		const mg_ngx_comment *cm = &lx->coms[i];
-		mg_ngx_token t = {cm->off, cm->len, cm->line, cm->col, 0, false};
+		mg_ngx_token t = {.off = cm->off,
+		                  .len = cm->len,
+		                  .line = cm->line,
+		                  .col = cm->col,
+		                  .quote = 0,
+		                  .escaped = false};
 		const char **args = mg_ngx_arena_obj(&p->conf->arena, sizeof(*args));
 		if (!args || !(args[0] = store_word(p, lx->data, &t)))
 			return false;
@@ -361,7 +366,7 @@ int mg_ngx_parse_file(mg_ngx_parser *p, uint32_t idx)
 				p->capframes = cap;
 			}
 			d.has_block = true;
-			p->frames[p->nframes++] = (mg_ngx_frame){d, p->nkids};
+			p->frames[p->nframes++] = (mg_ngx_frame){.dir = d, .kids_base = p->nkids};
 			continue;
 		}
 		if (include) {

@@ -66,7 +66,7 @@ bool mg_pl_strset_add(strset *set, const char *s, size_t tag, size_t *prev)
 				*prev = set->slot[j].tag;
 			return false;
 		}
-	set->slot[j] = (strset_slot){s, tag};
+	set->slot[j] = (strset_slot){.s = s, .tag = tag};
 	set->n++;
 	return true;
 }
