@@ -31,8 +31,6 @@ enum {
 	OPT_SECRET,
 };
 
-#define VERIFY_TIMEOUT_MS 30000
-
 typedef struct {
 	const char *name, *namespace_, *prefix, *mount, *nginx, *secret;
 	bool tree, comments, hash, fix_logs, allow, no_verify;
@@ -93,29 +91,16 @@ typedef struct {
 	int exit_code;
 } job;
 
-static json_t *finding_json(const mg_cm_finding *f)
+/* doc (taken) on stdout; -1 when it cannot be written out. */
+static int put_json(json_t *doc)
 {
-	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "file", f->file, "line", f->line,
-	                 "severity", mg_cm_severity_name(f->severity), "rule", f->rule, "directive",
-	                 f->directive, "message", f->message, "fix", f->fix);
-}
-
-static json_t *findings_json(const mg_cm *cm)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; cm && i < cm->nfindings; i++)
-		json_array_append_new(a, finding_json(&cm->findings[i]));
-	return a;
-}
-
-static json_t *verify_json(const mg_cm_verify_result *v)
-{
-	json_t *notes = json_array();
-	for (size_t i = 0; i < v->nnotes; i++)
-		json_array_append_new(notes, json_string(v->notes[i]));
-	return json_pack("{s:b, s:b, s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "ran", v->ran, "ok",
-	                 v->ok, "reason", v->reason, "version", v->version, "command", v->command,
-	                 "summary", v->summary, "output", v->output, "notes", notes);
+	char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (!s)
+		return -1;
+	puts(s);
+	free(s);
+	return 0;
 }
 
 static void print_findings(mg_cli *cli, const job *j)
@@ -186,12 +171,7 @@ static int parse_tree(mg_cli *cli, const opts *o, job *j)
 	if (rc) {
 		if (o->tree) {
 			/* the tree's own error shape, for tooling that reads --json */
-			json_t *doc = mg_nginxconf_error_json(&err);
-			char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-			if (s)
-				puts(s);
-			free(s);
-			json_decref(doc);
+			put_json(mg_nginxconf_error_json(&err));
 			fprintf(stderr, "error: %s\n", err.message);
 			rc = cli_exit_code(rc);
 		} else {
@@ -214,20 +194,12 @@ static int build(mg_cli *cli, const opts *o, job *j)
 	                    .fix_logs = o->fix_logs,
 	                    .hash_suffix = o->hash,
 	                    .secret = o->secret};
-	int rc = mg_cm_build(&j->cm, j->conf, &co, &err);
-	if (rc) {
+	const char *skip = o->tree ? "--json" : o->no_verify ? "--no-verify" : NULL;
+	int rc = mg_cm_make(&j->cm, j->conf, &co, o->nginx, skip, &err);
+	if (rc)
 		rc = cli_fail(cli, &err);
-		mg_error_clear(&err);
-		return rc;
-	}
-	if (o->no_verify || o->tree) {
-		mg_cm_verify_skip(j->cm, o->tree ? "--json" : "--no-verify");
-	} else if (mg_cm_verify(j->cm, o->nginx, NULL, VERIFY_TIMEOUT_MS, &err)) {
-		rc = cli_fail(cli, &err);
-		mg_error_clear(&err);
-		return rc;
-	}
-	return 0;
+	mg_error_clear(&err);
+	return rc;
 }
 
 static int write_stdout(const char *data, size_t len, void *ud)
@@ -242,30 +214,6 @@ static void print_mount(const job *j)
 	char *mount = mg_cm_mount_yaml(j->cm, "");
 	if (mount)
 		fputs(mount, stderr);
-	free(mount);
-}
-
-/* The YAML comments above a manifest. */
-static void print_header(const job *j)
-{
-	const mg_cm *cm = j->cm;
-	const mg_cm_verify_result *v = &cm->verify;
-	printf("# ConfigMap %s from %s: %zu files, %zu bytes (the limit is %zu)\n", cm->name,
-	       j->file, cm->nentries, cm->size, MG_CM_MAX_BYTES);
-	printf("# checksum (sha256 of the content): %s\n", cm->checksum);
-	if (v->ran)
-		printf("# nginx -t%s%s%s on the files as the pod sees them: %s%s%s\n",
-		       v->version ? " (" : "", v->version ? v->version : "", v->version ? ")" : "",
-		       v->ok ? "passed" : "failed", v->ok ? "" : ": ", v->ok ? "" : v->summary);
-	else
-		printf("# nginx -t: not run (%s)\n", v->reason ? v->reason : "skipped");
-	size_t e = mg_cm_count(cm, MG_CM_ERROR), w = mg_cm_count(cm, MG_CM_WARNING);
-	if (e || w)
-		printf("# lint: %zu error%s, %zu warning%s (on stderr)\n", e, e == 1 ? "" : "s", w,
-		       w == 1 ? "" : "s");
-	char *mount = mg_cm_mount_yaml(cm, "# ");
-	if (mount)
-		printf("#\n%s", mount);
 	free(mount);
 }
 
@@ -288,16 +236,14 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 		print_findings(cli, j);
 		if (o->tree) {
 			json_t *t = mg_nginxconf_to_json(j->conf, o->comments);
-			json_object_set_new(t, "findings", findings_json(j->cm));
+			json_object_set_new(t, "findings", mg_cm_findings_json(j->cm));
 			if (n > 1)
 				json_object_set_new(t, "name", json_string(j->name));
 			json_array_append_new(trees, t);
 			continue;
 		}
 		print_verify(cli, j);
-		bool failed = (mg_cm_count(j->cm, MG_CM_ERROR) && !o->allow) ||
-		              (j->cm->verify.ran && !j->cm->verify.ok);
-		if (failed) {
+		if (mg_cm_failed(j->cm, o->allow)) {
 			j->exit_code = EXIT_FAILED;
 			if (exit_code < EXIT_FAILED)
 				exit_code = EXIT_FAILED;
@@ -305,16 +251,10 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 	}
 	if (o->tree) {
 		/* after a parse error its own document is out already */
-		if (exit_code != EXIT_USAGE) {
-			json_t *doc = n == 1 && json_array_size(trees) == 1
-			                  ? json_incref(json_array_get(trees, 0))
-			                  : json_incref(trees);
-			char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-			if (s)
-				puts(s);
-			free(s);
-			json_decref(doc);
-		}
+		if (exit_code != EXIT_USAGE)
+			put_json(n == 1 && json_array_size(trees) == 1
+			             ? json_incref(json_array_get(trees, 0))
+			             : json_incref(trees));
 		json_decref(trees);
 		return exit_code;
 	}
@@ -340,11 +280,8 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 			for (size_t i = 0; i < n; i++) {
 				if (!jobs[i].cm)
 					continue;
-				json_array_append_new(
-				    cms, json_pack("{s:s, s:s, s:o, s:o}", "name", jobs[i].cm->name,
-				                   "file", jobs[i].file, "findings",
-				                   findings_json(jobs[i].cm), "verify",
-				                   verify_json(&jobs[i].cm->verify)));
+				json_array_append_new(cms,
+				                      mg_cm_report_json(jobs[i].cm, jobs[i].file));
 			}
 			json_object_set_new(doc, "configmaps", cms);
 			return cli_doc_emit(cli, doc, exit_code);
@@ -356,17 +293,8 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 		for (size_t i = 0; i < n; i++)
 			if (jobs[i].cm)
 				json_array_append_new(items, mg_cm_json(jobs[i].cm));
-		json_t *doc = json_array_size(items) == 1
-		                  ? json_incref(json_array_get(items, 0))
-		                  : json_pack("{s:s, s:s, s:O}", "apiVersion", "v1", "kind", "List",
-		                              "items", items);
-		json_decref(items);
-		char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		json_decref(doc);
-		if (!s)
+		if (put_json(mg_cm_list_json(items)))
 			return EXIT_FAILED;
-		puts(s);
-		free(s);
 	} else {
 		bool first = true;
 		for (size_t i = 0; i < n; i++) {
@@ -375,7 +303,10 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 			if (!first)
 				fputs("---\n", stdout);
 			first = false;
-			print_header(&jobs[i]);
+			char *header = mg_cm_yaml_header(jobs[i].cm, jobs[i].file);
+			if (header)
+				fputs(header, stdout);
+			free(header);
 			/* streamed: a large tree is not held twice */
 			if (mg_cm_yaml_write(jobs[i].cm, write_stdout, NULL))
 				return EXIT_FAILED;

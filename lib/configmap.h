@@ -204,4 +204,40 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 /* Marks the check as not run, with the reason (e.g. "--no-verify"). */
 void mg_cm_verify_skip(mg_cm *cm, const char *reason);
 
+/* How long `nginx -t` may take in mg_cm_make. */
+#define MG_CM_VERIFY_TIMEOUT_MS 30000
+
+/*
+ * mg_cm_build, then mg_cm_verify with nginx (bounded by
+ * MG_CM_VERIFY_TIMEOUT_MS), or, when skip_verify gives a reason,
+ * mg_cm_verify_skip with it. *out is set once built, also when the check
+ * itself then fails (the caller frees it either way).
+ */
+int mg_cm_make(mg_cm **out, const mg_nginxconf *conf, const mg_cm_options *opt, const char *nginx,
+               const char *skip_verify, mg_error *err);
+
+/*
+ * Whether the ConfigMap must not be applied: lint errors (unless
+ * allow_errors), or nginx -t ran and failed.
+ */
+bool mg_cm_failed(const mg_cm *cm, bool allow_errors);
+
+/* The findings as [{file, line, severity, rule, directive, message, fix}]; cm NULL: []. */
+json_t *mg_cm_findings_json(const mg_cm *cm);
+/* The check as {ran, ok, reason, version, command, summary, output, notes}. */
+json_t *mg_cm_verify_json(const mg_cm_verify_result *v);
+/* Why cm may not be applied: {name, file (source), findings, verify}. */
+json_t *mg_cm_report_json(const mg_cm *cm, const char *source);
+/*
+ * The manifest for items (mg_cm_json objects; taken): the one object when
+ * there is one, else a v1 List of them.
+ */
+json_t *mg_cm_list_json(json_t *items);
+/*
+ * The YAML comments above a manifest (malloc'd, each line "# ..."): the
+ * source, size, checksum, the nginx -t verdict, lint counts, and the pod
+ * snippet (mg_cm_mount_yaml).
+ */
+char *mg_cm_yaml_header(const mg_cm *cm, const char *source);
+
 #endif

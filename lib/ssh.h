@@ -80,7 +80,7 @@ typedef struct {
 
 /*
  * Runs one command through the remote user's shell, inside a wrapper (see
- * session.c) that runs it in a process group of its own, kills that group
+ * lib/fleet/command.c) that runs it in a process group of its own, kills that group
  * when the channel goes away, and prints the exit status on a line of its
  * own (cut from out). Returns 0 when the command ran to the end, whatever
  * its exit status (the caller decides what a status means; a command killed

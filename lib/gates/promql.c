@@ -133,12 +133,16 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 		reqs = "nginx_ingress_controller_requests";
 		errsel = "status=~\"5..\"";
 	}
-	c[n] = (mg_red_check){MG_RED_RATE, "rate", fmt("sum(increase(%s{%s}[%s]))", reqs, ksel, w),
-	                      NULL, (double)slo->min_requests};
+	c[n] = (mg_red_check){.kind = MG_RED_RATE,
+	                      .name = "rate",
+	                      .query = fmt("sum(increase(%s{%s}[%s]))", reqs, ksel, w),
+	                      .threshold = (double)slo->min_requests};
 	n++;
 	if (r->max_error_rate >= 0) {
-		c[n] = (mg_red_check){MG_RED_ERRORS, "errors", error_ratio(reqs, ksel, errsel, w),
-		                      NULL, r->max_error_rate};
+		c[n] = (mg_red_check){.kind = MG_RED_ERRORS,
+		                      .name = "errors",
+		                      .query = error_ratio(reqs, ksel, errsel, w),
+		                      .threshold = r->max_error_rate};
 		n++;
 	}
 	if (r->max_latency_ms >= 0) {
@@ -149,15 +153,19 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 		              : fmt("histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_"
 		                    "controller_request_duration_seconds_bucket{%s}[%s])))",
 		                    ksel, w);
-		c[n] = (mg_red_check){MG_RED_DURATION, "duration", q, NULL,
-		                      (double)r->max_latency_ms / 1000.0};
+		c[n] = (mg_red_check){.kind = MG_RED_DURATION,
+		                      .name = "duration",
+		                      .query = q,
+		                      .threshold = (double)r->max_latency_ms / 1000.0};
 		n++;
 	}
 	/* ingress-nginx only sees the cluster; there is no VM side to compare with */
 	if (r->max_error_rate_vs_vms >= 0 && r->source == MG_RED_HAPROXY) {
-		c[n] = (mg_red_check){MG_RED_ERRORS_VS_VMS, "errors-vs-vms",
-		                      error_ratio(reqs, ksel, errsel, w),
-		                      error_ratio(reqs, vsel, errsel, w), r->max_error_rate_vs_vms};
+		c[n] = (mg_red_check){.kind = MG_RED_ERRORS_VS_VMS,
+		                      .name = "errors-vs-vms",
+		                      .query = error_ratio(reqs, ksel, errsel, w),
+		                      .vm_query = error_ratio(reqs, vsel, errsel, w),
+		                      .threshold = r->max_error_rate_vs_vms};
 		n++;
 	}
 	for (size_t i = 0; i < n; i++)

@@ -169,7 +169,10 @@ static int load_file(kfile *f, const char *path, mg_error *err)
 	}
 	/* before libyaml, whose time grows with the square of the nesting; certificate data
 	 * makes long lines, so only the file size bounds them */
-	static const mg_yaml_limits limits = {64, MG_INPUT_MAX_BYTES, 100, 100};
+	static const mg_yaml_limits limits = {.max_depth = 64,
+	                                      .max_line = MG_INPUT_MAX_BYTES,
+	                                      .max_anchors = 100,
+	                                      .max_aliases = 100};
 	if (mg_yaml_limits_check(text, len, path, &limits, err)) {
 		free(text);
 		return MG_EINVALID;

@@ -57,9 +57,9 @@ int mg_cm_spans(mg_cm_private *p, const mg_ngx_directive *d, cm_span *args, cm_s
 	mg_ngx_span t;
 	int rc = spans ? mg_nginxconf_spans(p->conf, d, spans, &t) : -1;
 	for (uint32_t i = 0; !rc && args && i < d->nargs; i++)
-		args[i] = (cm_span){spans[i + 1].start, spans[i + 1].end};
+		args[i] = (cm_span){.start = spans[i + 1].start, .end = spans[i + 1].end};
 	if (!rc && term)
-		*term = (cm_span){t.start, t.end};
+		*term = (cm_span){.start = t.start, .end = t.end};
 	free(spans);
 	return rc ? -1 : 0;
 }
@@ -113,7 +113,7 @@ int mg_cm_edits_add(cm_edits *e, uint32_t file, size_t start, size_t end, const 
 	char *t = strdup(text);
 	if (!t)
 		return -1;
-	e->v[e->n++] = (cm_edit){file, start, end, t};
+	e->v[e->n++] = (cm_edit){.file = file, .start = start, .end = end, .text = t};
 	return 0;
 }
 
@@ -151,7 +151,7 @@ const char *mg_cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_di
 	return found;
 }
 
-void mg_cm_edits_free(cm_edits *e)
+void mg_cm_edits_clear(cm_edits *e)
 {
 	for (size_t i = 0; i < e->n; i++)
 		free(e->v[i].text);

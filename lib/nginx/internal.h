@@ -1,7 +1,9 @@
 /*
- * Private to lib/nginx/: the configuration lexer (lexer.c), the tree builder
- * (parse.c), the JSON writer (json.c), and the ConfigMap lint, render, verify
- * and edits (lint.c, render.c, verify.c, edit.c). Not part of the library's API.
+ * Private to lib/nginx/: the configuration lexer (lexer.c), the files and
+ * includes (parse.c) and the tree of each file (tree.c), the JSON writer
+ * (json.c), and the ConfigMap lint, keys, render, verify, edits and report
+ * (lint.c, keys.c, render.c, verify.c, edit.c, report.c). Not part of the
+ * library's API.
  */
 #ifndef MG_NGINX_INTERNAL_H
 #define MG_NGINX_INTERNAL_H
@@ -9,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "configmap.h"
 #include "error.h"
@@ -29,7 +32,7 @@ typedef struct {
 
 void *mg_ngx_arena_obj(mg_ngx_arena *a, size_t size);
 char *mg_ngx_arena_str(mg_ngx_arena *a, size_t size);
-void mg_ngx_arena_free(mg_ngx_arena *a);
+void mg_ngx_arena_clear(mg_ngx_arena *a);
 
 /* One word of a directive: a range of the file's bytes, before unescaping. */
 typedef struct {
@@ -198,14 +201,14 @@ int mg_cm_edit_arg(mg_cm_private *p, cm_edits *e, const mg_ngx_directive *d, uin
 /* The replacement of argument i of d in e, or NULL. */
 const char *mg_cm_edit_find(const cm_edits *e, mg_cm_private *p, const mg_ngx_directive *d,
                             uint32_t i);
-void mg_cm_edits_free(cm_edits *e);
+void mg_cm_edits_clear(cm_edits *e);
 /* File fi's bytes with e's edits for it applied (malloc'd, NUL-terminated). */
 char *mg_cm_apply(const mg_ngx_file *f, uint32_t fi, const cm_edits *e, size_t *len);
 
 int mg_cm_lint(mg_cm *cm, const mg_cm_options *opt, mg_error *err);
 
 /* Frees the findings' messages (mg_cm_free). */
-void mg_cm_texts_free(mg_cm_private *p);
+void mg_cm_texts_clear(mg_cm_private *p);
 /* Adds a finding; the strings are copied. */
 void mg_cm_add_finding(mg_cm *cm, mg_cm_severity sev, const char *rule, const mg_ngx_directive *d,
                        const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -234,5 +237,80 @@ char *mg_cm_buf_take(cm_buf *b);
 bool mg_cm_path_under(const char *path, const char *dir); /* path is dir or inside it */
 char *mg_cm_join(const char *dir, const char *rel);
 char *mg_cm_strdup(const char *s);
+
+/* ---- the parser (parse.c: files and includes; tree.c: the tree of each file) ---- */
+
+/* Deeper than any real configuration; bounds the recursion of whoever walks the tree. */
+#define MG_NGX_MAX_BLOCK_DEPTH 256
+/* Includes within includes: a chain this long is a generator gone wrong, not a config. */
+#define MG_NGX_MAX_INCLUDE_DEPTH 64
+
+enum { MG_NGX_FILE_PARSING = 1, MG_NGX_FILE_DONE = 2 };
+
+typedef struct {
+	dev_t dev;
+	ino_t ino;
+	uint32_t idx; /* file index + 1; 0 for an empty slot */
+} mg_ngx_file_id;
+
+struct mg_nginxconf {
+	mg_ngx_arena arena;
+	char *prefix;
+	char *root; /* the prefix with symlinks resolved: every file read is beneath it */
+	mg_ngx_file *files;
+	size_t nfiles, capfiles;
+	char **bufs;         /* each file's data, malloc'd: not arena, it can be tens of MB */
+	uint8_t *state;      /* FILE_PARSING / FILE_DONE, per file */
+	mg_ngx_file_id *ids; /* open addressing by (dev, ino) */
+	size_t capids;
+	size_t **lines; /* per file, where each line starts: built by mg_nginxconf_spans() */
+	size_t *nlines;
+};
+
+typedef struct {
+	mg_ngx_directive dir; /* name and args set; block filled when it closes */
+	size_t kids_base;
+} mg_ngx_frame;
+
+typedef struct {
+	uint32_t file, line; /* an include being followed: where it is */
+} mg_ngx_chain_link;
+
+typedef struct {
+	const char *const *args;
+	size_t n;
+} mg_ngx_arglist;
+
+typedef struct {
+	mg_nginxconf *conf;
+	bool keep_comments;
+	bool follow;
+	mg_error *err;
+	unsigned nwarnings;
+	mg_ngx_directive *kids;
+	size_t nkids, capkids;
+	mg_ngx_frame *frames;
+	size_t nframes, capframes;
+	mg_ngx_chain_link chain[MG_NGX_MAX_INCLUDE_DEPTH + 1];
+	size_t nchain;
+	/* words already stored (s[-1] is the quote byte): configs repeat their
+	 * directive names and short values endlessly */
+	const char **words;
+	size_t nwords, capwords;
+	/* argument lists already stored, all of interned words: `deny all`,
+	 * `keepalive 16` and their like repeat by the hundred and share one */
+	mg_ngx_arglist *arglists;
+	size_t narglists, caparglists;
+} mg_ngx_parser;
+
+/* nginx's "<what> in <file>:<line>" as err's message, and the diag for it; MG_EINVALID. */
+int mg_ngx_fail_at(mg_ngx_parser *p, uint32_t file, uint32_t line, uint32_t col, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+int mg_ngx_fail_nomem(mg_ngx_parser *p);
+/* Reads and parses the files an include directive names (a glob); d->includes lists them. */
+int mg_ngx_follow_include(mg_ngx_parser *p, mg_ngx_directive *d, uint32_t from, uint32_t line,
+                          uint32_t col);
+/* Parses file idx (already read) into its tree, following includes as nginx does. */
+int mg_ngx_parse_file(mg_ngx_parser *p, uint32_t idx);
 
 #endif

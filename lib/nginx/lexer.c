@@ -78,7 +78,7 @@ char *mg_ngx_arena_str(mg_ngx_arena *a, size_t size)
 	return (char *)c->mem + c->hi;
 }
 
-void mg_ngx_arena_free(mg_ngx_arena *a)
+void mg_ngx_arena_clear(mg_ngx_arena *a)
 {
 	mg_ngx_chunk *c = a->head;
 	while (c) {
@@ -133,7 +133,8 @@ static bool push_token(mg_ngx_lexer *lx, size_t off, size_t len, uint32_t line, 
 		lx->toks = t;
 		lx->captoks = cap;
 	}
-	lx->toks[lx->ntoks++] = (mg_ngx_token){off, len, line, col, quote, escaped};
+	lx->toks[lx->ntoks++] = (mg_ngx_token){
+	    .off = off, .len = len, .line = line, .col = col, .quote = quote, .escaped = escaped};
 	return true;
 }
 
@@ -151,7 +152,8 @@ static bool push_comment(mg_ngx_lexer *lx, size_t hash, size_t end, uint32_t lin
 	}
 	if (end > hash + 1 && lx->data[end - 1] == '\r')
 		end--;
-	lx->coms[lx->ncoms++] = (mg_ngx_comment){hash + 1, end - hash - 1, line, col};
+	lx->coms[lx->ncoms++] =
+	    (mg_ngx_comment){.off = hash + 1, .len = end - hash - 1, .line = line, .col = col};
 	return true;
 }
 
@@ -431,7 +433,12 @@ int mg_ngx_lex_lua_block(mg_ngx_lexer *lx, mg_ngx_token *body)
 	const char *d = lx->data;
 	size_t len = lx->len, pos = lx->pos, depth = 0;
 	size_t unclosed[2] = {0, 0}; /* per quote kind: no string opens before this */
-	*body = (mg_ngx_token){pos, 0, lx->line, col_of(lx, pos), '{', false};
+	*body = (mg_ngx_token){.off = pos,
+	                       .len = 0,
+	                       .line = lx->line,
+	                       .col = col_of(lx, pos),
+	                       .quote = '{',
+	                       .escaped = false};
 
 	while (pos < len) {
 		char ch = d[pos];

@@ -119,7 +119,7 @@ static char *pack_text(mg_cm_private *p, const char *fmt, va_list ap)
 	return s;
 }
 
-void mg_cm_texts_free(mg_cm_private *p)
+void mg_cm_texts_clear(mg_cm_private *p)
 {
 	while (p->texts) {
 		struct cm_text_chunk *n = p->texts->next;
@@ -174,7 +174,8 @@ static void add_ref(lint *L, cm_ref_kind kind, const mg_ngx_directive *d, uint32
 		p->refs = v;
 		p->refs_cap = cap;
 	}
-	p->refs[p->nrefs++] = (cm_ref){kind, d, arg, hs, he};
+	p->refs[p->nrefs++] =
+	    (cm_ref){.kind = kind, .d = d, .arg = arg, .host_start = hs, .host_end = he};
 }
 
 static void add_unique(lint *L, char ***list, size_t *n, const char *s)

@@ -1,10 +1,8 @@
 /*
- * Builds the tree from the lexer's directives, follows includes, and owns
- * the result.
+ * Reads the files, follows includes, and owns the result; tree.c builds the
+ * tree of each file from the lexer's directives.
  *
- * Blocks are built bottom-up on one shared stack of finished siblings: when
- * a "}" closes a block, its children are copied once, contiguously, into the
- * arena and popped. Includes are read where nginx reads them (depth first,
+ * Includes are read where nginx reads them (depth first,
  * while the including file is half parsed), so the first error reported is
  * the one nginx would report; a file already read is not read again, and one
  * still being read is an include cycle.
@@ -22,82 +20,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Deeper than any real configuration; bounds the recursion of whoever walks the tree. */
-#define MAX_BLOCK_DEPTH 256
-/* Includes within includes: a chain this long is a generator gone wrong, not a config. */
-#define MAX_INCLUDE_DEPTH 64
-
-enum { FILE_PARSING = 1, FILE_DONE = 2 };
-
-typedef struct {
-	dev_t dev;
-	ino_t ino;
-	uint32_t idx; /* file index + 1; 0 for an empty slot */
-} file_id;
-
-struct mg_nginxconf {
-	mg_ngx_arena arena;
-	char *prefix;
-	char *root; /* the prefix with symlinks resolved: every file read is beneath it */
-	mg_ngx_file *files;
-	size_t nfiles, capfiles;
-	char **bufs;    /* each file's data, malloc'd: not arena, it can be tens of MB */
-	uint8_t *state; /* FILE_PARSING / FILE_DONE, per file */
-	file_id *ids;   /* open addressing by (dev, ino) */
-	size_t capids;
-	size_t **lines; /* per file, where each line starts: built by mg_nginxconf_spans() */
-	size_t *nlines;
-};
-
-typedef struct {
-	mg_ngx_directive dir; /* name and args set; block filled when it closes */
-	size_t kids_base;
-} frame;
-
-typedef struct {
-	uint32_t file, line; /* an include being followed: where it is */
-} chain_link;
-
-/* Words up to this long are shared; longer ones are rarely repeated. */
-#define INTERN_MAX_LEN 32
-/* Bounds the table (a parse-time cost) on inputs of unique words. */
-#define INTERN_MAX_ENTRIES (1u << 16)
-
-typedef struct {
-	const char *const *args;
-	size_t n;
-} arglist;
-
-typedef struct {
-	mg_nginxconf *conf;
-	bool keep_comments;
-	bool follow;
-	mg_error *err;
-	unsigned nwarnings;
-	mg_ngx_directive *kids;
-	size_t nkids, capkids;
-	frame *frames;
-	size_t nframes, capframes;
-	chain_link chain[MAX_INCLUDE_DEPTH + 1];
-	size_t nchain;
-	/* words already stored (s[-1] is the quote byte): configs repeat their
-	 * directive names and short values endlessly */
-	const char **words;
-	size_t nwords, capwords;
-	/* argument lists already stored, all of interned words: `deny all`,
-	 * `keepalive 16` and their like repeat by the hundred and share one */
-	arglist *arglists;
-	size_t narglists, caparglists;
-} parser;
-
-static const char comment_name[] = "\0#"; /* a quote byte, then the name */
-
 /* ---- errors ---- */
 
 /* nginx's "<what> in <file>:<line>", and the diag for it. */
-static int fail_at(parser *p, uint32_t file, uint32_t line, uint32_t col, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int fail_at(parser *p, uint32_t file, uint32_t line, uint32_t col, const char *fmt, ...)
+int mg_ngx_fail_at(mg_ngx_parser *p, uint32_t file, uint32_t line, uint32_t col, const char *fmt,
+                   ...)
 {
 	char msg[900];
 	va_list ap;
@@ -110,7 +37,7 @@ static int fail_at(parser *p, uint32_t file, uint32_t line, uint32_t col, const 
 	return MG_EINVALID;
 }
 
-static int fail_nomem(parser *p)
+int mg_ngx_fail_nomem(mg_ngx_parser *p)
 {
 	return mg_error_set(p->err, MG_ENOMEM, "out of memory reading the nginx configuration");
 }
@@ -212,11 +139,11 @@ static size_t id_hash(dev_t dev, ino_t ino)
 	return (size_t)(h ^ (h >> 29));
 }
 
-static file_id *id_slot(mg_nginxconf *c, dev_t dev, ino_t ino)
+static mg_ngx_file_id *id_slot(mg_nginxconf *c, dev_t dev, ino_t ino)
 {
 	size_t mask = c->capids - 1;
 	for (size_t i = id_hash(dev, ino) & mask;; i = (i + 1) & mask) {
-		file_id *s = &c->ids[i];
+		mg_ngx_file_id *s = &c->ids[i];
 		if (!s->idx || (s->dev == dev && s->ino == ino))
 			return s;
 	}
@@ -226,7 +153,7 @@ static bool id_add(mg_nginxconf *c, dev_t dev, ino_t ino, uint32_t idx)
 {
 	if ((c->nfiles + 1) * 2 > c->capids) {
 		size_t cap = c->capids ? c->capids * 2 : 64;
-		file_id *old = c->ids;
+		mg_ngx_file_id *old = c->ids;
 		size_t oldcap = c->capids;
 		c->ids = calloc(cap, sizeof(*c->ids));
 		if (!c->ids) {
@@ -239,7 +166,7 @@ static bool id_add(mg_nginxconf *c, dev_t dev, ino_t ino, uint32_t idx)
 				*id_slot(c, old[i].dev, old[i].ino) = old[i];
 		free(old);
 	}
-	*id_slot(c, dev, ino) = (file_id){dev, ino, idx + 1};
+	*id_slot(c, dev, ino) = (mg_ngx_file_id){.dev = dev, .ino = ino, .idx = idx + 1};
 	return true;
 }
 
@@ -275,7 +202,7 @@ static long add_file(mg_nginxconf *c, const char *abs, const char *path, char *b
 	                            .ino = st ? (uint64_t)st->st_ino : 0};
 	c->arena.input += len;
 	c->bufs[i] = buf;
-	c->state[i] = FILE_PARSING;
+	c->state[i] = MG_NGX_FILE_PARSING;
 	return (long)i;
 }
 
@@ -463,14 +390,12 @@ static int read_all(int fd, const struct stat *st, char **out, size_t *len)
 	return 0;
 }
 
-static int parse_file(parser *p, uint32_t idx);
-
 /*
  * Opens `name` (as nginx names it in its messages) for an include at
  * (from, line, col); reads and parses it unless it was read already.
  */
-static int include_file(parser *p, const char *name, uint32_t from, uint32_t line, uint32_t col,
-                        uint32_t *idx)
+static int include_file(mg_ngx_parser *p, const char *name, uint32_t from, uint32_t line,
+                        uint32_t col, uint32_t *idx)
 {
 	mg_nginxconf *c = p->conf;
 	opened o;
@@ -479,18 +404,18 @@ static int include_file(parser *p, const char *name, uint32_t from, uint32_t lin
 		char *msg = open_error(c->root, name, r, &o);
 		free(o.real);
 		if (!msg)
-			return fail_nomem(p);
-		int rc = fail_at(p, from, line, col, "%s", msg);
+			return mg_ngx_fail_nomem(p);
+		int rc = mg_ngx_fail_at(p, from, line, col, "%s", msg);
 		free(msg);
 		return rc;
 	}
 	int fd = o.fd;
 	struct stat st = o.st;
-	file_id *seen = c->capids ? id_slot(c, st.st_dev, st.st_ino) : NULL;
+	mg_ngx_file_id *seen = c->capids ? id_slot(c, st.st_dev, st.st_ino) : NULL;
 	if (seen && seen->idx) {
 		close(fd);
 		uint32_t i = seen->idx - 1;
-		if (c->state[i] == FILE_DONE) {
+		if (c->state[i] == MG_NGX_FILE_DONE) {
 			*idx = i;
 			return 0;
 		}
@@ -508,43 +433,44 @@ static int include_file(parser *p, const char *name, uint32_t from, uint32_t lin
 		snprintf(chain + used, sizeof(chain) - used, "%s", c->files[from].path);
 		/* named as reached this time: through a symlink, not as first read */
 		char *abs = path_normalize(name);
-		int rc = fail_at(p, from, line, col, "include cycle: %s -> %s", chain,
-		                 abs ? relative_to(abs, c->prefix) : c->files[i].path);
+		int rc = mg_ngx_fail_at(p, from, line, col, "include cycle: %s -> %s", chain,
+		                        abs ? relative_to(abs, c->prefix) : c->files[i].path);
 		free(abs);
 		return rc;
 	}
-	if (p->nchain >= MAX_INCLUDE_DEPTH) {
+	if (p->nchain >= MG_NGX_MAX_INCLUDE_DEPTH) {
 		close(fd);
-		return fail_at(p, from, line, col, "too deep nesting of includes (more than %d)",
-		               MAX_INCLUDE_DEPTH);
+		return mg_ngx_fail_at(p, from, line, col,
+		                      "too deep nesting of includes (more than %d)",
+		                      MG_NGX_MAX_INCLUDE_DEPTH);
 	}
 	char *buf;
 	size_t len;
 	int rc = read_all(fd, &st, &buf, &len);
 	close(fd);
 	if (rc == -ENOMEM)
-		return fail_nomem(p);
+		return mg_ngx_fail_nomem(p);
 	if (rc < 0)
-		return fail_at(p, from, line, col, "pread() \"%s\" failed (%d: %s)", name, -rc,
-		               strerror(-rc));
+		return mg_ngx_fail_at(p, from, line, col, "pread() \"%s\" failed (%d: %s)", name,
+		                      -rc, strerror(-rc));
 	char *abs = path_normalize(name);
 	if (!abs) {
 		free(buf);
-		return fail_nomem(p);
+		return mg_ngx_fail_nomem(p);
 	}
 	long i = add_file(c, abs, relative_to(abs, c->prefix), buf, len, &st);
 	free(abs);
 	if (i < 0 || !id_add(c, st.st_dev, st.st_ino, (uint32_t)i)) {
 		if (i < 0)
 			free(buf);
-		return fail_nomem(p);
+		return mg_ngx_fail_nomem(p);
 	}
-	p->chain[p->nchain++] = (chain_link){from, line};
-	rc = parse_file(p, (uint32_t)i);
+	p->chain[p->nchain++] = (mg_ngx_chain_link){.file = from, .line = line};
+	rc = mg_ngx_parse_file(p, (uint32_t)i);
 	p->nchain--;
 	if (rc)
 		return rc;
-	c->state[i] = FILE_DONE;
+	c->state[i] = MG_NGX_FILE_DONE;
 	*idx = (uint32_t)i;
 	return 0;
 }
@@ -555,13 +481,13 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* ngx_conf_include(): one file, or a glob (sorted; matching nothing is fine). */
-static int follow_include(parser *p, mg_ngx_directive *d, uint32_t from, uint32_t line,
+int mg_ngx_follow_include(mg_ngx_parser *p, mg_ngx_directive *d, uint32_t from, uint32_t line,
                           uint32_t col)
 {
 	mg_nginxconf *c = p->conf;
 	char *name = full_name(c->prefix, d->args[0]);
 	if (!name)
-		return fail_nomem(p);
+		return mg_ngx_fail_nomem(p);
 	d->is_include = true;
 	d->includes = NULL;
 	d->nincludes = 0;
@@ -573,7 +499,7 @@ static int follow_include(parser *p, mg_ngx_directive *d, uint32_t from, uint32_
 			return rc;
 		uint32_t *inc = mg_ngx_arena_obj(&c->arena, sizeof(*inc));
 		if (!inc)
-			return fail_nomem(p);
+			return mg_ngx_fail_nomem(p);
 		inc[0] = idx;
 		d->includes = inc;
 		d->nincludes = 1;
@@ -589,9 +515,9 @@ static int follow_include(parser *p, mg_ngx_directive *d, uint32_t from, uint32_
 	if (grc != 0) {
 		int e = grc == GLOB_NOSPACE ? ENOMEM : errno;
 		int rc = grc == GLOB_NOSPACE
-		             ? fail_nomem(p)
-		             : fail_at(p, from, line, col, "glob() \"%s\" failed (%d: %s)", name, e,
-		                       strerror(e));
+		             ? mg_ngx_fail_nomem(p)
+		             : mg_ngx_fail_at(p, from, line, col, "glob() \"%s\" failed (%d: %s)",
+		                              name, e, strerror(e));
 		free(name);
 		return rc;
 	}
@@ -600,7 +526,7 @@ static int follow_include(parser *p, mg_ngx_directive *d, uint32_t from, uint32_
 	uint32_t *inc = g.gl_pathc ? mg_ngx_arena_obj(&c->arena, g.gl_pathc * sizeof(*inc)) : NULL;
 	if (g.gl_pathc && !inc) {
 		globfree(&g);
-		return fail_nomem(p);
+		return mg_ngx_fail_nomem(p);
 	}
 	for (size_t k = 0; k < g.gl_pathc; k++) {
 		int rc = include_file(p, g.gl_pathv[k], from, line, col, &inc[k]);
@@ -613,368 +539,6 @@ static int follow_include(parser *p, mg_ngx_directive *d, uint32_t from, uint32_
 	d->nincludes = (uint32_t)g.gl_pathc;
 	globfree(&g);
 	return 0;
-}
-
-/* ---- tree ---- */
-
-static bool push_kid(parser *p, const mg_ngx_directive *d)
-{
-	if (p->nkids == p->capkids) {
-		size_t cap = p->capkids ? p->capkids * 2 : 256;
-		mg_ngx_directive *k = realloc(p->kids, cap * sizeof(*k));
-		if (!k)
-			return false;
-		p->kids = k;
-		p->capkids = cap;
-	}
-	p->kids[p->nkids++] = *d;
-	return true;
-}
-
-/* Pops the kids above base into one arena array. */
-static bool pop_kids(parser *p, size_t base, const mg_ngx_directive **out, uint32_t *n)
-{
-	size_t count = p->nkids - base;
-	*out = NULL;
-	*n = (uint32_t)count;
-	if (count) {
-		mg_ngx_directive *arr = mg_ngx_arena_obj(&p->conf->arena, count * sizeof(*arr));
-		if (!arr)
-			return false;
-		memcpy(arr, p->kids + base, count * sizeof(*arr));
-		*out = arr;
-	}
-	p->nkids = base;
-	return true;
-}
-
-static uint32_t word_hash(int quote, const char *s, size_t n)
-{
-	uint32_t h = 2166136261u ^ (uint32_t)quote;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
-}
-
-static bool intern_grow(parser *p)
-{
-	size_t cap = p->capwords ? p->capwords * 2 : 1024;
-	const char **w = calloc(cap, sizeof(*w));
-	if (!w)
-		return false;
-	for (size_t i = 0; i < p->capwords; i++) {
-		const char *s = p->words[i];
-		if (!s)
-			continue;
-		size_t j = word_hash(s[-1], s, strlen(s)) & (cap - 1);
-		while (w[j])
-			j = (j + 1) & (cap - 1);
-		w[j] = s;
-	}
-	free(p->words);
-	p->words = w;
-	p->capwords = cap;
-	return true;
-}
-
-/* A word as the tree stores it: its quote byte, then the unescaped text. */
-static const char *store_word(parser *p, const char *data, const mg_ngx_token *t)
-{
-	const char **slot = NULL;
-	if (!t->escaped && t->len <= INTERN_MAX_LEN && (p->capwords || intern_grow(p))) {
-		const char *src = data + t->off;
-		size_t mask = p->capwords - 1;
-		for (size_t j = word_hash(t->quote, src, t->len) & mask;; j = (j + 1) & mask) {
-			const char *w = p->words[j];
-			if (!w) {
-				slot = &p->words[j];
-				break;
-			}
-			if (w[-1] == t->quote && strnlen(w, t->len + 1) == t->len &&
-			    memcmp(w, src, t->len) == 0)
-				return w;
-		}
-	}
-	char *s = mg_ngx_arena_str(&p->conf->arena, t->len + 2);
-	if (!s)
-		return NULL;
-	s[0] = t->quote;
-	size_t n = t->len;
-	if (t->escaped)
-		n = mg_ngx_unescape(s + 1, data + t->off, t->len);
-	else
-		memcpy(s + 1, data + t->off, t->len);
-	s[1 + n] = '\0';
-	if (slot && p->nwords < INTERN_MAX_ENTRIES) {
-		*slot = s + 1;
-		/* a full table is only slower, so a failed growth is not an error */
-		if (++p->nwords * 2 > p->capwords && !intern_grow(p))
-			p->nwords = INTERN_MAX_ENTRIES;
-	}
-	return s + 1;
-}
-
-/* Argument lists shorter than this are shared (longer ones rarely repeat). */
-#define SHARE_MAX_ARGS    8
-#define SHARE_MAX_ENTRIES (1u << 16)
-
-static uint32_t arglist_hash(const char *const *args, size_t n)
-{
-	uint64_t h = n;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (uint64_t)(uintptr_t)args[i]) * 0x9E3779B97F4A7C15ull;
-	return (uint32_t)(h ^ (h >> 32));
-}
-
-static bool arglists_grow(parser *p)
-{
-	size_t cap = p->caparglists ? p->caparglists * 2 : 1024;
-	arglist *t = calloc(cap, sizeof(*t));
-	if (!t)
-		return false;
-	for (size_t i = 0; i < p->caparglists; i++) {
-		arglist l = p->arglists[i];
-		if (!l.args)
-			continue;
-		size_t j = arglist_hash(l.args, l.n) & (cap - 1);
-		while (t[j].args)
-			j = (j + 1) & (cap - 1);
-		t[j] = l;
-	}
-	free(p->arglists);
-	p->arglists = t;
-	p->caparglists = cap;
-	return true;
-}
-
-/*
- * The tree's copy of args (n words from store_word()): a list stored before
- * with the same pointers, or a new one. Equal pointers are equal words, so
- * sharing never changes what a directive reads; a word that was not interned
- * only makes its list unshared.
- */
-static const char *const *share_args(parser *p, const char *const *args, size_t n)
-{
-	if (!p->caparglists && !arglists_grow(p))
-		return NULL;
-	size_t mask = p->caparglists - 1;
-	size_t j = arglist_hash(args, n) & mask;
-	for (;; j = (j + 1) & mask) {
-		arglist l = p->arglists[j];
-		if (!l.args)
-			break;
-		if (l.n == n && memcmp(l.args, args, n * sizeof(*args)) == 0)
-			return l.args;
-	}
-	const char **copy = mg_ngx_arena_obj(&p->conf->arena, n * sizeof(*copy));
-	if (!copy)
-		return NULL;
-	memcpy(copy, args, n * sizeof(*args));
-	if (p->narglists < SHARE_MAX_ENTRIES) {
-		p->arglists[j] = (arglist){copy, n};
-		/* a full table only shares less, so a failed growth is not an error */
-		if (++p->narglists * 2 > p->caparglists && !arglists_grow(p))
-			p->narglists = SHARE_MAX_ENTRIES;
-	}
-	return copy;
-}
-
-static bool make_directive(parser *p, const mg_ngx_lexer *lx, uint32_t file, mg_ngx_directive *d)
-{
-	mg_ngx_arena *a = &p->conf->arena;
-	size_t nargs = lx->ntoks - 1;
-	*d = (mg_ngx_directive){.nargs = (uint32_t)nargs,
-	                        .file = file,
-	                        .line = lx->toks[0].line,
-	                        .col = lx->toks[0].col};
-	d->name = store_word(p, lx->data, &lx->toks[0]);
-	if (!d->name)
-		return false;
-	if (!nargs)
-		return true;
-	bool shareable = nargs <= SHARE_MAX_ARGS;
-	for (size_t i = 1; shareable && i <= nargs; i++)
-		shareable = !lx->toks[i].escaped && lx->toks[i].len <= INTERN_MAX_LEN;
-	if (shareable) {
-		const char *tmp[SHARE_MAX_ARGS];
-		for (size_t i = 0; i < nargs; i++)
-			if (!(tmp[i] = store_word(p, lx->data, &lx->toks[i + 1])))
-				return false;
-		d->args = share_args(p, tmp, nargs);
-		return d->args != NULL;
-	}
-	const char **args = mg_ngx_arena_obj(a, nargs * sizeof(*args));
-	if (!args)
-		return false;
-	for (size_t i = 0; i < nargs; i++)
-		if (!(args[i] = store_word(p, lx->data, &lx->toks[i + 1])))
-			return false;
-	d->args = args;
-	return true;
-}
-
-static bool push_comments(parser *p, const mg_ngx_lexer *lx, uint32_t file)
-{
-	for (size_t i = 0; i < lx->ncoms; i++) {
-		const mg_ngx_comment *cm = &lx->coms[i];
-		mg_ngx_token t = {cm->off, cm->len, cm->line, cm->col, 0, false};
-		const char **args = mg_ngx_arena_obj(&p->conf->arena, sizeof(*args));
-		if (!args || !(args[0] = store_word(p, lx->data, &t)))
-			return false;
-		mg_ngx_directive d = {.name = comment_name + 1,
-		                      .args = args,
-		                      .nargs = 1,
-		                      .file = file,
-		                      .line = cm->line,
-		                      .col = cm->col,
-		                      .is_comment = true};
-		if (!push_kid(p, &d))
-			return false;
-	}
-	return true;
-}
-
-static int parse_file(parser *p, uint32_t idx)
-{
-	mg_nginxconf *c = p->conf;
-	mg_ngx_lexer lx;
-	mg_ngx_lex_init(&lx, c->files[idx].data, c->files[idx].len);
-	lx.keep_comments = p->keep_comments;
-	lx.err = p->err;
-	lx.path = c->files[idx].path;
-	lx.nwarnings = &p->nwarnings;
-	size_t kids_base = p->nkids, frames_base = p->nframes;
-	int rc = 0;
-
-	for (;;) {
-		int lr = mg_ngx_lex_directive(&lx);
-		if (lr == MG_NGX_LEX_NOMEM || !push_comments(p, &lx, idx)) {
-			rc = fail_nomem(p);
-			break;
-		}
-		if (lr == MG_NGX_LEX_ERROR) {
-			rc = fail_at(p, idx, lx.err_line, lx.err_col, "%s", lx.errmsg);
-			break;
-		}
-		if (lr == MG_NGX_LEX_FILE_DONE) {
-			if (p->nframes > frames_base) {
-				rc = fail_at(p, idx, lx.line, (uint32_t)(lx.len - lx.line_off + 1),
-				             "unexpected end of file, expecting \"}\"");
-				break;
-			}
-			mg_ngx_file *f = &c->files[idx];
-			const mg_ngx_directive *dirs;
-			uint32_t n;
-			if (!pop_kids(p, kids_base, &dirs, &n)) {
-				rc = fail_nomem(p);
-				break;
-			}
-			f->dirs = dirs;
-			f->ndirs = n;
-			break;
-		}
-		if (lr == MG_NGX_LEX_BLOCK_DONE) {
-			if (p->nframes == frames_base) {
-				rc = fail_at(p, idx, lx.end_line, lx.end_col, "unexpected \"}\"");
-				break;
-			}
-			frame *fr = &p->frames[--p->nframes];
-			mg_ngx_directive d = fr->dir;
-			if (!pop_kids(p, fr->kids_base, &d.block, &d.nblock) || !push_kid(p, &d)) {
-				rc = fail_nomem(p);
-				break;
-			}
-			continue;
-		}
-
-		/* a directive, ended by ";" or "{" */
-		bool lua = false;
-		mg_ngx_directive d;
-		if (lr == MG_NGX_LEX_BLOCK_START) {
-			/* lua-nginx-module registers every one of them under this suffix */
-			const mg_ngx_token *t = &lx.toks[0];
-			lua = t->len >= 13 &&
-			      memcmp(lx.data + t->off + t->len - 13, "_by_lua_block", 13) == 0;
-			if (lua) {
-				mg_ngx_token body;
-				int br = mg_ngx_lex_lua_block(&lx, &body);
-				if (br == MG_NGX_LEX_ERROR) {
-					rc = fail_at(p, idx, lx.err_line, lx.err_col, "%s",
-					             lx.errmsg);
-					break;
-				}
-				size_t n = lx.ntoks;
-				if (lx.ntoks == lx.captoks) {
-					mg_ngx_token *tk =
-					    realloc(lx.toks, (lx.captoks * 2) * sizeof(*tk));
-					if (!tk) {
-						rc = fail_nomem(p);
-						break;
-					}
-					lx.toks = tk;
-					lx.captoks *= 2;
-				}
-				lx.toks[n] = body;
-				lx.ntoks = n + 1;
-			}
-		}
-		if (!make_directive(p, &lx, idx, &d)) {
-			rc = fail_nomem(p);
-			break;
-		}
-		if (lua) {
-			d.is_lua_block = true;
-			if (!push_kid(p, &d)) {
-				rc = fail_nomem(p);
-				break;
-			}
-			continue;
-		}
-		bool include = p->follow && strcmp(d.name, "include") == 0;
-		if (lr == MG_NGX_LEX_BLOCK_START) {
-			if (include) {
-				rc = fail_at(p, idx, lx.end_line, lx.end_col,
-				             "directive \"include\" is not terminated by \";\"");
-				break;
-			}
-			if (p->nframes >= MAX_BLOCK_DEPTH) {
-				rc = fail_at(p, idx, lx.end_line, lx.end_col,
-				             "too deep nesting of blocks (more than %d levels)",
-				             MAX_BLOCK_DEPTH);
-				break;
-			}
-			if (p->nframes == p->capframes) {
-				size_t cap = p->capframes ? p->capframes * 2 : 16;
-				frame *f = realloc(p->frames, cap * sizeof(*f));
-				if (!f) {
-					rc = fail_nomem(p);
-					break;
-				}
-				p->frames = f;
-				p->capframes = cap;
-			}
-			d.has_block = true;
-			p->frames[p->nframes++] = (frame){d, p->nkids};
-			continue;
-		}
-		if (include) {
-			if (d.nargs != 1) {
-				rc =
-				    fail_at(p, idx, lx.end_line, lx.end_col,
-				            "invalid number of arguments in \"include\" directive");
-				break;
-			}
-			rc = follow_include(p, &d, idx, lx.end_line, lx.end_col);
-			if (rc)
-				break;
-		}
-		if (!push_kid(p, &d)) {
-			rc = fail_nomem(p);
-			break;
-		}
-	}
-	mg_ngx_lex_fini(&lx);
-	return rc;
 }
 
 /* ---- API ---- */
@@ -995,18 +559,18 @@ void mg_nginxconf_free(mg_nginxconf *conf)
 		free(conf->lines[i]);
 	free(conf->lines);
 	free(conf->nlines);
-	mg_ngx_arena_free(&conf->arena);
+	mg_ngx_arena_clear(&conf->arena);
 	free(conf);
 }
 
 static int run(mg_nginxconf *c, uint32_t main_idx, const mg_nginxconf_options *opt, bool follow,
                mg_nginxconf **out, mg_error *err)
 {
-	parser p = {.conf = c,
-	            .keep_comments = opt && opt->keep_comments,
-	            .follow = follow && !(opt && opt->no_includes),
-	            .err = err};
-	int rc = parse_file(&p, main_idx);
+	mg_ngx_parser p = {.conf = c,
+	                   .keep_comments = opt && opt->keep_comments,
+	                   .follow = follow && !(opt && opt->no_includes),
+	                   .err = err};
+	int rc = mg_ngx_parse_file(&p, main_idx);
 	free(p.kids);
 	free(p.frames);
 	free(p.words);
@@ -1015,7 +579,7 @@ static int run(mg_nginxconf *c, uint32_t main_idx, const mg_nginxconf_options *o
 		mg_nginxconf_free(c);
 		return rc;
 	}
-	c->state[main_idx] = FILE_DONE;
+	c->state[main_idx] = MG_NGX_FILE_DONE;
 	*out = c;
 	return 0;
 }
@@ -1198,7 +762,7 @@ static mg_ngx_span span_of(const mg_ngx_token *t)
 {
 	/* a quoted word's range is inside its quotes; a Lua body's inside its braces */
 	size_t q = t->quote && t->quote != '{' ? 1 : 0;
-	return (mg_ngx_span){t->off - q, t->off + t->len + q};
+	return (mg_ngx_span){.start = t->off - q, .end = t->off + t->len + q};
 }
 
 int mg_nginxconf_spans(const mg_nginxconf *conf, const mg_ngx_directive *d, mg_ngx_span *spans,
@@ -1222,14 +786,14 @@ int mg_nginxconf_spans(const mg_nginxconf *conf, const mg_ngx_directive *d, mg_n
 		goto done;
 	for (size_t i = 0; i < lx.ntoks; i++)
 		spans[i] = span_of(&lx.toks[i]);
-	mg_ngx_span end = {lx.pos - 1, lx.pos};
+	mg_ngx_span end = {.start = lx.pos - 1, .end = lx.pos};
 	if (d->is_lua_block) {
 		mg_ngx_token body;
 		if (lr != MG_NGX_LEX_BLOCK_START ||
 		    mg_ngx_lex_lua_block(&lx, &body) != MG_NGX_LEX_OK)
 			goto done;
 		spans[words] = span_of(&body);
-		end = (mg_ngx_span){lx.pos - 1, lx.pos};
+		end = (mg_ngx_span){.start = lx.pos - 1, .end = lx.pos};
 	}
 	if (term)
 		*term = end;

@@ -860,7 +860,7 @@ int mg_cm_verify(mg_cm *cm, const char *nginx, const char *root, long timeout_ms
 	free(pid_g);
 	free(V.pem);
 	free(V.nginx);
-	mg_cm_edits_free(&V.edits);
+	mg_cm_edits_clear(&V.edits);
 	if (made)
 		nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return rc;

@@ -568,5 +568,9 @@ static int cf_describe(void *drv, double k8s_percent, json_t **out, mg_error *er
 }
 
 const mg_traffic_ops mg_traffic_cloudflare_ops = {
-    "cloudflare", cf_read, cf_apply, cf_describe, cf_free,
+    .name = "cloudflare",
+    .read = cf_read,
+    .apply = cf_apply,
+    .describe = cf_describe,
+    .free = cf_free,
 };

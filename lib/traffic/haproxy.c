@@ -870,4 +870,10 @@ static int hx_describe(void *drv, double pct, json_t **out, mg_error *err)
 	return 0;
 }
 
-const mg_traffic_ops mg_traffic_haproxy_ops = {"haproxy", hx_read, hx_apply, hx_describe, hx_free};
+const mg_traffic_ops mg_traffic_haproxy_ops = {
+    .name = "haproxy",
+    .read = hx_read,
+    .apply = hx_apply,
+    .describe = hx_describe,
+    .free = hx_free,
+};

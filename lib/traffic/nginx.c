@@ -19,29 +19,23 @@
  * 100% would find every VM "down" and be refused, and migrate would bring a
  * server back that an operator took out. A `down` without the mark is the
  * operator's and stays, whatever the weights.
+ *
+ * The test and reload commands run through command.c.
  */
-#include "clock.h"
 #include "traffic.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fs.h"
+#include "internal.h"
 #include "log.h"
-#include "secret.h"
 #include "weights.h"
-
-extern char **environ;
 
 /* nginx itself takes larger weights; anything above this in a file is a typo. */
 #define READ_MAX_WEIGHT 1000000
@@ -53,13 +47,6 @@ extern char **environ;
 	"# it manages (weights, `down` for weight 0); everything else here is kept as "            \
 	"it is.\n"
 #define ZERO_MARK "# migrate: weight 0"
-
-/* Command output kept for an error message; the rest is read and dropped. */
-#define OUTPUT_MAX 16384
-/* After the shell exits, how long a background child may keep its output pipe open. */
-#define EXIT_GRACE_MS 200
-/* After SIGTERM to a command that timed out, before SIGKILL. */
-#define KILL_GRACE_MS 500
 
 /* traffic.nginx.command_timeout when the plan gives none (a plan built in code). */
 #define DEFAULT_TIMEOUT_MS 30000
@@ -105,7 +92,7 @@ typedef struct {
 	bool found; /* the upstream block */
 } parsed;
 
-static void parsed_free(parsed *p)
+static void parsed_clear(parsed *p)
 {
 	for (size_t i = 0; i < p->ntoks; i++)
 		free(p->toks[i].value);
@@ -117,7 +104,7 @@ static void parsed_free(parsed *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static bool is_space(char c)
+bool mg_traffic_is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
@@ -128,7 +115,8 @@ static size_t word_end(const char *s, size_t i, size_t len)
 	size_t start = i;
 	while (i < len) {
 		char c = s[i];
-		if (is_space(c) || c == ';' || (c == '{' && !(i > start && s[i - 1] == '$')))
+		if (mg_traffic_is_space(c) || c == ';' ||
+		    (c == '{' && !(i > start && s[i - 1] == '$')))
 			break;
 		i += c == '\\' && i + 1 < len ? 2 : 1;
 	}
@@ -184,7 +172,7 @@ static int lex(parsed *p, const char *path, mg_error *err)
 		if (c == '\n') {
 			line++;
 			i++;
-		} else if (is_space(c)) {
+		} else if (mg_traffic_is_space(c)) {
 			i++;
 		} else if (c == '#') {
 			while (i < len && s[i] != '\n')
@@ -232,7 +220,7 @@ static size_t mark_end(const char *s, size_t i, size_t len)
 	if (len - j < n || memcmp(s + j, ZERO_MARK, n))
 		return i;
 	size_t k = j + n;
-	return k == len || is_space(s[k]) ? k : i;
+	return k == len || mg_traffic_is_space(s[k]) ? k : i;
 }
 
 static int add_entry(parsed *p, size_t *cap, const nginx *n, size_t first, size_t semi,
@@ -425,7 +413,7 @@ static int load(parsed *p, const nginx *n, const char *path, mg_error *err)
 	if (!rc)
 		rc = check_servers(p, n, path, err);
 	if (rc)
-		parsed_free(p);
+		parsed_clear(p);
 	return rc;
 }
 
@@ -444,7 +432,7 @@ static int nginx_read(void *drv, mg_traffic_state *out, mg_error *err)
 		return rc;
 	out->servers = calloc(n->nservers, sizeof(*out->servers));
 	if (!out->servers) {
-		parsed_free(&p);
+		parsed_clear(&p);
 		return mg_error_oom(err);
 	}
 	out->nservers = n->nservers;
@@ -465,7 +453,7 @@ static int nginx_read(void *drv, mg_traffic_state *out, mg_error *err)
 		if (s->k8s)
 			k8s += s->weight;
 	}
-	parsed_free(&p);
+	parsed_clear(&p);
 	if (total > 0)
 		out->k8s_percent = 100 * k8s / total;
 	else
@@ -580,195 +568,8 @@ static int prepare(const nginx *n, double k8s_percent, const char *path, parsed 
 		return rc;
 	if ((rc = check_operator_down(n, p, w, path, err)) ||
 	    (rc = render(n, p, w, out, len, path, err)))
-		parsed_free(p);
+		parsed_clear(p);
 	return rc;
-}
-
-/* --- running the operator's commands ------------------------------------------------------ */
-
-/* Whether pid has exited, without reaping it: its process group id stays ours to signal. */
-static bool has_exited(pid_t pid)
-{
-	siginfo_t si;
-	memset(&si, 0, sizeof(si));
-	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
-}
-
-static void append(char *buf, size_t *len, const char *data, size_t n)
-{
-	size_t room = OUTPUT_MAX - *len;
-	if (n > room)
-		n = room;
-	memcpy(buf + *len, data, n);
-	*len += n;
-	buf[*len] = '\0';
-}
-
-/* The command's output on one line, for a message. */
-static void summarize(char *dst, size_t size, const char *raw)
-{
-	/* scrubbed before it is cut: a secret cut in half would no longer be recognised */
-	char *clean = mg_scrub_dup(raw);
-	if (!clean) {
-		snprintf(dst, size, "%s", "(output withheld: out of memory)");
-		return;
-	}
-	const char *src = clean;
-	size_t o = 0;
-	bool gap = false;
-	while (is_space(*src))
-		src++;
-	for (; *src && o + 4 < size; src++) {
-		unsigned char c = (unsigned char)*src;
-		if (c == '\n' || c == '\r') {
-			gap = true;
-			continue;
-		}
-		if (gap && o + 6 < size) {
-			memcpy(dst + o, "; ", 2);
-			o += 2;
-		}
-		gap = false;
-		dst[o++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
-	}
-	while (o && is_space(dst[o - 1]))
-		o--;
-	if (*src) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o] = '\0';
-	free(clean);
-	if (!o)
-		snprintf(dst, size, "no output");
-}
-
-static void duration(char *buf, size_t size, long ms)
-{
-	if (ms % 1000)
-		snprintf(buf, size, "%ld ms", ms);
-	else
-		snprintf(buf, size, "%ld s", ms / 1000);
-}
-
-/*
- * Runs cmd with /bin/sh -c. The test and reload commands are the operator's
- * own shell commands from the plan (like an Ansible `shell` task: "sudo nginx
- * -t", "systemctl reload nginx"), so a shell is what they are written for;
- * nothing else is ever spliced into them. The command gets its own process
- * group so a timeout stops everything it started. Returns 0 when it exits
- * with status 0; otherwise MG_ERROR with what happened and its output in
- * `what` (err is only for failing to run it at all).
- */
-static int run_command(const char *cmd, long timeout_ms, char *what, size_t what_size,
-                       mg_error *err)
-{
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return mg_error_set(err, MG_EIO, "cannot run `%s`: pipe: %s", cmd, strerror(errno));
-
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
-	posix_spawnattr_init(&at);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-	                                  POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setpgroup(&at, 0);
-	sigset_t mask, def;
-	sigemptyset(&mask);
-	posix_spawnattr_setsigmask(&at, &mask);
-	/* the caller may ignore these (SIGPIPE often is); the operator's command must not */
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGINT);
-	sigaddset(&def, SIGQUIT);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGHUP);
-	posix_spawnattr_setsigdefault(&at, &def);
-
-	char *argv[] = {"sh", "-c", (char *)cmd, NULL};
-	pid_t pid;
-	int src = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(pfd[1]);
-	if (src) {
-		close(pfd[0]);
-		return mg_error_set(err, MG_EIO, "cannot run `%s`: /bin/sh: %s", cmd,
-		                    strerror(src));
-	}
-
-	char *output = malloc(OUTPUT_MAX + 1);
-	size_t olen = 0;
-	if (output)
-		output[0] = '\0';
-	long deadline = mg_clock_ms() + timeout_ms, grace_end = 0;
-	bool exited = false, eof = false, timed_out = false;
-	for (;;) {
-		if (!exited && has_exited(pid)) {
-			exited = true;
-			grace_end = mg_clock_ms() + EXIT_GRACE_MS;
-		}
-		long now = mg_clock_ms();
-		if (exited && (eof || now >= grace_end))
-			break;
-		if (!exited && now >= deadline) {
-			timed_out = true;
-			break;
-		}
-		long wait = (exited ? grace_end : deadline) - now;
-		if (eof) {
-			/* the output is closed but the shell is still running */
-			poll(NULL, 0, (int)(wait < 5 ? wait : 5));
-			continue;
-		}
-		struct pollfd pf = {pfd[0], POLLIN, 0};
-		if (poll(&pf, 1, (int)(wait < 50 ? wait : 50)) <= 0)
-			continue;
-		char chunk[4096];
-		ssize_t r = read(pfd[0], chunk, sizeof(chunk));
-		if (r > 0 && output)
-			append(output, &olen, chunk, (size_t)r);
-		else if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
-			eof = true;
-	}
-	close(pfd[0]);
-	if (timed_out) {
-		kill(-pid, SIGTERM);
-		for (long end = mg_clock_ms() + KILL_GRACE_MS;
-		     !has_exited(pid) && mg_clock_ms() < end;)
-			poll(NULL, 0, 10);
-		/* the shell may be gone while what it started is not */
-		kill(-pid, SIGKILL);
-	}
-	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-
-	char out[512], limit[32];
-	summarize(out, sizeof(out), output ? output : "");
-	free(output);
-	if (timed_out) {
-		duration(limit, sizeof(limit), timeout_ms);
-		snprintf(
-		    what, what_size,
-		    "`%.200s` did not finish within %s (traffic.nginx.command_timeout) and was "
-		    "stopped (%s)",
-		    cmd, limit, out);
-		return MG_ERROR;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFEXITED(status))
-		snprintf(what, what_size, "`%.200s` failed with exit status %d: %s", cmd,
-		         WEXITSTATUS(status), out);
-	else
-		snprintf(what, what_size, "`%.200s` was killed by signal %d: %s", cmd,
-		         WTERMSIG(status), out);
-	return MG_ERROR;
 }
 
 /* --- the driver --------------------------------------------------------------------------- */
@@ -834,10 +635,13 @@ static int nginx_apply(void *drv, double k8s_percent, mg_error *err)
 
 	char what[1024], why[1100];
 	bool reload = false;
-	int crc = rc ? 0 : run_command(n->test_command, n->timeout_ms, what, sizeof(what), err);
+	int crc =
+	    rc ? 0
+	       : mg_traffic_run_command(n->test_command, n->timeout_ms, what, sizeof(what), err);
 	if (!rc && !crc) {
 		reload = true;
-		crc = run_command(n->reload_command, n->timeout_ms, what, sizeof(what), err);
+		crc = mg_traffic_run_command(n->reload_command, n->timeout_ms, what, sizeof(what),
+		                             err);
 	}
 	if (crc) {
 		/* MG_ERROR: it ran and failed, as `what` says; else it did not run, as err says */
@@ -854,7 +658,7 @@ static int nginx_apply(void *drv, double k8s_percent, mg_error *err)
 		rc = changed ? restore(path, p.text, p.len, &sb, why, err)
 		             : mg_error_set(err, MG_ERROR, "%s", why);
 	}
-	parsed_free(&p);
+	parsed_clear(&p);
 	free(text);
 	free(path);
 	return rc;
@@ -873,13 +677,14 @@ static int nginx_settle(void *drv, mg_error *err)
 	int rc = load(&p, n, n->file, err);
 	if (rc)
 		return rc;
-	parsed_free(&p);
+	parsed_clear(&p);
 	char what[1024];
 	bool reload = false;
-	rc = run_command(n->test_command, n->timeout_ms, what, sizeof(what), err);
+	rc = mg_traffic_run_command(n->test_command, n->timeout_ms, what, sizeof(what), err);
 	if (!rc) {
 		reload = true;
-		rc = run_command(n->reload_command, n->timeout_ms, what, sizeof(what), err);
+		rc = mg_traffic_run_command(n->reload_command, n->timeout_ms, what, sizeof(what),
+		                            err);
 	}
 	if (rc == MG_ERROR && reload)
 		return mg_error_set(err, MG_ERROR, "nginx did not reload: %s", what);
@@ -909,7 +714,7 @@ static int nginx_describe(void *drv, double k8s_percent, json_t **out, mg_error 
 	    "command", n->test_command, "timeout_ms", (json_int_t)n->timeout_ms, "kind", "command",
 	    "key", "reload_command", "command", n->reload_command, "timeout_ms",
 	    (json_int_t)n->timeout_ms);
-	parsed_free(&p);
+	parsed_clear(&p);
 	free(text);
 	if (!*out)
 		return mg_error_oom(err);

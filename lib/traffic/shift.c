@@ -17,7 +17,12 @@ static json_t *position(double k8s_percent, int step_index)
 static int journal(mg_store *store, const char *command, const char *action, json_t *before,
                    json_t *after, const char *reason, json_t *evidence, mg_error *err)
 {
-	mg_journal_entry e = {command, action, before, after, reason, evidence};
+	mg_journal_entry e = {.command = command,
+	                      .action = action,
+	                      .before = before,
+	                      .after = after,
+	                      .reason = reason,
+	                      .evidence = evidence};
 	int rc = mg_journal_append(store, &e, err);
 	json_decref(before);
 	json_decref(after);
@@ -90,7 +95,12 @@ static int record_result(mg_shift_outcome *out, mg_store *store, mg_state *st,
 	json_t *after = position(rb->k8s_percent, req->step_index);
 	json_t *evidence = json_pack("{s:o, s:b}", "read_back", mg_traffic_state_to_json(rb),
 	                             "forced", req->forced);
-	mg_journal_entry e = {req->command, "result", before, after, req->reason, evidence};
+	mg_journal_entry e = {.command = req->command,
+	                      .action = "result",
+	                      .before = before,
+	                      .after = after,
+	                      .reason = req->reason,
+	                      .evidence = evidence};
 	mg_error why = MG_ERROR_INIT;
 	if (write_journal && mg_journal_append(store, &e, &why))
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);

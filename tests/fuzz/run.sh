@@ -59,9 +59,11 @@ flags="-std=c11 -D_GNU_SOURCE -pthread -O1 -g -fsanitize=fuzzer-no-link,address,
 libs="$(pkg-config --libs $pkgs) -lm -pthread"
 
 # The library once, for all targets.
-rm -f "$out/libfuzz.a"
+# (objects of files split or removed since the last run must not be linked in)
+rm -rf "$out/libfuzz.a" "$out/obj"
 mkdir -p "$out/obj"
 for src in lib/*.c lib/*/*.c; do
+	[ -e "$src" ] || continue # lib/*.c matches nothing: the sources are in folders
 	obj="$out/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
 	# shellcheck disable=SC2086
 	clang $flags -c -o "$obj" "$src"

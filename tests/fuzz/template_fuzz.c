@@ -19,15 +19,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		items = json_pack("[{s:s, s:s}, {s:s, s:s}]", "key", "nginx.conf", "path",
 		                  "nginx.conf", "key", "app.ini", "path", "conf/app.ini");
 	static const mg_plan_value values[] = {
-	    {"replicas", "3", false}, {"cpu", "500m", true},      {"debug", "true", false},
-	    {"port", "8080", false},  {"label", "3", true},       {"ratio", "0.5", false},
-	    {"empty", "", true},      {"nothing", "null", false},
+	    {.key = "replicas", .value = "3", .is_string = false},
+	    {.key = "cpu", .value = "500m", .is_string = true},
+	    {.key = "debug", .value = "true", .is_string = false},
+	    {.key = "port", .value = "8080", .is_string = false},
+	    {.key = "label", .value = "3", .is_string = true},
+	    {.key = "ratio", .value = "0.5", .is_string = false},
+	    {.key = "empty", .value = "", .is_string = true},
+	    {.key = "nothing", .value = "null", .is_string = false},
 	};
 	static const mg_template_configmap cms[] = {
-	    {"nginx", "nginx-5f2c",
-	     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", NULL},
-	    {"app", "app-config",
-	     "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210", NULL},
+	    {.name = "nginx",
+	     .cm_name = "nginx-5f2c",
+	     .checksum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	     .items = NULL},
+	    {.name = "app",
+	     .cm_name = "app-config",
+	     .checksum = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+	     .items = NULL},
 	};
 	mg_template_configmap cm[2] = {cms[0], cms[1]};
 	cm[0].items = items;

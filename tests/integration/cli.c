@@ -508,7 +508,11 @@ static void append(mg_store *s, const char *action, const char *reason)
 	mg_error err = MG_ERROR_INIT;
 	json_t *before = json_pack("{s:i}", "k8s_percent", 10);
 	json_t *after = json_pack("{s:i}", "k8s_percent", 25);
-	mg_journal_entry e = {"step", action, before, after, reason, NULL};
+	mg_journal_entry e = {.command = "step",
+	                      .action = action,
+	                      .before = before,
+	                      .after = after,
+	                      .reason = reason};
 	cr_assert_eq(mg_journal_append(s, &e, &err), 0, "%s", err.message);
 	json_decref(before);
 	json_decref(after);

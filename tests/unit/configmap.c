@@ -1242,3 +1242,65 @@ Test(configmap, verify_masks_a_key_written_in_the_configuration)
 	cr_assert(!strncmp(v->summary, want, strlen(want)), "%s", v->summary);
 	tree_free(&t);
 }
+
+/* --- what front ends print: the YAML comments, the verdict, the JSON report ---------------- */
+
+Test(configmap, yaml_header_names_source_size_checksum_and_verdict)
+{
+	tree t = lint("events {}\nhttp { server { listen 80; } }\n");
+	mg_cm_verify_skip(t.cm, "--no-verify");
+	char *h = mg_cm_yaml_header(t.cm, "legacy/nginx.conf");
+	cr_assert_not_null(h);
+	char want[256];
+	snprintf(want, sizeof(want),
+	         "# ConfigMap t from legacy/nginx.conf: 1 files, %zu bytes (the limit is %zu)\n"
+	         "# checksum (sha256 of the content): %s\n"
+	         "# nginx -t: not run (--no-verify)\n#\n",
+	         t.cm->size, MG_CM_MAX_BYTES, t.cm->checksum);
+	cr_assert_eq(strncmp(h, want, strlen(want)), 0, "%s", h);
+	cr_assert_null(strstr(h, "# lint:"), "%s", h);
+	for (const char *l = h; *l; l = strchr(l, '\n') + 1)
+		cr_assert_eq(*l, '#', "every line is a comment: %s", h);
+	free(h);
+	tree_free(&t);
+}
+
+Test(configmap, failed_means_lint_errors_unless_allowed_or_a_failed_check)
+{
+	tree t = lint("events {}\nhttp { server { ssl_certificate_key /etc/ssl/k.pem; } }\n");
+	cr_assert_gt(mg_cm_count(t.cm, MG_CM_ERROR), 0);
+	cr_assert(mg_cm_failed(t.cm, false));
+	cr_assert_not(mg_cm_failed(t.cm, true));
+	json_t *r = mg_cm_report_json(t.cm, "nginx.conf");
+	cr_assert_str_eq(json_string_value(json_object_get(r, "name")), "t");
+	cr_assert_str_eq(json_string_value(json_object_get(r, "file")), "nginx.conf");
+	cr_assert_eq(json_array_size(json_object_get(r, "findings")), t.cm->nfindings);
+	cr_assert(json_is_object(json_object_get(r, "verify")));
+	json_decref(r);
+	tree_free(&t);
+
+	t = lint("events {}\nhttp {}\n");
+	cr_assert_not(mg_cm_failed(t.cm, false));
+	t.cm->verify.ran = true; /* as mg_cm_verify leaves a failed check */
+	t.cm->verify.ok = false;
+	cr_assert(mg_cm_failed(t.cm, true));
+	tree_free(&t);
+}
+
+Test(configmap, list_json_is_the_object_for_one_and_a_list_for_more)
+{
+	tree t = lint("events {}\nhttp {}\n");
+	json_t *items = json_array();
+	json_array_append_new(items, mg_cm_json(t.cm));
+	json_t *one = mg_cm_list_json(items);
+	cr_assert_str_eq(json_string_value(json_object_get(one, "kind")), "ConfigMap");
+	json_decref(one);
+	items = json_array();
+	json_array_append_new(items, mg_cm_json(t.cm));
+	json_array_append_new(items, mg_cm_json(t.cm));
+	json_t *two = mg_cm_list_json(items);
+	cr_assert_str_eq(json_string_value(json_object_get(two, "kind")), "List");
+	cr_assert_eq(json_array_size(json_object_get(two, "items")), 2);
+	json_decref(two);
+	tree_free(&t);
+}

@@ -117,7 +117,9 @@ Test(fleet, prune_keeps_live_previous_then_the_newest)
 {
 	/* listed in no particular order, as a shell glob would not promise one */
 	mg_fleet_release rel[] = {
-	    {"1.2", 300, 0}, {"1.0", 100, 0}, {"1.3", 400, 0}, {"1.1", 200, 0}, {"1.4", 500, 0},
+	    {.name = "1.2", .sec = 300, .nsec = 0}, {.name = "1.0", .sec = 100, .nsec = 0},
+	    {.name = "1.3", .sec = 400, .nsec = 0}, {.name = "1.1", .sec = 200, .nsec = 0},
+	    {.name = "1.4", .sec = 500, .nsec = 0},
 	};
 	cr_expect_str_eq(removed(rel, 5, "1.4", "1.3", 2), "1.2,1.0,1.1");
 	/* the previous release is kept even when it is the oldest */
@@ -138,10 +140,10 @@ Test(fleet, prune_keeps_live_previous_then_the_newest)
 Test(fleet, prune_orders_by_nanoseconds_then_name)
 {
 	mg_fleet_release rel[] = {
-	    {"b", 100, 5},
-	    {"a", 100, 7},
-	    {"c", 100, 5},
-	    {"live", 50, 0},
+	    {.name = "b", .sec = 100, .nsec = 5},
+	    {.name = "a", .sec = 100, .nsec = 7},
+	    {.name = "c", .sec = 100, .nsec = 5},
+	    {.name = "live", .sec = 50, .nsec = 0},
 	};
 	/* a (ns 7) is the newest; b and c tie, c wins by name */
 	cr_expect_str_eq(removed(rel, 4, "live", NULL, 2), "b,c");
@@ -336,9 +338,9 @@ Test(fleet, commands_run_by_a_real_shell_deploy_switch_and_prune)
 }
 
 static mg_plan_host hosts[] = {
-    {"vm-01", "127.0.1.1", 22},
-    {"vm-02", "127.0.1.2", 22},
-    {"vm-03", "127.0.1.3", 22},
+    {.name = "vm-01", .address = "127.0.1.1", .port = 22},
+    {.name = "vm-02", .address = "127.0.1.2", .port = 22},
+    {.name = "vm-03", .address = "127.0.1.3", .port = 22},
 };
 
 Test(fleet, fleet_json_round_trip_and_refusals)

@@ -25,7 +25,8 @@ static void teardown(void)
 
 TestSuite(limits, .init = setup, .fini = teardown, .timeout = 30);
 
-static const mg_yaml_limits lim = {64, 64 * 1024, 100, 100};
+static const mg_yaml_limits lim = {
+    .max_depth = 64, .max_line = 64 * 1024, .max_anchors = 100, .max_aliases = 100};
 
 /* 0, or the first diagnostic as "line:col: message" in out. */
 static int scan(const char *text, char *out, size_t size)

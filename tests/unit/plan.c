@@ -1,5 +1,5 @@
 /*
- * The plan loader (lib/plan/plan.c): every class of diagnostic with its exact
+ * The plan loader (lib/plan/): every class of diagnostic with its exact
  * line:col and key path, and the typed model a valid plan turns into.
  *
  * Inline plans are written one YAML line per string literal with the line
@@ -218,10 +218,10 @@ Test(plan, example_vms)
 	cr_assert_not_null(v);
 	cr_assert_eq(v->nhosts, 4);
 	static const mg_plan_host hosts[] = {
-	    {"vm-01.payments.internal", "vm-01.payments.internal", 22},
-	    {"vm-02.payments.internal", "vm-02.payments.internal", 22},
-	    {"vm-03", "10.20.0.13", 22},
-	    {"vm-04", "10.20.0.14", 2222},
+	    {.name = "vm-01.payments.internal", .address = "vm-01.payments.internal", .port = 22},
+	    {.name = "vm-02.payments.internal", .address = "vm-02.payments.internal", .port = 22},
+	    {.name = "vm-03", .address = "10.20.0.13", .port = 22},
+	    {.name = "vm-04", .address = "10.20.0.14", .port = 2222},
 	};
 	for (size_t i = 0; i < 4; i++) {
 		cr_expect_str_eq(v->hosts[i].name, hosts[i].name, "host %zu", i);
@@ -1980,12 +1980,12 @@ Test(plan, inventory_file)
 	const mg_plan_vms *v = mg_plan_vms_section(p);
 	cr_expect_str_eq(v->inventory, inv);
 	static const mg_plan_host hosts[] = {
-	    {"vm-01.payments.internal", "vm-01.payments.internal", 22},
-	    {"vm-02.payments.internal", "vm-02.payments.internal", 2222},
-	    {"10.20.0.13", "10.20.0.13", 22},
-	    {"::1", "::1", 22},
-	    {"fe80::1", "fe80::1", 2200},
-	    {"vm-06", "vm-06", 22},
+	    {.name = "vm-01.payments.internal", .address = "vm-01.payments.internal", .port = 22},
+	    {.name = "vm-02.payments.internal", .address = "vm-02.payments.internal", .port = 2222},
+	    {.name = "10.20.0.13", .address = "10.20.0.13", .port = 22},
+	    {.name = "::1", .address = "::1", .port = 22},
+	    {.name = "fe80::1", .address = "fe80::1", .port = 2200},
+	    {.name = "vm-06", .address = "vm-06", .port = 22},
 	};
 	cr_assert_eq(v->nhosts, N(hosts));
 	for (size_t i = 0; i < N(hosts); i++) {

@@ -16,25 +16,27 @@
 TestSuite(template, .timeout = 60);
 
 static mg_plan_value values[] = {
-    {"replicas", "3", false},
-    {"ratio", "0.5", false},
-    {"debug", "true", false},
-    {"quoted", "3", true},
-    {"cpu", "500m", true},
-    {"port", "8080", false},
-    {"max_replicas", "9", false},
-    {"memory", "256Mi", true},
-    {"health_path", "/healthz", true},
-    {"nginx_image", "nginx:1.25", true},
-    {"evil", "x\n  evil: true\n- {a: b}", true},
-    {"motd", "hello: world", true},
+    {.key = "replicas", .value = "3", .is_string = false},
+    {.key = "ratio", .value = "0.5", .is_string = false},
+    {.key = "debug", .value = "true", .is_string = false},
+    {.key = "quoted", .value = "3", .is_string = true},
+    {.key = "cpu", .value = "500m", .is_string = true},
+    {.key = "port", .value = "8080", .is_string = false},
+    {.key = "max_replicas", .value = "9", .is_string = false},
+    {.key = "memory", .value = "256Mi", .is_string = true},
+    {.key = "health_path", .value = "/healthz", .is_string = true},
+    {.key = "nginx_image", .value = "nginx:1.25", .is_string = true},
+    {.key = "evil", .value = "x\n  evil: true\n- {a: b}", .is_string = true},
+    {.key = "motd", .value = "hello: world", .is_string = true},
 };
 
 static json_t *items;
 
 static mg_template_configmap cms[] = {
-    {"nginx", "nginx-config", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-     NULL},
+    {.name = "nginx",
+     .cm_name = "nginx-config",
+     .checksum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+     .items = NULL},
 };
 
 static mg_template_vars vars(void)

@@ -8,7 +8,7 @@
 
 static mg_weights split_ok(double pct, size_t nvm, size_t nk8s, int max_weight)
 {
-	mg_weights w = {-1, -1, -1};
+	mg_weights w = {.vm_weight = -1, .k8s_weight = -1, .effective_percent = -1};
 	mg_error err = MG_ERROR_INIT;
 	int rc = mg_weights_split(&w, pct, nvm, nk8s, max_weight, &err);
 	cr_assert_eq(rc, 0, "%g%% %zu/%zu up to %d: rc %d: %s", pct, nvm, nk8s, max_weight, rc,
@@ -58,7 +58,7 @@ Test(weights, known_splits)
 
 Test(weights, impossible_share_names_the_closest)
 {
-	mg_weights w = {-1, -1, -1};
+	mg_weights w = {.vm_weight = -1, .k8s_weight = -1, .effective_percent = -1};
 	mg_error err = MG_ERROR_INIT;
 	cr_expect_eq(mg_weights_split(&w, 50, 1, 300, 256, &err), MG_EINVALID);
 	cr_expect_eq(err.code, MG_EINVALID);
@@ -108,7 +108,7 @@ Test(weights, rejects_bad_arguments)
 	    {10, MG_WEIGHTS_MAX_SERVERS + 1, 1, 256},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		mg_weights w = {-1, -1, -1};
+		mg_weights w = {.vm_weight = -1, .k8s_weight = -1, .effective_percent = -1};
 		mg_error err = MG_ERROR_INIT;
 		int rc = mg_weights_split(&w, bad[i].pct, bad[i].nvm, bad[i].nk8s,
 		                          bad[i].max_weight, &err);
@@ -179,7 +179,7 @@ Test(weights, matches_exhaustive_search)
 						bk = kw;
 					}
 				}
-			mg_weights w = {-1, -1, -1};
+			mg_weights w = {.vm_weight = -1, .k8s_weight = -1, .effective_percent = -1};
 			int rc = mg_weights_split(&w, pct, small[i].nvm, small[i].nk8s, max_weight,
 			                          NULL);
 			if (best > 0.5) {
