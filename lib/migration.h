@@ -30,6 +30,8 @@ typedef enum {
 	MG_MIGRATION_SHIFT,    /* step, run: the lock, state.json unmoved, balancer, reconcile */
 	MG_MIGRATION_ROLLBACK, /* the state directory never stops it: what failed is in site */
 	MG_MIGRATION_HOLD,     /* pause, resume: plan and state directory; no lock, no balancer */
+	MG_MIGRATION_READ,     /* status: any plan; the state directory if it exists, unlocked;
+	                          a state.json that cannot be read is kept as an error, not one */
 } mg_migration_mode;
 
 typedef struct {
@@ -37,7 +39,7 @@ typedef struct {
 	const char *state_dir; /* NULL: the plan's state.dir */
 	const char *command;   /* "step", "run", ...: the lock's and the journal's name */
 	mg_migration_mode mode;
-	unsigned needs; /* plan sections beyond traffic (MG_NEED_*) */
+	unsigned needs; /* plan sections beyond traffic (MG_NEED_*; mode read: only these) */
 	bool dry_run;   /* no lock, nothing written, no state directory created */
 } mg_migration_options;
 
@@ -150,6 +152,31 @@ int mg_migration_pause(mg_hold_result *out, mg_migration *m, const char *reason,
                        mg_error *err);
 int mg_migration_resume(mg_hold_result *out, mg_migration *m, const char *reason, int64_t wait_ms,
                         mg_error *err);
+
+/* ---- status ---- */
+
+typedef struct {
+	mg_state st;   /* as recorded; a fresh state when nothing is, or it cannot be read */
+	bool recorded; /* a command has saved a state */
+	int state_rc;  /* state.json cannot be read (MG_E*): why in state_error */
+	char state_error[1024];
+	bool lock_held;
+	mg_lock_holder holder;
+	bool has_live; /* the balancer read now (not offline), else why in live_error */
+	mg_traffic_state live;
+	char live_error[1024];
+	const char *pending_outcome; /* an interrupted command: "applied", "not applied",
+	                                "unknown" as the next command will record it; or NULL */
+	bool drift;                  /* live differs from what migrate last set */
+	int64_t bake_left_ms;        /* of the current step; -1 when no step bakes */
+	json_t *fleet; /* vms: {hosts, recorded, unknown, versions, skew, off_version}, or NULL */
+	char fleet_error[1024]; /* fleet.json cannot be read */
+} mg_status;
+
+/* Where m (opened in mode read) stands; offline: the balancer is not read. */
+int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t now_ms,
+                        mg_error *err);
+void mg_status_clear(mg_status *s);
 
 /* ---- the autopilot's decision table ---- */
 

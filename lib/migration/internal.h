@@ -12,6 +12,8 @@ struct mg_migration {
 	bool dry_run;
 	mg_store *store; /* NULL with dry_run and no state directory, or a rollback without one */
 	mg_state st;
+	int state_rc; /* mode read: state.json could not be read, why in state_error */
+	char state_error[1024];
 	mg_traffic *t;
 	mg_metrics *metrics; /* opened on first use */
 	const mg_cancel *cancel;

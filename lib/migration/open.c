@@ -35,16 +35,40 @@ static int state_moved(const char *command, const mg_state *seen, const mg_state
 	                    command, was, is, when);
 }
 
+/*
+ * The state directory if it exists (*store stays NULL when not: 0). err keeps
+ * the plan's warnings, so a missing directory is not cleared from it.
+ */
+static int open_existing(mg_store **store, const char *dir, const char *name, mg_error *err)
+{
+	mg_error why = MG_ERROR_INIT;
+	int rc = mg_store_open_existing(store, dir, name, &why);
+	if (rc && rc != MG_ENOTFOUND)
+		mg_error_set(err, rc, "%s", why.message);
+	mg_error_clear(&why);
+	return rc == MG_ENOTFOUND ? 0 : rc;
+}
+
 /* --dry-run: change nothing, not even create the state directory. */
 static int open_dry_run(mg_migration *m, const char *dir, const char *name, mg_error *err)
 {
-	int rc = mg_store_open_existing(&m->store, dir, name, err);
-	if (rc == MG_ENOTFOUND) {
-		mg_error_clear(err);
-		mg_state_init(&m->st, name);
-		rc = 0;
-	} else if (!rc) {
-		rc = mg_state_load(&m->st, m->store, err);
+	int rc = open_existing(&m->store, dir, name, err);
+	return rc || !m->store ? rc : mg_state_load(&m->st, m->store, err);
+}
+
+/* status: nothing created, nothing locked; a damaged state.json is kept as an error. */
+static int open_read(mg_migration *m, const char *dir, const char *name, mg_error *err)
+{
+	/* no state directory: nothing has run yet, and that is a state too */
+	int rc = open_existing(&m->store, dir, name, err);
+	if (!rc && m->store) {
+		mg_error why = MG_ERROR_INIT;
+		m->state_rc = mg_state_load(&m->st, m->store, &why);
+		if (m->state_rc) {
+			snprintf(m->state_error, sizeof(m->state_error), "%s", why.message);
+			mg_state_init(&m->st, name);
+		}
+		mg_error_clear(&why);
 	}
 	return rc;
 }
@@ -112,9 +136,10 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	snprintf(m->command, sizeof(m->command), "%s", o->command ? o->command : "migrate");
 	m->dry_run = o->dry_run;
 	/* the warnings stay in err, for the caller to show */
+	unsigned needs = o->mode == MG_MIGRATION_READ ? o->needs : MG_NEED_TRAFFIC | o->needs;
 	int rc = mg_plan_load(&m->plan, o->plan_path, 0, err);
 	if (!rc)
-		rc = mg_plan_require(m->plan, MG_NEED_TRAFFIC | o->needs, m->command, err);
+		rc = mg_plan_require(m->plan, needs, m->command, err);
 	if (rc) {
 		mg_migration_free(m);
 		return rc;
@@ -125,6 +150,9 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	const char *name = mg_plan_name(m->plan);
 	mg_state_init(&m->st, name);
 	switch (o->mode) {
+	case MG_MIGRATION_READ:
+		rc = open_read(m, dir, name, err);
+		break;
 	case MG_MIGRATION_HOLD:
 		rc = mg_store_open(&m->store, dir, name, err);
 		break;
