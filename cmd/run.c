@@ -271,37 +271,17 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		goto fail;
 	block_clear(&r);
 	r.tty = false; /* the closing lines stand alone */
-	if (end == MG_RUN_GOES_ON) {
-		/* stopped by a signal: the weights stay where the last read-back put them */
-		char why[64], now_at[64];
-		snprintf(why, sizeof(why), "stopped by %s",
-		         stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
-		mg_autopilot_journal_stop(r.ap, why);
-		gate_step_name(now_at, sizeof(now_at), st, t);
-		event(&r, "%s; the weights stay at %s", why, now_at);
-		outcome = "stopped";
-		exit_code = 128 + (int)stop_signal;
-	} else if (end == MG_RUN_DONE) {
-		outcome = st->phase == MG_PHASE_COMPLETE ? "complete" : "until-reached";
-		const char *why = st->phase == MG_PHASE_COMPLETE
-		                      ? "all traffic is on the cluster: the migration is complete"
-		                      : "reached --until; stopping here";
-		mg_autopilot_journal_end(r.ap, outcome, exit_code, why);
-		event(&r, "%s", why);
-	} else if (end == MG_RUN_FAILED) {
-		outcome = st->phase == MG_PHASE_PAUSED ? "paused" : "rolled-back";
-		exit_code = EXIT_FAILED;
-		mg_autopilot_journal_end(
-		    r.ap, outcome, exit_code,
-		    st->phase == MG_PHASE_PAUSED
-		        ? st->pause_reason
-		        : "the gates failed: slo.on_failure rolled the traffic "
-		          "back to the VMs");
-	} else {
-		outcome = "paused";
-		exit_code = EXIT_INCONCLUSIVE;
-		mg_autopilot_journal_end(r.ap, outcome, exit_code, st->pause_reason);
-	}
+	/* stopped by a signal (still going on): the weights stay where the last read-back put
+	 * them */
+	exit_code = end == MG_RUN_GOES_ON  ? 128 + (int)stop_signal
+	            : end == MG_RUN_DONE   ? EXIT_DONE
+	            : end == MG_RUN_FAILED ? EXIT_FAILED
+	                                   : EXIT_INCONCLUSIVE;
+	char say[256];
+	outcome = mg_autopilot_finish(r.ap, end, stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+	                              exit_code, say, sizeof(say));
+	if (*say)
+		event(&r, "%s", say);
 done:
 	if (doc) {
 		const mg_gate_eval *last = r.ap ? mg_autopilot_last(r.ap) : NULL;

@@ -252,10 +252,20 @@ int mg_autopilot_start(mg_run_end *end, mg_autopilot *ap, mg_error *err);
  * *end tells whether the run is over.
  */
 int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_error *err);
-/* The journal's last record of a run: "stop" (a signal) or "end" with outcome; best effort. */
-void mg_autopilot_journal_stop(mg_autopilot *ap, const char *why);
+/*
+ * The journal's last record of a run that journalled start: "end" with the
+ * outcome, the exit code and why; best effort (the journal may be what failed).
+ */
 void mg_autopilot_journal_end(mg_autopilot *ap, const char *outcome, int exit_code,
                               const char *why);
+/*
+ * The end of a run: its outcome ("stopped", "complete", "until-reached",
+ * "rolled-back", "paused") and its last record: "stop" when the run still went
+ * on (stopped by the signal named stopped_by), else "end". say gets the line
+ * to show ("" for none).
+ */
+const char *mg_autopilot_finish(mg_autopilot *ap, mg_run_end end, const char *stopped_by,
+                                int exit_code, char *say, size_t size);
 
 bool mg_autopilot_paused(const mg_autopilot *ap);
 int64_t mg_autopilot_next_eval_ms(const mg_autopilot *ap);

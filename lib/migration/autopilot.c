@@ -349,14 +349,6 @@ int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_erro
 	return evaluate(end, ap, now_ms, err);
 }
 
-void mg_autopilot_journal_stop(mg_autopilot *ap, const char *why)
-{
-	mg_error tmp = MG_ERROR_INIT;
-	if (ap->started)
-		journal(ap, "stop", why, NULL, &tmp);
-	mg_error_clear(&tmp);
-}
-
 /*
  * The last record of a run that journalled `start`, unless a signal stopped it
  * (that is `stop`): why it ended, so the journal never leaves an autopilot that
@@ -370,4 +362,39 @@ void mg_autopilot_journal_end(mg_autopilot *ap, const char *outcome, int exit_co
 		journal(ap, "end", why,
 		        json_pack("{s:s, s:i}", "outcome", outcome, "exit_code", exit_code), &tmp);
 	mg_error_clear(&tmp);
+}
+
+const char *mg_autopilot_finish(mg_autopilot *ap, mg_run_end end, const char *stopped_by,
+                                int exit_code, char *say, size_t size)
+{
+	const mg_state *st = &ap->m->st;
+	*say = '\0';
+	if (end == MG_RUN_GOES_ON) {
+		char why[64], at[64];
+		snprintf(why, sizeof(why), "stopped by %s", stopped_by);
+		mg_error tmp = MG_ERROR_INIT;
+		if (ap->started)
+			journal(ap, "stop", why, NULL, &tmp);
+		mg_error_clear(&tmp);
+		mg_migration_step_name(at, sizeof(at), st, ap->m->traffic);
+		snprintf(say, size, "%s; the weights stay at %s", why, at);
+		return "stopped";
+	}
+	if (end == MG_RUN_DONE) {
+		bool complete = st->phase == MG_PHASE_COMPLETE;
+		const char *outcome = complete ? "complete" : "until-reached";
+		snprintf(say, size, "%s",
+		         complete ? "all traffic is on the cluster: the migration is complete"
+		                  : "reached --until; stopping here");
+		mg_autopilot_journal_end(ap, outcome, exit_code, say);
+		return outcome;
+	}
+	const char *outcome =
+	    end == MG_RUN_FAILED && st->phase != MG_PHASE_PAUSED ? "rolled-back" : "paused";
+	mg_autopilot_journal_end(ap, outcome, exit_code,
+	                         st->phase == MG_PHASE_PAUSED
+	                             ? st->pause_reason
+	                             : "the gates failed: slo.on_failure rolled the traffic back "
+	                               "to the VMs");
+	return outcome;
 }
