@@ -102,33 +102,11 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	int rc = shift_open(&m, cli, "rollback", MG_MIGRATION_ROLLBACK, 0, &err);
 	if (rc)
 		goto out;
-	int idx = -1;
-	if (o.to && to > 0) {
-		idx = mg_migration_step_index(mg_migration_traffic(m), to);
-		if (idx < 0) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "--to %s is neither 0 nor one of traffic.steps; `migrate plan` "
-			    "lists them",
-			    o.to);
-			goto out;
-		}
-	}
-	/* from wherever the balancer really is, drifted or not: rollback is the way out */
-	mg_traffic_state live;
-	rc = mg_traffic_read(&live, mg_migration_balancer(m), &err);
+	int idx;
+	double from;
+	rc = mg_migration_rollback_check(&idx, &from, m, o.to ? to : 0, o.to, &err);
 	if (rc)
 		goto out;
-	double from = live.k8s_percent;
-	mg_traffic_state_clear(&live);
-	if (o.to && to >= from + 0.5) {
-		rc = mg_error_set(
-		    &err, MG_EINVALID,
-		    "--to %s is not below the %.4g%% the cluster has now; use `migrate "
-		    "step --to %s` to go forward",
-		    o.to, from, o.to);
-		goto out;
-	}
 	if (cli->dry_run) {
 		rc = shift_print_dry_run(m, to, doc, &err);
 		goto out;

@@ -115,6 +115,14 @@ void mg_step_verdict_clear(mg_step_verdict *v);
 int mg_migration_shift(mg_shift_outcome *out, mg_migration *m, int idx, const char *reason,
                        bool forced, mg_error *err);
 /*
+ * Where a rollback to to_percent goes (to_text: --to as written, NULL for all
+ * of it, to 0%): *idx, the step (-1 for 0%), which must be one of
+ * traffic.steps, and *from, the share the balancer reads now (drifted or not:
+ * rollback is the way out), which the target must be below. MG_EINVALID when not.
+ */
+int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double to_percent,
+                                const char *to_text, mg_error *err);
+/*
  * A traffic rollback to to_percent (step idx, or -1): the balancer first, then
  * the record as far as the state directory allows (MG_EUNRECORDED), and a
  * pause request left behind is removed (it would block the next run).

@@ -242,6 +242,34 @@ int mg_migration_shift(mg_shift_outcome *out, mg_migration *m, int idx, const ch
 	return mg_shift_apply(out, m->store, &m->st, m->t, &req, err);
 }
 
+int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double to_percent,
+                                const char *to_text, mg_error *err)
+{
+	*idx = -1;
+	*from = 0;
+	if (to_text && to_percent > 0) {
+		*idx = mg_migration_step_index(m->traffic, to_percent);
+		if (*idx < 0)
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "--to %s is neither 0 nor one of traffic.steps; `migrate "
+			    "plan` lists them",
+			    to_text);
+	}
+	mg_traffic_state live;
+	int rc = mg_traffic_read(&live, m->t, err);
+	if (rc)
+		return rc;
+	*from = live.k8s_percent;
+	mg_traffic_state_clear(&live);
+	if (to_text && to_percent >= *from + 0.5)
+		return mg_error_set(err, MG_EINVALID,
+		                    "--to %s is not below the %.4g%% the cluster has now; use "
+		                    "`migrate step --to %s` to go forward",
+		                    to_text, *from, to_text);
+	return 0;
+}
+
 int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_percent, int idx,
                           const char *reason, bool forced, mg_error *err)
 {
