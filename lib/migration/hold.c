@@ -1,6 +1,5 @@
 /* pause and resume: holding a migration at its weights, whether an autopilot runs or not. */
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
 #include "internal.h"
@@ -12,7 +11,7 @@
  */
 static int wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_ms, mg_error *err)
 {
-	int64_t deadline = mg_now_ms() + wait_ms;
+	int64_t deadline = mg_clock_ms() + wait_ms;
 	for (;;) {
 		/* the autopilot saves atomically, so a read without the lock sees whole states */
 		int rc = mg_state_load(st, store, err);
@@ -29,12 +28,11 @@ static int wait_paused(mg_state *st, mg_store *store, bool paused, int64_t wait_
 			return mg_error_set(err, MG_ERROR,
 			                    "the autopilot ended before it confirmed; see `migrate "
 			                    "status` and `migrate history`");
-		if (mg_now_ms() >= deadline)
+		if (mg_clock_ms() >= deadline)
 			return mg_error_set(
 			    err, MG_ERROR, "the autopilot (pid %ld) did not confirm within %lld ms",
 			    h.pid, (long long)wait_ms);
-		struct timespec ts = {0, 50 * 1000000L};
-		nanosleep(&ts, NULL);
+		mg_clock_sleep_ms(50, NULL);
 	}
 }
 
