@@ -124,8 +124,10 @@ const mg_command mg_commands[] = {
      "one is inconclusive (too little traffic, no data, Prometheus unreachable). Changes "
      "nothing."},
     {"run", cmd_run, "the autopilot: step to 100% while the gates pass, roll back if not",
-     "run [options] [--until PERCENT]",
-     "      --until PERCENT stop after reaching this step of traffic.steps\n",
+     "run [options] [--until PERCENT] [--allow-skew]",
+     "      --until PERCENT stop after reaching this step of traffic.steps\n"
+     "      --allow-skew    move traffic although the VMs and the cluster run different\n"
+     "                      releases (journalled), as step --allow-skew\n",
      "From the current step, evaluates the gates every slo.interval; after traffic.bake with "
      "passing gates it takes the next step. slo.failure_limit failed evaluations at a step "
      "apply slo.on_failure (rollback or pause) and exit 1; inconclusive for 3 x bake pauses "

@@ -8,8 +8,6 @@
  * the recorded manifests of its previous release again (lib/kube/cluster.c),
  * both at once (cmd/deploy.c); --vms-only / --k8s-only for one side.
  */
-#include <string.h>
-
 #include "units.h"
 #include "util_shift.h"
 
@@ -98,81 +96,48 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 		return EXIT_USAGE;
 
 	mg_error err = MG_ERROR_INIT;
-	shift_ctx c;
+	mg_migration *m = NULL;
 	mg_shift_outcome out = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
-	int rc = shift_open_rollback(&c, cli, &err);
+	int rc = shift_open(&m, cli, "rollback", MG_MIGRATION_ROLLBACK, 0, &err);
 	if (rc)
-		goto fail;
-	const mg_plan_traffic *t = c.traffic;
-	mg_state *st = &c.st;
-
-	int idx = -1;
-	if (o.to && to > 0) {
-		idx = shift_step_index(t, to);
-		if (idx < 0) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "--to %s is neither 0 nor one of traffic.steps; `migrate plan` "
-			    "lists them",
-			    o.to);
-			goto fail;
-		}
-	}
-	/* from wherever the balancer really is, drifted or not: rollback is the way out */
-	mg_traffic_state live;
-	rc = mg_traffic_read(&live, c.t, &err);
+		goto out;
+	int idx;
+	double from;
+	rc = mg_migration_rollback_check(&idx, &from, m, o.to ? to : 0, o.to, &err);
 	if (rc)
-		goto fail;
-	double from = live.k8s_percent;
-	mg_traffic_state_clear(&live);
-	if (o.to && to >= from + 0.5) {
-		rc = mg_error_set(
-		    &err, MG_EINVALID,
-		    "--to %s is not below the %.4g%% the cluster has now; use `migrate "
-		    "step --to %s` to go forward",
-		    o.to, from, o.to);
-		goto fail;
-	}
-
+		goto out;
 	if (cli->dry_run) {
-		rc = shift_print_dry_run(&c, to, doc, &err);
-		if (rc)
-			goto fail;
-		goto done;
+		rc = shift_print_dry_run(m, to, doc, &err);
+		goto out;
 	}
-	mg_shift_request req = {"rollback", to, idx, t->nsteps, o.reason, o.force};
 	/* the balancer first, then the record: MG_EUNRECORDED still reports the read-back */
-	rc = mg_shift_rollback(&out, c.store, st, &c.site, c.t, &req, &err);
+	rc = mg_migration_rollback(&out, m, to, idx, o.reason, o.force, &err);
 	if (rc && rc != MG_EUNRECORDED)
-		goto fail;
+		goto out;
 	const mg_traffic_state *rb = &out.read_back;
-	/* the way out ends a hold too: a pause request left behind would block the next run */
-	if (!rc) {
-		rc = mg_store_pause_remove(c.store, &err);
-		if (rc)
-			goto fail;
-	}
+	const char *name = mg_plan_name(mg_migration_plan(m));
+	const char *reconciled = mg_migration_reconciled(m);
 	if (doc) {
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(c.plan)));
+		json_object_set_new(doc, "plan", json_string(name));
 		json_object_set_new(doc, "from", json_pack("{s:f}", "k8s_percent", from));
 		json_object_set_new(doc, "to",
 		                    json_pack("{s:f, s:o}", "k8s_percent", to, "step",
 		                              idx < 0 ? json_null() : json_integer(idx + 1)));
 		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(rb));
-		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
+		json_object_set_new(doc, "phase",
+		                    json_string(mg_phase_name(mg_migration_state(m)->phase)));
 		json_object_set_new(doc, "reconciled",
-		                    c.reconciled ? json_string(c.reconciled) : json_null());
+		                    reconciled ? json_string(reconciled) : json_null());
 	} else {
 		char a[32], b[32];
 		mg_percent_format(a, sizeof(a), to);
 		mg_percent_format(b, sizeof(b), rb->k8s_percent);
-		printf("%s: rolled back to %s to the cluster (%s read back from %s)%s\n",
-		       mg_plan_name(c.plan), a, b, mg_traffic_name(c.t),
+		printf("%s: rolled back to %s to the cluster (%s read back from %s)%s\n", name, a,
+		       b, mg_traffic_name(mg_migration_balancer(m)),
 		       rc ? ", NOT RECORDED (see below)" : "");
 		shift_print_servers(cli, rb);
 	}
-done:
-fail:
-	return shift_finish(cli, &c, &out, doc, &err, rc);
+out:
+	return shift_finish(cli, m, &out, doc, &err, rc);
 }

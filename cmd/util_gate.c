@@ -3,7 +3,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "journal.h"
 #include "units.h"
 
 static void num(char *buf, size_t size, bool has, double v)
@@ -56,41 +55,4 @@ void gate_print(FILE *f, const mg_cli *cli, const mg_gate_eval *ev, bool color)
 				        c->other_query);
 		}
 	}
-}
-
-void gate_record(mg_state *st, const mg_gate_eval *ev)
-{
-	snprintf(st->gate_last, sizeof(st->gate_last), "%s", mg_gate_outcome_name(ev->outcome));
-	st->gate_last_ms = ev->at_ms;
-	mg_gate_eval_summary(st->gate_summary, sizeof(st->gate_summary), ev);
-}
-
-int gate_journal(mg_store *store, mg_state *st, const char *command, const mg_gate_eval *ev,
-                 const char *decision, mg_error *err)
-{
-	gate_record(st, ev);
-	json_t *after = json_pack("{s:s, s:s, s:i}", "outcome", mg_gate_outcome_name(ev->outcome),
-	                          "decision", decision, "failures", st->gate_failures);
-	json_t *evidence = mg_gate_eval_to_json(ev);
-	json_t *before =
-	    json_pack("{s:o, s:f}", "step",
-	              st->step_index < 0 ? json_null() : json_integer(st->step_index + 1),
-	              "k8s_percent", st->has_read_back ? st->read_back_k8s_percent : 0.0);
-	mg_journal_entry e = {command, "gate", before, after, st->gate_summary, evidence};
-	int rc = mg_journal_append(store, &e, err);
-	json_decref(before);
-	json_decref(after);
-	json_decref(evidence);
-	return rc;
-}
-
-void gate_step_name(char *buf, size_t size, const mg_state *st, const mg_plan_traffic *t)
-{
-	char p[32];
-	if (st->step_index < 0 || !t || (size_t)st->step_index >= t->nsteps) {
-		snprintf(buf, size, "before the first step (0%%)");
-		return;
-	}
-	mg_percent_format(p, sizeof(p), t->steps[st->step_index]);
-	snprintf(buf, size, "step %d of %zu (%s)", st->step_index + 1, t->nsteps, p);
 }

@@ -711,6 +711,56 @@ Test(step, run_dry_run_without_a_state_directory)
 }
 
 /*
+ * The autopilot obeys the rule of `step`: no traffic moves while the VMs and the cluster run
+ * different releases (exit 3, the same message), unless --allow-skew says so, journalled.
+ */
+Test(step, run_refuses_skew_as_step_does)
+{
+	write_plan("1s");
+	FILE *f = fopen(path("plan.yaml"), "a");
+	cr_assert_not_null(f);
+	fprintf(f, "slo:\n  prometheus: { url: \"http://127.0.0.1:9\" }\n  interval: 1s\n"
+	           "  window: 10s\n  red: { source: haproxy, backend: be, max_error_rate: 1%% }\n");
+	fclose(f);
+	mkdir(path(".migrate"), 0700);
+	mkdir(path(".migrate/shop"), 0700);
+	tu_write_file(path(".migrate/shop/state.json"),
+	              "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
+	              "\"step\":{\"index\":null,\"started_at\":null},"
+	              "\"weights\":{\"applied\":null,\"read_back\":null},"
+	              "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
+	              "\"created_at\":null,\"updated_at\":null}");
+	result r;
+	run(&r, "step", NULL);
+	cr_assert_eq(r.status, 3, "step: %s", r.err);
+	static char step_err[sizeof(r.err)];
+	memcpy(step_err, r.err, sizeof(step_err));
+	run(&r, "run", "--until", "10", NULL);
+	cr_assert_eq(r.status, 3, "run with skew: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "the VMs run 1.0 but the cluster runs 1.1"), "%s", r.err);
+	cr_assert_str_eq(r.err, step_err, "the same message as step");
+	cr_assert_eq(weight("k8s"), 0, "nothing may move");
+
+	run(&r, "run", "--until", "10", "--allow-skew", NULL);
+	cr_assert_eq(r.status, 0, "run --allow-skew: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert_gt(weight("k8s"), 0, "the first step was taken");
+	json_t *recs = journal();
+	size_t i, skew = 0, intent = 0;
+	json_t *rec;
+	json_array_foreach(recs, i, rec)
+	{
+		const char *cmd = json_string_value(json_object_get(rec, "command"));
+		if (!strcmp(action(recs, i), "skew-allowed") && !strcmp(cmd, "run"))
+			skew = i + 1;
+		if (!strcmp(action(recs, i), "intent") && !intent)
+			intent = i + 1;
+	}
+	cr_assert(skew && intent && skew < intent, "skew-allowed %zu before the intent %zu", skew,
+	          intent);
+	json_decref(recs);
+}
+
+/*
  * A step killed after the balancer changed: the balancer has the step's target, which is not
  * what migrate last read back, but it is migrate's own doing. status says the step was
  * interrupted and what the next command does, not that someone changed the weights by hand.

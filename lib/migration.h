@@ -1,0 +1,287 @@
+/*
+ * A migration: the rules every front end (`step`, `run`, `rollback`, `pause`,
+ * `resume`, and an autopilot elected elsewhere) obeys, so none of them can
+ * skip one. Opening loads the plan, the state directory (lock, state.json),
+ * the balancer's driver and, on first use, the metrics source; the
+ * preconditions of a step are one function; the autopilot's decision table is
+ * a pure function of (state, evaluation, plan, now); every journal record and
+ * state save is written here, never by the caller.
+ */
+#ifndef MG_MIGRATION_H
+#define MG_MIGRATION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "error.h"
+#include "gate.h"
+#include "metrics.h"
+#include "plan.h"
+#include "shift.h"
+#include "state.h"
+#include "store.h"
+#include "traffic.h"
+
+typedef struct mg_migration mg_migration;
+
+typedef enum {
+	MG_MIGRATION_SHIFT,    /* step, run: the lock, state.json unmoved, balancer, reconcile */
+	MG_MIGRATION_ROLLBACK, /* the state directory never stops it: what failed is in site */
+	MG_MIGRATION_HOLD,     /* pause, resume: plan and state directory; no lock, no balancer */
+	MG_MIGRATION_READ,     /* status: any plan; the state directory if it exists, unlocked;
+	                          a state.json that cannot be read is kept as an error, not one */
+} mg_migration_mode;
+
+typedef struct {
+	const char *plan_path; /* NULL: migrate.yaml */
+	const char *state_dir; /* NULL: the plan's state.dir */
+	const char *command;   /* "step", "run", ...: the lock's and the journal's name */
+	mg_migration_mode mode;
+	unsigned needs; /* plan sections beyond traffic (MG_NEED_*; mode read: only these) */
+	bool dry_run;   /* no lock, nothing written, no state directory created */
+} mg_migration_options;
+
+/* How long a rollback waits for a stopped autopilot to let go of the lock. */
+#define MG_MIGRATION_PREEMPT_WAIT_MS 10000
+
+/*
+ * Opens a migration. The plan's warnings are left in err as diagnostics (its
+ * code 0 on success) for the caller to show. A step that waited for the lock
+ * acts on the state it found when it started: when state.json moved
+ * meanwhile, MG_ECONFLICT saying what changed. An interrupted command is
+ * reconciled (not with dry_run; for a rollback, only when it can be).
+ */
+int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_error *err);
+void mg_migration_free(mg_migration *m); /* releases the lock */
+
+const mg_plan *mg_migration_plan(const mg_migration *m);
+const mg_plan_traffic *mg_migration_traffic(const mg_migration *m);
+const mg_state *mg_migration_state(const mg_migration *m);
+mg_traffic *mg_migration_balancer(mg_migration *m); /* NULL in mode hold */
+/* The outcome of a reconciliation done on opening ("applied", ...), or NULL. */
+const char *mg_migration_reconciled(const mg_migration *m);
+/* The flag that cuts metrics queries short (a signal); before the first evaluation. */
+void mg_migration_set_cancel(mg_migration *m, const mg_cancel *flag);
+/* Opens the metrics source (slo) now rather than at the first evaluation. */
+int mg_migration_metrics_open(mg_migration *m, mg_error *err);
+
+/* "step 2 of 4 (25%)" or "before the first step (0%)". */
+void mg_migration_step_name(char *buf, size_t size, const mg_state *st, const mg_plan_traffic *t);
+/* Index of pct in traffic.steps, or -1. */
+int mg_migration_step_index(const mg_plan_traffic *t, double pct);
+
+/* ---- the preconditions of a step ---- */
+
+typedef struct {
+	const char *reason; /* journalled with an allowed skew or an adoption; may be NULL */
+	bool has_to;        /* a target step given (step --to); else the next one */
+	double to;
+	const char *to_text; /* as the operator wrote it, for messages */
+	bool force;          /* bake, pause and gates overridden (the reason says why) */
+	bool adopt;          /* drift: take the live weights as the recorded ones */
+	bool allow_skew;     /* VMs and cluster on different releases */
+	bool bake;           /* refuse while the current step bakes (step; run waits instead) */
+	bool gates;          /* evaluate the gates of the step being left (step; run decides) */
+	int64_t now_ms;
+} mg_step_rules;
+
+typedef struct {
+	int target;        /* index into traffic.steps of the step to take */
+	bool at_end;       /* already at the last step: nothing to do (target -1) */
+	bool skew_allowed; /* journalled as skew-allowed */
+	bool adopted;      /* drift taken as the recorded weights */
+	bool has_gates;    /* gates evaluated: also set when they refused the step */
+	mg_gate_eval gates;
+} mg_step_verdict;
+
+/*
+ * Whether the next step may be taken, in this order: releases (skew, or a
+ * cluster whose rollout of the VMs' release failed: MG_ECONFLICT unless
+ * allow_skew), hand-changed weights (MG_ECONFLICT unless adopt), the target
+ * (--to: MG_EINVALID), the bake (MG_EINCONCLUSIVE), a pause or pause request
+ * (MG_ECONFLICT), the gates of the step being left (MG_ERROR on fail,
+ * MG_EINCONCLUSIVE otherwise; journalled). Clear out with
+ * mg_step_verdict_clear, whatever the return.
+ */
+int mg_migration_check_step(mg_step_verdict *out, mg_migration *m, const mg_step_rules *r,
+                            mg_error *err);
+void mg_step_verdict_clear(mg_step_verdict *v);
+
+/* ---- moving traffic (lib/traffic/shift.c underneath: intent, read-back, record) ---- */
+
+/* Moves to step idx (-1: 0%) with read-back; MG_EUNRECORDED keeps the read-back in out. */
+int mg_migration_shift(mg_shift_outcome *out, mg_migration *m, int idx, const char *reason,
+                       bool forced, mg_error *err);
+/*
+ * Where a rollback to to_percent goes (to_text: --to as written, NULL for all
+ * of it, to 0%): *idx, the step (-1 for 0%), which must be one of
+ * traffic.steps, and *from, the share the balancer reads now (drifted or not:
+ * rollback is the way out), which the target must be below. MG_EINVALID when not.
+ */
+int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double to_percent,
+                                const char *to_text, mg_error *err);
+/*
+ * A traffic rollback to to_percent (step idx, or -1): the balancer first, then
+ * the record as far as the state directory allows (MG_EUNRECORDED), and a
+ * pause request left behind is removed (it would block the next run).
+ */
+int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_percent, int idx,
+                          const char *reason, bool forced, mg_error *err);
+
+/* ---- gate journalling ---- */
+
+/* Records the evaluation in st's gate fields (not saved). */
+void mg_migration_gate_record(mg_state *st, const mg_gate_eval *ev);
+/*
+ * Journals an evaluation that led to a decision: action "gate", the outcome
+ * and the decision in "after", the summary as the reason, the whole
+ * evaluation as evidence. Also records it in st (not saved).
+ */
+int mg_migration_gate_journal(mg_store *store, mg_state *st, const char *command,
+                              const mg_gate_eval *ev, const char *decision, mg_error *err);
+
+/* ---- pause and resume ---- */
+
+typedef struct {
+	const char *how; /* "paused", "already paused", "the running autopilot paused", ... */
+	bool changed;
+	long autopilot_pid; /* the running autopilot that was asked, or 0 */
+} mg_hold_result;
+
+/*
+ * Holds the migration at its current weights (pause) or releases it (resume),
+ * journalled with reason. A running autopilot holds the lock: it is asked
+ * through the pause file and waited for up to wait_ms to confirm. m is opened
+ * in mode hold; its state is the one reported.
+ */
+int mg_migration_pause(mg_hold_result *out, mg_migration *m, const char *reason, int64_t wait_ms,
+                       mg_error *err);
+int mg_migration_resume(mg_hold_result *out, mg_migration *m, const char *reason, int64_t wait_ms,
+                        mg_error *err);
+
+/* ---- status ---- */
+
+typedef struct {
+	mg_state st;   /* as recorded; a fresh state when nothing is, or it cannot be read */
+	bool recorded; /* a command has saved a state */
+	int state_rc;  /* state.json cannot be read (MG_E*): why in state_error */
+	char state_error[1024];
+	bool lock_held;
+	mg_lock_holder holder;
+	bool has_live; /* the balancer read now (not offline), else why in live_error */
+	mg_traffic_state live;
+	char live_error[1024];
+	const char *pending_outcome; /* an interrupted command: "applied", "not applied",
+	                                "unknown" as the next command will record it; or NULL */
+	bool drift;                  /* live differs from what migrate last set */
+	int64_t bake_left_ms;        /* of the current step; -1 when no step bakes */
+	json_t *fleet; /* vms: {hosts, recorded, unknown, versions, skew, off_version}, or NULL */
+	char fleet_error[1024]; /* fleet.json cannot be read */
+} mg_status;
+
+/* Where m (opened in mode read) stands; offline: the balancer is not read. */
+int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t now_ms,
+                        mg_error *err);
+void mg_status_clear(mg_status *s);
+
+/* ---- the autopilot's decision table ---- */
+
+typedef enum {
+	MG_DECIDE_FORGET,   /* no data yet right after a step: no news, nothing journalled */
+	MG_DECIDE_COUNT,    /* a failure below slo.failure_limit: counted */
+	MG_DECIDE_ROLLBACK, /* failure_limit reached, on_failure rollback: back to the VMs */
+	MG_DECIDE_PAUSE,    /* failure_limit reached, on_failure pause: held */
+	MG_DECIDE_STALLED,  /* inconclusive for 3 x max(bake, interval): held */
+	MG_DECIDE_HOLD,     /* inconclusive: wait */
+	MG_DECIDE_BAKE,     /* pass, but the step bakes */
+	MG_DECIDE_DRIFT,    /* pass and baked, but the weights were changed by hand: held */
+	MG_DECIDE_ADVANCE,  /* pass and baked: the next step */
+} mg_decision_kind;
+
+typedef enum {
+	MG_RUN_GOES_ON,
+	MG_RUN_DONE,         /* --until or 100% reached */
+	MG_RUN_FAILED,       /* rolled back or held on failures or drift */
+	MG_RUN_INCONCLUSIVE, /* held on inconclusive gates */
+} mg_run_end;
+
+typedef struct {
+	const mg_state *st; /* step_index, step_started_ms, gate_failures */
+	const mg_plan_traffic *traffic;
+	const mg_plan_slo *slo;
+	mg_gate_outcome outcome; /* of this evaluation */
+	bool awaiting_data;      /* of this evaluation */
+	bool changed;            /* first evaluation at this step, or a new outcome */
+	int64_t now_ms;
+	int64_t inconclusive_since_ms; /* 0: the last evaluation was conclusive */
+	bool data_seen;                /* an evaluation at this step had data */
+	bool drift;                    /* read only for a pass after the bake */
+	int until;                     /* index of the last step to take */
+} mg_decision_input;
+
+typedef struct {
+	mg_decision_kind kind;
+	const char *journal; /* decision journalled with the evaluation, or NULL: none */
+	bool save;           /* state.json saved after that record */
+	int gate_failures;   /* the state's count after this evaluation */
+	int64_t inconclusive_since_ms;
+	bool data_seen;
+	int target;     /* ADVANCE: the next step; ROLLBACK: -1 */
+	mg_run_end end; /* whether the run ends with this decision */
+} mg_decision;
+
+/* True once the current step has baked (traffic.bake since it began). */
+bool mg_migration_baked(const mg_state *st, const mg_plan_traffic *t, int64_t now_ms);
+/* The decision table: pure, no I/O. */
+void mg_migration_decide(mg_decision *out, const mg_decision_input *in);
+
+/* ---- the autopilot ---- */
+
+typedef struct mg_autopilot mg_autopilot;
+
+typedef struct {
+	int until; /* index of the last step to take */
+	/* what happened, in words, as it happens (the caller shows it); may be NULL */
+	void (*event)(void *ud, const char *msg);
+	void *ud;
+} mg_autopilot_options;
+
+/* Over m (opened in mode shift with MG_NEED_SLO); m stays the caller's. */
+int mg_autopilot_new(mg_autopilot **out, mg_migration *m, const mg_autopilot_options *o,
+                     mg_error *err);
+void mg_autopilot_free(mg_autopilot *ap);
+/* Journals start and takes the first step when none was taken (the measurement). */
+int mg_autopilot_start(mg_run_end *end, mg_autopilot *ap, mg_error *err);
+/*
+ * One turn of the loop at now: follows a pause request (or its removal), and
+ * when due, evaluates the gates and does what the decision table says.
+ * *end tells whether the run is over.
+ */
+int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_error *err);
+/*
+ * The journal's last record of a run that journalled start: "end" with the
+ * outcome, the exit code and why; best effort (the journal may be what failed).
+ */
+void mg_autopilot_journal_end(mg_autopilot *ap, const char *outcome, int exit_code,
+                              const char *why);
+/*
+ * The end of a run: its outcome ("stopped", "complete", "until-reached",
+ * "rolled-back", "paused") and its last record: "stop" when the run still went
+ * on (stopped by the signal named stopped_by), else "end". say gets the line
+ * to show ("" for none).
+ */
+const char *mg_autopilot_finish(mg_autopilot *ap, mg_run_end end, const char *stopped_by,
+                                int exit_code, char *say, size_t size);
+
+bool mg_autopilot_paused(const mg_autopilot *ap);
+int64_t mg_autopilot_next_eval_ms(const mg_autopilot *ap);
+/* The last evaluation at this step, or NULL. */
+const mg_gate_eval *mg_autopilot_last(const mg_autopilot *ap);
+/* The evaluation that made the last move, as JSON (borrowed), or NULL. */
+json_t *mg_autopilot_decided(const mg_autopilot *ap);
+/* A move that could not be recorded (MG_EUNRECORDED): its read-back and record. */
+mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap);
+
+#endif

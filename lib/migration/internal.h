@@ -1,0 +1,27 @@
+/* What the files of lib/migration share: the migration itself. */
+#ifndef MG_MIGRATION_INTERNAL_H
+#define MG_MIGRATION_INTERNAL_H
+
+#include "migration.h"
+
+struct mg_migration {
+	mg_plan *plan;
+	const mg_plan_traffic *traffic;
+	const mg_plan_slo *slo; /* NULL when the plan has none */
+	char command[16];
+	bool dry_run;
+	mg_store *store; /* NULL with dry_run and no state directory, or a rollback without one */
+	mg_state st;
+	int state_rc; /* mode read: state.json could not be read, why in state_error */
+	char state_error[1024];
+	mg_traffic *t;
+	mg_metrics *metrics; /* opened on first use */
+	const mg_cancel *cancel;
+	const char *reconciled;
+	mg_shift_site site; /* rollback: what of the state directory it could not use */
+};
+
+/* The metrics source, opened on first use. */
+int mg_migration_metrics(mg_metrics **out, mg_migration *m, mg_error *err);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * The autopilot's decision table (lib/migration/decide.c), row by row: what one
+ * evaluation of the gates leads to, without a balancer, a Prometheus or a clock.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "migration.h"
+
+#define NOW   1000000000LL /* ms */
+#define BAKE  60000
+#define EVERY 10000
+
+enum { SINCE_NONE = 0, SINCE_NOW = -1 };
+
+typedef struct {
+	const char *name;
+	/* the state and the run so far */
+	int step, failures;
+	int64_t age_ms; /* since the current step began */
+	mg_on_failure on_failure;
+	int failure_limit;
+	mg_gate_outcome outcome;
+	bool awaiting, changed, data_seen, drift;
+	int64_t inconclusive_for_ms; /* 0: the last evaluation was conclusive */
+	int until;
+	/* what is decided */
+	mg_decision_kind kind;
+	const char *journal;
+	bool save;
+	int failures_after;
+	mg_run_end end;
+	int target;
+	int64_t since_after; /* SINCE_NONE, SINCE_NOW or an age in ms */
+	bool data_seen_after;
+} row;
+
+static const row rows[] = {
+    {"fail below the limit counts", .step = 1, .failures = 0, .age_ms = 70000, .failure_limit = 3,
+     .outcome = MG_GATE_FAIL, .changed = true, .inconclusive_for_ms = 5000, .until = 2,
+     .kind = MG_DECIDE_COUNT, .journal = "count", .save = true, .failures_after = 1,
+     .end = MG_RUN_GOES_ON, .target = 1, .since_after = SINCE_NONE},
+    {"fail at the limit rolls back (on_failure: rollback)", .step = 1, .failures = 2,
+     .age_ms = 70000, .on_failure = MG_ON_FAILURE_ROLLBACK, .failure_limit = 3,
+     .outcome = MG_GATE_FAIL, .until = 2, .kind = MG_DECIDE_ROLLBACK, .journal = "rollback",
+     .save = true, .failures_after = 3, .end = MG_RUN_FAILED, .target = -1},
+    {"fail at the limit pauses (on_failure: pause)", .step = 1, .failures = 2, .age_ms = 70000,
+     .on_failure = MG_ON_FAILURE_PAUSE, .failure_limit = 3, .outcome = MG_GATE_FAIL, .until = 2,
+     .kind = MG_DECIDE_PAUSE, .journal = "pause", .save = true, .failures_after = 3,
+     .end = MG_RUN_FAILED, .target = 1},
+    {"one failure is the limit at failure_limit 1 (on_failure: pause)", .step = 0, .age_ms = 5000,
+     .on_failure = MG_ON_FAILURE_PAUSE, .failure_limit = 1, .outcome = MG_GATE_FAIL, .until = 2,
+     .kind = MG_DECIDE_PAUSE, .journal = "pause", .save = true, .failures_after = 1,
+     .end = MG_RUN_FAILED, .target = 0},
+    {"inconclusive for 3 x max(bake, interval) pauses", .step = 1, .age_ms = 500000,
+     .failure_limit = 3, .outcome = MG_GATE_INCONCLUSIVE, .data_seen = true,
+     .inconclusive_for_ms = 3 * BAKE, .until = 2, .kind = MG_DECIDE_STALLED, .journal = "pause",
+     .save = false, .end = MG_RUN_INCONCLUSIVE, .target = 1, .since_after = 3 * BAKE,
+     .data_seen_after = true},
+    {"inconclusive just short of the limit holds", .step = 1, .age_ms = 500000, .failure_limit = 3,
+     .outcome = MG_GATE_INCONCLUSIVE, .data_seen = true, .inconclusive_for_ms = 3 * BAKE - 1,
+     .until = 2, .kind = MG_DECIDE_HOLD, .journal = NULL, .end = MG_RUN_GOES_ON, .target = 1,
+     .since_after = 3 * BAKE - 1, .data_seen_after = true},
+    {"no data yet at a young step is forgotten", .step = 1, .age_ms = 20000, .failure_limit = 3,
+     .outcome = MG_GATE_INCONCLUSIVE, .awaiting = true, .changed = true, .until = 2,
+     .kind = MG_DECIDE_FORGET, .journal = NULL, .end = MG_RUN_GOES_ON, .target = 1,
+     .since_after = SINCE_NOW, .data_seen_after = false},
+    {"no data after the grace is a hold", .step = 1, .age_ms = BAKE, .failure_limit = 3,
+     .outcome = MG_GATE_INCONCLUSIVE, .awaiting = true, .changed = true, .until = 2,
+     .kind = MG_DECIDE_HOLD, .journal = "hold", .save = true, .end = MG_RUN_GOES_ON, .target = 1,
+     .since_after = SINCE_NOW, .data_seen_after = false},
+    {"no data again after data was seen is a hold", .step = 1, .age_ms = 20000, .failure_limit = 3,
+     .outcome = MG_GATE_INCONCLUSIVE, .awaiting = true, .changed = true, .data_seen = true,
+     .until = 2, .kind = MG_DECIDE_HOLD, .journal = "hold", .save = true, .end = MG_RUN_GOES_ON,
+     .target = 1, .since_after = SINCE_NOW, .data_seen_after = true},
+    {"inconclusive with data, new outcome: hold, journalled", .step = 1, .age_ms = 20000,
+     .failure_limit = 3, .outcome = MG_GATE_INCONCLUSIVE, .changed = true, .until = 2,
+     .kind = MG_DECIDE_HOLD, .journal = "hold", .save = true, .end = MG_RUN_GOES_ON, .target = 1,
+     .since_after = SINCE_NOW, .data_seen_after = true},
+    {"inconclusive, same outcome: hold, no news", .step = 1, .age_ms = 30000, .failure_limit = 3,
+     .outcome = MG_GATE_INCONCLUSIVE, .data_seen = true, .inconclusive_for_ms = 10000, .until = 2,
+     .kind = MG_DECIDE_HOLD, .journal = NULL, .end = MG_RUN_GOES_ON, .target = 1,
+     .since_after = 10000, .data_seen_after = true},
+    {"pass while baking, new outcome: bake, journalled", .step = 1, .age_ms = BAKE - 1,
+     .failure_limit = 3, .outcome = MG_GATE_PASS, .changed = true, .inconclusive_for_ms = 10000,
+     .until = 2, .kind = MG_DECIDE_BAKE, .journal = "bake", .save = true, .end = MG_RUN_GOES_ON,
+     .target = 1, .since_after = SINCE_NONE, .data_seen_after = true},
+    {"pass while baking, same outcome: no news", .step = 1, .age_ms = 30000, .failure_limit = 3,
+     .outcome = MG_GATE_PASS, .until = 2, .kind = MG_DECIDE_BAKE, .journal = NULL,
+     .end = MG_RUN_GOES_ON, .target = 1, .data_seen_after = true},
+    {"pass after the bake on hand-changed weights: drift hold", .step = 1, .age_ms = BAKE,
+     .failure_limit = 3, .outcome = MG_GATE_PASS, .drift = true, .until = 2,
+     .kind = MG_DECIDE_DRIFT, .journal = NULL, .end = MG_RUN_FAILED, .target = 1,
+     .data_seen_after = true},
+    {"pass after the bake advances", .step = 0, .age_ms = BAKE, .failure_limit = 3,
+     .outcome = MG_GATE_PASS, .until = 2, .kind = MG_DECIDE_ADVANCE, .journal = "advance",
+     .end = MG_RUN_GOES_ON, .target = 1, .data_seen_after = true},
+    {"pass after the bake reaching --until ends the run", .step = 1, .age_ms = BAKE,
+     .failure_limit = 3, .outcome = MG_GATE_PASS, .until = 2, .kind = MG_DECIDE_ADVANCE,
+     .journal = "advance", .end = MG_RUN_DONE, .target = 2, .data_seen_after = true},
+    {"the failure count survives a pass", .step = 1, .failures = 2, .age_ms = 30000,
+     .failure_limit = 3, .outcome = MG_GATE_PASS, .until = 2, .kind = MG_DECIDE_BAKE,
+     .failures_after = 2, .end = MG_RUN_GOES_ON, .target = 1, .data_seen_after = true},
+};
+
+Test(migration, decision_table)
+{
+	double steps[] = {10, 50, 100};
+	mg_plan_traffic t = {.steps = steps, .nsteps = 3, .bake_ms = BAKE};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const row *w = &rows[i];
+		mg_plan_slo slo = {.interval_ms = EVERY,
+		                   .failure_limit = w->failure_limit,
+		                   .on_failure = w->on_failure};
+		mg_state st;
+		mg_state_init(&st, "shop");
+		st.step_index = w->step;
+		st.step_started_ms = NOW - w->age_ms;
+		st.gate_failures = w->failures;
+		mg_decision_input in = {.st = &st,
+		                        .traffic = &t,
+		                        .slo = &slo,
+		                        .outcome = w->outcome,
+		                        .awaiting_data = w->awaiting,
+		                        .changed = w->changed,
+		                        .now_ms = NOW,
+		                        .inconclusive_since_ms = w->inconclusive_for_ms
+		                                                     ? NOW - w->inconclusive_for_ms
+		                                                     : 0,
+		                        .data_seen = w->data_seen,
+		                        .drift = w->drift,
+		                        .until = w->until};
+		mg_decision d;
+		mg_migration_decide(&d, &in);
+		cr_expect_eq(d.kind, w->kind, "%s: kind %d, not %d", w->name, d.kind, w->kind);
+		if (w->journal)
+			cr_expect(d.journal && !strcmp(d.journal, w->journal), "%s: journal %s",
+			          w->name, d.journal ? d.journal : "(none)");
+		else
+			cr_expect_null(d.journal, "%s: journal %s", w->name, d.journal);
+		cr_expect_eq(d.save, w->save, "%s: save", w->name);
+		cr_expect_eq(d.gate_failures, w->failures_after, "%s: failures %d", w->name,
+		             d.gate_failures);
+		cr_expect_eq(d.end, w->end, "%s: end %d", w->name, d.end);
+		if (w->kind == MG_DECIDE_ADVANCE || w->kind == MG_DECIDE_ROLLBACK)
+			cr_expect_eq(d.target, w->target, "%s: target %d", w->name, d.target);
+		int64_t since = w->since_after == SINCE_NOW    ? NOW
+		                : w->since_after == SINCE_NONE ? 0
+		                                               : NOW - w->since_after;
+		cr_expect_eq(d.inconclusive_since_ms, since, "%s: inconclusive since %lld", w->name,
+		             (long long)d.inconclusive_since_ms);
+		cr_expect_eq(d.data_seen, w->data_seen_after, "%s: data seen", w->name);
+		/* pure: the input is not touched */
+		cr_expect_eq(st.gate_failures, w->failures, "%s: the state changed", w->name);
+	}
+}
+
+Test(migration, baked_is_the_bake_since_the_step_began)
+{
+	double steps[] = {50, 100};
+	mg_plan_traffic t = {.steps = steps, .nsteps = 2, .bake_ms = BAKE};
+	mg_state st;
+	mg_state_init(&st, "shop");
+	st.step_index = 0;
+	st.step_started_ms = NOW - BAKE;
+	cr_expect(mg_migration_baked(&st, &t, NOW));
+	cr_expect_not(mg_migration_baked(&st, &t, NOW - 1));
+}
+
+Test(migration, step_index_and_name)
+{
+	double steps[] = {10, 50, 100};
+	mg_plan_traffic t = {.steps = steps, .nsteps = 3};
+	cr_expect_eq(mg_migration_step_index(&t, 50), 1);
+	cr_expect_eq(mg_migration_step_index(&t, 30), -1);
+	mg_state st;
+	mg_state_init(&st, "shop");
+	char buf[64];
+	mg_migration_step_name(buf, sizeof(buf), &st, &t);
+	cr_expect_str_eq(buf, "before the first step (0%)");
+	st.step_index = 1;
+	mg_migration_step_name(buf, sizeof(buf), &st, &t);
+	cr_expect_str_eq(buf, "step 2 of 3 (50%)");
+}
