@@ -12,6 +12,7 @@
 #include "configmap.h"
 #include "fleet.h"
 #include "fs.h"
+#include "internal.h"
 #include "journal.h"
 #include "log.h"
 #include "nginxconf.h"
@@ -47,40 +48,21 @@ int mg_cluster_render(json_t **objects, const mg_plan *plan, const char *version
 	json_t *list = json_array();
 	if (!list)
 		return mg_error_oom(err);
-	/* the ConfigMaps the templates' ${configmap.*} refer to: the same build, so the
-	 * checksum in the pod template is the checksum of what is applied */
-	for (size_t i = 0; i < k->nconfigmaps; i++) {
-		const mg_plan_configmap *pc = &k->configmaps[i];
-		mg_nginxconf *conf = NULL;
-		mg_cm *cm = NULL;
-		mg_nginxconf_options po = {0};
-		mg_cm_options co = {.name = pc->name, .namespace_ = k->namespace_};
-		mg_error e = MG_ERROR_INIT;
-		int rc = mg_nginxconf_parse(&conf, pc->from_nginx, &po, &e);
-		if (!rc)
-			rc = mg_cm_build(&cm, conf, &co, &e);
-		if (!rc) {
-			json_t *o = mg_cm_json(cm);
-			if (!o || json_array_append_new(list, o))
-				rc = MG_ENOMEM;
-			if (secret_files)
-				*secret_files += cm->nsecrets;
-		}
-		if (rc) {
-			mg_error_set(err, rc, "kubernetes.configmaps %s (%s): %s", pc->name,
-			             pc->from_nginx, rc == MG_ENOMEM ? "out of memory" : e.message);
-		}
-		mg_error_clear(&e);
-		mg_cm_free(cm);
-		mg_nginxconf_free(conf);
-		if (rc) {
-			json_decref(list);
-			return rc;
-		}
-	}
+	/* the ConfigMaps the templates' ${configmap.*} refer to, built once: the checksum in
+	 * the pod template is the checksum of what is applied */
 	mg_template_plan_vars *pv = NULL;
 	mg_template_output out = MG_TEMPLATE_OUTPUT_INIT;
-	int rc = mg_template_plan_vars_new(&pv, plan, version, err);
+	int rc = mg_kube_plan_vars_new(&pv, plan, version, err);
+	for (size_t i = 0; !rc && i < k->nconfigmaps; i++) {
+		const mg_cm *cm = mg_kube_plan_vars_configmap(pv, i);
+		json_t *o = mg_cm_json(cm);
+		if (!o || json_array_append_new(list, o))
+			rc = mg_error_set(err, MG_ENOMEM,
+			                  "kubernetes.configmaps %s (%s): out of memory",
+			                  k->configmaps[i].name, k->configmaps[i].from_nginx);
+		else if (secret_files)
+			*secret_files += cm->nsecrets;
+	}
 	if (!rc)
 		rc = mg_template_render_dir(&out, k->templates, mg_template_plan_vars_get(pv), err);
 	for (size_t i = 0; !rc && i < out.ndocs; i++)
