@@ -20,9 +20,7 @@
 
 #define DEFAULT_ROLLOUT_MS ((int64_t)600000)
 /* A rollout GET every quarter second is cheap, and a rolled-out Deployment answers at once. */
-#define DEFAULT_POLL_MS  250
-#define MANIFESTS_DIR    "manifests"
-#define MANIFESTS_FORMAT 1
+#define DEFAULT_POLL_MS 250
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -434,83 +432,6 @@ json_t *mg_cluster_result_to_json(const mg_cluster_result *r)
 	                 "rolled_out", (json_int_t)r->rolled_out, "rollouts_not_waited", not_waited,
 	                 "rollouts_not_waitable", not_waitable, "canceled", r->canceled,
 	                 "duration_ms", (json_int_t)r->duration_ms, "objects", objs);
-}
-
-/* --- the record of applied manifests ---------------------------------------------------------- */
-
-static int record_path(char *buf, size_t size, mg_store *store, const char *version, mg_error *err)
-{
-	char why[256];
-	/* the version becomes a file name: the fleet's rules keep it a plain one */
-	if (mg_fleet_check_version(version, why, sizeof(why)))
-		return mg_error_set(err, MG_EINVALID, "version \"%s\": %s", version, why);
-	int n = snprintf(buf, size, "%s/" MANIFESTS_DIR "/%s.json", mg_store_path(store), version);
-	if (n < 0 || (size_t)n >= size)
-		return mg_error_set(err, MG_EINVALID, "state directory path too long");
-	return 0;
-}
-
-int mg_cluster_record_save(mg_store *store, const char *version, const json_t *objects,
-                           mg_error *err)
-{
-	char path[4096], dir[4096];
-	int rc = record_path(path, sizeof(path), store, version, err);
-	if (rc)
-		return rc;
-	snprintf(dir, sizeof(dir), "%s/" MANIFESTS_DIR, mg_store_path(store));
-	rc = mg_fs_mkdirs(dir, 0700, err);
-	if (rc)
-		return rc;
-	char when[40];
-	mg_time_format(when, sizeof(when), mg_now_ms());
-	json_t *doc = json_pack("{s:i, s:s, s:s, s:O}", "format", MANIFESTS_FORMAT, "version",
-	                        version, "recorded_at", when, "objects", objects);
-	char *text = doc ? json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(doc);
-	if (!text)
-		return mg_error_oom(err);
-	rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
-	free(text);
-	return rc;
-}
-
-int mg_cluster_record_load(json_t **objects, mg_store *store, const char *version, mg_error *err)
-{
-	*objects = NULL;
-	char path[4096];
-	int rc = record_path(path, sizeof(path), store, version, err);
-	if (rc)
-		return rc;
-	char *text = NULL;
-	size_t len = 0;
-	rc = mg_fs_read_all(&text, &len, path, err);
-	if (rc)
-		return rc;
-	json_error_t je;
-	json_t *doc = json_loadb(text, len, 0, &je);
-	free(text);
-	json_t *objs = json_object_get(doc, "objects");
-	if (!doc || !json_is_array(objs) || !json_is_string(json_object_get(doc, "version")) ||
-	    strcmp(jstr(doc, "version"), version) != 0) {
-		json_decref(doc);
-		return mg_error_set(err, MG_EINVALID,
-		                    "%s: not a manifest record of version %s (%s)", path, version,
-		                    doc ? "wrong fields" : je.text);
-	}
-	size_t i;
-	json_t *o;
-	json_array_foreach(objs, i, o)
-	{
-		if (!json_is_object(o) || !jstr(o, "apiVersion") || !jstr(o, "kind") ||
-		    !meta(o, "name")) {
-			json_decref(doc);
-			return mg_error_set(err, MG_EINVALID,
-			                    "%s: objects[%zu] is not a Kubernetes object", path, i);
-		}
-	}
-	*objects = json_incref(objs);
-	json_decref(doc);
-	return 0;
 }
 
 /* --- journal ------------------------------------------------------------------------------- */
