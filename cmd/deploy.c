@@ -183,26 +183,6 @@ static void print_summary(const mg_cli *cli, const char *plan, const mg_fleet_re
 	print_table(cli, r);
 }
 
-static json_t *result_json(const mg_fleet_result *r)
-{
-	json_t *hosts = json_array();
-	for (size_t i = 0; i < r->nhosts; i++)
-		json_array_append_new(hosts, mg_fleet_host_to_json(&r->hosts[i]));
-	json_t *j = json_pack(
-	    "{s:I, s:I, s:I, s:b, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
-	    "s:I}",
-	    "batch_size", (json_int_t)r->batch_size, "batches", (json_int_t)r->nbatches,
-	    "batches_run", (json_int_t)r->batches_run, "stopped", r->stopped, "stopped_batch",
-	    r->stopped ? json_integer((json_int_t)r->stopped_batch + 1) : json_null(), "canceled",
-	    r->canceled, "hosts_ok", (json_int_t)r->ok, "hosts_failed", (json_int_t)r->failed,
-	    "hosts_rolled_back", (json_int_t)r->rolled_back, "hosts_not_run",
-	    (json_int_t)r->not_run, "uploaded", (json_int_t)r->uploaded, "skipped_uploads",
-	    (json_int_t)r->skipped_uploads, "max_concurrent", r->max_concurrent, "duration_ms",
-	    (json_int_t)r->duration_ms);
-	json_object_set_new(j, "hosts", hosts);
-	return j;
-}
-
 static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *desc)
 {
 	const mg_plan_vms *v = o->vms;
@@ -367,65 +347,27 @@ static void signals_restore(const struct sigaction *old_int, const struct sigact
 	sigaction(SIGPIPE, old_pipe, NULL);
 }
 
-/* What a fleet run is about, the same keys in --json for `--vms-only` and a dual run. */
-static void fleet_release_json(json_t *o, const mg_release_info *in)
-{
-	json_object_set_new(o, "version", json_string(in->vms_version));
-	json_object_set_new(o, "from_version",
-	                    *in->from_vms ? json_string(in->from_vms) : json_null());
-	json_object_set_new(o, "artifact", in->artifact ? json_string(in->artifact) : json_null());
-	json_object_set_new(o, "sha256", *in->sha256 ? json_string(in->sha256) : json_null());
-}
-
-static json_t *str_or_null(const char *s)
-{
-	return *s ? json_string(s) : json_null();
-}
-
 /* The fleet alone (--vms-only, or a plan without a cluster): its own report and JSON. */
-static int report_fleet(mg_cli *cli, const char *name, const mg_release_info *in, int run_rc,
-                        mg_error *err)
+static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error *err)
 {
-	const mg_fleet_options *o = in->fleet_options;
-	json_t *doc = cli->json ? cli_doc(cli) : NULL;
-	if (doc) {
-		json_object_set_new(doc, "plan", json_string(name));
-		if (cli->dry_run)
-			json_object_set_new(doc, "dry_run", json_true());
-		json_object_set_new(doc, "op", json_string(mg_fleet_op_name(in->op)));
-		fleet_release_json(doc, in);
-	}
-	if (cli->dry_run) {
-		json_t *desc = mg_fleet_describe(o);
-		if (!doc) {
-			dry_run_text(cli, o, desc);
-			json_decref(desc);
-			return EXIT_DONE;
-		}
-		size_t bs = mg_plan_vms_batch_size(o->vms);
-		json_object_set_new(doc, "batch_size", json_integer((json_int_t)bs));
-		json_object_set_new(
-		    doc, "batches",
-		    json_integer((json_int_t)mg_fleet_batch_count(o->vms->nhosts, bs)));
-		json_object_set_new(doc, "parallel", json_integer(o->vms->parallel));
-		json_object_set_new(doc, "max_failures", json_integer(o->vms->max_failures));
-		json_object_set_new(doc, "hosts", desc);
+	const mg_release_info *in = mg_release_info_get(rel);
+	json_t *doc = cli->json ? cli_doc(cli) : NULL, *j = doc ? mg_release_to_json(rel) : NULL;
+	json_object_update(doc, j);
+	json_decref(j);
+	if (cli->dry_run && doc)
 		return cli_doc_emit(cli, doc, EXIT_DONE);
+	if (cli->dry_run) {
+		json_t *desc = mg_fleet_describe(in->fleet_options);
+		dry_run_text(cli, in->fleet_options, desc);
+		json_decref(desc);
+		return EXIT_DONE;
 	}
 	int exit_code =
 	    run_rc == MG_ECANCELED ? (fleet_signal == SIGINT ? 130 : 143) : cli_exit_code(run_rc);
-	if (doc) {
-		json_t *rj = result_json(in->fleet);
-		json_object_update(doc, rj);
-		json_decref(rj);
-		json_object_set_new(doc, "fleet_version", str_or_null(in->state->vms_version));
-		json_object_set_new(doc, "fleet_previous_version",
-		                    str_or_null(in->state->vms_previous_version));
-		if (run_rc)
-			json_object_set_new(doc, "error", error_json(run_rc, err));
-	} else {
-		print_summary(cli, name, in->fleet, run_rc);
-	}
+	if (doc && run_rc)
+		json_object_set_new(doc, "error", error_json(run_rc, err));
+	if (!doc)
+		print_summary(cli, in->plan, in->fleet, run_rc);
 	if (run_rc)
 		fprintf(stderr, "%serror:%s %s\n", cli_c(cli->color_err, C_RED),
 		        cli_c(cli->color_err, C_RESET), err->message);
@@ -433,8 +375,10 @@ static int report_fleet(mg_cli *cli, const char *name, const mg_release_info *in
 }
 
 /* Both sides, or the cluster alone. */
-static int report_dual(mg_cli *cli, const char *name, const mg_release_info *in)
+static int report_dual(mg_cli *cli, const mg_release *rel)
 {
+	const mg_release_info *in = mg_release_info_get(rel);
+	const char *name = in->plan;
 	const char *verb = in->op == MG_FLEET_DEPLOY ? "deploy" : "rollback";
 	const mg_cluster_result *cr = in->cluster;
 	int exit_code = EXIT_DONE;
@@ -451,42 +395,16 @@ static int report_dual(mg_cli *cli, const char *name, const mg_release_info *in)
 	else if (failed)
 		exit_code = EXIT_FAILED;
 	if (cli->json) {
-		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "plan", json_string(name));
-		json_object_set_new(doc, "op", json_string(mg_fleet_op_name(in->op)));
-		json_object_set_new(doc, "version", json_string(in->version));
-		json_object_set_new(doc, "dry_run", json_boolean(cli->dry_run));
-		json_t *vj = json_null();
-		if (in->vms && in->fleet_ran) {
-			vj = result_json(in->fleet);
-			json_object_set_new(vj, "ok", json_boolean(!in->fleet_rc));
-			fleet_release_json(vj, in);
-			json_object_set_new(vj, "error",
-			                    in->fleet_rc ? error_json(in->fleet_rc, in->fleet_err)
-			                                 : json_null());
-		} else if (in->vms && cli->dry_run) {
-			vj = json_pack("{s:b, s:s, s:o}", "dry_run", 1, "version", in->vms_version,
-			               "hosts", mg_fleet_describe(in->fleet_options));
-		}
-		json_object_set_new(doc, "vms", vj);
-		json_t *kj = mg_cluster_result_to_json(cr);
-		json_object_set_new(kj, "ok", json_boolean(!in->cluster_rc));
-		json_object_set_new(kj, "version", json_string(in->version));
-		json_object_set_new(kj, "from_version", str_or_null(in->from_k8s));
-		json_object_set_new(kj, "secret_files", json_integer((json_int_t)in->secret_files));
-		json_object_set_new(kj, "error",
-		                    in->cluster_rc ? error_json(in->cluster_rc, in->cluster_err)
-		                                   : json_null());
-		json_object_set_new(doc, "kubernetes", kj);
-		const mg_state *st = in->state;
-		json_object_set_new(
-		    doc, "versions",
-		    json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "vms", str_or_null(st->vms_version),
-		              "vms_previous", str_or_null(st->vms_previous_version), "kubernetes",
-		              str_or_null(st->kubernetes_version), "kubernetes_previous",
-		              str_or_null(st->kubernetes_previous_version), "kubernetes_rollout",
-		              str_or_null(st->kubernetes_rollout), "kubernetes_error",
-		              str_or_null(st->kubernetes_error)));
+		json_t *doc = cli_doc(cli), *j = mg_release_to_json(rel);
+		json_object_update(doc, j);
+		json_decref(j);
+		/* the errors go where mg_release_to_json left them null */
+		if (in->fleet_ran && in->fleet_rc)
+			json_object_set_new(json_object_get(doc, "vms"), "error",
+			                    error_json(in->fleet_rc, in->fleet_err));
+		if (in->cluster_rc)
+			json_object_set_new(json_object_get(doc, "kubernetes"), "error",
+			                    error_json(in->cluster_rc, in->cluster_err));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
 		if (in->vms && in->fleet_ran)
@@ -605,7 +523,7 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	const mg_release_info *in = mg_release_info_get(rel);
 	pc.version = in->version;
 	if (!k8s && cli->dry_run) {
-		exit_code = report_fleet(cli, name, in, 0, &err);
+		exit_code = report_fleet(cli, rel, 0, &err);
 		goto out;
 	}
 	if (!cli->dry_run) {
@@ -626,9 +544,9 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 		} else if (in->state_rc) {
 			fprintf(stderr, "error: %s\n", in->state_err->message);
 		}
-		exit_code = report_fleet(cli, name, in, rc, &err);
+		exit_code = report_fleet(cli, rel, rc, &err);
 	} else {
-		exit_code = report_dual(cli, name, in);
+		exit_code = report_dual(cli, rel);
 	}
 	goto out;
 fail:

@@ -218,5 +218,7 @@ const char *mg_fleet_op_name(mg_fleet_op op);
 
 /* The result as JSON: {host, address, port, batch, outcome, stage, upload, ...} per host. */
 json_t *mg_fleet_host_to_json(const mg_fleet_host_result *h);
+/* The run as JSON: {batch_size, batches, batches_run, stopped, ..., hosts: [per host]}. */
+json_t *mg_fleet_result_to_json(const mg_fleet_result *r);
 
 #endif

@@ -85,8 +85,9 @@ typedef struct {
 
 /* What a release is about and, after mg_release_run, what happened. */
 typedef struct {
+	const char *plan; /* the plan's name */
 	mg_fleet_op op;
-	bool vms, k8s;
+	bool vms, k8s, dry_run;
 	const char *version;     /* the cluster's release (a deploy: the release) */
 	const char *vms_version; /* the fleet's: differs from version in a rollback */
 	const char *from_vms;    /* the versions recorded before: "" none */
@@ -129,5 +130,15 @@ int mg_release_begin(mg_release *r, mg_error *err);
 int mg_release_run(mg_release *r, mg_error *err);
 const mg_release_info *mg_release_info_get(const mg_release *r);
 void mg_release_free(mg_release *r);
+
+/*
+ * The release as the members of `deploy -o json` (docs/cli.md), a new object
+ * to merge into the envelope. The fleet alone: plan, op, version,
+ * from_version, artifact, sha256, then a dry run's batches and hosts or the
+ * run's result and the fleet's versions. Otherwise: plan, op, version,
+ * dry_run, vms, kubernetes (each with "error": null, for the caller to
+ * fill) and versions.
+ */
+json_t *mg_release_to_json(const mg_release *r);
 
 #endif

@@ -118,6 +118,26 @@ json_t *mg_fleet_host_to_json(const mg_fleet_host_result *h)
 	return j;
 }
 
+json_t *mg_fleet_result_to_json(const mg_fleet_result *r)
+{
+	json_t *hosts = json_array();
+	for (size_t i = 0; i < r->nhosts; i++)
+		json_array_append_new(hosts, mg_fleet_host_to_json(&r->hosts[i]));
+	json_t *j = json_pack(
+	    "{s:I, s:I, s:I, s:b, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
+	    "s:I}",
+	    "batch_size", (json_int_t)r->batch_size, "batches", (json_int_t)r->nbatches,
+	    "batches_run", (json_int_t)r->batches_run, "stopped", r->stopped, "stopped_batch",
+	    r->stopped ? json_integer((json_int_t)r->stopped_batch + 1) : json_null(), "canceled",
+	    r->canceled, "hosts_ok", (json_int_t)r->ok, "hosts_failed", (json_int_t)r->failed,
+	    "hosts_rolled_back", (json_int_t)r->rolled_back, "hosts_not_run",
+	    (json_int_t)r->not_run, "uploaded", (json_int_t)r->uploaded, "skipped_uploads",
+	    (json_int_t)r->skipped_uploads, "max_concurrent", r->max_concurrent, "duration_ms",
+	    (json_int_t)r->duration_ms);
+	json_object_set_new(j, "hosts", hosts);
+	return j;
+}
+
 static int journal(const mg_fleet_options *o, const char *action, json_t *before, json_t *after,
                    const char *reason, json_t *evidence, mg_error *err)
 {

@@ -39,7 +39,9 @@ struct mg_release {
 static void sync_info(mg_release *r)
 {
 	r->info = (mg_release_info){
+	    .plan = mg_plan_name(r->plan),
 	    .op = r->o.op,
+	    .dry_run = r->o.dry_run,
 	    .vms = r->o.vms,
 	    .k8s = r->o.k8s,
 	    .version = r->o.k8s ? r->version : r->vms_version,
