@@ -457,48 +457,16 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	mg_plan *plan = NULL;
 	mg_release *rel = NULL;
 	int exit_code = EXIT_DONE;
-	char version[MG_FLEET_VERSION_MAX + 1] = "";
 	struct sigaction old_int, old_term, old_pipe;
 	bool signals = false;
-	unsigned fleet_needs = op == MG_FLEET_DEPLOY ? MG_NEED_BUILD | MG_NEED_VMS : MG_NEED_VMS;
-	/* --vms-only --version V needs the fleet's sections; otherwise the sides come from
-	 * the plan */
-	bool fleet_checked = vms_only && version_arg;
-	int rc = cli_load_plan(cli, &plan, fleet_checked ? fleet_needs : MG_NEED_VMS_OR_KUBERNETES,
-	                       &err);
+	int rc = cli_load_plan(cli, &plan, mg_release_plan_needs(op, vms_only, version_arg), &err);
 	if (rc)
 		goto fail;
-	bool has_vms = mg_plan_vms_section(plan) != NULL;
-	bool has_k8s = mg_plan_kubernetes_section(plan) != NULL;
-	bool vms = vms_only || (!k8s_only && has_vms);
-	bool k8s = k8s_only || (!vms_only && has_k8s);
-	if (vms && !k8s && context) {
-		rc = mg_error_set(
-		    &err, MG_EINVALID,
-		    "--context names the cluster to use, but this %s contacts only the VMs%s",
-		    op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
-		    vms_only ? " (--vms-only)" : ": the plan has no kubernetes section");
-		goto fail;
-	}
-	if (version_arg)
-		snprintf(version, sizeof(version), "%s", version_arg);
-	if (vms && !k8s && !fleet_checked) {
-		if (op == MG_FLEET_DEPLOY && !version_arg &&
-		    (rc = mg_release_version(version, sizeof(version), plan, &err)))
-			goto fail;
-		if ((rc = mg_plan_require(plan, fleet_needs, cli->command, &err)))
-			goto fail;
-	}
-	if (k8s_only && !has_k8s) {
-		rc = mg_error_set(&err, MG_EINVALID, "--k8s-only: %s has no kubernetes section",
-		                  mg_plan_file(plan));
-		goto fail;
-	}
 	const char *name = mg_plan_name(plan);
 	mg_release_options ro = {.op = op,
-	                         .vms = vms,
-	                         .k8s = k8s,
-	                         .version = *version ? version : NULL,
+	                         .vms_only = vms_only,
+	                         .k8s_only = k8s_only,
+	                         .version = version_arg,
 	                         .accept_new_host_keys = accept_new,
 	                         .context = context,
 	                         .state_dir = cli_state_dir(cli, plan),
@@ -510,9 +478,7 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	progress_ctx pc = {.cli = cli,
 	                   .plan = name,
 	                   .verb = op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
-	                   .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0,
-	                   .vms = vms,
-	                   .k8s = k8s};
+	                   .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0};
 	ro.progress_ud = &pc;
 	if ((rc = mg_release_prepare(&rel, plan, &ro, &err)))
 		goto fail;
@@ -521,7 +487,10 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	if ((rc = mg_release_begin(rel, &err)))
 		goto fail;
 	const mg_release_info *in = mg_release_info_get(rel);
+	bool k8s = in->k8s;
 	pc.version = in->version;
+	pc.vms = in->vms;
+	pc.k8s = k8s;
 	if (!k8s && cli->dry_run) {
 		exit_code = report_fleet(cli, rel, 0, &err);
 		goto out;

@@ -67,9 +67,17 @@ typedef struct {
 	const char *message;             /* with object: what happened to it */
 } mg_release_progress;
 
+/*
+ * What to load the plan with (mg_plan_require) for deploy or rollback
+ * --release with these flags: the fleet's sections for `--vms-only --version`,
+ * else a fleet or a cluster (the sides come from the plan).
+ */
+unsigned mg_release_plan_needs(mg_fleet_op op, bool vms_only, const char *version);
+
 typedef struct {
 	mg_fleet_op op;
-	bool vms, k8s;       /* the sides to run (at least one) */
+	/* the sides: both that the plan has, or only one (--vms-only, --k8s-only) */
+	bool vms_only, k8s_only;
 	const char *version; /* deploy: the release, or NULL for build.repo's HEAD;
 	                        rollback: NULL (state.json says where to) */
 	bool accept_new_host_keys;
@@ -115,9 +123,11 @@ typedef struct {
 typedef struct mg_release mg_release;
 
 /*
- * A release of plan (borrowed: it must outlive *out) with o (copied). For a
- * deploy without o->version the version is mg_release_version's. On error
- * *out may still be set: free it.
+ * A release of plan (borrowed: it must outlive *out) with o (copied), loaded
+ * with mg_release_plan_needs: the sides are decided (MG_EINVALID for
+ * --context without a cluster, --k8s-only without a kubernetes section, or
+ * the fleet alone without its sections). For a deploy without o->version the
+ * version is mg_release_version's. On error *out may still be set: free it.
  */
 int mg_release_prepare(mg_release **out, const mg_plan *plan, const mg_release_options *o,
                        mg_error *err);

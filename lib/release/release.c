@@ -13,6 +13,7 @@
 struct mg_release {
 	const mg_plan *plan;
 	mg_release_options o;
+	bool vms, k8s; /* the sides */
 	mg_release_info info;
 	char version[MG_FLEET_VERSION_MAX + 1], vms_version[MG_FLEET_VERSION_MAX + 1];
 	char from_vms[sizeof(((mg_state *)0)->vms_version)];
@@ -42,9 +43,9 @@ static void sync_info(mg_release *r)
 	    .plan = mg_plan_name(r->plan),
 	    .op = r->o.op,
 	    .dry_run = r->o.dry_run,
-	    .vms = r->o.vms,
-	    .k8s = r->o.k8s,
-	    .version = r->o.k8s ? r->version : r->vms_version,
+	    .vms = r->vms,
+	    .k8s = r->k8s,
+	    .version = r->k8s ? r->version : r->vms_version,
 	    .vms_version = r->vms_version,
 	    .from_vms = r->from_vms,
 	    .from_k8s = r->from_k8s,
@@ -69,6 +70,36 @@ static void sync_info(mg_release *r)
 	};
 }
 
+static unsigned fleet_needs(mg_fleet_op op)
+{
+	return op == MG_FLEET_DEPLOY ? MG_NEED_BUILD | MG_NEED_VMS : MG_NEED_VMS;
+}
+
+unsigned mg_release_plan_needs(mg_fleet_op op, bool vms_only, const char *version)
+{
+	return vms_only && version ? fleet_needs(op) : MG_NEED_VMS_OR_KUBERNETES;
+}
+
+/* Both sides the plan has, or the one the flags ask for. */
+static int choose_sides(mg_release *r, mg_error *err)
+{
+	const mg_release_options *o = &r->o;
+	bool has_vms = mg_plan_vms_section(r->plan) != NULL;
+	bool has_k8s = mg_plan_kubernetes_section(r->plan) != NULL;
+	r->vms = o->vms_only || (!o->k8s_only && has_vms);
+	r->k8s = o->k8s_only || (!o->vms_only && has_k8s);
+	if (r->vms && !r->k8s && o->context)
+		return mg_error_set(
+		    err, MG_EINVALID,
+		    "--context names the cluster to use, but this %s contacts only the VMs%s",
+		    o->op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
+		    o->vms_only ? " (--vms-only)" : ": the plan has no kubernetes section");
+	if (o->k8s_only && !has_k8s)
+		return mg_error_set(err, MG_EINVALID, "--k8s-only: %s has no kubernetes section",
+		                    mg_plan_file(r->plan));
+	return 0;
+}
+
 int mg_release_prepare(mg_release **out, const mg_plan *plan, const mg_release_options *o,
                        mg_error *err)
 {
@@ -82,27 +113,38 @@ int mg_release_prepare(mg_release **out, const mg_plan *plan, const mg_release_o
 	pthread_mutex_init(&r->mu, NULL);
 	mg_state_init(&r->st, mg_plan_name(plan));
 	sync_info(r);
-	int rc = 0;
+	int rc = choose_sides(r, err);
+	if (rc)
+		goto out;
 	if (o->op == MG_FLEET_DEPLOY) {
 		if (o->version)
 			snprintf(r->version, sizeof(r->version), "%s", o->version);
 		else if ((rc = mg_release_version(r->version, sizeof(r->version), plan, err)))
-			return rc;
+			goto out;
 		snprintf(r->vms_version, sizeof(r->vms_version), "%s", r->version);
-		if (o->k8s && !mg_plan_build_section(plan))
-			return mg_error_set(err, MG_EINVALID,
-			                    "%s: deploy needs a build section (build.image for the "
-			                    "cluster%s)",
-			                    mg_plan_file(plan),
-			                    o->vms ? ", build.artifact for the VMs" : "");
-		if (o->vms &&
+	}
+	/* the fleet alone, loaded without its sections checked: checked now, after the version */
+	if (r->vms && !r->k8s &&
+	    mg_release_plan_needs(o->op, o->vms_only, o->version) != fleet_needs(o->op) &&
+	    (rc = mg_plan_require(plan, fleet_needs(o->op), o->command, err)))
+		goto out;
+	if (o->op == MG_FLEET_DEPLOY) {
+		if (r->k8s && !mg_plan_build_section(plan)) {
+			rc = mg_error_set(err, MG_EINVALID,
+			                  "%s: deploy needs a build section (build.image for the "
+			                  "cluster%s)",
+			                  mg_plan_file(plan),
+			                  r->vms ? ", build.artifact for the VMs" : "");
+			goto out;
+		}
+		if (r->vms &&
 		    (rc = mg_release_artifact(&r->artifact, r->sha, plan, r->version, err)))
 			goto out;
 	}
-	if (o->vms && (rc = mg_release_preflight(mg_plan_vms_section(plan), o->accept_new_host_keys,
+	if (r->vms && (rc = mg_release_preflight(mg_plan_vms_section(plan), o->accept_new_host_keys,
 	                                         &r->passphrase, err)))
 		goto out;
-	if (o->op == MG_FLEET_DEPLOY && o->k8s)
+	if (o->op == MG_FLEET_DEPLOY && r->k8s)
 		rc = mg_cluster_render(&r->objects, plan, r->version, &r->secret_files, err);
 out:
 	sync_info(r);
@@ -131,7 +173,7 @@ static int open_state(mg_release *r, mg_error *err)
 		rc = mg_store_lock(r->store, r->o.command, err);
 	if (!rc)
 		rc = mg_state_load(&r->st, r->store, err);
-	if (!rc && r->o.vms)
+	if (!rc && r->vms)
 		rc = mg_fleet_record_load(&r->fleet_doc, r->store, err);
 	return rc;
 }
@@ -153,7 +195,7 @@ static int vms_previous_version(mg_release *r, mg_error *err)
 static int rollback_target(mg_release *r, mg_error *err)
 {
 	const mg_state *st = &r->st;
-	if (!r->o.k8s) {
+	if (!r->k8s) {
 		if (!*st->vms_previous_version)
 			return mg_error_set(
 			    err, MG_EINVALID,
@@ -164,7 +206,7 @@ static int rollback_target(mg_release *r, mg_error *err)
 			    *st->vms_version ? st->vms_version : "the first deploy");
 		return vms_previous_version(r, err);
 	}
-	if (r->o.vms && !*st->vms_previous_version)
+	if (r->vms && !*st->vms_previous_version)
 		return mg_error_set(err, MG_EINVALID,
 		                    "nothing to roll back to on the VMs: no release before %s is "
 		                    "recorded (--k8s-only rolls back the cluster alone)",
@@ -174,9 +216,9 @@ static int rollback_target(mg_release *r, mg_error *err)
 		    err, MG_EINVALID,
 		    "nothing to roll back to on the cluster: no release before %s is recorded%s",
 		    *st->kubernetes_version ? st->kubernetes_version : "the first deploy",
-		    r->o.vms ? " (--vms-only rolls back the VMs alone)" : "");
+		    r->vms ? " (--vms-only rolls back the VMs alone)" : "");
 	int rc;
-	if (r->o.vms && (rc = vms_previous_version(r, err)))
+	if (r->vms && (rc = vms_previous_version(r, err)))
 		return rc;
 	snprintf(r->version, sizeof(r->version), "%s", st->kubernetes_previous_version);
 	rc = r->store ? mg_cluster_record_load(&r->objects, r->store, r->version, err)
@@ -212,7 +254,7 @@ int mg_release_begin(mg_release *r, mg_error *err)
 {
 	int rc = 0;
 	/* a kubeconfig that does not resolve is bad input, found before anything is touched */
-	if (r->o.k8s &&
+	if (r->k8s &&
 	    (rc = mg_cluster_connect(&r->client, r->plan, r->o.context, r->o.cancel, err)))
 		goto out;
 	if ((rc = open_state(r, err)))
@@ -240,7 +282,7 @@ int mg_release_begin(mg_release *r, mg_error *err)
 	    .progress_ud = r,
 	};
 	const mg_plan_kubernetes *k = mg_plan_kubernetes_section(r->plan);
-	if (r->o.k8s)
+	if (r->k8s)
 		r->co = (mg_cluster_options){
 		    .objects = r->objects,
 		    .force = k->force_conflicts,
@@ -325,7 +367,7 @@ static bool cluster_state_update(mg_release *r)
 int mg_release_run(mg_release *r, mg_error *err)
 {
 	int rc = 0;
-	bool k8s = r->o.k8s, vms = r->o.vms, dry = r->o.dry_run;
+	bool k8s = r->k8s, vms = r->vms, dry = r->o.dry_run;
 	if (!r->begun)
 		return mg_error_set(err, MG_EINVALID, "mg_release_run before mg_release_begin");
 	if (k8s && !dry) {
