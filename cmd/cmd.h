@@ -67,28 +67,13 @@ int cmd_resume(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
 
 /*
- * deploy --vms-only and rollback --release: the fleet run, from the checks
- * made before any host is contacted to the per-host report. version is
- * deploy's --version; a rollback takes the release from state.json.
- */
-int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version, bool accept_new,
-              const char *reason);
-
-/*
- * deploy and rollback --release on both sides (or --k8s-only): the fleet in
- * this thread, the cluster in another. A plan or flags that leave only the
- * VMs go to cmd_fleet. version NULL for a deploy: build.repo's HEAD.
- * context (--context; may be NULL) replaces kubernetes.context.
+ * deploy and rollback --release (cmd/deploy.c): both sides, or the one the
+ * flags or the plan leave, through lib/release. version NULL for a deploy:
+ * build.repo's HEAD. context (--context; may be NULL) replaces
+ * kubernetes.context.
  */
 int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version, bool vms_only, bool k8s_only,
                 bool accept_new, const char *reason, const char *context);
-
-/*
- * The release when --version is not given: the short id of build.repo's
- * HEAD commit. A tree with uncommitted changes to tracked files is refused
- * (MG_EINVALID): the release would not be what the commit names.
- */
-int cli_release_version(char *out, size_t size, const mg_plan *plan, mg_error *err);
 
 /* Option parsing shared by every command: the global options plus the command's own.
  * Calls on_opt for each of the command's options; returns the index of the first operand,

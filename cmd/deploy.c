@@ -1,30 +1,17 @@
 /*
- * migrate deploy --vms-only: a release onto every VM of the fleet in rolling
- * batches; and the fleet half of `migrate rollback --release`, which goes
- * back to the release the fleet ran before. lib/fleet/fleet.c does the work; this
- * file checks the input before any host is contacted, holds the lock,
- * records the versions and reports per host.
+ * migrate deploy and rollback --release: a release onto the VM fleet and the
+ * cluster together, or either side alone (--vms-only, --k8s-only). lib/release
+ * does the work (checks, state, journal, both sides at once); this file parses
+ * the options, draws the progress line and prints the outcome.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <git2.h>
-#include <pthread.h>
-
 #include "clock.h"
-#include "cluster.h"
 #include "cmd.h"
-#include "fleet.h"
-#include "http.h"
-#include "secret.h"
-#include "sha256.h"
-#include "state.h"
-#include "store.h"
+#include "release.h"
 
 /* Hosts in the text table before only the ones that did not succeed are listed (-v: all). */
 #define TABLE_ALL_UP_TO 50
@@ -40,44 +27,68 @@ static void on_signal(int sig)
 	fleet_signal = sig;
 }
 
+/* The TTY line: the fleet's progress alone, or both sides' (lib/release calls one at a time). */
 typedef struct {
 	mg_cli *cli;
-	const char *plan;
-	const char *verb; /* "deploy", "rollback" */
-	const char *version;
-	bool tty;
+	const char *plan, *verb, *version;
+	bool tty, drawn, vms, k8s;
 	int64_t last_ms;
-	size_t ok, failed;
-	bool drawn;
+	size_t batch, nbatches, nhosts, ok, failed, running;
+	const char *host, *host_state;
+	char k8s_msg[200];
 } progress_ctx;
 
-/* One line on the terminal, rewritten in place; called under lib/fleet's mutex. */
-static void progress(void *ud, const mg_fleet_progress *p)
+static void draw(progress_ctx *c, bool force)
 {
-	progress_ctx *c = ud;
-	if (p->finished && !p->reverting) {
-		c->ok += p->host->outcome == MG_FLEET_OK;
-		c->failed += p->host->outcome == MG_FLEET_FAILED;
-	}
-	if (!c->tty)
-		return;
 	int64_t now = mg_clock_ms();
-	if (!p->finished && now - c->last_ms < PROGRESS_MS)
+	if (!c->tty || (!force && now - c->last_ms < PROGRESS_MS))
 		return;
 	c->last_ms = now;
 	bool col = c->cli->color_err;
-	fprintf(stderr,
-	        "%s%s: %s %s  batch %zu/%zu  %zu/%zu done, %s%zu failed%s, %zu working  "
-	        "%s%s %s%s",
-	        cli_c(true, C_CLEAR_LINE), c->plan, c->verb, c->version, p->batch + 1,
-	        p->run->nbatches, c->ok + c->failed, p->run->nhosts,
-	        c->failed ? cli_c(col, C_RED) : "", c->failed, c->failed ? cli_c(col, C_RESET) : "",
-	        p->running, cli_c(col, C_DIM), p->host->host->name,
-	        p->finished ? mg_fleet_outcome_name(p->host->outcome)
-	                    : mg_fleet_stage_name(p->host->stage),
-	        cli_c(col, C_RESET));
+	if (!c->k8s) {
+		fprintf(stderr,
+		        "%s%s: %s %s  batch %zu/%zu  %zu/%zu done, %s%zu failed%s, %zu working  "
+		        "%s%s %s%s",
+		        cli_c(true, C_CLEAR_LINE), c->plan, c->verb, c->version, c->batch,
+		        c->nbatches, c->ok + c->failed, c->nhosts,
+		        c->failed ? cli_c(col, C_RED) : "", c->failed,
+		        c->failed ? cli_c(col, C_RESET) : "", c->running, cli_c(col, C_DIM),
+		        c->host, c->host_state, cli_c(col, C_RESET));
+	} else {
+		char vm[160] = "", k8[240] = "";
+		if (c->vms)
+			snprintf(vm, sizeof(vm), "  VMs: batch %zu/%zu, %zu/%zu done, %zu failed",
+			         c->batch, c->nbatches, c->ok + c->failed, c->nhosts, c->failed);
+		snprintf(k8, sizeof(k8), "  cluster: %s", *c->k8s_msg ? c->k8s_msg : "starting");
+		fprintf(stderr, "%s%s: %s %s%s%s", cli_c(true, C_CLEAR_LINE), c->plan, c->verb,
+		        c->version, vm, k8);
+	}
 	fflush(stderr);
 	c->drawn = true;
+}
+
+static void progress(void *ud, const mg_release_progress *p)
+{
+	progress_ctx *c = ud;
+	const mg_fleet_progress *f = p->fleet;
+	if (f) {
+		if (f->finished && !f->reverting) {
+			c->ok += f->host->outcome == MG_FLEET_OK;
+			c->failed += f->host->outcome == MG_FLEET_FAILED;
+		}
+		c->batch = f->batch + 1;
+		c->nbatches = f->run->nbatches;
+		c->nhosts = f->run->nhosts;
+		c->running = f->running;
+		c->host = f->host->host->name;
+		c->host_state = f->finished ? mg_fleet_outcome_name(f->host->outcome)
+		                            : mg_fleet_stage_name(f->host->stage);
+	} else {
+		snprintf(c->k8s_msg, sizeof(c->k8s_msg), "%s %s: %s",
+		         p->object->kind ? p->object->kind : "?",
+		         p->object->name ? p->object->name : "?", p->message);
+	}
+	draw(c, f && f->finished);
 }
 
 static void progress_clear(progress_ctx *c)
@@ -87,63 +98,6 @@ static void progress_clear(progress_ctx *c)
 		fflush(stderr);
 		c->drawn = false;
 	}
-}
-
-/* build.artifact with every ${version} replaced. */
-static char *expand_version(const char *tmpl, const char *version)
-{
-	size_t n = 0, vl = strlen(version);
-	for (const char *p = strstr(tmpl, "${version}"); p; p = strstr(p + 10, "${version}"))
-		n++;
-	char *out = malloc(strlen(tmpl) + n * vl + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (const char *p = tmpl; *p;) {
-		if (!strncmp(p, "${version}", 10)) {
-			memcpy(o, version, vl);
-			o += vl;
-			p += 10;
-		} else {
-			*o++ = *p++;
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
-/* What can be checked without contacting a host: the artifact, the key, known_hosts. */
-static int preflight(const mg_plan_vms *v, bool accept_new, const char **passphrase, mg_error *err)
-{
-	*passphrase = NULL;
-	if (v->identity_file && v->passphrase_env) {
-		const char *p = getenv(v->passphrase_env);
-		if (!p || !*p)
-			return mg_error_set(
-			    err, MG_EINVALID,
-			    "vms.passphrase_env: the environment variable %s is not set "
-			    "or empty; it must hold the passphrase of %s",
-			    v->passphrase_env, v->identity_file);
-		*passphrase = p;
-		mg_secret_register(p); /* masked wherever a host or libssh2 echoes it */
-	}
-	if (v->identity_file && access(v->identity_file, R_OK) != 0)
-		return mg_error_set(err, MG_EINVALID, "vms.identity_file: cannot read %s: %s",
-		                    v->identity_file, strerror(errno));
-	if (!v->identity_file && !getenv("SSH_AUTH_SOCK"))
-		return mg_error_set(err, MG_EINVALID,
-		                    "the plan has no vms.identity_file, so ssh-agent is used, but "
-		                    "SSH_AUTH_SOCK is not set: start an agent and add the key "
-		                    "(ssh-add), or set vms.identity_file");
-	if (!accept_new && access(v->known_hosts, F_OK) != 0)
-		return mg_error_set(
-		    err, MG_EINVALID,
-		    "vms.known_hosts: %s does not exist, so no host key can be "
-		    "checked; add the hosts' keys after checking their fingerprints "
-		    "(ssh-keyscan -p PORT HOST >> %s), or pass "
-		    "--accept-new-host-keys to record them on first contact "
-		    "(see docs/vms.md)",
-		    v->known_hosts, v->known_hosts);
-	return 0;
 }
 
 static void fmt_secs(char *buf, size_t size, int64_t ms)
@@ -229,26 +183,6 @@ static void print_summary(const mg_cli *cli, const char *plan, const mg_fleet_re
 	print_table(cli, r);
 }
 
-static json_t *result_json(const mg_fleet_result *r)
-{
-	json_t *hosts = json_array();
-	for (size_t i = 0; i < r->nhosts; i++)
-		json_array_append_new(hosts, mg_fleet_host_to_json(&r->hosts[i]));
-	json_t *j = json_pack(
-	    "{s:I, s:I, s:I, s:b, s:o, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:i, "
-	    "s:I}",
-	    "batch_size", (json_int_t)r->batch_size, "batches", (json_int_t)r->nbatches,
-	    "batches_run", (json_int_t)r->batches_run, "stopped", r->stopped, "stopped_batch",
-	    r->stopped ? json_integer((json_int_t)r->stopped_batch + 1) : json_null(), "canceled",
-	    r->canceled, "hosts_ok", (json_int_t)r->ok, "hosts_failed", (json_int_t)r->failed,
-	    "hosts_rolled_back", (json_int_t)r->rolled_back, "hosts_not_run",
-	    (json_int_t)r->not_run, "uploaded", (json_int_t)r->uploaded, "skipped_uploads",
-	    (json_int_t)r->skipped_uploads, "max_concurrent", r->max_concurrent, "duration_ms",
-	    (json_int_t)r->duration_ms);
-	json_object_set_new(j, "hosts", hosts);
-	return j;
-}
-
 static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *desc)
 {
 	const mg_plan_vms *v = o->vms;
@@ -287,419 +221,6 @@ static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *d
 	if (!all)
 		printf("(every host gets the steps of the first, with its own address; -v lists "
 		       "them for each)\n");
-}
-
-/*
- * What the fleet side checks before any host is contacted: the artifact of
- * version exists (*artifact, *sha filled for a deploy), the key, known_hosts.
- */
-static int fleet_prepare(const mg_plan *plan, mg_fleet_op op, const char *version, bool accept_new,
-                         char **artifact_out, char sha[65], const char **passphrase, mg_error *err)
-{
-	const mg_plan_vms *v = mg_plan_vms_section(plan);
-	*artifact_out = NULL;
-	if (op == MG_FLEET_DEPLOY) {
-		const mg_plan_build *b = mg_plan_build_section(plan);
-		if (!b->artifact)
-			return mg_error_set(err, MG_EINVALID,
-			                    "%s: deploying to the VMs needs build.artifact, the "
-			                    "file unpacked on each VM (see docs/plan.md)",
-			                    mg_plan_file(plan));
-		char *artifact = expand_version(b->artifact, version);
-		if (!artifact)
-			return mg_error_oom(err);
-		*artifact_out = artifact;
-		struct stat sb;
-		errno = 0;
-		if (stat(artifact, &sb) != 0 || !S_ISREG(sb.st_mode))
-			return mg_error_set(
-			    err, MG_EINVALID,
-			    "the artifact %s (build.artifact for version %s) %s; no host "
-			    "was contacted",
-			    artifact, version,
-			    errno == ENOENT ? "does not exist" : "is not a readable file");
-		int rc = mg_sha256_file(sha, artifact, err);
-		if (rc)
-			return mg_error_set(err, MG_EINVALID, "%s; no host was contacted",
-			                    err->message);
-	}
-	return preflight(v, accept_new, passphrase, err);
-}
-
-/*
- * Opens the plan's state and loads it (and, with fleet, the fleet record). A dry
- * run changes nothing, not even creating the state directory: no store yet is a
- * fresh state and *store stays NULL.
- */
-static int open_state(const mg_cli *cli, const char *dir, const char *name, mg_store **store,
-                      mg_state *st, json_t **fleet, mg_error *err)
-{
-	int rc;
-	if (cli->dry_run) {
-		mg_state_init(st, name);
-		rc = mg_store_open_existing(store, dir, name, err);
-		if (rc == MG_ENOTFOUND) {
-			mg_error_clear(err);
-			rc = 0;
-		} else if (!rc) {
-			rc = mg_state_load(st, *store, err);
-		}
-		return rc;
-	}
-	rc = mg_store_open(store, dir, name, err);
-	if (!rc)
-		rc = mg_store_lock(*store, cli->command, err);
-	if (!rc)
-		rc = mg_state_load(st, *store, err);
-	if (!rc && fleet)
-		rc = mg_fleet_record_load(fleet, *store, err);
-	return rc;
-}
-
-/* The VM side's release to go back to; state.json is hand-editable and the name goes
- * into remote paths. */
-static int vms_previous_version(char *out, size_t size, const mg_state *st, mg_error *err)
-{
-	char why[256];
-	snprintf(out, size, "%s", st->vms_previous_version);
-	if (mg_fleet_check_version(out, why, sizeof(why)))
-		return mg_error_set(err, MG_EINVALID,
-		                    "state.json: versions.vms_previous is not a release name: %s",
-		                    why);
-	return 0;
-}
-
-/*
- * A signal stops the run between stages (lib/fleet looks at the flag); the default
- * action would leave hosts half switched with nothing journalled. A host that drops
- * its connection must fail that host, not kill the process: SIGPIPE is ignored.
- */
-static void signals_install(struct sigaction *old_int, struct sigaction *old_term,
-                            struct sigaction *old_pipe)
-{
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
-	struct sigaction ign = {0};
-	ign.sa_handler = SIG_IGN;
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGPIPE, &ign, old_pipe);
-}
-
-static void signals_restore(const struct sigaction *old_int, const struct sigaction *old_term,
-                            const struct sigaction *old_pipe)
-{
-	sigaction(SIGINT, old_int, NULL);
-	sigaction(SIGTERM, old_term, NULL);
-	sigaction(SIGPIPE, old_pipe, NULL);
-}
-
-/*
- * The VMs' version in the state after a fleet run, as read back from the hosts: a
- * deploy that reached any host moves it on; a rollback counts once every host is
- * back (gone back once; going back again would be a guess). Returns whether st
- * changed.
- */
-static bool vms_state_update(mg_state *st, mg_fleet_op op, const mg_fleet_result *r,
-                             const char *version)
-{
-	size_t on = mg_fleet_count_on(r, version);
-	if (op == MG_FLEET_DEPLOY && on > 0 && strcmp(st->vms_version, version) != 0) {
-		snprintf(st->vms_previous_version, sizeof(st->vms_previous_version), "%s",
-		         st->vms_version);
-		snprintf(st->vms_version, sizeof(st->vms_version), "%s", version);
-		return true;
-	}
-	if (op == MG_FLEET_ROLLBACK && on == r->nhosts) {
-		snprintf(st->vms_version, sizeof(st->vms_version), "%s", version);
-		st->vms_previous_version[0] = '\0';
-		return true;
-	}
-	return false;
-}
-
-/*
- * The fleet run of `--vms-only` and of a dual run alike: a dry run gets no store (it
- * journals nothing), a rollback has no artifact to check.
- */
-static mg_fleet_options fleet_options(const mg_cli *cli, mg_fleet_op op, const mg_plan *plan,
-                                      const char *version, const char *artifact, const char *sha,
-                                      bool accept_new, const char *passphrase, mg_store *store,
-                                      json_t *fleet, const char *reason, const char *from)
-{
-	return (mg_fleet_options){
-	    .op = op,
-	    .vms = mg_plan_vms_section(plan),
-	    .version = version,
-	    .artifact = artifact,
-	    .artifact_sha256 = op == MG_FLEET_DEPLOY ? sha : NULL,
-	    .accept_new_host_keys = accept_new,
-	    .passphrase = passphrase,
-	    .cancel = &fleet_signal,
-	    .store = cli->dry_run ? NULL : store,
-	    .fleet = fleet,
-	    .command = cli->command,
-	    .reason = reason,
-	    .from_version = *from ? from : NULL,
-	};
-}
-
-/* What a fleet run is about, the same keys in --json for `--vms-only` and a dual run. */
-static void fleet_release_json(json_t *o, const char *version, const char *from,
-                               const char *artifact, const char *sha)
-{
-	json_object_set_new(o, "version", json_string(version));
-	json_object_set_new(o, "from_version", *from ? json_string(from) : json_null());
-	json_object_set_new(o, "artifact", artifact ? json_string(artifact) : json_null());
-	json_object_set_new(o, "sha256", *sha ? json_string(sha) : json_null());
-}
-
-int cmd_fleet(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool accept_new,
-              const char *reason)
-{
-	char why[256];
-	if (op == MG_FLEET_DEPLOY && mg_fleet_check_version(version_arg, why, sizeof(why)))
-		return cli_usage_error(cli, "--version: %s", why);
-
-	mg_error err = MG_ERROR_INIT;
-	mg_plan *plan = NULL;
-	mg_store *store = NULL;
-	json_t *fleet = NULL, *doc = cli->json ? cli_doc(cli) : NULL;
-	char *artifact = NULL;
-	char sha[65] = "";
-	mg_fleet_result res = {0};
-	mg_state st;
-	const char *passphrase = NULL;
-	char version[MG_FLEET_VERSION_MAX + 1] = "";
-	char from[sizeof(st.vms_version)] = "";
-	int exit_code = EXIT_DONE;
-	struct sigaction old_int, old_term, old_pipe;
-	bool signals = false;
-
-	int rc = cli_load_plan(
-	    cli, &plan, op == MG_FLEET_DEPLOY ? MG_NEED_BUILD | MG_NEED_VMS : MG_NEED_VMS, &err);
-	if (rc)
-		goto fail;
-	const mg_plan_vms *v = mg_plan_vms_section(plan);
-	const char *name = mg_plan_name(plan);
-	if (op == MG_FLEET_DEPLOY)
-		snprintf(version, sizeof(version), "%s", version_arg);
-	rc = fleet_prepare(plan, op, version, accept_new, &artifact, sha, &passphrase, &err);
-	if (rc)
-		goto fail;
-
-	rc = open_state(cli, cli_state_dir(cli, plan), name, &store, &st, &fleet, &err);
-	if (rc)
-		goto fail;
-	snprintf(from, sizeof(from), "%s", st.vms_version);
-	if (op == MG_FLEET_ROLLBACK) {
-		if (!*st.vms_previous_version) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "nothing to roll back to: no release before %s is recorded for the VMs "
-			    "(a rollback --release can only go back once, to the release the last "
-			    "deploy replaced). Deploy the version you want with `migrate deploy "
-			    "--vms-only --version V`",
-			    *st.vms_version ? st.vms_version : "the first deploy");
-			goto fail;
-		}
-		if ((rc = vms_previous_version(version, sizeof(version), &st, &err)))
-			goto fail;
-	}
-
-	mg_fleet_options o = fleet_options(cli, op, plan, version, artifact, sha, accept_new,
-	                                   passphrase, store, fleet, reason, from);
-	if (cli->dry_run) {
-		json_t *desc = mg_fleet_describe(&o);
-		if (doc) {
-			json_object_set_new(doc, "plan", json_string(name));
-			json_object_set_new(doc, "dry_run", json_true());
-			json_object_set_new(doc, "op", json_string(mg_fleet_op_name(op)));
-			fleet_release_json(doc, version, from, artifact, sha);
-			size_t bs = mg_plan_vms_batch_size(v);
-			json_object_set_new(doc, "batch_size", json_integer((json_int_t)bs));
-			json_object_set_new(
-			    doc, "batches",
-			    json_integer((json_int_t)mg_fleet_batch_count(v->nhosts, bs)));
-			json_object_set_new(doc, "parallel", json_integer(v->parallel));
-			json_object_set_new(doc, "max_failures", json_integer(v->max_failures));
-			json_object_set_new(doc, "hosts", desc);
-			exit_code = cli_doc_emit(cli, doc, EXIT_DONE);
-			doc = NULL;
-		} else {
-			dry_run_text(cli, &o, desc);
-			json_decref(desc);
-		}
-		goto out;
-	}
-
-	progress_ctx pc = {cli, name, mg_fleet_op_name(op), version, isatty(STDERR_FILENO) != 0};
-	o.progress = progress;
-	o.progress_ud = &pc;
-	signals_install(&old_int, &old_term, &old_pipe);
-	signals = true;
-
-	int run_rc = mg_fleet_run(&res, &o, &err);
-	progress_clear(&pc);
-	if (res.hosts) {
-		/* the fleet's version is what the hosts run now, as read back */
-		bool changed = vms_state_update(&st, op, &res, version);
-		mg_error serr = MG_ERROR_INIT;
-		if (changed && mg_state_save(store, &st, &serr) != 0) {
-			if (!run_rc) {
-				run_rc = serr.code;
-				mg_error_clear(&err);
-				mg_error_set(&err, serr.code, "%s", serr.message);
-			} else {
-				fprintf(stderr, "error: %s\n", serr.message);
-			}
-		}
-		mg_error_clear(&serr);
-	}
-	rc = run_rc;
-	if (!res.hosts)
-		goto fail;
-
-	if (run_rc == MG_ECANCELED)
-		exit_code = fleet_signal == SIGINT ? 130 : 143;
-	else
-		exit_code = cli_exit_code(run_rc);
-	if (doc) {
-		json_object_set_new(doc, "plan", json_string(name));
-		json_object_set_new(doc, "op", json_string(mg_fleet_op_name(op)));
-		fleet_release_json(doc, version, from, artifact, sha);
-		json_t *rj = result_json(&res);
-		json_object_update(doc, rj);
-		json_decref(rj);
-		json_object_set_new(doc, "fleet_version",
-		                    *st.vms_version ? json_string(st.vms_version) : json_null());
-		json_object_set_new(doc, "fleet_previous_version",
-		                    *st.vms_previous_version ? json_string(st.vms_previous_version)
-		                                             : json_null());
-		if (run_rc) {
-			json_t *e = json_pack("{s:s, s:s}", "kind", mg_error_name(run_rc),
-			                      "message", err.message);
-			json_object_set_new(e, "diagnostics", cli_diags_json(&err, MG_SEV_ERROR));
-			json_object_set_new(doc, "error", e);
-		}
-	} else {
-		print_summary(cli, name, &res, run_rc);
-	}
-	if (run_rc) {
-		bool c = cli->color_err;
-		fprintf(stderr, "%serror:%s %s\n", cli_c(c, C_RED), cli_c(c, C_RESET), err.message);
-	}
-	if (doc) {
-		exit_code = cli_doc_emit(cli, doc, exit_code);
-		doc = NULL;
-	}
-	goto out;
-
-fail:
-	json_decref(doc);
-	doc = NULL;
-	exit_code = cli_fail(cli, &err);
-out:
-	if (signals)
-		signals_restore(&old_int, &old_term, &old_pipe);
-	json_decref(doc);
-	json_decref(fleet);
-	mg_fleet_result_free(&res);
-	free(artifact);
-	mg_store_free(store);
-	mg_plan_free(plan);
-	mg_error_clear(&err);
-	return exit_code;
-}
-
-/* --- both sides: the fleet and the cluster ---------------------------------------------- */
-
-/* The TTY line of a dual run: both sides' progress, redrawn by whichever side moved. */
-typedef struct {
-	pthread_mutex_t mu;
-	mg_cli *cli;
-	const char *plan, *verb, *version;
-	bool tty, drawn, vms, k8s;
-	int64_t last_ms;
-	size_t batch, nbatches, nhosts, ok, failed, running;
-	char k8s_msg[200];
-} dual_progress;
-
-/* Called with dp->mu held. */
-static void dual_draw(dual_progress *dp, bool force)
-{
-	if (!dp->tty)
-		return;
-	int64_t now = mg_clock_ms();
-	if (!force && now - dp->last_ms < PROGRESS_MS)
-		return;
-	dp->last_ms = now;
-	char vm[160] = "", k8[240] = "";
-	if (dp->vms)
-		snprintf(vm, sizeof(vm), "  VMs: batch %zu/%zu, %zu/%zu done, %zu failed",
-		         dp->batch, dp->nbatches, dp->ok + dp->failed, dp->nhosts, dp->failed);
-	if (dp->k8s)
-		snprintf(k8, sizeof(k8), "  cluster: %s", *dp->k8s_msg ? dp->k8s_msg : "starting");
-	fprintf(stderr, "%s%s: %s %s%s%s", cli_c(true, C_CLEAR_LINE), dp->plan, dp->verb,
-	        dp->version, vm, k8);
-	fflush(stderr);
-	dp->drawn = true;
-}
-
-static void dual_fleet_progress(void *ud, const mg_fleet_progress *p)
-{
-	dual_progress *dp = ud;
-	pthread_mutex_lock(&dp->mu);
-	if (p->finished && !p->reverting) {
-		dp->ok += p->host->outcome == MG_FLEET_OK;
-		dp->failed += p->host->outcome == MG_FLEET_FAILED;
-	}
-	dp->batch = p->batch + 1;
-	dp->nbatches = p->run->nbatches;
-	dp->nhosts = p->run->nhosts;
-	dp->running = p->running;
-	dual_draw(dp, p->finished);
-	pthread_mutex_unlock(&dp->mu);
-}
-
-static void dual_cluster_progress(void *ud, const mg_cluster_object *obj, const char *msg)
-{
-	dual_progress *dp = ud;
-	pthread_mutex_lock(&dp->mu);
-	snprintf(dp->k8s_msg, sizeof(dp->k8s_msg), "%s %s: %s", obj->kind ? obj->kind : "?",
-	         obj->name ? obj->name : "?", msg);
-	dual_draw(dp, false);
-	pthread_mutex_unlock(&dp->mu);
-}
-
-static void dual_clear(dual_progress *dp)
-{
-	pthread_mutex_lock(&dp->mu);
-	if (dp->drawn) {
-		fputs(cli_c(true, C_CLEAR_LINE), stderr);
-		fflush(stderr);
-		dp->drawn = false;
-	}
-	pthread_mutex_unlock(&dp->mu);
-}
-
-typedef struct {
-	mg_kube_client *client;
-	mg_cluster_options o;
-	mg_cluster_result res;
-	mg_error err;
-	int rc;
-	bool ran;
-} cluster_job;
-
-static void *cluster_thread(void *ud)
-{
-	cluster_job *j = ud;
-	j->rc = mg_cluster_apply(&j->res, j->client, &j->o, &j->err);
-	j->ran = true;
-	return NULL;
 }
 
 /* "1 of 1 Deployment" as before, or "2 of 3 workloads" once StatefulSets or DaemonSets are in */
@@ -799,423 +320,210 @@ static json_t *error_json(int rc, const mg_error *err)
 	return e;
 }
 
-/* git rev-parse --short HEAD of build.repo, refusing a tree with uncommitted changes. */
-int cli_release_version(char *out, size_t size, const mg_plan *plan, mg_error *err)
+/*
+ * A signal stops the run between stages (lib/fleet looks at the flag); the default
+ * action would leave hosts half switched with nothing journalled. A host that drops
+ * its connection must fail that host, not kill the process: SIGPIPE is ignored.
+ */
+static void signals_install(struct sigaction *old_int, struct sigaction *old_term,
+                            struct sigaction *old_pipe)
 {
-	const mg_plan_build *b = mg_plan_build_section(plan);
-	if (!b || !b->repo)
-		return mg_error_set(err, MG_EINVALID,
-		                    "--version V is required: the plan has no build.repo to take "
-		                    "the release from (its HEAD commit)");
-	git_libgit2_init();
-	git_repository *repo = NULL;
-	git_object *head = NULL;
-	git_status_list *st = NULL;
-	git_buf shortid = {0};
-	int rc = 0;
-	if (git_repository_open(&repo, b->repo) != 0 ||
-	    git_revparse_single(&head, repo, "HEAD^{commit}") != 0 ||
-	    git_object_short_id(&shortid, head) != 0) {
-		const git_error *ge = git_error_last();
-		rc = mg_error_set(err, MG_EINVALID, "build.repo %s: cannot read HEAD: %s", b->repo,
-		                  ge && ge->message ? ge->message : "unknown error");
-		goto out;
-	}
-	git_status_options so = GIT_STATUS_OPTIONS_INIT;
-	/* untracked files are not part of a build from the commit; changes to tracked ones are */
-	so.flags = GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
-	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
-	if (git_status_list_new(&st, repo, &so) != 0) {
-		const git_error *ge = git_error_last();
-		rc = mg_error_set(err, MG_EINVALID, "build.repo %s: cannot read its status: %s",
-		                  b->repo, ge && ge->message ? ge->message : "unknown error");
-		goto out;
-	}
-	size_t dirty = git_status_list_entrycount(st);
-	if (dirty) {
-		const git_status_entry *e = git_status_byindex(st, 0);
-		const char *path = e->index_to_workdir && e->index_to_workdir->new_file.path
-		                       ? e->index_to_workdir->new_file.path
-		                   : e->head_to_index ? e->head_to_index->new_file.path
-		                                      : "?";
-		rc =
-		    mg_error_set(err, MG_EINVALID,
-		                 "build.repo %s has %zu uncommitted change%s (%s%s): the release "
-		                 "would not be the commit %s names. Commit them, or pass --version "
-		                 "V",
-		                 b->repo, dirty, dirty == 1 ? "" : "s", path,
-		                 dirty > 1 ? ", ..." : "", shortid.ptr);
-		goto out;
-	}
-	snprintf(out, size, "%s", shortid.ptr);
-out:
-	git_buf_dispose(&shortid);
-	git_status_list_free(st);
-	git_object_free(head);
-	git_repository_free(repo);
-	git_libgit2_shutdown();
-	return rc;
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, old_int);
+	sigaction(SIGTERM, &sa, old_term);
+	struct sigaction ign = {0};
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGPIPE, &ign, old_pipe);
 }
 
-/*
- * deploy (both sides, or --k8s-only) and rollback --release with a cluster.
- * The fleet runs in this thread and the cluster in its own; each side's
- * failure leaves the other as it is. Journal and state are written only
- * from this thread (lib/fleet journals from here too), the manifests of a
- * release before anything is applied.
- */
-int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_only, bool k8s_only,
-                bool accept_new, const char *reason, const char *context)
+static void signals_restore(const struct sigaction *old_int, const struct sigaction *old_term,
+                            const struct sigaction *old_pipe)
 {
-	mg_error err = MG_ERROR_INIT;
-	mg_plan *plan = NULL;
+	sigaction(SIGINT, old_int, NULL);
+	sigaction(SIGTERM, old_term, NULL);
+	sigaction(SIGPIPE, old_pipe, NULL);
+}
+
+/* The fleet alone (--vms-only, or a plan without a cluster): its own report and JSON. */
+static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error *err)
+{
+	const mg_release_info *in = mg_release_info_get(rel);
+	json_t *doc = cli->json ? cli_doc(cli) : NULL, *j = doc ? mg_release_to_json(rel) : NULL;
+	json_object_update(doc, j);
+	json_decref(j);
+	if (cli->dry_run && doc)
+		return cli_doc_emit(cli, doc, EXIT_DONE);
+	if (cli->dry_run) {
+		json_t *desc = mg_fleet_describe(in->fleet_options);
+		dry_run_text(cli, in->fleet_options, desc);
+		json_decref(desc);
+		return EXIT_DONE;
+	}
+	int exit_code =
+	    run_rc == MG_ECANCELED ? (fleet_signal == SIGINT ? 130 : 143) : cli_exit_code(run_rc);
+	if (doc && run_rc)
+		json_object_set_new(doc, "error", error_json(run_rc, err));
+	if (!doc)
+		print_summary(cli, in->plan, in->fleet, run_rc);
+	if (run_rc)
+		fprintf(stderr, "%serror:%s %s\n", cli_c(cli->color_err, C_RED),
+		        cli_c(cli->color_err, C_RESET), err->message);
+	return doc ? cli_doc_emit(cli, doc, exit_code) : exit_code;
+}
+
+/* Both sides, or the cluster alone. */
+static int report_dual(mg_cli *cli, const mg_release *rel)
+{
+	const mg_release_info *in = mg_release_info_get(rel);
+	const char *name = in->plan;
+	const char *verb = in->op == MG_FLEET_DEPLOY ? "deploy" : "rollback";
+	const mg_cluster_result *cr = in->cluster;
 	int exit_code = EXIT_DONE;
-	char why[256];
-	if (version_arg && mg_fleet_check_version(version_arg, why, sizeof(why)))
-		return cli_usage_error(cli, "--version: %s", why);
-	int rc = cli_load_plan(cli, &plan, MG_NEED_VMS_OR_KUBERNETES, &err);
-	if (rc) {
-		exit_code = cli_fail(cli, &err);
-		mg_error_clear(&err);
-		return exit_code;
+	if (in->journal_rc)
+		fprintf(stderr, "error: %s\n", in->journal_err->message);
+	if (in->state_rc) {
+		fprintf(stderr, "error: %s\n", in->state_err->message);
+		if (!in->fleet_rc && !in->cluster_rc)
+			exit_code = cli_exit_code(in->state_rc);
 	}
-	bool has_vms = mg_plan_vms_section(plan) != NULL;
-	bool has_k8s = mg_plan_kubernetes_section(plan) != NULL;
-	bool vms = vms_only || (!k8s_only && has_vms);
-	bool k8s = k8s_only || (!vms_only && has_k8s);
-	if (vms && !k8s && context) {
-		mg_error_set(
-		    &err, MG_EINVALID,
-		    "--context names the cluster to use, but this %s contacts only the VMs%s",
-		    op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
-		    vms_only ? " (--vms-only)" : ": the plan has no kubernetes section");
-		exit_code = cli_fail(cli, &err);
-		goto end_early;
-	}
-	if (vms && !k8s) {
-		/* the fleet alone: exactly `--vms-only` */
-		char v[MG_FLEET_VERSION_MAX + 1] = "";
-		if (op == MG_FLEET_DEPLOY && !version_arg) {
-			rc = cli_release_version(v, sizeof(v), plan, &err);
-			if (rc) {
-				exit_code = cli_fail(cli, &err);
-				goto end_early;
-			}
-		}
-		mg_plan_free(plan);
-		return cmd_fleet(cli, op, version_arg ? version_arg : v, accept_new, reason);
-	}
-	if (k8s_only && !has_k8s) {
-		mg_error_set(&err, MG_EINVALID, "--k8s-only: %s has no kubernetes section",
-		             mg_plan_file(plan));
-		exit_code = cli_fail(cli, &err);
-		goto end_early;
-	}
-	goto begin;
-end_early:
-	mg_plan_free(plan);
-	mg_error_clear(&err);
-	return exit_code;
-
-begin:;
-	const char *name = mg_plan_name(plan);
-	const mg_plan_kubernetes *k = mg_plan_kubernetes_section(plan);
-	const char *verb = op == MG_FLEET_DEPLOY ? "deploy" : "rollback";
-	mg_store *store = NULL;
-	mg_kube_client *client = NULL;
-	json_t *objects = NULL, *fleet = NULL, *doc = cli->json ? cli_doc(cli) : NULL;
-	char *artifact = NULL;
-	char sha[65] = "";
-	const char *passphrase = NULL;
-	mg_fleet_result fres = {0};
-	cluster_job job = {0};
-	job.err = (mg_error)MG_ERROR_INIT;
-	mg_error ferr = MG_ERROR_INIT;
-	int frc = 0;
-	bool fleet_ran = false, signals = false;
-	mg_state st;
-	char version[MG_FLEET_VERSION_MAX + 1] = "", vms_version[MG_FLEET_VERSION_MAX + 1] = "";
-	char from_vms[sizeof(st.vms_version)] = "", from_k8s[sizeof(st.vms_version)] = "";
-	struct sigaction old_int, old_term, old_pipe;
-	size_t secret_files = 0;
-
-	if (op == MG_FLEET_DEPLOY) {
-		if (version_arg)
-			snprintf(version, sizeof(version), "%s", version_arg);
-		else if ((rc = cli_release_version(version, sizeof(version), plan, &err)))
-			goto fail;
-		snprintf(vms_version, sizeof(vms_version), "%s", version);
-		if (!mg_plan_build_section(plan)) {
-			rc = mg_error_set(&err, MG_EINVALID,
-			                  "%s: deploy needs a build section (build.image for the "
-			                  "cluster%s)",
-			                  mg_plan_file(plan),
-			                  vms ? ", build.artifact for the VMs" : "");
-			goto fail;
-		}
-		if (vms && (rc = fleet_prepare(plan, op, version, accept_new, &artifact, sha,
-		                               &passphrase, &err)))
-			goto fail;
-		rc = mg_cluster_render(&objects, plan, version, &secret_files, &err);
-		if (rc)
-			goto fail;
-		cli_print_diags(cli, &err); /* template warnings */
-		mg_error_clear(&err);
-	} else if (vms && (rc = fleet_prepare(plan, op, NULL, accept_new, &artifact, sha,
-	                                      &passphrase, &err))) {
-		goto fail;
-	}
-	/* a kubeconfig that does not resolve is bad input, found before anything is touched */
-	rc = mg_cluster_connect(&client, plan, context, &fleet_signal, &err);
-	if (rc)
-		goto fail;
-
-	const char *dir = cli_state_dir(cli, plan);
-	rc = open_state(cli, dir, name, &store, &st, vms ? &fleet : NULL, &err);
-	if (rc)
-		goto fail;
-	snprintf(from_vms, sizeof(from_vms), "%s", st.vms_version);
-	snprintf(from_k8s, sizeof(from_k8s), "%s", st.kubernetes_version);
-
-	if (op == MG_FLEET_ROLLBACK) {
-		if (vms && !*st.vms_previous_version) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "nothing to roll back to on the VMs: no release before %s is "
-			    "recorded (--k8s-only rolls back the cluster alone)",
-			    *st.vms_version ? st.vms_version : "the first deploy");
-			goto fail;
-		}
-		if (!*st.kubernetes_previous_version) {
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "nothing to roll back to on the cluster: no release before "
-			    "%s is recorded%s",
-			    *st.kubernetes_version ? st.kubernetes_version : "the first deploy",
-			    vms ? " (--vms-only rolls back the VMs alone)" : "");
-			goto fail;
-		}
-		if (vms && (rc = vms_previous_version(vms_version, sizeof(vms_version), &st, &err)))
-			goto fail;
-		snprintf(version, sizeof(version), "%s", st.kubernetes_previous_version);
-		rc = store ? mg_cluster_record_load(&objects, store, version, &err) : MG_ENOTFOUND;
-		if (rc == MG_ENOTFOUND) {
-			mg_error_clear(&err);
-			rc = mg_error_set(
-			    &err, MG_EINVALID,
-			    "the manifests of %s are not recorded in %s/manifests; deploy "
-			    "it again with `migrate deploy --k8s-only --version %s`",
-			    version, store ? mg_store_path(store) : dir, version);
-		}
-		if (rc)
-			goto fail;
-	}
-
-	mg_fleet_options fo = fleet_options(cli, op, plan, vms_version, artifact, sha, accept_new,
-	                                    passphrase, store, fleet, reason, from_vms);
-	job.client = client;
-	job.o = (mg_cluster_options){.objects = objects,
-	                             .force = k->force_conflicts,
-	                             .dry_run = cli->dry_run,
-	                             .rollout_timeout_ms = k->rollout_timeout_ms,
-	                             .cancel = &fleet_signal};
-
-	dual_progress dp = {.cli = cli,
-	                    .plan = name,
-	                    .verb = verb,
-	                    .version = version,
-	                    .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0,
-	                    .vms = vms,
-	                    .k8s = true};
-	pthread_mutex_init(&dp.mu, NULL);
-	job.o.progress = dual_cluster_progress;
-	job.o.progress_ud = &dp;
-	fo.progress = dual_fleet_progress;
-	fo.progress_ud = &dp;
-
-	if (!cli->dry_run) {
-		signals_install(&old_int, &old_term, &old_pipe);
-		signals = true;
-		/* what a rollback to this release re-applies, kept before any of it is sent */
-		if (op == MG_FLEET_DEPLOY &&
-		    (rc = mg_cluster_record_save(store, version, objects, &err)))
-			goto fail;
-		rc = mg_cluster_journal(store, cli->command, "cluster-intent", from_k8s, version,
-		                        NULL, json_array_size(objects), reason, &err);
-		if (rc)
-			goto fail;
-	}
-
-	/* both sides at once: the cluster in its own thread, the fleet in this one */
-	pthread_t th;
-	mg_error terr = MG_ERROR_INIT;
-	if ((rc = mg_http_global_init(&terr)) != 0) {
-		mg_error_set(&err, rc, "%s", terr.message);
-		mg_error_clear(&terr);
-		goto fail;
-	}
-	if (vms && !cli->dry_run) {
-		if (pthread_create(&th, NULL, cluster_thread, &job) != 0) {
-			rc = mg_error_set(&err, MG_ERROR, "cannot start a thread: %s",
-			                  strerror(errno));
-			goto fail;
-		}
-		frc = mg_fleet_run(&fres, &fo, &ferr);
-		fleet_ran = true;
-		pthread_join(th, NULL);
-	} else {
-		cluster_thread(&job);
-	}
-	dual_clear(&dp);
-	pthread_mutex_destroy(&dp.mu);
-
-	/* the state: what each side runs now */
-	bool changed = false;
-	if (!cli->dry_run && fleet_ran && fres.hosts)
-		changed = vms_state_update(&st, op, &fres, vms_version);
-	if (!cli->dry_run && job.ran) {
-		/* once anything of V is on the cluster it runs V, healthy or not: the state says
-		 * which, and only a release that rolled out becomes the one a rollback goes to */
-		bool applied = job.res.created + job.res.configured + job.res.unchanged > 0;
-		if (applied) {
-			if (op == MG_FLEET_DEPLOY && strcmp(st.kubernetes_version, version)) {
-				if (strcmp(st.kubernetes_rollout, "failed") != 0)
-					snprintf(st.kubernetes_previous_version,
-					         sizeof(st.kubernetes_previous_version), "%s",
-					         st.kubernetes_version);
-			} else if (op == MG_FLEET_ROLLBACK && !job.rc) {
-				st.kubernetes_previous_version[0] = '\0';
-			}
-			/* a failed rollback keeps kubernetes_previous: running it again retries */
-			snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "%s",
-			         version);
-			snprintf(st.kubernetes_rollout, sizeof(st.kubernetes_rollout), "%s",
-			         job.rc ? "failed" : "ok");
-			mg_state_set_kubernetes_error(&st, job.rc ? job.err.message : NULL);
-			changed = true;
-		}
-		mg_error jerr = MG_ERROR_INIT;
-		/* "to" is what the cluster runs now, as in state.json: V once any of it applied */
-		if (mg_cluster_journal(store, cli->command, "cluster-result", from_k8s,
-		                       applied ? version : from_k8s, &job.res,
-		                       json_array_size(objects), job.rc ? job.err.message : reason,
-		                       &jerr))
-			fprintf(stderr, "error: %s\n", jerr.message);
-		mg_error_clear(&jerr);
-	}
-	if (changed) {
-		mg_error serr = MG_ERROR_INIT;
-		if (mg_state_save(store, &st, &serr)) {
-			fprintf(stderr, "error: %s\n", serr.message);
-			if (!frc && !job.rc)
-				exit_code = cli_exit_code(serr.code);
-		}
-		mg_error_clear(&serr);
-	}
-
-	bool failed = (fleet_ran && frc) || job.rc;
+	bool failed = (in->fleet_ran && in->fleet_rc) || in->cluster_rc;
 	if (fleet_signal && failed)
 		exit_code = fleet_signal == SIGINT ? 130 : 143;
 	else if (failed)
 		exit_code = EXIT_FAILED;
-
-	if (doc) {
-		json_object_set_new(doc, "plan", json_string(name));
-		json_object_set_new(doc, "op", json_string(mg_fleet_op_name(op)));
-		json_object_set_new(doc, "version", json_string(version));
-		json_object_set_new(doc, "dry_run", json_boolean(cli->dry_run));
-		json_t *vj = json_null();
-		if (vms && fleet_ran) {
-			vj = result_json(&fres);
-			json_object_set_new(vj, "ok", json_boolean(!frc));
-			fleet_release_json(vj, vms_version, from_vms, artifact, sha);
-			json_object_set_new(vj, "error",
-			                    frc ? error_json(frc, &ferr) : json_null());
-		} else if (vms && cli->dry_run) {
-			vj = json_pack("{s:b, s:s, s:o}", "dry_run", 1, "version", vms_version,
-			               "hosts", mg_fleet_describe(&fo));
-		}
-		json_object_set_new(doc, "vms", vj);
-		json_t *kj = mg_cluster_result_to_json(&job.res);
-		json_object_set_new(kj, "ok", json_boolean(!job.rc));
-		json_object_set_new(kj, "version", json_string(version));
-		json_object_set_new(kj, "from_version",
-		                    *from_k8s ? json_string(from_k8s) : json_null());
-		json_object_set_new(kj, "secret_files", json_integer((json_int_t)secret_files));
-		json_object_set_new(kj, "error",
-		                    job.rc ? error_json(job.rc, &job.err) : json_null());
-		json_object_set_new(doc, "kubernetes", kj);
-		json_object_set_new(
-		    doc, "versions",
-		    json_pack(
-		        "{s:o, s:o, s:o, s:o, s:o, s:o}", "vms",
-		        *st.vms_version ? json_string(st.vms_version) : json_null(), "vms_previous",
-		        *st.vms_previous_version ? json_string(st.vms_previous_version)
-		                                 : json_null(),
-		        "kubernetes",
-		        *st.kubernetes_version ? json_string(st.kubernetes_version) : json_null(),
-		        "kubernetes_previous",
-		        *st.kubernetes_previous_version
-		            ? json_string(st.kubernetes_previous_version)
-		            : json_null(),
-		        "kubernetes_rollout",
-		        *st.kubernetes_rollout ? json_string(st.kubernetes_rollout) : json_null(),
-		        "kubernetes_error",
-		        *st.kubernetes_error ? json_string(st.kubernetes_error) : json_null()));
+	if (cli->json) {
+		json_t *doc = cli_doc(cli), *j = mg_release_to_json(rel);
+		json_object_update(doc, j);
+		json_decref(j);
+		/* the errors go where mg_release_to_json left them null */
+		if (in->fleet_ran && in->fleet_rc)
+			json_object_set_new(json_object_get(doc, "vms"), "error",
+			                    error_json(in->fleet_rc, in->fleet_err));
+		if (in->cluster_rc)
+			json_object_set_new(json_object_get(doc, "kubernetes"), "error",
+			                    error_json(in->cluster_rc, in->cluster_err));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
-		doc = NULL;
 	} else {
-		if (vms && fleet_ran)
-			print_summary(cli, name, &fres, frc);
-		else if (vms && cli->dry_run) {
-			json_t *desc = mg_fleet_describe(&fo);
-			dry_run_text(cli, &fo, desc);
+		if (in->vms && in->fleet_ran)
+			print_summary(cli, name, in->fleet, in->fleet_rc);
+		else if (in->vms && cli->dry_run) {
+			json_t *desc = mg_fleet_describe(in->fleet_options);
+			dry_run_text(cli, in->fleet_options, desc);
 			json_decref(desc);
 		}
-		print_cluster(cli, name, verb, version, &job.res, job.rc);
-		if (secret_files)
+		print_cluster(cli, name, verb, in->version, cr, in->cluster_rc);
+		if (in->secret_files)
 			printf(
 			    "  (%zu file%s the nginx configuration names belong%s in a Secret the "
 			    "cluster must already have; not applied)\n",
-			    secret_files, secret_files == 1 ? "" : "s",
-			    secret_files == 1 ? "s" : "");
+			    in->secret_files, in->secret_files == 1 ? "" : "s",
+			    in->secret_files == 1 ? "s" : "");
 	}
-	if (job.res.insecure)
+	if (cr->insecure)
 		fprintf(stderr,
 		        "warning: the cluster's certificate was not verified "
 		        "(insecure-skip-tls-verify in context %s)\n",
-		        job.res.context ? job.res.context : "?");
-	if (fleet_ran && frc)
-		fprintf(stderr, "%serror:%s VMs: %s\n", cli_c(cli->color_err, C_RED),
-		        cli_c(cli->color_err, C_RESET), ferr.message);
-	if (job.rc)
-		fprintf(stderr, "%serror:%s cluster: %s\n", cli_c(cli->color_err, C_RED),
-		        cli_c(cli->color_err, C_RESET), job.err.message);
-	if (failed && vms) {
-		bool vok = fleet_ran && !frc, kok = !job.rc;
+		        cr->context ? cr->context : "?");
+	bool c = cli->color_err;
+	if (in->fleet_ran && in->fleet_rc)
+		fprintf(stderr, "%serror:%s VMs: %s\n", cli_c(c, C_RED), cli_c(c, C_RESET),
+		        in->fleet_err->message);
+	if (in->cluster_rc)
+		fprintf(stderr, "%serror:%s cluster: %s\n", cli_c(c, C_RED), cli_c(c, C_RESET),
+		        in->cluster_err->message);
+	if (failed && in->vms) {
+		bool vok = in->fleet_ran && !in->fleet_rc, kok = !in->cluster_rc;
 		if (vok != kok)
 			fprintf(stderr, "the %s side is on %s and was left as it is\n",
-			        vok ? "VM" : "cluster", vok ? vms_version : version);
+			        vok ? "VM" : "cluster", vok ? in->vms_version : in->version);
+	}
+	return exit_code;
+}
+
+/*
+ * deploy and rollback --release, on the sides the flags and the plan leave. The
+ * plan is loaded once. A signal stops both sides between stages.
+ */
+int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_only, bool k8s_only,
+                bool accept_new, const char *reason, const char *context)
+{
+	char why[256];
+	if (version_arg && mg_fleet_check_version(version_arg, why, sizeof(why)))
+		return cli_usage_error(cli, "--version: %s", why);
+	mg_error err = MG_ERROR_INIT;
+	mg_plan *plan = NULL;
+	mg_release *rel = NULL;
+	int exit_code = EXIT_DONE;
+	struct sigaction old_int, old_term, old_pipe;
+	bool signals = false;
+	int rc = cli_load_plan(cli, &plan, mg_release_plan_needs(op, vms_only, version_arg), &err);
+	if (rc)
+		goto fail;
+	const char *name = mg_plan_name(plan);
+	mg_release_options ro = {.op = op,
+	                         .vms_only = vms_only,
+	                         .k8s_only = k8s_only,
+	                         .version = version_arg,
+	                         .accept_new_host_keys = accept_new,
+	                         .context = context,
+	                         .state_dir = cli_state_dir(cli, plan),
+	                         .command = cli->command,
+	                         .reason = reason,
+	                         .dry_run = cli->dry_run,
+	                         .cancel = &fleet_signal,
+	                         .progress = progress};
+	progress_ctx pc = {.cli = cli,
+	                   .plan = name,
+	                   .verb = op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
+	                   .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0};
+	ro.progress_ud = &pc;
+	if ((rc = mg_release_prepare(&rel, plan, &ro, &err)))
+		goto fail;
+	cli_print_diags(cli, &err); /* template warnings */
+	mg_error_clear(&err);
+	if ((rc = mg_release_begin(rel, &err)))
+		goto fail;
+	const mg_release_info *in = mg_release_info_get(rel);
+	bool k8s = in->k8s;
+	pc.version = in->version;
+	pc.vms = in->vms;
+	pc.k8s = k8s;
+	if (!k8s && cli->dry_run) {
+		exit_code = report_fleet(cli, rel, 0, &err);
+		goto out;
+	}
+	if (!cli->dry_run) {
+		signals_install(&old_int, &old_term, &old_pipe);
+		signals = true;
+	}
+	rc = mg_release_run(rel, &err);
+	progress_clear(&pc);
+	if (k8s && !in->fleet_ran && !in->cluster_ran)
+		goto fail; /* nothing began: the record, the journal or the thread failed */
+	if (!k8s) {
+		if (!in->fleet->hosts)
+			goto fail;
+		/* the fleet's version is what the hosts run now, as read back */
+		if (in->state_rc && !rc) {
+			rc = in->state_rc;
+			mg_error_set(&err, rc, "%s", in->state_err->message);
+		} else if (in->state_rc) {
+			fprintf(stderr, "error: %s\n", in->state_err->message);
+		}
+		exit_code = report_fleet(cli, rel, rc, &err);
+	} else {
+		exit_code = report_dual(cli, rel);
 	}
 	goto out;
-
 fail:
-	json_decref(doc);
-	doc = NULL;
 	exit_code = cli_fail(cli, &err);
 out:
 	if (signals)
 		signals_restore(&old_int, &old_term, &old_pipe);
-	json_decref(doc);
-	json_decref(fleet);
-	json_decref(objects);
-	mg_fleet_result_free(&fres);
-	mg_cluster_result_free(&job.res);
-	mg_error_clear(&job.err);
-	mg_error_clear(&ferr);
-	mg_kube_client_free(client);
-	free(artifact);
-	mg_store_free(store);
+	mg_release_free(rel);
 	mg_plan_free(plan);
 	mg_error_clear(&err);
 	return exit_code;
@@ -1275,8 +583,6 @@ int cmd_deploy(mg_cli *cli, int argc, char **argv)
 	if (o.vms_only && o.context)
 		return cli_usage_error(cli, "--context names the cluster to use; --vms-only "
 		                            "contacts only the VMs");
-	if (o.vms_only && o.version)
-		return cmd_fleet(cli, MG_FLEET_DEPLOY, o.version, o.accept_new, o.reason);
 	return cmd_release(cli, MG_FLEET_DEPLOY, o.version, o.vms_only, o.k8s_only, o.accept_new,
 	                   o.reason, o.context);
 }

@@ -14,6 +14,7 @@
 
 #include "cluster.h"
 #include "cmd.h"
+#include "release.h"
 
 enum { OPT_VERSION = 3400, OPT_CONTEXT };
 
@@ -62,7 +63,7 @@ int cmd_diff(mg_cli *cli, int argc, char **argv)
 		if (version_arg)
 			snprintf(version, sizeof(version), "%s", version_arg);
 		else
-			rc = cli_release_version(version, sizeof(version), plan, &err);
+			rc = mg_release_version(version, sizeof(version), plan, &err);
 	}
 	if (!rc)
 		rc = mg_cluster_render(&objects, plan, version, NULL, &err);

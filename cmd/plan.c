@@ -1,11 +1,11 @@
 /* migrate plan: what the plan will do, changing nothing and contacting nothing. */
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "promql.h"
+#include "template.h"
 #include "units.h"
 #include "weights.h"
 
@@ -103,34 +103,21 @@ static json_t *plan_vms(const mg_cli *cli, const mg_plan_vms *v)
 	return o;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Template files (*.yaml, *.yml), sorted; NULL when the directory cannot be read. */
+/* The template files render renders (mg_template_list_dir); NULL when the directory cannot be
+ * read. */
 static json_t *template_files(const char *dir)
 {
-	DIR *d = opendir(dir);
-	if (!d)
-		return NULL;
-	char *names[512];
+	char **names = NULL;
 	size_t n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) && n < 512) {
-		size_t l = strlen(e->d_name);
-		if ((l > 5 && !strcmp(e->d_name + l - 5, ".yaml")) ||
-		    (l > 4 && !strcmp(e->d_name + l - 4, ".yml")))
-			names[n++] = strdup(e->d_name);
+	mg_error err = MG_ERROR_INIT;
+	if (mg_template_list_dir(&names, &n, dir, &err)) {
+		mg_error_clear(&err);
+		return NULL;
 	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_str);
 	json_t *a = json_array();
-	for (size_t i = 0; i < n; i++) {
-		if (names[i])
-			json_array_append_new(a, json_string(names[i]));
-		free(names[i]);
-	}
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(names[i]));
+	mg_template_list_free(names, n);
 	return a;
 }
 

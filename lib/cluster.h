@@ -22,6 +22,7 @@
 #include "error.h"
 #include "kube.h"
 #include "plan.h"
+#include "records.h"
 #include "store.h"
 
 typedef enum {
@@ -124,16 +125,6 @@ void mg_cluster_result_free(mg_cluster_result *r);
 
 const char *mg_cluster_outcome_name(mg_cluster_outcome o);
 json_t *mg_cluster_result_to_json(const mg_cluster_result *r);
-
-/*
- * <store>/manifests/<version>.json (0600, written atomically): the objects
- * applied for a release, which a cluster rollback applies again. The caller
- * holds the store's lock.
- */
-int mg_cluster_record_save(mg_store *store, const char *version, const json_t *objects,
-                           mg_error *err);
-/* The recorded objects of version (a new array); MG_ENOTFOUND when there is no record. */
-int mg_cluster_record_load(json_t **objects, mg_store *store, const char *version, mg_error *err);
 
 /*
  * One journal record for the cluster side: action ("intent", "result"),

@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "error.h"
 #include "plan.h"
+#include "records.h"
 #include "store.h"
 
 /* The file in a release directory that says it is complete, and of which artifact. */
@@ -202,14 +203,6 @@ char *mg_fleet_health_url(const char *tmpl, const char *address);
 json_t *mg_fleet_describe(const mg_fleet_options *opt);
 
 /*
- * fleet.json in the store: the release each host runs as last read back,
- * {"format": 1, "plan", "updated_at", "hosts": {NAME: {version, previous,
- * outcome, at}}}. A missing file gives an empty document.
- */
-int mg_fleet_record_load(json_t **out, mg_store *store, mg_error *err);
-/* Atomically, mode 0600; the caller holds the lock. */
-int mg_fleet_record_save(mg_store *store, json_t *doc, mg_error *err);
-/*
  * Puts what the run read back into doc's hosts. Hosts it did not reach keep
  * their record; so do hosts that failed before anything was read from them
  * (at connect or inspect): only their outcome and time change.
@@ -225,5 +218,7 @@ const char *mg_fleet_op_name(mg_fleet_op op);
 
 /* The result as JSON: {host, address, port, batch, outcome, stage, upload, ...} per host. */
 json_t *mg_fleet_host_to_json(const mg_fleet_host_result *h);
+/* The run as JSON: {batch_size, batches, batches_run, stopped, ..., hosts: [per host]}. */
+json_t *mg_fleet_result_to_json(const mg_fleet_result *r);
 
 #endif

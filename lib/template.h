@@ -87,13 +87,27 @@ int mg_template_render_buffer(mg_template_output *out, const char *buf, size_t l
 int mg_template_render_file(mg_template_output *out, const char *path, const mg_template_vars *vars,
                             mg_error *err);
 /*
- * Every *.yaml and *.yml file directly in dir, in byte order of their names;
- * all files are read so that every error is reported. MG_EINVALID also when
- * there is no template at all.
+ * Every template file of dir (mg_template_list_dir); all files are read so that every error is
+ * reported. MG_EINVALID also when there is no template at all.
  */
 int mg_template_render_dir(mg_template_output *out, const char *dir, const mg_template_vars *vars,
                            mg_error *err);
 void mg_template_output_free(mg_template_output *out);
+
+/*
+ * The template files of dir: the *.yaml and *.yml files directly in it, not
+ * dotfiles, in byte order of their names; what mg_template_render_dir renders
+ * and `migrate plan` lists. *names (free with mg_template_list_free) may be
+ * empty. MG_EINVALID when dir does not exist, MG_EIO when it cannot be read.
+ */
+int mg_template_list_dir(char ***names, size_t *n, const char *dir, mg_error *err);
+void mg_template_list_free(char **names, size_t n);
+
+/*
+ * s with every ${version} replaced (a new string; NULL when out of memory):
+ * the one expander of build.image and build.artifact.
+ */
+char *mg_template_expand_version(const char *s, const char *version);
 
 /*
  * The objects as YAML: "---" between documents, each after a

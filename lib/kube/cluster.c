@@ -12,6 +12,7 @@
 #include "configmap.h"
 #include "fleet.h"
 #include "fs.h"
+#include "internal.h"
 #include "journal.h"
 #include "log.h"
 #include "nginxconf.h"
@@ -19,9 +20,7 @@
 
 #define DEFAULT_ROLLOUT_MS ((int64_t)600000)
 /* A rollout GET every quarter second is cheap, and a rolled-out Deployment answers at once. */
-#define DEFAULT_POLL_MS  250
-#define MANIFESTS_DIR    "manifests"
-#define MANIFESTS_FORMAT 1
+#define DEFAULT_POLL_MS 250
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -47,40 +46,21 @@ int mg_cluster_render(json_t **objects, const mg_plan *plan, const char *version
 	json_t *list = json_array();
 	if (!list)
 		return mg_error_oom(err);
-	/* the ConfigMaps the templates' ${configmap.*} refer to: the same build, so the
-	 * checksum in the pod template is the checksum of what is applied */
-	for (size_t i = 0; i < k->nconfigmaps; i++) {
-		const mg_plan_configmap *pc = &k->configmaps[i];
-		mg_nginxconf *conf = NULL;
-		mg_cm *cm = NULL;
-		mg_nginxconf_options po = {0};
-		mg_cm_options co = {.name = pc->name, .namespace_ = k->namespace_};
-		mg_error e = MG_ERROR_INIT;
-		int rc = mg_nginxconf_parse(&conf, pc->from_nginx, &po, &e);
-		if (!rc)
-			rc = mg_cm_build(&cm, conf, &co, &e);
-		if (!rc) {
-			json_t *o = mg_cm_json(cm);
-			if (!o || json_array_append_new(list, o))
-				rc = MG_ENOMEM;
-			if (secret_files)
-				*secret_files += cm->nsecrets;
-		}
-		if (rc) {
-			mg_error_set(err, rc, "kubernetes.configmaps %s (%s): %s", pc->name,
-			             pc->from_nginx, rc == MG_ENOMEM ? "out of memory" : e.message);
-		}
-		mg_error_clear(&e);
-		mg_cm_free(cm);
-		mg_nginxconf_free(conf);
-		if (rc) {
-			json_decref(list);
-			return rc;
-		}
-	}
+	/* the ConfigMaps the templates' ${configmap.*} refer to, built once: the checksum in
+	 * the pod template is the checksum of what is applied */
 	mg_template_plan_vars *pv = NULL;
 	mg_template_output out = MG_TEMPLATE_OUTPUT_INIT;
-	int rc = mg_template_plan_vars_new(&pv, plan, version, err);
+	int rc = mg_kube_plan_vars_new(&pv, plan, version, err);
+	for (size_t i = 0; !rc && i < k->nconfigmaps; i++) {
+		const mg_cm *cm = mg_kube_plan_vars_configmap(pv, i);
+		json_t *o = mg_cm_json(cm);
+		if (!o || json_array_append_new(list, o))
+			rc = mg_error_set(err, MG_ENOMEM,
+			                  "kubernetes.configmaps %s (%s): out of memory",
+			                  k->configmaps[i].name, k->configmaps[i].from_nginx);
+		else if (secret_files)
+			*secret_files += cm->nsecrets;
+	}
 	if (!rc)
 		rc = mg_template_render_dir(&out, k->templates, mg_template_plan_vars_get(pv), err);
 	for (size_t i = 0; !rc && i < out.ndocs; i++)
@@ -452,83 +432,6 @@ json_t *mg_cluster_result_to_json(const mg_cluster_result *r)
 	                 "rolled_out", (json_int_t)r->rolled_out, "rollouts_not_waited", not_waited,
 	                 "rollouts_not_waitable", not_waitable, "canceled", r->canceled,
 	                 "duration_ms", (json_int_t)r->duration_ms, "objects", objs);
-}
-
-/* --- the record of applied manifests ---------------------------------------------------------- */
-
-static int record_path(char *buf, size_t size, mg_store *store, const char *version, mg_error *err)
-{
-	char why[256];
-	/* the version becomes a file name: the fleet's rules keep it a plain one */
-	if (mg_fleet_check_version(version, why, sizeof(why)))
-		return mg_error_set(err, MG_EINVALID, "version \"%s\": %s", version, why);
-	int n = snprintf(buf, size, "%s/" MANIFESTS_DIR "/%s.json", mg_store_path(store), version);
-	if (n < 0 || (size_t)n >= size)
-		return mg_error_set(err, MG_EINVALID, "state directory path too long");
-	return 0;
-}
-
-int mg_cluster_record_save(mg_store *store, const char *version, const json_t *objects,
-                           mg_error *err)
-{
-	char path[4096], dir[4096];
-	int rc = record_path(path, sizeof(path), store, version, err);
-	if (rc)
-		return rc;
-	snprintf(dir, sizeof(dir), "%s/" MANIFESTS_DIR, mg_store_path(store));
-	rc = mg_fs_mkdirs(dir, 0700, err);
-	if (rc)
-		return rc;
-	char when[40];
-	mg_time_format(when, sizeof(when), mg_now_ms());
-	json_t *doc = json_pack("{s:i, s:s, s:s, s:O}", "format", MANIFESTS_FORMAT, "version",
-	                        version, "recorded_at", when, "objects", objects);
-	char *text = doc ? json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
-	json_decref(doc);
-	if (!text)
-		return mg_error_oom(err);
-	rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
-	free(text);
-	return rc;
-}
-
-int mg_cluster_record_load(json_t **objects, mg_store *store, const char *version, mg_error *err)
-{
-	*objects = NULL;
-	char path[4096];
-	int rc = record_path(path, sizeof(path), store, version, err);
-	if (rc)
-		return rc;
-	char *text = NULL;
-	size_t len = 0;
-	rc = mg_fs_read_all(&text, &len, path, err);
-	if (rc)
-		return rc;
-	json_error_t je;
-	json_t *doc = json_loadb(text, len, 0, &je);
-	free(text);
-	json_t *objs = json_object_get(doc, "objects");
-	if (!doc || !json_is_array(objs) || !json_is_string(json_object_get(doc, "version")) ||
-	    strcmp(jstr(doc, "version"), version) != 0) {
-		json_decref(doc);
-		return mg_error_set(err, MG_EINVALID,
-		                    "%s: not a manifest record of version %s (%s)", path, version,
-		                    doc ? "wrong fields" : je.text);
-	}
-	size_t i;
-	json_t *o;
-	json_array_foreach(objs, i, o)
-	{
-		if (!json_is_object(o) || !jstr(o, "apiVersion") || !jstr(o, "kind") ||
-		    !meta(o, "name")) {
-			json_decref(doc);
-			return mg_error_set(err, MG_EINVALID,
-			                    "%s: objects[%zu] is not a Kubernetes object", path, i);
-		}
-	}
-	*objects = json_incref(objs);
-	json_decref(doc);
-	return 0;
 }
 
 /* --- journal ------------------------------------------------------------------------------- */

@@ -1081,3 +1081,105 @@ Test(dual, statefulset_and_daemonset_rollouts)
 	          vstr(v, "kubernetes_error"));
 	json_decref(v);
 }
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* Issue 13: `deploy --vms-only` parsed the plan twice and printed its warnings twice. */
+Test(dual, vms_only_prints_the_plan_warnings_once)
+{
+	char repo[512], tdir[512], id[8];
+	snprintf(repo, sizeof(repo), "%s/repo", dir);
+	snprintf(tdir, sizeof(tdir), "%s/no-templates", dir);
+	cr_assert_eq(mkdir(repo, 0755), 0);
+	git(repo, "init", "-q", NULL);
+	tu_write_file(tu_at("%s/app.c", repo), "int main(void) { return 0; }\n");
+	git(repo, "add", "app.c", NULL);
+	git(repo, "commit", "-qm", "one");
+	char *argv[] = {"/usr/bin/git", "-C", repo, "rev-parse", "--short=7", "HEAD", NULL};
+	tu_output h = tu_capture(argv);
+	cr_assert_eq(h.status, 0, "%s", h.err);
+	snprintf(id, sizeof(id), "%.7s", h.out);
+	tu_output_free(&h);
+	tu_vms_start(&vms, dir, 1);
+	tu_make_artifact(dir, id, true);
+	write_plan(&(plan_opts){.nvms = 1, .repo = repo, .templates_dir = tdir});
+
+	/* the version from build.repo, the fleet alone: one load of the plan */
+	tu_output r = tu_migrate_plan(plan, "deploy", "--vms-only", "--dry-run", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, tu_at("dry run: deploy %s on 1 host", id)), "%s", r.out);
+	cr_assert_eq(count_of(r.err, "no-templates"), 1, "the warning not exactly once:\n%s",
+	             r.err);
+	tu_output_free(&r);
+	/* and the same for rollback --release --vms-only, refused for want of a release */
+	r = tu_migrate_plan(plan, "rollback", "--release", "--vms-only", "--dry-run", NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, "nothing to roll back to"), "%s", r.err);
+	cr_assert_eq(count_of(r.err, "no-templates"), 1, "the warning not exactly once:\n%s",
+	             r.err);
+	tu_output_free(&r);
+}
+
+/* The pod template's annotation checksum/config and its ConfigMap volume's items. */
+static const char *pod_checksum(json_t *deployment, json_t **items)
+{
+	json_t *tpl = json_object_get(json_object_get(deployment, "spec"), "template");
+	json_t *vols = json_object_get(json_object_get(tpl, "spec"), "volumes");
+	*items = NULL;
+	for (size_t i = 0; i < json_array_size(vols); i++) {
+		json_t *cmv = json_object_get(json_array_get(vols, i), "configMap");
+		if (cmv)
+			*items = json_object_get(cmv, "items");
+	}
+	return vstr(json_object_get(json_object_get(tpl, "metadata"), "annotations"),
+	            "checksum/config");
+}
+
+/* Issue 13: one ConfigMap build for `render` and `deploy`: the same checksum and keys. */
+Test(dual, render_and_deploy_agree_on_the_configmap)
+{
+	write_plan(&(plan_opts){.templates = "php-fpm-nginx"});
+	tu_output r = tu_migrate_plan(plan, "render", "--version", "1.0", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *list = tu_json_doc(&r);
+	tu_output_free(&r);
+	json_t *rendered = NULL, *ritems = NULL;
+	json_t *items = json_object_get(list, "items");
+	for (size_t i = 0; i < json_array_size(items); i++)
+		if (!strcmp(vstr(json_array_get(items, i), "kind"), "Deployment"))
+			rendered = json_array_get(items, i);
+	cr_assert_not_null(rendered, "render made no Deployment");
+	char rsum[65];
+	snprintf(rsum, sizeof(rsum), "%s", pod_checksum(rendered, &ritems));
+	cr_assert_eq(strlen(rsum), 64, "%s", rsum);
+
+	r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--version", "1.0", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	tu_output_free(&r);
+	json_t *cm = stored("/api/v1/namespaces/default/configmaps/nginx");
+	json_t *d = stored("/apis/apps/v1/namespaces/default/deployments/shop");
+	cr_assert_not_null(cm);
+	cr_assert_not_null(d);
+	json_t *ditems = NULL;
+	cr_assert_str_eq(pod_checksum(d, &ditems), rsum, "deploy's pod template differs");
+	cr_assert_str_eq(vstr(json_object_get(json_object_get(cm, "metadata"), "annotations"),
+	                      "migrate/checksum"),
+	                 rsum, "the applied ConfigMap is not the one render's checksum names");
+	cr_assert(json_equal(ditems, ritems), "the volume items differ");
+	/* every item render projects is a key of the applied ConfigMap */
+	for (size_t i = 0; i < json_array_size(ritems); i++) {
+		const char *key = vstr(json_array_get(ritems, i), "key");
+		cr_assert(json_object_get(json_object_get(cm, "data"), key) ||
+		              json_object_get(json_object_get(cm, "binaryData"), key),
+		          "item %s is not a key of the applied ConfigMap", key);
+	}
+	json_decref(cm);
+	json_decref(d);
+	json_decref(list);
+}

@@ -261,3 +261,36 @@ Test(render, warnings_on_stderr_and_injection)
 	json_decref(list);
 	tu_output_free(&r);
 }
+
+/* Issue 13: `plan` listed a dotfile in the templates directory that `render` leaves out. */
+Test(render, plan_lists_the_files_render_renders)
+{
+	char tdir[512];
+	snprintf(tdir, sizeof(tdir), "%s/tpl", tmpdir);
+	cr_assert_eq(mkdir(tdir, 0755), 0);
+	const char *cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n"
+	                 "data: { v: \"${version}\" }\n";
+	write_file("tpl/web.yaml", cm);
+	write_file("tpl/.web.yaml", cm); /* an editor's copy, not a template */
+	write_plan(tdir, NULL);
+	tu_output r = tu_migrate("render", "-p", plan, "--version", "7", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *list = tu_json_doc(&r);
+	cr_assert_eq(json_array_size(json_object_get(list, "items")), 1, "%s", r.out);
+	json_decref(list);
+	tu_output_free(&r);
+	r = tu_migrate("plan", "-p", plan, "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *files = json_object_get(
+	    json_object_get(json_object_get(doc, "kubernetes"), "templates"), "files");
+	cr_assert_eq(json_array_size(files), 1, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_array_get(files, 0)), "web.yaml");
+	json_decref(doc);
+	tu_output_free(&r);
+	r = tu_migrate("plan", "-p", plan, NULL);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert(strstr(r.out, "(1 file)"), "%s", r.out);
+	cr_assert_null(strstr(r.out, ".web.yaml"), "%s", r.out);
+	tu_output_free(&r);
+}

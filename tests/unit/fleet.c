@@ -1,9 +1,8 @@
 /*
- * The pure parts of lib/fleet/fleet.c: release names, batches, which releases a
- * prune removes, the health URL, fleet.json, and the remote commands, which
- * are run here through a real /bin/sh against a local directory standing in
- * for a host (with a path that needs quoting), so what is asserted is what
- * they do, not only how they read.
+ * The pure parts of lib/fleet (commands.c) and fleet.json (lib/state/records.c): release names,
+ * batches, which releases a prune removes, the health URL, fleet.json, and the remote commands,
+ * which are run here through a real /bin/sh against a local directory standing in for a host (with
+ * a path that needs quoting), so what is asserted is what they do, not only how they read.
  */
 #include <criterion/criterion.h>
 #include <errno.h>

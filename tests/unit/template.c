@@ -601,3 +601,35 @@ Test(template, a_template_without_documents_renders_nothing)
 		mg_error_clear(&err);
 	}
 }
+
+/* The one ${version} expander: build.image and build.artifact alike. */
+Test(template, expand_version_every_occurrence)
+{
+	char *s = mg_template_expand_version("dist/app-${version}/${version}.tgz", "1.2");
+	cr_assert_str_eq(s, "dist/app-1.2/1.2.tgz");
+	free(s);
+	s = mg_template_expand_version("reg/app:${versio}n ${version", "9");
+	cr_assert_str_eq(s, "reg/app:${versio}n ${version");
+	free(s);
+}
+
+/* The one lister of `plan` and `render`: *.yaml and *.yml, no dotfiles, sorted. */
+Test(template, list_dir_skips_dotfiles_and_other_names)
+{
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "tlist");
+	const char *files[] = {"b.yml", "a.yaml", ".a.yaml", "c.txt", ".yml", "d.yaml.bak"};
+	for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++)
+		tu_write_file_in(dir, files[i], "x: 1\n");
+	char **names = NULL;
+	size_t n = 0;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_template_list_dir(&names, &n, dir, &err), 0, "%s", err.message);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(names[0], "a.yaml");
+	cr_assert_str_eq(names[1], "b.yml");
+	mg_template_list_free(names, n);
+	cr_assert_eq(mg_template_list_dir(&names, &n, "/nonexistent/tpl", &err), MG_EINVALID);
+	mg_error_clear(&err);
+	tu_tmpdir_remove(dir);
+}
