@@ -451,7 +451,7 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
                 bool accept_new, const char *reason, const char *context)
 {
 	char why[256];
-	if (version_arg && mg_fleet_check_version(version_arg, why, sizeof(why)))
+	if (version_arg && mg_plan_check_version(version_arg, why, sizeof(why)))
 		return cli_usage_error(cli, "--version: %s", why);
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;

@@ -49,7 +49,7 @@ int cmd_diff(mg_cli *cli, int argc, char **argv)
 	if (opts.context && !*opts.context)
 		return cli_usage_error(cli, "--context needs a context name");
 	char why[256];
-	if (version_arg && mg_fleet_check_version(version_arg, why, sizeof(why)))
+	if (version_arg && mg_plan_check_version(version_arg, why, sizeof(why)))
 		return cli_usage_error(cli, "--version \"%s\": %s", version_arg, why);
 
 	mg_error err = MG_ERROR_INIT;
@@ -57,7 +57,7 @@ int cmd_diff(mg_cli *cli, int argc, char **argv)
 	mg_kube_client *client = NULL;
 	json_t *objects = NULL;
 	mg_cluster_result res = {0};
-	char version[MG_FLEET_VERSION_MAX + 1] = "";
+	char version[MG_PLAN_VERSION_MAX + 1] = "";
 	int rc = cli_load_plan(cli, &plan, MG_NEED_KUBERNETES | MG_NEED_BUILD, &err);
 	if (!rc) {
 		if (version_arg)
@@ -114,7 +114,7 @@ int cmd_diff(mg_cli *cli, int argc, char **argv)
 		        "(insecure-skip-tls-verify in context %s)\n",
 		        res.context ? res.context : "?");
 done:
-	mg_cluster_result_free(&res);
+	mg_cluster_result_clear(&res);
 	json_decref(objects);
 	mg_kube_client_free(client);
 	mg_plan_free(plan);

@@ -36,7 +36,7 @@ int cmd_render(mg_cli *cli, int argc, char **argv)
 	if (!version)
 		return cli_usage_error(cli, "--version V is required (the release to render)");
 	char why[256];
-	if (mg_fleet_check_version(version, why, sizeof(why)))
+	if (mg_plan_check_version(version, why, sizeof(why)))
 		return cli_usage_error(cli, "--version \"%s\": %s", version, why);
 
 	mg_error err = MG_ERROR_INIT;
@@ -79,7 +79,7 @@ int cmd_render(mg_cli *cli, int argc, char **argv)
 		        out.ndocs == 1 ? "" : "s", mg_plan_kubernetes_section(plan)->templates,
 		        version);
 done:
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_template_plan_vars_free(pv);
 	mg_plan_free(plan);
 	mg_error_clear(&err);

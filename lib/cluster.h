@@ -121,7 +121,7 @@ typedef struct {
  */
 int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster_options *o,
                      mg_error *err);
-void mg_cluster_result_free(mg_cluster_result *r);
+void mg_cluster_result_clear(mg_cluster_result *r);
 
 const char *mg_cluster_outcome_name(mg_cluster_outcome o);
 json_t *mg_cluster_result_to_json(const mg_cluster_result *r);

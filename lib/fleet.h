@@ -38,8 +38,6 @@
 /* The file in a release directory that says it is complete, and of which artifact. */
 #define MG_FLEET_MARKER ".migrate-artifact-sha256"
 
-#define MG_FLEET_VERSION_MAX 127
-
 typedef enum { MG_FLEET_DEPLOY, MG_FLEET_ROLLBACK } mg_fleet_op;
 
 /* A host's stages, in order. */
@@ -79,10 +77,10 @@ typedef struct {
 	bool already;  /* current already pointed at the release: nothing switched or activated */
 	bool switched; /* this run switched current */
 	bool reverted; /* and switched it back to previous afterwards */
-	char previous[MG_FLEET_VERSION_MAX + 1]; /* current's release before this run; "" none */
-	char version[MG_FLEET_VERSION_MAX + 1];  /* current's release as last read back */
-	bool version_known;                      /* false: never read, or lost track of it */
-	int pruned;                              /* releases removed */
+	char previous[MG_PLAN_VERSION_MAX + 1]; /* current's release before this run; "" none */
+	char version[MG_PLAN_VERSION_MAX + 1];  /* current's release as last read back */
+	bool version_known;                     /* false: never read, or lost track of it */
+	int pruned;                             /* releases removed */
 	int incoming_removed;  /* leftovers of interrupted uploads removed from .incoming/ */
 	char prune_error[512]; /* why old releases were not pruned; "" if they were (or none) */
 	int64_t duration_ms;
@@ -141,16 +139,10 @@ typedef struct {
  * when a host failed (the result says which and why), MG_ECANCELED when
  * *cancel was raised, MG_EINVALID for bad input found before any host is
  * contacted. *out is filled whenever hosts were worked on (free it with
- * mg_fleet_result_free; it is zeroed on an early error).
+ * mg_fleet_result_clear; it is zeroed on an early error).
  */
 int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *opt, mg_error *err);
-void mg_fleet_result_free(mg_fleet_result *r);
-
-/*
- * A version as a release name: [A-Za-z0-9._+-], 1 to 127 characters, not
- * starting with '.' or '-'. 0, or -1 with why.
- */
-int mg_fleet_check_version(const char *v, char *why, size_t size);
+void mg_fleet_result_clear(mg_fleet_result *r);
 
 /* Hosts per batch (mg_plan_vms_batch_size) and the number of batches. */
 size_t mg_fleet_batch_count(size_t nhosts, size_t batch_size);

@@ -228,4 +228,13 @@ const char *mg_on_failure_name(mg_on_failure f);
 /* Hosts per rolling batch for this fleet (at least 1). */
 size_t mg_plan_vms_batch_size(const mg_plan_vms *vms);
 
+/* The longest release name (mg_plan_check_version). */
+#define MG_PLAN_VERSION_MAX 127
+
+/*
+ * A version as a release name: [A-Za-z0-9._+-], 1 to 127 characters, not
+ * starting with '.' or '-'. 0, or -1 with why.
+ */
+int mg_plan_check_version(const char *v, char *why, size_t size);
+
 #endif

@@ -94,7 +94,7 @@ typedef struct {
  */
 int mg_ssh_exec(mg_ssh_result *out, mg_ssh *s, const char *command, int64_t timeout_ms,
                 mg_error *err);
-void mg_ssh_result_free(mg_ssh_result *r);
+void mg_ssh_result_clear(mg_ssh_result *r);
 
 /*
  * Copies a local file to remote_path over SFTP with large pipelined writes,

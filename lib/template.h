@@ -92,7 +92,7 @@ int mg_template_render_file(mg_template_output *out, const char *path, const mg_
  */
 int mg_template_render_dir(mg_template_output *out, const char *dir, const mg_template_vars *vars,
                            mg_error *err);
-void mg_template_output_free(mg_template_output *out);
+void mg_template_output_clear(mg_template_output *out);
 
 /*
  * The template files of dir: the *.yaml and *.yml files directly in it, not

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "internal.h"
 #include "log.h"
-#include "session_internal.h"
 
 /* libssh2_sftp_write pipelines a large buffer as many packets in flight, so one read feeds it. */
 #define UPLOAD_CHUNK (1024 * 1024)
@@ -46,7 +46,7 @@ static int keep(char **buf, size_t *len, const char *data, size_t n)
 	return 0;
 }
 
-void mg_ssh_result_free(mg_ssh_result *r)
+void mg_ssh_result_clear(mg_ssh_result *r)
 {
 	free(r->out);
 	free(r->err);
@@ -169,7 +169,7 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 	free(quoted);
 	if (!r->out || !r->err || !wrapped) {
 		free(wrapped);
-		mg_ssh_result_free(r);
+		mg_ssh_result_clear(r);
 		return mg_error_set(err, MG_ENOMEM, "%s: out of memory", s->label);
 	}
 	char tail[EXIT_TAIL];
@@ -276,7 +276,7 @@ int mg_ssh_exec(mg_ssh_result *r, mg_ssh *s, const char *command, int64_t timeou
 			tail_err[k++] = c == '\n' ? '|' : (c < 0x20 || c == 0x7f) ? '?' : (char)c;
 		}
 		tail_err[k] = '\0';
-		mg_ssh_result_free(r);
+		mg_ssh_result_clear(r);
 		free(wrapped);
 		return mg_error_set(
 		    err, MG_ERROR,
@@ -297,7 +297,7 @@ fail:
 	if (s->fd >= 0)
 		shutdown(s->fd, SHUT_RDWR);
 	free(wrapped);
-	mg_ssh_result_free(r);
+	mg_ssh_result_clear(r);
 	return rc ? rc : MG_ERROR;
 }
 

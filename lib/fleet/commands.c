@@ -48,50 +48,6 @@ const char *mg_fleet_op_name(mg_fleet_op op)
 	return op == MG_FLEET_ROLLBACK ? "rollback" : "deploy";
 }
 
-int mg_fleet_check_version(const char *v, char *why, size_t size)
-{
-	size_t n = v ? strlen(v) : 0;
-	if (n == 0) {
-		snprintf(why, size, "the version is empty");
-		return -1;
-	}
-	if (n > MG_FLEET_VERSION_MAX) {
-		snprintf(why, size, "the version is %zu characters long; at most %d are allowed", n,
-		         MG_FLEET_VERSION_MAX);
-		return -1;
-	}
-	if (v[0] == '.' || v[0] == '-') {
-		snprintf(why, size,
-		         "\"%s\" starts with '%c'; a version starts with a letter, digit, "
-		         "'_' or '+'",
-		         v, v[0]);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)v[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '+' || c == '-';
-		if (!ok) {
-			/* the version may hold anything here: show the offending byte, not the rest
-			 */
-			if (c >= 0x21 && c < 0x7f)
-				snprintf(
-				    why, size,
-				    "the version has '%c' at position %zu; only letters, digits "
-				    "and . _ + - are allowed",
-				    c, i + 1);
-			else
-				snprintf(
-				    why, size,
-				    "the version has byte 0x%02x at position %zu; only letters, "
-				    "digits and . _ + - are allowed",
-				    c, i + 1);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 size_t mg_fleet_batch_count(size_t nhosts, size_t batch_size)
 {
 	if (batch_size == 0)
@@ -273,7 +229,7 @@ char *mg_fleet_cmd_verify(const char *remote_file)
 char *mg_fleet_cmd_unpack(const char *path, const char *version, const char *remote_file,
                           const char *sha256)
 {
-	char tmp[MG_FLEET_VERSION_MAX + 8];
+	char tmp[MG_PLAN_VERSION_MAX + 8];
 	snprintf(tmp, sizeof(tmp), ".%s.tmp", version);
 	sbuf b = {0};
 	sb_add(&b, "cd -- ");

@@ -143,12 +143,12 @@ static int journal(const mg_fleet_options *o, const char *action, json_t *before
 {
 	int rc = 0;
 	if (o->store) {
-		mg_journal_entry e = {o->command ? o->command : mg_fleet_op_name(o->op),
-		                      action,
-		                      before,
-		                      after,
-		                      reason,
-		                      evidence};
+		mg_journal_entry e = {.command = o->command ? o->command : mg_fleet_op_name(o->op),
+		                      .action = action,
+		                      .before = before,
+		                      .after = after,
+		                      .reason = reason,
+		                      .evidence = evidence};
 		rc = mg_journal_append(o->store, &e, err);
 	}
 	json_decref(before);
@@ -265,7 +265,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 	char why[256];
 	if (!v || !v->nhosts)
 		return mg_error_set(err, MG_EINVALID, "the plan's vms section lists no host");
-	if (mg_fleet_check_version(o->version, why, sizeof(why)))
+	if (mg_plan_check_version(o->version, why, sizeof(why)))
 		return mg_error_set(err, MG_EINVALID, "--version: %s", why);
 	if (o->op == MG_FLEET_DEPLOY &&
 	    (!o->artifact || !o->artifact_sha256 || strlen(o->artifact_sha256) != 64))
@@ -284,7 +284,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 	size_t *queue = calloc(v->nhosts, sizeof(*queue));
 	if (!res->hosts || !queue) {
 		free(queue);
-		mg_fleet_result_free(res);
+		mg_fleet_result_clear(res);
 		return mg_error_set(err, MG_ENOMEM, "out of memory for %zu hosts", v->nhosts);
 	}
 	res->batch_size = mg_plan_vms_batch_size(v);
@@ -315,7 +315,7 @@ int mg_fleet_run(mg_fleet_result *out, const mg_fleet_options *o, mg_error *err)
 	if (rc) {
 		free(queue);
 		pthread_mutex_destroy(&R.mu);
-		mg_fleet_result_free(res);
+		mg_fleet_result_clear(res);
 		return rc;
 	}
 
@@ -470,7 +470,7 @@ out:
 	return rc;
 }
 
-void mg_fleet_result_free(mg_fleet_result *r)
+void mg_fleet_result_clear(mg_fleet_result *r)
 {
 	if (!r)
 		return;

@@ -33,8 +33,13 @@ void mg_fleet_notify_locked(mg_fleet_run_ctx *R, const mg_fleet_host_result *h, 
 {
 	if (!R->opt->progress)
 		return;
-	mg_fleet_progress p = {R->res,   h,       finished,         reverting,
-	                       R->batch, R->done, (size_t)R->active};
+	mg_fleet_progress p = {.run = R->res,
+	                       .host = h,
+	                       .finished = finished,
+	                       .reverting = reverting,
+	                       .batch = R->batch,
+	                       .done = R->done,
+	                       .running = (size_t)R->active};
 	R->opt->progress(R->opt->progress_ud, &p);
 }
 
@@ -124,7 +129,7 @@ static int run_cmd(mg_ssh_result *out, mg_ssh *s, const char *cmd, int64_t timeo
 			                  r->exit_status, *tail ? ": " : "", tail);
 	}
 	if (!out)
-		mg_ssh_result_free(&local);
+		mg_ssh_result_clear(&local);
 	return rc;
 }
 
@@ -157,12 +162,12 @@ static void link_release(char *dst, size_t size, const char *link)
 		return;
 	p += strlen("releases/");
 	char why[64];
-	char name[MG_FLEET_VERSION_MAX + 2];
+	char name[MG_PLAN_VERSION_MAX + 2];
 	copy_trim(name, sizeof(name), p, strlen(p));
 	size_t n = strlen(name);
 	if (n && name[n - 1] == '/')
 		name[n - 1] = '\0';
-	if (mg_fleet_check_version(name, why, sizeof(why)) == 0)
+	if (mg_plan_check_version(name, why, sizeof(why)) == 0)
 		snprintf(dst, size, "%s", name);
 }
 
@@ -200,7 +205,7 @@ static int inspect(mg_fleet_run_ctx *R, mg_ssh *s, inspection *in, mg_error *e)
 			                  "inspecting the deploy directory gave no answer (is the "
 			                  "remote shell a POSIX shell?)");
 	}
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	return rc;
 }
 
@@ -243,7 +248,7 @@ static int upload(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_er
 			    "it was damaged on the way; nothing was unpacked",
 			    *got ? got : "(none)", R->opt->artifact_sha256);
 		}
-		mg_ssh_result_free(&r);
+		mg_ssh_result_clear(&r);
 	}
 	if (!rc) {
 		set_stage(R, h, MG_FLEET_STAGE_UNPACK);
@@ -260,7 +265,7 @@ static int upload(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_er
 			                  "after unpacking, releases/%s/" MG_FLEET_MARKER
 			                  " reads \"%s\", not the artifact's SHA-256",
 			                  R->opt->version, got);
-		mg_ssh_result_free(&r);
+		mg_ssh_result_clear(&r);
 		free(remote);
 		return rc;
 	}
@@ -294,7 +299,7 @@ static int switch_to(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, co
 		/* the command may or may not have run: only a read-back would say */
 		h->version_known = false;
 		h->switched = true;
-		mg_ssh_result_free(&r);
+		mg_ssh_result_clear(&r);
 		return rc;
 	}
 	if (r.exit_status != 0) {
@@ -303,12 +308,12 @@ static int switch_to(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, co
 		output_tail(tail, sizeof(tail), r.err, r.err_len);
 		rc = mg_error_set(e, MG_ERROR, "switching current to releases/%s failed%s%s",
 		                  version, *tail ? ": " : "", tail);
-		mg_ssh_result_free(&r);
+		mg_ssh_result_clear(&r);
 		return rc;
 	}
-	char got[1024], want[MG_FLEET_VERSION_MAX + 16];
+	char got[1024], want[MG_PLAN_VERSION_MAX + 16];
 	copy_trim(got, sizeof(got), r.out ? r.out : "", r.out ? r.out_len : 0);
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	snprintf(want, sizeof(want), "releases/%s", version);
 	h->switched = true;
 	if (strcmp(got, want) != 0) {
@@ -428,7 +433,7 @@ static void prune(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s)
 		if (dot && sp && slash && dot < sp) {
 			*slash = '\0';
 			char why[64];
-			if (mg_fleet_check_version(sp + 1, why, sizeof(why)) == 0) {
+			if (mg_plan_check_version(sp + 1, why, sizeof(why)) == 0) {
 				if (n == cap) {
 					cap = cap ? 2 * cap : 16;
 					mg_fleet_release *nr = realloc(rel, cap * sizeof(*rel));
@@ -453,7 +458,7 @@ static void prune(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s)
 		}
 		line = nl ? nl + 1 : NULL;
 	}
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	bool *remove = calloc(n ? n : 1, sizeof(*remove));
 	if (!rc && remove) {
 		size_t k = mg_fleet_prune_select(remove, rel, n, h->version, h->previous,

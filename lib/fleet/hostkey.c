@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "log.h"
-#include "session_internal.h"
 #include "sha256.h"
 
 /* Serializes appends to known_hosts between this process's workers (flock does it between

@@ -21,8 +21,8 @@
 #include "clock.h"
 #include "ssh.h"
 
+#include "internal.h"
 #include "log.h"
-#include "session_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include "configmap.h"
-#include "fleet.h"
 #include "fs.h"
 #include "internal.h"
 #include "journal.h"
@@ -66,7 +65,7 @@ int mg_cluster_render(json_t **objects, const mg_plan *plan, const char *version
 	for (size_t i = 0; !rc && i < out.ndocs; i++)
 		if (json_array_append(list, out.docs[i].object))
 			rc = mg_error_oom(err);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_template_plan_vars_free(pv);
 	if (rc) {
 		json_decref(list);
@@ -163,7 +162,7 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-void mg_cluster_result_free(mg_cluster_result *r)
+void mg_cluster_result_clear(mg_cluster_result *r)
 {
 	if (!r)
 		return;
@@ -454,7 +453,12 @@ int mg_cluster_journal(mg_store *store, const char *command, const char *action,
 		json_object_update(ev, rj);
 		json_decref(rj);
 	}
-	mg_journal_entry e = {command, action, before, after, reason, ev};
+	mg_journal_entry e = {.command = command,
+	                      .action = action,
+	                      .before = before,
+	                      .after = after,
+	                      .reason = reason,
+	                      .evidence = ev};
 	int rc = mg_journal_append(store, &e, err);
 	json_decref(before);
 	json_decref(after);

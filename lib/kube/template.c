@@ -13,7 +13,6 @@
 #include <yaml.h>
 
 #include "configmap.h"
-#include "fleet.h"
 #include "fs.h"
 #include "internal.h"
 #include "nginxconf.h"
@@ -750,7 +749,7 @@ static int add_doc(mg_template_output *out, json_t *obj, const char *file, int l
 	if (!d)
 		return MG_ENOMEM;
 	out->docs = d;
-	d[out->ndocs] = (mg_template_doc){obj, strdup(file), line};
+	d[out->ndocs] = (mg_template_doc){.object = obj, .file = strdup(file), .line = line};
 	if (!d[out->ndocs].file)
 		return MG_ENOMEM;
 	out->ndocs++;
@@ -857,7 +856,7 @@ static int render_buffer(mg_template_output *out, const char *buf, size_t len,
 	int rc = 0;
 	if (!p.errors)
 		rc = append_docs(out, &mine);
-	mg_template_output_free(&mine);
+	mg_template_output_clear(&mine);
 	if (rc)
 		return mg_error_set(err, rc, "out of memory");
 	return 0;
@@ -926,7 +925,7 @@ int mg_template_render_dir(mg_template_output *out, const char *dir, const mg_te
 	return rc ? rc : finish(err, errors, "the templates");
 }
 
-void mg_template_output_free(mg_template_output *out)
+void mg_template_output_clear(mg_template_output *out)
 {
 	if (!out)
 		return;

@@ -15,7 +15,6 @@
 #include <yaml.h>
 
 #include "configmap.h"
-#include "fleet.h"
 #include "internal.h"
 #include "nginxconf.h"
 
@@ -259,7 +258,7 @@ static int plan_vars_new(mg_template_plan_vars **out, const mg_plan *plan, const
 {
 	*out = NULL;
 	char why[256];
-	if (!version || mg_fleet_check_version(version, why, sizeof(why)))
+	if (!version || mg_plan_check_version(version, why, sizeof(why)))
 		return mg_error_set(err, MG_EINVALID, "version \"%s\": %s", version ? version : "",
 		                    version ? why : "missing");
 	const mg_plan_kubernetes *k = mg_plan_kubernetes_section(plan);

@@ -15,7 +15,7 @@ struct mg_release {
 	mg_release_options o;
 	bool vms, k8s; /* the sides */
 	mg_release_info info;
-	char version[MG_FLEET_VERSION_MAX + 1], vms_version[MG_FLEET_VERSION_MAX + 1];
+	char version[MG_PLAN_VERSION_MAX + 1], vms_version[MG_PLAN_VERSION_MAX + 1];
 	char from_vms[sizeof(((mg_state *)0)->vms_version)];
 	char from_k8s[sizeof(((mg_state *)0)->kubernetes_version)];
 	char *artifact;
@@ -184,7 +184,7 @@ static int vms_previous_version(mg_release *r, mg_error *err)
 {
 	char why[256];
 	snprintf(r->vms_version, sizeof(r->vms_version), "%s", r->st.vms_previous_version);
-	if (mg_fleet_check_version(r->vms_version, why, sizeof(why)))
+	if (mg_plan_check_version(r->vms_version, why, sizeof(why)))
 		return mg_error_set(err, MG_EINVALID,
 		                    "state.json: versions.vms_previous is not a release name: %s",
 		                    why);
@@ -434,8 +434,8 @@ void mg_release_free(mg_release *r)
 	pthread_mutex_destroy(&r->mu);
 	json_decref(r->objects);
 	json_decref(r->fleet_doc);
-	mg_fleet_result_free(&r->fres);
-	mg_cluster_result_free(&r->cres);
+	mg_fleet_result_clear(&r->fres);
+	mg_cluster_result_clear(&r->cres);
 	mg_error_clear(&r->ferr);
 	mg_error_clear(&r->cerr);
 	mg_error_clear(&r->serr);

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "clock.h"
-#include "fleet.h"
 #include "fs.h"
+#include "plan.h"
 #include "secret.h"
 
 #define FLEET_FILE       "fleet.json"
@@ -152,7 +152,7 @@ static int record_path(char *buf, size_t size, mg_store *store, const char *vers
 {
 	char why[256];
 	/* the version becomes a file name: the fleet's rules keep it a plain one */
-	if (mg_fleet_check_version(version, why, sizeof(why)))
+	if (mg_plan_check_version(version, why, sizeof(why)))
 		return mg_error_set(err, MG_EINVALID, "version \"%s\": %s", version, why);
 	int n = snprintf(buf, size, "%s/" MANIFESTS_DIR "/%s.json", mg_store_path(store), version);
 	if (n < 0 || (size_t)n >= size)

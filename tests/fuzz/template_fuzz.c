@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(y);
 		json_decref(j);
 	}
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	for (size_t i = 0; i < err.ndiags; i++) {
 		char buf[4096];
 		mg_diag_format(buf, sizeof(buf), &err.diags[i]);

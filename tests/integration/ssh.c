@@ -289,7 +289,7 @@ static void *vm_worker(void *arg)
 		w->rc = mg_ssh_exec(&r, s, cmd, 10000, &err);
 		if (w->rc == 0) {
 			snprintf(w->out, sizeof(w->out), "%d:%s%s", r.exit_status, r.out, r.err);
-			mg_ssh_result_free(&r);
+			mg_ssh_result_clear(&r);
 		}
 	}
 	snprintf(w->message, sizeof(w->message), "%s", err.message);
@@ -333,12 +333,12 @@ Test(ssh, twenty_vms_at_once_each_with_its_own_files)
 	exec_ok(&r, s1, cmd);
 	cr_assert_eq(r.exit_status, 0, "%s", r.err);
 	cr_assert_str_eq(r.out, "only-on-vm-01\nwho\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	snprintf(cmd, sizeof(cmd), "test -e %s/only-on-vm-01; echo $?; ls -A %s", vms.path,
 	         vms.path);
 	exec_ok(&r, s2, cmd);
 	cr_assert_str_eq(r.out, "1\nwho\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	char path[400];
 	snprintf(path, sizeof(path), "%s/only-on-vm-01", vms.root[0]);
 	cr_assert_eq(access(path, F_OK), 0, "%s", path);
@@ -360,28 +360,28 @@ Test(ssh, exit_status_stdout_and_stderr)
 	cr_assert_eq(r.out_len, strlen("out\nno newline"));
 	cr_assert_str_eq(r.err, "err\n");
 	cr_assert_eq(r.err_len, 4);
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 
 	/* the same session runs the next command; nothing printed is an empty string */
 	exec_ok(&r, s, "true");
 	cr_assert_eq(r.exit_status, 0);
 	cr_assert_str_eq(r.out, "");
 	cr_assert_str_eq(r.err, "");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 
 	/* a command killed by a signal: its status as a shell reports it, 128 + the signal */
 	exec_ok(&r, s, "kill -TERM $$");
 	cr_assert_eq(r.exit_status, 128 + SIGTERM);
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	/* the wrapper around it killed (the host sends exit-signal): -1 */
 	exec_ok(&r, s, "kill -KILL $PPID");
 	cr_assert_eq(r.exit_status, -1);
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	/* output that looks like the wrapper's status line is the command's own */
 	exec_ok(&r, s, "printf '\\nmigrate-exit-status-0 0\\n'; exit 4");
 	cr_assert_eq(r.exit_status, 4);
 	cr_assert_str_eq(r.out, "\nmigrate-exit-status-0 0\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 
 	/* more output than is kept: the first MG_SSH_MAX_OUTPUT bytes, and the command still ends
 	 */
@@ -394,7 +394,7 @@ Test(ssh, exit_status_stdout_and_stderr)
 	cr_assert_eq(strspn(r.out, "a"), MG_SSH_MAX_OUTPUT);
 	cr_assert_eq(r.err_len, MG_SSH_MAX_OUTPUT);
 	cr_assert_eq(strspn(r.err, "b"), MG_SSH_MAX_OUTPUT);
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 
 	/* values quoted with mg_ssh_quote arrive as they were */
 	char *q = mg_ssh_quote("it's $HOME; `id` \"x\"");
@@ -403,7 +403,7 @@ Test(ssh, exit_status_stdout_and_stderr)
 	free(q);
 	exec_ok(&r, s, cmd);
 	cr_assert_str_eq(r.out, "it's $HOME; `id` \"x\"");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	mg_ssh_free(s);
 }
 
@@ -444,7 +444,7 @@ Test(ssh, command_timeout_and_the_session_after_it)
 	s = connect_ok(&o);
 	exec_ok(&r, s, "echo again");
 	cr_assert_str_eq(r.out, "again\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	mg_ssh_free(s);
 }
 
@@ -558,7 +558,7 @@ Test(ssh, keepalives_go_out_while_a_command_runs)
 	mg_ssh_result r;
 	exec_ok(&r, s, "sleep 3.5; echo done");
 	cr_assert_str_eq(r.out, "done\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	mg_ssh_free(s);
 	char logf[400];
 	snprintf(logf, sizeof(logf), "%s/vm1/sshd.log", vms.dir);
@@ -607,7 +607,7 @@ Test(ssh, upload_5_mb_arrives_intact_with_its_mode)
 	char want[600];
 	snprintf(want, sizeof(want), "%s  %s\n640 %zu\n", hex, remote, total);
 	cr_assert_str_eq(r.out, want);
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	/* it landed in vm-01's own files, and nowhere else */
 	char there[400], hex2[65];
 	snprintf(there, sizeof(there), "%s/artifact.bin", vms.root[0]);
@@ -633,7 +633,7 @@ Test(ssh, upload_5_mb_arrives_intact_with_its_mode)
 	snprintf(cmd, sizeof(cmd), "cat %s && stat -c %%a %s", remote, remote);
 	exec_ok(&r, s, cmd);
 	cr_assert_str_eq(r.out, "small\n600\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 
 	/* into a directory that does not exist: the server's reason, and the session goes on */
 	snprintf(remote, sizeof(remote), "%s/no/such/dir/x", vms.path);
@@ -650,7 +650,7 @@ Test(ssh, upload_5_mb_arrives_intact_with_its_mode)
 	cr_assert_not_null(strstr(err.message, "No such file or directory"), "%s", err.message);
 	exec_ok(&r, s, "echo still here");
 	cr_assert_str_eq(r.out, "still here\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	mg_ssh_free(s);
 }
 
@@ -1137,7 +1137,7 @@ Test(ssh, passphrase_protected_key)
 	mg_ssh_result r;
 	exec_ok(&r, s, "echo unlocked");
 	cr_assert_str_eq(r.out, "unlocked\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	mg_ssh_free(s);
 	cr_assert_null(strstr(tu_log_text(), "horse"), "the passphrase reached the log: %s",
 	               tu_log_text());
@@ -1189,7 +1189,7 @@ Test(ssh, ssh_agent_when_there_is_no_identity_file)
 	mg_ssh_result r;
 	exec_ok(&r, s, "echo via agent");
 	cr_assert_str_eq(r.out, "via agent\n");
-	mg_ssh_result_free(&r);
+	mg_ssh_result_clear(&r);
 	mg_ssh_free(s);
 }
 

@@ -40,15 +40,15 @@ Test(fleet, release_names)
 	                      "_x",  "+1",    "1..2"};
 	char why[256];
 	for (size_t i = 0; i < N(good); i++)
-		cr_expect_eq(mg_fleet_check_version(good[i], why, sizeof(why)), 0, "%s: %s",
-		             good[i], why);
-	char longest[MG_FLEET_VERSION_MAX + 2];
-	memset(longest, '7', MG_FLEET_VERSION_MAX);
-	longest[MG_FLEET_VERSION_MAX] = '\0';
-	cr_expect_eq(mg_fleet_check_version(longest, why, sizeof(why)), 0);
-	longest[MG_FLEET_VERSION_MAX] = '7';
-	longest[MG_FLEET_VERSION_MAX + 1] = '\0';
-	cr_expect_eq(mg_fleet_check_version(longest, why, sizeof(why)), -1);
+		cr_expect_eq(mg_plan_check_version(good[i], why, sizeof(why)), 0, "%s: %s", good[i],
+		             why);
+	char longest[MG_PLAN_VERSION_MAX + 2];
+	memset(longest, '7', MG_PLAN_VERSION_MAX);
+	longest[MG_PLAN_VERSION_MAX] = '\0';
+	cr_expect_eq(mg_plan_check_version(longest, why, sizeof(why)), 0);
+	longest[MG_PLAN_VERSION_MAX] = '7';
+	longest[MG_PLAN_VERSION_MAX + 1] = '\0';
+	cr_expect_eq(mg_plan_check_version(longest, why, sizeof(why)), -1);
 	cr_expect_str_eq(why, "the version is 128 characters long; at most 127 are allowed");
 
 	static const struct {
@@ -73,11 +73,10 @@ Test(fleet, release_names)
 	           "allowed"},
 	};
 	for (size_t i = 0; i < N(bad); i++) {
-		cr_expect_eq(mg_fleet_check_version(bad[i].v, why, sizeof(why)), -1, "%s",
-		             bad[i].v);
+		cr_expect_eq(mg_plan_check_version(bad[i].v, why, sizeof(why)), -1, "%s", bad[i].v);
 		cr_expect_str_eq(why, bad[i].why);
 	}
-	cr_expect_eq(mg_fleet_check_version(NULL, why, sizeof(why)), -1);
+	cr_expect_eq(mg_plan_check_version(NULL, why, sizeof(why)), -1);
 }
 
 Test(fleet, batches)

@@ -75,7 +75,7 @@ static void render_err(const char *text, mg_error *err)
 	int rc = mg_template_render_buffer(&out, text, strlen(text), "t.yaml", &v, err);
 	cr_assert_eq(rc, MG_EINVALID, "expected an error, got %d", rc);
 	cr_assert_eq(out.ndocs, 0, "no document on error");
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 }
 
 #define HEAD "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"
@@ -134,7 +134,7 @@ Test(template, exact_reference_keeps_the_value_type)
 	cr_assert_str_eq(json_string_value(get(s, "sum")), cms[0].checksum);
 	cr_assert(json_equal(get(s, "items"), items));
 	cr_assert_eq(err.ndiags, 0);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 }
 
@@ -150,7 +150,7 @@ Test(template, version_is_always_a_string)
 	char *y = mg_template_render_yaml(&out);
 	cr_assert(strstr(y, "  v: \"10\"\n"), "%s", y);
 	free(y);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 }
 
@@ -179,8 +179,8 @@ Test(template, a_value_cannot_inject_yaml)
 	cr_assert_eq(back.ndocs, 1);
 	cr_assert(json_equal(back.docs[0].object, out.docs[0].object), "%s", y);
 	free(y);
-	mg_template_output_free(&back);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&back);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 }
 
@@ -242,7 +242,7 @@ Test(template, dollar_dollar_escapes)
 	cr_assert_str_eq(json_string_value(get(out.docs[0].object, "data.b")), "${x} and 3");
 	cr_assert_str_eq(json_string_value(get(out.docs[0].object, "data.c")),
 	                 "cost $5 and $$ and $");
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 }
 
@@ -271,7 +271,7 @@ Test(template, multiple_documents_and_lines)
 	cr_assert_str_eq(json_string_value(get(list, "kind")), "List");
 	cr_assert_eq(json_array_size(get(list, "items")), 2);
 	json_decref(list);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 }
 
@@ -282,7 +282,7 @@ Test(template, keys_are_not_substituted)
 	    render_ok(HEAD "data:\n  ${values.replicas}: ${values.replicas}\n", &err);
 	json_t *d = get(out.docs[0].object, "data");
 	cr_assert_eq(json_integer_value(json_object_get(d, "${values.replicas}")), 3);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 }
 
@@ -322,7 +322,7 @@ Test(template, core_schema_types_and_yaml11_warnings)
 	cr_assert(strstr(y, "  f: 1000.0\n"), "%s", y);
 	cr_assert(strstr(y, "  n1: null\n"), "%s", y);
 	free(y);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 
 	render_err(HEAD "spec: {x: .inf}\n", &err);
@@ -343,7 +343,7 @@ Test(template, tags_anchors_aliases)
 	cr_assert_eq(json_integer_value(get(s, "i")), 7);
 	cr_assert_str_eq(json_string_value(get(s, "x")), "12");
 	cr_assert_str_eq(json_string_value(get(s, "copy.app")), "payments-api");
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 
 	render_err(HEAD "spec: !Ref x\n", &err);
@@ -407,7 +407,7 @@ Test(template, directory_in_name_order_every_error)
 	cr_assert_str_eq(json_string_value(get(out.docs[1].object, "data.flag")), "on");
 	cr_assert_str_eq(out.docs[2].file, "tests/fixtures/templates/ok/20-deploy.yml");
 	cr_assert_eq(json_integer_value(get(out.docs[2].object, "spec.replicas")), 3);
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 	mg_error_clear(&err);
 
 	cr_assert_eq(mg_template_render_dir(&out, "tests/fixtures/templates/errors", &v, &err),
@@ -542,7 +542,7 @@ static void check_shipped(const char *dir, mg_template_output *out)
 	for (size_t i = 0; i < back.ndocs; i++)
 		cr_assert(json_equal(back.docs[i].object, out->docs[i].object), "%s", y);
 	free(y);
-	mg_template_output_free(&back);
+	mg_template_output_clear(&back);
 	mg_error_clear(&err);
 }
 
@@ -557,7 +557,7 @@ Test(template, shipped_web)
 	cr_assert_str_eq(json_string_value(get(dep, "spec.template.spec.containers.0.resources."
 	                                            "requests.cpu")),
 	                 "500m");
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 }
 
 Test(template, shipped_php_fpm_nginx)
@@ -585,7 +585,7 @@ Test(template, shipped_php_fpm_nginx)
 	cr_assert_str_eq(json_string_value(json_object_get(ann, "checksum/config")),
 	                 cms[0].checksum);
 	cr_assert_str_eq(json_string_value(json_object_get(ann, "migrate/version")), "1.4.2");
-	mg_template_output_free(&out);
+	mg_template_output_clear(&out);
 }
 
 /* Found by the template fuzzer: a file with no document at all (empty, or comments only)
@@ -597,7 +597,7 @@ Test(template, a_template_without_documents_renders_nothing)
 		mg_error err = MG_ERROR_INIT;
 		mg_template_output out = render_ok(texts[i], &err);
 		cr_assert_eq(out.ndocs, 0, "%s", texts[i]);
-		mg_template_output_free(&out);
+		mg_template_output_clear(&out);
 		mg_error_clear(&err);
 	}
 }
