@@ -55,6 +55,10 @@ cfg=$dir/haproxy.cfg
 	cat <<EOF
 global
 	log stderr format short local0 info
+	# HAProxy binds with SO_REUSEPORT by default: two test instances that drew the same free
+	# port would then share it silently and answer each other's requests. Without it, the
+	# second one fails to start, loudly.
+	noreuseport
 	stats socket $dir/admin.sock mode 600 level admin
 	stats socket $dir/user.sock mode 600 level user
 EOF
