@@ -59,8 +59,9 @@ static void setup(void)
 	unsetenv("HTTPS_PROXY");
 	unsetenv("ALL_PROXY");
 	tu_kubeapi_start(&k, dir, "default,staging");
+	/* quick rollouts; the progress deadline at 6 s, far from any wait of these tests */
 	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":10,"
-	                                   "\"observe_ms\":10,\"deadline_scale\":0.001}"));
+	                                   "\"observe_ms\":10,\"deadline_scale\":0.01}"));
 	/*
 	 * The templates' files in an order that is not the apply order: a custom
 	 * resource and the Ingress come first by name, the Service last.
@@ -404,7 +405,10 @@ Test(cluster, a_rollout_that_never_completes_times_out)
 	cr_assert_str_eq(json_string_value(json_object_get(second, "kind")), "Deployment");
 	json_object_set_new(json_object_get(second, "metadata"), "name", json_string("shop-b"));
 	json_array_insert_new(objects, 3, second);
-	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":600000}"));
+	/* ten minutes a pod and the real 600 s progress deadline: only the wait's timeout ends it
+	 */
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":600000,"
+	                                   "\"deadline_scale\":1}"));
 	mg_cluster_options o = opts();
 	o.rollout_timeout_ms = 500;
 	int64_t t0 = tu_now_ms();
@@ -476,7 +480,8 @@ Test(cluster, cancel_stops_before_the_next_object_and_in_a_rollout)
 	cr_assert(absent(DEPLOY));
 
 	/* raised during a rollout that would take ten minutes */
-	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":600000}"));
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"settings\",\"per_replica_ms\":600000,"
+	                                   "\"deadline_scale\":1}"));
 	flag = 0;
 	o.progress = cancel_in_the_rollout;
 	o.rollout_timeout_ms = 600000;
