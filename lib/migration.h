@@ -41,6 +41,15 @@ typedef struct {
 	mg_migration_mode mode;
 	unsigned needs; /* plan sections beyond traffic (MG_NEED_*; mode read: only these) */
 	bool dry_run;   /* no lock, nothing written, no state directory created */
+	/*
+	 * For tests: a balancer (mg_traffic_open_driver) and a metrics source
+	 * (mg_metrics_open_source) used instead of the plan's haproxy, nginx or
+	 * Cloudflare and its Prometheus. When set, the migration owns them from
+	 * the call on, whatever mg_migration_open returns; a mode that opens no
+	 * balancer keeps the given one all the same. NULL: the plan's.
+	 */
+	mg_traffic *traffic;
+	mg_metrics *metrics;
 } mg_migration_options;
 
 /* How long a rollback waits for a stopped autopilot to let go of the lock. */

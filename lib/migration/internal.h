@@ -14,8 +14,8 @@ struct mg_migration {
 	mg_state st;
 	int state_rc; /* mode read: state.json could not be read, why in state_error */
 	char state_error[1024];
-	mg_traffic *t;
-	mg_metrics *metrics; /* opened on first use */
+	mg_traffic *t;       /* the plan's, or mg_migration_options.traffic */
+	mg_metrics *metrics; /* opened on first use, or mg_migration_options.metrics */
 	const mg_cancel *cancel;
 	const char *reconciled;
 	mg_shift_site site; /* rollback: what of the state directory it could not use */

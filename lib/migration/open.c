@@ -110,7 +110,7 @@ static int open_rollback(mg_migration *m, const char *dir, const char *name, mg_
 /* The balancer's driver, and an interrupted command reconciled (not with dry_run). */
 static int open_balancer(mg_migration *m, bool rollback, mg_error *err)
 {
-	int rc = mg_traffic_open(&m->t, m->traffic, err);
+	int rc = m->t ? 0 : mg_traffic_open(&m->t, m->traffic, err);
 	if (rc || m->dry_run)
 		return rc;
 	bool done;
@@ -131,8 +131,14 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 {
 	*out = NULL;
 	mg_migration *m = calloc(1, sizeof(*m));
-	if (!m)
+	if (!m) {
+		mg_traffic_free(o->traffic);
+		mg_metrics_free(o->metrics);
 		return mg_error_oom(err);
+	}
+	/* a test's balancer and metrics source, taken at once: every way out frees them */
+	m->t = o->traffic;
+	m->metrics = o->metrics;
 	snprintf(m->command, sizeof(m->command), "%s", o->command ? o->command : "migrate");
 	m->dry_run = o->dry_run;
 	/* the warnings stay in err, for the caller to show */
