@@ -987,6 +987,24 @@ Test(kubeapi_server, lease_create_get_update_delete)
 	answer_free(&a);
 	free(l);
 
+	/* a create of an object that was read (it has a resourceVersion): the storage's plain
+	 * error, a 500 without a reason; another namespace than the URL's: 400 */
+	l = lease("lock2", "x", "5", NULL, "2026-12-05T09:00:00.000000Z", 15);
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	cr_assert_eq(a.status, 500, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "message", NULL, NULL),
+	                 "resourceVersion should not be set on objects to be created");
+	cr_assert_null(json_object_get(a.doc, "reason"));
+	answer_free(&a);
+	free(l);
+	a = call(AUTH_CERT, "POST", LEASES, JSON,
+	         "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+	         "\"metadata\":{\"name\":\"lock2\",\"namespace\":\"staging\"}}");
+	assert_status(&a, 400, "BadRequest",
+	              "the namespace of the provided object does not match the namespace sent on "
+	              "the request");
+	answer_free(&a);
+
 	/* MicroTime without its six digits does not decode; a zero duration is invalid */
 	l = lease("other", "x", NULL, NULL, "2026-12-05T09:00:00Z", 15);
 	a = call(AUTH_CERT, "POST", LEASES, JSON, l);

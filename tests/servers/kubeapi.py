@@ -31,8 +31,9 @@ API (what real servers answer, Status objects for errors):
   GET object or list (labelSelector as labels.Parse: k=v, k==v, k!=v, k, !k,
   k in (a,b), k notin (a,b), comma-separated), DELETE (Status Success;
   DeleteOptions preconditions.resourceVersion / uid: 409 Conflict when stale),
-  POST create (409 AlreadyExists), PUT update as the generic registry store:
-  metadata.resourceVersion stale is 409 Conflict ("the object has been
+  POST create (409 AlreadyExists; a resourceVersion set is 500 "resourceVersion
+  should not be set on objects to be created"), PUT update as the generic
+  registry store: metadata.resourceVersion stale is 409 Conflict ("the object has been
   modified; ..."), absent is an unconditional update except for Leases and
   custom resources (422 "must be specified for an update"); a PUT of a missing
   Lease creates it (201) unless it carries metadata.uid (a precondition: 409),
@@ -194,6 +195,8 @@ class ApiError(Exception):
     def status(self):
         doc = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": self.message, "reason": self.reason}
+        if not self.reason:
+            del doc["reason"]  # omitempty: a plain Go error has none
         if self.details is not None:
             doc["details"] = self.details
         doc["code"] = self.code
@@ -2125,6 +2128,12 @@ def main():
                     raise invalid_error(res.kind_qualified(), "", res.group, res.kind,
                                         [required("metadata.name",
                                                   "name or generateName is required")])
+                self.check_namespace(res, ns, body)
+                rv = (body.get("metadata") or {}).get("resourceVersion")
+                if isinstance(rv, str) and rv.isdigit() and int(rv) != 0:
+                    # the etcd3 store's ErrResourceVersionSetOnCreate, a plain error: 500
+                    raise ApiError(500, "", "resourceVersion should not be set on objects "
+                                   "to be created")
                 dry = self.dry_run()
                 code, obj = do_update(res, ns, nm, body, self.manager(), dry, create=True)
                 return self.send(201, obj)
@@ -2166,6 +2175,7 @@ def main():
                     raise bad_request(f"the name of the object "
                                       f"({(body.get('metadata') or {}).get('name')}) does not "
                                       f"match the name on the URL ({name})")
+                self.check_namespace(res, ns, body)
                 uid = (body.get("metadata") or {}).get("uid")
                 if entry is None and res.name in CREATE_ON_UPDATE:
                     # the object's uid is a precondition (rest.defaultUpdatedObjectInfo),
@@ -2199,6 +2209,12 @@ def main():
                 code, obj = do_update(res, ns, name, body, self.manager(), self.dry_run())
                 return self.send(200, obj)
             return self.patch(res, ns, name, sub, raw, entry)
+
+        def check_namespace(self, res, ns, body):
+            got = (body.get("metadata") or {}).get("namespace")
+            if res.namespaced and got and got != ns:
+                raise bad_request("the namespace of the provided object does not match the "
+                                  "namespace sent on the request")
 
         def manager(self):
             return self.query.get("fieldManager") or \
