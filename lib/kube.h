@@ -157,9 +157,10 @@ int mg_kube_diff(mg_kube_client *c, const json_t *obj, char **out_text, bool *ch
 
 /*
  * The plain verbs (lib/kube/objects.c), for objects migrate owns outright
- * (the state backend's Leases and ConfigMaps), as compare-and-swap: nothing
- * here writes without a condition, so a writer that lost a race gets
- * MG_ECONFLICT and has overwritten nothing. path is a URL path without the
+ * (the state backend's Leases and ConfigMaps), as compare-and-swap: a create
+ * never replaces, an update always names the version it was read at, a delete
+ * may; a writer that lost a race gets MG_ECONFLICT and has overwritten
+ * nothing. path is a URL path without the
  * server: a collection ("/apis/coordination.k8s.io/v1/namespaces/shop/leases")
  * for create and list, an object (".../leases/lock") for update and delete.
  *
@@ -168,9 +169,9 @@ int mg_kube_diff(mg_kube_client *c, const json_t *obj, char **out_text, bool *ch
  * attempts together by the HTTP layer's deadline (30 s); 429 (Retry-After),
  * 5xx, timeouts and refused connections retried there. A write whose answer
  * was lost is sent again, so when its first attempt had landed the retry
- * answers 409: MG_ECONFLICT means "not done by this call, or done by an
- * earlier attempt of it", and the caller re-reads either way before deciding
- * anything. Error messages name the object as the API server does
+ * answers 409 (a delete's: 404): MG_ECONFLICT means "not done by this call,
+ * or done by an earlier attempt of it", and the caller re-reads either way
+ * before deciding anything. Error messages name the object as the API server does
  * ("leases.coordination.k8s.io shop/lock: 409 Conflict: Operation cannot be
  * fulfilled on ...") and quote the server's Status message, scrubbed
  * (mg_scrub) like every answer of mg_kube_request.
