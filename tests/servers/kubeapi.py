@@ -2278,7 +2278,8 @@ def main():
 
         def selected(self, res, ns):
             """The entries a list or watch of res in ns selects (labelSelector as
-            parse_selector reads it, fieldSelector metadata.name/metadata.namespace, as kubectl rollout status sends)."""
+            parse_selector reads it; fieldSelector metadata.name/metadata.namespace, as
+            kubectl rollout status sends)."""
             reqs = parse_selector(self.query.get("labelSelector"))
             fields = parse_labels(self.query.get("fieldSelector"))
             for f in fields:
