@@ -99,7 +99,7 @@ int mg_kube_request(mg_kube_client *c, const char *method, const char *path,
                     const char *content_type, const char *body, const char *what, long *status,
                     json_t **out, mg_error *err);
 int mg_kube_get(mg_kube_client *c, const char *path, const char *what, json_t **out, mg_error *err);
-int mg_kube_delete(mg_kube_client *c, const char *path, const char *what, mg_error *err);
+/* mg_kube_delete: with the plain verbs below */
 
 /*
  * The object's URL path ("/apis/apps/v1/namespaces/shop/deployments/web"),
@@ -154,5 +154,70 @@ int mg_kube_rollout_wait(mg_kube_client *c, const char *namespace_, const char *
  */
 int mg_kube_diff(mg_kube_client *c, const json_t *obj, char **out_text, bool *changed,
                  mg_error *err);
+
+/*
+ * The plain verbs (lib/kube/objects.c), for objects migrate owns outright
+ * (the state backend's Leases and ConfigMaps), as compare-and-swap: a create
+ * never replaces, an update always names the version it was read at, a delete
+ * may; a writer that lost a race gets MG_ECONFLICT and has overwritten
+ * nothing. path is a URL path without the
+ * server: a collection ("/apis/coordination.k8s.io/v1/namespaces/shop/leases")
+ * for create and list, an object (".../leases/lock") for update and delete.
+ *
+ * Each is one mg_kube_request: the client's credentials and TLS, each
+ * attempt bounded by mg_kube_config_options.timeout_ms (0: 10 s) and all
+ * attempts together by the HTTP layer's deadline (30 s); 429 (Retry-After),
+ * 5xx, timeouts and refused connections retried there. A write whose answer
+ * was lost is sent again, so when its first attempt had landed the retry
+ * answers 409 (a delete's: 404): MG_ECONFLICT means "not done by this call,
+ * or done by an earlier attempt of it", and the caller re-reads either way
+ * before deciding anything. Error messages name the object as the API server does
+ * ("leases.coordination.k8s.io shop/lock: 409 Conflict: Operation cannot be
+ * fulfilled on ...") and quote the server's Status message, scrubbed
+ * (mg_scrub) like every answer of mg_kube_request.
+ *
+ * Codes: MG_ECONFLICT 409 (create: AlreadyExists; update: a stale
+ * resourceVersion or uid; delete: a failed precondition), MG_ENOTFOUND 404
+ * (the object, or the namespace on create), MG_EINVALID 400/422 (the server
+ * refused the object, e.g. a ConfigMap over 1 MiB: "[]: Too long: must have
+ * at most 1048576 bytes"; or a refusal here, before anything is sent),
+ * MG_ECANCELED, MG_ERROR anything else (no answer in time, 401, 403, 5xx
+ * after the retries).
+ */
+
+/* POST obj (metadata.name set, no resourceVersion) to the collection path; *out (may be
+ * NULL) the object as created, with its resourceVersion and uid. */
+int mg_kube_create(mg_kube_client *c, const char *path, const json_t *obj, json_t **out,
+                   mg_error *err);
+
+/*
+ * PUT obj to the object path. obj must carry metadata.resourceVersion, the
+ * version it was read at (MG_EINVALID otherwise, nothing sent: without one a
+ * ConfigMap's update is unconditional). Pass the object as read, with its
+ * metadata.uid: a Lease that was deleted meanwhile is then MG_ECONFLICT
+ * rather than created anew (a PUT creates a missing Lease). *out (may be
+ * NULL) the object as stored, with its new resourceVersion.
+ */
+int mg_kube_update(mg_kube_client *c, const char *path, const json_t *obj, json_t **out,
+                   mg_error *err);
+
+/*
+ * Every object of the collection path that label_selector selects (NULL or "": all),
+ * the selector as kubectl's -l takes it ("app.kubernetes.io/managed-by=migrate,
+ * migrate/kind in (state,journal)"), escaped here. *items a new array of the objects,
+ * in the server's order (by name), each with its apiVersion and kind; pages of 500
+ * are followed with the server's continue token.
+ */
+int mg_kube_list(mg_kube_client *c, const char *path, const char *label_selector, json_t **items,
+                 mg_error *err);
+
+/*
+ * DELETE the object path; with resource_version (may be NULL: unconditional)
+ * only if it is still at that version (DeleteOptions preconditions), else
+ * MG_ECONFLICT and nothing deleted. *out (may be NULL) the server's answer: a
+ * Status, or the object when it still has finalizers to run.
+ */
+int mg_kube_delete(mg_kube_client *c, const char *path, const char *resource_version, json_t **out,
+                   mg_error *err);
 
 #endif

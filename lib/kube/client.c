@@ -359,8 +359,3 @@ int mg_kube_get(mg_kube_client *c, const char *path, const char *what, json_t **
 {
 	return mg_kube_request(c, "GET", path, NULL, NULL, what, NULL, out, err);
 }
-
-int mg_kube_delete(mg_kube_client *c, const char *path, const char *what, mg_error *err)
-{
-	return mg_kube_request(c, "DELETE", path, NULL, NULL, what, NULL, NULL, err);
-}

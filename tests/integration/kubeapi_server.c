@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,7 +273,7 @@ Test(kubeapi_server, discovery)
 		strcat(names, " ");
 	}
 	cr_assert_str_eq(names, "apps/v1 autoscaling/v2 policy/v1 networking.k8s.io/v1 "
-	                        "example.com/v1 ");
+	                        "example.com/v1 coordination.k8s.io/v1 ");
 	answer_free(&a);
 
 	a = call(AUTH_CERT, "GET", "/apis/example.com/v1", NULL, NULL);
@@ -295,6 +296,16 @@ Test(kubeapi_server, discovery)
 		}
 	}
 	cr_assert_str_eq(res, "configmaps secrets services namespaces ");
+	answer_free(&a);
+
+	a = call(AUTH_CERT, "GET", "/apis/coordination.k8s.io/v1", NULL, NULL);
+	cr_assert_eq(a.status, 200);
+	cr_assert_str_eq(str_at(a.doc, "groupVersion", NULL, NULL), "coordination.k8s.io/v1");
+	r = json_array_get(json_object_get(a.doc, "resources"), 0);
+	cr_assert_str_eq(str_at(r, "name", NULL, NULL), "leases");
+	cr_assert_str_eq(str_at(r, "kind", NULL, NULL), "Lease");
+	cr_assert(json_is_true(json_object_get(r, "namespaced")));
+	cr_assert_eq(json_array_size(json_object_get(a.doc, "resources")), 1, "no subresources");
 	answer_free(&a);
 
 	/* an unknown group is the mux's plain 404, not a Status */
@@ -922,4 +933,411 @@ Test(kubeapi_server, kubectl_rollout_status_statefulset_and_daemonset)
 	}
 	cr_assert_geq(watches, 1);
 	json_decref(log);
+}
+
+/* ---- the plain verbs on Leases and ConfigMaps (issue 14's state backend) ---- */
+
+#define LEASES "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+#define CMS    "/api/v1/namespaces/default/configmaps"
+#define JSON   "application/json"
+
+static char *lease(const char *name, const char *holder, const char *rv, const char *uid,
+                   const char *renew, int duration)
+{
+	char *s = NULL;
+	cr_assert_geq(asprintf(&s,
+	                       "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+	                       "\"metadata\":{\"name\":\"%s\"%s%s%s%s%s%s},"
+	                       "\"spec\":{\"holderIdentity\":\"%s\",\"leaseDurationSeconds\":%d,"
+	                       "\"acquireTime\":\"%s\",\"renewTime\":\"%s\","
+	                       "\"leaseTransitions\":0}}",
+	                       name, rv ? ",\"resourceVersion\":\"" : "", rv ? rv : "",
+	                       rv ? "\"" : "", uid ? ",\"uid\":\"" : "", uid ? uid : "",
+	                       uid ? "\"" : "", holder, duration, renew, renew),
+	              0);
+	return s;
+}
+
+static char *rv_of(const answer *a)
+{
+	const char *rv = str_at(a->doc, "metadata", "resourceVersion", NULL);
+	cr_assert_not_null(rv, "%s", a->text);
+	return strdup(rv);
+}
+
+Test(kubeapi_server, lease_create_get_update_delete)
+{
+	char *l = lease("lock", "ann@laptop", NULL, NULL, "2026-12-05T09:00:00.123456+02:00", 15);
+	answer a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "kind", NULL, NULL), "Lease");
+	/* MicroTime is stored in UTC with six fraction digits, as the real server writes it */
+	cr_assert_str_eq(str_at(a.doc, "spec", "renewTime", NULL), "2026-12-05T07:00:00.123456Z");
+	cr_assert_eq(int_at(a.doc, "spec", "leaseDurationSeconds", NULL), 15);
+	char *rv1 = rv_of(&a), *uid = strdup(str_at(a.doc, "metadata", "uid", NULL));
+	answer_free(&a);
+
+	/* a second create: AlreadyExists, with the real server's Status */
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	assert_status(&a, 409, "AlreadyExists",
+	              "leases.coordination.k8s.io \"lock\" already exists");
+	cr_assert_str_eq(str_at(a.doc, "details", "name", NULL), "lock");
+	cr_assert_str_eq(str_at(a.doc, "details", "group", NULL), "coordination.k8s.io");
+	cr_assert_str_eq(str_at(a.doc, "details", "kind", NULL), "leases");
+	answer_free(&a);
+	free(l);
+
+	/* a create of an object that was read (it has a resourceVersion): the storage's plain
+	 * error, a 500 without a reason; another namespace than the URL's: 400 */
+	l = lease("lock2", "x", "5", NULL, "2026-12-05T09:00:00.000000Z", 15);
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	cr_assert_eq(a.status, 500, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "message", NULL, NULL),
+	                 "resourceVersion should not be set on objects to be created");
+	cr_assert_null(json_object_get(a.doc, "reason"));
+	answer_free(&a);
+	free(l);
+	a = call(AUTH_CERT, "POST", LEASES, JSON,
+	         "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+	         "\"metadata\":{\"name\":\"lock2\",\"namespace\":\"staging\"}}");
+	assert_status(&a, 400, "BadRequest",
+	              "the namespace of the provided object does not match the namespace sent on "
+	              "the request");
+	answer_free(&a);
+
+	/* MicroTime without its six digits does not decode; a zero duration is invalid */
+	l = lease("other", "x", NULL, NULL, "2026-12-05T09:00:00Z", 15);
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	assert_status(&a, 400, "BadRequest", NULL);
+	cr_assert(strstr(str_at(a.doc, "message", NULL, NULL),
+	                 "parsing time \"2026-12-05T09:00:00Z\" as "
+	                 "\"2006-01-02T15:04:05.000000Z07:00\""),
+	          "%s", a.text);
+	answer_free(&a);
+	free(l);
+	l = lease("other", "x", NULL, NULL, "2026-12-05T09:00:00.000000Z", 0);
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	assert_status(&a, 422, "Invalid",
+	              "Lease.coordination.k8s.io \"other\" is invalid: spec.leaseDurationSeconds: "
+	              "Invalid value: 0: must be greater than 0");
+	answer_free(&a);
+	free(l);
+
+	/* a Lease's update needs a resourceVersion (AllowUnconditionalUpdate is false) */
+	l = lease("lock", "bob@ci", NULL, NULL, "2026-12-05T07:00:01.000000Z", 15);
+	a = call(AUTH_CERT, "PUT", LEASES "/lock", JSON, l);
+	assert_status(&a, 422, "Invalid",
+	              "leases.coordination.k8s.io \"lock\" is invalid: metadata.resourceVersion: "
+	              "Invalid value: 0x0: must be specified for an update");
+	answer_free(&a);
+	free(l);
+
+	/* the current one wins once; the same base again is a conflict and changes nothing */
+	l = lease("lock", "ann@laptop", rv1, uid, "2026-12-05T07:00:05.000000Z", 15);
+	a = call(AUTH_CERT, "PUT", LEASES "/lock", JSON, l);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	char *rv2 = rv_of(&a);
+	cr_assert_str_neq(rv2, rv1);
+	answer_free(&a);
+	free(l);
+	l = lease("lock", "bob@ci", rv1, uid, "2026-12-05T07:00:06.000000Z", 15);
+	a = call(AUTH_CERT, "PUT", LEASES "/lock", JSON, l);
+	assert_status(&a, 409, "Conflict",
+	              "Operation cannot be fulfilled on leases.coordination.k8s.io \"lock\": the "
+	              "object has been modified; please apply your changes to the latest version "
+	              "and try again");
+	answer_free(&a);
+	free(l);
+	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
+	cr_assert_eq(a.status, 200);
+	cr_assert_str_eq(str_at(a.doc, "spec", "holderIdentity", NULL), "ann@laptop");
+	cr_assert_str_eq(str_at(a.doc, "metadata", "resourceVersion", NULL), rv2);
+	answer_free(&a);
+
+	/* a list of Leases */
+	a = call(AUTH_CERT, "GET", LEASES, NULL, NULL);
+	cr_assert_eq(a.status, 200);
+	cr_assert_str_eq(str_at(a.doc, "kind", NULL, NULL), "LeaseList");
+	cr_assert_eq(json_array_size(json_object_get(a.doc, "items")), 1);
+	answer_free(&a);
+
+	/* delete: a stale precondition is refused and deletes nothing */
+	char *del = NULL;
+	cr_assert_geq(asprintf(&del,
+	                       "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","
+	                       "\"preconditions\":{\"resourceVersion\":\"%s\"}}",
+	                       rv1),
+	              0);
+	a = call(AUTH_CERT, "DELETE", LEASES "/lock", JSON, del);
+	assert_status(&a, 409, "Conflict", NULL);
+	char want[300];
+	snprintf(want, sizeof(want),
+	         "Precondition failed: ResourceVersion in precondition: %s, ResourceVersion in "
+	         "object meta: %s",
+	         rv1, rv2);
+	cr_assert(strstr(str_at(a.doc, "message", NULL, NULL), want), "%s", a.text);
+	cr_assert(strstr(str_at(a.doc, "message", NULL, NULL),
+	                 "Operation cannot be fulfilled on leases.coordination.k8s.io \"lock\": "),
+	          "%s", a.text);
+	answer_free(&a);
+	free(del);
+	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
+	cr_assert_eq(a.status, 200, "still there");
+	answer_free(&a);
+	cr_assert_geq(asprintf(&del, "{\"preconditions\":{\"resourceVersion\":\"%s\"}}", rv2), 0);
+	a = call(AUTH_CERT, "DELETE", LEASES "/lock", JSON, del);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "status", NULL, NULL), "Success");
+	answer_free(&a);
+	free(del);
+	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
+	assert_status(&a, 404, "NotFound", "leases.coordination.k8s.io \"lock\" not found");
+	answer_free(&a);
+
+	/* a PUT creates a missing Lease, but not with the uid of the one that was deleted */
+	l = lease("lock", "bob@ci", rv2, uid, "2026-12-05T07:00:09.000000Z", 15);
+	a = call(AUTH_CERT, "PUT", LEASES "/lock", JSON, l);
+	assert_status(&a, 409, "Conflict", NULL);
+	cr_assert(strstr(str_at(a.doc, "message", NULL, NULL), "Precondition failed: UID"), "%s",
+	          a.text);
+	answer_free(&a);
+	free(l);
+	l = lease("lock", "bob@ci", NULL, NULL, "2026-12-05T07:00:09.000000Z", 15);
+	a = call(AUTH_CERT, "PUT", LEASES "/lock", JSON, l);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	answer_free(&a);
+	free(l);
+	free(rv1);
+	free(rv2);
+	free(uid);
+}
+
+static char *cm(const char *name, const char *labels, const char *rv, const char *value)
+{
+	char *s = NULL;
+	cr_assert_geq(asprintf(&s,
+	                       "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{"
+	                       "\"name\":\"%s\",\"labels\":{%s}%s%s%s},\"data\":{\"v\":\"%s\"}}",
+	                       name, labels ? labels : "", rv ? ",\"resourceVersion\":\"" : "",
+	                       rv ? rv : "", rv ? "\"" : "", value),
+	              0);
+	return s;
+}
+
+static void post_cm(const char *name, const char *labels)
+{
+	char *c = cm(name, labels, NULL, "x");
+	answer a = call(AUTH_CERT, "POST", CMS, JSON, c);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	answer_free(&a);
+	free(c);
+}
+
+/* The names a list with this (already URL-escaped) labelSelector gives, space-separated. */
+static const char *listed(const char *selector)
+{
+	static char names[512];
+	answer a = call(AUTH_CERT, "GET", tu_at("%s?labelSelector=%s", CMS, selector), NULL, NULL);
+	cr_assert_eq(a.status, 200, "%s: %s", selector, a.text);
+	names[0] = '\0';
+	size_t i;
+	json_t *it;
+	json_array_foreach(json_object_get(a.doc, "items"), i, it)
+	{
+		strcat(names, str_at(it, "metadata", "name", NULL));
+		strcat(names, " ");
+	}
+	answer_free(&a);
+	return names;
+}
+
+Test(kubeapi_server, configmap_update_and_label_selectors)
+{
+	post_cm("state", "\"app.kubernetes.io/managed-by\":\"migrate\",\"migrate/kind\":\"state\"");
+	post_cm("journal-0",
+	        "\"app.kubernetes.io/managed-by\":\"migrate\",\"migrate/kind\":\"journal\"");
+	post_cm("journal-1", "\"app.kubernetes.io/managed-by\":\"migrate\",\"migrate/kind\":"
+	                     "\"journal\",\"migrate/sealed\":\"true\"");
+	post_cm("other", "\"app.kubernetes.io/managed-by\":\"helm\"");
+	post_cm("bare", NULL);
+
+	cr_assert_str_eq(listed("app.kubernetes.io%2Fmanaged-by%3Dmigrate"),
+	                 "journal-0 journal-1 state ");
+	cr_assert_str_eq(listed("app.kubernetes.io%2Fmanaged-by%3D%3Dmigrate"),
+	                 "journal-0 journal-1 state ");
+	cr_assert_str_eq(listed("app.kubernetes.io%2Fmanaged-by%21%3Dmigrate"), "bare other ");
+	cr_assert_str_eq(listed("app.kubernetes.io%2Fmanaged-by"),
+	                 "journal-0 journal-1 other state ");
+	cr_assert_str_eq(listed("%21app.kubernetes.io%2Fmanaged-by"), "bare ");
+	cr_assert_str_eq(listed("migrate%2Fkind%20in%20%28journal%2C%20state%29"),
+	                 "journal-0 journal-1 state ");
+	cr_assert_str_eq(listed("migrate%2Fkind%20notin%20%28journal%29"), "bare other state ");
+	cr_assert_str_eq(listed("migrate%2Fkind%3Djournal%2C%21migrate%2Fsealed"), "journal-0 ");
+	cr_assert_str_eq(listed("migrate%2Fkind%3Dnone"), "");
+	answer a = call(AUTH_CERT, "GET", CMS "?labelSelector=a%20in%20%28%29", NULL, NULL);
+	assert_status(&a, 400, "BadRequest", NULL);
+	answer_free(&a);
+
+	/* a ConfigMap's update without resourceVersion is unconditional, as on a real server */
+	char *c = cm("state", NULL, NULL, "second");
+	a = call(AUTH_CERT, "PUT", CMS "/state", JSON, c);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	char *rv = rv_of(&a);
+	answer_free(&a);
+	free(c);
+	c = cm("state", NULL, "1", "third");
+	a = call(AUTH_CERT, "PUT", CMS "/state", JSON, c);
+	assert_status(&a, 409, "Conflict",
+	              "Operation cannot be fulfilled on configmaps \"state\": the object has been "
+	              "modified; please apply your changes to the latest version and try again");
+	answer_free(&a);
+	free(c);
+	c = cm("state", NULL, rv, "third");
+	a = call(AUTH_CERT, "PUT", CMS "/state", JSON, c);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	cr_assert_str_eq(str_at(a.doc, "data", "v", NULL), "third");
+	answer_free(&a);
+	free(c);
+	free(rv);
+	/* and no create on update for ConfigMaps */
+	c = cm("missing", NULL, NULL, "x");
+	a = call(AUTH_CERT, "PUT", CMS "/missing", JSON, c);
+	assert_status(&a, 404, "NotFound", "configmaps \"missing\" not found");
+	answer_free(&a);
+	free(c);
+}
+
+Test(kubeapi_server, configmap_size_limit)
+{
+	size_t n = 1048576;
+	char *big = malloc(n + 200);
+	cr_assert_not_null(big);
+	int head = sprintf(big, "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
+	                        "\"metadata\":{\"name\":\"big\"},\"data\":{\"a\":\"");
+	memset(big + head, 'x', n - 1);
+	strcpy(big + head + n - 1, "\",\"b\":\"yy\"}}");
+	answer a = call(AUTH_CERT, "POST", CMS, JSON, big);
+	assert_status(
+	    &a, 422, "Invalid",
+	    "ConfigMap \"big\" is invalid: []: Too long: must have at most 1048576 bytes");
+	answer_free(&a);
+	/* exactly 1 MiB of values is allowed */
+	strcpy(big + head + n - 1, "\",\"b\":\"y\"}}");
+	a = call(AUTH_CERT, "POST", CMS, JSON, big);
+	cr_assert_eq(a.status, 201, "%.300s", a.text);
+	answer_free(&a);
+	free(big);
+}
+
+Test(kubeapi_server, faults_on_leases)
+{
+	char *l = lease("lock", "ann", NULL, NULL, "2026-12-05T07:00:00.000000Z", 15);
+	control("{\"op\":\"fault\",\"path\":\"/leases\",\"method\":\"POST\",\"status\":503}");
+	answer a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	assert_status(&a, 503, "ServiceUnavailable", NULL);
+	answer_free(&a);
+	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
+	cr_assert_eq(a.status, 404, "a faulted create creates nothing");
+	answer_free(&a);
+	control("{\"op\":\"fault\",\"path\":\"/leases\",\"status\":429,\"retry_after\":2}");
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	assert_status(&a, 429, "TooManyRequests", NULL);
+	cr_assert_str_eq(a.retry, "2");
+	answer_free(&a);
+	a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	answer_free(&a);
+	free(l);
+}
+
+/* Debian's kubectl with any arguments (up to 12, NULL-terminated). */
+static tu_output kubectl_v(const char *first, ...)
+{
+	char kc[600], cache[600];
+	snprintf(kc, sizeof(kc), "--kubeconfig=%s", kapi.kubeconfig);
+	snprintf(cache, sizeof(cache), "--cache-dir=%s/kcache", dir);
+	char *argv[16] = {"/usr/bin/kubectl", kc, cache};
+	int n = 3;
+	va_list ap;
+	va_start(ap, first);
+	for (const char *s = first; s && n < 15; s = va_arg(ap, const char *))
+		argv[n++] = (char *)s;
+	va_end(ap);
+	argv[n] = NULL;
+	return tu_capture(argv);
+}
+
+Test(kubeapi_server, kubectl_leases_and_configmaps)
+{
+	if (access("/usr/bin/kubectl", X_OK) != 0)
+		cr_skip_test("no /usr/bin/kubectl");
+	tu_output r = kubectl_v("create", "configmap", "plain", "--from-literal=k=v", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(strstr(r.out, "configmap/plain created"), "%s", r.out);
+	tu_output_free(&r);
+	r = kubectl_v("create", "configmap", "plain", "--from-literal=k=v", NULL);
+	cr_assert_neq(r.status, 0);
+	/* kubectl's own words for a create subcommand, around the server's message */
+	cr_assert(strstr(r.err, "failed to create configmap: configmaps \"plain\" already exists"),
+	          "%s", r.err);
+	tu_output_free(&r);
+	post_cm("state", "\"app.kubernetes.io/managed-by\":\"migrate\"");
+	post_cm("journal-0", "\"app.kubernetes.io/managed-by\":\"migrate\"");
+	r = kubectl_v("get", "cm", "-l", "app.kubernetes.io/managed-by=migrate", "-o", "name",
+	              NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert_str_eq(r.out, "configmap/journal-0\nconfigmap/state\n");
+	tu_output_free(&r);
+
+	char *l = lease("lock", "ann@laptop", NULL, NULL, "2026-12-05T07:00:00.000000Z", 15);
+	answer a = call(AUTH_CERT, "POST", LEASES, JSON, l);
+	cr_assert_eq(a.status, 201, "%s", a.text);
+	char *rv1 = rv_of(&a);
+	answer_free(&a);
+	free(l);
+	r = kubectl_v("get", "leases", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	json_t *doc = json_loads(r.out, 0, NULL);
+	cr_assert_not_null(doc, "%s", r.out);
+	json_t *item = json_array_get(json_object_get(doc, "items"), 0);
+	cr_assert_str_eq(str_at(item, "kind", NULL, NULL), "Lease");
+	cr_assert_str_eq(str_at(item, "spec", "holderIdentity", NULL), "ann@laptop");
+	cr_assert_str_eq(str_at(item, "spec", "renewTime", NULL), "2026-12-05T07:00:00.000000Z");
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* someone renews; a replace from the old copy is a conflict, as with a real server */
+	l = lease("lock", "ann@laptop", rv1, NULL, "2026-12-05T07:00:05.000000Z", 15);
+	a = call(AUTH_CERT, "PUT", LEASES "/lock", JSON, l);
+	cr_assert_eq(a.status, 200, "%s", a.text);
+	answer_free(&a);
+	free(l);
+	const char *file = tu_at("%s/stale-lease.json", dir);
+	l = lease("lock", "bob@ci", rv1, NULL, "2026-12-05T07:00:06.000000Z", 15);
+	FILE *f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fputs(l, f);
+	fclose(f);
+	free(l);
+	/* --validate=false: kubectl would validate against /openapi/v2, which this server lacks */
+	r = kubectl_v("replace", "--validate=false", "-f", file, NULL);
+	cr_assert_neq(r.status, 0, "%s", r.out);
+	cr_assert(strstr(r.err, "Error from server (Conflict)"), "%s", r.err);
+	cr_assert(strstr(r.err, "Operation cannot be fulfilled on leases.coordination.k8s.io "
+	                        "\"lock\": the object has been modified; please apply your "
+	                        "changes to the latest version and try again"),
+	          "%s", r.err);
+	tu_output_free(&r);
+	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
+	cr_assert_str_eq(str_at(a.doc, "spec", "holderIdentity", NULL), "ann@laptop");
+	answer_free(&a);
+	free(rv1);
+
+	r = kubectl_v("delete", "lease", "lock", NULL);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	cr_assert(strstr(r.out, "lease.coordination.k8s.io \"lock\" deleted"), "%s", r.out);
+	tu_output_free(&r);
+	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
+	cr_assert_eq(a.status, 404);
+	answer_free(&a);
 }

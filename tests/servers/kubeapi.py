@@ -25,11 +25,24 @@ API (what real servers answer, Status objects for errors):
   /apis/G, /apis/G/V for v1 (configmaps, secrets, services, namespaces),
   apps/v1 deployments, statefulsets, daemonsets, autoscaling/v2 horizontalpodautoscalers, policy/v1
   poddisruptionbudgets, networking.k8s.io/v1 ingresses, example.com/v1 widgets
-  (a custom resource); an unknown group/version is 404 "404 page not found"
-  (text/plain), an unknown resource in a known one a 404 Status "the server
-  could not find the requested resource".
-  GET object or list (labelSelector k=v,k2=v2), DELETE (Status Success),
-  POST create (409 AlreadyExists), PATCH:
+  (a custom resource), coordination.k8s.io/v1 leases; an unknown group/version
+  is 404 "404 page not found" (text/plain), an unknown resource in a known one
+  a 404 Status "the server could not find the requested resource".
+  GET object or list (labelSelector as labels.Parse: k=v, k==v, k!=v, k, !k,
+  k in (a,b), k notin (a,b), comma-separated), DELETE (Status Success;
+  DeleteOptions preconditions.resourceVersion / uid: 409 Conflict when stale),
+  POST create (409 AlreadyExists; a resourceVersion set is 500 "resourceVersion
+  should not be set on objects to be created"), PUT update as the generic
+  registry store: metadata.resourceVersion stale is 409 Conflict ("the object has been
+  modified; ..."), absent is an unconditional update except for Leases and
+  custom resources (422 "must be specified for an update"); a PUT of a missing
+  Lease creates it (201) unless it carries metadata.uid (a precondition: 409),
+  of any other missing object is 404. ConfigMaps: data + binaryData (decoded)
+  over 1048576 bytes is 422 "[]: Too long: must have at most 1048576 bytes".
+  Leases: spec.acquireTime / renewTime are MicroTime, read with RFC3339Micro
+  ("2006-01-02T15:04:05.000000Z07:00", six fraction digits, else 400) and
+  stored in UTC; leaseDurationSeconds > 0, leaseTransitions >= 0 (422).
+  PATCH:
     application/apply-patch+yaml: server-side apply. fieldManager required
       (422 PatchOptions.meta.k8s.io, as the real server), force=true|false,
       dryRun=All. The body must be JSON (which is YAML): this server does not
@@ -129,6 +142,7 @@ API = {
     ("policy", "v1"): [("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"], True)],
     ("networking.k8s.io", "v1"): [("ingresses", "Ingress", True, ["ing"], True)],
     ("example.com", "v1"): [("widgets", "Widget", True, [], True)],
+    ("coordination.k8s.io", "v1"): [("leases", "Lease", True, [], False)],
 }
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCES = {"deployments": ["status", "scale"], "statefulsets": ["status", "scale"],
@@ -140,7 +154,12 @@ SINGULAR = {"configmaps": "configmap", "secrets": "secret", "services": "service
             "statefulsets": "statefulset", "daemonsets": "daemonset",
             "horizontalpodautoscalers": "horizontalpodautoscaler",
             "poddisruptionbudgets": "poddisruptionbudget", "ingresses": "ingress",
-            "widgets": "widget"}
+            "widgets": "widget", "leases": "lease"}
+# the registry strategies' AllowCreateOnUpdate / AllowUnconditionalUpdate where they differ
+# from the common false / true (pkg/registry/coordination/lease/strategy.go; custom
+# resources: apiextensions-apiserver's customResourceStrategy)
+CREATE_ON_UPDATE = {"leases"}
+NO_UNCONDITIONAL_UPDATE = {"leases", "widgets"}
 MAX_BODY = 3 * 1024 * 1024  # the real server's limit for a request body
 
 
@@ -176,6 +195,8 @@ class ApiError(Exception):
     def status(self):
         doc = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": self.message, "reason": self.reason}
+        if not self.reason:
+            del doc["reason"]  # omitempty: a plain Go error has none
         if self.details is not None:
             doc["details"] = self.details
         doc["code"] = self.code
@@ -184,6 +205,17 @@ class ApiError(Exception):
 
 def not_found(res, name):
     return ApiError(404, "NotFound", f'{res.qualified()} "{name}" not found',
+                    {"name": name, "group": res.group, "kind": res.name})
+
+
+def precondition_failed(res, ns, name, field, want, have):
+    """A failed delete or update precondition, as the etcd3 storage's InvalidObjError comes
+    out of storeerr.InterpretDeleteError / InterpretUpdateError: 409 Conflict."""
+    key = f"/registry/{res.name}/{ns}/{name}" if ns else f"/registry/{res.name}/{name}"
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.qualified()} '
+                    f'"{name}": StorageError: invalid object, Code: 4, Key: {key}, '
+                    f"ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {field} in "
+                    f"precondition: {want}, {field} in object meta: {have}",
                     {"name": name, "group": res.group, "kind": res.name})
 
 
@@ -626,9 +658,89 @@ def validate_configmap(obj, causes):
             if k in seen:
                 causes.append(duplicate(f"{section}[{k}]", k))
             seen.add(k)
-            size += len(str(v).encode())
+            if section == "binaryData":
+                import base64
+                import binascii
+                try:
+                    size += len(base64.b64decode(str(v), validate=True))
+                except (binascii.Error, ValueError):
+                    size += len(str(v).encode())
+            else:
+                size += len(str(v).encode())
     if size > 1024 * 1024:
-        causes.append(too_long("", 1024 * 1024))
+        # field.NewPath("") prints as "[]": the real message is
+        # 'ConfigMap "x" is invalid: []: Too long: must have at most 1048576 bytes'
+        causes.append(too_long("[]", 1024 * 1024))
+
+
+def validate_lease(obj, causes):
+    """k8s.io/kubernetes pkg/apis/coordination/validation ValidateLeaseSpec."""
+    spec = obj.get("spec") or {}
+    d = spec.get("leaseDurationSeconds")
+    if d is not None and d <= 0:
+        causes.append(invalid("spec.leaseDurationSeconds", d, "must be greater than 0"))
+    t = spec.get("leaseTransitions")
+    if t is not None and t < 0:
+        causes.append(invalid("spec.leaseTransitions", t, "must be greater than or equal to 0"))
+    if spec.get("preferredHolder") and not spec.get("strategy"):
+        causes.append(Cause("FieldValueForbidden", "spec.preferredHolder",
+                            "Forbidden: may only be specified if `strategy` is defined"))
+
+
+RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
+MICRO_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})"
+                        r"(Z|[+-]\d{2}:\d{2})$")
+
+
+def lease_decode(body):
+    """What the real server's JSON decoding of a Lease does: MicroTime is parsed with
+    RFC3339Micro (exactly six fraction digits, as metav1.MicroTime.UnmarshalJSON) and
+    written back in UTC; int32 fields must be integers. Else 400, as the real server."""
+    import calendar
+    body = copy.deepcopy(body)
+    spec = body.get("spec")
+    if spec is None:
+        return body
+
+    def bad(detail):
+        return bad_request(f'Lease in version "v1" cannot be handled as a Lease: {detail}')
+
+    if not isinstance(spec, dict):
+        raise bad("json: cannot unmarshal into Go struct field Lease.spec of type "
+                  "v1.LeaseSpec")
+    for f in ("leaseDurationSeconds", "leaseTransitions"):
+        v = spec.get(f)
+        if v is not None and (not is_int(v) or not -2**31 <= v < 2**31):
+            raise bad(f"json: cannot unmarshal {type(v).__name__} into Go struct field "
+                      f"LeaseSpec.spec.{f} of type int32")
+    for f in ("holderIdentity", "strategy", "preferredHolder"):
+        v = spec.get(f)
+        if v is not None and not isinstance(v, str):
+            raise bad(f"json: cannot unmarshal {type(v).__name__} into Go struct field "
+                      f"LeaseSpec.spec.{f} of type string")
+    for f in ("acquireTime", "renewTime"):
+        v = spec.get(f)
+        if v is None:
+            spec.pop(f, None)
+            continue
+        m = MICRO_TIME.match(v) if isinstance(v, str) else None
+        if not m:
+            raise bad(f'parsing time "{v}" as "{RFC3339_MICRO}": cannot parse "{v}" as '
+                      f'"{RFC3339_MICRO}"')
+        y, mo, d, h, mi, sec, us, zone = m.groups()
+        try:
+            t = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(sec)))
+            time.gmtime(t)
+            if not (1 <= int(mo) <= 12 and 1 <= int(d) <= 31 and int(h) < 24 and
+                    int(mi) < 60 and int(sec) < 60):
+                raise ValueError
+        except (ValueError, OverflowError):
+            raise bad(f'parsing time "{v}": value out of range')
+        if zone != "Z":
+            off = (int(zone[1:3]) * 60 + int(zone[4:6])) * 60
+            t -= off if zone[0] == "+" else -off
+        spec[f] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{us}Z"
+    return body
 
 
 def validate_secret(obj, causes):
@@ -753,7 +865,8 @@ VALIDATORS = {"deployments": validate_deployment, "statefulsets": validate_state
               "daemonsets": validate_daemonset, "services": validate_service,
               "configmaps": validate_configmap, "secrets": validate_secret,
               "horizontalpodautoscalers": validate_hpa, "poddisruptionbudgets": validate_pdb,
-              "ingresses": validate_ingress, "widgets": validate_widget}
+              "ingresses": validate_ingress, "widgets": validate_widget,
+              "leases": validate_lease}
 
 
 def validate(obj, res):
@@ -1192,6 +1305,8 @@ def do_apply(res, ns, name, body, manager, force, dry_run):
                        {"name": name, "group": res.group, "kind": res.name})
     if res.name == "secrets":
         body = secret_decode(body, res)
+    if res.name == "leases":
+        body = lease_decode(body)
     applied = flatten(user_part(body))
     live = entry["obj"] if entry else {"apiVersion": res.api_version, "kind": res.kind,
                                        "metadata": {"name": name}}
@@ -1288,6 +1403,8 @@ def do_update(res, ns, name, new, manager, dry_run, create=False):
         raise ns_not_found(ns)
     if res.name == "secrets":
         new = secret_decode(new, res)
+    if res.name == "leases":
+        new = lease_decode(new)
     new = copy.deepcopy(new)
     new["apiVersion"], new["kind"] = res.api_version, res.kind
     new.setdefault("metadata", {})["name"] = name
@@ -1632,6 +1749,73 @@ def parse_labels(sel):
     return want
 
 
+SET_REQ = re.compile(r"^([^\s!=(),]+)\s+(in|notin)\s*\(([^()]*)\)$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def parse_selector(sel):
+    """A label selector as k8s.io/apimachinery labels.Parse reads it: requirements
+    separated by commas (not those inside a set), each k=v, k==v, k!=v, k, !k,
+    k in (a,b) or k notin (a,b). [(op, key, values)]; a 400 for what it cannot read."""
+    parts, depth, cur = [], 0, ""
+    for ch in sel or "":
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip() or parts:
+        parts.append(cur)
+    reqs = []
+    for raw in parts:
+        part = raw.strip()
+        m = SET_REQ.match(part)
+        if m:
+            key, op = m.group(1), m.group(2)
+            values = [v.strip() for v in m.group(3).split(",")]
+            if values == [""]:
+                raise bad_request(f"unable to parse requirement: found ')', expected: "
+                                  f"identifier or ')' in {part!r}: for 'in', 'notin' "
+                                  "operators, values set can't be empty")
+        elif part.startswith("!"):
+            key, op, values = part[1:].strip(), "!", []
+        elif "!=" in part:
+            key, _, v = part.partition("!=")
+            op, values = "!=", [v.strip()]
+        elif "=" in part:
+            key, _, v = part.partition("==" if "==" in part else "=")
+            op, values = "=", [v.strip()]
+        else:
+            key, op, values = part, "exists", []
+        key = key.strip()
+        if not LABEL_KEY.match(key) or any(not LABEL_VALUE.match(v) or len(v) > 63
+                                           for v in values):
+            raise bad_request(f"unable to parse requirement: {part!r}: not a valid label "
+                              "key or value")
+        reqs.append((op, key, values))
+    return reqs
+
+
+def selector_selects(reqs, labels):
+    for op, key, values in reqs:
+        has = key in labels
+        v = labels.get(key)
+        if op in ("=", "in"):
+            ok = has and v in values
+        elif op in ("!=", "notin"):
+            ok = not has or v not in values
+        else:
+            ok = has if op == "exists" else not has
+        if not ok:
+            return False
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser(description="Kubernetes API stand-in for tests")
     ap.add_argument("--cert", required=True)
@@ -1944,6 +2128,12 @@ def main():
                     raise invalid_error(res.kind_qualified(), "", res.group, res.kind,
                                         [required("metadata.name",
                                                   "name or generateName is required")])
+                self.check_namespace(res, ns, body)
+                rv = (body.get("metadata") or {}).get("resourceVersion")
+                if isinstance(rv, str) and rv.isdigit() and int(rv) != 0:
+                    # the etcd3 store's ErrResourceVersionSetOnCreate, a plain error: 500
+                    raise ApiError(500, "", "resourceVersion should not be set on objects "
+                                   "to be created")
                 dry = self.dry_run()
                 code, obj = do_update(res, ns, nm, body, self.manager(), dry, create=True)
                 return self.send(201, obj)
@@ -1958,6 +2148,14 @@ def main():
             if self.command == "DELETE":
                 if entry is None:
                     raise not_found(res, name)
+                opts = self.json_body(raw, "the DeleteOptions") if raw.strip() else {}
+                pre = opts.get("preconditions") or {}
+                meta = entry["obj"]["metadata"]
+                for field, have in (("UID", meta.get("uid")),
+                                    ("ResourceVersion", meta.get("resourceVersion"))):
+                    want = pre.get(field[0].lower() + field[1:])
+                    if want is not None and want != have:
+                        raise precondition_failed(res, ns, name, field, want, have)
                 if not self.dry_run():
                     del state["objects"][key]
                 return self.send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -1966,14 +2164,42 @@ def main():
                                                    "kind": res.name,
                                                    "uid": entry["obj"]["metadata"]["uid"]}})
             if self.command == "PUT":
-                if entry is None:
-                    raise not_found(res, name)
+                # k8s.io/apiserver pkg/registry/generic/registry/store.go (*Store).Update:
+                # a missing object is NotFound unless the strategy's AllowCreateOnUpdate
+                # (Leases: a PUT creates); no resourceVersion is an unconditional update
+                # only where AllowUnconditionalUpdate (ConfigMaps yes, Leases and custom
+                # resources no: 422 "must be specified for an update"); a stale one is 409
+                # Conflict; a metadata.uid is a precondition too.
                 body = self.json_body(raw)
                 if (body.get("metadata") or {}).get("name") != name:
                     raise bad_request(f"the name of the object "
                                       f"({(body.get('metadata') or {}).get('name')}) does not "
                                       f"match the name on the URL ({name})")
+                self.check_namespace(res, ns, body)
+                uid = (body.get("metadata") or {}).get("uid")
+                if entry is None and res.name in CREATE_ON_UPDATE:
+                    # the object's uid is a precondition (rest.defaultUpdatedObjectInfo),
+                    # checked against the empty object of a missing key: an update of a
+                    # Lease read before it was deleted is a conflict, not a re-creation
+                    if uid:
+                        raise precondition_failed(res, ns, name, "UID", uid, "")
+                    if res.namespaced and ns not in state["namespaces"]:
+                        raise ns_not_found(ns)
+                    body = copy.deepcopy(body)
+                    body["metadata"].pop("resourceVersion", None)
+                    code, obj = do_update(res, ns, name, body, self.manager(), self.dry_run(),
+                                          create=True)
+                    return self.send(201, obj)
+                if entry is None:
+                    raise not_found(res, name)
                 rv = (body.get("metadata") or {}).get("resourceVersion")
+                if not rv and res.name in NO_UNCONDITIONAL_UPDATE:
+                    raise invalid_error(res.qualified(), name, res.group, res.name, [
+                        Cause("FieldValueInvalid", "metadata.resourceVersion",
+                              "Invalid value: 0x0: must be specified for an update")])
+                if uid and uid != entry["obj"]["metadata"].get("uid"):
+                    raise precondition_failed(res, ns, name, "UID", uid,
+                                              entry["obj"]["metadata"].get("uid"))
                 if rv and rv != entry["obj"]["metadata"]["resourceVersion"]:
                     raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on '
                                    f'{res.qualified()} "{name}": the object has been modified; '
@@ -1983,6 +2209,12 @@ def main():
                 code, obj = do_update(res, ns, name, body, self.manager(), self.dry_run())
                 return self.send(200, obj)
             return self.patch(res, ns, name, sub, raw, entry)
+
+        def check_namespace(self, res, ns, body):
+            got = (body.get("metadata") or {}).get("namespace")
+            if res.namespaced and got and got != ns:
+                raise bad_request("the namespace of the provided object does not match the "
+                                  "namespace sent on the request")
 
         def manager(self):
             return self.query.get("fieldManager") or \
@@ -2045,9 +2277,10 @@ def main():
             return self.send(200, obj)
 
         def selected(self, res, ns):
-            """The entries a list or watch of res in ns selects (labelSelector k=v and
-            fieldSelector metadata.name/metadata.namespace, as kubectl rollout status sends)."""
-            want = parse_labels(self.query.get("labelSelector"))
+            """The entries a list or watch of res in ns selects (labelSelector as
+            parse_selector reads it; fieldSelector metadata.name/metadata.namespace, as
+            kubectl rollout status sends)."""
+            reqs = parse_selector(self.query.get("labelSelector"))
             fields = parse_labels(self.query.get("fieldSelector"))
             for f in fields:
                 if f not in ("metadata.name", "metadata.namespace"):
@@ -2061,7 +2294,7 @@ def main():
                         fields.get("metadata.namespace", n) != n:
                     continue
                 labels = e["obj"]["metadata"].get("labels") or {}
-                if all(labels.get(k) == v for k, v in want.items()):
+                if selector_selects(reqs, labels):
                     out.append(((g, r, n, nm), e))
             return out
 
