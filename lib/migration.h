@@ -68,7 +68,8 @@ void mg_migration_free(mg_migration *m); /* releases the lock */
 const mg_plan *mg_migration_plan(const mg_migration *m);
 const mg_plan_traffic *mg_migration_traffic(const mg_migration *m);
 const mg_state *mg_migration_state(const mg_migration *m);
-mg_traffic *mg_migration_balancer(mg_migration *m); /* NULL in mode hold */
+mg_traffic *
+mg_migration_balancer(mg_migration *m); /* NULL in mode hold, unless the options gave one */
 /* The outcome of a reconciliation done on opening ("applied", ...), or NULL. */
 const char *mg_migration_reconciled(const mg_migration *m);
 /* The flag that cuts metrics queries short (a signal); before the first evaluation. */

@@ -474,8 +474,8 @@ static int processes_with(const char *marker, char *pids, size_t size)
 		line[k] = '\0';
 		if (strstr(line, marker)) {
 			n++;
-			snprintf(pids + strlen(pids), size - strlen(pids), " %s(%.1000s)", e->d_name,
-			         line);
+			snprintf(pids + strlen(pids), size - strlen(pids), " %s(%.1000s)",
+			         e->d_name, line);
 		}
 	}
 	closedir(d);
