@@ -186,6 +186,17 @@ int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t n
                         mg_error *err);
 void mg_status_clear(mg_status *s);
 
+/* ---- the preview (`migrate plan`) ---- */
+
+/*
+ * What plan will do, contacting nothing: the members plan, build, vms,
+ * kubernetes, traffic (every step with the weights each server is given),
+ * slo (the gates' PromQL expanded) and minimum_duration_ms of `plan -o json`
+ * (docs/cli.md), a section the plan lacks as null; a new object. state_dir:
+ * the directory the state would be in.
+ */
+int mg_migration_preview(json_t **out, const mg_plan *plan, const char *state_dir, mg_error *err);
+
 /* ---- the autopilot's decision table ---- */
 
 typedef enum {

@@ -182,3 +182,45 @@ Test(migration, step_index_and_name)
 	mg_migration_step_name(buf, sizeof(buf), &st, &t);
 	cr_expect_str_eq(buf, "step 2 of 3 (50%)");
 }
+
+/* mg_migration_preview: what `migrate plan` shows, from the plan alone. */
+Test(migration, preview_describes_steps_weights_and_gates)
+{
+	const char *yaml = "version: 1\nname: shop\n"
+	                   "traffic:\n  provider: haproxy\n  steps: [10, 100]\n  bake: 1m\n"
+	                   "  haproxy:\n    socket: /run/h.sock\n    backend: web\n"
+	                   "    vm_servers: [vm-1, vm-2, vm-3]\n    k8s_servers: [k8s]\n"
+	                   "slo:\n  prometheus: { url: \"http://127.0.0.1:9090\" }\n"
+	                   "  window: 5m\n  checks:\n    - name: ok\n"
+	                   "      query: sum(rate(ok[${window}]))\n      min: 0.5\n";
+	mg_plan *p = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(
+	    mg_plan_load_buffer(&p, yaml, strlen(yaml), "t.yaml", "/tmp", MG_PLAN_LOAD_NO_FS, &err),
+	    0, "%s", err.message);
+	json_t *pv = NULL;
+	cr_assert_eq(mg_migration_preview(&pv, p, "/var/lib/m", &err), 0, "%s", err.message);
+	cr_expect_str_eq(
+	    json_string_value(json_object_get(json_object_get(pv, "plan"), "state_dir")),
+	    "/var/lib/m");
+	cr_expect(json_is_null(json_object_get(pv, "vms")));
+	cr_expect(json_is_null(json_object_get(pv, "kubernetes")));
+	cr_expect_eq(json_integer_value(json_object_get(pv, "minimum_duration_ms")), 120000);
+	/* 10% over three VM servers and one cluster server: each server's weight */
+	json_t *t = json_object_get(pv, "traffic");
+	json_t *s1 = json_array_get(json_object_get(t, "steps"), 0);
+	json_t *w = json_object_get(s1, "weights");
+	cr_expect_eq(json_array_size(json_object_get(t, "steps")), 2);
+	cr_expect_gt(json_integer_value(json_object_get(w, "vm-1")), 0);
+	cr_expect_eq(json_integer_value(json_object_get(w, "vm-1")),
+	             json_integer_value(json_object_get(w, "vm-3")));
+	cr_expect_gt(json_integer_value(json_object_get(w, "k8s")), 0);
+	/* the custom check's query with ${window} expanded */
+	json_t *checks = json_object_get(json_object_get(pv, "slo"), "checks");
+	json_t *ck = json_array_get(checks, json_array_size(checks) - 1);
+	cr_expect_str_eq(json_string_value(json_object_get(ck, "source")), "custom");
+	cr_expect_str_eq(json_string_value(json_object_get(ck, "query")), "sum(rate(ok[5m]))");
+	json_decref(pv);
+	mg_plan_free(p);
+	mg_error_clear(&err);
+}
