@@ -185,6 +185,27 @@ typedef struct {
 int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t now_ms,
                         mg_error *err);
 void mg_status_clear(mg_status *s);
+/* `status -o json`'s members (docs/cli.md), with "error" when state.json cannot be read; a new
+ * object. state_dir: the directory the state is in. */
+json_t *mg_status_to_json(const mg_status *s, const mg_migration *m, const char *state_dir);
+
+/* ---- the gates once (`migrate check`) ---- */
+
+typedef struct {
+	const char *state_dir; /* where state.json may be: read, never created or locked */
+	bool has_at;           /* at_ms given (check --at); else now */
+	int64_t at_ms;
+	int64_t since_ms; /* the traffic since then (check --since); -1: since the step began */
+} mg_gates_once_options;
+
+/*
+ * The gates of plan (loaded with MG_NEED_SLO) evaluated once into out,
+ * changing nothing. *st is the state as recorded, or a fresh one when there
+ * is none. A start after the time evaluated is MG_EINVALID: there is no
+ * traffic to judge.
+ */
+int mg_migration_check_gates(mg_gate_eval *out, mg_state *st, const mg_plan *plan,
+                             const mg_gates_once_options *o, mg_error *err);
 
 /* ---- the preview (`migrate plan`) ---- */
 

@@ -3,8 +3,10 @@
  * evaluation of the gates leads to, without a balancer, a Prometheus or a clock.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "../testutil.h"
 #include "migration.h"
 
 #define NOW   1000000000LL /* ms */
@@ -223,4 +225,71 @@ Test(migration, preview_describes_steps_weights_and_gates)
 	json_decref(pv);
 	mg_plan_free(p);
 	mg_error_clear(&err);
+}
+
+/* mg_status_to_json: `status -o json` of a migration that has recorded nothing, offline. */
+Test(migration, status_json_of_a_fresh_migration)
+{
+	char dir[256], plan[512];
+	tu_tmpdir_make(dir, sizeof(dir), "status");
+	snprintf(plan, sizeof(plan), "%s/migrate.yaml", dir);
+	FILE *f = fopen(plan, "w");
+	cr_assert(f);
+	fprintf(f,
+	        "version: 1\nname: shop\nstate: { dir: %s/state }\n"
+	        "traffic:\n  provider: haproxy\n  steps: [50, 100]\n  bake: 1m\n"
+	        "  haproxy:\n    socket: %s/none.sock\n    backend: web\n"
+	        "    vm_servers: [vm-1]\n    k8s_servers: [k8s]\n",
+	        dir, dir);
+	fclose(f);
+	mg_migration *m = NULL;
+	mg_error err = MG_ERROR_INIT;
+	mg_migration_options o = {
+	    .plan_path = plan, .command = "status", .mode = MG_MIGRATION_READ};
+	cr_assert_eq(mg_migration_open(&m, &o, &err), 0, "%s", err.message);
+	mg_status s = {0};
+	cr_assert_eq(mg_migration_status(&s, m, true, NOW, &err), 0, "%s", err.message);
+	json_t *j = mg_status_to_json(&s, m, "/the/state");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "plan")), "shop");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "state_dir")), "/the/state");
+	cr_expect(json_is_false(json_object_get(j, "recorded")));
+	cr_expect_eq(json_integer_value(json_object_get(j, "steps")), 2);
+	cr_expect(json_is_false(json_object_get(json_object_get(j, "lock"), "held")));
+	cr_expect(json_is_null(json_object_get(j, "live")));
+	cr_expect(json_is_null(json_object_get(j, "drift")));
+	cr_expect(json_is_null(json_object_get(j, "bake_remaining_ms")));
+	cr_expect(json_is_object(json_object_get(j, "state")));
+	cr_expect_null(json_object_get(j, "error"));
+	json_decref(j);
+	mg_status_clear(&s);
+	mg_migration_free(m);
+	mg_error_clear(&err);
+	tu_tmpdir_remove(dir);
+}
+
+/* mg_migration_check_gates: a start after the time evaluated is refused, naming the flags. */
+Test(migration, check_gates_refuses_a_start_after_the_time)
+{
+	const char *yaml = "version: 1\nname: shop\n"
+	                   "slo:\n  prometheus: { url: \"http://127.0.0.1:9\" }\n"
+	                   "  checks:\n    - { name: ok, query: up, min: 1 }\n";
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "check");
+	mg_plan *p = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(
+	    mg_plan_load_buffer(&p, yaml, strlen(yaml), "t.yaml", dir, MG_PLAN_LOAD_NO_FS, &err), 0,
+	    "%s", err.message);
+	mg_gate_eval ev = {0};
+	mg_state st;
+	mg_gates_once_options o = {
+	    .state_dir = dir, .has_at = true, .at_ms = NOW, .since_ms = NOW + 1};
+	cr_expect_eq(mg_migration_check_gates(&ev, &st, p, &o, &err), MG_EINVALID);
+	cr_expect(strstr(err.message, "--at") && strstr(err.message, "an earlier --since"), "%s",
+	          err.message);
+	cr_expect_eq(st.step_index, -1, "a fresh state without a state directory");
+	mg_gate_eval_clear(&ev);
+	mg_plan_free(p);
+	mg_error_clear(&err);
+	tu_tmpdir_remove(dir);
 }
