@@ -160,6 +160,8 @@ int mg_migration_pause(mg_hold_result *out, mg_migration *m, const char *reason,
                        mg_error *err);
 int mg_migration_resume(mg_hold_result *out, mg_migration *m, const char *reason, int64_t wait_ms,
                         mg_error *err);
+/* `pause -o json`'s and `resume -o json`'s members (docs/cli.md); a new object. */
+json_t *mg_hold_result_to_json(const mg_hold_result *h, const mg_migration *m);
 
 /* ---- status ---- */
 
@@ -315,5 +317,11 @@ const mg_gate_eval *mg_autopilot_last(const mg_autopilot *ap);
 json_t *mg_autopilot_decided(const mg_autopilot *ap);
 /* A move that could not be recorded (MG_EUNRECORDED): its read-back and record. */
 mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap);
+/*
+ * `run -o json`'s members before "events" (docs/cli.md): plan, the run's outcome, phase,
+ * step, k8s_percent and the last gates (the evaluation that made the last move when
+ * none since); ap may be NULL (a dry run, nothing to do). A new object.
+ */
+json_t *mg_autopilot_to_json(const mg_migration *m, const mg_autopilot *ap, const char *outcome);
 
 #endif

@@ -227,11 +227,10 @@ Test(migration, preview_describes_steps_weights_and_gates)
 	mg_error_clear(&err);
 }
 
-/* mg_status_to_json: `status -o json` of a migration that has recorded nothing, offline. */
-Test(migration, status_json_of_a_fresh_migration)
+/* A migration over a plan with a haproxy balancer in dir, opened to read: nothing recorded. */
+static mg_migration *open_fresh(const char *dir)
 {
-	char dir[256], plan[512];
-	tu_tmpdir_make(dir, sizeof(dir), "status");
+	char plan[512];
 	snprintf(plan, sizeof(plan), "%s/migrate.yaml", dir);
 	FILE *f = fopen(plan, "w");
 	cr_assert(f);
@@ -247,6 +246,17 @@ Test(migration, status_json_of_a_fresh_migration)
 	mg_migration_options o = {
 	    .plan_path = plan, .command = "status", .mode = MG_MIGRATION_READ};
 	cr_assert_eq(mg_migration_open(&m, &o, &err), 0, "%s", err.message);
+	mg_error_clear(&err);
+	return m;
+}
+
+/* mg_status_to_json: `status -o json` of a migration that has recorded nothing, offline. */
+Test(migration, status_json_of_a_fresh_migration)
+{
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "status");
+	mg_migration *m = open_fresh(dir);
+	mg_error err = MG_ERROR_INIT;
 	mg_status s = {0};
 	cr_assert_eq(mg_migration_status(&s, m, true, NOW, &err), 0, "%s", err.message);
 	json_t *j = mg_status_to_json(&s, m, "/the/state");
@@ -264,6 +274,35 @@ Test(migration, status_json_of_a_fresh_migration)
 	mg_status_clear(&s);
 	mg_migration_free(m);
 	mg_error_clear(&err);
+	tu_tmpdir_remove(dir);
+}
+
+/* mg_hold_result_to_json and mg_autopilot_to_json without an autopilot (a dry run). */
+Test(migration, hold_and_run_json)
+{
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "holdjson");
+	mg_migration *m = open_fresh(dir);
+	mg_hold_result h = {.how = "paused", .changed = true, .autopilot_pid = 42};
+	json_t *j = mg_hold_result_to_json(&h, m);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "plan")), "shop");
+	cr_expect(json_is_true(json_object_get(j, "changed")));
+	cr_expect_eq(json_integer_value(json_object_get(j, "autopilot")), 42);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "phase")), "idle");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "message")), "paused");
+	json_decref(j);
+	h.autopilot_pid = 0;
+	j = mg_hold_result_to_json(&h, m);
+	cr_expect(json_is_null(json_object_get(j, "autopilot")));
+	json_decref(j);
+	j = mg_autopilot_to_json(m, NULL, "dry-run");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "outcome")), "dry-run");
+	cr_expect(json_is_null(json_object_get(j, "step")));
+	cr_expect_eq(json_real_value(json_object_get(j, "k8s_percent")), 0);
+	cr_expect(json_is_null(json_object_get(j, "gates")));
+	cr_expect_null(json_object_get(j, "events"), "the caller's");
+	json_decref(j);
+	mg_migration_free(m);
 	tu_tmpdir_remove(dir);
 }
 
