@@ -39,44 +39,14 @@ int cmd_check(mg_cli *cli, int argc, char **argv)
 
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
-	mg_store *store = NULL;
-	mg_metrics *m = NULL;
 	mg_gate_eval ev = {0};
 	mg_state st;
+	mg_gates_once_options go = {.has_at = o.at != NULL, .at_ms = at, .since_ms = since};
 	int rc = cli_load_plan(cli, &plan, MG_NEED_SLO, &err);
-	if (rc)
-		goto fail;
-	mg_state_init(&st, mg_plan_name(plan));
-	/* read-only: the state (for when the step began) if there is one, no lock */
-	rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan), &err);
-	if (rc == MG_ENOTFOUND) {
-		mg_error_clear(&err);
-		rc = 0;
-	} else if (!rc) {
-		rc = mg_state_load(&st, store, &err);
+	if (!rc) {
+		go.state_dir = cli_state_dir(cli, plan);
+		rc = mg_migration_check_gates(&ev, &st, plan, &go, &err);
 	}
-	if (rc)
-		goto fail;
-	rc = mg_metrics_open(&m, mg_plan_slo_section(plan), &err);
-	if (rc)
-		goto fail;
-	if (!o.at)
-		at = mg_now_ms();
-	int64_t started = since >= 0 ? since : st.step_started_ms;
-	if (started > at) {
-		char a[40], b[40];
-		mg_time_format(a, sizeof(a), at);
-		mg_time_format(b, sizeof(b), started);
-		rc = mg_error_set(&err, MG_EINVALID,
-		                  "%s %s is before %s (%s): the gates judge the traffic of the "
-		                  "current step since it began, so there is nothing to evaluate "
-		                  "then; give a later --at%s",
-		                  o.at ? "--at" : "now,", a,
-		                  since >= 0 ? "--since" : "the current step began", b,
-		                  since >= 0 ? " or an earlier --since" : "");
-		goto fail;
-	}
-	rc = mg_gate_evaluate(&ev, m, mg_plan_slo_section(plan), at, started, &err);
 	if (rc)
 		goto fail;
 	exit_code = ev.outcome == MG_GATE_PASS   ? EXIT_DONE
@@ -108,8 +78,6 @@ fail:
 	exit_code = cli_fail(cli, &err);
 out:
 	mg_gate_eval_clear(&ev);
-	mg_metrics_free(m);
-	mg_store_free(store);
 	mg_plan_free(plan);
 	mg_error_clear(&err);
 	return exit_code;

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
 #include "cmd.h"
 #include "release.h"
 
@@ -54,69 +53,43 @@ int cmd_diff(mg_cli *cli, int argc, char **argv)
 
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
-	mg_kube_client *client = NULL;
-	json_t *objects = NULL;
-	mg_cluster_result res = {0};
-	char version[MG_PLAN_VERSION_MAX + 1] = "";
+	mg_release_diff_result res = {0};
 	int rc = cli_load_plan(cli, &plan, MG_NEED_KUBERNETES | MG_NEED_BUILD, &err);
 	if (!rc) {
-		if (version_arg)
-			snprintf(version, sizeof(version), "%s", version_arg);
-		else
-			rc = mg_release_version(version, sizeof(version), plan, &err);
+		rc = mg_release_diff(&res, plan, version_arg, opts.context, &err);
+		cli_print_diags(cli, &res.warnings); /* template warnings */
 	}
-	if (!rc)
-		rc = mg_cluster_render(&objects, plan, version, NULL, &err);
-	if (!rc) {
-		cli_print_diags(cli, &err); /* template warnings */
-		mg_error_clear(&err);
-		rc = mg_cluster_connect(&client, plan, opts.context, NULL, &err);
-	}
-	if (rc) {
+	if (rc && !res.applied) {
 		exit_code = cli_fail(cli, &err);
 		goto done;
 	}
-	mg_cluster_options o = {.objects = objects,
-	                        .force = mg_plan_kubernetes_section(plan)->force_conflicts,
-	                        .dry_run = true};
-	rc = mg_cluster_apply(&res, client, &o, &err);
-	bool changed = res.created + res.configured > 0;
-	exit_code = rc ? EXIT_INCONCLUSIVE : changed ? EXIT_FAILED : EXIT_DONE;
-	if (rc && (rc == MG_EINVALID || rc == MG_ENOTFOUND) && res.failed == 0)
+	const mg_cluster_result *cr = &res.cluster;
+	exit_code = rc ? EXIT_INCONCLUSIVE : res.changed ? EXIT_FAILED : EXIT_DONE;
+	if (rc && (rc == MG_EINVALID || rc == MG_ENOTFOUND) && cr->failed == 0)
 		exit_code = EXIT_USAGE;
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
-		json_object_set_new(doc, "version", json_string(version));
-		json_object_set_new(doc, "changed", json_boolean(changed));
-		json_object_update_missing_new(doc, mg_cluster_result_to_json(&res));
-		if (rc) {
-			json_t *e = json_pack("{s:s, s:s}", "kind", mg_error_name(rc), "message",
-			                      err.message);
-			json_object_set_new(doc, "error", e);
-		}
+		json_object_update_new(doc, mg_release_diff_to_json(&res, plan, rc, &err));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
-		for (size_t i = 0; i < res.nobjects; i++)
-			if (res.objects[i].diff)
-				fputs(res.objects[i].diff, stdout);
+		for (size_t i = 0; i < cr->nobjects; i++)
+			if (cr->objects[i].diff)
+				fputs(cr->objects[i].diff, stdout);
 		printf("%s %s: %zu object%s, %zu new, %zu changed, %zu unchanged (server-side dry "
 		       "run in context %s)\n",
-		       mg_plan_name(plan), version, res.nobjects, res.nobjects == 1 ? "" : "s",
-		       res.created, res.configured, res.unchanged, res.context ? res.context : "-");
+		       mg_plan_name(plan), res.version, cr->nobjects, cr->nobjects == 1 ? "" : "s",
+		       cr->created, cr->configured, cr->unchanged, cr->context ? cr->context : "-");
 	}
 	if (rc)
 		fprintf(stderr, "%serror:%s %s\n", cli_c(cli->color_err, C_RED),
 		        cli_c(cli->color_err, C_RESET), err.message);
-	if (res.insecure)
+	if (cr->insecure)
 		fprintf(stderr,
 		        "warning: the cluster's certificate was not verified "
 		        "(insecure-skip-tls-verify in context %s)\n",
-		        res.context ? res.context : "?");
+		        cr->context ? cr->context : "?");
 done:
-	mg_cluster_result_clear(&res);
-	json_decref(objects);
-	mg_kube_client_free(client);
+	mg_release_diff_clear(&res);
 	mg_plan_free(plan);
 	mg_error_clear(&err);
 	return exit_code;

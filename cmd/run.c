@@ -284,20 +284,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		event(&r, "%s", say);
 done:
 	if (doc) {
-		const mg_gate_eval *last = r.ap ? mg_autopilot_last(r.ap) : NULL;
-		json_t *decided = r.ap ? mg_autopilot_decided(r.ap) : NULL;
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(mg_migration_plan(r.m))));
-		json_object_set_new(doc, "outcome", json_string(outcome));
-		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
-		json_object_set_new(doc, "step",
-		                    st->step_index < 0 ? json_null()
-		                                       : json_integer(st->step_index + 1));
-		json_object_set_new(doc, "k8s_percent",
-		                    json_real(st->has_read_back ? st->read_back_k8s_percent : 0));
-		json_object_set_new(doc, "gates",
-		                    last      ? mg_gate_eval_to_json(last)
-		                    : decided ? json_incref(decided)
-		                              : json_null());
+		json_object_update_new(doc, mg_autopilot_to_json(r.m, r.ap, outcome));
 		json_object_set_new(doc, "events", r.log ? json_incref(r.log) : json_array());
 	}
 	mg_autopilot_free(r.ap);

@@ -5,19 +5,6 @@
 #include "units.h"
 #include "util_shift.h"
 
-static json_t *lock_json(bool held, const mg_lock_holder *h)
-{
-	if (!held)
-		return json_pack("{s:b}", "held", 0);
-	if (!h->pid) /* held, but the holder is unknown: no made-up pid or 1970 timestamp */
-		return json_pack("{s:b, s:n, s:n, s:n, s:n}", "held", 1, "operator", "pid",
-		                 "command", "since");
-	char since[40];
-	mg_time_format(since, sizeof(since), h->since_ms);
-	return json_pack("{s:b, s:s, s:I, s:s, s:s}", "held", 1, "operator", h->operator_, "pid",
-	                 (json_int_t)h->pid, "command", h->command, "since", since);
-}
-
 static int status_opt(mg_cli *cli, int opt, const char *arg, void *ud)
 {
 	(void)cli;
@@ -98,37 +85,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
-		json_object_set_new(doc, "state_dir", json_string(cli_state_dir(cli, plan)));
-		json_object_set_new(doc, "recorded", json_boolean(s.recorded));
-		json_object_set_new(doc, "state",
-		                    s.state_rc ? json_null() : mg_state_to_json(&s.st));
-		json_object_set_new(doc, "state_error",
-		                    s.state_rc ? json_string(s.state_error) : json_null());
-		json_object_set_new(doc, "steps",
-		                    t ? json_integer((json_int_t)t->nsteps) : json_null());
-		json_object_set_new(doc, "bake_remaining_ms",
-		                    s.bake_left_ms >= 0 ? json_integer(s.bake_left_ms)
-		                                        : json_null());
-		json_object_set_new(doc, "lock", lock_json(s.lock_held, &s.holder));
-		json_object_set_new(doc, "live",
-		                    s.has_live ? mg_traffic_state_to_json(&s.live) : json_null());
-		json_object_set_new(doc, "live_error",
-		                    *s.live_error ? json_string(s.live_error) : json_null());
-		json_object_set_new(
-		    doc, "drift", s.has_live && !s.state_rc ? json_boolean(s.drift) : json_null());
-		json_object_set_new(doc, "pending_outcome",
-		                    s.pending_outcome ? json_string(s.pending_outcome)
-		                                      : json_null());
-		json_object_set_new(doc, "fleet", s.fleet ? json_incref(s.fleet) : json_null());
-		json_object_set_new(doc, "fleet_error",
-		                    *s.fleet_error ? json_string(s.fleet_error) : json_null());
+		json_object_update_new(doc, mg_status_to_json(&s, m, cli_state_dir(cli, plan)));
 		if (s.state_rc) {
 			exit_code = cli_exit_code(s.state_rc);
-			json_object_set_new(doc, "error",
-			                    json_pack("{s:s, s:s, s:[]}", "kind",
-			                              mg_error_name(s.state_rc), "message",
-			                              s.state_error, "diagnostics"));
 			fprintf(stderr, "error: state.json cannot be read: %s\n", s.state_error);
 		}
 		exit_code = cli_doc_emit(cli, doc, exit_code);

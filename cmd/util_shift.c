@@ -128,11 +128,7 @@ int shift_hold(mg_cli *cli, bool pause, const char *reason)
 	long pid = h.autopilot_pid;
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "plan", json_string(mg_plan_name(plan)));
-		json_object_set_new(doc, "changed", json_boolean(h.changed));
-		json_object_set_new(doc, "autopilot", pid ? json_integer(pid) : json_null());
-		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
-		json_object_set_new(doc, "message", json_string(h.how));
+		json_object_update_new(doc, mg_hold_result_to_json(&h, m));
 		mg_migration_free(m);
 		return cli_doc_emit(cli, doc, EXIT_DONE);
 	}

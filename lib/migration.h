@@ -170,6 +170,8 @@ int mg_migration_pause(mg_hold_result *out, mg_migration *m, const char *reason,
                        mg_error *err);
 int mg_migration_resume(mg_hold_result *out, mg_migration *m, const char *reason, int64_t wait_ms,
                         mg_error *err);
+/* `pause -o json`'s and `resume -o json`'s members (docs/cli.md); a new object. */
+json_t *mg_hold_result_to_json(const mg_hold_result *h, const mg_migration *m);
 
 /* ---- status ---- */
 
@@ -195,6 +197,38 @@ typedef struct {
 int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t now_ms,
                         mg_error *err);
 void mg_status_clear(mg_status *s);
+/* `status -o json`'s members (docs/cli.md), with "error" when state.json cannot be read; a new
+ * object. state_dir: the directory the state is in. */
+json_t *mg_status_to_json(const mg_status *s, const mg_migration *m, const char *state_dir);
+
+/* ---- the gates once (`migrate check`) ---- */
+
+typedef struct {
+	const char *state_dir; /* where state.json may be: read, never created or locked */
+	bool has_at;           /* at_ms given (check --at); else now */
+	int64_t at_ms;
+	int64_t since_ms; /* the traffic since then (check --since); -1: since the step began */
+} mg_gates_once_options;
+
+/*
+ * The gates of plan (loaded with MG_NEED_SLO) evaluated once into out,
+ * changing nothing. *st is the state as recorded, or a fresh one when there
+ * is none. A start after the time evaluated is MG_EINVALID: there is no
+ * traffic to judge.
+ */
+int mg_migration_check_gates(mg_gate_eval *out, mg_state *st, const mg_plan *plan,
+                             const mg_gates_once_options *o, mg_error *err);
+
+/* ---- the preview (`migrate plan`) ---- */
+
+/*
+ * What plan will do, contacting nothing: the members plan, build, vms,
+ * kubernetes, traffic (every step with the weights each server is given),
+ * slo (the gates' PromQL expanded) and minimum_duration_ms of `plan -o json`
+ * (docs/cli.md), a section the plan lacks as null; a new object. state_dir:
+ * the directory the state would be in.
+ */
+int mg_migration_preview(json_t **out, const mg_plan *plan, const char *state_dir, mg_error *err);
 
 /* ---- the autopilot's decision table ---- */
 
@@ -293,5 +327,11 @@ const mg_gate_eval *mg_autopilot_last(const mg_autopilot *ap);
 json_t *mg_autopilot_decided(const mg_autopilot *ap);
 /* A move that could not be recorded (MG_EUNRECORDED): its read-back and record. */
 mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap);
+/*
+ * `run -o json`'s members before "events" (docs/cli.md): plan, the run's outcome, phase,
+ * step, k8s_percent and the last gates (the evaluation that made the last move when
+ * none since); ap may be NULL (a dry run, nothing to do). A new object.
+ */
+json_t *mg_autopilot_to_json(const mg_migration *m, const mg_autopilot *ap, const char *outcome);
 
 #endif

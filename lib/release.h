@@ -151,4 +151,30 @@ void mg_release_free(mg_release *r);
  */
 json_t *mg_release_to_json(const mg_release *r);
 
+/* What `migrate diff` found (mg_release_diff). */
+typedef struct {
+	char version[MG_PLAN_VERSION_MAX + 1]; /* the release: --version or build.repo's HEAD */
+	bool applied;              /* the dry run was sent: cluster says what each object does */
+	bool changed;              /* an object would be created or changed */
+	mg_cluster_result cluster; /* per object, with mg_kube_diff's text */
+	mg_error warnings;         /* the templates' warnings (diagnostics), to show */
+} mg_release_diff_result;
+
+/*
+ * What a deploy of version (NULL: build.repo's HEAD) would change on the
+ * cluster of plan (loaded with MG_NEED_KUBERNETES | MG_NEED_BUILD), object by
+ * object, from a server-side dry run (dryRun=All) against the live objects:
+ * nothing is persisted, no VM is contacted. context (may be NULL) replaces
+ * kubernetes.context. An error before the dry run leaves out->applied false
+ * (the version, the templates or the connection); after it, out->cluster says
+ * which object failed. out is filled whatever happens: clear it.
+ */
+int mg_release_diff(mg_release_diff_result *out, const mg_plan *plan, const char *version,
+                    const char *context, mg_error *err);
+void mg_release_diff_clear(mg_release_diff_result *d);
+/* `diff -o json`'s members (docs/cli.md): plan, version, changed, the cluster's result, and
+ * with rc the dry run's error; a new object. */
+json_t *mg_release_diff_to_json(const mg_release_diff_result *d, const mg_plan *plan, int rc,
+                                const mg_error *err);
+
 #endif

@@ -398,3 +398,23 @@ const char *mg_autopilot_finish(mg_autopilot *ap, mg_run_end end, const char *st
 	                               "to the VMs");
 	return outcome;
 }
+
+json_t *mg_autopilot_to_json(const mg_migration *m, const mg_autopilot *ap, const char *outcome)
+{
+	const mg_state *st = &m->st;
+	const mg_gate_eval *last = ap ? mg_autopilot_last(ap) : NULL;
+	json_t *decided = ap ? mg_autopilot_decided(ap) : NULL;
+	json_t *o = json_object();
+	json_object_set_new(o, "plan", json_string(mg_plan_name(m->plan)));
+	json_object_set_new(o, "outcome", json_string(outcome));
+	json_object_set_new(o, "phase", json_string(mg_phase_name(st->phase)));
+	json_object_set_new(o, "step",
+	                    st->step_index < 0 ? json_null() : json_integer(st->step_index + 1));
+	json_object_set_new(o, "k8s_percent",
+	                    json_real(st->has_read_back ? st->read_back_k8s_percent : 0));
+	json_object_set_new(o, "gates",
+	                    last      ? mg_gate_eval_to_json(last)
+	                    : decided ? json_incref(decided)
+	                              : json_null());
+	return o;
+}

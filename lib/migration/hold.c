@@ -183,3 +183,15 @@ int mg_migration_resume(mg_hold_result *out, mg_migration *m, const char *reason
 	out->changed = true;
 	return 0;
 }
+
+json_t *mg_hold_result_to_json(const mg_hold_result *h, const mg_migration *m)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "plan", json_string(mg_plan_name(m->plan)));
+	json_object_set_new(o, "changed", json_boolean(h->changed));
+	json_object_set_new(o, "autopilot",
+	                    h->autopilot_pid ? json_integer(h->autopilot_pid) : json_null());
+	json_object_set_new(o, "phase", json_string(mg_phase_name(m->st.phase)));
+	json_object_set_new(o, "message", json_string(h->how));
+	return o;
+}

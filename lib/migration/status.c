@@ -149,3 +149,49 @@ void mg_status_clear(mg_status *s)
 	json_decref(s->fleet);
 	memset(s, 0, sizeof(*s));
 }
+
+static json_t *lock_json(bool held, const mg_lock_holder *h)
+{
+	if (!held)
+		return json_pack("{s:b}", "held", 0);
+	if (!h->pid) /* held, but the holder is unknown: no made-up pid or 1970 timestamp */
+		return json_pack("{s:b, s:n, s:n, s:n, s:n}", "held", 1, "operator", "pid",
+		                 "command", "since");
+	char since[40];
+	mg_time_format(since, sizeof(since), h->since_ms);
+	return json_pack("{s:b, s:s, s:I, s:s, s:s}", "held", 1, "operator", h->operator_, "pid",
+	                 (json_int_t)h->pid, "command", h->command, "since", since);
+}
+
+json_t *mg_status_to_json(const mg_status *s, const mg_migration *m, const char *state_dir)
+{
+	const mg_plan_traffic *t = m->traffic;
+	json_t *o = json_object();
+	json_object_set_new(o, "plan", json_string(mg_plan_name(m->plan)));
+	json_object_set_new(o, "state_dir", json_string(state_dir));
+	json_object_set_new(o, "recorded", json_boolean(s->recorded));
+	json_object_set_new(o, "state", s->state_rc ? json_null() : mg_state_to_json(&s->st));
+	json_object_set_new(o, "state_error",
+	                    s->state_rc ? json_string(s->state_error) : json_null());
+	json_object_set_new(o, "steps", t ? json_integer((json_int_t)t->nsteps) : json_null());
+	json_object_set_new(o, "bake_remaining_ms",
+	                    s->bake_left_ms >= 0 ? json_integer(s->bake_left_ms) : json_null());
+	json_object_set_new(o, "lock", lock_json(s->lock_held, &s->holder));
+	json_object_set_new(o, "live",
+	                    s->has_live ? mg_traffic_state_to_json(&s->live) : json_null());
+	json_object_set_new(o, "live_error",
+	                    *s->live_error ? json_string(s->live_error) : json_null());
+	json_object_set_new(o, "drift",
+	                    s->has_live && !s->state_rc ? json_boolean(s->drift) : json_null());
+	json_object_set_new(o, "pending_outcome",
+	                    s->pending_outcome ? json_string(s->pending_outcome) : json_null());
+	json_object_set_new(o, "fleet", s->fleet ? json_incref(s->fleet) : json_null());
+	json_object_set_new(o, "fleet_error",
+	                    *s->fleet_error ? json_string(s->fleet_error) : json_null());
+	if (s->state_rc)
+		json_object_set_new(o, "error",
+		                    json_pack("{s:s, s:s, s:[]}", "kind",
+		                              mg_error_name(s->state_rc), "message", s->state_error,
+		                              "diagnostics"));
+	return o;
+}

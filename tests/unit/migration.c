@@ -3,8 +3,10 @@
  * evaluation of the gates leads to, without a balancer, a Prometheus or a clock.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "../testutil.h"
 #include "migration.h"
 
 #define NOW   1000000000LL /* ms */
@@ -181,4 +183,152 @@ Test(migration, step_index_and_name)
 	st.step_index = 1;
 	mg_migration_step_name(buf, sizeof(buf), &st, &t);
 	cr_expect_str_eq(buf, "step 2 of 3 (50%)");
+}
+
+/* mg_migration_preview: what `migrate plan` shows, from the plan alone. */
+Test(migration, preview_describes_steps_weights_and_gates)
+{
+	const char *yaml = "version: 1\nname: shop\n"
+	                   "traffic:\n  provider: haproxy\n  steps: [10, 100]\n  bake: 1m\n"
+	                   "  haproxy:\n    socket: /run/h.sock\n    backend: web\n"
+	                   "    vm_servers: [vm-1, vm-2, vm-3]\n    k8s_servers: [k8s]\n"
+	                   "slo:\n  prometheus: { url: \"http://127.0.0.1:9090\" }\n"
+	                   "  window: 5m\n  checks:\n    - name: ok\n"
+	                   "      query: sum(rate(ok[${window}]))\n      min: 0.5\n";
+	mg_plan *p = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(
+	    mg_plan_load_buffer(&p, yaml, strlen(yaml), "t.yaml", "/tmp", MG_PLAN_LOAD_NO_FS, &err),
+	    0, "%s", err.message);
+	json_t *pv = NULL;
+	cr_assert_eq(mg_migration_preview(&pv, p, "/var/lib/m", &err), 0, "%s", err.message);
+	cr_expect_str_eq(
+	    json_string_value(json_object_get(json_object_get(pv, "plan"), "state_dir")),
+	    "/var/lib/m");
+	cr_expect(json_is_null(json_object_get(pv, "vms")));
+	cr_expect(json_is_null(json_object_get(pv, "kubernetes")));
+	cr_expect_eq(json_integer_value(json_object_get(pv, "minimum_duration_ms")), 120000);
+	/* 10% over three VM servers and one cluster server: each server's weight */
+	json_t *t = json_object_get(pv, "traffic");
+	json_t *s1 = json_array_get(json_object_get(t, "steps"), 0);
+	json_t *w = json_object_get(s1, "weights");
+	cr_expect_eq(json_array_size(json_object_get(t, "steps")), 2);
+	cr_expect_gt(json_integer_value(json_object_get(w, "vm-1")), 0);
+	cr_expect_eq(json_integer_value(json_object_get(w, "vm-1")),
+	             json_integer_value(json_object_get(w, "vm-3")));
+	cr_expect_gt(json_integer_value(json_object_get(w, "k8s")), 0);
+	/* the custom check's query with ${window} expanded */
+	json_t *checks = json_object_get(json_object_get(pv, "slo"), "checks");
+	json_t *ck = json_array_get(checks, json_array_size(checks) - 1);
+	cr_expect_str_eq(json_string_value(json_object_get(ck, "source")), "custom");
+	cr_expect_str_eq(json_string_value(json_object_get(ck, "query")), "sum(rate(ok[5m]))");
+	json_decref(pv);
+	mg_plan_free(p);
+	mg_error_clear(&err);
+}
+
+/* A migration over a plan with a haproxy balancer in dir, opened to read: nothing recorded. */
+static mg_migration *open_fresh(const char *dir)
+{
+	char plan[512];
+	snprintf(plan, sizeof(plan), "%s/migrate.yaml", dir);
+	FILE *f = fopen(plan, "w");
+	cr_assert(f);
+	fprintf(f,
+	        "version: 1\nname: shop\nstate: { dir: %s/state }\n"
+	        "traffic:\n  provider: haproxy\n  steps: [50, 100]\n  bake: 1m\n"
+	        "  haproxy:\n    socket: %s/none.sock\n    backend: web\n"
+	        "    vm_servers: [vm-1]\n    k8s_servers: [k8s]\n",
+	        dir, dir);
+	fclose(f);
+	mg_migration *m = NULL;
+	mg_error err = MG_ERROR_INIT;
+	mg_migration_options o = {
+	    .plan_path = plan, .command = "status", .mode = MG_MIGRATION_READ};
+	cr_assert_eq(mg_migration_open(&m, &o, &err), 0, "%s", err.message);
+	mg_error_clear(&err);
+	return m;
+}
+
+/* mg_status_to_json: `status -o json` of a migration that has recorded nothing, offline. */
+Test(migration, status_json_of_a_fresh_migration)
+{
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "status");
+	mg_migration *m = open_fresh(dir);
+	mg_error err = MG_ERROR_INIT;
+	mg_status s = {0};
+	cr_assert_eq(mg_migration_status(&s, m, true, NOW, &err), 0, "%s", err.message);
+	json_t *j = mg_status_to_json(&s, m, "/the/state");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "plan")), "shop");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "state_dir")), "/the/state");
+	cr_expect(json_is_false(json_object_get(j, "recorded")));
+	cr_expect_eq(json_integer_value(json_object_get(j, "steps")), 2);
+	cr_expect(json_is_false(json_object_get(json_object_get(j, "lock"), "held")));
+	cr_expect(json_is_null(json_object_get(j, "live")));
+	cr_expect(json_is_null(json_object_get(j, "drift")));
+	cr_expect(json_is_null(json_object_get(j, "bake_remaining_ms")));
+	cr_expect(json_is_object(json_object_get(j, "state")));
+	cr_expect_null(json_object_get(j, "error"));
+	json_decref(j);
+	mg_status_clear(&s);
+	mg_migration_free(m);
+	mg_error_clear(&err);
+	tu_tmpdir_remove(dir);
+}
+
+/* mg_hold_result_to_json and mg_autopilot_to_json without an autopilot (a dry run). */
+Test(migration, hold_and_run_json)
+{
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "holdjson");
+	mg_migration *m = open_fresh(dir);
+	mg_hold_result h = {.how = "paused", .changed = true, .autopilot_pid = 42};
+	json_t *j = mg_hold_result_to_json(&h, m);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "plan")), "shop");
+	cr_expect(json_is_true(json_object_get(j, "changed")));
+	cr_expect_eq(json_integer_value(json_object_get(j, "autopilot")), 42);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "phase")), "idle");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "message")), "paused");
+	json_decref(j);
+	h.autopilot_pid = 0;
+	j = mg_hold_result_to_json(&h, m);
+	cr_expect(json_is_null(json_object_get(j, "autopilot")));
+	json_decref(j);
+	j = mg_autopilot_to_json(m, NULL, "dry-run");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "outcome")), "dry-run");
+	cr_expect(json_is_null(json_object_get(j, "step")));
+	cr_expect_eq(json_real_value(json_object_get(j, "k8s_percent")), 0);
+	cr_expect(json_is_null(json_object_get(j, "gates")));
+	cr_expect_null(json_object_get(j, "events"), "the caller's");
+	json_decref(j);
+	mg_migration_free(m);
+	tu_tmpdir_remove(dir);
+}
+
+/* mg_migration_check_gates: a start after the time evaluated is refused, naming the flags. */
+Test(migration, check_gates_refuses_a_start_after_the_time)
+{
+	const char *yaml = "version: 1\nname: shop\n"
+	                   "slo:\n  prometheus: { url: \"http://127.0.0.1:9\" }\n"
+	                   "  checks:\n    - { name: ok, query: up, min: 1 }\n";
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "check");
+	mg_plan *p = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(
+	    mg_plan_load_buffer(&p, yaml, strlen(yaml), "t.yaml", dir, MG_PLAN_LOAD_NO_FS, &err), 0,
+	    "%s", err.message);
+	mg_gate_eval ev = {0};
+	mg_state st;
+	mg_gates_once_options o = {
+	    .state_dir = dir, .has_at = true, .at_ms = NOW, .since_ms = NOW + 1};
+	cr_expect_eq(mg_migration_check_gates(&ev, &st, p, &o, &err), MG_EINVALID);
+	cr_expect(strstr(err.message, "--at") && strstr(err.message, "an earlier --since"), "%s",
+	          err.message);
+	cr_expect_eq(st.step_index, -1, "a fresh state without a state directory");
+	mg_gate_eval_clear(&ev);
+	mg_plan_free(p);
+	mg_error_clear(&err);
+	tu_tmpdir_remove(dir);
 }

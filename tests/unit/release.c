@@ -122,3 +122,29 @@ Test(release, artifact_hash_of_the_expanded_path)
 	free(path);
 	mg_plan_free(plan);
 }
+
+/* diff: a cluster that cannot be reached stops before the dry run, with the release named. */
+Test(release, diff_without_a_cluster_stops_before_the_dry_run)
+{
+	mg_plan *plan = load(false, true);
+	char kc[512];
+	snprintf(kc, sizeof(kc), "%s/no-such-kubeconfig", dir);
+	setenv("KUBECONFIG", kc, 1);
+	mg_release_diff_result d;
+	mg_error err = MG_ERROR_INIT;
+	cr_expect_neq(mg_release_diff(&d, plan, "v1", NULL, &err), 0);
+	cr_expect_not(d.applied);
+	cr_expect_not(d.changed);
+	cr_expect_str_eq(d.version, "v1");
+	json_t *j = mg_release_diff_to_json(&d, plan, MG_ERROR, &err);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "plan")), "shop");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "version")), "v1");
+	cr_expect(json_is_false(json_object_get(j, "changed")));
+	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+	                 err.message);
+	json_decref(j);
+	mg_release_diff_clear(&d);
+	mg_error_clear(&err);
+	mg_plan_free(plan);
+	unsetenv("KUBECONFIG");
+}
