@@ -456,3 +456,48 @@ Test(kubelease, a_slow_api_is_bounded_by_the_client_timeout)
 	mg_error_clear(&err);
 	mg_kube_client_free(c);
 }
+
+/*
+ * A write that landed but whose answer was lost is sent again by the HTTP
+ * layer and meets itself as a 409: read back, it is ours, and counts as done.
+ * Simulated here by writing what the call will write before it does, and
+ * (for the create) hiding the Lease from its first read.
+ */
+Test(kubelease, a_write_whose_answer_was_lost_counts_as_done)
+{
+	mg_kube_client *c = client(0);
+	mg_error err = MG_ERROR_INIT;
+	json_t *l = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "apiVersion",
+	                      "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", "lock",
+	                      "spec", "holderIdentity", ANN, "leaseDurationSeconds", 15,
+	                      "acquireTime", "2026-12-05T07:00:00.000000Z", "renewTime",
+	                      "2026-12-05T07:00:00.000000Z", "leaseTransitions", 0),
+	       *first = NULL;
+	cr_assert_eq(mg_kube_create(c, "/apis/coordination.k8s.io/v1/namespaces/default/leases", l,
+	                            &first, &err),
+	             0, "%s", err.message);
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"fault\",\"path\":\"/leases/lock\","
+	                                   "\"method\":\"GET\",\"status\":404,\"count\":1}"));
+	mg_kube_lease *a = acquire_ok(c, ANN);
+	cr_assert_eq(mg_kube_lease_token(a), 0);
+	cr_assert_eq(requests("POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases"), 2,
+	             "ours, then the acquire's, refused");
+
+	/* the renewal at 5 s lands, its answer is lost, the resend is refused */
+	json_object_set_new(json_object_get(first, "spec"), "renewTime",
+	                    json_string("2026-12-05T07:00:05.000000Z"));
+	cr_assert_eq(mg_kube_update(c, LEASE, first, NULL, &err), 0, "%s", err.message);
+	clock_ms = T0 + 5000;
+	cr_assert_eq(mg_kube_lease_renew(a, &err), 0, "%s", err.message);
+	cr_assert_eq(requests("PUT", LEASE), 2);
+	/* and the handle holds the version as it is now: the next renewal goes through */
+	clock_ms = T0 + 10000;
+	cr_assert_eq(mg_kube_lease_renew(a, &err), 0, "%s", err.message);
+	json_t *o = live(c);
+	cr_assert_str_eq(spec_s(o, "renewTime"), "2026-12-05T07:00:10.000000Z");
+	json_decref(o);
+	json_decref(l);
+	json_decref(first);
+	mg_kube_lease_free(a);
+	mg_kube_client_free(c);
+}
