@@ -78,12 +78,10 @@ const char *mg_kube_lease_holder(const mg_kube_lease *l)
  * requires (metav1.MicroTime, RFC3339Micro); ours have millisecond precision. */
 static void micro_time(char buf[40], int64_t ms)
 {
-	char t[40];
-	mg_time_format(t, sizeof(t), ms); /* ...T07:00:00.123Z */
-	size_t n = strlen(t);
-	if (n && t[n - 1] == 'Z')
-		t[n - 1] = '\0';
-	snprintf(buf, 40, "%s000Z", t);
+	mg_time_format(buf, 36, ms); /* ...T07:00:00.123Z, 24 characters */
+	size_t n = strlen(buf);      /* at most 35: room for three more digits */
+	if (n && buf[n - 1] == 'Z')
+		memcpy(buf + n - 1, "000Z", 5);
 }
 
 static json_t *spec_of(const json_t *obj)
