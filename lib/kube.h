@@ -256,7 +256,8 @@ int mg_kube_lease_acquire(mg_kube_lease **out, mg_kube_client *c, const mg_kube_
 /*
  * Takes the Lease whether or not its holder is alive (`migrate unlock --force`,
  * like `terraform force-unlock`). *displaced (may be NULL) gets the holder
- * whose lease was overwritten, malloc'd, or NULL when it had none. A holder
+ * whose lease was overwritten (scrubbed, control characters as spaces, cut to
+ * 500 bytes), malloc'd, or NULL when it had none. A holder
  * renewing at the same moment is read again and overwritten (3 tries).
  */
 int mg_kube_lease_force(mg_kube_lease **out, char **displaced, mg_kube_client *c,

@@ -33,6 +33,7 @@
 
 #include "clock.h"
 #include "kube.h"
+#include "secret.h"
 #include "store.h" /* mg_time_parse */
 
 #define LEASES_PATH "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
@@ -121,13 +122,24 @@ static bool ours(const json_t *obj, const char *holder, const char *stamp)
 	       !strcmp(spec_str(obj, "renewTime"), stamp);
 }
 
+/*
+ * The holder a record names, as a message may show it: whoever wrote the Lease
+ * wrote it, so it is scrubbed (a secret, terminal control characters) before
+ * it is cut to a length a message can carry.
+ */
+static void holder_text(char *dst, size_t size, const json_t *obj)
+{
+	mg_scrub_cut(dst, size, spec_str(obj, "holderIdentity"), 200);
+}
+
 /* "Lease NS/NAME is held by X until T unless renewed (...)", MG_ELOCKED. */
 static int locked(mg_error *err, const mg_kube_lease *l, const json_t *obj, int64_t now,
                   const char *how)
 {
 	int64_t renewed;
 	int64_t until = expiry_ms(obj, &renewed);
-	const char *h = spec_str(obj, "holderIdentity");
+	char h[256];
+	holder_text(h, sizeof(h), obj);
 	char r[40], u[40];
 	mg_time_format(r, sizeof(r), renewed);
 	mg_time_format(u, sizeof(u), until);
@@ -136,6 +148,11 @@ static int locked(mg_error *err, const mg_kube_lease *l, const json_t *obj, int6
 		                    "%s%s changed while this process took it (now without a "
 		                    "holder); try again",
 		                    how, l->what);
+	if (!until)
+		return mg_error_set(err, MG_ELOCKED,
+		                    "%s%s is held by %s, but the Lease says neither when it was "
+		                    "renewed nor for how long; try again",
+		                    how, l->what, h);
 	if (until <= now)
 		return mg_error_set(err, MG_ELOCKED,
 		                    "%s%s is held by %s, whose lease ran out at %s; try again", how,
@@ -154,17 +171,20 @@ static int lost(mg_error *err, const mg_kube_lease *l, const json_t *obj)
 	if (!obj)
 		return mg_error_set(err, MG_ECONFLICT, "%s: lost the lock: the Lease was deleted",
 		                    l->what);
-	const char *h = spec_str(obj, "holderIdentity");
+	char h[256];
+	holder_text(h, sizeof(h), obj);
 	if (!*h)
 		return mg_error_set(
 		    err, MG_ECONFLICT,
 		    "%s: lost the lock: the Lease was released (leaseTransitions %lld)", l->what,
 		    (long long)spec_int(obj, "leaseTransitions"));
+	char at[64];
+	mg_scrub_cut(at, sizeof(at), spec_str(obj, "acquireTime"), 40);
 	return mg_error_set(err, MG_ECONFLICT,
 	                    "%s: lost the lock to %s (acquired %s, leaseTransitions %lld; ours was "
 	                    "%lld)",
-	                    l->what, h, spec_str(obj, "acquireTime"),
-	                    (long long)spec_int(obj, "leaseTransitions"), (long long)l->token);
+	                    l->what, h, at, (long long)spec_int(obj, "leaseTransitions"),
+	                    (long long)l->token);
 }
 
 /*
@@ -182,7 +202,12 @@ static json_t *record(const mg_kube_lease *l, const json_t *base, const char *ho
 	json_t *spec = json_pack("{s:s, s:i, s:s, s:s, s:I}", "holderIdentity", holder,
 	                         "leaseDurationSeconds", seconds, "acquireTime", acquired,
 	                         "renewTime", renewed, "leaseTransitions", (json_int_t)transitions);
-	if (!o || !spec || json_object_set_new(o, "spec", spec)) {
+	if (!o || !spec) {
+		json_decref(o);
+		json_decref(spec);
+		return NULL;
+	}
+	if (json_object_set_new(o, "spec", spec)) { /* takes spec even when it fails */
 		json_decref(o);
 		return NULL;
 	}
@@ -270,7 +295,11 @@ static int take_once(mg_kube_lease *l, bool force, char **displaced, bool *again
 		int64_t t = spec_int(cur, "leaseTransitions");
 		if (displaced) {
 			free(*displaced);
-			*displaced = *h && !mine ? strdup(h) : NULL;
+			/* for the journal and the terminal: scrubbed like any text another
+			 * party wrote, control characters as spaces */
+			char shown[512];
+			mg_scrub_cut(shown, sizeof(shown), h, 500);
+			*displaced = *h && !mine ? strdup(shown) : NULL;
 			if (*h && !mine && !*displaced) {
 				json_decref(cur);
 				return mg_error_oom(err);

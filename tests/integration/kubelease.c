@@ -501,3 +501,40 @@ Test(kubelease, a_write_whose_answer_was_lost_counts_as_done)
 	mg_kube_lease_free(a);
 	mg_kube_client_free(c);
 }
+
+/* Whoever wrote the Lease wrote its holder: it reaches messages and the journal scrubbed. */
+Test(kubelease, a_hostile_holder_is_scrubbed)
+{
+	mg_kube_client *c = client(0);
+	mg_error err = MG_ERROR_INIT;
+	char holder[600];
+	snprintf(holder, sizeof(holder), "eve\x1b[2J@host Bearer %s pid %0400d", k.token, 7);
+	json_t *l = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "apiVersion",
+	                      "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", "lock",
+	                      "spec", "holderIdentity", holder, "leaseDurationSeconds", 15,
+	                      "acquireTime", "2026-12-05T07:00:00.000000Z", "renewTime",
+	                      "2026-12-05T07:00:00.000000Z", "leaseTransitions", 0);
+	cr_assert_eq(mg_kube_create(c, "/apis/coordination.k8s.io/v1/namespaces/default/leases", l,
+	                            NULL, &err),
+	             0, "%s", err.message);
+	json_decref(l);
+	mg_kube_lease_options o = opts(BOB);
+	mg_kube_lease *b = NULL;
+	cr_assert_eq(mg_kube_lease_acquire(&b, c, &o, &err), MG_ELOCKED);
+	cr_assert(!strchr(err.message, '\x1b'), "%s", err.message);
+	cr_assert(!strstr(err.message, k.token), "%s", err.message);
+	cr_assert(strstr(err.message, "held by eve [2J@host Bearer [redacted] pid 0000"), "%s",
+	          err.message);
+	cr_assert(strstr(err.message, "... until 2026-12-05T07:00:15.000Z"), "cut: %s",
+	          err.message);
+	mg_error_clear(&err);
+	char *displaced = NULL;
+	cr_assert_eq(mg_kube_lease_force(&b, &displaced, c, &o, &err), 0, "%s", err.message);
+	cr_assert_not_null(displaced);
+	cr_assert(!strchr(displaced, '\x1b') && !strstr(displaced, k.token), "%s", displaced);
+	cr_assert(strlen(displaced) <= 500 && strstr(displaced, "eve [2J@host Bearer [redacted]"),
+	          "%s", displaced);
+	free(displaced);
+	mg_kube_lease_free(b);
+	mg_kube_client_free(c);
+}
