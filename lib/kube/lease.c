@@ -394,8 +394,8 @@ int mg_kube_lease_force(mg_kube_lease **out, char **displaced, mg_kube_client *c
 
 /*
  * Writes rec over the Lease we hold (guarded by the version last written). A
- * 409 or 404 is read once more: our own resent write (done: check(obj) says
- * so), or someone else's (lost).
+ * 409 or 404 is read once more: our own resent write that had landed (our
+ * holder, renewTime and token: done), or someone else's (lost).
  */
 static int write_held(mg_kube_lease *l, json_t *rec, const char *stamp, bool releasing,
                       mg_error *err)
@@ -403,8 +403,7 @@ static int write_held(mg_kube_lease *l, json_t *rec, const char *stamp, bool rel
 	json_t *out = NULL;
 	int rc = mg_kube_update(l->c, l->path, rec, &out, err);
 	if (rc == 0) {
-		/* a write at our version cannot change the holder; if it did, the Lease is not ours
-		 */
+		/* a write at our version keeps our holder; a server that says otherwise lost it */
 		const char *h = spec_str(out, "holderIdentity");
 		if (strcmp(h, releasing ? "" : l->holder)) {
 			rc = lost(err, l, out);
