@@ -220,4 +220,69 @@ int mg_kube_list(mg_kube_client *c, const char *path, const char *label_selector
 int mg_kube_delete(mg_kube_client *c, const char *path, const char *resource_version, json_t **out,
                    mg_error *err);
 
+/*
+ * The migration's lock as a coordination.k8s.io/v1 Lease (lib/kube/lease.c),
+ * the way client-go's leaderelection takes and keeps one: whoever holds the
+ * Lease and renewed it within its leaseDurationSeconds holds the lock; an
+ * expired one is taken over; leaseTransitions counts the holders and is the
+ * fencing token every state write carries. Every write names the
+ * resourceVersion it was read at, so two contenders never both win.
+ */
+typedef struct {
+	const char *namespace_; /* NULL: the client's */
+	const char *name;       /* the Lease: one per migration */
+	/* who is asking, as status and the exit-3 message show it:
+	 * "user@host pid N command C", built by the caller */
+	const char *holder;
+	int lease_seconds; /* leaseDurationSeconds; at least 2 */
+	int64_t (*now_ms)(
+	    void); /* the dates written and compared; NULL: mg_now_ms (tests drive it) */
+} mg_kube_lease_options;
+
+/* A held Lease; it borrows the client, which must outlive it. */
+typedef struct mg_kube_lease mg_kube_lease;
+
+/*
+ * Takes the Lease: creates it when absent, takes it over when its holder let
+ * it expire (renewTime + leaseDurationSeconds not after now) or released it.
+ * MG_ELOCKED when someone else holds it (the message names the holder and when
+ * the lease expires), also when another contender won a race for it here (409:
+ * read again, never overwritten); MG_EINVALID for bad options; the request
+ * errors of mg_kube_request otherwise.
+ */
+int mg_kube_lease_acquire(mg_kube_lease **out, mg_kube_client *c, const mg_kube_lease_options *o,
+                          mg_error *err);
+
+/*
+ * Takes the Lease whether or not its holder is alive (`migrate unlock --force`,
+ * like `terraform force-unlock`). *displaced (may be NULL) gets the holder
+ * whose lease was overwritten (scrubbed, control characters as spaces, cut to
+ * 500 bytes), malloc'd, or NULL when it had none. A holder
+ * renewing at the same moment is read again and overwritten (3 tries).
+ */
+int mg_kube_lease_force(mg_kube_lease **out, char **displaced, mg_kube_client *c,
+                        const mg_kube_lease_options *o, mg_error *err);
+
+/*
+ * Writes a new renewTime at the version last written. MG_ECONFLICT "lost the
+ * lock to X" when someone else took the Lease over (or it was deleted or
+ * released): the caller must stop writing state.
+ */
+int mg_kube_lease_renew(mg_kube_lease *l, mg_error *err);
+
+/*
+ * Gives the Lease up at once, as client-go's ReleaseOnCancel: no holder,
+ * leaseDurationSeconds 1, leaseTransitions kept; the next acquire needs no
+ * wait. MG_ECONFLICT "lost the lock to X" when it was no longer ours (nothing
+ * written). Without it, the Lease stays held until it expires.
+ */
+int mg_kube_lease_release(mg_kube_lease *l, mg_error *err);
+
+/* leaseTransitions as this holder took the Lease: the fencing token. */
+int64_t mg_kube_lease_token(const mg_kube_lease *l);
+/* The holder identity this lease was taken with. */
+const char *mg_kube_lease_holder(const mg_kube_lease *l);
+/* Frees the handle; releases nothing (call mg_kube_lease_release first). NULL is fine. */
+void mg_kube_lease_free(mg_kube_lease *l);
+
 #endif
