@@ -47,6 +47,14 @@ int mg_store_lock_preempt(mg_store *store, const char *command, const char *pree
                           int64_t wait_ms, mg_error *err);
 void mg_store_unlock(mg_store *store);
 bool mg_store_locked(const mg_store *store); /* by this handle */
+/*
+ * For a long command (`run`, `deploy`): proves the lock is still held, and
+ * keeps it so. A lock that lapses without it (a Lease in the cluster,
+ * storebackend.h) is renewed; MG_ECONFLICT naming the new holder when it was
+ * lost. Always 0 for the local directory, whose flock lasts as long as the
+ * process.
+ */
+int mg_store_keepalive(mg_store *store, mg_error *err);
 
 /* Whether another process holds the lock right now; fills holder when it does. */
 int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err);

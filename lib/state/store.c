@@ -17,6 +17,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "storebackend.h"
 
 #define LOCK_FILE "lock"
 
@@ -29,6 +30,9 @@ struct mg_store {
 	char *lock_path;
 	char plan[64];
 	int lock_fd; /* >= 0 while this handle holds the lock */
+	/* another backend (storebackend.h); NULL: this directory, the code below */
+	const mg_store_ops *ops;
+	void *impl;
 };
 
 /* Plan names become directory names: nothing that could climb out or hide. */
@@ -129,6 +133,10 @@ void mg_store_free(mg_store *store)
 {
 	if (!store)
 		return;
+	if (store->ops) {
+		store->ops->free(store->impl); /* releases the lock if held */
+		store->ops = NULL;
+	}
 	mg_store_unlock(store);
 	free(store->path);
 	free(store->lock_path);
@@ -252,6 +260,8 @@ static const char *host_of(const char *operator_id)
 
 int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 {
+	if (store->ops)
+		return store->ops->lock(store->impl, command ? command : "", err);
 	if (store->lock_fd >= 0)
 		return 0;
 	int fd = open(store->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -323,9 +333,48 @@ int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 	return 0;
 }
 
+/*
+ * mg_store_lock_preempt over a backend: the holder is told apart by the
+ * probe (the same fields), and stopped only on this host, as for the
+ * directory.
+ */
+static int preempt_remote(mg_store *store, const char *command, const char *preemptible,
+                          int64_t wait_ms, mg_error *err)
+{
+	int rc = mg_store_lock(store, command, err);
+	if (rc != MG_ELOCKED)
+		return rc;
+	mg_lock_holder h;
+	bool held = false;
+	mg_error tmp = MG_ERROR_INIT;
+	int prc = mg_store_lock_probe(&held, &h, store, &tmp);
+	mg_error_clear(&tmp);
+	if (prc || !held || strcmp(h.command, preemptible) != 0 || h.pid <= 0)
+		return rc;
+	char me[256];
+	mg_operator_id(me, sizeof(me));
+	if (strcmp(host_of(me), host_of(h.operator_)) != 0)
+		return rc; /* the message already names the holder and its host */
+	mg_log(MG_LOG_WARN, "stopping \"%s\" (pid %ld, %s) so that %s can go ahead", h.command,
+	       h.pid, h.operator_, command);
+	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)
+		return rc;
+	int64_t deadline = mg_clock_ms() + wait_ms;
+	for (;;) {
+		mg_error_clear(err);
+		rc = mg_store_lock(store, command, err);
+		if (rc != MG_ELOCKED || mg_clock_ms() >= deadline)
+			return rc;
+		struct timespec ts = {0, 200 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
 int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,
                           int64_t wait_ms, mg_error *err)
 {
+	if (store->ops)
+		return preempt_remote(store, command, preemptible, wait_ms, err);
 	int rc = mg_store_lock(store, command, err);
 	if (rc != MG_ELOCKED)
 		return rc;
@@ -366,6 +415,10 @@ int mg_store_lock_preempt(mg_store *store, const char *command, const char *pree
 
 void mg_store_unlock(mg_store *store)
 {
+	if (store && store->ops) {
+		store->ops->unlock(store->impl);
+		return;
+	}
 	if (!store || store->lock_fd < 0)
 		return;
 	/* Clear our name first so nobody is told to ask a process that is gone. */
@@ -378,6 +431,8 @@ void mg_store_unlock(mg_store *store)
 
 bool mg_store_locked(const mg_store *store)
 {
+	if (store && store->ops)
+		return store->ops->locked(store->impl);
 	return store && store->lock_fd >= 0;
 }
 
@@ -386,6 +441,13 @@ int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store,
 	*out_held = false;
 	if (holder)
 		memset(holder, 0, sizeof(*holder));
+	if (store->ops) {
+		mg_lock_holder h = {0};
+		int rc = store->ops->probe(store->impl, out_held, &h, err);
+		if (holder)
+			*holder = h;
+		return rc;
+	}
 	if (store->lock_fd >= 0)
 		return 0; /* held, but by us: nobody else can be */
 
@@ -554,7 +616,8 @@ static void request_path(char *buf, size_t size, const mg_store *store, const ch
 static int request_write(mg_store *store, const char *name, const char *reason, mg_error *err)
 {
 	char path[PATH_MAX + 8], op[256], since[40];
-	request_path(path, sizeof(path), store, name);
+	if (!store->ops)
+		request_path(path, sizeof(path), store, name);
 	mg_operator_id(op, sizeof(op));
 	mg_time_format(since, sizeof(since), mg_now_ms());
 	json_t *doc = json_pack("{s:s, s:s, s:s}", "operator", op, "reason", reason ? reason : "",
@@ -563,7 +626,10 @@ static int request_write(mg_store *store, const char *name, const char *reason, 
 	json_decref(doc);
 	if (!text)
 		return mg_error_oom(err);
-	int rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
+	/* no lock and no version: a request is left beside whoever holds the plan */
+	int rc = store->ops ? store->ops->doc_write(store->impl, name, text, strlen(text), NULL,
+	                                            false, err)
+	                    : mg_fs_write_atomic(path, text, strlen(text), 0600, err);
 	free(text);
 	return rc;
 }
@@ -572,12 +638,18 @@ static int request_read(bool *present, mg_pause_request *out, mg_store *store, c
                         mg_error *err)
 {
 	char path[PATH_MAX + 8];
-	request_path(path, sizeof(path), store, name);
 	memset(out, 0, sizeof(*out));
 	*present = false;
-	char *buf;
-	size_t len;
-	int rc = mg_fs_read_all(&buf, &len, path, err);
+	char *buf = NULL, *version = NULL;
+	size_t len = 0;
+	int rc;
+	if (store->ops) {
+		rc = store->ops->doc_read(store->impl, name, &buf, &len, &version, err);
+		free(version);
+	} else {
+		request_path(path, sizeof(path), store, name);
+		rc = mg_fs_read_all(&buf, &len, path, err);
+	}
 	if (rc == MG_ENOTFOUND) {
 		mg_error_clear(err);
 		return 0;
@@ -602,6 +674,8 @@ static int request_read(bool *present, mg_pause_request *out, mg_store *store, c
 
 static int request_remove(mg_store *store, const char *name, mg_error *err)
 {
+	if (store->ops)
+		return store->ops->doc_remove(store->impl, name, err);
 	char path[PATH_MAX + 8];
 	request_path(path, sizeof(path), store, name);
 	if (unlink(path) != 0 && errno != ENOENT)
@@ -637,4 +711,94 @@ int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, 
 	if (!rc && *present)
 		rc = request_remove(store, "resume", err);
 	return rc;
+}
+
+/* ---- other backends (storebackend.h) ---- */
+
+int mg_store_open_backend(mg_store **out, const mg_store_ops *ops, void *impl,
+                          const char *plan_name, const char *where, mg_error *err)
+{
+	*out = NULL;
+	int rc = check_plan_name(plan_name, err);
+	mg_store *s = rc ? NULL : calloc(1, sizeof(*s));
+	if (!rc && (!s || !(s->path = strdup(where ? where : plan_name)))) {
+		free(s);
+		s = NULL;
+		rc = mg_error_oom(err);
+	}
+	if (rc) {
+		ops->free(impl);
+		return rc;
+	}
+	s->lock_fd = -1;
+	snprintf(s->plan, sizeof(s->plan), "%s", plan_name);
+	s->ops = ops;
+	s->impl = impl;
+	*out = s;
+	return 0;
+}
+
+bool mg_store_remote(const mg_store *store)
+{
+	return store->ops != NULL;
+}
+
+const char *mg_store_plan(const mg_store *store)
+{
+	return store->plan;
+}
+
+int mg_store_keepalive(mg_store *store, mg_error *err)
+{
+	if (!store || !store->ops || !store->ops->locked(store->impl))
+		return 0; /* flock lasts as long as the process: nothing to renew */
+	return store->ops->keepalive(store->impl, err);
+}
+
+static int local_store(const mg_store *store, mg_error *err)
+{
+	return mg_error_set(err, MG_EINVALID,
+	                    "%s is a state directory: its files are read directly (a bug in "
+	                    "migrate)",
+	                    store->path);
+}
+
+int mg_store_doc_read(mg_store *store, const char *name, char **text, size_t *len, char **version,
+                      mg_error *err)
+{
+	*text = *version = NULL;
+	*len = 0;
+	if (!store->ops)
+		return local_store(store, err);
+	return store->ops->doc_read(store->impl, name, text, len, version, err);
+}
+
+int mg_store_doc_write(mg_store *store, const char *name, const char *text, size_t len,
+                       const char *version, bool fenced, mg_error *err)
+{
+	if (!store->ops)
+		return local_store(store, err);
+	return store->ops->doc_write(store->impl, name, text, len, version, fenced, err);
+}
+
+int mg_store_doc_remove(mg_store *store, const char *name, mg_error *err)
+{
+	if (!store->ops)
+		return local_store(store, err);
+	return store->ops->doc_remove(store->impl, name, err);
+}
+
+int mg_store_journal_append_record(mg_store *store, json_t *record, mg_error *err)
+{
+	if (!store->ops)
+		return local_store(store, err);
+	return store->ops->journal_append(store->impl, record, err);
+}
+
+int mg_store_journal_each_remote(mg_store *store, const mg_journal_query *q, mg_journal_fn fn,
+                                 void *ud, size_t *out_skipped, mg_error *err)
+{
+	if (!store->ops)
+		return local_store(store, err);
+	return store->ops->journal_each(store->impl, q, fn, ud, out_skipped, err);
 }
