@@ -52,6 +52,7 @@ const mg_cm *mg_kube_plan_vars_configmap(const mg_template_plan_vars *pv, size_t
 #define LABEL_KIND  "migrate.dev/kind"
 #define LABEL_OPEN  "migrate.dev/open"
 #define ANN_TOKEN   "migrate.dev/fencing-token"
+#define ANN_WRITE   "migrate.dev/write-id"
 #define ANN_HOLDER  "migrate.dev/holder"
 #define JOURNAL_KEY "journal.jsonl"
 #define CHUNK_MAX   (256 * 1024) /* far under the 1 MiB object limit, with room for metadata */

@@ -166,16 +166,16 @@ static int parse_holder(mg_lock_holder *h, const char *s)
 	const char *c = p ? strstr(p, " command ") : NULL;
 	if (!p || !c)
 		return -1;
-	char op[256];
-	mg_scrub_cut(op, sizeof(op), s, (size_t)(p - s) < 200 ? (size_t)(p - s) : 200);
-	snprintf(h->operator_, sizeof(h->operator_), "%s", op);
+	/* the other party's words: the part wanted, then scrubbed and cut */
+	char part[256];
+	snprintf(part, sizeof(part), "%.*s", (int)(p - s < 250 ? p - s : 250), s);
+	mg_scrub_cut(h->operator_, sizeof(h->operator_), part, 200);
 	h->pid = strtol(p + 5, NULL, 10);
 	const char *cmd = c + 9;
 	const char *id = strstr(cmd, " id ");
 	size_t n = id ? (size_t)(id - cmd) : strlen(cmd);
-	char cm[64];
-	mg_scrub_cut(cm, sizeof(cm), cmd, n < 60 ? n : 60);
-	snprintf(h->command, sizeof(h->command), "%s", cm);
+	snprintf(part, sizeof(part), "%.*s", (int)(n < 250 ? n : 250), cmd);
+	mg_scrub_cut(h->command, sizeof(h->command), part, 60);
 	return 0;
 }
 
@@ -374,6 +374,39 @@ static int ks_doc_read(void *impl, const char *name, char **text, size_t *len, c
 	return rc;
 }
 
+/*
+ * Each write carries an id of its own, so that a 409 read back tells our
+ * resent write that landed from another writer's that happened to store the
+ * same bytes.
+ */
+static int stamp_write(json_t *o, char id[40])
+{
+	static unsigned counter;
+	snprintf(id, 40, "%ld-%lld-%u", (long)getpid(), (long long)mg_now_ms(),
+	         __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+	json_t *meta = json_object_get(o, "metadata");
+	json_t *ann = json_object_get(meta, "annotations");
+	if (!json_is_object(ann)) {
+		ann = json_object();
+		if (!ann || json_object_set_new(meta, "annotations", ann))
+			return -1;
+	}
+	return json_object_set_new(ann, ANN_WRITE, json_string(id));
+}
+
+/* After a 409: whether the object now holds our write wid (a resent request that had landed). */
+static bool landed(kstore *k, const char *path, const char *wid)
+{
+	json_t *now = NULL;
+	mg_error tmp = MG_ERROR_INIT;
+	const char *was;
+	bool ours = mg_kube_get(k->c, path, NULL, &now, &tmp) == 0 &&
+	            (was = mg_kube_store_meta(now, "annotations", ANN_WRITE)) && !strcmp(was, wid);
+	mg_error_clear(&tmp);
+	json_decref(now);
+	return ours;
+}
+
 /* The write of one round; *again when another writer came in between and a new read may win. */
 static int doc_write_once(kstore *k, const char *cm, const char *path, const char *kind,
                           const char *key, const char *text, const char *version, bool fenced,
@@ -395,10 +428,18 @@ static int doc_write_once(kstore *k, const char *cm, const char *path, const cha
 			    "changed plan \"%s\"'s state, so nothing was saved. Check "
 			    "`migrate status` and run the command again",
 			    what, k->plan);
-		if (!(obj = mg_kube_store_cm_new(k, cm, kind, key, text, fenced)))
+		char wid[40];
+		obj = mg_kube_store_cm_new(k, cm, kind, key, text, fenced);
+		if (!obj || stamp_write(obj, wid)) {
+			json_decref(obj);
 			return mg_error_oom(err);
+		}
 		rc = mg_kube_create(k->c, k->collection, obj, NULL, err);
 		json_decref(obj);
+		if (rc == MG_ECONFLICT && landed(k, path, wid)) {
+			mg_error_clear(err);
+			return 0;
+		}
 		if (rc == MG_ECONFLICT) {
 			if (version)
 				return mg_error_set(
@@ -426,27 +467,22 @@ static int doc_write_once(kstore *k, const char *cm, const char *path, const cha
 		    "command again",
 		    what);
 	}
+	char wid[40];
 	obj = mg_kube_store_rewrite(k, cur, key, text, fenced);
 	json_decref(cur);
-	if (!obj)
+	if (!obj || stamp_write(obj, wid)) {
+		json_decref(obj);
 		return mg_error_oom(err);
+	}
 	rc = mg_kube_update(k->c, path, obj, NULL, err);
 	json_decref(obj);
 	if (rc != MG_ECONFLICT)
 		return rc;
 	/* a resent write meeting its own first attempt, or someone else's: read and tell */
-	json_t *now = NULL;
-	mg_error tmp = MG_ERROR_INIT;
-	if (mg_kube_get(k->c, path, NULL, &now, &tmp) == 0 &&
-	    !strcmp(json_string_value(json_object_get(json_object_get(now, "data"), key)) ?: "",
-	            text) &&
-	    (!fenced || !k->lease || mg_kube_store_token(now) == mg_kube_lease_token(k->lease))) {
-		json_decref(now);
+	if (landed(k, path, wid)) {
 		mg_error_clear(err);
 		return 0;
 	}
-	mg_error_clear(&tmp);
-	json_decref(now);
 	if (version)
 		return mg_error_set(
 		    err, MG_ECONFLICT,
