@@ -35,6 +35,14 @@ void mg_store_free(mg_store *store); /* releases the lock if held */
 
 const char *mg_store_path(const mg_store *store);
 
+/*
+ * Opens a plan's store wherever the plan keeps it (the state directory, or the
+ * cluster: mg_kube_store_open_plan); existing: as mg_store_open_existing, else
+ * as mg_store_open. For a layer that cannot see every backend (the rollback of
+ * lib/traffic/shift.c).
+ */
+typedef int (*mg_store_opener)(mg_store **out, bool existing, void *ud, mg_error *err);
+
 /* Takes the exclusive lock without waiting; MG_ELOCKED naming the holder if someone has it. */
 int mg_store_lock(mg_store *store, const char *command, mg_error *err);
 /*

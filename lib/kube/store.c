@@ -312,18 +312,20 @@ static bool ks_locked(const void *impl)
 	return ((const kstore *)impl)->lease != NULL;
 }
 
-static int ks_keepalive(void *impl, mg_error *err)
+/* Writes a new renewTime, which also proves the Lease still ours (MG_ECONFLICT when lost). */
+static int renew(kstore *k, mg_error *err)
 {
-	kstore *k = impl;
-	if (!k->lease)
-		return 0;
 	int rc = mg_kube_lease_renew(k->lease, err);
 	if (rc == 0)
 		k->renewed_ms = k->now_ms();
 	return rc;
 }
 
-/* Before a locked write: renewed once a third of the lease went by, which also proves it ours. */
+/*
+ * Before a locked write, and at each tick of a long command: renewed once a
+ * third of the lease went by (client-go renews at about that pace), so a
+ * holder at work never lets it lapse and a check costs no request otherwise.
+ */
 int mg_kube_store_renew_if_due(kstore *k, mg_error *err)
 {
 	if (!k->lease)
@@ -334,7 +336,13 @@ int mg_kube_store_renew_if_due(kstore *k, mg_error *err)
 		    k->plan);
 	if (k->now_ms() - k->renewed_ms < (int64_t)k->lease_seconds * 1000 / 3)
 		return 0;
-	return ks_keepalive(k, err);
+	return renew(k, err);
+}
+
+static int ks_keepalive(void *impl, mg_error *err)
+{
+	kstore *k = impl;
+	return k->lease ? mg_kube_store_renew_if_due(k, err) : 0;
 }
 
 /* ---- documents ---- */
