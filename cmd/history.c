@@ -149,7 +149,7 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 	printer p = {.cli = cli};
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
-		rc = mg_kube_store_open_plan(&store, plan, cli_state_dir(cli, plan), true, NULL,
+		rc = mg_kube_store_open_plan(&store, plan, cli_state_dir(cli, plan), true, NULL, 0,
 		                             &err);
 		if (rc == MG_ENOTFOUND) {
 			rc = 0;

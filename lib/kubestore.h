@@ -51,9 +51,12 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
  * local` the state directory (state_dir, NULL: the plan's state.dir;
  * existing: mg_store_open_existing, else mg_store_open), with `kubernetes`
  * the cluster of the plan's resolved state connection (existing changes
- * nothing: opening it creates nothing).
+ * nothing: opening it creates nothing). deadline_ms bounds each request to
+ * the cluster with its retries (0: the client's 30 s): a rollback waits for
+ * an unreachable cluster no longer than that before it moves traffic anyway.
  */
 int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *state_dir,
-                            bool existing, const mg_cancel *cancel, mg_error *err);
+                            bool existing, const mg_cancel *cancel, int64_t deadline_ms,
+                            mg_error *err);
 
 #endif

@@ -616,7 +616,8 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
 }
 
 int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *state_dir,
-                            bool existing, const mg_cancel *cancel, mg_error *err)
+                            bool existing, const mg_cancel *cancel, int64_t deadline_ms,
+                            mg_error *err)
 {
 	*out = NULL;
 	const mg_plan_state *s = mg_plan_state_section(plan);
@@ -628,7 +629,10 @@ int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *sta
 	mg_kube_config_options co = {.kubeconfig = s->kubeconfig,
 	                             .context = s->context,
 	                             .namespace_ = s->namespace_,
-	                             .cancel = cancel};
+	                             .cancel = cancel,
+	                             .timeout_ms =
+	                                 deadline_ms && deadline_ms < 10000 ? deadline_ms : 0,
+	                             .deadline_ms = deadline_ms};
 	mg_kube_client *c = NULL;
 	mg_error why = MG_ERROR_INIT;
 	int rc = mg_kube_client_new(&c, &co, &why);

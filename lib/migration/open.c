@@ -43,7 +43,7 @@ static int state_moved(const char *command, const mg_state *seen, const mg_state
 static int open_existing(mg_migration *m, mg_store **store, const char *dir, mg_error *err)
 {
 	mg_error why = MG_ERROR_INIT;
-	int rc = mg_kube_store_open_plan(store, m->plan, dir, true, m->cancel, &why);
+	int rc = mg_kube_store_open_plan(store, m->plan, dir, true, m->cancel, 0, &why);
 	if (rc && rc != MG_ENOTFOUND)
 		mg_error_set(err, rc, "%s", why.message);
 	mg_error_clear(&why);
@@ -81,7 +81,7 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
 	if (m->dry_run)
 		return open_dry_run(m, dir, name, err);
 	(void)name;
-	int rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, err);
+	int rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, 0, err);
 	/* what the operator saw when they started the command: a step decided on it */
 	mg_state seen;
 	mg_error ignored = MG_ERROR_INIT;
@@ -102,6 +102,9 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
  * m->site and the rollback goes on. No state-moved check: whatever moved, the
  * way out is the same. An autopilot holding the lock is told to stop.
  */
+/* A rollback waits this long at most for a cluster that keeps the state and does not answer. */
+#define MG_ROLLBACK_DEADLINE 3000
+
 typedef struct {
 	mg_migration *m;
 	const char *dir;
@@ -115,7 +118,8 @@ typedef struct {
 static int open_for_rollback(mg_store **out, bool existing, void *ud, mg_error *err)
 {
 	rollback_opener *o = ud;
-	int rc = mg_kube_store_open_plan(out, o->m->plan, o->dir, existing, o->m->cancel, err);
+	int rc = mg_kube_store_open_plan(out, o->m->plan, o->dir, existing, o->m->cancel,
+	                                 MG_ROLLBACK_DEADLINE, err);
 	if (rc == MG_EINVALID && mg_plan_state_section(o->m->plan)->backend != MG_STATE_LOCAL)
 		rc = err->code = MG_ERROR;
 	return rc;
@@ -184,7 +188,7 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 		rc = open_read(m, dir, name, err);
 		break;
 	case MG_MIGRATION_HOLD:
-		rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, err);
+		rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, 0, err);
 		break;
 	case MG_MIGRATION_ROLLBACK:
 		rc = open_rollback(m, dir, name, err);

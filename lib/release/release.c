@@ -163,7 +163,7 @@ static int open_state(mg_release *r, mg_error *err)
 	int rc;
 	if (r->o.dry_run) {
 		rc = mg_kube_store_open_plan(&r->store, r->plan, r->o.state_dir, true, r->o.cancel,
-		                             err);
+		                             0, err);
 		if (rc == MG_ENOTFOUND) {
 			mg_error_clear(err);
 			return 0;
@@ -171,7 +171,8 @@ static int open_state(mg_release *r, mg_error *err)
 		return rc ? rc : mg_state_load(&r->st, r->store, err);
 	}
 	(void)name;
-	rc = mg_kube_store_open_plan(&r->store, r->plan, r->o.state_dir, false, r->o.cancel, err);
+	rc =
+	    mg_kube_store_open_plan(&r->store, r->plan, r->o.state_dir, false, r->o.cancel, 0, err);
 	if (!rc)
 		rc = mg_store_lock(r->store, r->o.command, err);
 	if (!rc)

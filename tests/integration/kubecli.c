@@ -235,3 +235,36 @@ Test(kubecli, the_second_operator_is_locked_out_naming_the_first)
 	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
 	tu_output_free(&r);
 }
+
+static int weight(const char *server)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "get weight be/%s", server);
+	char *r = api(cmd);
+	cr_assert_not_null(r);
+	int w = atoi(r);
+	free(r);
+	return w;
+}
+
+/* The rule of a rollback holds with the state in the cluster: traffic first, the record after. */
+Test(kubecli, rollback_moves_traffic_when_the_cluster_with_the_state_is_gone)
+{
+	tu_output r = as("ann", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	cr_assert_gt(weight("k8s"), 0);
+	r = as("bob", "status", NULL, NULL, NULL);
+	cr_assert(strstr(r.out, "state      kubernetes default/migrate-shop"), "%s", r.out);
+	tu_output_free(&r);
+
+	tu_kubeapi_stop(&k);
+	int64_t t0 = mg_clock_ms();
+	r = as("bob", "rollback", "--reason", "cluster down", NULL);
+	int64_t took = mg_clock_ms() - t0;
+	cr_assert_eq(r.status, 5, "%s\n%s", r.out, r.err);
+	cr_assert_eq(weight("k8s"), 0, "traffic is back on the VMs");
+	cr_assert_gt(weight("vm-01"), 0);
+	cr_assert_lt(took, 15000, "the rollback waited %lld ms for the cluster", (long long)took);
+	tu_output_free(&r);
+}
