@@ -36,6 +36,12 @@ typedef struct {
 	const char *plan;        /* the plan's name (a DNS label) */
 	int64_t lease_ms;        /* state.lease; 0: 15 s; rounded up to whole seconds, at least 2 */
 	int64_t (*now_ms)(void); /* NULL: mg_now_ms (tests drive it) */
+	/*
+	 * How the store may make a client of its own (NULL: it does not): then a
+	 * thread renews the Lease every third of the lease while the lock is held,
+	 * so a command that writes nothing for minutes keeps the plan.
+	 */
+	const mg_kube_config_options *renew_client;
 } mg_kube_store_options;
 
 /*

@@ -41,6 +41,7 @@ const mg_cm *mg_kube_plan_vars_configmap(const mg_template_plan_vars *pv, size_t
 /* ---- the state store in the cluster (store.c, store_journal.c) ---- */
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "journal.h"
@@ -71,6 +72,21 @@ typedef struct mg_kube_store_impl {
 	int64_t (*now_ms)(void);
 	mg_kube_lease *lease; /* non-NULL while we hold the lock */
 	int64_t renewed_ms;   /* when the Lease was last written by us */
+	/*
+	 * Renewal in the background while the lock is held (when the store knows
+	 * how to make a client of its own: renew_*): a deploy's fleet stage or a
+	 * rollout wait writes nothing for minutes, and must keep the plan all the
+	 * same. The Lease and lease_client are used under mu only.
+	 */
+	bool can_renew;
+	char *r_kubeconfig, *r_context, *r_namespace;
+	int64_t r_timeout_ms, r_deadline_ms;
+	mg_kube_client *lease_client; /* the Lease's requests while held; NULL: c */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t renewer;
+	bool renewing, stop, lost;
+	char lost_msg[1024]; /* why the renewer gave up: the lock was taken over */
 } mg_kube_store_impl;
 
 typedef mg_kube_store_impl kstore;

@@ -264,6 +264,56 @@ static int locked_by(kstore *k, const char *command, mg_error *why, mg_error *er
 	                    k->plan, h.operator_, h.pid, h.command, since, k->ns, k->prefix, exp);
 }
 
+static int64_t renew_period_ms(const kstore *k)
+{
+	return (int64_t)k->lease_seconds * 1000 / 3;
+}
+
+/*
+ * The renewer: wakes every third of the lease and renews it (a failed renewal
+ * of a network blip is tried again next time; the lease has two more thirds).
+ * A Lease someone else took over ends it: the next locked write is told.
+ */
+static void *renewer(void *ud)
+{
+	kstore *k = ud;
+	pthread_mutex_lock(&k->mu);
+	while (!k->stop) {
+		struct timespec ts;
+		mg_clock_abstime(&ts, renew_period_ms(k));
+		pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+		if (k->stop || k->now_ms() - k->renewed_ms < renew_period_ms(k))
+			continue;
+		mg_error err = MG_ERROR_INIT;
+		int rc = mg_kube_lease_renew(k->lease, &err);
+		if (rc == 0) {
+			k->renewed_ms = k->now_ms();
+		} else if (rc == MG_ECONFLICT) {
+			k->lost = true;
+			snprintf(k->lost_msg, sizeof(k->lost_msg), "%s", err.message);
+			mg_error_clear(&err);
+			break;
+		} else {
+			mg_log(MG_LOG_DEBUG, "plan \"%s\": renewing the lock: %s", k->plan,
+			       err.message);
+		}
+		mg_error_clear(&err);
+	}
+	pthread_mutex_unlock(&k->mu);
+	return NULL;
+}
+
+/* A client for the Lease alone, so the renewer never shares the store's. */
+static int lease_client_new(kstore *k, mg_error *err)
+{
+	mg_kube_config_options co = {.kubeconfig = k->r_kubeconfig,
+	                             .context = k->r_context,
+	                             .namespace_ = k->r_namespace,
+	                             .timeout_ms = k->r_timeout_ms,
+	                             .deadline_ms = k->r_deadline_ms};
+	return mg_kube_client_new(&k->lease_client, &co, err);
+}
+
 static int ks_lock(void *impl, const char *command, mg_error *err)
 {
 	kstore *k = impl;
@@ -273,7 +323,8 @@ static int ks_lock(void *impl, const char *command, mg_error *err)
 	mg_operator_id(op, sizeof(op));
 	/* the id tells two handles of one process apart: the Lease counts one holder as one */
 	static unsigned counter;
-	unsigned id = (unsigned)getpid() * 2654435761u ^ (unsigned)mg_clock_ms() ^ ++counter;
+	unsigned id = (unsigned)getpid() * 2654435761u ^ (unsigned)mg_clock_ms() ^
+	              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 	snprintf(k->holder, sizeof(k->holder), "%s pid %ld command %s id %08x", op, (long)getpid(),
 	         command && *command ? command : "migrate", id);
 	mg_kube_lease_options lo = {.namespace_ = k->ns,
@@ -282,15 +333,25 @@ static int ks_lock(void *impl, const char *command, mg_error *err)
 	                            .lease_seconds = k->lease_seconds,
 	                            .now_ms = k->now_ms};
 	mg_error why = MG_ERROR_INIT;
-	int rc = mg_kube_lease_acquire(&k->lease, k->c, &lo, &why);
+	int rc = k->can_renew ? lease_client_new(k, &why) : 0;
+	if (!rc)
+		rc = mg_kube_lease_acquire(&k->lease, k->lease_client ? k->lease_client : k->c, &lo,
+		                           &why);
 	if (rc == MG_ELOCKED)
 		rc = locked_by(k, command, &why, err);
 	else if (rc)
 		mg_error_set(err, rc, "cannot lock plan \"%s\": %s", k->plan, why.message);
 	mg_error_clear(&why);
-	if (rc == 0)
-		k->renewed_ms = k->now_ms();
-	return rc;
+	if (rc) {
+		mg_kube_client_free(k->lease_client);
+		k->lease_client = NULL;
+		return rc;
+	}
+	k->renewed_ms = k->now_ms();
+	k->lost = k->stop = false;
+	if (k->lease_client && pthread_create(&k->renewer, NULL, renewer, k) == 0)
+		k->renewing = true;
+	return 0;
 }
 
 static void ks_unlock(void *impl)
@@ -298,13 +359,23 @@ static void ks_unlock(void *impl)
 	kstore *k = impl;
 	if (!k->lease)
 		return;
+	if (k->renewing) {
+		pthread_mutex_lock(&k->mu);
+		k->stop = true;
+		pthread_cond_signal(&k->cv);
+		pthread_mutex_unlock(&k->mu);
+		pthread_join(k->renewer, NULL);
+		k->renewing = false;
+	}
 	/* given up at once, so the next command needs no wait; else it lapses on its own */
 	mg_error err = MG_ERROR_INIT;
-	if (mg_kube_lease_release(k->lease, &err))
+	if (!k->lost && mg_kube_lease_release(k->lease, &err))
 		mg_log(MG_LOG_DEBUG, "plan \"%s\": releasing the lock: %s", k->plan, err.message);
 	mg_error_clear(&err);
 	mg_kube_lease_free(k->lease);
 	k->lease = NULL;
+	mg_kube_client_free(k->lease_client);
+	k->lease_client = NULL;
 }
 
 static bool ks_locked(const void *impl)
@@ -312,19 +383,11 @@ static bool ks_locked(const void *impl)
 	return ((const kstore *)impl)->lease != NULL;
 }
 
-/* Writes a new renewTime, which also proves the Lease still ours (MG_ECONFLICT when lost). */
-static int renew(kstore *k, mg_error *err)
-{
-	int rc = mg_kube_lease_renew(k->lease, err);
-	if (rc == 0)
-		k->renewed_ms = k->now_ms();
-	return rc;
-}
-
 /*
  * Before a locked write, and at each tick of a long command: renewed once a
  * third of the lease went by (client-go renews at about that pace), so a
  * holder at work never lets it lapse and a check costs no request otherwise.
+ * A renewal also proves the Lease still ours (MG_ECONFLICT when lost).
  */
 int mg_kube_store_renew_if_due(kstore *k, mg_error *err)
 {
@@ -334,9 +397,17 @@ int mg_kube_store_renew_if_due(kstore *k, mg_error *err)
 		    "refusing to write plan \"%s\"'s state without holding its lock "
 		    "(a bug in migrate)",
 		    k->plan);
-	if (k->now_ms() - k->renewed_ms < (int64_t)k->lease_seconds * 1000 / 3)
-		return 0;
-	return renew(k, err);
+	pthread_mutex_lock(&k->mu);
+	int rc = 0;
+	if (k->lost)
+		rc = mg_error_set(err, MG_ECONFLICT, "%s", k->lost_msg);
+	else if (k->now_ms() - k->renewed_ms >= renew_period_ms(k)) {
+		rc = mg_kube_lease_renew(k->lease, err);
+		if (rc == 0)
+			k->renewed_ms = k->now_ms();
+	}
+	pthread_mutex_unlock(&k->mu);
+	return rc;
 }
 
 static int ks_keepalive(void *impl, mg_error *err)
@@ -560,6 +631,11 @@ static void ks_free(void *impl)
 	ks_unlock(k);
 	if (k->own_client)
 		mg_kube_client_free(k->c);
+	pthread_mutex_destroy(&k->mu);
+	pthread_cond_destroy(&k->cv);
+	free(k->r_kubeconfig);
+	free(k->r_context);
+	free(k->r_namespace);
 	free(k->ns);
 	free(k->collection);
 	free(k->lease_path);
@@ -592,6 +668,25 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
 	}
 	k->c = c;
 	k->own_client = own_client;
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* mg_clock_abstime's clock */
+	pthread_cond_init(&k->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	const mg_kube_config_options *rc_opts = o->renew_client;
+	bool copies_ok = true;
+	if (rc_opts) {
+		k->can_renew = true;
+		k->r_timeout_ms = rc_opts->timeout_ms;
+		k->r_deadline_ms = rc_opts->deadline_ms;
+		k->r_kubeconfig = rc_opts->kubeconfig ? strdup(rc_opts->kubeconfig) : NULL;
+		k->r_context = rc_opts->context ? strdup(rc_opts->context) : NULL;
+		k->r_namespace = rc_opts->namespace_ ? strdup(rc_opts->namespace_) : NULL;
+		copies_ok = (!rc_opts->kubeconfig || k->r_kubeconfig) &&
+		            (!rc_opts->context || k->r_context) &&
+		            (!rc_opts->namespace_ || k->r_namespace);
+	}
 	const char *ns = o->namespace_ ? o->namespace_ : mg_kube_client_namespace(c);
 	const char *plan = o->plan ? o->plan : "";
 	int64_t ms = o->lease_ms > 0 ? o->lease_ms : LEASE_DEFAULT_MS;
@@ -602,7 +697,7 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
 	snprintf(k->plan, sizeof(k->plan), "%s", plan);
 	snprintf(k->prefix, sizeof(k->prefix), "migrate-%s", plan);
 	k->ns = strdup(ns ? ns : "default");
-	if (!k->ns || asprintf(&k->collection, CM_PATH, k->ns) < 0 ||
+	if (!copies_ok || !k->ns || asprintf(&k->collection, CM_PATH, k->ns) < 0 ||
 	    asprintf(&k->lease_path, "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", k->ns,
 	             k->prefix) < 0) {
 		k->collection = k->lease_path = NULL; /* asprintf leaves them undefined */
@@ -644,6 +739,8 @@ int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *sta
 		mg_error_clear(&why);
 		return rc;
 	}
-	mg_kube_store_options o = {.plan = mg_plan_name(plan), .lease_ms = s->lease_ms};
+	co.cancel = NULL; /* the renewer's client: a signal must not stop it mid-renewal */
+	mg_kube_store_options o = {
+	    .plan = mg_plan_name(plan), .lease_ms = s->lease_ms, .renew_client = &co};
 	return mg_kube_store_open(out, c, true, &o, err);
 }

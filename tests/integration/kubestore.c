@@ -542,3 +542,27 @@ Test(kubestore, manifests_fleet_and_requests_round_trip)
 	mg_store_free(a);
 	mg_store_free(b);
 }
+
+/* A command that writes nothing for longer than its lease (a deploy's fleet stage) keeps it. */
+Test(kubestore, a_quiet_holder_keeps_its_lease_through_the_background_renewal)
+{
+	mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+	mg_kube_store_options o = {.plan = "web", .lease_ms = 2000, .renew_client = &co};
+	mg_store *a = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_store_open(&a, client(), true, &o, &err), 0, "%s", err.message);
+	lock_ok(a, "deploy");
+	mg_store *b = store_lease(false, 2000);
+	usleep(3500 * 1000);
+	cr_assert_eq(mg_store_lock(b, "step", &err), MG_ELOCKED, "the lease lapsed");
+	mg_error_clear(&err);
+	/* the holder writes on with its token, nobody took over */
+	json_t *fleet = NULL;
+	cr_assert_eq(mg_fleet_record_load(&fleet, a, &err), 0, "%s", err.message);
+	cr_assert_eq(mg_fleet_record_save(a, fleet, &err), 0, "%s", err.message);
+	json_decref(fleet);
+	mg_store_unlock(a);
+	lock_ok(b, "step");
+	mg_store_free(a);
+	mg_store_free(b);
+}
