@@ -704,6 +704,19 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
 		ks_free(k);
 		return mg_error_oom(err);
 	}
+	/*
+	 * mg_store_open_backend checks the characters (a-z, 0-9, '-', 1 to 63); a
+	 * name ending in '-' would make the Lease "migrate-web-", which no API
+	 * server accepts (DNS-1123: a letter or digit at each end).
+	 */
+	size_t n = strlen(plan);
+	if (n && plan[n - 1] == '-') {
+		ks_free(k);
+		return mg_error_set(err, MG_EINVALID,
+		                    "invalid plan name \"%s\": it names objects in the cluster, so "
+		                    "it must end with a letter or a digit",
+		                    plan);
+	}
 	char where[200];
 	snprintf(where, sizeof(where), "kubernetes %s/%s", k->ns, k->prefix);
 	/* the plan name is checked there, so every object name derived from it is a DNS name */

@@ -566,3 +566,17 @@ Test(kubestore, a_quiet_holder_keeps_its_lease_through_the_background_renewal)
 	mg_store_free(a);
 	mg_store_free(b);
 }
+
+Test(kubestore, plan_names_that_make_no_object_name_are_refused)
+{
+	const char *bad[] = {"", "Web", "web_1", "web-", "a/b", NULL};
+	for (int i = 0; bad[i]; i++) {
+		mg_kube_store_options o = {.plan = bad[i]};
+		mg_store *s = NULL;
+		mg_error err = MG_ERROR_INIT;
+		cr_assert_eq(mg_kube_store_open(&s, client(), true, &o, &err), MG_EINVALID, "%s",
+		             bad[i]);
+		cr_assert_null(s);
+		mg_error_clear(&err);
+	}
+}
