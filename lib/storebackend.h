@@ -4,10 +4,12 @@
  * state, the journal and the records in the cluster's API), and the calls
  * through which lib/state/ reaches it.
  *
- * mg_store stays opaque. A store opened with mg_store_open is the local
- * directory (lib/state/store.c, unchanged); one opened with
- * mg_store_open_backend dispatches every call of store.h, state.h,
- * journal.h and records.h through the ops below. The state layer cannot
+ * mg_store stays opaque and dispatches through the ops below. A store
+ * opened with mg_store_open is the local directory (lib/state/store.c's
+ * own ops: flock, request files; its state, journal and record files are
+ * read and written by state.c, journal.c and records.c as before); one
+ * opened with mg_store_open_backend takes every call of store.h, state.h,
+ * journal.h and records.h to its ops. The state layer cannot
  * include a backend's headers (tests/lint.sh): a backend in a lower layer
  * fills these ops and plugs itself in.
  */
@@ -31,6 +33,13 @@
 typedef struct {
 	/* Takes the lock without waiting: MG_ELOCKED naming the holder as mg_store_lock does. */
 	int (*lock)(void *impl, const char *command, mg_error *err);
+	/*
+	 * As mg_store_lock_preempt (may be NULL: then the holder the probe names
+	 * is asked to stop with SIGTERM when it runs `preemptible` on this host,
+	 * and the lock is tried again until wait_ms).
+	 */
+	int (*lock_preempt)(void *impl, const char *command, const char *preemptible,
+	                    int64_t wait_ms, mg_error *err);
 	void (*unlock)(void *impl); /* gives the lock up; no-op when not held */
 	bool (*locked)(const void *impl);
 	/* Another holder right now (not us): *held and *holder (zeroed first by the caller). */
