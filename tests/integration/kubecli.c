@@ -268,3 +268,35 @@ Test(kubecli, rollback_moves_traffic_when_the_cluster_with_the_state_is_gone)
 	cr_assert_lt(took, 15000, "the rollback waited %lld ms for the cluster", (long long)took);
 	tu_output_free(&r);
 }
+
+Test(kubecli, a_pause_from_one_laptop_holds_the_other)
+{
+	tu_output r = as("ann", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = as("ann", "pause", "--reason", "lunch", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = as("bob", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 3, "a paused migration must not step: %s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = as("bob", "status", "-o", "json", NULL);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_str_eq(json_string_value(json_object_get(st, "phase")), "paused", "%s", r.out);
+	cr_assert(strstr(json_string_value(json_object_get(st, "pause_reason")), "lunch"), "%s",
+	          r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	r = as("bob", "resume", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = as("bob", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = as("ann", "history", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "pause"), "%s", r.out);
+	cr_assert(strstr(r.out, "resume"), "%s", r.out);
+	tu_output_free(&r);
+}
