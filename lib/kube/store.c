@@ -8,10 +8,10 @@
  * with a newer one. A process that stalled past its lease (a laptop
  * suspended mid-step) and wakes up after someone else took the plan over is
  * stopped by that, or earlier by its renewal failing: the store renews the
- * Lease before a write once a third of the lease has gone by, so a holder
- * that still writes never lets it lapse.
+ * Lease before a write once a third of the lease has gone by, and (opened
+ * by plan) a thread renews it every third of the lease while held, so a
+ * holder at work never lets it lapse however long it goes without writing.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
