@@ -12,6 +12,7 @@
  * by plan) a thread renews it every third of the lease while held, so a
  * holder at work never lets it lapse however long it goes without writing.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,8 +350,14 @@ static int ks_lock(void *impl, const char *command, mg_error *err)
 	}
 	k->renewed_ms = k->now_ms();
 	k->lost = k->stop = false;
-	if (k->lease_client && pthread_create(&k->renewer, NULL, renewer, k) == 0)
-		k->renewing = true;
+	if (k->lease_client) {
+		/* signals (SIGTERM to an autopilot, ^C) stay the main thread's to see */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		k->renewing = pthread_create(&k->renewer, NULL, renewer, k) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	return 0;
 }
 
