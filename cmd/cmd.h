@@ -75,13 +75,37 @@ int cmd_help(mg_cli *cli, int argc, char **argv);
 int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version, bool vms_only, bool k8s_only,
                 bool accept_new, const char *reason, const char *context);
 
-/* Option parsing shared by every command: the global options plus the command's own.
- * Calls on_opt for each of the command's options; returns the index of the first operand,
- * or -1 with *exit_code set (after --help, or on a usage error already reported, such as
- * more than max_operands operands). */
-typedef int (*cli_opt_fn)(mg_cli *cli, int opt, const char *arg, void *ud);
-int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int max_operands,
+/*
+ * A command's own options, as a table (git's parse-options in miniature):
+ * parsing stores each value where the table says, so a command states its
+ * options once and checks how they combine afterwards. The table ends with
+ * {0}. A flag stores true into a bool; a string stores its argument (or
+ * NULL when absent) into a const char *.
+ */
+typedef enum { CLI_OPT_FLAG = 1, CLI_OPT_STRING } cli_opt_kind;
+typedef struct {
+	const char *name; /* the long name, without "--" */
+	char short_name;  /* 0: none */
+	cli_opt_kind kind;
+	void *value; /* bool * or const char ** */
+} cli_opt;
+#define CLI_FLAG(n, p)                                                                             \
+	{                                                                                          \
+		.name = (n), .kind = CLI_OPT_FLAG, .value = (p)                                    \
+	}
+#define CLI_STRING(n, p)                                                                           \
+	{                                                                                          \
+		.name = (n), .kind = CLI_OPT_STRING, .value = (p)                                  \
+	}
+#define CLI_STRING_S(n, s, p)                                                                      \
+	{                                                                                          \
+		.name = (n), .short_name = (s), .kind = CLI_OPT_STRING, .value = (p)               \
+	}
+
+/* Option parsing shared by every command: the global options plus the command's own (opts,
+ * may be NULL). Returns the index of the first operand, or -1 with *exit_code set (after
+ * --help, or on a usage error already reported, such as more than max_operands operands). */
+int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_operands,
               int *exit_code);
 #define CLI_ANY_OPERANDS (-1)
 

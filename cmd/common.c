@@ -60,12 +60,51 @@ int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code)
 	return 0;
 }
 
-static size_t count_opts(const struct option *o)
+/* getopt values of the command's options: past every global one and every byte */
+#define CMD_OPT_BASE 0x1000
+
+/* The global options and the command's, as getopt_long wants them (freed by the caller). */
+static struct option *all_options(const cli_opt *opts, char *shortopts, size_t size)
 {
-	size_t n = 0;
-	while (o && o[n].name)
-		n++;
-	return n;
+	size_t ng = 0, nc = 0;
+	while (cli_global_longopts[ng].name)
+		ng++;
+	while (opts && opts[nc].name)
+		nc++;
+	struct option *all = calloc(ng + nc + 1, sizeof(*all));
+	if (!all)
+		return NULL;
+	memcpy(all, cli_global_longopts, ng * sizeof(*all));
+	size_t n = (size_t)snprintf(shortopts, size, ":%s", CLI_GLOBAL_SHORTOPTS);
+	for (size_t i = 0; i < nc; i++) {
+		bool arg = opts[i].kind == CLI_OPT_STRING;
+		all[ng + i] = (struct option){.name = opts[i].name,
+		                              .has_arg = arg ? required_argument : no_argument,
+		                              .val = opts[i].short_name ? opts[i].short_name
+		                                                        : CMD_OPT_BASE + (int)i};
+		if (opts[i].short_name && n + 3 < size) {
+			shortopts[n++] = opts[i].short_name;
+			if (arg)
+				shortopts[n++] = ':';
+			shortopts[n] = '\0';
+		}
+	}
+	return all;
+}
+
+/* Stores one of the command's options; 0 if opt is not one of them. */
+static int store_option(const cli_opt *opts, int opt, const char *arg)
+{
+	for (size_t i = 0; opts && opts[i].name; i++) {
+		if (opt != (opts[i].short_name ? opts[i].short_name : CMD_OPT_BASE + (int)i))
+			continue;
+		if (opts[i].kind == CLI_OPT_FLAG)
+			*(bool *)opts[i].value = true;
+		else
+			*(const char **)opts[i].value = arg;
+		return 1;
+	}
+	return 0;
 }
 
 static void unknown_option(mg_cli *cli, const char *word, const struct option *opts)
@@ -87,22 +126,15 @@ static void unknown_option(mg_cli *cli, const char *word, const struct option *o
 		cli_usage_error(cli, "unknown option '%s'", word);
 }
 
-int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int max_operands,
+int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_operands,
               int *exit_code)
 {
-	size_t ng = count_opts(cli_global_longopts), nc = count_opts(cmd_longopts);
-	struct option *all = calloc(ng + nc + 1, sizeof(*all));
 	char shortopts[128];
+	struct option *all = all_options(opts, shortopts, sizeof(shortopts));
 	if (!all) {
 		*exit_code = EXIT_FAILED;
 		return -1;
 	}
-	memcpy(all, cli_global_longopts, ng * sizeof(*all));
-	if (nc)
-		memcpy(all + ng, cmd_longopts, nc * sizeof(*all));
-	snprintf(shortopts, sizeof(shortopts), ":%s%s", CLI_GLOBAL_SHORTOPTS,
-	         cmd_shortopts ? cmd_shortopts : "");
 
 	int rc = 0;
 	optind = 0; /* glibc: start over, main() already used getopt */
@@ -138,11 +170,8 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 			rc = -1;
 			break;
 		}
-		if (g == 0 && on_opt && on_opt(cli, opt, optarg, ud)) {
-			*exit_code = EXIT_USAGE;
-			rc = -1;
-			break;
-		}
+		if (g == 0)
+			store_option(opts, opt, optarg);
 	}
 	free(all);
 	cli->color_out = cli_color_allowed(cli, STDOUT_FILENO);

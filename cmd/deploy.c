@@ -18,8 +18,6 @@
 /* Progress redraws at most this often. */
 #define PROGRESS_MS 100
 
-enum { OPT_VMS_ONLY = 3300, OPT_K8S_ONLY, OPT_VERSION, OPT_ACCEPT_NEW, OPT_REASON, OPT_CONTEXT };
-
 static mg_cancel fleet_signal;
 
 static void on_signal(int sig)
@@ -529,51 +527,21 @@ out:
 	return exit_code;
 }
 
-typedef struct {
-	bool vms_only, k8s_only, accept_new;
-	const char *version, *reason, *context;
-} deploy_opts;
-
-static int deploy_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	deploy_opts *o = ud;
-	switch (opt) {
-	case OPT_VMS_ONLY:
-		o->vms_only = true;
-		break;
-	case OPT_K8S_ONLY:
-		o->k8s_only = true;
-		break;
-	case OPT_VERSION:
-		o->version = arg;
-		break;
-	case OPT_ACCEPT_NEW:
-		o->accept_new = true;
-		break;
-	case OPT_REASON:
-		o->reason = arg;
-		break;
-	case OPT_CONTEXT:
-		o->context = arg;
-		break;
-	}
-	return 0;
-}
-
 int cmd_deploy(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"vms-only", no_argument, NULL, OPT_VMS_ONLY},
-	    {"k8s-only", no_argument, NULL, OPT_K8S_ONLY},
-	    {"version", required_argument, NULL, OPT_VERSION},
-	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
-	    {"reason", required_argument, NULL, OPT_REASON},
-	    {"context", required_argument, NULL, OPT_CONTEXT},
-	    {NULL, 0, NULL, 0}};
-	deploy_opts o = {0};
+	struct {
+		bool vms_only, k8s_only, accept_new;
+		const char *version, *reason, *context;
+	} o = {0};
+	const cli_opt opts[] = {CLI_FLAG("vms-only", &o.vms_only),
+	                        CLI_FLAG("k8s-only", &o.k8s_only),
+	                        CLI_STRING("version", &o.version),
+	                        CLI_FLAG("accept-new-host-keys", &o.accept_new),
+	                        CLI_STRING("reason", &o.reason),
+	                        CLI_STRING("context", &o.context),
+	                        {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", deploy_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	if (o.k8s_only && o.vms_only)
 		return cli_usage_error(cli, "--vms-only and --k8s-only exclude each other; without "

@@ -237,7 +237,7 @@ void cli_print_command_help(FILE *f, const mg_command *cmd)
 int cmd_help(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 1, &exit_code);
+	int i = cli_parse(cli, argc, argv, NULL, 1, &exit_code);
 	if (i < 0)
 		return exit_code;
 	if (i >= argc) {

@@ -263,7 +263,7 @@ static void print_slo(const mg_cli *cli, const json_t *j, const mg_plan_slo *s)
 int cmd_plan(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, NULL, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;

@@ -22,8 +22,6 @@
 /* How often the loop wakes: the bound on how late a signal or a pause request is seen. */
 #define TICK_MS 100
 
-enum { OPT_UNTIL = 3000, OPT_ALLOW_SKEW };
-
 static mg_cancel stop_signal;
 
 static void on_signal(int sig)
@@ -143,22 +141,6 @@ static int install_signals(void)
 	return 0;
 }
 
-typedef struct {
-	const char *until;
-	bool allow_skew;
-} run_opts;
-
-static int run_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	run_opts *o = ud;
-	if (opt == OPT_UNTIL)
-		o->until = arg;
-	else if (opt == OPT_ALLOW_SKEW)
-		o->allow_skew = true;
-	return 0;
-}
-
 /* --dry-run: the steps the autopilot would take. */
 static void print_dry_run(run_ctx *r, int until_idx)
 {
@@ -202,12 +184,14 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 
 int cmd_run(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"until", required_argument, NULL, OPT_UNTIL},
-	                                     {"allow-skew", no_argument, NULL, OPT_ALLOW_SKEW},
-	                                     {NULL, 0, NULL, 0}};
-	run_opts o = {0};
+	struct {
+		const char *until;
+		bool allow_skew;
+	} o = {0};
+	const cli_opt opts[] = {
+	    CLI_STRING("until", &o.until), CLI_FLAG("allow-skew", &o.allow_skew), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", run_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	double until_pct = 100;
 	if (o.until && shift_parse_percent(cli, "--until", o.until, &until_pct))

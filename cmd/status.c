@@ -5,15 +5,6 @@
 #include "units.h"
 #include "util_shift.h"
 
-static int status_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	(void)arg;
-	if (opt == 'O')
-		*(bool *)ud = true;
-	return 0;
-}
-
 /* The fleet's releases (mg_status.fleet), hosts off the fleet's version under them. */
 static void fleet_view_print(const mg_cli *cli, json_t *f, const char *fleet_version)
 {
@@ -64,11 +55,10 @@ static void fleet_view_print(const mg_cli *cli, json_t *f, const char *fleet_ver
 
 int cmd_status(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"offline", no_argument, NULL, 'O'},
-	                                     {NULL, 0, NULL, 0}};
 	bool offline = false;
+	const cli_opt opts[] = {CLI_FLAG("offline", &offline), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", status_opt, &offline, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_migration *m = NULL;

@@ -3,27 +3,6 @@
 #include "util_gate.h"
 #include "util_shift.h"
 
-enum { OPT_TO = 3000, OPT_FORCE, OPT_REASON, OPT_ADOPT, OPT_ALLOW_SKEW };
-
-static int step_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	mg_step_rules *r = ud;
-	if (opt == OPT_TO) {
-		r->has_to = true;
-		r->to_text = arg;
-	} else if (opt == OPT_FORCE) {
-		r->force = true;
-	} else if (opt == OPT_REASON) {
-		r->reason = arg;
-	} else if (opt == OPT_ADOPT) {
-		r->adopt = true;
-	} else if (opt == OPT_ALLOW_SKEW) {
-		r->allow_skew = true;
-	}
-	return 0;
-}
-
 static json_t *pos_json(double pct, int idx)
 {
 	return json_pack("{s:f, s:o}", "k8s_percent", pct, "step",
@@ -71,16 +50,14 @@ static void report(mg_cli *cli, mg_migration *m, json_t *doc, const mg_shift_out
 
 int cmd_step(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"to", required_argument, NULL, OPT_TO},
-	                                     {"force", no_argument, NULL, OPT_FORCE},
-	                                     {"reason", required_argument, NULL, OPT_REASON},
-	                                     {"adopt", no_argument, NULL, OPT_ADOPT},
-	                                     {"allow-skew", no_argument, NULL, OPT_ALLOW_SKEW},
-	                                     {NULL, 0, NULL, 0}};
 	mg_step_rules r = {.bake = true, .gates = true};
+	const cli_opt opts[] = {CLI_STRING("to", &r.to_text),          CLI_FLAG("force", &r.force),
+	                        CLI_STRING("reason", &r.reason),       CLI_FLAG("adopt", &r.adopt),
+	                        CLI_FLAG("allow-skew", &r.allow_skew), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", step_opt, &r, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
+	r.has_to = r.to_text != NULL;
 	if (r.force && (!r.reason || !*r.reason))
 		return cli_usage_error(cli, "--force needs --reason TEXT: the journal records why");
 	if (r.has_to && shift_parse_percent(cli, "--to", r.to_text, &r.to))

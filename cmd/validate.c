@@ -40,7 +40,7 @@ static int validate_one(mg_cli *cli, const char *path, json_t *plans)
 int cmd_validate(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, CLI_ANY_OPERANDS, &exit_code);
+	int i = cli_parse(cli, argc, argv, NULL, CLI_ANY_OPERANDS, &exit_code);
 	if (i < 0)
 		return exit_code;
 	json_t *plans = json_array();
