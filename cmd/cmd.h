@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "clock.h"
 #include "error.h"
 #include "fleet.h"
 #include "plan.h"
@@ -109,6 +110,16 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_o
               int *exit_code);
 #define CLI_ANY_OPERANDS (-1)
 
+/*
+ * SIGINT and SIGTERM set cli_signal (the signal's number) instead of killing
+ * the process, without SA_RESTART so a sleep or a read ends when the operator
+ * asks; SIGPIPE is ignored (a host or a reader that goes away fails that
+ * write, not the process). Long commands pass &cli_signal to lib/ as their
+ * cancel flag and exit 128 + the signal. 0, or -1 if a handler cannot be set.
+ */
+extern mg_cancel cli_signal;
+int cli_signals_catch(void);
+
 /* Whether colour may be written to fd: a terminal, no NO_COLOR, TERM not dumb, no --no-color. */
 bool cli_color_allowed(const mg_cli *cli, int fd);
 
@@ -139,6 +150,10 @@ int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc);
 void cli_print_diags(mg_cli *cli, const mg_error *err);
 /* Adds err's diagnostics to a JSON array (objects with file, line, column, path, message). */
 json_t *cli_diags_json(const mg_error *err, mg_severity sev);
+
+/* The "error" object of a JSON document: kind (err's code, else from exit_code), message,
+ * diagnostics. err may be NULL. */
+json_t *cli_error_json(int exit_code, const char *message, const mg_error *err);
 
 /* A JSON document with the common envelope: {"command", "ok", "exit_code", ...}. */
 json_t *cli_doc(const mg_cli *cli);

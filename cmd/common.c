@@ -1,4 +1,5 @@
 /* What every command shares: options, output, errors. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,24 @@ const struct option cli_global_longopts[] = {
     {"verbose", no_argument, NULL, 'v'},      {"no-color", no_argument, NULL, OPT_NO_COLOR},
     {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 };
+
+mg_cancel cli_signal;
+
+static void on_signal(int sig)
+{
+	cli_signal = sig;
+}
+
+int cli_signals_catch(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal}, ign = {.sa_handler = SIG_IGN};
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&ign.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
+	    sigaction(SIGPIPE, &ign, NULL))
+		return -1;
+	return 0;
+}
 
 bool cli_color_allowed(const mg_cli *cli, int fd)
 {
@@ -235,7 +254,7 @@ int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
 	return exit_code;
 }
 
-static json_t *error_json(int exit_code, const char *message, const mg_error *err)
+json_t *cli_error_json(int exit_code, const char *message, const mg_error *err)
 {
 	json_t *e = json_pack("{s:s, s:s}", "kind",
 	                      mg_error_name(err && err->code          ? err->code
@@ -260,7 +279,7 @@ int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 	fprintf(stderr, "Run 'migrate %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "error", error_json(EXIT_USAGE, msg, NULL));
+		json_object_set_new(doc, "error", cli_error_json(EXIT_USAGE, msg, NULL));
 		cli_doc_emit(cli, doc, EXIT_USAGE);
 	}
 	return EXIT_USAGE;
@@ -331,7 +350,7 @@ int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc)
 	if (cli->json) {
 		if (!doc)
 			doc = cli_doc(cli);
-		json_object_set_new(doc, "error", error_json(exit_code, err->message, err));
+		json_object_set_new(doc, "error", cli_error_json(exit_code, err->message, err));
 		cli_doc_emit(cli, doc, exit_code);
 	} else {
 		json_decref(doc);

@@ -18,13 +18,6 @@
 /* Progress redraws at most this often. */
 #define PROGRESS_MS 100
 
-static mg_cancel fleet_signal;
-
-static void on_signal(int sig)
-{
-	fleet_signal = sig;
-}
-
 /* The TTY line: the fleet's progress alone, or both sides' (lib/release calls one at a time). */
 typedef struct {
 	mg_cli *cli;
@@ -311,40 +304,6 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 				fputs(r->objects[i].diff, stdout);
 }
 
-static json_t *error_json(int rc, const mg_error *err)
-{
-	json_t *e = json_pack("{s:s, s:s}", "kind", mg_error_name(rc), "message", err->message);
-	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
-	return e;
-}
-
-/*
- * A signal stops the run between stages (lib/fleet looks at the flag); the default
- * action would leave hosts half switched with nothing journalled. A host that drops
- * its connection must fail that host, not kill the process: SIGPIPE is ignored.
- */
-static void signals_install(struct sigaction *old_int, struct sigaction *old_term,
-                            struct sigaction *old_pipe)
-{
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
-	struct sigaction ign = {0};
-	ign.sa_handler = SIG_IGN;
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGPIPE, &ign, old_pipe);
-}
-
-static void signals_restore(const struct sigaction *old_int, const struct sigaction *old_term,
-                            const struct sigaction *old_pipe)
-{
-	sigaction(SIGINT, old_int, NULL);
-	sigaction(SIGTERM, old_term, NULL);
-	sigaction(SIGPIPE, old_pipe, NULL);
-}
-
 /* The fleet alone (--vms-only, or a plan without a cluster): its own report and JSON. */
 static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error *err)
 {
@@ -360,10 +319,9 @@ static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error
 		json_decref(desc);
 		return EXIT_DONE;
 	}
-	int exit_code =
-	    run_rc == MG_ECANCELED ? (fleet_signal == SIGINT ? 130 : 143) : cli_exit_code(run_rc);
+	int exit_code = run_rc == MG_ECANCELED ? 128 + (int)cli_signal : cli_exit_code(run_rc);
 	if (doc && run_rc)
-		json_object_set_new(doc, "error", error_json(run_rc, err));
+		json_object_set_new(doc, "error", cli_error_json(EXIT_FAILED, err->message, err));
 	if (!doc)
 		print_summary(cli, in->plan, in->fleet, run_rc);
 	if (run_rc)
@@ -388,8 +346,8 @@ static int report_dual(mg_cli *cli, const mg_release *rel)
 			exit_code = cli_exit_code(in->state_rc);
 	}
 	bool failed = (in->fleet_ran && in->fleet_rc) || in->cluster_rc;
-	if (fleet_signal && failed)
-		exit_code = fleet_signal == SIGINT ? 130 : 143;
+	if (cli_signal && failed)
+		exit_code = 128 + (int)cli_signal;
 	else if (failed)
 		exit_code = EXIT_FAILED;
 	if (cli->json) {
@@ -398,11 +356,13 @@ static int report_dual(mg_cli *cli, const mg_release *rel)
 		json_decref(j);
 		/* the errors go where mg_release_to_json left them null */
 		if (in->fleet_ran && in->fleet_rc)
-			json_object_set_new(json_object_get(doc, "vms"), "error",
-			                    error_json(in->fleet_rc, in->fleet_err));
+			json_object_set_new(
+			    json_object_get(doc, "vms"), "error",
+			    cli_error_json(EXIT_FAILED, in->fleet_err->message, in->fleet_err));
 		if (in->cluster_rc)
-			json_object_set_new(json_object_get(doc, "kubernetes"), "error",
-			                    error_json(in->cluster_rc, in->cluster_err));
+			json_object_set_new(
+			    json_object_get(doc, "kubernetes"), "error",
+			    cli_error_json(EXIT_FAILED, in->cluster_err->message, in->cluster_err));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
 		if (in->vms && in->fleet_ran)
@@ -455,8 +415,6 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	mg_plan *plan = NULL;
 	mg_release *rel = NULL;
 	int exit_code = EXIT_DONE;
-	struct sigaction old_int, old_term, old_pipe;
-	bool signals = false;
 	int rc = cli_load_plan(cli, &plan, mg_release_plan_needs(op, vms_only, version_arg), &err);
 	if (rc)
 		goto fail;
@@ -471,13 +429,18 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	                         .command = cli->command,
 	                         .reason = reason,
 	                         .dry_run = cli->dry_run,
-	                         .cancel = &fleet_signal,
+	                         .cancel = &cli_signal,
 	                         .progress = progress};
 	progress_ctx pc = {.cli = cli,
 	                   .plan = name,
 	                   .verb = op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
 	                   .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0};
 	ro.progress_ud = &pc;
+	/* a signal stops both sides between stages, each host's outcome journalled */
+	if (!cli->dry_run && cli_signals_catch()) {
+		rc = mg_error_set(&err, MG_EIO, "cannot install the signal handlers");
+		goto fail;
+	}
 	if ((rc = mg_release_prepare(&rel, plan, &ro, &err)))
 		goto fail;
 	cli_print_diags(cli, &err); /* template warnings */
@@ -492,10 +455,6 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	if (!k8s && cli->dry_run) {
 		exit_code = report_fleet(cli, rel, 0, &err);
 		goto out;
-	}
-	if (!cli->dry_run) {
-		signals_install(&old_int, &old_term, &old_pipe);
-		signals = true;
 	}
 	rc = mg_release_run(rel, &err);
 	progress_clear(&pc);
@@ -519,8 +478,6 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 fail:
 	exit_code = cli_fail(cli, &err);
 out:
-	if (signals)
-		signals_restore(&old_int, &old_term, &old_pipe);
 	mg_release_free(rel);
 	mg_plan_free(plan);
 	mg_error_clear(&err);

@@ -22,13 +22,6 @@
 /* How often the loop wakes: the bound on how late a signal or a pause request is seen. */
 #define TICK_MS 100
 
-static mg_cancel stop_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
 typedef struct {
 	mg_cli *cli;
 	mg_migration *m;
@@ -129,18 +122,6 @@ static void sleep_tick(int64_t ms)
 	nanosleep(&ts, NULL); /* a signal ends it early, which is the point */
 }
 
-static int install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* no SA_RESTART: a sleep or a read should end when the operator asks */
-	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
-		return -1;
-	return 0;
-}
-
 /* --dry-run: the steps the autopilot would take. */
 static void print_dry_run(run_ctx *r, int until_idx)
 {
@@ -162,12 +143,12 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 {
 	block_draw(r);
 	int64_t drawn_at = 0;
-	while (*end == MG_RUN_GOES_ON && !stop_signal) {
+	while (*end == MG_RUN_GOES_ON && !cli_signal) {
 		int64_t now = mg_now_ms(), next = mg_autopilot_next_eval_ms(r->ap);
 		int rc = mg_autopilot_tick(end, r->ap, now, err);
 		if (rc)
 			return rc;
-		if (*end != MG_RUN_GOES_ON || stop_signal)
+		if (*end != MG_RUN_GOES_ON || cli_signal)
 			break;
 		if (mg_autopilot_next_eval_ms(r->ap) != next)
 			drawn_at = 0; /* evaluated: show it now */
@@ -202,8 +183,8 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	const char *outcome = "stopped";
 	mg_run_end end = MG_RUN_GOES_ON;
-	stop_signal = 0;
-	if (install_signals()) {
+	cli_signal = 0;
+	if (cli_signals_catch()) {
 		mg_error_set(&err, MG_ERROR, "cannot install signal handlers");
 		return cli_fail(cli, &err);
 	}
@@ -236,7 +217,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	mg_step_verdict_clear(&v);
 	if (rc)
 		goto fail;
-	mg_migration_set_cancel(r.m, &stop_signal);
+	mg_migration_set_cancel(r.m, &cli_signal);
 	rc = mg_migration_metrics_open(r.m, &err);
 	if (rc)
 		goto fail;
@@ -257,12 +238,12 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	r.tty = false; /* the closing lines stand alone */
 	/* stopped by a signal (still going on): the weights stay where the last read-back put
 	 * them */
-	exit_code = end == MG_RUN_GOES_ON  ? 128 + (int)stop_signal
+	exit_code = end == MG_RUN_GOES_ON  ? 128 + (int)cli_signal
 	            : end == MG_RUN_DONE   ? EXIT_DONE
 	            : end == MG_RUN_FAILED ? EXIT_FAILED
 	                                   : EXIT_INCONCLUSIVE;
 	char say[256];
-	outcome = mg_autopilot_finish(r.ap, end, stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+	outcome = mg_autopilot_finish(r.ap, end, cli_signal == SIGINT ? "SIGINT" : "SIGTERM",
 	                              exit_code, say, sizeof(say));
 	if (*say)
 		event(&r, "%s", say);
