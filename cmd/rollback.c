@@ -80,18 +80,9 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 		goto out;
 	const mg_traffic_state *rb = &out.read_back;
 	const char *name = mg_plan_name(mg_migration_plan(m));
-	const char *reconciled = mg_migration_reconciled(m);
 	if (doc) {
-		json_object_set_new(doc, "plan", json_string(name));
-		json_object_set_new(doc, "from", json_pack("{s:f}", "k8s_percent", from));
-		json_object_set_new(doc, "to",
-		                    json_pack("{s:f, s:o}", "k8s_percent", to, "step",
-		                              idx < 0 ? json_null() : json_integer(idx + 1)));
-		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(rb));
-		json_object_set_new(doc, "phase",
-		                    json_string(mg_phase_name(mg_migration_state(m)->phase)));
-		json_object_set_new(doc, "reconciled",
-		                    reconciled ? json_string(reconciled) : json_null());
+		json_object_update_new(doc,
+		                       mg_migration_move_to_json(m, &out, from, NULL, to, idx));
 	} else {
 		char a[32], b[32];
 		mg_percent_format(a, sizeof(a), to);

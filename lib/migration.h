@@ -140,6 +140,15 @@ int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double 
 int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_percent, int idx,
                           const char *reason, bool forced, mg_error *err);
 
+/*
+ * A move of traffic as `-o json` reports it: plan, from {k8s_percent, step}
+ * (no step when from_idx is NULL: a rollback starts from what the balancer
+ * reads, wherever that is), to {k8s_percent, step}, read_back, phase and
+ * reconciled. Steps are 1-based, null for 0%. New reference.
+ */
+json_t *mg_migration_move_to_json(const mg_migration *m, const mg_shift_outcome *out, double from,
+                                  const int *from_idx, double to, int idx);
+
 /* ---- gate journalling ---- */
 
 /* Records the evaluation in st's gate fields (not saved). */
