@@ -203,7 +203,8 @@ static const char global_help[] =
     "      --version       show migrate's version and commit\n";
 
 static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
-                                "3 locked, paused or state moved, 4 inconclusive; `run`, `deploy` "
+                                "3 locked, paused or state moved, 4 inconclusive, 5 traffic moved "
+                                "but not recorded; `run`, `deploy` "
                                 "and `rollback --release` stopped by SIGINT or SIGTERM: 130 or "
                                 "143.\n";
 

@@ -196,31 +196,18 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	const mg_state *st = mg_migration_state(r.m);
 	const mg_plan_traffic *t = mg_migration_traffic(r.m);
 
-	int until_idx = mg_migration_step_index(t, until_pct);
-	if (until_idx < 0) {
-		rc = mg_error_set(
-		    &err, MG_EINVALID,
-		    "--until %s is not one of traffic.steps; `migrate plan` lists them", o.until);
+	int until_idx;
+	const char *done = NULL;
+	rc = mg_autopilot_prepare(&until_idx, &done, r.m, until_pct, o.until, o.allow_skew,
+	                          &cli_signal, &err);
+	if (rc)
 		goto fail;
-	}
-	if (st->step_index >= until_idx) {
-		outcome = st->phase == MG_PHASE_COMPLETE ? "complete" : "until-reached";
+	if (done) {
+		outcome = done;
 		event(&r, "already at step %d of %zu; nothing to do", st->step_index + 1,
 		      t->nsteps);
 		goto done;
 	}
-	/* the rules of `migrate step` (skew, drift, pause); the bake and the gates are the
-	 * loop's to wait for */
-	mg_step_rules rules = {.allow_skew = o.allow_skew, .now_ms = mg_now_ms()};
-	mg_step_verdict v;
-	rc = mg_migration_check_step(&v, r.m, &rules, &err);
-	mg_step_verdict_clear(&v);
-	if (rc)
-		goto fail;
-	mg_migration_set_cancel(r.m, &cli_signal);
-	rc = mg_migration_metrics_open(r.m, &err);
-	if (rc)
-		goto fail;
 	if (cli->dry_run) {
 		print_dry_run(&r, until_idx);
 		outcome = "dry-run";

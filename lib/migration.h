@@ -305,6 +305,18 @@ typedef struct {
 int mg_autopilot_new(mg_autopilot **out, mg_migration *m, const mg_autopilot_options *o,
                      mg_error *err);
 void mg_autopilot_free(mg_autopilot *ap);
+/*
+ * Before a run over m: *until_idx, the step until_pct names (until_text: as the
+ * operator wrote it, NULL for 100; MG_EINVALID when it is not one of
+ * traffic.steps); *done, "complete" or "until-reached" when the current step is
+ * already there (nothing to do, nothing checked), else NULL, and then the rules
+ * of `migrate step` (skew unless allow_skew, drift, pause; the bake and the
+ * gates are the loop's to wait for) and the metrics source, opened. cancel (may
+ * be NULL) stops every wait of the run.
+ */
+int mg_autopilot_prepare(int *until_idx, const char **done, mg_migration *m, double until_pct,
+                         const char *until_text, bool allow_skew, const mg_cancel *cancel,
+                         mg_error *err);
 /* Journals start and takes the first step when none was taken (the measurement). */
 int mg_autopilot_start(mg_run_end *end, mg_autopilot *ap, mg_error *err);
 /*
