@@ -148,12 +148,6 @@ int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc);
 /* Prints err's diagnostics to stderr (errors and warnings), at most CLI_MAX_DIAGS of them. */
 #define CLI_MAX_DIAGS 100
 void cli_print_diags(mg_cli *cli, const mg_error *err);
-/* Adds err's diagnostics to a JSON array (objects with file, line, column, path, message). */
-json_t *cli_diags_json(const mg_error *err, mg_severity sev);
-
-/* The "error" object of a JSON document: kind (err's code, else from exit_code), message,
- * diagnostics. err may be NULL. */
-json_t *cli_error_json(int exit_code, const char *message, const mg_error *err);
 
 /* A JSON document with the common envelope: {"command", "ok", "exit_code", ...}. */
 json_t *cli_doc(const mg_cli *cli);

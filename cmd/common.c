@@ -254,17 +254,6 @@ int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
 	return exit_code;
 }
 
-json_t *cli_error_json(int exit_code, const char *message, const mg_error *err)
-{
-	json_t *e = json_pack("{s:s, s:s}", "kind",
-	                      mg_error_name(err && err->code          ? err->code
-	                                    : exit_code == EXIT_USAGE ? MG_EINVALID
-	                                                              : MG_ERROR),
-	                      "message", message);
-	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
-	return e;
-}
-
 int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 {
 	char msg[1024];
@@ -279,7 +268,7 @@ int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 	fprintf(stderr, "Run 'migrate %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "error", cli_error_json(EXIT_USAGE, msg, NULL));
+		json_object_set_new(doc, "error", mg_error_json(NULL, MG_EINVALID, msg));
 		cli_doc_emit(cli, doc, EXIT_USAGE);
 	}
 	return EXIT_USAGE;
@@ -322,20 +311,6 @@ static void print_diag(bool c, const mg_diag *d)
 		fprintf(stderr, "%s\n", line);
 }
 
-json_t *cli_diags_json(const mg_error *err, mg_severity sev)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; err && i < err->ndiags; i++) {
-		const mg_diag *d = &err->diags[i];
-		if (d->severity != sev)
-			continue;
-		json_array_append_new(a, json_pack("{s:s?, s:i, s:i, s:s?, s:s}", "file", d->file,
-		                                   "line", d->line, "column", d->col, "path",
-		                                   d->path, "message", d->message));
-	}
-	return a;
-}
-
 int cli_fail(mg_cli *cli, mg_error *err)
 {
 	return cli_fail_doc(cli, err, NULL);
@@ -350,7 +325,7 @@ int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc)
 	if (cli->json) {
 		if (!doc)
 			doc = cli_doc(cli);
-		json_object_set_new(doc, "error", cli_error_json(exit_code, err->message, err));
+		json_object_set_new(doc, "error", mg_error_json(err, MG_ERROR, NULL));
 		cli_doc_emit(cli, doc, exit_code);
 	} else {
 		json_decref(doc);

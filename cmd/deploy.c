@@ -321,7 +321,7 @@ static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error
 	}
 	int exit_code = run_rc == MG_ECANCELED ? 128 + (int)cli_signal : cli_exit_code(run_rc);
 	if (doc && run_rc)
-		json_object_set_new(doc, "error", cli_error_json(EXIT_FAILED, err->message, err));
+		json_object_set_new(doc, "error", mg_error_json(err, MG_ERROR, NULL));
 	if (!doc)
 		print_summary(cli, in->plan, in->fleet, run_rc);
 	if (run_rc)
@@ -356,13 +356,11 @@ static int report_dual(mg_cli *cli, const mg_release *rel)
 		json_decref(j);
 		/* the errors go where mg_release_to_json left them null */
 		if (in->fleet_ran && in->fleet_rc)
-			json_object_set_new(
-			    json_object_get(doc, "vms"), "error",
-			    cli_error_json(EXIT_FAILED, in->fleet_err->message, in->fleet_err));
+			json_object_set_new(json_object_get(doc, "vms"), "error",
+			                    mg_error_json(in->fleet_err, MG_ERROR, NULL));
 		if (in->cluster_rc)
-			json_object_set_new(
-			    json_object_get(doc, "kubernetes"), "error",
-			    cli_error_json(EXIT_FAILED, in->cluster_err->message, in->cluster_err));
+			json_object_set_new(json_object_get(doc, "kubernetes"), "error",
+			                    mg_error_json(in->cluster_err, MG_ERROR, NULL));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
 		if (in->vms && in->fleet_ran)

@@ -18,8 +18,8 @@ static int validate_one(mg_cli *cli, const char *path, json_t *plans)
 	if (cli->json) {
 		json_t *o = json_pack("{s:s, s:b, s:s?}", "file", path, "valid", rc == 0, "name",
 		                      plan ? mg_plan_name(plan) : NULL);
-		json_object_set_new(o, "errors", cli_diags_json(&err, MG_SEV_ERROR));
-		json_object_set_new(o, "warnings", cli_diags_json(&err, MG_SEV_WARNING));
+		json_object_set_new(o, "errors", mg_error_diags_json(&err, MG_SEV_ERROR));
+		json_object_set_new(o, "warnings", mg_error_diags_json(&err, MG_SEV_WARNING));
 		json_array_append_new(plans, o);
 	} else {
 		bool c = cli->color_out;
