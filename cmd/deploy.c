@@ -354,13 +354,6 @@ static int report_dual(mg_cli *cli, const mg_release *rel)
 		json_t *doc = cli_doc(cli), *j = mg_release_to_json(rel);
 		json_object_update(doc, j);
 		json_decref(j);
-		/* the errors go where mg_release_to_json left them null */
-		if (in->fleet_ran && in->fleet_rc)
-			json_object_set_new(json_object_get(doc, "vms"), "error",
-			                    mg_error_json(in->fleet_err, MG_ERROR, NULL));
-		if (in->cluster_rc)
-			json_object_set_new(json_object_get(doc, "kubernetes"), "error",
-			                    mg_error_json(in->cluster_err, MG_ERROR, NULL));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
 		if (in->vms && in->fleet_ran)

@@ -146,8 +146,8 @@ void mg_release_free(mg_release *r);
  * to merge into the envelope. The fleet alone: plan, op, version,
  * from_version, artifact, sha256, then a dry run's batches and hosts or the
  * run's result and the fleet's versions. Otherwise: plan, op, version,
- * dry_run, vms, kubernetes (each with "error": null, for the caller to
- * fill) and versions.
+ * dry_run, vms, kubernetes (each with "error": {kind, message, diagnostics}
+ * when that side failed, else null) and versions.
  */
 json_t *mg_release_to_json(const mg_release *r);
 
