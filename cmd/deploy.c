@@ -99,6 +99,15 @@ static void fmt_secs(char *buf, size_t size, int64_t ms)
 		snprintf(buf, size, "%.1fs", (double)ms / 1000.0);
 }
 
+/* A table row without the padding of its last column. */
+static void print_row(char *line)
+{
+	size_t n = strlen(line);
+	while (n && line[n - 1] == ' ')
+		line[--n] = '\0';
+	printf("%s\n", line);
+}
+
 static void print_table(const mg_cli *cli, const mg_fleet_result *r)
 {
 	bool c = cli->color_out;
@@ -143,10 +152,7 @@ static void print_table(const mg_cli *cli, const mg_fleet_result *r)
 		         ran ? mg_fleet_stage_name(h->stage) : "-", up,
 		         ran && *h->previous ? h->previous : "-",
 		         h->version_known && *h->version ? h->version : (ran ? "?" : "-"), t, why);
-		size_t n = strlen(line);
-		while (n && line[n - 1] == ' ')
-			line[--n] = '\0';
-		printf("%s\n", line);
+		print_row(line);
 	}
 	if (hidden)
 		printf("  (%zu host%s that succeeded not listed; -v lists every host)\n", hidden,
@@ -174,8 +180,9 @@ static void print_summary(const mg_cli *cli, const char *plan, const mg_fleet_re
 	print_table(cli, r);
 }
 
-static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *desc)
+static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o)
 {
+	json_t *desc = mg_fleet_describe(o);
 	const mg_plan_vms *v = o->vms;
 	size_t bs = mg_plan_vms_batch_size(v);
 	size_t nb = mg_fleet_batch_count(v->nhosts, bs);
@@ -212,6 +219,7 @@ static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *d
 	if (!all)
 		printf("(every host gets the steps of the first, with its own address; -v lists "
 		       "them for each)\n");
+	json_decref(desc);
 }
 
 /* "1 of 1 Deployment" as before, or "2 of 3 workloads" once StatefulSets or DaemonSets are in */
@@ -284,10 +292,7 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 		snprintf(line, sizeof(line), "  %-*s  %s%-10s%s  %-9s  %s", (int)w, name,
 		         cli_c(c, col), mg_cluster_outcome_name(o->outcome), cli_c(c, C_RESET), ro,
 		         o->error ? o->error : "");
-		size_t n = strlen(line);
-		while (n && line[n - 1] == ' ')
-			line[--n] = '\0';
-		printf("%s\n", line);
+		print_row(line);
 	}
 	if (r->rollouts_not_waited) {
 		/* the waits stop at the first failure: say what nobody watched */
@@ -308,15 +313,13 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error *err)
 {
 	const mg_release_info *in = mg_release_info_get(rel);
-	json_t *doc = cli->json ? cli_doc(cli) : NULL, *j = doc ? mg_release_to_json(rel) : NULL;
-	json_object_update(doc, j);
-	json_decref(j);
+	json_t *doc = cli->json ? cli_doc(cli) : NULL;
+	if (doc)
+		json_object_update_new(doc, mg_release_to_json(rel));
 	if (cli->dry_run && doc)
 		return cli_doc_emit(cli, doc, EXIT_DONE);
 	if (cli->dry_run) {
-		json_t *desc = mg_fleet_describe(in->fleet_options);
-		dry_run_text(cli, in->fleet_options, desc);
-		json_decref(desc);
+		dry_run_text(cli, in->fleet_options);
 		return EXIT_DONE;
 	}
 	int exit_code = run_rc == MG_ECANCELED ? 128 + (int)cli_signal : cli_exit_code(run_rc);
@@ -351,18 +354,14 @@ static int report_dual(mg_cli *cli, const mg_release *rel)
 	else if (failed)
 		exit_code = EXIT_FAILED;
 	if (cli->json) {
-		json_t *doc = cli_doc(cli), *j = mg_release_to_json(rel);
-		json_object_update(doc, j);
-		json_decref(j);
+		json_t *doc = cli_doc(cli);
+		json_object_update_new(doc, mg_release_to_json(rel));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
 		if (in->vms && in->fleet_ran)
 			print_summary(cli, name, in->fleet, in->fleet_rc);
-		else if (in->vms && cli->dry_run) {
-			json_t *desc = mg_fleet_describe(in->fleet_options);
-			dry_run_text(cli, in->fleet_options, desc);
-			json_decref(desc);
-		}
+		else if (in->vms && cli->dry_run)
+			dry_run_text(cli, in->fleet_options);
 		print_cluster(cli, name, verb, in->version, cr, in->cluster_rc);
 		if (in->secret_files)
 			printf(
