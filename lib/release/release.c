@@ -291,6 +291,8 @@ int mg_release_begin(mg_release *r, mg_error *err)
 		    .cancel = r->o.cancel,
 		    .progress = r->o.progress ? cluster_progress : NULL,
 		    .progress_ud = r,
+		    .release = r->version,
+		    .rollback = r->o.op == MG_FLEET_ROLLBACK,
 		};
 	r->begun = true;
 out:
