@@ -26,10 +26,12 @@
 #include "store.h"
 
 /*
- * Every object migrate applies carries the release it was applied for, and
- * the release its live object carried before when that differs (what a
- * deploy replaced; a rollback leaves none: going back is done once), so a
- * state directory lost with a CI runner can be rebuilt from the cluster.
+ * Every workload migrate applies (Deployment, StatefulSet, DaemonSet) carries
+ * the release it was applied for, and the release its live object carried
+ * before when that differs (what a deploy replaced; a rollback leaves none:
+ * going back is done once), so a state directory lost with a CI runner can
+ * be rebuilt from the cluster. Other objects carry nothing: one a release did
+ * not change stays "unchanged".
  */
 #define MG_CLUSTER_RELEASE_ANNOTATION  "migrate/release"
 #define MG_CLUSTER_PREVIOUS_ANNOTATION "migrate/previous-release"

@@ -210,7 +210,7 @@ static const char *annotation(const json_t *obj, const char *key)
 }
 
 /*
- * The manifest as sent: a copy carrying the release and, for a deploy, the
+ * The manifest as sent: a copy, a workload's carrying the release and, for a deploy, the
  * release the live object carried before (kept across a re-apply of the same
  * release); a new reference, NULL on out of memory. Values from the cluster
  * go in only when they are release names.
@@ -218,7 +218,12 @@ static const char *annotation(const json_t *obj, const char *key)
 static json_t *annotated(const json_t *manifest, const json_t *live, const mg_cluster_options *o)
 {
 	json_t *copy = json_deep_copy(manifest);
-	if (!copy || !o->release)
+	/* workloads only: their content changes with every release anyway, while a Service
+	 * or a ConfigMap the release did not change stays "unchanged" */
+	const char *kind = jstr(manifest, "kind");
+	if (!copy || !o->release || !kind ||
+	    (strcmp(kind, "Deployment") && strcmp(kind, "StatefulSet") &&
+	     strcmp(kind, "DaemonSet")))
 		return copy;
 	json_t *md = json_object_get(copy, "metadata");
 	if (!json_is_object(md))
