@@ -231,8 +231,15 @@ static int rollback_target(mg_release *r, mg_error *err)
 		 * `deploy --k8s-only --version` would apply them (info.rebuilt says so) */
 		mg_error_clear(err);
 		rc = mg_cluster_render(&r->objects, r->plan, r->version, &r->secret_files, err);
-		if (!rc)
+		if (!rc) {
 			mg_error_clear(err); /* template warnings: shown when it was deployed */
+			size_t len = strlen(r->rebuilt);
+			snprintf(
+			    r->rebuilt + len, sizeof(r->rebuilt) - len,
+			    "; %s's manifests are not recorded there: rendered from the plan's "
+			    "templates",
+			    r->version);
+		}
 	} else if (rc == MG_ENOTFOUND) {
 		mg_error_clear(err);
 		rc = mg_error_set(err, MG_EINVALID,
