@@ -55,8 +55,8 @@ static int vms_side(mg_state *st, const mg_plan_vms *v, const mg_release_rebuild
 		if (!*h->current)
 			rc = mg_error_set(
 			    err, MG_EINVALID,
-			    "no state is recorded in %s and %s has no release to roll "
-			    "back from: its current is %s",
+			    "nothing to roll back to on the VMs: no state is recorded in %s and %s "
+			    "runs no release (its current is %s)",
 			    o->state_dir, h->host->name,
 			    !strcmp(h->kind, "none") ? "missing" : "not a link to a release");
 		else if (cur && strcmp(cur, h->current))
