@@ -90,11 +90,16 @@ int mg_cluster_read_live(mg_cluster_live *out, mg_kube_client *c, const mg_plan 
 {
 	memset(out, 0, sizeof(*out));
 	json_t *objects = NULL;
-	int rc = mg_cluster_render(&objects, plan, NAMES_ONLY, NULL, err);
-	if (rc)
+	/* an error of its own: the renderer reads a code already in err as its failure, and
+	 * the template warnings were shown when the release was deployed */
+	mg_error rerr = MG_ERROR_INIT;
+	int rc = mg_cluster_render(&objects, plan, NAMES_ONLY, NULL, &rerr);
+	if (rc) {
+		mg_error_set(err, rc, "%s", rerr.message);
+		mg_error_clear(&rerr);
 		return rc;
-	/* the template warnings were shown when the release was deployed */
-	mg_error_clear(err);
+	}
+	mg_error_clear(&rerr);
 	size_t i;
 	json_t *o;
 	json_array_foreach(objects, i, o)

@@ -52,10 +52,27 @@ static void teardown(void)
 
 TestSuite(rebuild, .init = setup, .fini = teardown, .timeout = 90);
 
+/* A plan with the cluster and, with nvms > 0, that many of the VMs. */
 static void write_plan(int nvms)
 {
-	char text[16384], hosts[8192];
-	tu_vms_hosts_lines(&vms, nvms, hosts, sizeof(hosts));
+	char text[16384], hosts[8192], vms_yaml[12288] = "";
+	if (nvms) {
+		tu_vms_hosts_lines(&vms, nvms, hosts, sizeof(hosts));
+		snprintf(vms_yaml, sizeof(vms_yaml),
+		         "vms:\n"
+		         "  hosts:\n%s"
+		         "  user: root\n"
+		         "  identity_file: %s\n"
+		         "  known_hosts: %s\n"
+		         "  path: %s\n"
+		         "  parallel: 4\n"
+		         "  batch: \"2\"\n"
+		         "  max_failures: 0\n"
+		         "  connect_timeout: 3s\n"
+		         "  command_timeout: 20s\n"
+		         "  health: { url: \"http://${host}:%d/healthz\", timeout: 3s }\n",
+		         hosts, vms.identity, vms.known_hosts, vms.path, vms.health_port);
+	}
 	snprintf(text, sizeof(text),
 	         "version: 1\n"
 	         "name: shop\n"
@@ -69,21 +86,9 @@ static void write_plan(int nvms)
 	         "  rollout_timeout: 20s\n"
 	         "  values: { replicas: 2, max_replicas: 6, port: 8080, cpu: 100m, "
 	         "memory: 64Mi, health_path: /healthz, nginx_image: nginx:1.25 }\n"
-	         "vms:\n"
-	         "  hosts:\n%s"
-	         "  user: root\n"
-	         "  identity_file: %s\n"
-	         "  known_hosts: %s\n"
-	         "  path: %s\n"
-	         "  parallel: 4\n"
-	         "  batch: \"2\"\n"
-	         "  max_failures: 0\n"
-	         "  connect_timeout: 3s\n"
-	         "  command_timeout: 20s\n"
-	         "  health: { url: \"http://${host}:%d/healthz\", timeout: 3s }\n"
+	         "%s"
 	         "state:\n  dir: state\n",
-	         k.kubeconfig, cwd, hosts, vms.identity, vms.known_hosts, vms.path,
-	         vms.health_port);
+	         k.kubeconfig, cwd, vms_yaml);
 	tu_write_file(plan, text);
 }
 
@@ -136,12 +141,12 @@ static bool has(json_t *list, const char *s)
 	return false;
 }
 
-/* Jobs 1 and 2 of the pipeline: 1.0, then 1.1, with their own state directory. */
+/* Jobs 1 and 2 of the pipeline: 1.0.0, then 1.1.0, with their own state directory. */
 static void deploy_two_releases(void)
 {
-	tu_make_artifact(dir, "1.0", true);
-	tu_make_artifact(dir, "1.1", true);
-	const char *versions[] = {"1.0", "1.1"};
+	tu_make_artifact(dir, "1.0.0", true);
+	tu_make_artifact(dir, "1.1.0", true);
+	const char *versions[] = {"1.0.0", "1.1.0"};
 	for (int i = 0; i < 2; i++) {
 		tu_output r = tu_migrate_plan(plan, "deploy", "--state-dir", state_a, "--version",
 		                              versions[i], NULL);
@@ -149,9 +154,9 @@ static void deploy_two_releases(void)
 		tu_output_free(&r);
 	}
 	for (int i = 0; i < vms.n; i++)
-		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.1"), "vm %d: %s", i,
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.1.0"), "vm %d: %s", i,
 		          tu_vms_current(&vms, i));
-	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1");
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1.0");
 }
 
 Test(rebuild, three_jobs_status_and_rollback_from_an_empty_state_dir)
@@ -160,8 +165,8 @@ Test(rebuild, three_jobs_status_and_rollback_from_an_empty_state_dir)
 	write_plan(3);
 	deploy_two_releases();
 	/* what the cluster side will be read back from */
-	cr_assert_str_eq(deployment("migrate/release"), "1.1");
-	cr_assert_str_eq(deployment("migrate/previous-release"), "1.0");
+	cr_assert_str_eq(deployment("migrate/release"), "1.1.0");
+	cr_assert_str_eq(deployment("migrate/previous-release"), "1.0.0");
 
 	/* job 3, a fresh runner: nothing in B */
 	tu_output r = tu_migrate_plan(plan, "status", "--state-dir", state_b, "-o", "json", NULL);
@@ -174,16 +179,16 @@ Test(rebuild, three_jobs_status_and_rollback_from_an_empty_state_dir)
 	              has(rebuilt, "versions.kubernetes_previous") && has(rebuilt, "fleet"),
 	          "%s", r.out);
 	json_t *v = json_object_get(json_object_get(doc, "state"), "versions");
-	cr_assert_str_eq(vstr(v, "vms"), "1.1");
-	cr_assert_str_eq(vstr(v, "vms_previous"), "1.0");
-	cr_assert_str_eq(vstr(v, "kubernetes"), "1.1");
-	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0");
+	cr_assert_str_eq(vstr(v, "vms"), "1.1.0");
+	cr_assert_str_eq(vstr(v, "vms_previous"), "1.0.0");
+	cr_assert_str_eq(vstr(v, "kubernetes"), "1.1.0");
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0.0");
 	json_t *from = json_object_get(doc, "rebuilt_from");
 	cr_assert_eq(json_integer_value(json_object_get(from, "hosts_read")), 3);
 	json_t *h0 = json_array_get(json_object_get(from, "hosts"), 0);
-	cr_assert_str_eq(vstr(h0, "current"), "1.1");
+	cr_assert_str_eq(vstr(h0, "current"), "1.1.0");
 	cr_assert_eq(json_array_size(json_object_get(h0, "releases")), 2);
-	cr_assert_str_eq(vstr(json_object_get(from, "cluster"), "version"), "1.1");
+	cr_assert_str_eq(vstr(json_object_get(from, "cluster"), "version"), "1.1.0");
 	cr_assert(json_is_false(json_object_get(json_object_get(doc, "fleet"), "skew")));
 	json_decref(doc);
 	tu_output_free(&r);
@@ -195,23 +200,36 @@ Test(rebuild, three_jobs_status_and_rollback_from_an_empty_state_dir)
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "versions rebuilt from what the hosts and the cluster hold"), "%s",
 	          r.out);
-	cr_assert(strstr(r.out, "VMs 1.1 (before: 1.0), cluster 1.1 (before: 1.0)"), "%s", r.out);
+	cr_assert(strstr(r.out, "VMs 1.1.0 (before: 1.0.0), cluster 1.1.0 (before: 1.0.0)"), "%s",
+	          r.out);
 	cr_assert(strstr(r.out, "rebuilt    VMs from the hosts (current and releases/, 3 of 3 "
 	                        "read)"),
 	          "%s", r.out);
-	cr_assert(strstr(r.out, "fleet      3 hosts: 3 on 1.1"), "%s", r.out);
+	cr_assert(strstr(r.out, "fleet      3 hosts: 3 on 1.1.0"), "%s", r.out);
 	tu_output_free(&r);
 
-	/* rollback --release goes back to 1.0 on both sides */
+	/* a dry run reads the same and changes nothing, not even creating B */
+	r = tu_migrate_plan(plan, "rollback", "--release", "--dry-run", "--state-dir", state_b,
+	                    "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	doc = tu_json_doc(&r);
+	cr_assert_str_eq(vstr(doc, "version"), "1.0.0");
+	cr_assert(strstr(vstr(doc, "rebuilt"), "read from the hosts"), "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	cr_assert_neq(stat(state_b, &sb), 0);
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1.0");
+
+	/* rollback --release goes back to 1.0.0 on both sides */
 	r = tu_migrate_plan(plan, "rollback", "--release", "--state-dir", state_b, NULL);
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.out, "no state recorded in"), "%s", r.out);
 	tu_output_free(&r);
 	for (int i = 0; i < 3; i++)
-		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.0"), "vm %d: %s", i,
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.0.0"), "vm %d: %s", i,
 		          tu_vms_current(&vms, i));
-	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.0");
-	cr_assert_str_eq(deployment("migrate/release"), "1.0");
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.0.0");
+	cr_assert_str_eq(deployment("migrate/release"), "1.0.0");
 	/* gone back once: nothing to go back to again */
 	cr_assert_str_eq(deployment("migrate/previous-release"), "(null)");
 
@@ -222,8 +240,8 @@ Test(rebuild, three_jobs_status_and_rollback_from_an_empty_state_dir)
 	cr_assert(json_is_true(json_object_get(doc, "recorded")));
 	cr_assert(json_is_null(json_object_get(doc, "rebuilt")));
 	v = json_object_get(json_object_get(doc, "state"), "versions");
-	cr_assert_str_eq(vstr(v, "vms"), "1.0");
-	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0");
+	cr_assert_str_eq(vstr(v, "vms"), "1.0.0");
+	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0.0");
 	json_decref(doc);
 	tu_output_free(&r);
 }
@@ -239,7 +257,7 @@ Test(rebuild, an_unreachable_host_is_named_and_nothing_rolls_back)
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	json_t *doc = tu_json_doc(&r);
 	json_t *rebuilt = json_object_get(doc, "rebuilt");
-	/* two of three hosts say 1.1: the VMs' version is not claimed */
+	/* two of three hosts say 1.1.0: the VMs' version is not claimed */
 	cr_assert(!has(rebuilt, "versions.vms") && !has(rebuilt, "versions.vms_previous"), "%s",
 	          r.out);
 	cr_assert(has(rebuilt, "versions.kubernetes"), "%s", r.out);
@@ -271,9 +289,9 @@ Test(rebuild, an_unreachable_host_is_named_and_nothing_rolls_back)
 	                        "read (vm-02: "),
 	          "%s", r.err);
 	tu_output_free(&r);
-	cr_assert(strstr(tu_vms_current(&vms, 0), "releases/1.1"));
-	cr_assert(strstr(tu_vms_current(&vms, 2), "releases/1.1"));
-	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1");
+	cr_assert(strstr(tu_vms_current(&vms, 0), "releases/1.1.0"));
+	cr_assert(strstr(tu_vms_current(&vms, 2), "releases/1.1.0"));
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1.0");
 }
 
 Test(rebuild, a_deployment_without_the_annotation_is_not_guessed)
@@ -320,8 +338,8 @@ Test(rebuild, a_deployment_without_the_annotation_is_not_guessed)
 	cr_assert(strstr(r.err, "--vms-only rolls back the VMs alone"), "%s", r.err);
 	tu_output_free(&r);
 	for (int i = 0; i < 2; i++)
-		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.1"), "vm %d", i);
-	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1");
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.1.0"), "vm %d", i);
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1.0");
 
 	/* the VMs alone are known: they go back */
 	r = tu_migrate_plan(plan, "rollback", "--release", "--vms-only", "--state-dir", state_b,
@@ -329,6 +347,46 @@ Test(rebuild, a_deployment_without_the_annotation_is_not_guessed)
 	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
 	tu_output_free(&r);
 	for (int i = 0; i < 2; i++)
-		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.0"), "vm %d", i);
-	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1");
+		cr_assert(strstr(tu_vms_current(&vms, i), "releases/1.0.0"), "vm %d", i);
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.1.0");
+}
+
+/* The cluster alone, every job on a fresh state directory: deploy, deploy, rollback, rollback. */
+Test(rebuild, cluster_only_every_job_fresh_goes_back_once)
+{
+	char fresh[4][300];
+	for (int i = 0; i < 4; i++)
+		snprintf(fresh[i], sizeof(fresh[i]), "%s/job-%d", dir, i + 1);
+	write_plan(0);
+	const char *versions[] = {"1.0.0", "1.1.0"};
+	for (int i = 0; i < 2; i++) {
+		tu_output r = tu_migrate_plan(plan, "deploy", "--k8s-only", "--state-dir", fresh[i],
+		                              "--version", versions[i], NULL);
+		cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+		tu_output_free(&r);
+	}
+	/* job 2 knew nothing of job 1: the live Deployment said what it replaced */
+	cr_assert_str_eq(deployment("migrate/previous-release"), "1.0.0");
+
+	tu_output r = tu_migrate_plan(plan, "rollback", "--release", "--k8s-only", "--state-dir",
+	                              fresh[2], "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	cr_assert(strstr(vstr(doc, "rebuilt"), "rendered from the plan's templates"), "%s", r.out);
+	cr_assert_str_eq(vstr(json_object_get(doc, "kubernetes"), "from_version"), "1.1.0");
+	cr_assert_str_eq(vstr(json_object_get(doc, "versions"), "kubernetes"), "1.0.0");
+	json_decref(doc);
+	tu_output_free(&r);
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.0.0");
+	cr_assert_str_eq(deployment("migrate/release"), "1.0.0");
+
+	/* gone back once, as with a recorded state: the next fresh job has nowhere to go */
+	r = tu_migrate_plan(plan, "rollback", "--release", "--k8s-only", "--state-dir", fresh[3],
+	                    NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, "nothing to roll back to on the cluster: no state is recorded"),
+	          "%s", r.err);
+	cr_assert(strstr(r.err, "carries no migrate/previous-release annotation"), "%s", r.err);
+	tu_output_free(&r);
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.0.0");
 }
