@@ -108,7 +108,8 @@ static bool parse_output(mg_fleet_survey_host *h, const char *out)
 		snprintf(h->kind, sizeof(h->kind), "%s", "other");
 	if (!strcmp(h->kind, "link"))
 		mg_fleet_link_release(h->current, sizeof(h->current), link);
-	qsort(rel, n, sizeof(*rel), older);
+	if (n) /* qsort wants a real array, even of none */
+		qsort(rel, n, sizeof(*rel), older);
 	if (ok && n) {
 		h->releases = calloc(n, sizeof(*h->releases));
 		ok = h->releases != NULL;
