@@ -27,7 +27,7 @@ struct mg_release {
 	mg_kube_client *client;
 	mg_store *store;
 	mg_state st;
-	char rebuilt[512]; /* a rollback without state: where its versions came from; "" */
+	char rebuilt[1024]; /* a rollback without state: where its versions came from; "" */
 	bool begun;
 	mg_fleet_options fo;
 	mg_cluster_options co;
@@ -255,6 +255,8 @@ static int rollback_target(mg_release *r, mg_error *err)
 static int rebuild(mg_release *r, mg_error *err)
 {
 	char how[sizeof(r->rebuilt)];
+	/* a missing state.json is a fresh state, but its not-found may still sit in err */
+	mg_error_clear(err);
 	mg_release_rebuild_options o = {.vms = r->vms,
 	                                .k8s = r->k8s,
 	                                .client = r->client,
