@@ -390,3 +390,45 @@ Test(rebuild, cluster_only_every_job_fresh_goes_back_once)
 	tu_output_free(&r);
 	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.0.0");
 }
+
+/* Hosts on different releases: shown as they are, the VMs' version not claimed, no rollback. */
+Test(rebuild, hosts_on_different_releases_are_skew_not_a_version)
+{
+	tu_vms_start(&vms, dir, 3);
+	write_plan(3);
+	deploy_two_releases();
+	/* vm-03 put back by hand */
+	const char *cur = tu_at("%s/current", vms.root[2]);
+	cr_assert_eq(unlink(cur), 0);
+	cr_assert_eq(symlink("releases/1.0.0", cur), 0);
+
+	tu_output r = tu_migrate_plan(plan, "status", "--state-dir", state_b, "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *rebuilt = json_object_get(doc, "rebuilt");
+	cr_assert(!has(rebuilt, "versions.vms") && has(rebuilt, "fleet"), "%s", r.out);
+	json_t *fleet = json_object_get(doc, "fleet");
+	cr_assert(json_is_true(json_object_get(fleet, "skew")), "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(fleet, "unknown")), 0, "%s", r.out);
+	json_t *h2 =
+	    json_array_get(json_object_get(json_object_get(doc, "rebuilt_from"), "hosts"), 2);
+	cr_assert_str_eq(vstr(h2, "current"), "1.0.0");
+	cr_assert(json_is_null(json_object_get(h2, "previous")), "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	r = tu_migrate_plan(plan, "status", "--state-dir", state_b, NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.out, "3 of 3 read): the hosts do not run one release"), "%s", r.out);
+	cr_assert(strstr(r.out, "fleet      3 hosts: 2 on 1.1.0, 1 on 1.0.0  SKEW"), "%s", r.out);
+	tu_output_free(&r);
+
+	r = tu_migrate_plan(plan, "rollback", "--release", "--vms-only", "--state-dir", state_b,
+	                    NULL);
+	cr_assert_eq(r.status, 2, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert(strstr(r.err, "the hosts do not run one release: vm-01 runs 1.1.0, vm-03 runs "
+	                        "1.0.0"),
+	          "%s", r.err);
+	tu_output_free(&r);
+	cr_assert(strstr(tu_vms_current(&vms, 0), "releases/1.1.0"));
+}
