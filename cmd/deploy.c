@@ -439,6 +439,8 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 		goto fail;
 	const mg_release_info *in = mg_release_info_get(rel);
 	bool k8s = in->k8s;
+	if (in->rebuilt && !cli->json)
+		printf("%s: %s\n", name, in->rebuilt);
 	pc.version = in->version;
 	pc.vms = in->vms;
 	pc.k8s = k8s;

@@ -22,7 +22,10 @@ const mg_command mg_commands[] = {
      "      --offline       do not contact the balancer; the record only\n",
      "Shows the phase, the current step and weights, the versions deployed on each side, "
      "and who holds the lock, as recorded in the state directory, beside the balancer's live "
-     "weights and health (a difference is shown as drift). --offline reads only the record."},
+     "weights and health (a difference is shown as drift). With no state recorded (a fresh "
+     "CI runner), the versions are rebuilt read-only from the hosts' current link and "
+     "releases/ and the cluster's migrate/release annotations, and marked rebuilt. "
+     "--offline reads only the record."},
     {"history", cmd_history, "show the journal of every action, newest last",
      "history [options] [--limit N] [--since TIME]",
      "  -n, --limit N       show only the newest N records (read from the end)\n"
@@ -113,7 +116,10 @@ const mg_command mg_commands[] = {
      "it switches every VM back to the release recorded before the last deploy, with the "
      "deploy's batches, activate and health checks (see docs/vms.md), and applies the "
      "manifests recorded for the cluster's previous release again and waits for the "
-     "rollouts; both sides at once, exit 1 when either fails."},
+     "rollouts; both sides at once, exit 1 when either fails. With no state recorded (a "
+     "fresh CI runner), where to go back is read from the hosts' releases/ and the "
+     "Deployments' migrate/previous-release annotation; what cannot be read back is exit "
+     "2, naming it."},
     {"check", cmd_check, "evaluate the SLO gates once and show every check",
      "check [options] [--at TIME] [--since TIME]",
      "      --at TIME       evaluate at this RFC 3339 time instead of now\n"

@@ -200,6 +200,17 @@ typedef struct {
 	int64_t bake_left_ms;        /* of the current step; -1 when no step bakes */
 	json_t *fleet; /* vms: {hosts, recorded, unknown, versions, skew, off_version}, or NULL */
 	char fleet_error[1024]; /* fleet.json cannot be read */
+	/*
+	 * No state recorded (no state directory or no state.json) and not offline:
+	 * st's versions and fleet were rebuilt from the world. rebuilt names the
+	 * fields filled ("versions.vms", "versions.vms_previous", "fleet",
+	 * "versions.kubernetes", "versions.kubernetes_previous"); rebuild is what
+	 * was read: {hosts: [mg_fleet_survey_to_json], hosts_read, cluster:
+	 * mg_cluster_live_to_json or {version, previous, missing}}, a side the plan
+	 * lacks null. Both NULL when the state was recorded.
+	 */
+	json_t *rebuilt;
+	json_t *rebuild;
 } mg_status;
 
 /* Where m (opened in mode read) stands; offline: the balancer is not read. */

@@ -23,6 +23,7 @@ static json_t *fleet_alone(const mg_release_info *in)
 	if (in->dry_run)
 		json_object_set_new(o, "dry_run", json_true());
 	json_object_set_new(o, "op", json_string(mg_fleet_op_name(in->op)));
+	json_object_set_new(o, "rebuilt", str_or_null(in->rebuilt));
 	fleet_about(o, in);
 	if (in->dry_run) {
 		size_t bs = mg_plan_vms_batch_size(fo->vms);
@@ -55,6 +56,7 @@ json_t *mg_release_to_json(const mg_release *r)
 	json_object_set_new(o, "op", json_string(mg_fleet_op_name(in->op)));
 	json_object_set_new(o, "version", json_string(in->version));
 	json_object_set_new(o, "dry_run", json_boolean(dry));
+	json_object_set_new(o, "rebuilt", str_or_null(in->rebuilt));
 	json_t *vj = json_null();
 	if (in->vms && in->fleet_ran) {
 		vj = mg_fleet_result_to_json(in->fleet);
