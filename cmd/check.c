@@ -4,31 +4,14 @@
 #include "units.h"
 #include "util_gate.h"
 
-enum { OPT_AT = 3000, OPT_SINCE };
-
-typedef struct {
-	const char *at, *since;
-} check_opts;
-
-static int check_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	check_opts *o = ud;
-	if (opt == OPT_AT)
-		o->at = arg;
-	else if (opt == OPT_SINCE)
-		o->since = arg;
-	return 0;
-}
-
 int cmd_check(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"at", required_argument, NULL, OPT_AT},
-	                                     {"since", required_argument, NULL, OPT_SINCE},
-	                                     {NULL, 0, NULL, 0}};
-	check_opts o = {0};
+	struct {
+		const char *at, *since;
+	} o = {0};
+	const cli_opt opts[] = {CLI_STRING("at", &o.at), CLI_STRING("since", &o.since), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", check_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	/* every time is a valid --at, the Unix epoch too: "now" is o.at == NULL, not a value */
 	int64_t at = 0, since = -1;

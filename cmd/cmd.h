@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "clock.h"
 #include "error.h"
 #include "fleet.h"
 #include "plan.h"
@@ -75,15 +76,49 @@ int cmd_help(mg_cli *cli, int argc, char **argv);
 int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version, bool vms_only, bool k8s_only,
                 bool accept_new, const char *reason, const char *context);
 
-/* Option parsing shared by every command: the global options plus the command's own.
- * Calls on_opt for each of the command's options; returns the index of the first operand,
- * or -1 with *exit_code set (after --help, or on a usage error already reported, such as
- * more than max_operands operands). */
-typedef int (*cli_opt_fn)(mg_cli *cli, int opt, const char *arg, void *ud);
-int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int max_operands,
+/*
+ * A command's own options, as a table (git's parse-options in miniature):
+ * parsing stores each value where the table says, so a command states its
+ * options once and checks how they combine afterwards. The table ends with
+ * {0}. A flag stores true into a bool; a string stores its argument (or
+ * NULL when absent) into a const char *.
+ */
+typedef enum { CLI_OPT_FLAG = 1, CLI_OPT_STRING } cli_opt_kind;
+typedef struct {
+	const char *name; /* the long name, without "--" */
+	char short_name;  /* 0: none */
+	cli_opt_kind kind;
+	void *value; /* bool * or const char ** */
+} cli_opt;
+#define CLI_FLAG(n, p)                                                                             \
+	{                                                                                          \
+		.name = (n), .kind = CLI_OPT_FLAG, .value = (p)                                    \
+	}
+#define CLI_STRING(n, p)                                                                           \
+	{                                                                                          \
+		.name = (n), .kind = CLI_OPT_STRING, .value = (p)                                  \
+	}
+#define CLI_STRING_S(n, s, p)                                                                      \
+	{                                                                                          \
+		.name = (n), .short_name = (s), .kind = CLI_OPT_STRING, .value = (p)               \
+	}
+
+/* Option parsing shared by every command: the global options plus the command's own (opts,
+ * may be NULL). Returns the index of the first operand, or -1 with *exit_code set (after
+ * --help, or on a usage error already reported, such as more than max_operands operands). */
+int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_operands,
               int *exit_code);
 #define CLI_ANY_OPERANDS (-1)
+
+/*
+ * SIGINT and SIGTERM set cli_signal (the signal's number) instead of killing
+ * the process, without SA_RESTART so a sleep or a read ends when the operator
+ * asks; SIGPIPE is ignored (a host or a reader that goes away fails that
+ * write, not the process). Long commands pass &cli_signal to lib/ as their
+ * cancel flag and exit 128 + the signal. 0, or -1 if a handler cannot be set.
+ */
+extern mg_cancel cli_signal;
+int cli_signals_catch(void);
 
 /* Whether colour may be written to fd: a terminal, no NO_COLOR, TERM not dumb, no --no-color. */
 bool cli_color_allowed(const mg_cli *cli, int fd);
@@ -113,8 +148,6 @@ int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc);
 /* Prints err's diagnostics to stderr (errors and warnings), at most CLI_MAX_DIAGS of them. */
 #define CLI_MAX_DIAGS 100
 void cli_print_diags(mg_cli *cli, const mg_error *err);
-/* Adds err's diagnostics to a JSON array (objects with file, line, column, path, message). */
-json_t *cli_diags_json(const mg_error *err, mg_severity sev);
 
 /* A JSON document with the common envelope: {"command", "ok", "exit_code", ...}. */
 json_t *cli_doc(const mg_cli *cli);

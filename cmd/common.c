@@ -1,4 +1,5 @@
 /* What every command shares: options, output, errors. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,24 @@ const struct option cli_global_longopts[] = {
     {"verbose", no_argument, NULL, 'v'},      {"no-color", no_argument, NULL, OPT_NO_COLOR},
     {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 };
+
+mg_cancel cli_signal;
+
+static void on_signal(int sig)
+{
+	cli_signal = sig;
+}
+
+int cli_signals_catch(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal}, ign = {.sa_handler = SIG_IGN};
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&ign.sa_mask);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
+	    sigaction(SIGPIPE, &ign, NULL))
+		return -1;
+	return 0;
+}
 
 bool cli_color_allowed(const mg_cli *cli, int fd)
 {
@@ -60,12 +79,51 @@ int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code)
 	return 0;
 }
 
-static size_t count_opts(const struct option *o)
+/* getopt values of the command's options: past every global one and every byte */
+#define CMD_OPT_BASE 0x1000
+
+/* The global options and the command's, as getopt_long wants them (freed by the caller). */
+static struct option *all_options(const cli_opt *opts, char *shortopts, size_t size)
 {
-	size_t n = 0;
-	while (o && o[n].name)
-		n++;
-	return n;
+	size_t ng = 0, nc = 0;
+	while (cli_global_longopts[ng].name)
+		ng++;
+	while (opts && opts[nc].name)
+		nc++;
+	struct option *all = calloc(ng + nc + 1, sizeof(*all));
+	if (!all)
+		return NULL;
+	memcpy(all, cli_global_longopts, ng * sizeof(*all));
+	size_t n = (size_t)snprintf(shortopts, size, ":%s", CLI_GLOBAL_SHORTOPTS);
+	for (size_t i = 0; i < nc; i++) {
+		bool arg = opts[i].kind == CLI_OPT_STRING;
+		all[ng + i] = (struct option){.name = opts[i].name,
+		                              .has_arg = arg ? required_argument : no_argument,
+		                              .val = opts[i].short_name ? opts[i].short_name
+		                                                        : CMD_OPT_BASE + (int)i};
+		if (opts[i].short_name && n + 3 < size) {
+			shortopts[n++] = opts[i].short_name;
+			if (arg)
+				shortopts[n++] = ':';
+			shortopts[n] = '\0';
+		}
+	}
+	return all;
+}
+
+/* Stores one of the command's options; 0 if opt is not one of them. */
+static int store_option(const cli_opt *opts, int opt, const char *arg)
+{
+	for (size_t i = 0; opts && opts[i].name; i++) {
+		if (opt != (opts[i].short_name ? opts[i].short_name : CMD_OPT_BASE + (int)i))
+			continue;
+		if (opts[i].kind == CLI_OPT_FLAG)
+			*(bool *)opts[i].value = true;
+		else
+			*(const char **)opts[i].value = arg;
+		return 1;
+	}
+	return 0;
 }
 
 static void unknown_option(mg_cli *cli, const char *word, const struct option *opts)
@@ -87,22 +145,15 @@ static void unknown_option(mg_cli *cli, const char *word, const struct option *o
 		cli_usage_error(cli, "unknown option '%s'", word);
 }
 
-int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longopts,
-              const char *cmd_shortopts, cli_opt_fn on_opt, void *ud, int max_operands,
+int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_operands,
               int *exit_code)
 {
-	size_t ng = count_opts(cli_global_longopts), nc = count_opts(cmd_longopts);
-	struct option *all = calloc(ng + nc + 1, sizeof(*all));
 	char shortopts[128];
+	struct option *all = all_options(opts, shortopts, sizeof(shortopts));
 	if (!all) {
 		*exit_code = EXIT_FAILED;
 		return -1;
 	}
-	memcpy(all, cli_global_longopts, ng * sizeof(*all));
-	if (nc)
-		memcpy(all + ng, cmd_longopts, nc * sizeof(*all));
-	snprintf(shortopts, sizeof(shortopts), ":%s%s", CLI_GLOBAL_SHORTOPTS,
-	         cmd_shortopts ? cmd_shortopts : "");
 
 	int rc = 0;
 	optind = 0; /* glibc: start over, main() already used getopt */
@@ -138,11 +189,8 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const struct option *cmd_longo
 			rc = -1;
 			break;
 		}
-		if (g == 0 && on_opt && on_opt(cli, opt, optarg, ud)) {
-			*exit_code = EXIT_USAGE;
-			rc = -1;
-			break;
-		}
+		if (g == 0)
+			store_option(opts, opt, optarg);
 	}
 	free(all);
 	cli->color_out = cli_color_allowed(cli, STDOUT_FILENO);
@@ -206,17 +254,6 @@ int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code)
 	return exit_code;
 }
 
-static json_t *error_json(int exit_code, const char *message, const mg_error *err)
-{
-	json_t *e = json_pack("{s:s, s:s}", "kind",
-	                      mg_error_name(err && err->code          ? err->code
-	                                    : exit_code == EXIT_USAGE ? MG_EINVALID
-	                                                              : MG_ERROR),
-	                      "message", message);
-	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
-	return e;
-}
-
 int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 {
 	char msg[1024];
@@ -231,7 +268,7 @@ int cli_usage_error(mg_cli *cli, const char *fmt, ...)
 	fprintf(stderr, "Run 'migrate %s%s--help' for usage.\n", cmd ? cmd : "", cmd ? " " : "");
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
-		json_object_set_new(doc, "error", error_json(EXIT_USAGE, msg, NULL));
+		json_object_set_new(doc, "error", mg_error_json(NULL, MG_EINVALID, msg));
 		cli_doc_emit(cli, doc, EXIT_USAGE);
 	}
 	return EXIT_USAGE;
@@ -274,20 +311,6 @@ static void print_diag(bool c, const mg_diag *d)
 		fprintf(stderr, "%s\n", line);
 }
 
-json_t *cli_diags_json(const mg_error *err, mg_severity sev)
-{
-	json_t *a = json_array();
-	for (size_t i = 0; err && i < err->ndiags; i++) {
-		const mg_diag *d = &err->diags[i];
-		if (d->severity != sev)
-			continue;
-		json_array_append_new(a, json_pack("{s:s?, s:i, s:i, s:s?, s:s}", "file", d->file,
-		                                   "line", d->line, "column", d->col, "path",
-		                                   d->path, "message", d->message));
-	}
-	return a;
-}
-
 int cli_fail(mg_cli *cli, mg_error *err)
 {
 	return cli_fail_doc(cli, err, NULL);
@@ -302,7 +325,7 @@ int cli_fail_doc(mg_cli *cli, mg_error *err, json_t *doc)
 	if (cli->json) {
 		if (!doc)
 			doc = cli_doc(cli);
-		json_object_set_new(doc, "error", error_json(exit_code, err->message, err));
+		json_object_set_new(doc, "error", mg_error_json(err, MG_ERROR, NULL));
 		cli_doc_emit(cli, doc, exit_code);
 	} else {
 		json_decref(doc);

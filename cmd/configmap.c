@@ -16,70 +16,10 @@
 #include "configmap.h"
 #include "nginxconf.h"
 
-enum {
-	OPT_NAME = 3000,
-	OPT_NAMESPACE,
-	OPT_PREFIX,
-	OPT_MOUNT,
-	OPT_JSON,
-	OPT_COMMENTS,
-	OPT_HASH,
-	OPT_FIX_LOGS,
-	OPT_ALLOW,
-	OPT_NO_VERIFY,
-	OPT_NGINX,
-	OPT_SECRET,
-};
-
 typedef struct {
 	const char *name, *namespace_, *prefix, *mount, *nginx, *secret;
 	bool tree, comments, hash, fix_logs, allow, no_verify;
 } opts;
-
-static int on_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	opts *o = ud;
-	switch (opt) {
-	case OPT_NAME:
-		o->name = arg;
-		break;
-	case OPT_NAMESPACE:
-		o->namespace_ = arg;
-		break;
-	case OPT_PREFIX:
-		o->prefix = arg;
-		break;
-	case OPT_MOUNT:
-		o->mount = arg;
-		break;
-	case OPT_JSON:
-		o->tree = true;
-		break;
-	case OPT_COMMENTS:
-		o->comments = true;
-		break;
-	case OPT_HASH:
-		o->hash = true;
-		break;
-	case OPT_FIX_LOGS:
-		o->fix_logs = true;
-		break;
-	case OPT_ALLOW:
-		o->allow = true;
-		break;
-	case OPT_NO_VERIFY:
-		o->no_verify = true;
-		break;
-	case OPT_NGINX:
-		o->nginx = arg;
-		break;
-	case OPT_SECRET:
-		o->secret = arg;
-		break;
-	}
-	return 0;
-}
 
 /* One ConfigMap to render. */
 typedef struct {
@@ -316,27 +256,24 @@ static int run_jobs(mg_cli *cli, const opts *o, job *jobs, size_t n)
 	return exit_code;
 }
 
-static const struct option longopts[] = {
-    {"name", required_argument, NULL, OPT_NAME},
-    {"namespace", required_argument, NULL, OPT_NAMESPACE},
-    {"prefix", required_argument, NULL, OPT_PREFIX},
-    {"mount-path", required_argument, NULL, OPT_MOUNT},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"comments", no_argument, NULL, OPT_COMMENTS},
-    {"hash-suffix", no_argument, NULL, OPT_HASH},
-    {"fix-logs", no_argument, NULL, OPT_FIX_LOGS},
-    {"allow-errors", no_argument, NULL, OPT_ALLOW},
-    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
-    {"nginx", required_argument, NULL, OPT_NGINX},
-    {"secret", required_argument, NULL, OPT_SECRET},
-    {NULL, 0, NULL, 0},
-};
-
 int cmd_configmap(mg_cli *cli, int argc, char **argv)
 {
 	opts o = {0};
+	const cli_opt table[] = {CLI_STRING("name", &o.name),
+	                         CLI_STRING("namespace", &o.namespace_),
+	                         CLI_STRING("prefix", &o.prefix),
+	                         CLI_STRING("mount-path", &o.mount),
+	                         CLI_FLAG("json", &o.tree),
+	                         CLI_FLAG("comments", &o.comments),
+	                         CLI_FLAG("hash-suffix", &o.hash),
+	                         CLI_FLAG("fix-logs", &o.fix_logs),
+	                         CLI_FLAG("allow-errors", &o.allow),
+	                         CLI_FLAG("no-verify", &o.no_verify),
+	                         CLI_STRING("nginx", &o.nginx),
+	                         CLI_STRING("secret", &o.secret),
+	                         {0}};
 	int exit_code = EXIT_DONE;
-	int i = cli_parse(cli, argc, argv, longopts, NULL, on_opt, &o, 1, &exit_code);
+	int i = cli_parse(cli, argc, argv, table, 1, &exit_code);
 	const char *file = i >= 0 && i < argc ? argv[i] : NULL;
 	if (i < 0)
 		return exit_code;

@@ -18,15 +18,6 @@
 /* Progress redraws at most this often. */
 #define PROGRESS_MS 100
 
-enum { OPT_VMS_ONLY = 3300, OPT_K8S_ONLY, OPT_VERSION, OPT_ACCEPT_NEW, OPT_REASON, OPT_CONTEXT };
-
-static mg_cancel fleet_signal;
-
-static void on_signal(int sig)
-{
-	fleet_signal = sig;
-}
-
 /* The TTY line: the fleet's progress alone, or both sides' (lib/release calls one at a time). */
 typedef struct {
 	mg_cli *cli;
@@ -108,6 +99,15 @@ static void fmt_secs(char *buf, size_t size, int64_t ms)
 		snprintf(buf, size, "%.1fs", (double)ms / 1000.0);
 }
 
+/* A table row without the padding of its last column. */
+static void print_row(char *line)
+{
+	size_t n = strlen(line);
+	while (n && line[n - 1] == ' ')
+		line[--n] = '\0';
+	printf("%s\n", line);
+}
+
 static void print_table(const mg_cli *cli, const mg_fleet_result *r)
 {
 	bool c = cli->color_out;
@@ -152,10 +152,7 @@ static void print_table(const mg_cli *cli, const mg_fleet_result *r)
 		         ran ? mg_fleet_stage_name(h->stage) : "-", up,
 		         ran && *h->previous ? h->previous : "-",
 		         h->version_known && *h->version ? h->version : (ran ? "?" : "-"), t, why);
-		size_t n = strlen(line);
-		while (n && line[n - 1] == ' ')
-			line[--n] = '\0';
-		printf("%s\n", line);
+		print_row(line);
 	}
 	if (hidden)
 		printf("  (%zu host%s that succeeded not listed; -v lists every host)\n", hidden,
@@ -183,8 +180,9 @@ static void print_summary(const mg_cli *cli, const char *plan, const mg_fleet_re
 	print_table(cli, r);
 }
 
-static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *desc)
+static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o)
 {
+	json_t *desc = mg_fleet_describe(o);
 	const mg_plan_vms *v = o->vms;
 	size_t bs = mg_plan_vms_batch_size(v);
 	size_t nb = mg_fleet_batch_count(v->nhosts, bs);
@@ -221,6 +219,7 @@ static void dry_run_text(const mg_cli *cli, const mg_fleet_options *o, json_t *d
 	if (!all)
 		printf("(every host gets the steps of the first, with its own address; -v lists "
 		       "them for each)\n");
+	json_decref(desc);
 }
 
 /* "1 of 1 Deployment" as before, or "2 of 3 workloads" once StatefulSets or DaemonSets are in */
@@ -293,10 +292,7 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 		snprintf(line, sizeof(line), "  %-*s  %s%-10s%s  %-9s  %s", (int)w, name,
 		         cli_c(c, col), mg_cluster_outcome_name(o->outcome), cli_c(c, C_RESET), ro,
 		         o->error ? o->error : "");
-		size_t n = strlen(line);
-		while (n && line[n - 1] == ' ')
-			line[--n] = '\0';
-		printf("%s\n", line);
+		print_row(line);
 	}
 	if (r->rollouts_not_waited) {
 		/* the waits stop at the first failure: say what nobody watched */
@@ -313,59 +309,22 @@ static void print_cluster(const mg_cli *cli, const char *plan, const char *verb,
 				fputs(r->objects[i].diff, stdout);
 }
 
-static json_t *error_json(int rc, const mg_error *err)
-{
-	json_t *e = json_pack("{s:s, s:s}", "kind", mg_error_name(rc), "message", err->message);
-	json_object_set_new(e, "diagnostics", cli_diags_json(err, MG_SEV_ERROR));
-	return e;
-}
-
-/*
- * A signal stops the run between stages (lib/fleet looks at the flag); the default
- * action would leave hosts half switched with nothing journalled. A host that drops
- * its connection must fail that host, not kill the process: SIGPIPE is ignored.
- */
-static void signals_install(struct sigaction *old_int, struct sigaction *old_term,
-                            struct sigaction *old_pipe)
-{
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, old_int);
-	sigaction(SIGTERM, &sa, old_term);
-	struct sigaction ign = {0};
-	ign.sa_handler = SIG_IGN;
-	sigemptyset(&ign.sa_mask);
-	sigaction(SIGPIPE, &ign, old_pipe);
-}
-
-static void signals_restore(const struct sigaction *old_int, const struct sigaction *old_term,
-                            const struct sigaction *old_pipe)
-{
-	sigaction(SIGINT, old_int, NULL);
-	sigaction(SIGTERM, old_term, NULL);
-	sigaction(SIGPIPE, old_pipe, NULL);
-}
-
 /* The fleet alone (--vms-only, or a plan without a cluster): its own report and JSON. */
 static int report_fleet(mg_cli *cli, const mg_release *rel, int run_rc, mg_error *err)
 {
 	const mg_release_info *in = mg_release_info_get(rel);
-	json_t *doc = cli->json ? cli_doc(cli) : NULL, *j = doc ? mg_release_to_json(rel) : NULL;
-	json_object_update(doc, j);
-	json_decref(j);
+	json_t *doc = cli->json ? cli_doc(cli) : NULL;
+	if (doc)
+		json_object_update_new(doc, mg_release_to_json(rel));
 	if (cli->dry_run && doc)
 		return cli_doc_emit(cli, doc, EXIT_DONE);
 	if (cli->dry_run) {
-		json_t *desc = mg_fleet_describe(in->fleet_options);
-		dry_run_text(cli, in->fleet_options, desc);
-		json_decref(desc);
+		dry_run_text(cli, in->fleet_options);
 		return EXIT_DONE;
 	}
-	int exit_code =
-	    run_rc == MG_ECANCELED ? (fleet_signal == SIGINT ? 130 : 143) : cli_exit_code(run_rc);
+	int exit_code = run_rc == MG_ECANCELED ? 128 + (int)cli_signal : cli_exit_code(run_rc);
 	if (doc && run_rc)
-		json_object_set_new(doc, "error", error_json(run_rc, err));
+		json_object_set_new(doc, "error", mg_error_json(err, MG_ERROR, NULL));
 	if (!doc)
 		print_summary(cli, in->plan, in->fleet, run_rc);
 	if (run_rc)
@@ -390,30 +349,19 @@ static int report_dual(mg_cli *cli, const mg_release *rel)
 			exit_code = cli_exit_code(in->state_rc);
 	}
 	bool failed = (in->fleet_ran && in->fleet_rc) || in->cluster_rc;
-	if (fleet_signal && failed)
-		exit_code = fleet_signal == SIGINT ? 130 : 143;
+	if (cli_signal && failed)
+		exit_code = 128 + (int)cli_signal;
 	else if (failed)
 		exit_code = EXIT_FAILED;
 	if (cli->json) {
-		json_t *doc = cli_doc(cli), *j = mg_release_to_json(rel);
-		json_object_update(doc, j);
-		json_decref(j);
-		/* the errors go where mg_release_to_json left them null */
-		if (in->fleet_ran && in->fleet_rc)
-			json_object_set_new(json_object_get(doc, "vms"), "error",
-			                    error_json(in->fleet_rc, in->fleet_err));
-		if (in->cluster_rc)
-			json_object_set_new(json_object_get(doc, "kubernetes"), "error",
-			                    error_json(in->cluster_rc, in->cluster_err));
+		json_t *doc = cli_doc(cli);
+		json_object_update_new(doc, mg_release_to_json(rel));
 		exit_code = cli_doc_emit(cli, doc, exit_code);
 	} else {
 		if (in->vms && in->fleet_ran)
 			print_summary(cli, name, in->fleet, in->fleet_rc);
-		else if (in->vms && cli->dry_run) {
-			json_t *desc = mg_fleet_describe(in->fleet_options);
-			dry_run_text(cli, in->fleet_options, desc);
-			json_decref(desc);
-		}
+		else if (in->vms && cli->dry_run)
+			dry_run_text(cli, in->fleet_options);
 		print_cluster(cli, name, verb, in->version, cr, in->cluster_rc);
 		if (in->secret_files)
 			printf(
@@ -457,8 +405,6 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	mg_plan *plan = NULL;
 	mg_release *rel = NULL;
 	int exit_code = EXIT_DONE;
-	struct sigaction old_int, old_term, old_pipe;
-	bool signals = false;
 	int rc = cli_load_plan(cli, &plan, mg_release_plan_needs(op, vms_only, version_arg), &err);
 	if (rc)
 		goto fail;
@@ -473,13 +419,18 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 	                         .command = cli->command,
 	                         .reason = reason,
 	                         .dry_run = cli->dry_run,
-	                         .cancel = &fleet_signal,
+	                         .cancel = &cli_signal,
 	                         .progress = progress};
 	progress_ctx pc = {.cli = cli,
 	                   .plan = name,
 	                   .verb = op == MG_FLEET_DEPLOY ? "deploy" : "rollback",
 	                   .tty = !cli->dry_run && isatty(STDERR_FILENO) != 0};
 	ro.progress_ud = &pc;
+	/* a signal stops both sides between stages, each host's outcome journalled */
+	if (!cli->dry_run && cli_signals_catch()) {
+		rc = mg_error_set(&err, MG_EIO, "cannot install the signal handlers");
+		goto fail;
+	}
 	if ((rc = mg_release_prepare(&rel, plan, &ro, &err)))
 		goto fail;
 	cli_print_diags(cli, &err); /* template warnings */
@@ -488,16 +439,14 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 		goto fail;
 	const mg_release_info *in = mg_release_info_get(rel);
 	bool k8s = in->k8s;
+	if (in->rebuilt && !cli->json)
+		printf("%s: %s\n", name, in->rebuilt);
 	pc.version = in->version;
 	pc.vms = in->vms;
 	pc.k8s = k8s;
 	if (!k8s && cli->dry_run) {
 		exit_code = report_fleet(cli, rel, 0, &err);
 		goto out;
-	}
-	if (!cli->dry_run) {
-		signals_install(&old_int, &old_term, &old_pipe);
-		signals = true;
 	}
 	rc = mg_release_run(rel, &err);
 	progress_clear(&pc);
@@ -521,59 +470,27 @@ int cmd_release(mg_cli *cli, mg_fleet_op op, const char *version_arg, bool vms_o
 fail:
 	exit_code = cli_fail(cli, &err);
 out:
-	if (signals)
-		signals_restore(&old_int, &old_term, &old_pipe);
 	mg_release_free(rel);
 	mg_plan_free(plan);
 	mg_error_clear(&err);
 	return exit_code;
 }
 
-typedef struct {
-	bool vms_only, k8s_only, accept_new;
-	const char *version, *reason, *context;
-} deploy_opts;
-
-static int deploy_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	deploy_opts *o = ud;
-	switch (opt) {
-	case OPT_VMS_ONLY:
-		o->vms_only = true;
-		break;
-	case OPT_K8S_ONLY:
-		o->k8s_only = true;
-		break;
-	case OPT_VERSION:
-		o->version = arg;
-		break;
-	case OPT_ACCEPT_NEW:
-		o->accept_new = true;
-		break;
-	case OPT_REASON:
-		o->reason = arg;
-		break;
-	case OPT_CONTEXT:
-		o->context = arg;
-		break;
-	}
-	return 0;
-}
-
 int cmd_deploy(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"vms-only", no_argument, NULL, OPT_VMS_ONLY},
-	    {"k8s-only", no_argument, NULL, OPT_K8S_ONLY},
-	    {"version", required_argument, NULL, OPT_VERSION},
-	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
-	    {"reason", required_argument, NULL, OPT_REASON},
-	    {"context", required_argument, NULL, OPT_CONTEXT},
-	    {NULL, 0, NULL, 0}};
-	deploy_opts o = {0};
+	struct {
+		bool vms_only, k8s_only, accept_new;
+		const char *version, *reason, *context;
+	} o = {0};
+	const cli_opt opts[] = {CLI_FLAG("vms-only", &o.vms_only),
+	                        CLI_FLAG("k8s-only", &o.k8s_only),
+	                        CLI_STRING("version", &o.version),
+	                        CLI_FLAG("accept-new-host-keys", &o.accept_new),
+	                        CLI_STRING("reason", &o.reason),
+	                        CLI_STRING("context", &o.context),
+	                        {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", deploy_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	if (o.k8s_only && o.vms_only)
 		return cli_usage_error(cli, "--vms-only and --k8s-only exclude each other; without "

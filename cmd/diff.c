@@ -15,34 +15,15 @@
 #include "cmd.h"
 #include "release.h"
 
-enum { OPT_VERSION = 3400, OPT_CONTEXT };
-
-typedef struct {
-	const char *version, *context;
-} diff_opts;
-
-static int on_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	diff_opts *o = ud;
-	if (opt == OPT_VERSION)
-		o->version = arg;
-	else if (opt == OPT_CONTEXT)
-		o->context = arg;
-	return 0;
-}
-
-static const struct option longopts[] = {
-    {"version", required_argument, NULL, OPT_VERSION},
-    {"context", required_argument, NULL, OPT_CONTEXT},
-    {NULL, 0, NULL, 0},
-};
-
 int cmd_diff(mg_cli *cli, int argc, char **argv)
 {
-	diff_opts opts = {0};
+	struct {
+		const char *version, *context;
+	} opts = {0};
+	const cli_opt table[] = {
+	    CLI_STRING("version", &opts.version), CLI_STRING("context", &opts.context), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, longopts, NULL, on_opt, &opts, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, table, 0, &exit_code) < 0)
 		return exit_code;
 	const char *version_arg = opts.version;
 	if (opts.context && !*opts.context)

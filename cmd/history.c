@@ -8,33 +8,6 @@
 #include "kubestore.h"
 #include "store.h"
 
-typedef struct {
-	long limit;
-	const char *since;
-} history_opts;
-
-enum { OPT_SINCE = 3900 };
-
-static int history_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	history_opts *o = ud;
-	char *end;
-	if (opt == OPT_SINCE) {
-		o->since = arg;
-		return 0;
-	}
-	if (opt != 'n')
-		return 0;
-	long n = strtol(arg, &end, 10);
-	if (!*arg || *end || n < 1 || n > INT_MAX) {
-		cli_usage_error(
-		    cli, "--limit takes a whole number of records, 1 or more, not \"%s\"", arg);
-		return 1;
-	}
-	o->limit = n;
-	return 0;
-}
-
 static void print_value(const char *label, json_t *v)
 {
 	if (!v || json_is_null(v))
@@ -132,14 +105,20 @@ static int emit_record(json_t *r, void *ud, mg_error *err)
 
 int cmd_history(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"limit", required_argument, NULL, 'n'},
-	                                     {"since", required_argument, NULL, OPT_SINCE},
-	                                     {NULL, 0, NULL, 0}};
-	history_opts o = {0};
+	struct {
+		const char *limit, *since;
+	} o = {0};
+	const cli_opt opts[] = {
+	    CLI_STRING_S("limit", 'n', &o.limit), CLI_STRING("since", &o.since), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "n:", history_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
-	mg_journal_query q = {.limit = (size_t)o.limit};
+	char *end;
+	long limit = o.limit ? strtol(o.limit, &end, 10) : 0;
+	if (o.limit && (!*o.limit || *end || limit < 1 || limit > INT_MAX))
+		return cli_usage_error(
+		    cli, "--limit takes a whole number of records, 1 or more, not \"%s\"", o.limit);
+	mg_journal_query q = {.limit = (size_t)limit};
 	if (o.since && cli_parse_time(cli, "--since", o.since, &q.since_ms))
 		return EXIT_USAGE;
 	mg_error err = MG_ERROR_INIT;

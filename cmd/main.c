@@ -22,7 +22,10 @@ const mg_command mg_commands[] = {
      "      --offline       do not contact the balancer; the record only\n",
      "Shows the phase, the current step and weights, the versions deployed on each side, "
      "and who holds the lock, as recorded in the state directory, beside the balancer's live "
-     "weights and health (a difference is shown as drift). --offline reads only the record."},
+     "weights and health (a difference is shown as drift). With no state recorded (a fresh "
+     "CI runner), the versions are rebuilt read-only from the hosts' current link and "
+     "releases/ and the cluster's migrate/release annotations, and marked rebuilt. "
+     "--offline reads only the record."},
     {"history", cmd_history, "show the journal of every action, newest last",
      "history [options] [--limit N] [--since TIME]",
      "  -n, --limit N       show only the newest N records (read from the end)\n"
@@ -113,7 +116,10 @@ const mg_command mg_commands[] = {
      "it switches every VM back to the release recorded before the last deploy, with the "
      "deploy's batches, activate and health checks (see docs/vms.md), and applies the "
      "manifests recorded for the cluster's previous release again and waits for the "
-     "rollouts; both sides at once, exit 1 when either fails."},
+     "rollouts; both sides at once, exit 1 when either fails. With no state recorded (a "
+     "fresh CI runner), where to go back is read from the hosts' releases/ and the "
+     "Deployments' migrate/previous-release annotation; what cannot be read back is exit "
+     "2, naming it."},
     {"check", cmd_check, "evaluate the SLO gates once and show every check",
      "check [options] [--at TIME] [--since TIME]",
      "      --at TIME       evaluate at this RFC 3339 time instead of now\n"
@@ -203,7 +209,8 @@ static const char global_help[] =
     "      --version       show migrate's version and commit\n";
 
 static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
-                                "3 locked, paused or state moved, 4 inconclusive; `run`, `deploy` "
+                                "3 locked, paused or state moved, 4 inconclusive, 5 traffic moved "
+                                "but not recorded; `run`, `deploy` "
                                 "and `rollback --release` stopped by SIGINT or SIGTERM: 130 or "
                                 "143.\n";
 
@@ -237,7 +244,7 @@ void cli_print_command_help(FILE *f, const mg_command *cmd)
 int cmd_help(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 1, &exit_code);
+	int i = cli_parse(cli, argc, argv, NULL, 1, &exit_code);
 	if (i < 0)
 		return exit_code;
 	if (i >= argc) {

@@ -1,6 +1,5 @@
 /* migrate plan: what the plan will do, changing nothing and contacting nothing. The
  * description is mg_migration_preview's; this prints it. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,33 +130,22 @@ static void print_kubernetes(const mg_cli *cli, const json_t *k)
 	           : "refused: a field another manager owns fails the apply");
 }
 
-/* The first server of names in a step's weights: each server of a side has the same. */
-static int64_t side_weight(const json_t *weights, const char **names, size_t n)
-{
-	return n ? num(weights, names[0]) : 0;
-}
-
-static void print_traffic(const mg_cli *cli, const json_t *t, const mg_plan_traffic *pt)
+static void print_traffic(const mg_cli *cli, const json_t *t)
 {
 	const json_t *target = json_object_get(t, "target"), *steps = json_object_get(t, "steps");
-	const char **vm = NULL, **k8s = NULL;
-	size_t nvm = 0, nk8s = 0;
+	const char *provider = str(t, "provider");
+	bool vm = strcmp(provider, "cloudflare") != 0; /* weights per server, not per pool */
 	char where[512];
-	if (pt->provider == MG_PROVIDER_HAPROXY) {
-		vm = pt->haproxy->vm_servers, nvm = pt->haproxy->nvm_servers;
-		k8s = pt->haproxy->k8s_servers, nk8s = pt->haproxy->nk8s_servers;
+	if (!strcmp(provider, "haproxy"))
 		snprintf(where, sizeof(where), "backend %s via %s", str(target, "backend"),
 		         str(target, "socket") ? str(target, "socket") : str(target, "address"));
-	} else if (pt->provider == MG_PROVIDER_NGINX) {
-		vm = pt->nginx->vm_servers, nvm = pt->nginx->nvm_servers;
-		k8s = pt->nginx->k8s_servers, nk8s = pt->nginx->nk8s_servers;
+	else if (vm)
 		snprintf(where, sizeof(where), "upstream %s in %s", str(target, "upstream"),
 		         str(target, "upstream_file"));
-	} else {
+	else
 		snprintf(where, sizeof(where), "load balancer %s, pools %s (VMs) and %s (cluster)",
 		         str(target, "load_balancer_id"), str(target, "vm_pool"),
 		         str(target, "k8s_pool"));
-	}
 	char d1[32], p1[32], p2[32], p3[32], head[160];
 	bool c = cli->color_out;
 	snprintf(head, sizeof(head), "Traffic: %zu steps through %s", json_array_size(steps),
@@ -177,14 +165,12 @@ static void print_traffic(const mg_cli *cli, const json_t *t, const mg_plan_traf
 	json_array_foreach(steps, i, s)
 	{
 		double p = real(s, "k8s_percent");
-		const json_t *w = json_object_get(s, "weights");
 		const json_t *pool = json_object_get(s, "pool_weights");
 		if (vm)
 			printf("  %-5zu %-8s %-8s %-10s %lld / %lld\n", i + 1,
 			       pct(p1, sizeof(p1), p), pct(p2, sizeof(p2), real(s, "vm_percent")),
 			       pct(p3, sizeof(p3), real(s, "effective_k8s_percent")),
-			       (long long)side_weight(w, vm, nvm),
-			       (long long)side_weight(w, k8s, nk8s));
+			       (long long)num(s, "vm_weight"), (long long)num(s, "k8s_weight"));
 		else
 			printf("  %-5zu %-8s %-8s %.4g / %.4g\n", i + 1, pct(p1, sizeof(p1), p),
 			       pct(p2, sizeof(p2), real(s, "vm_percent")), real(pool, "vm_pool"),
@@ -193,47 +179,9 @@ static void print_traffic(const mg_cli *cli, const json_t *t, const mg_plan_traf
 	printf("  rollback   all traffic back to the VMs in one call\n");
 }
 
-/* A gate's rule in words, from its thresholds (the RED presets by name). */
-static void check_rule(char *rule, size_t size, const json_t *ck, const mg_plan_slo *s)
+static void print_slo(const mg_cli *cli, const json_t *j)
 {
-	char d1[32], p1[32];
-	const char *name = str(ck, "name"), *baseline = str(ck, "baseline");
-	bool has_min = json_object_get(ck, "min"), has_max = json_object_get(ck, "max");
-	if (!strcmp(str(ck, "source"), "red")) {
-		if (!strcmp(name, "rate"))
-			snprintf(rule, size,
-			         "at least %.0f requests to the cluster, else inconclusive",
-			         real(ck, "min"));
-		else if (!strcmp(name, "errors"))
-			snprintf(rule, size, "5xx responses at most %s of requests",
-			         pct(p1, sizeof(p1), real(ck, "max") * 100));
-		else if (!strcmp(name, "duration"))
-			snprintf(rule, size, "%s at most %s",
-			         s->red->source == MG_RED_HAPROXY ? "average response time"
-			                                          : "99th percentile latency",
-			         dur(d1, sizeof(d1), (int64_t)llround(real(ck, "max") * 1000)));
-		else
-			snprintf(rule, size, "5xx ratio at most %gx the VMs' over the same window",
-			         real(ck, "max_ratio"));
-		return;
-	}
-	size_t n = 0;
-	rule[0] = '\0';
-	if (has_min) {
-		n += (size_t)snprintf(rule + n, size - n, "at least %g ", real(ck, "min"));
-		rule[n - 1] = has_max || baseline ? ' ' : '\0';
-	}
-	if (has_max)
-		n += (size_t)snprintf(rule + n, size - n, "%sat most %g", n ? "and " : "",
-		                      real(ck, "max"));
-	if (baseline)
-		snprintf(rule + n, size - n, "%sat most %gx the baseline", n ? "and " : "",
-		         real(ck, "max_ratio"));
-}
-
-static void print_slo(const mg_cli *cli, const json_t *j, const mg_plan_slo *s)
-{
-	char d1[32], d2[32], rule[256];
+	char d1[32], d2[32];
 	bool c = cli->color_out;
 	int64_t failure_limit = num(j, "failure_limit");
 	heading(cli, "Gates");
@@ -250,9 +198,8 @@ static void print_slo(const mg_cli *cli, const json_t *j, const mg_plan_slo *s)
 	json_array_foreach(json_object_get(j, "checks"), i, ck)
 	{
 		/* name and rule, then the PromQL, then the baseline if any */
-		check_rule(rule, sizeof(rule), ck, s);
 		printf("  %s%-16s%s %s\n  %-16s %s%s%s\n", cli_c(c, C_BOLD), str(ck, "name"),
-		       cli_c(c, C_RESET), rule, "", cli_c(c, C_DIM), str(ck, "query"),
+		       cli_c(c, C_RESET), str(ck, "rule"), "", cli_c(c, C_DIM), str(ck, "query"),
 		       cli_c(c, C_RESET));
 		if (str(ck, "baseline"))
 			printf("  %-16s %sbaseline: %s%s\n", "", cli_c(c, C_DIM),
@@ -263,7 +210,7 @@ static void print_slo(const mg_cli *cli, const json_t *j, const mg_plan_slo *s)
 int cmd_plan(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, NULL, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_plan *plan = NULL;
@@ -295,9 +242,9 @@ int cmd_plan(mg_cli *cli, int argc, char **argv)
 	if (json_is_object(json_object_get(pv, "kubernetes")))
 		print_kubernetes(cli, json_object_get(pv, "kubernetes"));
 	if (json_is_object(t))
-		print_traffic(cli, t, mg_plan_traffic_section(plan));
+		print_traffic(cli, t);
 	if (json_is_object(json_object_get(pv, "slo")))
-		print_slo(cli, json_object_get(pv, "slo"), mg_plan_slo_section(plan));
+		print_slo(cli, json_object_get(pv, "slo"));
 	if (json_is_object(t)) {
 		char d1[32], d2[32];
 		printf("\nAt least %s from the first step to 100%% (%zu steps x %s bake).\n",

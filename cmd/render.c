@@ -12,26 +12,12 @@
 #include "cmd.h"
 #include "template.h"
 
-enum { OPT_VERSION = 3100 };
-
-static int on_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	if (opt == OPT_VERSION)
-		*(const char **)ud = arg;
-	return 0;
-}
-
-static const struct option longopts[] = {
-    {"version", required_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
 int cmd_render(mg_cli *cli, int argc, char **argv)
 {
 	const char *version = NULL;
+	const cli_opt opts[] = {CLI_STRING("version", &version), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, longopts, NULL, on_opt, &version, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	if (!version)
 		return cli_usage_error(cli, "--version V is required (the release to render)");

@@ -3,11 +3,10 @@
 
 int cmd_resume(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"reason", required_argument, NULL, 'r'},
-	                                     {NULL, 0, NULL, 0}};
 	const char *reason = NULL;
+	const cli_opt opts[] = {CLI_STRING("reason", &reason), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", shift_reason_opt, &reason, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	return shift_hold(cli, false, reason);
 }

@@ -11,62 +11,25 @@
 #include "units.h"
 #include "util_shift.h"
 
-enum {
-	OPT_TO = 3100,
-	OPT_FORCE,
-	OPT_REASON,
-	OPT_RELEASE,
-	OPT_ACCEPT_NEW,
-	OPT_VMS_ONLY,
-	OPT_K8S_ONLY,
-	OPT_CONTEXT
-};
-
 typedef struct {
-	const char *to;
-	bool force;
-	const char *reason, *context;
-	bool release, accept_new, vms_only, k8s_only;
+	const char *to, *reason, *context;
+	bool force, release, accept_new, vms_only, k8s_only;
 } rollback_opts;
-
-static int rollback_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	rollback_opts *o = ud;
-	if (opt == OPT_TO)
-		o->to = arg;
-	else if (opt == OPT_FORCE)
-		o->force = true;
-	else if (opt == OPT_REASON)
-		o->reason = arg;
-	else if (opt == OPT_RELEASE)
-		o->release = true;
-	else if (opt == OPT_ACCEPT_NEW)
-		o->accept_new = true;
-	else if (opt == OPT_VMS_ONLY)
-		o->vms_only = true;
-	else if (opt == OPT_K8S_ONLY)
-		o->k8s_only = true;
-	else if (opt == OPT_CONTEXT)
-		o->context = arg;
-	return 0;
-}
 
 int cmd_rollback(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"to", required_argument, NULL, OPT_TO},
-	    {"force", no_argument, NULL, OPT_FORCE},
-	    {"reason", required_argument, NULL, OPT_REASON},
-	    {"release", no_argument, NULL, OPT_RELEASE},
-	    {"accept-new-host-keys", no_argument, NULL, OPT_ACCEPT_NEW},
-	    {"vms-only", no_argument, NULL, OPT_VMS_ONLY},
-	    {"k8s-only", no_argument, NULL, OPT_K8S_ONLY},
-	    {"context", required_argument, NULL, OPT_CONTEXT},
-	    {NULL, 0, NULL, 0}};
 	rollback_opts o = {0};
+	const cli_opt opts[] = {CLI_STRING("to", &o.to),
+	                        CLI_FLAG("force", &o.force),
+	                        CLI_STRING("reason", &o.reason),
+	                        CLI_FLAG("release", &o.release),
+	                        CLI_FLAG("accept-new-host-keys", &o.accept_new),
+	                        CLI_FLAG("vms-only", &o.vms_only),
+	                        CLI_FLAG("k8s-only", &o.k8s_only),
+	                        CLI_STRING("context", &o.context),
+	                        {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", rollback_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	if (o.force && !o.release && !o.reason)
 		return cli_usage_error(cli, "--force needs --reason TEXT: the journal records why");
@@ -117,18 +80,9 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 		goto out;
 	const mg_traffic_state *rb = &out.read_back;
 	const char *name = mg_plan_name(mg_migration_plan(m));
-	const char *reconciled = mg_migration_reconciled(m);
 	if (doc) {
-		json_object_set_new(doc, "plan", json_string(name));
-		json_object_set_new(doc, "from", json_pack("{s:f}", "k8s_percent", from));
-		json_object_set_new(doc, "to",
-		                    json_pack("{s:f, s:o}", "k8s_percent", to, "step",
-		                              idx < 0 ? json_null() : json_integer(idx + 1)));
-		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(rb));
-		json_object_set_new(doc, "phase",
-		                    json_string(mg_phase_name(mg_migration_state(m)->phase)));
-		json_object_set_new(doc, "reconciled",
-		                    reconciled ? json_string(reconciled) : json_null());
+		json_object_update_new(doc,
+		                       mg_migration_move_to_json(m, &out, from, NULL, to, idx));
 	} else {
 		char a[32], b[32];
 		mg_percent_format(a, sizeof(a), to);

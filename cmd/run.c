@@ -22,15 +22,6 @@
 /* How often the loop wakes: the bound on how late a signal or a pause request is seen. */
 #define TICK_MS 100
 
-enum { OPT_UNTIL = 3000, OPT_ALLOW_SKEW };
-
-static mg_cancel stop_signal;
-
-static void on_signal(int sig)
-{
-	stop_signal = sig;
-}
-
 typedef struct {
 	mg_cli *cli;
 	mg_migration *m;
@@ -131,34 +122,6 @@ static void sleep_tick(int64_t ms)
 	nanosleep(&ts, NULL); /* a signal ends it early, which is the point */
 }
 
-static int install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	/* no SA_RESTART: a sleep or a read should end when the operator asks */
-	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
-		return -1;
-	return 0;
-}
-
-typedef struct {
-	const char *until;
-	bool allow_skew;
-} run_opts;
-
-static int run_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	run_opts *o = ud;
-	if (opt == OPT_UNTIL)
-		o->until = arg;
-	else if (opt == OPT_ALLOW_SKEW)
-		o->allow_skew = true;
-	return 0;
-}
-
 /* --dry-run: the steps the autopilot would take. */
 static void print_dry_run(run_ctx *r, int until_idx)
 {
@@ -180,12 +143,12 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 {
 	block_draw(r);
 	int64_t drawn_at = 0;
-	while (*end == MG_RUN_GOES_ON && !stop_signal) {
+	while (*end == MG_RUN_GOES_ON && !cli_signal) {
 		int64_t now = mg_now_ms(), next = mg_autopilot_next_eval_ms(r->ap);
 		int rc = mg_autopilot_tick(end, r->ap, now, err);
 		if (rc)
 			return rc;
-		if (*end != MG_RUN_GOES_ON || stop_signal)
+		if (*end != MG_RUN_GOES_ON || cli_signal)
 			break;
 		if (mg_autopilot_next_eval_ms(r->ap) != next)
 			drawn_at = 0; /* evaluated: show it now */
@@ -202,12 +165,14 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 
 int cmd_run(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"until", required_argument, NULL, OPT_UNTIL},
-	                                     {"allow-skew", no_argument, NULL, OPT_ALLOW_SKEW},
-	                                     {NULL, 0, NULL, 0}};
-	run_opts o = {0};
+	struct {
+		const char *until;
+		bool allow_skew;
+	} o = {0};
+	const cli_opt opts[] = {
+	    CLI_STRING("until", &o.until), CLI_FLAG("allow-skew", &o.allow_skew), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", run_opt, &o, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	double until_pct = 100;
 	if (o.until && shift_parse_percent(cli, "--until", o.until, &until_pct))
@@ -218,8 +183,8 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	const char *outcome = "stopped";
 	mg_run_end end = MG_RUN_GOES_ON;
-	stop_signal = 0;
-	if (install_signals()) {
+	cli_signal = 0;
+	if (cli_signals_catch()) {
 		mg_error_set(&err, MG_ERROR, "cannot install signal handlers");
 		return cli_fail(cli, &err);
 	}
@@ -231,31 +196,18 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	const mg_state *st = mg_migration_state(r.m);
 	const mg_plan_traffic *t = mg_migration_traffic(r.m);
 
-	int until_idx = mg_migration_step_index(t, until_pct);
-	if (until_idx < 0) {
-		rc = mg_error_set(
-		    &err, MG_EINVALID,
-		    "--until %s is not one of traffic.steps; `migrate plan` lists them", o.until);
+	int until_idx;
+	const char *done = NULL;
+	rc = mg_autopilot_prepare(&until_idx, &done, r.m, until_pct, o.until, o.allow_skew,
+	                          &cli_signal, &err);
+	if (rc)
 		goto fail;
-	}
-	if (st->step_index >= until_idx) {
-		outcome = st->phase == MG_PHASE_COMPLETE ? "complete" : "until-reached";
+	if (done) {
+		outcome = done;
 		event(&r, "already at step %d of %zu; nothing to do", st->step_index + 1,
 		      t->nsteps);
 		goto done;
 	}
-	/* the rules of `migrate step` (skew, drift, pause); the bake and the gates are the
-	 * loop's to wait for */
-	mg_step_rules rules = {.allow_skew = o.allow_skew, .now_ms = mg_now_ms()};
-	mg_step_verdict v;
-	rc = mg_migration_check_step(&v, r.m, &rules, &err);
-	mg_step_verdict_clear(&v);
-	if (rc)
-		goto fail;
-	mg_migration_set_cancel(r.m, &stop_signal);
-	rc = mg_migration_metrics_open(r.m, &err);
-	if (rc)
-		goto fail;
 	if (cli->dry_run) {
 		print_dry_run(&r, until_idx);
 		outcome = "dry-run";
@@ -273,12 +225,12 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	r.tty = false; /* the closing lines stand alone */
 	/* stopped by a signal (still going on): the weights stay where the last read-back put
 	 * them */
-	exit_code = end == MG_RUN_GOES_ON  ? 128 + (int)stop_signal
+	exit_code = end == MG_RUN_GOES_ON  ? 128 + (int)cli_signal
 	            : end == MG_RUN_DONE   ? EXIT_DONE
 	            : end == MG_RUN_FAILED ? EXIT_FAILED
 	                                   : EXIT_INCONCLUSIVE;
 	char say[256];
-	outcome = mg_autopilot_finish(r.ap, end, stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+	outcome = mg_autopilot_finish(r.ap, end, cli_signal == SIGINT ? "SIGINT" : "SIGTERM",
 	                              exit_code, say, sizeof(say));
 	if (*say)
 		event(&r, "%s", say);

@@ -2,17 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "units.h"
 #include "util_shift.h"
-
-static int status_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	(void)arg;
-	if (opt == 'O')
-		*(bool *)ud = true;
-	return 0;
-}
 
 /* The fleet's releases (mg_status.fleet), hosts off the fleet's version under them. */
 static void fleet_view_print(const mg_cli *cli, json_t *f, const char *fleet_version)
@@ -62,13 +54,60 @@ static void fleet_view_print(const mg_cli *cli, json_t *f, const char *fleet_ver
 		printf("    ... and %zu more (-v lists them all)\n", json_array_size(off) - limit);
 }
 
+static bool rebuilt(const mg_status *s, const char *field)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(s->rebuilt, i, e) if (!strcmp(json_string_value(e), field)) return true;
+	return false;
+}
+
+/* No state recorded: where each version came from, and what could not be read. */
+static void rebuild_print(const mg_cli *cli, const mg_status *s)
+{
+	bool c = cli->color_out;
+	json_t *hosts = json_object_get(s->rebuild, "hosts");
+	json_t *cl = json_object_get(s->rebuild, "cluster");
+	if (json_is_array(hosts)) {
+		size_t n = json_array_size(hosts);
+		size_t read = (size_t)json_integer_value(json_object_get(s->rebuild, "hosts_read"));
+		printf(
+		    "  rebuilt    VMs from the hosts (current and releases/, %zu of %zu read)%s\n",
+		    read, n,
+		    rebuilt(s, "versions.vms") ? ""
+		    : read < n                 ? ": the VMs' version is unknown"
+		                               : ": the hosts do not run one release");
+		size_t i;
+		json_t *h;
+		json_array_foreach(hosts, i, h)
+		{
+			if (json_is_true(json_object_get(h, "reached")))
+				continue;
+			printf("    %-28s %snot read:%s %s\n",
+			       json_string_value(json_object_get(h, "host")), cli_c(c, C_YELLOW),
+			       cli_c(c, C_RESET), json_string_value(json_object_get(h, "error")));
+		}
+	}
+	if (json_is_object(cl)) {
+		json_t *missing = json_object_get(cl, "missing");
+		json_t *pmissing = json_object_get(cl, "previous_missing");
+		if (json_is_string(missing))
+			printf("  rebuilt    cluster %sunknown:%s %s\n", cli_c(c, C_YELLOW),
+			       cli_c(c, C_RESET), json_string_value(missing));
+		else
+			printf("  rebuilt    cluster from its Deployments' %s annotations%s%s\n",
+			       MG_CLUSTER_RELEASE_ANNOTATION,
+			       json_is_string(pmissing) ? "; the release before is unknown: " : "",
+			       json_is_string(pmissing) ? json_string_value(pmissing) : "");
+	}
+}
+
 int cmd_status(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"offline", no_argument, NULL, 'O'},
-	                                     {NULL, 0, NULL, 0}};
 	bool offline = false;
+	const cli_opt opts[] = {CLI_FLAG("offline", &offline), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", status_opt, &offline, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	mg_error err = MG_ERROR_INIT;
 	mg_migration *m = NULL;
@@ -106,6 +145,9 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	} else if (s.recorded) {
 		mg_time_format(buf, sizeof(buf), s.st.updated_ms);
 		printf("  (revision %llu, updated %s)\n", (unsigned long long)s.st.revision, buf);
+	} else if (json_array_size(s.rebuilt)) {
+		printf("  (nothing recorded here: versions rebuilt from what the hosts and the "
+		       "cluster hold)\n");
 	} else {
 		printf("  (nothing recorded yet: no command has changed anything)\n");
 	}
@@ -148,6 +190,8 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		if (*s.st.kubernetes_previous_version)
 			printf(" (before: %s)", s.st.kubernetes_previous_version);
 		printf("\n");
+		if (s.rebuild)
+			rebuild_print(cli, &s);
 		if (!strcmp(s.st.kubernetes_rollout, "failed"))
 			printf(
 			    "  cluster    %s's rollout failed: %s; deploy a release again or `migrate "

@@ -3,33 +3,6 @@
 #include "util_gate.h"
 #include "util_shift.h"
 
-enum { OPT_TO = 3000, OPT_FORCE, OPT_REASON, OPT_ADOPT, OPT_ALLOW_SKEW };
-
-static int step_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	mg_step_rules *r = ud;
-	if (opt == OPT_TO) {
-		r->has_to = true;
-		r->to_text = arg;
-	} else if (opt == OPT_FORCE) {
-		r->force = true;
-	} else if (opt == OPT_REASON) {
-		r->reason = arg;
-	} else if (opt == OPT_ADOPT) {
-		r->adopt = true;
-	} else if (opt == OPT_ALLOW_SKEW) {
-		r->allow_skew = true;
-	}
-	return 0;
-}
-
-static json_t *pos_json(double pct, int idx)
-{
-	return json_pack("{s:f, s:o}", "k8s_percent", pct, "step",
-	                 idx < 0 ? json_null() : json_integer(idx + 1));
-}
-
 /* The step taken, read back: in doc, or as text. */
 static void report(mg_cli *cli, mg_migration *m, json_t *doc, const mg_shift_outcome *out,
                    double from, int from_idx, int idx, bool forced, bool adopted, bool unrecorded)
@@ -38,22 +11,16 @@ static void report(mg_cli *cli, mg_migration *m, json_t *doc, const mg_shift_out
 	const mg_state *st = mg_migration_state(m);
 	const char *name = mg_plan_name(mg_migration_plan(m));
 	const mg_traffic_state *rb = &out->read_back;
-	const char *reconciled = mg_migration_reconciled(m);
 	double target = t->steps[idx];
 	char when[40];
 	mg_time_format(when, sizeof(when), st->step_started_ms + t->bake_ms);
 	if (doc) {
-		json_object_set_new(doc, "plan", json_string(name));
+		json_object_update_new(
+		    doc, mg_migration_move_to_json(m, out, from, &from_idx, target, idx));
 		json_object_set_new(doc, "changed", json_true());
-		json_object_set_new(doc, "from", pos_json(from, from_idx));
-		json_object_set_new(doc, "to", pos_json(target, idx));
-		json_object_set_new(doc, "read_back", mg_traffic_state_to_json(rb));
-		json_object_set_new(doc, "phase", json_string(mg_phase_name(st->phase)));
 		json_object_set_new(doc, "bake_until", json_string(when));
 		json_object_set_new(doc, "forced", json_boolean(forced));
 		json_object_set_new(doc, "adopted", json_boolean(adopted));
-		json_object_set_new(doc, "reconciled",
-		                    reconciled ? json_string(reconciled) : json_null());
 		return;
 	}
 	char a[32], b[32];
@@ -71,16 +38,14 @@ static void report(mg_cli *cli, mg_migration *m, json_t *doc, const mg_shift_out
 
 int cmd_step(mg_cli *cli, int argc, char **argv)
 {
-	static const struct option opts[] = {{"to", required_argument, NULL, OPT_TO},
-	                                     {"force", no_argument, NULL, OPT_FORCE},
-	                                     {"reason", required_argument, NULL, OPT_REASON},
-	                                     {"adopt", no_argument, NULL, OPT_ADOPT},
-	                                     {"allow-skew", no_argument, NULL, OPT_ALLOW_SKEW},
-	                                     {NULL, 0, NULL, 0}};
 	mg_step_rules r = {.bake = true, .gates = true};
+	const cli_opt opts[] = {CLI_STRING("to", &r.to_text),          CLI_FLAG("force", &r.force),
+	                        CLI_STRING("reason", &r.reason),       CLI_FLAG("adopt", &r.adopt),
+	                        CLI_FLAG("allow-skew", &r.allow_skew), {0}};
 	int exit_code = EXIT_DONE;
-	if (cli_parse(cli, argc, argv, opts, "", step_opt, &r, 0, &exit_code) < 0)
+	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
+	r.has_to = r.to_text != NULL;
 	if (r.force && (!r.reason || !*r.reason))
 		return cli_usage_error(cli, "--force needs --reason TEXT: the journal records why");
 	if (r.has_to && shift_parse_percent(cli, "--to", r.to_text, &r.to))
@@ -120,7 +85,9 @@ int cmd_step(mg_cli *cli, int argc, char **argv)
 	if (cli->dry_run) {
 		rc = shift_print_dry_run(m, t->steps[v.target], doc, &err);
 		if (!rc && doc)
-			json_object_set_new(doc, "to", pos_json(t->steps[v.target], v.target));
+			json_object_set_new(doc, "to",
+			                    json_pack("{s:f, s:i}", "k8s_percent",
+			                              t->steps[v.target], "step", v.target + 1));
 		goto out;
 	}
 	const mg_state *st = mg_migration_state(m);

@@ -1,19 +1,8 @@
 #include "util_gate.h"
 
-#include <math.h>
 #include <string.h>
 
 #include "units.h"
-
-static void num(char *buf, size_t size, bool has, double v)
-{
-	if (!has)
-		snprintf(buf, size, "-");
-	else if (isinf(v))
-		snprintf(buf, size, "%sInf", v > 0 ? "+" : "-");
-	else
-		snprintf(buf, size, "%.4g", v);
-}
 
 void gate_print(FILE *f, const mg_cli *cli, const mg_gate_eval *ev, bool color)
 {
@@ -27,24 +16,13 @@ void gate_print(FILE *f, const mg_cli *cli, const mg_gate_eval *ev, bool color)
 	fprintf(f, "  %-20s %-13s %-12s %s\n", "CHECK", "RESULT", "VALUE", "PASSES WHEN");
 	for (size_t i = 0; i < ev->nchecks; i++) {
 		const mg_gate_check *c = &ev->checks[i];
-		char v[32], t[96], o[48] = "";
-		num(v, sizeof(v), c->has_value, c->value);
-		if (c->has_min && c->has_max)
-			snprintf(t, sizeof(t), "in [%.4g, %.4g]", c->min, c->max);
-		else if (c->op)
-			snprintf(t, sizeof(t), "%s %.4g", c->op, c->threshold);
-		else
-			t[0] = '\0';
-		if (c->has_ratio)
-			snprintf(o, sizeof(o), "%s%.3gx baseline (max %.3gx)", t[0] ? ", " : "",
-			         c->ratio, c->max_ratio);
-		else if (c->has_other_value)
-			snprintf(o, sizeof(o), " (VMs %.4g)", c->other_value);
+		char v[32], t[160];
+		mg_gate_check_text(v, sizeof(v), t, sizeof(t), c);
 		const char *col = c->outcome == MG_GATE_PASS   ? C_GREEN
 		                  : c->outcome == MG_GATE_FAIL ? C_RED
 		                                               : C_YELLOW;
-		fprintf(f, "  %-20s %s%-13s%s %-12s %s%s\n", c->name, cli_c(color, col),
-		        mg_gate_outcome_name(c->outcome), cli_c(color, C_RESET), v, t, o);
+		fprintf(f, "  %-20s %s%-13s%s %-12s %s\n", c->name, cli_c(color, col),
+		        mg_gate_outcome_name(c->outcome), cli_c(color, C_RESET), v, t);
 		if (c->detail)
 			fprintf(f, "  %-20s %s%s%s\n", "", cli_c(color, C_DIM), c->detail,
 			        cli_c(color, C_RESET));

@@ -100,14 +100,6 @@ int shift_print_dry_run(mg_migration *m, double target, json_t *doc, mg_error *e
 	return 0;
 }
 
-int shift_reason_opt(mg_cli *cli, int opt, const char *arg, void *ud)
-{
-	(void)cli;
-	if (opt == 'r')
-		*(const char **)ud = arg;
-	return 0;
-}
-
 int shift_hold(mg_cli *cli, bool pause, const char *reason)
 {
 	mg_error err = MG_ERROR_INIT;

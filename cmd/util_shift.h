@@ -31,9 +31,6 @@ void shift_print_servers(const mg_cli *cli, const mg_traffic_state *st);
 /* --dry-run: the exact balancer calls, in text or in doc["calls"]. */
 int shift_print_dry_run(mg_migration *m, double target, json_t *doc, mg_error *err);
 
-/* pause and resume: --reason TEXT into *(const char **)ud. */
-int shift_reason_opt(mg_cli *cli, int opt, const char *arg, void *ud);
-
 /* pause and resume, after the option parsing: hold or release, and the report. */
 int shift_hold(mg_cli *cli, bool pause, const char *reason);
 

@@ -18,8 +18,8 @@ static int validate_one(mg_cli *cli, const char *path, json_t *plans)
 	if (cli->json) {
 		json_t *o = json_pack("{s:s, s:b, s:s?}", "file", path, "valid", rc == 0, "name",
 		                      plan ? mg_plan_name(plan) : NULL);
-		json_object_set_new(o, "errors", cli_diags_json(&err, MG_SEV_ERROR));
-		json_object_set_new(o, "warnings", cli_diags_json(&err, MG_SEV_WARNING));
+		json_object_set_new(o, "errors", mg_error_diags_json(&err, MG_SEV_ERROR));
+		json_object_set_new(o, "warnings", mg_error_diags_json(&err, MG_SEV_WARNING));
 		json_array_append_new(plans, o);
 	} else {
 		bool c = cli->color_out;
@@ -40,7 +40,7 @@ static int validate_one(mg_cli *cli, const char *path, json_t *plans)
 int cmd_validate(mg_cli *cli, int argc, char **argv)
 {
 	int exit_code = EXIT_DONE;
-	int i = cli_parse(cli, argc, argv, NULL, NULL, NULL, NULL, CLI_ANY_OPERANDS, &exit_code);
+	int i = cli_parse(cli, argc, argv, NULL, CLI_ANY_OPERANDS, &exit_code);
 	if (i < 0)
 		return exit_code;
 	json_t *plans = json_array();

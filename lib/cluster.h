@@ -25,6 +25,17 @@
 #include "records.h"
 #include "store.h"
 
+/*
+ * Every workload migrate applies (Deployment, StatefulSet, DaemonSet) carries
+ * the release it was applied for, and the release its live object carried
+ * before when that differs (what a deploy replaced; a rollback leaves none:
+ * going back is done once), so a state directory lost with a CI runner can
+ * be rebuilt from the cluster. Other objects carry nothing: one a release did
+ * not change stays "unchanged".
+ */
+#define MG_CLUSTER_RELEASE_ANNOTATION  "migrate/release"
+#define MG_CLUSTER_PREVIOUS_ANNOTATION "migrate/previous-release"
+
 typedef enum {
 	MG_CLUSTER_NOT_RUN,    /* not reached: an earlier object failed, or cancelled */
 	MG_CLUSTER_CREATED,    /* did not exist */
@@ -108,6 +119,9 @@ typedef struct {
 	const mg_cancel *cancel;
 	mg_cluster_progress_fn progress; /* may be NULL; called from the applying thread */
 	void *progress_ud;
+	/* the release the objects are for: MG_CLUSTER_RELEASE_ANNOTATION; NULL: none added */
+	const char *release;
+	bool rollback; /* going back: no MG_CLUSTER_PREVIOUS_ANNOTATION */
 } mg_cluster_options;
 
 /*
@@ -122,6 +136,29 @@ typedef struct {
 int mg_cluster_apply(mg_cluster_result *out, mg_kube_client *c, const mg_cluster_options *o,
                      mg_error *err);
 void mg_cluster_result_clear(mg_cluster_result *r);
+
+/* What the cluster runs, read back from the plan's Deployments (mg_cluster_read_live). */
+typedef struct {
+	size_t deployments;                     /* the Deployments the plan's templates render */
+	size_t read;                            /* of them, read back from the cluster */
+	char version[MG_PLAN_VERSION_MAX + 1];  /* the release every one carries; "" unknown */
+	char previous[MG_PLAN_VERSION_MAX + 1]; /* the release they carried before; "" unknown */
+	char missing[1024]; /* why version is unknown ("" when known), naming the Deployment */
+	char previous_missing[1024]; /* why previous is unknown ("" when known) */
+} mg_cluster_live;
+
+/*
+ * Reads MG_CLUSTER_RELEASE_ANNOTATION and MG_CLUSTER_PREVIOUS_ANNOTATION back
+ * from every Deployment of plan's templates (rendered for no particular
+ * release: only their names are used). Deployments that disagree, one that
+ * does not exist or carries no annotation leave the version unknown, with
+ * why in out->missing. 0 unless the templates cannot be rendered, or the
+ * cluster cannot be asked (the client's error).
+ */
+int mg_cluster_read_live(mg_cluster_live *out, mg_kube_client *c, const mg_plan *plan,
+                         mg_error *err);
+/* {version, previous, deployments, read, missing, previous_missing}, unknowns null. */
+json_t *mg_cluster_live_to_json(const mg_cluster_live *l);
 
 const char *mg_cluster_outcome_name(mg_cluster_outcome o);
 json_t *mg_cluster_result_to_json(const mg_cluster_result *r);

@@ -9,6 +9,7 @@
 #ifndef MG_ERROR_H
 #define MG_ERROR_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 enum {
@@ -72,5 +73,18 @@ void mg_error_clear(mg_error *err);
 
 /* A short name for a code ("invalid input", "locked", ...). */
 const char *mg_error_name(int code);
+
+/*
+ * err's diagnostics of severity sev, as JSON for a machine reader: an array
+ * of {file, line, column, path, message}. err may be NULL (an empty array).
+ * New reference.
+ */
+json_t *mg_error_diags_json(const mg_error *err, mg_severity sev);
+/*
+ * An error as JSON: {kind, message, diagnostics (the errors)}. kind is the
+ * name of err's code, or of code when err has none; message is err's when
+ * NULL. err may be NULL. New reference.
+ */
+json_t *mg_error_json(const mg_error *err, int code, const char *message);
 
 #endif

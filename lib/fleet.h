@@ -204,6 +204,54 @@ void mg_fleet_record_apply(json_t *doc, const mg_fleet_result *r);
 /* How many of the result's hosts run version now, as read back. */
 size_t mg_fleet_count_on(const mg_fleet_result *r, const char *version);
 
+/*
+ * What the hosts run, read without changing anything on them: for `status`
+ * and `rollback --release` when no state is recorded (a fresh CI runner).
+ * Each host gets one read-only command (mg_fleet_cmd_survey) over its own
+ * session, by a pool of at most vms.parallel threads, bounded by
+ * vms.connect_timeout and vms.command_timeout. Nothing is taken from a host
+ * that was not read: an unreachable host has reached false and its error.
+ */
+typedef struct {
+	const mg_plan_host *host; /* borrowed from the plan */
+	bool reached;             /* connected, and the listing ran to the end */
+	char error[512];          /* why not (scrubbed); "" when reached */
+	/* "link" (current is a symbolic link), "none" (no current, or no deploy directory),
+	 * "other" (current is not a link) */
+	char kind[8];
+	char current[MG_PLAN_VERSION_MAX + 1]; /* the release current points at; "" none */
+	/* the complete release unpacked just before current's (marker times); "" none */
+	char previous[MG_PLAN_VERSION_MAX + 1];
+	char **releases; /* complete releases, oldest first by marker time, then name */
+	size_t nreleases;
+} mg_fleet_survey_host;
+
+typedef struct {
+	mg_fleet_survey_host *hosts; /* one per vms->hosts, in the plan's order */
+	size_t nhosts;
+	size_t reached;
+	int64_t duration_ms;
+} mg_fleet_survey;
+
+typedef struct {
+	const mg_plan_vms *vms;
+	bool accept_new_host_keys; /* known_hosts (local) may learn a key; the host is only read */
+	const char *passphrase;    /* for vms.identity_file, or NULL */
+	const mg_cancel *cancel;
+} mg_fleet_survey_options;
+
+/*
+ * Reads every host. 0 whatever each host answered (see reached and error);
+ * MG_ENOMEM, or MG_EINVALID without hosts. Clear out whatever the return.
+ */
+int mg_fleet_survey_run(mg_fleet_survey *out, const mg_fleet_survey_options *o, mg_error *err);
+void mg_fleet_survey_clear(mg_fleet_survey *s);
+/* The survey as JSON: [{host, reached, error, current, previous, releases}]. */
+json_t *mg_fleet_survey_to_json(const mg_fleet_survey *s);
+/* Prints "kind=", "current=<readlink current>" and "release=<sec>.<nsec> <name>/<marker>"
+ * per complete release; writes nothing, creates nothing. */
+char *mg_fleet_cmd_survey(const char *path);
+
 const char *mg_fleet_stage_name(mg_fleet_stage s);
 const char *mg_fleet_outcome_name(mg_fleet_outcome o);
 const char *mg_fleet_op_name(mg_fleet_op op);

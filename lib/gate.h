@@ -88,6 +88,14 @@ const char *mg_gate_outcome_name(mg_gate_outcome o);
 /* {"outcome","at","window","window_plan","clamped","checks":[{name,outcome,value,...}]} */
 json_t *mg_gate_eval_to_json(const mg_gate_eval *ev);
 
+/*
+ * How a check is stated, for text and messages: *value as observed ("-" when
+ * none, "+Inf"), and *rule, when it passes ("<= 0.01", "in [0.9, 1]") with
+ * the comparison it made (", 1.2x baseline (max 1.5x)", " (VMs 0.002)").
+ */
+void mg_gate_check_text(char *value, size_t vsize, char *rule, size_t rsize,
+                        const mg_gate_check *c);
+
 /* One line naming the checks that decided, e.g. "errors 0.052 > 0.01 (window 25s)". */
 void mg_gate_eval_summary(char *buf, size_t size, const mg_gate_eval *ev);
 

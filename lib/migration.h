@@ -140,6 +140,15 @@ int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double 
 int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_percent, int idx,
                           const char *reason, bool forced, mg_error *err);
 
+/*
+ * A move of traffic as `-o json` reports it: plan, from {k8s_percent, step}
+ * (no step when from_idx is NULL: a rollback starts from what the balancer
+ * reads, wherever that is), to {k8s_percent, step}, read_back, phase and
+ * reconciled. Steps are 1-based, null for 0%. New reference.
+ */
+json_t *mg_migration_move_to_json(const mg_migration *m, const mg_shift_outcome *out, double from,
+                                  const int *from_idx, double to, int idx);
+
 /* ---- gate journalling ---- */
 
 /* Records the evaluation in st's gate fields (not saved). */
@@ -191,6 +200,17 @@ typedef struct {
 	int64_t bake_left_ms;        /* of the current step; -1 when no step bakes */
 	json_t *fleet; /* vms: {hosts, recorded, unknown, versions, skew, off_version}, or NULL */
 	char fleet_error[1024]; /* fleet.json cannot be read */
+	/*
+	 * No state recorded (no state directory or no state.json) and not offline:
+	 * st's versions and fleet were rebuilt from the world. rebuilt names the
+	 * fields filled ("versions.vms", "versions.vms_previous", "fleet",
+	 * "versions.kubernetes", "versions.kubernetes_previous"); rebuild is what
+	 * was read: {hosts: [mg_fleet_survey_to_json], hosts_read, cluster:
+	 * mg_cluster_live_to_json or {version, previous, missing}}, a side the plan
+	 * lacks null. Both NULL when the state was recorded.
+	 */
+	json_t *rebuilt;
+	json_t *rebuild;
 } mg_status;
 
 /* Where m (opened in mode read) stands; offline: the balancer is not read. */
@@ -296,6 +316,18 @@ typedef struct {
 int mg_autopilot_new(mg_autopilot **out, mg_migration *m, const mg_autopilot_options *o,
                      mg_error *err);
 void mg_autopilot_free(mg_autopilot *ap);
+/*
+ * Before a run over m: *until_idx, the step until_pct names (until_text: as the
+ * operator wrote it, NULL for 100; MG_EINVALID when it is not one of
+ * traffic.steps); *done, "complete" or "until-reached" when the current step is
+ * already there (nothing to do, nothing checked), else NULL, and then the rules
+ * of `migrate step` (skew unless allow_skew, drift, pause; the bake and the
+ * gates are the loop's to wait for) and the metrics source, opened. cancel (may
+ * be NULL) stops every wait of the run.
+ */
+int mg_autopilot_prepare(int *until_idx, const char **done, mg_migration *m, double until_pct,
+                         const char *until_text, bool allow_skew, const mg_cancel *cancel,
+                         mg_error *err);
 /* Journals start and takes the first step when none was taken (the measurement). */
 int mg_autopilot_start(mg_run_end *end, mg_autopilot *ap, mg_error *err);
 /*

@@ -79,7 +79,8 @@ typedef struct {
 	/* the sides: both that the plan has, or only one (--vms-only, --k8s-only) */
 	bool vms_only, k8s_only;
 	const char *version; /* deploy: the release, or NULL for build.repo's HEAD;
-	                        rollback: NULL (state.json says where to) */
+	                        rollback: NULL (state.json says where to; without one, the
+	                        hosts' releases and the cluster's annotations) */
 	bool accept_new_host_keys;
 	const char *context; /* replaces kubernetes.context; may be NULL */
 	const char *state_dir;
@@ -118,6 +119,9 @@ typedef struct {
 	const mg_error *state_err;
 	int journal_rc; /* the cluster's result record failed: its error */
 	const mg_error *journal_err;
+	/* a rollback with no state recorded: where its versions were read from (and that the
+	 * cluster's manifests were rendered from the templates); else NULL */
+	const char *rebuilt;
 } mg_release_info;
 
 typedef struct mg_release mg_release;
@@ -146,8 +150,8 @@ void mg_release_free(mg_release *r);
  * to merge into the envelope. The fleet alone: plan, op, version,
  * from_version, artifact, sha256, then a dry run's batches and hosts or the
  * run's result and the fleet's versions. Otherwise: plan, op, version,
- * dry_run, vms, kubernetes (each with "error": null, for the caller to
- * fill) and versions.
+ * dry_run, vms, kubernetes (each with "error": {kind, message, diagnostics}
+ * when that side failed, else null) and versions.
  */
 json_t *mg_release_to_json(const mg_release *r);
 

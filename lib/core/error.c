@@ -127,3 +127,28 @@ int mg_error_oom(mg_error *err)
 {
 	return mg_error_set(err, MG_ENOMEM, "out of memory");
 }
+
+json_t *mg_error_diags_json(const mg_error *err, mg_severity sev)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; err && i < err->ndiags; i++) {
+		const mg_diag *d = &err->diags[i];
+		if (d->severity != sev)
+			continue;
+		json_array_append_new(a, json_pack("{s:s?, s:i, s:i, s:s?, s:s}", "file", d->file,
+		                                   "line", d->line, "column", d->col, "path",
+		                                   d->path, "message", d->message));
+	}
+	return a;
+}
+
+json_t *mg_error_json(const mg_error *err, int code, const char *message)
+{
+	json_t *e = json_pack("{s:s, s:s}", "kind",
+	                      mg_error_name(err && err->code ? err->code : code), "message",
+	                      message ? message
+	                      : err   ? err->message
+	                              : "");
+	json_object_set_new(e, "diagnostics", mg_error_diags_json(err, MG_SEV_ERROR));
+	return e;
+}

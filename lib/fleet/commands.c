@@ -312,6 +312,23 @@ char *mg_fleet_cmd_list_releases(const char *path)
 	return sb_take(&b);
 }
 
+char *mg_fleet_cmd_survey(const char *path)
+{
+	sbuf b = {0};
+	/* no deploy directory is a host never deployed to, not an error; nothing is created */
+	sb_add(&b, "if [ ! -e ");
+	sb_addq(&b, path);
+	sb_add(&b, " ]; then printf 'kind=none\\n'; exit 0; fi; cd -- ");
+	sb_addq(&b, path);
+	sb_add(&b, " && if [ -L current ]; then k=link; elif [ -e current ]; then k=other; else "
+	           "k=none; fi && printf 'kind=%s\\ncurrent=%s\\n' \"$k\" \"$(readlink current "
+	           "2>/dev/null)\" && if [ -d releases ]; then cd releases && for d in *; do if [ "
+	           "-f \"$d/" MG_FLEET_MARKER
+	           "\" ]; then stat -c 'release=%.9Y %n' -- \"$d/" MG_FLEET_MARKER
+	           "\" || exit 1; fi; done; fi");
+	return sb_take(&b);
+}
+
 char *mg_fleet_cmd_remove_releases(const char *path, const char *const *names, size_t n)
 {
 	sbuf b = {0};

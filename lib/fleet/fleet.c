@@ -49,14 +49,9 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Works through queue with at most vms.parallel threads. */
-static void run_pool(mg_fleet_run_ctx *R, const size_t *queue, size_t n, bool revert)
+void mg_fleet_pool(int parallel, size_t n, void *(*fn)(void *), void *arg)
 {
-	R->queue = queue;
-	R->nqueue = n;
-	R->next = 0;
-	R->revert = revert;
-	size_t nt = (size_t)R->opt->vms->parallel;
+	size_t nt = parallel > 0 ? (size_t)parallel : 1;
 	if (nt > n)
 		nt = n;
 	if (nt < 1)
@@ -68,7 +63,7 @@ static void run_pool(mg_fleet_run_ctx *R, const size_t *queue, size_t n, bool re
 	if (attr_ok)
 		pthread_attr_setstacksize(&attr, 4u << 20);
 	for (size_t i = 0; th && i < nt; i++) {
-		if (pthread_create(&th[i], attr_ok ? &attr : NULL, worker, R) != 0)
+		if (pthread_create(&th[i], attr_ok ? &attr : NULL, fn, arg) != 0)
 			break;
 		started++;
 	}
@@ -77,10 +72,20 @@ static void run_pool(mg_fleet_run_ctx *R, const size_t *queue, size_t n, bool re
 	if (started < nt)
 		mg_log(MG_LOG_WARN, "only %zu of %zu worker threads could be started", started, nt);
 	if (!started)
-		worker(R); /* no thread at all: one at a time, but still done */
+		fn(arg); /* no thread at all: one at a time, but still done */
 	for (size_t i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	free(th);
+}
+
+/* Works through queue with at most vms.parallel threads. */
+static void run_pool(mg_fleet_run_ctx *R, const size_t *queue, size_t n, bool revert)
+{
+	R->queue = queue;
+	R->nqueue = n;
+	R->next = 0;
+	R->revert = revert;
+	mg_fleet_pool(R->opt->vms->parallel, n, worker, R);
 }
 
 static json_t *str_or_null(const char *s)

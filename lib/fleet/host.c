@@ -107,8 +107,8 @@ static void output_tail(char *dst, size_t size, const char *raw, size_t rawlen)
  * Runs one command; its exit status must be 0. out (may be NULL) gets the
  * result, to be freed by the caller also on failure.
  */
-static int run_cmd(mg_ssh_result *out, mg_ssh *s, const char *cmd, int64_t timeout_ms,
-                   const char *what, mg_error *e)
+int mg_fleet_run_cmd(mg_ssh_result *out, mg_ssh *s, const char *cmd, int64_t timeout_ms,
+                     const char *what, mg_error *e)
 {
 	mg_ssh_result local = {0};
 	mg_ssh_result *r = out ? out : &local;
@@ -154,7 +154,7 @@ static int host_connect(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh **s
 }
 
 /* The release a link points at: "releases/V" (or an absolute .../releases/V) gives V. */
-static void link_release(char *dst, size_t size, const char *link)
+void mg_fleet_link_release(char *dst, size_t size, const char *link)
 {
 	dst[0] = '\0';
 	const char *p = strstr(link, "releases/");
@@ -183,7 +183,8 @@ static int inspect(mg_fleet_run_ctx *R, mg_ssh *s, inspection *in, mg_error *e)
 	const mg_plan_vms *v = R->opt->vms;
 	mg_ssh_result r;
 	char *cmd = mg_fleet_cmd_inspect(v->path, R->opt->version);
-	int rc = run_cmd(&r, s, cmd, v->command_timeout_ms, "inspecting the deploy directory", e);
+	int rc = mg_fleet_run_cmd(&r, s, cmd, v->command_timeout_ms,
+	                          "inspecting the deploy directory", e);
 	free(cmd);
 	memset(in, 0, sizeof(*in));
 	if (!rc) {
@@ -236,7 +237,8 @@ static int upload(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_er
 		set_stage(R, h, MG_FLEET_STAGE_VERIFY);
 		mg_ssh_result r;
 		char *cmd = mg_fleet_cmd_verify(remote);
-		rc = run_cmd(&r, s, cmd, v->command_timeout_ms, "sha256sum of the upload", e);
+		rc = mg_fleet_run_cmd(&r, s, cmd, v->command_timeout_ms, "sha256sum of the upload",
+		                      e);
 		free(cmd);
 		if (!rc && (r.out_len < 64 || strncmp(r.out, R->opt->artifact_sha256, 64) != 0)) {
 			char got[65];
@@ -255,7 +257,8 @@ static int upload(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_er
 		char *cmd =
 		    mg_fleet_cmd_unpack(v->path, R->opt->version, remote, R->opt->artifact_sha256);
 		mg_ssh_result r;
-		rc = run_cmd(&r, s, cmd, v->command_timeout_ms, "unpacking the release", e);
+		rc =
+		    mg_fleet_run_cmd(&r, s, cmd, v->command_timeout_ms, "unpacking the release", e);
 		free(cmd);
 		char got[80] = "";
 		if (!rc)
@@ -276,8 +279,8 @@ static int upload(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, mg_er
 		char *cmd = q ? mg_str_printf("rm -f -- %s", q) : NULL;
 		free(q);
 		if (cmd)
-			run_cmd(NULL, s, cmd, v->command_timeout_ms, "removing the upload",
-			        &ignored);
+			mg_fleet_run_cmd(NULL, s, cmd, v->command_timeout_ms, "removing the upload",
+			                 &ignored);
 		free(cmd);
 		mg_error_clear(&ignored);
 	}
@@ -317,7 +320,7 @@ static int switch_to(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, co
 	snprintf(want, sizeof(want), "releases/%s", version);
 	h->switched = true;
 	if (strcmp(got, want) != 0) {
-		link_release(h->version, sizeof(h->version), got);
+		mg_fleet_link_release(h->version, sizeof(h->version), got);
 		h->version_known = *h->version != '\0';
 		return mg_error_set(e, MG_ERROR,
 		                    "after the switch, current points at \"%s\", not \"%s\": "
@@ -337,7 +340,7 @@ static int activate(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, con
 		return 0;
 	set_stage(R, h, MG_FLEET_STAGE_ACTIVATE);
 	char *cmd = mg_fleet_cmd_activate(v->path, v->activate, version, h->host->name);
-	int rc = run_cmd(NULL, s, cmd, v->command_timeout_ms, "activate", e);
+	int rc = mg_fleet_run_cmd(NULL, s, cmd, v->command_timeout_ms, "activate", e);
 	free(cmd);
 	return rc;
 }
@@ -418,7 +421,7 @@ static void prune(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s)
 	mg_error e = MG_ERROR_INIT;
 	mg_ssh_result r;
 	char *cmd = mg_fleet_cmd_list_releases(v->path);
-	int rc = run_cmd(&r, s, cmd, v->command_timeout_ms, "listing the releases", &e);
+	int rc = mg_fleet_run_cmd(&r, s, cmd, v->command_timeout_ms, "listing the releases", &e);
 	free(cmd);
 	mg_fleet_release *rel = NULL;
 	char **names = NULL;
@@ -470,8 +473,8 @@ static void prune(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s)
 				if (remove[i])
 					gone[j++] = names[i];
 			cmd = gone ? mg_fleet_cmd_remove_releases(v->path, gone, k) : NULL;
-			rc = run_cmd(NULL, s, cmd, v->command_timeout_ms, "removing old releases",
-			             &e);
+			rc = mg_fleet_run_cmd(NULL, s, cmd, v->command_timeout_ms,
+			                      "removing old releases", &e);
 			free(cmd);
 			free(gone);
 			if (!rc)
@@ -513,7 +516,7 @@ static int host_stages(mg_fleet_run_ctx *R, mg_fleet_host_result *h, mg_ssh *s, 
 		mg_log(MG_LOG_INFO,
 		       "%s: removed %d leftover(s) of interrupted uploads from %s/.incoming",
 		       h->host->name, in.incoming_removed, v->path);
-	link_release(h->previous, sizeof(h->previous), in.link);
+	mg_fleet_link_release(h->previous, sizeof(h->previous), in.link);
 	snprintf(h->version, sizeof(h->version), "%s", h->previous);
 	h->version_known = true;
 	if (*in.link && !*h->previous)

@@ -39,6 +39,12 @@ void mg_fleet_notify_locked(mg_fleet_run_ctx *R, const mg_fleet_host_result *h, 
 void mg_fleet_host_work(mg_fleet_run_ctx *R, mg_fleet_host_result *h);
 /* A host that succeeded, in a batch that stopped the run: back to where it was. */
 void mg_fleet_host_batch_revert(mg_fleet_run_ctx *R, mg_fleet_host_result *h);
+/*
+ * The pool: min(parallel, n) threads (at least one) running fn(arg), joined
+ * before it returns; fn takes its work off a queue in arg. With no thread at
+ * all, fn runs in the caller's: slower, but done.
+ */
+void mg_fleet_pool(int parallel, size_t n, void *(*fn)(void *), void *arg);
 
 /* ---- the SSH session ---- */
 
@@ -76,6 +82,16 @@ int mg_ssh_check_stop(mg_ssh *s, int64_t deadline, int64_t budget_ms, const char
  */
 int mg_ssh_wait_socket(mg_ssh *s, int64_t deadline, int64_t budget_ms, const char *what,
                        mg_error *err);
+
+/*
+ * Runs one command (host.c); its exit status must be 0. out (may be NULL)
+ * gets the result, to be freed by the caller also on failure. The error
+ * carries the scrubbed tail of the command's output.
+ */
+int mg_fleet_run_cmd(mg_ssh_result *out, mg_ssh *s, const char *cmd, int64_t timeout_ms,
+                     const char *what, mg_error *e);
+/* The release a link points at: "releases/V" (or .../releases/V) gives V; else "". */
+void mg_fleet_link_release(char *dst, size_t size, const char *link);
 
 /* ---- hostkey.c ---- */
 

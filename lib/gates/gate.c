@@ -475,3 +475,26 @@ void mg_gate_eval_summary(char *buf, size_t size, const mg_gate_eval *ev)
 	if (n + 1 < size)
 		snprintf(buf + n, size - n, " (window %s%s)", w, ev->clamped ? ", clamped" : "");
 }
+
+void mg_gate_check_text(char *value, size_t vsize, char *rule, size_t rsize, const mg_gate_check *c)
+{
+	if (!c->has_value)
+		snprintf(value, vsize, "-");
+	else if (isinf(c->value))
+		snprintf(value, vsize, "%sInf", c->value > 0 ? "+" : "-");
+	else
+		snprintf(value, vsize, "%.4g", c->value);
+	int n = 0;
+	if (c->has_min && c->has_max)
+		n = snprintf(rule, rsize, "in [%.4g, %.4g]", c->min, c->max);
+	else if (c->op)
+		n = snprintf(rule, rsize, "%s %.4g", c->op, c->threshold);
+	else
+		rule[0] = '\0';
+	size_t off = n > 0 && (size_t)n < rsize ? (size_t)n : strlen(rule);
+	if (c->has_ratio)
+		snprintf(rule + off, rsize - off, "%s%.3gx baseline (max %.3gx)", off ? ", " : "",
+		         c->ratio, c->max_ratio);
+	else if (c->has_other_value)
+		snprintf(rule + off, rsize - off, " (VMs %.4g)", c->other_value);
+}

@@ -204,6 +204,56 @@ static void fail_object(mg_cluster_object *obj, const mg_error *err)
 	obj->error = strdup(err->message);
 }
 
+static const char *annotation(const json_t *obj, const char *key)
+{
+	return jstr(json_object_get(json_object_get(obj, "metadata"), "annotations"), key);
+}
+
+/*
+ * The manifest as sent: a copy, a workload's carrying the release and, for a deploy, the
+ * release the live object carried before (kept across a re-apply of the same
+ * release); a new reference, NULL on out of memory. Values from the cluster
+ * go in only when they are release names.
+ */
+static json_t *annotated(const json_t *manifest, const json_t *live, const mg_cluster_options *o)
+{
+	json_t *copy = json_deep_copy(manifest);
+	/* workloads only: their content changes with every release anyway, while a Service
+	 * or a ConfigMap the release did not change stays "unchanged" */
+	const char *kind = jstr(manifest, "kind");
+	if (!copy || !o->release || !kind ||
+	    (strcmp(kind, "Deployment") && strcmp(kind, "StatefulSet") &&
+	     strcmp(kind, "DaemonSet")))
+		return copy;
+	json_t *md = json_object_get(copy, "metadata");
+	if (!json_is_object(md))
+		return copy; /* refused by the object's path before it is sent */
+	json_t *ann = json_object_get(md, "annotations");
+	if (!json_is_object(ann)) {
+		ann = json_object();
+		if (!ann || json_object_set_new(md, "annotations", ann)) {
+			json_decref(copy);
+			return NULL;
+		}
+	}
+	char why[64];
+	const char *was = live ? annotation(live, MG_CLUSTER_RELEASE_ANNOTATION) : NULL;
+	const char *prev = NULL;
+	if (was && strcmp(was, o->release))
+		prev = was;
+	else if (was)
+		prev = annotation(live, MG_CLUSTER_PREVIOUS_ANNOTATION);
+	if (prev && mg_plan_check_version(prev, why, sizeof(why)))
+		prev = NULL;
+	if (json_object_set_new(ann, MG_CLUSTER_RELEASE_ANNOTATION, json_string(o->release)) ||
+	    (prev && !o->rollback &&
+	     json_object_set_new(ann, MG_CLUSTER_PREVIOUS_ANNOTATION, json_string(prev)))) {
+		json_decref(copy);
+		return NULL;
+	}
+	return copy;
+}
+
 /* One object through the server: its outcome, and for a Deployment the live namespace. */
 static int apply_one(mg_cluster_object *obj, mg_kube_client *c, const json_t *manifest,
                      const mg_cluster_options *o, mg_error *err)
@@ -217,7 +267,20 @@ static int apply_one(mg_cluster_object *obj, mg_kube_client *c, const json_t *ma
 	if (o->dry_run) {
 		char *text = NULL;
 		bool changed = false;
-		rc = mg_kube_diff(c, manifest, &text, &changed, err);
+		/* the diff shows the annotations as a run would set them: the live one is read */
+		json_t *live = NULL, *sent = NULL;
+		mg_error gerr = MG_ERROR_INIT;
+		if (o->release && mg_kube_get(c, path, what, &live, &gerr) == MG_ENOMEM) {
+			mg_error_clear(&gerr);
+			return mg_error_oom(err);
+		}
+		mg_error_clear(&gerr);
+		sent = annotated(manifest, live, o);
+		json_decref(live);
+		if (!sent)
+			return mg_error_oom(err);
+		rc = mg_kube_diff(c, sent, &text, &changed, err);
+		json_decref(sent);
 		if (rc)
 			return rc;
 		/* mg_kube_diff's first line ends in "(new)" for an object the cluster lacks */
@@ -243,8 +306,14 @@ static int apply_one(mg_cluster_object *obj, mg_kube_client *c, const json_t *ma
 		return rc;
 	}
 	mg_error_clear(&gerr);
+	json_t *sent = annotated(manifest, live, o);
+	if (!sent) {
+		json_decref(live);
+		return mg_error_oom(err);
+	}
 	mg_kube_apply_options ao = {.force = o->force, .field_manager = "migrate"};
-	rc = mg_kube_apply(c, manifest, &ao, &after, err);
+	rc = mg_kube_apply(c, sent, &ao, &after, err);
+	json_decref(sent);
 	if (!rc) {
 		const char *before_rv = live ? meta(live, "resourceVersion") : NULL;
 		const char *after_rv = after ? meta(after, "resourceVersion") : NULL;

@@ -63,6 +63,32 @@ int mg_autopilot_new(mg_autopilot **out, mg_migration *m, const mg_autopilot_opt
 	return 0;
 }
 
+int mg_autopilot_prepare(int *until_idx, const char **done, mg_migration *m, double until_pct,
+                         const char *until_text, bool allow_skew, const mg_cancel *cancel,
+                         mg_error *err)
+{
+	const mg_state *st = mg_migration_state(m);
+	*done = NULL;
+	*until_idx = mg_migration_step_index(mg_migration_traffic(m), until_pct);
+	if (*until_idx < 0)
+		return mg_error_set(
+		    err, MG_EINVALID,
+		    "--until %s is not one of traffic.steps; `migrate plan` lists them",
+		    until_text ? until_text : "100");
+	if (st->step_index >= *until_idx) {
+		*done = st->phase == MG_PHASE_COMPLETE ? "complete" : "until-reached";
+		return 0;
+	}
+	mg_step_rules rules = {.allow_skew = allow_skew, .now_ms = mg_now_ms()};
+	mg_step_verdict v;
+	int rc = mg_migration_check_step(&v, m, &rules, err);
+	mg_step_verdict_clear(&v);
+	if (rc)
+		return rc;
+	mg_migration_set_cancel(m, cancel);
+	return mg_migration_metrics_open(m, err);
+}
+
 void mg_autopilot_free(mg_autopilot *ap)
 {
 	if (!ap)

@@ -24,4 +24,13 @@ struct mg_migration {
 /* The metrics source, opened on first use. */
 int mg_migration_metrics(mg_metrics **out, mg_migration *m, mg_error *err);
 
+/*
+ * status with no state recorded (rebuild.c): the versions read from the hosts
+ * and the cluster into out->st, named in out->rebuilt, what was read in
+ * out->rebuild; *record: the hosts read, in fleet.json's shape (NULL without
+ * a fleet). A host or cluster that cannot be read is said there, not an
+ * error: MG_ENOMEM or MG_ECANCELED.
+ */
+int mg_migration_rebuild(mg_status *out, json_t **record, mg_migration *m, mg_error *err);
+
 #endif

@@ -5,12 +5,16 @@
  * document that `-o json` emits and the text display reads, so both say the
  * same. Nothing is changed or contacted.
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "migration.h"
 #include "promql.h"
+#include "str.h"
 #include "template.h"
+#include "units.h"
 #include "weights.h"
 
 static json_t *or_null(json_t *j)
@@ -146,16 +150,57 @@ static json_t *preview_traffic(const mg_plan_traffic *t, mg_error *err)
 			return NULL;
 		}
 		json_object_set_new(s, "effective_k8s_percent", json_real(w.effective_percent));
+		json_object_set_new(s, "vm_weight", json_integer(w.vm_weight));
+		json_object_set_new(s, "k8s_weight", json_integer(w.k8s_weight));
 		json_object_set_new(s, "weights", server_weights(vm, nvm, k8s, nk8s, &w));
 	}
 	return json_pack("{s:s, s:o, s:I, s:o}", "provider", mg_provider_name(t->provider),
 	                 "target", target, "bake_ms", (json_int_t)t->bake_ms, "steps", steps);
 }
 
-static json_t *red_check(const mg_red_check *r)
+/* A RED gate's rule in words. */
+static char *red_rule(const mg_red_check *r, const mg_plan_slo *s)
 {
-	json_t *o =
-	    json_pack("{s:s, s:s, s:s}", "name", r->name, "source", "red", "query", r->query);
+	char d[32], p[32];
+	switch (r->kind) {
+	case MG_RED_RATE:
+		return mg_str_printf("at least %.0f requests to the cluster, else inconclusive",
+		                     r->threshold);
+	case MG_RED_ERRORS:
+		mg_percent_format(p, sizeof(p), r->threshold * 100);
+		return mg_str_printf("5xx responses at most %s of requests", p);
+	case MG_RED_DURATION:
+		mg_duration_format(d, sizeof(d), (int64_t)llround(r->threshold * 1000));
+		return mg_str_printf("%s at most %s",
+		                     s->red->source == MG_RED_HAPROXY ? "average response time"
+		                                                      : "99th percentile latency",
+		                     d);
+	case MG_RED_ERRORS_VS_VMS:
+		break;
+	}
+	return mg_str_printf("5xx ratio at most %gx the VMs' over the same window", r->threshold);
+}
+
+/* A custom check's rule in words, from its bounds. */
+static char *custom_rule(const mg_plan_check *ck)
+{
+	char min[48] = "", max[48] = "", base[64] = "";
+	if (ck->has_min)
+		snprintf(min, sizeof(min), "at least %g", ck->min);
+	if (ck->has_max)
+		snprintf(max, sizeof(max), "%sat most %g", ck->has_min ? " and " : "", ck->max);
+	if (ck->baseline)
+		snprintf(base, sizeof(base), "%sat most %gx the baseline",
+		         ck->has_min || ck->has_max ? " and " : "", ck->max_ratio);
+	return mg_str_printf("%s%s%s", min, max, base);
+}
+
+static json_t *red_check(const mg_red_check *r, const mg_plan_slo *s)
+{
+	char *rule = red_rule(r, s);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s?}", "name", r->name, "source", "red", "query",
+	                      r->query, "rule", rule);
+	free(rule);
 	switch (r->kind) {
 	case MG_RED_RATE:
 		json_object_set_new(o, "min", json_real(r->threshold));
@@ -180,7 +225,7 @@ static json_t *preview_slo(const mg_plan_slo *s, mg_error *err)
 		return NULL;
 	json_t *checks = json_array();
 	for (size_t i = 0; i < nred; i++)
-		json_array_append_new(checks, red_check(&red[i]));
+		json_array_append_new(checks, red_check(&red[i], s));
 	mg_promql_red_free(red, nred);
 	for (size_t i = 0; i < s->nchecks; i++) {
 		const mg_plan_check *ck = &s->checks[i];
@@ -192,8 +237,10 @@ static json_t *preview_slo(const mg_plan_slo *s, mg_error *err)
 			json_decref(checks);
 			return NULL;
 		}
-		json_t *o =
-		    json_pack("{s:s, s:s, s:s}", "name", ck->name, "source", "custom", "query", q);
+		char *rule = custom_rule(ck);
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s?}", "name", ck->name, "source", "custom",
+		                      "query", q, "rule", rule);
+		free(rule);
 		if (ck->has_min)
 			json_object_set_new(o, "min", json_real(ck->min));
 		if (ck->has_max)

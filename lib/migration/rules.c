@@ -286,3 +286,25 @@ int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_perc
 		rc = mg_store_pause_remove(m->store, err);
 	return rc;
 }
+
+static json_t *position_json(double pct, const int *idx)
+{
+	json_t *o = json_pack("{s:f}", "k8s_percent", pct);
+	if (idx)
+		json_object_set_new(o, "step", *idx < 0 ? json_null() : json_integer(*idx + 1));
+	return o;
+}
+
+json_t *mg_migration_move_to_json(const mg_migration *m, const mg_shift_outcome *out, double from,
+                                  const int *from_idx, double to, int idx)
+{
+	const char *reconciled = mg_migration_reconciled(m);
+	json_t *o = json_object();
+	json_object_set_new(o, "plan", json_string(mg_plan_name(m->plan)));
+	json_object_set_new(o, "from", position_json(from, from_idx));
+	json_object_set_new(o, "to", position_json(to, &idx));
+	json_object_set_new(o, "read_back", mg_traffic_state_to_json(&out->read_back));
+	json_object_set_new(o, "phase", json_string(mg_phase_name(m->st.phase)));
+	json_object_set_new(o, "reconciled", reconciled ? json_string(reconciled) : json_null());
+	return o;
+}

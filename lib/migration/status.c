@@ -109,9 +109,20 @@ int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t n
 		if (rc)
 			return rc;
 	}
+	/* nothing recorded here (a fresh runner): what the hosts and the cluster say instead */
+	json_t *rebuilt_record = NULL;
+	bool rebuilt = !offline && !m->state_rc && st->revision == 0;
+	if (rebuilt) {
+		int rc = mg_migration_rebuild(out, &rebuilt_record, m, err);
+		if (rc)
+			return rc;
+	}
 	/* the fleet as fleet.json records it; a damaged file is shown, not fatal */
 	const mg_plan_vms *vms = mg_plan_vms_section(m->plan);
-	if (vms) {
+	if (vms && rebuilt) {
+		out->fleet = fleet_view(vms, rebuilt_record, st->vms_version);
+		json_decref(rebuilt_record);
+	} else if (vms) {
 		json_t *record = NULL;
 		mg_error ferr = MG_ERROR_INIT;
 		if (m->store && mg_fleet_record_load(&record, m->store, &ferr) != 0)
@@ -147,6 +158,8 @@ void mg_status_clear(mg_status *s)
 {
 	mg_traffic_state_clear(&s->live);
 	json_decref(s->fleet);
+	json_decref(s->rebuilt);
+	json_decref(s->rebuild);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -188,6 +201,8 @@ json_t *mg_status_to_json(const mg_status *s, const mg_migration *m, const char 
 	json_object_set_new(o, "fleet", s->fleet ? json_incref(s->fleet) : json_null());
 	json_object_set_new(o, "fleet_error",
 	                    *s->fleet_error ? json_string(s->fleet_error) : json_null());
+	json_object_set_new(o, "rebuilt", s->rebuilt ? json_incref(s->rebuilt) : json_null());
+	json_object_set_new(o, "rebuilt_from", s->rebuild ? json_incref(s->rebuild) : json_null());
 	if (s->state_rc)
 		json_object_set_new(o, "error",
 		                    json_pack("{s:s, s:s, s:[]}", "kind",

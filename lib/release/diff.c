@@ -31,7 +31,8 @@ int mg_release_diff(mg_release_diff_result *out, const mg_plan *plan, const char
 	if (!rc) {
 		mg_cluster_options o = {.objects = objects,
 		                        .force = mg_plan_kubernetes_section(plan)->force_conflicts,
-		                        .dry_run = true};
+		                        .dry_run = true,
+		                        .release = out->version};
 		out->applied = true;
 		rc = mg_cluster_apply(&out->cluster, client, &o, err);
 		out->changed = out->cluster.created + out->cluster.configured > 0;

@@ -23,6 +23,7 @@ static json_t *fleet_alone(const mg_release_info *in)
 	if (in->dry_run)
 		json_object_set_new(o, "dry_run", json_true());
 	json_object_set_new(o, "op", json_string(mg_fleet_op_name(in->op)));
+	json_object_set_new(o, "rebuilt", str_or_null(in->rebuilt));
 	fleet_about(o, in);
 	if (in->dry_run) {
 		size_t bs = mg_plan_vms_batch_size(fo->vms);
@@ -55,12 +56,15 @@ json_t *mg_release_to_json(const mg_release *r)
 	json_object_set_new(o, "op", json_string(mg_fleet_op_name(in->op)));
 	json_object_set_new(o, "version", json_string(in->version));
 	json_object_set_new(o, "dry_run", json_boolean(dry));
+	json_object_set_new(o, "rebuilt", str_or_null(in->rebuilt));
 	json_t *vj = json_null();
 	if (in->vms && in->fleet_ran) {
 		vj = mg_fleet_result_to_json(in->fleet);
 		json_object_set_new(vj, "ok", json_boolean(!in->fleet_rc));
 		fleet_about(vj, in);
-		json_object_set_new(vj, "error", json_null());
+		json_object_set_new(vj, "error",
+		                    in->fleet_rc ? mg_error_json(in->fleet_err, in->fleet_rc, NULL)
+		                                 : json_null());
 	} else if (in->vms && dry) {
 		vj = json_pack("{s:b, s:s, s:o}", "dry_run", 1, "version", in->vms_version, "hosts",
 		               mg_fleet_describe(in->fleet_options));
@@ -71,7 +75,9 @@ json_t *mg_release_to_json(const mg_release *r)
 	json_object_set_new(kj, "version", json_string(in->version));
 	json_object_set_new(kj, "from_version", str_or_null(in->from_k8s));
 	json_object_set_new(kj, "secret_files", json_integer((json_int_t)in->secret_files));
-	json_object_set_new(kj, "error", json_null());
+	json_object_set_new(kj, "error",
+	                    in->cluster_rc ? mg_error_json(in->cluster_err, in->cluster_rc, NULL)
+	                                   : json_null());
 	json_object_set_new(o, "kubernetes", kj);
 	const mg_state *st = in->state;
 	json_object_set_new(o, "versions",

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "internal.h"
 #include "kubestore.h"
 #include "store.h"
 
@@ -27,6 +28,7 @@ struct mg_release {
 	mg_kube_client *client;
 	mg_store *store;
 	mg_state st;
+	char rebuilt[1024]; /* a rollback without state: where its versions came from; "" */
 	bool begun;
 	mg_fleet_options fo;
 	mg_cluster_options co;
@@ -68,6 +70,7 @@ static void sync_info(mg_release *r)
 	    .state_err = &r->serr,
 	    .journal_rc = r->jrc,
 	    .journal_err = &r->jerr,
+	    .rebuilt = *r->rebuilt ? r->rebuilt : NULL,
 	};
 }
 
@@ -227,7 +230,21 @@ static int rollback_target(mg_release *r, mg_error *err)
 	snprintf(r->version, sizeof(r->version), "%s", st->kubernetes_previous_version);
 	rc = r->store ? mg_cluster_record_load(&r->objects, r->store, r->version, err)
 	              : MG_ENOTFOUND;
-	if (rc == MG_ENOTFOUND) {
+	if (rc == MG_ENOTFOUND && *r->rebuilt) {
+		/* a fresh runner has no manifests: the plan's templates for that release, as
+		 * `deploy --k8s-only --version` would apply them (info.rebuilt says so) */
+		mg_error_clear(err);
+		rc = mg_cluster_render(&r->objects, r->plan, r->version, &r->secret_files, err);
+		if (!rc) {
+			mg_error_clear(err); /* template warnings: shown when it was deployed */
+			size_t len = strlen(r->rebuilt);
+			snprintf(
+			    r->rebuilt + len, sizeof(r->rebuilt) - len,
+			    "; %s's manifests are not recorded there: rendered from the plan's "
+			    "templates",
+			    r->version);
+		}
+	} else if (rc == MG_ENOTFOUND) {
 		mg_error_clear(err);
 		rc = mg_error_set(err, MG_EINVALID,
 		                  "the manifests of %s are not recorded in %s/manifests; deploy "
@@ -235,6 +252,26 @@ static int rollback_target(mg_release *r, mg_error *err)
 		                  r->version, r->store ? mg_store_path(r->store) : r->o.state_dir,
 		                  r->version);
 	}
+	return rc;
+}
+
+/* No state recorded (a fresh runner): where the rollback goes, read from the world. */
+static int rebuild(mg_release *r, mg_error *err)
+{
+	char how[sizeof(r->rebuilt)];
+	/* a missing state.json is a fresh state, but its not-found may still sit in err */
+	mg_error_clear(err);
+	mg_release_rebuild_options o = {.vms = r->vms,
+	                                .k8s = r->k8s,
+	                                .client = r->client,
+	                                .passphrase = r->passphrase,
+	                                .accept_new_host_keys = r->o.accept_new_host_keys,
+	                                .cancel = r->o.cancel,
+	                                .state_dir =
+	                                    r->store ? mg_store_path(r->store) : r->o.state_dir};
+	int rc = mg_release_rebuild(&r->st, how, sizeof(how), r->plan, &o, err);
+	if (!rc)
+		snprintf(r->rebuilt, sizeof(r->rebuilt), "%s", how);
 	return rc;
 }
 
@@ -262,6 +299,8 @@ int mg_release_begin(mg_release *r, mg_error *err)
 	    (rc = mg_cluster_connect(&r->client, r->plan, r->o.context, r->o.cancel, err)))
 		goto out;
 	if ((rc = open_state(r, err)))
+		goto out;
+	if (r->o.op == MG_FLEET_ROLLBACK && r->st.revision == 0 && (rc = rebuild(r, err)))
 		goto out;
 	snprintf(r->from_vms, sizeof(r->from_vms), "%s", r->st.vms_version);
 	snprintf(r->from_k8s, sizeof(r->from_k8s), "%s", r->st.kubernetes_version);
@@ -295,6 +334,8 @@ int mg_release_begin(mg_release *r, mg_error *err)
 		    .cancel = r->o.cancel,
 		    .progress = r->o.progress ? cluster_progress : NULL,
 		    .progress_ud = r,
+		    .release = r->version,
+		    .rollback = r->o.op == MG_FLEET_ROLLBACK,
 		};
 	r->begun = true;
 out:

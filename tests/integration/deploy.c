@@ -1120,7 +1120,10 @@ Test(deploy, usage_errors_and_plans_without_what_deploy_needs)
 	    {{"deploy", "--vms-only"}, "--version V is required: the plan has no build.repo"},
 	    {{"rollback", "--release", "--to", "10"}, "--to and --force are for a traffic"},
 	    {{"rollback", "--accept-new-host-keys"}, "goes with --release"},
-	    {{"rollback", "--release"}, "nothing to roll back to"},
+	    /* no state and a host that cannot be read: where to go back is not known */
+	    {{"rollback", "--release"},
+	     "the VMs' release cannot be rebuilt: 1 of 1 hosts could "
+	     "not be read"},
 	    {{"deploy", "--vms-only", "--version", "1.0", "--no-such"}, "unknown option"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -341,6 +341,46 @@ static mg_plan_host hosts[] = {
     {.name = "vm-03", .address = "127.0.1.3", .port = 22},
 };
 
+Test(fleet, survey_reads_current_and_releases_and_writes_nothing)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/it's $HOME dir", tmp);
+	char *out = NULL;
+	char *c = mg_fleet_cmd_survey(path);
+	cr_assert_not_null(c);
+	/* read-only: nothing in it creates, moves or removes (2>/dev/null is the only redirect) */
+	const char *writes[] = {"mkdir", "rm ", "ln ", "mv ", "tar ", "> ", ">>"};
+	for (size_t i = 0; i < N(writes); i++)
+		cr_expect_null(strstr(c, writes[i]), "%s in: %s", writes[i], c);
+
+	/* a host never deployed to: no directory, and none made */
+	cr_assert_eq(sh(c, &out), 0);
+	cr_expect_str_eq(out, "kind=none\n");
+	free(out);
+	struct stat sb;
+	cr_expect_neq(stat(path, &sb), 0);
+
+	/* two complete releases, one half-unpacked, current on the newer */
+	cr_assert_eq(mkdir(path, 0755), 0);
+	cr_assert_eq(mkdir(tu_at("%s/releases", path), 0755), 0);
+	const char *rel[] = {"1.0", "1.1", "2.0"};
+	for (size_t i = 0; i < N(rel); i++) {
+		cr_assert_eq(mkdir(tu_at("%s/releases/%s", path, rel[i]), 0755), 0);
+		if (i < 2)
+			tu_write_file(tu_at("%s/releases/%s/" MG_FLEET_MARKER, path, rel[i]),
+			              "x\n");
+	}
+	cr_assert_eq(symlink("releases/1.1", tu_at("%s/current", path)), 0);
+	cr_assert_eq(sh(c, &out), 0);
+	cr_expect(strstr(out, "kind=link\ncurrent=releases/1.1\n") == out, "%s", out);
+	cr_expect_not_null(strstr(out, "release="), "%s", out);
+	cr_expect_not_null(strstr(out, " 1.0/" MG_FLEET_MARKER "\n"), "%s", out);
+	cr_expect_not_null(strstr(out, " 1.1/" MG_FLEET_MARKER "\n"), "%s", out);
+	cr_expect_null(strstr(out, " 2.0/"), "%s", out);
+	free(out);
+	free(c);
+}
+
 Test(fleet, fleet_json_round_trip_and_refusals)
 {
 	mg_store *store;

@@ -555,3 +555,38 @@ Test(gate, the_json_has_every_check_with_value_and_threshold)
 	cr_assert(strstr(json_string_value(json_object_get(vs, "vm_query")), VM_ERR));
 	json_decref(doc);
 }
+
+Test(gate_text, each_kind_of_check_is_stated_as_the_tables_print_it)
+{
+	char v[32], r[160];
+	mg_gate_check none = {.op = ">=", .threshold = 500};
+	mg_gate_check_text(v, sizeof(v), r, sizeof(r), &none);
+	cr_assert_str_eq(v, "-");
+	cr_assert_str_eq(r, ">= 500");
+	mg_gate_check inf = {.has_value = true,
+	                     .value = INFINITY,
+	                     .op = "<=",
+	                     .threshold = 2,
+	                     .has_other_value = true,
+	                     .other_value = 0};
+	mg_gate_check_text(v, sizeof(v), r, sizeof(r), &inf);
+	cr_assert_str_eq(v, "+Inf");
+	cr_assert_str_eq(r, "<= 2 (VMs 0)");
+	mg_gate_check band = {.has_value = true,
+	                      .value = 0.95,
+	                      .has_min = true,
+	                      .min = 0.9,
+	                      .has_max = true,
+	                      .max = 1,
+	                      .op = "in"};
+	mg_gate_check_text(v, sizeof(v), r, sizeof(r), &band);
+	cr_assert_str_eq(v, "0.95");
+	cr_assert_str_eq(r, "in [0.9, 1]");
+	mg_gate_check ratio = {
+	    .has_value = true, .value = 3, .has_ratio = true, .ratio = 1.25, .max_ratio = 1.5};
+	mg_gate_check_text(v, sizeof(v), r, sizeof(r), &ratio);
+	cr_assert_str_eq(r, "1.25x baseline (max 1.5x)");
+	ratio.op = "<=", ratio.threshold = 4;
+	mg_gate_check_text(v, sizeof(v), r, sizeof(r), &ratio);
+	cr_assert_str_eq(r, "<= 4, 1.25x baseline (max 1.5x)");
+}
