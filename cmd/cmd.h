@@ -158,6 +158,8 @@ int cli_doc_emit(mg_cli *cli, json_t *doc, int exit_code);
 int cli_load_plan(mg_cli *cli, mg_plan **out, unsigned needs, mg_error *err);
 /* The state directory: --state-dir, or the plan's. */
 const char *cli_state_dir(const mg_cli *cli, const mg_plan *plan);
+/* Where the plan's state is, for people: "<dir>/<name>", or the cluster's objects. */
+const char *cli_state_where(const mg_cli *cli, const mg_plan *plan, char *buf, size_t size);
 
 /*
  * Colours and cursor moves for text output, empty when off. A marker that only

@@ -352,3 +352,15 @@ const char *cli_state_dir(const mg_cli *cli, const mg_plan *plan)
 {
 	return cli->state_dir ? cli->state_dir : mg_plan_state_dir(plan);
 }
+
+const char *cli_state_where(const mg_cli *cli, const mg_plan *plan, char *buf, size_t size)
+{
+	const mg_plan_state *s = mg_plan_state_section(plan);
+	if (s->backend == MG_STATE_KUBERNETES)
+		snprintf(buf, size, "kubernetes %s/migrate-%s (Lease and ConfigMaps)",
+		         s->namespace_ ? s->namespace_ : "(the context's namespace)",
+		         mg_plan_name(plan));
+	else
+		snprintf(buf, size, "%s/%s", cli_state_dir(cli, plan), mg_plan_name(plan));
+	return buf;
+}

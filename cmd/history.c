@@ -5,6 +5,7 @@
 
 #include "cmd.h"
 #include "journal.h"
+#include "kubestore.h"
 #include "store.h"
 
 static void print_value(const char *label, json_t *v)
@@ -127,8 +128,8 @@ int cmd_history(mg_cli *cli, int argc, char **argv)
 	printer p = {.cli = cli};
 	int rc = cli_load_plan(cli, &plan, 0, &err);
 	if (!rc) {
-		rc = mg_store_open_existing(&store, cli_state_dir(cli, plan), mg_plan_name(plan),
-		                            &err);
+		rc = mg_kube_store_open_plan(&store, plan, cli_state_dir(cli, plan), true, NULL, 0,
+		                             &err);
 		if (rc == MG_ENOTFOUND) {
 			rc = 0;
 			mg_error_clear(&err);

@@ -233,7 +233,8 @@ int cmd_plan(mg_cli *cli, int argc, char **argv)
 	       cli_c(cli->color_out, C_RESET), str(p, "file"));
 	if (str(p, "description"))
 		printf("  %s\n", str(p, "description"));
-	printf("  state in %s/%s\n", str(p, "state_dir"), str(p, "name"));
+	char where[600];
+	printf("  state in %s\n", cli_state_where(cli, plan, where, sizeof(where)));
 	if (json_is_object(json_object_get(pv, "build")))
 		print_build(cli, json_object_get(pv, "build"));
 	if (json_is_object(json_object_get(pv, "vms")))

@@ -277,7 +277,8 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 		printf("  live       %sunavailable:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
 		       s.live_error);
 	}
-	printf("  state      %s/%s\n", cli_state_dir(cli, plan), mg_plan_name(plan));
+	char where[600];
+	printf("  state      %s\n", cli_state_where(cli, plan, where, sizeof(where)));
 	if (s.state_rc) {
 		exit_code = cli_exit_code(s.state_rc);
 		fprintf(stderr, "%serror:%s state.json cannot be read: %s\n",

@@ -23,6 +23,7 @@ typedef struct {
 	const char *namespace_;  /* the plan's; NULL: the context's, else "default" */
 	int64_t timeout_ms;      /* per request; 0: 10 s */
 	int64_t exec_timeout_ms; /* an exec credential plugin's run; 0: 30 s */
+	int64_t deadline_ms;     /* one request, its retries and waits together; 0: 30 s */
 	const mg_cancel *cancel;
 } mg_kube_config_options;
 

@@ -86,6 +86,22 @@ typedef struct {
 	bool force_conflicts;
 } mg_plan_kubernetes;
 
+/* Where the lock, state and journal live: the state section. */
+typedef enum { MG_STATE_LOCAL, MG_STATE_KUBERNETES } mg_state_backend;
+
+typedef struct {
+	mg_state_backend backend; /* state.backend; default local */
+	/*
+	 * The cluster the kubernetes backend uses: each of state.kubernetes's
+	 * keys, else the kubernetes section's (NULL: the kubeconfig's default).
+	 */
+	const char *kubeconfig; /* absolute path */
+	const char *context;
+	const char *namespace_;
+	bool has_connection; /* state.kubernetes was given */
+	int64_t lease_ms;    /* state.lease: how long a silent holder keeps the lock; >= 2 s */
+} mg_plan_state;
+
 typedef enum { MG_PROVIDER_HAPROXY, MG_PROVIDER_NGINX, MG_PROVIDER_CLOUDFLARE } mg_provider;
 
 typedef struct {
@@ -219,6 +235,8 @@ const mg_plan_build *mg_plan_build_section(const mg_plan *plan);
 const mg_plan_vms *mg_plan_vms_section(const mg_plan *plan);
 const mg_plan_kubernetes *mg_plan_kubernetes_section(const mg_plan *plan);
 const mg_plan_traffic *mg_plan_traffic_section(const mg_plan *plan);
+/* Never NULL: a plan without a state section has the local defaults. */
+const mg_plan_state *mg_plan_state_section(const mg_plan *plan);
 const mg_plan_slo *mg_plan_slo_section(const mg_plan *plan);
 
 const char *mg_provider_name(mg_provider p);

@@ -70,15 +70,16 @@ typedef struct {
 } mg_shift_site;
 
 /*
- * Opens the state directory for a rollback: *store (NULL if the directory
- * cannot be opened at all), the lock (preemptible holders are stopped as
- * mg_store_lock_preempt does; wait_ms) and *st (a fresh state when state.json
- * cannot be read). What failed is in *site, not an error: only bad input
- * (a plan name) and another command holding the lock (MG_ELOCKED) are.
+ * Opens the plan's store for a rollback through open (the state directory or
+ * the cluster, as the plan says): *store (NULL if it cannot be opened at all), the lock
+ * (preemptible holders are stopped as mg_store_lock_preempt does; wait_ms) and *st (a fresh state
+ * when state.json cannot be read). What failed is in *site, not an error: only bad input (a plan
+ * name) and another command holding the lock (MG_ELOCKED) are.
  */
 int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
-                           const char *state_dir, const char *plan_name, const char *command,
-                           const char *preemptible, int64_t wait_ms, mg_error *err);
+                           mg_store_opener open, void *open_ud, const char *plan_name,
+                           const char *command, const char *preemptible, int64_t wait_ms,
+                           mg_error *err);
 
 /*
  * The rollback itself: the balancer first (apply and read back), then the

@@ -35,6 +35,14 @@ void mg_store_free(mg_store *store); /* releases the lock if held */
 
 const char *mg_store_path(const mg_store *store);
 
+/*
+ * Opens a plan's store wherever the plan keeps it (the state directory, or the
+ * cluster: mg_kube_store_open_plan); existing: as mg_store_open_existing, else
+ * as mg_store_open. For a layer that cannot see every backend (the rollback of
+ * lib/traffic/shift.c).
+ */
+typedef int (*mg_store_opener)(mg_store **out, bool existing, void *ud, mg_error *err);
+
 /* Takes the exclusive lock without waiting; MG_ELOCKED naming the holder if someone has it. */
 int mg_store_lock(mg_store *store, const char *command, mg_error *err);
 /*
@@ -47,6 +55,14 @@ int mg_store_lock_preempt(mg_store *store, const char *command, const char *pree
                           int64_t wait_ms, mg_error *err);
 void mg_store_unlock(mg_store *store);
 bool mg_store_locked(const mg_store *store); /* by this handle */
+/*
+ * For a long command (`run`, `deploy`): proves the lock is still held, and
+ * keeps it so. A lock that lapses without it (a Lease in the cluster,
+ * storebackend.h) is renewed; MG_ECONFLICT naming the new holder when it was
+ * lost. Always 0 for the local directory, whose flock lasts as long as the
+ * process.
+ */
+int mg_store_keepalive(mg_store *store, mg_error *err);
 
 /* Whether another process holds the lock right now; fills holder when it does. */
 int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err);

@@ -20,7 +20,7 @@
 struct mg_kube_client {
 	mg_kube_config *cfg;
 	char *ns;
-	int64_t timeout_ms, exec_timeout_ms;
+	int64_t timeout_ms, exec_timeout_ms, deadline_ms;
 	const mg_cancel *cancel;
 	/* what is sent now: the kubeconfig's, or the exec plugin's latest */
 	char *token, *cert_pem, *key_pem;
@@ -120,6 +120,7 @@ int mg_kube_client_new(mg_kube_client **out, const mg_kube_config_options *opts,
 	                                                               : "default";
 	c->timeout_ms = opts ? opts->timeout_ms : 0;
 	c->exec_timeout_ms = opts ? opts->exec_timeout_ms : 0;
+	c->deadline_ms = opts ? opts->deadline_ms : 0;
 	c->cancel = opts ? opts->cancel : NULL;
 	if (!(c->ns = strdup(ns)) || !(c->discovery = json_object())) {
 		rc = mg_kube_oom(err);
@@ -293,6 +294,7 @@ static int send_once(mg_kube_client *c, mg_http_response *res, const char *metho
 	    .ca_file = k->ca_file,
 	    .ca_pem = k->ca_pem,
 	    .timeout_ms = c->timeout_ms,
+	    .deadline_ms = c->deadline_ms,
 	    .cancel = c->cancel,
 	    .tls_server_name = k->tls_server_name,
 	    .insecure = k->insecure,

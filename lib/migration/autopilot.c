@@ -369,7 +369,10 @@ static int evaluate(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_error 
 int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_error *err)
 {
 	*end = MG_RUN_GOES_ON;
-	int rc = follow_pause_request(ap, now_ms, err);
+	/* a lock that lapses (a Lease in the cluster) is renewed while the autopilot runs */
+	int rc = mg_store_keepalive(ap->m->store, err);
+	if (!rc)
+		rc = follow_pause_request(ap, now_ms, err);
 	if (rc || ap->paused || now_ms < ap->next_eval_ms)
 		return rc;
 	return evaluate(end, ap, now_ms, err);

@@ -4,6 +4,7 @@
  * since a time given. Read-only: the state directory is neither created nor
  * locked, and nothing is journalled.
  */
+#include "kubestore.h"
 #include "migration.h"
 
 int mg_migration_check_gates(mg_gate_eval *out, mg_state *st, const mg_plan *plan,
@@ -12,7 +13,7 @@ int mg_migration_check_gates(mg_gate_eval *out, mg_state *st, const mg_plan *pla
 	mg_store *store = NULL;
 	mg_metrics *m = NULL;
 	mg_state_init(st, mg_plan_name(plan));
-	int rc = mg_store_open_existing(&store, o->state_dir, mg_plan_name(plan), err);
+	int rc = mg_kube_store_open_plan(&store, plan, o->state_dir, true, NULL, 0, err);
 	if (rc == MG_ENOTFOUND) {
 		mg_error_clear(err);
 		rc = 0;

@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "internal.h"
+#include "kubestore.h"
 #include "log.h"
 #include "units.h"
 
@@ -39,10 +40,10 @@ static int state_moved(const char *command, const mg_state *seen, const mg_state
  * The state directory if it exists (*store stays NULL when not: 0). err keeps
  * the plan's warnings, so a missing directory is not cleared from it.
  */
-static int open_existing(mg_store **store, const char *dir, const char *name, mg_error *err)
+static int open_existing(mg_migration *m, mg_store **store, const char *dir, mg_error *err)
 {
 	mg_error why = MG_ERROR_INIT;
-	int rc = mg_store_open_existing(store, dir, name, &why);
+	int rc = mg_kube_store_open_plan(store, m->plan, dir, true, m->cancel, 0, &why);
 	if (rc && rc != MG_ENOTFOUND)
 		mg_error_set(err, rc, "%s", why.message);
 	mg_error_clear(&why);
@@ -52,7 +53,8 @@ static int open_existing(mg_store **store, const char *dir, const char *name, mg
 /* --dry-run: change nothing, not even create the state directory. */
 static int open_dry_run(mg_migration *m, const char *dir, const char *name, mg_error *err)
 {
-	int rc = open_existing(&m->store, dir, name, err);
+	(void)name;
+	int rc = open_existing(m, &m->store, dir, err);
 	return rc || !m->store ? rc : mg_state_load(&m->st, m->store, err);
 }
 
@@ -60,7 +62,7 @@ static int open_dry_run(mg_migration *m, const char *dir, const char *name, mg_e
 static int open_read(mg_migration *m, const char *dir, const char *name, mg_error *err)
 {
 	/* no state directory: nothing has run yet, and that is a state too */
-	int rc = open_existing(&m->store, dir, name, err);
+	int rc = open_existing(m, &m->store, dir, err);
 	if (!rc && m->store) {
 		mg_error why = MG_ERROR_INIT;
 		m->state_rc = mg_state_load(&m->st, m->store, &why);
@@ -78,7 +80,8 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
 {
 	if (m->dry_run)
 		return open_dry_run(m, dir, name, err);
-	int rc = mg_store_open(&m->store, dir, name, err);
+	(void)name;
+	int rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, 0, err);
 	/* what the operator saw when they started the command: a step decided on it */
 	mg_state seen;
 	mg_error ignored = MG_ERROR_INIT;
@@ -99,12 +102,36 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
  * m->site and the rollback goes on. No state-moved check: whatever moved, the
  * way out is the same. An autopilot holding the lock is told to stop.
  */
+/* A rollback waits this long at most for a cluster that keeps the state and does not answer. */
+#define MG_ROLLBACK_DEADLINE 3000
+
+typedef struct {
+	mg_migration *m;
+	const char *dir;
+} rollback_opener;
+
+/*
+ * The store, for mg_shift_open_rollback. A cluster that cannot be reached
+ * (its kubeconfig included) is a state that cannot be recorded, not bad
+ * input: the rollback still moves traffic.
+ */
+static int open_for_rollback(mg_store **out, bool existing, void *ud, mg_error *err)
+{
+	rollback_opener *o = ud;
+	int rc = mg_kube_store_open_plan(out, o->m->plan, o->dir, existing, o->m->cancel,
+	                                 MG_ROLLBACK_DEADLINE, err);
+	if (rc == MG_EINVALID && mg_plan_state_section(o->m->plan)->backend != MG_STATE_LOCAL)
+		rc = err->code = MG_ERROR;
+	return rc;
+}
+
 static int open_rollback(mg_migration *m, const char *dir, const char *name, mg_error *err)
 {
 	if (m->dry_run)
 		return open_dry_run(m, dir, name, err);
-	return mg_shift_open_rollback(&m->store, &m->st, &m->site, dir, name, m->command, "run",
-	                              MG_MIGRATION_PREEMPT_WAIT_MS, err);
+	rollback_opener o = {.m = m, .dir = dir};
+	return mg_shift_open_rollback(&m->store, &m->st, &m->site, open_for_rollback, &o, name,
+	                              m->command, "run", MG_MIGRATION_PREEMPT_WAIT_MS, err);
 }
 
 /* The balancer's driver, and an interrupted command reconciled (not with dry_run). */
@@ -152,6 +179,7 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	}
 	m->traffic = mg_plan_traffic_section(m->plan);
 	m->slo = mg_plan_slo_section(m->plan);
+	/* the state directory, when the plan keeps its state there (state.backend: local) */
 	const char *dir = o->state_dir ? o->state_dir : mg_plan_state_dir(m->plan);
 	const char *name = mg_plan_name(m->plan);
 	mg_state_init(&m->st, name);
@@ -160,7 +188,7 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 		rc = open_read(m, dir, name, err);
 		break;
 	case MG_MIGRATION_HOLD:
-		rc = mg_store_open(&m->store, dir, name, err);
+		rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, 0, err);
 		break;
 	case MG_MIGRATION_ROLLBACK:
 		rc = open_rollback(m, dir, name, err);

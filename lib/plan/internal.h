@@ -34,6 +34,7 @@ struct mg_plan {
 	mg_plan_kubernetes *kubernetes;
 	mg_plan_traffic *traffic;
 	mg_plan_slo *slo;
+	mg_plan_state state;
 };
 
 /* A set of strings (owned elsewhere): duplicate checks stay linear on long lists. */
@@ -160,6 +161,8 @@ void mg_pl_load_vms(loader *L, yaml_node_t *m);
 void mg_pl_load_kubernetes(loader *L, yaml_node_t *m);
 void mg_pl_load_traffic(loader *L, yaml_node_t *m);
 void mg_pl_load_slo(loader *L, yaml_node_t *m);
+/* The state section (or its defaults when root has none); after the kubernetes section. */
+void mg_pl_load_state(loader *L, yaml_node_t *root);
 /* The rules that span sections; fills what one section defaults from another. */
 void mg_pl_check_cross(loader *L, yaml_node_t *root);
 

@@ -37,7 +37,6 @@ static void load_root(loader *L, yaml_node_t *root)
 {
 	static const char *const keys[] = {"version",    "name",    "description", "build", "vms",
 	                                   "kubernetes", "traffic", "slo",         "state", NULL};
-	static const char *const skeys[] = {"dir", NULL};
 	mg_plan *p = L->plan;
 	if (!mg_pl_expect(L, root, YAML_MAPPING_NODE, NULL))
 		return;
@@ -69,12 +68,7 @@ static void load_root(loader *L, yaml_node_t *root)
 	if ((n = mg_pl_get(L, root, "slo")))
 		mg_pl_load_slo(L, n);
 	p->state_dir = mg_pl_resolve_path(L, ".migrate");
-	if ((n = mg_pl_get(L, root, "state")) && mg_pl_expect(L, n, YAML_MAPPING_NODE, "state")) {
-		mg_pl_check_keys(L, n, "state", skeys);
-		const char *d = mg_pl_get_path(L, n, "state", "dir", false, NULL);
-		if (d)
-			p->state_dir = d;
-	}
+	mg_pl_load_state(L, root);
 	mg_pl_check_cross(L, root);
 }
 
@@ -397,6 +391,11 @@ const mg_plan_vms *mg_plan_vms_section(const mg_plan *plan)
 {
 	return plan->vms;
 }
+const mg_plan_state *mg_plan_state_section(const mg_plan *plan)
+{
+	return &plan->state;
+}
+
 const mg_plan_kubernetes *mg_plan_kubernetes_section(const mg_plan *plan)
 {
 	return plan->kubernetes;

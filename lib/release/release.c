@@ -9,6 +9,7 @@
 
 #include "http.h"
 #include "internal.h"
+#include "kubestore.h"
 #include "store.h"
 
 struct mg_release {
@@ -164,14 +165,17 @@ static int open_state(mg_release *r, mg_error *err)
 	const char *name = mg_plan_name(r->plan);
 	int rc;
 	if (r->o.dry_run) {
-		rc = mg_store_open_existing(&r->store, r->o.state_dir, name, err);
+		rc = mg_kube_store_open_plan(&r->store, r->plan, r->o.state_dir, true, r->o.cancel,
+		                             0, err);
 		if (rc == MG_ENOTFOUND) {
 			mg_error_clear(err);
 			return 0;
 		}
 		return rc ? rc : mg_state_load(&r->st, r->store, err);
 	}
-	rc = mg_store_open(&r->store, r->o.state_dir, name, err);
+	(void)name;
+	rc =
+	    mg_kube_store_open_plan(&r->store, r->plan, r->o.state_dir, false, r->o.cancel, 0, err);
 	if (!rc)
 		rc = mg_store_lock(r->store, r->o.command, err);
 	if (!rc)

@@ -11,6 +11,7 @@
 #include "fs.h"
 #include "log.h"
 #include "secret.h"
+#include "storebackend.h"
 
 #define JOURNAL_FILE "journal.jsonl"
 
@@ -181,6 +182,21 @@ int mg_journal_append(mg_store *store, const mg_journal_entry *entry, mg_error *
 	if (!entry || !entry->command || !entry->action)
 		return mg_error_set(err, MG_EINVALID,
 		                    "a journal record needs a command and an action");
+	if (mg_store_remote(store)) {
+		/* the backend numbers it; scrubbed here, as a line of the file is */
+		json_t *rec = record_new(json_null(), entry);
+		json_t *clean = rec ? json_deep_copy(rec) : NULL;
+		json_decref(rec);
+		if (!clean)
+			return mg_error_set(
+			    err, MG_EINVALID,
+			    "cannot record %s/%s in %s: a field is not valid UTF-8 JSON",
+			    entry->command, entry->action, mg_store_path(store));
+		mg_scrub_json(clean);
+		int rc = mg_store_journal_append_record(store, clean, err);
+		json_decref(clean);
+		return rc;
+	}
 
 	char *path = journal_path(store);
 	if (!path)
@@ -451,6 +467,8 @@ int mg_journal_each(mg_store *store, const mg_journal_query *q, mg_journal_fn fn
 	static const mg_journal_query all = {0};
 	if (out_skipped)
 		*out_skipped = 0;
+	if (mg_store_remote(store))
+		return mg_store_journal_each_remote(store, q ? q : &all, fn, ud, out_skipped, err);
 	reader r = {.q = q ? q : &all};
 	char *path = journal_path(store);
 	if (!path)

@@ -9,6 +9,7 @@
 #include "fs.h"
 #include "plan.h"
 #include "secret.h"
+#include "storebackend.h"
 
 #define FLEET_FILE       "fleet.json"
 #define FLEET_FORMAT     1
@@ -17,19 +18,40 @@
 
 /* ---- fleet.json ---- */
 
+/* <dir>/fleet.json, or what a message calls the backend's document. */
 static char *fleet_path(const mg_store *store)
 {
 	char *p;
-	if (asprintf(&p, "%s/" FLEET_FILE, mg_store_path(store)) < 0)
+	if (asprintf(&p, mg_store_remote(store) ? "%s fleet" : "%s/" FLEET_FILE,
+	             mg_store_path(store)) < 0)
 		return NULL;
 	return p;
 }
 
 static const char *store_plan(const mg_store *store)
 {
-	const char *path = mg_store_path(store);
-	const char *slash = strrchr(path, '/');
-	return slash ? slash + 1 : path;
+	return mg_store_plan(store);
+}
+
+/* The bytes of a document, from the directory or the backend. */
+static int read_doc(char **buf, size_t *len, mg_store *store, const char *path, const char *name,
+                    mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return mg_fs_read_all(buf, len, path, err);
+	char *version = NULL;
+	int rc = mg_store_doc_read(store, name, buf, len, &version, err);
+	free(version);
+	return rc;
+}
+
+/* Written whole: atomically in the directory; in a backend over what is there, fenced. */
+static int write_doc(mg_store *store, const char *path, const char *name, const char *text,
+                     size_t len, mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return mg_fs_write_atomic(path, text, len, 0600, err);
+	return mg_store_doc_write(store, name, text, len, NULL, true, err);
 }
 
 int mg_fleet_record_load(json_t **out, mg_store *store, mg_error *err)
@@ -40,7 +62,7 @@ int mg_fleet_record_load(json_t **out, mg_store *store, mg_error *err)
 		return mg_error_oom(err);
 	char *buf;
 	size_t len;
-	int rc = mg_fs_read_all(&buf, &len, path, err);
+	int rc = read_doc(&buf, &len, store, path, "fleet", err);
 	if (rc == MG_ENOTFOUND) {
 		mg_error_clear(err);
 		*out = json_pack("{s:i, s:s, s:n, s:{}}", "format", FLEET_FORMAT, "plan",
@@ -128,7 +150,7 @@ int mg_fleet_record_save(mg_store *store, json_t *doc, mg_error *err)
 			text = buf;
 			text[len++] = '\n';
 			text[len] = '\0';
-			rc = mg_fs_write_atomic(path, text, len, 0600, err);
+			rc = write_doc(store, path, "fleet", text, len, err);
 		}
 	}
 	free(text);
@@ -154,7 +176,10 @@ static int record_path(char *buf, size_t size, mg_store *store, const char *vers
 	/* the version becomes a file name: the fleet's rules keep it a plain one */
 	if (mg_plan_check_version(version, why, sizeof(why)))
 		return mg_error_set(err, MG_EINVALID, "version \"%s\": %s", version, why);
-	int n = snprintf(buf, size, "%s/" MANIFESTS_DIR "/%s.json", mg_store_path(store), version);
+	int n =
+	    snprintf(buf, size,
+	             mg_store_remote(store) ? "%s manifests of %s" : "%s/" MANIFESTS_DIR "/%s.json",
+	             mg_store_path(store), version);
 	if (n < 0 || (size_t)n >= size)
 		return mg_error_set(err, MG_EINVALID, "state directory path too long");
 	return 0;
@@ -168,7 +193,7 @@ int mg_cluster_record_save(mg_store *store, const char *version, const json_t *o
 	if (rc)
 		return rc;
 	snprintf(dir, sizeof(dir), "%s/" MANIFESTS_DIR, mg_store_path(store));
-	rc = mg_fs_mkdirs(dir, 0700, err);
+	rc = mg_store_remote(store) ? 0 : mg_fs_mkdirs(dir, 0700, err);
 	if (rc)
 		return rc;
 	char when[40];
@@ -179,7 +204,9 @@ int mg_cluster_record_save(mg_store *store, const char *version, const json_t *o
 	json_decref(doc);
 	if (!text)
 		return mg_error_oom(err);
-	rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
+	char name[256];
+	snprintf(name, sizeof(name), MANIFESTS_DIR "/%s", version);
+	rc = write_doc(store, path, name, text, strlen(text), err);
 	free(text);
 	return rc;
 }
@@ -191,9 +218,10 @@ int mg_cluster_record_load(json_t **objects, mg_store *store, const char *versio
 	int rc = record_path(path, sizeof(path), store, version, err);
 	if (rc)
 		return rc;
-	char *text = NULL;
+	char *text = NULL, name[256];
 	size_t len = 0;
-	rc = mg_fs_read_all(&text, &len, path, err);
+	snprintf(name, sizeof(name), MANIFESTS_DIR "/%s", version);
+	rc = read_doc(&text, &len, store, path, name, err);
 	if (rc)
 		return rc;
 	json_error_t je;

@@ -7,6 +7,7 @@
 
 #include "fs.h"
 #include "secret.h"
+#include "storebackend.h"
 
 #define STATE_FILE "state.json"
 
@@ -45,13 +46,9 @@ void mg_state_init(mg_state *st, const char *plan_name)
 	st->pending_step_index = -1;
 }
 
-/* The plan a store belongs to: its directory is <state dir>/<plan name>, and the name has no '/'.
- */
 static const char *store_plan(const mg_store *store)
 {
-	const char *path = mg_store_path(store);
-	const char *slash = strrchr(path, '/');
-	return slash ? slash + 1 : path;
+	return mg_store_plan(store);
 }
 
 static char *state_path(const mg_store *store)
@@ -420,6 +417,9 @@ int mg_state_from_json(mg_state *out, const json_t *doc, mg_error *err)
  * Loads the file at path for the given plan. *found says whether it existed;
  * when it did not, out is a fresh state.
  */
+static int parse_state(mg_state *out, char *buf, size_t len, const char *path, const char *plan,
+                       mg_error *err);
+
 static int load_file(mg_state *out, bool *found, const char *path, const char *plan, mg_error *err)
 {
 	char *buf;
@@ -433,7 +433,14 @@ static int load_file(mg_state *out, bool *found, const char *path, const char *p
 	if (rc < 0)
 		return rc;
 	*found = true;
+	return parse_state(out, buf, len, path, plan, err);
+}
 
+/* The document in buf (freed here), read from path (for messages) for plan. */
+static int parse_state(mg_state *out, char *buf, size_t len, const char *path, const char *plan,
+                       mg_error *err)
+{
+	int rc;
 	json_error_t jerr;
 	json_t *doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	free(buf);
@@ -461,8 +468,38 @@ static int load_file(mg_state *out, bool *found, const char *path, const char *p
 	return 0;
 }
 
+/* The state document of a store kept by a backend; *version NULL when there is none yet. */
+static int load_remote(mg_state *out, char **version, mg_store *store, mg_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	*version = NULL;
+	char where[600];
+	snprintf(where, sizeof(where), "%s state", mg_store_path(store));
+	int rc = mg_store_doc_read(store, "state", &buf, &len, version, err);
+	if (rc == MG_ENOTFOUND) {
+		mg_error_clear(err);
+		mg_state_init(out, store_plan(store));
+		return 0;
+	}
+	if (rc)
+		return rc;
+	rc = parse_state(out, buf, len, where, store_plan(store), err);
+	if (rc) {
+		free(*version);
+		*version = NULL;
+	}
+	return rc;
+}
+
 int mg_state_load(mg_state *out, mg_store *store, mg_error *err)
 {
+	if (mg_store_remote(store)) {
+		char *version = NULL;
+		int rc = load_remote(out, &version, store, err);
+		free(version);
+		return rc;
+	}
 	char *path = state_path(store);
 	if (!path)
 		return mg_error_oom(err);
@@ -486,14 +523,19 @@ int mg_state_save(mg_store *store, mg_state *st, mg_error *err)
 		                    "directory of plan \"%s\"",
 		                    st->plan, plan);
 
-	char *path = state_path(store);
-	if (!path)
+	bool remote = mg_store_remote(store);
+	char *path = remote ? NULL : state_path(store);
+	if (!remote && !path)
+		return mg_error_oom(err);
+	if (remote && asprintf(&path, "%s state", mg_store_path(store)) < 0)
 		return mg_error_oom(err);
 
 	/* The lock keeps other migrate processes out, but not a hand edit or a second store dir. */
 	mg_state disk;
 	bool found;
-	int rc = load_file(&disk, &found, path, plan, err);
+	char *version = NULL;
+	int rc = remote ? load_remote(&disk, &version, store, err)
+	                : load_file(&disk, &found, path, plan, err);
 	if (rc < 0)
 		goto out;
 	if (disk.revision != st->revision) {
@@ -539,11 +581,22 @@ int mg_state_save(mg_store *store, mg_state *st, mg_error *err)
 	}
 	buf[len++] = '\n';
 	buf[len] = '\0';
-	rc = mg_fs_write_atomic(path, buf, len, 0600, err);
+	/*
+	 * In the cluster the revision check above and the write are two requests:
+	 * the write names the version read, so a writer that came in between
+	 * makes it MG_ECONFLICT rather than lose its update.
+	 */
+	if (remote) {
+		rc =
+		    mg_store_doc_write(store, "state", buf, len, version ? version : "", true, err);
+	} else {
+		rc = mg_fs_write_atomic(path, buf, len, 0600, err);
+	}
 	free(buf);
 	if (rc == 0)
 		*st = next;
 out:
+	free(version);
 	free(path);
 	return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "storebackend.h"
 
 #define LOCK_FILE "lock"
 
@@ -29,7 +30,12 @@ struct mg_store {
 	char *lock_path;
 	char plan[64];
 	int lock_fd; /* >= 0 while this handle holds the lock */
+	/* its backend (storebackend.h): local_ops, this directory, or another */
+	const mg_store_ops *ops;
+	void *impl;
 };
+
+static const mg_store_ops local_ops; /* the directory's, defined below */
 
 /* Plan names become directory names: nothing that could climb out or hide. */
 static int check_plan_name(const char *name, mg_error *err)
@@ -66,6 +72,8 @@ static int store_new(mg_store **out, const char *state_dir, const char *plan_nam
 	if (!s)
 		return mg_error_oom(err);
 	s->lock_fd = -1;
+	s->ops = &local_ops;
+	s->impl = s;
 	snprintf(s->plan, sizeof(s->plan), "%s", plan_name);
 	if (asprintf(&s->path, "%s/%s", state_dir, plan_name) < 0) {
 		s->path = NULL;
@@ -130,6 +138,7 @@ void mg_store_free(mg_store *store)
 	if (!store)
 		return;
 	mg_store_unlock(store);
+	store->ops->free(store->impl);
 	free(store->path);
 	free(store->lock_path);
 	free(store);
@@ -250,8 +259,9 @@ static const char *host_of(const char *operator_id)
 	return at ? at + 1 : operator_id;
 }
 
-int mg_store_lock(mg_store *store, const char *command, mg_error *err)
+static int local_lock(void *impl, const char *command, mg_error *err)
 {
+	mg_store *store = impl;
 	if (store->lock_fd >= 0)
 		return 0;
 	int fd = open(store->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -323,9 +333,50 @@ int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 	return 0;
 }
 
-int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,
+/*
+ * mg_store_lock_preempt over a backend: the holder is told apart by the
+ * probe (the same fields), and stopped only on this host, as for the
+ * directory.
+ */
+static int preempt_remote(mg_store *store, const char *command, const char *preemptible,
                           int64_t wait_ms, mg_error *err)
 {
+	int rc = mg_store_lock(store, command, err);
+	if (rc != MG_ELOCKED)
+		return rc;
+	mg_lock_holder h;
+	bool held = false;
+	mg_error tmp = MG_ERROR_INIT;
+	int prc = mg_store_lock_probe(&held, &h, store, &tmp);
+	mg_error_clear(&tmp);
+	if (prc || !held || strcmp(h.command, preemptible) != 0 || h.pid <= 0)
+		return rc;
+	char me[256];
+	mg_operator_id(me, sizeof(me));
+	if (strcmp(host_of(me), host_of(h.operator_)) != 0)
+		return mg_error_set(err, MG_ELOCKED,
+		                    "plan \"%s\" is held by \"%s\" on another host (%s, pid %ld); "
+		                    "stop it there first",
+		                    store->plan, h.command, h.operator_, h.pid);
+	mg_log(MG_LOG_WARN, "stopping \"%s\" (pid %ld, %s) so that %s can go ahead", h.command,
+	       h.pid, h.operator_, command);
+	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)
+		return rc;
+	int64_t deadline = mg_clock_ms() + wait_ms;
+	for (;;) {
+		mg_error_clear(err);
+		rc = mg_store_lock(store, command, err);
+		if (rc != MG_ELOCKED || mg_clock_ms() >= deadline)
+			return rc;
+		struct timespec ts = {0, 200 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int local_lock_preempt(void *impl, const char *command, const char *preemptible,
+                              int64_t wait_ms, mg_error *err)
+{
+	mg_store *store = impl;
 	int rc = mg_store_lock(store, command, err);
 	if (rc != MG_ELOCKED)
 		return rc;
@@ -364,8 +415,9 @@ int mg_store_lock_preempt(mg_store *store, const char *command, const char *pree
 	}
 }
 
-void mg_store_unlock(mg_store *store)
+static void local_unlock(void *impl)
 {
+	mg_store *store = impl;
 	if (!store || store->lock_fd < 0)
 		return;
 	/* Clear our name first so nobody is told to ask a process that is gone. */
@@ -376,16 +428,15 @@ void mg_store_unlock(mg_store *store)
 	store->lock_fd = -1;
 }
 
-bool mg_store_locked(const mg_store *store)
+static bool local_locked(const void *impl)
 {
-	return store && store->lock_fd >= 0;
+	const mg_store *store = impl;
+	return store->lock_fd >= 0;
 }
 
-int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err)
+static int local_probe(void *impl, bool *out_held, mg_lock_holder *holder, mg_error *err)
 {
-	*out_held = false;
-	if (holder)
-		memset(holder, 0, sizeof(*holder));
+	mg_store *store = impl;
 	if (store->lock_fd >= 0)
 		return 0; /* held, but by us: nobody else can be */
 
@@ -545,16 +596,121 @@ int mg_time_parse(int64_t *out_ms, const char *s)
 	return 0;
 }
 
-/* The pause request and the resume note share one format: who, why, since when. */
-static void request_path(char *buf, size_t size, const mg_store *store, const char *name)
+/* ---- the directory's documents: the request files (state.c and the others read theirs) ---- */
+
+static int local_doc_path(char *buf, size_t size, const mg_store *store, const char *name,
+                          mg_error *err)
 {
-	snprintf(buf, size, "%s/%s", store->path, name);
+	int n = snprintf(buf, size, "%s/%s", store->path, name);
+	if (strchr(name, '/') || n < 0 || (size_t)n >= size)
+		return mg_error_set(err, MG_EINVALID, "no document \"%s\" in %s", name,
+		                    store->path);
+	return 0;
 }
 
+static int local_doc_read(void *impl, const char *name, char **text, size_t *len, char **version,
+                          mg_error *err)
+{
+	char path[PATH_MAX + 8];
+	*version = NULL;
+	int rc = local_doc_path(path, sizeof(path), impl, name, err);
+	return rc ? rc : mg_fs_read_all(text, len, path, err);
+}
+
+/* Atomically; no versions here: the flock and state.json's revision guard the directory. */
+static int local_doc_write(void *impl, const char *name, const char *text, size_t len,
+                           const char *version, bool fenced, mg_error *err)
+{
+	(void)version;
+	(void)fenced;
+	char path[PATH_MAX + 8];
+	int rc = local_doc_path(path, sizeof(path), impl, name, err);
+	return rc ? rc : mg_fs_write_atomic(path, text, len, 0600, err);
+}
+
+static int local_doc_remove(void *impl, const char *name, mg_error *err)
+{
+	mg_store *store = impl;
+	char path[PATH_MAX + 8];
+	int rc = local_doc_path(path, sizeof(path), store, name, err);
+	if (rc)
+		return rc;
+	if (unlink(path) != 0 && errno != ENOENT)
+		return mg_error_set(err, MG_EIO, "cannot remove %s: %s", path, strerror(errno));
+	return mg_fs_sync_dir(store->path, err);
+}
+
+static int local_keepalive(void *impl, mg_error *err)
+{
+	(void)impl;
+	(void)err;
+	return 0; /* flock lasts as long as the process: nothing to renew */
+}
+
+static void local_free(void *impl)
+{
+	(void)impl; /* the directory's fields are the mg_store's own: mg_store_free frees them */
+}
+
+/*
+ * The state directory as a backend. Its journal and its state, fleet and
+ * manifest files are read and written by journal.c, state.c and records.c
+ * themselves (torn lines, revisions, paths in messages), so those ops are
+ * NULL here; mg_store_remote tells them apart.
+ */
+static const mg_store_ops local_ops = {
+    .lock = local_lock,
+    .lock_preempt = local_lock_preempt,
+    .unlock = local_unlock,
+    .locked = local_locked,
+    .probe = local_probe,
+    .keepalive = local_keepalive,
+    .doc_read = local_doc_read,
+    .doc_write = local_doc_write,
+    .doc_remove = local_doc_remove,
+    .free = local_free,
+};
+
+/* ---- through the ops: every backend ---- */
+
+int mg_store_lock(mg_store *store, const char *command, mg_error *err)
+{
+	return store->ops->lock(store->impl, command, err);
+}
+
+int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,
+                          int64_t wait_ms, mg_error *err)
+{
+	if (store->ops->lock_preempt)
+		return store->ops->lock_preempt(store->impl, command, preemptible, wait_ms, err);
+	return preempt_remote(store, command, preemptible, wait_ms, err);
+}
+
+void mg_store_unlock(mg_store *store)
+{
+	if (store)
+		store->ops->unlock(store->impl);
+}
+
+bool mg_store_locked(const mg_store *store)
+{
+	return store && store->ops->locked(store->impl);
+}
+
+int mg_store_lock_probe(bool *out_held, mg_lock_holder *holder, mg_store *store, mg_error *err)
+{
+	*out_held = false;
+	mg_lock_holder h = {0};
+	int rc = store->ops->probe(store->impl, out_held, &h, err);
+	if (holder)
+		*holder = h;
+	return rc;
+}
+
+/* The pause request and the resume note share one format: who, why, since when. */
 static int request_write(mg_store *store, const char *name, const char *reason, mg_error *err)
 {
-	char path[PATH_MAX + 8], op[256], since[40];
-	request_path(path, sizeof(path), store, name);
+	char op[256], since[40];
 	mg_operator_id(op, sizeof(op));
 	mg_time_format(since, sizeof(since), mg_now_ms());
 	json_t *doc = json_pack("{s:s, s:s, s:s}", "operator", op, "reason", reason ? reason : "",
@@ -563,7 +719,8 @@ static int request_write(mg_store *store, const char *name, const char *reason, 
 	json_decref(doc);
 	if (!text)
 		return mg_error_oom(err);
-	int rc = mg_fs_write_atomic(path, text, strlen(text), 0600, err);
+	/* no lock and no version: a request is left beside whoever holds the plan */
+	int rc = store->ops->doc_write(store->impl, name, text, strlen(text), NULL, false, err);
 	free(text);
 	return rc;
 }
@@ -571,13 +728,12 @@ static int request_write(mg_store *store, const char *name, const char *reason, 
 static int request_read(bool *present, mg_pause_request *out, mg_store *store, const char *name,
                         mg_error *err)
 {
-	char path[PATH_MAX + 8];
-	request_path(path, sizeof(path), store, name);
 	memset(out, 0, sizeof(*out));
 	*present = false;
-	char *buf;
-	size_t len;
-	int rc = mg_fs_read_all(&buf, &len, path, err);
+	char *buf = NULL, *version = NULL;
+	size_t len = 0;
+	int rc = store->ops->doc_read(store->impl, name, &buf, &len, &version, err);
+	free(version);
 	if (rc == MG_ENOTFOUND) {
 		mg_error_clear(err);
 		return 0;
@@ -602,11 +758,7 @@ static int request_read(bool *present, mg_pause_request *out, mg_store *store, c
 
 static int request_remove(mg_store *store, const char *name, mg_error *err)
 {
-	char path[PATH_MAX + 8];
-	request_path(path, sizeof(path), store, name);
-	if (unlink(path) != 0 && errno != ENOENT)
-		return mg_error_set(err, MG_EIO, "cannot remove %s: %s", path, strerror(errno));
-	return mg_fs_sync_dir(store->path, err);
+	return store->ops->doc_remove(store->impl, name, err);
 }
 
 int mg_store_pause_write(mg_store *store, const char *reason, mg_error *err)
@@ -637,4 +789,94 @@ int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, 
 	if (!rc && *present)
 		rc = request_remove(store, "resume", err);
 	return rc;
+}
+
+/* ---- other backends (storebackend.h) ---- */
+
+int mg_store_open_backend(mg_store **out, const mg_store_ops *ops, void *impl,
+                          const char *plan_name, const char *where, mg_error *err)
+{
+	*out = NULL;
+	int rc = check_plan_name(plan_name, err);
+	mg_store *s = rc ? NULL : calloc(1, sizeof(*s));
+	if (!rc && (!s || !(s->path = strdup(where ? where : plan_name)))) {
+		free(s);
+		s = NULL;
+		rc = mg_error_oom(err);
+	}
+	if (rc) {
+		ops->free(impl);
+		return rc;
+	}
+	s->lock_fd = -1;
+	snprintf(s->plan, sizeof(s->plan), "%s", plan_name);
+	s->ops = ops;
+	s->impl = impl;
+	*out = s;
+	return 0;
+}
+
+bool mg_store_remote(const mg_store *store)
+{
+	return store->ops != &local_ops;
+}
+
+const char *mg_store_plan(const mg_store *store)
+{
+	return store->plan;
+}
+
+int mg_store_keepalive(mg_store *store, mg_error *err)
+{
+	if (!store || !store->ops->locked(store->impl))
+		return 0;
+	return store->ops->keepalive(store->impl, err);
+}
+
+static int local_store(const mg_store *store, mg_error *err)
+{
+	return mg_error_set(err, MG_EINVALID,
+	                    "%s is a state directory: its files are read directly (a bug in "
+	                    "migrate)",
+	                    store->path);
+}
+
+int mg_store_doc_read(mg_store *store, const char *name, char **text, size_t *len, char **version,
+                      mg_error *err)
+{
+	*text = *version = NULL;
+	*len = 0;
+	if (!mg_store_remote(store))
+		return local_store(store, err);
+	return store->ops->doc_read(store->impl, name, text, len, version, err);
+}
+
+int mg_store_doc_write(mg_store *store, const char *name, const char *text, size_t len,
+                       const char *version, bool fenced, mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return local_store(store, err);
+	return store->ops->doc_write(store->impl, name, text, len, version, fenced, err);
+}
+
+int mg_store_doc_remove(mg_store *store, const char *name, mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return local_store(store, err);
+	return store->ops->doc_remove(store->impl, name, err);
+}
+
+int mg_store_journal_append_record(mg_store *store, json_t *record, mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return local_store(store, err);
+	return store->ops->journal_append(store->impl, record, err);
+}
+
+int mg_store_journal_each_remote(mg_store *store, const mg_journal_query *q, mg_journal_fn fn,
+                                 void *ud, size_t *out_skipped, mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return local_store(store, err);
+	return store->ops->journal_each(store->impl, q, fn, ud, out_skipped, err);
 }

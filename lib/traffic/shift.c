@@ -217,14 +217,15 @@ int mg_shift_apply(mg_shift_outcome *out, mg_store *store, mg_state *st, mg_traf
 }
 
 int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
-                           const char *state_dir, const char *plan_name, const char *command,
-                           const char *preemptible, int64_t wait_ms, mg_error *err)
+                           mg_store_opener open, void *open_ud, const char *plan_name,
+                           const char *command, const char *preemptible, int64_t wait_ms,
+                           mg_error *err)
 {
 	*store = NULL;
 	memset(site, 0, sizeof(*site));
 	mg_state_init(st, plan_name);
 	mg_error why = MG_ERROR_INIT;
-	int rc = mg_store_open(store, state_dir, plan_name, &why);
+	int rc = open(store, false, open_ud, &why);
 	if (rc == MG_EINVALID || rc == MG_ENOMEM) {
 		mg_error_set(err, rc, "%s", why.message);
 		mg_error_clear(&why);
@@ -233,7 +234,7 @@ int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
 	if (rc) {
 		/* cannot be created (read-only, full): one that exists can still be read */
 		mg_error again = MG_ERROR_INIT;
-		if (mg_store_open_existing(store, state_dir, plan_name, &again)) {
+		if (open(store, true, open_ud, &again)) {
 			site->unlocked = site->state_unread = true;
 			snprintf(site->lock_error, sizeof(site->lock_error), "%s", why.message);
 			snprintf(site->state_error, sizeof(site->state_error), "%s", why.message);

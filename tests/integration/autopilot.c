@@ -33,7 +33,8 @@
 /* /tmp/mg-ap-XXXXXX: short, since the admin socket lives inside it */
 static char dir[64];
 static bool sandbox_up;
-static pid_t bg = -1; /* a `migrate run` in the background */
+static tu_kubeapi kapi = TU_KUBEAPI_INIT; /* the state's cluster, when a test keeps it there */
+static pid_t bg = -1;                     /* a `migrate run` in the background */
 
 /* DIR/sandbox.env */
 static struct {
@@ -333,6 +334,7 @@ static void teardown(void)
 				kill((pid_t)spids[i].pid, SIGKILL);
 		sandbox_up = false;
 	}
+	tu_kubeapi_stop(&kapi);
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
 }
@@ -911,4 +913,50 @@ Test(autopilot, no_hold_for_no_data_before_the_first_scrape_of_a_step)
 	}
 	cr_assert_geq(gates, 3, "one advance per step after the first");
 	json_decref(recs);
+}
+
+/*
+ * `state.backend: kubernetes`: the autopilot holds the plan's Lease for its
+ * whole run (a 2 s lease, renewed all along), another operator's step is
+ * refused naming it, and the journal and state it leaves are the cluster's.
+ */
+Test(autopilot, run_with_the_state_in_the_cluster_holds_the_lease_to_the_end, .timeout = 90)
+{
+	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	unsetenv("KUBECONFIG");
+	tu_kubeapi_start(&kapi, dir, "default");
+	char to[1024];
+	snprintf(to, sizeof(to),
+	         "name: demo\n"
+	         "state:\n"
+	         "  backend: kubernetes\n"
+	         "  lease: 2s\n"
+	         "  kubernetes:\n"
+	         "    kubeconfig: %s\n"
+	         "    namespace: default\n",
+	         kapi.kubeconfig);
+	up("name: demo\n", to);
+	bg = mg_bg("run", "-o", "json", NULL);
+	wait_step(1, 30000);
+	static result r;
+	mg(&r, 10000, "step", NULL);
+	cr_assert_eq(r.status, 3, "step while run holds the Lease: %d\n%s\n%s", r.status, r.out,
+	             r.err);
+	cr_assert(strstr(r.err, "running \"run\""), "%s", r.err);
+	int st = wait_exit(bg, 60000);
+	bg = -1;
+	cr_assert_eq(st, 0, "run: %d\n%s", st, slurp(path("run.err")));
+	char phase[32];
+	state(phase, sizeof(phase));
+	cr_assert_str_eq(phase, "complete");
+	json_t *recs = history();
+	json_t *last = json_array_get(recs, json_array_size(recs) - 1);
+	cr_assert(is(last, "run", "end"), "the last record is %s/%s", jstr(last, "command"),
+	          jstr(last, "action"));
+	json_decref(recs);
+	struct stat sb;
+	cr_assert_neq(stat(path("state/demo"), &sb), 0, "nothing in the state directory");
 }

@@ -2227,11 +2227,100 @@ Test(plan, state_dir_default_and_relative)
 
 Test(plan, state_dir_errors)
 {
-	EXPECT_ERRORS(HEAD "state:\n"      /* 3 */
-	                   "  dir: \"\"\n" /* 4 */
-	                   "  keep: 3\n",  /* 5 */
-	              {4, 8, "state.dir", "empty path"},
-	              {5, 3, "state.keep", "unknown key; state takes: dir"});
+	EXPECT_ERRORS(
+	    HEAD "state:\n"      /* 3 */
+	         "  dir: \"\"\n" /* 4 */
+	         "  keep: 3\n",  /* 5 */
+	    {4, 8, "state.dir", "empty path"},
+	    {5, 3, "state.keep", "unknown key; state takes: dir, backend, kubernetes, lease"});
+}
+
+Test(plan, state_backend_defaults_to_local)
+{
+	mg_plan *p = load_ok(HEAD);
+	const mg_plan_state *s = mg_plan_state_section(p);
+	cr_assert_not_null(s);
+	cr_expect_eq(s->backend, MG_STATE_LOCAL);
+	cr_expect_eq(s->lease_ms, 15000);
+	cr_expect_not(s->has_connection);
+	mg_plan_free(p);
+}
+
+Test(plan, state_kubernetes_uses_the_kubernetes_section)
+{
+	mg_plan *p = load_ok(HEAD "kubernetes:\n"
+	                          "  kubeconfig: /etc/kc\n"
+	                          "  context: prod\n"
+	                          "  namespace: shop\n"
+	                          "  templates: k8s\n"
+	                          "state:\n"
+	                          "  backend: kubernetes\n"
+	                          "  lease: 30s\n");
+	const mg_plan_state *s = mg_plan_state_section(p);
+	cr_expect_eq(s->backend, MG_STATE_KUBERNETES);
+	cr_expect_eq(s->lease_ms, 30000);
+	cr_expect_str_eq(s->kubeconfig, "/etc/kc");
+	cr_expect_str_eq(s->context, "prod");
+	cr_expect_str_eq(s->namespace_, "shop");
+	mg_plan_free(p);
+}
+
+Test(plan, state_kubernetes_overrides_key_by_key)
+{
+	mg_plan *p = load_ok(HEAD "kubernetes:\n"
+	                          "  kubeconfig: /etc/kc\n"
+	                          "  context: prod\n"
+	                          "  namespace: shop\n"
+	                          "  templates: k8s\n"
+	                          "state:\n"
+	                          "  backend: kubernetes\n"
+	                          "  kubernetes:\n"
+	                          "    namespace: migrations\n");
+	const mg_plan_state *s = mg_plan_state_section(p);
+	cr_expect_str_eq(s->kubeconfig, "/etc/kc");
+	cr_expect_str_eq(s->context, "prod");
+	cr_expect_str_eq(s->namespace_, "migrations");
+	cr_expect(s->has_connection);
+	mg_plan_free(p);
+	/* no kubernetes section: state.kubernetes alone is the connection */
+	p = load_ok(HEAD "state:\n"
+	                 "  backend: kubernetes\n"
+	                 "  kubernetes:\n"
+	                 "    context: ci\n");
+	s = mg_plan_state_section(p);
+	cr_expect_eq(s->backend, MG_STATE_KUBERNETES);
+	cr_expect_str_eq(s->context, "ci");
+	cr_expect_null(s->namespace_);
+	cr_expect_null(s->kubeconfig);
+	mg_plan_free(p);
+}
+
+Test(plan, state_backend_errors)
+{
+	EXPECT_ERRORS(HEAD "state:\n"                 /* 3 */
+	                   "  backend: kubernetes\n", /* 4 */
+	              {4, 12, "state.backend",
+	               "the kubernetes backend needs a cluster: add `state.kubernetes` "
+	               "(kubeconfig, context, namespace) or a `kubernetes` section"});
+	EXPECT_ERRORS(
+	    HEAD "state:\n"          /* 3 */
+	         "  backend: etcd\n" /* 4 */
+	         "  lease: 1s\n",    /* 5 */
+	    {4, 12, "state.backend", "\"etcd\" is not a state backend; use local or kubernetes"},
+	    {5, 10, "state.lease", "1s is too short; the minimum is 2s"});
+	EXPECT_ERRORS(
+	    HEAD "state:\n"                /* 3 */
+	         "  backend: kubernetes\n" /* 4 */
+	         "  lease: soon\n"         /* 5 */
+	         "  kubernetes:\n"         /* 6 */
+	         "    namespace: Shop_1\n" /* 7 */
+	         "    user: x\n",          /* 8 */
+	    {5, 10, "state.lease", "\"soon\" is not a duration: expected a number at \"soon\""},
+	    {7, 16, "state.kubernetes.namespace",
+	     "\"Shop_1\" is not a Kubernetes namespace name (lower case letters, "
+	     "digits and '-', at most 63)"},
+	    {8, 5, "state.kubernetes.user",
+	     "unknown key; state.kubernetes takes: kubeconfig, context, namespace"});
 }
 
 /* ---- require ---- */

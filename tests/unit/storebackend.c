@@ -1,0 +1,280 @@
+/*
+ * mg_store over a backend (lib/storebackend.h): an in-memory fake whose
+ * documents carry versions shows that store.h, state.h, journal.h and
+ * records.h reach the ops, and that the rules above them (a lock before a
+ * save, the revision check, the journal's fields and seq) stay theirs.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journal.h"
+#include "records.h"
+#include "state.h"
+#include "storebackend.h"
+
+typedef struct {
+	json_t *docs;    /* name -> {"text", "version"} */
+	json_t *journal; /* records */
+	int next_version;
+	bool locked, other_holds;
+	int keepalives, frees;
+} fake;
+
+static fake F;
+
+static int f_lock(void *impl, const char *command, mg_error *err)
+{
+	fake *f = impl;
+	if (f->other_holds)
+		return mg_error_set(err, MG_ELOCKED, "plan \"web\" is locked by bob@ci (%s)",
+		                    command);
+	f->locked = true;
+	return 0;
+}
+
+static void f_unlock(void *impl)
+{
+	((fake *)impl)->locked = false;
+}
+
+static bool f_locked(const void *impl)
+{
+	return ((const fake *)impl)->locked;
+}
+
+static int f_probe(void *impl, bool *held, mg_lock_holder *h, mg_error *err)
+{
+	(void)err;
+	fake *f = impl;
+	*held = f->other_holds;
+	if (*held) {
+		snprintf(h->operator_, sizeof(h->operator_), "bob@ci");
+		h->pid = 7;
+		snprintf(h->command, sizeof(h->command), "run");
+	}
+	return 0;
+}
+
+static int f_keepalive(void *impl, mg_error *err)
+{
+	(void)err;
+	((fake *)impl)->keepalives++;
+	return 0;
+}
+
+static int f_read(void *impl, const char *name, char **text, size_t *len, char **version,
+                  mg_error *err)
+{
+	fake *f = impl;
+	json_t *d = json_object_get(f->docs, name);
+	if (!d)
+		return mg_error_set(err, MG_ENOTFOUND, "no %s", name);
+	*text = strdup(json_string_value(json_object_get(d, "text")));
+	*len = strlen(*text);
+	*version = strdup(json_string_value(json_object_get(d, "version")));
+	return 0;
+}
+
+static int f_write(void *impl, const char *name, const char *text, size_t len, const char *version,
+                   bool fenced, mg_error *err)
+{
+	(void)len;
+	fake *f = impl;
+	if (fenced && !f->locked)
+		return mg_error_set(err, MG_ERROR, "fenced write without the lock");
+	json_t *d = json_object_get(f->docs, name);
+	const char *cur = d ? json_string_value(json_object_get(d, "version")) : "";
+	if (version && strcmp(version, cur))
+		return mg_error_set(err, MG_ECONFLICT, "%s moved", name);
+	char v[16];
+	snprintf(v, sizeof(v), "%d", ++f->next_version);
+	json_object_set_new(f->docs, name, json_pack("{s:s, s:s}", "text", text, "version", v));
+	return 0;
+}
+
+static int f_remove(void *impl, const char *name, mg_error *err)
+{
+	(void)err;
+	json_object_del(((fake *)impl)->docs, name);
+	return 0;
+}
+
+static int f_append(void *impl, json_t *record, mg_error *err)
+{
+	(void)err;
+	fake *f = impl;
+	json_t *copy = json_deep_copy(record);
+	json_object_set_new(copy, "seq", json_integer((json_int_t)json_array_size(f->journal) + 1));
+	json_array_append_new(f->journal, copy);
+	return 0;
+}
+
+static int f_each(void *impl, const mg_journal_query *q, mg_journal_fn fn, void *ud,
+                  size_t *skipped, mg_error *err)
+{
+	fake *f = impl;
+	size_t n = json_array_size(f->journal);
+	size_t from = q->limit && q->limit < n ? n - q->limit : 0;
+	if (skipped)
+		*skipped = 0;
+	for (size_t i = from; i < n; i++) {
+		int rc = fn(json_array_get(f->journal, i), ud, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void f_free(void *impl)
+{
+	((fake *)impl)->frees++;
+}
+
+static const mg_store_ops ops = {.lock = f_lock,
+                                 .unlock = f_unlock,
+                                 .locked = f_locked,
+                                 .probe = f_probe,
+                                 .keepalive = f_keepalive,
+                                 .doc_read = f_read,
+                                 .doc_write = f_write,
+                                 .doc_remove = f_remove,
+                                 .journal_append = f_append,
+                                 .journal_each = f_each,
+                                 .free = f_free};
+
+static mg_store *open_fake(void)
+{
+	json_decref(F.docs);
+	json_decref(F.journal);
+	F = (fake){.docs = json_object(), .journal = json_array()};
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open_backend(&s, &ops, &F, "web", "fake:web", &err), 0, "%s",
+	             err.message);
+	cr_assert(mg_store_remote(s));
+	cr_assert_str_eq(mg_store_plan(s), "web");
+	cr_assert_str_eq(mg_store_path(s), "fake:web");
+	return s;
+}
+
+Test(storebackend, a_bad_plan_name_frees_the_backend)
+{
+	F = (fake){0};
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open_backend(&s, &ops, &F, "../x", "fake", &err), MG_EINVALID);
+	cr_assert_null(s);
+	cr_assert_eq(F.frees, 1);
+	mg_error_clear(&err);
+}
+
+Test(storebackend, lock_and_probe_dispatch)
+{
+	mg_store *s = open_fake();
+	mg_error err = MG_ERROR_INIT;
+	F.other_holds = true;
+	cr_assert_eq(mg_store_lock(s, "step", &err), MG_ELOCKED);
+	mg_error_clear(&err);
+	bool held;
+	mg_lock_holder h;
+	cr_assert_eq(mg_store_lock_probe(&held, &h, s, &err), 0);
+	cr_assert(held);
+	cr_assert_str_eq(h.operator_, "bob@ci");
+	F.other_holds = false;
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	cr_assert(mg_store_locked(s));
+	cr_assert_eq(mg_store_keepalive(s, &err), 0);
+	cr_assert_eq(F.keepalives, 1);
+	mg_store_unlock(s);
+	cr_assert_not(mg_store_locked(s));
+	cr_assert_eq(mg_store_keepalive(s, &err), 0);
+	cr_assert_eq(F.keepalives, 1, "nothing to keep without the lock");
+	mg_store_free(s);
+	cr_assert_eq(F.frees, 1);
+}
+
+Test(storebackend, state_saves_through_the_backend_with_the_revision_check)
+{
+	mg_store *s = open_fake();
+	mg_error err = MG_ERROR_INIT;
+	mg_state st;
+	cr_assert_eq(mg_state_load(&st, s, &err), 0, "%s", err.message);
+	cr_assert_eq(st.revision, 0);
+	cr_assert_eq(mg_state_save(s, &st, &err), MG_ERROR, "no lock, no save");
+	mg_error_clear(&err);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	st.step_index = 1;
+	cr_assert_eq(mg_state_save(s, &st, &err), 0, "%s", err.message);
+	cr_assert_eq(st.revision, 1);
+	mg_state again;
+	cr_assert_eq(mg_state_load(&again, s, &err), 0, "%s", err.message);
+	cr_assert_eq(again.step_index, 1);
+	/* a stale copy: the revision check refuses before anything is written */
+	mg_state stale = st;
+	cr_assert_eq(mg_state_save(s, &st, &err), 0, "%s", err.message);
+	cr_assert_eq(mg_state_save(s, &stale, &err), MG_ECONFLICT);
+	cr_assert(strstr(err.message, "expected revision 1, found 2"), "%s", err.message);
+	mg_error_clear(&err);
+	/* a document of another plan is refused */
+	json_object_set_new(json_object_get(F.docs, "state"), "text",
+	                    json_string("{\"format\": 1, \"plan\": \"other\"}"));
+	cr_assert_neq(mg_state_load(&again, s, &err), 0);
+	mg_error_clear(&err);
+	mg_store_free(s);
+}
+
+static int count(json_t *rec, void *ud, mg_error *err)
+{
+	(void)rec;
+	(void)err;
+	(*(int *)ud)++;
+	return 0;
+}
+
+Test(storebackend, journal_records_and_requests_go_through_the_backend)
+{
+	mg_store *s = open_fake();
+	mg_error err = MG_ERROR_INIT;
+	mg_journal_entry e = {.command = "step", .action = "intent", .reason = "why"};
+	cr_assert_eq(mg_journal_append(s, &e, &err), MG_ERROR, "no lock, no record");
+	mg_error_clear(&err);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(mg_journal_append(s, &e, &err), 0, "%s", err.message);
+	json_t *rec = json_array_get(F.journal, 2);
+	cr_assert_eq(json_integer_value(json_object_get(rec, "seq")), 3);
+	cr_assert_str_eq(json_string_value(json_object_get(rec, "reason")), "why");
+	cr_assert_not_null(json_object_get(rec, "operator"));
+	int n = 0;
+	mg_journal_query q = {.limit = 2};
+	cr_assert_eq(mg_journal_each(s, &q, count, &n, NULL, &err), 0);
+	cr_assert_eq(n, 2);
+
+	json_t *objs = json_pack("[{s:s, s:s, s:{s:s}}]", "apiVersion", "v1", "kind", "ConfigMap",
+	                         "metadata", "name", "x");
+	cr_assert_eq(mg_cluster_record_save(s, "1.0.0", objs, &err), 0, "%s", err.message);
+	cr_assert_not_null(json_object_get(F.docs, "manifests/1.0.0"));
+	json_t *back = NULL;
+	cr_assert_eq(mg_cluster_record_load(&back, s, "1.0.0", &err), 0, "%s", err.message);
+	cr_assert(json_equal(back, objs));
+	json_decref(back);
+	json_decref(objs);
+
+	mg_store_unlock(s);
+	cr_assert_eq(mg_store_pause_write(s, "lunch", &err), 0, "a request needs no lock");
+	bool present;
+	mg_pause_request pr;
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0);
+	cr_assert(present);
+	cr_assert_str_eq(pr.reason, "lunch");
+	cr_assert_eq(mg_store_pause_remove(s, &err), 0);
+	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0);
+	cr_assert_not(present);
+	mg_store_free(s);
+	json_decref(F.docs);
+	json_decref(F.journal);
+	F.docs = F.journal = NULL;
+}
