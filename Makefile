@@ -112,6 +112,7 @@ bench: deps all
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/configmap.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/history.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/deploy.sh
+	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/kubestate.sh
 
 fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
 	@for t in $(FUZZ_TARGETS); do \
