@@ -182,6 +182,13 @@ json_t *mg_status_to_json(const mg_status *s, const mg_migration *m, const char 
 	json_t *o = json_object();
 	json_object_set_new(o, "plan", json_string(mg_plan_name(m->plan)));
 	json_object_set_new(o, "state_dir", json_string(state_dir));
+	/* where the record is kept: the directory's path, or "kubernetes NS/migrate-PLAN" */
+	const mg_plan_state *ps = mg_plan_state_section(m->plan);
+	json_object_set_new(
+	    o, "state_backend",
+	    json_string(ps && ps->backend == MG_STATE_KUBERNETES ? "kubernetes" : "local"));
+	json_object_set_new(o, "state_store",
+	                    m->store ? json_string(mg_store_path(m->store)) : json_null());
 	json_object_set_new(o, "recorded", json_boolean(s->recorded));
 	json_object_set_new(o, "state", s->state_rc ? json_null() : mg_state_to_json(&s->st));
 	json_object_set_new(o, "state_error",

@@ -427,6 +427,8 @@ static int load_file(mg_state *out, bool *found, const char *path, const char *p
 	*found = false;
 	int rc = mg_fs_read_all(&buf, &len, path, err);
 	if (rc == MG_ENOTFOUND) {
+		/* no state yet is not an error: leave none behind for the caller's next step */
+		mg_error_clear(err);
 		mg_state_init(out, plan);
 		return 0;
 	}
