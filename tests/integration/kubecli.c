@@ -178,6 +178,10 @@ Test(kubecli, one_operator_steps_and_the_other_sees_it)
 	             "%s", r.out);
 	cr_assert_geq(json_integer_value(json_object_get(st, "revision")), 1, "%s", r.out);
 	cr_assert_str_eq(json_string_value(json_object_get(st, "phase")), "shifting", "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "state_backend")), "kubernetes");
+	const char *where = json_string_value(json_object_get(doc, "state_store"));
+	cr_assert(where && strstr(where, "kubernetes ") && strstr(where, "/migrate-shop"), "%s",
+	          r.out);
 	json_decref(doc);
 	tu_output_free(&r);
 
