@@ -70,6 +70,8 @@ typedef struct mg_kube_store_impl {
 	char holder[512]; /* ours, once locked */
 	int lease_seconds;
 	int64_t (*now_ms)(void);
+	bool force_lock;      /* mg_kube_store_options.force_lock */
+	char **displaced;     /* and where the holder it overwrote goes */
 	mg_kube_lease *lease; /* non-NULL while we hold the lock */
 	int64_t renewed_ms;   /* when the Lease was last written by us */
 	/*
