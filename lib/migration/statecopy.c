@@ -407,15 +407,17 @@ int mg_migration_push(mg_state_copy *out, const mg_plan *plan, const mg_push_opt
 	if ((rc = cluster_survey(out, &state_version, &cl, err)))
 		goto out;
 	if ((out->had_state || out->had_records || out->had_fleet) && !o->force) {
+		char rev[64] = "no state.json";
+		if (out->had_state)
+			snprintf(rev, sizeof(rev), "state.json at revision %llu",
+			         (unsigned long long)out->had_revision);
 		rc = mg_error_set(
 		    err, MG_ECONFLICT,
-		    "the cluster already has state for plan \"%s\" (%s): state.json %s%llu, %zu "
-		    "journal record%s%s; nothing was pushed. `migrate state pull DIR` shows it; "
-		    "--force replaces its state.json, fleet.json and manifests with %s's (its "
-		    "journal is kept, the pushed records follow it)",
-		    mg_plan_name(plan), out->to,
-		    out->had_state ? "at revision " : "absent, revision ",
-		    (unsigned long long)out->had_revision, out->had_records,
+		    "the cluster already has state for plan \"%s\" (%s): %s, %zu journal record%s%s; "
+		    "nothing was pushed. `migrate state pull DIR` shows it; --force replaces its "
+		    "state.json, fleet.json and manifests with %s's (its journal is kept, the pushed "
+		    "records follow it)",
+		    mg_plan_name(plan), out->to, rev, out->had_records,
 		    out->had_records == 1 ? "" : "s", out->had_fleet ? ", fleet.json" : "",
 		    out->from);
 		goto out;

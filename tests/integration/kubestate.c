@@ -1,0 +1,498 @@
+/*
+ * `migrate state push`, `state pull` and `unlock --force` (issue 14): the
+ * real build/migrate against tests/servers/kubeapi.py. The local state is
+ * written through lib/ (state.json, fleet.json, a manifest record) and by
+ * hand (journal lines from another day and another operator, so that a kept
+ * time cannot be mistaken for the push's own); two plans name the same
+ * state.dir, one kept locally and one in the cluster.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../testutil.h"
+#include "fs.h"
+#include "journal.h"
+#include "kube.h"
+#include "kubestore.h"
+#include "records.h"
+#include "state.h"
+#include "store.h"
+
+static char dir[256];
+static tu_kubeapi k = TU_KUBEAPI_INIT;
+
+/* Three records of a migration on a laptop, long before any push. */
+static const char *const old_lines[] = {
+    "{\"seq\":1,\"time\":\"2026-01-02T03:04:05.678Z\",\"operator\":\"alice@laptop\",\"pid\":11,"
+    "\"command\":\"step\",\"action\":\"intent\",\"before\":{\"k8s_percent\":0.0},\"after\":{"
+    "\"k8s_percent\":10.0},\"reason\":\"first slice\",\"evidence\":null}",
+    "{\"seq\":2,\"time\":\"2026-01-02T03:04:06.001Z\",\"operator\":\"alice@laptop\",\"pid\":11,"
+    "\"command\":\"step\",\"action\":\"result\",\"before\":null,\"after\":{\"k8s_percent\":10.0},"
+    "\"reason\":null,\"evidence\":null}",
+    "{\"seq\":3,\"time\":\"2026-01-03T09:00:00.000Z\",\"operator\":\"bob@desk\",\"pid\":22,"
+    "\"command\":\"pause\",\"action\":\"pause\",\"before\":null,\"after\":null,\"reason\":"
+    "\"lunch\",\"evidence\":null}",
+};
+#define OLD_N 3
+
+static const char *path(const char *name)
+{
+	return tu_at("%s/%s", dir, name);
+}
+
+static void write_plan(const char *file, const char *backend)
+{
+	FILE *f = fopen(path(file), "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "version: 1\n"
+	        "name: shop\n"
+	        "traffic:\n"
+	        "  provider: haproxy\n"
+	        "  steps: [10, 50, 100]\n"
+	        "  bake: 0s\n"
+	        "  haproxy:\n"
+	        "    socket: %s\n"
+	        "    backend: be\n"
+	        "    vm_servers: [vm-01]\n"
+	        "    k8s_servers: [k8s]\n"
+	        "state:\n"
+	        "  backend: %s\n"
+	        "  dir: %s\n"
+	        "  lease: 5s\n"
+	        "  kubernetes:\n"
+	        "    kubeconfig: %s\n"
+	        "    namespace: default\n",
+	        path("admin.sock"), backend, path("state"), k.kubeconfig);
+	fclose(f);
+}
+
+static void setup(void)
+{
+	tu_tmpdir_make(dir, sizeof(dir), "kubestate");
+	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	unsetenv("KUBECONFIG");
+	unsetenv("NO_COLOR");
+	setenv("HOME", dir, 1);
+	tu_kubeapi_start(&k, dir, "default");
+	write_plan("kube.yaml", "kubernetes");
+	write_plan("local.yaml", "local");
+}
+
+static void teardown(void)
+{
+	tu_kubeapi_stop(&k);
+	tu_tmpdir_remove(dir);
+	dir[0] = '\0';
+}
+
+TestSuite(kubestate, .init = setup, .fini = teardown, .timeout = 90);
+
+/* A local state directory dir/state/shop: step 1 of 3 paused, a fleet, release 1.0's manifests. */
+static void make_local_state(void)
+{
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, path("state"), "shop", &err), 0, "%s", err.message);
+	cr_assert_eq(mg_store_lock(s, "test", &err), 0, "%s", err.message);
+	mg_state st;
+	mg_state_init(&st, "shop");
+	st.phase = MG_PHASE_PAUSED;
+	st.step_index = 0;
+	snprintf(st.vms_version, sizeof(st.vms_version), "1.0");
+	snprintf(st.kubernetes_version, sizeof(st.kubernetes_version), "1.0");
+	snprintf(st.pause_reason, sizeof(st.pause_reason), "by bob@desk: lunch");
+	for (int i = 0; i < 3; i++) /* revision 3 */
+		cr_assert_eq(mg_state_save(s, &st, &err), 0, "%s", err.message);
+	json_t *fleet = json_pack("{s:i, s:s, s:{s:{s:s, s:s}}}", "format", 1, "plan", "shop",
+	                          "hosts", "vm-01", "version", "1.0", "outcome", "ok");
+	cr_assert_eq(mg_fleet_record_save(s, fleet, &err), 0, "%s", err.message);
+	json_decref(fleet);
+	json_t *objs = json_pack("[{s:s, s:s, s:{s:s}}]", "apiVersion", "apps/v1", "kind",
+	                         "Deployment", "metadata", "name", "web");
+	cr_assert_eq(mg_cluster_record_save(s, "1.0", objs, &err), 0, "%s", err.message);
+	json_decref(objs);
+	mg_store_free(s);
+	char text[4096] = "";
+	for (int i = 0; i < OLD_N; i++) {
+		strcat(text, old_lines[i]);
+		strcat(text, "\n");
+	}
+	tu_write_file(path("state/shop/journal.jsonl"), text);
+}
+
+static tu_output kube(const char *a1, const char *a2, const char *a3, const char *a4,
+                      const char *a5)
+{
+	return tu_migrate_plan(path("kube.yaml"), a1, a2, a3, a4, a5, (char *)NULL);
+}
+
+static char *slurp(const char *p)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_fs_read_all(&buf, &len, p, &err), 0, "%s: %s", p, err.message);
+	return buf;
+}
+
+/* The cluster's journal as `history -o json` shows it. */
+static json_t *history(void)
+{
+	tu_output r = kube("history", "-o", "json", NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *recs = json_incref(json_object_get(doc, "records"));
+	cr_assert(json_is_array(recs), "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	return recs;
+}
+
+/* Record i of the cluster's journal carries old line j's time, operator, command and action. */
+static void assert_same_record(json_t *got, int j)
+{
+	json_t *want = json_loads(old_lines[j], 0, NULL);
+	const char *keys[] = {"time", "operator", "command", "action", "reason"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		cr_assert(json_equal(json_object_get(got, keys[i]), json_object_get(want, keys[i])),
+		          "record %d, %s: %s", j, keys[i],
+		          json_dumps(got, JSON_COMPACT | JSON_PRESERVE_ORDER));
+	json_decref(want);
+}
+
+Test(kubestate, push_copies_the_local_state_and_status_and_history_see_it)
+{
+	make_local_state();
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "pushed"), "%s", r.out);
+	cr_assert(strstr(r.out, "3 journal records"), "%s", r.out);
+	cr_assert(strstr(r.out, "kubernetes default/migrate-shop"), "%s", r.out);
+	tu_output_free(&r);
+
+	r = kube("status", "--offline", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_str_eq(json_string_value(json_object_get(st, "phase")), "paused", "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(st, "revision")), 3, "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 0,
+	             "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), OLD_N + 1, "%s",
+	             json_dumps(recs, JSON_COMPACT | JSON_PRESERVE_ORDER));
+	for (int j = 0; j < OLD_N; j++) {
+		assert_same_record(json_array_get(recs, (size_t)j), j);
+		cr_assert_eq(
+		    json_integer_value(json_object_get(json_array_get(recs, (size_t)j), "seq")),
+		    j + 1);
+	}
+	json_t *push = json_array_get(recs, OLD_N);
+	cr_assert_str_eq(json_string_value(json_object_get(push, "command")), "state");
+	cr_assert_str_eq(json_string_value(json_object_get(push, "action")), "push");
+	cr_assert_str_eq(
+	    json_string_value(json_object_get(json_object_get(push, "evidence"), "from")),
+	    path("state/shop"));
+	cr_assert_eq(
+	    json_integer_value(json_object_get(json_object_get(push, "after"), "journal_records")),
+	    OLD_N);
+	cr_assert_eq(
+	    json_integer_value(json_object_get(json_object_get(push, "after"), "manifests")), 1);
+	json_decref(recs);
+
+	/* the manifest record reached the cluster, where a rollback --release reads it */
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+	mg_kube_client *c = NULL;
+	cr_assert_eq(mg_kube_client_new(&c, &co, &err), 0, "%s", err.message);
+	mg_kube_store_options o = {.plan = "shop", .lease_ms = 5000};
+	cr_assert_eq(mg_kube_store_open(&s, c, true, &o, &err), 0, "%s", err.message);
+	json_t *objs = NULL;
+	cr_assert_eq(mg_cluster_record_load(&objs, s, "1.0", &err), 0, "%s", err.message);
+	cr_assert_eq(json_array_size(objs), 1);
+	json_decref(objs);
+	json_t *fleet = NULL;
+	cr_assert_eq(mg_fleet_record_load(&fleet, s, &err), 0, "%s", err.message);
+	cr_assert_str_eq(json_string_value(json_object_get(
+	                     json_object_get(json_object_get(fleet, "hosts"), "vm-01"), "version")),
+	                 "1.0");
+	json_decref(fleet);
+	/* and the lock was given back */
+	bool held = true;
+	mg_lock_holder h;
+	cr_assert_eq(mg_store_lock_probe(&held, &h, s, &err), 0, "%s", err.message);
+	cr_assert(!held, "the push left the Lease held by %s", h.operator_);
+	mg_store_free(s);
+}
+
+Test(kubestate, push_dry_run_says_what_and_writes_nothing)
+{
+	make_local_state();
+	tu_output r = kube("state", "push", "--dry-run", "-o", "json");
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_eq(json_integer_value(json_object_get(doc, "journal_records")), OLD_N, "%s",
+	             r.out);
+	cr_assert_eq(json_integer_value(json_object_get(doc, "manifests")), 1, "%s", r.out);
+	cr_assert(json_is_true(json_object_get(doc, "fleet")), "%s", r.out);
+	cr_assert(json_is_false(json_object_get(doc, "written")), "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(doc, "revision")), 3, "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), 0, "a dry run wrote to the cluster's journal");
+	json_decref(recs);
+	r = kube("state", "pull", path("out"), NULL, NULL);
+	cr_assert_eq(r.status, 2, "a dry run left state in the cluster: %s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "nothing to pull"), "%s", r.err);
+	tu_output_free(&r);
+}
+
+Test(kubestate, push_is_refused_when_the_cluster_has_state_unless_forced)
+{
+	make_local_state();
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+
+	r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 3, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "already has state"), "%s", r.err);
+	cr_assert(strstr(r.err, "revision 3"), "%s", r.err);
+	cr_assert(strstr(r.err, "4 journal records"), "%s", r.err);
+	tu_output_free(&r);
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), OLD_N + 1, "a refused push wrote records");
+	json_decref(recs);
+
+	r = kube("state", "push", "--force", "-o", "json");
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *before = json_object_get(doc, "cluster_before");
+	cr_assert_eq(json_integer_value(json_object_get(before, "revision")), 3, "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(before, "journal_records")), OLD_N + 1,
+	             "%s", r.out);
+	/* the revision only goes up */
+	cr_assert_eq(json_integer_value(json_object_get(doc, "revision")), 4, "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	recs = history();
+	cr_assert_eq(json_array_size(recs), 2 * (OLD_N + 1));
+	for (int j = 0; j < OLD_N; j++)
+		assert_same_record(json_array_get(recs, (size_t)(OLD_N + 1 + j)), j);
+	/* numbered on after the cluster's own */
+	for (size_t i = 0; i < json_array_size(recs); i++)
+		cr_assert_eq(json_integer_value(json_object_get(json_array_get(recs, i), "seq")),
+		             (json_int_t)i + 1);
+	json_decref(recs);
+}
+
+Test(kubestate, push_and_pull_need_the_kubernetes_backend)
+{
+	make_local_state();
+	tu_output r = tu_migrate_plan(path("local.yaml"), "state", "push", (char *)NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "state.backend: kubernetes"), "%s", r.err);
+	tu_output_free(&r);
+	r = tu_migrate_plan(path("local.yaml"), "state", "pull", path("out"), (char *)NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "state.backend: kubernetes"), "%s", r.err);
+	tu_output_free(&r);
+}
+
+Test(kubestate, pull_into_an_empty_dir_gives_the_same_files)
+{
+	make_local_state();
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	mkdir(path("out"), 0755); /* empty, and too open: it is made 0700 */
+	r = kube("state", "pull", path("out"), NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "4 journal records"), "%s", r.out);
+	tu_output_free(&r);
+
+	struct stat sb;
+	cr_assert_eq(stat(path("out"), &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0700, "%o", sb.st_mode & 0777);
+	const char *files[] = {"state.json", "journal.jsonl", "fleet.json", "manifests/1.0.json"};
+	for (size_t i = 0; i < 4; i++) {
+		cr_assert_eq(stat(tu_at("%s/out/%s", dir, files[i]), &sb), 0, "%s", files[i]);
+		cr_assert_eq(sb.st_mode & 0777, 0600, "%s: %o", files[i], sb.st_mode & 0777);
+	}
+
+	/* state.json: the same migration */
+	json_t *a = json_load_file(path("state/shop/state.json"), 0, NULL);
+	json_t *b = json_load_file(path("out/state.json"), 0, NULL);
+	cr_assert(a && b);
+	const char *keys[] = {"plan", "revision", "phase", "step", "versions", "created_at"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		cr_assert(json_equal(json_object_get(a, keys[i]), json_object_get(b, keys[i])),
+		          "state.json %s differs", keys[i]);
+	json_decref(a);
+	json_decref(b);
+
+	/* the journal: the local lines as they were, then the push's own */
+	char *got = slurp(path("out/journal.jsonl"));
+	char *line = got;
+	for (int j = 0; j < OLD_N; j++) {
+		char *nl = strchr(line, '\n');
+		cr_assert_not_null(nl, "%s", got);
+		*nl = '\0';
+		cr_assert_str_eq(line, old_lines[j]);
+		line = nl + 1;
+	}
+	cr_assert(strstr(line, "\"command\":\"state\",\"action\":\"push\""), "%s", line);
+	free(got);
+
+	/* fleet.json and the manifest record, byte for byte */
+	const char *same[] = {"fleet.json", "manifests/1.0.json"};
+	for (size_t i = 0; i < 2; i++) {
+		char *x = slurp(tu_at("%s/state/shop/%s", dir, same[i]));
+		char *y = slurp(tu_at("%s/out/%s", dir, same[i]));
+		cr_assert_str_eq(x, y, "%s", same[i]);
+		free(x);
+		free(y);
+	}
+}
+
+Test(kubestate, pull_refuses_a_dir_that_is_not_empty)
+{
+	make_local_state();
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	mkdir(path("out"), 0700);
+	tu_write_file(path("out/notes.txt"), "mine\n");
+	r = kube("state", "pull", path("out"), NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "not empty"), "%s", r.err);
+	tu_output_free(&r);
+	struct stat sb;
+	cr_assert_neq(stat(path("out/state.json"), &sb), 0, "a refused pull wrote state.json");
+
+	r = kube("state", "pull", "--force", path("out"), NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	cr_assert_eq(stat(path("out/state.json"), &sb), 0);
+	char *notes = slurp(path("out/notes.txt"));
+	cr_assert_str_eq(notes, "mine\n", "pull --force touched a file not of its layout");
+	free(notes);
+}
+
+/* The Lease held in this process, as a `migrate deploy` on a laptop that went to sleep. */
+static mg_store *hold_lock(void)
+{
+	mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+	mg_kube_client *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &co, &err), 0, "%s", err.message);
+	mg_kube_store_options o = {.plan = "shop", .lease_ms = 30000};
+	mg_store *held = NULL;
+	cr_assert_eq(mg_kube_store_open(&held, c, true, &o, &err), 0, "%s", err.message);
+	cr_assert_eq(mg_store_lock(held, "deploy", &err), 0, "%s", err.message);
+	return held;
+}
+
+Test(kubestate, unlock_force_names_the_displaced_holder_and_the_next_command_gets_the_lock)
+{
+	make_local_state();
+	mg_store *held = hold_lock();
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 3, "the Lease is held: %s\n%s", r.out, r.err);
+	tu_output_free(&r);
+
+	r = kube("unlock", "--force", "--reason", "laptop asleep mid-deploy", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	char op[256], want[400];
+	mg_operator_id(op, sizeof(op));
+	snprintf(want, sizeof(want), "from %s (pid %ld, running \"deploy\"", op, (long)getpid());
+	cr_assert(strstr(r.out, want), "want %s in: %s", want, r.out);
+	cr_assert(strstr(r.out, "released"), "%s", r.out);
+	tu_output_free(&r);
+
+	/* the next command takes the lock at once (--force: the unlock record is state) */
+	r = kube("state", "push", "--force", NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+
+	/* the journal names who was displaced, and why */
+	json_t *recs = history();
+	json_t *u = NULL;
+	size_t i;
+	json_t *rec;
+	json_array_foreach(recs, i, rec)
+	{
+		if (!strcmp(json_string_value(json_object_get(rec, "command")), "unlock"))
+			u = rec;
+	}
+	cr_assert_not_null(u, "no unlock record");
+	cr_assert_str_eq(json_string_value(json_object_get(u, "action")), "force");
+	cr_assert_str_eq(json_string_value(json_object_get(u, "reason")),
+	                 "laptop asleep mid-deploy");
+	json_t *before = json_object_get(u, "before");
+	cr_assert_str_eq(json_string_value(json_object_get(before, "operator")), op);
+	cr_assert_eq(json_integer_value(json_object_get(before, "pid")), getpid());
+	cr_assert_str_eq(json_string_value(json_object_get(before, "command")), "deploy");
+	json_decref(recs);
+
+	/* the displaced holder wakes up: its next write is refused */
+	mg_error err = MG_ERROR_INIT;
+	mg_journal_entry e = {.command = "deploy", .action = "result"};
+	int rc = mg_journal_append(held, &e, &err);
+	cr_assert_eq(rc, MG_ECONFLICT, "the displaced holder wrote (%d): %s", rc, err.message);
+	mg_error_clear(&err);
+	mg_store_free(held);
+}
+
+Test(kubestate, unlock_needs_force_and_a_reason)
+{
+	mg_store *held = hold_lock();
+	tu_output r = kube("unlock", "--force", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "--reason"), "%s", r.err);
+	tu_output_free(&r);
+	r = kube("unlock", "--reason", "why not", NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "--force"), "%s", r.err);
+	tu_output_free(&r);
+	/* still held by its holder */
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_keepalive(held, &err), 0, "%s", err.message);
+	mg_store_free(held);
+}
+
+Test(kubestate, unlock_with_the_local_backend_explains_the_flock)
+{
+	tu_output r = tu_migrate_plan(path("local.yaml"), "unlock", "--force", "--reason", "stale",
+	                              (char *)NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "flock"), "%s", r.err);
+	cr_assert(strstr(r.err, "never a stale one"), "%s", r.err);
+	tu_output_free(&r);
+}
+
+Test(kubestate, unlock_with_no_holder_says_so)
+{
+	tu_output r = kube("unlock", "--force", "--reason", "just in case", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "nobody holds the lock"), "%s", r.out);
+	tu_output_free(&r);
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), 0, "nothing to unlock, yet something was journalled");
+	json_decref(recs);
+}
