@@ -8,10 +8,13 @@
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../testutil.h"
@@ -25,6 +28,9 @@
 
 static char dir[256];
 static tu_kubeapi k = TU_KUBEAPI_INIT;
+/* a real HAProxy and its two servers, for the one test that steps with real commands */
+static pid_t haproxy_pid, upstream_pid[2];
+static int upstream_stdin[2] = {-1, -1};
 
 /* Three records of a migration on a laptop, long before any push. */
 static const char *const old_lines[] = {
@@ -89,6 +95,12 @@ static void setup(void)
 
 static void teardown(void)
 {
+	tu_stop(&haproxy_pid);
+	for (int i = 0; i < 2; i++)
+		if (upstream_pid[i] > 0) {
+			close(upstream_stdin[i]);
+			tu_stop(&upstream_pid[i]);
+		}
 	tu_kubeapi_stop(&k);
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
@@ -495,4 +507,150 @@ Test(kubestate, unlock_with_no_holder_says_so)
 	json_t *recs = history();
 	cr_assert_eq(json_array_size(recs), 0, "nothing to unlock, yet something was journalled");
 	json_decref(recs);
+}
+
+/* One runtime API command over HAProxy's admin socket; the reply, malloc'd (NULL: none). */
+static char *api(const char *cmd)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path("admin.sock"));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return NULL;
+	}
+	char line[512];
+	snprintf(line, sizeof(line), "%s\n", cmd);
+	cr_assert_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	char *buf = calloc(1, 65536);
+	size_t n = 0;
+	for (int i = 0; i < 200 && n < 65535; i++) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + n, 65535 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	return buf;
+}
+
+/* HAProxy with backend be: vm-01 (weight 1) and k8s (weight 0), both UP. */
+static void start_haproxy(void)
+{
+	const char *names[2] = {"vm-01", "k8s"};
+	char addrs[2][80];
+	for (int i = 0; i < 2; i++) {
+		char port[16];
+		snprintf(port, sizeof(port), "%d", tu_free_port());
+		snprintf(addrs[i], sizeof(addrs[i]), "%s=127.0.0.1:%s%s", names[i], port,
+		         i ? "@0" : "");
+		char *argv[] = {"/usr/bin/python3",
+		                "tests/servers/upstream.py",
+		                (char *)names[i],
+		                "127.0.0.1",
+		                port,
+		                NULL};
+		upstream_pid[i] = tu_spawn_piped(argv, &upstream_stdin[i], NULL);
+	}
+	char fp[16];
+	snprintf(fp, sizeof(fp), "%d", tu_free_port());
+	char *argv[] = {"/bin/sh", "tests/sandbox/haproxy.sh",
+	                "-d",      dir,
+	                "-f",      fp,
+	                "-b",      "be",
+	                addrs[0],  addrs[1],
+	                NULL};
+	haproxy_pid = tu_spawn_piped(argv, NULL, NULL);
+	for (int i = 0; i < 100; i++) {
+		char *r = api("show stat be 4 -1");
+		int n = 0;
+		for (char *p = r; p && (p = strstr(p, ",UP")); p++)
+			n++;
+		free(r);
+		if (n >= 2)
+			return;
+		usleep(50 * 1000);
+	}
+	cr_assert_fail("HAProxy did not report both servers UP in time");
+}
+
+/*
+ * A migration begun on a laptop with real commands (a step, a pause) moves
+ * into the cluster and goes on from there: the cluster's status and history
+ * are the laptop's, and the next step with the kubernetes backend continues it.
+ */
+Test(kubestate, a_migration_begun_locally_goes_on_in_the_cluster_after_a_push)
+{
+	start_haproxy();
+	tu_output r =
+	    tu_migrate_plan(path("local.yaml"), "step", "--reason", "first slice", (char *)NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = tu_migrate_plan(path("local.yaml"), "pause", "--reason", "lunch", (char *)NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	char *local = slurp(path("state/shop/journal.jsonl"));
+	json_t *local_state = json_load_file(path("state/shop/state.json"), 0, NULL);
+	cr_assert_not_null(local_state);
+
+	r = kube("state", "push", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	size_t n = (size_t)json_integer_value(json_object_get(doc, "journal_records"));
+	cr_assert_geq(n, 3, "a step (intent, result) and a pause: %s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	r = kube("status", "-o", "json", NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_str_eq(json_string_value(json_object_get(st, "phase")), "paused", "%s", r.out);
+	cr_assert(
+	    json_equal(json_object_get(st, "revision"), json_object_get(local_state, "revision")),
+	    "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 0,
+	             "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* the same records, in the same order, with their own times */
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), n + 1);
+	char *line = local;
+	for (size_t i = 0; i < n; i++) {
+		char *nl = strchr(line, '\n');
+		cr_assert_not_null(nl);
+		json_t *want = json_loadb(line, (size_t)(nl - line), 0, NULL);
+		json_t *got = json_array_get(recs, i);
+		json_object_del(want, "seq");
+		json_t *cmp = json_deep_copy(got);
+		json_object_del(cmp, "seq");
+		cr_assert(json_equal(want, cmp), "record %zu: %.*s\nvs %s", i, (int)(nl - line),
+		          line, json_dumps(got, JSON_COMPACT));
+		json_decref(want);
+		json_decref(cmp);
+		line = nl + 1;
+	}
+	json_decref(recs);
+	free(local);
+	json_decref(local_state);
+
+	/* and it goes on in the cluster */
+	r = kube("resume", NULL, NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = kube("step", NULL, NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = kube("status", "--offline", "-o", "json", NULL);
+	doc = tu_json_doc(&r);
+	st = json_object_get(doc, "state");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 1,
+	             "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
 }
