@@ -509,6 +509,27 @@ static int put_file(const char *dir, const char *name, const char *text, size_t 
 	return 0;
 }
 
+/* Removes dir/manifests/V.json for each V not in keep (strings). */
+static int remove_stale(const char *dir, const json_t *keep, mg_error *err)
+{
+	json_t *have = NULL;
+	int rc = local_manifests(&have, dir, err);
+	size_t i, j;
+	json_t *v, *w;
+	json_array_foreach(have, i, v)
+	{
+		bool kept = false;
+		json_array_foreach(keep, j, w) kept |= json_equal(v, w);
+		if (kept || rc)
+			continue;
+		char name[300];
+		snprintf(name, sizeof(name), "manifests/%s.json", json_string_value(v));
+		rc = put_file(dir, name, NULL, 0, err);
+	}
+	json_decref(have);
+	return rc;
+}
+
 int mg_migration_pull(mg_state_copy *out, const mg_plan *plan, const char *dir, bool force,
                       mg_error *err)
 {
@@ -593,19 +614,20 @@ int mg_migration_pull(mg_state_copy *out, const mg_plan *plan, const char *dir, 
 	    (rc = put_file(dir, "fleet.json", fleet, fleet_len, err)) ||
 	    (rc = put_file(dir, "journal.jsonl", journal.n ? journal.buf : NULL, journal.len, err)))
 		goto out;
-	if (nm) {
-		char mdir[1200];
-		snprintf(mdir, sizeof(mdir), "%s/manifests", dir);
-		if ((rc = mg_fs_mkdirs(mdir, 0700, err)))
+	char mdir[1200];
+	snprintf(mdir, sizeof(mdir), "%s/manifests", dir);
+	if (nm && (rc = mg_fs_mkdirs(mdir, 0700, err)))
+		goto out;
+	for (size_t i = 0; i < nm; i++) {
+		char name[300];
+		snprintf(name, sizeof(name), "%s.json",
+		         json_string_value(json_array_get(versions, i)));
+		if ((rc = put_file(mdir, name, mtext[i], mlen[i], err)))
 			goto out;
-		for (size_t i = 0; i < nm; i++) {
-			char name[300];
-			snprintf(name, sizeof(name), "%s.json",
-			         json_string_value(json_array_get(versions, i)));
-			if ((rc = put_file(mdir, name, mtext[i], mlen[i], err)))
-				goto out;
-		}
 	}
+	/* a record of an earlier pull the cluster no longer has would be taken for its own */
+	if ((rc = remove_stale(dir, versions, err)))
+		goto out;
 	out->had_state = state != NULL;
 	out->fleet = fleet != NULL;
 	out->manifests = nm;

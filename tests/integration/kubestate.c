@@ -397,10 +397,15 @@ Test(kubestate, pull_refuses_a_dir_that_is_not_empty)
 	struct stat sb;
 	cr_assert_neq(stat(path("out/state.json"), &sb), 0, "a refused pull wrote state.json");
 
+	/* a record of an earlier pull that the cluster does not have is not left behind */
+	mkdir(path("out/manifests"), 0700);
+	tu_write_file(path("out/manifests/0.9.json"), "{}\n");
 	r = kube("state", "pull", "--force", path("out"), NULL);
 	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
 	tu_output_free(&r);
 	cr_assert_eq(stat(path("out/state.json"), &sb), 0);
+	cr_assert_eq(stat(path("out/manifests/1.0.json"), &sb), 0);
+	cr_assert_neq(stat(path("out/manifests/0.9.json"), &sb), 0, "a stale record stayed");
 	char *notes = slurp(path("out/notes.txt"));
 	cr_assert_str_eq(notes, "mine\n", "pull --force touched a file not of its layout");
 	free(notes);
@@ -420,6 +425,23 @@ static mg_store *hold_lock(void)
 	return held;
 }
 
+/* Who holds the Lease now, as another process sees it: "" when nobody does. */
+static void lease_holder(char *command, size_t size)
+{
+	mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+	mg_kube_client *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &co, &err), 0, "%s", err.message);
+	mg_kube_store_options o = {.plan = "shop", .lease_ms = 5000};
+	mg_store *s = NULL;
+	cr_assert_eq(mg_kube_store_open(&s, c, true, &o, &err), 0, "%s", err.message);
+	bool held = false;
+	mg_lock_holder h = {0};
+	cr_assert_eq(mg_store_lock_probe(&held, &h, s, &err), 0, "%s", err.message);
+	snprintf(command, size, "%s", held ? h.command : "");
+	mg_store_free(s);
+}
+
 Test(kubestate, unlock_force_names_the_displaced_holder_and_the_next_command_gets_the_lock)
 {
 	make_local_state();
@@ -436,6 +458,9 @@ Test(kubestate, unlock_force_names_the_displaced_holder_and_the_next_command_get
 	cr_assert(strstr(r.out, want), "want %s in: %s", want, r.out);
 	cr_assert(strstr(r.out, "released"), "%s", r.out);
 	tu_output_free(&r);
+	char who[64];
+	lease_holder(who, sizeof(who));
+	cr_assert_str_eq(who, "", "unlock left the Lease held by \"%s\"", who);
 
 	/* the next command takes the lock at once (--force: the unlock record is state) */
 	r = kube("state", "push", "--force", NULL, NULL);
@@ -482,9 +507,9 @@ Test(kubestate, unlock_needs_force_and_a_reason)
 	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
 	cr_assert(strstr(r.err, "--force"), "%s", r.err);
 	tu_output_free(&r);
-	/* still held by its holder */
-	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_store_keepalive(held, &err), 0, "%s", err.message);
+	char who[64];
+	lease_holder(who, sizeof(who));
+	cr_assert_str_eq(who, "deploy", "the refused unlock took the lock");
 	mg_store_free(held);
 }
 
@@ -653,4 +678,51 @@ Test(kubestate, a_migration_begun_locally_goes_on_in_the_cluster_after_a_push)
 	             "%s", r.out);
 	json_decref(doc);
 	tu_output_free(&r);
+}
+
+Test(kubestate, push_waits_for_nobody_the_local_lock_held_is_exit_3)
+{
+	make_local_state();
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_open(&s, path("state"), "shop", &err), 0, "%s", err.message);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0, "%s", err.message);
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 3, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "locked"), "%s", r.err);
+	tu_output_free(&r);
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), 0, "pushed while the local state was locked");
+	json_decref(recs);
+	mg_store_free(s);
+}
+
+Test(kubestate, unlock_dry_run_names_the_holder_and_takes_nothing)
+{
+	mg_store *held = hold_lock();
+	tu_output r = kube("unlock", "--force", "--reason", "look only", "--dry-run");
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "would take"), "%s", r.out);
+	tu_output_free(&r);
+	r = tu_migrate_plan(path("kube.yaml"), "unlock", "--force", "--reason", "look only",
+	                    "--dry-run", "-o", "json", (char *)NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *h = json_object_get(doc, "holder");
+	char op[256];
+	mg_operator_id(op, sizeof(op));
+	cr_assert_str_eq(json_string_value(json_object_get(h, "operator")), op, "%s", r.out);
+	cr_assert_str_eq(json_string_value(json_object_get(h, "command")), "deploy", "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(h, "pid")), getpid(), "%s", r.out);
+	cr_assert(json_is_false(json_object_get(doc, "taken")), "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	/* still the holder's, and nothing was journalled */
+	char who[64];
+	lease_holder(who, sizeof(who));
+	cr_assert_str_eq(who, "deploy", "the dry run took the lock");
+	mg_store_free(held);
+	json_t *recs = history();
+	cr_assert_eq(json_array_size(recs), 0);
+	json_decref(recs);
 }
