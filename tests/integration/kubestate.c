@@ -726,3 +726,29 @@ Test(kubestate, unlock_dry_run_names_the_holder_and_takes_nothing)
 	cr_assert_eq(json_array_size(recs), 0);
 	json_decref(recs);
 }
+
+Test(kubestate, state_takes_push_or_pull)
+{
+	tu_output r = kube("state", NULL, NULL, NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "push or pull"), "%s", r.err);
+	tu_output_free(&r);
+	r = kube("state", "shove", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "'shove' is not a state subcommand"), "%s", r.err);
+	tu_output_free(&r);
+	r = kube("state", "pull", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "DIR"), "%s", r.err);
+	tu_output_free(&r);
+	r = kube("state", "push", "--help", NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "usage: migrate state push"), "%s", r.out);
+	tu_output_free(&r);
+	r = kube("state", "push", "extra", "-o", "json");
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	cr_assert_str_eq(json_string_value(json_object_get(doc, "command")), "state push");
+	json_decref(doc);
+	tu_output_free(&r);
+}
