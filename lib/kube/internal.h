@@ -109,6 +109,7 @@ int mg_kube_store_renew_if_due(kstore *k, mg_error *err);
 /* <collection>/<name>, malloc'd. */
 char *mg_kube_store_path(const kstore *k, const char *name);
 int mg_kube_store_journal_append(void *impl, json_t *record, mg_error *err);
+int mg_kube_store_journal_append_many(void *impl, json_t *records, mg_error *err);
 int mg_kube_store_journal_each(void *impl, const mg_journal_query *q, mg_journal_fn fn, void *ud,
                                size_t *out_skipped, mg_error *err);
 

@@ -662,6 +662,7 @@ static const mg_store_ops kube_ops = {
     .doc_write = ks_doc_write,
     .doc_remove = ks_doc_remove,
     .journal_append = mg_kube_store_journal_append,
+    .journal_append_many = mg_kube_store_journal_append_many,
     .journal_each = mg_kube_store_journal_each,
     .free = ks_free,
 };

@@ -202,20 +202,37 @@ static int state_text(char **out, size_t *len, const mg_state *st, mg_error *err
 
 /* ---- push ---- */
 
+/*
+ * Records go to the cluster a batch at a time: the backend fills each write
+ * with as many as fit (a write a record would cost a whole journal's worth of
+ * chunk rewrites), and the batch bounds what is held in memory.
+ */
+#define BATCH_RECORDS 2000
+
 typedef struct {
 	mg_store *to;
+	json_t *batch;
 	size_t copied;
 } copier;
+
+static int flush(copier *cp, mg_error *err)
+{
+	if (!json_array_size(cp->batch))
+		return 0;
+	int rc = mg_store_journal_append_records(cp->to, cp->batch, err);
+	if (rc == 0)
+		cp->copied += json_array_size(cp->batch);
+	json_array_clear(cp->batch);
+	return rc;
+}
 
 static int copy_record(json_t *record, void *ud, mg_error *err)
 {
 	copier *cp = ud;
-	/* borrowed and freed after this call: the backend may set its seq in place */
-	mg_scrub_json(record);
-	int rc = mg_store_journal_append_record(cp->to, record, err);
-	if (rc == 0)
-		cp->copied++;
-	return rc;
+	mg_scrub_json(record); /* as mg_journal_append does: the last line of defence */
+	if (json_array_append(cp->batch, record))
+		return mg_error_oom(err);
+	return json_array_size(cp->batch) >= BATCH_RECORDS ? flush(cp, err) : 0;
 }
 
 /* Everything local has, read and checked before the cluster is touched. */
@@ -306,9 +323,13 @@ static int push_write(mg_state_copy *out, local_state *l, mg_store *local, clust
 {
 	mg_store *to = cl->store;
 	/* the journal first: the state it explains must not arrive without it */
-	copier cp = {.to = to};
+	copier cp = {.to = to, .batch = json_array()};
 	mg_journal_query all = {0};
-	int rc = mg_journal_each(local, &all, copy_record, &cp, NULL, err);
+	int rc = cp.batch ? mg_journal_each(local, &all, copy_record, &cp, NULL, err)
+	                  : mg_error_oom(err);
+	if (!rc)
+		rc = flush(&cp, err);
+	json_decref(cp.batch);
 	if (rc)
 		goto partial;
 	for (size_t i = 0; i < json_array_size(l->manifests); i++) {
@@ -363,12 +384,13 @@ partial:;
 	/* said plainly: what is in the cluster now is part of the push */
 	char why[1024];
 	snprintf(why, sizeof(why), "%s", err->message);
-	return mg_error_set(err, rc,
-	                    "the push to %s stopped after %zu of %zu journal records: %s. The "
-	                    "cluster has part of the state now; `migrate state push --force` "
-	                    "copies everything again (the records already copied then appear "
-	                    "twice in the cluster's journal)",
-	                    out->to, cp.copied, out->records, why);
+	return mg_error_set(
+	    err, rc,
+	    "the push to %s stopped with %zu of %zu journal records known to be copied: %s. The "
+	    "cluster has part of the state now; `migrate state push --force` "
+	    "copies everything again (the records already copied then appear "
+	    "twice in the cluster's journal)",
+	    out->to, cp.copied, out->records, why);
 }
 
 int mg_migration_push(mg_state_copy *out, const mg_plan *plan, const mg_push_options *o,
