@@ -808,3 +808,31 @@ Test(kubestate, a_long_journal_is_pushed_a_chunk_at_a_time)
 	json_decref(items);
 	mg_kube_client_free(c);
 }
+
+Test(kubestate, help_for_state_and_unlock_three_ways)
+{
+	const char *cmds[] = {"state", "unlock"};
+	for (size_t i = 0; i < 2; i++) {
+		tu_output a = tu_migrate("help", cmds[i], NULL);
+		tu_output b = tu_migrate(cmds[i], "--help", NULL);
+		tu_output c = tu_migrate(cmds[i], "-h", NULL);
+		cr_assert_eq(a.status, 0, "%s", a.err);
+		cr_assert_eq(b.status, 0, "%s", b.err);
+		cr_assert_eq(c.status, 0, "%s", c.err);
+		cr_assert(strstr(a.out, tu_at("usage: migrate %s", cmds[i])), "%s", a.out);
+		cr_assert(strstr(a.out, "--force"), "%s", a.out);
+		cr_assert_str_eq(a.out, b.out);
+		cr_assert_str_eq(b.out, c.out);
+		tu_output_free(&a);
+		tu_output_free(&b);
+		tu_output_free(&c);
+	}
+	tu_output r = tu_migrate("help", NULL);
+	cr_assert(strstr(r.out, "\n  state "), "%s", r.out);
+	cr_assert(strstr(r.out, "\n  unlock "), "%s", r.out);
+	tu_output_free(&r);
+	r = kube("unlock", "--force", "--reason", "x", "extra");
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
+	tu_output_free(&r);
+}
