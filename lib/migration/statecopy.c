@@ -22,6 +22,7 @@
 #include "journal.h"
 #include "kube.h"
 #include "kubestore.h"
+#include "log.h"
 #include "migration.h"
 #include "records.h"
 #include "secret.h"
@@ -47,11 +48,9 @@ static void cluster_close(cluster *cl)
 
 /*
  * The plan's store in the cluster, as mg_kube_store_open_plan opens it, but
- * over a client kept here: listing the manifests needs one. force_lock and
- * displaced: mg_kube_store_options.
+ * over a client kept here: listing the manifests needs one.
  */
-static int cluster_open(cluster *cl, const mg_plan *plan, bool force_lock, char **displaced,
-                        mg_error *err)
+static int cluster_open(cluster *cl, const mg_plan *plan, mg_error *err)
 {
 	*cl = (cluster){0};
 	const mg_plan_state *s = mg_plan_state_section(plan);
@@ -68,11 +67,8 @@ static int cluster_open(cluster *cl, const mg_plan *plan, bool force_lock, char 
 		return rc;
 	}
 	cl->ns = s->namespace_ ? s->namespace_ : mg_kube_client_namespace(cl->c);
-	mg_kube_store_options o = {.plan = mg_plan_name(plan),
-	                           .lease_ms = s->lease_ms,
-	                           .renew_client = &co,
-	                           .force_lock = force_lock,
-	                           .displaced = displaced};
+	mg_kube_store_options o = {
+	    .plan = mg_plan_name(plan), .lease_ms = s->lease_ms, .renew_client = &co};
 	rc = mg_kube_store_open(&cl->store, cl->c, false, &o, err);
 	if (rc)
 		cluster_close(cl);
@@ -97,8 +93,13 @@ static int count_record(json_t *record, void *ud, mg_error *err)
 	return 0;
 }
 
-/* What the cluster holds for the plan: state.json's revision and version, the journal's length. */
-static int cluster_survey(mg_state_copy *out, char **state_version, cluster *cl, mg_error *err)
+/*
+ * What the cluster holds for the plan: state.json's revision and version, the
+ * journal's length. force: a state.json that does not parse is there (revision
+ * 0) rather than an error, so that a push can replace it.
+ */
+static int cluster_survey(mg_state_copy *out, char **state_version, cluster *cl, bool force,
+                          mg_error *err)
 {
 	*state_version = NULL;
 	char *text = NULL;
@@ -111,10 +112,15 @@ static int cluster_survey(mg_state_copy *out, char **state_version, cluster *cl,
 	} else {
 		free(text);
 		mg_state st;
-		if ((rc = mg_state_load(&st, cl->store, err)))
+		rc = mg_state_load(&st, cl->store, err);
+		if (rc && !(force && rc == MG_EINVALID))
 			return rc;
+		if (rc) {
+			mg_log(MG_LOG_WARN, "%s; --force replaces it", err->message);
+			mg_error_clear(err);
+		}
 		out->had_state = true;
-		out->had_revision = st.revision;
+		out->had_revision = rc ? 0 : st.revision;
 	}
 	char *version = NULL;
 	rc = mg_store_doc_read(cl->store, "fleet", &text, &len, &version, err);
@@ -421,12 +427,12 @@ int mg_migration_push(mg_state_copy *out, const mg_plan *plan, const mg_push_opt
 		goto out;
 	if ((rc = local_read(&l, out, local, err)))
 		goto out;
-	if ((rc = cluster_open(&cl, plan, false, NULL, err)))
+	if ((rc = cluster_open(&cl, plan, err)))
 		goto out;
 	snprintf(out->to, sizeof(out->to), "%s", mg_store_path(cl.store));
 	if (!o->dry_run && (rc = mg_store_lock(cl.store, COMMAND, err)))
 		goto out;
-	if ((rc = cluster_survey(out, &state_version, &cl, err)))
+	if ((rc = cluster_survey(out, &state_version, &cl, o->force, err)))
 		goto out;
 	if ((out->had_state || out->had_records || out->had_fleet) && !o->force) {
 		char rev[64] = "no state.json";
@@ -575,7 +581,7 @@ int mg_migration_pull(mg_state_copy *out, const mg_plan *plan, const char *dir, 
 	json_t *versions = NULL;
 	char **mtext = NULL;
 	size_t *mlen = NULL;
-	if ((rc = cluster_open(&cl, plan, false, NULL, err)))
+	if ((rc = cluster_open(&cl, plan, err)))
 		goto out;
 	snprintf(out->from, sizeof(out->from), "%s", mg_store_path(cl.store));
 	/* everything read before anything is written: a failed read leaves dir as it was */
@@ -627,8 +633,11 @@ int mg_migration_pull(mg_state_copy *out, const mg_plan *plan, const char *dir, 
 
 	if ((rc = mg_fs_mkdirs(dir, 0700, err)))
 		goto out;
-	/* a directory that existed keeps its contents private from now on as well */
-	if (chmod(dir, 0700) != 0) {
+	/*
+	 * An empty directory the operator made (mkdir, 0755) holds state from now
+	 * on: private. One already in use (--force) keeps the mode its owner gave it.
+	 */
+	if (!used && chmod(dir, 0700) != 0) {
 		rc = mg_error_set(err, MG_EIO, "cannot chmod %s: %s", dir, strerror(errno));
 		goto out;
 	}

@@ -25,6 +25,7 @@
 #include "records.h"
 #include "state.h"
 #include "store.h"
+#include "storebackend.h"
 
 static char dir[256];
 static tu_kubeapi k = TU_KUBEAPI_INIT;
@@ -834,5 +835,38 @@ Test(kubestate, help_for_state_and_unlock_three_ways)
 	r = kube("unlock", "--force", "--reason", "x", "extra");
 	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
 	cr_assert(strstr(r.err, "unexpected argument 'extra'"), "%s", r.err);
+	tu_output_free(&r);
+}
+
+/* A state.json in the cluster that does not parse stops a push, and --force replaces it. */
+Test(kubestate, push_force_replaces_a_damaged_state_in_the_cluster)
+{
+	make_local_state();
+	mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+	mg_kube_client *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &co, &err), 0, "%s", err.message);
+	mg_kube_store_options o = {.plan = "shop", .lease_ms = 5000};
+	mg_store *s = NULL;
+	cr_assert_eq(mg_kube_store_open(&s, c, true, &o, &err), 0, "%s", err.message);
+	const char *junk = "{\"format\": 1, \"plan\": \"shop\", \"revision\": \"many\"}\n";
+	cr_assert_eq(mg_store_doc_write(s, "state", junk, strlen(junk), "", false, &err), 0, "%s",
+	             err.message);
+	mg_store_free(s);
+
+	tu_output r = kube("state", "push", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 2, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	r = kube("state", "push", "--force", NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "--force replaces it"), "%s", r.err);
+	tu_output_free(&r);
+	r = kube("status", "--offline", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_str_eq(json_string_value(json_object_get(st, "phase")), "paused", "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(st, "revision")), 3, "%s", r.out);
+	json_decref(doc);
 	tu_output_free(&r);
 }
