@@ -116,7 +116,10 @@ static int cluster_survey(mg_state_copy *out, char **state_version, cluster *cl,
 		if (rc && !(force && rc == MG_EINVALID))
 			return rc;
 		if (rc) {
-			mg_log(MG_LOG_WARN, "%s; --force replaces it", err->message);
+			/* it may quote the document, which is the API server's text */
+			char why[600];
+			mg_scrub_cut(why, sizeof(why), err->message, 500);
+			mg_log(MG_LOG_WARN, "%s; --force replaces it", why);
 			mg_error_clear(err);
 		}
 		out->had_state = true;
