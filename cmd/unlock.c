@@ -46,11 +46,17 @@ int cmd_unlock(mg_cli *cli, int argc, char **argv)
 		       u.where);
 		goto out;
 	}
-	printf("%s: %s the lock (%s) from %s (pid %ld, running \"%s\"%s%s)%s\n", mg_plan_name(plan),
-	       u.taken ? "took" : "would take", u.where, u.holder.operator_, u.holder.pid,
-	       u.holder.command, since[0] ? " since " : "", since,
-	       u.taken ? " and released it; journalled with the reason"
-	               : " (dry run: nothing written)");
+	const char *done = u.taken ? " and released it; journalled with the reason"
+	                           : " (dry run: nothing written)";
+	if (!u.holder.operator_[0]) /* a holder identity migrate did not write */
+		printf("%s: %s the lock (%s) from \"%s\"%s\n", mg_plan_name(plan),
+		       u.taken ? "took" : "would take", u.where,
+		       u.identity[0] ? u.identity : "(a holder migrate did not write)", done);
+	else
+		printf("%s: %s the lock (%s) from %s (pid %ld, running \"%s\"%s%s)%s\n",
+		       mg_plan_name(plan), u.taken ? "took" : "would take", u.where,
+		       u.holder.operator_, u.holder.pid, u.holder.command,
+		       since[0] ? " since " : "", since, done);
 out:
 	mg_plan_free(plan);
 	mg_error_clear(&err);

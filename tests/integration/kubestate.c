@@ -870,3 +870,24 @@ Test(kubestate, push_force_replaces_a_damaged_state_in_the_cluster)
 	json_decref(doc);
 	tu_output_free(&r);
 }
+
+/* A Lease some other tool holds under a name migrate did not write is named as it stands. */
+Test(kubestate, unlock_names_a_holder_migrate_did_not_write)
+{
+	mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+	mg_kube_client *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &co, &err), 0, "%s", err.message);
+	mg_kube_lease_options lo = {
+	    .name = "migrate-shop", .holder = "leader-elector-7f9c", .lease_seconds = 60};
+	mg_kube_lease *l = NULL;
+	cr_assert_eq(mg_kube_lease_acquire(&l, c, &lo, &err), 0, "%s", err.message);
+	tu_output r = kube("unlock", "--force", "--reason", "not ours", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "from \"leader-elector-7f9c\" and released it"), "%s", r.out);
+	tu_output_free(&r);
+	cr_assert_eq(mg_kube_lease_renew(l, &err), MG_ECONFLICT, "the old holder still has it");
+	mg_error_clear(&err);
+	mg_kube_lease_free(l);
+	mg_kube_client_free(c);
+}
