@@ -65,6 +65,8 @@ int cmd_diff(mg_cli *cli, int argc, char **argv);
 int cmd_run(mg_cli *cli, int argc, char **argv);
 int cmd_pause(mg_cli *cli, int argc, char **argv);
 int cmd_resume(mg_cli *cli, int argc, char **argv);
+int cmd_state(mg_cli *cli, int argc, char **argv);
+int cmd_unlock(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
 
 /*

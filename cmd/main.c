@@ -150,6 +150,32 @@ const mg_command mg_commands[] = {
      "Releases a pause: a running autopilot continues at once and evaluates the gates again; "
      "otherwise the migration is back to shifting, with the gate failures of the step "
      "forgotten. Exit 0 also when nothing was paused."},
+    {"state", cmd_state, "copy the plan's state between a directory and the cluster",
+     "state push [options] [--force]\n"
+     "       migrate state pull [options] [--force] DIR",
+     "      --force         push: replace the state the cluster already has (its\n"
+     "                      journal is kept; the pushed records follow it);\n"
+     "                      pull: write into a DIR that is not empty\n",
+     "For a plan with state.backend: kubernetes. push copies the local state directory "
+     "(state.dir or --state-dir: state.json, fleet.json, manifests/, journal.jsonl) into "
+     "the cluster, holding both locks, and journals a \"state push\" record; the records "
+     "keep their time, operator and order and are numbered after the cluster's last. It "
+     "refuses (exit 3, naming the revision and journal length there) when the cluster "
+     "already has state for the plan, unless --force. --dry-run says what would be copied. "
+     "pull copies the cluster's state into DIR (created 0700; files 0600) in the layout of a "
+     "state directory, for inspection; it reads only and takes no lock. A plan whose state "
+     "is local: exit 2."},
+    {"unlock", cmd_unlock, "take the plan's lock from a holder that is gone (state in the cluster)",
+     "unlock [options] --force --reason TEXT",
+     "      --force         required: the holder may still be at work\n"
+     "      --reason TEXT   required: why, for the journal\n",
+     "As terraform force-unlock: takes the Lease migrate-<plan> over from its holder "
+     "whether or not it is alive, names the holder displaced (user@host, pid, command) and "
+     "journals it with the reason, then releases the lock, so the next command gets it at "
+     "once. The displaced holder's next write is refused (fencing token). Nobody holding "
+     "it: says so, exit 0. Without --force or --reason: exit 2. With state.backend: local, "
+     "exit 2: that lock is a flock the kernel releases when its holder dies, so there is "
+     "never a stale one. --dry-run names the holder and changes nothing."},
     {"configmap", cmd_configmap, "render a legacy nginx tree as a ConfigMap, linted and checked",
      "configmap [options] [FILE] [--name N] [--namespace NS]",
      "      --name N        the ConfigMap's name (required with FILE; with a plan, render\n"
@@ -192,8 +218,10 @@ const mg_command mg_commands[] = {
 
 const mg_command *mg_command_find(const char *name)
 {
+	/* "state push" is the entry of "state": a subcommand's help is its command's */
+	size_t n = name ? strcspn(name, " ") : 0;
 	for (const mg_command *c = mg_commands; name && c->name; c++)
-		if (!strcmp(c->name, name))
+		if (!strncmp(c->name, name, n) && !c->name[n])
 			return c;
 	return NULL;
 }

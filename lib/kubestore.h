@@ -23,6 +23,7 @@
 #ifndef MG_KUBESTORE_H
 #define MG_KUBESTORE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -42,6 +43,14 @@ typedef struct {
 	 * so a command that writes nothing for minutes keeps the plan.
 	 */
 	const mg_kube_config_options *renew_client;
+	/*
+	 * `migrate unlock --force`: mg_store_lock takes the Lease over whoever
+	 * holds it, alive or not (mg_kube_lease_force); *displaced (when not NULL,
+	 * and it must outlive the store) gets the holder overwritten, malloc'd,
+	 * or NULL when there was none.
+	 */
+	bool force_lock;
+	char **displaced;
 } mg_kube_store_options;
 
 /*
@@ -61,6 +70,16 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
  * the cluster with its retries (0: the client's 30 s): a rollback waits for
  * an unreachable cluster no longer than that before it moves traffic anyway.
  */
+/*
+ * The releases whose manifests the store of plan keeps in the cluster
+ * (lib/kube/store_copy.c), for `migrate state pull`, which copies each:
+ * *versions a new array of strings, read from the manifest ConfigMaps
+ * (their names are hashes); one whose version is not a release name is
+ * skipped with a warning.
+ */
+int mg_kube_store_manifest_versions(json_t **versions, mg_kube_client *c, const char *namespace_,
+                                    const char *plan, mg_error *err);
+
 int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *state_dir,
                             bool existing, const mg_cancel *cancel, int64_t deadline_ms,
                             mg_error *err);

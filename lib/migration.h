@@ -366,4 +366,83 @@ mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap);
  */
 json_t *mg_autopilot_to_json(const mg_migration *m, const mg_autopilot *ap, const char *outcome);
 
+/* ---- the state between a directory and the cluster (lib/migration/statecopy.c, unlock.c) ---- */
+
+typedef struct {
+	const char *state_dir; /* where the local state is (NULL: the plan's state.dir) */
+	bool force;            /* over state the cluster already has */
+	bool dry_run;          /* read both sides, write nothing, take no lock */
+} mg_push_options;
+
+/* What a push or a pull found and copied. */
+typedef struct {
+	char from[1100]; /* the local directory (push) or the cluster's objects (pull) */
+	char to[1100];
+	/* push: what the cluster had before (replaced with force, else the refusal's numbers) */
+	bool had_state;
+	uint64_t had_revision; /* 0: no state.json */
+	size_t had_records;    /* journal records */
+	bool had_fleet;
+	uint64_t revision; /* state.json as written (push: the cluster's new revision) */
+	size_t records;    /* journal records copied */
+	size_t skipped;    /* torn or corrupt journal lines not copied */
+	size_t manifests;  /* manifest records copied */
+	bool fleet;        /* fleet.json copied */
+	bool written;      /* false for a dry run */
+} mg_state_copy;
+
+/*
+ * `migrate state push`: copies the plan's local state directory (state.json,
+ * fleet.json, manifests/, journal.jsonl) into the store of its cluster; the
+ * plan must have `state.backend: kubernetes` (MG_EINVALID otherwise). Holds
+ * the local lock and the cluster's Lease while it writes. MG_ECONFLICT when
+ * the cluster already has state for the plan (its revision and journal
+ * length in the message), unless o->force: then state.json, fleet.json and
+ * the manifests are replaced, and the journal's records follow the cluster's
+ * own (a journal is never rewritten). The records keep their time, operator
+ * and order; the cluster numbers them (seq) after its last one. A last
+ * record of its own, command "state" action "push", says from where and
+ * how many. state.json keeps its revision, or goes past the cluster's.
+ */
+int mg_migration_push(mg_state_copy *out, const mg_plan *plan, const mg_push_options *o,
+                      mg_error *err);
+
+/*
+ * `migrate state pull DIR`: the cluster's state of the plan into dir, laid
+ * out as a state directory (dir/state.json, journal.jsonl, fleet.json,
+ * manifests/V.json; files 0600, dir 0700, created if needed). Reads only, no
+ * lock. MG_EINVALID when dir is not empty (unless force: the files of that
+ * layout are replaced, those the cluster lacks removed) or the plan keeps
+ * its state locally; MG_ENOTFOUND when the cluster has nothing for the plan.
+ */
+int mg_migration_pull(mg_state_copy *out, const mg_plan *plan, const char *dir, bool force,
+                      mg_error *err);
+
+typedef struct {
+	bool force;         /* required: the lock is taken from a holder that may be alive */
+	const char *reason; /* required, for the journal */
+	bool dry_run;       /* say whom it would displace; change nothing */
+} mg_unlock_options;
+
+typedef struct {
+	char where[256];       /* "kubernetes NS/migrate-PLAN" */
+	bool held;             /* someone held the lock, unexpired, when asked */
+	mg_lock_holder holder; /* who (operator_, pid, command, since_ms) */
+	char identity[512];    /* the Lease's holderIdentity as displaced ("" if none), scrubbed */
+	bool taken;            /* taken over, journalled and released (false for a dry run) */
+} mg_unlock_result;
+
+/*
+ * `migrate unlock --force --reason TEXT`, as `terraform force-unlock`: takes
+ * the plan's Lease over from its holder (mg_kube_lease_force), journals
+ * command "unlock" action "force" naming the holder displaced and the
+ * reason, and releases it. The displaced holder's next write is refused by
+ * the fencing token. 0 with out->held false when nobody holds it (nothing
+ * written). MG_EINVALID without force or reason, and for a plan with
+ * `state.backend: local`, whose flock the kernel releases when its holder
+ * dies: there is never a stale one to force.
+ */
+int mg_migration_unlock(mg_unlock_result *out, const mg_plan *plan, const mg_unlock_options *o,
+                        mg_error *err);
+
 #endif

@@ -60,6 +60,12 @@ typedef struct {
 	int (*doc_remove)(void *impl, const char *name, mg_error *err); /* absent is fine */
 	/* Appends record (an object whose "seq" the backend sets: the last one's + 1). */
 	int (*journal_append)(void *impl, json_t *record, mg_error *err);
+	/*
+	 * Appends every record of the array, in order (may be NULL: then one
+	 * journal_append each). For `migrate state push`, which copies a whole
+	 * journal: as many records as fit in a write, not a write a record.
+	 */
+	int (*journal_append_many)(void *impl, json_t *records, mg_error *err);
 	/* As mg_journal_each. */
 	int (*journal_each)(void *impl, const mg_journal_query *q, mg_journal_fn fn, void *ud,
 	                    size_t *out_skipped, mg_error *err);
@@ -86,6 +92,8 @@ int mg_store_doc_write(mg_store *store, const char *name, const char *text, size
                        const char *version, bool fenced, mg_error *err);
 int mg_store_doc_remove(mg_store *store, const char *name, mg_error *err);
 int mg_store_journal_append_record(mg_store *store, json_t *record, mg_error *err);
+/* The records of an array, in order, each numbered by the backend (journal_append_many). */
+int mg_store_journal_append_records(mg_store *store, json_t *records, mg_error *err);
 int mg_store_journal_each_remote(mg_store *store, const mg_journal_query *q, mg_journal_fn fn,
                                  void *ud, size_t *out_skipped, mg_error *err);
 

@@ -70,6 +70,8 @@ typedef struct mg_kube_store_impl {
 	char holder[512]; /* ours, once locked */
 	int lease_seconds;
 	int64_t (*now_ms)(void);
+	bool force_lock;      /* mg_kube_store_options.force_lock */
+	char **displaced;     /* and where the holder it overwrote goes */
 	mg_kube_lease *lease; /* non-NULL while we hold the lock */
 	int64_t renewed_ms;   /* when the Lease was last written by us */
 	/*
@@ -107,6 +109,7 @@ int mg_kube_store_renew_if_due(kstore *k, mg_error *err);
 /* <collection>/<name>, malloc'd. */
 char *mg_kube_store_path(const kstore *k, const char *name);
 int mg_kube_store_journal_append(void *impl, json_t *record, mg_error *err);
+int mg_kube_store_journal_append_many(void *impl, json_t *records, mg_error *err);
 int mg_kube_store_journal_each(void *impl, const mg_journal_query *q, mg_journal_fn fn, void *ud,
                                size_t *out_skipped, mg_error *err);
 

@@ -335,7 +335,10 @@ static int ks_lock(void *impl, const char *command, mg_error *err)
 	                            .now_ms = k->now_ms};
 	mg_error why = MG_ERROR_INIT;
 	int rc = k->can_renew ? lease_client_new(k, &why) : 0;
-	if (!rc)
+	if (!rc && k->force_lock)
+		rc = mg_kube_lease_force(&k->lease, k->displaced,
+		                         k->lease_client ? k->lease_client : k->c, &lo, &why);
+	else if (!rc)
 		rc = mg_kube_lease_acquire(&k->lease, k->lease_client ? k->lease_client : k->c, &lo,
 		                           &why);
 	if (rc == MG_ELOCKED)
@@ -659,6 +662,7 @@ static const mg_store_ops kube_ops = {
     .doc_write = ks_doc_write,
     .doc_remove = ks_doc_remove,
     .journal_append = mg_kube_store_journal_append,
+    .journal_append_many = mg_kube_store_journal_append_many,
     .journal_each = mg_kube_store_journal_each,
     .free = ks_free,
 };
@@ -701,6 +705,8 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
 	if (k->lease_seconds < 2)
 		k->lease_seconds = 2;
 	k->now_ms = o->now_ms ? o->now_ms : mg_now_ms;
+	k->force_lock = o->force_lock;
+	k->displaced = o->displaced;
 	snprintf(k->plan, sizeof(k->plan), "%s", plan);
 	snprintf(k->prefix, sizeof(k->prefix), "migrate-%s", plan);
 	k->ns = strdup(ns ? ns : "default");

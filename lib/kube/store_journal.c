@@ -399,3 +399,149 @@ int mg_kube_store_journal_each(void *impl, const mg_journal_query *q, mg_journal
 		*out_skipped = r.skipped;
 	return rc;
 }
+
+/* ---- many records at once (`migrate state push`) ---- */
+
+/*
+ * Lines of records[from...] with their seq (after last) set, joined by '\n'
+ * (no final one), as many as fit in room bytes with their newlines; at
+ * least one. *n how many.
+ */
+static char *join_lines(json_t *records, size_t from, json_int_t last, size_t room, size_t *n,
+                        mg_error *err)
+{
+	*n = 0;
+	char *buf = NULL;
+	size_t len = 0;
+	for (size_t i = from; i < json_array_size(records); i++) {
+		json_t *rec = json_array_get(records, i);
+		if (json_object_set_new(rec, "seq", json_integer(last + (json_int_t)*n + 1))) {
+			free(buf);
+			mg_error_oom(err);
+			return NULL;
+		}
+		char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		size_t l = line ? strlen(line) : 0;
+		if (line && *n && len + 1 + l + 1 > room) {
+			free(line);
+			break;
+		}
+		char *p = line ? realloc(buf, len + l + 2) : NULL;
+		if (!p) {
+			free(line);
+			free(buf);
+			mg_error_oom(err);
+			return NULL;
+		}
+		buf = p;
+		if (len)
+			buf[len++] = '\n';
+		memcpy(buf + len, line, l + 1);
+		len += l;
+		free(line);
+		(*n)++;
+	}
+	return buf;
+}
+
+/* One round: records[from...] into the newest chunk, or a new one; *n how many went. */
+static int append_batch(kstore *k, json_t *records, size_t from, size_t *n, bool *again,
+                        mg_error *err)
+{
+	*again = false;
+	*n = 0;
+	json_t *chunk = NULL;
+	long cn;
+	int rc = newest(&chunk, &cn, k, err);
+	if (rc)
+		return rc;
+	char name[160], what[200];
+	chunk_name(name, sizeof(name), k, cn ? cn : 1);
+	snprintf(what, sizeof(what), "journal ConfigMap %s/%s", k->ns, name);
+	if (cn && (rc = mg_kube_store_fence(k, chunk, what, err))) {
+		json_decref(chunk);
+		return rc;
+	}
+	const char *data = cn ? chunk_data(chunk) : "";
+	size_t dlen = strlen(data);
+	size_t room = dlen < CHUNK_MAX ? CHUNK_MAX - dlen - 1 : 0;
+	bool fresh = !cn || (dlen && room < 2);
+	char *lines = join_lines(records, from, last_seq(data), fresh ? CHUNK_MAX : room, n, err);
+	if (!lines) {
+		json_decref(chunk);
+		return err->code ? err->code : mg_error_oom(err);
+	}
+	/* a chunk with some room left but not enough for the first record: as append_once */
+	if (!fresh && dlen && dlen + strlen(lines) + 1 > CHUNK_MAX && *n == 1)
+		fresh = true;
+	if (fresh) {
+		rc = create_chunk(k, cn + 1, lines, again, err);
+		if (rc == 0 && cn)
+			seal(k, chunk, cn);
+		goto out;
+	}
+	size_t llen = strlen(lines);
+	char *text = malloc(dlen + llen + 3);
+	if (!text) {
+		rc = mg_error_oom(err);
+		goto out;
+	}
+	memcpy(text, data, dlen);
+	size_t at = dlen;
+	if (dlen && data[dlen - 1] != '\n')
+		text[at++] = '\n';
+	memcpy(text + at, lines, llen);
+	text[at + llen] = '\n';
+	text[at + llen + 1] = '\0';
+	json_t *o = mg_kube_store_rewrite(k, chunk, JOURNAL_KEY, text, true);
+	char *path = mg_kube_store_path(k, name);
+	rc = !o || !path ? mg_error_oom(err) : mg_kube_update(k->c, path, o, NULL, err);
+	json_decref(o);
+	free(text);
+	if (rc == MG_ECONFLICT) {
+		json_t *now = NULL;
+		mg_error tmp = MG_ERROR_INIT;
+		if (chunk_get(&now, k, cn, &tmp) == 0 && ends_with(chunk_data(now), lines) &&
+		    mg_kube_store_token(now) == mg_kube_lease_token(k->lease)) {
+			mg_error_clear(err);
+			rc = 0;
+		} else {
+			*again = true;
+		}
+		mg_error_clear(&tmp);
+		json_decref(now);
+	}
+	free(path);
+out:
+	free(lines);
+	json_decref(chunk);
+	return rc;
+}
+
+int mg_kube_store_journal_append_many(void *impl, json_t *records, mg_error *err)
+{
+	kstore *k = impl;
+	size_t done = 0, total = json_array_size(records);
+	while (done < total) {
+		int rc = mg_kube_store_renew_if_due(k, err);
+		if (rc)
+			return rc;
+		bool again = true;
+		size_t n = 0;
+		for (int i = 0; again && i < 4; i++) {
+			if (i)
+				mg_error_clear(err);
+			rc = append_batch(k, records, done, &n, &again, err);
+		}
+		if (again)
+			rc = mg_error_set(err, MG_ECONFLICT,
+			                  "plan \"%s\"'s journal changed under each of 4 tries to "
+			                  "append to it; another process writes it without holding "
+			                  "the lock",
+			                  k->plan);
+		if (rc)
+			return rc;
+		done += n;
+	}
+	return 0;
+}

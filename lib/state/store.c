@@ -873,6 +873,23 @@ int mg_store_journal_append_record(mg_store *store, json_t *record, mg_error *er
 	return store->ops->journal_append(store->impl, record, err);
 }
 
+int mg_store_journal_append_records(mg_store *store, json_t *records, mg_error *err)
+{
+	if (!mg_store_remote(store))
+		return local_store(store, err);
+	if (store->ops->journal_append_many)
+		return store->ops->journal_append_many(store->impl, records, err);
+	size_t i;
+	json_t *r;
+	json_array_foreach(records, i, r)
+	{
+		int rc = store->ops->journal_append(store->impl, r, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int mg_store_journal_each_remote(mg_store *store, const mg_journal_query *q, mg_journal_fn fn,
                                  void *ud, size_t *out_skipped, mg_error *err)
 {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../testutil.h"
 #include "journal.h"
 #include "records.h"
 #include "state.h"
@@ -274,6 +275,38 @@ Test(storebackend, journal_records_and_requests_go_through_the_backend)
 	cr_assert_eq(mg_store_pause_read(&present, &pr, s, &err), 0);
 	cr_assert_not(present);
 	mg_store_free(s);
+	json_decref(F.docs);
+	json_decref(F.journal);
+	F.docs = F.journal = NULL;
+}
+
+/* A backend without journal_append_many gets the records one journal_append each, in order. */
+Test(storebackend, records_go_one_at_a_time_without_the_batch_op)
+{
+	mg_store *s = open_fake();
+	mg_error err = MG_ERROR_INIT;
+	json_t *recs = json_pack("[{s:s}, {s:s}, {s:s}]", "time", "a", "time", "b", "time", "c");
+	cr_assert_eq(mg_store_journal_append_records(s, recs, &err), 0, "%s", err.message);
+	cr_assert_eq(json_array_size(F.journal), 3);
+	for (size_t i = 0; i < 3; i++) {
+		json_t *r = json_array_get(F.journal, i);
+		cr_assert_eq(json_integer_value(json_object_get(r, "seq")), (json_int_t)i + 1);
+		char want[2] = {(char)('a' + i), 0};
+		cr_assert_str_eq(json_string_value(json_object_get(r, "time")), want);
+	}
+	json_decref(recs);
+	mg_store_free(s);
+	mg_store *local = NULL;
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "storebackend");
+	cr_assert_eq(mg_store_open(&local, dir, "web", &err), 0, "%s", err.message);
+	recs = json_array();
+	cr_assert_eq(mg_store_journal_append_records(local, recs, &err), MG_EINVALID,
+	             "a state directory writes its own journal file");
+	mg_error_clear(&err);
+	json_decref(recs);
+	mg_store_free(local);
+	tu_tmpdir_remove(dir);
 	json_decref(F.docs);
 	json_decref(F.journal);
 	F.docs = F.journal = NULL;
