@@ -184,101 +184,6 @@ static int create_chunk(kstore *k, long n, const char *line, bool *again, mg_err
 	return rc;
 }
 
-/* One round of an append: *again when another writer came in between. */
-static int append_once(kstore *k, json_t *record, bool *again, mg_error *err)
-{
-	*again = false;
-	json_t *chunk = NULL;
-	long n;
-	int rc = newest(&chunk, &n, k, err);
-	if (rc)
-		return rc;
-	char name[160], what[200];
-	chunk_name(name, sizeof(name), k, n ? n : 1);
-	snprintf(what, sizeof(what), "journal ConfigMap %s/%s", k->ns, name);
-	if (n && (rc = mg_kube_store_fence(k, chunk, what, err))) {
-		json_decref(chunk);
-		return rc;
-	}
-	const char *data = n ? chunk_data(chunk) : "";
-	if (json_object_set_new(record, "seq", json_integer(last_seq(data) + 1))) {
-		json_decref(chunk);
-		return mg_error_oom(err);
-	}
-	char *line = json_dumps(record, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!line) {
-		json_decref(chunk);
-		return mg_error_oom(err);
-	}
-	size_t dlen = strlen(data), llen = strlen(line);
-	if (!n || (dlen && dlen + llen + 1 > CHUNK_MAX)) {
-		rc = create_chunk(k, n + 1, line, again, err);
-		if (rc == 0 && n)
-			seal(k, chunk, n);
-		goto out;
-	}
-	char *text = malloc(dlen + llen + 2);
-	if (!text) {
-		rc = mg_error_oom(err);
-		goto out;
-	}
-	memcpy(text, data, dlen);
-	/* a chunk edited by hand to end mid-line gets its line ended: this record parses alone */
-	size_t at = dlen;
-	if (dlen && data[dlen - 1] != '\n')
-		text[at++] = '\n';
-	memcpy(text + at, line, llen);
-	text[at + llen] = '\n';
-	text[at + llen + 1] = '\0';
-	json_t *o = mg_kube_store_rewrite(k, chunk, JOURNAL_KEY, text, true);
-	char *path = mg_kube_store_path(k, name);
-	if (!o || !path)
-		rc = mg_error_oom(err);
-	else
-		rc = mg_kube_update(k->c, path, o, NULL, err);
-	json_decref(o);
-	free(text);
-	if (rc == MG_ECONFLICT) {
-		json_t *now = NULL;
-		mg_error tmp = MG_ERROR_INIT;
-		if (chunk_get(&now, k, n, &tmp) == 0 && ends_with(chunk_data(now), line) &&
-		    mg_kube_store_token(now) == mg_kube_lease_token(k->lease)) {
-			mg_error_clear(err);
-			rc = 0;
-		} else {
-			*again = true;
-		}
-		mg_error_clear(&tmp);
-		json_decref(now);
-	}
-	free(path);
-out:
-	free(line);
-	json_decref(chunk);
-	return rc;
-}
-
-int mg_kube_store_journal_append(void *impl, json_t *record, mg_error *err)
-{
-	kstore *k = impl;
-	int rc = mg_kube_store_renew_if_due(k, err);
-	if (rc)
-		return rc;
-	bool again = true;
-	for (int i = 0; again && i < 4; i++) {
-		if (i)
-			mg_error_clear(err);
-		rc = append_once(k, record, &again, err);
-	}
-	if (again)
-		rc =
-		    mg_error_set(err, MG_ECONFLICT,
-		                 "plan \"%s\"'s journal changed under each of 4 tries to append to "
-		                 "it; another process writes it without holding the lock",
-		                 k->plan);
-	return rc;
-}
-
 /* ---- reading ---- */
 
 typedef struct {
@@ -471,7 +376,7 @@ static int append_batch(kstore *k, json_t *records, size_t from, size_t *n, bool
 		json_decref(chunk);
 		return err->code ? err->code : mg_error_oom(err);
 	}
-	/* a chunk with some room left but not enough for the first record: as append_once */
+	/* a chunk with some room left but not enough for the first record: a new chunk */
 	if (!fresh && dlen && dlen + strlen(lines) + 1 > CHUNK_MAX && *n == 1)
 		fresh = true;
 	if (fresh) {
@@ -515,6 +420,17 @@ static int append_batch(kstore *k, json_t *records, size_t from, size_t *n, bool
 out:
 	free(lines);
 	json_decref(chunk);
+	return rc;
+}
+
+/* One record is a batch of one: the same rounds, the same recognition of a resent write. */
+int mg_kube_store_journal_append(void *impl, json_t *record, mg_error *err)
+{
+	json_t *one = json_pack("[O]", record);
+	if (!one)
+		return mg_error_oom(err);
+	int rc = mg_kube_store_journal_append_many(impl, one, err);
+	json_decref(one);
 	return rc;
 }
 
