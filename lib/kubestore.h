@@ -62,6 +62,17 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
                        const mg_kube_store_options *o, mg_error *err);
 
 /*
+ * A client for the plan's state connection (state.kubernetes, else the
+ * kubernetes section), made with *co (filled here: a store's renewer makes
+ * its own client from it). deadline_ms as for mg_kube_store_open_plan. A
+ * cluster that cannot be reached is err saying the plan's what ("state",
+ * "lock") is in the cluster.
+ */
+int mg_kube_store_client(mg_kube_client **out, mg_kube_config_options *co, const mg_plan *plan,
+                         const char *what, const mg_cancel *cancel, int64_t deadline_ms,
+                         mg_error *err);
+
+/*
  * The store of a plan, as every command opens it: with `state.backend:
  * local` the state directory (state_dir, NULL: the plan's state.dir;
  * existing: mg_store_open_existing, else mg_store_open), with `kubernetes`

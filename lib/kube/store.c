@@ -736,6 +736,30 @@ int mg_kube_store_open(mg_store **out, mg_kube_client *c, bool own_client,
 	return mg_store_open_backend(out, &kube_ops, k, plan, where, err);
 }
 
+int mg_kube_store_client(mg_kube_client **out, mg_kube_config_options *co, const mg_plan *plan,
+                         const char *what, const mg_cancel *cancel, int64_t deadline_ms,
+                         mg_error *err)
+{
+	const mg_plan_state *s = mg_plan_state_section(plan);
+	*co = (mg_kube_config_options){.kubeconfig = s->kubeconfig,
+	                               .context = s->context,
+	                               .namespace_ = s->namespace_,
+	                               .cancel = cancel,
+	                               .timeout_ms =
+	                                   deadline_ms && deadline_ms < 10000 ? deadline_ms : 0,
+	                               .deadline_ms = deadline_ms};
+	mg_error why = MG_ERROR_INIT;
+	int rc = mg_kube_client_new(out, co, &why);
+	if (rc) {
+		mg_error_set(err, rc,
+		             "the %s of plan \"%s\" is in the cluster (state.backend: kubernetes), "
+		             "which cannot be reached: %s",
+		             what, mg_plan_name(plan), why.message);
+		mg_error_clear(&why);
+	}
+	return rc;
+}
+
 int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *state_dir,
                             bool existing, const mg_cancel *cancel, int64_t deadline_ms,
                             mg_error *err)
@@ -747,24 +771,11 @@ int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *sta
 		return existing ? mg_store_open_existing(out, dir, mg_plan_name(plan), err)
 		                : mg_store_open(out, dir, mg_plan_name(plan), err);
 	}
-	mg_kube_config_options co = {.kubeconfig = s->kubeconfig,
-	                             .context = s->context,
-	                             .namespace_ = s->namespace_,
-	                             .cancel = cancel,
-	                             .timeout_ms =
-	                                 deadline_ms && deadline_ms < 10000 ? deadline_ms : 0,
-	                             .deadline_ms = deadline_ms};
+	mg_kube_config_options co;
 	mg_kube_client *c = NULL;
-	mg_error why = MG_ERROR_INIT;
-	int rc = mg_kube_client_new(&c, &co, &why);
-	if (rc) {
-		mg_error_set(err, rc,
-		             "the state of plan \"%s\" is in the cluster (state.backend: "
-		             "kubernetes), which cannot be reached: %s",
-		             mg_plan_name(plan), why.message);
-		mg_error_clear(&why);
+	int rc = mg_kube_store_client(&c, &co, plan, "state", cancel, deadline_ms, err);
+	if (rc)
 		return rc;
-	}
 	co.cancel = NULL; /* the renewer's client: a signal must not stop it mid-renewal */
 	mg_kube_store_options o = {
 	    .plan = mg_plan_name(plan), .lease_ms = s->lease_ms, .renew_client = &co};

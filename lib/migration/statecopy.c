@@ -54,18 +54,10 @@ static int cluster_open(cluster *cl, const mg_plan *plan, mg_error *err)
 {
 	*cl = (cluster){0};
 	const mg_plan_state *s = mg_plan_state_section(plan);
-	mg_kube_config_options co = {
-	    .kubeconfig = s->kubeconfig, .context = s->context, .namespace_ = s->namespace_};
-	mg_error why = MG_ERROR_INIT;
-	int rc = mg_kube_client_new(&cl->c, &co, &why);
-	if (rc) {
-		mg_error_set(err, rc,
-		             "the state of plan \"%s\" is in the cluster (state.backend: "
-		             "kubernetes), which cannot be reached: %s",
-		             mg_plan_name(plan), why.message);
-		mg_error_clear(&why);
+	mg_kube_config_options co;
+	int rc = mg_kube_store_client(&cl->c, &co, plan, "state", NULL, 0, err);
+	if (rc)
 		return rc;
-	}
 	cl->ns = s->namespace_ ? s->namespace_ : mg_kube_client_namespace(cl->c);
 	mg_kube_store_options o = {
 	    .plan = mg_plan_name(plan), .lease_ms = s->lease_ms, .renew_client = &co};

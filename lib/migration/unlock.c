@@ -58,20 +58,11 @@ int mg_migration_unlock(mg_unlock_result *out, const mg_plan *plan, const mg_unl
 		    "unlock --force needs --reason TEXT: why the lock is taken from "
 		    "its holder, for the journal");
 
-	mg_kube_config_options co = {
-	    .kubeconfig = s->kubeconfig, .context = s->context, .namespace_ = s->namespace_};
+	mg_kube_config_options co;
 	mg_kube_client *c = NULL;
-	mg_error why = MG_ERROR_INIT;
-	int rc = mg_kube_client_new(&c, &co, &why);
-	if (rc) {
-		mg_error_set(
-		    err, rc,
-		    "the lock of plan \"%s\" is in the cluster (state.backend: kubernetes), "
-		    "which cannot be reached: %s",
-		    mg_plan_name(plan), why.message);
-		mg_error_clear(&why);
+	int rc = mg_kube_store_client(&c, &co, plan, "lock", NULL, 0, err);
+	if (rc)
 		return rc;
-	}
 	char *displaced = NULL;
 	mg_kube_store_options so = {.plan = mg_plan_name(plan),
 	                            .lease_ms = s->lease_ms,
