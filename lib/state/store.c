@@ -354,7 +354,10 @@ static int preempt_remote(mg_store *store, const char *command, const char *pree
 	char me[256];
 	mg_operator_id(me, sizeof(me));
 	if (strcmp(host_of(me), host_of(h.operator_)) != 0)
-		return rc; /* the message already names the holder and its host */
+		return mg_error_set(err, MG_ELOCKED,
+		                    "plan \"%s\" is held by \"%s\" on another host (%s, pid %ld); "
+		                    "stop it there first",
+		                    store->plan, h.command, h.operator_, h.pid);
 	mg_log(MG_LOG_WARN, "stopping \"%s\" (pid %ld, %s) so that %s can go ahead", h.command,
 	       h.pid, h.operator_, command);
 	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)

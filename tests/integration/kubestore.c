@@ -580,3 +580,74 @@ Test(kubestore, plan_names_that_make_no_object_name_are_refused)
 		mg_error_clear(&err);
 	}
 }
+
+static volatile sig_atomic_t term_seen;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	term_seen = 1;
+}
+
+/* A rollback stops an autopilot of this host that holds the Lease, as it does the flock. */
+Test(kubestore, a_rollback_preempts_a_run_on_this_host_and_not_on_another)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		signal(SIGTERM, on_term);
+		mg_kube_store_options o = {.plan = "web", .lease_ms = 15000};
+		mg_kube_config_options co = {.kubeconfig = k.kubeconfig};
+		mg_kube_client *c = NULL;
+		mg_store *s = NULL;
+		mg_error err = MG_ERROR_INIT;
+		if (mg_kube_client_new(&c, &co, &err) ||
+		    mg_kube_store_open(&s, c, true, &o, &err) || mg_store_lock(s, "run", &err) ||
+		    write(fds[1], "x", 1) != 1)
+			_exit(1);
+		for (int i = 0; i < 300 && !term_seen; i++)
+			usleep(50 * 1000);
+		mg_store_free(s); /* the autopilot lets go when told to stop */
+		_exit(term_seen ? 0 : 2);
+	}
+	close(fds[1]);
+	char x;
+	cr_assert_eq(read(fds[0], &x, 1), 1, "the child could not take the lock");
+	close(fds[0]);
+	mg_store *b = store_lease(false, 15000);
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_lock_preempt(b, "rollback", "run", 10000, &err), 0, "%s",
+	             err.message);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the run was not told to stop");
+	mg_store_unlock(b);
+
+	/* an autopilot on another host: not ours to stop */
+	json_t *lease = get("/apis/coordination.k8s.io/v1/namespaces/default/leases/migrate-web");
+	cr_assert_not_null(lease);
+	char now[40];
+	mg_time_format(now, sizeof(now), mg_now_ms());
+	memcpy(now + strlen(now) - 1, "000Z", 5);
+	json_t *spec = json_pack("{s:s, s:i, s:s, s:s}", "holderIdentity",
+	                         "bob@elsewhere pid 7 command run id 1", "leaseDurationSeconds", 15,
+	                         "renewTime", now, "acquireTime", now);
+	json_object_update(json_object_get(lease, "spec"), spec);
+	json_decref(spec);
+	mg_kube_client *c = client();
+	cr_assert_eq(mg_kube_update(c,
+	                            "/apis/coordination.k8s.io/v1/namespaces/default/leases/"
+	                            "migrate-web",
+	                            lease, NULL, &err),
+	             0, "%s", err.message);
+	json_decref(lease);
+	mg_kube_client_free(c);
+	cr_assert_eq(mg_store_lock_preempt(b, "rollback", "run", 1000, &err), MG_ELOCKED);
+	cr_assert_str_eq(err.message, "plan \"web\" is held by \"run\" on another host "
+	                              "(bob@elsewhere, pid 7); stop it there first");
+	mg_error_clear(&err);
+	mg_store_free(b);
+}
