@@ -39,6 +39,9 @@ typedef struct {
 	mg_traffic_state read_back;
 	char record_error[1024]; /* "" when everything was recorded */
 	json_t *record;          /* the result record when record_error is set; else NULL */
+	bool journalled;         /* record_error set: the journal has the record all the same */
+	bool state_saved;        /* record_error set: the state has the move all the same */
+	char spooled[1024];      /* the local spool file that keeps what was not recorded; "" */
 } mg_shift_outcome;
 
 void mg_shift_outcome_clear(mg_shift_outcome *out);

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "secret.h"
 #include "sha256.h"
+#include "spool.h"
 #include "storebackend.h"
 
 #define CM_PATH          "/api/v1/namespaces/%s/configmaps"
@@ -762,5 +763,16 @@ int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *sta
 	co.cancel = NULL; /* the renewer's client: a signal must not stop it mid-renewal */
 	mg_kube_store_options o = {
 	    .plan = mg_plan_name(plan), .lease_ms = s->lease_ms, .renew_client = &co};
-	return mg_kube_store_open(out, c, true, &o, err);
+	rc = mg_kube_store_open(out, c, true, &o, err);
+	/* what a command of this machine could not record here waits in its spool (spool.h) */
+	char spool[1024];
+	if (!rc && !(rc = mg_spool_dir(spool, sizeof(spool),
+	                               state_dir ? state_dir : mg_plan_state_dir(plan),
+	                               mg_plan_name(plan), err)))
+		rc = mg_store_spool_set(*out, spool, err);
+	if (rc) {
+		mg_store_free(*out);
+		*out = NULL;
+	}
+	return rc;
 }

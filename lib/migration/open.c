@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "kubestore.h"
 #include "log.h"
+#include "spool.h"
 #include "units.h"
 
 /* "phase shifting, step 1 (10% read back), revision 3" */
@@ -91,7 +92,9 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
 		rc = mg_store_lock(m->store, m->command, err);
 	if (!rc)
 		rc = mg_state_load(&m->st, m->store, err);
-	if (!rc && have_seen && seen.revision != m->st.revision)
+	/* a state this machine spooled, uploaded as the lock was taken, is no one else's move */
+	if (!rc && have_seen && seen.revision != m->st.revision &&
+	    !mg_store_spool_result(m->store)->applied)
 		rc = state_moved(m->command, &seen, &m->st, err);
 	return rc;
 }
@@ -183,6 +186,11 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	const char *dir = o->state_dir ? o->state_dir : mg_plan_state_dir(m->plan);
 	const char *name = mg_plan_name(m->plan);
 	mg_state_init(&m->st, name);
+	if (mg_plan_state_section(m->plan)->backend != MG_STATE_LOCAL &&
+	    (rc = mg_spool_dir(m->spool, sizeof(m->spool), dir, name, err))) {
+		mg_migration_free(m);
+		return rc;
+	}
 	switch (o->mode) {
 	case MG_MIGRATION_READ:
 		rc = open_read(m, dir, name, err);

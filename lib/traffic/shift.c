@@ -102,10 +102,12 @@ static int record_result(mg_shift_outcome *out, mg_store *store, mg_state *st,
 	                      .reason = req->reason,
 	                      .evidence = evidence};
 	mg_error why = MG_ERROR_INIT;
-	if (write_journal && mg_journal_append(store, &e, &why))
+	out->journalled = write_journal && mg_journal_append(store, &e, &why) == 0;
+	if (write_journal && !out->journalled)
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);
 	mg_error_clear(&why);
 	bool saved = write_state && mg_state_save(store, st, &why) == 0;
+	out->state_saved = saved;
 	if (write_state && !saved)
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);
 	mg_error_clear(&why);
