@@ -7,8 +7,8 @@
 
 #include "clock.h"
 #include "internal.h"
-#include "spool.h"
 #include "journal.h"
+#include "spool.h"
 #include "units.h"
 
 void mg_migration_gate_record(mg_state *st, const mg_gate_eval *ev)

@@ -25,8 +25,9 @@ int mg_spool_dir(char *buf, size_t size, const char *state_dir, const char *plan
 {
 	int n = snprintf(buf, size, "%s/spool/%s", state_dir ? state_dir : ".migrate", plan);
 	if (n < 0 || (size_t)n >= size)
-		return mg_error_set(err, MG_EINVALID, "the spool directory of plan \"%s\" under %s "
-		                                      "is too long a path",
+		return mg_error_set(err, MG_EINVALID,
+		                    "the spool directory of plan \"%s\" under %s "
+		                    "is too long a path",
 		                    plan, state_dir);
 	return 0;
 }
@@ -39,11 +40,11 @@ int mg_spool_save(char *path, size_t size, const char *dir, const json_t *record
 	int rc = mg_fs_mkdirs(dir, 0700, err);
 	if (rc)
 		return rc;
-	json_t *doc = json_pack("{s:i, s:I, s:O, s:o, s:o}", "format", SPOOL_FORMAT, "spooled_ms",
-	                        (json_int_t)mg_now_ms(), "record", record ? record : json_null(),
-	                        "state", st ? mg_state_to_json(st) : json_null(), "base_revision",
-	                        st && base_known ? json_integer((json_int_t)base_revision)
-	                                         : json_null());
+	json_t *doc =
+	    json_pack("{s:i, s:I, s:O, s:o, s:o}", "format", SPOOL_FORMAT, "spooled_ms",
+	              (json_int_t)mg_now_ms(), "record", record ? record : json_null(), "state",
+	              st ? mg_state_to_json(st) : json_null(), "base_revision",
+	              st && base_known ? json_integer((json_int_t)base_revision) : json_null());
 	char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	json_decref(doc);
 	if (!text)
@@ -85,8 +86,8 @@ static int list(char (*names)[SPOOL_NAME_SIZE], size_t max, size_t *n, size_t *t
 	DIR *d = opendir(dir);
 	if (!d)
 		return errno == ENOENT ? 0
-		                       : mg_error_set(err, MG_EIO, "cannot read the spool %s: %s", dir,
-		                                      strerror(errno));
+		                       : mg_error_set(err, MG_EIO, "cannot read the spool %s: %s",
+		                                      dir, strerror(errno));
 	/* the oldest max: keep them all while listing, then sort (the bound is small) */
 	size_t cap = 0;
 	char(*all)[SPOOL_NAME_SIZE] = NULL;
@@ -167,10 +168,11 @@ static int apply_state(bool *applied, mg_store *store, const json_t *doc, const 
 	bool same = json_is_integer(base) ? cur.revision == (uint64_t)json_integer_value(base)
 	                                  : cur.updated_ms <= spooled;
 	if (!same) {
-		mg_log(MG_LOG_WARN,
-		       "%s: the state of plan \"%s\" moved since it was spooled (revision %llu now): "
-		       "its record is journalled, the newer state is kept",
-		       file, cur.plan, (unsigned long long)cur.revision);
+		mg_log(
+		    MG_LOG_WARN,
+		    "%s: the state of plan \"%s\" moved since it was spooled (revision %llu now): "
+		    "its record is journalled, the newer state is kept",
+		    file, cur.plan, (unsigned long long)cur.revision);
 		return 0;
 	}
 	take_traffic(&cur, &sp);
@@ -199,7 +201,8 @@ static int upload_one(mg_spool_upload *out, mg_store *store, const char *file, m
 	    json_integer_value(json_object_get(doc, "format")) != SPOOL_FORMAT) {
 		json_decref(doc);
 		return mg_error_set(err, MG_EINVALID,
-		                    "%s is not a spooled record of this migrate: move it away", file);
+		                    "%s is not a spooled record of this migrate: move it away",
+		                    file);
 	}
 	if (json_is_object(record)) {
 		json_t *copy = json_deep_copy(record);
@@ -214,7 +217,8 @@ static int upload_one(mg_spool_upload *out, mg_store *store, const char *file, m
 			json_decref(doc);
 			return rc;
 		}
-		/* journalled: the file keeps only what is left, so a retry never journals it twice */
+		/* journalled: the file keeps only what is left, so a retry never journals it twice
+		 */
 		json_object_set_new(doc, "record", json_null());
 		char *rest = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		mg_error tmp = MG_ERROR_INIT;
