@@ -70,6 +70,9 @@ typedef struct {
 	char lock_error[1024];  /* why */
 	bool state_unread;      /* state.json cannot be read: it is not replaced */
 	char state_error[1024]; /* why */
+	/* the holder was an autopilot a signal cannot reach, left a stop request (store.h) */
+	bool stop_asked;
+	char stop_holder[300]; /* "user@host, pid N" */
 } mg_shift_site;
 
 /*
@@ -77,12 +80,14 @@ typedef struct {
  * the cluster, as the plan says): *store (NULL if it cannot be opened at all), the lock
  * (preemptible holders are stopped as mg_store_lock_preempt does; wait_ms) and *st (a fresh state
  * when state.json cannot be read). What failed is in *site, not an error: only bad input (a plan
- * name) and another command holding the lock (MG_ELOCKED) are.
+ * name) and another command holding the lock (MG_ELOCKED) are. A preemptible holder that
+ * does not let go (on another host, where no signal reaches) is left a stop request
+ * (mg_store_stop_write, reason) and the rollback goes on without the lock.
  */
 int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
                            mg_store_opener open, void *open_ud, const char *plan_name,
                            const char *command, const char *preemptible, int64_t wait_ms,
-                           mg_error *err);
+                           const char *reason, mg_error *err);
 
 /*
  * The rollback itself: the balancer first (apply and read back), then the

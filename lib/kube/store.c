@@ -45,6 +45,8 @@ static int doc_names(char *cm, size_t cm_size, const char **key, const kstore *k
 		kind = "pause", *key = "pause.json";
 	else if (!strcmp(name, "resume"))
 		kind = "resume", *key = "resume.json";
+	else if (!strcmp(name, "stop"))
+		kind = "stop", *key = "stop.json";
 	else if (!strncmp(name, "manifests/", 10)) {
 		/* a version may hold '+', '_' and capitals, which no object name may: hash it */
 		char hex[65];

@@ -18,10 +18,9 @@ struct mg_migration {
 	mg_metrics *metrics; /* opened on first use, or mg_migration_options.metrics */
 	const mg_cancel *cancel;
 	const char *reconciled;
-	mg_shift_site site;    /* rollback: what of the state directory it could not use */
-	char spool[1024];      /* state.backend kubernetes: the local spool (spool.h); else "" */
-	bool stop_asked;       /* rollback: an autopilot of another host was asked to stop */
-	char stop_holder[300]; /* who that autopilot is ("user@host, pid N") */
+	mg_shift_site site; /* rollback: what of the state directory it could not use */
+	char spool[1024];   /* state.backend kubernetes: the local spool (spool.h); else "" */
+	int64_t opened_ms;  /* when it was opened (and locked): older stop requests are stale */
 };
 
 /*

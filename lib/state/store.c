@@ -842,6 +842,19 @@ int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, 
 	return rc;
 }
 
+int mg_store_stop_write(mg_store *store, const char *reason, mg_error *err)
+{
+	return request_write(store, "stop", reason, err);
+}
+
+int mg_store_stop_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+{
+	int rc = request_read(present, out, store, "stop", err);
+	if (!rc && *present)
+		rc = request_remove(store, "stop", err);
+	return rc;
+}
+
 /* ---- other backends (storebackend.h) ---- */
 
 int mg_store_open_backend(mg_store **out, const mg_store_ops *ops, void *impl,
