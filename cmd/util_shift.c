@@ -42,6 +42,8 @@ int shift_finish(mg_cli *cli, mg_migration *m, mg_shift_outcome *out, json_t *do
 				json_object_set_new(doc, "read_back",
 				                    mg_traffic_state_to_json(&out->read_back));
 			json_object_set_new(doc, "record_error", json_string(out->record_error));
+			if (out->spooled[0])
+				json_object_set_new(doc, "spooled", json_string(out->spooled));
 		}
 		/* the operator's only copy: one line, so it can be cut and pasted whole */
 		char *line = out->record
