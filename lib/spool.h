@@ -5,7 +5,7 @@
  * not answer) is kept here, and uploaded by the next command of this machine
  * that reaches the cluster and takes the lock.
  *
- *   <state dir>/spool/<plan>/<time ms, 20 digits>-<pid>-<n>.json   (0600; dirs 0700)
+ *   <state dir>/spool/<plan>/<time ms, 20 digits>-<pid>-<n, 6 digits>.json   (0600; dirs 0700)
  *
  * One file per record, named so that they sort in the order they were
  * written. A file holds the journal record (time and operator as they

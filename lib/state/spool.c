@@ -52,8 +52,9 @@ int mg_spool_save(char *path, size_t size, const char *dir, const json_t *record
 	/* the time first and zero-padded, so that names sort in the order they were written */
 	static unsigned counter;
 	char file[1024];
-	int n = snprintf(file, sizeof(file), "%s/%020lld-%ld-%u.json", dir, (long long)mg_now_ms(),
-	                 (long)getpid(), __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+	int n =
+	    snprintf(file, sizeof(file), "%s/%020lld-%ld-%06u.json", dir, (long long)mg_now_ms(),
+	             (long)getpid(), __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
 	if (n < 0 || (size_t)n >= sizeof(file)) {
 		free(text);
 		return mg_error_set(err, MG_EINVALID, "%s: too long a path for the spool", dir);
