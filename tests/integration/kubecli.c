@@ -452,3 +452,58 @@ Test(kubecli, a_spooled_state_is_not_applied_over_a_newer_one)
 	tu_output_free(&r);
 	free(when);
 }
+
+/*
+ * A step whose balancer moved and whose record the cluster then refused: the
+ * record and the state wait in the spool, and the next command puts both in,
+ * so the pending mark the step left is resolved by its own result, not guessed.
+ */
+Test(kubecli, a_step_the_cluster_missed_after_the_move_is_spooled_with_its_state)
+{
+	tu_output r = as("ann", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	/* the pending mark and the intent go through; the result and the state do not */
+	json_decref(tu_kubeapi_control(&k, "{\"op\": \"fault\", \"path\": "
+	                                   "\"/configmaps/migrate-shop-\", \"method\": \"PUT\", "
+	                                   "\"skip\": 2, \"count\": 100, \"status\": 403}"));
+	r = as("ann", "step", "--reason", "second slice", NULL);
+	json_decref(tu_kubeapi_control(&k, "{\"op\": \"clear_faults\"}"));
+	cr_assert_eq(r.status, 5, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "recorded in the local spool"), "%s", r.err);
+	tu_output_free(&r);
+	cr_assert_gt(weight("k8s"), 0);
+	char sp[600], names[8][256];
+	snprintf(sp, sizeof(sp), "%s/state/spool/shop", path("ann"));
+	cr_assert_eq(spool_files(sp, names), 1);
+
+	r = as("ann", "pause", "--reason", "later", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "uploaded 1 record from the local spool"), "%s", r.err);
+	cr_assert(strstr(r.err, "1 state change applied"), "%s", r.err);
+	tu_output_free(&r);
+	cr_assert_eq(spool_files(sp, names), 0);
+
+	r = as("bob", "status", "-o", "json", NULL);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 1,
+	             "the step the spool had: %s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	r = as("bob", "history", "-o", "json", NULL);
+	cr_assert_null(strstr(r.out, "\"reconcile\""), "nothing left to reconcile: %s", r.out);
+	doc = tu_json_doc(&r);
+	json_t *recs = json_object_get(doc, "records"), *rec;
+	size_t i, results = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		const char *action = json_string_value(json_object_get(rec, "action"));
+		const char *why = json_string_value(json_object_get(rec, "reason"));
+		results +=
+		    action && !strcmp(action, "result") && why && !strcmp(why, "second slice");
+	}
+	cr_assert_eq(results, 1, "the step's result, once: %s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+}
