@@ -23,12 +23,12 @@
 
 int mg_spool_dir(char *buf, size_t size, const char *state_dir, const char *plan, mg_error *err)
 {
-	int n = snprintf(buf, size, "%s/spool/%s", state_dir ? state_dir : ".migrate", plan);
+	const char *dir = state_dir ? state_dir : ".migrate";
+	int n = snprintf(buf, size, "%s/spool/%s", dir, plan);
 	if (n < 0 || (size_t)n >= size)
-		return mg_error_set(err, MG_EINVALID,
-		                    "the spool directory of plan \"%s\" under %s "
-		                    "is too long a path",
-		                    plan, state_dir);
+		return mg_error_set(
+		    err, MG_EINVALID,
+		    "the spool directory of plan \"%s\" under %s is too long a path", plan, dir);
 	return 0;
 }
 
@@ -257,13 +257,19 @@ int mg_spool_upload_all(mg_spool_upload *out, mg_store *store, const char *dir, 
 	size_t n, total;
 	int rc = list(names, MG_SPOOL_UPLOAD_MAX, &n, &total, dir, err);
 	int64_t deadline = mg_clock_ms() + MG_SPOOL_UPLOAD_MS;
-	size_t done = 0;
-	while (!rc && done < n && mg_clock_ms() < deadline) {
+	size_t done = 0; /* files removed */
+	for (size_t i = 0; !rc && i < n && mg_clock_ms() < deadline; i++) {
 		char file[1200];
-		snprintf(file, sizeof(file), "%s/%s", dir, names[done]);
+		snprintf(file, sizeof(file), "%s/%s", dir, names[i]);
 		rc = upload_one(out, store, file, err);
-		if (!rc)
-			done++; /* a file that failed is still there */
+		if (rc == MG_EINVALID) {
+			/* a damaged file holds no one else up: it stays for the operator to read */
+			mg_log(MG_LOG_WARN, "%s; it is left in the spool", err->message);
+			mg_error_clear(err);
+			rc = 0;
+		} else if (!rc) {
+			done++;
+		}
 	}
 	out->left = total - done;
 	free(names);

@@ -461,3 +461,30 @@ Test(storebackend, a_stop_request_goes_through_the_backend_and_is_taken_once)
 	cr_assert_not(present);
 	mg_store_free(s);
 }
+
+Test(storebackend, a_damaged_spool_file_is_left_and_holds_no_one_up)
+{
+	char dir[256], sp[300];
+	tu_tmpdir_make(dir, sizeof(dir), "spool");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_spool_dir(sp, sizeof(sp), dir, "web", &err), 0);
+	json_t *rec = spooled_record("2026-11-22T05:52:48.001Z", "down");
+	cr_assert_eq(mg_spool_save(NULL, 0, sp, rec, NULL, false, 0, &err), 0);
+	json_decref(rec);
+	char bad[400];
+	snprintf(bad, sizeof(bad), "%s/00000000000000000001-1-000001.json", sp);
+	FILE *f = fopen(bad, "w");
+	cr_assert_not_null(f);
+	fputs("{\"format\": 1, \"record\": tor", f);
+	fclose(f);
+	mg_store *s = open_fake();
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	mg_spool_upload up;
+	cr_assert_eq(mg_spool_upload_all(&up, s, sp, &err), 0, "%s", err.message);
+	cr_assert_eq(up.uploaded, 1);
+	cr_assert_eq(up.left, 1);
+	struct stat sb;
+	cr_assert_eq(stat(bad, &sb), 0, "the damaged file stays for the operator");
+	mg_store_free(s);
+	tu_tmpdir_remove(dir);
+}
