@@ -72,6 +72,8 @@ const mg_plan_traffic *mg_migration_traffic(const mg_migration *m);
 const mg_state *mg_migration_state(const mg_migration *m);
 mg_traffic *
 mg_migration_balancer(mg_migration *m); /* NULL in mode hold, unless the options gave one */
+/* state.backend kubernetes: this machine's local spool (spool.h); NULL with a local store. */
+const char *mg_migration_spool_dir(const mg_migration *m);
 /*
  * Rollback: the autopilot of another host that held the plan and was left a
  * stop request ("user@host, pid N"), or NULL.

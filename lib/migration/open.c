@@ -250,6 +250,11 @@ mg_traffic *mg_migration_balancer(mg_migration *m)
 	return m->t;
 }
 
+const char *mg_migration_spool_dir(const mg_migration *m)
+{
+	return m->spool[0] ? m->spool : NULL;
+}
+
 const char *mg_migration_stop_asked(const mg_migration *m)
 {
 	return m->site.stop_asked ? m->site.stop_holder : NULL;

@@ -396,6 +396,11 @@ Test(kubecli, a_rollback_the_cluster_missed_is_spooled_and_uploaded_by_the_next_
 {
 	char *when = rollback_into_the_spool();
 	cr_assert_eq(rollback_seq("bob", when), -1, "not in the cluster yet");
+	/* status takes no lock: it says what waits, and uploads nothing */
+	tu_output r0 = as("ann", "status", NULL, NULL, NULL);
+	cr_assert(strstr(r0.out, "spool      1 record not in the cluster yet"), "%s", r0.out);
+	tu_output_free(&r0);
+	cr_assert_eq(rollback_seq("bob", when), -1, "status uploaded nothing");
 
 	/* the cluster is back: ann's next command uploads it before it does its own work */
 	tu_output r = as("ann", "step", NULL, NULL, NULL);
