@@ -62,7 +62,7 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 	mg_migration *m = NULL;
 	mg_shift_outcome out = {0};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
-	int rc = shift_open(&m, cli, "rollback", MG_MIGRATION_ROLLBACK, 0, &err);
+	int rc = shift_open_reason(&m, cli, "rollback", MG_MIGRATION_ROLLBACK, 0, o.reason, &err);
 	if (rc)
 		goto out;
 	int idx;
@@ -92,6 +92,15 @@ int cmd_rollback(mg_cli *cli, int argc, char **argv)
 		       rc ? ", NOT RECORDED (see below)" : "");
 		shift_print_servers(cli, rb);
 	}
+	/* the autopilot of another host: no signal reaches it, the store carries the request */
+	const char *stopped = mg_migration_stop_asked(m);
+	if (stopped && !doc)
+		printf("the autopilot running on %s was asked to stop (a stop request in %s); it "
+		       "stops within one slo.interval and moves no more traffic\n",
+		       stopped, name);
+	if (doc)
+		json_object_set_new(doc, "autopilot_asked_to_stop",
+		                    stopped ? json_string(stopped) : json_null());
 out:
 	return shift_finish(cli, m, &out, doc, &err, rc);
 }

@@ -225,10 +225,10 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	r.tty = false; /* the closing lines stand alone */
 	/* stopped by a signal (still going on): the weights stay where the last read-back put
 	 * them */
-	exit_code = end == MG_RUN_GOES_ON  ? 128 + (int)cli_signal
-	            : end == MG_RUN_DONE   ? EXIT_DONE
-	            : end == MG_RUN_FAILED ? EXIT_FAILED
-	                                   : EXIT_INCONCLUSIVE;
+	exit_code = end == MG_RUN_GOES_ON                           ? 128 + (int)cli_signal
+	            : end == MG_RUN_DONE                            ? EXIT_DONE
+	            : end == MG_RUN_FAILED || end == MG_RUN_STOPPED ? EXIT_FAILED
+	                                                            : EXIT_INCONCLUSIVE;
 	char say[256];
 	outcome = mg_autopilot_finish(r.ap, end, cli_signal == SIGINT ? "SIGINT" : "SIGTERM",
 	                              exit_code, say, sizeof(say));

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "spool.h"
 #include "units.h"
 #include "util_shift.h"
 
@@ -121,10 +122,17 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	}
 	const mg_plan *plan = mg_migration_plan(m);
 	const mg_plan_traffic *t = mg_migration_traffic(m);
+	/* moves this machine could not record in the cluster: status uploads nothing (no lock) */
+	const char *spool = mg_migration_spool_dir(m);
+	size_t spooled = spool ? mg_spool_count(spool) : 0;
 
 	if (cli->json) {
 		json_t *doc = cli_doc(cli);
 		json_object_update_new(doc, mg_status_to_json(&s, m, cli_state_dir(cli, plan)));
+		if (spool)
+			json_object_set_new(
+			    doc, "spool",
+			    json_pack("{s:s, s:I}", "dir", spool, "records", (json_int_t)spooled));
 		if (s.state_rc) {
 			exit_code = cli_exit_code(s.state_rc);
 			fprintf(stderr, "error: state.json cannot be read: %s\n", s.state_error);
@@ -279,6 +287,11 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	}
 	char where[600];
 	printf("  state      %s\n", cli_state_where(cli, plan, where, sizeof(where)));
+	if (spooled)
+		printf("  spool      %s%zu record%s not in the cluster yet%s, in %s: the next "
+		       "command that takes the lock (step, run, pause, resume, ...) uploads %s\n",
+		       cli_c(c, C_YELLOW), spooled, spooled == 1 ? "" : "s", cli_c(c, C_RESET),
+		       spool, spooled == 1 ? "it" : "them");
 	if (s.state_rc) {
 		exit_code = cli_exit_code(s.state_rc);
 		fprintf(stderr, "%serror:%s state.json cannot be read: %s\n",

@@ -11,12 +11,19 @@
 int shift_open(mg_migration **m, mg_cli *cli, const char *command, mg_migration_mode mode,
                unsigned needs, mg_error *err)
 {
+	return shift_open_reason(m, cli, command, mode, needs, NULL, err);
+}
+
+int shift_open_reason(mg_migration **m, mg_cli *cli, const char *command, mg_migration_mode mode,
+                      unsigned needs, const char *reason, mg_error *err)
+{
 	mg_migration_options o = {.plan_path = cli->plan_path,
 	                          .state_dir = cli->state_dir,
 	                          .command = command,
 	                          .mode = mode,
 	                          .needs = needs,
-	                          .dry_run = cli->dry_run};
+	                          .dry_run = cli->dry_run,
+	                          .reason = reason};
 	int rc = mg_migration_open(m, &o, err);
 	if (!rc) {
 		cli_print_diags(cli, err); /* warnings; stderr, so JSON on stdout stays clean */
@@ -35,6 +42,8 @@ int shift_finish(mg_cli *cli, mg_migration *m, mg_shift_outcome *out, json_t *do
 				json_object_set_new(doc, "read_back",
 				                    mg_traffic_state_to_json(&out->read_back));
 			json_object_set_new(doc, "record_error", json_string(out->record_error));
+			if (out->spooled[0])
+				json_object_set_new(doc, "spooled", json_string(out->spooled));
 		}
 		/* the operator's only copy: one line, so it can be cut and pasted whole */
 		char *line = out->record

@@ -11,6 +11,9 @@
  */
 int shift_open(mg_migration **m, mg_cli *cli, const char *command, mg_migration_mode mode,
                unsigned needs, mg_error *err);
+/* As shift_open, with the rollback's --reason (mg_migration_options.reason). */
+int shift_open_reason(mg_migration **m, mg_cli *cli, const char *command, mg_migration_mode mode,
+                      unsigned needs, const char *reason, mg_error *err);
 
 /*
  * The end of step, run and rollback: frees m (and with it the lock), then

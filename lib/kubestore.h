@@ -10,7 +10,7 @@
  *   state      ConfigMap migrate-<plan>-state, key state.json
  *   fleet      ConfigMap migrate-<plan>-fleet, key fleet.json
  *   manifests  ConfigMap migrate-<plan>-manifest-<sha256(version), 16 hex>
- *   requests   ConfigMaps migrate-<plan>-pause and -resume
+ *   requests   ConfigMaps migrate-<plan>-pause, -resume and -stop
  *   journal    ConfigMaps migrate-<plan>-journal-000001, -000002, ... (key
  *              journal.jsonl), each up to 256 KiB of records; the newest is
  *              labelled migrate.dev/open=true

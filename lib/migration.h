@@ -41,6 +41,8 @@ typedef struct {
 	mg_migration_mode mode;
 	unsigned needs; /* plan sections beyond traffic (MG_NEED_*; mode read: only these) */
 	bool dry_run;   /* no lock, nothing written, no state directory created */
+	/* rollback: why, left in the stop request for an autopilot of another host; may be NULL */
+	const char *reason;
 	/*
 	 * For tests: a balancer (mg_traffic_open_driver) and a metrics source
 	 * (mg_metrics_open_source) used instead of the plan's haproxy, nginx or
@@ -70,6 +72,13 @@ const mg_plan_traffic *mg_migration_traffic(const mg_migration *m);
 const mg_state *mg_migration_state(const mg_migration *m);
 mg_traffic *
 mg_migration_balancer(mg_migration *m); /* NULL in mode hold, unless the options gave one */
+/* state.backend kubernetes: this machine's local spool (spool.h); NULL with a local store. */
+const char *mg_migration_spool_dir(const mg_migration *m);
+/*
+ * Rollback: the autopilot of another host that held the plan and was left a
+ * stop request ("user@host, pid N"), or NULL.
+ */
+const char *mg_migration_stop_asked(const mg_migration *m);
 /* The outcome of a reconciliation done on opening ("applied", ...), or NULL. */
 const char *mg_migration_reconciled(const mg_migration *m);
 /* The flag that cuts metrics queries short (a signal); before the first evaluation. */
@@ -269,6 +278,7 @@ typedef enum {
 	MG_RUN_DONE,         /* --until or 100% reached */
 	MG_RUN_FAILED,       /* rolled back or held on failures or drift */
 	MG_RUN_INCONCLUSIVE, /* held on inconclusive gates */
+	MG_RUN_STOPPED,      /* a stop request: a rollback (on another host) has the traffic */
 } mg_run_end;
 
 typedef struct {
@@ -345,8 +355,9 @@ void mg_autopilot_journal_end(mg_autopilot *ap, const char *outcome, int exit_co
 /*
  * The end of a run: its outcome ("stopped", "complete", "until-reached",
  * "rolled-back", "paused") and its last record: "stop" when the run still went
- * on (stopped by the signal named stopped_by), else "end". say gets the line
- * to show ("" for none).
+ * on (stopped by the signal named stopped_by) or a stop request ended it
+ * (MG_RUN_STOPPED: who asked and why), else "end". say gets the line to show
+ * ("" for none).
  */
 const char *mg_autopilot_finish(mg_autopilot *ap, mg_run_end end, const char *stopped_by,
                                 int exit_code, char *say, size_t size);

@@ -39,6 +39,9 @@ typedef struct {
 	mg_traffic_state read_back;
 	char record_error[1024]; /* "" when everything was recorded */
 	json_t *record;          /* the result record when record_error is set; else NULL */
+	bool journalled;         /* record_error set: the journal has the record all the same */
+	bool state_saved;        /* record_error set: the state has the move all the same */
+	char spooled[1024];      /* the local spool file that keeps what was not recorded; "" */
 } mg_shift_outcome;
 
 void mg_shift_outcome_clear(mg_shift_outcome *out);
@@ -67,6 +70,9 @@ typedef struct {
 	char lock_error[1024];  /* why */
 	bool state_unread;      /* state.json cannot be read: it is not replaced */
 	char state_error[1024]; /* why */
+	/* the holder was an autopilot a signal cannot reach, left a stop request (store.h) */
+	bool stop_asked;
+	char stop_holder[300]; /* "user@host, pid N" */
 } mg_shift_site;
 
 /*
@@ -74,12 +80,14 @@ typedef struct {
  * the cluster, as the plan says): *store (NULL if it cannot be opened at all), the lock
  * (preemptible holders are stopped as mg_store_lock_preempt does; wait_ms) and *st (a fresh state
  * when state.json cannot be read). What failed is in *site, not an error: only bad input (a plan
- * name) and another command holding the lock (MG_ELOCKED) are.
+ * name) and another command holding the lock (MG_ELOCKED) are. A preemptible holder that
+ * does not let go (on another host, where no signal reaches) is left a stop request
+ * (mg_store_stop_write, reason) and the rollback goes on without the lock.
  */
 int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
                            mg_store_opener open, void *open_ud, const char *plan_name,
                            const char *command, const char *preemptible, int64_t wait_ms,
-                           mg_error *err);
+                           const char *reason, mg_error *err);
 
 /*
  * The rollback itself: the balancer first (apply and read back), then the

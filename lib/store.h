@@ -93,6 +93,18 @@ int mg_store_pause_remove(mg_store *store, mg_error *err);
 int mg_store_resume_write(mg_store *store, const char *reason, mg_error *err);
 int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
 
+/*
+ * A request to stop a running autopilot that a signal cannot reach (it runs
+ * on another host): a rollback leaves <dir>/stop (the ConfigMap
+ * migrate-<plan>-stop in the cluster), written without the lock as the pause
+ * request is, before it moves traffic. The autopilot, which looks for it at
+ * every tick, stops without moving traffic again and journals who asked and
+ * why. Same format as the pause request.
+ */
+int mg_store_stop_write(mg_store *store, const char *reason, mg_error *err);
+/* Reads and removes it: *present false (and 0) when there is none. */
+int mg_store_stop_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
+
 /* "user@host" of the process, for journal records and the lock file. */
 void mg_operator_id(char *buf, size_t size);
 

@@ -26,8 +26,8 @@
 #include "store.h"
 
 /*
- * Documents are named "state", "fleet", "manifests/<version>", "pause" and
- * "resume". A document's version is the backend's (a resourceVersion),
+ * Documents are named "state", "fleet", "manifests/<version>", "pause",
+ * "resume" and "stop". A document's version is the backend's (a resourceVersion),
  * opaque to the caller.
  */
 typedef struct {

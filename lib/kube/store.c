@@ -24,6 +24,7 @@
 #include "log.h"
 #include "secret.h"
 #include "sha256.h"
+#include "spool.h"
 #include "storebackend.h"
 
 #define CM_PATH          "/api/v1/namespaces/%s/configmaps"
@@ -44,6 +45,8 @@ static int doc_names(char *cm, size_t cm_size, const char **key, const kstore *k
 		kind = "pause", *key = "pause.json";
 	else if (!strcmp(name, "resume"))
 		kind = "resume", *key = "resume.json";
+	else if (!strcmp(name, "stop"))
+		kind = "stop", *key = "stop.json";
 	else if (!strncmp(name, "manifests/", 10)) {
 		/* a version may hold '+', '_' and capitals, which no object name may: hash it */
 		char hex[65];
@@ -779,5 +782,16 @@ int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *sta
 	co.cancel = NULL; /* the renewer's client: a signal must not stop it mid-renewal */
 	mg_kube_store_options o = {
 	    .plan = mg_plan_name(plan), .lease_ms = s->lease_ms, .renew_client = &co};
-	return mg_kube_store_open(out, c, true, &o, err);
+	rc = mg_kube_store_open(out, c, true, &o, err);
+	/* what a command of this machine could not record here waits in its spool (spool.h) */
+	char spool[1024];
+	if (!rc && !(rc = mg_spool_dir(spool, sizeof(spool),
+	                               state_dir ? state_dir : mg_plan_state_dir(plan),
+	                               mg_plan_name(plan), err)))
+		rc = mg_store_spool_set(*out, spool, err);
+	if (rc) {
+		mg_store_free(*out);
+		*out = NULL;
+	}
+	return rc;
 }

@@ -3,7 +3,9 @@
  * slo.interval and doing what the decision table (decide.c) says. It holds
  * the plan's lock for as long as it runs, so every change goes through the
  * same journal and state as a manual step; a pause request (the pause file)
- * is followed every turn. The caller owns the loop, the clock and the display.
+ * is followed every turn, and a stop request (left by a rollback that no
+ * signal of its could bring here: another host) ends the run before any
+ * other move. The caller owns the loop, the clock and the display.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -26,6 +28,8 @@ struct mg_autopilot {
 	bool data_seen;                /* an evaluation at this step had data to judge */
 	json_t *decided;               /* the evaluation that made the last move */
 	mg_shift_outcome moved;        /* a move the state could not record */
+	bool stop;                     /* a stop request was seen: no traffic moves after it */
+	char stop_why[600];            /* who asked, and why */
 };
 
 static void event(mg_autopilot *ap, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -124,11 +128,46 @@ mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap)
 	return &ap->moved;
 }
 
+/*
+ * Whether a stop request is there (taken: read and removed, why in
+ * ap->stop_why). One older than this run's lock (by more than STOP_STALE_MS)
+ * was left for a run that is gone: dropped. Once seen, it stays seen.
+ */
+#define STOP_STALE_MS (10 * 60 * 1000)
+static int stop_requested(mg_autopilot *ap, mg_error *err)
+{
+	if (ap->stop)
+		return 0;
+	bool present;
+	mg_pause_request pr;
+	int rc = mg_store_stop_take(&present, &pr, ap->m->store, err);
+	if (rc || !present)
+		return rc;
+	/* with a margin for the clocks of two hosts: one stop too many is the safe side */
+	if (pr.since_ms && pr.since_ms < ap->m->opened_ms - STOP_STALE_MS) {
+		event(ap,
+		      "an old stop request (by %.80s) was dropped: it was left before this run "
+		      "began",
+		      pr.operator_[0] ? pr.operator_ : "someone");
+		return 0;
+	}
+	ap->stop = true;
+	snprintf(ap->stop_why, sizeof(ap->stop_why),
+	         "a rollback by %.200s asked it to stop%s%.300s",
+	         pr.operator_[0] ? pr.operator_ : "someone", pr.reason[0] ? ": " : "", pr.reason);
+	event(ap, "stop requested: %s", ap->stop_why);
+	return 0;
+}
+
 /* Moves to step idx (-1: everything back on the VMs) with read-back. */
 static int move(mg_autopilot *ap, int idx, const char *reason, mg_error *err)
 {
 	mg_migration *m = ap->m;
 	const mg_plan_traffic *t = m->traffic;
+	/* a rollback may have moved the traffic since the tick looked: never move over it */
+	int src = stop_requested(ap, err);
+	if (src || ap->stop)
+		return src;
 	/* MG_EUNRECORDED: the autopilot stops, and the way out reports the read-back (exit 5) */
 	int rc = mg_migration_shift(&ap->moved, m, idx, reason, false, err);
 	if (rc)
@@ -239,12 +278,19 @@ int mg_autopilot_start(mg_run_end *end, mg_autopilot *ap, mg_error *err)
 	ap->started = true;
 	event(ap, "autopilot started: %s, until %g%%; gates every %llds", start,
 	      t->steps[ap->o.until], (long long)(m->slo->interval_ms / 1000));
+	rc = stop_requested(ap, err);
+	if (rc || ap->stop) {
+		*end = ap->stop ? MG_RUN_STOPPED : MG_RUN_GOES_ON;
+		return rc;
+	}
 	if (st->step_index < 0) {
 		/* nothing on the cluster yet, so nothing to measure: the first step is the
 		 * measurement */
 		rc = move(ap, 0, "first step of the autopilot", err);
 		if (!rc && ap->o.until == 0)
 			*end = MG_RUN_DONE;
+		if (ap->stop)
+			*end = MG_RUN_STOPPED;
 		return rc;
 	}
 	int64_t first = st->step_started_ms + m->slo->interval_ms, now = mg_now_ms();
@@ -371,11 +417,21 @@ int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_erro
 	*end = MG_RUN_GOES_ON;
 	/* a lock that lapses (a Lease in the cluster) is renewed while the autopilot runs */
 	int rc = mg_store_keepalive(ap->m->store, err);
+	/* first: a rollback elsewhere has the traffic, whatever the pause or the gates say */
+	if (!rc)
+		rc = stop_requested(ap, err);
+	if (!rc && ap->stop) {
+		*end = MG_RUN_STOPPED;
+		return 0;
+	}
 	if (!rc)
 		rc = follow_pause_request(ap, now_ms, err);
 	if (rc || ap->paused || now_ms < ap->next_eval_ms)
 		return rc;
-	return evaluate(end, ap, now_ms, err);
+	rc = evaluate(end, ap, now_ms, err);
+	if (!rc && ap->stop)
+		*end = MG_RUN_STOPPED; /* seen just before a move, which did not happen */
+	return rc;
 }
 
 /*
@@ -398,6 +454,20 @@ const char *mg_autopilot_finish(mg_autopilot *ap, mg_run_end end, const char *st
 {
 	const mg_state *st = &ap->m->st;
 	*say = '\0';
+	if (end == MG_RUN_STOPPED) {
+		char at[64];
+		mg_error tmp = MG_ERROR_INIT;
+		if (ap->started)
+			journal(ap, "stop", ap->stop_why,
+			        json_pack("{s:s}", "outcome", "stop-requested"), &tmp);
+		mg_error_clear(&tmp);
+		mg_migration_step_name(at, sizeof(at), st, ap->m->traffic);
+		snprintf(say, size,
+		         "stopped: %.400s; the rollback moved the traffic, this run moved none "
+		         "after it (its state still says %s)",
+		         ap->stop_why, at);
+		return "stopped";
+	}
 	if (end == MG_RUN_GOES_ON) {
 		char why[64], at[64];
 		snprintf(why, sizeof(why), "stopped by %s", stopped_by);

@@ -19,7 +19,18 @@ struct mg_migration {
 	const mg_cancel *cancel;
 	const char *reconciled;
 	mg_shift_site site; /* rollback: what of the state directory it could not use */
+	char spool[1024];   /* state.backend kubernetes: the local spool (spool.h); else "" */
+	int64_t opened_ms;  /* when it was opened (and locked): older stop requests are stale */
 };
+
+/*
+ * A move that the shared store could not record (rc MG_EUNRECORDED, out
+ * filled): with the state in the cluster, what is missing goes to the local
+ * spool and err says so. Any other rc is returned as is. The spool never
+ * changes the traffic: the balancer has already moved.
+ */
+int mg_migration_spool(mg_migration *m, mg_shift_outcome *out, bool base_known, int rc,
+                       mg_error *err);
 
 /* The metrics source, opened on first use. */
 int mg_migration_metrics(mg_metrics **out, mg_migration *m, mg_error *err);

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "kubestore.h"
 #include "log.h"
+#include "spool.h"
 #include "units.h"
 
 /* "phase shifting, step 1 (10% read back), revision 3" */
@@ -91,7 +92,9 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
 		rc = mg_store_lock(m->store, m->command, err);
 	if (!rc)
 		rc = mg_state_load(&m->st, m->store, err);
-	if (!rc && have_seen && seen.revision != m->st.revision)
+	/* a state this machine spooled, uploaded as the lock was taken, is no one else's move */
+	if (!rc && have_seen && seen.revision != m->st.revision &&
+	    !mg_store_spool_result(m->store)->applied)
 		rc = state_moved(m->command, &seen, &m->st, err);
 	return rc;
 }
@@ -125,13 +128,14 @@ static int open_for_rollback(mg_store **out, bool existing, void *ud, mg_error *
 	return rc;
 }
 
-static int open_rollback(mg_migration *m, const char *dir, const char *name, mg_error *err)
+static int open_rollback(mg_migration *m, const char *dir, const char *name, const char *reason,
+                         mg_error *err)
 {
 	if (m->dry_run)
 		return open_dry_run(m, dir, name, err);
 	rollback_opener o = {.m = m, .dir = dir};
 	return mg_shift_open_rollback(&m->store, &m->st, &m->site, open_for_rollback, &o, name,
-	                              m->command, "run", MG_MIGRATION_PREEMPT_WAIT_MS, err);
+	                              m->command, "run", MG_MIGRATION_PREEMPT_WAIT_MS, reason, err);
 }
 
 /* The balancer's driver, and an interrupted command reconciled (not with dry_run). */
@@ -168,6 +172,7 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	m->metrics = o->metrics;
 	snprintf(m->command, sizeof(m->command), "%s", o->command ? o->command : "migrate");
 	m->dry_run = o->dry_run;
+	m->opened_ms = mg_now_ms();
 	/* the warnings stay in err, for the caller to show */
 	unsigned needs = o->mode == MG_MIGRATION_READ ? o->needs : MG_NEED_TRAFFIC | o->needs;
 	int rc = mg_plan_load(&m->plan, o->plan_path, 0, err);
@@ -183,6 +188,11 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	const char *dir = o->state_dir ? o->state_dir : mg_plan_state_dir(m->plan);
 	const char *name = mg_plan_name(m->plan);
 	mg_state_init(&m->st, name);
+	if (mg_plan_state_section(m->plan)->backend != MG_STATE_LOCAL &&
+	    (rc = mg_spool_dir(m->spool, sizeof(m->spool), dir, name, err))) {
+		mg_migration_free(m);
+		return rc;
+	}
 	switch (o->mode) {
 	case MG_MIGRATION_READ:
 		rc = open_read(m, dir, name, err);
@@ -191,7 +201,7 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 		rc = mg_kube_store_open_plan(&m->store, m->plan, dir, false, m->cancel, 0, err);
 		break;
 	case MG_MIGRATION_ROLLBACK:
-		rc = open_rollback(m, dir, name, err);
+		rc = open_rollback(m, dir, name, o->reason, err);
 		if (!rc)
 			rc = open_balancer(m, true, err);
 		break;
@@ -238,6 +248,16 @@ const mg_state *mg_migration_state(const mg_migration *m)
 mg_traffic *mg_migration_balancer(mg_migration *m)
 {
 	return m->t;
+}
+
+const char *mg_migration_spool_dir(const mg_migration *m)
+{
+	return m->spool[0] ? m->spool : NULL;
+}
+
+const char *mg_migration_stop_asked(const mg_migration *m)
+{
+	return m->site.stop_asked ? m->site.stop_holder : NULL;
 }
 
 const char *mg_migration_reconciled(const mg_migration *m)

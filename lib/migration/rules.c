@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "internal.h"
 #include "journal.h"
+#include "spool.h"
 #include "units.h"
 
 void mg_migration_gate_record(mg_state *st, const mg_gate_eval *ev)
@@ -239,7 +240,9 @@ int mg_migration_shift(mg_shift_outcome *out, mg_migration *m, int idx, const ch
 	                        .nsteps = t->nsteps,
 	                        .reason = reason,
 	                        .forced = forced};
-	return mg_shift_apply(out, m->store, &m->st, m->t, &req, err);
+	int rc = mg_shift_apply(out, m->store, &m->st, m->t, &req, err);
+	/* the cluster went away mid-move: what it did not take waits in the local spool */
+	return out ? mg_migration_spool(m, out, true, rc, err) : rc;
 }
 
 int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double to_percent,
@@ -281,9 +284,14 @@ int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_perc
 	                        .forced = forced};
 	/* the balancer first, then the record: MG_EUNRECORDED still reports the read-back */
 	int rc = mg_shift_rollback(out, m->store, &m->st, &m->site, m->t, &req, err);
+	/* the cluster that keeps the state cannot be reached: the record waits in the spool */
+	rc = mg_migration_spool(m, out, !m->site.state_unread, rc, err);
 	/* the way out ends a hold too: a pause request left behind would block the next run */
 	if (!rc)
 		rc = mg_store_pause_remove(m->store, err);
+	/* recorded, so the cluster answers: what earlier commands spooled goes up after it */
+	if (!rc)
+		mg_store_spool_flush(m->store);
 	return rc;
 }
 

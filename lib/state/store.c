@@ -17,6 +17,7 @@
 
 #include "fs.h"
 #include "log.h"
+#include "spool.h"
 #include "storebackend.h"
 
 #define LOCK_FILE "lock"
@@ -33,6 +34,8 @@ struct mg_store {
 	/* its backend (storebackend.h): local_ops, this directory, or another */
 	const mg_store_ops *ops;
 	void *impl;
+	char *spool;             /* spool.h: uploaded when the lock is taken; NULL: none */
+	mg_spool_upload spooled; /* what that upload did */
 };
 
 static const mg_store_ops local_ops; /* the directory's, defined below */
@@ -141,6 +144,7 @@ void mg_store_free(mg_store *store)
 	store->ops->free(store->impl);
 	free(store->path);
 	free(store->lock_path);
+	free(store->spool);
 	free(store);
 }
 
@@ -675,7 +679,54 @@ static const mg_store_ops local_ops = {
 
 int mg_store_lock(mg_store *store, const char *command, mg_error *err)
 {
-	return store->ops->lock(store->impl, command, err);
+	bool had = store->ops->locked(store->impl);
+	int rc = store->ops->lock(store->impl, command, err);
+	/* a rollback moves traffic first and uploads after its own record */
+	if (!rc && !had && store->spool && !(command && !strcmp(command, "rollback")))
+		mg_store_spool_flush(store);
+	return rc;
+}
+
+int mg_store_spool_set(mg_store *store, const char *dir, mg_error *err)
+{
+	free(store->spool);
+	store->spool = dir ? strdup(dir) : NULL;
+	return dir && !store->spool ? mg_error_oom(err) : 0;
+}
+
+const char *mg_store_spool_dir(const mg_store *store)
+{
+	return store ? store->spool : NULL;
+}
+
+const mg_spool_upload *mg_store_spool_result(const mg_store *store)
+{
+	return &store->spooled;
+}
+
+void mg_store_spool_flush(mg_store *store)
+{
+	if (!store || !store->spool || !store->ops->locked(store->impl) ||
+	    !mg_spool_count(store->spool))
+		return;
+	mg_spool_upload up;
+	mg_error err = MG_ERROR_INIT;
+	int rc = mg_spool_upload_all(&up, store, store->spool, &err);
+	store->spooled.uploaded += up.uploaded;
+	store->spooled.applied += up.applied;
+	store->spooled.not_applied += up.not_applied;
+	store->spooled.left = up.left;
+	if (up.uploaded || up.applied || up.not_applied)
+		mg_log(MG_LOG_WARN,
+		       "uploaded %zu record%s from the local spool %s to %s (%zu state change%s "
+		       "applied, %zu left out: the state had moved since)%s",
+		       up.uploaded, up.uploaded == 1 ? "" : "s", store->spool, store->path,
+		       up.applied, up.applied == 1 ? "" : "s", up.not_applied,
+		       up.left ? "; more are left for the next command" : "");
+	if (rc)
+		mg_log(MG_LOG_WARN, "the local spool %s was not all uploaded (%zu left): %s",
+		       store->spool, up.left, err.message);
+	mg_error_clear(&err);
 }
 
 int mg_store_lock_preempt(mg_store *store, const char *command, const char *preemptible,
@@ -788,6 +839,19 @@ int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, 
 	int rc = request_read(present, out, store, "resume", err);
 	if (!rc && *present)
 		rc = request_remove(store, "resume", err);
+	return rc;
+}
+
+int mg_store_stop_write(mg_store *store, const char *reason, mg_error *err)
+{
+	return request_write(store, "stop", reason, err);
+}
+
+int mg_store_stop_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+{
+	int rc = request_read(present, out, store, "stop", err);
+	if (!rc && *present)
+		rc = request_remove(store, "stop", err);
 	return rc;
 }
 

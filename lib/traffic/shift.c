@@ -7,6 +7,7 @@
 
 #include "journal.h"
 #include "log.h"
+#include "storebackend.h"
 
 static json_t *position(double k8s_percent, int step_index)
 {
@@ -102,10 +103,12 @@ static int record_result(mg_shift_outcome *out, mg_store *store, mg_state *st,
 	                      .reason = req->reason,
 	                      .evidence = evidence};
 	mg_error why = MG_ERROR_INIT;
-	if (write_journal && mg_journal_append(store, &e, &why))
+	out->journalled = write_journal && mg_journal_append(store, &e, &why) == 0;
+	if (write_journal && !out->journalled)
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);
 	mg_error_clear(&why);
 	bool saved = write_state && mg_state_save(store, st, &why) == 0;
+	out->state_saved = saved;
 	if (write_state && !saved)
 		note(out->record_error, sizeof(out->record_error), "%s", why.message);
 	mg_error_clear(&why);
@@ -216,10 +219,44 @@ int mg_shift_apply(mg_shift_outcome *out, mg_store *store, mg_state *st, mg_traf
 	return rc;
 }
 
+/*
+ * The holder is the autopilot (preemptible) and still has the lock: on another
+ * host, no signal reaches it. It is left a stop request, looked for at each of
+ * its ticks, and the rollback goes on without the lock. False when the holder
+ * is anyone else (a person at work: MG_ELOCKED stands).
+ */
+static bool ask_to_stop(mg_shift_site *site, mg_store *store, const char *preemptible,
+                        const char *reason, const mg_error *locked)
+{
+	bool held = false;
+	mg_lock_holder h;
+	mg_error why = MG_ERROR_INIT;
+	int rc = mg_store_lock_probe(&held, &h, store, &why);
+	mg_error_clear(&why);
+	if (rc || !held || !preemptible || strcmp(h.command, preemptible) != 0)
+		return false;
+	snprintf(site->stop_holder, sizeof(site->stop_holder), "%s, pid %ld", h.operator_, h.pid);
+	/* before traffic moves, so that the autopilot moves it no more once it has */
+	rc = mg_store_stop_write(store, reason, &why);
+	site->stop_asked = rc == 0;
+	if (rc)
+		snprintf(site->lock_error, sizeof(site->lock_error),
+		         "%.500s; and the stop request for it could not be written: %.400s",
+		         locked->message, why.message);
+	else
+		snprintf(
+		    site->lock_error, sizeof(site->lock_error),
+		    "plan \"%s\" is held by an autopilot (`migrate %s`) on %s, which was asked "
+		    "to stop: it stops within one slo.interval without moving traffic again",
+		    mg_store_plan(store), h.command, site->stop_holder);
+	mg_error_clear(&why);
+	return true;
+}
+
 int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
                            mg_store_opener open, void *open_ud, const char *plan_name,
                            const char *command, const char *preemptible, int64_t wait_ms,
-                           mg_error *err)
+                           const char *reason, mg_error *err)
 {
 	*store = NULL;
 	memset(site, 0, sizeof(*site));
@@ -245,6 +282,11 @@ int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
 		mg_error_clear(&why);
 	}
 	rc = mg_store_lock_preempt(*store, command, preemptible, wait_ms, &why);
+	if (rc == MG_ELOCKED && ask_to_stop(site, *store, preemptible, reason, &why)) {
+		mg_error_clear(&why);
+		rc = MG_ERROR; /* goes on unlocked, as below, with why in site->lock_error */
+		mg_error_set(&why, rc, "%s", site->lock_error);
+	}
 	if (rc == MG_ELOCKED) {
 		/* a person at work is not ours to override: they are told, exit 3 */
 		mg_error_set(err, rc, "%s", why.message);

@@ -960,3 +960,103 @@ Test(autopilot, run_with_the_state_in_the_cluster_holds_the_lease_to_the_end, .t
 	struct stat sb;
 	cr_assert_neq(stat(path("state/demo"), &sb), 0, "nothing in the state directory");
 }
+
+/*
+ * A `migrate run` on another host (its own UTS namespace, hostname
+ * "elsewhere": the Lease names root@elsewhere) holds the plan in the cluster.
+ * No signal reaches it: the rollback moves traffic all the same, leaves a
+ * stop request in the cluster and says so; the run stops within one
+ * slo.interval and moves no more traffic; the rollback's record waits in the
+ * local spool until the next command of this machine takes the lock.
+ */
+Test(autopilot, a_rollback_stops_a_run_of_another_host_through_the_cluster, .timeout = 90)
+{
+	if (system("unshare -u true >/dev/null 2>&1") != 0)
+		cr_skip_test("no UTS namespace here (unshare -u): another host cannot be faked");
+	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	unsetenv("KUBECONFIG");
+	tu_kubeapi_start(&kapi, dir, "default");
+	char to[1024];
+	snprintf(to, sizeof(to),
+	         "name: demo\n"
+	         "state:\n"
+	         "  backend: kubernetes\n"
+	         "  lease: 5s\n"
+	         "  kubernetes:\n"
+	         "    kubeconfig: %s\n"
+	         "    namespace: default\n",
+	         kapi.kubeconfig);
+	up("name: demo\n", to);
+
+	char *args[40];
+	size_t n = 0;
+	args[n++] = "/usr/bin/unshare";
+	args[n++] = "-u";
+	args[n++] = "/bin/sh";
+	args[n++] = "-c";
+	args[n++] = "hostname elsewhere && exec \"$@\"";
+	args[n++] = "sh";
+	args[n++] = getenv("MIGRATE_BIN");
+	cr_assert_not_null(args[n - 1], "MIGRATE_BIN is not set");
+	const char *tail[] = {"-p",  envv("PLAN"), "--state-dir", path("state"),
+	                      "run", "-o",         "json",        NULL};
+	for (size_t i = 0; tail[i]; i++)
+		args[n++] = (char *)tail[i];
+	args[n] = NULL;
+	int out = open(path("run.out"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int err = open(path("run.err"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert(out >= 0 && err >= 0);
+	bg = tu_spawn_fds(args, -1, out, err);
+	close(out);
+	close(err);
+	cr_assert_gt(bg, 0);
+	wait_step(0, 15000);
+	cr_assert_gt(weight("k8s1"), 0);
+
+	static result r;
+	mg(&r, 15000, "rollback", "--reason", "from my laptop", NULL);
+	int64_t done = tu_now_ms();
+	cr_assert_eq(r.status, 5, "rollback: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.out, "the autopilot running on ") && strstr(r.out, "@elsewhere, pid"),
+	          "%s", r.out);
+	cr_assert(strstr(r.out, "was asked to stop"), "%s", r.out);
+	cr_assert(strstr(r.err, "recorded in the local spool"), "%s", r.err);
+	cr_assert_eq(weight("k8s1"), 0, "the rollback moved traffic regardless");
+	/* slo.interval is 1s in the demo plan; the run looks at each 100 ms tick */
+	int code = wait_exit(bg, 2000 - (tu_now_ms() - done));
+	cr_assert_eq(code, 1, "run: %d, 2 s after the rollback\n%s", code, slurp(path("run.err")));
+	bg = -1;
+	json_t *d = bg_doc();
+	cr_assert_str_eq(jstr(d, "outcome"), "stopped");
+	json_decref(d);
+	/* what the bake would have done next, it does not: the traffic stays on the VMs */
+	sleep_ms(1500);
+	cr_assert_eq(weight("k8s1"), 0);
+
+	/* the next command of this machine uploads the spooled rollback */
+	mg(&r, 15000, "pause", "--reason", "after", NULL);
+	cr_assert(strstr(r.err, "uploaded 1 record from the local spool"), "%s\n%s", r.out, r.err);
+	json_t *recs = history(), *rec;
+	size_t i, stop = 0, res = 0, moves_after = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		if (is(rec, "run", "stop")) {
+			cr_assert(strstr(jstr(rec, "reason"), "a rollback by "), "%s",
+			          jstr(rec, "reason"));
+			cr_assert(strstr(jstr(rec, "reason"), "from my laptop"), "%s",
+			          jstr(rec, "reason"));
+			stop = i + 1;
+		} else if (is(rec, "rollback", "result")) {
+			cr_assert_float_eq(jnum(rec, "after.k8s_percent"), 0, 0.01);
+			res = i + 1;
+		} else if (stop && is(rec, "run", "intent")) {
+			moves_after++;
+		}
+	}
+	cr_assert(stop && res, "stop %zu, result %zu", stop, res);
+	cr_assert_eq(moves_after, 0, "the run moved traffic after the stop request");
+	json_decref(recs);
+}

@@ -6,8 +6,10 @@
  * other out with exit 3 naming the holder.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,5 +304,215 @@ Test(kubecli, a_pause_from_one_laptop_holds_the_other)
 	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
 	cr_assert(strstr(r.out, "pause"), "%s", r.out);
 	cr_assert(strstr(r.out, "resume"), "%s", r.out);
+	tu_output_free(&r);
+}
+
+/* The files of a spool directory, their names into names (up to 8); -1 when there is no directory.
+ */
+static int spool_files(const char *d, char names[8][256])
+{
+	DIR *dp = opendir(d);
+	if (!dp)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dp)))
+		if (e->d_name[0] != '.' && n < 8)
+			snprintf(names[n++], 256, "%s", e->d_name);
+	closedir(dp);
+	return n;
+}
+
+/*
+ * The cluster API stops answering (SIGSTOP: connections hang, as a partitioned
+ * control plane's do): ann rolls back, which moves traffic and keeps the record
+ * in her spool. Returns the spooled record's time (malloc'd).
+ */
+static char *rollback_into_the_spool(void)
+{
+	tu_output r = as("ann", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	cr_assert_gt(weight("k8s"), 0);
+
+	cr_assert_eq(kill(k.pid, SIGSTOP), 0);
+	r = as("ann", "rollback", "--reason", "cluster down", NULL);
+	kill(k.pid, SIGCONT);
+	cr_assert_eq(r.status, 5, "%s\n%s", r.out, r.err);
+	cr_assert_eq(weight("k8s"), 0, "traffic is back on the VMs");
+	char sp[600];
+	snprintf(sp, sizeof(sp), "%s/state/spool/shop", path("ann"));
+	char want[700];
+	snprintf(want, sizeof(want),
+	         "recorded in the local spool %s; it is uploaded by the next "
+	         "command that reaches the cluster",
+	         sp);
+	cr_assert(strstr(r.err, want), "%s", r.err);
+	tu_output_free(&r);
+
+	char names[8][256];
+	cr_assert_eq(spool_files(sp, names), 1, "one record in %s", sp);
+	struct stat sb;
+	cr_assert_eq(stat(sp, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0700);
+	char f[1000];
+	snprintf(f, sizeof(f), "%s/%s", sp, names[0]);
+	cr_assert_eq(stat(f, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600, "%o", sb.st_mode & 0777);
+	json_error_t je;
+	json_t *doc = json_load_file(f, 0, &je);
+	cr_assert_not_null(doc, "%s: %s", f, je.text);
+	json_t *rec = json_object_get(doc, "record");
+	cr_assert_str_eq(json_string_value(json_object_get(rec, "command")), "rollback");
+	cr_assert_str_eq(json_string_value(json_object_get(rec, "reason")), "cluster down");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "state"), "phase")),
+	                 "rolled-back", "%s", f);
+	char *when = strdup(json_string_value(json_object_get(rec, "time")));
+	json_decref(doc);
+	return when;
+}
+
+/* The record of the rollback in history, as spooled: -1 when it is not there. */
+static json_int_t rollback_seq(const char *who, const char *when)
+{
+	tu_output r = as(who, "history", "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	json_t *recs = json_is_array(doc) ? doc : json_object_get(doc, "records");
+	cr_assert(json_is_array(recs), "%s", r.out);
+	json_int_t seq = -1;
+	size_t i;
+	json_t *rec;
+	json_array_foreach(recs, i, rec)
+	{
+		const char *cmd = json_string_value(json_object_get(rec, "command"));
+		const char *t = json_string_value(json_object_get(rec, "time"));
+		if (cmd && !strcmp(cmd, "rollback") && t && !strcmp(t, when))
+			seq = json_integer_value(json_object_get(rec, "seq"));
+	}
+	json_decref(doc);
+	tu_output_free(&r);
+	return seq;
+}
+
+/* What a rollback could not record in the cluster waits in the spool, then goes up. */
+Test(kubecli, a_rollback_the_cluster_missed_is_spooled_and_uploaded_by_the_next_command)
+{
+	char *when = rollback_into_the_spool();
+	cr_assert_eq(rollback_seq("bob", when), -1, "not in the cluster yet");
+	/* status takes no lock: it says what waits, and uploads nothing */
+	tu_output r0 = as("ann", "status", NULL, NULL, NULL);
+	cr_assert(strstr(r0.out, "spool      1 record not in the cluster yet"), "%s", r0.out);
+	tu_output_free(&r0);
+	cr_assert_eq(rollback_seq("bob", when), -1, "status uploaded nothing");
+
+	/* the cluster is back: ann's next command uploads it before it does its own work */
+	tu_output r = as("ann", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "the rolled-back state was applied, so this is step 1: %s\n%s",
+	             r.out, r.err);
+	cr_assert(strstr(r.err, "uploaded 1 record from the local spool"), "%s", r.err);
+	cr_assert(strstr(r.err, "1 state change applied"), "%s", r.err);
+	tu_output_free(&r);
+	char names[8][256];
+	char sp[600];
+	snprintf(sp, sizeof(sp), "%s/state/spool/shop", path("ann"));
+	cr_assert_eq(spool_files(sp, names), 0, "the spool is empty once uploaded");
+
+	/* with its own time, before the step that uploaded it */
+	json_int_t seq = rollback_seq("bob", when);
+	cr_assert_gt(seq, 0, "history has the rollback at %s", when);
+	r = as("bob", "status", "-o", "json", NULL);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 0,
+	             "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	free(when);
+}
+
+/* A spooled state change never overwrites a state someone wrote after it. */
+Test(kubecli, a_spooled_state_is_not_applied_over_a_newer_one)
+{
+	char *when = rollback_into_the_spool();
+	/* bob, with no spool of his own, writes the state first */
+	tu_output r = as("bob", "pause", "--reason", "looking", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert_null(strstr(r.err, "uploaded"), "%s", r.err);
+	tu_output_free(&r);
+
+	r = as("ann", "pause", "--reason", "me too", NULL);
+	cr_assert(strstr(r.err, "uploaded 1 record from the local spool"), "%s", r.err);
+	cr_assert(strstr(r.err, "0 state changes applied, 1 left out"), "%s", r.err);
+	tu_output_free(&r);
+	char names[8][256];
+	char sp[600];
+	snprintf(sp, sizeof(sp), "%s/state/spool/shop", path("ann"));
+	cr_assert_eq(spool_files(sp, names), 0);
+	cr_assert_gt(rollback_seq("ann", when), 0, "the record is journalled all the same");
+
+	r = as("bob", "status", "-o", "json", NULL);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_str_eq(json_string_value(json_object_get(st, "phase")), "paused", "%s", r.out);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 0,
+	             "bob's state stays: %s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	free(when);
+}
+
+/*
+ * A step whose balancer moved and whose record the cluster then refused: the
+ * record and the state wait in the spool, and the next command puts both in,
+ * so the pending mark the step left is resolved by its own result, not guessed.
+ */
+Test(kubecli, a_step_the_cluster_missed_after_the_move_is_spooled_with_its_state)
+{
+	tu_output r = as("ann", "step", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	tu_output_free(&r);
+	/* the pending mark and the intent go through; the result and the state do not */
+	json_decref(tu_kubeapi_control(&k, "{\"op\": \"fault\", \"path\": "
+	                                   "\"/configmaps/migrate-shop-\", \"method\": \"PUT\", "
+	                                   "\"skip\": 2, \"count\": 100, \"status\": 403}"));
+	r = as("ann", "step", "--reason", "second slice", NULL);
+	json_decref(tu_kubeapi_control(&k, "{\"op\": \"clear_faults\"}"));
+	cr_assert_eq(r.status, 5, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "recorded in the local spool"), "%s", r.err);
+	tu_output_free(&r);
+	cr_assert_gt(weight("k8s"), 0);
+	char sp[600], names[8][256];
+	snprintf(sp, sizeof(sp), "%s/state/spool/shop", path("ann"));
+	cr_assert_eq(spool_files(sp, names), 1);
+
+	r = as("ann", "pause", "--reason", "later", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.err, "uploaded 1 record from the local spool"), "%s", r.err);
+	cr_assert(strstr(r.err, "1 state change applied"), "%s", r.err);
+	tu_output_free(&r);
+	cr_assert_eq(spool_files(sp, names), 0);
+
+	r = as("bob", "status", "-o", "json", NULL);
+	json_t *doc = tu_json_doc(&r);
+	json_t *st = json_object_get(doc, "state");
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(st, "step"), "index")), 1,
+	             "the step the spool had: %s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+	r = as("bob", "history", "-o", "json", NULL);
+	cr_assert_null(strstr(r.out, "\"reconcile\""), "nothing left to reconcile: %s", r.out);
+	doc = tu_json_doc(&r);
+	json_t *recs = json_object_get(doc, "records"), *rec;
+	size_t i, results = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		const char *action = json_string_value(json_object_get(rec, "action"));
+		const char *why = json_string_value(json_object_get(rec, "reason"));
+		results +=
+		    action && !strcmp(action, "result") && why && !strcmp(why, "second slice");
+	}
+	cr_assert_eq(results, 1, "the step's result, once: %s", r.out);
+	json_decref(doc);
 	tu_output_free(&r);
 }

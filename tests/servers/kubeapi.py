@@ -94,8 +94,10 @@ Control API on the second port:
     {"op": "rollout", "namespace": "default", "name": "web", "fail": true,
      "per_replica_ms": 500, "deadline_ms": 300}   per Deployment, all optional;
                                          "resource": "statefulsets"/"daemonsets" for those
-    {"op": "fault", "path": "substring", "method": "PATCH", "count": 1,
+    {"op": "clear_faults"}               the faults still queued
+    {"op": "fault", "path": "substring", "method": "PATCH", "count": 1, "skip": 0,
      "status": 429, "retry_after": 1}    or status 500/503/409/..., or
+     "skip": N lets the first N matching requests through (then the fault),
      "kind": "slow" with "ms" (then answers normally), "kind": "content_type"
      (200 text/html), "kind": "close" (drops the connection unanswered)
     {"op": "update", "path": "/apis/apps/v1/namespaces/default/deployments/web",
@@ -1950,6 +1952,9 @@ def main():
                         continue
                     if f.get("path") and f["path"] not in path:
                         continue
+                    if f.get("skip", 0) > 0:
+                        f["skip"] -= 1  # this one passes: the fault hits a later request
+                        return None
                     f["count"] = f.get("count", 1) - 1
                     if f["count"] <= 0:
                         state["faults"].pop(i)
@@ -2422,6 +2427,9 @@ def main():
                 return {}
             if op == "forbid":
                 state["forbid"].append({k: doc.get(k) for k in ("user", "verb", "resource")})
+                return {}
+            if op == "clear_faults":
+                state["faults"] = []
                 return {}
             if op == "fault":
                 f = {k: v for k, v in doc.items() if k != "op"}

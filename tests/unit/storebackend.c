@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../testutil.h"
 #include "journal.h"
 #include "records.h"
+#include "spool.h"
 #include "state.h"
 #include "storebackend.h"
 
@@ -22,6 +24,7 @@ typedef struct {
 	int next_version;
 	bool locked, other_holds;
 	int keepalives, frees;
+	size_t append_fails_at; /* 0: never; else the append that makes the journal this long */
 } fake;
 
 static fake F;
@@ -105,8 +108,9 @@ static int f_remove(void *impl, const char *name, mg_error *err)
 
 static int f_append(void *impl, json_t *record, mg_error *err)
 {
-	(void)err;
 	fake *f = impl;
+	if (f->append_fails_at && json_array_size(f->journal) + 1 >= f->append_fails_at)
+		return mg_error_set(err, MG_EIO, "the cluster does not answer");
 	json_t *copy = json_deep_copy(record);
 	json_object_set_new(copy, "seq", json_integer((json_int_t)json_array_size(f->journal) + 1));
 	json_array_append_new(f->journal, copy);
@@ -310,4 +314,208 @@ Test(storebackend, records_go_one_at_a_time_without_the_batch_op)
 	json_decref(F.docs);
 	json_decref(F.journal);
 	F.docs = F.journal = NULL;
+
+/* ---- the local spool (spool.h) over the fake ---- */
+
+static json_t *spooled_record(const char *time, const char *reason)
+{
+	return json_pack("{s:n, s:s, s:s, s:s, s:s, s:s}", "seq", "time", time, "operator",
+	                 "ann@laptop", "command", "rollback", "action", "result", "reason", reason);
+}
+
+static size_t files_in(const char *dir)
+{
+	return mg_spool_count(dir);
+}
+
+Test(storebackend, the_spool_uploads_in_order_and_keeps_what_failed)
+{
+	char dir[256];
+	tu_tmpdir_make(dir, sizeof(dir), "spool");
+	char sp[300];
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_spool_dir(sp, sizeof(sp), dir, "web", &err), 0);
+	const char *times[3] = {"2026-11-22T05:52:48.001Z", "2026-11-22T05:52:49.002Z",
+	                        "2026-11-22T05:52:50.003Z"};
+	for (int i = 0; i < 3; i++) {
+		json_t *rec = spooled_record(times[i], i == 1 ? "second" : "other");
+		char file[1200];
+		cr_assert_eq(mg_spool_save(file, sizeof(file), sp, rec, NULL, false, 0, &err), 0,
+		             "%s", err.message);
+		json_decref(rec);
+		struct stat sb;
+		cr_assert_eq(stat(file, &sb), 0);
+		cr_assert_eq(sb.st_mode & 0777, 0600);
+	}
+	cr_assert_eq(files_in(sp), 3);
+
+	mg_store *s = open_fake();
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	/* the second append fails: the first is uploaded, its file gone, the others kept */
+	F.append_fails_at = 2;
+	mg_spool_upload up;
+	cr_assert_eq(mg_spool_upload_all(&up, s, sp, &err), MG_EIO);
+	mg_error_clear(&err);
+	cr_assert_eq(up.uploaded, 1);
+	cr_assert_eq(up.left, 2);
+	cr_assert_eq(files_in(sp), 2);
+	F.append_fails_at = 0;
+	cr_assert_eq(mg_spool_upload_all(&up, s, sp, &err), 0, "%s", err.message);
+	cr_assert_eq(up.uploaded, 2);
+	cr_assert_eq(up.left, 0);
+	cr_assert_eq(files_in(sp), 0);
+	/* in the order they were written, with their own times; the store numbers them */
+	cr_assert_eq(json_array_size(F.journal), 3);
+	for (size_t i = 0; i < 3; i++) {
+		json_t *rec = json_array_get(F.journal, i);
+		cr_assert_str_eq(json_string_value(json_object_get(rec, "time")), times[i]);
+		cr_assert_eq(json_integer_value(json_object_get(rec, "seq")), (json_int_t)i + 1);
+		cr_assert_str_eq(json_string_value(json_object_get(rec, "operator")), "ann@laptop");
+	}
+	mg_store_free(s);
+	tu_tmpdir_remove(dir);
+}
+
+/* A spooled rollback: the state it left, and the revision it started from. */
+static void spool_rollback(const char *sp, uint64_t base, bool known)
+{
+	mg_state st;
+	mg_state_init(&st, "web");
+	st.phase = MG_PHASE_ROLLED_BACK;
+	st.step_index = -1;
+	st.has_read_back = true;
+	st.read_back_k8s_percent = 0;
+	json_t *rec = spooled_record("2026-11-22T05:52:48.001Z", "down");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_spool_save(NULL, 0, sp, rec, &st, known, base, &err), 0, "%s", err.message);
+	json_decref(rec);
+}
+
+/* The state at step 2 (50%), saved once: revision 1. */
+static void shifting_state(mg_store *s, mg_state *st)
+{
+	mg_error err = MG_ERROR_INIT;
+	mg_state_init(st, "web");
+	st->phase = MG_PHASE_SHIFTING;
+	st->step_index = 1;
+	st->has_read_back = true;
+	st->read_back_k8s_percent = 50;
+	snprintf(st->vms_version, sizeof(st->vms_version), "1.2.3");
+	cr_assert_eq(mg_state_save(s, st, &err), 0, "%s", err.message);
+}
+
+Test(storebackend, a_spooled_state_applies_only_over_the_state_it_started_from)
+{
+	char dir[256], sp[300];
+	tu_tmpdir_make(dir, sizeof(dir), "spool");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_spool_dir(sp, sizeof(sp), dir, "web", &err), 0);
+	mg_store *s = open_fake();
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	mg_state st;
+	shifting_state(s, &st);
+
+	/* started from revision 1, which the store still has: applied, the releases kept */
+	spool_rollback(sp, st.revision, true);
+	mg_spool_upload up;
+	cr_assert_eq(mg_spool_upload_all(&up, s, sp, &err), 0, "%s", err.message);
+	cr_assert_eq(up.applied, 1);
+	mg_state now;
+	cr_assert_eq(mg_state_load(&now, s, &err), 0);
+	cr_assert_eq(now.phase, MG_PHASE_ROLLED_BACK);
+	cr_assert_eq(now.step_index, -1);
+	cr_assert_float_eq(now.read_back_k8s_percent, 0, 1e-9);
+	cr_assert_str_eq(now.vms_version, "1.2.3");
+
+	/* started from a revision the store has left behind: journalled, not applied */
+	spool_rollback(sp, now.revision - 1, true);
+	cr_assert_eq(mg_spool_upload_all(&up, s, sp, &err), 0, "%s", err.message);
+	cr_assert_eq(up.uploaded, 1);
+	cr_assert_eq(up.applied, 0);
+	cr_assert_eq(up.not_applied, 1);
+	mg_state after;
+	cr_assert_eq(mg_state_load(&after, s, &err), 0);
+	cr_assert_eq(after.revision, now.revision, "the newer state is not overwritten");
+	cr_assert_eq(files_in(sp), 0);
+	cr_assert_eq(json_array_size(F.journal), 2);
+	mg_store_free(s);
+	tu_tmpdir_remove(dir);
+}
+
+Test(storebackend, taking_the_lock_uploads_the_spool_but_a_rollback_waits_for_its_record)
+{
+	char dir[256], sp[300];
+	tu_tmpdir_make(dir, sizeof(dir), "spool");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_spool_dir(sp, sizeof(sp), dir, "web", &err), 0);
+	json_t *rec = spooled_record("2026-11-22T05:52:48.001Z", "down");
+	cr_assert_eq(mg_spool_save(NULL, 0, sp, rec, NULL, false, 0, &err), 0);
+	json_decref(rec);
+	mg_store *s = open_fake();
+	cr_assert_eq(mg_store_spool_set(s, sp, &err), 0);
+	cr_assert_str_eq(mg_store_spool_dir(s), sp);
+
+	cr_assert_eq(mg_store_lock(s, "rollback", &err), 0);
+	cr_assert_eq(json_array_size(F.journal), 0, "a rollback moves traffic first");
+	mg_store_spool_flush(s);
+	cr_assert_eq(json_array_size(F.journal), 1);
+	mg_store_unlock(s);
+
+	rec = spooled_record("2026-11-22T05:52:49.001Z", "again");
+	cr_assert_eq(mg_spool_save(NULL, 0, sp, rec, NULL, false, 0, &err), 0);
+	json_decref(rec);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	cr_assert_eq(json_array_size(F.journal), 2, "any other writer uploads as it locks");
+	cr_assert_eq(mg_store_spool_result(s)->uploaded, 2);
+	cr_assert_eq(files_in(sp), 0);
+	mg_store_free(s);
+	tu_tmpdir_remove(dir);
+}
+
+Test(storebackend, a_stop_request_goes_through_the_backend_and_is_taken_once)
+{
+	mg_store *s = open_fake();
+	mg_error err = MG_ERROR_INIT;
+	bool present = true;
+	mg_pause_request pr;
+	cr_assert_eq(mg_store_stop_take(&present, &pr, s, &err), 0);
+	cr_assert_not(present);
+	cr_assert_eq(mg_store_stop_write(s, "from my laptop", &err), 0, "%s", err.message);
+	cr_assert_not(F.locked, "a request needs no lock");
+	cr_assert_not_null(json_object_get(F.docs, "stop"));
+	cr_assert_eq(mg_store_stop_take(&present, &pr, s, &err), 0);
+	cr_assert(present);
+	cr_assert_str_eq(pr.reason, "from my laptop");
+	cr_assert_gt(pr.since_ms, 0);
+	cr_assert_null(json_object_get(F.docs, "stop"), "taken: removed");
+	cr_assert_eq(mg_store_stop_take(&present, &pr, s, &err), 0);
+	cr_assert_not(present);
+	mg_store_free(s);
+}
+
+Test(storebackend, a_damaged_spool_file_is_left_and_holds_no_one_up)
+{
+	char dir[256], sp[300];
+	tu_tmpdir_make(dir, sizeof(dir), "spool");
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_spool_dir(sp, sizeof(sp), dir, "web", &err), 0);
+	json_t *rec = spooled_record("2026-11-22T05:52:48.001Z", "down");
+	cr_assert_eq(mg_spool_save(NULL, 0, sp, rec, NULL, false, 0, &err), 0);
+	json_decref(rec);
+	char bad[400];
+	snprintf(bad, sizeof(bad), "%s/00000000000000000001-1-000001.json", sp);
+	FILE *f = fopen(bad, "w");
+	cr_assert_not_null(f);
+	fputs("{\"format\": 1, \"record\": tor", f);
+	fclose(f);
+	mg_store *s = open_fake();
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	mg_spool_upload up;
+	cr_assert_eq(mg_spool_upload_all(&up, s, sp, &err), 0, "%s", err.message);
+	cr_assert_eq(up.uploaded, 1);
+	cr_assert_eq(up.left, 1);
+	struct stat sb;
+	cr_assert_eq(stat(bad, &sb), 0, "the damaged file stays for the operator");
+	mg_store_free(s);
+	tu_tmpdir_remove(dir);
 }
