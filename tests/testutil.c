@@ -1542,7 +1542,7 @@ json_t *tu_state_journal(const char *plan, const char *state_dir)
 
 void tu_state_write_raw(const char *plan, const char *state_dir, const char *text)
 {
-	mg_store *s = tu_state_store(plan, state_dir, true);
+	mg_store *s = tu_state_store(plan, state_dir, false);
 	mg_error err = MG_ERROR_INIT;
 	if (mg_store_remote(s)) {
 		cr_assert_eq(mg_store_doc_write(s, "state", text, strlen(text), NULL, false, &err),
