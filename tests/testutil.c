@@ -1576,6 +1576,26 @@ bool tu_state_written(const char *local_dir)
 	return wrote;
 }
 
+int64_t tu_state_wait_unlocked(const char *plan, const char *state_dir)
+{
+	mg_store *s = tu_state_store(plan, state_dir, true);
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = tu_now_ms();
+	for (;;) {
+		bool held = false;
+		mg_lock_holder h;
+		memset(&h, 0, sizeof(h));
+		cr_assert_eq(mg_store_lock_probe(&held, &h, s, &err), 0, "%s", err.message);
+		if (!held)
+			break;
+		cr_assert_lt(tu_now_ms() - t0, 15000, "the lock of %s is still held by %s pid %ld",
+		             plan, h.operator_, h.pid);
+		usleep(100 * 1000);
+	}
+	mg_store_free(s);
+	return tu_now_ms() - t0;
+}
+
 void tu_state_local_only(const char *why)
 {
 	if (tu_state_kube())

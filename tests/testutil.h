@@ -312,6 +312,14 @@ void tu_state_write_raw(const char *plan, const char *state_dir, const char *tex
  */
 bool tu_state_written(const char *local_dir);
 /*
+ * Waits (bounded: 15 s) until no one holds the plan's lock. A holder killed
+ * with SIGKILL leaves none in the state directory (the kernel drops its
+ * flock) but keeps a Lease until it runs out (state.lease): a test that
+ * crashes a command on purpose waits here before the next one. Returns how
+ * long it waited in ms.
+ */
+int64_t tu_state_wait_unlocked(const char *plan, const char *state_dir);
+/*
  * Under the switch, skips the test (counted by the runner's synthesis) with
  * why: it reads, damages or remounts the local state directory itself.
  */
