@@ -1540,6 +1540,119 @@ json_t *tu_state_journal(const char *plan, const char *state_dir)
 	return recs;
 }
 
+char *tu_state_journal_text(const char *plan, const char *state_dir)
+{
+	json_t *recs = tu_state_journal(plan, state_dir), *rec;
+	size_t i, len = 0;
+	char *out = calloc(1, 1);
+	cr_assert_not_null(out);
+	json_array_foreach(recs, i, rec)
+	{
+		char *line = json_dumps(rec, JSON_COMPACT);
+		cr_assert_not_null(line);
+		size_t n = strlen(line);
+		out = realloc(out, len + n + 2);
+		cr_assert_not_null(out);
+		memcpy(out + len, line, n);
+		out[len + n] = '\n';
+		len += n + 1;
+		out[len] = '\0';
+		free(line);
+	}
+	json_decref(recs);
+	return out;
+}
+
+/* The whole file at path (malloc'd), NULL if it cannot be read. */
+static char *slurp_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *text = NULL;
+	size_t len = 0, got;
+	char buf[8192];
+	while ((got = fread(buf, 1, sizeof(buf), f)) > 0) {
+		text = realloc(text, len + got + 1);
+		cr_assert_not_null(text);
+		memcpy(text + len, buf, got);
+		len += got;
+	}
+	fclose(f);
+	if (!text)
+		text = calloc(1, 1);
+	text[len] = '\0';
+	return text;
+}
+
+char *tu_state_doc_text(const char *plan, const char *state_dir, const char *name)
+{
+	mg_store *s = tu_state_store(plan, state_dir, false);
+	char *text = NULL;
+	if (mg_store_remote(s)) {
+		mg_error err = MG_ERROR_INIT;
+		size_t len = 0;
+		char *version = NULL;
+		int rc = mg_store_doc_read(s, name, &text, &len, &version, &err);
+		cr_assert(rc == 0 || rc == MG_ENOTFOUND, "%s: %s", name, err.message);
+		free(version);
+		if (rc) {
+			text = NULL;
+			mg_error_clear(&err);
+		}
+	} else {
+		text = slurp_file(tu_at("%s/%s.json", mg_store_path(s), name));
+	}
+	mg_store_free(s);
+	return text;
+}
+
+char *tu_state_everything(const char *plan, const char *state_dir)
+{
+	char *out = calloc(1, 1);
+	size_t len = 0;
+	cr_assert_not_null(out);
+	if (!tu_state_kube()) {
+		mg_store *s = tu_state_store(plan, state_dir, false);
+		const char *files[] = {"journal.jsonl", "state.json", "fleet.json", "lock"};
+		for (size_t i = 0; i < 4; i++) {
+			char *t = slurp_file(tu_at("%s/%s", mg_store_path(s), files[i]));
+			if (!t)
+				continue;
+			size_t n = strlen(t);
+			out = realloc(out, len + n + 2);
+			cr_assert_not_null(out);
+			memcpy(out + len, t, n);
+			out[len + n] = '\n';
+			len += n + 1;
+			out[len] = '\0';
+			free(t);
+		}
+		mg_store_free(s);
+		return out;
+	}
+	if (state_k.pid <= 0)
+		return out;
+	json_t *reqs = tu_kubeapi_requests(&state_k), *q;
+	size_t i;
+	json_array_foreach(reqs, i, q)
+	{
+		char *t = json_dumps(json_object_get(q, "body"), JSON_ENCODE_ANY);
+		if (!t)
+			continue;
+		size_t n = strlen(t);
+		out = realloc(out, len + n + 2);
+		cr_assert_not_null(out);
+		memcpy(out + len, t, n);
+		out[len + n] = '\n';
+		len += n + 1;
+		out[len] = '\0';
+		free(t);
+	}
+	json_decref(reqs);
+	return out;
+}
+
 void tu_state_write_raw(const char *plan, const char *state_dir, const char *text)
 {
 	mg_store *s = tu_state_store(plan, state_dir, false);

@@ -303,6 +303,21 @@ int tu_state_store_open(mg_store **out, const char *plan, const char *state_dir,
 mg_store *tu_state_store(const char *plan, const char *state_dir, bool existing);
 /* The plan's whole journal, oldest first, through its store; asserts none was skipped. */
 json_t *tu_state_journal(const char *plan, const char *state_dir);
+/* The journal as JSON lines, one compact record a line, oldest first (malloc'd). */
+char *tu_state_journal_text(const char *plan, const char *state_dir);
+/*
+ * A document of the plan's store as text (malloc'd), NULL when there is
+ * none: name "state", "fleet" or "manifests/<version>" (local: the file
+ * <name>.json in the state directory; kubernetes: the ConfigMap's key).
+ */
+char *tu_state_doc_text(const char *plan, const char *state_dir, const char *name);
+/*
+ * Everything written to the state: local, the files of the plan's state
+ * directory (journal.jsonl, state.json, fleet.json, lock) concatenated;
+ * kubernetes, the body of every request that reached the fixture's server.
+ * For proving a secret never reached it (malloc'd).
+ */
+char *tu_state_everything(const char *plan, const char *state_dir);
 /* Replaces the plan's recorded state by text as it is (a damaged state.json / ConfigMap). */
 void tu_state_write_raw(const char *plan, const char *state_dir, const char *text);
 /*
