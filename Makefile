@@ -109,7 +109,7 @@ integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
 # gives each test a tests/servers/kubeapi.py of its own and rewrites its plans' `state:` to
 # `backend: kubernetes` (tests/testutil.h), so every command must behave the same with either
 # backend. KUBE_SUITES="step cli" runs those alone.
-KUBE_SUITES ?= step autopilot cli nginx dual deploy secrets
+KUBE_SUITES ?= step autopilot cli nginx dual deploy secrets gate
 empty :=
 space := $(empty) $(empty)
 integration-kube: $(BUILD)/tests/integration.bin $(BUILD)/migrate
