@@ -52,7 +52,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
 # The deploy benchmark compares against Ansible; only `make bench` needs it.
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
-.PHONY: FORCE all bench deps check unit integration fuzz-replay fuzz fuzz-long test test-asan demo format \
+.PHONY: FORCE all bench deps check unit integration integration-kube fuzz-replay fuzz fuzz-long test test-asan demo format \
         format-check lint clean
 .DEFAULT_GOAL := all
 
@@ -105,6 +105,17 @@ unit: $(BUILD)/tests/unit.bin
 integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
 	MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate $(BUILD)/tests/integration.bin --jobs 2
 
+# The CLI suites again with every plan's state in the cluster: MG_TEST_STATE_BACKEND=kubernetes
+# gives each test a tests/servers/kubeapi.py of its own and rewrites its plans' `state:` to
+# `backend: kubernetes` (tests/testutil.h), so every command must behave the same with either
+# backend. KUBE_SUITES="step cli" runs those alone.
+KUBE_SUITES ?= step autopilot cli nginx dual deploy secrets gate
+empty :=
+space := $(empty) $(empty)
+integration-kube: $(BUILD)/tests/integration.bin $(BUILD)/migrate
+	MG_TEST_STATE_BACKEND=kubernetes MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate \
+	  $(BUILD)/tests/integration.bin --jobs 2 --filter '@($(subst $(space),|,$(strip $(KUBE_SUITES))))/*'
+
 bench: PKG_SET = $(BENCH_PACKAGES)
 bench: deps all
 	sh tests/bench/rollback.sh
@@ -119,7 +130,9 @@ fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
 	  printf '%s: ' $$t; $(BUILD)/tests/fuzz-replay-$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# integration-kube after the normal integration run, never beside it (both use both cores).
 check: unit integration fuzz-replay
+	$(MAKE) --no-print-directory integration-kube
 
 # Short libFuzzer runs when clang is there (tests/fuzz/run.sh says when it is not):
 # FUZZ_SECONDS in all, split between the targets.

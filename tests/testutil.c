@@ -1,6 +1,10 @@
 #include "testutil.h"
 
+#include "journal.h"
+#include "kubestore.h"
 #include "log.h"
+#include "plan.h"
+#include "storebackend.h"
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -1398,4 +1402,316 @@ void tu_edit_file(const char *path, const char *from, const char *to)
 	fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
 	cr_assert_eq(fclose(f), 0);
 	free(text);
+}
+
+/* ------------------------------------------------------------ the state backend switch */
+
+static tu_kubeapi state_k = TU_KUBEAPI_INIT;
+
+bool tu_state_kube(void)
+{
+	const char *b = getenv("MG_TEST_STATE_BACKEND");
+	if (!b || !*b || !strcmp(b, "local"))
+		return false;
+	cr_assert_str_eq(b, "kubernetes", "MG_TEST_STATE_BACKEND is local or kubernetes, not %s",
+	                 b);
+	return true;
+}
+
+const char *tu_state_backend(void)
+{
+	return tu_state_kube() ? "kubernetes" : "local";
+}
+
+/* text without its top-level `state:` section (the key's line and the indented ones after). */
+static char *without_state_section(const char *text)
+{
+	size_t n = strlen(text);
+	char *out = malloc(n + 1);
+	cr_assert_not_null(out);
+	size_t o = 0;
+	bool in_state = false;
+	for (const char *p = text; *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+		bool top = *p != ' ' && *p != '\t' && *p != '\n' && *p != '#';
+		if (top)
+			in_state = !strncmp(p, "state:", 6);
+		if (!in_state) {
+			memcpy(out + o, p, len);
+			o += len;
+		}
+		p += len;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+void tu_state_plan(const char *plan, const char *dir)
+{
+	if (!tu_state_kube())
+		return;
+	if (state_k.pid <= 0) {
+		char sdir[512];
+		snprintf(sdir, sizeof(sdir), "%s/kubestate", dir);
+		cr_assert(mkdir(sdir, 0700) == 0 || errno == EEXIST, "%s: %s", sdir,
+		          strerror(errno));
+		setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+		unsetenv("https_proxy");
+		unsetenv("HTTPS_PROXY");
+		unsetenv("ALL_PROXY");
+		tu_kubeapi_start(&state_k, sdir, "default");
+	}
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = fopen(plan, "r");
+	cr_assert_not_null(f, "%s: %s", plan, strerror(errno));
+	char buf[4096];
+	size_t got;
+	while ((got = fread(buf, 1, sizeof(buf), f)) > 0) {
+		text = realloc(text, len + got + 1);
+		cr_assert_not_null(text);
+		memcpy(text + len, buf, got);
+		len += got;
+	}
+	fclose(f);
+	if (!text)
+		text = calloc(1, 1);
+	text[len] = '\0';
+	char *kept = without_state_section(text);
+	free(text);
+	size_t kl = strlen(kept);
+	f = fopen(plan, "w");
+	cr_assert_not_null(f, "%s: %s", plan, strerror(errno));
+	fprintf(f,
+	        "%s%s"
+	        "state:\n"
+	        "  backend: kubernetes\n"
+	        "  lease: 5s\n"
+	        "  kubernetes:\n"
+	        "    kubeconfig: %s\n"
+	        "    namespace: default\n",
+	        kept, kl && kept[kl - 1] != '\n' ? "\n" : "", state_k.kubeconfig);
+	cr_assert_eq(fclose(f), 0);
+	free(kept);
+}
+
+void tu_state_stop(void)
+{
+	tu_kubeapi_stop(&state_k);
+}
+
+const tu_kubeapi *tu_state_server(void)
+{
+	return state_k.pid > 0 ? &state_k : NULL;
+}
+
+int tu_state_store_open(mg_store **out, const char *plan, const char *state_dir, bool existing,
+                        mg_error *err)
+{
+	mg_plan *p = NULL;
+	int rc = mg_plan_load(&p, plan, 0, err);
+	if (rc)
+		return rc;
+	rc = mg_kube_store_open_plan(out, p, state_dir, existing, NULL, 0, err);
+	mg_plan_free(p);
+	return rc;
+}
+
+mg_store *tu_state_store(const char *plan, const char *state_dir, bool existing)
+{
+	mg_store *s = NULL;
+	mg_error err = MG_ERROR_INIT;
+	int rc = tu_state_store_open(&s, plan, state_dir, existing, &err);
+	cr_assert_eq(rc, 0, "the %s store of %s: %s", tu_state_backend(), plan, err.message);
+	mg_error_clear(&err);
+	return s;
+}
+
+json_t *tu_state_journal(const char *plan, const char *state_dir)
+{
+	mg_store *s = tu_state_store(plan, state_dir, true);
+	mg_error err = MG_ERROR_INIT;
+	json_t *recs = NULL;
+	size_t skipped = 0;
+	cr_assert_eq(mg_journal_read(&recs, &skipped, s, 0, &err), 0, "%s", err.message);
+	cr_assert_eq(skipped, 0, "%zu journal records skipped", skipped);
+	mg_store_free(s);
+	return recs;
+}
+
+char *tu_state_journal_text(const char *plan, const char *state_dir)
+{
+	json_t *recs = tu_state_journal(plan, state_dir), *rec;
+	size_t i, len = 0;
+	char *out = calloc(1, 1);
+	cr_assert_not_null(out);
+	json_array_foreach(recs, i, rec)
+	{
+		char *line = json_dumps(rec, JSON_COMPACT);
+		cr_assert_not_null(line);
+		size_t n = strlen(line);
+		out = realloc(out, len + n + 2);
+		cr_assert_not_null(out);
+		memcpy(out + len, line, n);
+		out[len + n] = '\n';
+		len += n + 1;
+		out[len] = '\0';
+		free(line);
+	}
+	json_decref(recs);
+	return out;
+}
+
+/* The whole file at path (malloc'd), NULL if it cannot be read. */
+static char *slurp_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	char *text = NULL;
+	size_t len = 0, got;
+	char buf[8192];
+	while ((got = fread(buf, 1, sizeof(buf), f)) > 0) {
+		text = realloc(text, len + got + 1);
+		cr_assert_not_null(text);
+		memcpy(text + len, buf, got);
+		len += got;
+	}
+	fclose(f);
+	if (!text)
+		text = calloc(1, 1);
+	text[len] = '\0';
+	return text;
+}
+
+char *tu_state_doc_text(const char *plan, const char *state_dir, const char *name)
+{
+	mg_store *s = tu_state_store(plan, state_dir, false);
+	char *text = NULL;
+	if (mg_store_remote(s)) {
+		mg_error err = MG_ERROR_INIT;
+		size_t len = 0;
+		char *version = NULL;
+		int rc = mg_store_doc_read(s, name, &text, &len, &version, &err);
+		cr_assert(rc == 0 || rc == MG_ENOTFOUND, "%s: %s", name, err.message);
+		free(version);
+		if (rc) {
+			text = NULL;
+			mg_error_clear(&err);
+		}
+	} else {
+		text = slurp_file(tu_at("%s/%s.json", mg_store_path(s), name));
+	}
+	mg_store_free(s);
+	return text;
+}
+
+char *tu_state_everything(const char *plan, const char *state_dir)
+{
+	char *out = calloc(1, 1);
+	size_t len = 0;
+	cr_assert_not_null(out);
+	if (!tu_state_kube()) {
+		mg_store *s = tu_state_store(plan, state_dir, false);
+		const char *files[] = {"journal.jsonl", "state.json", "fleet.json", "lock"};
+		for (size_t i = 0; i < 4; i++) {
+			char *t = slurp_file(tu_at("%s/%s", mg_store_path(s), files[i]));
+			if (!t)
+				continue;
+			size_t n = strlen(t);
+			out = realloc(out, len + n + 2);
+			cr_assert_not_null(out);
+			memcpy(out + len, t, n);
+			out[len + n] = '\n';
+			len += n + 1;
+			out[len] = '\0';
+			free(t);
+		}
+		mg_store_free(s);
+		return out;
+	}
+	if (state_k.pid <= 0)
+		return out;
+	json_t *reqs = tu_kubeapi_requests(&state_k), *q;
+	size_t i;
+	json_array_foreach(reqs, i, q)
+	{
+		char *t = json_dumps(json_object_get(q, "body"), JSON_ENCODE_ANY);
+		if (!t)
+			continue;
+		size_t n = strlen(t);
+		out = realloc(out, len + n + 2);
+		cr_assert_not_null(out);
+		memcpy(out + len, t, n);
+		out[len + n] = '\n';
+		len += n + 1;
+		out[len] = '\0';
+		free(t);
+	}
+	json_decref(reqs);
+	return out;
+}
+
+void tu_state_write_raw(const char *plan, const char *state_dir, const char *text)
+{
+	mg_store *s = tu_state_store(plan, state_dir, false);
+	mg_error err = MG_ERROR_INIT;
+	if (mg_store_remote(s)) {
+		cr_assert_eq(mg_store_doc_write(s, "state", text, strlen(text), NULL, false, &err),
+		             0, "%s", err.message);
+	} else {
+		char file[600];
+		snprintf(file, sizeof(file), "%s/state.json", mg_store_path(s));
+		tu_write_file(file, text);
+	}
+	mg_store_free(s);
+}
+
+bool tu_state_written(const char *local_dir)
+{
+	if (!tu_state_kube()) {
+		struct stat sb;
+		return stat(local_dir, &sb) == 0;
+	}
+	if (state_k.pid <= 0)
+		return false;
+	json_t *reqs = tu_kubeapi_requests(&state_k), *q;
+	size_t i;
+	bool wrote = false;
+	json_array_foreach(reqs, i, q)
+	{
+		const char *m = json_string_value(json_object_get(q, "method"));
+		if (m && strcmp(m, "GET") != 0)
+			wrote = true;
+	}
+	json_decref(reqs);
+	return wrote;
+}
+
+int64_t tu_state_wait_unlocked(const char *plan, const char *state_dir)
+{
+	mg_store *s = tu_state_store(plan, state_dir, true);
+	mg_error err = MG_ERROR_INIT;
+	int64_t t0 = tu_now_ms();
+	for (;;) {
+		bool held = false;
+		mg_lock_holder h;
+		memset(&h, 0, sizeof(h));
+		cr_assert_eq(mg_store_lock_probe(&held, &h, s, &err), 0, "%s", err.message);
+		if (!held)
+			break;
+		cr_assert_lt(tu_now_ms() - t0, 15000, "the lock of %s is still held by %s pid %ld",
+		             plan, h.operator_, h.pid);
+		usleep(100 * 1000);
+	}
+	mg_store_free(s);
+	return tu_now_ms() - t0;
+}
+
+void tu_state_local_only(const char *why)
+{
+	if (tu_state_kube())
+		cr_skip_test("local state only, skipped under MG_TEST_STATE_BACKEND=kubernetes: %s",
+		             why);
 }

@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "error.h"
+#include "store.h"
+
 /* A fresh directory /tmp/mg-<tag>-XXXXXX in buf (umask 022 so modes are predictable). */
 void tu_tmpdir_make(char *buf, size_t size, const char *tag);
 /* rm -rf, without following links. */
@@ -267,5 +270,74 @@ void tu_relay_stop(tu_relay *rl);
 int tu_set_immutable(const char *file, bool on);
 /* Replaces the one occurrence of from in the file at path by to; asserts. */
 void tu_edit_file(const char *path, const char *from, const char *to);
+
+/*
+ * The state backend switch. MG_TEST_STATE_BACKEND=kubernetes runs the CLI
+ * suites with their plans' state kept by `state: {backend: kubernetes}` in a
+ * tests/servers/kubeapi.py the fixture starts (one per test, on loopback, in
+ * <dir>/kubestate), instead of the local state directory; unset, "" or
+ * "local": as the plans are written. Any other value fails the test.
+ */
+bool tu_state_kube(void);
+/* "kubernetes" or "local", for messages. */
+const char *tu_state_backend(void);
+/*
+ * Under the switch, replaces the plan file's top-level `state:` section (if
+ * any) by one that keeps the state in the fixture's kubeapi.py (lease 5s),
+ * started in dir/kubestate on the first call of a test; nothing otherwise.
+ * Call it after writing a plan, and again after rewriting it whole.
+ */
+void tu_state_plan(const char *plan, const char *dir);
+/* Stops the server tu_state_plan started (teardown, before removing dir); safe to call twice. */
+void tu_state_stop(void);
+/* The switch's server, or NULL when it is not running (for its control API). */
+const tu_kubeapi *tu_state_server(void);
+
+/*
+ * The plan's store as every command opens it, wherever the plan keeps it
+ * (mg_kube_store_open_plan; state_dir NULL: the plan's state.dir). The first
+ * does not assert (for a forked child), the second does.
+ */
+int tu_state_store_open(mg_store **out, const char *plan, const char *state_dir, bool existing,
+                        mg_error *err);
+mg_store *tu_state_store(const char *plan, const char *state_dir, bool existing);
+/* The plan's whole journal, oldest first, through its store; asserts none was skipped. */
+json_t *tu_state_journal(const char *plan, const char *state_dir);
+/* The journal as JSON lines, one compact record a line, oldest first (malloc'd). */
+char *tu_state_journal_text(const char *plan, const char *state_dir);
+/*
+ * A document of the plan's store as text (malloc'd), NULL when there is
+ * none: name "state", "fleet" or "manifests/<version>" (local: the file
+ * <name>.json in the state directory; kubernetes: the ConfigMap's key).
+ */
+char *tu_state_doc_text(const char *plan, const char *state_dir, const char *name);
+/*
+ * Everything written to the state: local, the files of the plan's state
+ * directory (journal.jsonl, state.json, fleet.json, lock) concatenated;
+ * kubernetes, the body of every request that reached the fixture's server.
+ * For proving a secret never reached it (malloc'd).
+ */
+char *tu_state_everything(const char *plan, const char *state_dir);
+/* Replaces the plan's recorded state by text as it is (a damaged state.json / ConfigMap). */
+void tu_state_write_raw(const char *plan, const char *state_dir, const char *text);
+/*
+ * Whether anything of the plan's state was written: local, whether local_dir
+ * (the state directory) exists; kubernetes, whether any request but a read
+ * reached the fixture's server.
+ */
+bool tu_state_written(const char *local_dir);
+/*
+ * Waits (bounded: 15 s) until no one holds the plan's lock. A holder killed
+ * with SIGKILL leaves none in the state directory (the kernel drops its
+ * flock) but keeps a Lease until it runs out (state.lease): a test that
+ * crashes a command on purpose waits here before the next one. Returns how
+ * long it waited in ms.
+ */
+int64_t tu_state_wait_unlocked(const char *plan, const char *state_dir);
+/*
+ * Under the switch, skips the test (counted by the runner's synthesis) with
+ * why: it reads, damages or remounts the local state directory itself.
+ */
+void tu_state_local_only(const char *why);
 
 #endif

@@ -304,6 +304,8 @@ static void up(const char *from, const char *to)
 		fprintf(f, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
 		cr_assert_eq(fclose(f), 0);
 	}
+	/* MG_TEST_STATE_BACKEND=kubernetes: the state in the fixture's cluster */
+	tu_state_plan(envv("PLAN"), dir);
 }
 
 static void setup(void)
@@ -335,6 +337,7 @@ static void teardown(void)
 		sandbox_up = false;
 	}
 	tu_kubeapi_stop(&kapi);
+	tu_state_stop();
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
 }
@@ -845,6 +848,7 @@ Test(autopilot, an_unreachable_balancer_ends_the_run_with_a_record)
  */
 Test(autopilot, a_move_that_cannot_be_recorded_ends_the_run_with_exit_5_and_the_read_back)
 {
+	tu_state_local_only("makes state.json immutable");
 	up(NULL, NULL);
 	char sock[300], state_file[300];
 	snprintf(sock, sizeof(sock), "socket: \"%s\"", envv("ADMIN_SOCK"));

@@ -21,6 +21,7 @@
 #include "journal.h"
 #include "state.h"
 #include "store.h"
+#include "storebackend.h"
 
 typedef tu_output result;
 
@@ -34,6 +35,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+	tu_state_stop();
 	tu_tmpdir_remove(tmpdir);
 }
 
@@ -88,6 +90,13 @@ static const char minimal_plan[] =
     "  red: { source: haproxy, backend: shop, max_error_rate: 1% }\n";
 
 TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+
+/* p.yaml, the minimal plan, its state where MG_TEST_STATE_BACKEND keeps it. */
+static void plan_file(void)
+{
+	write_file(tmp("p.yaml"), minimal_plan);
+	tu_state_plan(tmp("p.yaml"), tmpdir);
+}
 
 Test(cli, help_lists_every_command)
 {
@@ -424,7 +433,7 @@ Test(cli, plan_with_only_traffic_and_slo)
 
 Test(cli, status_before_anything_ran)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
+	plan_file();
 	result r = tu_migrate("status", "-p", tmp("p.yaml"), "-o", "json", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	json_t *doc = json_doc(&r);
@@ -435,21 +444,18 @@ Test(cli, status_before_anything_ran)
 	json_decref(doc);
 	tu_output_free(&r);
 	/* a read-only command creates nothing */
-	struct stat sb;
-	cr_assert_neq(stat(tmp(".migrate"), &sb), 0);
+	cr_assert(!tu_state_written(tmp(".migrate")));
 }
 
+/* p.yaml's store, as the commands open it with --state-dir dir. */
 static mg_store *open_store(const char *dir)
 {
-	mg_store *s = NULL;
-	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_store_open(&s, dir, "shop", &err), 0, "%s", err.message);
-	return s;
+	return tu_state_store(tmp("p.yaml"), dir, false);
 }
 
 Test(cli, status_shows_recorded_state_and_lock_holder)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
+	plan_file();
 	mg_store *s = open_store(tmp("state"));
 	mg_error err = MG_ERROR_INIT;
 	cr_assert_eq(mg_store_lock(s, "step", &err), 0, "%s", err.message);
@@ -494,13 +500,33 @@ Test(cli, status_shows_recorded_state_and_lock_holder)
 
 Test(cli, status_refuses_a_corrupt_state_file)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
-	mg_store_free(open_store(tmp("state")));
-	write_file(tmp("state/shop/state.json"), "{\"format\": 1, \"plan\": ");
+	plan_file();
+	tu_state_write_raw(tmp("p.yaml"), tmp("state"), "{\"format\": 1, \"plan\": ");
 	result r = tu_migrate("status", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.err, "state.json"), "the message must name the file: %s", r.err);
 	tu_output_free(&r);
+}
+
+/* The journal of p.yaml is these JSON lines (its records as migrate wrote them). */
+static void journal_lines(const char *text)
+{
+	mg_store *s = open_store(tmp("state"));
+	if (!mg_store_remote(s)) {
+		write_file(tu_at("%s/journal.jsonl", mg_store_path(s)), text);
+		mg_store_free(s);
+		return;
+	}
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0, "%s", err.message);
+	for (const char *p = text; *p; p += strcspn(p, "\n") + 1) {
+		json_error_t je;
+		json_t *rec = json_loadb(p, strcspn(p, "\n"), 0, &je);
+		cr_assert_not_null(rec, "%s", je.text);
+		cr_assert_eq(mg_store_journal_append_record(s, rec, &err), 0, "%s", err.message);
+		json_decref(rec);
+	}
+	mg_store_free(s);
 }
 
 static void append(mg_store *s, const char *action, const char *reason)
@@ -520,7 +546,7 @@ static void append(mg_store *s, const char *action, const char *reason)
 
 Test(cli, history_newest_last_with_limit)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
+	plan_file();
 	mg_store *s = open_store(tmp("state"));
 	mg_error err = MG_ERROR_INIT;
 	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
@@ -551,7 +577,8 @@ Test(cli, history_newest_last_with_limit)
 
 Test(cli, history_skips_a_torn_last_line_with_a_warning)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
+	tu_state_local_only("appends a torn line to journal.jsonl");
+	plan_file();
 	mg_store *s = open_store(tmp("state"));
 	mg_error err = MG_ERROR_INIT;
 	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
@@ -644,10 +671,8 @@ Test(cli, colour_only_on_a_terminal_and_never_with_no_color)
 
 Test(cli, history_since_and_streamed_json)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
-	mg_store_free(open_store(tmp("state")));
-	write_file(
-	    tmp("state/shop/journal.jsonl"),
+	plan_file();
+	journal_lines(
 	    "{\"seq\":1,\"time\":\"2026-11-20T00:00:00.000Z\",\"operator\":\"a@b\",\"pid\":1,"
 	    "\"command\":\"step\",\"action\":\"intent\",\"before\":null,\"after\":null,"
 	    "\"reason\":\"old\",\"evidence\":null}\n"
@@ -700,7 +725,8 @@ Test(cli, history_since_and_streamed_json)
 
 Test(cli, history_json_reports_a_journal_it_cannot_read)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
+	tu_state_local_only("makes journal.jsonl a FIFO");
+	plan_file();
 	mg_store_free(open_store(tmp("state")));
 	cr_assert_eq(mkfifo(tmp("state/shop/journal.jsonl"), 0600), 0);
 	result r = tu_migrate("history", "-p", tmp("p.yaml"), "--state-dir", tmp("state"), "-o",
@@ -715,7 +741,7 @@ Test(cli, history_json_reports_a_journal_it_cannot_read)
 
 Test(cli, rollback_force_needs_a_reason)
 {
-	write_file(tmp("p.yaml"), minimal_plan);
+	plan_file();
 	result r = tu_migrate("rollback", "-p", tmp("p.yaml"), "--state-dir", tmp("state"),
 	                      "--force", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
@@ -723,5 +749,5 @@ Test(cli, rollback_force_needs_a_reason)
 	          r.err);
 	tu_output_free(&r);
 	/* refused before anything is opened: no state directory was made */
-	cr_assert_eq(access(tmp("state"), F_OK), -1);
+	cr_assert(!tu_state_written(tmp("state")));
 }

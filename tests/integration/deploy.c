@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ static void setup(void)
 static void teardown(void)
 {
 	tu_vms_stop(&vms);
+	tu_state_stop();
 	tu_tmpdir_remove(dir);
 }
 
@@ -132,6 +134,26 @@ static void write_plan(const plan_opts *o)
 		                vms.health_port, o->health_timeout ? o->health_timeout : "5s");
 	snprintf(text + len, sizeof(text) - (size_t)len, "state:\n  dir: state\n");
 	tu_write_file(plan, text);
+	tu_state_plan(plan, dir); /* MG_TEST_STATE_BACKEND */
+}
+
+/* A document of the plan's store ("state", "fleet") into buf; false when there is none. */
+static bool read_doc(const char *name, char *buf, size_t size)
+{
+	char *t = tu_state_doc_text(plan, NULL, name);
+	if (!t)
+		return false;
+	snprintf(buf, size, "%s", t);
+	free(t);
+	return true;
+}
+
+/* The plan's journal, one JSON record a line, into buf. */
+static void read_journal(char *buf, size_t size)
+{
+	char *t = tu_state_journal_text(plan, NULL);
+	snprintf(buf, size, "%s", t);
+	free(t);
 }
 
 /* The size of every VM's sshd log now, so a test can tell whether it was contacted since. */
@@ -181,7 +203,7 @@ static const char *hstr(json_t *doc, int i, const char *key)
 static void journal_actions(char *out, size_t size, const char *command)
 {
 	char text[1 << 16];
-	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), text, sizeof(text)));
+	read_journal(text, sizeof(text));
 	out[0] = '\0';
 	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		json_t *r = json_loads(line, 0, NULL);
@@ -262,15 +284,17 @@ Test(deploy, twenty_vms_get_the_release_with_a_relative_link_read_back)
 
 	/* the record: state.json, fleet.json (0600, every host), the journal */
 	char text[1 << 16];
-	cr_assert(read_file(tu_at("%s/state/fleet/state.json", dir), text, sizeof(text)));
+	cr_assert(read_doc("state", text, sizeof(text)));
 	json_t *st = json_loads(text, 0, NULL);
 	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(st, "versions"), "vms")),
 	                 "1.0");
 	json_decref(st);
 	struct stat sb;
-	cr_assert_eq(stat(tu_at("%s/state/fleet/fleet.json", dir), &sb), 0);
-	cr_assert_eq(sb.st_mode & 0777, 0600);
-	cr_assert(read_file(tu_at("%s/state/fleet/fleet.json", dir), text, sizeof(text)));
+	if (!tu_state_kube()) {
+		cr_assert_eq(stat(tu_at("%s/state/fleet/fleet.json", dir), &sb), 0);
+		cr_assert_eq(sb.st_mode & 0777, 0600);
+	}
+	cr_assert(read_doc("fleet", text, sizeof(text)));
 	json_t *fl = json_loads(text, 0, NULL);
 	cr_assert_not_null(fl, "%s", text);
 	json_t *fh = json_object_get(fl, "hosts");
@@ -391,7 +415,7 @@ Test(deploy, pruning_keeps_the_live_and_the_previous_release)
 static json_t *last_record(const char *action)
 {
 	static char text[1 << 17];
-	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), text, sizeof(text)));
+	read_journal(text, sizeof(text));
 	json_t *found = NULL;
 	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
 		json_t *r = json_loads(line, 0, NULL);
@@ -856,7 +880,7 @@ Test(deploy, a_host_that_fails_at_connect_keeps_its_recorded_release)
 	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
 
 	char text[8192];
-	cr_assert(read_file(tu_at("%s/state/fleet/fleet.json", dir), text, sizeof(text)));
+	cr_assert(read_doc("fleet", text, sizeof(text)));
 	json_t *rec = json_loads(text, 0, NULL);
 	cr_assert_not_null(rec, "%s", text);
 	json_t *h1 = json_object_get(json_object_get(rec, "hosts"), "vm-01");
@@ -925,12 +949,9 @@ Test(deploy, a_passphrase_from_the_environment_is_never_shown)
 	cr_assert_null(strstr(r.err, "horse"));
 	tu_output_free(&r);
 	cr_assert_str_eq(tu_vms_current(&vms, 1), "releases/1.0");
-	const char *files[] = {"journal.jsonl", "state.json", "fleet.json", "lock"};
-	for (size_t i = 0; i < 4; i++) {
-		char text[1 << 16];
-		read_file(tu_at("%s/state/fleet/%s", dir, files[i]), text, sizeof(text));
-		cr_assert_null(strstr(text, "horse"), "the passphrase is in %s", files[i]);
-	}
+	char *text = tu_state_everything(plan, NULL);
+	cr_assert_null(strstr(text, "horse"), "the passphrase is in the state");
+	free(text);
 }
 
 /*
@@ -980,14 +1001,10 @@ Test(deploy, a_passphrase_echoed_by_a_host_is_masked)
 		tu_output_free(&r);
 	}
 	unsetenv("MG_TEST_DEPLOY_PASSPHRASE");
-	const char *files[] = {"journal.jsonl", "state.json", "fleet.json", "lock"};
-	for (size_t i = 0; i < 4; i++) {
-		char text[1 << 16];
-		read_file(tu_at("%s/state/fleet/%s", dir, files[i]), text, sizeof(text));
-		for (int h = 0; h < 2; h++)
-			cr_assert_null(strstr(text, halves[h]), "the passphrase is in %s",
-			               files[i]);
-	}
+	char *text = tu_state_everything(plan, NULL);
+	for (int h = 0; h < 2; h++)
+		cr_assert_null(strstr(text, halves[h]), "the passphrase is in the state");
+	free(text);
 #undef PASSPHRASE
 }
 
@@ -1081,13 +1098,13 @@ Test(deploy, dry_runs_list_each_host_and_touch_nothing)
 	expect_ok(&r, "1.1");
 	tu_output_free(&r);
 	char before[1 << 16], after[1 << 16];
-	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), before, sizeof(before)));
+	read_journal(before, sizeof(before));
 	log_marks(marks);
 	r = tu_migrate_plan(plan, "rollback", "--release", "--dry-run", NULL);
 	expect_ok(&r, "rollback dry run");
 	cr_assert(strstr(r.out, "dry run: rollback to 1.0 on 3 hosts"), "%s", r.out);
 	tu_output_free(&r);
-	cr_assert(read_file(tu_at("%s/state/fleet/journal.jsonl", dir), after, sizeof(after)));
+	read_journal(after, sizeof(after));
 	cr_assert_str_eq(before, after);
 	for (int i = 0; i < 3; i++) {
 		cr_assert_str_eq(tu_vms_current(&vms, i), "releases/1.1");
@@ -1163,30 +1180,34 @@ Test(deploy, an_autopilot_holding_the_plan_is_named_with_what_ends_it)
 	log_marks(marks);
 
 	/* a `migrate run` of this plan: a child holding the lock as "run" until told to go */
-	int go[2];
+	int go[2], ready[2];
 	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		close(go[1]);
+		close(ready[0]);
 		mg_error err = MG_ERROR_INIT;
 		mg_store *s;
-		if (mg_store_open(&s, tu_at("%s/state", dir), "fleet", &err) ||
+		if (tu_state_store_open(&s, plan, NULL, false, &err) ||
 		    mg_store_lock(s, "run", &err))
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
 			_exit(1);
 		char c;
 		(void)!read(go[0], &c, 1);
+		mg_store_free(s);
 		_exit(0);
 	}
 	close(go[0]);
-	/* the lock file names its holder once it is held */
-	int64_t end = tu_now_ms() + 5000;
-	char holder[512] = "";
-	while (tu_now_ms() < end && !strstr(holder, "\"run\"")) {
-		read_file(tu_at("%s/state/fleet/lock", dir), holder, sizeof(holder));
-		usleep(20000);
-	}
-	cr_assert(strstr(holder, "\"run\""), "the child did not take the lock: %s", holder);
+	close(ready[1]);
+	/* the child says when it holds the lock (5 s at most) */
+	struct pollfd rp = {ready[0], POLLIN, 0};
+	char c = 0;
+	cr_assert(poll(&rp, 1, 5000) == 1 && read(ready[0], &c, 1) == 1,
+	          "the child did not take the lock");
+	close(ready[0]);
 
 	const char *argv[][4] = {{"deploy", "--vms-only", "--version", "1.0"},
 	                         {"rollback", "--release", "--vms-only", NULL}};

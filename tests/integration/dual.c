@@ -42,6 +42,7 @@ static void teardown(void)
 {
 	tu_vms_stop(&vms);
 	tu_kubeapi_stop(&k);
+	tu_state_stop();
 	tu_tmpdir_remove(dir);
 }
 
@@ -125,6 +126,8 @@ static void write_plan(const plan_opts *o)
 		                dir);
 	snprintf(text + len, sizeof(text) - (size_t)len, "state:\n  dir: state\n");
 	tu_write_file(plan, text);
+	/* MG_TEST_STATE_BACKEND=kubernetes: the state in a cluster of its own, not k */
+	tu_state_plan(plan, dir);
 }
 
 /* The object the API server stores (null when it has none). */
@@ -156,8 +159,11 @@ static const char *deployment_image(void)
 static json_t *state_versions(void)
 {
 	json_error_t e;
-	json_t *st = json_load_file(tu_at("%s/state/shop/state.json", dir), 0, &e);
+	char *text = tu_state_doc_text(plan, NULL, "state");
+	cr_assert_not_null(text, "no state recorded");
+	json_t *st = json_loads(text, 0, &e);
 	cr_assert_not_null(st, "state.json: %s", e.text);
+	free(text);
 	json_t *v = json_incref(json_object_get(st, "versions"));
 	json_decref(st);
 	return v;
@@ -245,9 +251,14 @@ Test(dual, php_app_cluster_only)
 	json_decref(d);
 	json_decref(cm);
 	/* the manifests of 1.0 are recorded, private */
+	char *manifests = tu_state_doc_text(plan, NULL, "manifests/1.0");
+	cr_assert_not_null(manifests, "the manifests of 1.0 are not recorded");
+	free(manifests);
 	struct stat sb;
-	cr_assert_eq(stat(tu_at("%s/state/shop/manifests/1.0.json", dir), &sb), 0);
-	cr_assert_eq(sb.st_mode & 0777, 0600);
+	if (!tu_state_kube()) {
+		cr_assert_eq(stat(tu_at("%s/state/shop/manifests/1.0.json", dir), &sb), 0);
+		cr_assert_eq(sb.st_mode & 0777, 0600);
+	}
 	json_t *v = state_versions();
 	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0");
 	cr_assert(json_is_null(json_object_get(v, "vms")));
@@ -423,17 +434,20 @@ Test(dual, step_refuses_skew_allow_skew_journals)
 	write_plan(&(plan_opts){.traffic = true});
 	mkdir(tu_at("%s/state", dir), 0700);
 	mkdir(tu_at("%s/state/shop", dir), 0700);
-	tu_write_file(tu_at("%s/state/shop/state.json", dir),
-	              "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
-	              "\"step\":{\"index\":null,\"started_at\":null},"
-	              "\"weights\":{\"applied\":null,\"read_back\":null},"
-	              "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
-	              "\"created_at\":null,\"updated_at\":null}");
+	tu_state_write_raw(
+	    plan, NULL,
+	    "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
+	    "\"step\":{\"index\":null,\"started_at\":null},"
+	    "\"weights\":{\"applied\":null,\"read_back\":null},"
+	    "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
+	    "\"created_at\":null,\"updated_at\":null}");
 	tu_output r = tu_migrate_plan(plan, "step", NULL);
 	cr_assert_eq(r.status, 3, "stdout: %s\nstderr: %s", r.out, r.err);
 	cr_assert(strstr(r.err, "the VMs run 1.0 but the cluster runs 1.1"), "%s", r.err);
 	tu_output_free(&r);
-	cr_assert_neq(access(tu_at("%s/state/shop/journal.jsonl", dir), F_OK), 0);
+	char *journal = tu_state_journal_text(plan, NULL);
+	cr_assert_str_empty(journal, "a refused step journals nothing");
+	free(journal);
 
 	r = tu_migrate_plan(plan, "step", "--allow-skew", "--reason", "cluster ahead on purpose",
 	                    NULL);
@@ -441,14 +455,10 @@ Test(dual, step_refuses_skew_allow_skew_journals)
 	cr_assert_neq(r.status, 0);
 	cr_assert(!strstr(r.err, "the VMs run 1.0 but the cluster runs 1.1"), "%s", r.err);
 	tu_output_free(&r);
-	char buf[8192] = "";
-	FILE *f = fopen(tu_at("%s/state/shop/journal.jsonl", dir), "r");
-	cr_assert_not_null(f, "no journal");
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
+	char *buf = tu_state_journal_text(plan, NULL);
 	cr_assert(strstr(buf, "\"skew-allowed\""), "%s", buf);
 	cr_assert(strstr(buf, "cluster ahead on purpose"), "%s", buf);
+	free(buf);
 }
 
 Test(dual, dry_run_changes_nothing)
@@ -908,19 +918,10 @@ Test(dual, an_echoed_token_is_masked_everywhere)
 			tu_output_free(&r);
 		}
 	}
-	const char *files[] = {"journal.jsonl", "state.json", "lock"};
-	for (size_t i = 0; i < 3; i++) {
-		char path[1024];
-		snprintf(path, sizeof(path), "%s/state/shop/%s", dir, files[i]);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		static char text[1 << 20];
-		size_t n = fread(text, 1, sizeof(text) - 1, f);
-		text[n] = '\0';
-		fclose(f);
-		no_token_in(files[i], text);
-	}
+	/* the journal, the state and the lock, wherever they are kept */
+	char *everything = tu_state_everything(plan, NULL);
+	no_token_in("the state", everything);
+	free(everything);
 }
 
 Test(dual, failed_rollout_recorded_status_step_and_rollback)
@@ -955,12 +956,7 @@ Test(dual, failed_rollout_recorded_status_step_and_rollback)
 	json_decref(v);
 
 	/* the journal's result says the same: the cluster went to 2.0-fail-rollout */
-	char buf[65536] = "";
-	FILE *jf = fopen(tu_at("%s/state/shop/journal.jsonl", dir), "r");
-	cr_assert_not_null(jf, "no journal");
-	size_t jn = fread(buf, 1, sizeof(buf) - 1, jf);
-	buf[jn] = '\0';
-	fclose(jf);
+	char *buf = tu_state_journal_text(plan, NULL);
 	const char *last = NULL;
 	for (const char *p = strstr(buf, "\"cluster-result\""); p;
 	     p = strstr(p + 1, "\"cluster-result\""))
@@ -972,6 +968,7 @@ Test(dual, failed_rollout_recorded_status_step_and_rollback)
 	cr_assert(
 	    strstr(line, "\"after\":{\"side\":\"kubernetes\",\"version\":\"2.0-fail-rollout\"}"),
 	    "%s", line);
+	free(buf);
 
 	/* status shows it, in text and JSON */
 	r = tu_migrate_plan(plan, "status", NULL);

@@ -149,6 +149,7 @@ static void teardown(void)
 	mg_error_clear(&g.err);
 	memset(&g, 0, sizeof(g));
 	tu_prometheus_stop(&own);
+	tu_state_stop();
 	tu_tmpdir_remove(own_dir);
 	tu_tmpdir_remove(tmpdir);
 	own_dir[0] = tmpdir[0] = '\0';
@@ -817,6 +818,7 @@ static const char *write_plan(const char *name, const char *slo_body)
 	        "%s",
 	        url, slo_body);
 	cr_assert_eq(fclose(f), 0);
+	tu_state_plan(path, tmpdir); /* MG_TEST_STATE_BACKEND */
 	return path;
 }
 
@@ -947,9 +949,8 @@ Test(gate, cli_the_recorded_step_start_clamps_the_window)
 	                                                     "    k8s_servers: [k8s-1]\n"
 	                                                     "    max_error_rate: 1%\n");
 	/* state.json says the first step began 20 s before AT, as `migrate step` records it */
-	mg_store *s = NULL;
+	mg_store *s = tu_state_store(plan, state_dir(), false);
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_store_open(&s, state_dir(), "gates", &err), 0, "%s", err.message);
 	cr_assert_eq(mg_store_lock(s, "step", &err), 0, "%s", err.message);
 	mg_state st;
 	mg_state_init(&st, "gates");

@@ -477,6 +477,7 @@ static void teardown(void)
 		upstream_stdin[i] = -1;
 		tu_stop(&upstream_pid[i]);
 	}
+	tu_state_stop();
 	tu_tmpdir_remove(dir);
 }
 
@@ -853,6 +854,7 @@ static void write_cli_plan(void)
 	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"),
 	         nginx_cmd("-s reload"));
 	write_file(path("plan.yaml"), yaml);
+	tu_state_plan(path("plan.yaml"), dir);
 }
 
 Test(nginx, an_operators_down_is_kept_and_gates_the_step, .init = setup, .fini = teardown)
@@ -1330,6 +1332,7 @@ static void write_crash_plan(void)
 	         path("upstream.conf"), port[0], port[1], port[2], nginx_cmd("-t"), block, blocked,
 	         blocked, blocked, nginx_cmd("-s reload"));
 	write_file(path("plan.yaml"), yaml);
+	tu_state_plan(path("plan.yaml"), dir);
 }
 
 Test(nginx, step_dry_run_json_calls_are_an_array_of_kinds, .init = setup, .fini = teardown)
@@ -1386,6 +1389,8 @@ static void crash_in_the_reload(void)
 	kill(-(pid_t)atoi(pgid), SIGKILL);
 	free(pgid);
 	cr_assert_eq(unlink(path("block")), 0);
+	/* the kubernetes backend: the killed step's Lease holds the plan until it runs out */
+	tu_state_wait_unlocked(path("plan.yaml"), path("state"));
 }
 
 Test(nginx, a_crash_between_rename_and_reload_is_reloaded_before_it_counts_as_applied,

@@ -41,6 +41,7 @@ static void teardown(void)
 		close(prom_in);
 	prom_in = -1;
 	tu_stop(&prom_pid);
+	tu_state_stop();
 	tu_tmpdir_remove(dir);
 	dir[0] = '\0';
 }
@@ -98,6 +99,7 @@ static void write_plan(void)
 	         cf.api_port, dir, prom_port);
 	snprintf(plan, sizeof(plan), "%s/plan.yaml", dir);
 	tu_write_file(plan, text);
+	tu_state_plan(plan, dir); /* MG_TEST_STATE_BACKEND */
 }
 
 static void echo_on(const char *mode)
@@ -191,6 +193,21 @@ static size_t files_no_leak(const char *path, int depth)
 	return n;
 }
 
+/*
+ * Everything of the plan's state: the files of the state directory, or every write to the
+ * state's cluster (MG_TEST_STATE_BACKEND=kubernetes); how many files (or writes) there were.
+ */
+static size_t state_no_leak(void)
+{
+	if (!tu_state_kube())
+		return files_no_leak(tu_at("%s/.migrate", dir), 0);
+	char *text = tu_state_everything(plan, NULL);
+	no_leak("a write to the state's cluster", text);
+	size_t n = strlen(text);
+	free(text);
+	return n;
+}
+
 static const char *const verbosity[] = {NULL, "-v", "-vv"};
 
 /*
@@ -234,14 +251,9 @@ Test(secrets, echoed_tokens_reach_no_output_file_or_journal)
 		run_no_leak("history -o json",
 		            tu_migrate_plan(plan, "history", "-o", "json", verbosity[v], NULL));
 	}
-	char sd[512];
-	snprintf(sd, sizeof(sd), "%s/.migrate", dir);
-	cr_assert_gt(files_no_leak(sd, 0), 0, "no state directory at %s", sd);
+	cr_assert_gt(state_no_leak(), 0, "no state recorded");
 	/* the refusal was journalled, masked */
-	char jp[600];
-	snprintf(jp, sizeof(jp), "%s/shop/journal.jsonl", sd);
-	char *journal = slurp(jp);
-	cr_assert_not_null(journal, "no journal at %s", jp);
+	char *journal = tu_state_journal_text(plan, NULL);
 	cr_assert(strstr(journal, "\"failed\"") && strstr(journal, "[redacted]"),
 	          "no masked result record: %s", journal);
 	free(journal);
@@ -269,9 +281,7 @@ Test(secrets, echoed_tokens_in_every_failing_read)
 		run_no_leak("step", tu_migrate_plan(plan, "step", vb, NULL));
 		run_no_leak("history", tu_migrate_plan(plan, "history", "-v", NULL));
 	}
-	char sd[512];
-	snprintf(sd, sizeof(sd), "%s/.migrate", dir);
-	files_no_leak(sd, 0);
+	state_no_leak();
 }
 
 /* A step that succeeds while the pool health quotes the token: the result record holds the health.
@@ -290,12 +300,8 @@ Test(secrets, the_result_record_of_a_step_holds_no_echoed_token)
 		            tu_migrate_plan(plan, "history", verbosity[v] ? verbosity[v] : "-o",
 		                            verbosity[v] ? NULL : "json", NULL));
 	}
-	char sd[512], jp[600];
-	snprintf(sd, sizeof(sd), "%s/.migrate", dir);
-	cr_assert_gt(files_no_leak(sd, 0), 0, "no state directory at %s", sd);
-	snprintf(jp, sizeof(jp), "%s/shop/journal.jsonl", sd);
-	char *journal = slurp(jp);
-	cr_assert_not_null(journal, "no journal at %s", jp);
+	cr_assert_gt(state_no_leak(), 0, "no state recorded");
+	char *journal = tu_state_journal_text(plan, NULL);
 	cr_assert(strstr(journal, "\"result\"") && strstr(journal, "health unavailable: HTTP 400"),
 	          "no result record with the pools' health: %s", journal);
 	free(journal);

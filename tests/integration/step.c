@@ -159,6 +159,7 @@ static void teardown(void)
 			close(fd);
 		immutable[0] = '\0';
 	}
+	tu_state_stop();
 	tu_stop(&haproxy_pid);
 	for (int i = 0; i < 3; i++)
 		if (upstream_pid[i] > 0) {
@@ -186,6 +187,7 @@ static void write_plan(const char *bake)
 	        "    k8s_servers: [k8s]\n",
 	        bake, path("admin.sock"));
 	fclose(f);
+	tu_state_plan(path("plan.yaml"), dir);
 }
 
 typedef struct {
@@ -289,18 +291,10 @@ static double jnum(json_t *o, const char *a, const char *b)
 	return json_number_value(v);
 }
 
+/* The plan's journal, wherever the plan keeps it (MG_TEST_STATE_BACKEND). */
 static json_t *journal(void)
 {
-	mg_store *s;
-	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_store_open_existing(&s, path(".migrate"), "shop", &err), 0, "%s",
-	             err.message);
-	json_t *recs;
-	size_t skipped;
-	cr_assert_eq(mg_journal_read(&recs, &skipped, s, 0, &err), 0, "%s", err.message);
-	cr_assert_eq(skipped, 0);
-	mg_store_free(s);
-	return recs;
+	return tu_state_journal(path("plan.yaml"), NULL);
 }
 
 static const char *action(json_t *recs, size_t i)
@@ -429,8 +423,7 @@ Test(step, dry_run_changes_nothing)
 	free(calls);
 	json_decref(d);
 	cr_assert_eq(weight("k8s"), 0);
-	struct stat sb;
-	cr_assert_neq(stat(path(".migrate"), &sb), 0, "a dry run must not create the state");
+	cr_assert(!tu_state_written(path(".migrate")), "a dry run must not create the state");
 	run(&r, "rollback", "--dry-run", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "dry run"), "%s", r.out);
@@ -439,10 +432,9 @@ Test(step, dry_run_changes_nothing)
 /* The state a kill -9 between intent and result leaves: pending set, result never written. */
 static void leave_pending(double target, int idx)
 {
-	mg_store *s;
+	mg_store *s = tu_state_store(path("plan.yaml"), NULL, false);
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_store_open(&s, path(".migrate"), "shop", &err), 0);
-	cr_assert_eq(mg_store_lock(s, "step", &err), 0);
+	cr_assert_eq(mg_store_lock(s, "step", &err), 0, "%s", err.message);
 	mg_state st;
 	cr_assert_eq(mg_state_load(&st, s, &err), 0);
 	st.pending = true;
@@ -491,7 +483,10 @@ Test(step, crash_before_the_balancer_changed_is_reconciled)
 	json_decref(recs);
 }
 
-/* A lock holder running `command`; stops on SIGTERM. */
+/*
+ * A lock holder running `command`; stops on SIGTERM. It waits (10 s at most) for a lock
+ * still held: a Lease outlives a holder killed with SIGKILL until it runs out, a flock does not.
+ */
 static pid_t hold_lock(const char *command)
 {
 	int ready[2];
@@ -501,8 +496,13 @@ static pid_t hold_lock(const char *command)
 	if (pid == 0) {
 		mg_store *s;
 		mg_error err = MG_ERROR_INIT;
-		if (mg_store_open(&s, path(".migrate"), "shop", &err) ||
-		    mg_store_lock(s, command, &err))
+		if (tu_state_store_open(&s, path("plan.yaml"), NULL, false, &err))
+			_exit(3);
+		int rc;
+		for (int i = 0; (rc = mg_store_lock(s, command, &err)) == MG_ELOCKED && i < 100;
+		     i++)
+			usleep(100 * 1000);
+		if (rc)
 			_exit(3);
 		if (write(ready[1], "x", 1) != 1)
 			_exit(4);
@@ -668,10 +668,8 @@ Test(step, rollback_ends_a_pause_and_its_request)
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	/* a request as a pause of a running autopilot leaves it */
-	mg_store *s;
+	mg_store *s = tu_state_store(path("plan.yaml"), NULL, true);
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_store_open_existing(&s, path(".migrate"), "shop", &err), 0, "%s",
-	             err.message);
 	cr_assert_eq(mg_store_pause_write(s, "left behind", &err), 0, "%s", err.message);
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 3, "a pause request holds steps too: %s", r.err);
@@ -700,8 +698,7 @@ Test(step, run_dry_run_without_a_state_directory)
 	run(&r, "run", "--dry-run", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_assert(strstr(r.out, "step 3 of 3: 100% to the cluster"), "%s", r.out);
-	struct stat sb;
-	cr_assert_neq(stat(path(".migrate"), &sb), 0, "a dry run creates nothing");
+	cr_assert(!tu_state_written(path(".migrate")), "a dry run creates nothing");
 	run(&r, "run", "--until", "abc", NULL);
 	cr_assert_eq(r.status, 2);
 	cr_assert(strstr(r.err, "--until"), "%s", r.err);
@@ -724,12 +721,13 @@ Test(step, run_refuses_skew_as_step_does)
 	fclose(f);
 	mkdir(path(".migrate"), 0700);
 	mkdir(path(".migrate/shop"), 0700);
-	tu_write_file(path(".migrate/shop/state.json"),
-	              "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
-	              "\"step\":{\"index\":null,\"started_at\":null},"
-	              "\"weights\":{\"applied\":null,\"read_back\":null},"
-	              "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
-	              "\"created_at\":null,\"updated_at\":null}");
+	tu_state_write_raw(
+	    path("plan.yaml"), NULL,
+	    "{\"format\":1,\"plan\":\"shop\",\"revision\":1,\"phase\":\"idle\","
+	    "\"step\":{\"index\":null,\"started_at\":null},"
+	    "\"weights\":{\"applied\":null,\"read_back\":null},"
+	    "\"versions\":{\"vms\":\"1.0\",\"vms_previous\":null,\"kubernetes\":\"1.1\"},"
+	    "\"created_at\":null,\"updated_at\":null}");
 	result r;
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 3, "step: %s", r.err);
@@ -842,6 +840,7 @@ Test(step, a_retried_rollback_journals_one_reconcile_per_intent)
 {
 	write_plan("0s");
 	result r;
+	tu_state_local_only("makes state.json immutable");
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	leave_pending(50, 1);
@@ -962,6 +961,7 @@ static void expect_unrecorded_json(const result *r, double read_back, const char
 
 Test(step, rollback_with_a_read_only_state_dir_moves_traffic_and_exits_5)
 {
+	tu_state_local_only("mounts the state directory read-only");
 	write_plan("0s");
 	result r;
 	run(&r, "step", NULL);
@@ -985,6 +985,7 @@ Test(step, rollback_with_a_read_only_state_dir_moves_traffic_and_exits_5)
 
 Test(step, rollback_with_a_full_state_disk_moves_traffic_and_exits_5)
 {
+	tu_state_local_only("fills the state directory's file system");
 	write_plan("0s");
 	result r;
 	run(&r, "step", NULL);
@@ -1006,7 +1007,7 @@ static void rollback_with_damaged_state(const char *content, const char *what)
 	result r;
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	tu_write_file(path(".migrate/shop/state.json"), content);
+	tu_state_write_raw(path("plan.yaml"), NULL, content);
 	run(&r, "rollback", NULL);
 	expect_unrecorded(&r, what);
 	cr_assert(strstr(r.err, "state.json"), "%s: %s", what, r.err);
@@ -1040,7 +1041,7 @@ Test(step, status_with_a_damaged_state_json_shows_the_live_weights)
 	result r;
 	run(&r, "step", NULL);
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	tu_write_file(path(".migrate/shop/state.json"), "{\"format\": 1, \"pla");
+	tu_state_write_raw(path("plan.yaml"), NULL, "{\"format\": 1, \"pla");
 	run(&r, "status", NULL);
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	cr_assert(strstr(r.out, "live       10% to the cluster"), "%s\n%s", r.out, r.err);
@@ -1050,8 +1051,11 @@ Test(step, status_with_a_damaged_state_json_shows_the_live_weights)
 	cr_assert_eq(r.status, 2, "%s", r.err);
 	json_t *d = doc_of(&r);
 	cr_assert_float_eq(jnum(d, "live", "k8s_percent"), 10, 0.01, "%s", r.out);
+	/* it names where the state is: the file, or the cluster's migrate-shop objects */
 	const char *why = json_string_value(json_object_get(d, "state_error"));
-	cr_assert(why && strstr(why, "state.json"), "%s", r.out);
+	cr_assert(
+	    why && strstr(why, tu_state_kube() ? "kubernetes default/migrate-shop" : "state.json"),
+	    "%s", r.out);
 	cr_assert(json_is_false(json_object_get(d, "ok")));
 	json_decref(d);
 }
@@ -1068,6 +1072,7 @@ static void relay_start(tu_relay *rl, const char *file, int delay_ms)
 
 Test(step, a_step_that_cannot_record_after_the_balancer_moved_exits_5_with_the_read_back)
 {
+	tu_state_local_only("makes state.json immutable");
 	write_plan("0s");
 	tu_relay rl;
 	relay_start(&rl, path(".migrate/shop/state.json"), 0);
