@@ -314,6 +314,7 @@ Test(storebackend, records_go_one_at_a_time_without_the_batch_op)
 	json_decref(F.docs);
 	json_decref(F.journal);
 	F.docs = F.journal = NULL;
+}
 
 /* ---- the local spool (spool.h) over the fake ---- */
 
