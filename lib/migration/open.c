@@ -106,7 +106,7 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
  * way out is the same. An autopilot holding the lock is told to stop.
  */
 /* A rollback waits this long at most for a cluster that keeps the state and does not answer. */
-#define MG_ROLLBACK_DEADLINE 3000
+#define MG_ROLLBACK_DEADLINE 2000
 
 typedef struct {
 	mg_migration *m;

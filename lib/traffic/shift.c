@@ -282,6 +282,7 @@ int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
 		mg_error_clear(&why);
 	}
 	rc = mg_store_lock_preempt(*store, command, preemptible, wait_ms, &why);
+	bool answered = rc == 0 || rc == MG_ELOCKED; /* the store is there, held or not */
 	if (rc == MG_ELOCKED && ask_to_stop(site, *store, preemptible, reason, &why)) {
 		mg_error_clear(&why);
 		rc = MG_ERROR; /* goes on unlocked, as below, with why in site->lock_error */
@@ -303,6 +304,17 @@ int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
 		       "writes no record without it",
 		       why.message);
 		mg_error_clear(&why);
+		/*
+		 * A cluster that did not answer for the lock would make the state read
+		 * wait as long again before traffic moves; unlocked, nothing is written,
+		 * so the state is not needed: the rollback waits for one request at most.
+		 */
+		if (mg_store_remote(*store) && !answered) {
+			site->state_unread = true;
+			snprintf(site->state_error, sizeof(site->state_error), "%s",
+			         site->lock_error);
+			return 0;
+		}
 	}
 	if (mg_state_load(st, *store, &why)) {
 		site->state_unread = true;

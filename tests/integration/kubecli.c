@@ -336,10 +336,15 @@ static char *rollback_into_the_spool(void)
 	cr_assert_gt(weight("k8s"), 0);
 
 	cr_assert_eq(kill(k.pid, SIGSTOP), 0);
+	int64_t t0 = mg_clock_ms();
 	r = as("ann", "rollback", "--reason", "cluster down", NULL);
+	int64_t took = mg_clock_ms() - t0;
 	kill(k.pid, SIGCONT);
 	cr_assert_eq(r.status, 5, "%s\n%s", r.out, r.err);
 	cr_assert_eq(weight("k8s"), 0, "traffic is back on the VMs");
+	/* one request's 2 s for the lock, none more for the state: not 2 s per request */
+	cr_assert_lt(took, 3500, "the rollback waited %lld ms for a cluster that hangs",
+	             (long long)took);
 	char sp[600];
 	snprintf(sp, sizeof(sp), "%s/state/spool/shop", path("ann"));
 	char want[700];
