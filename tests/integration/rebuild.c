@@ -22,11 +22,13 @@ static char state_b[300]; /* the later job's: empty */
 static char cwd[512];
 static tu_vms vms;
 static tu_kubeapi k = TU_KUBEAPI_INIT;
+static bool in_cluster; /* write_plan: state.backend kubernetes */
 
 #define DEPLOYMENT "/apis/apps/v1/namespaces/default/deployments/shop"
 
 static void setup(void)
 {
+	in_cluster = false;
 	tu_tmpdir_make(dir, sizeof(dir), "rebuild");
 	snprintf(plan, sizeof(plan), "%s/plan.yaml", dir);
 	snprintf(state_a, sizeof(state_a), "%s/job-a", dir);
@@ -87,8 +89,8 @@ static void write_plan(int nvms)
 	         "  values: { replicas: 2, max_replicas: 6, port: 8080, cpu: 100m, "
 	         "memory: 64Mi, health_path: /healthz, nginx_image: nginx:1.25 }\n"
 	         "%s"
-	         "state:\n  dir: state\n",
-	         k.kubeconfig, cwd, vms_yaml);
+	         "state:\n  dir: state\n%s",
+	         k.kubeconfig, cwd, vms_yaml, in_cluster ? "  backend: kubernetes\n" : "");
 	tu_write_file(plan, text);
 }
 
@@ -244,6 +246,60 @@ Test(rebuild, three_jobs_status_and_rollback_from_an_empty_state_dir)
 	cr_assert_str_eq(vstr(v, "kubernetes"), "1.0.0");
 	json_decref(doc);
 	tu_output_free(&r);
+}
+
+/*
+ * The same three jobs with the record in the cluster (state.backend: kubernetes):
+ * job 3 rebuilds nothing, it reads what jobs 1 and 2 recorded, on another runner
+ * (another state directory) and with nothing on its disk.
+ */
+Test(rebuild, three_jobs_share_the_record_in_the_cluster)
+{
+	in_cluster = true;
+	tu_vms_start(&vms, dir, 2);
+	write_plan(2);
+	deploy_two_releases();
+	char state_c[320];
+	snprintf(state_c, sizeof(state_c), "%s/job-c", dir);
+
+	tu_output r = tu_migrate_plan(plan, "status", "--state-dir", state_c, "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	json_t *doc = tu_json_doc(&r);
+	cr_assert(json_is_true(json_object_get(doc, "recorded")), "%s", r.out);
+	cr_assert(json_is_null(json_object_get(doc, "rebuilt")), "%s", r.out);
+	cr_assert_str_eq(vstr(doc, "state_backend"), "kubernetes");
+	json_t *v = json_object_get(json_object_get(doc, "state"), "versions");
+	cr_assert_str_eq(vstr(v, "vms"), "1.1.0");
+	cr_assert_str_eq(vstr(v, "vms_previous"), "1.0.0");
+	cr_assert_str_eq(vstr(v, "kubernetes"), "1.1.0");
+	cr_assert_str_eq(vstr(v, "kubernetes_previous"), "1.0.0");
+	json_decref(doc);
+	tu_output_free(&r);
+
+	/* both deploys, from the other runner's jobs, in one history */
+	r = tu_migrate_plan(plan, "history", "--state-dir", state_c, "-o", "json", NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	doc = tu_json_doc(&r);
+	size_t i, results = 0;
+	json_t *rec;
+	json_array_foreach(json_object_get(doc, "records"), i, rec) results +=
+	    !strcmp(vstr(rec, "command"), "deploy") && !strcmp(vstr(rec, "action"), "result");
+	cr_assert_eq(results, 2, "%s", r.out);
+	json_decref(doc);
+	tu_output_free(&r);
+
+	r = tu_migrate_plan(plan, "rollback", "--release", "--state-dir", state_c, NULL);
+	cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
+	cr_assert_null(strstr(r.out, "no state recorded"), "%s", r.out);
+	tu_output_free(&r);
+	for (int h = 0; h < 2; h++)
+		cr_assert(strstr(tu_vms_current(&vms, h), "releases/1.0.0"), "vm %d: %s", h,
+		          tu_vms_current(&vms, h));
+	cr_assert_str_eq(deployment("image"), "registry.example.com/shop:1.0.0");
+	/* nothing of the record on either runner's disk */
+	struct stat sb;
+	cr_assert_neq(stat(tu_at("%s/shop/state.json", state_a), &sb), 0);
+	cr_assert_neq(stat(tu_at("%s/shop/state.json", state_c), &sb), 0);
 }
 
 Test(rebuild, an_unreachable_host_is_named_and_nothing_rolls_back)
