@@ -107,7 +107,10 @@ static int list(char (*names)[SPOOL_NAME_SIZE], size_t max, size_t *n, size_t *t
 			all = p;
 			cap = nc;
 		}
-		snprintf(all[(*total)++], SPOOL_NAME_SIZE, "%s", e->d_name);
+		/* spool_name() checked its length: copied, not formatted (gcc -O1 warns on %s) */
+		size_t l = strnlen(e->d_name, SPOOL_NAME_SIZE - 1);
+		memcpy(all[*total], e->d_name, l);
+		all[(*total)++][l] = '\0';
 	}
 	closedir(d);
 	if (!rc && *total) {
