@@ -163,14 +163,135 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 	return 0;
 }
 
+/* The end of one leadership: "stopped", "complete", ... and the exit code it would give. */
+static const char *finish(run_ctx *r, mg_run_end end, int *exit_code)
+{
+	block_clear(r);
+	/* stopped by a signal (still going on): the weights stay where the last read-back put
+	 * them */
+	*exit_code = end == MG_RUN_GOES_ON                           ? 128 + (int)cli_signal
+	             : end == MG_RUN_DONE                            ? EXIT_DONE
+	             : end == MG_RUN_FAILED || end == MG_RUN_STOPPED ? EXIT_FAILED
+	                                                             : EXIT_INCONCLUSIVE;
+	char say[256];
+	const char *outcome = mg_autopilot_finish(
+	    r->ap, end, cli_signal == SIGINT ? "SIGINT" : "SIGTERM", *exit_code, say, sizeof(say));
+	if (*say)
+		event(r, "%s", say);
+	return outcome;
+}
+
+/*
+ * --leader-elect: wait as a standby (lib/migration/leader.c says what for),
+ * lead while the plan's Lease is ours, and wait again when a leadership ends
+ * without a signal: lost (taken over, or not renewed in time: nothing moves
+ * after that), or the migration has nothing to do for now (complete, rolled
+ * back, paused, at --until). A signal hands the Lease over and ends it. On an
+ * error, r->m and r->ap are left for the caller's way out.
+ */
+static int run_elected(run_ctx *r, const char *until, double until_pct, bool allow_skew,
+                       const char **outcome, int *exit_code, mg_error *err)
+{
+	mg_cli *cli = r->cli;
+	mg_standby *sb = NULL;
+	mg_standby_options so = {.plan_path = cli->plan_path,
+	                         .state_dir = cli->state_dir,
+	                         .until_pct = until_pct,
+	                         .until_text = until,
+	                         .cancel = &cli_signal,
+	                         .event = on_event,
+	                         .ud = r};
+	int rc = mg_standby_new(&sb, &so, err);
+	if (!rc) {
+		cli_print_diags(cli, err); /* the plan's warnings, once */
+		mg_error_clear(err);
+	}
+	*exit_code = 128 + SIGTERM;
+	while (!rc && !cli_signal) {
+		bool go;
+		rc = mg_standby_wait(&go, sb, err);
+		if (rc || !go)
+			break;
+		mg_migration_options mo = {.plan_path = cli->plan_path,
+		                           .state_dir = cli->state_dir,
+		                           .command = "run",
+		                           .mode = MG_MIGRATION_SHIFT,
+		                           .needs = MG_NEED_SLO,
+		                           .elected = true};
+		rc = mg_migration_open(&r->m, &mo, err);
+		if (rc == MG_ELOCKED) { /* another standby was quicker */
+			mg_error_clear(err);
+			rc = 0;
+			continue;
+		}
+		mg_error_clear(err); /* the plan's warnings were said when the standby began */
+		if (rc)
+			break;
+		mg_error tmp = MG_ERROR_INIT;
+		mg_standby_leave(sb, &tmp);
+		mg_error_clear(&tmp);
+		rc = mg_migration_journal_takeover(r->m, sb, err);
+		bool released;
+		const char *from = mg_standby_last_leader(sb, &released);
+		if (!rc)
+			event(r, "leading plan \"%s\"%s%s%s", mg_plan_name(mg_migration_plan(r->m)),
+			      *from ? (released ? " (handed over by " : " (took over from ") : "",
+			      from, *from ? ")" : "");
+		int until_idx;
+		const char *done = NULL;
+		if (!rc)
+			rc = mg_autopilot_prepare(&until_idx, &done, r->m, until_pct, until,
+			                          allow_skew, &cli_signal, err);
+		mg_run_end end = MG_RUN_GOES_ON;
+		if (!rc && !done) {
+			mg_autopilot_options ao = {
+			    .until = until_idx, .event = on_event, .ud = r, .elected = true};
+			rc = mg_autopilot_new(&r->ap, r->m, &ao, err);
+			if (!rc)
+				rc = mg_autopilot_start(&end, r->ap, err);
+			if (!rc)
+				rc = loop(&end, r, err);
+		}
+		if (rc && mg_migration_leadership_lost(r->m)) {
+			block_clear(r);
+			event(r, "no longer the leader: %s; moving nothing, waiting as a standby",
+			      err->message);
+			mg_error_clear(err);
+			rc = 0;
+			if (r->ap)
+				mg_shift_outcome_clear(mg_autopilot_moved(r->ap));
+		} else if (rc) {
+			break;
+		} else if (r->ap) {
+			*outcome = finish(r, end, exit_code);
+			if (end == MG_RUN_GOES_ON &&
+			    mg_migration_journal_handover(
+			        r->m, cli_signal == SIGINT ? "SIGINT" : "SIGTERM", &tmp) == 0)
+				event(r,
+				      "handed the plan over: the Lease is released for a standby");
+			mg_error_clear(&tmp);
+		}
+		mg_autopilot_free(r->ap);
+		r->ap = NULL;
+		mg_migration_free(r->m); /* releases the Lease unless it was lost */
+		r->m = NULL;
+	}
+	if (!rc && cli_signal)
+		*exit_code = 128 + (int)cli_signal;
+	mg_standby_free(sb);
+	return rc;
+}
+
 int cmd_run(mg_cli *cli, int argc, char **argv)
 {
 	struct {
 		const char *until;
-		bool allow_skew;
+		bool allow_skew, leader_elect;
 	} o = {0};
-	const cli_opt opts[] = {
-	    CLI_STRING("until", &o.until), CLI_FLAG("allow-skew", &o.allow_skew), {0}};
+	const cli_opt opts[] = {CLI_STRING("until", &o.until),
+	                        CLI_FLAG("allow-skew", &o.allow_skew),
+	                        CLI_FLAG("leader-elect", &o.leader_elect),
+	                        {0}};
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
@@ -188,7 +309,16 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		mg_error_set(&err, MG_ERROR, "cannot install signal handlers");
 		return cli_fail(cli, &err);
 	}
-	int rc = shift_open(&r.m, cli, "run", MG_MIGRATION_SHIFT, MG_NEED_SLO, &err);
+	int rc;
+	if (o.leader_elect && !cli->dry_run) {
+		r.tty = !cli->json && isatty(STDOUT_FILENO);
+		r.log = doc ? json_array() : NULL;
+		rc = run_elected(&r, o.until, until_pct, o.allow_skew, &outcome, &exit_code, &err);
+		if (rc)
+			goto fail;
+		goto done;
+	}
+	rc = shift_open(&r.m, cli, "run", MG_MIGRATION_SHIFT, MG_NEED_SLO, &err);
 	if (rc)
 		goto fail;
 	r.tty = !cli->json && isatty(STDOUT_FILENO) && !cli->dry_run;
@@ -223,17 +353,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		goto fail;
 	block_clear(&r);
 	r.tty = false; /* the closing lines stand alone */
-	/* stopped by a signal (still going on): the weights stay where the last read-back put
-	 * them */
-	exit_code = end == MG_RUN_GOES_ON                           ? 128 + (int)cli_signal
-	            : end == MG_RUN_DONE                            ? EXIT_DONE
-	            : end == MG_RUN_FAILED || end == MG_RUN_STOPPED ? EXIT_FAILED
-	                                                            : EXIT_INCONCLUSIVE;
-	char say[256];
-	outcome = mg_autopilot_finish(r.ap, end, cli_signal == SIGINT ? "SIGINT" : "SIGTERM",
-	                              exit_code, say, sizeof(say));
-	if (*say)
-		event(&r, "%s", say);
+	outcome = finish(&r, end, &exit_code);
 done:
 	if (doc) {
 		json_object_update_new(doc, mg_autopilot_to_json(r.m, r.ap, outcome));

@@ -91,6 +91,33 @@ int mg_kube_store_client(mg_kube_client **out, mg_kube_config_options *co, const
 int mg_kube_store_manifest_versions(json_t **versions, mg_kube_client *c, const char *namespace_,
                                     const char *plan, mg_error *err);
 
+/*
+ * The standbys of a leader-elected autopilot (lib/kube/standby.c): each
+ * keeps the Lease migrate-<plan>-standby-<id> (labelled managed-by=migrate,
+ * migrate.dev/plan, migrate.dev/kind=standby) renewed while it waits, so
+ * status can list who would take over.
+ */
+typedef struct {
+	const char *ns;     /* the state namespace */
+	const char *plan;   /* the plan's name */
+	const char *id;     /* this standby's: 1 to 16 of a-z0-9 */
+	const char *holder; /* "user@host pid N command run id X", as the lock's */
+	int lease_seconds;  /* how long it counts as alive without a renewal */
+	int64_t now_ms;     /* 0: mg_now_ms() */
+} mg_kube_standby;
+
+/* Creates or renews the standby's Lease. */
+int mg_kube_standby_beat(mg_kube_client *c, const mg_kube_standby *s, mg_error *err);
+/* Deletes it (absent is fine): a standby that became the leader, or ends. */
+int mg_kube_standby_remove(mg_kube_client *c, const mg_kube_standby *s, mg_error *err);
+/*
+ * The standbys of plan: *out a new array of {"holder", "seen" (the last
+ * renewal, RFC 3339), "alive" (renewed within its lease at now_ms)}, holders
+ * scrubbed. prune: deletes those silent for an hour (a restarted pod's).
+ */
+int mg_kube_standby_list(json_t **out, mg_kube_client *c, const char *ns, const char *plan,
+                         int64_t now_ms, bool prune, mg_error *err);
+
 int mg_kube_store_open_plan(mg_store **out, const mg_plan *plan, const char *state_dir,
                             bool existing, const mg_cancel *cancel, int64_t deadline_ms,
                             mg_error *err);

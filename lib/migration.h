@@ -52,6 +52,8 @@ typedef struct {
 	 */
 	mg_traffic *traffic;
 	mg_metrics *metrics;
+	/* mode shift: a standby that won the Lease (no "the state moved while waiting" check) */
+	bool elected;
 } mg_migration_options;
 
 /* How long a rollback waits for a stopped autopilot to let go of the lock. */
@@ -320,6 +322,12 @@ typedef struct {
 	/* what happened, in words, as it happens (the caller shows it); may be NULL */
 	void (*event)(void *ud, const char *msg);
 	void *ud;
+	/*
+	 * A leader-elected autopilot (mg_standby_*): a stop request is read, not
+	 * taken, so it halts every replica until the rollback is recorded; and
+	 * before each move the Lease is renewed if due, or the move is not made.
+	 */
+	bool elected;
 } mg_autopilot_options;
 
 /* Over m (opened in mode shift with MG_NEED_SLO); m stays the caller's. */
@@ -376,6 +384,52 @@ mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap);
  * none since); ap may be NULL (a dry run, nothing to do). A new object.
  */
 json_t *mg_autopilot_to_json(const mg_migration *m, const mg_autopilot *ap, const char *outcome);
+
+/* ---- leader election (lib/migration/leader.c): `migrate run --leader-elect` ---- */
+
+/*
+ * A process waiting to lead a plan's autopilot: it keeps a standby Lease of
+ * its own (so `status` lists it) and reads the plan's Lease, stop and pause
+ * requests and state every retry (a fifth of the lease, 200 ms to 1 s).
+ */
+typedef struct mg_standby mg_standby;
+
+typedef struct {
+	const char *plan_path;  /* NULL: migrate.yaml */
+	const char *state_dir;  /* NULL: the plan's state.dir (the local spool) */
+	double until_pct;       /* --until: at that step, nothing to lead (0: 100) */
+	const char *until_text; /* as the operator wrote it, for the message; NULL: 100 */
+	const mg_cancel *cancel;
+	/* what it waits for, said once per change; may be NULL */
+	void (*event)(void *ud, const char *msg);
+	void *ud;
+} mg_standby_options;
+
+/* MG_EINVALID unless the plan keeps its state in the cluster (state.backend: kubernetes). */
+int mg_standby_new(mg_standby **out, const mg_standby_options *o, mg_error *err);
+/* Removes its standby Lease (when it has one) and frees it. */
+void mg_standby_free(mg_standby *s);
+/*
+ * Waits until this process may try to lead (*go): the plan's Lease is free
+ * or has run out, no rollback's stop request is pending, and the state is
+ * one an autopilot drives (not complete, rolled back, paused or at --until).
+ * *go false when the cancel flag ended the wait. A cluster that cannot be
+ * reached is said and waited out, never an error.
+ */
+int mg_standby_wait(bool *go, mg_standby *s, mg_error *err);
+/* Deletes its standby Lease: it leads now (the next wait makes it again). */
+int mg_standby_leave(mg_standby *s, mg_error *err);
+/* The holder last seen leading ("" for none); *released: it handed the Lease over. */
+const char *mg_standby_last_leader(const mg_standby *s, bool *released);
+/* This process as a holder of Leases: "user@host pid N command run id X". */
+const char *mg_standby_holder(const mg_standby *s);
+int64_t mg_standby_waited_ms(const mg_standby *s);
+/* The journal's "takeover" record: from whom, how (first, expired, handed-over), the step. */
+int mg_migration_journal_takeover(mg_migration *m, const mg_standby *s, mg_error *err);
+/* The "handover" record of a leader that releases its Lease on signal_name ("SIGTERM"). */
+int mg_migration_journal_handover(mg_migration *m, const char *signal_name, mg_error *err);
+/* Whether m's lock (a Lease) was lost: taken over, or not renewed by its deadline. */
+bool mg_migration_leadership_lost(mg_migration *m);
 
 /* ---- the state between a directory and the cluster (lib/migration/statecopy.c, unlock.c) ---- */
 

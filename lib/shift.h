@@ -101,6 +101,16 @@ int mg_shift_rollback(mg_shift_outcome *out, mg_store *store, mg_state *st,
                       mg_error *err);
 
 /*
+ * A rollback that moved traffic without the lock (an autopilot of another
+ * host held it and was asked to stop), recorded once the lock is taken after
+ * all: st is the state as read under it, out the rollback's outcome (its
+ * read-back). Journal and state as mg_shift_rollback would have written
+ * them; MG_EUNRECORDED as there.
+ */
+int mg_shift_rollback_record_late(mg_shift_outcome *out, mg_store *store, mg_state *st,
+                                  const mg_shift_request *req, mg_error *err);
+
+/*
  * If st has a pending intent, makes the balancer run what it reports
  * (mg_traffic_settle: nginx tests and reloads its file again; a failure is
  * returned and nothing is recorded), reads it and records what happened: the

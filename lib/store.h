@@ -104,6 +104,14 @@ int mg_store_resume_take(bool *present, mg_pause_request *out, mg_store *store, 
 int mg_store_stop_write(mg_store *store, const char *reason, mg_error *err);
 /* Reads and removes it: *present false (and 0) when there is none. */
 int mg_store_stop_take(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
+/*
+ * Leader-elected autopilots (issue 15) read it without taking it: it halts
+ * every replica, not only the one that saw it first, until the rollback that
+ * left it is recorded (mg_store_stop_remove, under the lock) or an operator
+ * moves the migration on with `migrate step`.
+ */
+int mg_store_stop_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err);
+int mg_store_stop_remove(mg_store *store, mg_error *err);
 
 /* "user@host" of the process, for journal records and the lock file. */
 void mg_operator_id(char *buf, size_t size);

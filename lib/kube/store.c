@@ -274,22 +274,44 @@ static int64_t renew_period_ms(const kstore *k)
 }
 
 /*
+ * How long a holder may go without a renewal that landed before it must
+ * assume the plan is someone else's: two thirds of the lease (client-go's
+ * RenewDeadline is 10 s of a 15 s lease), so a holder that stops there has a
+ * third of the lease left, before any standby can take over, to have stopped
+ * moving traffic.
+ */
+static int64_t renew_deadline_ms(const kstore *k)
+{
+	return (int64_t)k->lease_seconds * 1000 * 2 / 3;
+}
+
+/* After a failed renewal: tried again this soon, so one lost request is not the deadline. */
+static int64_t renew_retry_ms(const kstore *k)
+{
+	int64_t ms = (int64_t)k->lease_seconds * 1000 / 10;
+	return ms < 200 ? 200 : ms;
+}
+
+/*
  * The renewer: wakes every third of the lease and renews it (a failed renewal
- * of a network blip is tried again next time; the lease has two more thirds).
- * A Lease someone else took over ends it: the next locked write is told.
+ * of a network blip is tried again a tenth of the lease later). A Lease
+ * someone else took over ends it: the next locked write or keepalive is told;
+ * so is a renew deadline that passed without a renewal (mg_kube_store_renew_if_due).
  */
 static void *renewer(void *ud)
 {
 	kstore *k = ud;
 	pthread_mutex_lock(&k->mu);
+	bool failed = false;
 	while (!k->stop) {
 		struct timespec ts;
-		mg_clock_abstime(&ts, renew_period_ms(k));
+		mg_clock_abstime(&ts, failed ? renew_retry_ms(k) : renew_period_ms(k));
 		pthread_cond_timedwait(&k->cv, &k->mu, &ts);
 		if (k->stop || k->now_ms() - k->renewed_ms < renew_period_ms(k))
 			continue;
 		mg_error err = MG_ERROR_INIT;
 		int rc = mg_kube_lease_renew(k->lease, &err);
+		failed = rc != 0;
 		if (rc == 0) {
 			k->renewed_ms = k->now_ms();
 		} else if (rc == MG_ECONFLICT) {
@@ -310,11 +332,14 @@ static void *renewer(void *ud)
 /* A client for the Lease alone, so the renewer never shares the store's. */
 static int lease_client_new(kstore *k, mg_error *err)
 {
-	mg_kube_config_options co = {.kubeconfig = k->r_kubeconfig,
-	                             .context = k->r_context,
-	                             .namespace_ = k->r_namespace,
-	                             .timeout_ms = k->r_timeout_ms,
-	                             .deadline_ms = k->r_deadline_ms};
+	/* a renewal that waits longer than a third of the lease is too late to count */
+	int64_t third = renew_period_ms(k);
+	mg_kube_config_options co = {
+	    .kubeconfig = k->r_kubeconfig,
+	    .context = k->r_context,
+	    .namespace_ = k->r_namespace,
+	    .timeout_ms = k->r_timeout_ms && k->r_timeout_ms < third ? k->r_timeout_ms : third,
+	    .deadline_ms = k->r_deadline_ms && k->r_deadline_ms < third ? k->r_deadline_ms : third};
 	return mg_kube_client_new(&k->lease_client, &co, err);
 }
 
@@ -412,12 +437,40 @@ int mg_kube_store_renew_if_due(kstore *k, mg_error *err)
 		    k->plan);
 	pthread_mutex_lock(&k->mu);
 	int rc = 0;
+	int64_t since = k->now_ms() - k->renewed_ms;
 	if (k->lost)
 		rc = mg_error_set(err, MG_ECONFLICT, "%s", k->lost_msg);
-	else if (k->now_ms() - k->renewed_ms >= renew_period_ms(k)) {
-		rc = mg_kube_lease_renew(k->lease, err);
+	else if (since >= renew_period_ms(k)) {
+		mg_error why = MG_ERROR_INIT;
+		rc = mg_kube_lease_renew(k->lease, &why);
 		if (rc == 0)
 			k->renewed_ms = k->now_ms();
+		else if (rc != MG_ECONFLICT && since >= renew_deadline_ms(k)) {
+			/*
+			 * Past the renew deadline with no renewal: a standby may take the
+			 * plan over once the lease runs out, so this holder stops here,
+			 * whatever the cluster says later (client-go's leader does the same).
+			 */
+			char last[40];
+			mg_time_format(last, sizeof(last), k->renewed_ms);
+			k->lost = true;
+			snprintf(
+			    k->lost_msg, sizeof(k->lost_msg),
+			    "plan \"%s\"'s lease was last renewed at %s, %lld s ago, and cannot "
+			    "be renewed (%.500s): past the renew deadline (%lld s of the %d s lease) "
+			    "another process may take the plan over, so this one moves nothing "
+			    "more",
+			    k->plan, last, (long long)(since / 1000), why.message,
+			    (long long)(renew_deadline_ms(k) / 1000), k->lease_seconds);
+			rc = mg_error_set(err, MG_ECONFLICT, "%s", k->lost_msg);
+		} else if (rc) {
+			if (rc == MG_ECONFLICT) {
+				k->lost = true;
+				snprintf(k->lost_msg, sizeof(k->lost_msg), "%s", why.message);
+			}
+			mg_error_set(err, rc, "%s", why.message);
+		}
+		mg_error_clear(&why);
 	}
 	pthread_mutex_unlock(&k->mu);
 	return rc;

@@ -140,7 +140,9 @@ static int stop_requested(mg_autopilot *ap, mg_error *err)
 		return 0;
 	bool present;
 	mg_pause_request pr;
-	int rc = mg_store_stop_take(&present, &pr, ap->m->store, err);
+	/* an elected autopilot leaves it for the rollback to clear: it halts every replica */
+	int rc = ap->o.elected ? mg_store_stop_read(&present, &pr, ap->m->store, err)
+	                       : mg_store_stop_take(&present, &pr, ap->m->store, err);
 	if (rc || !present)
 		return rc;
 	/* with a margin for the clocks of two hosts: one stop too many is the safe side */
@@ -167,6 +169,13 @@ static int move(mg_autopilot *ap, int idx, const char *reason, mg_error *err)
 	/* a rollback may have moved the traffic since the tick looked: never move over it */
 	int src = stop_requested(ap, err);
 	if (src || ap->stop)
+		return src;
+	/*
+	 * A lock that lapses (a Lease) is renewed now if a third of it went by:
+	 * a leader that cannot prove it still leads moves nothing (it may have
+	 * been replaced while it was frozen or cut off).
+	 */
+	if ((src = mg_store_keepalive(m->store, err)))
 		return src;
 	/* MG_EUNRECORDED: the autopilot stops, and the way out reports the read-back (exit 5) */
 	int rc = mg_migration_shift(&ap->moved, m, idx, reason, false, err);

@@ -10,6 +10,7 @@ struct mg_migration {
 	const mg_plan_slo *slo; /* NULL when the plan has none */
 	char command[16];
 	bool dry_run;
+	bool elected;    /* a leader-elected autopilot's */
 	mg_store *store; /* NULL with dry_run and no state directory, or a rollback without one */
 	mg_state st;
 	int state_rc; /* mode read: state.json could not be read, why in state_error */

@@ -93,7 +93,7 @@ static int open_shift(mg_migration *m, const char *dir, const char *name, mg_err
 	if (!rc)
 		rc = mg_state_load(&m->st, m->store, err);
 	/* a state this machine spooled, uploaded as the lock was taken, is no one else's move */
-	if (!rc && have_seen && seen.revision != m->st.revision &&
+	if (!rc && have_seen && !m->elected && seen.revision != m->st.revision &&
 	    !mg_store_spool_result(m->store)->applied)
 		rc = state_moved(m->command, &seen, &m->st, err);
 	return rc;
@@ -172,6 +172,7 @@ int mg_migration_open(mg_migration **out, const mg_migration_options *o, mg_erro
 	m->metrics = o->metrics;
 	snprintf(m->command, sizeof(m->command), "%s", o->command ? o->command : "migrate");
 	m->dry_run = o->dry_run;
+	m->elected = o->elected;
 	m->opened_ms = mg_now_ms();
 	/* the warnings stay in err, for the caller to show */
 	unsigned needs = o->mode == MG_MIGRATION_READ ? o->needs : MG_NEED_TRAFFIC | o->needs;

@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "journal.h"
 #include "spool.h"
+#include "storebackend.h"
 #include "units.h"
 
 void mg_migration_gate_record(mg_state *st, const mg_gate_eval *ev)
@@ -242,7 +243,14 @@ int mg_migration_shift(mg_shift_outcome *out, mg_migration *m, int idx, const ch
 	                        .forced = forced};
 	int rc = mg_shift_apply(out, m->store, &m->st, m->t, &req, err);
 	/* the cluster went away mid-move: what it did not take waits in the local spool */
-	return out ? mg_migration_spool(m, out, true, rc, err) : rc;
+	rc = out ? mg_migration_spool(m, out, true, rc, err) : rc;
+	/*
+	 * An operator's step moves the migration on after a rollback: a stop
+	 * request still halting leader-elected autopilots is over with it.
+	 */
+	if (!rc && !strcmp(m->command, "step"))
+		rc = mg_store_stop_remove(m->store, err);
+	return rc;
 }
 
 int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double to_percent,
@@ -273,6 +281,39 @@ int mg_migration_rollback_check(int *idx, double *from, mg_migration *m, double 
 	return 0;
 }
 
+/*
+ * The rollback moved traffic without the lock: an autopilot of another host
+ * held it and was asked to stop, which it does within a tick (a gate query
+ * at most). The traffic has moved already, so waiting now costs the
+ * balancer nothing: the lock is taken once that autopilot let go (up to
+ * MG_MIGRATION_PREEMPT_WAIT_MS), the state read as it left it, and the
+ * rollback recorded there rather than in this machine's spool. Returns rc
+ * (unrecorded) when the lock or the state cannot be had in that time.
+ */
+static int record_late(mg_shift_outcome *out, mg_migration *m, const mg_shift_request *req, int rc,
+                       mg_error *err)
+{
+	if (!m->store || !mg_store_remote(m->store))
+		return rc;
+	int64_t until = mg_clock_ms() + MG_MIGRATION_PREEMPT_WAIT_MS;
+	mg_error why = MG_ERROR_INIT;
+	int lrc;
+	while ((lrc = mg_store_lock(m->store, m->command, &why)) == MG_ELOCKED &&
+	       mg_clock_ms() < until && !(m->cancel && *m->cancel)) {
+		mg_error_clear(&why);
+		mg_clock_sleep_ms(100, m->cancel);
+	}
+	mg_state st;
+	if (lrc || mg_state_load(&st, m->store, &why)) {
+		mg_error_clear(&why);
+		return rc;
+	}
+	m->st = st;
+	m->site.unlocked = m->site.state_unread = false;
+	mg_error_clear(err);
+	return mg_shift_rollback_record_late(out, m->store, &m->st, req, err);
+}
+
 int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_percent, int idx,
                           const char *reason, bool forced, mg_error *err)
 {
@@ -284,11 +325,16 @@ int mg_migration_rollback(mg_shift_outcome *out, mg_migration *m, double to_perc
 	                        .forced = forced};
 	/* the balancer first, then the record: MG_EUNRECORDED still reports the read-back */
 	int rc = mg_shift_rollback(out, m->store, &m->st, &m->site, m->t, &req, err);
+	if (rc == MG_EUNRECORDED && m->site.stop_asked)
+		rc = record_late(out, m, &req, rc, err);
 	/* the cluster that keeps the state cannot be reached: the record waits in the spool */
 	rc = mg_migration_spool(m, out, !m->site.state_unread, rc, err);
 	/* the way out ends a hold too: a pause request left behind would block the next run */
 	if (!rc)
 		rc = mg_store_pause_remove(m->store, err);
+	/* recorded: the stop request has done its work, and leader-elected replicas see it so */
+	if (!rc)
+		rc = mg_store_stop_remove(m->store, err);
 	/* recorded, so the cluster answers: what earlier commands spooled goes up after it */
 	if (!rc)
 		mg_store_spool_flush(m->store);

@@ -855,6 +855,16 @@ int mg_store_stop_take(bool *present, mg_pause_request *out, mg_store *store, mg
 	return rc;
 }
 
+int mg_store_stop_read(bool *present, mg_pause_request *out, mg_store *store, mg_error *err)
+{
+	return request_read(present, out, store, "stop", err);
+}
+
+int mg_store_stop_remove(mg_store *store, mg_error *err)
+{
+	return request_remove(store, "stop", err);
+}
+
 /* ---- other backends (storebackend.h) ---- */
 
 int mg_store_open_backend(mg_store **out, const mg_store_ops *ops, void *impl,

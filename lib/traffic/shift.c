@@ -299,10 +299,12 @@ int mg_shift_open_rollback(mg_store **store, mg_state *st, mg_shift_site *site,
 	if (rc) {
 		site->unlocked = true;
 		snprintf(site->lock_error, sizeof(site->lock_error), "%s", why.message);
-		mg_log(MG_LOG_WARN,
-		       "the plan's lock could not be taken (%s): the rollback goes on, and "
-		       "writes no record without it",
-		       why.message);
+		/* an autopilot asked to stop lets go soon: the record is written then (rules.c) */
+		if (!site->stop_asked)
+			mg_log(MG_LOG_WARN,
+			       "the plan's lock could not be taken (%s): the rollback goes on, and "
+			       "writes no record without it",
+			       why.message);
 		mg_error_clear(&why);
 		/*
 		 * A cluster that did not answer for the lock would make the state read
@@ -358,6 +360,26 @@ int mg_shift_rollback(mg_shift_outcome *out, mg_store *store, mg_state *st,
 	                     "Keep the record printed with this error; once the state directory "
 	                     "can be written (and state.json read), run `migrate rollback` again "
 	                     "to record it: the balancer is already there",
+	                     err);
+}
+
+int mg_shift_rollback_record_late(mg_shift_outcome *out, mg_store *store, mg_state *st,
+                                  const mg_shift_request *req, mg_error *err)
+{
+	/* the move's read-back stands: the state is the one the lock holder left, read now */
+	json_t *before =
+	    position(st->has_read_back ? st->read_back_k8s_percent : 0, st->step_index);
+	reached(st, req->k8s_percent, req->step_index, req->nsteps);
+	st->read_back_ms = mg_now_ms();
+	st->has_read_back = true;
+	st->read_back_k8s_percent = out->read_back.k8s_percent;
+	st->pending = false;
+	out->record_error[0] = '\0';
+	json_decref(out->record);
+	out->record = NULL;
+	return record_result(out, store, st, req, before, &out->read_back, true, true,
+	                     "Keep the record printed with this error; run `migrate rollback` "
+	                     "again to record it: the balancer is already there",
 	                     err);
 }
 
