@@ -227,6 +227,21 @@ int cmd_status(mg_cli *cli, int argc, char **argv)
 	} else {
 		printf("  lock       free\n");
 	}
+	/* leader-elected autopilots waiting to take over (their own Leases in the cluster) */
+	size_t si;
+	json_t *sb;
+	json_array_foreach(s.standbys, si, sb)
+	{
+		bool alive = json_is_true(json_object_get(sb, "alive"));
+		printf("  %-10s %s%s%s (%s %s)\n", si ? "" : "standbys",
+		       alive ? "" : cli_c(c, C_DIM),
+		       json_string_value(json_object_get(sb, "holder")),
+		       alive ? "" : cli_c(c, C_RESET), alive ? "waiting, seen" : "gone, last seen",
+		       json_string_value(json_object_get(sb, "seen")));
+	}
+	if (*s.standbys_error)
+		printf("  standbys   %sunknown:%s %s\n", cli_c(c, C_YELLOW), cli_c(c, C_RESET),
+		       s.standbys_error);
 	if (s.st.gate_last[0]) {
 		mg_time_format(buf2, sizeof(buf2), s.st.gate_last_ms);
 		printf("  gates      %s at %s, %d failure%s at this step: %s\n", s.st.gate_last,

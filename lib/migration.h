@@ -222,6 +222,13 @@ typedef struct {
 	 */
 	json_t *rebuilt;
 	json_t *rebuild;
+	/*
+	 * state.backend kubernetes: the standbys of leader-elected autopilots
+	 * (mg_kube_standby_list: holder, seen, alive), else NULL; a cluster that
+	 * cannot list them says why in standbys_error.
+	 */
+	json_t *standbys;
+	char standbys_error[512];
 } mg_status;
 
 /* Where m (opened in mode read) stands; offline: the balancer is not read. */

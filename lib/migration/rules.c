@@ -311,6 +311,25 @@ static int record_late(mg_shift_outcome *out, mg_migration *m, const mg_shift_re
 	m->st = st;
 	m->site.unlocked = m->site.state_unread = false;
 	mg_error_clear(err);
+	/*
+	 * The autopilot may have moved once more between its last look for the
+	 * stop request and the rollback's move. It holds nothing now, so what the
+	 * balancer has is read again, and the rollback applied again if it differs.
+	 */
+	mg_traffic_state live;
+	if (mg_traffic_read(&live, m->t, &why) == 0) {
+		bool moved = live.k8s_percent > req->k8s_percent + 0.5 ||
+		             live.k8s_percent < req->k8s_percent - 0.5;
+		mg_traffic_state_clear(&live);
+		if (moved) {
+			mg_traffic_state_clear(&out->read_back);
+			rc = mg_traffic_apply(&out->read_back, m->t, req->k8s_percent, req->forced,
+			                      err);
+			if (rc)
+				return rc;
+		}
+	}
+	mg_error_clear(&why);
 	return mg_shift_rollback_record_late(out, m->store, &m->st, req, err);
 }
 

@@ -9,6 +9,7 @@
 
 #include "fleet.h"
 #include "internal.h"
+#include "kubestore.h"
 
 static int by_count(const void *a, const void *b)
 {
@@ -94,6 +95,21 @@ static bool read_live(mg_traffic_state *live, const mg_plan_traffic *t, char *wh
 	return ok;
 }
 
+/* Who would take a leader-elected autopilot over: their own Leases, listed (leader.c). */
+static void standbys(mg_status *out, mg_migration *m, int64_t now_ms)
+{
+	mg_kube_config_options co;
+	mg_kube_client *c = NULL;
+	mg_error why = MG_ERROR_INIT;
+	if (mg_kube_store_client(&c, &co, m->plan, "state", m->cancel, 0, &why) == 0)
+		mg_kube_standby_list(&out->standbys, c, mg_kube_client_namespace(c),
+		                     mg_plan_name(m->plan), now_ms, false, &why);
+	if (why.code)
+		snprintf(out->standbys_error, sizeof(out->standbys_error), "%.500s", why.message);
+	mg_error_clear(&why);
+	mg_kube_client_free(c);
+}
+
 int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t now_ms,
                         mg_error *err)
 {
@@ -109,6 +125,8 @@ int mg_migration_status(mg_status *out, mg_migration *m, bool offline, int64_t n
 		if (rc)
 			return rc;
 	}
+	if (m->store && mg_plan_state_section(m->plan)->backend == MG_STATE_KUBERNETES)
+		standbys(out, m, now_ms);
 	/* nothing recorded here (a fresh runner): what the hosts and the cluster say instead */
 	json_t *rebuilt_record = NULL;
 	bool rebuilt = !offline && !m->state_rc && st->revision == 0;
@@ -160,6 +178,7 @@ void mg_status_clear(mg_status *s)
 	json_decref(s->fleet);
 	json_decref(s->rebuilt);
 	json_decref(s->rebuild);
+	json_decref(s->standbys);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -197,6 +216,9 @@ json_t *mg_status_to_json(const mg_status *s, const mg_migration *m, const char 
 	json_object_set_new(o, "bake_remaining_ms",
 	                    s->bake_left_ms >= 0 ? json_integer(s->bake_left_ms) : json_null());
 	json_object_set_new(o, "lock", lock_json(s->lock_held, &s->holder));
+	json_object_set_new(o, "standbys", s->standbys ? json_incref(s->standbys) : json_null());
+	json_object_set_new(o, "standbys_error",
+	                    *s->standbys_error ? json_string(s->standbys_error) : json_null());
 	json_object_set_new(o, "live",
 	                    s->has_live ? mg_traffic_state_to_json(&s->live) : json_null());
 	json_object_set_new(o, "live_error",

@@ -342,6 +342,8 @@ static int local_lock(void *impl, const char *command, mg_error *err)
  * probe (the same fields), and stopped only on this host, as for the
  * directory.
  */
+static int request_write(mg_store *store, const char *name, const char *reason, mg_error *err);
+
 static int preempt_remote(mg_store *store, const char *command, const char *preemptible,
                           int64_t wait_ms, mg_error *err)
 {
@@ -364,6 +366,16 @@ static int preempt_remote(mg_store *store, const char *command, const char *pree
 		                    store->plan, h.command, h.operator_, h.pid);
 	mg_log(MG_LOG_WARN, "stopping \"%s\" (pid %ld, %s) so that %s can go ahead", h.command,
 	       h.pid, h.operator_, command);
+	/*
+	 * First a stop request: a leader-elected autopilot hands its Lease over on
+	 * SIGTERM, and a standby must not take it before this command does. The
+	 * request halts them until the command is recorded and removes it.
+	 */
+	char why[128];
+	snprintf(why, sizeof(why), "`migrate %s` stopped the autopilot on this host", command);
+	if (request_write(store, "stop", why, &tmp))
+		mg_log(MG_LOG_WARN, "the stop request could not be left: %s", tmp.message);
+	mg_error_clear(&tmp);
 	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)
 		return rc;
 	int64_t deadline = mg_clock_ms() + wait_ms;

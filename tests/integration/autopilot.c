@@ -1069,3 +1069,359 @@ Test(autopilot, a_rollback_stops_a_run_of_another_host_through_the_cluster, .tim
 	cr_assert_eq(moves_after, 0, "the run moved traffic after the stop request");
 	json_decref(recs);
 }
+
+/* ---- run --leader-elect (issue 15): two autopilots, one leads ---- */
+
+/* The demo plan with its state in a kubeapi.py of this test, the Lease lease_s long. */
+static void up_elected(int lease_s)
+{
+	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	unsetenv("KUBECONFIG");
+	tu_kubeapi_start(&kapi, dir, "default");
+	char to[1024];
+	snprintf(to, sizeof(to),
+	         "name: demo\n"
+	         "state:\n"
+	         "  backend: kubernetes\n"
+	         "  lease: %ds\n"
+	         "  kubernetes:\n"
+	         "    kubeconfig: %s\n"
+	         "    namespace: default\n",
+	         lease_s, kapi.kubeconfig);
+	up("name: demo\n", to);
+}
+
+/* `run --leader-elect` in the background, output in DIR/<name>.out and DIR/<name>.err. */
+static pid_t elect_bg(const char *name)
+{
+	char *args[32];
+	size_t n = 0;
+	args[n++] = getenv("MIGRATE_BIN");
+	cr_assert_not_null(args[0], "MIGRATE_BIN is not set");
+	const char *tail[] = {"-p",  envv("PLAN"),     "--state-dir", path("state"),
+	                      "run", "--leader-elect", NULL};
+	for (size_t i = 0; tail[i]; i++)
+		args[n++] = (char *)tail[i];
+	args[n] = NULL;
+	char o[64], e[64];
+	snprintf(o, sizeof(o), "%s.out", name);
+	snprintf(e, sizeof(e), "%s.err", name);
+	int out = open(path(o), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int err = open(path(e), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert(out >= 0 && err >= 0);
+	pid_t pid = tu_spawn_fds(args, -1, out, err);
+	close(out);
+	close(err);
+	cr_assert_gt(pid, 0, "fork: %s", strerror(errno));
+	return pid;
+}
+
+static char *output_of(const char *name)
+{
+	char o[64];
+	snprintf(o, sizeof(o), "%s.out", name);
+	return slurp(path(o));
+}
+
+/* Waits until DIR/<name>.out holds text; asserts it does by the deadline. */
+static void wait_said(const char *name, const char *text, int64_t timeout_ms)
+{
+	int64_t end = tu_now_ms() + timeout_ms;
+	for (;;) {
+		const char *s = output_of(name); /* slurp's buffer */
+		bool found = strstr(s, text) != NULL;
+		if (found || tu_now_ms() >= end) {
+			cr_assert(found, "%s did not say \"%s\" in %lld ms:\n%s", name, text,
+			          (long long)timeout_ms, s);
+			return;
+		}
+		sleep_ms(50);
+	}
+}
+
+/*
+ * HAProxy's cluster share now, from one `show servers state` (every weight of
+ * one answer, so no half-read step): k8s1's weight over all of them.
+ */
+static double share_now(void)
+{
+	char ans[8192];
+	hap(ans, sizeof(ans), "show servers state web");
+	double k8s = 0, all = 0;
+	for (char *line = strtok(ans, "\n"); line; line = strtok(NULL, "\n")) {
+		/* be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight
+		 */
+		char name[64];
+		int w;
+		if (sscanf(line, "%*d %*s %*d %63s %*s %*d %*d %d", name, &w) != 2)
+			continue;
+		all += w;
+		if (!strcmp(name, "k8s1"))
+			k8s += w;
+	}
+	return all > 0 ? 100.0 * k8s / all : -1;
+}
+
+/* The weight history: the cluster share only ever goes up while no one rolls back. */
+typedef struct {
+	double last;
+	int samples, decreases;
+	char seen[512];
+} history_watch;
+
+static void watch(history_watch *h)
+{
+	double s = share_now();
+	if (s < 0)
+		return;
+	h->samples++;
+	if (h->samples > 1 && s < h->last - 0.01) {
+		h->decreases++;
+		size_t n = strlen(h->seen);
+		snprintf(h->seen + n, sizeof(h->seen) - n, " %.4g->%.4g", h->last, s);
+	}
+	h->last = s;
+}
+
+/* Waits for the recorded phase, watching the weights meanwhile. */
+static void wait_phase(const char *want, history_watch *h, int64_t timeout_ms)
+{
+	int64_t end = tu_now_ms() + timeout_ms;
+	char phase[32] = "";
+	while (tu_now_ms() < end) {
+		state(phase, sizeof(phase));
+		if (!strcmp(phase, want))
+			return;
+		for (int i = 0; i < 4; i++) {
+			watch(h);
+			sleep_ms(50);
+		}
+	}
+	cr_assert_fail("phase %s not reached in %lld ms (at %s)", want, (long long)timeout_ms,
+	               phase);
+}
+
+/* The journal records of run's action, and the index of the first after time t (or -1). */
+static size_t count_of(json_t *recs, const char *action)
+{
+	size_t i, n = 0;
+	json_t *rec;
+	json_array_foreach(recs, i, rec) n += is(rec, "run", action);
+	return n;
+}
+
+static json_t *last_of(json_t *recs, const char *action)
+{
+	json_t *found = NULL, *rec;
+	size_t i;
+	json_array_foreach(recs, i, rec) if (is(rec, "run", action)) found = rec;
+	return found;
+}
+
+TestSuite(leader, .init = setup, .fini = teardown, .timeout = 120);
+
+/*
+ * kill -9 of the leader mid-bake: the standby takes over within the lease and
+ * one slo.interval, continues from the recorded step, and finishes; the
+ * journal holds one takeover from the dead leader, and HAProxy's weights only
+ * ever went up (two movers would show a step back).
+ */
+Test(leader, the_standby_takes_over_a_killed_leader_and_finishes)
+{
+	up_elected(2);
+	history_watch h = {0};
+	pid_t a = elect_bg("a");
+	bg = a;
+	wait_step(0, 15000);
+	wait_said("a", "leading plan \"demo\"", 1000);
+	pid_t b = elect_bg("b");
+	wait_said("b", "standby: plan \"demo\" is led by ", 5000);
+	/* status names the leader and the standby */
+	static result r;
+	mg(&r, 10000, "status", NULL);
+	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
+	cr_assert(strstr(r.out, "standby"), "%s", r.out);
+	wait_step(1, 20000);
+	for (int i = 0; i < 10; i++) {
+		watch(&h);
+		sleep_ms(50);
+	}
+	int at = state(NULL, 0);
+	kill(a, SIGKILL);
+	waitpid(a, NULL, 0);
+	int64_t killed = tu_now_ms();
+	bg = b;
+	wait_said("b", "leading plan \"demo\" (took over from ", 6000);
+	int64_t took = tu_now_ms() - killed;
+	/* lease 2 s + slo.interval 1 s, and the polling of this test */
+	cr_assert_leq(took, 3500, "took over %lld ms after the kill", (long long)took);
+	cr_assert_geq(state(NULL, 0), at, "it went on from the recorded step");
+	wait_phase("complete", &h, 60000);
+	cr_assert_eq(h.decreases, 0, "the cluster share went down:%s", h.seen);
+	cr_assert_gt(h.samples, 20);
+	json_t *recs = history();
+	cr_assert_eq(count_of(recs, "takeover"), 2, "the first leader's, and b's");
+	json_t *t = last_of(recs, "takeover");
+	cr_assert_str_eq(jstr(t, "evidence.how"), "expired");
+	char apid[32];
+	snprintf(apid, sizeof(apid), "pid %d ", (int)a);
+	cr_assert(strstr(jstr(t, "evidence.from"), apid), "%s", jstr(t, "evidence.from"));
+	cr_assert_eq((pid_t)jnum(t, "pid"), b);
+	json_decref(recs);
+	/* complete: b stays up (a Deployment must not crash-loop), leading nothing */
+	wait_said("b", "the migration is complete", 5000);
+	cr_assert(alive(b));
+	kill(b, SIGTERM);
+	cr_assert_eq(wait_exit(b, 5000), 143);
+	bg = -1;
+}
+
+/*
+ * A leader frozen (SIGSTOP) past its lease is replaced; continued, it finds
+ * its Lease gone and touches the balancer no more: no journal record of its
+ * pid after the takeover, it says so, and waits as a standby.
+ */
+Test(leader, a_frozen_leader_is_replaced_and_moves_nothing_when_it_wakes)
+{
+	up_elected(2);
+	history_watch h = {0};
+	pid_t a = elect_bg("a");
+	bg = a;
+	wait_step(0, 15000);
+	pid_t b = elect_bg("b");
+	wait_said("b", "standby: ", 5000);
+	kill(a, SIGSTOP);
+	int64_t stopped = tu_now_ms();
+	wait_said("b", "leading plan \"demo\" (took over from ", 6000);
+	cr_assert_leq(tu_now_ms() - stopped, 3500);
+	for (int i = 0; i < 20; i++) {
+		watch(&h);
+		sleep_ms(50);
+	}
+	kill(a, SIGCONT);
+	wait_said("a", "no longer the leader", 5000);
+	bg = b;
+	wait_phase("complete", &h, 60000);
+	cr_assert_eq(h.decreases, 0, "the cluster share went down:%s", h.seen);
+	json_t *recs = history(), *rec;
+	size_t i, took = 0, after = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		if (is(rec, "run", "takeover") && (pid_t)jnum(rec, "pid") == b)
+			took = i + 1;
+		else if (took && (pid_t)jnum(rec, "pid") == a)
+			after++;
+	}
+	cr_assert(took, "no takeover by b");
+	cr_assert_eq(after, 0, "the old leader wrote %zu records after the takeover", after);
+	json_decref(recs);
+	cr_assert(alive(a), "a waits as a standby: %s", output_of("a"));
+	kill(a, SIGKILL);
+	waitpid(a, NULL, 0);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	bg = -1;
+}
+
+/* SIGTERM to the leader: it releases the Lease and the standby leads within 2 s. */
+Test(leader, sigterm_hands_the_lease_over_at_once)
+{
+	up_elected(15); /* a lease that would take 15 s to run out: the hand-over must not */
+	pid_t a = elect_bg("a");
+	bg = a;
+	wait_step(0, 15000);
+	pid_t b = elect_bg("b");
+	wait_said("b", "standby: ", 5000);
+	kill(a, SIGTERM);
+	int64_t sent = tu_now_ms();
+	cr_assert_eq(wait_exit(a, 5000), 143, "%s", output_of("a"));
+	bg = b;
+	wait_said("b", "leading plan \"demo\" (handed over by ", 5000);
+	int64_t took = tu_now_ms() - sent;
+	cr_assert_lt(took, 2000, "took over %lld ms after SIGTERM", (long long)took);
+	json_t *recs = history();
+	json_t *ho = last_of(recs, "handover");
+	cr_assert_not_null(ho, "no handover record");
+	cr_assert((pid_t)jnum(ho, "pid") == a);
+	cr_assert(strstr(jstr(ho, "reason"), "SIGTERM"), "%s", jstr(ho, "reason"));
+	cr_assert_str_eq(jstr(last_of(recs, "takeover"), "evidence.how"), "handed-over");
+	json_decref(recs);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	bg = -1;
+}
+
+/*
+ * A rollback from anywhere preempts a leader-elected autopilot: traffic goes to
+ * the VMs, the leader stops, the standby does not take the migration forward
+ * again (the stop request halts it, then the recorded rollback keeps it
+ * dormant), and a `migrate step` by an operator re-arms it.
+ */
+Test(leader, a_rollback_halts_leader_and_standby_until_an_operator_steps)
+{
+	up_elected(2);
+	pid_t a = elect_bg("a");
+	bg = a;
+	wait_step(0, 15000);
+	pid_t b = elect_bg("b");
+	wait_said("b", "standby: ", 5000);
+	/* from a laptop: another host (its own UTS namespace), which no signal of its reaches */
+	if (system("unshare -u true >/dev/null 2>&1") != 0)
+		cr_skip_test("no UTS namespace here (unshare -u): another host cannot be faked");
+	static result r;
+	char *args[] = {"/usr/bin/unshare",
+	                "-u",
+	                "/bin/sh",
+	                "-c",
+	                "hostname laptop && exec \"$@\"",
+	                "sh",
+	                getenv("MIGRATE_BIN"),
+	                "-p",
+	                (char *)envv("PLAN"),
+	                "--state-dir",
+	                (char *)path("laptop"),
+	                "rollback",
+	                "--reason",
+	                "pager",
+	                NULL};
+	run_argv(&r, args, 20000);
+	cr_assert_eq(r.status, 0, "rollback: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.out, "was asked to stop"), "%s", r.out);
+	cr_assert_eq(weight("k8s1"), 0);
+	/* twice the lease, and more than a bake: nobody moves it forward again */
+	for (int i = 0; i < 40; i++) {
+		cr_assert_eq(weight("k8s1"), 0, "moved forward after the rollback: b %s",
+		             output_of("b"));
+		sleep_ms(100);
+	}
+	char phase[32];
+	state(phase, sizeof(phase));
+	cr_assert_str_eq(phase, "rolled-back");
+	cr_assert(alive(a), "a waits: %s", output_of("a"));
+	cr_assert(alive(b), "b waits: %s", output_of("b"));
+	wait_said("b", "rolled back", 3000);
+	/* an operator takes the first step again: one of them leads it on */
+	mg(&r, 20000, "step", NULL);
+	cr_assert_eq(r.status, 0, "step: %d\n%s\n%s", r.status, r.out, r.err);
+	wait_step(1, 20000);
+	kill(a, SIGKILL);
+	waitpid(a, NULL, 0);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	bg = -1;
+}
+
+/* --leader-elect is for a plan whose state is in the cluster. */
+Test(leader, leader_elect_needs_the_kubernetes_backend)
+{
+	up(NULL, NULL);
+	static result r;
+	mg(&r, 10000, "run", "--leader-elect", NULL);
+	cr_assert_eq(r.status, 2, "%d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "--leader-elect needs the plan's state in the cluster"), "%s",
+	          r.err);
+	cr_assert_eq(weight("k8s1"), 0, "nothing moved");
+}
