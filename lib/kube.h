@@ -117,7 +117,9 @@ json_t *mg_kube_client_discovery_cache(mg_kube_client *c);
 
 /*
  * One request to path (e.g. "/api/v1/namespaces/shop/configmaps/x"; with a
- * query). A 401 with an exec plugin runs it again and retries once. 2xx:
+ * query). A 401 with an exec plugin runs it again, with a token file reads
+ * it again, and retries once (a token file only if its token changed); a
+ * 401 after that names where the credential came from. 2xx:
  * *out the parsed JSON (NULL for an empty body). Otherwise the Kubernetes
  * Status turned into a message starting with what ("apps/v1 Deployment
  * shop/web: 422 Invalid: ..."): 404 MG_ENOTFOUND, 409 MG_ECONFLICT, 400/422

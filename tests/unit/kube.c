@@ -426,7 +426,7 @@ Test(kube, incluster_server_url_from_the_environment)
 		cr_expect_eq(
 		    mg_kube_incluster_server(url, sizeof(url), bad[i].host, bad[i].port, &err),
 		    MG_EINVALID, "%s:%s", bad[i].host ? bad[i].host : "(null)", bad[i].port);
-		cr_expect(err.message && strstr(err.message, bad[i].msg), "%s", err.message);
+		cr_expect(strstr(err.message, bad[i].msg), "%s", err.message);
 		mg_error_clear(&err);
 	}
 }
