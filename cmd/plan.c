@@ -102,8 +102,9 @@ static void print_kubernetes(const mg_cli *cli, const json_t *k)
 	heading(cli, "Kubernetes");
 	printf("  namespace  %s%s%s\n", str(k, "namespace"), context ? ", context " : "",
 	       context ? context : "");
-	printf("  kubeconfig %s\n",
-	       str(k, "kubeconfig") ? str(k, "kubeconfig") : "$KUBECONFIG or ~/.kube/config");
+	printf("  kubeconfig %s\n", str(k, "kubeconfig")
+	                                ? str(k, "kubeconfig")
+	                                : "$KUBECONFIG, ~/.kube/config or in-cluster");
 	printf("  templates  %s", str(templates, "dir"));
 	if (!json_is_array(files)) {
 		printf(" (not readable)\n");

@@ -15,15 +15,29 @@
 #include "clock.h"
 #include "error.h"
 
+/* kubernetes.kubeconfig's value that asks for the in-cluster configuration (a file of that
+ * name is "./in-cluster") */
+#define MG_KUBE_IN_CLUSTER "in-cluster"
+
 typedef struct {
-	/* kubernetes.kubeconfig (like --kubeconfig: used alone); NULL: $KUBECONFIG (':'-separated,
-	 * merged), else ~/.kube/config */
+	/*
+	 * kubernetes.kubeconfig (like --kubeconfig: used alone), or MG_KUBE_IN_CLUSTER; NULL,
+	 * as clientcmd: $KUBECONFIG (':'-separated, merged), else ~/.kube/config if it exists,
+	 * else in-cluster when KUBERNETES_SERVICE_HOST and _PORT are set and the
+	 * ServiceAccount token exists
+	 */
 	const char *kubeconfig;
 	const char *context;     /* --context; NULL: current-context */
-	const char *namespace_;  /* the plan's; NULL: the context's, else "default" */
+	const char *namespace_;  /* the plan's; NULL: the context's (in-cluster: the pod's), else
+	                            "default" */
 	int64_t timeout_ms;      /* per request; 0: 10 s */
 	int64_t exec_timeout_ms; /* an exec credential plugin's run; 0: 30 s */
 	int64_t deadline_ms;     /* one request, its retries and waits together; 0: 30 s */
+	/* how long a token read from a file (tokenFile, in-cluster) is used before the file is
+	 * read again, as the kubelet rotates it; 0: 60 s (client-go's). A 401 reads it at once. */
+	int64_t token_reread_ms;
+	/* NULL: /var/run/secrets/kubernetes.io/serviceaccount (tests point it elsewhere) */
+	const char *serviceaccount_dir;
 	const mg_cancel *cancel;
 } mg_kube_config_options;
 
@@ -57,8 +71,11 @@ typedef struct {
 	char *client_cert_file, *client_key_file; /* absolute */
 	char *client_cert_pem, *client_key_pem;   /* *-data, decoded (secret) */
 	char *token;                              /* secret */
-	char *token_file;                         /* absolute; read at every client creation */
+	char *token_file; /* absolute; read by the client, again every minute and on a 401 */
 	mg_kube_exec_config *exec;
+	/* no kubeconfig: the pod's ServiceAccount (token_file, ca_file, namespace_ from its
+	 * directory); files and context are "in-cluster", user NULL */
+	bool in_cluster;
 } mg_kube_config;
 
 /*
@@ -68,6 +85,16 @@ typedef struct {
  */
 int mg_kube_config_load(mg_kube_config **out, const mg_kube_config_options *opts, mg_error *err);
 void mg_kube_config_free(mg_kube_config *c);
+
+/*
+ * The in-cluster API server URL from KUBERNETES_SERVICE_HOST and _PORT's
+ * values, as client-go joins them: "https://host:port", an IPv6 host
+ * bracketed ("https://[fd00::1]:443"). MG_EINVALID when either is empty, the
+ * host holds anything but a name's or an address's characters, or the port
+ * is not 1 to 65535.
+ */
+int mg_kube_incluster_server(char *out, size_t size, const char *host, const char *port,
+                             mg_error *err);
 
 /* The environment an exec plugin sees for one run; only the test needs it directly. */
 int mg_kube_exec_run(const mg_kube_exec_config *e, int64_t timeout_ms, char **token,
@@ -90,7 +117,9 @@ json_t *mg_kube_client_discovery_cache(mg_kube_client *c);
 
 /*
  * One request to path (e.g. "/api/v1/namespaces/shop/configmaps/x"; with a
- * query). A 401 with an exec plugin runs it again and retries once. 2xx:
+ * query). A 401 with an exec plugin runs it again, with a token file reads
+ * it again, and retries once (a token file only if its token changed); a
+ * 401 after that names where the credential came from. 2xx:
  * *out the parsed JSON (NULL for an empty body). Otherwise the Kubernetes
  * Status turned into a message starting with what ("apps/v1 Deployment
  * shop/web: 422 Invalid: ..."): 404 MG_ENOTFOUND, 409 MG_ECONFLICT, 400/422

@@ -1170,6 +1170,14 @@ json_t *tu_kubeapi_control(const tu_kubeapi *k, const char *json)
 	return kubeapi_ctl(k, "POST", "/__control", json);
 }
 
+int tu_kubeapi_control_status(const tu_kubeapi *k, const char *json, long *status, char **text)
+{
+	*text = NULL;
+	return control_http(k->control_port, "POST", "/__control", json, status, text) == CURLE_OK
+	           ? 0
+	           : -1;
+}
+
 json_t *tu_kubeapi_requests(const tu_kubeapi *k)
 {
 	return kubeapi_ctl(k, "GET", "/__requests", NULL);

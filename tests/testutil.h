@@ -135,6 +135,8 @@ typedef struct {
 void tu_kubeapi_start(tu_kubeapi *k, const char *dir, const char *namespaces);
 /* POST /__control with json (one object with "op"); asserts HTTP 200; the answer (decref it). */
 json_t *tu_kubeapi_control(const tu_kubeapi *k, const char *json);
+/* The same without asserting: 0 once answered, *status and *text (malloc'd) the answer. */
+int tu_kubeapi_control_status(const tu_kubeapi *k, const char *json, long *status, char **text);
 /* GET /__requests: every API request so far, oldest first (decref it). */
 json_t *tu_kubeapi_requests(const tu_kubeapi *k);
 /* Closes its stdin, SIGTERM, SIGKILL if still there after 2 s; safe to call twice. */

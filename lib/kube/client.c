@@ -1,8 +1,11 @@
 /*
  * A kube-apiserver client over lib/http.h: credentials from the kubeconfig
  * (token, tokenFile, client certificate, or an exec plugin's, cached until
- * it expires), and Kubernetes Status answers turned into messages an
- * operator can act on.
+ * it expires) or the pod's ServiceAccount, and Kubernetes Status answers
+ * turned into messages an operator can act on. A client may live for weeks
+ * (the autopilot): a token from a file is read again as the kubelet or an
+ * operator rotates it, an exec plugin run again as its credential expires,
+ * and either at once when the server answers 401.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fs.h"
 #include "http.h"
 #include "internal.h"
@@ -17,13 +21,20 @@
 #include "log.h"
 #include "secret.h"
 
+/* client-go's cachingTokenSource re-reads a token file at most once a minute */
+#define DEFAULT_TOKEN_REREAD_MS 60000
+
 struct mg_kube_client {
 	mg_kube_config *cfg;
 	char *ns;
 	int64_t timeout_ms, exec_timeout_ms, deadline_ms;
 	const mg_cancel *cancel;
-	/* what is sent now: the kubeconfig's, or the exec plugin's latest */
+	/* what is sent now: the kubeconfig's, the token file's latest, or the exec plugin's */
 	char *token, *cert_pem, *key_pem;
+	int64_t token_read_ms;   /* mg_clock_ms() when the token file was last read */
+	int64_t token_reread_ms; /* how long its token is used before it is read again */
+	/* what the last 401 made of the credential, for its message: "" none was fetched again */
+	char after_401[700];
 	bool exec_valid;
 	int64_t exec_expires; /* Unix time; 0: until the server refuses it */
 	int exec_runs;
@@ -43,16 +54,37 @@ int mg_kube_oom(mg_error *err)
 	return mg_error_oom(err);
 }
 
-static int read_token_file(mg_kube_client *c, mg_error *err)
+/* "tokenFile P of user U" or "the ServiceAccount token P": where a file's token comes from. */
+static void token_file_name(const mg_kube_client *c, char *buf, size_t size)
 {
-	char *raw = NULL;
+	if (c->cfg->in_cluster)
+		snprintf(buf, size, "the ServiceAccount token %s", c->cfg->token_file);
+	else
+		snprintf(buf, size, "tokenFile %s of user %s", c->cfg->token_file, c->cfg->user);
+}
+
+/*
+ * Reads the token file into c->token. *changed (may be NULL): the token is
+ * not the one sent so far. On an error c->token is left as it was.
+ */
+static int read_token_file(mg_kube_client *c, bool *changed, mg_error *err)
+{
+	char *raw = NULL, name[4200];
 	size_t len = 0;
 	mg_error ferr = MG_ERROR_INIT;
+	token_file_name(c, name, sizeof(name));
+	if (changed)
+		*changed = false;
 	if (mg_fs_read_file(&raw, &len, c->cfg->token_file, MG_INPUT_MAX_BYTES, "the tokenFile",
 	                    &ferr)) {
-		int rc =
-		    mg_error_set(err, MG_EINVALID, "cannot read the tokenFile of user %s in %s: %s",
-		                 c->cfg->user, c->cfg->context_file, ferr.message);
+		int rc;
+		if (c->cfg->in_cluster)
+			rc = mg_error_set(err, MG_EINVALID, "cannot read %s: %s", name,
+			                  ferr.message);
+		else
+			rc = mg_error_set(err, MG_EINVALID,
+			                  "cannot read the tokenFile of user %s in %s: %s",
+			                  c->cfg->user, c->cfg->context_file, ferr.message);
 		mg_error_clear(&ferr);
 		return rc;
 	}
@@ -60,20 +92,28 @@ static int read_token_file(mg_kube_client *c, mg_error *err)
 	size_t n;
 	bool bad = !mg_secret_token_line(raw, &s, &n);
 	int rc = 0;
+	char *tok = NULL;
 	if (!n)
-		rc = mg_error_set(err, MG_EINVALID, "tokenFile %s of user %s is empty",
-		                  c->cfg->token_file, c->cfg->user);
+		rc = mg_error_set(err, MG_EINVALID, "%s is empty", name);
 	else if (bad)
-		rc = mg_error_set(
-		    err, MG_EINVALID,
-		    "tokenFile %s of user %s contains spaces or control characters; it "
-		    "must hold the token alone",
-		    c->cfg->token_file, c->cfg->user);
-	else if (!(c->token = strndup(s, n)) || mg_secret_register(c->token))
+		rc = mg_error_set(err, MG_EINVALID,
+		                  "%s contains spaces or control characters; it must hold the "
+		                  "token alone",
+		                  name);
+	else if (!(tok = strndup(s, n)) || mg_secret_register(tok))
 		rc = mg_kube_oom(err);
 	explicit_bzero(raw, len);
 	free(raw);
-	return rc;
+	if (rc) {
+		mg_kube_wipe_free(tok);
+		return rc;
+	}
+	if (changed)
+		*changed = !c->token || strcmp(c->token, tok) != 0;
+	mg_kube_wipe_free(c->token);
+	c->token = tok;
+	c->token_read_ms = mg_clock_ms();
+	return 0;
 }
 
 static int run_exec(mg_kube_client *c, mg_error *err)
@@ -98,6 +138,17 @@ static int run_exec(mg_kube_client *c, mg_error *err)
 
 static int ensure_credentials(mg_kube_client *c, mg_error *err)
 {
+	if (c->cfg->token_file && mg_clock_ms() - c->token_read_ms >= c->token_reread_ms) {
+		/* the kubelet rotates a ServiceAccount token long before it expires: as
+		 * client-go, a file that cannot be read now keeps the token it gave last */
+		mg_error rerr = MG_ERROR_INIT;
+		if (read_token_file(c, NULL, &rerr)) {
+			mg_log(MG_LOG_WARN, "%s; the token read before is used meanwhile",
+			       rerr.message);
+			c->token_read_ms = mg_clock_ms();
+		}
+		mg_error_clear(&rerr);
+	}
 	if (!c->cfg->exec)
 		return 0;
 	/* a little early, so a credential does not expire in flight */
@@ -122,6 +173,8 @@ int mg_kube_client_new(mg_kube_client **out, const mg_kube_config_options *opts,
 	c->exec_timeout_ms = opts ? opts->exec_timeout_ms : 0;
 	c->deadline_ms = opts ? opts->deadline_ms : 0;
 	c->cancel = opts ? opts->cancel : NULL;
+	c->token_reread_ms =
+	    opts && opts->token_reread_ms > 0 ? opts->token_reread_ms : DEFAULT_TOKEN_REREAD_MS;
 	if (!(c->ns = strdup(ns)) || !(c->discovery = json_object())) {
 		rc = mg_kube_oom(err);
 		goto fail;
@@ -130,7 +183,7 @@ int mg_kube_client_new(mg_kube_client **out, const mg_kube_config_options *opts,
 		rc = mg_kube_oom(err);
 		goto fail;
 	}
-	if (!c->token && c->cfg->token_file && (rc = read_token_file(c, err)))
+	if (!c->token && c->cfg->token_file && (rc = read_token_file(c, NULL, err)))
 		goto fail;
 	if (c->cfg->insecure)
 		mg_log(MG_LOG_WARN,
@@ -212,6 +265,34 @@ static void conflict_list(char *buf, size_t size, json_t *causes)
 	}
 }
 
+/*
+ * A 401, naming where the refused credential came from (never the credential)
+ * and what was done about it: a token file read again, an exec plugin run again.
+ */
+static int unauthorized(mg_kube_client *c, mg_error *err, const char *what)
+{
+	const mg_kube_config *k = c->cfg;
+	char src[1200];
+	if (k->in_cluster)
+		snprintf(src, sizeof(src), "the ServiceAccount token from %s (in-cluster)",
+		         k->token_file);
+	else if (k->token_file)
+		snprintf(src, sizeof(src),
+		         "the token from tokenFile %s of user %s (context %s in %s)", k->token_file,
+		         k->user, k->context, k->context_file);
+	else if (k->exec)
+		snprintf(src, sizeof(src),
+		         "the credentials from exec plugin %s of user %s (context %s in %s)",
+		         k->exec->command, k->user, k->context, k->context_file);
+	else
+		snprintf(src, sizeof(src), "the credentials of user %s (context %s in %s)",
+		         k->user ? k->user : "(none)", k->context, k->context_file);
+	return mg_error_set(err, MG_ERROR,
+	                    "%s: 401 Unauthorized: %s refused %s%s%s; the token or certificate is "
+	                    "wrong, expired or revoked",
+	                    what, k->server, src, c->after_401[0] ? ", " : "", c->after_401);
+}
+
 static int status_error(mg_kube_client *c, mg_error *err, long status, const char *what,
                         const mg_http_response *res)
 {
@@ -273,12 +354,7 @@ static int status_error(mg_kube_client *c, mg_error *err, long status, const cha
 	mg_scrub_error(err);
 	return code;
 unauthorized:
-	return mg_error_set(err, MG_ERROR,
-	                    "%s: 401 Unauthorized: %s refused the credentials of user %s "
-	                    "(context %s in %s); the token or certificate is wrong, expired or "
-	                    "revoked",
-	                    what, c->cfg->server, c->cfg->user ? c->cfg->user : "(none)",
-	                    c->cfg->context, c->cfg->context_file);
+	return unauthorized(c, err, what);
 }
 
 static int send_once(mg_kube_client *c, mg_http_response *res, const char *method, const char *url,
@@ -321,6 +397,7 @@ int mg_kube_request(mg_kube_client *c, const char *method, const char *path,
 	if (asprintf(&url, "%s%s", c->cfg->server, path) < 0)
 		return mg_kube_oom(err);
 	mg_http_response res = {0};
+	c->after_401[0] = '\0';
 	int rc = ensure_credentials(c, err);
 	if (!rc)
 		rc = send_once(c, &res, method, url, content_type, body, err);
@@ -329,9 +406,38 @@ int mg_kube_request(mg_kube_client *c, const char *method, const char *path,
 		mg_log(MG_LOG_INFO, "%s: 401 from the cluster; running exec plugin %s again", what,
 		       c->cfg->exec->command);
 		mg_http_response_clear(&res);
+		snprintf(c->after_401, sizeof(c->after_401), "run again after the first 401");
 		rc = run_exec(c, err);
 		if (!rc)
 			rc = send_once(c, &res, method, url, content_type, body, err);
+	} else if (!rc && res.status == 401 && c->cfg->token_file) {
+		/*
+		 * Rotated under us (the kubelet swaps a ServiceAccount token well before
+		 * the old one expires, an operator rewrites a tokenFile): read it now
+		 * rather than at the next minute, and send once more if it changed.
+		 * client-go only drops its cache here and leaves the retry to the caller;
+		 * an autopilot has no one to retry for it.
+		 */
+		bool changed = false;
+		mg_error rerr = MG_ERROR_INIT;
+		if (read_token_file(c, &changed, &rerr)) {
+			snprintf(c->after_401, sizeof(c->after_401),
+			         "which could not be read again after the 401: %.600s",
+			         rerr.message);
+		} else if (!changed) {
+			snprintf(c->after_401, sizeof(c->after_401),
+			         "read again after the 401 and unchanged");
+		} else {
+			mg_log(MG_LOG_INFO,
+			       "%s: 401 from the cluster; the token file %s has a new "
+			       "token, sending again",
+			       what, c->cfg->token_file);
+			snprintf(c->after_401, sizeof(c->after_401),
+			         "whose new token, read after a first 401, was refused too");
+			mg_http_response_clear(&res);
+			rc = send_once(c, &res, method, url, content_type, body, err);
+		}
+		mg_error_clear(&rerr);
 	}
 	free(url);
 	if (rc) {

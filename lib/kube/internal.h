@@ -10,6 +10,7 @@
 
 #include "configmap.h"
 #include "error.h"
+#include "kube.h"
 #include "template.h"
 
 /* Overwrites a credential (NUL-terminated) before freeing it; NULL is a no-op. */
@@ -17,6 +18,17 @@ void mg_kube_wipe_free(char *s);
 
 /* MG_ENOMEM with the one message every kube file gives for it. */
 int mg_kube_oom(mg_error *err);
+
+/* ---- in-cluster configuration (incluster.c) ---- */
+
+/* The ServiceAccount directory the options name (or the real one). */
+const char *mg_kube_incluster_dir(const mg_kube_config_options *o);
+/* client-go's Possible(): both variables set and a token file (not a directory). */
+bool mg_kube_incluster_possible(const mg_kube_config_options *o);
+/* What is missing for in-cluster, for the error that says what was looked for. */
+void mg_kube_incluster_looked(const mg_kube_config_options *o, char *buf, size_t size);
+/* Fills c (server, CA, token file, namespace) from the environment and the directory. */
+int mg_kube_incluster_load(mg_kube_config *c, const mg_kube_config_options *o, mg_error *err);
 
 /* A growing string (the templates' substitution and YAML output); oom once a realloc failed. */
 typedef struct {

@@ -244,8 +244,16 @@ static int kset_add(kset *s, const char *path, bool must_exist, mg_error *err)
 	return rc;
 }
 
-static int load_set(kset *s, const mg_kube_config_options *o, mg_error *err)
+/*
+ * The kubeconfig files clientcmd would read. *none: there is none where one
+ * may be (KUBECONFIG's files all missing, or no KUBECONFIG and no
+ * ~/.kube/config), and looked says what was looked for: the caller may try
+ * the in-cluster configuration then.
+ */
+static int load_set(kset *s, const mg_kube_config_options *o, bool *none, char *looked,
+                    size_t lsize, mg_error *err)
 {
+	*none = false;
 	if (o && o->kubeconfig && *o->kubeconfig)
 		return kset_add(s, o->kubeconfig, true, err);
 	const char *env = getenv("KUBECONFIG");
@@ -257,29 +265,25 @@ static int load_set(kset *s, const mg_kube_config_options *o, mg_error *err)
 		for (char *p = strtok_r(copy, ":", &save); p && !rc; p = strtok_r(NULL, ":", &save))
 			rc = kset_add(s, p, false, err);
 		free(copy);
-		if (rc)
-			return rc;
-		if (!s->n)
-			return mg_error_set(err, MG_EINVALID,
-			                    "none of the files in KUBECONFIG (%s) exists", env);
-		return 0;
+		*none = !rc && !s->n;
+		snprintf(looked, lsize, "none of the files in KUBECONFIG (%s) exists", env);
+		return rc;
 	}
 	const char *home = getenv("HOME");
-	if (!home || !*home)
-		return mg_error_set(
-		    err, MG_EINVALID,
-		    "no kubeconfig: set kubernetes.kubeconfig or KUBECONFIG (HOME is "
-		    "not set, so ~/.kube/config cannot be used)");
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/.kube/config", home);
-	int rc = kset_add(s, path, true, err);
-	if (rc && access(path, F_OK) != 0)
-		return mg_error_set(
-		    err, MG_EINVALID,
-		    "no kubeconfig: %s does not exist; set kubernetes.kubeconfig or "
-		    "KUBECONFIG",
-		    path);
-	return rc;
+	snprintf(path, sizeof(path), "%s/.kube/config", home ? home : "");
+	if (!home || !*home || access(path, F_OK) != 0) {
+		*none = true;
+		if (!home || !*home)
+			snprintf(looked, lsize,
+			         "KUBECONFIG is not set and HOME is not set, so ~/.kube/config "
+			         "cannot be used");
+		else
+			snprintf(looked, lsize, "KUBECONFIG is not set and %.900s does not exist",
+			         path);
+		return 0;
+	}
+	return kset_add(s, path, true, err);
 }
 
 /* The first entry named name in section (clusters, users, contexts), in file order. */
@@ -856,10 +860,31 @@ int mg_kube_config_load(mg_kube_config **out, const mg_kube_config_options *opts
 	mg_kube_config *c = calloc(1, sizeof(*c));
 	if (!c)
 		return mg_kube_oom(err);
-	int rc = load_set(&s, opts, err);
-	if (!rc) {
+	bool none = false;
+	char looked[1024] = "";
+	int rc;
+	if (opts && opts->kubeconfig && !strcmp(opts->kubeconfig, MG_KUBE_IN_CLUSTER))
+		rc = mg_kube_incluster_load(c, opts, err);
+	else if (!(rc = load_set(&s, opts, &none, looked, sizeof(looked), err)) && !none) {
 		set_files(c, &s);
 		rc = c->files ? resolve_context(c, &s, opts, err) : mg_kube_oom(err);
+	} else if (!rc && opts && opts->context && *opts->context) {
+		/* as clientcmd: a context asked for by name is never the pod's ServiceAccount */
+		rc = mg_error_set(err, MG_EINVALID,
+		                  "no kubeconfig defines context %s: kubernetes.kubeconfig is not "
+		                  "set, %s",
+		                  opts->context, looked);
+	} else if (!rc && mg_kube_incluster_possible(opts)) {
+		rc = mg_kube_incluster_load(c, opts, err);
+	} else if (!rc) {
+		char pod[1024];
+		mg_kube_incluster_looked(opts, pod, sizeof(pod));
+		rc = mg_error_set(
+		    err, MG_EINVALID,
+		    "no kubeconfig and not in a pod: kubernetes.kubeconfig is not set, "
+		    "%s, and the in-cluster configuration is not possible (%s); set "
+		    "kubernetes.kubeconfig (a file, or in-cluster) or KUBECONFIG",
+		    looked, pod);
 	}
 	kset_free(&s);
 	if (rc) {

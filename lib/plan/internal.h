@@ -125,6 +125,10 @@ const char *mg_pl_resolve_path(loader *L, const char *s);
 /* A path, resolved by mg_pl_resolve_path. */
 const char *mg_pl_get_path(loader *L, yaml_node_t *map, const char *path, const char *key,
                            bool required, const char *def);
+/* The literal a kubeconfig key takes for the pod's ServiceAccount (kube.h's MG_KUBE_IN_CLUSTER). */
+#define MG_PL_IN_CLUSTER "in-cluster"
+/* A kubeconfig key: MG_PL_IN_CLUSTER as it is, else a path resolved as mg_pl_get_path does. */
+const char *mg_pl_get_kubeconfig(loader *L, yaml_node_t *map, const char *path);
 /* Unless MG_PLAN_LOAD_NO_FS: abs exists (and is a directory when want_dir), else a diagnostic. */
 bool mg_pl_check_file_exists(loader *L, yaml_node_t *map, const char *path, const char *key,
                              const char *abs, bool want_dir, mg_severity sev);

@@ -16,8 +16,12 @@ void mg_pl_load_kubernetes(loader *L, yaml_node_t *m)
 	mg_plan_kubernetes *k = mg_pl_arena_alloc(L->plan, sizeof(*k));
 	if (!k)
 		return;
-	k->kubeconfig = mg_pl_get_path(L, m, P, "kubeconfig", false, NULL);
+	k->kubeconfig = mg_pl_get_kubeconfig(L, m, P);
 	k->context = mg_pl_get_str(L, m, P, "context", false, NULL);
+	if (k->context && k->kubeconfig && !strcmp(k->kubeconfig, MG_PL_IN_CLUSTER))
+		ERR(L, mg_pl_get(L, m, "context"), "kubernetes.context",
+		    "kubeconfig: in-cluster has no contexts (it is the pod's ServiceAccount); remove "
+		    "the context or name a kubeconfig file");
 	k->namespace_ = mg_pl_get_str(L, m, P, "namespace", true, NULL);
 	if (k->namespace_ && !mg_pl_valid_dns_label(k->namespace_, 63))
 		ERR(L, mg_pl_get(L, m, "namespace"), "kubernetes.namespace",

@@ -20,7 +20,7 @@ static void load_connection(loader *L, yaml_node_t *m, mg_plan_state *s)
 		return;
 	mg_pl_check_keys(L, m, P, keys);
 	s->has_connection = true;
-	const char *kc = mg_pl_get_path(L, m, P, "kubeconfig", false, NULL);
+	const char *kc = mg_pl_get_kubeconfig(L, m, P);
 	const char *ctx = mg_pl_get_str(L, m, P, "context", false, NULL);
 	const char *ns = mg_pl_get_str(L, m, P, "namespace", false, NULL);
 	if (ns && !mg_pl_valid_dns_label(ns, 63))
@@ -28,9 +28,17 @@ static void load_connection(loader *L, yaml_node_t *m, mg_plan_state *s)
 		    "\"%s\" is not a Kubernetes namespace name (lower case letters, digits and "
 		    "'-', at most 63)",
 		    ns);
-	/* each key given here replaces the same key of the kubernetes section */
+	bool in_cluster = kc && !strcmp(kc, MG_PL_IN_CLUSTER);
+	if (in_cluster && ctx)
+		ERR(L, mg_pl_get(L, m, "context"), "state.kubernetes.context",
+		    "kubeconfig: in-cluster has no contexts (it is the pod's ServiceAccount); remove "
+		    "the context or name a kubeconfig file");
+	/* each key given here replaces the same key of the kubernetes section; the pod's
+	 * ServiceAccount has no contexts, so the section's context is not inherited by it */
 	if (kc)
 		s->kubeconfig = kc;
+	if (in_cluster)
+		s->context = NULL;
 	if (ctx)
 		s->context = ctx;
 	if (ns)

@@ -588,6 +588,14 @@ const char *mg_pl_get_path(loader *L, yaml_node_t *map, const char *path, const 
 	return mg_pl_resolve_path(L, s);
 }
 
+const char *mg_pl_get_kubeconfig(loader *L, yaml_node_t *map, const char *path)
+{
+	const char *s = mg_pl_get_str(L, map, path, "kubeconfig", false, NULL);
+	if (s && !strcmp(s, MG_PL_IN_CLUSTER))
+		return s; /* not a file: "./in-cluster" names one */
+	return s ? mg_pl_get_path(L, map, path, "kubeconfig", false, NULL) : NULL;
+}
+
 bool mg_pl_check_file_exists(loader *L, yaml_node_t *map, const char *path, const char *key,
                              const char *abs, bool want_dir, mg_severity sev)
 {

@@ -30,6 +30,8 @@ static void setup(void)
 	unsetenv("HTTPS_PROXY");
 	unsetenv("ALL_PROXY");
 	unsetenv("KUBECONFIG");
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
 	tu_log_capture(MG_LOG_DEBUG); /* every level: none may hold a secret */
 	tu_kubeapi_start(&k, dir, "default,staging");
 }
@@ -484,6 +486,157 @@ Test(kube, exec_plugin_cached_until_expiry_and_rerun_after_401)
 	cr_assert_null(strstr(tu_log_text(), k.token));
 	cr_assert_null(strstr(tu_log_text(), fresh));
 	cr_assert_null(strstr(tu_log_text(), "exec-fresh2-SECRET"));
+}
+
+/* The server's log field of the request n from the end (1: the last), "(none)" if null. */
+static const char *nth_last(int n, const char *key)
+{
+	static char buf[4][128];
+	static int i;
+	i = (i + 1) % 4;
+	json_t *log = tu_kubeapi_requests(&k);
+	size_t len = json_array_size(log);
+	cr_assert_geq(len, (size_t)n);
+	json_t *e = json_array_get(log, len - (size_t)n);
+	json_t *v = json_object_get(e, key);
+	if (json_is_integer(v))
+		snprintf(buf[i], sizeof(buf[i]), "%lld", (long long)json_integer_value(v));
+	else
+		snprintf(buf[i], sizeof(buf[i]), "%s",
+		         json_string_value(v) ? json_string_value(v) : "(none)");
+	json_decref(log);
+	return buf[i];
+}
+
+static int count_401(void)
+{
+	json_t *log = tu_kubeapi_requests(&k), *e;
+	size_t i;
+	int n = 0;
+	json_array_foreach(log, i, e) n += json_integer_value(json_object_get(e, "status")) == 401;
+	json_decref(log);
+	return n;
+}
+
+Test(kube, token_file_rotated_under_a_long_lived_client)
+{
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"add_token\",\"token\":\"tf-v1-SECRET-0aa1\","
+	                                   "\"user\":\"ci\",\"id\":\"v1\"}"));
+	const char *tok = in_dir("rot-tok");
+	write_file(tok, "tf-v1-SECRET-0aa1\n");
+	char extra[600];
+	snprintf(extra, sizeof(extra), "    certificate-authority: %s\n", k.ca);
+	const char *kc = kubeconfig("kc-rot", k.url, extra, "    tokenFile: rot-tok\n");
+	mg_kube_client *c = client_for(kc, NULL); /* the default minute between reads */
+	get_ok(c);
+	cr_assert_str_eq(nth_last(1, "token_id"), "v1");
+
+	/* rotated at the server, the old one ended at once, and in the file: the 401 makes the
+	 * client read the file now, not in a minute, and the request goes through */
+	json_decref(tu_kubeapi_control(&k,
+	                               "{\"op\":\"rotate_token\",\"token\":\"tf-v1-SECRET-0aa1\","
+	                               "\"new\":\"tf-v2-SECRET-0aa2\",\"id\":\"v2\"}"));
+	write_file(tok, "tf-v2-SECRET-0aa2\n");
+	get_ok(c);
+	cr_assert_str_eq(nth_last(2, "status"), "401");
+	cr_assert_str_eq(nth_last(2, "token_id"), "v1");
+	cr_assert_str_eq(nth_last(1, "status"), "200");
+	cr_assert_str_eq(nth_last(1, "token_id"), "v2");
+	get_ok(c);
+	cr_assert_str_eq(nth_last(1, "token_id"), "v2");
+
+	/* a 401 after the fresh read is an error naming the file, never the token */
+	json_decref(
+	    tu_kubeapi_control(&k, "{\"op\":\"revoke_token\",\"token\":\"tf-v2-SECRET-0aa2\"}"));
+	mg_error err = MG_ERROR_INIT;
+	json_t *out = NULL;
+	cr_assert_eq(mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err),
+	             MG_ERROR);
+	char want[2048];
+	snprintf(
+	    want, sizeof(want),
+	    "list: 401 Unauthorized: %s refused the token from tokenFile %s of user u (context "
+	    "x in %s), read again after the 401 and unchanged; the token or certificate is "
+	    "wrong, expired or revoked",
+	    k.url, tok, kc);
+	cr_assert_str_eq(err.message, want);
+	mg_error_clear(&err);
+	/* rotated to a token the server refuses too: sent once more, then the error */
+	write_file(tok, "tf-v3-SECRET-0aa3\n");
+	int before = count_401();
+	cr_assert_eq(mg_kube_get(c, "/api/v1/namespaces/default/configmaps", "list", &out, &err),
+	             MG_ERROR);
+	cr_assert_eq(count_401(), before + 2);
+	cr_assert(strstr(err.message, "whose new token, read after a first 401, was refused too"),
+	          "%s", err.message);
+	mg_error_clear(&err);
+	mg_kube_client_free(c);
+	cr_assert_null(strstr(tu_log_text(), "SECRET"), "%s", tu_log_text());
+}
+
+Test(kube, token_file_read_again_as_its_time_passes)
+{
+	json_decref(tu_kubeapi_control(&k, "{\"op\":\"add_token\",\"token\":\"tt-v1-SECRET-0bb1\","
+	                                   "\"user\":\"ci\",\"id\":\"v1\"}"));
+	const char *tok = in_dir("tt-tok");
+	write_file(tok, "tt-v1-SECRET-0bb1");
+	char extra[600];
+	snprintf(extra, sizeof(extra), "    certificate-authority: %s\n", k.ca);
+	const char *kc = kubeconfig("kc-tt", k.url, extra, "    tokenFile: tt-tok\n");
+	mg_kube_config_options o = {.kubeconfig = kc, .token_reread_ms = 300};
+	mg_kube_client *c = NULL;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_kube_client_new(&c, &o, &err), 0, "%s", err.message);
+	int64_t t0 = tu_now_ms();
+	get_ok(c);
+	/* the kubelet's way: a new token while the old one still works (a grace period) */
+	json_decref(tu_kubeapi_control(&k,
+	                               "{\"op\":\"rotate_token\",\"token\":\"tt-v1-SECRET-0bb1\","
+	                               "\"new\":\"tt-v2-SECRET-0bb2\",\"id\":\"v2\","
+	                               "\"grace_ms\":60000}"));
+	write_file(tok, "tt-v2-SECRET-0bb2");
+	get_ok(c);
+	cr_assert_lt(tu_now_ms() - t0, 300, "too slow to see the token kept between reads");
+	cr_assert_str_eq(nth_last(1, "token_id"), "v1");
+	usleep(350 * 1000);
+	get_ok(c);
+	cr_assert_str_eq(nth_last(1, "token_id"), "v2");
+	cr_assert_eq(count_401(), 0, "picked up by time, not by a 401");
+	/* a file that cannot be read for a while keeps the token it gave (client-go's way) */
+	cr_assert_eq(unlink(tok), 0);
+	usleep(350 * 1000);
+	get_ok(c);
+	cr_assert_str_eq(nth_last(1, "token_id"), "v2");
+	cr_assert(strstr(tu_log_text(), "the token read before is used meanwhile"), "%s",
+	          tu_log_text());
+	mg_kube_client_free(c);
+	cr_assert_null(strstr(tu_log_text(), "SECRET"), "%s", tu_log_text());
+}
+
+Test(kube, exec_plugin_rerun_when_its_expiry_passes)
+{
+	write_file(in_dir("token"), k.token);
+	/* 12 s ahead; the client runs it again 10 s early, so it is due within 2 s */
+	time_t now = time(NULL), exp = now + 12;
+	char when[64];
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&exp));
+	write_file(in_dir("expiry"), when);
+	const char *kc = exec_kubeconfig("kc-exec-exp", "client.authentication.k8s.io/v1");
+	mg_kube_client *c = client_for(kc, NULL);
+	get_ok(c);
+	get_ok(c);
+	if (time(NULL) < now + 2)
+		cr_assert_eq(mg_kube_client_exec_runs(c), 1, "cached while it is valid");
+	/* far off now: the next run's credential lasts */
+	write_file(in_dir("expiry"), "2099-01-01T00:00:00Z");
+	for (int i = 0; i < 40 && time(NULL) < now + 2; i++)
+		usleep(100 * 1000);
+	get_ok(c);
+	cr_assert_eq(mg_kube_client_exec_runs(c), 2);
+	get_ok(c);
+	cr_assert_eq(mg_kube_client_exec_runs(c), 2);
+	cr_assert_eq(count_401(), 0, "run again for its expiry, not after a 401");
+	mg_kube_client_free(c);
 }
 
 Test(kube, exec_plugin_wrong_api_version_refused)

@@ -32,7 +32,9 @@ static void teardown(void)
 
 TestSuite(kubeapi_server, .init = setup, .fini = teardown, .timeout = 60);
 
-typedef enum { AUTH_CERT, AUTH_TOKEN, AUTH_EXPIRED, AUTH_NONE } auth_mode;
+typedef enum { AUTH_CERT, AUTH_TOKEN, AUTH_EXPIRED, AUTH_NONE, AUTH_OTHER } auth_mode;
+/* the bearer token AUTH_OTHER sends */
+static const char *other_token;
 
 typedef struct {
 	long status;
@@ -84,9 +86,11 @@ static answer call(auth_mode auth, const char *method, const char *path, const c
 		snprintf(line, sizeof(line), "Content-Type: %s", ctype);
 		hdr = curl_slist_append(hdr, line);
 	}
-	if (auth == AUTH_TOKEN || auth == AUTH_EXPIRED) {
+	if (auth == AUTH_TOKEN || auth == AUTH_EXPIRED || auth == AUTH_OTHER) {
 		snprintf(bearer, sizeof(bearer), "Authorization: Bearer %s",
-		         auth == AUTH_TOKEN ? kapi.token : kapi.expired_token);
+		         auth == AUTH_TOKEN     ? kapi.token
+		         : auth == AUTH_EXPIRED ? kapi.expired_token
+		                                : other_token);
 		hdr = curl_slist_append(hdr, bearer);
 	}
 	if (auth == AUTH_CERT) {
@@ -234,6 +238,85 @@ Test(kubeapi_server, authentication)
 	cr_assert_null(strstr(text, kapi.token), "the request log holds the token");
 	cr_assert_null(strstr(text, kapi.expired_token));
 	free(text);
+	json_decref(log);
+}
+
+/* The last request's field in the server's log ("(none)" when null). */
+static const char *last_field(const char *key, char *buf, size_t size)
+{
+	json_t *log = tu_kubeapi_requests(&kapi);
+	const char *v =
+	    json_string_value(json_object_get(json_array_get(log, json_array_size(log) - 1), key));
+	snprintf(buf, size, "%s", v ? v : "(none)");
+	json_decref(log);
+	return buf;
+}
+
+/* GET /api with token: the HTTP status (a 401 must be the API's Status). */
+static long get_with(const char *token)
+{
+	other_token = token;
+	answer a = call(AUTH_OTHER, "GET", "/api", NULL, NULL);
+	long st = a.status;
+	if (st == 401)
+		assert_status(&a, 401, "Unauthorized", "Unauthorized");
+	answer_free(&a);
+	return st;
+}
+
+Test(kubeapi_server, token_rotation)
+{
+	const char *v1 = "rot-v1-SECRET-5e0a", *v2 = "rot-v2-SECRET-77c2",
+	           *v3 = "rot-v3-SECRET-1b9d";
+	char buf[64];
+	control("{\"op\":\"add_token\",\"token\":\"rot-v1-SECRET-5e0a\",\"user\":"
+	        "\"system:serviceaccount:default:migrate\",\"groups\":[\"system:serviceaccounts\"],"
+	        "\"id\":\"v1\"}");
+	cr_assert_eq(get_with(v1), 200);
+	cr_assert_str_eq(last_field("token_id", buf, sizeof(buf)), "v1");
+	/* the kubelet's rotation, the old token ended at once */
+	control("{\"op\":\"rotate_token\",\"token\":\"rot-v1-SECRET-5e0a\",\"new\":"
+	        "\"rot-v2-SECRET-77c2\",\"id\":\"v2\"}");
+	cr_assert_eq(get_with(v1), 401);
+	cr_assert_str_eq(last_field("auth", buf, sizeof(buf)), "expired");
+	cr_assert_str_eq(last_field("token_id", buf, sizeof(buf)), "v1");
+	cr_assert_eq(get_with(v2), 200);
+	cr_assert_str_eq(last_field("user", buf, sizeof(buf)),
+	                 "system:serviceaccount:default:migrate");
+	cr_assert_str_eq(last_field("token_id", buf, sizeof(buf)), "v2");
+	/* with a grace period the old one works until it runs out, as a bound token does */
+	control("{\"op\":\"rotate_token\",\"token\":\"rot-v2-SECRET-77c2\",\"new\":"
+	        "\"rot-v3-SECRET-1b9d\",\"id\":\"v3\",\"grace_ms\":800}");
+	int64_t t0 = tu_now_ms();
+	cr_assert_eq(get_with(v2), 200);
+	cr_assert_lt(tu_now_ms() - t0, 800, "too slow to see the grace period");
+	cr_assert_eq(get_with(v3), 200);
+	long st = 200;
+	for (int i = 0; i < 50 && st == 200 && tu_now_ms() - t0 < 5000; i++) {
+		usleep(100 * 1000);
+		st = get_with(v2);
+	}
+	cr_assert_eq(st, 401, "the old token still works after its grace period");
+	cr_assert_geq(tu_now_ms() - t0, 800);
+	/* revoked: as a token never issued */
+	control("{\"op\":\"revoke_token\",\"token\":\"rot-v3-SECRET-1b9d\"}");
+	cr_assert_eq(get_with(v3), 401);
+	cr_assert_str_eq(last_field("auth", buf, sizeof(buf)), "invalid");
+	cr_assert_str_eq(last_field("token_id", buf, sizeof(buf)), "(none)");
+	/* the control API refuses what makes no sense */
+	long status = 0;
+	char *text = NULL;
+	cr_assert_eq(tu_kubeapi_control_status(&kapi,
+	                                       "{\"op\":\"rotate_token\",\"token\":\"nope-token\","
+	                                       "\"new\":\"x-token\"}",
+	                                       &status, &text),
+	             0);
+	cr_assert_eq(status, 400, "%s", text);
+	free(text);
+	json_t *log = tu_kubeapi_requests(&kapi);
+	char *all = json_dumps(log, 0);
+	cr_assert_null(strstr(all, "SECRET"), "the request log holds a token");
+	free(all);
 	json_decref(log);
 }
 
@@ -1340,4 +1423,48 @@ Test(kubeapi_server, kubectl_leases_and_configmaps)
 	a = call(AUTH_CERT, "GET", LEASES "/lock", NULL, NULL);
 	cr_assert_eq(a.status, 404);
 	answer_free(&a);
+}
+
+/*
+ * Debian's kubectl and the rotation: a kubeconfig tokenFile whose token the
+ * server ended gets kubectl's own 401 words, and the rotated file works; so a
+ * client test that rotates tokens here sees what a real cluster would do.
+ */
+Test(kubeapi_server, kubectl_token_file_rotation)
+{
+	if (access("/usr/bin/kubectl", X_OK) != 0)
+		cr_skip_test("no /usr/bin/kubectl");
+	const char *tok = tu_at("%s/sa-token", dir), *kc = tu_at("%s/kc-tokenfile", dir);
+	char text[2048];
+	snprintf(text, sizeof(text),
+	         "apiVersion: v1\nkind: Config\ncurrent-context: sa\n"
+	         "clusters:\n- name: c\n  cluster: {server: \"%s\", certificate-authority: %s}\n"
+	         "users:\n- name: sa\n  user: {tokenFile: %s}\n"
+	         "contexts:\n- name: sa\n  context: {cluster: c, user: sa, namespace: default}\n",
+	         kapi.url, kapi.ca, tok);
+	tu_write_file(kc, text);
+	tu_write_file(tok, "kctl-v1-SECRET-a4f0\n");
+	control("{\"op\":\"add_token\",\"token\":\"kctl-v1-SECRET-a4f0\",\"user\":\"sa\","
+	        "\"id\":\"v1\"}");
+	const char *kflag = tu_at("--kubeconfig=%s", kc), *cache = tu_at("--cache-dir=%s/kc2", dir);
+	char *argv[] = {
+	    "/usr/bin/kubectl", (char *)kflag, (char *)cache, "get", "cm", "-o", "name", NULL};
+	tu_output r = tu_capture(argv);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tu_output_free(&r);
+	control("{\"op\":\"rotate_token\",\"token\":\"kctl-v1-SECRET-a4f0\",\"new\":"
+	        "\"kctl-v2-SECRET-c3d1\",\"id\":\"v2\"}");
+	r = tu_capture(argv);
+	cr_assert_neq(r.status, 0, "%s", r.out);
+	/* kubectl read the server's 401 Status as a real one's */
+	cr_assert(strstr(r.err, "error: You must be logged in to the server (Unauthorized)"), "%s",
+	          r.err);
+	tu_output_free(&r);
+	tu_write_file(tok, "kctl-v2-SECRET-c3d1\n");
+	r = tu_capture(argv);
+	cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+	tu_output_free(&r);
+	char buf[64];
+	cr_assert_str_eq(last_field("token_id", buf, sizeof(buf)), "v2");
+	cr_assert_str_eq(last_field("user", buf, sizeof(buf)), "sa");
 }

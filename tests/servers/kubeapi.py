@@ -17,8 +17,12 @@ tls-server-name); every request's SNI and Host header are in the log.
 Authentication (as kube-apiserver with --client-ca-file, a token file and
 anonymous auth off): a client certificate signed by --client-ca is user CN,
 groups O; else "Authorization: Bearer T" with T in the tokens file
-({"T": {"user": "ci", "groups": [...], "expires": unix seconds}}); an unknown
-or expired token, or none at all, is 401 Status Unauthorized.
+({"T": {"user": "ci", "groups": [...], "expires": unix seconds, "id": "name"}});
+an unknown or expired token, or none at all, is 401 Status Unauthorized (the
+Status body kube-apiserver sends: reason Unauthorized, code 401). Tokens
+rotate as the kubelet rotates a ServiceAccount's: the control API's
+rotate_token gives a new token the old one's identity and ends the old one
+(now, or after a grace period, as a bound token stays valid until it expires).
 
 API (what real servers answer, Status objects for errors):
   /version, /healthz, /readyz, /livez; discovery /api, /api/v1, /apis,
@@ -84,12 +88,17 @@ Control API on the second port:
   GET  /__requests   every API request: method, path, query, content_type,
                      accept, user_agent, host (the Host header), sni (the
                      TLS server name the client sent, or null), user, auth (cert|token|expired|
-                     invalid|none), body (JSON when it is), status. Never the
-                     token or the Authorization header.
+                     invalid|none), token_id (the "id" of the token that was sent, valid or
+                     expired, else null: which one a client used), body (JSON when it is),
+                     status. Never the token or the Authorization header.
   POST /__control    one JSON object, "op" says what:
     {"op": "reset"}                      objects, log, faults, settings, tokens
     {"op": "clear_requests"}
-    {"op": "expire_token", "token": T}   or "add_token" with user, groups, expires
+    {"op": "expire_token", "token": T}   or "add_token" with user, groups, expires, id
+    {"op": "revoke_token", "token": T}   forgotten: 401 as a token never issued
+    {"op": "rotate_token", "token": OLD, "new": NEW, "id": "v2", "grace_ms": 0}
+                                         NEW gets OLD's user and groups (and id "v2");
+                                         OLD expires after grace_ms (0: at once)
     {"op": "settings", "per_replica_ms": 50, "observe_ms": 20, "deadline_scale": 0.01}
     {"op": "rollout", "namespace": "default", "name": "web", "fail": true,
      "per_replica_ms": 500, "deadline_ms": 300}   per Deployment, all optional;
@@ -1886,6 +1895,7 @@ def main():
             tok = state["tokens"].get(auth[len("Bearer "):].strip())
             if tok is None:
                 return None, None, "invalid"
+            self.entry["token_id"] = tok.get("id")
             if tok.get("expires") is not None and tok["expires"] <= time.time():
                 return None, None, "expired"
             return tok.get("user", "unknown"), tok.get("groups", []), "token"
@@ -1900,7 +1910,8 @@ def main():
                           "user_agent": self.headers.get("User-Agent"),
                           "host": self.headers.get("Host"),
                           "sni": getattr(self.connection, "mg_sni", None),
-                          "user": None, "auth": None, "body": None, "status": None}
+                          "user": None, "auth": None, "token_id": None, "body": None,
+                          "status": None}
             try:
                 raw = self.read_body()
                 if raw:
@@ -2412,7 +2423,23 @@ def main():
             if op == "add_token":
                 state["tokens"][doc["token"]] = {"user": doc["user"],
                                                  "groups": doc.get("groups", []),
-                                                 "expires": doc.get("expires")}
+                                                 "expires": doc.get("expires"),
+                                                 "id": doc.get("id")}
+                return {}
+            if op == "revoke_token":
+                if state["tokens"].pop(doc["token"], None) is None:
+                    raise ValueError("no such token")
+                return {}
+            if op == "rotate_token":
+                old = state["tokens"].get(doc["token"])
+                if old is None:
+                    raise ValueError("no such token")
+                if doc["new"] in state["tokens"]:
+                    raise ValueError("the new token is already issued")
+                state["tokens"][doc["new"]] = {"user": old.get("user"),
+                                               "groups": list(old.get("groups", [])),
+                                               "expires": None, "id": doc.get("id")}
+                old["expires"] = time.time() + float(doc.get("grace_ms", 0)) / 1000.0
                 return {}
             if op == "settings":
                 for k in settings_default:

@@ -27,6 +27,10 @@ static void setup(void)
 	tu_tmpdir_make(tmp, sizeof(tmp), "kube-unit");
 	cr_assert_not_null(realpath("tests/fixtures/kube", fixdir));
 	unsetenv("KUBECONFIG");
+	/* a CI runner in a pod has these: the resolution order would find its ServiceAccount */
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	unsetenv("POD_NAMESPACE");
 	tu_log_capture(MG_LOG_DEBUG);
 }
 
@@ -378,4 +382,220 @@ Test(kube, exec_plugin_runs_and_output_stays_secret)
 	free(runs);
 	cr_assert_null(strstr(tu_log_text(), PLUGIN_TOKEN));
 	mg_kube_config_free(c);
+}
+
+/* ---- in-cluster configuration ---- */
+
+Test(kube, incluster_server_url_from_the_environment)
+{
+	static const struct {
+		const char *host, *port, *url;
+	} ok[] = {
+	    {"10.96.0.1", "443", "https://10.96.0.1:443"},
+	    {"kubernetes.default.svc", "6443", "https://kubernetes.default.svc:6443"},
+	    /* IPv6 bracketed, as net.JoinHostPort does, or the port would read as a group */
+	    {"fd00:10:96::1", "443", "https://[fd00:10:96::1]:443"},
+	    {"::1", "65535", "https://[::1]:65535"},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char url[128];
+		mg_error err = MG_ERROR_INIT;
+		cr_assert_eq(
+		    mg_kube_incluster_server(url, sizeof(url), ok[i].host, ok[i].port, &err), 0,
+		    "%s: %s", ok[i].host, err.message);
+		cr_expect_str_eq(url, ok[i].url);
+	}
+	static const struct {
+		const char *host, *port, *msg;
+	} bad[] = {
+	    {NULL, "443", "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both be set"},
+	    {"10.96.0.1", "", "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must both"},
+	    {"10.96.0.1", "0", "KUBERNETES_SERVICE_PORT \"0\" is not a port number"},
+	    {"10.96.0.1", "65536", "KUBERNETES_SERVICE_PORT \"65536\" is not a port number"},
+	    {"10.96.0.1", "443x", "KUBERNETES_SERVICE_PORT \"443x\" is not a port number"},
+	    {"10.96.0.1", "-1", "KUBERNETES_SERVICE_PORT \"-1\" is not a port number"},
+	    /* what would send the token elsewhere: userinfo, a path, another URL */
+	    {"evil.example@10.96.0.1", "443", "KUBERNETES_SERVICE_HOST \"evil.example@10.96.0.1\""},
+	    {"10.96.0.1/x", "443", "is not a host name or an IP address"},
+	    {"[::1]", "443", "is not a host name or an IP address"},
+	    {"a b", "443", "is not a host name or an IP address"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char url[128];
+		mg_error err = MG_ERROR_INIT;
+		cr_expect_eq(
+		    mg_kube_incluster_server(url, sizeof(url), bad[i].host, bad[i].port, &err),
+		    MG_EINVALID, "%s:%s", bad[i].host ? bad[i].host : "(null)", bad[i].port);
+		cr_expect(strstr(err.message, bad[i].msg), "%s", err.message);
+		mg_error_clear(&err);
+	}
+}
+
+/* tmp/sa as the kubelet mounts a ServiceAccount (namespace NULL: no namespace file). */
+static const char *make_sa(const char *namespace_)
+{
+	static char sa[400];
+	snprintf(sa, sizeof(sa), "%s/sa", tmp);
+	mkdir(sa, 0755);
+	write_file("sa/token", "sa-token-SECRET-0c1d\n");
+	write_file("sa/ca.crt", "-----BEGIN CERTIFICATE-----\n");
+	if (namespace_)
+		write_file("sa/namespace", namespace_);
+	return sa;
+}
+
+static void in_a_pod(void)
+{
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+}
+
+/* HOME with no ~/.kube/config, or with the given fixture as one. */
+static void home_with(const char *fixture)
+{
+	char home[400], kdir[420];
+	snprintf(home, sizeof(home), "%s/home", tmp);
+	snprintf(kdir, sizeof(kdir), "%s/.kube", home);
+	mkdir(home, 0755);
+	setenv("HOME", home, 1);
+	if (!fixture)
+		return;
+	mkdir(kdir, 0755);
+	char *text;
+	size_t len;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_fs_read_all(&text, &len, fix(fixture), &err), 0);
+	write_file("home/.kube/config", text);
+	free(text);
+}
+
+static int load_opts(mg_kube_config **c, const char *kubeconfig, const char *context,
+                     const char *sa, mg_error *err)
+{
+	mg_kube_config_options o = {
+	    .kubeconfig = kubeconfig, .context = context, .serviceaccount_dir = sa};
+	*c = NULL;
+	return mg_kube_config_load(c, &o, err);
+}
+
+Test(kube, incluster_resolution_order)
+{
+	const char *sa = make_sa("shop\n");
+	in_a_pod();
+	home_with("b.yaml");
+	mg_kube_config *c;
+	mg_error err = MG_ERROR_INIT;
+
+	/* ~/.kube/config exists: it comes before the pod's ServiceAccount */
+	cr_assert_eq(load_opts(&c, NULL, NULL, sa, &err), 0, "%s", err.message);
+	cr_expect_not(c->in_cluster);
+	cr_expect_str_eq(c->context, "b-ctx");
+	mg_kube_config_free(c);
+	/* KUBECONFIG before both */
+	setenv("KUBECONFIG", fix("a.yaml"), 1);
+	cr_assert_eq(load_opts(&c, NULL, NULL, sa, &err), 0, "%s", err.message);
+	cr_expect_str_eq(c->context, "a-ctx");
+	mg_kube_config_free(c);
+	/* the plan's file before everything */
+	cr_assert_eq(load_opts(&c, fix("insecure.yaml"), NULL, sa, &err), 0, "%s", err.message);
+	cr_expect_not(c->in_cluster);
+	cr_expect_str_eq(c->files, fix("insecure.yaml"));
+	mg_kube_config_free(c);
+	/* the plan's in-cluster before everything too */
+	cr_assert_eq(load_opts(&c, "in-cluster", NULL, sa, &err), 0, "%s", err.message);
+	cr_expect(c->in_cluster);
+	mg_kube_config_free(c);
+
+	/* KUBECONFIG naming only missing files: nothing there, so the pod's (clientcmd) */
+	setenv("KUBECONFIG", tu_at("%s/none.yaml", tmp), 1);
+	cr_assert_eq(load_opts(&c, NULL, NULL, sa, &err), 0, "%s", err.message);
+	cr_expect(c->in_cluster);
+	mg_kube_config_free(c);
+	/* no KUBECONFIG, no ~/.kube/config: the pod's */
+	unsetenv("KUBECONFIG");
+	home_with(NULL);
+	unlink(tu_at("%s/home/.kube/config", tmp));
+	cr_assert_eq(load_opts(&c, NULL, NULL, sa, &err), 0, "%s", err.message);
+	cr_expect(c->in_cluster);
+	cr_expect_str_eq(c->server, "https://10.96.0.1:443");
+	cr_expect_str_eq(c->ca_file, tu_at("%s/ca.crt", sa));
+	cr_expect_str_eq(c->token_file, tu_at("%s/token", sa));
+	cr_expect_null(c->token); /* read by the client, again as it rotates */
+	cr_expect_str_eq(c->namespace_, "shop");
+	cr_expect_str_eq(c->context, "in-cluster");
+	cr_expect_null(c->user);
+	mg_kube_config_free(c);
+
+	/* a context asked for by name is never the ServiceAccount */
+	cr_assert_eq(load_opts(&c, NULL, "prod", sa, &err), MG_EINVALID);
+	cr_expect_str_eq(err.message,
+	                 tu_at("no kubeconfig defines context prod: kubernetes.kubeconfig is not "
+	                       "set, KUBECONFIG is not set and %s/home/.kube/config does not exist",
+	                       tmp));
+	mg_error_clear(&err);
+	cr_assert_eq(load_opts(&c, "in-cluster", "prod", sa, &err), MG_EINVALID);
+	cr_expect(strstr(err.message, "context prod was asked for, but the in-cluster "
+	                              "configuration has no contexts"),
+	          "%s", err.message);
+	mg_error_clear(&err);
+
+	/* one variable missing: not a pod, and the error says everything looked for */
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	cr_assert_eq(load_opts(&c, NULL, NULL, sa, &err), MG_EINVALID);
+	cr_expect_str_eq(
+	    err.message,
+	    tu_at("no kubeconfig and not in a pod: kubernetes.kubeconfig is not set, KUBECONFIG is "
+	          "not set and %s/home/.kube/config does not exist, and the in-cluster "
+	          "configuration is not possible (KUBERNETES_SERVICE_PORT is not set); set "
+	          "kubernetes.kubeconfig (a file, or in-cluster) or KUBECONFIG",
+	          tmp));
+	mg_error_clear(&err);
+	/* both set, no token: not a pod either */
+	in_a_pod();
+	unlink(tu_at("%s/token", sa));
+	cr_assert_eq(load_opts(&c, NULL, NULL, sa, &err), MG_EINVALID);
+	cr_expect(strstr(err.message, tu_at("(%s/token does not exist)", sa)), "%s", err.message);
+	mg_error_clear(&err);
+	/* asked for explicitly, the missing token is said as such */
+	cr_assert_eq(load_opts(&c, "in-cluster", NULL, sa, &err), MG_EINVALID);
+	cr_expect(strstr(err.message, tu_at("in-cluster: %s/token does not exist (is a "
+	                                    "ServiceAccount token mounted?",
+	                                    sa)),
+	          "%s", err.message);
+	mg_error_clear(&err);
+}
+
+Test(kube, incluster_namespace_and_ca)
+{
+	const char *sa = make_sa(NULL);
+	in_a_pod();
+	setenv("KUBERNETES_SERVICE_HOST", "fd00:10:96::1", 1);
+	mg_kube_config *c;
+	mg_error err = MG_ERROR_INIT;
+	/* no namespace file: none here, so the client's "default" */
+	cr_assert_eq(load_opts(&c, "in-cluster", NULL, sa, &err), 0, "%s", err.message);
+	cr_expect_null(c->namespace_);
+	cr_expect_str_eq(c->server, "https://[fd00:10:96::1]:443");
+	mg_kube_config_free(c);
+	/* POD_NAMESPACE (the downward API) first, as client-go */
+	write_file("sa/namespace", "shop");
+	setenv("POD_NAMESPACE", "ops", 1);
+	cr_assert_eq(load_opts(&c, "in-cluster", NULL, sa, &err), 0, "%s", err.message);
+	cr_expect_str_eq(c->namespace_, "ops");
+	mg_kube_config_free(c);
+	unsetenv("POD_NAMESPACE");
+	write_file("sa/namespace", "Not_A_Namespace\n");
+	cr_assert_eq(load_opts(&c, "in-cluster", NULL, sa, &err), MG_EINVALID);
+	cr_expect(strstr(err.message, "the namespace in ") &&
+	              strstr(err.message, "(\"Not_A_Namespace\") is not a namespace name"),
+	          "%s", err.message);
+	mg_error_clear(&err);
+	/* a broken mount without the CA is said now, not as a TLS error later */
+	write_file("sa/namespace", "shop");
+	unlink(tu_at("%s/ca.crt", sa));
+	cr_assert_eq(load_opts(&c, "in-cluster", NULL, sa, &err), MG_EINVALID);
+	cr_expect_str_eq(err.message,
+	                 tu_at("in-cluster: the cluster's CA %s/ca.crt does not exist", sa));
+	mg_error_clear(&err);
+	cr_expect_null(strstr(tu_log_text(), "sa-token-SECRET"));
 }

@@ -2295,6 +2295,58 @@ Test(plan, state_kubernetes_overrides_key_by_key)
 	mg_plan_free(p);
 }
 
+Test(plan, kubeconfig_in_cluster_is_kept_and_has_no_context)
+{
+	mg_plan *p = load_ok(HEAD "kubernetes:\n"
+	                          "  kubeconfig: in-cluster\n"
+	                          "  namespace: shop\n"
+	                          "  templates: k8s\n"
+	                          "state:\n"
+	                          "  backend: kubernetes\n");
+	/* not resolved against the plan's directory: it names no file */
+	cr_expect_str_eq(mg_plan_kubernetes_section(p)->kubeconfig, "in-cluster");
+	cr_expect_str_eq(mg_plan_state_section(p)->kubeconfig, "in-cluster");
+	mg_plan_free(p);
+	/* a file of that name is still reachable */
+	p = load_ok(HEAD "kubernetes:\n"
+	                 "  kubeconfig: ./in-cluster\n"
+	                 "  namespace: shop\n"
+	                 "  templates: k8s\n");
+	cr_expect_str_eq(mg_plan_kubernetes_section(p)->kubeconfig, "/tmp/in-cluster");
+	mg_plan_free(p);
+	/* the state in the pod's cluster, the deploys from a laptop's context: the context is
+	 * the laptop's kubeconfig's, not inherited by the ServiceAccount */
+	p = load_ok(HEAD "kubernetes:\n"
+	                 "  kubeconfig: /etc/kc\n"
+	                 "  context: prod\n"
+	                 "  namespace: shop\n"
+	                 "  templates: k8s\n"
+	                 "state:\n"
+	                 "  backend: kubernetes\n"
+	                 "  kubernetes:\n"
+	                 "    kubeconfig: in-cluster\n");
+	const mg_plan_state *s = mg_plan_state_section(p);
+	cr_expect_str_eq(s->kubeconfig, "in-cluster");
+	cr_expect_null(s->context);
+	cr_expect_str_eq(s->namespace_, "shop");
+	mg_plan_free(p);
+	EXPECT_ERRORS(
+	    HEAD "kubernetes:\n"                /* 3 */
+	         "  kubeconfig: in-cluster\n"   /* 4 */
+	         "  context: prod\n"            /* 5 */
+	         "  namespace: shop\n"          /* 6 */
+	         "  templates: k8s\n"           /* 7 */
+	         "state:\n"                     /* 8 */
+	         "  backend: kubernetes\n"      /* 9 */
+	         "  kubernetes:\n"              /* 10 */
+	         "    kubeconfig: in-cluster\n" /* 11 */
+	         "    context: ci\n",           /* 12 */
+	    {5, 12, "kubernetes.context",
+	     "kubeconfig: in-cluster has no contexts (it is the pod's ServiceAccount); "
+	     "remove the context or name a kubeconfig file"},
+	    {12, 14, "state.kubernetes.context", "kubeconfig: in-cluster has no contexts"});
+}
+
 Test(plan, state_backend_errors)
 {
 	EXPECT_ERRORS(HEAD "state:\n"                 /* 3 */
