@@ -5,7 +5,7 @@
 #   2. the Deployment is what docs/autopilot.md says: 2 replicas of `run --leader-elect
 #      --metrics-addr 0.0.0.0:9102 --plan /etc/migrate/plan.yaml`, non-root, read-only root
 #      file system, resources, anti-affinity on the node, httpGet probes on /healthz and
-#      /readyz, a grace period longer than the balancer's timeout, every volume it mounts
+#      /readyz, a grace period longer than two balancer timeouts, every volume it mounts
 #      and every Secret and ConfigMap it names accounted for;
 #   3. the Role grants exactly what docs/kubernetes.md's table gives `run` and `pause` /
 #      `resume`, plus what leader election adds (list and delete on leases), bound to the
@@ -130,9 +130,9 @@ t = plan.get("traffic", {}).get("cloudflare", {}).get("timeout", "30s")
 m = re.fullmatch(r"(\d+)s", str(t))
 if m:
     cf_timeout = int(m.group(1))
-if tgp <= cf_timeout + 2:
-    err(f"Deployment: terminationGracePeriodSeconds {tgp} does not outlast a balancer call "
-        f"({cf_timeout}s) plus the hand-over (2 s)")
+if tgp <= 2 * cf_timeout + 2:
+    err(f"Deployment: terminationGracePeriodSeconds {tgp} does not outlast an apply and its "
+        f"read-back (2 x {cf_timeout}s) plus the hand-over (2 s)")
 ann = spec.get("template", {}).get("metadata", {}).get("annotations", {})
 if ann.get("prometheus.io/port") != "9102" and ("PodMonitor", "migrate-autopilot") not in objs:
     err("Deployment: neither prometheus.io annotations nor a PodMonitor")
