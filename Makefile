@@ -53,7 +53,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
 .PHONY: FORCE all bench deps check unit integration integration-kube fuzz-replay fuzz fuzz-long test test-asan demo format \
-        format-check lint clean
+        format-check lint examples-check clean
 .DEFAULT_GOAL := all
 
 all: migrate
@@ -151,6 +151,7 @@ fuzz-long:
 test: deps
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' lint
+	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' examples-check
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' check
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS='-g -Werror' check
 	@if command -v clang >/dev/null 2>&1; then \
@@ -189,6 +190,12 @@ format-check:
 lint: $(LIBMG)
 	sh tests/lint.sh . $(LIBMG)
 	CC='$(CC)' sh tests/lint-selftest.sh
+
+# examples/kubernetes (the leader-elected autopilot) checked offline: the manifests, the Role
+# against docs/kubernetes.md, the plan through `migrate validate`, the Containerfile's packages
+# against ldd. Parts whose tool is missing (PyYAML, kubectl) are skipped and say so.
+examples-check: $(BUILD)/migrate
+	MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate sh tests/examples-kubernetes.sh
 
 clean:
 	rm -rf build build-asan build-clang build-fuzz migrate
