@@ -26,10 +26,11 @@ typedef struct {
 	mg_cli *cli;
 	mg_migration *m;
 	mg_autopilot *ap;
-	FILE *out;   /* stdout, or stderr when stdout holds the JSON document */
-	bool tty;    /* live progress block instead of plain lines */
-	int drawn;   /* lines of the live block on the terminal */
-	json_t *log; /* events, for the JSON document */
+	FILE *out;     /* stdout, or stderr when stdout holds the JSON document */
+	bool tty;      /* live progress block instead of plain lines */
+	int drawn;     /* lines of the live block on the terminal */
+	json_t *log;   /* events, for the JSON document */
+	mg_serve *srv; /* --metrics-addr, or NULL */
 } run_ctx;
 
 static void block_clear(run_ctx *r)
@@ -122,6 +123,30 @@ static void sleep_tick(int64_t ms)
 	nanosleep(&ts, NULL); /* a signal ends it early, which is the point */
 }
 
+/* --metrics-addr: /metrics, /healthz and /readyz, bound before anything is opened or moved. */
+static int metrics_start(run_ctx *r, const char *addr, mg_error *err)
+{
+	if (!addr)
+		return 0;
+	int rc = mg_serve_start(&r->srv, addr, NULL, err);
+	if (!rc)
+		rc = mg_autopilot_publish(r->srv, NULL, NULL, "single", false, err);
+	if (!rc)
+		event(r, "metrics at http://%s/metrics (probes /healthz, /readyz)",
+		      mg_serve_address(r->srv));
+	return rc;
+}
+
+/* After every tick: what a scrape sees. Only "single" until leader election comes. */
+static void metrics_publish(run_ctx *r, bool ready)
+{
+	mg_error e = MG_ERROR_INIT;
+	/* out of memory at worst: showing the state must never stop the migration */
+	if (r->srv)
+		mg_autopilot_publish(r->srv, r->m, r->ap, "single", ready, &e);
+	mg_error_clear(&e);
+}
+
 /* --dry-run: the steps the autopilot would take. */
 static void print_dry_run(run_ctx *r, int until_idx)
 {
@@ -146,6 +171,7 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 	while (*end == MG_RUN_GOES_ON && !cli_signal) {
 		int64_t now = mg_now_ms(), next = mg_autopilot_next_eval_ms(r->ap);
 		int rc = mg_autopilot_tick(end, r->ap, now, err);
+		metrics_publish(r, true);
 		if (rc)
 			return rc;
 		if (*end != MG_RUN_GOES_ON || cli_signal)
@@ -168,17 +194,26 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	struct {
 		const char *until;
 		bool allow_skew;
+		const char *metrics_addr;
 	} o = {0};
-	const cli_opt opts[] = {
-	    CLI_STRING("until", &o.until), CLI_FLAG("allow-skew", &o.allow_skew), {0}};
+	const cli_opt opts[] = {CLI_STRING("until", &o.until),
+	                        CLI_FLAG("allow-skew", &o.allow_skew),
+	                        CLI_STRING("metrics-addr", &o.metrics_addr),
+	                        {0}};
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
 		return exit_code;
 	double until_pct = 100;
 	if (o.until && shift_parse_percent(cli, "--until", o.until, &until_pct))
 		return EXIT_USAGE;
-
 	mg_error err = MG_ERROR_INIT;
+	if (o.metrics_addr && mg_serve_check_addr(o.metrics_addr, &err)) {
+		char why[sizeof(err.message)];
+		memcpy(why, err.message, sizeof(why));
+		mg_error_set(&err, err.code, "--metrics-addr %s", why);
+		return cli_fail(cli, &err);
+	}
+
 	run_ctx r = {.cli = cli, .out = cli->json ? stderr : stdout};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	const char *outcome = "stopped";
@@ -188,9 +223,12 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		mg_error_set(&err, MG_ERROR, "cannot install signal handlers");
 		return cli_fail(cli, &err);
 	}
-	int rc = shift_open(&r.m, cli, "run", MG_MIGRATION_SHIFT, MG_NEED_SLO, &err);
+	int rc = metrics_start(&r, o.metrics_addr, &err);
+	if (!rc)
+		rc = shift_open(&r.m, cli, "run", MG_MIGRATION_SHIFT, MG_NEED_SLO, &err);
 	if (rc)
 		goto fail;
+	metrics_publish(&r, false);
 	r.tty = !cli->json && isatty(STDOUT_FILENO) && !cli->dry_run;
 	r.log = doc ? json_array() : NULL;
 	const mg_state *st = mg_migration_state(r.m);
@@ -217,6 +255,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	rc = mg_autopilot_new(&r.ap, r.m, &ao, &err);
 	if (!rc)
 		rc = mg_autopilot_start(&end, r.ap, &err);
+	metrics_publish(&r, true);
 	if (!rc)
 		rc = loop(&end, &r, &err);
 	if (rc)
@@ -235,6 +274,8 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	if (*say)
 		event(&r, "%s", say);
 done:
+	metrics_publish(&r, false); /* the end, for a scrape that races the exit */
+	mg_serve_free(r.srv);
 	if (doc) {
 		json_object_update_new(doc, mg_autopilot_to_json(r.m, r.ap, outcome));
 		json_object_set_new(doc, "events", r.log ? json_incref(r.log) : json_array());
@@ -253,6 +294,7 @@ fail:
 		*mg_autopilot_moved(r.ap) = (mg_shift_outcome){0};
 	}
 	mg_autopilot_free(r.ap);
+	mg_serve_free(r.srv);
 	json_decref(r.log);
 	return shift_finish(cli, r.m, &moved, doc, &err, rc);
 }
