@@ -76,8 +76,8 @@ $(BUILD)/%.o: %.c
 $(BUILD)/version.stamp: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(VERSION) $(GITREV)' | cmp -s - $@ || echo '$(VERSION) $(GITREV)' > $@
-# (http.c puts the version in the User-Agent.)
-$(BUILD)/cmd/main.o $(BUILD)/lib/core/http.o: $(BUILD)/%.o: %.c $(BUILD)/version.stamp
+# (http.c puts the version in the User-Agent; buildinfo.c gives it to the library.)
+$(BUILD)/cmd/main.o $(BUILD)/lib/core/http.o $(BUILD)/lib/core/buildinfo.o: $(BUILD)/%.o: %.c $(BUILD)/version.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' -MMD -MP -c -o $@ $<
 FORCE:

@@ -130,10 +130,13 @@ const mg_command mg_commands[] = {
      "one is inconclusive (too little traffic, no data, Prometheus unreachable). Changes "
      "nothing."},
     {"run", cmd_run, "the autopilot: step to 100% while the gates pass, roll back if not",
-     "run [options] [--until PERCENT] [--allow-skew]",
+     "run [options] [--until PERCENT] [--allow-skew] [--metrics-addr HOST:PORT]",
      "      --until PERCENT stop after reaching this step of traffic.steps\n"
      "      --allow-skew    move traffic although the VMs and the cluster run different\n"
-     "                      releases (journalled), as step --allow-skew\n",
+     "                      releases (journalled), as step --allow-skew\n"
+     "      --metrics-addr HOST:PORT\n"
+     "                      serve /metrics (Prometheus), /healthz and /readyz there\n"
+     "                      (:PORT: every IPv4 interface; [::]:PORT: every one)\n",
      "From the current step, evaluates the gates every slo.interval; after traffic.bake with "
      "passing gates it takes the next step. slo.failure_limit failed evaluations at a step "
      "apply slo.on_failure (rollback or pause) and exit 1; inconclusive for 3 x bake pauses "

@@ -26,10 +26,12 @@ typedef struct {
 	mg_cli *cli;
 	mg_migration *m;
 	mg_autopilot *ap;
-	FILE *out;   /* stdout, or stderr when stdout holds the JSON document */
-	bool tty;    /* live progress block instead of plain lines */
-	int drawn;   /* lines of the live block on the terminal */
-	json_t *log; /* events, for the JSON document */
+	FILE *out;     /* stdout, or stderr when stdout holds the JSON document */
+	bool tty;      /* live progress block instead of plain lines */
+	int drawn;     /* lines of the live block on the terminal */
+	json_t *log;   /* events, for the JSON document */
+	mg_serve *srv; /* --metrics-addr, or NULL */
+	bool elected;  /* --leader-elect: the metrics' role is "leader" (standbys publish theirs) */
 } run_ctx;
 
 static void block_clear(run_ctx *r)
@@ -122,6 +124,31 @@ static void sleep_tick(int64_t ms)
 	nanosleep(&ts, NULL); /* a signal ends it early, which is the point */
 }
 
+/* --metrics-addr: /metrics, /healthz and /readyz, bound before anything is opened or moved. */
+static int metrics_start(run_ctx *r, const char *addr, mg_error *err)
+{
+	if (!addr)
+		return 0;
+	int rc = mg_serve_start(&r->srv, addr, NULL, err);
+	if (!rc)
+		rc = mg_autopilot_publish(r->srv, NULL, NULL, "single", false, err);
+	if (!rc)
+		event(r, "metrics at http://%s/metrics (probes /healthz, /readyz)",
+		      mg_serve_address(r->srv));
+	return rc;
+}
+
+/* After every tick: what a scrape sees. */
+static void metrics_publish(run_ctx *r, bool ready)
+{
+	mg_error e = MG_ERROR_INIT;
+	/* out of memory at worst: showing the state must never stop the migration */
+	if (r->srv)
+		mg_autopilot_publish(r->srv, r->m, r->ap, r->elected ? "leader" : "single", ready,
+		                     &e);
+	mg_error_clear(&e);
+}
+
 /* --dry-run: the steps the autopilot would take. */
 static void print_dry_run(run_ctx *r, int until_idx)
 {
@@ -146,6 +173,7 @@ static int loop(mg_run_end *end, run_ctx *r, mg_error *err)
 	while (*end == MG_RUN_GOES_ON && !cli_signal) {
 		int64_t now = mg_now_ms(), next = mg_autopilot_next_eval_ms(r->ap);
 		int rc = mg_autopilot_tick(end, r->ap, now, err);
+		metrics_publish(r, true);
 		if (rc)
 			return rc;
 		if (*end != MG_RUN_GOES_ON || cli_signal)
@@ -194,7 +222,9 @@ static int run_elected(run_ctx *r, const char *until, double until_pct, bool all
 {
 	mg_cli *cli = r->cli;
 	mg_standby *sb = NULL;
+	r->elected = true;
 	mg_standby_options so = {.plan_path = cli->plan_path,
+	                         .serve = r->srv,
 	                         .state_dir = cli->state_dir,
 	                         .until_pct = until_pct,
 	                         .until_text = until,
@@ -287,10 +317,12 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	struct {
 		const char *until;
 		bool allow_skew, leader_elect;
+		const char *metrics_addr;
 	} o = {0};
 	const cli_opt opts[] = {CLI_STRING("until", &o.until),
 	                        CLI_FLAG("allow-skew", &o.allow_skew),
 	                        CLI_FLAG("leader-elect", &o.leader_elect),
+	                        CLI_STRING("metrics-addr", &o.metrics_addr),
 	                        {0}};
 	int exit_code = EXIT_DONE;
 	if (cli_parse(cli, argc, argv, opts, 0, &exit_code) < 0)
@@ -298,8 +330,14 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	double until_pct = 100;
 	if (o.until && shift_parse_percent(cli, "--until", o.until, &until_pct))
 		return EXIT_USAGE;
-
 	mg_error err = MG_ERROR_INIT;
+	if (o.metrics_addr && mg_serve_check_addr(o.metrics_addr, &err)) {
+		char why[sizeof(err.message)];
+		memcpy(why, err.message, sizeof(why));
+		mg_error_set(&err, err.code, "--metrics-addr %s", why);
+		return cli_fail(cli, &err);
+	}
+
 	run_ctx r = {.cli = cli, .out = cli->json ? stderr : stdout};
 	json_t *doc = cli->json ? cli_doc(cli) : NULL;
 	const char *outcome = "stopped";
@@ -309,8 +347,8 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 		mg_error_set(&err, MG_ERROR, "cannot install signal handlers");
 		return cli_fail(cli, &err);
 	}
-	int rc;
-	if (o.leader_elect && !cli->dry_run) {
+	int rc = metrics_start(&r, o.metrics_addr, &err);
+	if (!rc && o.leader_elect && !cli->dry_run) {
 		r.tty = !cli->json && isatty(STDOUT_FILENO);
 		r.log = doc ? json_array() : NULL;
 		rc = run_elected(&r, o.until, until_pct, o.allow_skew, &outcome, &exit_code, &err);
@@ -318,9 +356,11 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 			goto fail;
 		goto done;
 	}
-	rc = shift_open(&r.m, cli, "run", MG_MIGRATION_SHIFT, MG_NEED_SLO, &err);
+	if (!rc)
+		rc = shift_open(&r.m, cli, "run", MG_MIGRATION_SHIFT, MG_NEED_SLO, &err);
 	if (rc)
 		goto fail;
+	metrics_publish(&r, false);
 	r.tty = !cli->json && isatty(STDOUT_FILENO) && !cli->dry_run;
 	r.log = doc ? json_array() : NULL;
 	const mg_state *st = mg_migration_state(r.m);
@@ -347,6 +387,7 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	rc = mg_autopilot_new(&r.ap, r.m, &ao, &err);
 	if (!rc)
 		rc = mg_autopilot_start(&end, r.ap, &err);
+	metrics_publish(&r, true);
 	if (!rc)
 		rc = loop(&end, &r, &err);
 	if (rc)
@@ -355,7 +396,12 @@ int cmd_run(mg_cli *cli, int argc, char **argv)
 	r.tty = false; /* the closing lines stand alone */
 	outcome = finish(&r, end, &exit_code);
 done:
-	if (doc) {
+	metrics_publish(&r, false); /* the end, for a scrape that races the exit */
+	mg_serve_free(r.srv);
+	if (doc && !r.m) { /* --leader-elect: each leadership was freed as it ended */
+		json_object_set_new(doc, "outcome", json_string(outcome));
+		json_object_set_new(doc, "events", r.log ? json_incref(r.log) : json_array());
+	} else if (doc) {
 		json_object_update_new(doc, mg_autopilot_to_json(r.m, r.ap, outcome));
 		json_object_set_new(doc, "events", r.log ? json_incref(r.log) : json_array());
 	}
@@ -373,6 +419,7 @@ fail:
 		*mg_autopilot_moved(r.ap) = (mg_shift_outcome){0};
 	}
 	mg_autopilot_free(r.ap);
+	mg_serve_free(r.srv);
 	json_decref(r.log);
 	return shift_finish(cli, r.m, &moved, doc, &err, rc);
 }

@@ -19,6 +19,7 @@
 #include "gate.h"
 #include "metrics.h"
 #include "plan.h"
+#include "serve.h"
 #include "shift.h"
 #include "state.h"
 #include "store.h"
@@ -407,6 +408,9 @@ typedef struct {
 	double until_pct;       /* --until: at that step, nothing to lead (0: 100) */
 	const char *until_text; /* as the operator wrote it, for the message; NULL: 100 */
 	const mg_cancel *cancel;
+	/* --metrics-addr: the standby publishes its role and the state it read there; may be NULL
+	 */
+	mg_serve *serve;
 	/* what it waits for, said once per change; may be NULL */
 	void (*event)(void *ud, const char *msg);
 	void *ud;
@@ -437,6 +441,47 @@ int mg_migration_journal_takeover(mg_migration *m, const mg_standby *s, mg_error
 int mg_migration_journal_handover(mg_migration *m, const char *signal_name, mg_error *err);
 /* Whether m's lock (a Lease) was lost: taken over, or not renewed by its deadline. */
 bool mg_migration_leadership_lost(mg_migration *m);
+/* When the loop last ticked (Unix ms, the now_ms given to mg_autopilot_tick), or 0. */
+int64_t mg_autopilot_last_tick_ms(const mg_autopilot *ap);
+
+/* ---- what a running autopilot exposes (lib/migration/expose.c; docs/cli.md, "migrate run") ----
+ */
+
+/* What the metrics text is made of; every pointer but st and traffic may be NULL. */
+typedef struct {
+	const char *plan; /* the plan's name: label plan of every sample */
+	const mg_state *st;
+	const mg_plan_traffic *traffic;
+	const mg_plan_slo *slo;
+	const mg_gate_eval *last; /* the autopilot's last evaluation at this step */
+	int64_t last_tick_ms;     /* Unix ms; 0: no tick yet */
+	const char *role;         /* "leader", "standby" or "single" */
+	int64_t now_ms;           /* Unix ms: the bake left is counted from it */
+} mg_autopilot_view;
+
+/*
+ * The Prometheus text exposition format 0.0.4 of v (HELP and TYPE lines, every
+ * name migrate_*, label plan, label values escaped) into *text (the caller's
+ * to free). MG_ENOMEM only.
+ */
+int mg_autopilot_metrics_render(char **text, const mg_autopilot_view *v, mg_error *err);
+/* The same for m and the autopilot running over it (ap may be NULL: none runs). */
+int mg_autopilot_metrics_text(char **text, const mg_migration *m, const mg_autopilot *ap,
+                              const char *role, int64_t now_ms, mg_error *err);
+/*
+ * How long /healthz stays 200 after a publish: 30 s, or longer when one tick
+ * of m may legitimately take longer (3 x slo.interval; every query of an
+ * evaluation cut at twice slo.prometheus.timeout, plus 30 s). m may be NULL.
+ */
+int64_t mg_autopilot_live_ms(const mg_migration *m);
+/*
+ * Publishes on srv: /metrics (mg_autopilot_metrics_text; not when m is NULL,
+ * before the migration is open), /healthz (200 "ok", turning 503 by itself
+ * mg_autopilot_live_ms(m) after this call unless another comes: a loop that
+ * hangs fails its liveness probe), /readyz (200 when ready, 503 otherwise).
+ */
+int mg_autopilot_publish(mg_serve *srv, const mg_migration *m, const mg_autopilot *ap,
+                         const char *role, bool ready, mg_error *err);
 
 /* ---- the state between a directory and the cluster (lib/migration/statecopy.c, unlock.c) ---- */
 

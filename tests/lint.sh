@@ -109,7 +109,7 @@ strip() {
 
 # The layers of lib/ (docs/architecture.md): the public headers of each, and the layers each
 # folder may use besides its own. A folder not listed here is not checked.
-LAYERS=${MG_LINT_LAYERS-"core:error.h,log.h,str.h,clock.h,fs.h,sha256.h,base64.h,units.h,secret.h,http.h,http_fake.h,suggest.h,term.h,weights.h;\
+LAYERS=${MG_LINT_LAYERS-"core:error.h,log.h,str.h,clock.h,fs.h,sha256.h,base64.h,units.h,secret.h,http.h,http_fake.h,suggest.h,term.h,weights.h,serve.h,buildinfo.h;\
 plan:plan.h,yamllimit.h;state:store.h,storebackend.h,state.h,journal.h,records.h,spool.h;traffic:traffic.h,shift.h;\
 gates:metrics.h,promql.h,gate.h;fleet:ssh.h,fleet.h;kube:kube.h,kubestore.h,template.h,cluster.h;\
 nginx:nginxconf.h,configmap.h;migration:migration.h;release:release.h"}

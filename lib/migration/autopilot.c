@@ -30,6 +30,7 @@ struct mg_autopilot {
 	mg_shift_outcome moved;        /* a move the state could not record */
 	bool stop;                     /* a stop request was seen: no traffic moves after it */
 	char stop_why[600];            /* who asked, and why */
+	int64_t last_tick_ms;          /* now_ms of the last tick (exposed: a stuck loop shows) */
 };
 
 static void event(mg_autopilot *ap, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -126,6 +127,11 @@ json_t *mg_autopilot_decided(const mg_autopilot *ap)
 mg_shift_outcome *mg_autopilot_moved(mg_autopilot *ap)
 {
 	return &ap->moved;
+}
+
+int64_t mg_autopilot_last_tick_ms(const mg_autopilot *ap)
+{
+	return ap->last_tick_ms;
 }
 
 /*
@@ -424,6 +430,7 @@ static int evaluate(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_error 
 int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_error *err)
 {
 	*end = MG_RUN_GOES_ON;
+	ap->last_tick_ms = now_ms;
 	/* a lock that lapses (a Lease in the cluster) is renewed while the autopilot runs */
 	int rc = mg_store_keepalive(ap->m->store, err);
 	/* first: a rollback elsewhere has the traffic, whatever the pause or the gates say */

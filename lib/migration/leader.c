@@ -25,6 +25,7 @@
 #include "journal.h"
 #include "kubestore.h"
 #include "secret.h"
+#include "serve.h"
 #include "storebackend.h"
 
 struct mg_standby {
@@ -46,6 +47,7 @@ struct mg_standby {
 	bool last_released;     /* its Lease was given up (a hand-over), not left to expire */
 	int64_t waiting_since;  /* mg_clock_ms() when this wait began */
 	int64_t leader_seen_ms; /* mg_now_ms() of the last renewal seen */
+	mg_state st;            /* as last read, for the metrics */
 };
 
 static void say(mg_standby *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -99,6 +101,7 @@ int mg_standby_new(mg_standby **out, const mg_standby_options *o, mg_error *err)
 		return rc;
 	}
 	const char *plan = mg_plan_name(s->plan);
+	mg_state_init(&s->st, plan);
 	snprintf(s->ns, sizeof(s->ns), "%s", mg_kube_client_namespace(s->c));
 	snprintf(s->lease_path, sizeof(s->lease_path),
 	         "/apis/coordination.k8s.io/v1/namespaces/%s/leases/migrate-%s", s->ns, plan);
@@ -253,6 +256,7 @@ static int reason_to_wait(char *why, size_t size, mg_standby *s, mg_error *err)
 		rc = mg_state_load(&st, s->store, err);
 	if (rc)
 		return rc;
+	s->st = st;
 	const mg_plan_traffic *t = mg_plan_traffic_section(s->plan);
 	char at[64];
 	mg_migration_step_name(at, sizeof(at), &st, t);
@@ -272,6 +276,33 @@ static int reason_to_wait(char *why, size_t size, mg_standby *s, mg_error *err)
 	return 0;
 }
 
+/*
+ * --metrics-addr while waiting: role standby and the state as last read, and
+ * /healthz kept fresh (a standby is alive while it looks), /readyz 200.
+ */
+static void publish(mg_standby *s)
+{
+	if (!s->o.serve)
+		return;
+	mg_error e = MG_ERROR_INIT;
+	char *text = NULL;
+	int64_t now = mg_now_ms();
+	mg_autopilot_view v = {.plan = mg_plan_name(s->plan),
+	                       .st = &s->st,
+	                       .traffic = mg_plan_traffic_section(s->plan),
+	                       .slo = mg_plan_slo_section(s->plan),
+	                       .last_tick_ms = now,
+	                       .role = "standby",
+	                       .now_ms = now};
+	if (mg_autopilot_metrics_render(&text, &v, &e) == 0)
+		mg_serve_publish(s->o.serve, "/metrics", 200,
+		                 "text/plain; version=0.0.4; charset=utf-8", text, 0, &e);
+	free(text);
+	mg_serve_publish(s->o.serve, "/healthz", 200, NULL, "ok\n", mg_autopilot_live_ms(NULL), &e);
+	mg_serve_publish(s->o.serve, "/readyz", 200, NULL, "ready: standby\n", 0, &e);
+	mg_error_clear(&e);
+}
+
 int mg_standby_wait(bool *go, mg_standby *s, mg_error *err)
 {
 	(void)err; /* the cluster failing is waited out, never the end of a standby */
@@ -289,6 +320,7 @@ int mg_standby_wait(bool *go, mg_standby *s, mg_error *err)
 			         tmp.message);
 		}
 		mg_error_clear(&tmp);
+		publish(s);
 		if (!*why) {
 			*go = true;
 			return 0;

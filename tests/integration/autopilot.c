@@ -9,10 +9,13 @@
  * The sandbox is started by each test (not by .init) so that a failed start
  * is a failed assertion, after which .fini still stops whatever is up.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1424,4 +1427,244 @@ Test(leader, leader_elect_needs_the_kubernetes_backend)
 	cr_assert(strstr(r.err, "--leader-elect needs the plan's state in the cluster"), "%s",
 	          r.err);
 	cr_assert_eq(weight("k8s1"), 0, "nothing moved");
+}
+
+/* ---- run --metrics-addr ------------------------------------------------------------------ */
+
+/*
+ * GET path from 127.0.0.1:port over a plain socket (HTTP/1.0, so no server
+ * chunks its answer): the status (0 when nothing listens), the body in body.
+ */
+static int http_get(int port, const char *path, char *body, size_t size)
+{
+	body[0] = '\0';
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return 0;
+	}
+	char req[1200];
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	cr_assert_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	static char ans[1 << 17];
+	size_t n = 0;
+	int64_t end = tu_now_ms() + 5000;
+	while (n < sizeof(ans) - 1 && tu_now_ms() < end) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t got = recv(fd, ans + n, sizeof(ans) - 1 - n, 0);
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	ans[n] = '\0';
+	int status = 0;
+	if (sscanf(ans, "HTTP/1.%*d %d ", &status) != 1)
+		return -1;
+	const char *b = strstr(ans, "\r\n\r\n");
+	snprintf(body, size, "%s", b ? b + 4 : "");
+	return status;
+}
+
+/* The value of the sample that starts a line of text with prefix, or NAN. */
+static double sample_of(const char *text, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (!strncmp(p, prefix, n) && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	return NAN;
+}
+
+/* status --offline: the step index, read-back and applied shares (percent; -1: none). */
+static void recorded(int *idx, double *read_back, double *applied)
+{
+	static result r;
+	mg(&r, 10000, "status", "-o", "json", "--offline", NULL);
+	cr_assert_eq(r.status, 0, "status: %s\n%s", r.out, r.err);
+	json_t *d = parse(r.out, "status -o json");
+	json_t *i = jget(d, "state.step.index");
+	*idx = json_is_integer(i) ? (int)json_integer_value(i) : -1;
+	json_t *rb = jget(d, "state.weights.read_back.k8s_percent");
+	json_t *ap = jget(d, "state.weights.applied.k8s_percent");
+	*read_back = json_is_number(rb) ? json_number_value(rb) : -1;
+	*applied = json_is_number(ap) ? json_number_value(ap) : -1;
+	json_decref(d);
+}
+
+/*
+ * /metrics says what the state says (status --offline, read on both sides of
+ * the scrape so that a step between them is retried), and its last tick is
+ * this second's: the loop publishes as it goes. The text scraped in text.
+ */
+static void matches_the_state(int port, char *text, size_t size)
+{
+	bool compared = false;
+	for (int tries = 0; tries < 10 && !compared; tries++) {
+		int i1, i2;
+		double rb1, rb2, ap1, ap2;
+		recorded(&i1, &rb1, &ap1);
+		cr_assert_eq(http_get(port, "/metrics", text, size), 200);
+		recorded(&i2, &rb2, &ap2);
+		if (i1 != i2 || rb1 != rb2 || ap1 != ap2) {
+			sleep_ms(200); /* it moved meanwhile */
+			continue;
+		}
+		compared = true;
+		cr_assert_eq(sample_of(text, "migrate_step{plan=\"demo\"}"), i1 + 1, "%s", text);
+		cr_assert_float_eq(
+		    sample_of(text, "migrate_cluster_read_back_ratio{plan=\"demo\"}"), rb1 / 100,
+		    1e-9, "%s", text);
+		cr_assert_float_eq(sample_of(text, "migrate_cluster_applied_ratio{plan=\"demo\"}"),
+		                   ap1 / 100, 1e-9, "%s", text);
+		static const double steps[] = {10, 25, 50, 100};
+		cr_assert_float_eq(sample_of(text, "migrate_step_cluster_ratio{plan=\"demo\"}"),
+		                   steps[i1] / 100, 1e-9, "%s", text);
+	}
+	cr_assert(compared, "the state moved under every scrape");
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	double t = (double)now.tv_sec + now.tv_nsec / 1e9;
+	double tick =
+	    sample_of(text, "migrate_autopilot_last_tick_timestamp_seconds{plan=\"demo\"}");
+	cr_assert(fabs(tick - t) < 2, "last tick %f, now %f", tick, t);
+}
+
+/*
+ * `run --metrics-addr` against the real HAProxy and Prometheus of the sandbox:
+ * while it runs, /metrics is what the state says (step, applied and read-back
+ * shares), Debian's promtool accepts it, the probes answer, and the sandbox's
+ * own Prometheus, told to scrape it, answers a PromQL query for migrate_step.
+ * When the run ends, nothing listens there any more.
+ */
+Test(autopilot, metrics_addr_serves_the_state_to_a_real_prometheus, .timeout = 90)
+{
+	/* long enough steps for the scrapes below: the run takes 20 s and more */
+	up("bake: 6s", "bake: 10s");
+	int port = tu_free_port();
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	/* the sandbox's Prometheus scrapes the autopilot too (SIGHUP: it reads its config again) */
+	FILE *f = fopen(path("prometheus.yml"), "a");
+	cr_assert_not_null(f);
+	fprintf(f, "  - job_name: migrate\n    static_configs:\n      - targets: [\"%s\"]\n", addr);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(kill((pid_t)atol(envv("PROM_PID")), SIGHUP), 0, "%s", strerror(errno));
+
+	bg = mg_bg("run", "--until", "50", "--metrics-addr", addr, NULL);
+	static char text[1 << 17], body[1 << 16];
+	int64_t end = tu_now_ms() + 15000;
+	for (;;) {
+		cr_assert(alive(bg), "the autopilot exited: %s", slurp(path("run.err")));
+		if (http_get(port, "/metrics", text, sizeof(text)) == 200 &&
+		    sample_of(text, "migrate_step{plan=\"demo\"}") >= 1)
+			break;
+		cr_assert_lt(tu_now_ms(), end, "no migrate_step >= 1 at %s/metrics: %s", addr,
+		             text);
+		sleep_ms(100);
+	}
+	cr_assert(strstr(slurp(path("run.out")), "metrics at http://127.0.0.1:"), "%s",
+	          slurp(path("run.out")));
+
+	matches_the_state(port, text, sizeof(text));
+	cr_assert_eq(sample_of(text, "migrate_phase{plan=\"demo\",phase=\"shifting\"}"), 1, "%s",
+	             text);
+	cr_assert_eq(sample_of(text, "migrate_role{plan=\"demo\",role=\"single\"}"), 1, "%s", text);
+	double tick =
+	    sample_of(text, "migrate_autopilot_last_tick_timestamp_seconds{plan=\"demo\"}");
+	cr_assert(fabs(tick - (double)time(NULL)) < 5, "last tick %f, now %lld", tick,
+	          (long long)time(NULL));
+
+	/* Debian's own promtool */
+	tu_write_file(path("metrics.txt"), text);
+	char *argv[] = {"/bin/sh", "-c", "exec promtool check metrics < \"$0\"",
+	                (char *)path("metrics.txt"), NULL};
+	tu_output r = tu_capture(argv);
+	cr_assert_eq(r.status, 0, "promtool check metrics: %s%s\n%s", r.out, r.err, text);
+	tu_output_free(&r);
+
+	cr_assert_eq(http_get(port, "/healthz", body, sizeof(body)), 200, "%s", body);
+	cr_assert_eq(http_get(port, "/readyz", body, sizeof(body)), 200, "%s", body);
+	cr_assert_eq(http_get(port, "/nothing", body, sizeof(body)), 404, "%s", body);
+
+	/* a real Prometheus scraped it: PromQL has migrate_step */
+	char q[256];
+	snprintf(q, sizeof(q), "/api/v1/query?query=migrate_step%%7Bjob%%3D%%22migrate%%22%%7D");
+	int prom = atoi(strrchr(envv("PROM_URL"), ':') + 1);
+	end = tu_now_ms() + 25000;
+	double step = NAN;
+	while (isnan(step)) {
+		cr_assert(alive(bg), "the autopilot exited before Prometheus scraped it: %s",
+		          slurp(path("run.err")));
+		cr_assert_lt(tu_now_ms(), end, "Prometheus has no migrate_step: %s\n%s", body,
+		             slurp(path("prometheus.log")));
+		if (http_get(prom, q, body, sizeof(body)) == 200) {
+			json_t *d = parse(body, "the query's answer");
+			json_t *v = json_array_get(jget(d, "data.result"), 0);
+			const char *val =
+			    json_string_value(json_array_get(json_object_get(v, "value"), 1));
+			const char *plan = json_string_value(jget(v, "metric.plan"));
+			if (val && plan) {
+				cr_assert_str_eq(plan, "demo");
+				step = strtod(val, NULL);
+			}
+			json_decref(d);
+		}
+		if (isnan(step))
+			sleep_ms(250);
+	}
+	cr_assert_geq(step, 1, "%s", body);
+	/* and at the next step, what it says has followed */
+	wait_step(1, 20000);
+	matches_the_state(port, text, sizeof(text));
+	cr_assert_geq(sample_of(text, "migrate_step{plan=\"demo\"}"), 2, "%s", text);
+
+	int code = wait_exit(bg, 40000);
+	bg = -1;
+	cr_assert_eq(code, 0, "run: %d\n%s", code, slurp(path("run.err")));
+	cr_assert_eq(http_get(port, "/metrics", body, sizeof(body)), 0,
+	             "the server outlived the run: %s", body);
+}
+
+/*
+ * A malformed address is exit 2 and a port in use exit 1, each naming the
+ * address, before the state is opened or the balancer touched.
+ */
+Test(autopilot, metrics_addr_refused_before_any_traffic_moves)
+{
+	up(NULL, NULL);
+	static result r;
+	mg(&r, 10000, "run", "--metrics-addr", "127.0.0.1", NULL);
+	cr_assert_eq(r.status, 2, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, "--metrics-addr \"127.0.0.1\" has no port"), "%s", r.err);
+
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 1), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(a.sin_port));
+	mg(&r, 10000, "run", "--metrics-addr", addr, "-o", "json", NULL);
+	close(fd);
+	cr_assert_eq(r.status, 1, "run: %d\n%s\n%s", r.status, r.out, r.err);
+	cr_assert(strstr(r.err, tu_at("cannot listen on %s: Address already in use", addr)), "%s",
+	          r.err);
+	json_t *d = parse(r.out, "run -o json");
+	cr_assert(json_is_false(jget(d, "ok")));
+	json_decref(d);
+
+	cr_assert_eq(weight("k8s1"), 0, "traffic moved");
+	cr_assert_eq(state(NULL, 0), -1);
+	json_t *recs = history(), *rec;
+	size_t i;
+	json_array_foreach(recs, i, rec) cr_assert_str_neq(jstr(rec, "command"), "run");
+	json_decref(recs);
 }
