@@ -48,7 +48,7 @@ LIBMG    = $(BUILD)/libmigrate.a
 # openssl for test CAs.
 DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
                libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
-               clang-format haproxy nginx prometheus python3 openssl openssh-server
+               clang-format haproxy nginx prometheus python3 python3-yaml openssl openssh-server
 # The deploy benchmark compares against Ansible; only `make bench` needs it.
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
@@ -124,6 +124,7 @@ bench: deps all
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/history.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/deploy.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/kubestate.sh
+	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/leader.sh
 
 fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
 	@for t in $(FUZZ_TARGETS); do \
