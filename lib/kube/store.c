@@ -293,6 +293,24 @@ static int64_t renew_retry_ms(const kstore *k)
 }
 
 /*
+ * Past the renew deadline with no renewal: a standby may take the plan over
+ * once the lease runs out, so this holder stops here, whatever the cluster
+ * says later (client-go's leader does the same). Under k->mu.
+ */
+static void give_up(kstore *k, int64_t since, const char *why)
+{
+	char last[40];
+	mg_time_format(last, sizeof(last), k->renewed_ms);
+	k->lost = true;
+	snprintf(k->lost_msg, sizeof(k->lost_msg),
+	         "plan \"%s\"'s lease was last renewed at %s, %lld s ago, and cannot be renewed "
+	         "(%.500s): past the renew deadline (%lld s of the %d s lease) another process "
+	         "may take the plan over, so this one moves nothing more",
+	         k->plan, last, (long long)(since / 1000), why,
+	         (long long)(renew_deadline_ms(k) / 1000), k->lease_seconds);
+}
+
+/*
  * The renewer: wakes every third of the lease and renews it (a failed renewal
  * of a network blip is tried again a tenth of the lease later). A Lease
  * someone else took over ends it: the next locked write or keepalive is told;
@@ -317,6 +335,16 @@ static void *renewer(void *ud)
 		} else if (rc == MG_ECONFLICT) {
 			k->lost = true;
 			snprintf(k->lost_msg, sizeof(k->lost_msg), "%s", err.message);
+			mg_error_clear(&err);
+			break;
+		} else if (k->now_ms() - k->renewed_ms >= (int64_t)k->lease_seconds * 1000) {
+			/*
+			 * The lease ran out without a renewal: another process may hold the
+			 * plan now, and the main thread moves nothing from here on. (Before
+			 * each move it also gives up at the renew deadline, two thirds in; a
+			 * long deploy rides out a shorter blip of the API.)
+			 */
+			give_up(k, k->now_ms() - k->renewed_ms, err.message);
 			mg_error_clear(&err);
 			break;
 		} else {
@@ -446,22 +474,7 @@ int mg_kube_store_renew_if_due(kstore *k, mg_error *err)
 		if (rc == 0)
 			k->renewed_ms = k->now_ms();
 		else if (rc != MG_ECONFLICT && since >= renew_deadline_ms(k)) {
-			/*
-			 * Past the renew deadline with no renewal: a standby may take the
-			 * plan over once the lease runs out, so this holder stops here,
-			 * whatever the cluster says later (client-go's leader does the same).
-			 */
-			char last[40];
-			mg_time_format(last, sizeof(last), k->renewed_ms);
-			k->lost = true;
-			snprintf(
-			    k->lost_msg, sizeof(k->lost_msg),
-			    "plan \"%s\"'s lease was last renewed at %s, %lld s ago, and cannot "
-			    "be renewed (%.500s): past the renew deadline (%lld s of the %d s lease) "
-			    "another process may take the plan over, so this one moves nothing "
-			    "more",
-			    k->plan, last, (long long)(since / 1000), why.message,
-			    (long long)(renew_deadline_ms(k) / 1000), k->lease_seconds);
+			give_up(k, since, why.message);
 			rc = mg_error_set(err, MG_ECONFLICT, "%s", k->lost_msg);
 		} else if (rc) {
 			if (rc == MG_ECONFLICT) {

@@ -199,6 +199,14 @@ int mg_shift_apply(mg_shift_outcome *out, mg_store *store, mg_state *st, mg_traf
 			mg_error_clear(&tmp); /* the next command reconciles it: nothing moved */
 		return rc;
 	}
+	/*
+	 * The intent's writes may have waited on a cluster that froze: a lock
+	 * that lapses (a Lease) is proven still ours, renewed if a third of it
+	 * went by, before the balancer is touched. Lost, nothing moves, and the
+	 * pending mark is reconciled by whoever holds the plan now.
+	 */
+	if ((rc = mg_store_keepalive(store, err)))
+		return rc;
 
 	rc = mg_traffic_apply(&out->read_back, t, req->k8s_percent, req->forced, err);
 	if (rc)

@@ -1246,7 +1246,30 @@ Test(leader, the_standby_takes_over_a_killed_leader_and_finishes)
 	static result r;
 	mg(&r, 10000, "status", NULL);
 	cr_assert_eq(r.status, 0, "%s\n%s", r.out, r.err);
-	cr_assert(strstr(r.out, "standby"), "%s", r.out);
+	cr_assert(strstr(r.out, "standbys"), "%s", r.out);
+	char bpid[32];
+	snprintf(bpid, sizeof(bpid), "pid %d ", (int)b);
+	cr_assert(strstr(r.out, bpid), "%s", r.out);
+	/* and a real client sees the same Leases: the leader's and the standby's, by label */
+	if (access("/usr/bin/kubectl", X_OK) == 0) {
+		char kc[600], cache[600];
+		snprintf(kc, sizeof(kc), "--kubeconfig=%s", kapi.kubeconfig);
+		snprintf(cache, sizeof(cache), "--cache-dir=%s/kcache", dir);
+		char *kargv[] = {"/usr/bin/kubectl",
+		                 kc,
+		                 cache,
+		                 "get",
+		                 "leases",
+		                 "-l",
+		                 "migrate.dev/kind=standby,migrate.dev/plan=demo",
+		                 "-o",
+		                 "jsonpath={.items[*].spec.holderIdentity}",
+		                 NULL};
+		tu_output ko = tu_capture(kargv);
+		cr_assert_eq(ko.status, 0, "kubectl: %s", ko.err);
+		cr_assert(strstr(ko.out, bpid), "kubectl sees: %s", ko.out);
+		tu_output_free(&ko);
+	}
 	wait_step(1, 20000);
 	for (int i = 0; i < 10; i++) {
 		watch(&h);
@@ -1410,6 +1433,44 @@ Test(leader, a_rollback_halts_leader_and_standby_until_an_operator_steps)
 	mg(&r, 20000, "step", NULL);
 	cr_assert_eq(r.status, 0, "step: %d\n%s\n%s", r.status, r.out, r.err);
 	wait_step(1, 20000);
+	kill(a, SIGKILL);
+	waitpid(a, NULL, 0);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	bg = -1;
+}
+
+/*
+ * The leader cut off from the API (the server frozen past the lease): its
+ * renewals fail, it stops moving traffic and says it is no longer the
+ * leader; once the API answers again one of the two leads, and the cluster
+ * share never went down.
+ */
+Test(leader, a_leader_cut_off_from_the_api_stops_and_one_leads_after)
+{
+	up_elected(2);
+	history_watch h = {0};
+	pid_t a = elect_bg("a");
+	bg = a;
+	wait_step(0, 15000);
+	pid_t b = elect_bg("b");
+	wait_said("b", "standby: ", 5000);
+	watch(&h);
+	kill(kapi.pid, SIGSTOP);
+	for (int i = 0; i < 40; i++) { /* 4 s: twice the lease */
+		watch(&h);
+		sleep_ms(100);
+	}
+	kill(kapi.pid, SIGCONT);
+	wait_said("a", "no longer the leader", 40000);
+	cr_assert(strstr(output_of("a"), "cannot be renewed") ||
+	              strstr(output_of("a"), "lost the lock"),
+	          "%s", output_of("a"));
+	wait_phase("complete", &h, 90000);
+	cr_assert_eq(h.decreases, 0, "the cluster share went down:%s", h.seen);
+	json_t *recs = history();
+	cr_assert_geq(count_of(recs, "takeover"), 2, "a first, then whoever led after the cut");
+	json_decref(recs);
 	kill(a, SIGKILL);
 	waitpid(a, NULL, 0);
 	kill(b, SIGKILL);
