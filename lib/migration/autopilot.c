@@ -142,7 +142,8 @@ int64_t mg_autopilot_last_tick_ms(const mg_autopilot *ap)
 #define STOP_STALE_MS (10 * 60 * 1000)
 static int stop_requested(mg_autopilot *ap, mg_error *err)
 {
-	if (ap->stop)
+	/* a signal ends the run already: it is what stopped it, whatever came after */
+	if (ap->stop || (ap->m->cancel && *ap->m->cancel))
 		return 0;
 	bool present;
 	mg_pause_request pr;
@@ -173,6 +174,9 @@ static int move(mg_autopilot *ap, int idx, const char *reason, mg_error *err)
 	mg_migration *m = ap->m;
 	const mg_plan_traffic *t = m->traffic;
 	/* a rollback may have moved the traffic since the tick looked: never move over it */
+	/* a signal stops the run: no move begins after it (one under way finishes) */
+	if (m->cancel && *m->cancel)
+		return 0;
 	int src = stop_requested(ap, err);
 	if (src || ap->stop)
 		return src;
@@ -302,7 +306,7 @@ int mg_autopilot_start(mg_run_end *end, mg_autopilot *ap, mg_error *err)
 		/* nothing on the cluster yet, so nothing to measure: the first step is the
 		 * measurement */
 		rc = move(ap, 0, "first step of the autopilot", err);
-		if (!rc && ap->o.until == 0)
+		if (!rc && ap->o.until == 0 && !(m->cancel && *m->cancel))
 			*end = MG_RUN_DONE;
 		if (ap->stop)
 			*end = MG_RUN_STOPPED;
@@ -447,6 +451,8 @@ int mg_autopilot_tick(mg_run_end *end, mg_autopilot *ap, int64_t now_ms, mg_erro
 	rc = evaluate(end, ap, now_ms, err);
 	if (!rc && ap->stop)
 		*end = MG_RUN_STOPPED; /* seen just before a move, which did not happen */
+	else if (!rc && ap->m->cancel && *ap->m->cancel)
+		*end = MG_RUN_GOES_ON; /* a signal came first: no move was made, none is done */
 	return rc;
 }
 

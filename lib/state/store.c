@@ -366,18 +366,21 @@ static int preempt_remote(mg_store *store, const char *command, const char *pree
 		                    store->plan, h.command, h.operator_, h.pid);
 	mg_log(MG_LOG_WARN, "stopping \"%s\" (pid %ld, %s) so that %s can go ahead", h.command,
 	       h.pid, h.operator_, command);
+	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)
+		return rc;
 	/*
-	 * First a stop request: a leader-elected autopilot hands its Lease over on
-	 * SIGTERM, and a standby must not take it before this command does. The
-	 * request halts them until the command is recorded and removes it.
+	 * Then a stop request: a leader-elected autopilot hands its Lease over on
+	 * SIGTERM, and a standby must not take it before this command does (the
+	 * hand-over's records and release take the leader a few requests; a
+	 * standby looks for this before it contends). It halts them until the
+	 * command is recorded and removes it. The signal came first, so the
+	 * autopilot ends as stopped by SIGTERM, not by this request.
 	 */
 	char why[128];
 	snprintf(why, sizeof(why), "`migrate %s` stopped the autopilot on this host", command);
 	if (request_write(store, "stop", why, &tmp))
 		mg_log(MG_LOG_WARN, "the stop request could not be left: %s", tmp.message);
 	mg_error_clear(&tmp);
-	if (kill((pid_t)h.pid, SIGTERM) != 0 && errno != ESRCH)
-		return rc;
 	int64_t deadline = mg_clock_ms() + wait_ms;
 	for (;;) {
 		mg_error_clear(err);
