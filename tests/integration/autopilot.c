@@ -1207,6 +1207,24 @@ static void wait_phase(const char *want, history_watch *h, int64_t timeout_ms)
 	               phase);
 }
 
+/* Waits for the recorded step index to reach idx, watching the weights meanwhile. */
+static void wait_index(int idx, history_watch *h, int64_t timeout_ms)
+{
+	int64_t end = tu_now_ms() + timeout_ms;
+	int at = -1;
+	while (tu_now_ms() < end) {
+		at = state(NULL, 0);
+		if (at >= idx)
+			return;
+		for (int i = 0; i < 4; i++) {
+			watch(h);
+			sleep_ms(50);
+		}
+	}
+	cr_assert_fail("step index %d not reached in %lld ms (at %d)", idx, (long long)timeout_ms,
+	               at);
+}
+
 /* The journal records of run's action, and the index of the first after time t (or -1). */
 static size_t count_of(json_t *recs, const char *action)
 {
@@ -1330,7 +1348,8 @@ Test(leader, a_frozen_leader_is_replaced_and_moves_nothing_when_it_wakes)
 	kill(a, SIGCONT);
 	wait_said("a", "no longer the leader", 5000);
 	bg = b;
-	wait_phase("complete", &h, 60000);
+	/* b goes on to the next step (and a, awake, moves nothing meanwhile) */
+	wait_index(state(NULL, 0) + 1, &h, 30000);
 	cr_assert_eq(h.decreases, 0, "the cluster share went down:%s", h.seen);
 	json_t *recs = history(), *rec;
 	size_t i, took = 0, after = 0;
@@ -1466,13 +1485,62 @@ Test(leader, a_leader_cut_off_from_the_api_stops_and_one_leads_after)
 	cr_assert(strstr(output_of("a"), "cannot be renewed") ||
 	              strstr(output_of("a"), "lost the lock"),
 	          "%s", output_of("a"));
-	wait_phase("complete", &h, 90000);
+	wait_index(state(NULL, 0) + 1, &h, 40000);
 	cr_assert_eq(h.decreases, 0, "the cluster share went down:%s", h.seen);
 	json_t *recs = history();
 	cr_assert_geq(count_of(recs, "takeover"), 2, "a first, then whoever led after the cut");
 	json_decref(recs);
 	kill(a, SIGKILL);
 	waitpid(a, NULL, 0);
+	kill(b, SIGKILL);
+	waitpid(b, NULL, 0);
+	bg = -1;
+}
+
+/*
+ * `migrate pause` and `resume` reach a leader-elected autopilot through the
+ * cluster; a takeover while paused stays paused (the standby does not
+ * contend), and `resume` lets one of them finish.
+ */
+Test(leader, pause_and_resume_reach_the_leader_and_survive_a_takeover)
+{
+	up_elected(2);
+	pid_t a = elect_bg("a");
+	bg = a;
+	wait_step(0, 15000);
+	pid_t b = elect_bg("b");
+	wait_said("b", "standby: ", 5000);
+	static result r;
+	mg(&r, 10000, "pause", "--reason", "dashboards", NULL);
+	cr_assert_eq(r.status, 0, "pause: %d\n%s\n%s", r.status, r.out, r.err);
+	wait_said("a", "paused: by ", 3000);
+	int at = state(NULL, 0);
+	/* the leader dies while paused: the standby waits for the resume, moving nothing */
+	kill(a, SIGKILL);
+	waitpid(a, NULL, 0);
+	wait_said("b", "paused (", 6000);
+	sleep_ms(3000);
+	cr_assert_eq(state(NULL, 0), at, "a paused migration moved: %s", output_of("b"));
+	cr_assert_null(strstr(output_of("b"), "leading plan"), "%s", output_of("b"));
+	bg = b;
+	mg(&r, 10000, "resume", "--reason", "looks fine", NULL);
+	cr_assert_eq(r.status, 0, "resume: %d\n%s\n%s", r.status, r.out, r.err);
+	wait_said("b", "leading plan \"demo\"", 5000);
+	history_watch h = {0};
+	wait_index(at + 1, &h, 30000);
+	json_t *recs = history(), *rec;
+	size_t i, pause = 0, resume = 0;
+	json_array_foreach(recs, i, rec)
+	{
+		if (is(rec, "run", "pause") && strstr(jstr(rec, "reason"), "dashboards"))
+			pause = i + 1;
+		else if (is(rec, "resume", "result") || is(rec, "resume", "resume") ||
+		         (!strcmp(jstr(rec, "action"), "resume") &&
+		          strstr(jstr(rec, "reason"), "looks fine")))
+			resume = i + 1;
+	}
+	cr_assert(pause && resume && pause < resume, "pause %zu, resume %zu", pause, resume);
+	json_decref(recs);
 	kill(b, SIGKILL);
 	waitpid(b, NULL, 0);
 	bg = -1;
