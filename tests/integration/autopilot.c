@@ -38,6 +38,7 @@ static char dir[64];
 static bool sandbox_up;
 static tu_kubeapi kapi = TU_KUBEAPI_INIT; /* the state's cluster, when a test keeps it there */
 static pid_t bg = -1;                     /* a `migrate run` in the background */
+static pid_t peer = -1;                   /* a second one (leader tests) */
 
 /* DIR/sandbox.env */
 static struct {
@@ -315,7 +316,7 @@ static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "ap");
 	sandbox_up = false;
-	bg = -1;
+	bg = peer = -1;
 	nenv = nspids = 0;
 	/* a test killed at its timeout runs no .fini: the sandbox then ends by itself */
 	setenv("SANDBOX_SECONDS", "120", 1);
@@ -328,6 +329,11 @@ static void teardown(void)
 		kill(bg, SIGKILL);
 		waitpid(bg, NULL, 0);
 		bg = -1;
+	}
+	if (peer > 0) {
+		kill(peer, SIGKILL);
+		waitpid(peer, NULL, 0);
+		peer = -1;
 	}
 	if (sandbox_up) {
 		static result r;
@@ -1122,6 +1128,28 @@ static pid_t elect_bg(const char *name)
 	return pid;
 }
 
+/* Kills *pid (SIGKILL) if it runs, reaps it, and forgets it. */
+static void reap(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = -1;
+}
+
+static void wait_said(const char *name, const char *text, int64_t timeout_ms);
+
+/* Two autopilots: a (bg) leads and has taken the first step, b (peer) waits as its standby. */
+static void two_autopilots(pid_t *a, pid_t *b)
+{
+	*a = bg = elect_bg("a");
+	wait_step(0, 15000);
+	wait_said("a", "leading plan \"demo\"", 2000);
+	*b = peer = elect_bg("b");
+	wait_said("b", "standby: plan \"demo\" is led by ", 5000);
+}
+
 static char *output_of(const char *name)
 {
 	char o[64];
@@ -1254,12 +1282,8 @@ Test(leader, the_standby_takes_over_a_killed_leader_and_finishes)
 {
 	up_elected(2);
 	history_watch h = {0};
-	pid_t a = elect_bg("a");
-	bg = a;
-	wait_step(0, 15000);
-	wait_said("a", "leading plan \"demo\"", 1000);
-	pid_t b = elect_bg("b");
-	wait_said("b", "standby: plan \"demo\" is led by ", 5000);
+	pid_t a, b;
+	two_autopilots(&a, &b);
 	/* status names the leader and the standby */
 	static result r;
 	mg(&r, 10000, "status", NULL);
@@ -1294,10 +1318,8 @@ Test(leader, the_standby_takes_over_a_killed_leader_and_finishes)
 		sleep_ms(50);
 	}
 	int at = state(NULL, 0);
-	kill(a, SIGKILL);
-	waitpid(a, NULL, 0);
+	reap(&bg);
 	int64_t killed = tu_now_ms();
-	bg = b;
 	wait_said("b", "leading plan \"demo\" (took over from ", 6000);
 	int64_t took = tu_now_ms() - killed;
 	/* lease 2 s + slo.interval 1 s, and the polling of this test */
@@ -1320,7 +1342,7 @@ Test(leader, the_standby_takes_over_a_killed_leader_and_finishes)
 	cr_assert(alive(b));
 	kill(b, SIGTERM);
 	cr_assert_eq(wait_exit(b, 5000), 143);
-	bg = -1;
+	peer = -1;
 }
 
 /*
@@ -1332,11 +1354,8 @@ Test(leader, a_frozen_leader_is_replaced_and_moves_nothing_when_it_wakes)
 {
 	up_elected(2);
 	history_watch h = {0};
-	pid_t a = elect_bg("a");
-	bg = a;
-	wait_step(0, 15000);
-	pid_t b = elect_bg("b");
-	wait_said("b", "standby: ", 5000);
+	pid_t a, b;
+	two_autopilots(&a, &b);
 	kill(a, SIGSTOP);
 	int64_t stopped = tu_now_ms();
 	wait_said("b", "leading plan \"demo\" (took over from ", 6000);
@@ -1347,7 +1366,6 @@ Test(leader, a_frozen_leader_is_replaced_and_moves_nothing_when_it_wakes)
 	}
 	kill(a, SIGCONT);
 	wait_said("a", "no longer the leader", 5000);
-	bg = b;
 	/* b goes on to the next step (and a, awake, moves nothing meanwhile) */
 	wait_index(state(NULL, 0) + 1, &h, 30000);
 	cr_assert_eq(h.decreases, 0, "the cluster share went down:%s", h.seen);
@@ -1364,26 +1382,20 @@ Test(leader, a_frozen_leader_is_replaced_and_moves_nothing_when_it_wakes)
 	cr_assert_eq(after, 0, "the old leader wrote %zu records after the takeover", after);
 	json_decref(recs);
 	cr_assert(alive(a), "a waits as a standby: %s", output_of("a"));
-	kill(a, SIGKILL);
-	waitpid(a, NULL, 0);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	bg = -1;
+	reap(&bg);
+	reap(&peer);
 }
 
 /* SIGTERM to the leader: it releases the Lease and the standby leads within 2 s. */
 Test(leader, sigterm_hands_the_lease_over_at_once)
 {
 	up_elected(15); /* a lease that would take 15 s to run out: the hand-over must not */
-	pid_t a = elect_bg("a");
-	bg = a;
-	wait_step(0, 15000);
-	pid_t b = elect_bg("b");
-	wait_said("b", "standby: ", 5000);
+	pid_t a, b;
+	two_autopilots(&a, &b);
 	kill(a, SIGTERM);
 	int64_t sent = tu_now_ms();
 	cr_assert_eq(wait_exit(a, 5000), 143, "%s", output_of("a"));
-	bg = b;
+	bg = -1;
 	wait_said("b", "leading plan \"demo\" (handed over by ", 5000);
 	int64_t took = tu_now_ms() - sent;
 	cr_assert_lt(took, 2000, "took over %lld ms after SIGTERM", (long long)took);
@@ -1394,9 +1406,7 @@ Test(leader, sigterm_hands_the_lease_over_at_once)
 	cr_assert(strstr(jstr(ho, "reason"), "SIGTERM"), "%s", jstr(ho, "reason"));
 	cr_assert_str_eq(jstr(last_of(recs, "takeover"), "evidence.how"), "handed-over");
 	json_decref(recs);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	bg = -1;
+	reap(&peer);
 }
 
 /*
@@ -1408,11 +1418,8 @@ Test(leader, sigterm_hands_the_lease_over_at_once)
 Test(leader, a_rollback_halts_leader_and_standby_until_an_operator_steps)
 {
 	up_elected(2);
-	pid_t a = elect_bg("a");
-	bg = a;
-	wait_step(0, 15000);
-	pid_t b = elect_bg("b");
-	wait_said("b", "standby: ", 5000);
+	pid_t a, b;
+	two_autopilots(&a, &b);
 	/* from a laptop: another host (its own UTS namespace), which no signal of its reaches */
 	if (system("unshare -u true >/dev/null 2>&1") != 0)
 		cr_skip_test("no UTS namespace here (unshare -u): another host cannot be faked");
@@ -1452,11 +1459,8 @@ Test(leader, a_rollback_halts_leader_and_standby_until_an_operator_steps)
 	mg(&r, 20000, "step", NULL);
 	cr_assert_eq(r.status, 0, "step: %d\n%s\n%s", r.status, r.out, r.err);
 	wait_step(1, 20000);
-	kill(a, SIGKILL);
-	waitpid(a, NULL, 0);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	bg = -1;
+	reap(&bg);
+	reap(&peer);
 }
 
 /*
@@ -1469,11 +1473,8 @@ Test(leader, a_leader_cut_off_from_the_api_stops_and_one_leads_after)
 {
 	up_elected(2);
 	history_watch h = {0};
-	pid_t a = elect_bg("a");
-	bg = a;
-	wait_step(0, 15000);
-	pid_t b = elect_bg("b");
-	wait_said("b", "standby: ", 5000);
+	pid_t a, b;
+	two_autopilots(&a, &b);
 	watch(&h);
 	kill(kapi.pid, SIGSTOP);
 	for (int i = 0; i < 40; i++) { /* 4 s: twice the lease */
@@ -1490,11 +1491,8 @@ Test(leader, a_leader_cut_off_from_the_api_stops_and_one_leads_after)
 	json_t *recs = history();
 	cr_assert_geq(count_of(recs, "takeover"), 2, "a first, then whoever led after the cut");
 	json_decref(recs);
-	kill(a, SIGKILL);
-	waitpid(a, NULL, 0);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	bg = -1;
+	reap(&bg);
+	reap(&peer);
 }
 
 /*
@@ -1505,24 +1503,19 @@ Test(leader, a_leader_cut_off_from_the_api_stops_and_one_leads_after)
 Test(leader, pause_and_resume_reach_the_leader_and_survive_a_takeover)
 {
 	up_elected(2);
-	pid_t a = elect_bg("a");
-	bg = a;
-	wait_step(0, 15000);
-	pid_t b = elect_bg("b");
-	wait_said("b", "standby: ", 5000);
+	pid_t a, b;
+	two_autopilots(&a, &b);
 	static result r;
 	mg(&r, 10000, "pause", "--reason", "dashboards", NULL);
 	cr_assert_eq(r.status, 0, "pause: %d\n%s\n%s", r.status, r.out, r.err);
 	wait_said("a", "paused: by ", 3000);
 	int at = state(NULL, 0);
 	/* the leader dies while paused: the standby waits for the resume, moving nothing */
-	kill(a, SIGKILL);
-	waitpid(a, NULL, 0);
+	reap(&bg);
 	wait_said("b", "paused (", 6000);
 	sleep_ms(3000);
 	cr_assert_eq(state(NULL, 0), at, "a paused migration moved: %s", output_of("b"));
 	cr_assert_null(strstr(output_of("b"), "leading plan"), "%s", output_of("b"));
-	bg = b;
 	mg(&r, 10000, "resume", "--reason", "looks fine", NULL);
 	cr_assert_eq(r.status, 0, "resume: %d\n%s\n%s", r.status, r.out, r.err);
 	wait_said("b", "leading plan \"demo\"", 5000);
@@ -1541,9 +1534,7 @@ Test(leader, pause_and_resume_reach_the_leader_and_survive_a_takeover)
 	}
 	cr_assert(pause && resume && pause < resume, "pause %zu, resume %zu", pause, resume);
 	json_decref(recs);
-	kill(b, SIGKILL);
-	waitpid(b, NULL, 0);
-	bg = -1;
+	reap(&peer);
 }
 
 /* --leader-elect is for a plan whose state is in the cluster. */
