@@ -928,12 +928,8 @@ Test(autopilot, no_hold_for_no_data_before_the_first_scrape_of_a_step)
 	json_decref(recs);
 }
 
-/*
- * `state.backend: kubernetes`: the autopilot holds the plan's Lease for its
- * whole run (a 2 s lease, renewed all along), another operator's step is
- * refused naming it, and the journal and state it leaves are the cluster's.
- */
-Test(autopilot, run_with_the_state_in_the_cluster_holds_the_lease_to_the_end, .timeout = 90)
+/* The demo plan with its state in a kubeapi.py of this test, the Lease lease_s long. */
+static void up_elected(int lease_s)
 {
 	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
 	unsetenv("https_proxy");
@@ -946,12 +942,22 @@ Test(autopilot, run_with_the_state_in_the_cluster_holds_the_lease_to_the_end, .t
 	         "name: demo\n"
 	         "state:\n"
 	         "  backend: kubernetes\n"
-	         "  lease: 2s\n"
+	         "  lease: %ds\n"
 	         "  kubernetes:\n"
 	         "    kubeconfig: %s\n"
 	         "    namespace: default\n",
-	         kapi.kubeconfig);
+	         lease_s, kapi.kubeconfig);
 	up("name: demo\n", to);
+}
+
+/*
+ * `state.backend: kubernetes`: the autopilot holds the plan's Lease for its
+ * whole run (a 2 s lease, renewed all along), another operator's step is
+ * refused naming it, and the journal and state it leaves are the cluster's.
+ */
+Test(autopilot, run_with_the_state_in_the_cluster_holds_the_lease_to_the_end, .timeout = 90)
+{
+	up_elected(2);
 	bg = mg_bg("run", "-o", "json", NULL);
 	wait_step(1, 30000);
 	static result r;
@@ -986,23 +992,7 @@ Test(autopilot, a_rollback_stops_a_run_of_another_host_through_the_cluster, .tim
 {
 	if (system("unshare -u true >/dev/null 2>&1") != 0)
 		cr_skip_test("no UTS namespace here (unshare -u): another host cannot be faked");
-	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
-	unsetenv("https_proxy");
-	unsetenv("HTTPS_PROXY");
-	unsetenv("ALL_PROXY");
-	unsetenv("KUBECONFIG");
-	tu_kubeapi_start(&kapi, dir, "default");
-	char to[1024];
-	snprintf(to, sizeof(to),
-	         "name: demo\n"
-	         "state:\n"
-	         "  backend: kubernetes\n"
-	         "  lease: 5s\n"
-	         "  kubernetes:\n"
-	         "    kubeconfig: %s\n"
-	         "    namespace: default\n",
-	         kapi.kubeconfig);
-	up("name: demo\n", to);
+	up_elected(5);
 
 	char *args[40];
 	size_t n = 0;
@@ -1080,28 +1070,6 @@ Test(autopilot, a_rollback_stops_a_run_of_another_host_through_the_cluster, .tim
 }
 
 /* ---- run --leader-elect (issue 15): two autopilots, one leads ---- */
-
-/* The demo plan with its state in a kubeapi.py of this test, the Lease lease_s long. */
-static void up_elected(int lease_s)
-{
-	setenv("NO_PROXY", "127.0.0.1,localhost", 1);
-	unsetenv("https_proxy");
-	unsetenv("HTTPS_PROXY");
-	unsetenv("ALL_PROXY");
-	unsetenv("KUBECONFIG");
-	tu_kubeapi_start(&kapi, dir, "default");
-	char to[1024];
-	snprintf(to, sizeof(to),
-	         "name: demo\n"
-	         "state:\n"
-	         "  backend: kubernetes\n"
-	         "  lease: %ds\n"
-	         "  kubernetes:\n"
-	         "    kubeconfig: %s\n"
-	         "    namespace: default\n",
-	         lease_s, kapi.kubeconfig);
-	up("name: demo\n", to);
-}
 
 /* `run --leader-elect` in the background, output in DIR/<name>.out and DIR/<name>.err. */
 static pid_t elect_bg(const char *name)
