@@ -111,6 +111,28 @@ static void wait_servers(const char *want, int count)
 	cr_assert_fail("HAProxy did not report %d servers %s in time", count, want);
 }
 
+/*
+ * Waits (bounded) until 127.0.0.1:port accepts a connection. HAProxy counts a
+ * server UP before its first check, so an upstream still starting on a busy
+ * machine would be UP, then DOWN, in the middle of a test.
+ */
+static void wait_listening(int port)
+{
+	for (int i = 0; i < 200; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		cr_assert_geq(fd, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons((uint16_t)port),
+		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(fd);
+		if (ok)
+			return;
+		usleep(25 * 1000);
+	}
+	cr_assert_fail("nothing listens on 127.0.0.1:%d after 5 s", port);
+}
+
 static void setup(void)
 {
 	tu_tmpdir_make(dir, sizeof(dir), "step");
@@ -128,6 +150,8 @@ static void setup(void)
 		                NULL};
 		upstream_pid[i] = tu_spawn_piped(argv, &upstream_stdin[i], NULL);
 	}
+	for (int i = 0; i < 3; i++)
+		wait_listening(atoi(strchr(addrs[i], ':') + 1));
 	front_port = tu_free_port();
 	char fp[16];
 	snprintf(fp, sizeof(fp), "%d", front_port);
