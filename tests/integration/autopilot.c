@@ -1185,6 +1185,15 @@ static void watch(history_watch *h)
 	h->last = s;
 }
 
+/* About ms of sampling the weights, every 50 ms. */
+static void watch_for(history_watch *h, int ms)
+{
+	for (int t = 0; t < ms; t += 50) {
+		watch(h);
+		sleep_ms(50);
+	}
+}
+
 /* Waits for the recorded phase, watching the weights meanwhile. */
 static void wait_phase(const char *want, history_watch *h, int64_t timeout_ms)
 {
@@ -1194,10 +1203,7 @@ static void wait_phase(const char *want, history_watch *h, int64_t timeout_ms)
 		state(phase, sizeof(phase));
 		if (!strcmp(phase, want))
 			return;
-		for (int i = 0; i < 4; i++) {
-			watch(h);
-			sleep_ms(50);
-		}
+		watch_for(h, 200);
 	}
 	cr_assert_fail("phase %s not reached in %lld ms (at %s)", want, (long long)timeout_ms,
 	               phase);
@@ -1212,16 +1218,13 @@ static void wait_index(int idx, history_watch *h, int64_t timeout_ms)
 		at = state(NULL, 0);
 		if (at >= idx)
 			return;
-		for (int i = 0; i < 4; i++) {
-			watch(h);
-			sleep_ms(50);
-		}
+		watch_for(h, 200);
 	}
 	cr_assert_fail("step index %d not reached in %lld ms (at %d)", idx, (long long)timeout_ms,
 	               at);
 }
 
-/* The journal records of run's action, and the index of the first after time t (or -1). */
+/* How many journal records are run's action. */
 static size_t count_of(json_t *recs, const char *action)
 {
 	size_t i, n = 0;
