@@ -8,16 +8,17 @@
  *
  * - No data, NaN, a Prometheus error or an unreachable Prometheus is
  *   inconclusive, never pass.
- * - Fewer than slo.min_requests requests to the cluster in the window makes
- *   the rate check and every ratio built on it (errors, duration,
- *   errors-vs-vms) inconclusive: a handful of requests proves nothing either
- *   way, so it neither passes nor fails.
- * - The window is clamped to the time since the current step began, so no
- *   evaluation mixes traffic from an earlier weight.
+ * - Error rates are judged on counts with a confidence (judge.h): a check
+ *   fails only when the cluster is shown above its bound, passes only when
+ *   it is shown below, and is inconclusive in between, saying how many more
+ *   requests it needs. slo.min_requests is a floor under that.
+ * - The sample of those counts is the traffic since the step began (the
+ *   test period; a new one every slo.window), so no evaluation mixes traffic
+ *   from an earlier weight; other checks use slo.window clamped to the step.
  * - With max_error_rate_vs_vms, the cluster fails on errors only when it is
- *   both above max_error_rate (if set) and worse than the VMs by that
- *   factor: a shared dependency that hurts both sides is inconclusive (hold
- *   the step) rather than a reason to roll back.
+ *   both shown above max_error_rate (if set) and shown worse than the VMs by
+ *   that factor: a shared dependency that hurts both sides is inconclusive
+ *   (hold the step) rather than a reason to roll back.
  *
  * The gate reads metrics and returns a verdict; it neither moves traffic nor
  * writes the journal.
@@ -31,6 +32,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "judge.h"
 #include "metrics.h"
 #include "plan.h"
 
@@ -38,6 +40,28 @@ typedef enum { MG_GATE_PASS, MG_GATE_FAIL, MG_GATE_INCONCLUSIVE } mg_gate_outcom
 
 /* Evaluations shorter than this have too few scrapes to say anything: inconclusive. */
 #define MG_GATE_MIN_WINDOW_MS 1000
+
+/*
+ * What a check judged on counts stands on, so a verdict can be checked by
+ * hand from the journal: the sample, the estimate, the bound it was tested
+ * against, the interval and the evidence each way (docs/gates.md).
+ */
+typedef struct {
+	bool judged;             /* the rest is set: the check was judged on counts */
+	const char *unit;        /* what "events" counts: "errors", "slow requests" */
+	double requests, events; /* the cluster's, in the sample */
+	bool has_vm;             /* errors-vs-vms: the VMs' counts too */
+	double vm_requests, vm_events;
+	int64_t sample_ms;       /* the sample: the last sample_ms of the step */
+	int period;              /* its test period (1 for the first slo.window of the step) */
+	double estimate;         /* events / requests; errors-vs-vms: the ratio of the rates */
+	double bound;            /* what it was tested against */
+	double lower, upper;     /* the always-valid interval of the estimate */
+	double confidence, alpha;
+	double e_above, e_below; /* the evidence (mixture likelihood ratios), against 1 / alpha */
+	double needed;           /* requests still needed at the observed rate; 0, or -1 never */
+	mg_judge_side side;
+} mg_gate_stats;
 
 typedef struct {
 	char *name; /* "rate", "errors", "duration", "errors-vs-vms", or the check's own name */
@@ -56,6 +80,9 @@ typedef struct {
 	double ratio, max_ratio;
 	char *detail; /* why it is not a pass (or a pass with a caveat), in words; or NULL */
 	bool no_data; /* inconclusive because the query had nothing yet (empty, NaN, too young) */
+	char *requests_query;    /* judged checks: the requests it was judged on (the cluster's) */
+	char *vm_requests_query; /* errors-vs-vms: the VMs' requests */
+	mg_gate_stats stats;
 } mg_gate_check;
 
 typedef struct {
@@ -64,6 +91,8 @@ typedef struct {
 	int64_t window_ms;       /* the window the queries used, after clamping */
 	int64_t window_plan_ms;  /* slo.window */
 	bool clamped;            /* window_ms < window_plan_ms because the step is younger */
+	int period;              /* the step's test period (judge.h): 1 in its first window */
+	int64_t sample_ms;       /* how far back the counts go: the test period so far */
 	/* Inconclusive only because nothing was scraped since the step began: with slo.red
 	 * the rate check has no data yet, else no check has. A step that just began looks
 	 * like this until the first scrapes of its weights; so does a query that never
@@ -84,6 +113,33 @@ int mg_gate_evaluate(mg_gate_eval *out, mg_metrics *m, const mg_plan_slo *slo, i
 void mg_gate_eval_clear(mg_gate_eval *ev);
 
 const char *mg_gate_outcome_name(mg_gate_outcome o);
+
+/*
+ * The error checks' verdicts from counts alone, the policy docs/gates.md
+ * tabulates: the gate calls it on Prometheus' numbers and tests/bench/judge
+ * on simulated ones, so both judge alike.
+ */
+typedef struct {
+	double requests, errors;       /* the cluster's in the sample */
+	double vm_requests, vm_errors; /* the VMs'; vm_requests < 0 when there is no VM side */
+} mg_gate_counts;
+
+typedef struct {
+	double max_error_rate; /* < 0: no errors check */
+	double factor;         /* max_error_rate_vs_vms; < 0: no errors-vs-vms check */
+	long min_requests;
+} mg_gate_error_rules;
+
+typedef struct {
+	mg_gate_outcome rate, errors, vs_vms; /* errors, vs_vms: only with their rule */
+	bool enough;                          /* requests >= max(1, min_requests) */
+	mg_judge_rate abs;                    /* with max_error_rate */
+	mg_judge_ratio rel;                   /* with factor and VM requests */
+	bool has_rel;
+} mg_gate_error_verdict;
+
+void mg_gate_judge_errors(mg_gate_error_verdict *out, const mg_gate_counts *c,
+                          const mg_gate_error_rules *r, const mg_judge_opts *o);
 
 /* {"outcome","at","window","window_plan","clamped","checks":[{name,outcome,value,...}]} */
 json_t *mg_gate_eval_to_json(const mg_gate_eval *ev);

@@ -165,6 +165,7 @@ typedef struct {
 	size_t nk8s_servers;
 	double max_error_rate;        /* ratio 0..1; < 0 when not set */
 	int64_t max_latency_ms;       /* < 0 when not set */
+	double max_latency_quantile;  /* ingress-nginx: the quantile max_latency bounds (0.99) */
 	double max_error_rate_vs_vms; /* < 0 when not set */
 } mg_plan_red;
 
@@ -185,7 +186,8 @@ typedef struct {
 	int64_t prometheus_timeout_ms;
 	int64_t interval_ms;
 	int64_t window_ms;
-	long min_requests;
+	long min_requests; /* a floor under the judge: fewer requests are never judged */
+	double confidence; /* of every verdict on counts (judge.h): 0.95 */
 	int failure_limit;
 	mg_on_failure on_failure;
 	const mg_plan_red *red; /* NULL unless present */

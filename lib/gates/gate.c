@@ -117,24 +117,262 @@ static void judge_max(mg_gate_check *c)
 	c->outcome = c->value <= c->threshold ? MG_GATE_PASS : MG_GATE_FAIL;
 }
 
-/* The cluster's error ratio as a multiple of the VMs'; 0/0 is "as good as the VMs". */
-static double factor_of(double k8s, double vm)
+void mg_gate_judge_errors(mg_gate_error_verdict *out, const mg_gate_counts *c,
+                          const mg_gate_error_rules *r, const mg_judge_opts *o)
 {
-	if (k8s == 0)
-		return vm == 0 ? 1.0 : 0.0;
-	return vm == 0 ? INFINITY : k8s / vm;
+	*out = (mg_gate_error_verdict){.rate = MG_GATE_INCONCLUSIVE,
+	                               .errors = MG_GATE_INCONCLUSIVE,
+	                               .vs_vms = MG_GATE_INCONCLUSIVE};
+	double floor = r->min_requests > 1 ? (double)r->min_requests : 1;
+	out->enough = c->requests >= floor;
+	if (out->enough)
+		out->rate = MG_GATE_PASS;
+	bool has_abs = r->max_error_rate > 0 && r->max_error_rate < 1;
+	if (has_abs)
+		mg_judge_rate_test(&out->abs, c->errors, c->requests, r->max_error_rate, o);
+	out->has_rel = r->factor >= 0 && c->vm_requests > 0 && c->requests > 0;
+	if (out->has_rel)
+		mg_judge_ratio_test(&out->rel, c->errors, c->requests, c->vm_errors, c->vm_requests,
+		                    r->factor, o);
+	if (!out->enough)
+		return;
+	mg_judge_side a = has_abs ? out->abs.side : MG_JUDGE_UNDECIDED;
+	bool worse = out->has_rel && out->rel.side == MG_JUDGE_ABOVE;
+	if (has_abs) {
+		if (a == MG_JUDGE_BELOW)
+			out->errors = MG_GATE_PASS;
+		/* above, and not shown a shared cause: with VMs that served nothing there
+		 * is nothing to share it with */
+		else if (a == MG_JUDGE_ABOVE && (r->factor < 0 || !out->has_rel || worse))
+			out->errors = MG_GATE_FAIL;
+	}
+	if (r->factor >= 0 && out->has_rel) {
+		if (has_abs && a == MG_JUDGE_BELOW)
+			out->vs_vms = MG_GATE_PASS;
+		else if (worse)
+			out->vs_vms = !has_abs || a == MG_JUDGE_ABOVE ? MG_GATE_FAIL
+			                                              : MG_GATE_INCONCLUSIVE;
+		else
+			out->vs_vms = MG_GATE_PASS; /* one-sided: not shown worse */
+	}
 }
 
-/* The RED checks: queried, then judged together. */
+/* 1,800 for 1800: counts are read by people. */
+static void group(char *buf, size_t size, double v)
+{
+	char raw[64];
+	snprintf(raw, sizeof(raw), "%.0f", v);
+	size_t len = strlen(raw), o = 0;
+	for (size_t i = 0; i < len && o + 2 < size; i++) {
+		if (i && (len - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = raw[i];
+	}
+	buf[o] = '\0';
+}
+
+/* "needs about 1,800 more requests at the observed rate": two significant digits. */
+static char *needs_text(double needed, const char *what)
+{
+	if (needed < 0)
+		return dupf("at the observed rate no number of requests would decide it");
+	double mag = pow(10, floor(log10(needed > 1 ? needed : 1)) - 1);
+	char n[64];
+	group(n, sizeof(n), mag >= 1 ? ceil(needed / mag) * mag : ceil(needed));
+	return dupf("needs about %s more %s at the observed rate", n, what);
+}
+
+static void stats_from_rate(mg_gate_stats *st, const mg_judge_rate *t, const char *unit,
+                            int64_t sample_ms, int period, double confidence)
+{
+	*st = (mg_gate_stats){.judged = true,
+	                      .unit = unit,
+	                      .requests = t->n,
+	                      .events = t->x,
+	                      .sample_ms = sample_ms,
+	                      .period = period,
+	                      .estimate = t->estimate,
+	                      .bound = t->bound,
+	                      .lower = t->lower,
+	                      .upper = t->upper,
+	                      .confidence = confidence,
+	                      .alpha = t->alpha,
+	                      .e_above = t->e_above,
+	                      .e_below = t->e_below,
+	                      .needed = t->needed,
+	                      .side = t->side};
+}
+
+static void stats_from_ratio(mg_gate_stats *st, const mg_judge_ratio *t, int64_t sample_ms,
+                             int period, double confidence)
+{
+	*st = (mg_gate_stats){.judged = true,
+	                      .unit = "errors",
+	                      .requests = t->n,
+	                      .events = t->x,
+	                      .has_vm = true,
+	                      .vm_requests = t->vm_n,
+	                      .vm_events = t->vm_x,
+	                      .sample_ms = sample_ms,
+	                      .period = period,
+	                      .estimate = t->estimate,
+	                      .bound = t->factor,
+	                      .lower = t->lower,
+	                      .upper = t->upper,
+	                      .confidence = confidence,
+	                      .alpha = t->alpha,
+	                      .e_above = t->e_above,
+	                      .e_below = t->e_below,
+	                      .needed = t->needed,
+	                      .side = t->side};
+}
+
+/* Bucket counts by le, sorted, from `sum by (le) (increase(..._bucket[S]))`. */
+typedef struct {
+	double le, count;
+} bucket;
+
+static int by_le(const void *a, const void *b)
+{
+	double x = ((const bucket *)a)->le, y = ((const bucket *)b)->le;
+	return x < y ? -1 : x > y;
+}
+
+static size_t read_buckets(bucket **out, char **why, mg_metrics *m, const char *query,
+                           int64_t at_ms)
+{
+	*out = NULL;
+	mg_metrics_result res = {0};
+	mg_error err = MG_ERROR_INIT;
+	if (mg_metrics_query(&res, m, query, at_ms, &err) < 0) {
+		*why = dupf("%s", err.message);
+		mg_error_clear(&err);
+		return 0;
+	}
+	size_t n = 0;
+	bucket *b = res.type == MG_METRICS_VECTOR && res.nseries
+	                ? calloc(res.nseries, sizeof(*b))
+	                : NULL;
+	for (size_t i = 0; b && i < res.nseries; i++) {
+		const char *le = strstr(res.series[i].labels, "le=\"");
+		if (!le || res.series[i].nsamples < 1 || isnan(res.series[i].samples[0].v))
+			continue;
+		le += 4;
+		char *end = NULL;
+		double v = !strncmp(le, "+Inf\"", 5) ? INFINITY : strtod(le, &end);
+		if (!isinf(v) && (!end || *end != '"'))
+			continue;
+		b[n++] = (bucket){.le = v, .count = res.series[i].samples[0].v};
+	}
+	if (n)
+		qsort(b, n, sizeof(*b), by_le);
+	if (!n || !isinf(b[n - 1].le)) {
+		*why = dupf("no data: the query returned no histogram buckets with an le=\"+Inf\" "
+		            "(is this a histogram's _bucket series?)");
+		free(b);
+		b = NULL;
+		n = 0;
+	}
+	mg_metrics_result_clear(&res);
+	*out = b;
+	return n;
+}
+
+/* The q-quantile of a histogram as Prometheus' histogram_quantile() estimates it. */
+static double bucket_quantile(const bucket *b, size_t n, double q)
+{
+	double total = b[n - 1].count, rank = q * total, prev_le = 0, prev = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].count >= rank) {
+			if (isinf(b[i].le))
+				return i ? b[i - 1].le : NAN;
+			if (b[i].count == prev)
+				return b[i].le;
+			return prev_le + (b[i].le - prev_le) * (rank - prev) / (b[i].count - prev);
+		}
+		prev_le = b[i].le;
+		prev = b[i].count;
+	}
+	return NAN;
+}
+
+/*
+ * A latency quantile with its uncertainty: "the q-quantile is at most T" is
+ * "at most 1 - q of the requests are slower than T", a rate the judge tests
+ * like an error rate. Requests between two bucket bounds around T may be
+ * either: the fail side counts them fast and the pass side slow, so neither
+ * verdict leans on what the buckets cannot tell.
+ */
+static void judge_histogram(mg_gate_check *c, const bucket *b, size_t n, double q, long min_req,
+                            int64_t sample_ms, int period, const mg_judge_opts *o)
+{
+	double total = b[n - 1].count, t = c->threshold, below = 0, upto = -1;
+	double le_below = 0, le_upto = INFINITY;
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].le <= t) {
+			below = b[i].count;
+			le_below = b[i].le;
+		}
+		if (b[i].le >= t && upto < 0) {
+			upto = b[i].count;
+			le_upto = b[i].le;
+		}
+	}
+	double slow_most = total - below, slow_least = total - (upto < 0 ? total : upto);
+	c->has_value = true;
+	c->value = bucket_quantile(b, n, q);
+	if (isnan(c->value))
+		c->has_value = false;
+	double floor = min_req > 1 ? (double)min_req : 1;
+	mg_judge_rate fail, pass;
+	mg_judge_rate_test(&fail, slow_least, total, 1 - q, o);
+	mg_judge_rate_test(&pass, slow_most, total, 1 - q, o);
+	const mg_judge_rate *shown = &pass;
+	char qs[16];
+	snprintf(qs, sizeof(qs), "p%g", q * 100);
+	if (total < floor) {
+		c->outcome = MG_GATE_INCONCLUSIVE;
+		set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
+	} else if (fail.side == MG_JUDGE_ABOVE) {
+		c->outcome = MG_GATE_FAIL;
+		shown = &fail;
+		set_detail(c, dupf("more than %g%% of the requests took longer than %gs (at least "
+		                   "%.0f of %.0f), so %s is above it with %g%% confidence",
+		                   (1 - q) * 100, t, slow_least, total, qs, o->confidence * 100));
+	} else if (pass.side == MG_JUDGE_BELOW) {
+		c->outcome = MG_GATE_PASS;
+	} else {
+		c->outcome = MG_GATE_INCONCLUSIVE;
+		char *needs = needs_text(pass.needed, "requests");
+		set_detail(c, dupf("%s of the %s is not yet shown under %gs with %g%% confidence "
+		                   "(%.0f of %.0f slower); %s",
+		                   qs, "latency", t, o->confidence * 100, slow_most, total, needs));
+		free(needs);
+	}
+	stats_from_rate(&c->stats, shown, "slow requests", sample_ms, period, o->confidence);
+	if (le_below != le_upto && c->outcome != MG_GATE_FAIL && c->outcome != MG_GATE_PASS) {
+		char *d = dupf("%s; max_latency %gs falls between the buckets %g and %g, whose "
+		               "requests count as slow here",
+		               c->detail, t, le_below, le_upto);
+		set_detail(c, d);
+	}
+}
+
+/* The RED checks: queried, then judged together on counts. */
 static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, bool too_young,
-                      mg_error *err)
+                      int64_t sample_ms, int period, mg_error *err)
 {
 	mg_red_check *rc = NULL;
 	size_t n = 0;
-	int ret = mg_promql_red(&rc, &n, slo, ev->window_ms, err);
+	int ret = mg_promql_red(&rc, &n, slo, ev->window_ms, sample_ms, err);
 	if (ret)
 		return ret;
-	reading rd[4] = {0}, vm = {0};
+	mg_gate_check *base = &ev->checks[ev->nchecks];
+	reading rd[4] = {0}, vm_err = {0}, vm_req = {0};
+	bucket *buckets = NULL;
+	size_t nbuckets = 0;
+	char *bucket_why = NULL;
+	double quantile = 0.99;
 	for (size_t i = 0; i < n; i++) {
 		mg_gate_check *c = &ev->checks[ev->nchecks++];
 		c->name = strdup(rc[i].name);
@@ -142,96 +380,189 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 		rc[i].query = NULL;
 		c->other_query = rc[i].vm_query;
 		rc[i].vm_query = NULL;
+		c->vm_requests_query = rc[i].vm_requests_query;
+		rc[i].vm_requests_query = NULL;
 		c->threshold = rc[i].threshold;
 		c->op = rc[i].kind == MG_RED_RATE ? ">=" : "<=";
+		/* the errors are judged against the requests: both queries are evidence */
+		if (rc[i].kind == MG_RED_ERRORS || rc[i].kind == MG_RED_ERRORS_VS_VMS) {
+			c->requests_query = strdup(base[0].query);
+			if (!c->requests_query)
+				ret = mg_error_oom(err);
+		}
 		if (!c->name)
 			ret = mg_error_oom(err);
 		if (too_young)
 			continue;
+		if (rc[i].histogram) {
+			quantile = rc[i].quantile;
+			nbuckets = read_buckets(&buckets, &bucket_why, m, c->query, ev->at_ms);
+			continue;
+		}
 		read_one(&rd[i], m, c->query, ev->at_ms);
-		if (c->other_query)
-			read_one(&vm, m, c->other_query, ev->at_ms);
+		if (c->other_query) {
+			read_one(&vm_err, m, c->other_query, ev->at_ms);
+			read_one(&vm_req, m, c->vm_requests_query, ev->at_ms);
+		}
 	}
 	mg_promql_red_free(rc, n);
 	if (ret || too_young)
 		goto out;
 
 	/* rate is always first: the traffic every other verdict stands on */
-	mg_gate_check *rate = &ev->checks[ev->nchecks - n];
-	bool enough = false;
-	char win[32];
-	mg_duration_format(win, sizeof(win), ev->window_ms);
-	if (take(rate, &rd[0])) {
-		enough = rate->value >= rate->threshold;
-		rate->outcome = enough ? MG_GATE_PASS : MG_GATE_INCONCLUSIVE;
-		if (!enough)
-			set_detail(rate, dupf("%.0f requests to the cluster in %s; at least %.0f "
-			                      "are needed to judge it (slo.min_requests)",
-			                      rate->value, win, rate->threshold));
-	}
-	double vm_ratio = vm.ok ? vm.v : NAN, factor = -1, max_rate = -1;
+	mg_gate_check *rate = &base[0];
+	char sample[32];
+	mg_duration_format(sample, sizeof(sample), sample_ms);
+	bool counted = take(rate, &rd[0]);
+	mg_gate_counts counts = {.requests = counted ? rate->value : 0, .vm_requests = -1};
+	mg_gate_error_rules rules = {.max_error_rate = -1, .factor = -1,
+	                             .min_requests = slo->min_requests};
+	mg_judge_opts opts = {.confidence = slo->confidence > 0 ? slo->confidence : 0.95,
+	                      .period = period};
 	for (size_t i = 1; i < n; i++) {
-		mg_gate_check *c = &ev->checks[ev->nchecks - n + i];
-		if (!strcmp(c->name, "errors-vs-vms"))
-			factor = c->threshold;
-		if (!strcmp(c->name, "errors"))
-			max_rate = c->threshold;
+		mg_gate_check *c = &base[i];
+		if (!strcmp(c->name, "errors")) {
+			rules.max_error_rate = c->threshold;
+			if (rd[i].ok)
+				counts.errors = rd[i].v;
+		} else if (!strcmp(c->name, "errors-vs-vms")) {
+			rules.factor = c->threshold;
+			if (rd[i].ok)
+				counts.errors = rd[i].v;
+			if (vm_req.ok && vm_err.ok) {
+				counts.vm_requests = vm_req.v;
+				counts.vm_errors = vm_err.v;
+			}
+		}
+	}
+	mg_gate_error_verdict v;
+	mg_gate_judge_errors(&v, &counts, &rules, &opts);
+	if (counted) {
+		rate->outcome = v.rate;
+		if (!v.enough)
+			set_detail(rate,
+			           slo->min_requests > 1
+			               ? dupf("%.0f requests to the cluster in %s; at least %ld are "
+			                      "needed to judge it (slo.min_requests)",
+			                      rate->value, sample, slo->min_requests)
+			               : dupf("no requests reached the cluster in %s", sample));
 	}
 	for (size_t i = 1; i < n; i++) {
-		mg_gate_check *c = &ev->checks[ev->nchecks - n + i];
+		mg_gate_check *c = &base[i];
+		if (!strcmp(c->name, "duration") && nbuckets) {
+			if (!counted) {
+				c->outcome = MG_GATE_INCONCLUSIVE;
+				set_detail(c, dupf("no count of the cluster's requests (see rate)"));
+				continue;
+			}
+			judge_histogram(c, buckets, nbuckets, quantile, slo->min_requests, sample_ms,
+			                period, &opts);
+			continue;
+		}
+		if (!strcmp(c->name, "duration") && bucket_why) {
+			c->outcome = MG_GATE_INCONCLUSIVE;
+			c->no_data = !strncmp(bucket_why, "no data", 7);
+			set_detail(c, bucket_why);
+			bucket_why = NULL;
+			continue;
+		}
 		if (!take(c, &rd[i]))
 			continue;
-		if (!enough && !strcmp(c->name, "errors-vs-vms") && !isnan(vm_ratio)) {
-			/* shown as the factor, like when it is judged */
-			c->has_other_value = true;
-			c->other_value = vm_ratio;
-			c->value = factor_of(c->value, vm_ratio);
+		if (!strcmp(c->name, "duration")) {
+			judge_max(c);
+			set_detail(c, dupf("HAProxy exports an average response time, not a "
+			                   "histogram: judged on the value alone, without a "
+			                   "confidence"));
+			continue;
 		}
-		if (!enough) {
+		if (!counted) {
+			c->has_value = false;
 			c->outcome = MG_GATE_INCONCLUSIVE;
-			set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
+			set_detail(c, dupf("no count of the cluster's requests (see rate)"));
 			continue;
 		}
 		if (!strcmp(c->name, "errors")) {
-			judge_max(c);
-			if (c->outcome == MG_GATE_FAIL && factor >= 0 && !isnan(vm_ratio) &&
-			    c->value <= factor * vm_ratio) {
-				/* both sides hurt: a shared dependency, not the cluster */
-				c->outcome = MG_GATE_INCONCLUSIVE;
-				set_detail(
-				    c, dupf("above max_error_rate, but the VMs fail as much "
-				            "(%.4g): a shared cause, not the cluster; holding the "
-				            "step",
-				            vm_ratio));
+			c->value = v.abs.estimate;
+			c->has_value = !isnan(c->value);
+			c->outcome = v.errors;
+			stats_from_rate(&c->stats, &v.abs, "errors", sample_ms, period,
+			                opts.confidence);
+			char conf[16];
+			snprintf(conf, sizeof(conf), "%g%%", opts.confidence * 100);
+			if (!v.enough)
+				set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
+			else if (v.errors == MG_GATE_FAIL)
+				set_detail(c, dupf("above max_error_rate with %s confidence (%.0f errors "
+				                   "in %.0f requests)",
+				                   conf, v.abs.x, v.abs.n));
+			else if (v.abs.side == MG_JUDGE_ABOVE && v.has_rel &&
+			         v.rel.side == MG_JUDGE_BELOW)
+				set_detail(c, dupf("above max_error_rate, but the VMs fail as much "
+				                   "(%.0f errors in %.0f requests): a shared cause, not "
+				                   "the cluster; holding the step",
+				                   v.rel.vm_x, v.rel.vm_n));
+			else if (v.abs.side == MG_JUDGE_ABOVE) {
+				char *needs = needs_text(v.rel.needed, "requests");
+				set_detail(c, dupf("above max_error_rate with %s confidence, but not yet "
+				                   "shown worse than the VMs (%.0f errors in %.0f "
+				                   "requests), which may share the cause; %s",
+				                   conf, v.rel.vm_x, v.rel.vm_n, needs));
+				free(needs);
+			} else if (v.errors == MG_GATE_INCONCLUSIVE) {
+				char *needs = needs_text(v.abs.needed, "requests");
+				set_detail(c, dupf("neither above nor below max_error_rate with %s "
+				                   "confidence yet (%.0f errors in %.0f requests); %s",
+				                   conf, v.abs.x, v.abs.n, needs));
+				free(needs);
 			}
-		} else if (!strcmp(c->name, "duration")) {
-			judge_max(c);
 		} else if (!strcmp(c->name, "errors-vs-vms")) {
-			double k8s = c->value;
-			if (isnan(vm_ratio)) {
+			if (!v.has_rel) {
 				c->has_value = false;
 				c->outcome = MG_GATE_INCONCLUSIVE;
 				set_detail(c, dupf("no VM figure to compare with: %s",
-				                   vm.why ? vm.why : "no data"));
+				                   !vm_req.ok ? (vm_req.why ? vm_req.why : "no data")
+				                   : !vm_err.ok ? (vm_err.why ? vm_err.why : "no data")
+				                                : "the VMs served no requests"));
 				continue;
 			}
+			/* the value is the least the ratio can be: finite even when the VMs had
+			 * no errors, and above the factor exactly when it is shown worse */
+			c->value = v.rel.lower;
 			c->has_other_value = true;
-			c->other_value = vm_ratio;
-			/* the value shown is the factor; 0/0 is "as good as the VMs" */
-			c->value = factor_of(k8s, vm_ratio);
-			judge_max(c);
-			if (c->outcome == MG_GATE_FAIL && max_rate >= 0 && k8s <= max_rate) {
-				c->outcome = MG_GATE_PASS;
-				set_detail(c, dupf("worse than the VMs (%.4g vs %.4g), but within "
-				                   "max_error_rate",
-				                   k8s, vm_ratio));
-			}
+			c->other_value = v.rel.vm_n > 0 ? v.rel.vm_x / v.rel.vm_n : NAN;
+			c->outcome = v.vs_vms;
+			stats_from_ratio(&c->stats, &v.rel, sample_ms, period, opts.confidence);
+			char conf[16];
+			snprintf(conf, sizeof(conf), "%g%%", opts.confidence * 100);
+			if (!v.enough)
+				set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
+			else if (v.rel.side == MG_JUDGE_ABOVE && v.vs_vms == MG_GATE_PASS)
+				set_detail(c, dupf("worse than the VMs (%.0f of %.0f vs %.0f of %.0f), "
+				                   "but within max_error_rate",
+				                   v.rel.x, v.rel.n, v.rel.vm_x, v.rel.vm_n));
+			else if (v.vs_vms == MG_GATE_INCONCLUSIVE)
+				set_detail(c, dupf("worse than the VMs with %s confidence, but not yet "
+				                   "shown above max_error_rate (see errors)",
+				                   conf));
+			else if (v.vs_vms == MG_GATE_FAIL)
+				set_detail(c, dupf("at least %.3gx the VMs' error rate with %s "
+				                   "confidence (%.0f of %.0f vs %.0f of %.0f)",
+				                   v.rel.lower, conf, v.rel.x, v.rel.n, v.rel.vm_x,
+				                   v.rel.vm_n));
+			else if (v.rel.side == MG_JUDGE_UNDECIDED)
+				set_detail(c, dupf("not shown worse than %gx the VMs (%.0f of %.0f vs "
+				                   "%.0f of %.0f): this check only fails",
+				                   c->threshold, v.rel.x, v.rel.n, v.rel.vm_x,
+				                   v.rel.vm_n));
 		}
 	}
 out:
 	for (size_t i = 0; i < 4; i++)
 		reading_clear(&rd[i]);
-	reading_clear(&vm);
+	reading_clear(&vm_err);
+	reading_clear(&vm_req);
+	free(buckets);
+	free(bucket_why);
 	return ret;
 }
 
@@ -311,13 +642,24 @@ int mg_gate_evaluate(mg_gate_eval *out, mg_metrics *m, const mg_plan_slo *slo, i
 	if (too_young)
 		out->window_ms = MG_GATE_MIN_WINDOW_MS;
 
+	/* the sample the counts are judged on: the step's current test period */
+	int period = 1;
+	int64_t sample_ms = out->window_ms;
+	if (step_started_ms > 0 && at_ms > step_started_ms) {
+		mg_judge_period(&period, &sample_ms, at_ms - step_started_ms, slo->window_ms);
+		if (sample_ms < MG_GATE_MIN_WINDOW_MS)
+			sample_ms = MG_GATE_MIN_WINDOW_MS;
+	}
+	out->period = period;
+	out->sample_ms = sample_ms;
+
 	size_t cap = (slo->red ? 4 : 0) + slo->nchecks;
 	out->checks = calloc(cap ? cap : 1, sizeof(*out->checks));
 	if (!out->checks)
 		return mg_error_oom(err);
 	int ret = 0;
 	if (slo->red)
-		ret = red_checks(out, m, slo, too_young, err);
+		ret = red_checks(out, m, slo, too_young, sample_ms, period, err);
 	for (size_t i = 0; !ret && i < slo->nchecks; i++) {
 		ret = custom_check(&out->checks[out->nchecks], m, &slo->checks[i], slo, at_ms,
 		                   out->window_ms, too_young, err);
@@ -359,6 +701,8 @@ void mg_gate_eval_clear(mg_gate_eval *ev)
 		free(ev->checks[i].name);
 		free(ev->checks[i].query);
 		free(ev->checks[i].other_query);
+		free(ev->checks[i].requests_query);
+		free(ev->checks[i].vm_requests_query);
 		free(ev->checks[i].detail);
 	}
 	free(ev->checks);

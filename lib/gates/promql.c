@@ -97,14 +97,15 @@ static char *fmt(const char *f, ...)
 	return s;
 }
 
-static char *error_ratio(const char *metric, const char *sel, const char *err_sel, const char *w)
+static char *count(const char *metric, const char *sel, const char *err_sel, const char *w)
 {
-	return fmt("sum(increase(%s{%s,%s}[%s])) / sum(increase(%s{%s}[%s]))", metric, sel, err_sel,
-	           w, metric, sel, w);
+	if (!err_sel)
+		return fmt("sum(increase(%s{%s}[%s]))", metric, sel, w);
+	return fmt("sum(increase(%s{%s,%s}[%s])) or vector(0)", metric, sel, err_sel, w);
 }
 
 int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int64_t window_ms,
-                  mg_error *err)
+                  int64_t sample_ms, mg_error *err)
 {
 	*out = NULL;
 	*out_n = 0;
@@ -114,8 +115,9 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 	mg_red_check *c = calloc(4, sizeof(*c));
 	if (!c)
 		return mg_error_oom(err);
-	char w[32], k8s[1024], vm[1024], ksel[1400], vsel[1400];
+	char w[32], sw[32], k8s[1024], vm[1024], ksel[1400], vsel[1400];
 	mg_promql_duration(w, sizeof(w), window_ms);
+	mg_promql_duration(sw, sizeof(sw), sample_ms);
 	const char *reqs, *errsel;
 	size_t n = 0;
 	if (r->source == MG_RED_HAPROXY) {
@@ -135,27 +137,29 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 	}
 	c[n] = (mg_red_check){.kind = MG_RED_RATE,
 	                      .name = "rate",
-	                      .query = fmt("sum(increase(%s{%s}[%s]))", reqs, ksel, w),
+	                      .query = count(reqs, ksel, NULL, sw),
 	                      .threshold = (double)slo->min_requests};
 	n++;
 	if (r->max_error_rate >= 0) {
 		c[n] = (mg_red_check){.kind = MG_RED_ERRORS,
 		                      .name = "errors",
-		                      .query = error_ratio(reqs, ksel, errsel, w),
+		                      .query = count(reqs, ksel, errsel, sw),
 		                      .threshold = r->max_error_rate};
 		n++;
 	}
 	if (r->max_latency_ms >= 0) {
-		char *q = r->source == MG_RED_HAPROXY
-		              ? fmt("max(avg_over_time(haproxy_server_response_time_average_"
-		                    "seconds{%s}[%s]))",
-		                    ksel, w)
-		              : fmt("histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_"
-		                    "controller_request_duration_seconds_bucket{%s}[%s])))",
-		                    ksel, w);
+		bool hist = r->source != MG_RED_HAPROXY;
+		char *q = hist ? fmt("sum by (le) (increase(nginx_ingress_controller_request_"
+		                     "duration_seconds_bucket{%s}[%s]))",
+		                     ksel, sw)
+		               : fmt("max(avg_over_time(haproxy_server_response_time_average_"
+		                     "seconds{%s}[%s]))",
+		                     ksel, w);
 		c[n] = (mg_red_check){.kind = MG_RED_DURATION,
 		                      .name = "duration",
 		                      .query = q,
+		                      .histogram = hist,
+		                      .quantile = r->max_latency_quantile,
 		                      .threshold = (double)r->max_latency_ms / 1000.0};
 		n++;
 	}
@@ -163,13 +167,15 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 	if (r->max_error_rate_vs_vms >= 0 && r->source == MG_RED_HAPROXY) {
 		c[n] = (mg_red_check){.kind = MG_RED_ERRORS_VS_VMS,
 		                      .name = "errors-vs-vms",
-		                      .query = error_ratio(reqs, ksel, errsel, w),
-		                      .vm_query = error_ratio(reqs, vsel, errsel, w),
+		                      .query = count(reqs, ksel, errsel, sw),
+		                      .vm_query = count(reqs, vsel, errsel, sw),
+		                      .vm_requests_query = count(reqs, vsel, NULL, sw),
 		                      .threshold = r->max_error_rate_vs_vms};
 		n++;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!c[i].query || (c[i].kind == MG_RED_ERRORS_VS_VMS && !c[i].vm_query)) {
+		if (!c[i].query || (c[i].kind == MG_RED_ERRORS_VS_VMS &&
+		                    (!c[i].vm_query || !c[i].vm_requests_query))) {
 			mg_promql_red_free(c, n);
 			return mg_error_oom(err);
 		}
@@ -183,6 +189,7 @@ void mg_promql_red_free(mg_red_check *checks, size_t n)
 	for (size_t i = 0; checks && i < n; i++) {
 		free(checks[i].query);
 		free(checks[i].vm_query);
+		free(checks[i].vm_requests_query);
 	}
 	free(checks);
 }

@@ -161,24 +161,34 @@ static json_t *preview_traffic(const mg_plan_traffic *t, mg_error *err)
 /* A RED gate's rule in words. */
 static char *red_rule(const mg_red_check *r, const mg_plan_slo *s)
 {
-	char d[32], p[32];
+	char d[32], p[32], c[16];
+	snprintf(c, sizeof(c), "%g%%", (s->confidence > 0 ? s->confidence : 0.95) * 100);
 	switch (r->kind) {
 	case MG_RED_RATE:
-		return mg_str_printf("at least %.0f requests to the cluster, else inconclusive",
-		                     r->threshold);
+		if (r->threshold > 1)
+			return mg_str_printf("at least %.0f requests to the cluster, else inconclusive",
+			                     r->threshold);
+		return mg_str_printf("any request to the cluster: the error checks judge how many "
+		                     "they need");
 	case MG_RED_ERRORS:
 		mg_percent_format(p, sizeof(p), r->threshold * 100);
-		return mg_str_printf("5xx responses at most %s of requests", p);
+		return mg_str_printf("5xx responses at most %s of requests, shown with %s "
+		                     "confidence (fails when shown above)",
+		                     p, c);
 	case MG_RED_DURATION:
 		mg_duration_format(d, sizeof(d), (int64_t)llround(r->threshold * 1000));
-		return mg_str_printf("%s at most %s",
-		                     s->red->source == MG_RED_HAPROXY ? "average response time"
-		                                                      : "99th percentile latency",
-		                     d);
+		if (s->red->source == MG_RED_HAPROXY)
+			return mg_str_printf("average response time at most %s (an average: judged "
+			                     "without a confidence)",
+			                     d);
+		return mg_str_printf("p%g latency at most %s, shown with %s confidence",
+		                     r->quantile * 100, d, c);
 	case MG_RED_ERRORS_VS_VMS:
 		break;
 	}
-	return mg_str_printf("5xx ratio at most %gx the VMs' over the same window", r->threshold);
+	return mg_str_printf("fails when the 5xx rate is shown above %gx the VMs' with %s "
+	                     "confidence",
+	                     r->threshold, c);
 }
 
 /* A custom check's rule in words, from its bounds. */
@@ -211,6 +221,7 @@ static json_t *red_check(const mg_red_check *r, const mg_plan_slo *s)
 		break;
 	case MG_RED_ERRORS_VS_VMS:
 		json_object_set_new(o, "baseline", json_string(r->vm_query));
+		json_object_set_new(o, "vm_requests_query", json_string(r->vm_requests_query));
 		json_object_set_new(o, "max_ratio", json_real(r->threshold));
 		break;
 	}
@@ -221,7 +232,7 @@ static json_t *preview_slo(const mg_plan_slo *s, mg_error *err)
 {
 	mg_red_check *red = NULL;
 	size_t nred = 0;
-	if (mg_promql_red(&red, &nred, s, s->window_ms, err))
+	if (mg_promql_red(&red, &nred, s, s->window_ms, s->window_ms, err))
 		return NULL;
 	json_t *checks = json_array();
 	for (size_t i = 0; i < nred; i++)

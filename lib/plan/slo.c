@@ -1,5 +1,6 @@
 /* The plan's slo section: Prometheus, and the gates (RED metrics and checks) a step must pass. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -74,6 +75,7 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 	                                   "max_error_rate",
 	                                   "max_latency",
 	                                   "max_error_rate_vs_vms",
+	                                   "max_latency_quantile",
 	                                   NULL};
 	const char *P = "slo.red";
 	if (!mg_pl_expect(L, m, YAML_MAPPING_NODE, P))
@@ -105,6 +107,38 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 	r->k8s_servers = mg_pl_load_name_list(L, m, P, "k8s_servers", &r->nk8s_servers, false,
 	                                      mg_pl_valid_server_name, "a server name");
 	r->max_error_rate = mg_pl_get_rate(L, m, P, "max_error_rate");
+	/* the judge tests a rate against the bound: 0 can never be shown (no number of
+	 * requests proves a rate of exactly 0), and 100% cannot be exceeded */
+	if (mg_pl_get(L, m, "max_error_rate") && (r->max_error_rate == 0 || r->max_error_rate >= 1)) {
+		ERR(L, mg_pl_get(L, m, "max_error_rate"), "slo.red.max_error_rate",
+		    "%s can never be judged with confidence: no number of requests shows a rate "
+		    "%s it; use a rate between 0 and 100%%, such as 0.1%%",
+		    r->max_error_rate == 0 ? "0" : "100%",
+		    r->max_error_rate == 0 ? "of exactly 0, and none is above" : "above");
+		r->max_error_rate = -1;
+	}
+	r->max_latency_quantile = 0.99;
+	yaml_node_t *qn = mg_pl_get(L, m, "max_latency_quantile");
+	if (qn && mg_pl_expect(L, qn, YAML_SCALAR_NODE, "slo.red.max_latency_quantile")) {
+		/* p99, p99.9, 99%, 0.99 */
+		const char *qs = mg_pl_scalar(qn);
+		double q = -1;
+		char *end = NULL;
+		if (qs[0] == 'p' && qs[1]) {
+			q = strtod(qs + 1, &end) / 100;
+			if (!end || *end)
+				q = -1;
+		} else {
+			q = mg_pl_get_rate(L, m, P, "max_latency_quantile");
+		}
+		if (q <= 0 || q >= 1)
+			ERR(L, qn, "slo.red.max_latency_quantile",
+			    "\"%s\" is not a quantile; write p99, p99.9, 99%% or 0.99 (above 0, "
+			    "below 1)",
+			    qs);
+		else
+			r->max_latency_quantile = q;
+	}
 	r->max_latency_ms = mg_pl_get_duration(L, m, P, "max_latency", -1, 1);
 	r->max_error_rate_vs_vms = -1;
 	if (mg_pl_get_number(L, m, P, "max_error_rate_vs_vms", &r->max_error_rate_vs_vms) &&
@@ -118,15 +152,24 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 	    !mg_pl_get(L, m, "max_error_rate_vs_vms"))
 		ERR(L, m, P,
 		    "needs at least one of max_error_rate, max_latency, max_error_rate_vs_vms");
+	if (qn && source_ok && r->source == MG_RED_HAPROXY)
+		ERR(L, qn, "slo.red.max_latency_quantile",
+		    "HAProxy exports an average response time, not a histogram, so no quantile "
+		    "can be judged; remove max_latency_quantile (max_latency bounds the average) "
+		    "or use source: ingress-nginx");
+	if (qn && !mg_pl_get(L, m, "max_latency"))
+		ERR(L, qn, "slo.red.max_latency_quantile",
+		    "a quantile of what? set max_latency, the bound the quantile must stay under");
 	/* with an unknown source no cross-section rule applies; the error is reported already */
 	s->red = source_ok ? r : NULL;
 }
 
 void mg_pl_load_slo(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"prometheus",   "interval",      "window",
-	                                   "min_requests", "failure_limit", "on_failure",
-	                                   "red",          "checks",        NULL};
+	static const char *const keys[] = {"prometheus",    "interval",   "window",
+	                                   "min_requests",  "confidence", "failure_limit",
+	                                   "on_failure",    "red",        "checks",
+	                                   NULL};
 	static const char *const pkeys[] = {"url",     "token_env", "token_file",
 	                                    "ca_file", "timeout",   NULL};
 	const char *P = "slo";
@@ -157,7 +200,17 @@ void mg_pl_load_slo(loader *L, yaml_node_t *m)
 		    "slo.window",
 		    "the window must be at least the interval, or requests between two "
 		    "evaluations are never looked at");
-	s->min_requests = mg_pl_get_int(L, m, P, "min_requests", 100, 0, LONG_MAX);
+	s->min_requests = mg_pl_get_int(L, m, P, "min_requests", 0, 0, LONG_MAX);
+	s->confidence = 0.95;
+	if (mg_pl_get(L, m, "confidence")) {
+		double c = mg_pl_get_rate(L, m, P, "confidence");
+		if (c >= 0 && (c < 0.5 || c > 0.9999))
+			ERR(L, mg_pl_get(L, m, "confidence"), "slo.confidence",
+			    "%g is not a useful confidence: use 50%% to 99.99%% (0.95 is the default)",
+			    c);
+		else if (c >= 0)
+			s->confidence = c;
+	}
 	s->failure_limit = (int)mg_pl_get_int(L, m, P, "failure_limit", 1, 1, 1000);
 	s->on_failure = MG_ON_FAILURE_ROLLBACK;
 	yaml_node_t *of = mg_pl_get(L, m, "on_failure");
