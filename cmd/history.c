@@ -32,7 +32,7 @@ static void print_gate(bool c, json_t *evidence)
 		if (!o || (outcome && strcmp(outcome, "pass") != 0 && !strcmp(o, "pass")))
 			continue;
 		json_t *v = json_object_get(k, "value"), *t = json_object_get(k, "threshold");
-		char vb[32] = "-", tb[48] = "";
+		char vb[32] = "-", tb[160] = "";
 		if (json_is_number(v))
 			snprintf(vb, sizeof(vb), "%.4g", json_number_value(v));
 		else if (json_is_string(v))
@@ -40,6 +40,27 @@ static void print_gate(bool c, json_t *evidence)
 		const char *op = json_string_value(json_object_get(k, "op"));
 		if (json_is_number(t) && op)
 			snprintf(tb, sizeof(tb), "(%s %.4g)", op, json_number_value(t));
+		/* judged on counts: the counts and the interval, to check the verdict by hand */
+		json_t *jd = json_object_get(k, "judge");
+		json_t *cn = json_object_get(jd, "counts");
+		json_t *iv = json_object_get(jd, "interval");
+		if (json_is_object(cn)) {
+			size_t l = strlen(tb);
+			json_t *ev = json_object_get(cn, "errors");
+			if (!ev)
+				ev = json_object_get(cn, "slow");
+			snprintf(tb + l, sizeof(tb) - l, " [%.0f/%.0f, %.0f%%: %.2g..%s]",
+			         json_number_value(ev),
+			         json_number_value(json_object_get(cn, "requests")),
+			         json_number_value(json_object_get(jd, "confidence")) * 100,
+			         json_number_value(json_array_get(iv, 0)),
+			         json_is_number(json_array_get(iv, 1)) ? "" : "+Inf");
+			if (json_is_number(json_array_get(iv, 1))) {
+				l = strlen(tb) - 1; /* before the ']' */
+				snprintf(tb + l, sizeof(tb) - l, "%.2g]",
+				         json_number_value(json_array_get(iv, 1)));
+			}
+		}
 		const char *col = !strcmp(o, "pass")   ? C_GREEN
 		                  : !strcmp(o, "fail") ? C_RED
 		                                       : C_YELLOW;

@@ -52,11 +52,11 @@ typedef struct {
 	double requests, events; /* the cluster's, in the sample */
 	bool has_vm;             /* errors-vs-vms: the VMs' counts too */
 	double vm_requests, vm_events;
-	int64_t sample_ms;       /* the sample: the last sample_ms of the step */
-	int period;              /* its test period (1 for the first slo.window of the step) */
-	double estimate;         /* events / requests; errors-vs-vms: the ratio of the rates */
-	double bound;            /* what it was tested against */
-	double lower, upper;     /* the always-valid interval of the estimate */
+	int64_t sample_ms;   /* the sample: the last sample_ms of the step */
+	int period;          /* its test period (1 for the first slo.window of the step) */
+	double estimate;     /* events / requests; errors-vs-vms: the ratio of the rates */
+	double bound;        /* what it was tested against */
+	double lower, upper; /* the always-valid interval of the estimate */
 	double confidence, alpha;
 	double e_above, e_below; /* the evidence (mixture likelihood ratios), against 1 / alpha */
 	double needed;           /* requests still needed at the observed rate; 0, or -1 never */

@@ -33,7 +33,10 @@
 #include <stdint.h>
 
 /* The odds ratios the mixture puts equal weight on (K of them). */
-#define MG_JUDGE_RATIOS {1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0}
+#define MG_JUDGE_RATIOS                                                                            \
+	{                                                                                          \
+		1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0                                              \
+	}
 #define MG_JUDGE_NRATIOS 7
 
 /* More trials than this at the observed rate and the test still would not decide: "never". */
@@ -83,16 +86,16 @@ void mg_judge_rate_test(mg_judge_rate *out, double x, double n, double bound,
  * 1940), run as the same mixture. Defined when the VMs have no errors.
  */
 typedef struct {
-	mg_judge_side side;   /* ABOVE: worse than factor x the VMs; BELOW: shown not worse */
-	double x, n;          /* the cluster's errors and requests */
-	double vm_x, vm_n;    /* the VMs' */
-	double factor;        /* max_error_rate_vs_vms */
-	double q0;            /* the cluster's share of all errors at rho = factor */
+	mg_judge_side side; /* ABOVE: worse than factor x the VMs; BELOW: shown not worse */
+	double x, n;        /* the cluster's errors and requests */
+	double vm_x, vm_n;  /* the VMs' */
+	double factor;      /* max_error_rate_vs_vms */
+	double q0;          /* the cluster's share of all errors at rho = factor */
 	double alpha;
 	double e_above, e_below;
-	double estimate;      /* rho observed; +Inf when only the cluster erred, NAN with no errors */
-	double lower, upper;  /* always-valid interval of rho (upper +Inf when not bounded) */
-	double needed;        /* more cluster requests (with the VMs' in proportion), as above */
+	double estimate; /* rho observed; +Inf when only the cluster erred, NAN with no errors */
+	double lower, upper; /* always-valid interval of rho (upper +Inf when not bounded) */
+	double needed;       /* more cluster requests (with the VMs' in proportion), as above */
 } mg_judge_ratio;
 
 /* vm_n must be > 0 and n > 0; otherwise the result is undecided with needed -1. */

@@ -150,8 +150,8 @@ void mg_gate_judge_errors(mg_gate_error_verdict *out, const mg_gate_counts *c,
 		if (has_abs && a == MG_JUDGE_BELOW)
 			out->vs_vms = MG_GATE_PASS;
 		else if (worse)
-			out->vs_vms = !has_abs || a == MG_JUDGE_ABOVE ? MG_GATE_FAIL
-			                                              : MG_GATE_INCONCLUSIVE;
+			out->vs_vms =
+			    !has_abs || a == MG_JUDGE_ABOVE ? MG_GATE_FAIL : MG_GATE_INCONCLUSIVE;
 		else
 			out->vs_vms = MG_GATE_PASS; /* one-sided: not shown worse */
 	}
@@ -250,9 +250,8 @@ static size_t read_buckets(bucket **out, char **why, mg_metrics *m, const char *
 		return 0;
 	}
 	size_t n = 0;
-	bucket *b = res.type == MG_METRICS_VECTOR && res.nseries
-	                ? calloc(res.nseries, sizeof(*b))
-	                : NULL;
+	bucket *b =
+	    res.type == MG_METRICS_VECTOR && res.nseries ? calloc(res.nseries, sizeof(*b)) : NULL;
 	for (size_t i = 0; b && i < res.nseries; i++) {
 		const char *le = strstr(res.series[i].labels, "le=\"");
 		if (!le || res.series[i].nsamples < 1 || isnan(res.series[i].samples[0].v))
@@ -415,8 +414,8 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 	mg_duration_format(sample, sizeof(sample), sample_ms);
 	bool counted = take(rate, &rd[0]);
 	mg_gate_counts counts = {.requests = counted ? rate->value : 0, .vm_requests = -1};
-	mg_gate_error_rules rules = {.max_error_rate = -1, .factor = -1,
-	                             .min_requests = slo->min_requests};
+	mg_gate_error_rules rules = {
+	    .max_error_rate = -1, .factor = -1, .min_requests = slo->min_requests};
 	mg_judge_opts opts = {.confidence = slo->confidence > 0 ? slo->confidence : 0.95,
 	                      .period = period};
 	for (size_t i = 1; i < n; i++) {
@@ -440,23 +439,24 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 	if (counted) {
 		rate->outcome = v.rate;
 		if (!v.enough)
-			set_detail(rate,
-			           slo->min_requests > 1
-			               ? dupf("%.0f requests to the cluster in %s; at least %ld are "
-			                      "needed to judge it (slo.min_requests)",
-			                      rate->value, sample, slo->min_requests)
-			               : dupf("no requests reached the cluster in %s", sample));
+			set_detail(
+			    rate, slo->min_requests > 1
+			              ? dupf("%.0f requests to the cluster in %s; at least %ld are "
+			                     "needed to judge it (slo.min_requests)",
+			                     rate->value, sample, slo->min_requests)
+			              : dupf("no requests reached the cluster in %s", sample));
 	}
 	for (size_t i = 1; i < n; i++) {
 		mg_gate_check *c = &base[i];
 		if (!strcmp(c->name, "duration") && nbuckets) {
 			if (!counted) {
 				c->outcome = MG_GATE_INCONCLUSIVE;
-				set_detail(c, dupf("no count of the cluster's requests (see rate)"));
+				set_detail(c,
+				           dupf("no count of the cluster's requests (see rate)"));
 				continue;
 			}
-			judge_histogram(c, buckets, nbuckets, quantile, slo->min_requests, sample_ms,
-			                period, &opts);
+			judge_histogram(c, buckets, nbuckets, quantile, slo->min_requests,
+			                sample_ms, period, &opts);
 			continue;
 		}
 		if (!strcmp(c->name, "duration") && bucket_why) {
@@ -490,39 +490,45 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 			char conf[16];
 			snprintf(conf, sizeof(conf), "%g%%", opts.confidence * 100);
 			if (!v.enough)
-				set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
+				set_detail(
+				    c, dupf("too few requests to the cluster to judge (see rate)"));
 			else if (v.errors == MG_GATE_FAIL)
-				set_detail(c, dupf("above max_error_rate with %s confidence (%.0f errors "
-				                   "in %.0f requests)",
-				                   conf, v.abs.x, v.abs.n));
+				set_detail(
+				    c, dupf("above max_error_rate with %s confidence (%.0f errors "
+				            "in %.0f requests)",
+				            conf, v.abs.x, v.abs.n));
 			else if (v.abs.side == MG_JUDGE_ABOVE && v.has_rel &&
 			         v.rel.side == MG_JUDGE_BELOW)
-				set_detail(c, dupf("above max_error_rate, but the VMs fail as much "
-				                   "(%.0f errors in %.0f requests): a shared cause, not "
-				                   "the cluster; holding the step",
-				                   v.rel.vm_x, v.rel.vm_n));
+				set_detail(
+				    c, dupf("above max_error_rate, but the VMs fail as much "
+				            "(%.0f errors in %.0f requests): a shared cause, not "
+				            "the cluster; holding the step",
+				            v.rel.vm_x, v.rel.vm_n));
 			else if (v.abs.side == MG_JUDGE_ABOVE) {
 				char *needs = needs_text(v.rel.needed, "requests");
-				set_detail(c, dupf("above max_error_rate with %s confidence, but not yet "
-				                   "shown worse than the VMs (%.0f errors in %.0f "
-				                   "requests), which may share the cause; %s",
-				                   conf, v.rel.vm_x, v.rel.vm_n, needs));
+				set_detail(
+				    c, dupf("above max_error_rate with %s confidence, but not yet "
+				            "shown worse than the VMs (%.0f errors in %.0f "
+				            "requests), which may share the cause; %s",
+				            conf, v.rel.vm_x, v.rel.vm_n, needs));
 				free(needs);
 			} else if (v.errors == MG_GATE_INCONCLUSIVE) {
 				char *needs = needs_text(v.abs.needed, "requests");
-				set_detail(c, dupf("neither above nor below max_error_rate with %s "
-				                   "confidence yet (%.0f errors in %.0f requests); %s",
-				                   conf, v.abs.x, v.abs.n, needs));
+				set_detail(c,
+				           dupf("neither above nor below max_error_rate with %s "
+				                "confidence yet (%.0f errors in %.0f requests); %s",
+				                conf, v.abs.x, v.abs.n, needs));
 				free(needs);
 			}
 		} else if (!strcmp(c->name, "errors-vs-vms")) {
 			if (!v.has_rel) {
 				c->has_value = false;
 				c->outcome = MG_GATE_INCONCLUSIVE;
-				set_detail(c, dupf("no VM figure to compare with: %s",
-				                   !vm_req.ok ? (vm_req.why ? vm_req.why : "no data")
-				                   : !vm_err.ok ? (vm_err.why ? vm_err.why : "no data")
-				                                : "the VMs served no requests"));
+				set_detail(c,
+				           dupf("no VM figure to compare with: %s",
+				                !vm_req.ok   ? (vm_req.why ? vm_req.why : "no data")
+				                : !vm_err.ok ? (vm_err.why ? vm_err.why : "no data")
+				                             : "the VMs served no requests"));
 				continue;
 			}
 			/* the value is the least the ratio can be: finite even when the VMs had
@@ -535,25 +541,29 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 			char conf[16];
 			snprintf(conf, sizeof(conf), "%g%%", opts.confidence * 100);
 			if (!v.enough)
-				set_detail(c, dupf("too few requests to the cluster to judge (see rate)"));
+				set_detail(
+				    c, dupf("too few requests to the cluster to judge (see rate)"));
 			else if (v.rel.side == MG_JUDGE_ABOVE && v.vs_vms == MG_GATE_PASS)
-				set_detail(c, dupf("worse than the VMs (%.0f of %.0f vs %.0f of %.0f), "
-				                   "but within max_error_rate",
-				                   v.rel.x, v.rel.n, v.rel.vm_x, v.rel.vm_n));
+				set_detail(
+				    c, dupf("worse than the VMs (%.0f of %.0f vs %.0f of %.0f), "
+				            "but within max_error_rate",
+				            v.rel.x, v.rel.n, v.rel.vm_x, v.rel.vm_n));
 			else if (v.vs_vms == MG_GATE_INCONCLUSIVE)
-				set_detail(c, dupf("worse than the VMs with %s confidence, but not yet "
-				                   "shown above max_error_rate (see errors)",
-				                   conf));
+				set_detail(
+				    c, dupf("worse than the VMs with %s confidence, but not yet "
+				            "shown above max_error_rate (see errors)",
+				            conf));
 			else if (v.vs_vms == MG_GATE_FAIL)
 				set_detail(c, dupf("at least %.3gx the VMs' error rate with %s "
 				                   "confidence (%.0f of %.0f vs %.0f of %.0f)",
 				                   v.rel.lower, conf, v.rel.x, v.rel.n, v.rel.vm_x,
 				                   v.rel.vm_n));
 			else if (v.rel.side == MG_JUDGE_UNDECIDED)
-				set_detail(c, dupf("not shown worse than %gx the VMs (%.0f of %.0f vs "
-				                   "%.0f of %.0f): this check only fails",
-				                   c->threshold, v.rel.x, v.rel.n, v.rel.vm_x,
-				                   v.rel.vm_n));
+				set_detail(c,
+				           dupf("not shown worse than %gx the VMs (%.0f of %.0f vs "
+				                "%.0f of %.0f): this check only fails",
+				                c->threshold, v.rel.x, v.rel.n, v.rel.vm_x,
+				                v.rel.vm_n));
 		}
 	}
 out:
@@ -719,6 +729,43 @@ static json_t *num(double v)
 	return json_real(v);
 }
 
+static const char *side_name(mg_judge_side s)
+{
+	return s == MG_JUDGE_ABOVE ? "above" : s == MG_JUDGE_BELOW ? "below" : "undecided";
+}
+
+/*
+ * Everything a verdict on counts stands on, so it can be checked by hand:
+ * the counts, the estimate and its interval, the bound, the level and the
+ * evidence each way against 1/alpha (docs/gates.md).
+ */
+static json_t *stats_json(const mg_gate_stats *st)
+{
+	char sw[32];
+	mg_duration_format(sw, sizeof(sw), st->sample_ms);
+	bool slow = st->unit && !strcmp(st->unit, "slow requests");
+	json_t *counts =
+	    json_pack("{s:f, s:f}", "requests", st->requests, slow ? "slow" : "errors", st->events);
+	if (st->has_vm) {
+		json_object_set_new(counts, "vm_requests", json_real(st->vm_requests));
+		json_object_set_new(counts, "vm_errors", json_real(st->vm_events));
+	}
+	json_t *o =
+	    json_pack("{s:o, s:s, s:i, s:o, s:o, s:[o,o], s:f, s:f, s:s}", "counts", counts,
+	              "sample", sw, "period", st->period, "estimate",
+	              isfinite(st->estimate) ? json_real(st->estimate) : json_null(), "bound",
+	              num(st->bound), "interval", num(st->lower), num(st->upper), "confidence",
+	              st->confidence, "alpha", st->alpha, "side", side_name(st->side));
+	if (!o)
+		return json_null();
+	json_object_set_new(o, "evidence",
+	                    json_pack("{s:o, s:o, s:o}", "above", num(st->e_above), "below",
+	                              num(st->e_below), "needed", num(1 / st->alpha)));
+	json_object_set_new(o, "needs_requests",
+	                    st->needed > 0 ? json_real(ceil(st->needed)) : json_null());
+	return o;
+}
+
 json_t *mg_gate_eval_to_json(const mg_gate_eval *ev)
 {
 	char at[40], w[32], wp[32];
@@ -752,11 +799,40 @@ json_t *mg_gate_eval_to_json(const mg_gate_eval *ev)
 			json_object_set_new(o, "max_ratio", num(c->max_ratio));
 		}
 		json_object_set_new(o, "detail", c->detail ? json_string(c->detail) : json_null());
+		if (c->requests_query)
+			json_object_set_new(o, "requests_query", json_string(c->requests_query));
+		if (c->vm_requests_query)
+			json_object_set_new(o, "vm_requests_query",
+			                    json_string(c->vm_requests_query));
+		if (c->stats.judged)
+			json_object_set_new(o, "judge", stats_json(&c->stats));
 		json_array_append_new(checks, o);
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:o}", "outcome",
+	char sw[32];
+	mg_duration_format(sw, sizeof(sw), ev->sample_ms);
+	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:o}", "outcome",
 	                 mg_gate_outcome_name(ev->outcome), "at", at, "window", w, "window_plan",
-	                 wp, "clamped", ev->clamped, "checks", checks);
+	                 wp, "clamped", ev->clamped, "sample", sw, "period",
+	                 ev->period > 0 ? ev->period : 1, "checks", checks);
+}
+
+/* "12/1000, 95%: 0.0071..0.043" (errors-vs-vms: "12/1000 vs VMs 0/1000, ..."). */
+static void stats_text(char *buf, size_t size, const mg_gate_stats *st, bool needs)
+{
+	char lo[32], hi[32], vm[80] = "", nd[64] = "";
+	snprintf(lo, sizeof(lo), "%.2g", st->lower);
+	if (isinf(st->upper))
+		snprintf(hi, sizeof(hi), "+Inf");
+	else
+		snprintf(hi, sizeof(hi), "%.2g", st->upper);
+	if (st->has_vm)
+		snprintf(vm, sizeof(vm), " vs VMs %.0f/%.0f", st->vm_events, st->vm_requests);
+	if (needs && st->needed > 0)
+		snprintf(nd, sizeof(nd), ", needs ~%.2g more requests", st->needed);
+	else if (needs && st->needed < 0 && st->side == MG_JUDGE_UNDECIDED)
+		snprintf(nd, sizeof(nd), ", undecidable at this rate");
+	snprintf(buf, size, "%.0f/%.0f%s, %g%%: %s..%s%s", st->events, st->requests, vm,
+	         st->confidence * 100, lo, hi, nd);
 }
 
 static void fmt_num(char *buf, size_t size, double v)
@@ -802,7 +878,7 @@ void mg_gate_eval_summary(char *buf, size_t size, const mg_gate_eval *ev)
 		} else {
 			t[0] = '\0';
 		}
-		char r[80] = "", rv[32];
+		char r[200] = "", rv[32];
 		if (c->has_ratio) {
 			if (isinf(c->ratio))
 				snprintf(rv, sizeof(rv), "%sInf", c->ratio > 0 ? "+" : "-");
@@ -810,6 +886,11 @@ void mg_gate_eval_summary(char *buf, size_t size, const mg_gate_eval *ev)
 				snprintf(rv, sizeof(rv), "%.3g", c->ratio);
 			snprintf(r, sizeof(r), " (%sx the baseline, at most %.3gx)", rv,
 			         c->max_ratio);
+		}
+		if (c->stats.judged) {
+			char st[160];
+			stats_text(st, sizeof(st), &c->stats, c->outcome == MG_GATE_INCONCLUSIVE);
+			snprintf(r, sizeof(r), " (%s)", st);
 		}
 		int k = snprintf(buf + n, size - n, "%s%s %s%s%s", n ? "; " : "", c->name, v, t, r);
 		if (k < 0)
@@ -836,7 +917,11 @@ void mg_gate_check_text(char *value, size_t vsize, char *rule, size_t rsize, con
 	else
 		rule[0] = '\0';
 	size_t off = n > 0 && (size_t)n < rsize ? (size_t)n : strlen(rule);
-	if (c->has_ratio)
+	if (c->stats.judged) {
+		char st[160];
+		stats_text(st, sizeof(st), &c->stats, false);
+		snprintf(rule + off, rsize - off, " (%s)", st);
+	} else if (c->has_ratio)
 		snprintf(rule + off, rsize - off, "%s%.3gx baseline (max %.3gx)", off ? ", " : "",
 		         c->ratio, c->max_ratio);
 	else if (c->has_other_value)

@@ -241,8 +241,8 @@ void mg_judge_ratio_test(mg_judge_ratio *out, double x, double n, double vm_x, d
 	if (out->side != MG_JUDGE_UNDECIDED) {
 		out->needed = 0;
 	} else {
-		ratio_ctx c = {.x = x, .n = n, .vm_x = vm_x, .vm_n = vm_n, .factor = factor,
-		               .thr = thr};
+		ratio_ctx c = {
+		    .x = x, .n = n, .vm_x = vm_x, .vm_n = vm_n, .factor = factor, .thr = thr};
 		out->needed = needed_more(ratio_decides, &c, n / 8);
 	}
 }

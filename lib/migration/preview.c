@@ -166,8 +166,9 @@ static char *red_rule(const mg_red_check *r, const mg_plan_slo *s)
 	switch (r->kind) {
 	case MG_RED_RATE:
 		if (r->threshold > 1)
-			return mg_str_printf("at least %.0f requests to the cluster, else inconclusive",
-			                     r->threshold);
+			return mg_str_printf(
+			    "at least %.0f requests to the cluster, else inconclusive",
+			    r->threshold);
 		return mg_str_printf("any request to the cluster: the error checks judge how many "
 		                     "they need");
 	case MG_RED_ERRORS:

@@ -109,7 +109,8 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 	r->max_error_rate = mg_pl_get_rate(L, m, P, "max_error_rate");
 	/* the judge tests a rate against the bound: 0 can never be shown (no number of
 	 * requests proves a rate of exactly 0), and 100% cannot be exceeded */
-	if (mg_pl_get(L, m, "max_error_rate") && (r->max_error_rate == 0 || r->max_error_rate >= 1)) {
+	if (mg_pl_get(L, m, "max_error_rate") &&
+	    (r->max_error_rate == 0 || r->max_error_rate >= 1)) {
 		ERR(L, mg_pl_get(L, m, "max_error_rate"), "slo.red.max_error_rate",
 		    "%s can never be judged with confidence: no number of requests shows a rate "
 		    "%s it; use a rate between 0 and 100%%, such as 0.1%%",
@@ -124,13 +125,13 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 		const char *qs = mg_pl_scalar(qn);
 		double q = -1;
 		char *end = NULL;
-		if (qs[0] == 'p' && qs[1]) {
-			q = strtod(qs + 1, &end) / 100;
-			if (!end || *end)
-				q = -1;
-		} else {
-			q = mg_pl_get_rate(L, m, P, "max_latency_quantile");
-		}
+		bool pct = qs[0] == 'p' || strchr(qs, '%');
+		q = strtod(qs + (qs[0] == 'p'), &end);
+		if (end == qs + (qs[0] == 'p') || !end ||
+		    (*end && !(*end == '%' && !end[1] && qs[0] != 'p')))
+			q = -1;
+		else if (pct)
+			q /= 100;
 		if (q <= 0 || q >= 1)
 			ERR(L, qn, "slo.red.max_latency_quantile",
 			    "\"%s\" is not a quantile; write p99, p99.9, 99%% or 0.99 (above 0, "
@@ -166,10 +167,9 @@ static void load_red(loader *L, yaml_node_t *m, mg_plan_slo *s)
 
 void mg_pl_load_slo(loader *L, yaml_node_t *m)
 {
-	static const char *const keys[] = {"prometheus",    "interval",   "window",
-	                                   "min_requests",  "confidence", "failure_limit",
-	                                   "on_failure",    "red",        "checks",
-	                                   NULL};
+	static const char *const keys[] = {
+	    "prometheus",    "interval",   "window", "min_requests", "confidence",
+	    "failure_limit", "on_failure", "red",    "checks",       NULL};
 	static const char *const pkeys[] = {"url",     "token_env", "token_file",
 	                                    "ca_file", "timeout",   NULL};
 	const char *P = "slo";

@@ -1525,6 +1525,75 @@ Test(plan, red_error_rate_vs_vms_below_1)
 	               "0.5 would fail the cluster for doing better than the VMs; use 1 or more"});
 }
 
+Test(plan, slo_confidence_and_the_latency_quantile)
+{
+	mg_plan *p = load_ok(HEAD "slo:\n"
+	                          "  prometheus: {url: \"http://p:9090\"}\n"
+	                          "  confidence: 99%\n"
+	                          "  red:\n"
+	                          "    source: ingress-nginx\n"
+	                          "    namespace: shop\n"
+	                          "    max_latency: 300ms\n"
+	                          "    max_latency_quantile: p99.9\n");
+	const mg_plan_slo *s = mg_plan_slo_section(p);
+	cr_expect_float_eq(s->confidence, 0.99, 1e-12);
+	cr_expect_float_eq(s->red->max_latency_quantile, 0.999, 1e-12);
+	mg_plan_free(p);
+	p = load_ok(HEAD "slo:\n"
+	                 "  prometheus: {url: \"http://p:9090\"}\n"
+	                 "  confidence: 0.9\n"
+	                 "  red: {source: ingress-nginx, namespace: shop, max_latency: 1s}\n");
+	s = mg_plan_slo_section(p);
+	cr_expect_float_eq(s->confidence, 0.9, 1e-12);
+	cr_expect_float_eq(s->red->max_latency_quantile, 0.99, 1e-12, "p99 by default");
+	mg_plan_free(p);
+}
+
+Test(plan, slo_confidence_out_of_range)
+{
+	EXPECT_ERRORS(HEAD "slo:\n"                                   /* 3 */
+	                   "  prometheus: {url: \"http://p:9090\"}\n" /* 4 */
+	                   "  confidence: 40%\n"                      /* 5 */
+	                   "  checks: [{name: up, query: up, min: 1}]\n",
+	              {5, 15, "slo.confidence",
+	               "0.4 is not a useful confidence: use 50% to 99.99% (0.95 is the default)"});
+}
+
+Test(plan, red_error_rate_of_zero_cannot_be_judged)
+{
+	EXPECT_ERRORS(RED_PLAN("    source: haproxy\n"      /* 15 */
+	                       "    backend: web\n"         /* 16 */
+	                       "    max_error_rate: 0%\n"), /* 17 */
+	              {17, 21, "slo.red.max_error_rate",
+	               "0 can never be judged with confidence: no number of requests shows a rate "
+	               "of exactly 0, and none is above it; use a rate between 0 and 100%, such "
+	               "as 0.1%"});
+}
+
+Test(plan, red_latency_quantile_needs_a_histogram)
+{
+	EXPECT_ERRORS(RED_PLAN("    source: haproxy\n"             /* 15 */
+	                       "    backend: web\n"                /* 16 */
+	                       "    max_latency: 250ms\n"          /* 17 */
+	                       "    max_latency_quantile: p99\n"), /* 18 */
+	              {18, 27, "slo.red.max_latency_quantile",
+	               "HAProxy exports an average response time, not a histogram, so no quantile "
+	               "can be judged; remove max_latency_quantile (max_latency bounds the "
+	               "average) or use source: ingress-nginx"});
+	EXPECT_ERRORS(
+	    HEAD "slo:\n"                                   /* 3 */
+	         "  prometheus: {url: \"http://p:9090\"}\n" /* 4 */
+	         "  red:\n"                                 /* 5 */
+	         "    source: ingress-nginx\n"              /* 6 */
+	         "    namespace: shop\n"                    /* 7 */
+	         "    max_error_rate: 1%\n"                 /* 8 */
+	         "    max_latency_quantile: 1.5\n",         /* 9 */
+	    {9, 27, "slo.red.max_latency_quantile",
+	     "\"1.5\" is not a quantile; write p99, p99.9, 99% or 0.99 (above 0, below 1)"},
+	    {9, 27, "slo.red.max_latency_quantile",
+	     "a quantile of what? set max_latency, the bound the quantile must stay under"});
+}
+
 Test(plan, red_error_rate_vs_vms_needs_vm_servers)
 {
 	EXPECT_ERRORS(HEAD "slo:\n"                                   /* 3 */
@@ -2539,7 +2608,8 @@ Test(plan, slo_model)
 	s = mg_plan_slo_section(p);
 	cr_expect_eq(s->interval_ms, 30000);
 	cr_expect_eq(s->window_ms, 300000);
-	cr_expect_eq(s->min_requests, 100);
+	cr_expect_eq(s->min_requests, 0, "a floor the user may set; the judge needs none");
+	cr_expect_float_eq(s->confidence, 0.95, 1e-12);
 	cr_expect_eq(s->failure_limit, 1);
 	cr_expect_eq(s->on_failure, MG_ON_FAILURE_ROLLBACK);
 	cr_expect_eq(s->prometheus_timeout_ms, 10000);

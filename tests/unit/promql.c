@@ -114,24 +114,26 @@ Test(promql, haproxy_red_has_four_checks_with_escaped_servers)
 	mg_red_check *c;
 	size_t n;
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_promql_red(&c, &n, &slo, 120000, &err), 0, "%s", err.message);
+	/* counts over the sample (40s), HAProxy's average latency over the window (2m) */
+	cr_assert_eq(mg_promql_red(&c, &n, &slo, 120000, 40000, &err), 0, "%s", err.message);
 	cr_assert_eq(n, 4);
 	cr_assert_eq(c[0].kind, MG_RED_RATE);
 	cr_assert_str_eq(c[0].name, "rate");
 	cr_assert_str_eq(c[0].query,
 	                 "sum(increase(haproxy_server_http_responses_total{proxy=\"web\","
-	                 "server=~\"k8s-a|k8s\\\\.b\"}[2m]))");
+	                 "server=~\"k8s-a|k8s\\\\.b\"}[40s]))");
 	cr_assert_float_eq(c[0].threshold, 50, 1e-12);
 	cr_assert_null(c[0].vm_query);
 	cr_assert_eq(c[1].kind, MG_RED_ERRORS);
 	cr_assert_str_eq(c[1].name, "errors");
+	/* a count, not a ratio, and 0 when no 5xx series exists yet */
 	cr_assert_str_eq(
 	    c[1].query,
 	    "sum(increase(haproxy_server_http_responses_total{proxy=\"web\",server=~\"k8s-a|k8s\\\\."
-	    "b\",code=\"5xx\"}[2m])) / sum(increase(haproxy_server_http_responses_total{proxy="
-	    "\"web\",server=~\"k8s-a|k8s\\\\.b\"}[2m]))");
+	    "b\",code=\"5xx\"}[40s])) or vector(0)");
 	cr_assert_float_eq(c[1].threshold, 0.01, 1e-12);
 	cr_assert_eq(c[2].kind, MG_RED_DURATION);
+	cr_assert_not(c[2].histogram, "HAProxy exports an average");
 	cr_assert_str_eq(c[2].query, "max(avg_over_time(haproxy_server_response_time_average_"
 	                             "seconds{proxy=\"web\",server=~\"k8s-a|k8s\\\\.b\"}[2m]))");
 	cr_assert_float_eq(c[2].threshold, 0.25, 1e-12, "seconds, not ms");
@@ -139,8 +141,12 @@ Test(promql, haproxy_red_has_four_checks_with_escaped_servers)
 	cr_assert_str_eq(c[3].name, "errors-vs-vms");
 	cr_assert_str_eq(c[3].query, c[1].query);
 	cr_assert_not_null(c[3].vm_query);
-	cr_assert(strstr(c[3].vm_query, "server=~\"vm1|vm\\\\(2\\\\)\",code=\"5xx\""), "%s",
-	          c[3].vm_query);
+	cr_assert(strstr(c[3].vm_query,
+	                 "server=~\"vm1|vm\\\\(2\\\\)\",code=\"5xx\"}[40s])) or vector(0)"),
+	          "%s", c[3].vm_query);
+	cr_assert_str_eq(c[3].vm_requests_query,
+	                 "sum(increase(haproxy_server_http_responses_total{proxy=\"web\","
+	                 "server=~\"vm1|vm\\\\(2\\\\)\"}[40s]))");
 	cr_assert_float_eq(c[3].threshold, 1.5, 1e-12);
 	mg_promql_red_free(c, n);
 }
@@ -155,13 +161,13 @@ Test(promql, unset_limits_leave_their_checks_out)
 	mg_red_check *c;
 	size_t n;
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_promql_red(&c, &n, &slo, 60000, &err), 0);
+	cr_assert_eq(mg_promql_red(&c, &n, &slo, 60000, 60000, &err), 0);
 	cr_assert_eq(n, 1, "the rate check is always there");
 	cr_assert_eq(c[0].kind, MG_RED_RATE);
 	mg_promql_red_free(c, n);
 	/* a zero limit is a limit */
 	r.max_error_rate = 0;
-	cr_assert_eq(mg_promql_red(&c, &n, &slo, 60000, &err), 0);
+	cr_assert_eq(mg_promql_red(&c, &n, &slo, 60000, 60000, &err), 0);
 	cr_assert_eq(n, 2);
 	cr_assert_eq(c[1].kind, MG_RED_ERRORS);
 	mg_promql_red_free(c, n);
@@ -174,28 +180,30 @@ Test(promql, ingress_nginx_red_has_no_vm_side)
 	                 .ingress = "web",
 	                 .max_error_rate = 0.02,
 	                 .max_latency_ms = 1500,
-	                 .max_error_rate_vs_vms = 2};
+	                 .max_error_rate_vs_vms = 2,
+	                 .max_latency_quantile = 0.999};
 	mg_plan_slo slo = {.min_requests = 10, .red = &r};
 	mg_red_check *c;
 	size_t n;
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_promql_red(&c, &n, &slo, 30000, &err), 0, "%s", err.message);
+	cr_assert_eq(mg_promql_red(&c, &n, &slo, 30000, 30000, &err), 0, "%s", err.message);
 	cr_assert_eq(n, 3, "errors-vs-vms needs a VM side ingress-nginx does not see");
 	cr_assert_str_eq(c[0].query, "sum(increase(nginx_ingress_controller_requests{namespace="
 	                             "\"shop\",ingress=\"web\"}[30s]))");
 	cr_assert_str_eq(c[1].query,
 	                 "sum(increase(nginx_ingress_controller_requests{namespace=\"shop\","
-	                 "ingress=\"web\",status=~\"5..\"}[30s])) / sum(increase(nginx_ingress_"
-	                 "controller_requests{namespace=\"shop\",ingress=\"web\"}[30s]))");
+	                 "ingress=\"web\",status=~\"5..\"}[30s])) or vector(0)");
+	/* the buckets themselves: the gate judges the quantile with its uncertainty */
+	cr_assert(c[2].histogram);
+	cr_assert_float_eq(c[2].quantile, 0.999, 1e-12);
 	cr_assert_str_eq(c[2].query,
-	                 "histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_controller_"
-	                 "request_duration_seconds_bucket{namespace=\"shop\",ingress=\"web\"}[30s]"
-	                 ")))");
+	                 "sum by (le) (increase(nginx_ingress_controller_request_duration_"
+	                 "seconds_bucket{namespace=\"shop\",ingress=\"web\"}[30s]))");
 	cr_assert_float_eq(c[2].threshold, 1.5, 1e-12);
 	mg_promql_red_free(c, n);
 	/* without an ingress: the namespace alone */
 	r.ingress = NULL;
-	cr_assert_eq(mg_promql_red(&c, &n, &slo, 30000, &err), 0);
+	cr_assert_eq(mg_promql_red(&c, &n, &slo, 30000, 30000, &err), 0);
 	cr_assert_str_eq(
 	    c[0].query,
 	    "sum(increase(nginx_ingress_controller_requests{namespace=\"shop\"}[30s]))");
@@ -208,7 +216,7 @@ Test(promql, no_red_section_is_no_checks)
 	mg_red_check *c = (mg_red_check *)&slo;
 	size_t n = 7;
 	mg_error err = MG_ERROR_INIT;
-	cr_assert_eq(mg_promql_red(&c, &n, &slo, 30000, &err), 0);
+	cr_assert_eq(mg_promql_red(&c, &n, &slo, 30000, 30000, &err), 0);
 	cr_assert_null(c);
 	cr_assert_eq(n, 0);
 	mg_promql_red_free(NULL, 0);
