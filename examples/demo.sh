@@ -126,8 +126,8 @@ step m status --offline
 say "Act 2: all traffic back on the VMs, then a cluster that fails at 25%"
 step m rollback --reason "demo: act 2"
 step m run --until 25
-step tests/sandbox/sandbox.sh fault "$dir" k8s1 error_rate=0.05
-printf '%s(k8s1 now answers 5%% of its requests with HTTP 500; the VMs are fine)%s\n' "$dim" "$reset"
+step tests/sandbox/sandbox.sh fault "$dir" k8s1 error_rate=0.25
+printf '%s(k8s1 now answers 25%% of its requests with HTTP 500, five times the plan'"'"'s 5%%; the VMs are fine)%s\n' "$dim" "$reset"
 step_rc m run
 step m status --offline
 
