@@ -17,11 +17,12 @@
  * judge says "above" when M(above) >= 1/alpha, "below" when M(below) >=
  * 1/alpha, and "undecided" otherwise. docs/gates.md works an example by hand.
  *
- * A step longer than slo.window is cut into test periods of one window
- * each, and period k spends alpha_k = alpha * 6 / (pi^2 k^2) (the sum over
- * all k is alpha), so a step held for days still fails a healthy cluster
- * with a chance of at most 1 - confidence, and a regression that begins
- * late is judged on recent traffic.
+ * A step is cut into test periods of the longer of slo.window and
+ * traffic.bake (so the verdict that advances a step stands on all of its
+ * bake), and period k spends alpha_k = alpha * 6 / (pi^2 k^2) (the sum over
+ * all k is alpha): a step held for days still fails a healthy cluster with
+ * a chance of at most 1 - confidence, and a regression that begins late is
+ * judged on recent traffic.
  *
  * Pure functions: no I/O, no allocation; tests/bench/judge runs them by the
  * million.
@@ -107,9 +108,10 @@ double mg_judge_alpha(const mg_judge_opts *o);
 
 /*
  * The test period of a step at age_ms (whole seconds count): *period (1-based)
- * and *since_ms, how far back it began. window_ms is slo.window.
+ * and *since_ms, how far back it began. period_ms is the period's length
+ * (mg_plan_slo.test_period_ms).
  */
-void mg_judge_period(int *period, int64_t *since_ms, int64_t age_ms, int64_t window_ms);
+void mg_judge_period(int *period, int64_t *since_ms, int64_t age_ms, int64_t period_ms);
 
 /* log M for "above" (above true) or "below" of x in n against p0: for docs and tests. */
 double mg_judge_log_evidence(double x, double n, double p0, bool above);

@@ -186,6 +186,9 @@ typedef struct {
 	int64_t prometheus_timeout_ms;
 	int64_t interval_ms;
 	int64_t window_ms;
+	/* The judge's test period (judge.h): the longer of the window and traffic.bake, so the
+	 * verdict that advances a step stands on all of its bake. */
+	int64_t test_period_ms;
 	long min_requests; /* a floor under the judge: fewer requests are never judged */
 	double confidence; /* of every verdict on counts (judge.h): 0.95 */
 	int failure_limit;

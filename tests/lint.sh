@@ -111,7 +111,7 @@ strip() {
 # folder may use besides its own. A folder not listed here is not checked.
 LAYERS=${MG_LINT_LAYERS-"core:error.h,log.h,str.h,clock.h,fs.h,sha256.h,base64.h,units.h,secret.h,http.h,http_fake.h,suggest.h,term.h,weights.h,serve.h,buildinfo.h;\
 plan:plan.h,yamllimit.h;state:store.h,storebackend.h,state.h,journal.h,records.h,spool.h;traffic:traffic.h,shift.h;\
-gates:metrics.h,promql.h,gate.h;fleet:ssh.h,fleet.h;kube:kube.h,kubestore.h,template.h,cluster.h;\
+gates:metrics.h,promql.h,judge.h,gate.h;fleet:ssh.h,fleet.h;kube:kube.h,kubestore.h,template.h,cluster.h;\
 nginx:nginxconf.h,configmap.h;migration:migration.h;release:release.h"}
 USES=${MG_LINT_USES-"core:;plan:core;state:core,plan;traffic:core,plan,state;gates:core,plan,state;\
 fleet:core,plan,state;kube:core,plan,state,nginx;nginx:core;\

@@ -656,7 +656,9 @@ int mg_gate_evaluate(mg_gate_eval *out, mg_metrics *m, const mg_plan_slo *slo, i
 	int period = 1;
 	int64_t sample_ms = out->window_ms;
 	if (step_started_ms > 0 && at_ms > step_started_ms) {
-		mg_judge_period(&period, &sample_ms, at_ms - step_started_ms, slo->window_ms);
+		int64_t len =
+		    slo->test_period_ms > slo->window_ms ? slo->test_period_ms : slo->window_ms;
+		mg_judge_period(&period, &sample_ms, at_ms - step_started_ms, len);
 		if (sample_ms < MG_GATE_MIN_WINDOW_MS)
 			sample_ms = MG_GATE_MIN_WINDOW_MS;
 	}

@@ -19,19 +19,19 @@ double mg_judge_alpha(const mg_judge_opts *o)
 	return (1 - o->confidence) * 6 / (M_PI * M_PI * k * k);
 }
 
-void mg_judge_period(int *period, int64_t *since_ms, int64_t age_ms, int64_t window_ms)
+void mg_judge_period(int *period, int64_t *since_ms, int64_t age_ms, int64_t period_ms)
 {
 	/* whole seconds, as the windows of the queries: a look a few ms after a period's
 	 * end still belongs to it, rather than opening the next with nothing in it */
 	int64_t age = age_ms > 0 ? age_ms / 1000 * 1000 : 0;
-	if (window_ms <= 0 || age <= window_ms) {
+	if (period_ms <= 0 || age <= period_ms) {
 		*period = 1;
 		*since_ms = age;
 		return;
 	}
-	int64_t k = (age + window_ms - 1) / window_ms;
+	int64_t k = (age + period_ms - 1) / period_ms;
 	*period = k > 1000000 ? 1000000 : (int)k;
-	*since_ms = age - (k - 1) * window_ms;
+	*since_ms = age - (k - 1) * period_ms;
 }
 
 double mg_judge_log_evidence(double x, double n, double p0, bool above)

@@ -35,6 +35,8 @@ void mg_pl_check_cross(loader *L, yaml_node_t *root)
 		    t->nginx->nk8s_servers)
 			check_weights(L, t->nginx->nvm_servers, t->nginx->nk8s_servers, "nginx");
 	}
+	if (t && p->slo && t->bake_ms > p->slo->test_period_ms)
+		p->slo->test_period_ms = t->bake_ms;
 	if (t && p->slo && t->bake_ms >= 0 && t->bake_ms < p->slo->interval_ms) {
 		char a[32], b[32];
 		mg_duration_format(a, sizeof(a), t->bake_ms);

@@ -200,6 +200,7 @@ void mg_pl_load_slo(loader *L, yaml_node_t *m)
 		    "slo.window",
 		    "the window must be at least the interval, or requests between two "
 		    "evaluations are never looked at");
+	s->test_period_ms = s->window_ms; /* at least the bake: mg_pl_check_cross */
 	s->min_requests = mg_pl_get_int(L, m, P, "min_requests", 0, 0, LONG_MAX);
 	s->confidence = 0.95;
 	if (mg_pl_get(L, m, "confidence")) {

@@ -409,7 +409,8 @@ static json_t *jget(json_t *o, const char *dotted)
 		size_t n = strcspn(p, ".");
 		snprintf(key, sizeof(key), "%.*s", (int)n, p);
 		/* a number picks from an array: "judge.interval.0" */
-		o = json_is_array(o) ? json_array_get(o, (size_t)atoi(key)) : json_object_get(o, key);
+		o = json_is_array(o) ? json_array_get(o, (size_t)atoi(key))
+		                     : json_object_get(o, key);
 		p += n + (p[n] == '.');
 	}
 	return o;

@@ -718,6 +718,14 @@ Test(gate, the_window_is_clamped_to_the_age_of_the_step)
 	cr_assert(strstr(check("duration")->query, "[30s]"), "the average keeps the window: %s",
 	          check("duration")->query);
 	cr_assert_float_eq(check("errors")->stats.alpha, 0.05 * 6 / (M_PI * M_PI * 9), 1e-12);
+	/* a bake longer than the window makes the period: the advance stands on the whole bake */
+	mg_gate_eval_clear(&ev);
+	slo.test_period_ms = 90000;
+	evaluate(AT - 75400);
+	cr_assert_eq(ev.period, 1);
+	cr_assert_eq(ev.sample_ms, 75000);
+	cr_assert(strstr(check("rate")->query, RATE "[1m15s]"), "%s", check("rate")->query);
+	cr_assert_eq(ev.window_ms, 30000, "the window itself is the plan's");
 }
 
 Test(gate, a_step_younger_than_a_second_asks_nothing)

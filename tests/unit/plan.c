@@ -317,7 +317,8 @@ Test(plan, example_slo)
 	cr_expect_eq(s->prometheus_timeout_ms, 10000);
 	cr_expect_eq(s->interval_ms, 30000);
 	cr_expect_eq(s->window_ms, 300000);
-	cr_expect_eq(s->min_requests, 500);
+	cr_expect_eq(s->min_requests, 0);
+	cr_expect_eq(s->test_period_ms, 600000, "traffic.bake (10m) is longer than the window");
 	cr_expect_eq(s->failure_limit, 2);
 	cr_expect_eq(s->on_failure, MG_ON_FAILURE_ROLLBACK);
 	const mg_plan_red *r = s->red;
@@ -2609,6 +2610,7 @@ Test(plan, slo_model)
 	cr_expect_eq(s->interval_ms, 30000);
 	cr_expect_eq(s->window_ms, 300000);
 	cr_expect_eq(s->min_requests, 0, "a floor the user may set; the judge needs none");
+	cr_expect_eq(s->test_period_ms, 300000, "no traffic section: the window");
 	cr_expect_float_eq(s->confidence, 0.95, 1e-12);
 	cr_expect_eq(s->failure_limit, 1);
 	cr_expect_eq(s->on_failure, MG_ON_FAILURE_ROLLBACK);
