@@ -49,9 +49,14 @@ static void print_gate(bool c, json_t *evidence)
 			json_t *ev = json_object_get(cn, "errors");
 			if (!ev)
 				ev = json_object_get(cn, "slow");
-			snprintf(tb + l, sizeof(tb) - l, " [%.0f/%.0f, %.0f%%: %.2g..%s]",
+			char vm[64] = "";
+			if (json_is_number(json_object_get(cn, "vm_requests")))
+				snprintf(vm, sizeof(vm), " vs VMs %.0f/%.0f",
+				         json_number_value(json_object_get(cn, "vm_errors")),
+				         json_number_value(json_object_get(cn, "vm_requests")));
+			snprintf(tb + l, sizeof(tb) - l, " [%.0f/%.0f%s, %.0f%%: %.2g..%s]",
 			         json_number_value(ev),
-			         json_number_value(json_object_get(cn, "requests")),
+			         json_number_value(json_object_get(cn, "requests")), vm,
 			         json_number_value(json_object_get(jd, "confidence")) * 100,
 			         json_number_value(json_array_get(iv, 0)),
 			         json_is_number(json_array_get(iv, 1)) ? "" : "+Inf");
