@@ -40,6 +40,8 @@ LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
 UNIT_OBJ = $(UNIT_SRC:%.c=$(BUILD)/%.o)
 INT_OBJ  = $(INT_SRC:%.c=$(BUILD)/%.o)
+BJ_SRC   = $(sort $(wildcard tests/bench/judge/*.c))
+BJ_OBJ   = $(BJ_SRC:%.c=$(BUILD)/%.o)
 LIBMG    = $(BUILD)/libmigrate.a
 
 # Exactly what building, testing and the demo need from Debian: the libraries, and the real
@@ -52,7 +54,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
 # The deploy benchmark compares against Ansible; only `make bench` needs it.
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
-.PHONY: FORCE all bench deps check unit integration integration-kube fuzz-replay fuzz fuzz-long test test-asan demo format \
+.PHONY: FORCE all bench bench-judge deps check unit integration integration-kube fuzz-replay fuzz fuzz-long test test-asan demo format \
         format-check lint examples-check clean
 .DEFAULT_GOAL := all
 
@@ -82,13 +84,16 @@ $(BUILD)/cmd/main.o $(BUILD)/lib/core/http.o $(BUILD)/lib/core/buildinfo.o: $(BU
 	$(CC) $(ALL_CFLAGS) -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' -MMD -MP -c -o $@ $<
 FORCE:
 
--include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INT_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(INT_OBJ:.o=.d) $(BJ_OBJ:.o=.d)
 
 $(BUILD)/tests/unit.bin: $(UNIT_OBJ) $(LIBMG)
 	$(CC) $(LDSAN) -o $@ $(UNIT_OBJ) $(LIBMG) $(LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/integration.bin: $(INT_OBJ) $(LIBMG)
 	$(CC) $(LDSAN) -o $@ $(INT_OBJ) $(LIBMG) $(LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/bench-judge: $(BJ_OBJ) $(LIBMG)
+	$(CC) $(LDSAN) -o $@ $(BJ_OBJ) $(LIBMG) $(LIBS)
 
 # One replay binary per fuzz target (tests/fuzz/<target>_fuzz.c, corpus tests/fuzz/corpus/<target>/),
 # built with any compiler: `make check` runs every corpus through them.
@@ -125,6 +130,14 @@ bench: deps all
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/deploy.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/kubestate.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/leader.sh
+	$(MAKE) --no-print-directory bench-judge
+
+# The error-rate judge against other rules on simulated steps (docs/judge-bench.md): a
+# Markdown table on stdout, a JSON object per row in $(BUILD)/bench-judge.jsonl (and per
+# scenario in bench-judge-cells.jsonl); exits non-zero when a figure is impossible. Needs
+# nothing but the library: no deps, no network.
+bench-judge: $(BUILD)/tests/bench-judge
+	$(BUILD)/tests/bench-judge --jsonl $(BUILD)/bench-judge.jsonl --cells $(BUILD)/bench-judge-cells.jsonl
 
 fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
 	@for t in $(FUZZ_TARGETS); do \
@@ -184,7 +197,8 @@ deps:
 	fi
 
 FORMAT_SRC = $(sort $(LIB_SRC) $(CMD_SRC) $(wildcard lib/*.h lib/*/*.h cmd/*.h) $(UNIT_SRC) $(INT_SRC) \
-             $(wildcard tests/*.h tests/unit/*.h tests/fuzz/*.c tests/fuzz/*.h))
+             $(wildcard tests/*.h tests/unit/*.h tests/fuzz/*.c tests/fuzz/*.h) \
+             $(BJ_SRC) $(wildcard tests/bench/judge/*.h))
 format:
 	clang-format -i $(FORMAT_SRC)
 
