@@ -38,7 +38,9 @@ typedef struct {
 	const char *name;
 	int64_t interval_ms, window_ms, bake_ms;
 	int failure_limit;
-	long min_requests;
+	long min_requests;      /* the previous rule's floor: the plan's value before the judge */
+	double max_error_rate;  /* the plan's slo.red.max_error_rate */
+	int64_t test_period_ms; /* max(window, bake), as the plan loader sets it */
 } bj_plan;
 
 /* The traffic of a scenario: the same mean on both sides. */

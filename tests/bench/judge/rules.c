@@ -49,13 +49,14 @@ static mg_gate_outcome look_migrate(const bj_plan *p, const bj_trace *t, int k)
 {
 	int64_t age_ms = (int64_t)k * p->interval_ms, since_ms;
 	int period;
-	mg_judge_period(&period, &since_ms, age_ms, p->window_ms);
+	mg_judge_period(&period, &since_ms, age_ms, p->test_period_ms);
 	/* the intervals wholly inside [age - since, age] */
 	int first = k - (int)(since_ms / p->interval_ms) + 1;
 	sums s = sum_of(t, first, k);
 	mg_gate_counts c = {
 	    .requests = s.req, .errors = s.err, .vm_requests = s.vm_req, .vm_errors = s.vm_err};
-	mg_gate_error_rules r = {.max_error_rate = 0.01, .factor = 2, .min_requests = 0};
+	mg_gate_error_rules r = {
+	    .max_error_rate = p->max_error_rate, .factor = 2, .min_requests = 0};
 	mg_judge_opts o = {.confidence = 0.95, .period = period, .quick = true};
 	mg_gate_error_verdict v;
 	mg_gate_judge_errors(&v, &c, &r, &o);
@@ -83,28 +84,28 @@ static mg_gate_outcome look_min_requests(const bj_plan *p, const bj_trace *t, in
 	double ratio = s.err / s.req;
 	bool vm_ok = s.vm_req > 0; /* else the VM query is 0/0: NaN, no data */
 	double vm_ratio = vm_ok ? s.vm_err / s.vm_req : NAN;
-	mg_gate_outcome errors = ratio <= 0.01 ? MG_GATE_PASS : MG_GATE_FAIL;
+	mg_gate_outcome errors = ratio <= p->max_error_rate ? MG_GATE_PASS : MG_GATE_FAIL;
 	if (errors == MG_GATE_FAIL && vm_ok && ratio <= 2 * vm_ratio)
 		errors = MG_GATE_INCONCLUSIVE; /* "a shared cause, not the cluster" */
 	mg_gate_outcome vs = MG_GATE_INCONCLUSIVE;
 	if (vm_ok) {
 		vs = factor_of(ratio, vm_ratio) <= 2 ? MG_GATE_PASS : MG_GATE_FAIL;
-		if (vs == MG_GATE_FAIL && ratio <= 0.01)
+		if (vs == MG_GATE_FAIL && ratio <= p->max_error_rate)
 			vs = MG_GATE_PASS; /* "worse than the VMs, but within max_error_rate" */
 	}
 	return combine(errors, vs);
 }
 
 /* Flagger: the point rate of the last interval; no requests, no value (skipped). */
-static mg_gate_outcome look_flagger(const bj_trace *t, int k)
+static mg_gate_outcome look_flagger(const bj_plan *p, const bj_trace *t, int k)
 {
 	sums s = sum_of(t, k, k);
 	if (s.req <= 0)
 		return MG_GATE_INCONCLUSIVE;
-	return s.err / s.req > 0.01 ? MG_GATE_FAIL : MG_GATE_PASS;
+	return s.err / s.req > p->max_error_rate ? MG_GATE_FAIL : MG_GATE_PASS;
 }
 
-#define MW_MAX 64 /* samples per side; window / interval is 10 in both plans */
+#define MW_MAX 64 /* samples per side; window / interval is 10 (example) and 20 (demo) */
 
 /* z of 0.99: two-sided at confidence 0.98 */
 #define MW_Z 2.3263478740408408
@@ -184,7 +185,7 @@ mg_gate_outcome bj_look(bj_judge j, const bj_plan *p, const bj_trace *t, int k)
 		return look_min_requests(p, t, k);
 	case BJ_FLAGGER_1:
 	case BJ_FLAGGER_5:
-		return look_flagger(t, k);
+		return look_flagger(p, t, k);
 	case BJ_MANN_WHITNEY:
 		return look_mann_whitney(p, t, k);
 	case BJ_NJUDGES:
