@@ -132,7 +132,7 @@ bench: deps all
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/leader.sh
 	$(MAKE) --no-print-directory bench-judge
 
-# The error-rate judge against other rules on simulated steps (docs/judge-bench.md): a
+# The error-rate judge against other rules on simulated steps (docs/gates.md (the benchmark)): a
 # Markdown table on stdout, a JSON object per row in $(BUILD)/bench-judge.jsonl (and per
 # scenario in bench-judge-cells.jsonl); exits non-zero when a figure is impossible. Needs
 # nothing but the library: no deps, no network.

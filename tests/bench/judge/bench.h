@@ -1,6 +1,6 @@
 /*
  * tests/bench/judge: the error-rate judge of lib/judge.h against other
- * rules, on simulated steps (docs/judge-bench.md says how and why).
+ * rules, on simulated steps (docs/gates.md (the benchmark) says how and why).
  *
  * Every rule sees the same simulated traffic (the same counts per interval
  * of the same step) and goes through the library's own decision table,

@@ -1,6 +1,6 @@
 /*
  * The rules compared, one look each, and a step run through the library's
- * decision table. docs/judge-bench.md states each rule in words.
+ * decision table. docs/gates.md (the benchmark) states each rule in words.
  */
 #include "bench.h"
 
