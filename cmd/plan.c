@@ -192,7 +192,14 @@ static void print_slo(const mg_cli *cli, const json_t *j)
 	       dur(d2, sizeof(d2), num(j, "window_ms")));
 	printf("  a step fails after %lld failed evaluation%s, then: %s\n",
 	       (long long)failure_limit, plural(failure_limit, "s"), str(j, "on_failure"));
-	printf("  no data, too few requests or an unreachable Prometheus: inconclusive, "
+	printf("  error rates judged on counts with %g%% confidence, over test periods of %s "
+	       "from the step's start\n",
+	       json_number_value(json_object_get(j, "confidence")) * 100,
+	       dur(d1, sizeof(d1), num(j, "test_period_ms")));
+	if (num(j, "min_requests") > 0)
+		printf("  nothing judged below %lld requests to the cluster (slo.min_requests)\n",
+		       (long long)num(j, "min_requests"));
+	printf("  no data, not yet enough requests or an unreachable Prometheus: inconclusive, "
 	       "never a pass\n\n");
 	size_t i;
 	json_t *ck;
@@ -205,6 +212,9 @@ static void print_slo(const mg_cli *cli, const json_t *j)
 		if (str(ck, "baseline"))
 			printf("  %-16s %sbaseline: %s%s\n", "", cli_c(c, C_DIM),
 			       str(ck, "baseline"), cli_c(c, C_RESET));
+		if (str(ck, "vm_requests_query"))
+			printf("  %-16s %sVM requests: %s%s\n", "", cli_c(c, C_DIM),
+			       str(ck, "vm_requests_query"), cli_c(c, C_RESET));
 	}
 }
 

@@ -412,6 +412,8 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 	mg_gate_check *rate = &base[0];
 	char sample[32];
 	mg_duration_format(sample, sizeof(sample), sample_ms);
+	/* the floor the rate check holds the others to: one request, or min_requests */
+	rate->threshold = slo->min_requests > 1 ? (double)slo->min_requests : 1;
 	bool counted = take(rate, &rd[0]);
 	mg_gate_counts counts = {.requests = counted ? rate->value : 0, .vm_requests = -1};
 	mg_gate_error_rules rules = {
@@ -558,7 +560,7 @@ static int red_checks(mg_gate_eval *ev, mg_metrics *m, const mg_plan_slo *slo, b
 				                   "confidence (%.0f of %.0f vs %.0f of %.0f)",
 				                   v.rel.lower, conf, v.rel.x, v.rel.n, v.rel.vm_x,
 				                   v.rel.vm_n));
-			else if (v.rel.side == MG_JUDGE_UNDECIDED)
+			else if (v.rel.side == MG_JUDGE_UNDECIDED && v.rel.x > 0)
 				set_detail(c,
 				           dupf("not shown worse than %gx the VMs (%.0f of %.0f vs "
 				                "%.0f of %.0f): this check only fails",

@@ -265,13 +265,16 @@ static json_t *preview_slo(const mg_plan_slo *s, mg_error *err)
 		free(q);
 		free(b);
 	}
+	int64_t period = s->test_period_ms > s->window_ms ? s->test_period_ms : s->window_ms;
 	return json_pack(
-	    "{s:{s:s, s:s?, s:s?, s:s?, s:I}, s:I, s:I, s:I, s:i, s:s, s:o}", "prometheus", "url",
-	    s->prometheus_url, "token_env", s->token_env, "token_file", s->token_file, "ca_file",
-	    s->ca_file, "timeout_ms", (json_int_t)s->prometheus_timeout_ms, "interval_ms",
-	    (json_int_t)s->interval_ms, "window_ms", (json_int_t)s->window_ms, "min_requests",
-	    (json_int_t)s->min_requests, "failure_limit", s->failure_limit, "on_failure",
-	    mg_on_failure_name(s->on_failure), "checks", checks);
+	    "{s:{s:s, s:s?, s:s?, s:s?, s:I}, s:I, s:I, s:I, s:I, s:f, s:i, s:s, s:o}",
+	    "prometheus", "url", s->prometheus_url, "token_env", s->token_env, "token_file",
+	    s->token_file, "ca_file", s->ca_file, "timeout_ms",
+	    (json_int_t)s->prometheus_timeout_ms, "interval_ms", (json_int_t)s->interval_ms,
+	    "window_ms", (json_int_t)s->window_ms, "test_period_ms", (json_int_t)period,
+	    "min_requests", (json_int_t)s->min_requests, "confidence",
+	    s->confidence > 0 ? s->confidence : 0.95, "failure_limit", s->failure_limit,
+	    "on_failure", mg_on_failure_name(s->on_failure), "checks", checks);
 }
 
 int mg_migration_preview(json_t **out, const mg_plan *plan, const char *state_dir, mg_error *err)

@@ -297,7 +297,7 @@ Test(gate, healthy_cluster_passes_with_the_fixture_values)
 	/* k8s-1 and k8s-2 only: (500 + 499 + 1) per 5 s, 60 intervals */
 	const mg_gate_check *rate = expect("rate", MG_GATE_PASS, 60000);
 	cr_assert_str_eq(rate->op, ">=");
-	cr_assert_eq(rate->threshold, 0); /* min_requests' default: no floor */
+	cr_assert_eq(rate->threshold, 1); /* min_requests' default: no floor but one request */
 	const mg_gate_check *errors = expect("errors", MG_GATE_PASS, 0.001);
 	cr_assert_str_eq(errors->op, "<=");
 	cr_assert(close_to(errors->threshold, 0.01));
