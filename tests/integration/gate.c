@@ -124,6 +124,44 @@ static char *fixture_text(void)
 			        "haproxy_server_response_time_average_seconds{proxy=\"%s\","
 			        "server=\"%s\"} %.10g %lld\n",
 			        servers[i].proxy, servers[i].server, servers[i].latency, t);
+	/*
+	 * ingress-nginx in namespace "shop": 1000 requests per 5 s, 10 of them 5xx (1%), and
+	 * their durations: 900 within 0.1 s, 990 within 0.25 s, 998 within 0.5 s, all within
+	 * 1 s. So 10% are slower than 0.1 s, 1% than 0.25 s, 0.2% than 0.5 s.
+	 */
+	static const struct {
+		const char *le;
+		double per_step;
+	} hist[] = {{"0.1", 900}, {"0.25", 990}, {"0.5", 998}, {"1", 1000}, {"+Inf", 1000}};
+	/* ingress-nginx names its counter without _total, which an OpenMetrics counter cannot
+	 * have: "unknown" keeps the name as it is */
+	fputs("# TYPE nginx_ingress_controller_requests unknown\n", f);
+	for (int e = 0; e < 2; e++)
+		for (long long t = FIRST; t <= LAST; t += STEP)
+			fprintf(
+			    f,
+			    "nginx_ingress_controller_requests{namespace=\"shop\",status=\"%s\"} "
+			    "%.10g %lld\n",
+			    e ? "500" : "200", (e ? 10.0 : 990.0) * (double)(t - FIRST) / STEP, t);
+	fputs("# TYPE nginx_ingress_controller_request_duration_seconds histogram\n", f);
+	for (long long t = FIRST; t <= LAST; t += STEP) {
+		double k = (double)(t - FIRST) / STEP;
+		for (size_t b = 0; b < sizeof(hist) / sizeof(hist[0]); b++)
+			fprintf(
+			    f,
+			    "nginx_ingress_controller_request_duration_seconds_bucket{namespace="
+			    "\"shop\",le=\"%s\"} %.10g %lld\n",
+			    hist[b].le, hist[b].per_step * k, t);
+		fprintf(
+		    f,
+		    "nginx_ingress_controller_request_duration_seconds_count{namespace=\"shop\"} "
+		    "%.10g %lld\n",
+		    1000 * k, t);
+		fprintf(f,
+		        "nginx_ingress_controller_request_duration_seconds_sum{namespace=\"shop\"} "
+		        "%.10g %lld\n",
+		        60 * k, t);
+	}
 	fputs("# EOF\n", f);
 	fclose(f);
 	return buf;
@@ -712,6 +750,48 @@ Test(gate, a_4x_regression_at_100_rps_fails_within_two_intervals)
 			cr_assert_eq(d.kind, MG_DECIDE_COUNT);
 	}
 	cr_assert_eq(d.kind, MG_DECIDE_ROLLBACK, "rolled back at the second interval");
+}
+
+/* ---- latency quantiles from ingress-nginx' histogram, through the real Prometheus ---- */
+
+Test(gate, ingress_nginx_quantiles_are_judged_from_the_buckets)
+{
+	static const char head[] = "  red:\n"
+	                           "    source: ingress-nginx\n"
+	                           "    namespace: shop\n"
+	                           "    max_error_rate: 5%\n";
+	char body[512];
+	/* 0.2% slower than 0.5 s: p99 is shown under it */
+	snprintf(body, sizeof(body), "%s    max_latency: 500ms\n", head);
+	evaluate(0, body);
+	const mg_gate_check *d = find("duration");
+	cr_assert_eq(d->outcome, MG_GATE_PASS, "%s", d->detail ? d->detail : "");
+	cr_assert(d->stats.judged);
+	cr_assert(close_to(d->stats.requests, 60000), "%g", d->stats.requests);
+	cr_assert(close_to(d->stats.events, 120), "%g slow", d->stats.events);
+	/* Prometheus' histogram_quantile interpolates 0.25 within (0.1, 0.25]: 0.25 exactly */
+	cr_assert(d->value > 0.1 && d->value <= 0.25 + 1e-9, "p99 %g", d->value);
+	expect("errors", MG_GATE_PASS, 0.01);
+	expect_overall(MG_GATE_PASS);
+	/* 10% slower than 0.1 s: p99 is above it, a fail */
+	snprintf(body, sizeof(body), "%s    max_latency: 100ms\n", head);
+	evaluate(0, body);
+	d = find("duration");
+	cr_assert_eq(d->outcome, MG_GATE_FAIL, "%s", d->detail ? d->detail : "");
+	expect_detail(d, "took longer than 0.1s");
+	/* exactly 1% slower than 0.25 s: at the bound, never decided */
+	snprintf(body, sizeof(body), "%s    max_latency: 250ms\n", head);
+	evaluate(0, body);
+	d = find("duration");
+	cr_assert_eq(d->outcome, MG_GATE_INCONCLUSIVE);
+	expect_detail(d, "no number of requests would decide it");
+	/* p99.9 under 1 s: every request is */
+	snprintf(body, sizeof(body), "%s    max_latency: 1s\n    max_latency_quantile: p99.9\n",
+	         head);
+	evaluate(0, body);
+	cr_assert_eq(find("duration")->outcome, MG_GATE_PASS, "%s", find("duration")->detail);
+	cr_assert(close_to(find("duration")->stats.bound, 0.001), "%g",
+	          find("duration")->stats.bound);
 }
 
 /* ---- custom checks ---- */
