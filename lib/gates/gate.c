@@ -203,28 +203,25 @@ static void stats_from_rate(mg_gate_stats *st, const mg_judge_rate *t, const cha
 	                      .side = t->side};
 }
 
+/* The VM comparison as the rate test it is run as, plus the VMs' counts. */
 static void stats_from_ratio(mg_gate_stats *st, const mg_judge_ratio *t, int64_t sample_ms,
                              int period, double confidence)
 {
-	*st = (mg_gate_stats){.judged = true,
-	                      .unit = "errors",
-	                      .requests = t->n,
-	                      .events = t->x,
-	                      .has_vm = true,
-	                      .vm_requests = t->vm_n,
-	                      .vm_events = t->vm_x,
-	                      .sample_ms = sample_ms,
-	                      .period = period,
-	                      .estimate = t->estimate,
-	                      .bound = t->factor,
-	                      .lower = t->lower,
-	                      .upper = t->upper,
-	                      .confidence = confidence,
-	                      .alpha = t->alpha,
-	                      .e_above = t->e_above,
-	                      .e_below = t->e_below,
-	                      .needed = t->needed,
-	                      .side = t->side};
+	mg_judge_rate as_rate = {.side = t->side,
+	                         .x = t->x,
+	                         .n = t->n,
+	                         .estimate = t->estimate,
+	                         .bound = t->factor,
+	                         .alpha = t->alpha,
+	                         .e_above = t->e_above,
+	                         .e_below = t->e_below,
+	                         .lower = t->lower,
+	                         .upper = t->upper,
+	                         .needed = t->needed};
+	stats_from_rate(st, &as_rate, "errors", sample_ms, period, confidence);
+	st->has_vm = true;
+	st->vm_requests = t->vm_n;
+	st->vm_events = t->vm_x;
 }
 
 /* Bucket counts by le, sorted, from `sum by (le) (increase(..._bucket[S]))`. */

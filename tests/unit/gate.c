@@ -524,6 +524,17 @@ static void ingress(int64_t max_latency_ms, double scale)
 	evaluate(0);
 }
 
+/* A new evaluation of ingress(): the duration check's verdict and a part of its detail. */
+static void ingress_again(int64_t max_latency_ms, double scale, mg_gate_outcome o,
+                          const char *detail)
+{
+	mg_gate_eval_clear(&ev);
+	fake.nrules = 0;
+	ingress(max_latency_ms, scale);
+	expect("duration", o);
+	cr_assert(strstr(check("duration")->detail, detail), "%s", check("duration")->detail);
+}
+
 Test(gate, a_quantile_is_judged_from_the_buckets_with_its_uncertainty)
 {
 	/* 0.2% of requests slower than 0.5s: p99 under 0.5s, shown with 100,000 requests */
@@ -540,26 +551,11 @@ Test(gate, a_quantile_is_judged_from_the_buckets_with_its_uncertainty)
 	                           "duration_seconds_bucket{namespace=\"shop\"}[30s]))"),
 	          "%s", d->query);
 	/* 1% slower than 0.25s exactly at the bound: neither shown, however many requests */
-	mg_gate_eval_clear(&ev);
-	fake.nrules = 0;
-	ingress(250, 100);
-	expect("duration", MG_GATE_INCONCLUSIVE);
-	cr_assert(strstr(check("duration")->detail, "no number of requests would decide"), "%s",
-	          check("duration")->detail);
+	ingress_again(250, 100, MG_GATE_INCONCLUSIVE, "no number of requests would decide");
 	/* 10% slower than 0.1s: p99 above it */
-	mg_gate_eval_clear(&ev);
-	fake.nrules = 0;
-	ingress(100, 10);
-	expect("duration", MG_GATE_FAIL);
-	cr_assert(strstr(check("duration")->detail, "took longer than 0.1s"), "%s",
-	          check("duration")->detail);
+	ingress_again(100, 10, MG_GATE_FAIL, "took longer than 0.1s");
 	/* 0.3s lies between the buckets 0.25 and 0.5: what lies between counts as slow */
-	mg_gate_eval_clear(&ev);
-	fake.nrules = 0;
-	ingress(300, 1);
-	expect("duration", MG_GATE_INCONCLUSIVE);
-	cr_assert(strstr(check("duration")->detail, "between the buckets 0.25 and 0.5"), "%s",
-	          check("duration")->detail);
+	ingress_again(300, 1, MG_GATE_INCONCLUSIVE, "between the buckets 0.25 and 0.5");
 }
 
 Test(gate, a_histogram_without_buckets_is_no_data)
