@@ -39,17 +39,70 @@ typedef struct {
 	const char *command;
 } mg_cli;
 
+/*
+ * What a shell completes for an option's argument or a command's operands
+ * (migrate __generate bash|zsh). CLI_COMPLETE_AUTO goes by the argument's
+ * name: FILE a file, DIR a directory, PERCENT one of the plan's
+ * traffic.steps, BIN a program, "a|b" those words; anything else nothing.
+ */
+typedef enum {
+	CLI_COMPLETE_AUTO = 0,
+	CLI_COMPLETE_NONE,
+	CLI_COMPLETE_FILE,
+	CLI_COMPLETE_PLAN, /* a *.yaml or *.yml file */
+	CLI_COMPLETE_DIR,
+	CLI_COMPLETE_STEP, /* one of the plan's traffic.steps (migrate __complete steps) */
+	CLI_COMPLETE_PROGRAM,
+	CLI_COMPLETE_COMMAND, /* a migrate command */
+} cli_complete;
+
+/*
+ * One option as --help, the man page and the shell completions show it: the
+ * one description of an option (cli_opt, below, is how it is parsed; with
+ * MG_CHECK_OPTIONS set, cli_parse checks that the two agree). A table of
+ * them ends with {0}; CLI_OPT_DOCS(...) makes one in place.
+ */
+typedef struct {
+	char short_name;    /* 0: none */
+	const char *name;   /* the long name without "--"; NULL: the short one alone */
+	const char *arg;    /* the argument as shown ("N", "TIME", "yaml|json"); NULL: a flag */
+	const char *help;   /* as --help wraps it: lines joined by '\n', no final one */
+	const char *values; /* the argument's words for completion, space-separated; NULL: from
+	                       arg when it is "a|b" */
+	cli_complete complete;
+	bool joined;         /* shown on one line with the next entry, whose help it shares */
+	bool before_command; /* only before the command's name (--version) */
+} cli_opt_doc;
+#define CLI_OPT_DOCS(...)                                                                          \
+	(const cli_opt_doc[])                                                                      \
+	{                                                                                          \
+		__VA_ARGS__,                                                                       \
+		{                                                                                  \
+			0                                                                          \
+		}                                                                                  \
+	}
+
 typedef struct mg_command {
 	const char *name;
 	int (*run)(mg_cli *cli, int argc, char **argv);
 	const char *summary;
-	const char *usage;   /* after "migrate " */
-	const char *options; /* the command's own options, one per line, or NULL */
-	const char *details; /* a paragraph, or NULL */
+	const char *usage;          /* after "migrate " */
+	const cli_opt_doc *options; /* the command's own options (CLI_OPT_DOCS), or NULL */
+	const char *details;        /* a paragraph, or NULL */
+	const char *subcommands;    /* words that follow the name ("push pull"), or NULL */
+	cli_complete operands;      /* what its operands are; AUTO: it takes none */
 } mg_command;
 
 extern const mg_command mg_commands[];
 const mg_command *mg_command_find(const char *name);
+/* The options of every command (-p, -o, ...), as --help shows them. */
+extern const cli_opt_doc cli_global_docs[];
+/* The line under the usage of `migrate help`; the man page's NAME. */
+extern const char cli_about[];
+/* The exit status paragraph of --help. */
+extern const char cli_exit_help[];
+/* Prints one table of options as --help does (columns, wrapped lines). */
+void cli_print_opt_docs(FILE *f, const cli_opt_doc *docs);
 
 int cmd_validate(mg_cli *cli, int argc, char **argv);
 int cmd_plan(mg_cli *cli, int argc, char **argv);

@@ -145,9 +145,75 @@ static void unknown_option(mg_cli *cli, const char *word, const struct option *o
 		cli_usage_error(cli, "unknown option '%s'", word);
 }
 
+static const cli_opt_doc *doc_find(const cli_opt_doc *docs, const char *name, char short_name)
+{
+	for (const cli_opt_doc *d = docs; d && (d->name || d->short_name); d++)
+		if (name ? d->name && !strcmp(d->name, name) : d->short_name == short_name)
+			return d;
+	return NULL;
+}
+
+static bool global_short(char c)
+{
+	return c && strchr(CLI_GLOBAL_SHORTOPTS, c) && c != ':';
+}
+
+/*
+ * With MG_CHECK_OPTIONS set in the environment (tests/install.sh runs every
+ * command's --help so): the options a command parses (opts) and those its
+ * help, man page and completions show (the table of cmd/main.c) must be the
+ * same, names, short names and arguments, and so must the global ones.
+ * Prints each difference; -1 if there is one.
+ */
+static int check_option_docs(const mg_cli *cli, const cli_opt *opts)
+{
+	const mg_command *cmd = mg_command_find(cli->command);
+	const cli_opt_doc *docs = cmd ? cmd->options : NULL;
+	int bad = 0;
+	for (size_t i = 0; opts && opts[i].name; i++) {
+		const cli_opt_doc *d = doc_find(docs, opts[i].name, 0);
+		if (!d || d->short_name != opts[i].short_name ||
+		    !d->arg != (opts[i].kind == CLI_OPT_FLAG))
+			bad = fprintf(stderr, "%s: --%s is parsed but not shown as it is parsed\n",
+			              cli->command, opts[i].name);
+	}
+	for (const cli_opt_doc *d = docs; d && (d->name || d->short_name); d++) {
+		bool parsed = false;
+		for (size_t i = 0; d->name && opts && opts[i].name; i++)
+			parsed |= !strcmp(opts[i].name, d->name);
+		/* -o yaml|json: a global option the command describes again */
+		if (!parsed && !(d->name ? doc_find(cli_global_docs, d->name, 0) != NULL
+		                         : global_short(d->short_name)))
+			bad = fprintf(stderr, "%s: --%s is shown but not parsed\n", cli->command,
+			              d->name ? d->name : "?");
+	}
+	for (size_t i = 0; cli_global_longopts[i].name; i++) {
+		const struct option *o = &cli_global_longopts[i];
+		const cli_opt_doc *d = doc_find(cli_global_docs, o->name, 0);
+		if (!d || !d->arg != (o->has_arg == no_argument) ||
+		    d->short_name != (o->val < 256 ? o->val : 0))
+			bad =
+			    fprintf(stderr, "global option --%s is parsed but not shown as it is\n",
+			            o->name);
+	}
+	for (const cli_opt_doc *d = cli_global_docs; d->name || d->short_name; d++) {
+		bool parsed = d->before_command; /* --version: main's own */
+		for (size_t i = 0; cli_global_longopts[i].name; i++)
+			parsed |= d->name && !strcmp(cli_global_longopts[i].name, d->name);
+		if (!parsed)
+			bad = fprintf(stderr, "global option --%s is shown but not parsed\n",
+			              d->name ? d->name : "?");
+	}
+	return bad ? -1 : 0;
+}
+
 int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_operands,
               int *exit_code)
 {
+	if (getenv("MG_CHECK_OPTIONS") && check_option_docs(cli, opts)) {
+		*exit_code = EXIT_FAILED;
+		return -1;
+	}
 	char shortopts[128];
 	struct option *all = all_options(opts, shortopts, sizeof(shortopts));
 	if (!all) {

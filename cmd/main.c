@@ -12,14 +12,15 @@ const mg_command mg_commands[] = {
      "validate [options] [FILE...]", NULL,
      "Loads each plan (the operands, or -p FILE, or migrate.yaml) and reports every error "
      "and warning with file:line:col and the key path. Exit 0 when all are valid, 2 "
-     "otherwise. Nothing is contacted and nothing is changed."},
+     "otherwise. Nothing is contacted and nothing is changed.",
+     .operands = CLI_COMPLETE_PLAN},
     {"plan", cmd_plan, "show what the plan will do, changing nothing", "plan [options]", NULL,
      "Shows the hosts and batches, the templates, every traffic step with the VM and "
      "cluster weights the load balancer will be given, the gates with their expanded "
      "PromQL, and the bake times. Nothing is contacted and nothing is changed."},
     {"status", cmd_status, "show the recorded state of the migration and the live weights",
      "status [options] [--offline]",
-     "      --offline       do not contact the balancer; the record only\n",
+     CLI_OPT_DOCS({.name = "offline", .help = "do not contact the balancer; the record only"}),
      "Shows the phase, the current step and weights, the versions deployed on each side, "
      "and who holds the lock, as recorded in the state directory, beside the balancer's live "
      "weights and health (a difference is shown as drift). With no state recorded (a fresh "
@@ -28,8 +29,13 @@ const mg_command mg_commands[] = {
      "--offline reads only the record."},
     {"history", cmd_history, "show the journal of every action, newest last",
      "history [options] [--limit N] [--since TIME]",
-     "  -n, --limit N       show only the newest N records (read from the end)\n"
-     "      --since TIME    show only records written at or after TIME (RFC 3339)\n",
+     CLI_OPT_DOCS({.short_name = 'n',
+                   .name = "limit",
+                   .arg = "N",
+                   .help = "show only the newest N records (read from the end)"},
+                  {.name = "since",
+                   .arg = "TIME",
+                   .help = "show only records written at or after TIME (RFC 3339)"}),
      "Reads journal.jsonl: who did what, when, from which weights to which, why, and on "
      "which evidence. Torn lines left by a crash are reported as warnings and skipped. "
      "Records are read and printed one at a time, so a journal of any length costs the "
@@ -37,16 +43,20 @@ const mg_command mg_commands[] = {
     {"deploy", cmd_deploy, "deploy a release to the VM fleet and the cluster at once",
      "deploy [options] [--version V] [--vms-only | --k8s-only] [--accept-new-host-keys]\n"
      "       [--reason TEXT] [--context NAME]",
-     "      --version V     the release: build.artifact and build.image with\n"
-     "                      ${version} = V (default: build.repo's HEAD, short id;\n"
-     "                      refused when tracked files have uncommitted changes)\n"
-     "      --vms-only      deploy to the VM fleet alone\n"
-     "      --k8s-only      deploy to the cluster alone\n"
-     "      --accept-new-host-keys\n"
-     "                      accept and record the key of a host known_hosts lacks\n"
-     "                      (a changed key is always refused)\n"
-     "      --reason TEXT   why, for the journal\n"
-     "      --context NAME  the kubeconfig context to use instead of kubernetes.context\n",
+     CLI_OPT_DOCS({.name = "version",
+                   .arg = "V",
+                   .help = "the release: build.artifact and build.image with\n"
+                           "${version} = V (default: build.repo's HEAD, short id;\n"
+                           "refused when tracked files have uncommitted changes)"},
+                  {.name = "vms-only", .help = "deploy to the VM fleet alone"},
+                  {.name = "k8s-only", .help = "deploy to the cluster alone"},
+                  {.name = "accept-new-host-keys",
+                   .help = "accept and record the key of a host known_hosts lacks\n"
+                           "(a changed key is always refused)"},
+                  {.name = "reason", .arg = "TEXT", .help = "why, for the journal"},
+                  {.name = "context",
+                   .arg = "NAME",
+                   .help = "the kubeconfig context to use instead of kubernetes.context"}),
      "Deploys to every side the plan has, both at once. VMs: over SSH, at most vms.parallel "
      "hosts at once, batch by batch: uploads the artifact (skipped when the release is "
      "already complete on the host), checks its SHA-256, unpacks it into "
@@ -65,8 +75,12 @@ const mg_command mg_commands[] = {
      "docs/vms.md and docs/kubernetes.md."},
     {"diff", cmd_diff, "show what a deploy would change on the cluster",
      "diff [options] [--version V] [--context NAME]",
-     "      --version V     the release (default: build.repo's HEAD, as for deploy)\n"
-     "      --context NAME  the kubeconfig context to use instead of kubernetes.context\n",
+     CLI_OPT_DOCS({.name = "version",
+                   .arg = "V",
+                   .help = "the release (default: build.repo's HEAD, as for deploy)"},
+                  {.name = "context",
+                   .arg = "NAME",
+                   .help = "the kubeconfig context to use instead of kubernetes.context"}),
      "Renders the release as deploy does and sends each object as a server-side dry run "
      "(dryRun=All) against the live object; prints the fields that would change, \"(new)\" "
      "objects and \"(no changes)\". Nothing is persisted. Exit 0 when nothing would change, "
@@ -74,14 +88,18 @@ const mg_command mg_commands[] = {
      "not be asked."},
     {"step", cmd_step, "move traffic to the next step, after the bake, with read-back",
      "step [options] [--to PERCENT] [--force --reason TEXT] [--adopt] [--allow-skew]",
-     "      --to PERCENT    go to this step of traffic.steps instead of the next\n"
-     "      --force         step before the bake has passed, without passing gates,\n"
-     "                      while paused, or towards servers the balancer reports\n"
-     "                      down; needs --reason\n"
-     "      --reason TEXT   why, for the journal\n"
-     "      --adopt         take weights changed by hand as the current position\n"
-     "      --allow-skew    step although the VMs and the cluster run different\n"
-     "                      releases (journalled)\n",
+     CLI_OPT_DOCS({.name = "to",
+                   .arg = "PERCENT",
+                   .help = "go to this step of traffic.steps instead of the next"},
+                  {.name = "force",
+                   .help = "step before the bake has passed, without passing gates,\n"
+                           "while paused, or towards servers the balancer reports\n"
+                           "down; needs --reason"},
+                  {.name = "reason", .arg = "TEXT", .help = "why, for the journal"},
+                  {.name = "adopt", .help = "take weights changed by hand as the current position"},
+                  {.name = "allow-skew",
+                   .help = "step although the VMs and the cluster run different\n"
+                           "releases (journalled)"}),
      "Journals an intent, sets the balancer's weights for the next step in one call, reads "
      "them back, and journals the result. Refuses while the current step has baked for less "
      "than traffic.bake (exit 4), while paused (exit 3), when the gates of the step it leaves "
@@ -96,17 +114,20 @@ const mg_command mg_commands[] = {
      "rollback [options] [--to PERCENT] [--force] [--reason TEXT]\n"
      "       migrate rollback [options] --release [--vms-only | --k8s-only]\n"
      "       [--accept-new-host-keys] [--reason TEXT] [--context NAME]",
-     "      --to PERCENT    back to this earlier step instead of 0%\n"
-     "      --force         even if every VM server is reported down\n"
-     "      --reason TEXT   why, for the journal\n"
-     "      --release       switch the VM fleet and the cluster back to the release each\n"
-     "                      ran before the last deploy (traffic is untouched)\n"
-     "      --vms-only, --k8s-only\n"
-     "                      with --release: one side only\n"
-     "      --accept-new-host-keys\n"
-     "                      with --release: as for deploy\n"
-     "      --context NAME  with --release: the kubeconfig context to use instead of\n"
-     "                      kubernetes.context\n",
+     CLI_OPT_DOCS(
+         {.name = "to", .arg = "PERCENT", .help = "back to this earlier step instead of 0%"},
+         {.name = "force", .help = "even if every VM server is reported down"},
+         {.name = "reason", .arg = "TEXT", .help = "why, for the journal"},
+         {.name = "release",
+          .help = "switch the VM fleet and the cluster back to the release each\n"
+                  "ran before the last deploy (traffic is untouched)"},
+         {.name = "vms-only", .joined = true},
+         {.name = "k8s-only", .help = "with --release: one side only"},
+         {.name = "accept-new-host-keys", .help = "with --release: as for deploy"},
+         {.name = "context",
+          .arg = "NAME",
+          .help = "with --release: the kubeconfig context to use instead of\n"
+                  "kubernetes.context"}),
      "Sets the balancer so the VMs get all traffic (or the share of an earlier step), reads "
      "it back, then journals and records it. Never waits behind the autopilot: a `migrate "
      "run` holding the lock is told to stop first; exit 3 only when another step or "
@@ -122,8 +143,11 @@ const mg_command mg_commands[] = {
      "2, naming it."},
     {"check", cmd_check, "evaluate the SLO gates once and show every check",
      "check [options] [--at TIME] [--since TIME]",
-     "      --at TIME       evaluate at this RFC 3339 time instead of now\n"
-     "      --since TIME    take this as the start of the current step (for the window)\n",
+     CLI_OPT_DOCS(
+         {.name = "at", .arg = "TIME", .help = "evaluate at this RFC 3339 time instead of now"},
+         {.name = "since",
+          .arg = "TIME",
+          .help = "take this as the start of the current step (for the window)"}),
      "Queries Prometheus for every check of slo (the RED presets and slo.checks) over "
      "slo.window, clamped to the time since the current step began, and shows each value, "
      "threshold and verdict. Exit 0 when all pass, 1 when one fails, 4 when none fails but "
@@ -131,12 +155,16 @@ const mg_command mg_commands[] = {
      "nothing."},
     {"run", cmd_run, "the autopilot: step to 100% while the gates pass, roll back if not",
      "run [options] [--until PERCENT] [--allow-skew] [--metrics-addr HOST:PORT]",
-     "      --until PERCENT stop after reaching this step of traffic.steps\n"
-     "      --allow-skew    move traffic although the VMs and the cluster run different\n"
-     "                      releases (journalled), as step --allow-skew\n"
-     "      --metrics-addr HOST:PORT\n"
-     "                      serve /metrics (Prometheus), /healthz and /readyz there\n"
-     "                      (:PORT: every IPv4 interface; [::]:PORT: every one)\n",
+     CLI_OPT_DOCS({.name = "until",
+                   .arg = "PERCENT",
+                   .help = "stop after reaching this step of traffic.steps"},
+                  {.name = "allow-skew",
+                   .help = "move traffic although the VMs and the cluster run different\n"
+                           "releases (journalled), as step --allow-skew"},
+                  {.name = "metrics-addr",
+                   .arg = "HOST:PORT",
+                   .help = "serve /metrics (Prometheus), /healthz and /readyz there\n"
+                           "(:PORT: every IPv4 interface; [::]:PORT: every one)"}),
      "From the current step, evaluates the gates every slo.interval; after traffic.bake with "
      "passing gates it takes the next step. slo.failure_limit failed evaluations at a step "
      "apply slo.on_failure (rollback or pause) and exit 1; inconclusive for 3 x bake pauses "
@@ -144,21 +172,23 @@ const mg_command mg_commands[] = {
      "143); `migrate rollback` and `migrate pause` from another terminal take effect within "
      "a second. Exit 0 when it reaches 100% (or --until)."},
     {"pause", cmd_pause, "hold the migration (and a running autopilot) at its weights",
-     "pause [options] [--reason TEXT]", "      --reason TEXT   why, for the journal\n",
+     "pause [options] [--reason TEXT]",
+     CLI_OPT_DOCS({.name = "reason", .arg = "TEXT", .help = "why, for the journal"}),
      "Marks the migration paused: `step` and `run` refuse until `migrate resume`. A running "
      "autopilot is asked to pause and confirms within a second; it keeps running, holding the "
      "weights, until resumed or stopped. Rollback is always allowed."},
     {"resume", cmd_resume, "release a pause", "resume [options] [--reason TEXT]",
-     "      --reason TEXT   why, for the journal\n",
+     CLI_OPT_DOCS({.name = "reason", .arg = "TEXT", .help = "why, for the journal"}),
      "Releases a pause: a running autopilot continues at once and evaluates the gates again; "
      "otherwise the migration is back to shifting, with the gate failures of the step "
      "forgotten. Exit 0 also when nothing was paused."},
     {"state", cmd_state, "copy the plan's state between a directory and the cluster",
      "state push [options] [--force]\n"
      "       migrate state pull [options] [--force] DIR",
-     "      --force         push: replace the state the cluster already has (its\n"
-     "                      journal is kept; the pushed records follow it);\n"
-     "                      pull: write into a DIR that is not empty\n",
+     CLI_OPT_DOCS({.name = "force",
+                   .help = "push: replace the state the cluster already has (its\n"
+                           "journal is kept; the pushed records follow it);\n"
+                           "pull: write into a DIR that is not empty"}),
      "For a plan with state.backend: kubernetes. push copies the local state directory "
      "(state.dir or --state-dir: state.json, fleet.json, manifests/, journal.jsonl) into "
      "the cluster, holding both locks, and journals a \"state push\" record; the records "
@@ -167,11 +197,12 @@ const mg_command mg_commands[] = {
      "already has state for the plan, unless --force. --dry-run says what would be copied. "
      "pull copies the cluster's state into DIR (created 0700; files 0600) in the layout of a "
      "state directory, for inspection; it reads only and takes no lock. A plan whose state "
-     "is local: exit 2."},
+     "is local: exit 2.",
+     .subcommands = "push pull", .operands = CLI_COMPLETE_DIR},
     {"unlock", cmd_unlock, "take the plan's lock from a holder that is gone (state in the cluster)",
      "unlock [options] --force --reason TEXT",
-     "      --force         required: the holder may still be at work\n"
-     "      --reason TEXT   required: why, for the journal\n",
+     CLI_OPT_DOCS({.name = "force", .help = "required: the holder may still be at work"},
+                  {.name = "reason", .arg = "TEXT", .help = "required: why, for the journal"}),
      "As terraform force-unlock: takes the Lease migrate-<plan> over from its holder "
      "whether or not it is alive, names the holder displaced (user@host, pid, command) and "
      "journals it with the reason, then releases the lock, so the next command gets it at "
@@ -181,21 +212,34 @@ const mg_command mg_commands[] = {
      "never a stale one. --dry-run names the holder and changes nothing."},
     {"configmap", cmd_configmap, "render a legacy nginx tree as a ConfigMap, linted and checked",
      "configmap [options] [FILE] [--name N] [--namespace NS]",
-     "      --name N        the ConfigMap's name (required with FILE; with a plan, render\n"
-     "                      only that kubernetes.configmaps entry)\n"
-     "      --namespace NS  metadata.namespace (default: the plan's kubernetes.namespace)\n"
-     "      --prefix DIR    where relative includes resolve (default: FILE's directory)\n"
-     "      --mount-path DIR where the pod mounts the tree (default: /etc/nginx)\n"
-     "      --secret NAME   the Secret that holds the files secret directives name\n"
-     "                      (certificates, keys, htpasswd): they are then not errors\n"
-     "      --hash-suffix   name it NAME-<hash10> and make it immutable\n"
-     "      --fix-logs      access_log/error_log files become /dev/stdout, /dev/stderr\n"
-     "      --allow-errors  print the manifest and exit 0 despite lint errors\n"
-     "      --no-verify     do not run nginx -t on the rendered files\n"
-     "      --nginx BIN     the nginx to check with (default: nginx in PATH or /usr/sbin)\n"
-     "      --json          print the parsed tree (crossplane's shape) and the findings\n"
-     "      --comments      with --json: keep comments\n"
-     "  -o yaml|json        the manifest as YAML (default) or JSON\n",
+     CLI_OPT_DOCS(
+         {.name = "name",
+          .arg = "N",
+          .help = "the ConfigMap's name (required with FILE; with a plan, render\n"
+                  "only that kubernetes.configmaps entry)"},
+         {.name = "namespace",
+          .arg = "NS",
+          .help = "metadata.namespace (default: the plan's kubernetes.namespace)"},
+         {.name = "prefix",
+          .arg = "DIR",
+          .help = "where relative includes resolve (default: FILE's directory)"},
+         {.name = "mount-path",
+          .arg = "DIR",
+          .help = "where the pod mounts the tree (default: /etc/nginx)"},
+         {.name = "secret",
+          .arg = "NAME",
+          .help = "the Secret that holds the files secret directives name\n"
+                  "(certificates, keys, htpasswd): they are then not errors"},
+         {.name = "hash-suffix", .help = "name it NAME-<hash10> and make it immutable"},
+         {.name = "fix-logs", .help = "access_log/error_log files become /dev/stdout, /dev/stderr"},
+         {.name = "allow-errors", .help = "print the manifest and exit 0 despite lint errors"},
+         {.name = "no-verify", .help = "do not run nginx -t on the rendered files"},
+         {.name = "nginx",
+          .arg = "BIN",
+          .help = "the nginx to check with (default: nginx in PATH or /usr/sbin)"},
+         {.name = "json", .help = "print the parsed tree (crossplane's shape) and the findings"},
+         {.name = "comments", .help = "with --json: keep comments"},
+         {.short_name = 'o', .arg = "yaml|json", .help = "the manifest as YAML (default) or JSON"}),
      "Reads FILE and every file it includes (or each kubernetes.configmaps[].from_nginx of "
      "the plan), lints it for a pod (secrets, log files, unix sockets, VM addresses, pinned "
      "process settings, image paths; findings on stderr with their fix), renders one "
@@ -203,20 +247,25 @@ const mg_command mg_commands[] = {
      "checks the rendered files with the real nginx -t laid out as the pod sees them. Only "
      "the manifest goes to stdout, and only when it may be applied. Exit 0 when it may, 1 "
      "for lint errors (unless --allow-errors), a failed nginx -t or a ConfigMap over 1 MiB, "
-     "2 for a parse error or bad usage. See docs/configmap.md."},
+     "2 for a parse error or bad usage. See docs/configmap.md.",
+     .operands = CLI_COMPLETE_FILE},
     {"render", cmd_render, "print the plan's Kubernetes manifests for a release",
      "render [options] --version V",
-     "      --version V     the release: ${version} in the templates and build.image\n"
-     "  -o yaml|json        YAML documents (default) or one JSON List\n",
+     CLI_OPT_DOCS({.name = "version",
+                   .arg = "V",
+                   .help = "the release: ${version} in the templates and build.image"},
+                  {.short_name = 'o',
+                   .arg = "yaml|json",
+                   .help = "YAML documents (default) or one JSON List"}),
      "Reads every *.yaml and *.yml file of kubernetes.templates in name order, fills in "
      "${version}, ${image}, ${plan.name}, ${namespace}, ${values.KEY} and "
      "${configmap.NAME.name|checksum|items} (each ConfigMap rendered from its nginx tree as "
      "`migrate configmap` does) inside the parsed YAML values, and prints the objects. "
      "Nothing is contacted. Exit 0 when every template rendered, 2 for a template error "
      "(file:line:col), a bad --version or plan. See docs/kubernetes.md."},
-    {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL,
-     NULL},
-    {NULL, NULL, NULL, NULL, NULL, NULL},
+    {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL, NULL,
+     .operands = CLI_COMPLETE_COMMAND},
+    {0},
 };
 
 const mg_command *mg_command_find(const char *name)
@@ -229,33 +278,92 @@ const mg_command *mg_command_find(const char *name)
 	return NULL;
 }
 
-static const char global_help[] =
-    "  -p, --plan FILE     the migration plan (default: migrate.yaml)\n"
-    "      --state-dir DIR where state and journal live (default: the plan's state.dir)\n"
-    "  -o, --output FMT    text (default) or json: one JSON document on stdout\n"
-    "      --dry-run       show what would change, change nothing\n"
-    "  -v, --verbose       say more on stderr (twice for debug)\n"
-    "      --no-color      no colour (also NO_COLOR=1; colour is only used on a terminal)\n"
-    "  -h, --help          show help\n"
-    "      --version       show migrate's version and commit\n";
+const cli_opt_doc cli_global_docs[] = {
+    {.short_name = 'p',
+     .name = "plan",
+     .arg = "FILE",
+     .help = "the migration plan (default: migrate.yaml)",
+     .complete = CLI_COMPLETE_PLAN},
+    {.name = "state-dir",
+     .arg = "DIR",
+     .help = "where state and journal live (default: the plan's state.dir)"},
+    {.short_name = 'o',
+     .name = "output",
+     .arg = "FMT",
+     .help = "text (default) or json: one JSON document on stdout",
+     .values = "text json"},
+    {.name = "dry-run", .help = "show what would change, change nothing"},
+    {.short_name = 'v', .name = "verbose", .help = "say more on stderr (twice for debug)"},
+    {.name = "no-color", .help = "no colour (also NO_COLOR=1; colour is only used on a terminal)"},
+    {.short_name = 'h', .name = "help", .help = "show help"},
+    {.name = "version", .help = "show migrate's version and commit", .before_command = true},
+    {0},
+};
 
-static const char exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
-                                "3 locked, paused or state moved, 4 inconclusive, 5 traffic moved "
-                                "but not recorded; `run`, `deploy` "
-                                "and `rollback --release` stopped by SIGINT or SIGTERM: 130 or "
-                                "143.\n";
+const char cli_about[] = "Move a live service from a VM fleet to Kubernetes, step by step.";
+
+const char cli_exit_help[] = "Exit status: 0 done, 1 failed, 2 bad usage or invalid input, "
+                             "3 locked, paused or state moved, 4 inconclusive, 5 traffic moved "
+                             "but not recorded; `run`, `deploy` "
+                             "and `rollback --release` stopped by SIGINT or SIGTERM: 130 or "
+                             "143.\n";
+
+/* The label column is 22 wide; a longer label puts the help on the next line. */
+#define OPT_COLUMN 22
+
+void cli_print_opt_docs(FILE *f, const cli_opt_doc *docs)
+{
+	for (const cli_opt_doc *d = docs; d && (d->name || d->short_name); d++) {
+		char label[128];
+		size_t n = 0;
+		for (;; d++) {
+			if (d->short_name && d->name)
+				n += (size_t)snprintf(label + n, sizeof(label) - n, "%s-%c, --%s",
+				                      n ? ", " : "  ", d->short_name, d->name);
+			else if (d->short_name)
+				n += (size_t)snprintf(label + n, sizeof(label) - n, "%s-%c",
+				                      n ? ", " : "  ", d->short_name);
+			else
+				n += (size_t)snprintf(label + n, sizeof(label) - n, "%s--%s",
+				                      n ? ", " : "      ", d->name);
+			if (d->arg)
+				n += (size_t)snprintf(label + n, sizeof(label) - n, " %s", d->arg);
+			if (n >= sizeof(label))
+				n = sizeof(label) - 1;
+			if (!d->joined || !(d[1].name || d[1].short_name))
+				break;
+		}
+		const char *h = d->help ? d->help : "";
+		if (n < OPT_COLUMN + 1)
+			fprintf(f, "%-*s ", OPT_COLUMN - 1, label);
+		else
+			fprintf(f, "%s\n%*s", label, OPT_COLUMN, "");
+		for (;;) {
+			size_t len = strcspn(h, "\n");
+			fprintf(f, "%.*s\n", (int)len, h);
+			if (!h[len])
+				break;
+			h += len + 1;
+			fprintf(f, "%*s", OPT_COLUMN, "");
+		}
+	}
+}
 
 void cli_print_overview(FILE *f)
 {
-	fprintf(f, "usage: migrate [options] <command> [args]\n\n"
-	           "Move a live service from a VM fleet to Kubernetes, step by step.\n\n"
-	           "Commands:\n");
+	fprintf(f,
+	        "usage: migrate [options] <command> [args]\n\n"
+	        "%s\n\n"
+	        "Commands:\n",
+	        cli_about);
 	for (const mg_command *c = mg_commands; c->name; c++)
 		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fprintf(f, "\nOptions (for every command):\n");
+	cli_print_opt_docs(f, cli_global_docs);
 	fprintf(f,
-	        "\nOptions (for every command):\n%s\n%s"
+	        "\n%s"
 	        "See 'migrate help <command>' and docs/cli.md.\n",
-	        global_help, exit_help);
+	        cli_exit_help);
 }
 
 void cli_print_command_help(FILE *f, const mg_command *cmd)
@@ -267,9 +375,13 @@ void cli_print_command_help(FILE *f, const mg_command *cmd)
 	fprintf(f, "usage: migrate %s\n\n%s.\n", cmd->usage, cmd->summary);
 	if (cmd->details)
 		fprintf(f, "\n%s\n", cmd->details);
-	if (cmd->options)
-		fprintf(f, "\nOptions:\n%s", cmd->options);
-	fprintf(f, "\nGlobal options:\n%s\n%s", global_help, exit_help);
+	if (cmd->options) {
+		fprintf(f, "\nOptions:\n");
+		cli_print_opt_docs(f, cmd->options);
+	}
+	fprintf(f, "\nGlobal options:\n");
+	cli_print_opt_docs(f, cli_global_docs);
+	fprintf(f, "\n%s", cli_exit_help);
 }
 
 int cmd_help(mg_cli *cli, int argc, char **argv)
