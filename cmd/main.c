@@ -154,7 +154,8 @@ const mg_command mg_commands[] = {
      "one is inconclusive (too little traffic, no data, Prometheus unreachable). Changes "
      "nothing."},
     {"run", cmd_run, "the autopilot: step to 100% while the gates pass, roll back if not",
-     "run [options] [--until PERCENT] [--allow-skew] [--metrics-addr HOST:PORT]",
+     "run [options] [--until PERCENT] [--allow-skew] [--metrics-addr HOST:PORT]\n"
+     "       [--leader-elect]",
      CLI_OPT_DOCS({.name = "until",
                    .arg = "PERCENT",
                    .help = "stop after reaching this step of traffic.steps"},
@@ -164,7 +165,10 @@ const mg_command mg_commands[] = {
                   {.name = "metrics-addr",
                    .arg = "HOST:PORT",
                    .help = "serve /metrics (Prometheus), /healthz and /readyz there\n"
-                           "(:PORT: every IPv4 interface; [::]:PORT: every one)"}),
+                           "(:PORT: every IPv4 interface; [::]:PORT: every one)"},
+                  {.name = "leader-elect",
+                   .help = "lead, or wait as a standby and take over when the leader\n"
+                           "is gone (needs the plan's state in the cluster)"}),
      "From the current step, evaluates the gates every slo.interval; after traffic.bake with "
      "passing gates it takes the next step. slo.failure_limit failed evaluations at a step "
      "apply slo.on_failure (rollback or pause) and exit 1; inconclusive for 3 x bake pauses "
