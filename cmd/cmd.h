@@ -121,6 +121,9 @@ int cmd_resume(mg_cli *cli, int argc, char **argv);
 int cmd_state(mg_cli *cli, int argc, char **argv);
 int cmd_unlock(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
+/* Hidden, not in the table (cmd/generate.c): the man page and completions, the plan's steps. */
+int cmd_generate(mg_cli *cli, int argc, char **argv);
+int cmd_complete(mg_cli *cli, int argc, char **argv);
 
 /*
  * deploy and rollback --release (cmd/deploy.c): both sides, or the one the

@@ -229,7 +229,8 @@ const mg_command mg_commands[] = {
           .help = "where relative includes resolve (default: FILE's directory)"},
          {.name = "mount-path",
           .arg = "DIR",
-          .help = "where the pod mounts the tree (default: /etc/nginx)"},
+          .help = "where the pod mounts the tree (default: /etc/nginx)",
+          .complete = CLI_COMPLETE_NONE /* a directory in the pod, not here */},
          {.name = "secret",
           .arg = "NAME",
           .help = "the Secret that holds the files secret directives name\n"
@@ -433,6 +434,15 @@ static void print_version(mg_cli *cli)
 	}
 }
 
+/* Out of the table, so out of help, the man page and the completions (cmd/generate.c). */
+static const mg_command hidden_commands[] = {
+    {"__generate", cmd_generate, "write migrate(1) or a shell completion",
+     "__generate man [DATE] | bash | zsh", NULL, NULL},
+    {"__complete", cmd_complete, "print the plan's traffic steps, one a line", "__complete steps",
+     NULL, NULL},
+    {0},
+};
+
 enum { OPT_VERSION = 2000 };
 
 int main(int argc, char **argv)
@@ -492,6 +502,9 @@ int main(int argc, char **argv)
 	}
 	const char *name = argv[optind];
 	const mg_command *cmd = mg_command_find(name);
+	for (const mg_command *h = hidden_commands; !cmd && h->name; h++)
+		if (!strcmp(h->name, name))
+			cmd = h;
 	if (!cmd) {
 		const char *names[32];
 		size_t k = 0;
