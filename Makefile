@@ -170,6 +170,7 @@ test: deps
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' lint
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' examples-check
+	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' install-check
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' check
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS='-g -Werror' KUBE_CHECK=0 check
 	@if command -v clang >/dev/null 2>&1; then \
@@ -215,6 +216,86 @@ lint: $(LIBMG)
 # against ldd. Parts whose tool is missing (PyYAML, kubectl) are skipped and say so.
 examples-check: $(BUILD)/migrate
 	MIGRATE_BIN=$(CURDIR)/$(BUILD)/migrate sh tests/examples-kubernetes.sh
+
+# ---- make install / make uninstall (issue 17) ---------------------------------------------------
+# Installs the binary, migrate(1) and migrate-plan(5), the bash and zsh completions in their
+# standard places, and the templates, example plans and examples under share/migrate/. The man
+# page and the completions are written by the binary itself from its command table (`migrate
+# __generate man|bash|zsh`, cmd/generate.c): the rows --help prints, so they cannot say something
+# else. migrate-plan(5) is made from docs/plan.md by tools/plan2man.awk, which fails the build on
+# Markdown it does not know rather than drop a key. `make` builds them too, so a docs/plan.md it
+# cannot read fails at once. DESTDIR stages (packaging); PREFIX=$HOME/.local installs for one user.
+# tests/install.sh (`make install-check`, run by `make test`) checks the installed tree.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+SHAREDIR    ?= $(PREFIX)/share/migrate
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+INSTALL     ?= install
+# share/migrate/ gets templates/, plans/ and examples/, less the demo's own files (its script,
+# app and plans only run inside this tree, with tests/sandbox/).
+SHARE_EXCLUDE = examples/demo.sh examples/app/% plans/demo.yaml plans/demo-deploy.yaml
+SHARE_FILES   = $(filter-out $(SHARE_EXCLUDE),$(shell find templates plans examples -type f \
+                  ! -name '*.pyc' ! -name '*~' | LC_ALL=C sort))
+GEN_DIR   = $(BUILD)/share
+GEN_FILES = $(GEN_DIR)/migrate.1 $(GEN_DIR)/migrate-plan.5 $(GEN_DIR)/migrate.bash $(GEN_DIR)/_migrate
+MAN_DATE := $(shell git log -1 --format=%cs 2>/dev/null)
+# The man pages' and completions' tests need man, groff, bash-completion's loader and zsh.
+DEB_PACKAGES += man-db groff-base bash-completion zsh
+
+.PHONY: install uninstall install-check
+all: $(GEN_FILES)
+
+$(GEN_DIR)/migrate.1: $(BUILD)/migrate
+	@mkdir -p $(dir $@)
+	$(BUILD)/migrate __generate man '$(MAN_DATE)' > $@.tmp || { rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
+$(GEN_DIR)/migrate.bash: $(BUILD)/migrate
+	@mkdir -p $(dir $@)
+	$(BUILD)/migrate __generate bash > $@.tmp || { rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
+$(GEN_DIR)/_migrate: $(BUILD)/migrate
+	@mkdir -p $(dir $@)
+	$(BUILD)/migrate __generate zsh > $@.tmp || { rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
+$(GEN_DIR)/migrate-plan.5: docs/plan.md tools/plan2man.awk $(BUILD)/version.stamp
+	@mkdir -p $(dir $@)
+	LC_ALL=C awk -v version='$(VERSION)' -v date='$(MAN_DATE)' -f tools/plan2man.awk docs/plan.md \
+	  > $@.tmp || { rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
+
+install: $(BUILD)/migrate $(GEN_FILES)
+	$(INSTALL) -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(MANDIR)/man1' '$(DESTDIR)$(MANDIR)/man5' \
+	  '$(DESTDIR)$(BASHCOMPDIR)' '$(DESTDIR)$(ZSHCOMPDIR)'
+	$(INSTALL) -m 755 $(BUILD)/migrate '$(DESTDIR)$(BINDIR)/migrate'
+	$(INSTALL) -m 644 $(GEN_DIR)/migrate.1 '$(DESTDIR)$(MANDIR)/man1/migrate.1'
+	$(INSTALL) -m 644 $(GEN_DIR)/migrate-plan.5 '$(DESTDIR)$(MANDIR)/man5/migrate-plan.5'
+	$(INSTALL) -m 644 $(GEN_DIR)/migrate.bash '$(DESTDIR)$(BASHCOMPDIR)/migrate'
+	$(INSTALL) -m 644 $(GEN_DIR)/_migrate '$(DESTDIR)$(ZSHCOMPDIR)/_migrate'
+	@for f in $(SHARE_FILES); do \
+	  if [ -x "$$f" ]; then m=755; else m=644; fi; \
+	  $(INSTALL) -d '$(DESTDIR)$(SHAREDIR)/'"$${f%/*}" && \
+	  $(INSTALL) -m $$m "$$f" '$(DESTDIR)$(SHAREDIR)/'"$$f" || exit 1; \
+	done
+	@echo 'install: $(words $(SHARE_FILES)) templates, plans and examples in $(DESTDIR)$(SHAREDIR)'
+
+# Removes what install put there, and share/migrate's directories once empty; leaves the
+# standard directories (bin, man1, completions, ...) as automake does.
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/migrate' '$(DESTDIR)$(MANDIR)/man1/migrate.1' \
+	  '$(DESTDIR)$(MANDIR)/man5/migrate-plan.5' '$(DESTDIR)$(BASHCOMPDIR)/migrate' \
+	  '$(DESTDIR)$(ZSHCOMPDIR)/_migrate'
+	@for f in $(SHARE_FILES); do rm -f '$(DESTDIR)$(SHAREDIR)/'"$$f" || exit 1; done
+	@for f in $(SHARE_FILES); do \
+	  d=$${f%/*}; while :; do echo "$$d"; [ "$$d" = "$${d%/*}" ] && break; d=$${d%/*}; done; \
+	done | LC_ALL=C sort -ru | while read -r d; do rmdir '$(DESTDIR)$(SHAREDIR)/'"$$d" 2>/dev/null; done; \
+	rmdir '$(DESTDIR)$(SHAREDIR)' 2>/dev/null; \
+	echo 'uninstall: removed migrate from $(DESTDIR)$(PREFIX)'
+
+install-check: $(BUILD)/migrate $(GEN_FILES)
+	MAKE='$(MAKE)' BUILD='$(BUILD)' sh tests/install.sh
+# ---- end of make install ---------------------------------------------------------------------------
 
 clean:
 	rm -rf build build-asan build-clang build-fuzz migrate
