@@ -168,10 +168,12 @@ static int roff_text(FILE *f, const char *s)
 	return 0;
 }
 
-/* One usage form: --options and literal words bold, PLACEHOLDERS and "options" italic. */
+/* One usage form: --options and literal words bold, PLACEHOLDERS and "options" italic; an
+ * option and its argument are never split over two lines. */
 static void roff_usage(FILE *f, const char *s, size_t len)
 {
 	size_t i = 0;
+	bool after_option = false;
 	if (len && (*s == '.' || *s == '\''))
 		fputs("\\&", f);
 	while (i < len) {
@@ -182,11 +184,16 @@ static void roff_usage(FILE *f, const char *s, size_t len)
 		if (!n) {
 			if (s[i] == '\\')
 				fputs("\\e", f);
+			else if (s[i] == ' ' && after_option && i + 1 < len &&
+			         isupper((unsigned char)s[i + 1]))
+				fputs("\\ ", f);
 			else
 				fputc(s[i], f);
+			after_option = false;
 			i++;
 			continue;
 		}
+		after_option = s[i] == '-';
 		bool upper = false, lower = false;
 		for (size_t k = 0; k < n; k++) {
 			upper |= isupper((unsigned char)s[i + k]) != 0;
