@@ -222,7 +222,7 @@ examples-check: $(BUILD)/migrate
 # standard places, and the templates, example plans and examples under share/migrate/. The man
 # page and the completions are written by the binary itself from its command table (`migrate
 # __generate man|bash|zsh`, cmd/generate.c): the rows --help prints, so they cannot say something
-# else. migrate-plan(5) is made from docs/plan.md by tools/plan2man.awk, which fails the build on
+# else. migrate-plan(5) is made from docs/plan.md by docs/plan2man.awk, which fails the build on
 # Markdown it does not know rather than drop a key. `make` builds them too, so a docs/plan.md it
 # cannot read fails at once. DESTDIR stages (packaging); PREFIX=$HOME/.local installs for one user.
 # tests/install.sh (`make install-check`, run by `make test`) checks the installed tree.
@@ -259,9 +259,9 @@ $(GEN_DIR)/_migrate: $(BUILD)/migrate
 	@mkdir -p $(dir $@)
 	$(BUILD)/migrate __generate zsh > $@.tmp || { rm -f $@.tmp; exit 1; }
 	@mv $@.tmp $@
-$(GEN_DIR)/migrate-plan.5: docs/plan.md tools/plan2man.awk $(BUILD)/version.stamp
+$(GEN_DIR)/migrate-plan.5: docs/plan.md docs/plan2man.awk $(BUILD)/version.stamp
 	@mkdir -p $(dir $@)
-	LC_ALL=C awk -v version='$(VERSION)' -v date='$(MAN_DATE)' -f tools/plan2man.awk docs/plan.md \
+	LC_ALL=C awk -v version='$(VERSION)' -v date='$(MAN_DATE)' -f docs/plan2man.awk docs/plan.md \
 	  > $@.tmp || { rm -f $@.tmp; exit 1; }
 	@mv $@.tmp $@
 

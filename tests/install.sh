@@ -138,7 +138,7 @@ sed 's/^| `vms.user` | string | yes | — | any | `user: deploy` |$/| `vms.user`
 for b in bad1 bad2; do
 	if cmp -s docs/plan.md "$tmp/$b.md"; then
 		bad "$b: docs/plan.md no longer has the line this test breaks"
-	elif LC_ALL=C awk -v version=t -v date=t -f tools/plan2man.awk "$tmp/$b.md" >/dev/null 2>"$tmp/$b.err"; then
+	elif LC_ALL=C awk -v version=t -v date=t -f docs/plan2man.awk "$tmp/$b.md" >/dev/null 2>"$tmp/$b.err"; then
 		bad "plan2man.awk accepted a broken docs/plan.md ($b)"
 	elif grep -q "$b.md:[0-9]*: " "$tmp/$b.err"; then
 		ok "plan2man.awk fails on a broken docs/plan.md ($b: $(cut -d' ' -f2- "$tmp/$b.err"))"

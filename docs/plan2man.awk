@@ -1,6 +1,6 @@
 # plan2man.awk: the reference sections of docs/plan.md as migrate-plan(5), in roff.
 #
-#   LC_ALL=C awk -v version=0.1.0 -v date=2024-06-01 -f tools/plan2man.awk docs/plan.md
+#   LC_ALL=C awk -v version=0.1.0 -v date=2024-06-01 -f docs/plan2man.awk docs/plan.md
 #
 # `make` runs it (the Makefile's install block). It knows the Markdown that
 # docs/plan.md is written in, and only that: headings, paragraphs, "- " lists
@@ -206,7 +206,7 @@ state == "title" {
 
 state == "intro" {
 	if ($0 == "" && intro != "") {
-		print ".\\\" migrate-plan(5), written by tools/plan2man.awk from docs/plan.md: change that,"
+		print ".\\\" migrate-plan(5), written by docs/plan2man.awk from docs/plan.md: change that,"
 		print ".\\\" not this file."
 		printf ".TH MIGRATE\\-PLAN 5 \"%s\" \"migrate %s\" \"File Formats\"\n", date, version
 		print ".\\\" key and file names are not to be hyphenated, lines not justified"
