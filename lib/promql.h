@@ -53,4 +53,25 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
                   int64_t sample_ms, mg_error *err);
 void mg_promql_red_free(mg_red_check *checks, size_t n);
 
+/*
+ * The same preset's queries per side, for charts over time (range queries:
+ * `migrate report`): each side's requests and 5xx as counts over window_ms,
+ * with the selectors and metric names of mg_promql_red, and its latency in
+ * seconds (HAProxy: the worst server's average; ingress-nginx: the plan's
+ * max_latency_quantile of the buckets). Every query is there whatever limits
+ * the plan sets. Two sides for HAProxy (cluster, then VMs); one for
+ * ingress-nginx, which sees only the cluster; none without slo.red.
+ */
+typedef struct {
+	const char *side; /* "cluster" or "vms" */
+	char *requests;   /* sum(increase(...[window])) */
+	char *errors;     /* the 5xx among them, "or vector(0)" */
+	char *latency;    /* seconds */
+	double quantile;  /* ingress-nginx: the quantile latency is; 0 for HAProxy's average */
+} mg_red_side;
+
+int mg_promql_red_sides(mg_red_side **out, size_t *out_n, const mg_plan_red *r, int64_t window_ms,
+                        mg_error *err);
+void mg_promql_red_sides_free(mg_red_side *sides, size_t n);
+
 #endif

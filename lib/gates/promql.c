@@ -104,6 +104,32 @@ static char *count(const char *metric, const char *sel, const char *err_sel, con
 	return fmt("sum(increase(%s{%s,%s}[%s])) or vector(0)", metric, sel, err_sel, w);
 }
 
+/* The label selectors of each side and the metric names of the preset's source. */
+typedef struct {
+	char ksel[1400], vsel[1400]; /* vsel is "" for ingress-nginx, which has no VM side */
+	const char *reqs, *errsel;
+} red_selectors;
+
+static void red_selectors_make(red_selectors *s, const mg_plan_red *r)
+{
+	char k8s[1024], vm[1024];
+	if (r->source == MG_RED_HAPROXY) {
+		server_regex(k8s, sizeof(k8s), r->k8s_servers, r->nk8s_servers);
+		server_regex(vm, sizeof(vm), r->vm_servers, r->nvm_servers);
+		snprintf(s->ksel, sizeof(s->ksel), "proxy=\"%s\",server=~\"%s\"", r->backend, k8s);
+		snprintf(s->vsel, sizeof(s->vsel), "proxy=\"%s\",server=~\"%s\"", r->backend, vm);
+		s->reqs = "haproxy_server_http_responses_total";
+		s->errsel = "code=\"5xx\"";
+	} else {
+		snprintf(s->ksel, sizeof(s->ksel), "namespace=\"%s\"%s%s%s",
+		         r->namespace_ ? r->namespace_ : "", r->ingress ? ",ingress=\"" : "",
+		         r->ingress ? r->ingress : "", r->ingress ? "\"" : "");
+		s->vsel[0] = '\0';
+		s->reqs = "nginx_ingress_controller_requests";
+		s->errsel = "status=~\"5..\"";
+	}
+}
+
 int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int64_t window_ms,
                   int64_t sample_ms, mg_error *err)
 {
@@ -115,26 +141,13 @@ int mg_promql_red(mg_red_check **out, size_t *out_n, const mg_plan_slo *slo, int
 	mg_red_check *c = calloc(4, sizeof(*c));
 	if (!c)
 		return mg_error_oom(err);
-	char w[32], sw[32], k8s[1024], vm[1024], ksel[1400], vsel[1400];
+	char w[32], sw[32];
 	mg_promql_duration(w, sizeof(w), window_ms);
 	mg_promql_duration(sw, sizeof(sw), sample_ms);
-	const char *reqs, *errsel;
+	red_selectors rs;
+	red_selectors_make(&rs, r);
+	const char *ksel = rs.ksel, *vsel = rs.vsel, *reqs = rs.reqs, *errsel = rs.errsel;
 	size_t n = 0;
-	if (r->source == MG_RED_HAPROXY) {
-		server_regex(k8s, sizeof(k8s), r->k8s_servers, r->nk8s_servers);
-		server_regex(vm, sizeof(vm), r->vm_servers, r->nvm_servers);
-		snprintf(ksel, sizeof(ksel), "proxy=\"%s\",server=~\"%s\"", r->backend, k8s);
-		snprintf(vsel, sizeof(vsel), "proxy=\"%s\",server=~\"%s\"", r->backend, vm);
-		reqs = "haproxy_server_http_responses_total";
-		errsel = "code=\"5xx\"";
-	} else {
-		snprintf(ksel, sizeof(ksel), "namespace=\"%s\"%s%s%s",
-		         r->namespace_ ? r->namespace_ : "", r->ingress ? ",ingress=\"" : "",
-		         r->ingress ? r->ingress : "", r->ingress ? "\"" : "");
-		vsel[0] = '\0';
-		reqs = "nginx_ingress_controller_requests";
-		errsel = "status=~\"5..\"";
-	}
 	c[n] = (mg_red_check){.kind = MG_RED_RATE,
 	                      .name = "rate",
 	                      .query = count(reqs, ksel, NULL, sw),
@@ -192,4 +205,58 @@ void mg_promql_red_free(mg_red_check *checks, size_t n)
 		free(checks[i].vm_requests_query);
 	}
 	free(checks);
+}
+
+/* The latency of one side over w: HAProxy's average (worst server), or ingress-nginx' quantile. */
+static char *latency(const mg_plan_red *r, const char *sel, const char *w)
+{
+	if (r->source == MG_RED_HAPROXY)
+		return fmt(
+		    "max(avg_over_time(haproxy_server_response_time_average_seconds{%s}[%s]))", sel,
+		    w);
+	return fmt("histogram_quantile(%g, sum by (le) (increase(nginx_ingress_controller_request_"
+	           "duration_seconds_bucket{%s}[%s])))",
+	           r->max_latency_quantile, sel, w);
+}
+
+int mg_promql_red_sides(mg_red_side **out, size_t *out_n, const mg_plan_red *r, int64_t window_ms,
+                        mg_error *err)
+{
+	*out = NULL;
+	*out_n = 0;
+	if (!r)
+		return 0;
+	size_t n = r->source == MG_RED_HAPROXY ? 2 : 1;
+	mg_red_side *s = calloc(n, sizeof(*s));
+	if (!s)
+		return mg_error_oom(err);
+	char w[32];
+	mg_promql_duration(w, sizeof(w), window_ms);
+	red_selectors rs;
+	red_selectors_make(&rs, r);
+	for (size_t i = 0; i < n; i++) {
+		const char *sel = i ? rs.vsel : rs.ksel;
+		s[i].side = i ? "vms" : "cluster";
+		s[i].requests = count(rs.reqs, sel, NULL, w);
+		s[i].errors = count(rs.reqs, sel, rs.errsel, w);
+		s[i].latency = latency(r, sel, w);
+		s[i].quantile = r->source == MG_RED_HAPROXY ? 0 : r->max_latency_quantile;
+		if (!s[i].requests || !s[i].errors || !s[i].latency) {
+			mg_promql_red_sides_free(s, n);
+			return mg_error_oom(err);
+		}
+	}
+	*out = s;
+	*out_n = n;
+	return 0;
+}
+
+void mg_promql_red_sides_free(mg_red_side *sides, size_t n)
+{
+	for (size_t i = 0; sides && i < n; i++) {
+		free(sides[i].requests);
+		free(sides[i].errors);
+		free(sides[i].latency);
+	}
+	free(sides);
 }

@@ -221,3 +221,64 @@ Test(promql, no_red_section_is_no_checks)
 	cr_assert_eq(n, 0);
 	mg_promql_red_free(NULL, 0);
 }
+
+/* ---- RED per side, for the report's range queries ------------------------------------------- */
+
+Test(promql, red_sides_are_the_presets_queries_for_each_side_whatever_the_limits)
+{
+	mg_plan_red r = haproxy_red();
+	r.max_error_rate = r.max_error_rate_vs_vms = -1;
+	r.max_latency_ms = -1;
+	mg_red_side *s;
+	size_t n;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_promql_red_sides(&s, &n, &r, 90000, &err), 0, "%s", err.message);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(s[0].side, "cluster");
+	cr_assert_str_eq(s[1].side, "vms");
+	/* the same text the gates send, over the chart's window */
+	mg_plan_slo slo = {.min_requests = 1, .red = &r};
+	r.max_error_rate = r.max_error_rate_vs_vms = 0.01;
+	mg_red_check *c;
+	size_t nc;
+	cr_assert_eq(mg_promql_red(&c, &nc, &slo, 90000, 90000, &err), 0);
+	cr_assert_eq(nc, 3);
+	cr_assert_str_eq(s[0].requests, c[0].query);
+	cr_assert_str_eq(s[0].errors, c[1].query);
+	cr_assert_str_eq(s[1].errors, c[2].vm_query);
+	cr_assert_str_eq(s[1].requests, c[2].vm_requests_query);
+	mg_promql_red_free(c, nc);
+	cr_assert_str_eq(s[0].latency,
+	                 "max(avg_over_time(haproxy_server_response_time_average_"
+	                 "seconds{proxy=\"web\",server=~\"k8s-a|k8s\\\\.b\"}[1m30s]))");
+	cr_assert_str_eq(s[1].latency,
+	                 "max(avg_over_time(haproxy_server_response_time_average_"
+	                 "seconds{proxy=\"web\",server=~\"vm1|vm\\\\(2\\\\)\"}[1m30s]))");
+	cr_assert_float_eq(s[1].quantile, 0, 1e-12);
+	mg_promql_red_sides_free(s, n);
+}
+
+Test(promql, red_sides_of_ingress_nginx_are_the_cluster_alone_with_its_quantile)
+{
+	mg_plan_red r = {.source = MG_RED_INGRESS_NGINX,
+	                 .namespace_ = "shop",
+	                 .max_error_rate = -1,
+	                 .max_latency_ms = -1,
+	                 .max_error_rate_vs_vms = -1,
+	                 .max_latency_quantile = 0.99};
+	mg_red_side *s;
+	size_t n;
+	mg_error err = MG_ERROR_INIT;
+	cr_assert_eq(mg_promql_red_sides(&s, &n, &r, 60000, &err), 0, "%s", err.message);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(s[0].side, "cluster");
+	cr_assert_str_eq(s[0].latency,
+	                 "histogram_quantile(0.99, sum by (le) (increase(nginx_ingress_"
+	                 "controller_request_duration_seconds_bucket{namespace="
+	                 "\"shop\"}[1m])))");
+	cr_assert_float_eq(s[0].quantile, 0.99, 1e-12);
+	mg_promql_red_sides_free(s, n);
+	cr_assert_eq(mg_promql_red_sides(&s, &n, NULL, 60000, &err), 0);
+	cr_assert_null(s);
+	cr_assert_eq(n, 0);
+}
