@@ -31,6 +31,7 @@ typedef struct {
 	const char *state_dir; /* --state-dir; overrides the plan's state.dir */
 	bool json;             /* -o json */
 	bool yaml;             /* -o yaml: only the commands that print manifests take it */
+	const char *output;    /* -o as given (NULL: none): report takes html and svg too */
 	bool dry_run;
 	int verbose;
 	bool color_out; /* stdout is a terminal and colour is allowed */
@@ -120,6 +121,7 @@ int cmd_pause(mg_cli *cli, int argc, char **argv);
 int cmd_resume(mg_cli *cli, int argc, char **argv);
 int cmd_state(mg_cli *cli, int argc, char **argv);
 int cmd_unlock(mg_cli *cli, int argc, char **argv);
+int cmd_report(mg_cli *cli, int argc, char **argv);
 int cmd_help(mg_cli *cli, int argc, char **argv);
 /* Hidden, not in the table (cmd/generate.c): the man page and completions, the plan's steps. */
 int cmd_generate(mg_cli *cli, int argc, char **argv);

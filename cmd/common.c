@@ -55,16 +55,19 @@ int cli_global_option(mg_cli *cli, int opt, const char *arg, int *exit_code)
 		if (!strcmp(arg, "json")) {
 			cli->json = true;
 			cli->yaml = false;
-		} else if (!strcmp(arg, "text") || !strcmp(arg, "yaml")) {
-			/* yaml is the text output of the commands that print manifests; whether
-			   this command is one is checked once it is known (cli_parse) */
+		} else if (!strcmp(arg, "text") || !strcmp(arg, "yaml") || !strcmp(arg, "html") ||
+		           !strcmp(arg, "svg")) {
+			/* yaml is the text output of the commands that print manifests, html and
+			   svg report's; whether this command is one is checked once it is known
+			   (cli_parse) */
 			cli->json = false;
 			cli->yaml = !strcmp(arg, "yaml");
 		} else {
 			*exit_code = cli_usage_error(
-			    cli, "--output takes text, json or yaml, not \"%s\"", arg);
+			    cli, "--output takes text, json, yaml, html or svg, not \"%s\"", arg);
 			return -1;
 		}
+		cli->output = arg;
 		return 1;
 	case OPT_DRY_RUN:
 		cli->dry_run = true;
@@ -207,6 +210,12 @@ static int check_option_docs(const mg_cli *cli, const cli_opt *opts)
 	return bad ? -1 : 0;
 }
 
+/* What -o may say for the command, for messages. */
+static const char *cli_formats(const mg_cli *cli)
+{
+	return !strcmp(cli->command, "report") ? "html (the default), svg or json" : "text or json";
+}
+
 int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_operands,
               int *exit_code)
 {
@@ -263,11 +272,17 @@ int cli_parse(mg_cli *cli, int argc, char **argv, const cli_opt *opts, int max_o
 	cli->color_err = cli_color_allowed(cli, STDERR_FILENO);
 	if (rc == 0 && cli->yaml && strcmp(cli->command, "configmap") != 0 &&
 	    strcmp(cli->command, "render") != 0) {
+		*exit_code = cli_usage_error(cli,
+		                             "--output yaml is for configmap and render; `migrate "
+		                             "%s` prints %s",
+		                             cli->command, cli_formats(cli));
+		return -1;
+	}
+	if (rc == 0 && cli->output && strcmp(cli->command, "report") != 0 &&
+	    (!strcmp(cli->output, "html") || !strcmp(cli->output, "svg"))) {
 		*exit_code =
-		    cli_usage_error(cli,
-		                    "--output yaml is for configmap and render; `migrate %s` "
-		                    "prints text or json",
-		                    cli->command);
+		    cli_usage_error(cli, "--output %s is for report; `migrate %s` prints %s",
+		                    cli->output, cli->command, cli_formats(cli));
 		return -1;
 	}
 	if (rc == 0 && max_operands >= 0 && argc - optind > max_operands) {

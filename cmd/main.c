@@ -268,6 +268,28 @@ const mg_command mg_commands[] = {
      "`migrate configmap` does) inside the parsed YAML values, and prints the objects. "
      "Nothing is contacted. Exit 0 when every template rendered, 2 for a template error "
      "(file:line:col), a bad --version or plan. See docs/kubernetes.md."},
+    {"report", cmd_report, "a page of the migration: traffic, verdicts, errors and latency",
+     "report [options] [--since TIME] [--until TIME] [-o html|svg|json] [--out FILE]",
+     CLI_OPT_DOCS({.name = "since",
+                   .arg = "TIME",
+                   .help = "from TIME (RFC 3339; default: the journal's first record)"},
+                  {.name = "until", .arg = "TIME", .help = "to TIME (RFC 3339; default: now)"},
+                  {.name = "out",
+                   .arg = "FILE",
+                   .help = "write to FILE (atomically) instead of standard output"},
+                  {.short_name = 'o',
+                   .arg = "html|svg|json",
+                   .help = "a self-contained HTML page (default), its charts as one SVG,\n"
+                           "or the report's model as one JSON document"}),
+     "Reads the journal (wherever the plan keeps its state) and charts the period: the "
+     "share of traffic to the cluster as applied and as read back, a marker for every step, "
+     "gate verdict, pause, rollback and deploy with its reason on hover, and, from "
+     "Prometheus range queries of the plan's slo.red preset, requests, error rate and "
+     "latency per side; then a summary (duration, steps, rollbacks, time at each step) and "
+     "every event. The page loads nothing from anywhere (no script, font or link). Without "
+     "slo.red, or when Prometheus does not answer, the report is made from the journal "
+     "alone and says so (exit 0). Exit 2 for a bad time or an empty period, 1 when the "
+     "journal cannot be read or FILE cannot be written. Changes nothing."},
     {"help", cmd_help, "show help for migrate or one of its commands", "help [COMMAND]", NULL, NULL,
      .operands = CLI_COMPLETE_COMMAND},
     {0},
@@ -295,7 +317,8 @@ const cli_opt_doc cli_global_docs[] = {
     {.short_name = 'o',
      .name = "output",
      .arg = "FMT",
-     .help = "text (default) or json: one JSON document on stdout",
+     .help = "text (default) or json: one JSON document on stdout\n"
+             "(report: html (default), svg or json)",
      .values = "text json"},
     {.name = "dry-run", .help = "show what would change, change nothing"},
     {.short_name = 'v', .name = "verbose", .help = "say more on stderr (twice for debug)"},

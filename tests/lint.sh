@@ -112,10 +112,11 @@ strip() {
 LAYERS=${MG_LINT_LAYERS-"core:error.h,log.h,str.h,clock.h,fs.h,sha256.h,base64.h,units.h,secret.h,http.h,http_fake.h,suggest.h,term.h,weights.h,serve.h,buildinfo.h;\
 plan:plan.h,yamllimit.h;state:store.h,storebackend.h,state.h,journal.h,records.h,spool.h;traffic:traffic.h,shift.h;\
 gates:metrics.h,promql.h,judge.h,gate.h;fleet:ssh.h,fleet.h;kube:kube.h,kubestore.h,template.h,cluster.h;\
-nginx:nginxconf.h,configmap.h;migration:migration.h;release:release.h"}
+nginx:nginxconf.h,configmap.h;migration:migration.h;release:release.h;report:report.h"}
 USES=${MG_LINT_USES-"core:;plan:core;state:core,plan;traffic:core,plan,state;gates:core,plan,state;\
 fleet:core,plan,state;kube:core,plan,state,nginx;nginx:core;\
-migration:core,plan,state,traffic,gates,fleet,kube,nginx;release:core,plan,state,traffic,gates,fleet,kube,nginx"}
+migration:core,plan,state,traffic,gates,fleet,kube,nginx;release:core,plan,state,traffic,gates,fleet,kube,nginx;\
+report:core,plan,state,gates"}
 
 # A bare "name.h" is cmd/'s when cmd/ has it and lib/ (the -I directory) does not.
 cmdh=$(cd cmd 2>/dev/null && ls -- *.h 2>/dev/null | tr '\n' ' ')
