@@ -306,14 +306,9 @@ static int traffic_record(walker *w, json_t *rec, int64_t t)
 			                      pct_text(b3, sizeof(b3), rb));
 		}
 		free(sl);
-		if (kind == RP_ROLLBACK)
-			r->rollbacks++;
-		else
-			r->steps_taken++;
 	} else if (!strcmp(a, "failed")) {
 		rb = json_is_object(after) ? num(after, "k8s_percent") : NAN;
 		kind = RP_FAILED;
-		r->failed_moves++;
 		const char *why = str(ev, "error");
 		char *sl = step_label(r, step_of(before));
 		title = mg_str_printf("%s failed at %s (%s): %s", cmd, sl ? sl : "?",
@@ -351,6 +346,12 @@ static int traffic_record(walker *w, json_t *rec, int64_t t)
 		free(title);
 		return 0;
 	}
+	if (kind == RP_ROLLBACK)
+		r->rollbacks++;
+	else if (kind == RP_STEP)
+		r->steps_taken++;
+	else if (kind == RP_FAILED)
+		r->failed_moves++;
 	if (!push_point(&r->read_back, &r->nread_back, &r->cap_read_back, t, rb) ||
 	    !push_point(&r->applied, &r->napplied, &r->cap_applied, t, target))
 		goto oom;

@@ -31,17 +31,6 @@ static void note(mg_report *r, const char *fmt, ...)
 	free(s);
 }
 
-/* The URL without user:password@, which a plan should not hold but might. */
-static char *url_for_people(const char *url)
-{
-	const char *p = strstr(url, "://");
-	const char *host = p ? p + 3 : url;
-	const char *at = strchr(host, '@'), *slash = strchr(host, '/');
-	if (at && (!slash || at < slash))
-		return mg_str_printf("%.*s[redacted]%s", (int)(host - url), url, at);
-	return strdup(url);
-}
-
 /* Every sample of res added into v (sum) or kept as the largest (max), on the grid. */
 static void on_grid(double *v, size_t n, const mg_metrics_result *res, int64_t start, int64_t step,
                     bool max)
@@ -190,9 +179,9 @@ void mg_report_query_metrics(mg_report *r, const mg_plan *plan, mg_metrics *give
 		r->max_latency_s = (double)red->max_latency_ms / 1000.0;
 	if (red->source == MG_RED_INGRESS_NGINX)
 		r->quantile = red->max_latency_quantile;
-	char *url = slo->prometheus_url ? url_for_people(slo->prometheus_url) : NULL;
-	r->metrics_source = mg_str_printf("prometheus %s", url ? url : "");
-	free(url);
+	/* (the plan refuses a URL with credentials in it) */
+	r->metrics_source =
+	    mg_str_printf("prometheus %s", slo->prometheus_url ? slo->prometheus_url : "");
 
 	/* the grid: whole seconds, at most GRID_POINTS intervals; counts over at least the window
 	 */

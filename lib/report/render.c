@@ -78,7 +78,8 @@ static void summary(rp_buf *b, const mg_report *r)
 		b->oom = true;
 		return;
 	}
-	memcpy(s, r->at_step, r->nat_step * sizeof(*s));
+	if (r->nat_step)
+		memcpy(s, r->at_step, r->nat_step * sizeof(*s));
 	qsort(s, r->nat_step, sizeof(*s), by_step);
 	int64_t span = r->until_ms - r->since_ms;
 	for (size_t i = 0; i < r->nat_step; i++) {
