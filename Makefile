@@ -47,10 +47,11 @@ LIBMG    = $(BUILD)/libmigrate.a
 # Exactly what building, testing and the demo need from Debian: the libraries, and the real
 # daemons the tests drive (haproxy, nginx, and prometheus, whose package also has the promtool
 # that turns the tests' OpenMetrics fixtures into TSDB blocks), python3 for the test servers,
-# openssl for test CAs.
+# openssl for test CAs, chromium: the headless browser that loads `migrate report`'s page.
 DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
                libcurl4-openssl-dev libssh2-1-dev libgit2-dev libcriterion-dev \
-               clang-format haproxy nginx prometheus python3 python3-yaml openssl openssh-server
+               clang-format haproxy nginx prometheus python3 python3-yaml openssl openssh-server \
+               chromium
 # The deploy benchmark compares against Ansible; only `make bench` needs it.
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
@@ -114,7 +115,7 @@ integration: $(BUILD)/tests/integration.bin $(BUILD)/migrate
 # gives each test a tests/servers/kubeapi.py of its own and rewrites its plans' `state:` to
 # `backend: kubernetes` (tests/testutil.h), so every command must behave the same with either
 # backend. KUBE_SUITES="step cli" runs those alone.
-KUBE_SUITES ?= step autopilot cli nginx dual deploy secrets gate
+KUBE_SUITES ?= step autopilot cli nginx dual deploy secrets gate report
 empty :=
 space := $(empty) $(empty)
 integration-kube: $(BUILD)/tests/integration.bin $(BUILD)/migrate
