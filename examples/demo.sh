@@ -20,6 +20,9 @@
 #   Act 2: back to the VMs; the autopilot goes to 25%, the cluster starts answering 5% of its
 #          requests with errors, and the autopilot rolls back by itself; `migrate history`
 #          says why, with the numbers.
+#   Last:  `migrate report` writes the page of acts 1 and 2 (traffic, verdicts, errors and
+#          latency per side from the sandbox's Prometheus) to build/demo-report.html, which
+#          outlives the sandbox, and says where it is.
 set -eu
 cd "$(dirname "$0")/.."
 bold="" reset="" dim=""
@@ -134,4 +137,9 @@ step m status --offline
 say "Why did traffic move? The journal has the numbers"
 step m history --limit 4
 
-say "Done: the sandbox is torn down now"
+say "The whole run on one page: traffic, gate verdicts, errors and latency per side"
+mkdir -p build
+report="$PWD/build/demo-report.html"
+step m report --out "$report"
+printf '%s(open it in a browser: file://%s; it loads nothing from anywhere)%s\n' "$dim" "$report" "$reset"
+say "Done: the sandbox is torn down now; the report stays in $report"

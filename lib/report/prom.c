@@ -183,7 +183,12 @@ void mg_report_query_metrics(mg_report *r, const mg_plan *plan, mg_metrics *give
 	r->metrics_source =
 	    mg_str_printf("prometheus %s", slo->prometheus_url ? slo->prometheus_url : "");
 
-	/* the grid: whole seconds, at most GRID_POINTS intervals; counts over at least the window
+	/*
+	 * The grid: whole seconds, at most GRID_POINTS intervals. Each point counts the requests
+	 * of the window before it: at least a grid step, so that no request falls between two
+	 * points, and otherwise slo.window, but no more than 4 x slo.interval, a span the plan's
+	 * author chose to hold several scrapes (gates are not evaluated more often than
+	 * Prometheus scrapes), so a short run is not smoothed away.
 	 */
 	int64_t span = r->until_ms - r->since_ms;
 	int64_t step = (span + GRID_POINTS - 1) / GRID_POINTS;
@@ -191,7 +196,8 @@ void mg_report_query_metrics(mg_report *r, const mg_plan *plan, mg_metrics *give
 	if (step < GRID_MIN_MS)
 		step = GRID_MIN_MS;
 	r->step_ms = step;
-	r->window_ms = slo->window_ms > step ? slo->window_ms : step;
+	int64_t w = slo->window_ms < 4 * slo->interval_ms ? slo->window_ms : 4 * slo->interval_ms;
+	r->window_ms = w > step ? w : step;
 	size_t n = (size_t)(span / step) + 1;
 
 	mg_error err = MG_ERROR_INIT;

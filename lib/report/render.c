@@ -28,7 +28,8 @@ static const char page_style[] =
     ".k-step{color:#1d7d72}.k-rollback,.k-failed,.o-fail,.o-failed{color:#c0282a}"
     ".o-pass,.o-ok{color:#2a8a2a}.o-inconclusive{color:#a77b00}"
     "figure{margin:0;overflow-x:auto}code{font-size:12px;word-break:break-all}"
-    "td.reason{max-width:520px;white-space:pre-wrap}";
+    "td.reason{max-width:520px;white-space:pre-wrap}"
+    "table.events td:first-child{white-space:nowrap}";
 
 static void row(rp_buf *b, const char *th, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

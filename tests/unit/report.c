@@ -601,3 +601,28 @@ Test(report, a_long_period_is_at_most_400_points_of_whole_seconds)
 	json_decref(j);
 	mg_metrics_free(m);
 }
+
+Test(report, a_short_run_is_counted_over_four_intervals_not_the_whole_window)
+{
+	/* the demo's plan: gates every second over 20 s; a 4-minute report */
+	load_plan("slo:\n"
+	          "  prometheus: { url: \"http://127.0.0.1:9/\" }\n"
+	          "  interval: 1s\n"
+	          "  window: 20s\n"
+	          "  red: { source: haproxy, backend: be, max_error_rate_vs_vms: 2 }\n");
+	mg_metrics *m = fake_metrics();
+	build(T0, T0 + 240000, m);
+	json_t *j = model();
+	json_t *mj = json_object_get(j, "metrics");
+	cr_assert_eq(json_integer_value(json_object_get(mj, "step_ms")), 1000);
+	cr_assert_eq(json_integer_value(json_object_get(mj, "window_ms")), 4000);
+	cr_assert(strstr(fake.last, "[4s]"), "%s", fake.last);
+	/* no limit on the charted values in the plan: none drawn, none in the model */
+	cr_assert(json_is_null(json_object_get(mj, "max_error_rate")));
+	cr_assert(json_is_null(json_object_get(mj, "max_latency_seconds")));
+	json_decref(j);
+	char *svg = render(MG_REPORT_SVG);
+	cr_assert_null(strstr(svg, "class=\"limit\""));
+	free(svg);
+	mg_metrics_free(m);
+}
