@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "../testutil.h"
+#include "fs.h"
 #include "log.h"
 #include "plan.h"
 #include "promql.h"
@@ -625,4 +626,107 @@ Test(report, a_short_run_is_counted_over_four_intervals_not_the_whole_window)
 	cr_assert_null(strstr(svg, "class=\"limit\""));
 	free(svg);
 	mg_metrics_free(m);
+}
+
+/* ---- examples/grafana: the same panels, live ---- */
+
+/* Every "expr" of the dashboard, variables put in as the plans below have them. */
+static void collect_exprs(json_t *v, char **out, size_t *n, size_t max)
+{
+	if (json_is_object(v)) {
+		const char *k;
+		json_t *x;
+		json_object_foreach(v, k, x)
+		{
+			if (!strcmp(k, "expr") && json_is_string(x) && *n < max) {
+				char *s = strdup(json_string_value(x));
+				static const char *const vars[][2] = {
+				    {"$__rate_interval", "1m"}, {"$backend", "web"},
+				    {"$k8s_servers", "k8s1"},   {"$vm_servers", "vm1|vm2"},
+				    {"$namespace", "shop"},     {"$ingress", "web"},
+				    {"$quantile", "0.99"}};
+				for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+					for (char *at; (at = strstr(s, vars[i][0]));) {
+						char *t = NULL;
+						cr_assert_gt(asprintf(&t, "%.*s%s%s", (int)(at - s),
+						                      s, vars[i][1],
+						                      at + strlen(vars[i][0])),
+						             0);
+						free(s);
+						s = t;
+					}
+				out[(*n)++] = s;
+			} else {
+				collect_exprs(x, out, n, max);
+			}
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *x;
+		json_array_foreach(v, i, x) collect_exprs(x, out, n, max);
+	}
+}
+
+static bool in_some(char **exprs, size_t n, const char *q)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strstr(exprs[i], q))
+			return true;
+	return false;
+}
+
+Test(report, the_grafana_dashboard_has_the_presets_queries_and_documented_metrics)
+{
+	json_error_t je;
+	json_t *dash = json_load_file("examples/grafana/migrate.json", 0, &je);
+	cr_assert_not_null(dash, "examples/grafana/migrate.json:%d: %s", je.line, je.text);
+	char *exprs[128];
+	size_t n = 0;
+	collect_exprs(dash, exprs, &n, 128);
+	cr_assert_gt(n, 10);
+	static const char *k8s[] = {"k8s1"}, *vms[] = {"vm1", "vm2"};
+	mg_plan_red h = {.source = MG_RED_HAPROXY,
+	                 .backend = "web",
+	                 .k8s_servers = k8s,
+	                 .nk8s_servers = 1,
+	                 .vm_servers = vms,
+	                 .nvm_servers = 2};
+	mg_plan_red x = {.source = MG_RED_INGRESS_NGINX,
+	                 .namespace_ = "shop",
+	                 .ingress = "web",
+	                 .max_latency_quantile = 0.99};
+	const mg_plan_red *reds[] = {&h, &x};
+	for (size_t r = 0; r < 2; r++) {
+		mg_red_side *s;
+		size_t ns;
+		cr_assert_eq(mg_promql_red_sides(&s, &ns, reds[r], 60000, &err), 0);
+		for (size_t i = 0; i < ns; i++) {
+			cr_assert(in_some(exprs, n, s[i].requests), "no panel has %s",
+			          s[i].requests);
+			cr_assert(in_some(exprs, n, s[i].errors), "no panel has %s", s[i].errors);
+			cr_assert(in_some(exprs, n, s[i].latency), "no panel has %s", s[i].latency);
+		}
+		mg_promql_red_sides_free(s, ns);
+	}
+	/* migrate's own metrics: only those `run --metrics-addr` documents */
+	char *doc = NULL;
+	size_t len;
+	cr_assert_eq(mg_fs_read_all(&doc, &len, "docs/cli.md", &err), 0, "%s", err.message);
+	for (size_t i = 0; i < n; i++) {
+		for (const char *m = strstr(exprs[i], "migrate_"); m;
+		     m = strstr(m + 1, "migrate_")) {
+			char name[80], row[96];
+			size_t k = 0;
+			while (k < sizeof(name) - 1 &&
+			       (m[k] == '_' || (m[k] >= 'a' && m[k] <= 'z')))
+				name[k] = m[k], k++;
+			name[k] = '\0';
+			snprintf(row, sizeof(row), "| `%s` |", name);
+			cr_assert(strstr(doc, row), "%s is not in docs/cli.md's metrics table",
+			          name);
+		}
+		free(exprs[i]);
+	}
+	free(doc);
+	json_decref(dash);
 }
