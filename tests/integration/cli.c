@@ -195,7 +195,8 @@ Test(cli, bad_output_format)
 {
 	result r = tu_migrate("validate", "-o", "xml", NULL);
 	cr_assert_eq(r.status, 2);
-	cr_assert(strstr(r.err, "--output takes text, json or yaml, not \"xml\""), "%s", r.err);
+	cr_assert(strstr(r.err, "--output takes text, json, yaml, html or svg, not \"xml\""), "%s",
+	          r.err);
 	tu_output_free(&r);
 	/* yaml is for the commands that print manifests, before or after the command name */
 	r = tu_migrate("-o", "yaml", "validate", NULL);
