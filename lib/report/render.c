@@ -157,7 +157,9 @@ static void page(rp_buf *b, const mg_report *r)
 		PS(b, "; balancer ");
 		E(b, r->provider);
 	}
-	P(b, ". Made %s by migrate %s.</p>\n", g, mg_buildinfo_version());
+	P(b, ". Made %s by migrate ", g);
+	E(b, mg_buildinfo_version());
+	PS(b, ".</p>\n");
 	if (r->metrics_ok) {
 		char w[32], s[32];
 		mg_report_duration(w, sizeof(w), r->window_ms);
