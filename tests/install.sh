@@ -191,7 +191,7 @@ t() {
 }
 [[ $(complete -p migrate) == "complete -F _migrate migrate" ]] || { echo "  FAIL: complete -p migrate"; fails=$((fails + 1)); }
 t "state status step" migrate st
-t "render resume rollback run" migrate r
+t "render report resume rollback run" migrate r
 t "--accept-new-host-keys" migrate -p x.yaml rollback --ac
 t "--adopt --allow-skew" migrate step --a
 t "--to" migrate step --t
@@ -202,13 +202,14 @@ t "" migrate step --vers
 t "json text" migrate -o ""
 t "json text" migrate step --output = ""
 t "json yaml" migrate configmap -o ""
+t "html json svg" migrate report -o ""
 t "10 100 25 50 75" migrate -p "$plan" step --to ""
 t "50" migrate --plan = "$plan" run --until 5
 t "a.yaml b.yml sub" migrate -p ""
 t "a.yaml b.yml sub" migrate validate a.yaml ""
 t "pull push" migrate state ""
 t "sub" migrate state pull ""
-t "render resume rollback run" migrate help r
+t "render report resume rollback run" migrate help r
 exit $((fails > 0))
 EOF
 mkdir -p "$tmp/cwd/sub" && : >"$tmp/cwd/a.yaml" && : >"$tmp/cwd/b.yml" && : >"$tmp/cwd/c.txt"
