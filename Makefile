@@ -53,7 +53,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
 .PHONY: FORCE all bench deps check unit integration integration-kube fuzz-replay fuzz fuzz-long test test-asan demo format \
-        format-check lint examples-check clean
+        format-check lint examples-check test-programs clean
 .DEFAULT_GOAL := all
 
 all: migrate
@@ -126,6 +126,10 @@ bench: deps all
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/kubestate.sh
 	MIGRATE_BIN=$(BUILD)/migrate sh tests/bench/leader.sh
 
+# Every program `make check` runs, so that `make -j` builds them all before any test starts.
+test-programs: $(BUILD)/migrate $(BUILD)/tests/unit.bin $(BUILD)/tests/integration.bin \
+               $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
+
 fuzz-replay: $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz-replay-%)
 	@for t in $(FUZZ_TARGETS); do \
 	  printf '%s: ' $$t; $(BUILD)/tests/fuzz-replay-$$t tests/fuzz/corpus/$$t || exit 1; \
@@ -153,17 +157,33 @@ fuzz-long:
 	sh tests/fuzz/run.sh --long $(FUZZ_LONG_SECONDS) "$(FUZZ_ONLY)"
 
 # Warnings fail the build here, so "warning-free under gcc and clang" stays true.
+# Builds use every core (NPROC); the test runs set their own --jobs. Each stage prints the time
+# it starts, so a CI log shows where the minutes go.
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+stage = @date '+test: %T $(1)'
 test: deps
+	$(call stage,format-check)
 	$(MAKE) --no-print-directory format-check
+	$(call stage,gcc build)
+	$(MAKE) --no-print-directory -j$(NPROC) CFLAGS='-O2 -g -Werror' test-programs
+	$(call stage,lint)
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' lint
+	$(call stage,examples-check)
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' examples-check
+	$(call stage,gcc check)
 	$(MAKE) --no-print-directory CFLAGS='-O2 -g -Werror' check
+	$(call stage,asan build)
+	$(MAKE) --no-print-directory -j$(NPROC) BUILD=build-asan SAN=1 CFLAGS='-g -Werror' test-programs
+	$(call stage,asan check)
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS='-g -Werror' KUBE_CHECK=0 check
+	$(call stage,clang build)
 	@if command -v clang >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory CC=clang BUILD=build-clang CFLAGS='-O2 -g -Werror' \
+	  $(MAKE) --no-print-directory -j$(NPROC) CC=clang BUILD=build-clang CFLAGS='-O2 -g -Werror' \
 	    build-clang/migrate build-clang/tests/unit.bin build-clang/tests/integration.bin; \
 	else echo "test: clang not installed; gcc build only"; fi
+	$(call stage,fuzz)
 	$(MAKE) --no-print-directory fuzz
+	$(call stage,done)
 
 demo: deps
 	$(MAKE) --no-print-directory all
