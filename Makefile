@@ -53,7 +53,7 @@ DEB_PACKAGES = gcc libc6-dev make pkg-config git libyaml-dev libjansson-dev \
 BENCH_PACKAGES = $(DEB_PACKAGES) ansible-core
 
 .PHONY: FORCE all bench deps check unit integration integration-kube fuzz-replay fuzz fuzz-long test test-asan demo format \
-        format-check lint examples-check test-programs clean
+        format-check lint examples-check test-programs syntax-check clean
 .DEFAULT_GOAL := all
 
 all: migrate
@@ -97,6 +97,19 @@ FUZZ_COMMON  = tests/fuzz/replay.c tests/fuzz/fuzzutil.c
 $(BUILD)/tests/fuzz-replay-%: tests/fuzz/%_fuzz.c $(FUZZ_COMMON) tests/fuzz/fuzzutil.h $(LIBMG)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $< $(FUZZ_COMMON) $(LIBMG) $(LIBS)
+
+# Every source of the binary and the test programs through the compiler's front end only
+# (-fsyntax-only, a stamp per file): `make test` runs it with clang, whose warnings all come
+# from the front end (the flow-based ones such as -Wsometimes-uninitialized too), so -Werror
+# fails here as a full clang build would, without generating the code the gcc build already has.
+SYNTAX_SRC = $(sort $(LIB_SRC) $(CMD_SRC) $(UNIT_SRC) $(INT_SRC))
+SYNTAX_OUT = $(SYNTAX_SRC:%.c=$(BUILD)/%.syntax)
+syntax-check: $(SYNTAX_OUT)
+$(BUILD)/%.syntax: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DMG_VERSION='"$(VERSION)"' -DMG_GITREV='"$(GITREV)"' -fsyntax-only \
+	  -MMD -MP -MT $@ -MF $(@:.syntax=.sd) $< && touch $@
+-include $(SYNTAX_OUT:.syntax=.sd)
 
 # Tests run from the repository root so fixtures are found by relative path.
 unit: $(BUILD)/tests/unit.bin
@@ -176,10 +189,10 @@ test: deps
 	$(MAKE) --no-print-directory -j$(NPROC) BUILD=build-asan SAN=1 CFLAGS='-g -Werror' test-programs
 	$(call stage,asan check)
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 CFLAGS='-g -Werror' KUBE_CHECK=0 check
-	$(call stage,clang build)
+	$(call stage,clang warnings)
 	@if command -v clang >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory -j$(NPROC) CC=clang BUILD=build-clang CFLAGS='-O2 -g -Werror' \
-	    build-clang/migrate build-clang/tests/unit.bin build-clang/tests/integration.bin; \
+	    syntax-check; \
 	else echo "test: clang not installed; gcc build only"; fi
 	$(call stage,fuzz)
 	$(MAKE) --no-print-directory fuzz
