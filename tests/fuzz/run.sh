@@ -62,12 +62,18 @@ libs="$(pkg-config --libs $pkgs) -lm -pthread"
 # (objects of files split or removed since the last run must not be linked in)
 rm -rf "$out/libfuzz.a" "$out/obj"
 mkdir -p "$out/obj"
+# One compiler per core (FUZZ_JOBS, default nproc): the objects do not depend on each other.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 for src in lib/*.c lib/*/*.c; do
 	[ -e "$src" ] || continue # lib/*.c matches nothing: the sources are in folders
-	obj="$out/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
+	echo "$src"
+done | FLAGS=$flags OUT=$out xargs -P "$jobs" -n 1 sh -c '
+	obj="$OUT/obj/$(echo "$1" | tr / _ | sed "s/\.c\$/.o/")"
 	# shellcheck disable=SC2086
-	clang $flags -c -o "$obj" "$src"
-done
+	exec clang $FLAGS -c -o "$obj" "$1"' sh || {
+	echo "fuzz: the library does not compile for fuzzing" >&2
+	exit 1
+}
 ar rcs "$out/libfuzz.a" "$out"/obj/*.o
 
 build() {
